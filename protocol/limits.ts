@@ -1,0 +1,37 @@
+// Every limit the decoders enforce, in one place, each with its reason.
+// A frame or field beyond a limit is refused, never truncated.
+
+// Peer ids are base58btc multihashes (an Ed25519 id is 52 characters); the margin
+// leaves room for other key types without admitting unbounded strings.
+export const MAX_ID_CHARS = 128
+// Listen addresses a node may advertise, and the length of one multiaddr string.
+export const MAX_ADDRS = 16
+export const MAX_ADDR_CHARS = 256
+// IPv6 text form is at most 45 characters.
+export const MAX_IP_CHARS = 45
+// The advertised HTTP URL of an agent.
+export const MAX_URL_CHARS = 256
+export const MAX_SERVICES = 64
+export const MAX_SERVICE_NAME_CHARS = 64
+export const MAX_SERVICE_VERSION_CHARS = 32
+export const MAX_SERVICE_CAPACITY = 1_000_000
+export const MAX_SESSIONS = 100_000_000
+export const MAX_REGION_CHARS = 64
+// Ed25519 signatures are 64 bytes; other key types (RSA) would need more, but the
+// agent only issues Ed25519 identities.
+export const MAX_SIG_BYTES = 128
+// One encoded record: 16 addresses of 256 characters plus 64 services stay below it.
+export const MAX_RECORD_BYTES = 16 * 1024
+export const MAX_ACCUSATION_BYTES = 512
+// Updates piggybacked on one probe message or carried by one gossip message.
+export const MAX_UPDATES = 256
+// Entries in one push-pull message or peek reply: far beyond the 10,000 nodes the
+// simulator is sized for, still bounded.
+export const MAX_ENTRIES = 65_536
+// Frame limits per message type, in bytes, checked before any parsing.
+export const MAX_PROBE_FRAME_BYTES = 256 * 1024
+export const MAX_SMALL_FRAME_BYTES = 256
+export const MAX_GOSSIP_FRAME_BYTES = 1024 * 1024
+export const MAX_TABLE_FRAME_BYTES = 32 * 1024 * 1024
+// The largest frame any stream reader accepts; equal to the largest per-type limit.
+export const MAX_FRAME_BYTES = MAX_TABLE_FRAME_BYTES
