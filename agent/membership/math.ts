@@ -1,0 +1,62 @@
+// Pure arithmetic of the failure detector, kept apart so it can be table-tested
+// (memberlist's util.go and suspicion.go do the same).
+
+// Above this many members, periodic gossip periods grow in proportion to N.
+export const GOSSIP_SCALE_THRESHOLD = 32
+
+// Suspicion timeout bounds (Lifeguard, as in memberlist):
+//   min = suspicionMult × max(1, log10(N)) × probeIntervalMs
+//   max = suspicionMaxTimeoutMult × min
+export function suspicionBoundsMs (
+  n: number, suspicionMult: number, maxMult: number, probeIntervalMs: number
+): { minMs: number; maxMs: number } {
+  const nodeScale = Math.max(1, Math.log10(Math.max(1, n)))
+  const minMs = Math.floor(suspicionMult * nodeScale * probeIntervalMs)
+  return { minMs, maxMs: Math.floor(maxMult * minMs) }
+}
+
+// How many independent confirmations a suspicion expects before it reaches its
+// minimum timeout. Neither the suspect nor we can confirm, hence n - 2; when the
+// cluster is too small to supply them, none are expected and the minimum applies.
+export function expectedConfirmations (n: number, suspicionMult: number): number {
+  const k = Math.floor(suspicionMult - 2)
+  return n - 2 < k ? 0 : Math.max(0, k)
+}
+
+// Total suspicion timeout after `confirmations` independent confirmations out of
+// `k` expected: falls logarithmically from max to min.
+export function suspicionTimeoutMs (confirmations: number, k: number, minMs: number, maxMs: number): number {
+  if (k < 1) return minMs
+  const fraction = Math.log(confirmations + 1) / Math.log(k + 1)
+  const raw = Math.floor(maxMs - fraction * (maxMs - minMs))
+  return Math.max(minMs, raw)
+}
+
+// Time left before a suspicion turns into a dead verdict.
+export function remainingSuspicionMs (
+  confirmations: number, k: number, elapsedMs: number, minMs: number, maxMs: number
+): number {
+  return suspicionTimeoutMs(confirmations, k, minMs, maxMs) - elapsedMs
+}
+
+// Lifeguard's local health multiplier: a node that misses acks and nacks waits
+// longer before it accuses anyone.
+export function scaleByHealth (durationMs: number, healthScore: number): number {
+  return durationMs * (healthScore + 1)
+}
+
+export function clampHealth (score: number, awarenessMax: number): number {
+  return Math.min(awarenessMax - 1, Math.max(0, score))
+}
+
+// How many times a piggybacked update is sent before it is dropped.
+export function retransmitLimit (retransmitMult: number, n: number): number {
+  return retransmitMult * Math.ceil(Math.log10(n + 1))
+}
+
+// Periodic whole-record gossip (refresh, push-pull) scaled so that each member's
+// share of the bandwidth stays flat as N grows.
+export function gossipScaleMs (intervalMs: number, n: number): number {
+  if (n <= GOSSIP_SCALE_THRESHOLD) return intervalMs
+  return Math.floor(intervalMs * n / GOSSIP_SCALE_THRESHOLD)
+}

@@ -1,0 +1,632 @@
+// Membership: SWIM failure detection with the Lifeguard refinements, piggybacked
+// and published gossip, and push-pull anti-entropy, as one deterministic state
+// machine. `step()` takes one input and returns the effects to carry out; it reads
+// no clock, draws randomness only from the injected Random, and touches no socket.
+
+import { encodeAccusation } from '../../protocol/codec.ts'
+import type {
+  Accusation, Entry, Message, MemberStatus, NodeRecord, PeekMember, SignedAccusation, SignedRecord, Update
+} from '../../protocol/messages.ts'
+import type { AgentEvent, Auth, Command, Effect, Input, PeerKey, Random } from '../core/io.ts'
+import { answerDigest, digestOfTable, entriesFor } from './antientropy.ts'
+import { BroadcastQueue } from './broadcast.ts'
+import type { MembershipConfig } from './config.ts'
+import {
+  clampHealth, expectedConfirmations, gossipScaleMs, retransmitLimit, scaleByHealth, suspicionBoundsMs, suspicionTimeoutMs
+} from './math.ts'
+import { Prober } from './prober.ts'
+import type { Probe } from './prober.ts'
+import { SelfRecord } from './self.ts'
+import { MemberTable, claimIsNewer, compareVersion, setSelfRecord } from './table.ts'
+import type { AccusationOutcome, Member, RecordOutcome } from './table.ts'
+
+export type MembershipOptions = {
+  // The own record as it starts; incarnation comes from the data directory
+  // (raised at every start), seq starts at 0.
+  self: Omit<NodeRecord, 'seq' | 'status'>
+  config: MembershipConfig
+  random: Random
+  auth: Auth
+  nowMs: number
+}
+
+// Incarnations are safe integers on the wire; never refute past this.
+const MAX_INCARNATION = Number.MAX_SAFE_INTEGER - 1
+
+export class Membership {
+  readonly id: PeerKey
+  readonly #config: MembershipConfig
+  readonly #random: Random
+  readonly #auth: Auth
+  readonly #table = new MemberTable()
+  readonly #broadcasts = new BroadcastQueue()
+  readonly #prober = new Prober()
+  readonly #own: SelfRecord
+  readonly #self: Member
+  #health = 0
+  #out: Effect[] = []
+  #now: number
+  #wakeAtMs: number | null = null
+  #leaving = false
+  #bootstrap: PeerKey[] = []
+  // When each peer was last probed out of turn, and last introduced to.
+  readonly #lastHintMs = new Map<PeerKey, number>()
+  readonly #lastIntroMs = new Map<PeerKey, number>()
+  readonly #lastStaleAnswerMs = new Map<PeerKey, number>()
+  #nextProbeMs: number
+  #nextPushPullMs: number
+  #nextReconnectMs: number
+  #nextRefreshMs: number
+  #nextJoinRetryMs = Infinity
+  #nextReapMs: number
+  #lastPublishMs = -Infinity
+  #publishPendingAtMs = Infinity
+
+  constructor (options: MembershipOptions) {
+    this.id = options.self.id
+    this.#config = options.config
+    this.#random = options.random
+    this.#auth = options.auth
+    this.#now = options.nowMs
+    this.#own = new SelfRecord({ ...options.self, seq: 0, status: 'alive' }, options.auth)
+    this.#self = this.#table.addSelf(this.#own.signed, options.nowMs)
+    const jitter = (ms: number): number => options.nowMs + this.#random.nextInt(Math.max(1, ms))
+    this.#nextProbeMs = jitter(this.#config.probeIntervalMs)
+    this.#nextPushPullMs = jitter(this.#config.pushPullIntervalMs)
+    this.#nextReconnectMs = jitter(this.#config.reconnectIntervalMs)
+    this.#nextRefreshMs = jitter(this.#config.recordRefreshIntervalMs)
+    this.#nextReapMs = options.nowMs + this.#reapCheckMs()
+  }
+
+  step (input: Input): Effect[] {
+    this.#out = []
+    this.#now = input.nowMs
+    if (!this.#leaving) {
+      this.#checkStall()
+      if (input.kind === 'tick') this.#onTick()
+      else if (input.kind === 'receive') this.#onReceive(input.from, input.channel, input.message)
+      else this.#onCommand(input.command)
+    }
+    this.#wakeAtMs = this.nextWakeMs()
+    return this.#out
+  }
+
+  // The earliest time the core needs a tick; hosts schedule one for then.
+  nextWakeMs (): number {
+    if (this.#leaving) return Infinity
+    const joinRetry = this.#alone() ? this.#nextJoinRetryMs : Infinity
+    return Math.min(
+      this.#nextProbeMs, this.#prober.nextDeadlineMs(), this.#table.earliestSuspicionDeadlineMs(),
+      this.#nextPushPullMs, this.#nextReconnectMs, this.#nextRefreshMs, this.#publishPendingAtMs,
+      joinRetry, this.#nextReapMs
+    )
+  }
+
+  get incarnation (): number {
+    return this.#own.record.incarnation
+  }
+
+  get record (): NodeRecord {
+    return this.#own.record
+  }
+
+  get health (): number {
+    return this.#health
+  }
+
+  get leaving (): boolean {
+    return this.#leaving
+  }
+
+  // Read-only view for peek and the HTTP API, including the local node.
+  snapshot (nowMs: number): PeekMember[] {
+    const view: PeekMember[] = []
+    for (const member of this.#table.all()) {
+      const lastHeardMs = member === this.#self ? 0 : Math.max(0, nowMs - member.lastHeardMs)
+      view.push({ record: member.signed.record, status: member.status, statusIncarnation: member.statusIncarnation, lastHeardMs })
+    }
+    return view
+  }
+
+  statusOf (id: PeerKey): MemberStatus | null {
+    return this.#table.get(id)?.status ?? null
+  }
+
+  // ---- time ---------------------------------------------------------------
+
+  // An input far later than the wake-up we asked for means our own event loop (or
+  // process) stalled. Nothing could be heard meanwhile, so pending timeouts are
+  // extended by the stall (plus a grace for the backlog of inputs to be read) and
+  // local health degrades: Lifeguard's answer to a slow node accusing others.
+  #checkStall (): void {
+    if (this.#wakeAtMs === null) return
+    const lateMs = this.#now - this.#wakeAtMs
+    if (lateMs <= this.#config.stallThresholdMs) return
+    const extendMs = lateMs + this.#config.stallThresholdMs
+    this.#prober.extend(extendMs)
+    this.#table.extendSuspicions(extendMs)
+    this.#emit({ type: 'stall', lateMs })
+    this.#adjustHealth(1, 'event loop stalled')
+  }
+
+  #onTick (): void {
+    this.#runDueProbes()
+    for (const member of this.#table.expiredSuspicions(this.#now)) this.#accuse('dead', member, member.statusIncarnation)
+    this.#checkSuspects()
+    if (this.#now >= this.#nextProbeMs) this.#probeNext()
+    if (this.#now >= this.#nextPushPullMs) this.#periodicPushPull()
+    if (this.#now >= this.#nextReconnectMs) this.#reconnect()
+    if (this.#now >= this.#nextRefreshMs || this.#now >= this.#publishPendingAtMs) this.#publishOwnRecord()
+    if (this.#alone() && this.#now >= this.#nextJoinRetryMs) this.#retryJoin()
+    if (this.#now >= this.#nextReapMs) this.#reap()
+  }
+
+  #runDueProbes (): void {
+    for (const due of this.#prober.due(this.#now)) {
+      if (due.kind === 'go-indirect') this.#goIndirect(due.probe)
+      else if (due.kind === 'fail') this.#probeFailed(due.probe)
+      else {
+        due.relay.nacked = true
+        this.#send(due.relay.requester, { type: 'nack', seq: due.relay.requesterSeq })
+      }
+    }
+  }
+
+  // ---- probing ------------------------------------------------------------
+
+  #probeNext (): void {
+    const target = this.#prober.nextTarget(
+      () => this.#liveIds(),
+      (id) => this.#isProbeable(id),
+      (ids) => this.#random.shuffle(ids)
+    )
+    const periodMs = scaleByHealth(this.#config.probeIntervalMs, this.#health)
+    this.#nextProbeMs = this.#now + periodMs
+    if (target !== null) this.#startProbe(target)
+  }
+
+  #startProbe (target: PeerKey): void {
+    const probe = this.#prober.start(
+      target, this.#now,
+      scaleByHealth(this.#config.probeTimeoutMs, this.#health),
+      scaleByHealth(this.#config.probeIntervalMs, this.#health)
+    )
+    this.#send(target, { type: 'ping', seq: probe.seq, updates: this.#piggyback(target) })
+  }
+
+  #goIndirect (probe: Probe): void {
+    const helpers = this.#randomLive(this.#config.indirectChecks, [probe.target])
+    this.#prober.goIndirect(probe, helpers.length)
+    for (const helper of helpers) {
+      this.#send(helper, { type: 'ping-req', seq: probe.seq, target: probe.target, updates: this.#piggyback(helper) })
+    }
+  }
+
+  #probeFailed (probe: Probe): void {
+    this.#prober.finish(probe)
+    this.#emit({ type: 'probe', target: probe.target, result: 'failed' })
+    // Lifeguard: missing nacks mean the intermediaries could not answer us either,
+    // which points at our own side.
+    const missedNacks = probe.expectedNacks > 0 ? probe.expectedNacks - probe.nacks : 1
+    this.#adjustHealth(missedNacks, 'probe failed without enough nacks')
+    const member = this.#table.get(probe.target)
+    if (member !== undefined && (member.status === 'alive' || member.status === 'suspect')) {
+      this.#accuse('suspect', member, member.statusIncarnation)
+    }
+  }
+
+  #onAck (from: PeerKey, seq: number, updates: Update[]): void {
+    this.#applyUpdates(updates, from, 'direct')
+    const match = this.#prober.ack(seq)
+    if (match.kind === 'probe') {
+      const result = from === match.probe.target ? 'ack' : 'indirect-ack'
+      this.#emit({ type: 'probe', target: match.probe.target, result })
+      this.#adjustHealth(-1, 'probe acknowledged')
+    } else if (match.kind === 'relay') {
+      const relay = match.relay
+      this.#send(relay.requester, { type: 'ack', seq: relay.requesterSeq, updates: this.#piggyback(relay.requester) })
+    }
+  }
+
+  #onPingReq (from: PeerKey, seq: number, target: PeerKey, updates: Update[]): void {
+    this.#applyUpdates(updates, from, 'direct')
+    if (target === this.id) {
+      this.#send(from, { type: 'ack', seq, updates: this.#piggyback(from) })
+      return
+    }
+    // The requester's indirect window is probeInterval − probeTimeout; answer "no
+    // ack" at 80% of our own probe timeout so the nack lands inside it.
+    const nackAfterMs = Math.floor(this.#config.probeTimeoutMs * 0.8)
+    const relaySeq = this.#prober.relay(from, seq, target, this.#now, nackAfterMs, this.#config.probeIntervalMs * 2)
+    this.#send(target, { type: 'ping', seq: relaySeq, updates: this.#piggyback(target) })
+  }
+
+  #onNack (seq: number): void {
+    const probe = this.#prober.nack(seq)
+    // Every intermediary answered and none reached the target: no need to wait.
+    if (probe !== null) this.#probeFailed(probe)
+  }
+
+  // The transport lost or could not reach a peer: probe it now rather than at its
+  // turn, and skip the direct wait when the direct path is known to be broken.
+  #onHint (peer: PeerKey, unreachable: boolean): void {
+    const probe = this.#prober.probeOf(peer)
+    if (probe !== null) {
+      if (unreachable && probe.phase === 'direct') this.#goIndirect(probe)
+      return
+    }
+    if (!this.#isProbeable(peer) || !this.#rateAllowed(this.#lastHintMs, peer, this.#config.probeIntervalMs)) return
+    this.#startProbe(peer)
+  }
+
+  // ---- accusations --------------------------------------------------------
+
+  #accuse (kind: 'suspect' | 'dead', member: Member, incarnation: number): void {
+    const accusation: Accusation = { kind, subject: member.id, incarnation, accuser: this.id }
+    const bytes = encodeAccusation(accusation)
+    const signed: SignedAccusation = { accusation, bytes, sig: this.#auth.sign(bytes) }
+    const outcome = this.#table.applyAccusation(signed, accusation, this.#now, this.#suspicionDeadline)
+    if (outcome.kind === 'ignored') return
+    const update: Update = { kind: 'accusation', signed }
+    this.#afterAccusation(outcome, update, this.id)
+    this.#publish([update])
+    // Tell the accused directly too: if it is alive it refutes at once.
+    if (kind === 'suspect') this.#send(member.id, { type: 'gossip', updates: [update] })
+  }
+
+  // Gossip reaches most members fast but not all (10% loss loses one in ten
+  // published refutations, and piggybacking is random). A member that still holds
+  // an unconfirmed suspicion a third and two thirds of the way to its deadline
+  // shows the accusation to the suspect itself; a live suspect answers with its
+  // current record (refuting if it had not yet). A real failure has gathered its
+  // confirmations by then and costs nothing.
+  #checkSuspects (): void {
+    const k = expectedConfirmations(this.#table.liveCount, this.#config.suspicionMult)
+    for (const member of this.#table.dueChecks(this.#now)) {
+      const suspicion = member.suspicion
+      if (suspicion === null) continue
+      suspicion.checks++
+      const span = suspicion.deadlineMs - suspicion.startMs
+      suspicion.checkAtMs = suspicion.checks >= 2 ? Infinity : suspicion.startMs + Math.floor(2 * span / 3)
+      if (suspicion.accusers.size - 1 >= k && k > 0) continue
+      if (member.accusation !== null) this.#send(member.id, { type: 'gossip', updates: [{ kind: 'accusation', signed: member.accusation }] })
+    }
+  }
+
+  readonly #suspicionDeadline = (startMs: number, confirmations: number): number => {
+    const n = this.#table.liveCount
+    const { minMs, maxMs } = suspicionBoundsMs(n, this.#config.suspicionMult, this.#config.suspicionMaxTimeoutMult, this.#config.probeIntervalMs)
+    const k = expectedConfirmations(n, this.#config.suspicionMult)
+    return startMs + suspicionTimeoutMs(confirmations, k, minMs, maxMs)
+  }
+
+  #afterAccusation (outcome: AccusationOutcome, update: Update, by: PeerKey): void {
+    if (outcome.kind === 'ignored') return
+    this.#broadcasts.enqueue(update)
+    const member = outcome.member
+    if (outcome.kind === 'confirmed') {
+      this.#emit({ type: 'suspicion-confirmed', id: member.id, by, confirmations: outcome.confirmations })
+      return
+    }
+    if (outcome.kind === 'died') this.#prober.cancel(member.id)
+    this.#emit({ type: 'member-status', id: member.id, status: member.status, previous: outcome.previous, incarnation: member.statusIncarnation, by })
+    if (outcome.kind === 'suspected' && by !== this.id) this.#maybeConfirm(member)
+  }
+
+  // Lifeguard shrinks a suspicion's timeout as independent confirmations arrive.
+  // Rather than wait for the suspect's turn in our round, a few members (k + 1
+  // expected, cluster-wide) probe it now: a real failure is confirmed within one
+  // probe period, and a false suspicion gathers no confirmations and keeps its
+  // long timeout.
+  #maybeConfirm (member: Member): void {
+    const n = this.#table.liveCount
+    const k = expectedConfirmations(n, this.#config.suspicionMult)
+    const chance = Math.min(1, (k + 1) / Math.max(1, n - 2))
+    if (this.#random.nextFloat() < chance) this.#onHint(member.id, false)
+  }
+
+  // Someone says we are suspect or dead: raise our incarnation above the claim and
+  // make sure the accuser and everyone else hear it.
+  #refute (claimIncarnation: number, accusation: MemberStatus, by: PeerKey, from: PeerKey): void {
+    // Already refuted: whoever showed us the stale claim is behind; answer it.
+    if (claimIncarnation < this.#own.record.incarnation) return this.#answerStale(from)
+    if (claimIncarnation >= MAX_INCARNATION) return
+    this.#own.refute(claimIncarnation)
+    this.#out.push({ kind: 'persist', record: { kind: 'incarnation', incarnation: this.#own.record.incarnation } })
+    setSelfRecord(this.#self, this.#own.signed)
+    this.#emit({ type: 'refuted', incarnation: this.#own.record.incarnation, accusation, by })
+    this.#adjustHealth(1, 'had to refute a suspicion')
+    const update = this.#ownUpdate()
+    this.#broadcasts.enqueue(update)
+    this.#publish([update])
+    if (by !== this.id) this.#send(by, { type: 'gossip', updates: [update] })
+    if (from !== by && from !== this.id) this.#send(from, { type: 'gossip', updates: [update] })
+  }
+
+  #answerStale (peer: PeerKey): void {
+    if (peer === this.id || !this.#rateAllowed(this.#lastStaleAnswerMs, peer, this.#config.probeIntervalMs)) return
+    this.#send(peer, { type: 'gossip', updates: [this.#ownUpdate()] })
+  }
+
+  // ---- receiving ----------------------------------------------------------
+
+  #onReceive (from: PeerKey, channel: 'direct' | 'gossip', message: Message): void {
+    if (from === this.id) return
+    if (channel === 'gossip') {
+      if (message.type === 'gossip') this.#applyUpdates(message.updates, from, 'gossip')
+      else this.#reject(from, `${message.type} is not a gossip message`)
+      return
+    }
+    const exchange = message.type === 'push-pull-request' || message.type === 'push-pull-reply' || message.type === 'push-pull-entries'
+    this.#heardDirectly(from, !exchange)
+    switch (message.type) {
+      case 'ping':
+        this.#applyUpdates(message.updates, from, 'direct')
+        this.#send(from, { type: 'ack', seq: message.seq, updates: this.#piggyback(from) })
+        return
+      case 'ack': return this.#onAck(from, message.seq, message.updates)
+      case 'ping-req': return this.#onPingReq(from, message.seq, message.target, message.updates)
+      case 'nack': return this.#onNack(message.seq)
+      case 'gossip': return this.#applyUpdates(message.updates, from, 'direct')
+      case 'push-pull-request': return this.#answerPushPull(from, message.join, message.digest)
+      case 'push-pull-reply':
+        this.#mergeEntries(message.entries, from)
+        if (message.want.length > 0) this.#send(from, { type: 'push-pull-entries', entries: entriesFor(this.#table, message.want) })
+        return
+      case 'push-pull-entries': return this.#mergeEntries(message.entries, from)
+      default: return this.#reject(from, `${message.type} is not a membership message`)
+    }
+  }
+
+  // A direct message proves the sender is up. A sender we do not know, or believe
+  // dead, gets a push-pull: it learns the table (and refutes if it was buried),
+  // and we learn its record.
+  #heardDirectly (from: PeerKey, introduce: boolean): void {
+    const member = this.#table.get(from)
+    if (member !== undefined) member.lastHeardMs = this.#now
+    const stranger = member === undefined || member.status === 'dead'
+    if (introduce && stranger && this.#rateAllowed(this.#lastIntroMs, from, this.#config.joinRetryMs)) this.#pushPull(from, false)
+  }
+
+  #applyUpdates (updates: Update[], from: PeerKey, channel: 'direct' | 'gossip'): void {
+    for (const update of updates) {
+      if (update.kind === 'record') this.#applyRecord(update, from, channel)
+      else this.#applyAccusation(update, from, channel)
+    }
+  }
+
+  #applyRecord (update: Update & { kind: 'record' }, from: PeerKey, channel: 'direct' | 'gossip'): void {
+    const record = update.signed.record
+    // Gossip's signed origin must be the record's author: nobody speaks for another.
+    if (channel === 'gossip' && record.id !== from) return this.#reject(from, `gossip from ${from} carried the record of ${record.id}`)
+    if (record.id === this.id) return this.#recordAboutSelf(update.signed, from)
+    if (!this.#table.wouldApplyRecord(record)) return
+    if (!this.#auth.verify(record.id, update.signed.bytes, update.signed.sig)) return this.#reject(from, `bad signature on the record of ${record.id}`)
+    this.#afterRecord(this.#table.applyRecord(update.signed, this.#now), update)
+  }
+
+  #afterRecord (outcome: RecordOutcome, update: Update): void {
+    if (outcome.kind === 'ignored') return
+    this.#broadcasts.enqueue(update)
+    const member = outcome.member
+    if (outcome.kind === 'joined') {
+      this.#prober.insert(member.id, this.#random.nextInt(this.#table.size))
+      this.#emit({ type: 'member-joined', id: member.id, record: member.signed.record })
+      return
+    }
+    this.#emit({ type: 'member-updated', id: member.id, record: member.signed.record })
+    if (!outcome.statusChanged) return
+    if (member.status === 'left') this.#prober.cancel(member.id)
+    this.#emit({ type: 'member-status', id: member.id, status: member.status, previous: outcome.previous, incarnation: member.statusIncarnation, by: member.id })
+  }
+
+  // Only a record we signed in an earlier life (state lost) can be newer than ours;
+  // step past it so our current record wins everywhere.
+  #recordAboutSelf (signed: SignedRecord, from: PeerKey): void {
+    if (compareVersion(signed.record, this.#own.record) <= 0) return
+    if (!this.#auth.verify(this.id, signed.bytes, signed.sig)) return this.#reject(from, 'bad signature on a record of ours')
+    this.#refute(signed.record.incarnation, 'alive', from, from)
+  }
+
+  #applyAccusation (update: Update & { kind: 'accusation' }, from: PeerKey, channel: 'direct' | 'gossip'): void {
+    const accusation = update.signed.accusation
+    if (channel === 'gossip' && accusation.accuser !== from) return this.#reject(from, `gossip from ${from} carried an accusation by ${accusation.accuser}`)
+    const aboutSelf = accusation.subject === this.id
+    if (!aboutSelf && !this.#table.wouldApplyAccusation(accusation)) return
+    if (aboutSelf && accusation.incarnation < this.#own.record.incarnation) return this.#answerStale(from)
+    if (!this.#auth.verify(accusation.accuser, update.signed.bytes, update.signed.sig)) return this.#reject(from, `bad signature on an accusation by ${accusation.accuser}`)
+    if (aboutSelf) return this.#refute(accusation.incarnation, accusation.kind, accusation.accuser, from)
+    const outcome = this.#table.applyAccusation(update.signed, accusation, this.#now, this.#suspicionDeadline)
+    this.#afterAccusation(outcome, update, accusation.accuser)
+  }
+
+  // ---- anti-entropy -------------------------------------------------------
+
+  #pushPull (peer: PeerKey, join: boolean): void {
+    this.#send(peer, { type: 'push-pull-request', join, digest: digestOfTable(this.#table) })
+  }
+
+  #answerPushPull (from: PeerKey, join: boolean, digest: Parameters<typeof answerDigest>[1]): void {
+    const { entries, want } = answerDigest(this.#table, digest)
+    this.#send(from, { type: 'push-pull-reply', entries, want })
+    // A joiner is introduced by this very exchange; no need to call it back.
+    if (join) this.#lastIntroMs.set(from, this.#now)
+  }
+
+  // Merges a peer's entries. Their suspect and dead claims are unsigned here, so
+  // we take them up as our own suspicion (memberlist: prefer suspect over dead
+  // from push-pull) and let the suspect refute it.
+  #mergeEntries (entries: Entry[], from: PeerKey): void {
+    for (const entry of entries) {
+      this.#applyRecord({ kind: 'record', signed: entry.signed }, from, 'direct')
+      if (entry.status !== 'suspect' && entry.status !== 'dead') continue
+      const id = entry.signed.record.id
+      if (id === this.id) {
+        this.#refute(entry.statusIncarnation, entry.status, from, from)
+        continue
+      }
+      const member = this.#table.get(id)
+      if (member === undefined || !claimIsNewer(entry, member)) continue
+      if (member.status === 'alive' || member.status === 'suspect') this.#accuse('suspect', member, entry.statusIncarnation)
+    }
+  }
+
+  #periodicPushPull (): void {
+    this.#nextPushPullMs = this.#now + this.#scaled(this.#config.pushPullIntervalMs)
+    const [peer] = this.#randomLive(1, [])
+    if (peer !== undefined) this.#pushPull(peer, false)
+  }
+
+  // Contact one dead member: after a partition heals, this is how the two sides
+  // find each other again.
+  #reconnect (): void {
+    this.#nextReconnectMs = this.#now + this.#config.reconnectIntervalMs
+    const dead: PeerKey[] = []
+    for (const member of this.#table.all()) if (member.status === 'dead') dead.push(member.id)
+    if (dead.length > 0) this.#pushPull(dead[this.#random.nextInt(dead.length)], false)
+  }
+
+  #retryJoin (): void {
+    this.#nextJoinRetryMs = this.#now + this.#config.joinRetryMs
+    for (const peer of this.#bootstrap) if (peer !== this.id) this.#pushPull(peer, true)
+  }
+
+  #reap (): void {
+    this.#nextReapMs = this.#now + this.#reapCheckMs()
+    for (const id of this.#table.reap(this.#now - this.#config.deadReapMs)) {
+      this.#broadcasts.drop(id)
+      this.#prober.cancel(id)
+      this.#lastHintMs.delete(id)
+      this.#lastIntroMs.delete(id)
+      this.#lastStaleAnswerMs.delete(id)
+      this.#emit({ type: 'member-reaped', id })
+    }
+  }
+
+  #reapCheckMs (): number {
+    return Math.min(60_000, Math.max(1_000, Math.floor(this.#config.deadReapMs / 10)))
+  }
+
+  // ---- commands -----------------------------------------------------------
+
+  #onCommand (command: Command): void {
+    switch (command.type) {
+      case 'join':
+        this.#bootstrap = command.peers.filter((peer) => peer !== this.id)
+        this.#nextJoinRetryMs = this.#now
+        this.#retryJoin()
+        this.#publishOwnRecord()
+        return
+      case 'leave': return this.#leave()
+      case 'update-self': return this.#updateSelf(command.patch)
+      case 'disconnected': return this.#onHint(command.peer, false)
+      case 'unreachable': return this.#onHint(command.peer, true)
+    }
+  }
+
+  #updateSelf (patch: Parameters<SelfRecord['patch']>[0]): void {
+    const kind = this.#own.patch(patch, this.#config.loadChangeThreshold)
+    if (kind === 'none') return
+    setSelfRecord(this.#self, this.#own.signed)
+    this.#broadcasts.enqueue(this.#ownUpdate())
+    const earliest = this.#lastPublishMs + this.#scaled(this.#config.recordMinIntervalMs)
+    // Load alone is rate-limited; anything else a member needs to know goes now.
+    if (kind === 'data' || this.#now >= earliest) this.#publishOwnRecord()
+    else this.#publishPendingAtMs = Math.min(this.#publishPendingAtMs, earliest)
+  }
+
+  #leave (): void {
+    this.#own.leave()
+    setSelfRecord(this.#self, this.#own.signed)
+    const update = this.#ownUpdate()
+    this.#publish([update])
+    for (const peer of this.#randomLive(this.#config.leaveFanout, [])) this.#send(peer, { type: 'gossip', updates: [update] })
+    this.#leaving = true
+    this.#prober.clear()
+    this.#emit({ type: 'left' })
+  }
+
+  // ---- output helpers -----------------------------------------------------
+
+  #publishOwnRecord (): void {
+    this.#lastPublishMs = this.#now
+    this.#publishPendingAtMs = Infinity
+    this.#nextRefreshMs = this.#now + this.#jittered(this.#scaled(this.#config.recordRefreshIntervalMs))
+    this.#publish([this.#ownUpdate()])
+  }
+
+  #ownUpdate (): Update {
+    return { kind: 'record', signed: this.#own.signed }
+  }
+
+  #publish (updates: Update[]): void {
+    this.#out.push({ kind: 'publish', message: { type: 'gossip', updates } })
+  }
+
+  #send (to: PeerKey, message: Message): void {
+    if (to !== this.id) this.#out.push({ kind: 'send', to, message })
+  }
+
+  #emit (event: AgentEvent): void {
+    this.#out.push({ kind: 'event', event })
+  }
+
+  #reject (from: PeerKey, reason: string): void {
+    this.#emit({ type: 'rejected', from, reason })
+  }
+
+  #piggyback (recipient: PeerKey): Update[] {
+    const limit = retransmitLimit(this.#config.retransmitMult, this.#table.liveCount)
+    return this.#broadcasts.take(this.#config.piggybackMaxBytes, limit, recipient)
+  }
+
+  #adjustHealth (delta: number, reason: string): void {
+    const next = clampHealth(this.#health + delta, this.#config.awarenessMax)
+    if (next === this.#health) return
+    this.#health = next
+    this.#emit({ type: 'local-health', score: next, reason })
+  }
+
+  // ---- selection helpers --------------------------------------------------
+
+  #alone (): boolean {
+    return this.#bootstrap.length > 0 && this.#table.liveCount <= 1
+  }
+
+  #isProbeable (id: PeerKey): boolean {
+    if (id === this.id) return false
+    const status = this.#table.get(id)?.status
+    return status === 'alive' || status === 'suspect'
+  }
+
+  #liveIds (): PeerKey[] {
+    const ids: PeerKey[] = []
+    for (const member of this.#table.all()) if (this.#isProbeable(member.id)) ids.push(member.id)
+    return ids
+  }
+
+  // Up to `count` distinct alive members other than us and `exclude`.
+  #randomLive (count: number, exclude: PeerKey[]): PeerKey[] {
+    if (count <= 0) return []
+    const ids: PeerKey[] = []
+    for (const member of this.#table.all()) {
+      if (member.status === 'alive' && member.id !== this.id && !exclude.includes(member.id)) ids.push(member.id)
+    }
+    return this.#random.shuffle(ids).slice(0, count)
+  }
+
+  #rateAllowed (lastMs: Map<PeerKey, number>, peer: PeerKey, minGapMs: number): boolean {
+    const last = lastMs.get(peer)
+    if (last !== undefined && this.#now - last < minGapMs) return false
+    lastMs.set(peer, this.#now)
+    return true
+  }
+
+  #scaled (intervalMs: number): number {
+    return gossipScaleMs(intervalMs, this.#table.liveCount)
+  }
+
+  #jittered (intervalMs: number): number {
+    return Math.floor(intervalMs * (0.9 + 0.2 * this.#random.nextFloat()))
+  }
+}

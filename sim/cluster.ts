@@ -1,0 +1,373 @@
+// A whole cluster in one process and virtual time: every node runs the real
+// membership core; the network, the disks, crashes and pauses are simulated.
+// Everything random comes from the seed, so a run replays exactly.
+
+import type { AgentEvent, Command, Effect, Input, PeerKey, SelfPatch } from '../agent/core/io.ts'
+import { SeededRandom, deriveSeed } from '../agent/core/random.ts'
+import type { MembershipConfig } from '../agent/membership/config.ts'
+import { membershipProfile } from '../agent/membership/config.ts'
+import { Membership } from '../agent/membership/membership.ts'
+import { decode, encode } from '../protocol/codec.ts'
+import type { MemberStatus, Message, NodeRecord, PeekMember } from '../protocol/messages.ts'
+import { SimAuth } from './auth.ts'
+import { DEFAULT_LINK, SimNetwork } from './network.ts'
+import type { LinkModel } from './network.ts'
+import { Scheduler } from './scheduler.ts'
+
+export type NodeState = 'running' | 'paused' | 'crashed'
+
+export type SimOptions = {
+  seed: number
+  nodes: number
+  config?: MembershipConfig
+  link?: Partial<LinkModel>
+  // How many of the first nodes serve as bootstrap peers for the others.
+  seeds?: number
+  // Joins are spread uniformly over this window, ms.
+  joinSpreadMs?: number
+  // Gossip (gossipsub) is modelled as this many link delays to every node.
+  gossipHops?: number
+  // Keep every event in `trace` (tests that inspect history).
+  trace?: boolean
+}
+
+export type TraceEntry = { atMs: number; node: PeerKey; event: AgentEvent }
+
+export type Traffic = { messagesOut: number; bytesOut: number; messagesIn: number; bytesIn: number }
+
+export class SimNode {
+  readonly id: PeerKey
+  readonly index: number
+  core: Membership | null = null
+  state: NodeState = 'crashed'
+  // What survives a crash: the persisted incarnation.
+  diskIncarnation = 0
+  // Inputs that reached a paused node, handled when it resumes.
+  inbox: Input[] = []
+  // Peers it has exchanged direct messages with: they notice when it crashes.
+  readonly peers = new Set<PeerKey>()
+  readonly traffic: Traffic = { messagesOut: 0, bytesOut: 0, messagesIn: 0, bytesIn: 0 }
+  tickAtMs = Infinity
+  pausedAtMs = 0
+
+  constructor (id: PeerKey, index: number) {
+    this.id = id
+    this.index = index
+  }
+}
+
+export class SimCluster {
+  readonly seed: number
+  readonly scheduler = new Scheduler()
+  readonly network: SimNetwork
+  readonly nodes: SimNode[] = []
+  readonly trace: TraceEntry[] = []
+  readonly config: MembershipConfig
+  readonly #byId = new Map<PeerKey, SimNode>()
+  readonly #listeners: Array<(entry: TraceEntry) => void> = []
+  readonly #random: SeededRandom
+  readonly #options: Required<Omit<SimOptions, 'config' | 'link'>>
+  rejectedFrames = 0
+
+  constructor (options: SimOptions) {
+    this.seed = options.seed
+    this.config = options.config ?? membershipProfile('lan')
+    this.#options = {
+      seed: options.seed,
+      nodes: options.nodes,
+      seeds: options.seeds ?? 3,
+      joinSpreadMs: options.joinSpreadMs ?? 1_000,
+      gossipHops: options.gossipHops ?? 2,
+      trace: options.trace ?? false
+    }
+    this.#random = new SeededRandom(deriveSeed(options.seed, 0x5eed))
+    this.network = new SimNetwork(new SeededRandom(deriveSeed(options.seed, 0x0e7)), { ...DEFAULT_LINK, ...options.link })
+    for (let i = 0; i < options.nodes; i++) this.#addNode()
+  }
+
+  get nowMs (): number {
+    return this.scheduler.nowMs
+  }
+
+  node (id: PeerKey): SimNode {
+    const node = this.#byId.get(id)
+    if (node === undefined) throw new Error(`no simulated node ${id}`)
+    return node
+  }
+
+  get ids (): PeerKey[] {
+    return this.nodes.map((node) => node.id)
+  }
+
+  onEvent (listener: (entry: TraceEntry) => void): void {
+    this.#listeners.push(listener)
+  }
+
+  // Starts every node; joins are spread over `joinSpreadMs`.
+  start (): void {
+    for (const node of this.nodes) {
+      const at = node.index < this.#options.seeds ? 0 : this.#random.nextInt(this.#options.joinSpreadMs + 1)
+      this.scheduler.at(at, () => this.#boot(node))
+    }
+  }
+
+  // Adds and starts one more node (a late joiner).
+  addNode (): SimNode {
+    const node = this.#addNode()
+    this.#boot(node)
+    return node
+  }
+
+  run (durationMs: number): void {
+    this.scheduler.runUntil(this.nowMs + durationMs)
+  }
+
+  runUntil (done: () => boolean, limitMs: number): boolean {
+    return this.scheduler.runUntilTrue(done, this.nowMs + limitMs)
+  }
+
+  // ---- faults -------------------------------------------------------------
+
+  // The process dies: its connections close, so peers get a disconnect hint.
+  crash (id: PeerKey): void {
+    const node = this.node(id)
+    if (node.state === 'crashed') return
+    node.state = 'crashed'
+    node.core = null
+    node.inbox = []
+    for (const peer of node.peers) {
+      const other = this.#byId.get(peer)
+      if (other === undefined || !this.network.canReach(peer, id)) continue
+      this.scheduler.after(this.network.delay(), () => this.#command(other, { type: 'disconnected', peer: id }))
+      other.peers.delete(id)
+    }
+    node.peers.clear()
+  }
+
+  restart (id: PeerKey): void {
+    const node = this.node(id)
+    if (node.state !== 'crashed') return
+    this.#boot(node)
+  }
+
+  // SIGSTOP: the process is frozen but its sockets stay open, so messages are
+  // accepted and queue up; nothing is processed or sent until it resumes.
+  pause (id: PeerKey): void {
+    const node = this.node(id)
+    if (node.state !== 'running') return
+    node.state = 'paused'
+    node.pausedAtMs = this.nowMs
+  }
+
+  resume (id: PeerKey): void {
+    const node = this.node(id)
+    if (node.state !== 'paused') return
+    node.state = 'running'
+    const queued = node.inbox
+    node.inbox = []
+    // The event loop runs its overdue timer first, then reads the backlog.
+    this.#step(node, { kind: 'tick', nowMs: this.nowMs })
+    for (const input of queued) {
+      if (node.state !== 'running') break
+      this.#step(node, { ...input, nowMs: this.nowMs })
+    }
+  }
+
+  // A graceful leave (SIGTERM): announce, then stop shortly after.
+  leave (id: PeerKey, stopAfterMs = 200): void {
+    const node = this.node(id)
+    if (node.state !== 'running') return
+    this.#command(node, { type: 'leave' })
+    this.scheduler.after(stopAfterMs, () => this.crash(id))
+  }
+
+  partition (sides: PeerKey[][]): void {
+    this.network.partition(sides)
+  }
+
+  heal (): void {
+    this.network.heal()
+  }
+
+  setLink (patch: Partial<LinkModel>): void {
+    this.network.setLink(patch)
+  }
+
+  updateSelf (id: PeerKey, patch: SelfPatch): void {
+    this.#command(this.node(id), { type: 'update-self', patch })
+  }
+
+  // ---- views --------------------------------------------------------------
+
+  // What `observer` believes about `subject`, or null if it has no entry.
+  statusSeenBy (observer: PeerKey, subject: PeerKey): MemberStatus | null {
+    const core = this.node(observer).core
+    return core === null ? null : core.statusOf(subject)
+  }
+
+  view (observer: PeerKey): PeekMember[] {
+    const core = this.node(observer).core
+    return core === null ? [] : core.snapshot(this.nowMs)
+  }
+
+  running (): SimNode[] {
+    return this.nodes.filter((node) => node.state === 'running')
+  }
+
+  // Every running node sees every running node alive and every other node as
+  // dead, left or unknown.
+  converged (nodes: SimNode[] = this.running()): boolean {
+    const live = new Set(nodes.map((node) => node.id))
+    for (const observer of nodes) {
+      const core = observer.core
+      if (core === null) return false
+      for (const subject of this.nodes) {
+        const status = core.statusOf(subject.id)
+        if (live.has(subject.id) ? status !== 'alive' : status === 'alive' || status === 'suspect') return false
+      }
+    }
+    return true
+  }
+
+  // ---- internals ----------------------------------------------------------
+
+  #addNode (): SimNode {
+    const index = this.nodes.length
+    const node = new SimNode(`n${index}`, index)
+    this.nodes.push(node)
+    this.#byId.set(node.id, node)
+    return node
+  }
+
+  #boot (node: SimNode): void {
+    node.diskIncarnation += 1
+    node.state = 'running'
+    node.inbox = []
+    node.tickAtMs = Infinity
+    node.core = new Membership({
+      self: this.#recordFor(node, node.diskIncarnation),
+      config: this.config,
+      random: new SeededRandom(deriveSeed(this.seed, node.index * 7919 + node.diskIncarnation)),
+      auth: new SimAuth(node.id),
+      nowMs: this.nowMs
+    })
+    this.#command(node, { type: 'join', peers: this.#bootstrapFor(node) })
+  }
+
+  #bootstrapFor (node: SimNode): PeerKey[] {
+    const seeds = this.nodes.slice(0, this.#options.seeds).map((n) => n.id).filter((id) => id !== node.id)
+    // A restarted node also knows a couple of random peers, as an operator's
+    // bootstrap list would name several boxes.
+    if (node.diskIncarnation > 1 && this.nodes.length > 1) {
+      for (let i = 0; i < 2; i++) seeds.push(this.nodes[this.#random.nextInt(this.nodes.length)].id)
+    }
+    return [...new Set(seeds)].filter((id) => id !== node.id)
+  }
+
+  #recordFor (node: SimNode, incarnation: number): Omit<NodeRecord, 'seq' | 'status'> {
+    const i = node.index
+    return {
+      id: node.id,
+      addrs: [`/sim/${node.id}`],
+      ip: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+      http: '',
+      services: [{ name: 'log', version: '1', capacity: 100 }],
+      load: { score: 0, sessions: 0, elu: 0, cpu: 0 },
+      position: { lat: 40 + (i % 10), lon: -3 + Math.floor(i / 10) % 10 },
+      region: `r${i % 3}`,
+      zone: `z${i % 6}`,
+      incarnation
+    }
+  }
+
+  #command (node: SimNode, command: Command): void {
+    this.#deliver(node, { kind: 'command', nowMs: this.nowMs, command })
+  }
+
+  #deliver (node: SimNode, input: Input): void {
+    if (node.state === 'crashed') return
+    if (node.state === 'paused') {
+      node.inbox.push(input)
+      return
+    }
+    this.#step(node, { ...input, nowMs: this.nowMs })
+  }
+
+  #step (node: SimNode, input: Input): void {
+    const core = node.core
+    if (core === null) return
+    const effects = core.step(input)
+    for (const effect of effects) this.#perform(node, effect)
+    this.#scheduleTick(node)
+  }
+
+  #scheduleTick (node: SimNode): void {
+    const core = node.core
+    if (core === null) return
+    const wake = core.nextWakeMs()
+    if (!Number.isFinite(wake) || wake >= node.tickAtMs) return
+    node.tickAtMs = wake
+    this.scheduler.at(wake, () => {
+      if (node.core !== core || node.tickAtMs !== wake) return
+      node.tickAtMs = Infinity
+      if (node.state === 'running') this.#step(node, { kind: 'tick', nowMs: this.nowMs })
+    })
+  }
+
+  #perform (node: SimNode, effect: Effect): void {
+    switch (effect.kind) {
+      case 'send': return this.#send(node, effect.to, effect.message)
+      case 'publish': return this.#publish(node, effect.message)
+      case 'persist': node.diskIncarnation = Math.max(node.diskIncarnation, effect.record.incarnation); return
+      case 'event': return this.#record(node, effect.event)
+    }
+  }
+
+  #send (from: SimNode, to: PeerKey, message: Message): void {
+    const frame = encode(message)
+    from.traffic.messagesOut++
+    from.traffic.bytesOut += frame.length
+    const target = this.#byId.get(to)
+    if (target === undefined) return
+    const delay = this.network.transit(from.id, to)
+    if (delay === null) return
+    if (target.state === 'crashed') {
+      // Connection refused: the sender's transport reports it.
+      this.scheduler.after(2 * delay, () => this.#command(from, { type: 'unreachable', peer: to }))
+      return
+    }
+    from.peers.add(to)
+    target.peers.add(from.id)
+    this.scheduler.after(delay, () => this.#arrive(target, from.id, 'direct', frame))
+  }
+
+  #publish (from: SimNode, message: Message): void {
+    const frame = encode(message)
+    for (const target of this.nodes) {
+      if (target === from || target.state === 'crashed') continue
+      const delay = this.network.transit(from.id, target.id, this.#options.gossipHops)
+      if (delay === null) continue
+      from.traffic.messagesOut++
+      from.traffic.bytesOut += frame.length
+      this.scheduler.after(delay, () => this.#arrive(target, from.id, 'gossip', frame))
+    }
+  }
+
+  #arrive (target: SimNode, from: PeerKey, channel: 'direct' | 'gossip', frame: Uint8Array): void {
+    if (target.state === 'crashed') return
+    target.traffic.messagesIn++
+    target.traffic.bytesIn += frame.length
+    const decoded = decode(frame)
+    if (!decoded.ok) {
+      this.rejectedFrames++
+      return
+    }
+    this.#deliver(target, { kind: 'receive', nowMs: this.nowMs, from, channel, message: decoded.value })
+  }
+
+  #record (node: SimNode, event: AgentEvent): void {
+    const entry: TraceEntry = { atMs: this.nowMs, node: node.id, event }
+    if (this.#options.trace) this.trace.push(entry)
+    for (const listener of this.#listeners) listener(entry)
+  }
+}

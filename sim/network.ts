@@ -1,0 +1,68 @@
+// The simulated network: per-message delay and loss, and partitions. A message
+// either arrives after a delay drawn from the link model or is lost; across a
+// partition it is always lost (a firewall that drops, not one that rejects).
+
+import type { Random } from '../agent/core/io.ts'
+
+export type LinkModel = {
+  // Share of messages lost, 0..1.
+  lossRate: number
+  // One-way delay, uniformly drawn from [delayMinMs, delayMaxMs].
+  delayMinMs: number
+  delayMaxMs: number
+}
+
+export const DEFAULT_LINK: LinkModel = { lossRate: 0, delayMinMs: 1, delayMaxMs: 3 }
+
+export class SimNetwork {
+  readonly #random: Random
+  #link: LinkModel
+  // Side of each node while partitioned; nodes not listed are on side 0.
+  #sides: Map<string, number> | null = null
+
+  constructor (random: Random, link: LinkModel) {
+    this.#random = random
+    this.#link = { ...link }
+  }
+
+  get link (): LinkModel {
+    return { ...this.#link }
+  }
+
+  setLink (patch: Partial<LinkModel>): void {
+    this.#link = { ...this.#link, ...patch }
+  }
+
+  partition (sides: string[][]): void {
+    const map = new Map<string, number>()
+    sides.forEach((side, index) => { for (const id of side) map.set(id, index) })
+    this.#sides = map
+  }
+
+  heal (): void {
+    this.#sides = null
+  }
+
+  get partitioned (): boolean {
+    return this.#sides !== null
+  }
+
+  canReach (from: string, to: string): boolean {
+    if (this.#sides === null) return true
+    return (this.#sides.get(from) ?? 0) === (this.#sides.get(to) ?? 0)
+  }
+
+  // The delay of one message, or null when it is lost. `hops` scales the delay
+  // (gossip crosses a few mesh hops) but not the loss: the mesh retransmits, and
+  // the model stays pessimistic about delivery.
+  transit (from: string, to: string, hops = 1): number | null {
+    if (!this.canReach(from, to)) return null
+    if (this.#link.lossRate > 0 && this.#random.nextFloat() < this.#link.lossRate) return null
+    return hops * this.delay()
+  }
+
+  delay (): number {
+    const { delayMinMs, delayMaxMs } = this.#link
+    return delayMinMs + this.#random.nextFloat() * (delayMaxMs - delayMinMs)
+  }
+}

@@ -1,0 +1,138 @@
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { MemberTable, claimIsNewer, compareVersion, knowsMore } from '../../agent/membership/table.ts'
+import type { Accusation, NodeRecord, SignedRecord } from '../../protocol/messages.ts'
+
+function record (id: string, incarnation: number, seq: number, status: 'alive' | 'left' = 'alive'): SignedRecord {
+  const r: NodeRecord = {
+    id, addrs: [], ip: '', http: '', services: [], load: { score: 0, sessions: 0, elu: 0, cpu: 0 },
+    position: null, region: '', zone: '', incarnation, seq, status
+  }
+  return { record: r, bytes: new Uint8Array(1), sig: new Uint8Array(1) }
+}
+
+function accuse (kind: 'suspect' | 'dead', subject: string, incarnation: number, accuser: string): Accusation {
+  return { kind, subject, incarnation, accuser }
+}
+
+const deadline = (start: number, confirmations: number): number => start + 1000 - confirmations * 100
+
+function tableWith (...records: SignedRecord[]): MemberTable {
+  const table = new MemberTable()
+  table.addSelf(record('me', 1, 0), 0)
+  for (const r of records) table.applyRecord(r, 0)
+  return table
+}
+
+test('compareVersion() orders by incarnation, then seq', () => {
+  assert.ok(compareVersion({ incarnation: 2, seq: 0 }, { incarnation: 1, seq: 9 }) > 0)
+  assert.ok(compareVersion({ incarnation: 1, seq: 3 }, { incarnation: 1, seq: 2 }) > 0)
+  assert.is(compareVersion({ incarnation: 1, seq: 2 }, { incarnation: 1, seq: 2 }), 0)
+})
+
+test('applyRecord() adds an unknown alive member and ignores an unknown departed one', () => {
+  const table = tableWith()
+  assert.is(table.applyRecord(record('a', 1, 0), 5).kind, 'joined')
+  assert.is(table.applyRecord(record('b', 1, 3, 'left'), 5).kind, 'ignored')
+  assert.is(table.get('b'), undefined)
+  assert.is(table.liveCount, 2)
+})
+
+test('applyRecord() ignores old and duplicate versions', () => {
+  const table = tableWith(record('a', 2, 5))
+  assert.is(table.applyRecord(record('a', 2, 5), 1).kind, 'ignored')
+  assert.is(table.applyRecord(record('a', 2, 4), 1).kind, 'ignored')
+  assert.is(table.applyRecord(record('a', 1, 9), 1).kind, 'ignored')
+  assert.is(table.applyRecord(record('a', 2, 6), 1).kind, 'updated')
+})
+
+test('a suspicion is refuted only by a higher incarnation', () => {
+  const table = tableWith(record('a', 1, 0))
+  table.applyAccusation(null, accuse('suspect', 'a', 1, 'x'), 10, deadline)
+  assert.is(table.get('a')?.status, 'suspect')
+  const sameIncarnation = table.applyRecord(record('a', 1, 1), 20)
+  assert.is(sameIncarnation.kind, 'updated')
+  assert.is(table.get('a')?.status, 'suspect', 'a newer seq at the same incarnation does not refute')
+  const refuted = table.applyRecord(record('a', 2, 0), 30)
+  assert.ok(refuted.kind === 'updated' && refuted.statusChanged)
+  assert.is(table.get('a')?.status, 'alive')
+  assert.is(table.get('a')?.suspicion, null)
+})
+
+test('accusations about an older incarnation are ignored', () => {
+  const table = tableWith(record('a', 3, 0))
+  assert.is(table.applyAccusation(null, accuse('suspect', 'a', 2, 'x'), 1, deadline).kind, 'ignored')
+  assert.is(table.applyAccusation(null, accuse('dead', 'a', 2, 'x'), 1, deadline).kind, 'ignored')
+  assert.is(table.get('a')?.status, 'alive')
+})
+
+test('accusations about unknown members are ignored', () => {
+  const table = tableWith()
+  assert.is(table.applyAccusation(null, accuse('dead', 'ghost', 1, 'x'), 1, deadline).kind, 'ignored')
+  assert.is(table.get('ghost'), undefined)
+})
+
+test('independent accusers confirm a suspicion and pull its deadline in; a repeat does not', () => {
+  const table = tableWith(record('a', 1, 0))
+  const first = table.applyAccusation(null, accuse('suspect', 'a', 1, 'x'), 100, deadline)
+  assert.is(first.kind, 'suspected')
+  assert.is(table.get('a')?.suspicion?.deadlineMs, 1100)
+  assert.is(table.applyAccusation(null, accuse('suspect', 'a', 1, 'x'), 150, deadline).kind, 'ignored')
+  const second = table.applyAccusation(null, accuse('suspect', 'a', 1, 'y'), 200, deadline)
+  assert.ok(second.kind === 'confirmed' && second.confirmations === 1)
+  assert.is(table.get('a')?.suspicion?.deadlineMs, 1000)
+})
+
+test('dead is final for its incarnation; a restart (higher incarnation) brings the member back', () => {
+  const table = tableWith(record('a', 1, 0))
+  assert.is(table.applyAccusation(null, accuse('dead', 'a', 1, 'x'), 10, deadline).kind, 'died')
+  assert.is(table.liveCount, 1)
+  assert.is(table.applyAccusation(null, accuse('suspect', 'a', 1, 'y'), 20, deadline).kind, 'ignored')
+  assert.is(table.applyRecord(record('a', 1, 5), 30).kind, 'updated')
+  assert.is(table.get('a')?.status, 'dead', 'late data at the dead incarnation does not revive')
+  table.applyRecord(record('a', 2, 0), 40)
+  assert.is(table.get('a')?.status, 'alive')
+  assert.is(table.liveCount, 2)
+})
+
+test('a left record marks the member left; only a higher incarnation rejoins it', () => {
+  const table = tableWith(record('a', 1, 0))
+  const outcome = table.applyRecord(record('a', 1, 1, 'left'), 10)
+  assert.ok(outcome.kind === 'updated' && outcome.statusChanged)
+  assert.is(table.get('a')?.status, 'left')
+  assert.is(table.applyAccusation(null, accuse('dead', 'a', 1, 'x'), 20, deadline).kind, 'ignored')
+  table.applyRecord(record('a', 2, 0), 30)
+  assert.is(table.get('a')?.status, 'alive')
+})
+
+test('reap() forgets dead and left members older than the cut-off, and only them', () => {
+  const table = tableWith(record('a', 1, 0), record('b', 1, 0), record('c', 1, 0))
+  table.applyAccusation(null, accuse('dead', 'a', 1, 'x'), 100, deadline)
+  table.applyRecord(record('b', 1, 1, 'left'), 500)
+  assert.equal(table.reap(200), ['a'])
+  assert.equal(table.reap(1000), ['b'])
+  assert.ok(table.get('c') !== undefined)
+})
+
+test('extendSuspicions() moves deadlines by a local stall', () => {
+  const table = tableWith(record('a', 1, 0))
+  table.applyAccusation(null, accuse('suspect', 'a', 1, 'x'), 0, deadline)
+  table.extendSuspicions(300)
+  assert.equal(table.expiredSuspicions(1000), [])
+  assert.is(table.expiredSuspicions(1300).length, 1)
+})
+
+test('claimIsNewer() and knowsMore() drive the push-pull digest', () => {
+  assert.ok(claimIsNewer({ status: 'suspect', statusIncarnation: 1 }, { status: 'alive', statusIncarnation: 1 }))
+  assert.ok(claimIsNewer({ status: 'dead', statusIncarnation: 1 }, { status: 'suspect', statusIncarnation: 1 }))
+  assert.not.ok(claimIsNewer({ status: 'alive', statusIncarnation: 5 }, { status: 'dead', statusIncarnation: 1 }))
+  assert.not.ok(claimIsNewer({ status: 'suspect', statusIncarnation: 1 }, { status: 'alive', statusIncarnation: 2 }))
+  const table = tableWith(record('a', 2, 3))
+  const a = table.get('a')
+  assert.ok(a !== undefined)
+  assert.ok(knowsMore(a, undefined))
+  assert.ok(knowsMore(a, { id: 'a', incarnation: 2, seq: 2, status: 'alive', statusIncarnation: 2 }))
+  assert.not.ok(knowsMore(a, { id: 'a', incarnation: 2, seq: 3, status: 'alive', statusIncarnation: 2 }))
+})
+
+test.run()
