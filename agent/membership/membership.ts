@@ -122,7 +122,7 @@ export class Membership {
   snapshot (nowMs: number): PeekMember[] {
     const view: PeekMember[] = []
     for (const member of this.#table.all()) {
-      const lastHeardMs = member === this.#self ? 0 : Math.max(0, nowMs - member.lastHeardMs)
+      const lastHeardMs = member === this.#self ? 0 : Math.max(0, Math.round(nowMs - member.lastHeardMs))
       view.push({ record: member.signed.record, status: member.status, statusIncarnation: member.statusIncarnation, lastHeardMs })
     }
     return view

@@ -1,0 +1,124 @@
+// `edge-agent peek`: the member table as one agent sees it, over HTTP or libp2p.
+
+import { get as plainGet } from 'node:http'
+import { get as httpsGet } from 'node:https'
+import { decode } from '../../protocol/codec.ts'
+import { peekOverLibp2p } from '../net/libp2p.ts'
+import { formatMembersTable, membersJson } from '../runtime/view.ts'
+import type { MembersJson } from '../runtime/view.ts'
+import { parseFlags, UsageError } from './args.ts'
+
+export const PEEK_HELP = `Usage: edge-agent peek [target] [options]
+
+Shows every member one agent knows: short id, IP, services, load, region/position,
+status (alive, suspect, dead, left), incarnation and how long ago it was last heard.
+
+  target                an agent's HTTP URL (default http://127.0.0.1:7700), or a
+                        libp2p multiaddr with /p2p/<id>, e.g.
+                        /ip4/10.0.0.5/tcp/7701/p2p/12D3KooW…  (peek then dials the
+                        agent over libp2p; the HTTP API need not be reachable)
+  --json                print the data as JSON ({"self", "members": […]})
+  --watch               refresh until interrupted
+  --interval <ms>       refresh period with --watch (default 1000)
+  --timeout <ms>        give up on an agent after this long (default 5000)
+  --cluster <name>      cluster name, for a multiaddr target (default "default")
+  -h, --help            show this help
+
+Exit codes: 0 on success, 1 when the agent cannot be reached, 2 on a usage error.`
+
+const FLAGS = {
+  json: { type: 'boolean' },
+  watch: { type: 'boolean' },
+  interval: { type: 'string' },
+  timeout: { type: 'string' },
+  cluster: { type: 'string' },
+  help: { type: 'boolean', short: 'h' }
+} as const
+
+export class PeekError extends Error {
+  override name = 'PeekError'
+}
+
+export async function fetchMembers (target: string, timeoutMs: number, cluster: string): Promise<MembersJson> {
+  if (target.startsWith('/')) return await fetchOverLibp2p(target, timeoutMs, cluster)
+  const base = target.replace(/\/+$/, '')
+  let reply: { status: number; text: string }
+  try {
+    reply = await httpGet(`${base}/v1/members`, timeoutMs)
+  } catch (error) {
+    throw new PeekError(`cannot reach ${base}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
+  }
+  if (reply.status !== 200) throw new PeekError(`${base} answered ${reply.status}`)
+  let body: MembersJson
+  try {
+    body = JSON.parse(reply.text) as MembersJson
+  } catch {
+    throw new PeekError(`${base} did not answer with JSON`)
+  }
+  if (typeof body !== 'object' || body === null || !Array.isArray(body.members)) throw new PeekError(`${base} did not answer with a member list`)
+  return body
+}
+
+// node:http rather than fetch: fetch refuses some ports outright ("bad port").
+export function httpGet (url: string, timeoutMs: number): Promise<{ status: number; text: string }> {
+  const get = url.startsWith('https:') ? httpsGet : plainGet
+  return new Promise((resolve, reject) => {
+    const request = get(url, { timeout: timeoutMs }, (response) => {
+      const chunks: Buffer[] = []
+      response.on('data', (chunk: Buffer) => chunks.push(chunk))
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }))
+      response.on('error', reject)
+    })
+    request.on('timeout', () => request.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })))
+    request.on('error', reject)
+  })
+}
+
+async function fetchOverLibp2p (target: string, timeoutMs: number, cluster: string): Promise<MembersJson> {
+  if (!/\/p2p\/[A-Za-z0-9]+$/.test(target)) throw new UsageError(`a multiaddr target must end in /p2p/<peer id> (got ${target})`)
+  let frame: Uint8Array
+  try {
+    frame = await peekOverLibp2p(target, cluster, timeoutMs)
+  } catch (error) {
+    throw new PeekError(`cannot peek ${target}: ${(error as Error).message}`)
+  }
+  const decoded = decode(frame)
+  if (!decoded.ok || decoded.value.type !== 'peek-reply') throw new PeekError(`${target} sent an invalid answer${decoded.ok ? '' : ': ' + decoded.reason}`)
+  return membersJson(decoded.value.self, decoded.value.members)
+}
+
+function parseMs (value: string | boolean | undefined, what: string, fallback: number): number {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 50 || n > 3_600_000) throw new UsageError(`--${what} must be a whole number of ms, 50-3600000 (got ${String(value)})`)
+  return n
+}
+
+export async function runPeek (argv: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(argv, FLAGS, 1)
+  if (values.help === true) {
+    console.log(PEEK_HELP)
+    return 0
+  }
+  const target = positionals[0] ?? 'http://127.0.0.1:7700'
+  if (!target.startsWith('/') && !/^https?:\/\//.test(target)) throw new UsageError(`target must be an http(s) URL or a multiaddr (got ${target})`)
+  const timeoutMs = parseMs(values.timeout, 'timeout', 5_000)
+  const intervalMs = parseMs(values.interval, 'interval', 1_000)
+  const cluster = typeof values.cluster === 'string' ? values.cluster : 'default'
+  const show = (view: MembersJson): void => {
+    if (values.json === true) process.stdout.write(JSON.stringify(view) + '\n')
+    else process.stdout.write((values.watch === true && process.stdout.isTTY ? '\x1b[2J\x1b[H' : '') + formatMembersTable(view) + '\n')
+  }
+  try {
+    show(await fetchMembers(target, timeoutMs, cluster))
+    while (values.watch === true) {
+      await new Promise((resolve) => setTimeout(resolve, intervalMs))
+      show(await fetchMembers(target, timeoutMs, cluster))
+    }
+  } catch (error) {
+    if (!(error instanceof PeekError)) throw error
+    process.stderr.write(`edge-agent peek: ${error.message}\n`)
+    return 1
+  }
+  return 0
+}

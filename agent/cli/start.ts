@@ -1,0 +1,135 @@
+// `edge-agent start`: run an agent until SIGINT/SIGTERM, then leave gracefully.
+
+import { readFileSync } from 'node:fs'
+import { pino } from 'pino'
+import { buildConfig, ConfigError, DEFAULT_HTTP, DEFAULT_LISTEN } from '../config.ts'
+import type { RawSettings } from '../config.ts'
+import { Agent } from '../runtime/agent.ts'
+import { parseFlags, UsageError } from './args.ts'
+
+export const START_HELP = `Usage: edge-agent start [options]
+
+Runs an edge agent: joins the cluster, gossips this node's record (IP, services,
+load, position), watches every member (SWIM with Lifeguard) and serves the HTTP API.
+SIGINT/SIGTERM make it announce a graceful leave and stop.
+
+Options (a flag overrides --config, which overrides the profile's defaults):
+  --listen <multiaddr,…>     libp2p listen addresses (default ${DEFAULT_LISTEN})
+  --bootstrap <multiaddr,…>  agents to join through, e.g. /ip4/10.0.0.5/tcp/7701
+                             (default: none; start the first agent without it)
+  --http <host:port>         HTTP API address (default ${DEFAULT_HTTP}; port 0 picks one)
+  --services <list>          services offered, each name[@version][:capacity],
+                             e.g. log,kv@2:500 (default: none; version 1, capacity 100)
+  --position <lat,lon>       this box's position in degrees (default: unknown)
+  --region <name>            region label (default: empty)
+  --zone <name>              zone label (default: empty)
+  --data-dir <path>          identity key and incarnation
+                             (default $XDG_STATE_HOME/edge-agent or ~/.local/state/edge-agent)
+  --cluster <name>           cluster name; agents of other clusters are ignored (default "default")
+  --profile <lan|wan|local>  failure-detection timings (default lan: 200 ms probes,
+                             100 ms probe timeout, dead within ~2 s of a crash)
+  --config <file.json>       settings file (keys: listen, bootstrap, http, services,
+                             position, region, zone, dataDir, cluster, profile,
+                             logLevel, json, loadSampleIntervalMs, leaveDrainMs,
+                             dialTimeoutMs, membership{…timings in ms})
+  --log-level <level>        fatal|error|warn|info|debug|trace|silent (default info)
+  --json                     machine-readable events on stdout, one JSON object per
+                             line; the first is {"event":"started","id",…,"http"}
+  -h, --help                 show this help
+
+Logs are structured JSON (pino) on stderr.
+Exit codes: 0 after a clean stop, 1 when the agent cannot start, 2 on a usage error.`
+
+const FLAGS = {
+  listen: { type: 'string' },
+  bootstrap: { type: 'string' },
+  http: { type: 'string' },
+  services: { type: 'string' },
+  position: { type: 'string' },
+  region: { type: 'string' },
+  zone: { type: 'string' },
+  'data-dir': { type: 'string' },
+  cluster: { type: 'string' },
+  profile: { type: 'string' },
+  config: { type: 'string' },
+  'log-level': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' }
+} as const
+
+function readConfigFile (path: string): RawSettings {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (error) {
+    throw new ConfigError(`cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (error) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(error as Error).message}`)
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConfigError(`config file ${path} must hold a JSON object`)
+  return parsed as RawSettings
+}
+
+export async function runStart (argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, FLAGS, 0)
+  if (values.help === true) {
+    console.log(START_HELP)
+    return 0
+  }
+  const flags: RawSettings = {
+    listen: values.listen,
+    bootstrap: values.bootstrap,
+    http: values.http,
+    services: values.services,
+    position: values.position,
+    region: values.region,
+    zone: values.zone,
+    dataDir: values['data-dir'],
+    cluster: values.cluster,
+    profile: values.profile,
+    logLevel: values['log-level'],
+    json: values.json
+  }
+  for (const key of Object.keys(flags)) if (flags[key] === undefined) delete flags[key]
+  let config
+  try {
+    config = buildConfig(typeof values.config === 'string' ? readConfigFile(values.config) : {}, flags)
+  } catch (error) {
+    if (error instanceof ConfigError) throw new UsageError(error.message)
+    throw error
+  }
+  const log = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }))
+  const output = { line: config.json ? (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + '\n') : () => {} }
+  let agent: Agent
+  try {
+    agent = await Agent.start(config, log, output)
+  } catch (error) {
+    log.fatal({ err: error }, 'cannot start')
+    process.stderr.write(`edge-agent start: ${(error as Error).message}\n`)
+    return 1
+  }
+  if (!config.json) {
+    process.stdout.write(`edge-agent ${agent.id} started\n  libp2p: ${agent.addrs.join(' ')}\n  http:   ${agent.httpUrl}\n`)
+  }
+  return await new Promise<number>((resolve) => {
+    let signals = 0
+    const onSignal = (signal: string): void => {
+      signals++
+      if (signals > 1) {
+        log.warn({ signal }, 'second signal: stopping without waiting')
+        process.exit(130)
+      }
+      log.info({ signal }, 'leaving the cluster')
+      agent.stop({ leave: true }).then(() => resolve(0), (error) => {
+        log.error({ err: error }, 'error while stopping')
+        resolve(1)
+      })
+    }
+    process.on('SIGINT', () => onSignal('SIGINT'))
+    process.on('SIGTERM', () => onSignal('SIGTERM'))
+  })
+}

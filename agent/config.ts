@@ -1,0 +1,237 @@
+// The agent's configuration: defaults, the config file, and flags, merged in that
+// order (a flag beats the file, the file beats the profile's defaults) and checked
+// once, with sentences a user can act on. Pure: reading the file is the caller's.
+
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { checkMembershipConfig, MEMBERSHIP_KEYS, membershipProfile, PROFILE_NAMES } from './membership/config.ts'
+import type { MembershipConfig, ProfileName } from './membership/config.ts'
+import type { Position, ServiceOffer } from '../protocol/messages.ts'
+import { MAX_REGION_CHARS, MAX_SERVICE_CAPACITY, MAX_SERVICES } from '../protocol/limits.ts'
+
+export type AgentConfig = {
+  // libp2p listen multiaddrs. Default: all interfaces, TCP port 7701.
+  listen: string[]
+  // Multiaddrs of agents to join through (any member will do). Default: none.
+  bootstrap: string[]
+  // The HTTP API's bind address. Default: 127.0.0.1:7700 (loopback); port 0 picks one.
+  http: { host: string; port: number }
+  services: ServiceOffer[]
+  position: Position | null
+  region: string
+  zone: string
+  // Identity key, incarnation and (later) session state. Default:
+  // $XDG_STATE_HOME/edge-agent, else ~/.local/state/edge-agent.
+  dataDir: string
+  // Agents only talk to agents of the same cluster name (gossip topic, protocol ids).
+  cluster: string
+  profile: ProfileName
+  membership: MembershipConfig
+  // How often load (event-loop utilisation, CPU, sessions) is sampled, ms.
+  loadSampleIntervalMs: number
+  // How long a leaving agent keeps running so its announcement drains, ms.
+  leaveDrainMs: number
+  // Dial timeout for libp2p streams, ms.
+  dialTimeoutMs: number
+  json: boolean
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+}
+
+export const DEFAULT_LISTEN = '/ip4/0.0.0.0/tcp/7701'
+export const DEFAULT_HTTP = '127.0.0.1:7700'
+export const DEFAULT_SERVICE_VERSION = '1'
+export const DEFAULT_SERVICE_CAPACITY = 100
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+export function defaultDataDir (env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.XDG_STATE_HOME !== undefined && env.XDG_STATE_HOME !== '' ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state')
+  return join(base, 'edge-agent')
+}
+
+export function defaultConfig (profile: ProfileName = 'lan'): AgentConfig {
+  return {
+    listen: [DEFAULT_LISTEN],
+    bootstrap: [],
+    http: parseHostPort(DEFAULT_HTTP, 'http'),
+    services: [],
+    position: null,
+    region: '',
+    zone: '',
+    dataDir: defaultDataDir(),
+    cluster: 'default',
+    profile,
+    membership: membershipProfile(profile),
+    loadSampleIntervalMs: 1_000,
+    leaveDrainMs: 500,
+    dialTimeoutMs: 2_000,
+    json: false,
+    logLevel: 'info'
+  }
+}
+
+// ---- value parsers: each throws ConfigError naming the setting ------------
+
+export function parseHostPort (text: string, what: string): { host: string; port: number } {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text.trim())
+  const port = match === null ? NaN : Number(match[3])
+  if (match === null || port > 65535) throw new ConfigError(`'${what}' must be host:port with a port of 0-65535 (got "${text}")`)
+  return { host: match[1] ?? match[2], port }
+}
+
+export function parsePosition (value: unknown, what = 'position'): Position {
+  let lat: number
+  let lon: number
+  if (typeof value === 'string') {
+    const parts = value.split(',').map((part) => part.trim())
+    if (parts.length !== 2 || parts.some((part) => part === '')) throw new ConfigError(`'${what}' must be "lat,lon" in degrees (got "${value}")`)
+    lat = Number(parts[0])
+    lon = Number(parts[1])
+  } else if (isObject(value) && 'lat' in value && 'lon' in value) {
+    lat = Number(value.lat)
+    lon = Number(value.lon)
+  } else {
+    throw new ConfigError(`'${what}' must be "lat,lon" or {"lat":…,"lon":…} (got ${JSON.stringify(value)})`)
+  }
+  if (!Number.isFinite(lat) || lat < -90 || lat > 90) throw new ConfigError(`'${what}' latitude must be between -90 and 90 (got ${lat})`)
+  if (!Number.isFinite(lon) || lon < -180 || lon > 180) throw new ConfigError(`'${what}' longitude must be between -180 and 180 (got ${lon})`)
+  return { lat, lon }
+}
+
+// "name[@version][:capacity]", e.g. "log", "kv@2", "video@1.3:20".
+export function parseService (value: unknown): ServiceOffer {
+  if (isObject(value)) {
+    return checkService({
+      name: String(value.name ?? ''),
+      version: value.version === undefined ? DEFAULT_SERVICE_VERSION : String(value.version),
+      capacity: value.capacity === undefined ? DEFAULT_SERVICE_CAPACITY : Number(value.capacity)
+    })
+  }
+  const match = typeof value === 'string' ? /^([^@:]+)(?:@([^:]+))?(?::(\d+))?$/.exec(value.trim()) : null
+  if (match === null) throw new ConfigError(`service must be name[@version][:capacity] (got ${JSON.stringify(value)})`)
+  return checkService({
+    name: match[1],
+    version: match[2] ?? DEFAULT_SERVICE_VERSION,
+    capacity: match[3] === undefined ? DEFAULT_SERVICE_CAPACITY : Number(match[3])
+  })
+}
+
+function checkService (service: ServiceOffer): ServiceOffer {
+  if (!/^[a-z0-9][a-z0-9._-]{0,63}$/.test(service.name)) {
+    throw new ConfigError(`service name must be 1-64 lowercase letters, digits, '.', '_' or '-' (got "${service.name}")`)
+  }
+  if (!/^[0-9A-Za-z.+_-]{1,32}$/.test(service.version)) throw new ConfigError(`service version of ${service.name} is invalid (got "${service.version}")`)
+  if (!Number.isInteger(service.capacity) || service.capacity < 0 || service.capacity > MAX_SERVICE_CAPACITY) {
+    throw new ConfigError(`service capacity of ${service.name} must be a whole number of sessions, 0-${MAX_SERVICE_CAPACITY} (got ${service.capacity})`)
+  }
+  return service
+}
+
+export function parseServices (value: unknown): ServiceOffer[] {
+  const items = typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter((s) => s !== '') : value
+  if (!Array.isArray(items)) throw new ConfigError(`'services' must be a list (got ${JSON.stringify(value)})`)
+  const services = items.map(parseService)
+  if (services.length > MAX_SERVICES) throw new ConfigError(`at most ${MAX_SERVICES} services (got ${services.length})`)
+  const names = new Set<string>()
+  for (const service of services) {
+    if (names.has(service.name)) throw new ConfigError(`service ${service.name} is listed twice`)
+    names.add(service.name)
+  }
+  return services
+}
+
+export function parseMultiaddrList (value: unknown, what: string): string[] {
+  const items = typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter((s) => s !== '') : value
+  if (!Array.isArray(items) || items.some((item) => typeof item !== 'string')) throw new ConfigError(`'${what}' must be a list of multiaddrs (got ${JSON.stringify(value)})`)
+  for (const item of items as string[]) {
+    if (!item.startsWith('/') || /\s/.test(item)) throw new ConfigError(`'${what}' entry is not a multiaddr: "${item}" (expected e.g. /ip4/10.0.0.5/tcp/7701)`)
+  }
+  return items as string[]
+}
+
+function parseLabel (value: unknown, what: string): string {
+  if (typeof value !== 'string' || !new RegExp(`^[A-Za-z0-9._-]{0,${MAX_REGION_CHARS}}$`).test(value)) {
+    throw new ConfigError(`'${what}' must be up to ${MAX_REGION_CHARS} letters, digits, '.', '_' or '-' (got ${JSON.stringify(value)})`)
+  }
+  return value
+}
+
+function parseProfile (value: unknown): ProfileName {
+  if (typeof value !== 'string' || !(PROFILE_NAMES as readonly string[]).includes(value)) {
+    throw new ConfigError(`'profile' must be one of ${PROFILE_NAMES.join(', ')} (got ${JSON.stringify(value)})`)
+  }
+  return value as ProfileName
+}
+
+function parseWholeMs (value: unknown, what: string, min: number, max: number): number {
+  const n = typeof value === 'string' ? Number(value) : value
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) throw new ConfigError(`'${what}' must be a whole number of ms, ${min}-${max} (got ${JSON.stringify(value)})`)
+  return n
+}
+
+function isObject (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+// ---- merging ----------------------------------------------------------------
+
+// Settings as they come from a config file or from flags: unparsed, by key.
+export type RawSettings = Record<string, unknown>
+
+const SETTERS: Record<string, (config: AgentConfig, value: unknown) => void> = {
+  listen: (c, v) => { c.listen = parseMultiaddrList(v, 'listen') },
+  bootstrap: (c, v) => { c.bootstrap = parseMultiaddrList(v, 'bootstrap') },
+  http: (c, v) => { c.http = parseHostPort(String(v), 'http') },
+  services: (c, v) => { c.services = parseServices(v) },
+  position: (c, v) => { c.position = v === null ? null : parsePosition(v) },
+  region: (c, v) => { c.region = parseLabel(v, 'region') },
+  zone: (c, v) => { c.zone = parseLabel(v, 'zone') },
+  dataDir: (c, v) => {
+    if (typeof v !== 'string' || v === '') throw new ConfigError(`'dataDir' must be a directory path (got ${JSON.stringify(v)})`)
+    c.dataDir = v
+  },
+  cluster: (c, v) => { c.cluster = parseLabel(v, 'cluster') || 'default' },
+  loadSampleIntervalMs: (c, v) => { c.loadSampleIntervalMs = parseWholeMs(v, 'loadSampleIntervalMs', 50, 3_600_000) },
+  leaveDrainMs: (c, v) => { c.leaveDrainMs = parseWholeMs(v, 'leaveDrainMs', 0, 60_000) },
+  dialTimeoutMs: (c, v) => { c.dialTimeoutMs = parseWholeMs(v, 'dialTimeoutMs', 50, 600_000) },
+  json: (c, v) => {
+    if (typeof v !== 'boolean') throw new ConfigError(`'json' must be true or false (got ${JSON.stringify(v)})`)
+    c.json = v
+  },
+  logLevel: (c, v) => {
+    if (typeof v !== 'string' || !(LOG_LEVELS as readonly string[]).includes(v)) throw new ConfigError(`'logLevel' must be one of ${LOG_LEVELS.join(', ')} (got ${JSON.stringify(v)})`)
+    c.logLevel = v as AgentConfig['logLevel']
+  },
+  membership: (c, v) => {
+    if (!isObject(v)) throw new ConfigError(`'membership' must be an object of timings (got ${JSON.stringify(v)})`)
+    for (const key of Object.keys(v)) {
+      if (!(MEMBERSHIP_KEYS as string[]).includes(key)) throw new ConfigError(`unknown membership setting '${key}' (known: ${MEMBERSHIP_KEYS.join(', ')})`)
+    }
+    c.membership = { ...c.membership, ...v as Partial<MembershipConfig> }
+  }
+}
+
+export const SETTING_KEYS = ['profile', ...Object.keys(SETTERS)]
+
+// Builds the configuration from the file's settings and then the flags'. The
+// profile is resolved first (flag over file) since it supplies the defaults.
+export function buildConfig (file: RawSettings, flags: RawSettings): AgentConfig {
+  for (const [source, settings] of [['config file', file], ['flags', flags]] as const) {
+    for (const key of Object.keys(settings)) {
+      if (!SETTING_KEYS.includes(key)) throw new ConfigError(`unknown setting '${key}' in ${source}`)
+    }
+  }
+  const profileValue = flags.profile ?? file.profile
+  const config = defaultConfig(profileValue === undefined ? 'lan' : parseProfile(profileValue))
+  for (const settings of [file, flags]) {
+    for (const [key, value] of Object.entries(settings)) {
+      if (key !== 'profile' && value !== undefined) SETTERS[key](config, value)
+    }
+  }
+  const problems = checkMembershipConfig(config.membership)
+  if (problems.length > 0) throw new ConfigError(problems[0])
+  return config
+}

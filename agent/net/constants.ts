@@ -1,0 +1,110 @@
+// Every limit and default of the libp2p transport, in one place, each with its unit
+// and its reason (shared/style.md §4). Frame limits themselves live in
+// protocol/limits.ts; the values here size queues, streams and libp2p's own knobs.
+
+import { MAX_GOSSIP_FRAME_BYTES } from '../../protocol/limits.ts'
+
+// Cluster names become part of protocol ids and the topic; multistream-select
+// separates protocol ids with newlines, so the name is kept to a safe alphabet.
+export const CLUSTER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
+export function directProtocol (cluster: string): string {
+  return `/edge-agent/${cluster}/swim/1.0.0`
+}
+
+export function peekProtocol (cluster: string): string {
+  return `/edge-agent/${cluster}/peek/1.0.0`
+}
+
+export function gossipTopic (cluster: string): string {
+  return `edge-agent/${cluster}/membership/1`
+}
+
+// --- direct protocol ------------------------------------------------------------
+
+// Frames waiting for one peer's stream. SWIM sends a handful of frames per probe
+// period to a peer, so a full queue means the peer has stopped reading (frozen,
+// overloaded): later frames are dropped and counted instead of growing memory.
+export const SEND_QUEUE_MAX_FRAMES = 1024
+// Bytes waiting for one peer's stream. A frame into an empty queue is always
+// accepted, so one table frame (up to MAX_TABLE_FRAME_BYTES) still goes out.
+export const SEND_QUEUE_MAX_BYTES = 8 * 1024 * 1024
+// Encoded frames handed to the muxer in one write: batching cuts yamux frames and
+// syscalls when probes pile up, and stays far below the 256 KiB initial window.
+export const SEND_BATCH_MAX_BYTES = 64 * 1024
+// A stream whose sink has not taken a queued frame for this long (or the dial
+// timeout, if longer) is treated as stalled (a frozen peer holds the TCP
+// connection open but grants no yamux window): it is aborted and reported.
+export const WRITE_STALL_MIN_MS = 2_000
+// The slowest peer still considered alive, bytes per second: the stall allowance
+// grows by the time the last batch needs at this rate, so a 32 MiB table frame on
+// a slow link (32 s at 1 MiB/s) is not mistaken for a frozen peer.
+export const WRITE_STALL_MIN_BYTES_PER_S = 1024 * 1024
+// Streams per connection and direction on the direct protocol. A peer normally
+// keeps one long-lived stream each way; the margin covers streams being replaced
+// after a reset. libp2p's registrar default would be 32 in, 64 out.
+export const DIRECT_MAX_STREAMS = 64
+
+// --- peek protocol --------------------------------------------------------------
+
+// A peek client opens one stream per request; a few in parallel is plenty.
+export const PEEK_MAX_STREAMS = 8
+// A peek reply (up to 32 MiB) must be taken by the client within this time,
+// so a stuck client cannot pin the encoded table in memory.
+export const PEEK_SERVE_TIMEOUT_MS = 30_000
+
+// --- gossip ---------------------------------------------------------------------
+
+// What surrounds our payload in one gossipsub RPC: the signed message envelope
+// (from, seqno, topic, 64-byte signature, protobuf tags: a few hundred bytes) and
+// control messages piggybacked on it (IHAVE lists of 5,000 ids at most, ~50 bytes
+// each, plus GRAFT/PRUNE/IDONTWANT), so 512 KiB leaves room for both.
+export const GOSSIP_RPC_OVERHEAD_BYTES = 512 * 1024
+export const GOSSIP_MAX_RPC_BYTES = MAX_GOSSIP_FRAME_BYTES + GOSSIP_RPC_OVERHEAD_BYTES
+// Bytes gossipsub may queue for one peer's outbound stream before it drops RPCs
+// to that peer (its default is unbounded, which a frozen peer would exploit).
+export const GOSSIP_OUTBOUND_BUFFER_BYTES = 8 * 1024 * 1024
+// Element counts per decoded RPC. The byte limit above already bounds them; these
+// keep one RPC from holding hundreds of thousands of tiny objects. Each is far
+// above what an honest peer sends: one topic, a few messages per RPC, IHAVE lists
+// capped at 5,000 ids by gossipsub itself, no peer exchange.
+export const GOSSIP_DECODE_LIMITS = {
+  maxSubscriptions: 64,
+  maxMessages: 512,
+  maxIhaveMessageIDs: 5_000,
+  maxIwantMessageIDs: 5_000,
+  maxIdontwantMessageIDs: 5_000,
+  maxControlMessages: 64,
+  maxPeerInfos: 16
+}
+
+// --- libp2p connection management -------------------------------------------------
+
+// A cluster is 10–50 nodes, each holding at most a connection or two to each peer
+// (simultaneous dials can leave two). Beyond this libp2p prunes connections.
+export const MAX_CONNECTIONS = 300
+// New inbound connections per second and per remote IP. libp2p's default of 5 is
+// meant for public nodes; a cluster on one machine (tests, the demo) has every
+// peer behind 127.0.0.1, and 49 peers redialling after a restart would be refused.
+export const INBOUND_CONNECTIONS_PER_HOST_PER_S = 100
+// Inbound connections in their handshake at once (libp2p default 10): a whole
+// cluster may connect to a restarted node within one probe period.
+export const MAX_INCOMING_PENDING_CONNECTIONS = 64
+// Upper bound on any dial libp2p performs; each of our dials passes its own,
+// usually shorter, AbortSignal.
+export const MAX_DIAL_TIMEOUT_MS = 30_000
+// libp2p's connection monitor pings every connection (/ipfs/ping/1.0.0) and aborts
+// it when the ping fails. Kept on: it tears down connections to frozen or
+// half-open peers, which ends our stalled streams and frees their queues. SWIM does
+// the real failure detection; these are deliberately slower than a probe period
+// so a busy machine does not churn connections.
+export const CONNECTION_PING_INTERVAL_MS = 10_000
+export const CONNECTION_PING_TIMEOUT_MIN_MS = 5_000
+export const CONNECTION_PING_TIMEOUT_MAX_MS = 15_000
+
+// --- identity -------------------------------------------------------------------
+
+export const IDENTITY_FILE = 'identity.key'
+// Parsed public keys kept for Auth.verify: a 10,000-node cluster fits, and a flood
+// of made-up ids only evicts entries instead of growing memory.
+export const PUBLIC_KEY_CACHE_ENTRIES = 10_000

@@ -1,0 +1,126 @@
+// A bounded queue of frames that a libp2p stream's sink drains. send() pushes and
+// never waits; the sink pulls length-prefixed batches at the pace the peer accepts.
+//
+// The queue is its own async iterator (`[Symbol.asyncIterator]()` returns `this`):
+// when a stream is reset, libp2p's sink calls `return()` on the iterator of the
+// source it was given, and that must reach the very iterator the sink is awaiting,
+// so a pending `next()` resolves at once instead of waiting for the next frame.
+
+import * as lp from 'it-length-prefixed'
+import { Uint8ArrayList } from 'uint8arraylist'
+
+export type FrameQueueLimits = {
+  maxFrames: number
+  maxBytes: number
+  // Frames are batched into one write up to this many encoded bytes.
+  batchBytes: number
+}
+
+type Waiter = (result: IteratorResult<Uint8ArrayList, undefined>) => void
+
+export class FrameQueue implements AsyncIterableIterator<Uint8ArrayList, undefined> {
+  private frames: Uint8Array[] = []
+  private head = 0
+  private queuedBytes = 0
+  private finished = false
+  private waiter: Waiter | null = null
+  private readonly limits: FrameQueueLimits
+  // Called with the frames and payload bytes each time the sink takes a batch.
+  private readonly onTaken: (frames: number, bytes: number) => void
+  // Since when (Date.now(), ms) the sink has not taken the oldest queued frame.
+  waitingSinceMs = 0
+  // Payload bytes of the batch the sink took last (it may still be writing it).
+  lastBatchBytes = 0
+
+  constructor (limits: FrameQueueLimits, onTaken: (frames: number, bytes: number) => void) {
+    this.limits = limits
+    this.onTaken = onTaken
+  }
+
+  get length (): number {
+    return this.frames.length - this.head
+  }
+
+  get ended (): boolean {
+    return this.finished
+  }
+
+  // False when the frame was refused: the queue is full or has ended.
+  push (frame: Uint8Array): boolean {
+    if (this.finished) return false
+    if (this.length > 0 && (this.length >= this.limits.maxFrames || this.queuedBytes + frame.length > this.limits.maxBytes)) {
+      return false
+    }
+    if (this.length === 0) this.waitingSinceMs = Date.now()
+    this.frames.push(frame)
+    this.queuedBytes += frame.length
+    const waiter = this.waiter
+    if (waiter !== null) {
+      this.waiter = null
+      waiter({ done: false, value: this.takeBatch() })
+    }
+    return true
+  }
+
+  // Ends the iteration; frames still queued stay counted in `length`.
+  end (): void {
+    if (this.finished) return
+    this.finished = true
+    const waiter = this.waiter
+    if (waiter !== null) {
+      this.waiter = null
+      waiter({ done: true, value: undefined })
+    }
+  }
+
+  // Restarts the stall clock, e.g. when a stream opens after a slow dial.
+  touch (): void {
+    this.waitingSinceMs = Date.now()
+  }
+
+  [Symbol.asyncIterator] (): this {
+    return this
+  }
+
+  async next (): Promise<IteratorResult<Uint8ArrayList, undefined>> {
+    if (this.finished) return { done: true, value: undefined }
+    if (this.length > 0) return { done: false, value: this.takeBatch() }
+    if (this.waiter !== null) throw new Error('FrameQueue supports a single reader')
+    return await new Promise((resolve) => { this.waiter = resolve })
+  }
+
+  async return (): Promise<IteratorResult<Uint8ArrayList, undefined>> {
+    this.end()
+    return { done: true, value: undefined }
+  }
+
+  private takeBatch (): Uint8ArrayList {
+    const batch = new Uint8ArrayList()
+    let frames = 0
+    let bytes = 0
+    while (this.length > 0 && (frames === 0 || batch.byteLength + this.frames[this.head].length <= this.limits.batchBytes)) {
+      const frame = this.frames[this.head]
+      this.head++
+      batch.append(lp.encode.single(frame))
+      frames++
+      bytes += frame.length
+    }
+    this.queuedBytes -= bytes
+    this.compact()
+    this.waitingSinceMs = Date.now()
+    this.lastBatchBytes = bytes
+    this.onTaken(frames, bytes)
+    return batch
+  }
+
+  // Drops taken frames from the array once they are the larger part of it.
+  private compact (): void {
+    if (this.head === this.frames.length) {
+      this.frames = []
+      this.head = 0
+    } else if (this.head > 64 && this.head * 2 > this.frames.length) {
+      this.frames = this.frames.slice(this.head)
+      this.head = 0
+    }
+  }
+}

@@ -1,0 +1,72 @@
+// The transport the agent host drives, implemented on libp2p in libp2p.ts.
+// Frames are opaque bytes here; protocol/codec.ts gives them meaning.
+// Nothing outside agent/net/ imports libp2p (DEVELOPERS.md, architecture).
+
+import type { Auth } from '../core/io.ts'
+
+export type GossipVerdict = 'accept' | 'reject' | 'ignore'
+
+export type NetHandlers = {
+  // A frame arrived on the direct protocol from an authenticated remote peer.
+  onDirect (from: string, frame: Uint8Array): void
+  // A message arrived on the cluster topic; `from` is its signed origin. Called
+  // synchronously from gossipsub's topic validator: 'reject' drops the message,
+  // stops its propagation and penalises the peer that forwarded it.
+  onGossip (from: string, frame: Uint8Array): GossipVerdict
+  // The last connection to a peer closed.
+  onDisconnected (peer: string): void
+  // A frame to this peer could not be delivered (dial failed, stream reset).
+  onUnreachable (peer: string): void
+  // A peek client asked for the member table; the answer is an encoded frame.
+  onPeek (): Uint8Array
+}
+
+export type NetOptions = {
+  identity: Identity
+  listen: string[]
+  // Cluster name; the gossip topic and protocol ids are derived from it.
+  cluster: string
+  handlers: NetHandlers
+  // Pre-shared key for a private network (@libp2p/pnet), when given.
+  psk?: Uint8Array
+  // Dial timeout, ms.
+  dialTimeoutMs: number
+}
+
+// An opaque identity: the libp2p private key stays inside agent/net/.
+export type Identity = {
+  readonly id: string
+  readonly auth: Auth
+}
+
+export type NetStats = {
+  directFramesOut: number
+  directBytesOut: number
+  directFramesIn: number
+  directBytesIn: number
+  gossipFramesOut: number
+  gossipBytesOut: number
+  gossipFramesIn: number
+  gossipBytesIn: number
+  // Frames dropped because a peer's send queue was full.
+  sendQueueDrops: number
+}
+
+export interface Net {
+  readonly id: string
+  // Multiaddrs this node listens on, each ending in /p2p/<id>.
+  addrs (): string[]
+  // Fire and forget: queues the frame on a long-lived stream to the peer, opening
+  // one if needed; never blocks the caller. Failure is reported via onUnreachable.
+  send (peer: string, frame: Uint8Array): void
+  // Publishes on the cluster topic (signed by this node's key).
+  publish (frame: Uint8Array): void
+  // Addresses learnt from a peer's record, so later sends can dial it.
+  learnAddrs (peer: string, addrs: string[]): void
+  // Dials a bootstrap multiaddr and resolves with the remote peer id.
+  dial (addr: string, timeoutMs: number): Promise<string>
+  // Drops connections to a peer (used after a member leaves or is reaped).
+  forget (peer: string): void
+  stats (): NetStats
+  stop (): Promise<void>
+}

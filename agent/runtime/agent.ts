@@ -1,0 +1,346 @@
+// One edge agent: the membership core driven over libp2p, its data directory, the
+// HTTP API and metrics. This is the host of style.md §1; the decisions are the
+// core's, the I/O is here.
+
+import { randomBytes } from 'node:crypto'
+import { networkInterfaces } from 'node:os'
+import { performance } from 'node:perf_hooks'
+import type { Logger } from 'pino'
+import type { AgentConfig } from '../config.ts'
+import type { AgentEvent, Effect, PeerKey } from '../core/io.ts'
+import { SeededRandom } from '../core/random.ts'
+import { Membership } from '../membership/membership.ts'
+import { decode, encode } from '../../protocol/codec.ts'
+import type { Message, PeekMember } from '../../protocol/messages.ts'
+import { createNet, loadOrCreateIdentity } from '../net/libp2p.ts'
+import type { GossipVerdict, Net } from '../net/types.ts'
+import { DataDir } from './data-dir.ts'
+import { CoreDriver } from './driver.ts'
+import { HttpApi } from './http-api.ts'
+import { LoadSampler } from './load.ts'
+import { AgentMetrics } from './metrics.ts'
+import type { RejectReason } from './metrics.ts'
+import { membersJson } from './view.ts'
+
+export type AgentOutput = {
+  // One JSON object per line on stdout when --json is given.
+  line: (object: Record<string, unknown>) => void
+}
+
+const monotonic = { nowMs: () => performance.now() }
+
+// Rejections are logged once per peer and reason per minute; all are counted.
+const REJECT_LOG_GAP_MS = 60_000
+
+export class Agent {
+  readonly id: string
+  readonly config: AgentConfig
+  readonly #log: Logger
+  readonly #output: AgentOutput
+  readonly #dataDir: DataDir
+  readonly #net: Net
+  readonly #http: HttpApi
+  readonly #metrics: AgentMetrics
+  readonly #load = new LoadSampler()
+  readonly #core: Membership
+  readonly #driver: CoreDriver
+  readonly #rejectLogged = new Map<string, number>()
+  readonly httpUrl: string
+  #loadTimer: NodeJS.Timeout | null = null
+  #stopping: Promise<void> | null = null
+
+  private constructor (parts: {
+    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership
+  }) {
+    this.config = parts.config
+    this.#log = parts.log
+    this.#output = parts.output
+    this.#dataDir = parts.dataDir
+    this.#net = parts.net
+    this.#http = parts.http
+    this.httpUrl = parts.httpUrl
+    this.#core = parts.core
+    this.id = parts.core.id
+    this.#driver = new CoreDriver(this.#core, monotonic, (effect) => this.#perform(effect))
+    this.#metrics = new AgentMetrics({
+      members: () => this.members(),
+      health: () => this.#core.health,
+      incarnation: () => this.#core.incarnation,
+      net: () => this.#net.stats(),
+      eventLoopLagP99Ms: () => this.#load.eventLoopLagP99Ms
+    })
+  }
+
+  static async start (config: AgentConfig, log: Logger, output: AgentOutput): Promise<Agent> {
+    const dataDir = new DataDir(config.dataDir)
+    dataDir.open()
+    try {
+      return await Agent.#assemble(config, log, output, dataDir)
+    } catch (error) {
+      dataDir.close()
+      throw error
+    }
+  }
+
+  static async #assemble (config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir): Promise<Agent> {
+    const identity = await loadOrCreateIdentity(config.dataDir)
+    // Each start is a new incarnation, persisted before anyone hears of it, so a
+    // restarted node overrides whatever the cluster remembers of its last life.
+    const incarnation = dataDir.readIncarnation() + 1
+    dataDir.writeIncarnation(incarnation)
+    // The core's inputs are routed through `agent` once it exists.
+    let agent: Agent | null = null
+    const net = await createNet({
+      identity,
+      listen: config.listen,
+      cluster: config.cluster,
+      dialTimeoutMs: config.dialTimeoutMs,
+      handlers: {
+        onDirect: (from, frame) => { if (agent !== null) agent.#onDirect(from, frame) },
+        onGossip: (from, frame) => agent === null ? 'ignore' : agent.#onGossip(from, frame),
+        onDisconnected: (peer) => { if (agent !== null) agent.#driver.step({ kind: 'command', command: { type: 'disconnected', peer } }) },
+        onUnreachable: (peer) => { if (agent !== null) agent.#driver.step({ kind: 'command', command: { type: 'unreachable', peer } }) },
+        onPeek: () => agent === null ? new Uint8Array(0) : agent.#peekFrame()
+      }
+    })
+    const http = new HttpApi((error) => log.error({ err: error }, 'HTTP handler failed'))
+    let httpUrl: string
+    try {
+      httpUrl = await http.listen(config.http.host, config.http.port)
+    } catch (error) {
+      await net.stop()
+      throw new Error(`cannot listen for HTTP on ${config.http.host}:${config.http.port}: ${(error as Error).message}`)
+    }
+    const addrs = net.addrs().map(stripPeerId)
+    const ip = pickIp(addrs)
+    const core = new Membership({
+      self: {
+        id: identity.id,
+        addrs: addrs.slice(0, 16),
+        ip,
+        http: advertisedHttp(httpUrl, ip),
+        services: config.services,
+        load: { score: 0, sessions: 0, elu: 0, cpu: 0 },
+        position: config.position,
+        region: config.region,
+        zone: config.zone,
+        incarnation
+      },
+      config: config.membership,
+      random: new SeededRandom(randomBytes(4).readUInt32LE(0)),
+      auth: identity.auth,
+      nowMs: monotonic.nowMs()
+    })
+    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core })
+    agent.#begin()
+    return agent
+  }
+
+  #begin (): void {
+    this.#routes()
+    this.#output.line({ event: 'started', id: this.id, addrs: this.#net.addrs(), http: this.httpUrl, incarnation: this.#core.incarnation, atMs: Date.now() })
+    this.#log.info({ id: this.id, addrs: this.#net.addrs(), http: this.httpUrl, incarnation: this.#core.incarnation, profile: this.config.profile }, 'agent started')
+    this.#driver.step({ kind: 'command', command: { type: 'join', peers: [] } })
+    this.#loadTimer = setInterval(() => this.#sampleLoad(), this.config.loadSampleIntervalMs)
+    void this.#joinBootstrap()
+  }
+
+  get incarnation (): number {
+    return this.#core.incarnation
+  }
+
+  get addrs (): string[] {
+    return this.#net.addrs()
+  }
+
+  members (): PeekMember[] {
+    return this.#core.snapshot(monotonic.nowMs())
+  }
+
+  // Stops the agent. With `leave`, it first announces a graceful leave and lets
+  // the announcement drain, so the cluster records `left`, not a failure.
+  async stop (options: { leave: boolean }): Promise<void> {
+    this.#stopping ??= this.#stop(options.leave)
+    await this.#stopping
+  }
+
+  async #stop (leave: boolean): Promise<void> {
+    if (leave) {
+      this.#driver.step({ kind: 'command', command: { type: 'leave' } })
+      await new Promise((resolve) => setTimeout(resolve, this.config.leaveDrainMs))
+    }
+    this.#driver.stop()
+    if (this.#loadTimer !== null) clearInterval(this.#loadTimer)
+    this.#load.stop()
+    await this.#http.close()
+    await this.#net.stop()
+    this.#dataDir.close()
+    this.#output.line({ event: 'stopped', id: this.id, left: leave, atMs: Date.now() })
+    this.#log.info({ left: leave }, 'agent stopped')
+  }
+
+  // ---- inbound ------------------------------------------------------------
+
+  #onDirect (from: PeerKey, frame: Uint8Array): void {
+    const decoded = decode(frame)
+    if (!decoded.ok) return this.#rejected(from, 'decode', decoded.reason)
+    const message = decoded.value
+    if (message.type === 'peek-request' || message.type === 'peek-reply') return this.#rejected(from, 'type', `${message.type} on the membership stream`)
+    this.#driver.step({ kind: 'receive', from, channel: 'direct', message })
+  }
+
+  // Runs inside gossipsub's validator: decide synchronously, feed the core after.
+  #onGossip (from: PeerKey, frame: Uint8Array): GossipVerdict {
+    const decoded = decode(frame)
+    if (!decoded.ok) {
+      this.#rejected(from, 'decode', decoded.reason)
+      return 'reject'
+    }
+    const message = decoded.value
+    if (message.type !== 'gossip') {
+      this.#rejected(from, 'type', `${message.type} on the gossip topic`)
+      return 'reject'
+    }
+    const impostor = message.updates.find((u) => (u.kind === 'record' ? u.signed.record.id : u.signed.accusation.accuser) !== from)
+    if (impostor !== undefined) {
+      this.#rejected(from, 'author', 'gossip carried a statement authored by another node')
+      return 'reject'
+    }
+    queueMicrotask(() => this.#driver.step({ kind: 'receive', from, channel: 'gossip', message }))
+    return 'accept'
+  }
+
+  #peekFrame (): Uint8Array {
+    return encode({ type: 'peek-reply', self: this.id, members: this.members() })
+  }
+
+  // ---- effects ------------------------------------------------------------
+
+  #perform (effect: Effect): void {
+    switch (effect.kind) {
+      case 'send': return this.#net.send(effect.to, this.#encode(effect.message))
+      case 'publish': return this.#net.publish(this.#encode(effect.message))
+      case 'persist': return this.#dataDir.writeIncarnation(effect.record.incarnation)
+      case 'event': return this.#onEvent(effect.event)
+    }
+  }
+
+  #encode (message: Message): Uint8Array {
+    return encode(message)
+  }
+
+  #onEvent (event: AgentEvent): void {
+    this.#metrics.observe(event)
+    switch (event.type) {
+      case 'member-joined':
+        this.#net.learnAddrs(event.id, event.record.addrs)
+        this.#log.info({ member: event.id, ip: event.record.ip, services: event.record.services.map((s) => s.name) }, 'member joined')
+        this.#output.line({ event: 'member', id: event.id, status: 'alive', previous: null, incarnation: event.record.incarnation, by: event.id, atMs: Date.now() })
+        return
+      case 'member-updated': return this.#net.learnAddrs(event.id, event.record.addrs)
+      case 'member-status': return this.#onStatus(event)
+      case 'member-reaped':
+        this.#net.forget(event.id)
+        this.#log.info({ member: event.id }, 'member reaped')
+        return
+      case 'refuted':
+        this.#log.warn({ incarnation: event.incarnation, accusation: event.accusation, by: event.by }, 'refuted an accusation about this agent')
+        this.#output.line({ event: 'refuted', incarnation: event.incarnation, accusation: event.accusation, by: event.by, atMs: Date.now() })
+        return
+      case 'stall': this.#log.warn({ lateMs: Math.round(event.lateMs) }, 'event loop stalled; extending pending timeouts'); return
+      case 'local-health': this.#log.debug({ score: event.score, reason: event.reason }, 'local health changed'); return
+      case 'rejected': return this.#logRejection(event.from, event.reason)
+      case 'left': this.#log.info('leave announced'); return
+      default: this.#log.trace({ event }, 'membership event')
+    }
+  }
+
+  #onStatus (event: Extract<AgentEvent, { type: 'member-status' }>): void {
+    const level = event.status === 'dead' || event.status === 'suspect' ? 'warn' : 'info'
+    this.#log[level]({ member: event.id, status: event.status, previous: event.previous, incarnation: event.incarnation, by: event.by }, `member ${event.status}`)
+    this.#output.line({ event: 'member', id: event.id, status: event.status, previous: event.previous, incarnation: event.incarnation, by: event.by, atMs: Date.now() })
+    if (event.status === 'left') this.#net.forget(event.id)
+  }
+
+  #rejected (from: PeerKey, reason: RejectReason, detail: string): void {
+    this.#metrics.rejected(reason)
+    this.#logRejection(from, `${reason}: ${detail}`)
+  }
+
+  #logRejection (from: PeerKey, reason: string): void {
+    const key = `${from} ${reason}`
+    const now = monotonic.nowMs()
+    const last = this.#rejectLogged.get(key)
+    if (last !== undefined && now - last < REJECT_LOG_GAP_MS) return
+    if (this.#rejectLogged.size > 10_000) this.#rejectLogged.clear()
+    this.#rejectLogged.set(key, now)
+    this.#log.warn({ peer: from, reason }, 'refused a message')
+  }
+
+  // ---- periodic work ------------------------------------------------------
+
+  #sampleLoad (): void {
+    const capacity = this.config.services.reduce((sum, s) => sum + s.capacity, 0)
+    const load = this.#load.sample(0, capacity)
+    this.#driver.step({ kind: 'command', command: { type: 'update-self', patch: { load } } })
+  }
+
+  // Resolves bootstrap multiaddrs to peer ids (dialling them), retrying with
+  // backoff until each answers or the agent stops; the core then joins through
+  // them and keeps retrying on its own whenever it finds itself alone.
+  async #joinBootstrap (): Promise<void> {
+    const pending = new Set(this.config.bootstrap)
+    const peers = new Set<PeerKey>()
+    let delayMs = this.config.membership.joinRetryMs
+    while (pending.size > 0 && this.#stopping === null) {
+      let found = false
+      for (const addr of [...pending]) {
+        try {
+          const peer = await this.#net.dial(addr, this.config.dialTimeoutMs)
+          pending.delete(addr)
+          if (peer !== this.id) peers.add(peer)
+          found = true
+        } catch (error) {
+          this.#log.debug({ addr, err: (error as Error).message }, 'bootstrap peer not reachable yet')
+        }
+      }
+      if (this.#stopping !== null) return
+      if (found) this.#driver.step({ kind: 'command', command: { type: 'join', peers: [...peers] } })
+      if (pending.size === 0) return
+      if (!found && peers.size === 0) this.#log.info({ pending: [...pending], retryMs: delayMs }, 'waiting for bootstrap peers')
+      await new Promise((resolve) => setTimeout(resolve, delayMs))
+      delayMs = Math.min(delayMs * 2, 10_000)
+    }
+  }
+
+  // ---- HTTP ---------------------------------------------------------------
+
+  #routes (): void {
+    this.#http.route('GET', /^\/v1\/health$/, () => ({ status: 200, body: { ok: true, id: this.id, incarnation: this.#core.incarnation } }))
+    this.#http.route('GET', /^\/v1\/members$/, () => ({ status: 200, body: membersJson(this.id, this.members()) }))
+    this.#http.route('GET', /^\/metrics$/, async () => ({ status: 200, raw: await this.#metrics.text(), headers: { 'content-type': this.#metrics.contentType } }))
+  }
+}
+
+function stripPeerId (addr: string): string {
+  return addr.replace(/\/p2p\/[^/]+$/, '')
+}
+
+// The node's IP for its record: the first routable IPv4 it listens on, else the
+// first non-internal interface address, else loopback.
+export function pickIp (addrs: string[]): string {
+  const ips = addrs.map((a) => /^\/ip[46]\/([^/]+)\//.exec(a)?.[1]).filter((ip): ip is string => ip !== undefined)
+  const routable = ips.find((ip) => ip !== '0.0.0.0' && ip !== '::' && !ip.startsWith('127.') && ip !== '::1')
+  if (routable !== undefined) return routable
+  if (ips.some((ip) => ip === '0.0.0.0' || ip === '::')) {
+    for (const list of Object.values(networkInterfaces())) {
+      const found = list?.find((i) => i.family === 'IPv4' && !i.internal)
+      if (found !== undefined) return found.address
+    }
+  }
+  return ips[0] ?? '127.0.0.1'
+}
+
+function advertisedHttp (url: string, ip: string): string {
+  return url.replace(/^http:\/\/(0\.0\.0\.0|\[::\])/, `http://${ip.includes(':') ? `[${ip}]` : ip}`)
+}

@@ -1,0 +1,82 @@
+// The agent's HTTP API on node:http. Loopback by default. Every answer is JSON
+// except /metrics; every refusal carries {"error": "<reason>"}.
+
+import { createServer } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+
+export type Reply = { status: number; body?: unknown; headers?: Record<string, string>; raw?: string }
+
+export type RouteHandler = (request: IncomingMessage, params: string[], url: URL) => Promise<Reply> | Reply
+
+export type Route = { method: string; pattern: RegExp; handler: RouteHandler }
+
+export class HttpApi {
+  readonly #routes: Route[] = []
+  readonly #server: Server
+  #onError: (error: unknown) => void
+
+  constructor (onError: (error: unknown) => void) {
+    this.#onError = onError
+    this.#server = createServer((request, response) => { void this.#handle(request, response) })
+    // Slow or idle clients must not hold sockets forever.
+    this.#server.requestTimeout = 10_000
+    this.#server.headersTimeout = 5_000
+    this.#server.keepAliveTimeout = 5_000
+  }
+
+  route (method: string, pattern: RegExp, handler: RouteHandler): void {
+    this.#routes.push({ method, pattern, handler })
+  }
+
+  async listen (host: string, port: number): Promise<string> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject)
+      this.#server.listen(port, host, () => {
+        this.#server.off('error', reject)
+        resolve()
+      })
+    })
+    const address = this.#server.address() as AddressInfo
+    const hostText = address.family === 'IPv6' ? `[${address.address}]` : address.address
+    return `http://${hostText}:${address.port}`
+  }
+
+  async close (): Promise<void> {
+    this.#server.closeAllConnections()
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()))
+  }
+
+  async #handle (request: IncomingMessage, response: ServerResponse): Promise<void> {
+    let reply: Reply
+    try {
+      reply = await this.#dispatch(request)
+    } catch (error) {
+      this.#onError(error)
+      reply = { status: 500, body: { error: 'internal error' } }
+    }
+    const headers: Record<string, string> = { ...reply.headers }
+    let text: string
+    if (reply.raw !== undefined) {
+      text = reply.raw
+    } else {
+      headers['content-type'] = 'application/json'
+      text = JSON.stringify(reply.body) + '\n'
+    }
+    response.writeHead(reply.status, headers)
+    response.end(text)
+  }
+
+  async #dispatch (request: IncomingMessage): Promise<Reply> {
+    const url = new URL(request.url ?? '/', 'http://agent')
+    let pathMatched = false
+    for (const route of this.#routes) {
+      const match = route.pattern.exec(url.pathname)
+      if (match === null) continue
+      pathMatched = true
+      if (route.method === request.method) return await route.handler(request, match.slice(1), url)
+    }
+    if (pathMatched) return { status: 405, body: { error: `method ${request.method} not allowed on ${url.pathname}` } }
+    return { status: 404, body: { error: `no such endpoint: ${url.pathname}` } }
+  }
+}

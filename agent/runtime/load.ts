@@ -1,0 +1,63 @@
+// Samples the load figures a node advertises (M0.1): event-loop utilisation of the
+// agent process, busy share of the machine's CPUs, and sessions held. The score
+// placement uses is the largest of the three (sessions as a share of capacity):
+// a box is as busy as its busiest resource.
+
+import { cpus } from 'node:os'
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
+import type { EventLoopUtilization, ELDHistogram } from 'node:perf_hooks'
+import type { Load } from '../../protocol/messages.ts'
+
+type CpuTimes = { busy: number; total: number }
+
+function cpuTimes (): CpuTimes {
+  let busy = 0
+  let total = 0
+  for (const cpu of cpus()) {
+    const t = cpu.times
+    busy += t.user + t.nice + t.sys + t.irq
+    total += t.user + t.nice + t.sys + t.irq + t.idle
+  }
+  return { busy, total }
+}
+
+export function loadScore (elu: number, cpu: number, sessions: number, capacity: number): number {
+  const sessionShare = capacity > 0 ? sessions / capacity : 0
+  return Math.min(1, Math.max(elu, cpu, sessionShare))
+}
+
+export class LoadSampler {
+  #elu: EventLoopUtilization
+  #cpu: CpuTimes
+  readonly #delay: ELDHistogram
+  #lagP99Ms = 0
+
+  constructor () {
+    this.#elu = performance.eventLoopUtilization()
+    this.#cpu = cpuTimes()
+    this.#delay = monitorEventLoopDelay({ resolution: 10 })
+    this.#delay.enable()
+  }
+
+  // Load since the previous sample.
+  sample (sessions: number, capacity: number): Load {
+    const elu = performance.eventLoopUtilization(this.#elu).utilization
+    this.#elu = performance.eventLoopUtilization()
+    const now = cpuTimes()
+    const total = now.total - this.#cpu.total
+    const cpu = total > 0 ? (now.busy - this.#cpu.busy) / total : 0
+    this.#cpu = now
+    this.#lagP99Ms = this.#delay.percentile(99) / 1e6
+    this.#delay.reset()
+    const clamp = (v: number): number => Math.min(1, Math.max(0, Number.isFinite(v) ? v : 0))
+    return { score: loadScore(clamp(elu), clamp(cpu), sessions, capacity), sessions, elu: clamp(elu), cpu: clamp(cpu) }
+  }
+
+  get eventLoopLagP99Ms (): number {
+    return this.#lagP99Ms
+  }
+
+  stop (): void {
+    this.#delay.disable()
+  }
+}

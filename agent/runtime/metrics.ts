@@ -1,0 +1,108 @@
+// Prometheus metrics (prom-client), one registry per agent so that several agents
+// in one process (tests) never share counters. Counters move on core events;
+// gauges and transport totals are read when scraped.
+
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import type { AgentEvent } from '../core/io.ts'
+import type { PeekMember } from '../../protocol/messages.ts'
+import { MEMBER_STATUS } from '../../protocol/messages.ts'
+import type { NetStats } from '../net/types.ts'
+
+export type MetricsSources = {
+  members: () => PeekMember[]
+  health: () => number
+  incarnation: () => number
+  net: () => NetStats
+  eventLoopLagP99Ms: () => number
+}
+
+export type RejectReason = 'decode' | 'author' | 'signature' | 'type' | 'other'
+
+export class AgentMetrics {
+  readonly registry = new Registry()
+  readonly #probes: Counter<'result'>
+  readonly #suspicions: Counter
+  readonly #deadVerdicts: Counter
+  readonly #refutations: Counter
+  readonly #stalls: Counter
+  readonly #rejected: Counter<'reason'>
+
+  constructor (sources: MetricsSources) {
+    const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry, prefix: 'edge_agent_process_' })
+    this.#probes = new Counter({ name: 'edge_agent_probes_total', help: 'SWIM probes this agent ran, by result (ack, indirect-ack, failed)', labelNames: ['result'], registers })
+    this.#suspicions = new Counter({ name: 'edge_agent_suspicions_total', help: 'Times a member became suspect in this agent\'s table', registers })
+    this.#deadVerdicts = new Counter({ name: 'edge_agent_dead_verdicts_total', help: 'Times a member became dead in this agent\'s table', registers })
+    this.#refutations = new Counter({ name: 'edge_agent_refutations_total', help: 'Times this agent raised its incarnation to refute an accusation', registers })
+    this.#stalls = new Counter({ name: 'edge_agent_event_loop_stalls_total', help: 'Inputs that arrived long after the core asked to be woken (local stalls)', registers })
+    this.#rejected = new Counter({ name: 'edge_agent_rejected_messages_total', help: 'Messages refused, by reason (decode, author, signature, type, other)', labelNames: ['reason'], registers })
+    this.#gauges(sources, registers)
+  }
+
+  #gauges (sources: MetricsSources, registers: Registry[]): void {
+    new Gauge({
+      name: 'edge_agent_members', help: 'Members in this agent\'s table, by status (self included)', labelNames: ['status'], registers,
+      collect () {
+        const counts = new Map<string, number>(MEMBER_STATUS.map((s) => [s, 0]))
+        for (const member of sources.members()) counts.set(member.status, (counts.get(member.status) ?? 0) + 1)
+        for (const [status, count] of counts) this.set({ status }, count)
+      }
+    })
+    new Gauge({ name: 'edge_agent_local_health', help: 'Lifeguard local health score (0 = healthy); timeouts scale by score + 1', registers, collect () { this.set(sources.health()) } })
+    new Gauge({ name: 'edge_agent_incarnation', help: 'This agent\'s current incarnation', registers, collect () { this.set(sources.incarnation()) } })
+    new Gauge({ name: 'edge_agent_event_loop_lag_p99_seconds', help: 'p99 event-loop delay over the last sample window', registers, collect () { this.set(sources.eventLoopLagP99Ms() / 1000) } })
+    new Gauge({
+      name: 'edge_agent_messages_total', help: 'Membership messages sent and received, by direction and channel (direct stream, gossip topic)', labelNames: ['direction', 'channel'], registers,
+      collect () {
+        const s = sources.net()
+        this.set({ direction: 'out', channel: 'direct' }, s.directFramesOut)
+        this.set({ direction: 'in', channel: 'direct' }, s.directFramesIn)
+        this.set({ direction: 'out', channel: 'gossip' }, s.gossipFramesOut)
+        this.set({ direction: 'in', channel: 'gossip' }, s.gossipFramesIn)
+      }
+    })
+    new Gauge({
+      name: 'edge_agent_bytes_total', help: 'Payload bytes of membership messages, by direction and channel', labelNames: ['direction', 'channel'], registers,
+      collect () {
+        const s = sources.net()
+        this.set({ direction: 'out', channel: 'direct' }, s.directBytesOut)
+        this.set({ direction: 'in', channel: 'direct' }, s.directBytesIn)
+        this.set({ direction: 'out', channel: 'gossip' }, s.gossipBytesOut)
+        this.set({ direction: 'in', channel: 'gossip' }, s.gossipBytesIn)
+      }
+    })
+    new Gauge({ name: 'edge_agent_send_queue_drops_total', help: 'Frames dropped because a peer\'s send queue was full', registers, collect () { this.set(sources.net().sendQueueDrops) } })
+  }
+
+  observe (event: AgentEvent): void {
+    switch (event.type) {
+      case 'probe': this.#probes.inc({ result: event.result }); return
+      case 'member-status':
+        if (event.status === 'suspect') this.#suspicions.inc()
+        if (event.status === 'dead') this.#deadVerdicts.inc()
+        return
+      case 'refuted': this.#refutations.inc(); return
+      case 'stall': this.#stalls.inc(); return
+      case 'rejected': this.#rejected.inc({ reason: classify(event.reason) }); return
+    }
+  }
+
+  rejected (reason: RejectReason): void {
+    this.#rejected.inc({ reason })
+  }
+
+  async text (): Promise<string> {
+    return await this.registry.metrics()
+  }
+
+  get contentType (): string {
+    return this.registry.contentType
+  }
+}
+
+function classify (reason: string): RejectReason {
+  if (reason.includes('signature')) return 'signature'
+  if (reason.includes('carried')) return 'author'
+  if (reason.includes('is not a')) return 'type'
+  return 'other'
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+// edge-agent: the command line. `start` runs an agent, `peek` shows what one sees.
+
+import { readFileSync } from 'node:fs'
+import { UsageError } from '../agent/cli/args.ts'
+import { PEEK_HELP, runPeek } from '../agent/cli/peek.ts'
+import { runStart, START_HELP } from '../agent/cli/start.ts'
+
+const HELP = `Usage: edge-agent <command> [options]
+
+A peer-to-peer agent for edge boxes: every box runs one; together they keep a
+membership table (IP, services, load, position) and detect failures in seconds.
+
+Commands:
+  start     run an agent on this box            (edge-agent start --help)
+  peek      show the members an agent sees      (edge-agent peek --help)
+
+Options:
+  -h, --help      show this help
+  -v, --version   print the version`
+
+const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
+  start: { run: runStart, help: START_HELP },
+  peek: { run: runPeek, help: PEEK_HELP }
+}
+
+async function main (argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+    console.log(HELP)
+    return command === undefined ? 2 : 0
+  }
+  if (command === '-v' || command === '--version') {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+    console.log(pkg.version)
+    return 0
+  }
+  const entry = COMMANDS[command]
+  if (entry === undefined) throw new UsageError(`unknown command '${command}' (commands: ${Object.keys(COMMANDS).join(', ')})`)
+  return await entry.run(rest)
+}
+
+let code: number
+try {
+  code = await main(process.argv.slice(2))
+} catch (error) {
+  if (!(error instanceof UsageError)) throw error
+  const command = COMMANDS[process.argv[2] ?? ''] === undefined ? '' : ` ${process.argv[2]}`
+  process.stderr.write(`edge-agent${command}: ${error.message} (see edge-agent${command} --help)\n`)
+  code = 2
+}
+// Leftover sockets or timers of libp2p must not keep a finished command alive.
+// (stdout and stderr are synchronous for files, pipes and terminals on Linux.)
+process.exit(code)

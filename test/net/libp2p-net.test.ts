@@ -1,0 +1,451 @@
+// Real libp2p nodes on 127.0.0.1, in this process (one test adds a child process
+// to freeze with SIGSTOP). Every test has a hard timeout and stops what it started.
+
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createServer, type Server, type Socket } from 'node:net'
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createNet, generateIdentity, loadOrCreateIdentity, peekOverLibp2p } from '../../agent/net/libp2p.ts'
+import { writeRawOverLibp2p } from '../../agent/net/client.ts'
+import type { GossipVerdict, Net } from '../../agent/net/types.ts'
+import { MAX_FRAME_BYTES, MAX_GOSSIP_FRAME_BYTES } from '../../protocol/limits.ts'
+
+const CLUSTER = 'net-test'
+const LOOPBACK = '/ip4/127.0.0.1/tcp/0'
+const TEST_TIMEOUT_MS = 20_000
+// What "promptly" means for a refused dial or a stopped peer on loopback.
+const PROMPT_MS = 3_000
+
+const text = (s: string): Uint8Array => new TextEncoder().encode(s)
+const str = (b: Uint8Array): string => new TextDecoder().decode(b)
+
+// Everything a test starts, stopped or removed however the test ends.
+class Cleanup {
+  private readonly tasks: Array<() => Promise<void>> = []
+  add (task: () => Promise<void>): void { this.tasks.push(task) }
+  async run (): Promise<void> {
+    for (const task of this.tasks.reverse()) await task().catch(() => {})
+  }
+}
+
+function netTest (name: string, body: (cleanup: Cleanup) => Promise<void>): void {
+  test(name, async () => {
+    const cleanup = new Cleanup()
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => { reject(new Error(`test timed out after ${TEST_TIMEOUT_MS} ms`)) }, TEST_TIMEOUT_MS)
+    })
+    try {
+      await Promise.race([body(cleanup), timeout])
+    } finally {
+      clearTimeout(timer)
+      await cleanup.run()
+    }
+  })
+}
+
+async function waitFor (what: string, ready: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!ready()) {
+    if (Date.now() > deadline) throw new Error(`still waiting for ${what} after ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+// uvu 0.5 has no assert.rejects.
+async function rejects (promise: Promise<unknown>, expected?: RegExp | ((err: Error) => boolean)): Promise<void> {
+  let error: Error
+  try {
+    await promise
+  } catch (err) {
+    error = err as Error
+    if (expected instanceof RegExp) assert.match(error.message, expected)
+    else if (expected !== undefined) assert.ok(expected(error), `unexpected error: ${error.message}`)
+    return
+  }
+  assert.unreachable('expected a rejection')
+}
+
+type Received = { from: string, text: string }
+
+// A net whose handlers record what they see.
+type Node = {
+  net: Net
+  direct: Received[]
+  gossip: Received[]
+  disconnected: string[]
+  unreachable: string[]
+  verdict: (text: string) => GossipVerdict
+  peek: Uint8Array
+}
+
+async function startNode (cleanup: Cleanup, options: { psk?: Uint8Array, dialTimeoutMs?: number } = {}): Promise<Node> {
+  const node: Omit<Node, 'net'> = {
+    direct: [],
+    gossip: [],
+    disconnected: [],
+    unreachable: [],
+    verdict: () => 'accept',
+    peek: new Uint8Array()
+  }
+  const net = await createNet({
+    identity: await generateIdentity(),
+    listen: [LOOPBACK],
+    cluster: CLUSTER,
+    psk: options.psk,
+    dialTimeoutMs: options.dialTimeoutMs ?? 2_000,
+    handlers: {
+      onDirect: (from, frame) => { node.direct.push({ from, text: str(frame) }) },
+      onGossip: (from, frame) => {
+        node.gossip.push({ from, text: str(frame) })
+        return node.verdict(str(frame))
+      },
+      onDisconnected: (peer) => { node.disconnected.push(peer) },
+      onUnreachable: (peer) => { node.unreachable.push(peer) },
+      onPeek: () => node.peek
+    }
+  })
+  cleanup.add(async () => { await net.stop() })
+  return Object.assign(node, { net })
+}
+
+function introduce (a: Node, b: Node): void {
+  a.net.learnAddrs(b.net.id, b.net.addrs())
+  b.net.learnAddrs(a.net.id, a.net.addrs())
+}
+
+// A TCP port on 127.0.0.1 that nothing listens on.
+async function closedPort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as { port: number }).port
+  await new Promise<void>((resolve) => server.close(() => { resolve() }))
+  return port
+}
+
+// A TCP server on 127.0.0.1 that accepts connections and never says a word, so a
+// libp2p dial to it hangs in the handshake until its timeout.
+async function silentServer (cleanup: Cleanup): Promise<number> {
+  const sockets: Socket[] = []
+  const server: Server = createServer((socket) => { sockets.push(socket); socket.on('error', () => {}) })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  cleanup.add(async () => {
+    for (const socket of sockets) socket.destroy()
+    await new Promise<void>((resolve) => server.close(() => { resolve() }))
+  })
+  return (server.address() as { port: number }).port
+}
+
+async function tempDir (cleanup: Cleanup): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'edge-agent-net-'))
+  cleanup.add(async () => { await rm(dir, { recursive: true, force: true }) })
+  return dir
+}
+
+netTest('two nets exchange direct frames both ways, in order on one stream', async (cleanup) => {
+  const a = await startNode(cleanup)
+  const b = await startNode(cleanup)
+  introduce(a, b)
+  const count = 200
+  for (let i = 0; i < count; i++) {
+    a.net.send(b.net.id, text(`a${i}`))
+    b.net.send(a.net.id, text(`b${i}`))
+  }
+  await waitFor('both sides to receive every frame', () => a.direct.length === count && b.direct.length === count)
+  assert.equal(b.direct.map((r) => r.text), Array.from({ length: count }, (_, i) => `a${i}`))
+  assert.equal(a.direct.map((r) => r.text), Array.from({ length: count }, (_, i) => `b${i}`))
+  assert.ok(b.direct.every((r) => r.from === a.net.id), 'frames at b come from a')
+  assert.ok(a.direct.every((r) => r.from === b.net.id), 'frames at a come from b')
+  const stats = a.net.stats()
+  assert.is(stats.directFramesOut, count)
+  assert.is(stats.directFramesIn, count)
+  assert.is(stats.directBytesOut, b.direct.reduce((n, r) => n + r.text.length, 0))
+  assert.is(stats.sendQueueDrops, 0)
+  assert.equal(a.unreachable, [])
+  assert.ok(a.net.addrs().every((addr) => addr.startsWith('/ip4/127.0.0.1/tcp/') && addr.endsWith(`/p2p/${a.net.id}`)), a.net.addrs().join(' '))
+})
+
+netTest('a gossip reaches the others with the publisher as from, and a reject verdict stops it', async (cleanup) => {
+  // A line, a — b — c: c hears a only through b's forwarding.
+  const a = await startNode(cleanup)
+  const b = await startNode(cleanup)
+  const c = await startNode(cleanup)
+  assert.is(await a.net.dial(b.net.addrs()[0], 5_000), b.net.id)
+  assert.is(await c.net.dial(b.net.addrs()[0], 5_000), b.net.id)
+  // Subscriptions and the mesh form asynchronously: publish until c hears one.
+  for (let i = 0; !c.gossip.some((r) => r.text.startsWith('hello')); i++) {
+    assert.ok(i < 100, 'c never heard a hello from a')
+    a.net.publish(text(`hello${i}`))
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  const hello = c.gossip.find((r) => r.text.startsWith('hello'))
+  assert.is(hello?.from, a.net.id, 'from is the signed origin, not the forwarder b')
+  assert.ok(b.gossip.some((r) => r.text === hello?.text && r.from === a.net.id), 'b heard it too')
+  assert.ok(a.gossip.every((r) => !r.text.startsWith('hello')), 'no echo to the publisher')
+
+  b.verdict = (t) => t.startsWith('bad') ? 'reject' : 'accept'
+  a.net.publish(text('bad'))
+  // Messages published after it do get through b, so c had every chance to see it.
+  for (let i = 0; !c.gossip.some((r) => r.text.startsWith('good')); i++) {
+    assert.ok(i < 100, 'c never heard a good message')
+    a.net.publish(text(`good${i}`))
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  await waitFor('b to judge the bad message', () => b.gossip.some((r) => r.text === 'bad'))
+  assert.ok(c.gossip.every((r) => r.text !== 'bad'), 'b rejected it, so c never heard it')
+  // The largest frame the decoders admit fits within gossipsub's RPC size limit.
+  const largest = 'L'.repeat(MAX_GOSSIP_FRAME_BYTES)
+  a.net.publish(text(largest))
+  await waitFor('c to receive the largest gossip frame', () => c.gossip.some((r) => r.text === largest))
+  assert.ok(c.net.stats().gossipFramesIn >= 2)
+  assert.ok(a.net.stats().gossipFramesOut >= 2)
+})
+
+netTest('publish with no peers neither throws nor rejects', async (cleanup) => {
+  const a = await startNode(cleanup)
+  a.net.publish(text('alone'))
+  a.net.publish(new Uint8Array(2 * 1024 * 1024))
+  await new Promise((resolve) => setTimeout(resolve, 100))
+})
+
+netTest('onUnreachable fires promptly once the peer has stopped', async (cleanup) => {
+  const a = await startNode(cleanup)
+  const b = await startNode(cleanup)
+  introduce(a, b)
+  a.net.send(b.net.id, text('hello'))
+  await waitFor('b to receive', () => b.direct.length === 1)
+  const stoppedAt = Date.now()
+  await b.net.stop()
+  // Like SWIM probes: keep sending until the failure shows.
+  while (!a.unreachable.includes(b.net.id)) {
+    assert.ok(Date.now() - stoppedAt < PROMPT_MS, `no onUnreachable within ${PROMPT_MS} ms`)
+    a.net.send(b.net.id, text('are you there'))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+})
+
+netTest('a refused dial is reported once, promptly, and a malformed id does not throw', async (cleanup) => {
+  const a = await startNode(cleanup)
+  const ghost = (await generateIdentity()).id
+  a.net.learnAddrs(ghost, [`/ip4/127.0.0.1/tcp/${await closedPort()}`, 'not a multiaddr', '/ip4/999.1.1.1/tcp/1'])
+  const sentAt = Date.now()
+  a.net.send(ghost, text('one'))
+  a.net.send(ghost, text('two'))
+  await waitFor('onUnreachable', () => a.unreachable.length > 0, PROMPT_MS)
+  assert.ok(Date.now() - sentAt < PROMPT_MS)
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  assert.equal(a.unreachable, [ghost], 'one failed dial, one report')
+
+  a.net.send('not-a-peer-id', text('x'))
+  a.net.learnAddrs('not-a-peer-id', ['/ip4/127.0.0.1/tcp/1'])
+  a.net.forget('not-a-peer-id')
+  await waitFor('the malformed id to be reported', () => a.unreachable.includes('not-a-peer-id'), PROMPT_MS)
+  await rejects(a.net.dial(`/ip4/127.0.0.1/tcp/${await closedPort()}`, 2_000))
+  await rejects(a.net.dial('garbage', 2_000), /not a multiaddr/)
+})
+
+netTest('a dial that hangs blocks nobody, bounds the queue and is reported once', async (cleanup) => {
+  const a = await startNode(cleanup, { dialTimeoutMs: 1_000 })
+  const b = await startNode(cleanup)
+  introduce(a, b)
+  const ghost = (await generateIdentity()).id
+  a.net.learnAddrs(ghost, [`/ip4/127.0.0.1/tcp/${await silentServer(cleanup)}`])
+  const started = Date.now()
+  for (let i = 0; i < 1_100; i++) a.net.send(ghost, text(`q${i}`))
+  a.net.send(b.net.id, text('meanwhile'))
+  assert.ok(Date.now() - started < 500, 'send() returned at once')
+  assert.is(a.net.stats().sendQueueDrops, 1_100 - 1_024)
+  await waitFor('b to receive while the other dial hangs', () => b.direct.length === 1)
+  assert.equal(a.unreachable, [], 'the hanging dial has not timed out yet')
+  await waitFor('the dial timeout to be reported', () => a.unreachable.length > 0, 5_000)
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  assert.equal(a.unreachable, [ghost])
+})
+
+netTest('onDisconnected fires on both sides when a peer is forgotten', async (cleanup) => {
+  const a = await startNode(cleanup)
+  const b = await startNode(cleanup)
+  assert.is(await a.net.dial(b.net.addrs()[0], 5_000), b.net.id)
+  a.net.forget(b.net.id)
+  await waitFor('onDisconnected at a', () => a.disconnected.includes(b.net.id))
+  await waitFor('onDisconnected at b', () => b.disconnected.includes(a.net.id))
+  assert.equal(a.unreachable, [], 'forgetting is not a failure')
+})
+
+netTest('peekOverLibp2p returns the onPeek frame, and fails clearly', async (cleanup) => {
+  const a = await startNode(cleanup)
+  a.peek = new Uint8Array(3 * 1024 * 1024).map((_, i) => i % 251)
+  const frame = await peekOverLibp2p(a.net.addrs()[0], CLUSTER, 5_000)
+  assert.equal(frame, a.peek)
+  const refused = `/ip4/127.0.0.1/tcp/${await closedPort()}/p2p/${a.net.id}`
+  await rejects(peekOverLibp2p(refused, CLUSTER, 2_000), (err: Error) => err.message.startsWith(`peek ${refused}: `))
+  await rejects(peekOverLibp2p(a.net.addrs()[0], 'other-cluster', 2_000), /does not speak \/edge-agent\/other-cluster\/peek\/1\.0\.0/)
+  const silent = `/ip4/127.0.0.1/tcp/${await silentServer(cleanup)}/p2p/${a.net.id}`
+  await rejects(peekOverLibp2p(silent, CLUSTER, 500), /no answer within 500 ms/)
+})
+
+netTest('a private network (psk) admits only nodes with the key', async (cleanup) => {
+  const psk = new Uint8Array(32).map((_, i) => i * 7)
+  const a = await startNode(cleanup, { psk })
+  const b = await startNode(cleanup, { psk })
+  const outsider = await startNode(cleanup)
+  introduce(a, b)
+  a.net.send(b.net.id, text('inside'))
+  await waitFor('b to receive over the private network', () => b.direct.length === 1)
+  await rejects(outsider.net.dial(a.net.addrs()[0], 2_000))
+  a.peek = text('private table')
+  assert.is(str(await peekOverLibp2p(a.net.addrs()[0], CLUSTER, 5_000, psk)), 'private table')
+  await rejects(peekOverLibp2p(a.net.addrs()[0], CLUSTER, 2_000))
+})
+
+netTest('an oversized length prefix closes that stream and the receiver serves on', async (cleanup) => {
+  const b = await startNode(cleanup)
+  const c = await startNode(cleanup)
+  // A varint length one above the limit, then a little data: never the whole frame.
+  const prefix: number[] = []
+  for (let n = MAX_FRAME_BYTES + 1; n > 0; n = Math.floor(n / 128)) prefix.push((n % 128) | (n >= 128 ? 0x80 : 0))
+  const bytes = new Uint8Array([...prefix, 1, 2, 3])
+  const ended = await writeRawOverLibp2p(b.net.addrs()[0], CLUSTER, bytes, 5_000)
+  assert.ok(ended === 'reset' || ended === 'closed', ended)
+  assert.is(b.net.stats().directFramesIn, 0)
+  introduce(b, c)
+  c.net.send(b.net.id, text('still there?'))
+  await waitFor('b to serve another peer', () => b.direct.length === 1)
+  assert.is(b.direct[0].from, c.net.id)
+})
+
+netTest('a frozen peer (SIGSTOP) blocks neither other peers nor the event loop', async (cleanup) => {
+  const a = await startNode(cleanup, { dialTimeoutMs: 1_000 })
+  const b = await startNode(cleanup)
+  introduce(a, b)
+  const child = await startChildNet(cleanup)
+  a.net.learnAddrs(child.id, child.addrs)
+  a.net.send(child.id, text('before'))
+  await waitFor('the child to take a frame', () => a.net.stats().directFramesOut === 1)
+  child.process.kill('SIGSTOP')
+  let maxLagMs = 0
+  let last = Date.now()
+  const lag = setInterval(() => { const now = Date.now(); maxLagMs = Math.max(maxLagMs, now - last); last = now }, 10)
+  cleanup.add(async () => { clearInterval(lag) })
+  // 640 KiB a second towards the frozen peer: its yamux window (256 KiB) fills
+  // at once, then its queue; meanwhile b gets one frame per round.
+  const big = new Uint8Array(32 * 1024)
+  const frozenAt = Date.now()
+  let rounds = 0
+  while (!a.unreachable.includes(child.id)) {
+    assert.ok(Date.now() - frozenAt < 8_000, 'the frozen peer was never reported')
+    for (let i = 0; i < 20; i++) a.net.send(child.id, big)
+    a.net.send(b.net.id, text(`r${rounds++}`))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  await waitFor('b to receive every round meanwhile', () => b.direct.length === rounds)
+  assert.equal(b.direct.map((r) => r.text), Array.from({ length: rounds }, (_, i) => `r${i}`))
+  assert.ok(rounds > 10, `the frozen peer was reported after ${rounds} rounds only`)
+  assert.ok(maxLagMs < 500, `event loop stalled for ${maxLagMs} ms`)
+})
+
+// A net in a child process, to be frozen with SIGSTOP.
+async function startChildNet (cleanup: Cleanup): Promise<{ id: string, addrs: string[], process: ChildProcess }> {
+  const script = `
+    import { createNet, generateIdentity } from ${JSON.stringify(new URL('../../agent/net/libp2p.ts', import.meta.url).pathname)}
+    const net = await createNet({ identity: await generateIdentity(), listen: ['${LOOPBACK}'], cluster: '${CLUSTER}', dialTimeoutMs: 2000,
+      handlers: { onDirect () {}, onGossip: () => 'accept', onDisconnected () {}, onUnreachable () {}, onPeek: () => new Uint8Array() } })
+    process.stdout.write(JSON.stringify({ id: net.id, addrs: net.addrs() }) + '\\n')
+    setInterval(() => {}, 60000)
+  `
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  cleanup.add(async () => {
+    child.kill('SIGKILL')
+    if (child.exitCode === null && child.signalCode === null) await new Promise((resolve) => child.once('exit', resolve))
+  })
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = ''
+    child.stdout?.on('data', (chunk) => {
+      out += String(chunk)
+      if (out.includes('\n')) resolve(out.split('\n')[0])
+    })
+    child.once('exit', (code) => { reject(new Error(`child net exited with ${code}`)) })
+  })
+  const info = JSON.parse(line) as { id: string, addrs: string[] }
+  return { ...info, process: child }
+}
+
+netTest('createNet refuses bad options and a busy port with a clear error', async (cleanup) => {
+  const a = await startNode(cleanup)
+  const base = {
+    identity: await generateIdentity(),
+    listen: [LOOPBACK],
+    cluster: CLUSTER,
+    dialTimeoutMs: 1_000,
+    handlers: { onDirect () {}, onGossip: () => 'accept' as const, onDisconnected () {}, onUnreachable () {}, onPeek: () => new Uint8Array() }
+  }
+  await rejects(createNet({ ...base, cluster: 'a/b' }), /'cluster' must be/)
+  await rejects(createNet({ ...base, dialTimeoutMs: 0 }), /'dialTimeoutMs' must be/)
+  await rejects(createNet({ ...base, identity: { id: a.net.id, auth: base.identity.auth } }), /identity was not made by/)
+  const busy = a.net.addrs()[0].replace(/\/p2p\/.*$/, '')
+  await rejects(createNet({ ...base, listen: [busy] }), (err) => err.message.startsWith(`Cannot start the libp2p node on ${busy}: `))
+})
+
+netTest('the identity persists, in a 0700 directory and a 0600 file', async (cleanup) => {
+  const dir = join(await tempDir(cleanup), 'data')
+  const first = await loadOrCreateIdentity(dir)
+  const second = await loadOrCreateIdentity(dir)
+  assert.is(second.id, first.id)
+  assert.match(first.id, /^12D3KooW/)
+  assert.is((await stat(dir)).mode & 0o777, 0o700)
+  assert.is((await stat(join(dir, 'identity.key'))).mode & 0o777, 0o600)
+  assert.equal(await readdir(dir), ['identity.key'], 'no temporary file left behind')
+  // The persisted key is the one libp2p uses.
+  const net = await createNet({
+    identity: second,
+    listen: [LOOPBACK],
+    cluster: CLUSTER,
+    dialTimeoutMs: 1_000,
+    handlers: { onDirect () {}, onGossip: () => 'accept', onDisconnected () {}, onUnreachable () {}, onPeek: () => new Uint8Array() }
+  })
+  cleanup.add(async () => { await net.stop() })
+  assert.is(net.id, first.id)
+})
+
+netTest('a corrupt identity file is refused, named, and left in place', async (cleanup) => {
+  const dir = await tempDir(cleanup)
+  const path = join(dir, 'identity.key')
+  const garbage = new Uint8Array([8, 1, 18, 3, 1, 2, 3, 0xff])
+  await writeFile(path, garbage)
+  await rejects(loadOrCreateIdentity(dir), (err: Error) =>
+    err.message.includes(path) && err.message.includes('unreadable') && err.message.includes('move it away'))
+  assert.equal(new Uint8Array(await readFile(path)), garbage)
+  await writeFile(path, new Uint8Array())
+  await rejects(loadOrCreateIdentity(dir), (err: Error) => err.message.includes(path))
+  assert.is((await readFile(path)).length, 0, 'an empty file is not replaced either')
+})
+
+netTest('auth signs and verifies synchronously, and refuses tampering and wrong signers', async () => {
+  const alice = await generateIdentity()
+  const bob = await generateIdentity()
+  const data = text('alive incarnation 7')
+  const sig = alice.auth.sign(data)
+  assert.ok(sig instanceof Uint8Array && !(sig as unknown instanceof Promise))
+  assert.is(sig.length, 64)
+  assert.ok(bob.auth.verify(alice.id, data, sig), 'anyone verifies with the signer id alone')
+  assert.ok(alice.auth.verify(alice.id, data, sig))
+  const tamperedData = data.slice()
+  tamperedData[3] ^= 1
+  assert.not.ok(bob.auth.verify(alice.id, tamperedData, sig), 'a changed byte of data')
+  const tamperedSig = sig.slice()
+  tamperedSig[10] ^= 1
+  assert.not.ok(bob.auth.verify(alice.id, data, tamperedSig), 'a changed byte of signature')
+  assert.not.ok(bob.auth.verify(bob.id, data, sig), 'the wrong signer')
+  assert.not.ok(bob.auth.verify('not-a-peer-id', data, sig), 'a malformed id')
+  assert.not.ok(bob.auth.verify('', data, sig), 'an empty id')
+  // A well-formed id that is a sha256 multihash (RSA-style) embeds no key.
+  assert.not.ok(bob.auth.verify('QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N', data, sig), 'a non-Ed25519 id')
+  assert.not.ok(bob.auth.verify(alice.id, data, sig.subarray(0, 63)), 'a short signature')
+  assert.not.ok(bob.auth.verify(alice.id, data, new Uint8Array(64)), 'a zero signature')
+  assert.not.ok(bob.auth.verify('x'.repeat(10_000), data, sig), 'an absurdly long id')
+})
+
+test.run()
