@@ -29,6 +29,12 @@ export type SimOptions = {
   gossipHops?: number
   // Keep every event in `trace` (tests that inspect history).
   trace?: boolean
+  // Decode every frame at the receiver, as the real host does. Off by default:
+  // messages are immutable, so receivers can share the sender's objects, which
+  // keeps one copy of each record in memory instead of one per node (frames are
+  // still encoded, to count bytes). The codec has its own tests; a scenario test
+  // runs with this on to exercise it end to end.
+  decodeFrames?: boolean
 }
 
 export type TraceEntry = { atMs: number; node: PeerKey; event: AgentEvent }
@@ -78,7 +84,8 @@ export class SimCluster {
       seeds: options.seeds ?? 3,
       joinSpreadMs: options.joinSpreadMs ?? 1_000,
       gossipHops: options.gossipHops ?? 2,
-      trace: options.trace ?? false
+      trace: options.trace ?? false,
+      decodeFrames: options.decodeFrames ?? false
     }
     this.#random = new SeededRandom(deriveSeed(options.seed, 0x5eed))
     this.network = new SimNetwork(new SeededRandom(deriveSeed(options.seed, 0x0e7)), { ...DEFAULT_LINK, ...options.link })
@@ -122,8 +129,9 @@ export class SimCluster {
     this.scheduler.runUntil(this.nowMs + durationMs)
   }
 
-  runUntil (done: () => boolean, limitMs: number): boolean {
-    return this.scheduler.runUntilTrue(done, this.nowMs + limitMs)
+  // Runs until `done()` holds (checked each virtual `checkEveryMs`) or `limitMs`.
+  runUntil (done: () => boolean, limitMs: number, checkEveryMs = 1): boolean {
+    return this.scheduler.runUntilTrue(done, this.nowMs + limitMs, checkEveryMs)
   }
 
   // ---- faults -------------------------------------------------------------
@@ -338,7 +346,7 @@ export class SimCluster {
     }
     from.peers.add(to)
     target.peers.add(from.id)
-    this.scheduler.after(delay, () => this.#arrive(target, from.id, 'direct', frame))
+    this.scheduler.after(delay, () => this.#arrive(target, from.id, 'direct', frame, message))
   }
 
   #publish (from: SimNode, message: Message): void {
@@ -349,14 +357,15 @@ export class SimCluster {
       if (delay === null) continue
       from.traffic.messagesOut++
       from.traffic.bytesOut += frame.length
-      this.scheduler.after(delay, () => this.#arrive(target, from.id, 'gossip', frame))
+      this.scheduler.after(delay, () => this.#arrive(target, from.id, 'gossip', frame, message))
     }
   }
 
-  #arrive (target: SimNode, from: PeerKey, channel: 'direct' | 'gossip', frame: Uint8Array): void {
+  #arrive (target: SimNode, from: PeerKey, channel: 'direct' | 'gossip', frame: Uint8Array, message: Message): void {
     if (target.state === 'crashed') return
     target.traffic.messagesIn++
     target.traffic.bytesIn += frame.length
+    if (!this.#options.decodeFrames) return this.#deliver(target, { kind: 'receive', nowMs: this.nowMs, from, channel, message })
     const decoded = decode(frame)
     if (!decoded.ok) {
       this.rejectedFrames++

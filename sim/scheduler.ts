@@ -41,14 +41,21 @@ export class Scheduler {
     this.#now = Math.max(this.#now, untilMs)
   }
 
-  // Runs until `done()` holds (checked after each event) or `limitMs` passes.
-  // Returns true when `done()` held.
-  runUntilTrue (done: () => boolean, limitMs: number): boolean {
+  // Runs until `done()` holds or `limitMs` passes; returns true when it held.
+  // `done()` is checked whenever virtual time has moved by `checkEveryMs` (a
+  // whole-cluster predicate after every event would cost O(N²) per event), so
+  // the clock stops at most that much after the condition became true.
+  runUntilTrue (done: () => boolean, limitMs: number, checkEveryMs = 1): boolean {
     if (done()) return true
+    let nextCheck = this.#now + checkEveryMs
     while (this.#heap.length > 0 && this.#heap[0].atMs <= limitMs) {
+      if (this.#heap[0].atMs > nextCheck) {
+        if (done()) return true
+        nextCheck = this.#heap[0].atMs + checkEveryMs
+      }
       this.#runNext()
-      if (done()) return true
     }
+    if (done()) return true
     this.#now = Math.max(this.#now, limitMs)
     return done()
   }

@@ -69,10 +69,32 @@ function runFile (file: string): Promise<Outcome> {
   })
 }
 
+// `tsc --noEmit` proves the types (Node only strips them); it counts as one test.
+function typecheck (): Promise<Outcome> {
+  const started = Date.now()
+  return new Promise((resolve) => {
+    const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc')
+    const child = spawn(process.execPath, [tsc, '--noEmit', '-p', root], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (chunk) => { output += chunk })
+    child.stderr.on('data', (chunk) => { output += chunk })
+    child.on('close', (code) => {
+      const ok = code === 0
+      resolve({ file: 'tsc --noEmit', passed: ok ? 1 : 0, failed: ok ? 0 : 1, skipped: 0, ms: Date.now() - started, output, note: '' })
+    })
+  })
+}
+
 async function main (): Promise<void> {
   const files = findTests(join(root, 'test')).filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
   const queue = [...files]
   const outcomes: Outcome[] = []
+  if (filters.length === 0) {
+    const checked = await typecheck()
+    outcomes.push(checked)
+    console.log(`${checked.failed > 0 ? 'FAIL' : 'ok  '} ${checked.file} (${(checked.ms / 1000).toFixed(1)} s)`)
+    if (checked.failed > 0) console.log(checked.output.split('\n').map((l) => '    | ' + l).join('\n'))
+  }
   async function worker (): Promise<void> {
     for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
       const outcome = await runFile(file)

@@ -13,7 +13,7 @@ export type FlagSpec = NonNullable<ParseArgsConfig['options']>
 export function parseFlags (argv: string[], options: FlagSpec, maxPositionals: number): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
   let parsed
   try {
-    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: true })
+    parsed = parseArgs({ args: joinNegativeValues(argv, options), options, strict: true, allowPositionals: true })
   } catch (error) {
     throw new UsageError(oneLine((error as Error).message))
   }
@@ -21,6 +21,26 @@ export function parseFlags (argv: string[], options: FlagSpec, maxPositionals: n
     throw new UsageError(`unexpected argument '${parsed.positionals[maxPositionals]}'`)
   }
   return { values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals }
+}
+
+// parseArgs refuses a value that starts with a dash ("--position -33.9,151.2" is
+// "ambiguous"), yet southern latitudes and western longitudes do. A negative
+// number cannot be a flag, so it is handed over as --name=value.
+function joinNegativeValues (argv: string[], options: FlagSpec): string[] {
+  const out: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    // After "--" everything is a positional argument.
+    if (argv[i] === '--') return [...out, ...argv.slice(i)]
+    const name = /^--([^=]+)$/.exec(argv[i])?.[1]
+    const next = argv[i + 1]
+    if (name !== undefined && options[name]?.type === 'string' && next !== undefined && /^-\.?\d/.test(next)) {
+      out.push(`${argv[i]}=${next}`)
+      i++
+    } else {
+      out.push(argv[i])
+    }
+  }
+  return out
 }
 
 // parseArgs explains itself over several lines; keep the first sentence.

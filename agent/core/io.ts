@@ -44,6 +44,8 @@ export type AgentEvent =
   | { type: 'member-reaped'; id: PeerKey }
   | { type: 'probe'; target: PeerKey; result: 'ack' | 'indirect-ack' | 'failed' }
   | { type: 'suspicion-confirmed'; id: PeerKey; by: PeerKey; confirmations: number }
+  // This node's own suspicion timer ran out: it is about to declare `id` dead.
+  | { type: 'suspicion-expired'; id: PeerKey; incarnation: number; confirmations: number }
   | { type: 'refuted'; incarnation: number; accusation: MemberStatus; by: PeerKey }
   | { type: 'local-health'; score: number; reason: string }
   | { type: 'stall'; lateMs: number }

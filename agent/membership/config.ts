@@ -12,6 +12,11 @@ export type MembershipConfig = {
   // How long the direct ping waits for its ack before indirect probes start.
   // Scaled by the local health multiplier (Lifeguard), so a slow node waits longer.
   probeTimeoutMs: number
+  // Extra time the direct ping gets when there is no live connection to the target
+  // yet (first contact, or after a disconnect): dialling, the noise handshake and
+  // stream negotiation take tens of ms on a small box. A refused dial still fails
+  // the direct ping at once, so this does not slow the detection of a crash.
+  firstContactGraceMs: number
   // Members asked to probe the target on our behalf when the direct ping fails.
   indirectChecks: number
   // Minimum suspicion timeout = suspicionMult × max(1, log10(N)) × probeIntervalMs.
@@ -59,6 +64,7 @@ export const PROFILE_NAMES: readonly ProfileName[] = ['lan', 'wan', 'local']
 const lan: MembershipConfig = {
   probeIntervalMs: 200,
   probeTimeoutMs: 100,
+  firstContactGraceMs: 500,
   indirectChecks: 3,
   suspicionMult: 4,
   suspicionMaxTimeoutMult: 2,
@@ -81,6 +87,7 @@ const wan: MembershipConfig = {
   ...lan,
   probeIntervalMs: 1_000,
   probeTimeoutMs: 500,
+  firstContactGraceMs: 2_000,
   suspicionMult: 6,
   suspicionMaxTimeoutMult: 3,
   pushPullIntervalMs: 30_000,
@@ -121,6 +128,7 @@ type Rule = { key: keyof MembershipConfig; min: number; max: number; integer: bo
 const RULES: Rule[] = [
   { key: 'probeIntervalMs', min: 10, max: 600_000, integer: true },
   { key: 'probeTimeoutMs', min: 1, max: 600_000, integer: true },
+  { key: 'firstContactGraceMs', min: 0, max: 600_000, integer: true },
   { key: 'indirectChecks', min: 0, max: 16, integer: true },
   { key: 'suspicionMult', min: 1, max: 100, integer: false },
   { key: 'suspicionMaxTimeoutMult', min: 1, max: 100, integer: false },

@@ -1,21 +1,21 @@
-// Membership: SWIM failure detection with the Lifeguard refinements, piggybacked
-// and published gossip, and push-pull anti-entropy, as one deterministic state
-// machine. `step()` takes one input and returns the effects to carry out; it reads
-// no clock, draws randomness only from the injected Random, and touches no socket.
+// Membership: the member table, kept by SWIM with the Lifeguard refinements.
+// Failure detection (probes, local health) lives in detector.ts; this file owns
+// what the cluster believes: signed records, accusations and refutations,
+// piggybacked and published gossip, and push-pull anti-entropy. One deterministic
+// state machine: `step()` takes an input and returns effects; it reads no clock,
+// draws randomness only from the injected Random, and touches no socket.
 
 import { encodeAccusation } from '../../protocol/codec.ts'
 import type {
-  Accusation, Entry, Message, MemberStatus, NodeRecord, PeekMember, SignedAccusation, SignedRecord, Update
+  Accusation, DigestEntry, Entry, Message, MemberStatus, NodeRecord, PeekMember, SignedAccusation, SignedRecord, Update
 } from '../../protocol/messages.ts'
-import type { AgentEvent, Auth, Command, Effect, Input, PeerKey, Random } from '../core/io.ts'
+import type { AgentEvent, Auth, Command, Effect, Input, PeerKey, Random, SelfPatch } from '../core/io.ts'
 import { answerDigest, digestOfTable, entriesFor } from './antientropy.ts'
 import { BroadcastQueue } from './broadcast.ts'
 import type { MembershipConfig } from './config.ts'
-import {
-  clampHealth, expectedConfirmations, gossipScaleMs, retransmitLimit, scaleByHealth, suspicionBoundsMs, suspicionTimeoutMs
-} from './math.ts'
-import { Prober } from './prober.ts'
-import type { Probe } from './prober.ts'
+import { FailureDetector } from './detector.ts'
+import { expectedConfirmations, gossipScaleMs, retransmitLimit, suspicionBoundsMs, suspicionTimeoutMs } from './math.ts'
+import { rateAllowed } from './rate.ts'
 import { SelfRecord } from './self.ts'
 import { MemberTable, claimIsNewer, compareVersion, setSelfRecord } from './table.ts'
 import type { AccusationOutcome, Member, RecordOutcome } from './table.ts'
@@ -40,20 +40,16 @@ export class Membership {
   readonly #auth: Auth
   readonly #table = new MemberTable()
   readonly #broadcasts = new BroadcastQueue()
-  readonly #prober = new Prober()
+  readonly #detector: FailureDetector
   readonly #own: SelfRecord
   readonly #self: Member
-  #health = 0
   #out: Effect[] = []
   #now: number
   #wakeAtMs: number | null = null
   #leaving = false
   #bootstrap: PeerKey[] = []
-  // When each peer was last probed out of turn, and last introduced to.
-  readonly #lastHintMs = new Map<PeerKey, number>()
   readonly #lastIntroMs = new Map<PeerKey, number>()
   readonly #lastStaleAnswerMs = new Map<PeerKey, number>()
-  #nextProbeMs: number
   #nextPushPullMs: number
   #nextReconnectMs: number
   #nextRefreshMs: number
@@ -70,8 +66,16 @@ export class Membership {
     this.#now = options.nowMs
     this.#own = new SelfRecord({ ...options.self, seq: 0, status: 'alive' }, options.auth)
     this.#self = this.#table.addSelf(this.#own.signed, options.nowMs)
+    this.#detector = new FailureDetector(options.config, options.random, {
+      send: (to, message) => this.#send(to, message),
+      piggyback: (recipient) => this.#piggyback(recipient),
+      emit: (event) => this.#emit(event),
+      isProbeable: (id) => this.#isProbeable(id),
+      probeableIds: () => this.#probeableIds(),
+      randomAlive: (count, exclude) => this.#randomAlive(count, exclude),
+      probeFailed: (target) => this.#probeFailed(target)
+    }, options.nowMs)
     const jitter = (ms: number): number => options.nowMs + this.#random.nextInt(Math.max(1, ms))
-    this.#nextProbeMs = jitter(this.#config.probeIntervalMs)
     this.#nextPushPullMs = jitter(this.#config.pushPullIntervalMs)
     this.#nextReconnectMs = jitter(this.#config.reconnectIntervalMs)
     this.#nextRefreshMs = jitter(this.#config.recordRefreshIntervalMs)
@@ -96,7 +100,7 @@ export class Membership {
     if (this.#leaving) return Infinity
     const joinRetry = this.#alone() ? this.#nextJoinRetryMs : Infinity
     return Math.min(
-      this.#nextProbeMs, this.#prober.nextDeadlineMs(), this.#table.earliestSuspicionDeadlineMs(),
+      this.#detector.nextWakeMs(), this.#table.earliestSuspicionDeadlineMs(),
       this.#nextPushPullMs, this.#nextReconnectMs, this.#nextRefreshMs, this.#publishPendingAtMs,
       joinRetry, this.#nextReapMs
     )
@@ -111,7 +115,7 @@ export class Membership {
   }
 
   get health (): number {
-    return this.#health
+    return this.#detector.health
   }
 
   get leaving (): boolean {
@@ -143,123 +147,35 @@ export class Membership {
     const lateMs = this.#now - this.#wakeAtMs
     if (lateMs <= this.#config.stallThresholdMs) return
     const extendMs = lateMs + this.#config.stallThresholdMs
-    this.#prober.extend(extendMs)
     this.#table.extendSuspicions(extendMs)
     this.#emit({ type: 'stall', lateMs })
-    this.#adjustHealth(1, 'event loop stalled')
+    this.#detector.stalled(extendMs)
   }
 
   #onTick (): void {
-    this.#runDueProbes()
-    for (const member of this.#table.expiredSuspicions(this.#now)) this.#accuse('dead', member, member.statusIncarnation)
+    this.#detector.tick(this.#now)
+    for (const member of this.#table.expiredSuspicions(this.#now)) {
+      const confirmations = (member.suspicion?.accusers.size ?? 1) - 1
+      this.#emit({ type: 'suspicion-expired', id: member.id, incarnation: member.statusIncarnation, confirmations })
+      this.#accuse('dead', member, member.statusIncarnation)
+    }
     this.#checkSuspects()
-    if (this.#now >= this.#nextProbeMs) this.#probeNext()
     if (this.#now >= this.#nextPushPullMs) this.#periodicPushPull()
     if (this.#now >= this.#nextReconnectMs) this.#reconnect()
-    if (this.#now >= this.#nextRefreshMs || this.#now >= this.#publishPendingAtMs) this.#publishOwnRecord()
+    if (this.#now >= this.#publishPendingAtMs) this.#publishOwnRecord()
+    if (this.#now >= this.#nextRefreshMs) this.#refreshOwnRecord()
     if (this.#alone() && this.#now >= this.#nextJoinRetryMs) this.#retryJoin()
     if (this.#now >= this.#nextReapMs) this.#reap()
   }
 
-  #runDueProbes (): void {
-    for (const due of this.#prober.due(this.#now)) {
-      if (due.kind === 'go-indirect') this.#goIndirect(due.probe)
-      else if (due.kind === 'fail') this.#probeFailed(due.probe)
-      else {
-        due.relay.nacked = true
-        this.#send(due.relay.requester, { type: 'nack', seq: due.relay.requesterSeq })
-      }
-    }
-  }
+  // ---- accusations --------------------------------------------------------
 
-  // ---- probing ------------------------------------------------------------
-
-  #probeNext (): void {
-    const target = this.#prober.nextTarget(
-      () => this.#liveIds(),
-      (id) => this.#isProbeable(id),
-      (ids) => this.#random.shuffle(ids)
-    )
-    const periodMs = scaleByHealth(this.#config.probeIntervalMs, this.#health)
-    this.#nextProbeMs = this.#now + periodMs
-    if (target !== null) this.#startProbe(target)
-  }
-
-  #startProbe (target: PeerKey): void {
-    const probe = this.#prober.start(
-      target, this.#now,
-      scaleByHealth(this.#config.probeTimeoutMs, this.#health),
-      scaleByHealth(this.#config.probeIntervalMs, this.#health)
-    )
-    this.#send(target, { type: 'ping', seq: probe.seq, updates: this.#piggyback(target) })
-  }
-
-  #goIndirect (probe: Probe): void {
-    const helpers = this.#randomLive(this.#config.indirectChecks, [probe.target])
-    this.#prober.goIndirect(probe, helpers.length)
-    for (const helper of helpers) {
-      this.#send(helper, { type: 'ping-req', seq: probe.seq, target: probe.target, updates: this.#piggyback(helper) })
-    }
-  }
-
-  #probeFailed (probe: Probe): void {
-    this.#prober.finish(probe)
-    this.#emit({ type: 'probe', target: probe.target, result: 'failed' })
-    // Lifeguard: missing nacks mean the intermediaries could not answer us either,
-    // which points at our own side.
-    const missedNacks = probe.expectedNacks > 0 ? probe.expectedNacks - probe.nacks : 1
-    this.#adjustHealth(missedNacks, 'probe failed without enough nacks')
-    const member = this.#table.get(probe.target)
+  #probeFailed (target: PeerKey): void {
+    const member = this.#table.get(target)
     if (member !== undefined && (member.status === 'alive' || member.status === 'suspect')) {
       this.#accuse('suspect', member, member.statusIncarnation)
     }
   }
-
-  #onAck (from: PeerKey, seq: number, updates: Update[]): void {
-    this.#applyUpdates(updates, from, 'direct')
-    const match = this.#prober.ack(seq)
-    if (match.kind === 'probe') {
-      const result = from === match.probe.target ? 'ack' : 'indirect-ack'
-      this.#emit({ type: 'probe', target: match.probe.target, result })
-      this.#adjustHealth(-1, 'probe acknowledged')
-    } else if (match.kind === 'relay') {
-      const relay = match.relay
-      this.#send(relay.requester, { type: 'ack', seq: relay.requesterSeq, updates: this.#piggyback(relay.requester) })
-    }
-  }
-
-  #onPingReq (from: PeerKey, seq: number, target: PeerKey, updates: Update[]): void {
-    this.#applyUpdates(updates, from, 'direct')
-    if (target === this.id) {
-      this.#send(from, { type: 'ack', seq, updates: this.#piggyback(from) })
-      return
-    }
-    // The requester's indirect window is probeInterval − probeTimeout; answer "no
-    // ack" at 80% of our own probe timeout so the nack lands inside it.
-    const nackAfterMs = Math.floor(this.#config.probeTimeoutMs * 0.8)
-    const relaySeq = this.#prober.relay(from, seq, target, this.#now, nackAfterMs, this.#config.probeIntervalMs * 2)
-    this.#send(target, { type: 'ping', seq: relaySeq, updates: this.#piggyback(target) })
-  }
-
-  #onNack (seq: number): void {
-    const probe = this.#prober.nack(seq)
-    // Every intermediary answered and none reached the target: no need to wait.
-    if (probe !== null) this.#probeFailed(probe)
-  }
-
-  // The transport lost or could not reach a peer: probe it now rather than at its
-  // turn, and skip the direct wait when the direct path is known to be broken.
-  #onHint (peer: PeerKey, unreachable: boolean): void {
-    const probe = this.#prober.probeOf(peer)
-    if (probe !== null) {
-      if (unreachable && probe.phase === 'direct') this.#goIndirect(probe)
-      return
-    }
-    if (!this.#isProbeable(peer) || !this.#rateAllowed(this.#lastHintMs, peer, this.#config.probeIntervalMs)) return
-    this.#startProbe(peer)
-  }
-
-  // ---- accusations --------------------------------------------------------
 
   #accuse (kind: 'suspect' | 'dead', member: Member, incarnation: number): void {
     const accusation: Accusation = { kind, subject: member.id, incarnation, accuser: this.id }
@@ -272,6 +188,38 @@ export class Membership {
     this.#publish([update])
     // Tell the accused directly too: if it is alive it refutes at once.
     if (kind === 'suspect') this.#send(member.id, { type: 'gossip', updates: [update] })
+  }
+
+  readonly #suspicionDeadline = (startMs: number, confirmations: number): number => {
+    const n = this.#table.liveCount
+    const { minMs, maxMs } = suspicionBoundsMs(n, this.#config.suspicionMult, this.#config.suspicionMaxTimeoutMult, this.#config.probeIntervalMs)
+    const k = expectedConfirmations(n, this.#config.suspicionMult)
+    return startMs + suspicionTimeoutMs(confirmations, k, minMs, maxMs)
+  }
+
+  #afterAccusation (outcome: AccusationOutcome, update: Update, by: PeerKey): void {
+    if (outcome.kind === 'ignored') return
+    this.#broadcasts.enqueue(update)
+    const member = outcome.member
+    if (outcome.kind === 'confirmed') {
+      this.#emit({ type: 'suspicion-confirmed', id: member.id, by, confirmations: outcome.confirmations })
+      return
+    }
+    if (outcome.kind === 'died') this.#detector.removed(member.id)
+    this.#emit({ type: 'member-status', id: member.id, status: member.status, previous: outcome.previous, incarnation: member.statusIncarnation, by })
+    if (outcome.kind === 'suspected' && by !== this.id) this.#maybeConfirm(member)
+  }
+
+  // Lifeguard shrinks a suspicion's timeout as independent confirmations arrive.
+  // Rather than wait for the suspect's turn in our round, a few members (k + 1
+  // expected, cluster-wide) probe it now: a real failure is confirmed within one
+  // probe period, and a false suspicion gathers no confirmations and keeps its
+  // long timeout.
+  #maybeConfirm (member: Member): void {
+    const n = this.#table.liveCount
+    const k = expectedConfirmations(n, this.#config.suspicionMult)
+    const chance = Math.min(1, (k + 1) / Math.max(1, n - 2))
+    if (this.#random.nextFloat() < chance) this.#detector.hint(member.id, false, this.#now)
   }
 
   // Gossip reaches most members fast but not all (10% loss loses one in ten
@@ -293,40 +241,8 @@ export class Membership {
     }
   }
 
-  readonly #suspicionDeadline = (startMs: number, confirmations: number): number => {
-    const n = this.#table.liveCount
-    const { minMs, maxMs } = suspicionBoundsMs(n, this.#config.suspicionMult, this.#config.suspicionMaxTimeoutMult, this.#config.probeIntervalMs)
-    const k = expectedConfirmations(n, this.#config.suspicionMult)
-    return startMs + suspicionTimeoutMs(confirmations, k, minMs, maxMs)
-  }
-
-  #afterAccusation (outcome: AccusationOutcome, update: Update, by: PeerKey): void {
-    if (outcome.kind === 'ignored') return
-    this.#broadcasts.enqueue(update)
-    const member = outcome.member
-    if (outcome.kind === 'confirmed') {
-      this.#emit({ type: 'suspicion-confirmed', id: member.id, by, confirmations: outcome.confirmations })
-      return
-    }
-    if (outcome.kind === 'died') this.#prober.cancel(member.id)
-    this.#emit({ type: 'member-status', id: member.id, status: member.status, previous: outcome.previous, incarnation: member.statusIncarnation, by })
-    if (outcome.kind === 'suspected' && by !== this.id) this.#maybeConfirm(member)
-  }
-
-  // Lifeguard shrinks a suspicion's timeout as independent confirmations arrive.
-  // Rather than wait for the suspect's turn in our round, a few members (k + 1
-  // expected, cluster-wide) probe it now: a real failure is confirmed within one
-  // probe period, and a false suspicion gathers no confirmations and keeps its
-  // long timeout.
-  #maybeConfirm (member: Member): void {
-    const n = this.#table.liveCount
-    const k = expectedConfirmations(n, this.#config.suspicionMult)
-    const chance = Math.min(1, (k + 1) / Math.max(1, n - 2))
-    if (this.#random.nextFloat() < chance) this.#onHint(member.id, false)
-  }
-
   // Someone says we are suspect or dead: raise our incarnation above the claim and
-  // make sure the accuser and everyone else hear it.
+  // make sure the accuser, whoever told us, and everyone else hear it.
   #refute (claimIncarnation: number, accusation: MemberStatus, by: PeerKey, from: PeerKey): void {
     // Already refuted: whoever showed us the stale claim is behind; answer it.
     if (claimIncarnation < this.#own.record.incarnation) return this.#answerStale(from)
@@ -335,7 +251,7 @@ export class Membership {
     this.#out.push({ kind: 'persist', record: { kind: 'incarnation', incarnation: this.#own.record.incarnation } })
     setSelfRecord(this.#self, this.#own.signed)
     this.#emit({ type: 'refuted', incarnation: this.#own.record.incarnation, accusation, by })
-    this.#adjustHealth(1, 'had to refute a suspicion')
+    this.#detector.adjustHealth(1, 'had to refute a suspicion')
     const update = this.#ownUpdate()
     this.#broadcasts.enqueue(update)
     this.#publish([update])
@@ -344,7 +260,7 @@ export class Membership {
   }
 
   #answerStale (peer: PeerKey): void {
-    if (peer === this.id || !this.#rateAllowed(this.#lastStaleAnswerMs, peer, this.#config.probeIntervalMs)) return
+    if (peer === this.id || !rateAllowed(this.#lastStaleAnswerMs, peer, this.#now, this.#config.probeIntervalMs)) return
     this.#send(peer, { type: 'gossip', updates: [this.#ownUpdate()] })
   }
 
@@ -362,11 +278,14 @@ export class Membership {
     switch (message.type) {
       case 'ping':
         this.#applyUpdates(message.updates, from, 'direct')
-        this.#send(from, { type: 'ack', seq: message.seq, updates: this.#piggyback(from) })
-        return
-      case 'ack': return this.#onAck(from, message.seq, message.updates)
-      case 'ping-req': return this.#onPingReq(from, message.seq, message.target, message.updates)
-      case 'nack': return this.#onNack(message.seq)
+        return this.#detector.onPing(from, message.seq, this.#now)
+      case 'ack':
+        this.#applyUpdates(message.updates, from, 'direct')
+        return this.#detector.onAck(from, message.seq, this.#now)
+      case 'ping-req':
+        this.#applyUpdates(message.updates, from, 'direct')
+        return this.#detector.onPingReq(from, message.seq, message.target, this.id, this.#now)
+      case 'nack': return this.#detector.onNack(message.seq, this.#now)
       case 'gossip': return this.#applyUpdates(message.updates, from, 'direct')
       case 'push-pull-request': return this.#answerPushPull(from, message.join, message.digest)
       case 'push-pull-reply':
@@ -384,8 +303,9 @@ export class Membership {
   #heardDirectly (from: PeerKey, introduce: boolean): void {
     const member = this.#table.get(from)
     if (member !== undefined) member.lastHeardMs = this.#now
+    this.#detector.heard(from)
     const stranger = member === undefined || member.status === 'dead'
-    if (introduce && stranger && this.#rateAllowed(this.#lastIntroMs, from, this.#config.joinRetryMs)) this.#pushPull(from, false)
+    if (introduce && stranger && rateAllowed(this.#lastIntroMs, from, this.#now, this.#config.joinRetryMs)) this.#pushPull(from, false)
   }
 
   #applyUpdates (updates: Update[], from: PeerKey, channel: 'direct' | 'gossip'): void {
@@ -395,28 +315,33 @@ export class Membership {
     }
   }
 
-  #applyRecord (update: Update & { kind: 'record' }, from: PeerKey, channel: 'direct' | 'gossip'): void {
+  // `news` is false for records that come from a push-pull exchange: they are the
+  // table's state, not fresh news, and re-broadcasting a whole table after every
+  // join would flood the piggyback queues.
+  #applyRecord (update: Update & { kind: 'record' }, from: PeerKey, channel: 'direct' | 'gossip', news = true): void {
     const record = update.signed.record
     // Gossip's signed origin must be the record's author: nobody speaks for another.
     if (channel === 'gossip' && record.id !== from) return this.#reject(from, `gossip from ${from} carried the record of ${record.id}`)
     if (record.id === this.id) return this.#recordAboutSelf(update.signed, from)
+    // Old and duplicate versions are dropped before the (costly) signature check.
     if (!this.#table.wouldApplyRecord(record)) return
     if (!this.#auth.verify(record.id, update.signed.bytes, update.signed.sig)) return this.#reject(from, `bad signature on the record of ${record.id}`)
-    this.#afterRecord(this.#table.applyRecord(update.signed, this.#now), update)
+    this.#afterRecord(this.#table.applyRecord(update.signed, this.#now), update, news)
   }
 
-  #afterRecord (outcome: RecordOutcome, update: Update): void {
+  #afterRecord (outcome: RecordOutcome, update: Update, news: boolean): void {
     if (outcome.kind === 'ignored') return
-    this.#broadcasts.enqueue(update)
+    // A status change (refutation, departure) is always worth spreading.
+    if (news || (outcome.kind === 'updated' && outcome.statusChanged)) this.#broadcasts.enqueue(update)
     const member = outcome.member
     if (outcome.kind === 'joined') {
-      this.#prober.insert(member.id, this.#random.nextInt(this.#table.size))
+      this.#detector.added(member.id, this.#table.size)
       this.#emit({ type: 'member-joined', id: member.id, record: member.signed.record })
       return
     }
     this.#emit({ type: 'member-updated', id: member.id, record: member.signed.record })
     if (!outcome.statusChanged) return
-    if (member.status === 'left') this.#prober.cancel(member.id)
+    if (member.status === 'left') this.#detector.removed(member.id)
     this.#emit({ type: 'member-status', id: member.id, status: member.status, previous: outcome.previous, incarnation: member.statusIncarnation, by: member.id })
   }
 
@@ -446,7 +371,7 @@ export class Membership {
     this.#send(peer, { type: 'push-pull-request', join, digest: digestOfTable(this.#table) })
   }
 
-  #answerPushPull (from: PeerKey, join: boolean, digest: Parameters<typeof answerDigest>[1]): void {
+  #answerPushPull (from: PeerKey, join: boolean, digest: DigestEntry[]): void {
     const { entries, want } = answerDigest(this.#table, digest)
     this.#send(from, { type: 'push-pull-reply', entries, want })
     // A joiner is introduced by this very exchange; no need to call it back.
@@ -458,7 +383,7 @@ export class Membership {
   // from push-pull) and let the suspect refute it.
   #mergeEntries (entries: Entry[], from: PeerKey): void {
     for (const entry of entries) {
-      this.#applyRecord({ kind: 'record', signed: entry.signed }, from, 'direct')
+      this.#applyRecord({ kind: 'record', signed: entry.signed }, from, 'direct', false)
       if (entry.status !== 'suspect' && entry.status !== 'dead') continue
       const id = entry.signed.record.id
       if (id === this.id) {
@@ -473,7 +398,7 @@ export class Membership {
 
   #periodicPushPull (): void {
     this.#nextPushPullMs = this.#now + this.#scaled(this.#config.pushPullIntervalMs)
-    const [peer] = this.#randomLive(1, [])
+    const [peer] = this.#randomAlive(1, [])
     if (peer !== undefined) this.#pushPull(peer, false)
   }
 
@@ -495,8 +420,7 @@ export class Membership {
     this.#nextReapMs = this.#now + this.#reapCheckMs()
     for (const id of this.#table.reap(this.#now - this.#config.deadReapMs)) {
       this.#broadcasts.drop(id)
-      this.#prober.cancel(id)
-      this.#lastHintMs.delete(id)
+      this.#detector.forget(id)
       this.#lastIntroMs.delete(id)
       this.#lastStaleAnswerMs.delete(id)
       this.#emit({ type: 'member-reaped', id })
@@ -519,12 +443,12 @@ export class Membership {
         return
       case 'leave': return this.#leave()
       case 'update-self': return this.#updateSelf(command.patch)
-      case 'disconnected': return this.#onHint(command.peer, false)
-      case 'unreachable': return this.#onHint(command.peer, true)
+      case 'disconnected': return this.#detector.disconnected(command.peer, this.#now)
+      case 'unreachable': return this.#detector.hint(command.peer, true, this.#now)
     }
   }
 
-  #updateSelf (patch: Parameters<SelfRecord['patch']>[0]): void {
+  #updateSelf (patch: SelfPatch): void {
     const kind = this.#own.patch(patch, this.#config.loadChangeThreshold)
     if (kind === 'none') return
     setSelfRecord(this.#self, this.#own.signed)
@@ -540,9 +464,9 @@ export class Membership {
     setSelfRecord(this.#self, this.#own.signed)
     const update = this.#ownUpdate()
     this.#publish([update])
-    for (const peer of this.#randomLive(this.#config.leaveFanout, [])) this.#send(peer, { type: 'gossip', updates: [update] })
+    for (const peer of this.#randomAlive(this.#config.leaveFanout, [])) this.#send(peer, { type: 'gossip', updates: [update] })
     this.#leaving = true
-    this.#prober.clear()
+    this.#detector.stop()
     this.#emit({ type: 'left' })
   }
 
@@ -553,6 +477,14 @@ export class Membership {
     this.#publishPendingAtMs = Infinity
     this.#nextRefreshMs = this.#now + this.#jittered(this.#scaled(this.#config.recordRefreshIntervalMs))
     this.#publish([this.#ownUpdate()])
+  }
+
+  // The refresh period grows with the cluster, which a node learns after it set
+  // its first refresh: re-check against the current size before publishing.
+  #refreshOwnRecord (): void {
+    const dueMs = this.#lastPublishMs + Math.floor(0.9 * this.#scaled(this.#config.recordRefreshIntervalMs))
+    if (this.#now >= dueMs) return this.#publishOwnRecord()
+    this.#nextRefreshMs = dueMs + this.#random.nextInt(1 + Math.floor(0.2 * (dueMs - this.#lastPublishMs)))
   }
 
   #ownUpdate (): Update {
@@ -580,13 +512,6 @@ export class Membership {
     return this.#broadcasts.take(this.#config.piggybackMaxBytes, limit, recipient)
   }
 
-  #adjustHealth (delta: number, reason: string): void {
-    const next = clampHealth(this.#health + delta, this.#config.awarenessMax)
-    if (next === this.#health) return
-    this.#health = next
-    this.#emit({ type: 'local-health', score: next, reason })
-  }
-
   // ---- selection helpers --------------------------------------------------
 
   #alone (): boolean {
@@ -599,27 +524,20 @@ export class Membership {
     return status === 'alive' || status === 'suspect'
   }
 
-  #liveIds (): PeerKey[] {
+  #probeableIds (): PeerKey[] {
     const ids: PeerKey[] = []
     for (const member of this.#table.all()) if (this.#isProbeable(member.id)) ids.push(member.id)
     return ids
   }
 
   // Up to `count` distinct alive members other than us and `exclude`.
-  #randomLive (count: number, exclude: PeerKey[]): PeerKey[] {
+  #randomAlive (count: number, exclude: PeerKey[]): PeerKey[] {
     if (count <= 0) return []
     const ids: PeerKey[] = []
     for (const member of this.#table.all()) {
       if (member.status === 'alive' && member.id !== this.id && !exclude.includes(member.id)) ids.push(member.id)
     }
     return this.#random.shuffle(ids).slice(0, count)
-  }
-
-  #rateAllowed (lastMs: Map<PeerKey, number>, peer: PeerKey, minGapMs: number): boolean {
-    const last = lastMs.get(peer)
-    if (last !== undefined && this.#now - last < minGapMs) return false
-    lastMs.set(peer, this.#now)
-    return true
   }
 
   #scaled (intervalMs: number): number {

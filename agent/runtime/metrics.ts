@@ -23,6 +23,7 @@ export class AgentMetrics {
   readonly #probes: Counter<'result'>
   readonly #suspicions: Counter
   readonly #deadVerdicts: Counter
+  readonly #ownVerdicts: Counter
   readonly #refutations: Counter
   readonly #stalls: Counter
   readonly #rejected: Counter<'reason'>
@@ -33,6 +34,7 @@ export class AgentMetrics {
     this.#probes = new Counter({ name: 'edge_agent_probes_total', help: 'SWIM probes this agent ran, by result (ack, indirect-ack, failed)', labelNames: ['result'], registers })
     this.#suspicions = new Counter({ name: 'edge_agent_suspicions_total', help: 'Times a member became suspect in this agent\'s table', registers })
     this.#deadVerdicts = new Counter({ name: 'edge_agent_dead_verdicts_total', help: 'Times a member became dead in this agent\'s table', registers })
+    this.#ownVerdicts = new Counter({ name: 'edge_agent_suspicions_expired_total', help: 'Dead verdicts this agent reached itself (its suspicion timer ran out), as opposed to learnt', registers })
     this.#refutations = new Counter({ name: 'edge_agent_refutations_total', help: 'Times this agent raised its incarnation to refute an accusation', registers })
     this.#stalls = new Counter({ name: 'edge_agent_event_loop_stalls_total', help: 'Inputs that arrived long after the core asked to be woken (local stalls)', registers })
     this.#rejected = new Counter({ name: 'edge_agent_rejected_messages_total', help: 'Messages refused, by reason (decode, author, signature, type, other)', labelNames: ['reason'], registers })
@@ -81,6 +83,7 @@ export class AgentMetrics {
         if (event.status === 'suspect') this.#suspicions.inc()
         if (event.status === 'dead') this.#deadVerdicts.inc()
         return
+      case 'suspicion-expired': this.#ownVerdicts.inc(); return
       case 'refuted': this.#refutations.inc(); return
       case 'stall': this.#stalls.inc(); return
       case 'rejected': this.#rejected.inc({ reason: classify(event.reason) }); return

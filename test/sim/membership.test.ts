@@ -14,9 +14,11 @@ test('a cluster of 50 joins through 3 bootstrap nodes and converges', () => with
 }))
 
 test('a crash is detected by every survivor within 2 s', () => withSeed(FILE, seedFor(12), (seed) => {
-  const cluster = new SimCluster({ seed, nodes: 20 })
+  // Frames are decoded at each receiver here, as the real host does.
+  const cluster = new SimCluster({ seed, nodes: 20, decodeFrames: true })
   startConverged(cluster)
   cluster.run(5_000)
+  assert.is(cluster.rejectedFrames, 0)
   const dead = watchStatus(cluster, 'dead')
   const victim = cluster.nodes[7].id
   const crashedAt = cluster.nowMs

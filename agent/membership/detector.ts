@@ -1,0 +1,206 @@
+// SWIM's failure detector with Lifeguard's local health: one probe per period
+// over the direct channel, indirect probes through k members when the direct one
+// times out, nacks from the intermediaries, and a health score that stretches our
+// own timeouts when the evidence points at us. It decides only "this probe
+// failed"; what that means for membership is the caller's (membership.ts).
+
+import type { Message, Update } from '../../protocol/messages.ts'
+import type { AgentEvent, PeerKey, Random } from '../core/io.ts'
+import type { MembershipConfig } from './config.ts'
+import { clampHealth, scaleByHealth } from './math.ts'
+import { Prober } from './prober.ts'
+import type { Probe } from './prober.ts'
+import { rateAllowed } from './rate.ts'
+
+// What the detector needs from the membership it serves.
+export interface DetectorHost {
+  send (to: PeerKey, message: Message): void
+  piggyback (recipient: PeerKey): Update[]
+  emit (event: AgentEvent): void
+  // Members that may be probed: alive or suspect, not us.
+  isProbeable (id: PeerKey): boolean
+  probeableIds (): PeerKey[]
+  // Up to `count` random alive members other than us and `exclude`.
+  randomAlive (count: number, exclude: PeerKey[]): PeerKey[]
+  // A probe of `target` failed for good.
+  probeFailed (target: PeerKey): void
+}
+
+export class FailureDetector {
+  readonly #config: MembershipConfig
+  readonly #random: Random
+  readonly #host: DetectorHost
+  readonly #prober = new Prober()
+  readonly #lastHintMs = new Map<PeerKey, number>()
+  // Peers we have heard from directly since their last disconnect: there is a live
+  // connection, so a ping costs no connection setup.
+  readonly #connected = new Set<PeerKey>()
+  #health = 0
+  #nextProbeMs: number
+  #now = 0
+
+  constructor (config: MembershipConfig, random: Random, host: DetectorHost, nowMs: number) {
+    this.#config = config
+    this.#random = random
+    this.#host = host
+    this.#nextProbeMs = nowMs + random.nextInt(Math.max(1, config.probeIntervalMs))
+  }
+
+  get health (): number {
+    return this.#health
+  }
+
+  nextWakeMs (): number {
+    return Math.min(this.#nextProbeMs, this.#prober.nextDeadlineMs())
+  }
+
+  tick (nowMs: number): void {
+    this.#now = nowMs
+    for (const due of this.#prober.due(nowMs)) {
+      if (due.kind === 'go-indirect') this.#goIndirect(due.probe)
+      else if (due.kind === 'fail') this.#probeFailed(due.probe)
+      else {
+        due.relay.nacked = true
+        this.#host.send(due.relay.requester, { type: 'nack', seq: due.relay.requesterSeq })
+      }
+    }
+    if (nowMs >= this.#nextProbeMs) this.#probeNext()
+  }
+
+  // A local stall: nothing could be heard during it, so it must not count.
+  stalled (extendMs: number): void {
+    this.#prober.extend(extendMs)
+    this.adjustHealth(1, 'event loop stalled')
+  }
+
+  // A new member joins the probe round at a random position.
+  added (id: PeerKey, tableSize: number): void {
+    this.#prober.insert(id, this.#random.nextInt(Math.max(1, tableSize)))
+  }
+
+  // A member left, died or was forgotten: stop probing it.
+  removed (id: PeerKey): void {
+    this.#prober.cancel(id)
+  }
+
+  forget (id: PeerKey): void {
+    this.#prober.cancel(id)
+    this.#lastHintMs.delete(id)
+    this.#connected.delete(id)
+  }
+
+  // A direct message arrived from `peer`.
+  heard (peer: PeerKey): void {
+    this.#connected.add(peer)
+  }
+
+  // The transport's connection to `peer` closed: probe it now (a crashed peer
+  // refuses the redial at once) and count connection setup on the next ping.
+  disconnected (peer: PeerKey, nowMs: number): void {
+    this.#connected.delete(peer)
+    this.hint(peer, false, nowMs)
+  }
+
+  stop (): void {
+    this.#prober.clear()
+  }
+
+  // ---- messages -----------------------------------------------------------
+
+  onPing (from: PeerKey, seq: number, nowMs: number): void {
+    this.#now = nowMs
+    this.#host.send(from, { type: 'ack', seq, updates: this.#host.piggyback(from) })
+  }
+
+  onAck (from: PeerKey, seq: number, nowMs: number): void {
+    this.#now = nowMs
+    const match = this.#prober.ack(seq)
+    if (match.kind === 'probe') {
+      const result = from === match.probe.target ? 'ack' : 'indirect-ack'
+      this.#host.emit({ type: 'probe', target: match.probe.target, result })
+      this.adjustHealth(-1, 'probe acknowledged')
+    } else if (match.kind === 'relay') {
+      const relay = match.relay
+      this.#host.send(relay.requester, { type: 'ack', seq: relay.requesterSeq, updates: this.#host.piggyback(relay.requester) })
+    }
+  }
+
+  onPingReq (from: PeerKey, seq: number, target: PeerKey, self: PeerKey, nowMs: number): void {
+    this.#now = nowMs
+    if (target === self) return this.onPing(from, seq, nowMs)
+    // The requester's indirect window is probeInterval − probeTimeout; answer "no
+    // ack" at 80% of our own probe timeout so the nack lands inside it.
+    const nackAfterMs = Math.floor(this.#config.probeTimeoutMs * 0.8)
+    const relaySeq = this.#prober.relay(from, seq, target, nowMs, nackAfterMs, this.#config.probeIntervalMs * 2)
+    this.#host.send(target, { type: 'ping', seq: relaySeq, updates: this.#host.piggyback(target) })
+  }
+
+  onNack (seq: number, nowMs: number): void {
+    this.#now = nowMs
+    const probe = this.#prober.nack(seq)
+    // Every intermediary answered and none reached the target: no need to wait.
+    if (probe !== null) this.#probeFailed(probe)
+  }
+
+  // The transport lost or could not reach a peer: probe it now rather than at its
+  // turn, and skip the direct wait when the direct path is known to be broken.
+  // Also used to confirm a suspicion someone else raised.
+  hint (peer: PeerKey, unreachable: boolean, nowMs: number): void {
+    this.#now = nowMs
+    const probe = this.#prober.probeOf(peer)
+    if (probe !== null) {
+      if (unreachable && probe.phase === 'direct') this.#goIndirect(probe)
+      return
+    }
+    if (!this.#host.isProbeable(peer) || !rateAllowed(this.#lastHintMs, peer, nowMs, this.#config.probeIntervalMs)) return
+    this.#startProbe(peer)
+  }
+
+  adjustHealth (delta: number, reason: string): void {
+    const next = clampHealth(this.#health + delta, this.#config.awarenessMax)
+    if (next === this.#health) return
+    this.#health = next
+    this.#host.emit({ type: 'local-health', score: next, reason })
+  }
+
+  // ---- probing ------------------------------------------------------------
+
+  #probeNext (): void {
+    const target = this.#prober.nextTarget(
+      () => this.#host.probeableIds(),
+      (id) => this.#host.isProbeable(id),
+      (ids) => this.#random.shuffle(ids)
+    )
+    // A node in poor health probes less often, as well as waiting longer.
+    this.#nextProbeMs = this.#now + scaleByHealth(this.#config.probeIntervalMs, this.#health)
+    if (target !== null) this.#startProbe(target)
+  }
+
+  #startProbe (target: PeerKey): void {
+    const graceMs = this.#connected.has(target) ? 0 : this.#config.firstContactGraceMs
+    const probe = this.#prober.start(
+      target, this.#now,
+      scaleByHealth(this.#config.probeTimeoutMs, this.#health) + graceMs,
+      scaleByHealth(this.#config.probeIntervalMs, this.#health) + graceMs
+    )
+    this.#host.send(target, { type: 'ping', seq: probe.seq, updates: this.#host.piggyback(target) })
+  }
+
+  #goIndirect (probe: Probe): void {
+    const helpers = this.#host.randomAlive(this.#config.indirectChecks, [probe.target])
+    this.#prober.goIndirect(probe, helpers.length)
+    for (const helper of helpers) {
+      this.#host.send(helper, { type: 'ping-req', seq: probe.seq, target: probe.target, updates: this.#host.piggyback(helper) })
+    }
+  }
+
+  #probeFailed (probe: Probe): void {
+    this.#prober.finish(probe)
+    this.#host.emit({ type: 'probe', target: probe.target, result: 'failed' })
+    // Lifeguard: missing nacks mean the intermediaries could not answer us either,
+    // which points at our own side.
+    const missedNacks = probe.expectedNacks > 0 ? probe.expectedNacks - probe.nacks : 1
+    this.adjustHealth(missedNacks, 'probe failed without enough nacks')
+    this.#host.probeFailed(probe.target)
+  }
+}

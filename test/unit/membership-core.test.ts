@@ -1,0 +1,170 @@
+// The membership state machine stepped by hand: one input, the effects out.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import type { Effect, Input } from '../../agent/core/io.ts'
+import { SeededRandom } from '../../agent/core/random.ts'
+import { membershipProfile } from '../../agent/membership/config.ts'
+import { Membership } from '../../agent/membership/membership.ts'
+import { encodeAccusation, encodeRecord } from '../../protocol/codec.ts'
+import type { Accusation, NodeRecord, Update } from '../../protocol/messages.ts'
+import { SimAuth } from '../../sim/auth.ts'
+
+const config = membershipProfile('lan')
+
+function recordOf (id: string, incarnation = 1, seq = 0): NodeRecord {
+  return {
+    id, addrs: [`/sim/${id}`], ip: '10.0.0.1', http: '', services: [{ name: 'log', version: '1', capacity: 10 }],
+    load: { score: 0, sessions: 0, elu: 0, cpu: 0 }, position: null, region: '', zone: '', incarnation, seq, status: 'alive'
+  }
+}
+
+function signedRecord (record: NodeRecord, signer = record.id): Update {
+  const bytes = encodeRecord(record)
+  return { kind: 'record', signed: { record, bytes, sig: new SimAuth(signer).sign(bytes) } }
+}
+
+function signedAccusation (accusation: Accusation, signer = accusation.accuser): Update {
+  const bytes = encodeAccusation(accusation)
+  return { kind: 'accusation', signed: { accusation, bytes, sig: new SimAuth(signer).sign(bytes) } }
+}
+
+function core (id = 'me', incarnation = 1): Membership {
+  const { seq: _seq, status: _status, ...self } = recordOf(id, incarnation)
+  return new Membership({ self, config, random: new SeededRandom(1), auth: new SimAuth(id), nowMs: 0 })
+}
+
+// Ticks the core at every wake-up it asks for, up to `toMs`, as a host would.
+function advance (m: Membership, toMs: number): Effect[] {
+  const out: Effect[] = []
+  for (let wake = m.nextWakeMs(); wake <= toMs; wake = m.nextWakeMs()) out.push(...m.step({ kind: 'tick', nowMs: wake }))
+  return out
+}
+
+function events (effects: Effect[]): string[] {
+  return effects.filter((e) => e.kind === 'event').map((e) => e.kind === 'event' ? e.event.type : '')
+}
+
+function gossip (from: string, updates: Update[], nowMs = 10, channel: 'gossip' | 'direct' = 'gossip'): Input {
+  return { kind: 'receive', nowMs, from, channel, message: { type: 'gossip', updates } }
+}
+
+test('a record signed by its author joins the table', () => {
+  const m = core()
+  const out = m.step(gossip('a', [signedRecord(recordOf('a'))]))
+  assert.ok(events(out).includes('member-joined'))
+  assert.is(m.statusOf('a'), 'alive')
+})
+
+test('gossip whose signed origin is not the record\'s author is refused: nobody speaks for another', () => {
+  const m = core()
+  const out = m.step(gossip('mallory', [signedRecord(recordOf('a'))]))
+  assert.equal(events(out), ['rejected'])
+  assert.is(m.statusOf('a'), null)
+})
+
+test('a relayed record with a bad signature is refused', () => {
+  const m = core()
+  const forged = signedRecord(recordOf('a'), 'mallory')
+  const out = m.step(gossip('b', [forged], 10, 'direct'))
+  assert.ok(events(out).includes('rejected'))
+  assert.is(m.statusOf('a'), null)
+})
+
+test('a tampered record byte breaks its signature', () => {
+  const m = core()
+  const update = signedRecord(recordOf('a'))
+  if (update.kind !== 'record') throw new Error('unreachable')
+  const bytes = update.signed.bytes.slice()
+  bytes[bytes.length - 2] ^= 1
+  const tampered: Update = { kind: 'record', signed: { ...update.signed, record: { ...update.signed.record, seq: 1 }, bytes } }
+  const out = m.step(gossip('b', [tampered], 10, 'direct'))
+  assert.ok(events(out).includes('rejected'))
+})
+
+test('an accusation in someone else\'s name is refused', () => {
+  const m = core()
+  m.step(gossip('a', [signedRecord(recordOf('a'))]))
+  const forged = signedAccusation({ kind: 'dead', subject: 'a', incarnation: 1, accuser: 'b' }, 'mallory')
+  const out = m.step(gossip('c', [forged], 20, 'direct'))
+  assert.ok(events(out).includes('rejected'))
+  assert.is(m.statusOf('a'), 'alive')
+})
+
+test('a suspicion about ourselves is refuted: incarnation raised, persisted, published, told to the accuser', () => {
+  const m = core('me', 4)
+  const out = m.step(gossip('b', [signedAccusation({ kind: 'suspect', subject: 'me', incarnation: 4, accuser: 'b' })], 10, 'direct'))
+  assert.is(m.incarnation, 5)
+  const persist = out.find((e) => e.kind === 'persist')
+  assert.equal(persist, { kind: 'persist', record: { kind: 'incarnation', incarnation: 5 } })
+  assert.ok(out.indexOf(persist as Effect) < out.findIndex((e) => e.kind === 'publish'), 'persisted before anyone hears of it')
+  assert.ok(out.some((e) => e.kind === 'send' && e.to === 'b' && e.message.type === 'gossip'))
+  assert.ok(events(out).includes('refuted'))
+})
+
+test('a stale accusation about ourselves is answered with our current record', () => {
+  const m = core('me', 6)
+  const out = m.step(gossip('c', [signedAccusation({ kind: 'suspect', subject: 'me', incarnation: 5, accuser: 'b' })], 10, 'direct'))
+  assert.is(m.incarnation, 6)
+  const answer = out.find((e) => e.kind === 'send' && e.to === 'c' && e.message.type === 'gossip')
+  assert.ok(answer !== undefined && answer.kind === 'send' && answer.message.type === 'gossip' &&
+    answer.message.updates[0].kind === 'record' && answer.message.updates[0].signed.record.incarnation === 6)
+})
+
+test('a probe whose ack is read right after a local stall does not fail', () => {
+  const m = core()
+  m.step(gossip('a', [signedRecord(recordOf('a'))], 0))
+  let now = 0
+  let ping: Effect | undefined
+  while (ping === undefined && now < 5_000) {
+    now = m.nextWakeMs()
+    ping = m.step({ kind: 'tick', nowMs: now }).find((e) => e.kind === 'send' && e.message.type === 'ping')
+  }
+  assert.ok(ping !== undefined && ping.kind === 'send' && ping.message.type === 'ping')
+  const seq = ping.message.seq
+  // The event loop stalls for 500 ms: the overdue timer runs first, then the ack.
+  const late = m.step({ kind: 'tick', nowMs: now + 500 })
+  assert.ok(events(late).includes('stall'))
+  assert.ok(m.health > 0, 'local health degraded by the stall')
+  assert.not.ok(late.some((e) => e.kind === 'send' && e.message.type === 'ping-req'), 'no indirect probes for a stall')
+  const acked = m.step({ kind: 'receive', nowMs: now + 501, from: 'a', channel: 'direct', message: { type: 'ack', seq, updates: [] } })
+  assert.ok(acked.some((e) => e.kind === 'event' && e.event.type === 'probe' && e.event.result === 'ack'))
+})
+
+test('a leave publishes a left record and tells members directly, then the core goes quiet', () => {
+  const m = core()
+  for (const id of ['a', 'b', 'c']) m.step(gossip(id, [signedRecord(recordOf(id))], 0))
+  const out = m.step({ kind: 'command', nowMs: 100, command: { type: 'leave' } })
+  const published = out.find((e) => e.kind === 'publish')
+  assert.ok(published !== undefined && published.kind === 'publish' && published.message.type === 'gossip' &&
+    published.message.updates[0].kind === 'record' && published.message.updates[0].signed.record.status === 'left')
+  assert.is(out.filter((e) => e.kind === 'send').length, 3)
+  assert.ok(events(out).includes('left'))
+  assert.is(m.nextWakeMs(), Infinity)
+  assert.equal(m.step({ kind: 'tick', nowMs: 10_000 }), [])
+})
+
+test('load moves below the threshold are not published; larger ones are, at most once per second', () => {
+  const m = core()
+  m.step({ kind: 'command', nowMs: 0, command: { type: 'join', peers: [] } })
+  advance(m, 2_000)
+  const small = m.step({ kind: 'command', nowMs: 2_000, command: { type: 'update-self', patch: { load: { score: 0.01, sessions: 0, elu: 0.01, cpu: 0.01 } } } })
+  assert.equal(small, [])
+  advance(m, 3_000)
+  const big = m.step({ kind: 'command', nowMs: 3_000, command: { type: 'update-self', patch: { load: { score: 0.5, sessions: 0, elu: 0.5, cpu: 0.1 } } } })
+  assert.is(big.filter((e) => e.kind === 'publish').length, 1)
+  const soon = m.step({ kind: 'command', nowMs: 3_100, command: { type: 'update-self', patch: { load: { score: 0.9, sessions: 0, elu: 0.9, cpu: 0.1 } } } })
+  assert.is(soon.filter((e) => e.kind === 'publish').length, 0, 'rate-limited')
+  const later = advance(m, 4_000)
+  assert.is(later.filter((e) => e.kind === 'publish').length, 1, 'published when the limit allows')
+  assert.is(m.record.load.score, 0.9)
+})
+
+test('a data change (services) is published at once', () => {
+  const m = core()
+  m.step({ kind: 'command', nowMs: 0, command: { type: 'join', peers: [] } })
+  const out = m.step({ kind: 'command', nowMs: 10, command: { type: 'update-self', patch: { services: [{ name: 'kv', version: '2', capacity: 5 }] } } })
+  assert.is(out.filter((e) => e.kind === 'publish').length, 1)
+  assert.is(m.record.seq, 1)
+})
+
+test.run()
