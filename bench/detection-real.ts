@@ -2,6 +2,9 @@
 // SIGKILL / SIGSTOP to the first and to the last survivor's `dead` verdict, and
 // bandwidth per agent at rest (kernel TCP counters and the agent's own counters).
 
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { LocalCluster } from '../sim/processes.ts'
 import type { AgentProcess } from '../sim/processes.ts'
 import { log, sleep, spread } from './lib.ts'
@@ -15,9 +18,15 @@ export type RealDetectionResult = {
   rounds: number
   kill: { first: Spread; last: Spread; each: DetectionRound[] }
   stop: { first: Spread; last: Spread; each: DetectionRound[] }
-  atRest: { seconds: number; wireBytesPerSecPerNode: Spread; payloadBytesPerSecPerNode: Spread }
+  // Defaults: load sampled every second and published (at most every
+  // recordMinIntervalMs) when it moves; ten agents on two cores move a lot.
+  atRest: AtRest
+  // The failure detector and membership alone: load sampling off.
+  atRestWithoutLoad: AtRest
   falseDeadVerdicts: number
 }
+
+export type AtRest = { seconds: number; wireBytesPerSecPerNode: Spread; payloadBytesPerSecPerNode: Spread }
 
 async function payloadBytes (agent: AgentProcess): Promise<number> {
   const text = await (await fetch(`${agent.http}/metrics`)).text()
@@ -26,7 +35,7 @@ async function payloadBytes (agent: AgentProcess): Promise<number> {
   return total
 }
 
-async function measureAtRest (cluster: LocalCluster, seconds: number): Promise<RealDetectionResult['atRest']> {
+async function measureAtRest (cluster: LocalCluster, seconds: number): Promise<AtRest> {
   const agents = cluster.running()
   const pids = agents.map((a) => a.pid)
   const wire0 = tcpBytesByPid(pids)
@@ -60,7 +69,25 @@ function falseVerdicts (cluster: LocalCluster, victims: Set<string>): number {
   return count
 }
 
+// Bandwidth at rest of a cluster whose agents never sample load.
+async function atRestWithoutLoad (nodes: number, seconds: number): Promise<AtRest> {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-bench-'))
+  const config = join(dir, 'no-load.json')
+  writeFileSync(config, JSON.stringify({ loadSampleIntervalMs: 3_600_000 }))
+  const cluster = await LocalCluster.start({ nodes, services: 'log', configure: () => ({ extraArgs: ['--config', config] }) })
+  try {
+    await cluster.waitConverged(30_000)
+    await sleep(3_000)
+    log(`real detection: measuring bandwidth at rest without load updates for ${seconds} s`)
+    return await measureAtRest(cluster, seconds)
+  } finally {
+    await cluster.destroy()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 export async function benchRealDetection (nodes = 10, rounds = 5, restSeconds = 20): Promise<RealDetectionResult> {
+  const withoutLoad = await atRestWithoutLoad(nodes, restSeconds)
   log(`real detection: starting ${nodes} agents on 127.0.0.1 (lan profile)`)
   const cluster = await LocalCluster.start({ nodes, services: 'log' })
   const victims = new Set<string>()
@@ -75,9 +102,10 @@ export async function benchRealDetection (nodes = 10, rounds = 5, restSeconds = 
       const crashed = cluster.agents[1 + (2 * round) % (nodes - 1)]
       const index = cluster.agents.indexOf(crashed)
       victims.add(crashed.id)
+      const survivors = cluster.running().filter((a) => a !== crashed)
       let t0 = Date.now()
       crashed.signal('SIGKILL')
-      kills.push(await verdicts(cluster.running(), crashed, t0))
+      kills.push(await verdicts(survivors, crashed, t0))
       await cluster.restart(index)
       await cluster.waitConverged(30_000)
       const frozen = cluster.agents[1 + (2 * round + 1) % (nodes - 1)]
@@ -96,6 +124,7 @@ export async function benchRealDetection (nodes = 10, rounds = 5, restSeconds = 
       kill: { first: spread(kills.map((r) => r.first)), last: spread(kills.map((r) => r.last)), each: kills },
       stop: { first: spread(stops.map((r) => r.first)), last: spread(stops.map((r) => r.last)), each: stops },
       atRest,
+      atRestWithoutLoad: withoutLoad,
       falseDeadVerdicts: falseVerdicts(cluster, victims)
     }
   } finally {

@@ -85,7 +85,9 @@ async function waitAlive (serfs: Serf[], count: number): Promise<void> {
 export async function benchSerf (nodes = 10, rounds = 5): Promise<SerfResult> {
   const which = spawnSync('serf', ['version'], { encoding: 'utf8' })
   if (which.error !== undefined || which.status !== 0) return { skipped: 'serf is not installed (bench/setup.sh installs Debian\'s package as root)' }
-  const version = (which.stdout ?? '').split('\n')[0].trim()
+  // The binary reports its upstream tag; the Debian package version is clearer.
+  const dpkg = spawnSync('dpkg-query', ['-W', '-f', '${Version}', 'serf'], { encoding: 'utf8' })
+  const version = dpkg.status === 0 ? `Debian ${dpkg.stdout.trim()}` : (which.stdout ?? '').split('\n')[0].trim()
   const dir = mkdtempSync(join(tmpdir(), 'edge-agent-serf-'))
   writeFileSync(handlerPath(dir), `#!/bin/sh\nwhile read name rest; do echo "$(date +%s%3N) $SERF_SELF_NAME $name" >> ${failedLog(dir)}; done\n`)
   chmodSync(handlerPath(dir), 0o755)

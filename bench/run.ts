@@ -58,9 +58,12 @@ function markdown (r: Results): string {
     } else if (r.serf !== undefined && 'skipped' in r.serf) {
       lines.push('', `serf: skipped (${r.serf.skipped}).`)
     }
-    lines.push('', `Bandwidth per agent at rest over ${fmt(d.atRest.seconds)} s: ${fmt(d.atRest.wireBytesPerSecPerNode.median)} B/s sent on the wire ` +
-      `(kernel TCP counters: libp2p, noise, yamux, gossipsub included; max ${fmt(d.atRest.wireBytesPerSecPerNode.max)}), ` +
-      `${fmt(d.atRest.payloadBytesPerSecPerNode.median)} B/s of membership payload. False dead verdicts: ${d.falseDeadVerdicts}.`)
+    lines.push('', `Bandwidth sent per agent at rest, ${fmt(d.atRest.seconds)} s, median (max) over the ${d.nodes} agents. Wire = kernel TCP counters ` +
+      '(libp2p, noise, yamux and gossipsub included); payload = the agent\'s own membership messages.', '',
+      '| | wire B/s | payload B/s |', '|---|---|---|',
+      `| membership only (load sampling off) | ${fmt(d.atRestWithoutLoad.wireBytesPerSecPerNode.median)} (${fmt(d.atRestWithoutLoad.wireBytesPerSecPerNode.max)}) | ${fmt(d.atRestWithoutLoad.payloadBytesPerSecPerNode.median)} |`,
+      `| defaults (load sampled every 1 s, published on change, at most every 5 s) | ${fmt(d.atRest.wireBytesPerSecPerNode.median)} (${fmt(d.atRest.wireBytesPerSecPerNode.max)}) | ${fmt(d.atRest.payloadBytesPerSecPerNode.median)} |`,
+      '', `False dead verdicts during the run: ${d.falseDeadVerdicts}.`)
   }
   if (r.sim !== undefined) {
     lines.push('', '## Failure detection in virtual time (lan profile, 1-3 ms links)', '',

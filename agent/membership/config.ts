@@ -41,7 +41,8 @@ export type MembershipConfig = {
   // The own record is republished on the gossip topic at this period (scaled above
   // 32 members like push-pull), on top of every change.
   recordRefreshIntervalMs: number
-  // Load-only changes are published at most once per this period (scaled).
+  // Load-only changes are published at most once per this period (scaled above 32
+  // members); other changes of the record go out at once.
   recordMinIntervalMs: number
   // A load part must move by at least this much (0..1) to count as a change.
   loadChangeThreshold: number
@@ -74,7 +75,7 @@ const lan: MembershipConfig = {
   pushPullIntervalMs: 10_000,
   reconnectIntervalMs: 5_000,
   recordRefreshIntervalMs: 30_000,
-  recordMinIntervalMs: 1_000,
+  recordMinIntervalMs: 5_000,
   loadChangeThreshold: 0.05,
   deadReapMs: 60 * 60_000,
   joinRetryMs: 1_000,
@@ -93,7 +94,7 @@ const wan: MembershipConfig = {
   pushPullIntervalMs: 30_000,
   reconnectIntervalMs: 30_000,
   recordRefreshIntervalMs: 60_000,
-  recordMinIntervalMs: 5_000,
+  recordMinIntervalMs: 15_000,
   deadReapMs: 6 * 60 * 60_000,
   joinRetryMs: 2_000,
   stallThresholdMs: 250
@@ -111,7 +112,7 @@ const local: MembershipConfig = {
   pushPullIntervalMs: 5_000,
   reconnectIntervalMs: 2_000,
   recordRefreshIntervalMs: 15_000,
-  recordMinIntervalMs: 500,
+  recordMinIntervalMs: 2_000,
   deadReapMs: 10 * 60_000,
   joinRetryMs: 500,
   stallThresholdMs: 40

@@ -16,7 +16,7 @@ import type { MembershipConfig } from './config.ts'
 import { FailureDetector } from './detector.ts'
 import { expectedConfirmations, gossipScaleMs, retransmitLimit, suspicionBoundsMs, suspicionTimeoutMs } from './math.ts'
 import { rateAllowed } from './rate.ts'
-import { SelfRecord } from './self.ts'
+import { onlyLoadChanged, SelfRecord } from './self.ts'
 import { MemberTable, claimIsNewer, compareVersion, setSelfRecord } from './table.ts'
 import type { AccusationOutcome, Member, RecordOutcome } from './table.ts'
 
@@ -32,6 +32,18 @@ export type MembershipOptions = {
 
 // Incarnations are safe integers on the wire; never refute past this.
 const MAX_INCARNATION = Number.MAX_SAFE_INTEGER - 1
+
+// Probe messages carry membership news: a new member, a status change (refutation,
+// departure), a change of what a member offers. A record that only moved its load
+// is not news: re-piggybacking every load tick from every member would dominate
+// the cluster's bandwidth. Records learnt by push-pull are the table's state, not
+// news, unless they change a status.
+function worthPiggybacking (outcome: RecordOutcome, news: boolean): boolean {
+  if (outcome.kind === 'ignored') return false
+  if (outcome.kind === 'updated' && outcome.statusChanged) return true
+  if (!news) return false
+  return outcome.kind === 'joined' || !onlyLoadChanged(outcome.before, outcome.member.signed.record)
+}
 
 export class Membership {
   readonly id: PeerKey
@@ -331,8 +343,7 @@ export class Membership {
 
   #afterRecord (outcome: RecordOutcome, update: Update, news: boolean): void {
     if (outcome.kind === 'ignored') return
-    // A status change (refutation, departure) is always worth spreading.
-    if (news || (outcome.kind === 'updated' && outcome.statusChanged)) this.#broadcasts.enqueue(update)
+    if (worthPiggybacking(outcome, news)) this.#broadcasts.enqueue(update)
     const member = outcome.member
     if (outcome.kind === 'joined') {
       this.#detector.added(member.id, this.#table.size)
@@ -452,7 +463,8 @@ export class Membership {
     const kind = this.#own.patch(patch, this.#config.loadChangeThreshold)
     if (kind === 'none') return
     setSelfRecord(this.#self, this.#own.signed)
-    this.#broadcasts.enqueue(this.#ownUpdate())
+    // Load is placement data: gossip and anti-entropy carry it, probes do not.
+    if (kind === 'data') this.#broadcasts.enqueue(this.#ownUpdate())
     const earliest = this.#lastPublishMs + this.#scaled(this.#config.recordMinIntervalMs)
     // Load alone is rate-limited; anything else a member needs to know goes now.
     if (kind === 'data' || this.#now >= earliest) this.#publishOwnRecord()

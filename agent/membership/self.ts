@@ -24,6 +24,15 @@ function sameJson (a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b)
 }
 
+// True when two versions of a record differ in nothing but load (and seq): such a
+// change is placement data, not membership news.
+export function onlyLoadChanged (before: NodeRecord, after: NodeRecord): boolean {
+  return before.incarnation === after.incarnation && before.status === after.status &&
+    before.ip === after.ip && before.http === after.http && before.region === after.region &&
+    before.zone === after.zone && sameJson(before.addrs, after.addrs) &&
+    sameJson(before.services, after.services) && sameJson(before.position, after.position)
+}
+
 export class SelfRecord {
   readonly #auth: Auth
   #record: NodeRecord

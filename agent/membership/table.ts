@@ -34,7 +34,7 @@ export type Member = {
 export type RecordOutcome =
   | { kind: 'ignored' }
   | { kind: 'joined'; member: Member }
-  | { kind: 'updated'; member: Member; previous: MemberStatus; statusChanged: boolean }
+  | { kind: 'updated'; member: Member; previous: MemberStatus; statusChanged: boolean; before: NodeRecord }
 
 export type AccusationOutcome =
   | { kind: 'ignored' }
@@ -128,11 +128,12 @@ export class MemberTable {
     // Ignore old and duplicate versions.
     if (compareVersion(record, current.signed.record) <= 0) return { kind: 'ignored' }
     const previous = current.status
+    const before = current.signed.record
     current.signed = signed
     current.lastHeardMs = nowMs
     const next = this.#statusAfterRecord(current, record)
     if (next !== null) this.#setStatus(current, next, record.incarnation, nowMs, null)
-    return { kind: 'updated', member: current, previous, statusChanged: next !== null && next !== previous }
+    return { kind: 'updated', member: current, previous, statusChanged: next !== null && next !== previous, before }
   }
 
   // The status a newer record implies, or null to keep the current one.

@@ -108,3 +108,8 @@ export const IDENTITY_FILE = 'identity.key'
 // Parsed public keys kept for Auth.verify: a 10,000-node cluster fits, and a flood
 // of made-up ids only evicts entries instead of growing memory.
 export const PUBLIC_KEY_CACHE_ENTRIES = 10_000
+
+// Gossipsub mesh degrees for the membership topic (see libp2p.ts): D peers in the
+// mesh, between Dlo and Dhi before grafting or pruning, IHAVE gossip to Dlazy
+// others, Dout outbound peers kept, Dscore kept by score when pruning.
+export const GOSSIP_MESH = { D: 3, Dlo: 2, Dhi: 6, Dlazy: 3, Dout: 1, Dscore: 1 }

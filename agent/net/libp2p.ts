@@ -18,7 +18,7 @@ import { MAX_ADDRS, MAX_GOSSIP_FRAME_BYTES } from '../../protocol/limits.ts'
 import {
   CLUSTER_NAME_PATTERN, CONNECTION_PING_INTERVAL_MS, CONNECTION_PING_TIMEOUT_MAX_MS,
   CONNECTION_PING_TIMEOUT_MIN_MS, GOSSIP_DECODE_LIMITS, GOSSIP_MAX_RPC_BYTES,
-  GOSSIP_OUTBOUND_BUFFER_BYTES, INBOUND_CONNECTIONS_PER_HOST_PER_S, MAX_CONNECTIONS,
+  GOSSIP_MESH, GOSSIP_OUTBOUND_BUFFER_BYTES, INBOUND_CONNECTIONS_PER_HOST_PER_S, MAX_CONNECTIONS,
   MAX_DIAL_TIMEOUT_MS, MAX_INCOMING_PENDING_CONNECTIONS, gossipTopic
 } from './constants.ts'
 import { DirectChannel, parsePeerId } from './direct.ts'
@@ -86,7 +86,13 @@ async function createNode (options: NetOptions, privateKey: PrivateKey): Promise
         globalSignaturePolicy: StrictSign,
         allowPublishToZeroTopicPeers: true,
         emitSelf: false,
-        floodPublish: true,
+        // A lean mesh: gossipsub's defaults (D = 6, flood publishing) are sized for
+        // open networks where gossip is the only path. Here membership news also
+        // rides on probes and anti-entropy, and at D = 6 each record publish cost
+        // a 10-agent cluster ~33 KB on the wire (bench/, "at rest"). D = 3 halves
+        // that; forwarding adds a hop of a few ms at most.
+        ...GOSSIP_MESH,
+        floodPublish: false,
         // Every peer runs this agent: no floodsub fallback, no peer exchange, and
         // no topic but ours.
         fallbackToFloodsub: false,

@@ -2,6 +2,13 @@
 // agent process, busy share of the machine's CPUs, and sessions held. The score
 // placement uses is the largest of the three (sessions as a share of capacity):
 // a box is as busy as its busiest resource.
+//
+// Utilisation and CPU are smoothed (exponentially weighted, weight SMOOTHING on
+// the newest sample, so a step shows ~90% after 6 samples): one-second samples
+// jump by more than the change threshold all the time, and every accepted change
+// is a re-signed record published to the whole cluster.
+
+const SMOOTHING = 0.3
 
 import { cpus } from 'node:os'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
@@ -31,6 +38,8 @@ export class LoadSampler {
   #cpu: CpuTimes
   readonly #delay: ELDHistogram
   #lagP99Ms = 0
+  #smoothElu: number | null = null
+  #smoothCpu: number | null = null
 
   constructor () {
     this.#elu = performance.eventLoopUtilization()
@@ -50,7 +59,10 @@ export class LoadSampler {
     this.#lagP99Ms = this.#delay.percentile(99) / 1e6
     this.#delay.reset()
     const clamp = (v: number): number => Math.min(1, Math.max(0, Number.isFinite(v) ? v : 0))
-    return { score: loadScore(clamp(elu), clamp(cpu), sessions, capacity), sessions, elu: clamp(elu), cpu: clamp(cpu) }
+    const smooth = (previous: number | null, sample: number): number => previous === null ? sample : previous + SMOOTHING * (sample - previous)
+    this.#smoothElu = smooth(this.#smoothElu, clamp(elu))
+    this.#smoothCpu = smooth(this.#smoothCpu, clamp(cpu))
+    return { score: loadScore(this.#smoothElu, this.#smoothCpu, sessions, capacity), sessions, elu: this.#smoothElu, cpu: this.#smoothCpu }
   }
 
   get eventLoopLagP99Ms (): number {

@@ -33,10 +33,18 @@ function core (id = 'me', incarnation = 1): Membership {
   return new Membership({ self, config, random: new SeededRandom(1), auth: new SimAuth(id), nowMs: 0 })
 }
 
-// Ticks the core at every wake-up it asks for, up to `toMs`, as a host would.
+// Ticks the core at every wake-up it asks for, up to `toMs`, as a host would;
+// every ping is answered at once, as a healthy member would.
 function advance (m: Membership, toMs: number): Effect[] {
   const out: Effect[] = []
-  for (let wake = m.nextWakeMs(); wake <= toMs; wake = m.nextWakeMs()) out.push(...m.step({ kind: 'tick', nowMs: wake }))
+  for (let wake = m.nextWakeMs(); wake <= toMs; wake = m.nextWakeMs()) {
+    const effects = m.step({ kind: 'tick', nowMs: wake })
+    out.push(...effects)
+    for (const e of effects) {
+      if (e.kind !== 'send' || e.message.type !== 'ping') continue
+      out.push(...m.step({ kind: 'receive', nowMs: wake + 1, from: e.to, channel: 'direct', message: { type: 'ack', seq: e.message.seq, updates: [] } }))
+    }
+  }
   return out
 }
 
@@ -143,20 +151,26 @@ test('a leave publishes a left record and tells members directly, then the core 
   assert.equal(m.step({ kind: 'tick', nowMs: 10_000 }), [])
 })
 
-test('load moves below the threshold are not published; larger ones are, at most once per second', () => {
+test('load moves below the threshold are not published; larger ones are, at most once per recordMinIntervalMs, and never piggybacked', () => {
   const m = core()
   m.step({ kind: 'command', nowMs: 0, command: { type: 'join', peers: [] } })
+  m.step(gossip('a', [signedRecord(recordOf('a'))], 0))
   advance(m, 2_000)
   const small = m.step({ kind: 'command', nowMs: 2_000, command: { type: 'update-self', patch: { load: { score: 0.01, sessions: 0, elu: 0.01, cpu: 0.01 } } } })
   assert.equal(small, [])
-  advance(m, 3_000)
-  const big = m.step({ kind: 'command', nowMs: 3_000, command: { type: 'update-self', patch: { load: { score: 0.5, sessions: 0, elu: 0.5, cpu: 0.1 } } } })
+  advance(m, 6_000)
+  const big = m.step({ kind: 'command', nowMs: 6_000, command: { type: 'update-self', patch: { load: { score: 0.5, sessions: 0, elu: 0.5, cpu: 0.1 } } } })
   assert.is(big.filter((e) => e.kind === 'publish').length, 1)
-  const soon = m.step({ kind: 'command', nowMs: 3_100, command: { type: 'update-self', patch: { load: { score: 0.9, sessions: 0, elu: 0.9, cpu: 0.1 } } } })
+  const soon = m.step({ kind: 'command', nowMs: 6_100, command: { type: 'update-self', patch: { load: { score: 0.9, sessions: 0, elu: 0.9, cpu: 0.1 } } } })
   assert.is(soon.filter((e) => e.kind === 'publish').length, 0, 'rate-limited')
-  const later = advance(m, 4_000)
+  const later = advance(m, 11_000)
   assert.is(later.filter((e) => e.kind === 'publish').length, 1, 'published when the limit allows')
   assert.is(m.record.load.score, 0.9)
+  const pings = later.filter((e) => e.kind === 'send' && e.message.type === 'ping')
+  assert.ok(pings.length > 10, `probes ran (${pings.length})`)
+  const ownOnPings = pings.flatMap((e) => e.kind === 'send' && e.message.type === 'ping' ? e.message.updates : [])
+    .filter((u) => u.kind === 'record' && u.signed.record.id === 'me')
+  assert.is(ownOnPings.length, 0, 'load changes are not piggybacked')
 })
 
 test('a data change (services) is published at once', () => {
