@@ -98,10 +98,14 @@ export class Membership {
     this.#out = []
     this.#now = input.nowMs
     if (!this.#leaving) {
+      const timersDue = input.kind === 'tick' || (this.#wakeAtMs !== null && this.#now >= this.#wakeAtMs)
       this.#checkStall()
-      if (input.kind === 'tick') this.#onTick()
-      else if (input.kind === 'receive') this.#onReceive(input.from, input.channel, input.message)
-      else this.#onCommand(input.command)
+      if (input.kind === 'receive') this.#onReceive(input.from, input.channel, input.message)
+      else if (input.kind === 'command') this.#onCommand(input.command)
+      // Due timers run on whatever input comes first, so the core is never left
+      // behind its own deadlines (and a backlog read after one stall counts as one
+      // stall). The input goes first: an answer read at its deadline counts.
+      if (timersDue && !this.#leaving) this.#onTick()
     }
     this.#wakeAtMs = this.nextWakeMs()
     return this.#out

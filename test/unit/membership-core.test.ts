@@ -33,18 +33,22 @@ function core (id = 'me', incarnation = 1): Membership {
   return new Membership({ self, config, random: new SeededRandom(1), auth: new SimAuth(id), nowMs: 0 })
 }
 
-// Ticks the core at every wake-up it asks for, up to `toMs`, as a host would;
-// every ping is answered at once, as a healthy member would.
+// Steps the core; every ping it sends is answered 1 ms later, as a healthy
+// member would. Returns the effects of both.
+function answered (m: Membership, input: Input): Effect[] {
+  const effects = m.step(input)
+  const out = [...effects]
+  for (const e of effects) {
+    if (e.kind !== 'send' || e.message.type !== 'ping') continue
+    out.push(...m.step({ kind: 'receive', nowMs: input.nowMs + 1, from: e.to, channel: 'direct', message: { type: 'ack', seq: e.message.seq, updates: [] } }))
+  }
+  return out
+}
+
+// Ticks the core at every wake-up it asks for, up to `toMs`, as a host would.
 function advance (m: Membership, toMs: number): Effect[] {
   const out: Effect[] = []
-  for (let wake = m.nextWakeMs(); wake <= toMs; wake = m.nextWakeMs()) {
-    const effects = m.step({ kind: 'tick', nowMs: wake })
-    out.push(...effects)
-    for (const e of effects) {
-      if (e.kind !== 'send' || e.message.type !== 'ping') continue
-      out.push(...m.step({ kind: 'receive', nowMs: wake + 1, from: e.to, channel: 'direct', message: { type: 'ack', seq: e.message.seq, updates: [] } }))
-    }
-  }
+  for (let wake = m.nextWakeMs(); wake <= toMs; wake = m.nextWakeMs()) out.push(...answered(m, { kind: 'tick', nowMs: wake }))
   return out
 }
 
@@ -138,6 +142,22 @@ test('a probe whose ack is read right after a local stall does not fail', () => 
   assert.ok(acked.some((e) => e.kind === 'event' && e.event.type === 'probe' && e.event.result === 'ack'))
 })
 
+test('a backlog of messages read after one stall counts as one stall', () => {
+  const m = core()
+  for (const id of ['a', 'b', 'c']) m.step(gossip(id, [signedRecord(recordOf(id))], 0))
+  advance(m, 1_000)
+  const wake = m.nextWakeMs()
+  // 400 ms late, then ten messages in a burst, 1 ms apart, before any tick.
+  let stalls = 0
+  for (let i = 0; i < 10; i++) {
+    const out = m.step({ kind: 'receive', nowMs: wake + 400 + i, from: 'a', channel: 'direct', message: { type: 'gossip', updates: [] } })
+    stalls += events(out).filter((e) => e === 'stall').length
+  }
+  assert.is(stalls, 1)
+  assert.is(m.health, 1)
+  assert.ok(m.nextWakeMs() > wake + 409, 'due timers ran on the way')
+})
+
 test('a leave publishes a left record and tells members directly, then the core goes quiet', () => {
   const m = core()
   for (const id of ['a', 'b', 'c']) m.step(gossip(id, [signedRecord(recordOf(id))], 0))
@@ -156,12 +176,12 @@ test('load moves below the threshold are not published; larger ones are, at most
   m.step({ kind: 'command', nowMs: 0, command: { type: 'join', peers: [] } })
   m.step(gossip('a', [signedRecord(recordOf('a'))], 0))
   advance(m, 2_000)
-  const small = m.step({ kind: 'command', nowMs: 2_000, command: { type: 'update-self', patch: { load: { score: 0.01, sessions: 0, elu: 0.01, cpu: 0.01 } } } })
+  const small = answered(m, { kind: 'command', nowMs: 2_000, command: { type: 'update-self', patch: { load: { score: 0.01, sessions: 0, elu: 0.01, cpu: 0.01 } } } })
   assert.equal(small, [])
   advance(m, 6_000)
-  const big = m.step({ kind: 'command', nowMs: 6_000, command: { type: 'update-self', patch: { load: { score: 0.5, sessions: 0, elu: 0.5, cpu: 0.1 } } } })
+  const big = answered(m, { kind: 'command', nowMs: 6_000, command: { type: 'update-self', patch: { load: { score: 0.5, sessions: 0, elu: 0.5, cpu: 0.1 } } } })
   assert.is(big.filter((e) => e.kind === 'publish').length, 1)
-  const soon = m.step({ kind: 'command', nowMs: 6_100, command: { type: 'update-self', patch: { load: { score: 0.9, sessions: 0, elu: 0.9, cpu: 0.1 } } } })
+  const soon = answered(m, { kind: 'command', nowMs: 6_100, command: { type: 'update-self', patch: { load: { score: 0.9, sessions: 0, elu: 0.9, cpu: 0.1 } } } })
   assert.is(soon.filter((e) => e.kind === 'publish').length, 0, 'rate-limited')
   const later = advance(m, 11_000)
   assert.is(later.filter((e) => e.kind === 'publish').length, 1, 'published when the limit allows')
