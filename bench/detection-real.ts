@@ -86,7 +86,7 @@ async function atRestWithoutLoad (nodes: number, seconds: number): Promise<AtRes
   }
 }
 
-export async function benchRealDetection (nodes = 10, rounds = 5, restSeconds = 20): Promise<RealDetectionResult> {
+export async function benchRealDetection (nodes = 10, rounds = 5, restSeconds = 60): Promise<RealDetectionResult> {
   const withoutLoad = await atRestWithoutLoad(nodes, restSeconds)
   log(`real detection: starting ${nodes} agents on 127.0.0.1 (lan profile)`)
   const cluster = await LocalCluster.start({ nodes, services: 'log' })

@@ -67,15 +67,17 @@ export async function peekOverLibp2p (target: string, cluster: string, timeoutMs
 }
 
 // Test tool: writes `bytes` verbatim on the cluster's direct protocol and waits
-// until the remote ends the stream. Resolves with how it ended.
-export async function writeRawOverLibp2p (target: string, cluster: string, bytes: Uint8Array, timeoutMs: number, psk?: Uint8Array): Promise<'closed' | 'reset'> {
+// until the remote ends the stream. Resolves with how it ended. By default our
+// side stays open, so only the remote can end it (e.g. on a bad length prefix);
+// with `halfClose` we close our side after writing, and a remote that read
+// well-formed frames ends the stream in turn.
+export async function writeRawOverLibp2p (target: string, cluster: string, bytes: Uint8Array, timeoutMs: number, psk?: Uint8Array, halfClose = false): Promise<'closed' | 'reset'> {
   return await withStream('raw write', target, directProtocol(cluster), timeoutMs, psk, async (stream, signal) => {
-    // The sink stays open until we are done, so that only the remote can end it.
     let done = (): void => {}
     const finished = new Promise<void>((resolve) => { done = resolve })
     void stream.sink((async function * () {
       yield bytes
-      await finished
+      if (!halfClose) await finished
     })()).catch(() => {})
     try {
       for await (const chunk of stream.source) void chunk

@@ -140,6 +140,9 @@ export class Agent {
     this.#routes()
     this.#output.line({ event: 'started', id: this.id, addrs: this.#net.addrs(), http: this.httpUrl, incarnation: this.#core.incarnation, atMs: Date.now() })
     this.#log.info({ id: this.id, addrs: this.#net.addrs(), http: this.httpUrl, incarnation: this.#core.incarnation, profile: this.config.profile }, 'agent started')
+    if (!isLoopback(this.config.http.host)) {
+      this.#log.warn({ http: this.httpUrl }, 'the HTTP API is reachable beyond this machine and has no TLS or authentication in this release; keep it behind a firewall')
+    }
     this.#driver.step({ kind: 'command', command: { type: 'join', peers: [] } })
     this.#loadTimer = setInterval(() => this.#sampleLoad(), this.config.loadSampleIntervalMs)
     void this.#joinBootstrap()
@@ -320,6 +323,10 @@ export class Agent {
     this.#http.route('GET', /^\/v1\/members$/, () => ({ status: 200, body: membersJson(this.id, this.members()) }))
     this.#http.route('GET', /^\/metrics$/, async () => ({ status: 200, raw: await this.#metrics.text(), headers: { 'content-type': this.#metrics.contentType } }))
   }
+}
+
+function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.')
 }
 
 function stripPeerId (addr: string): string {

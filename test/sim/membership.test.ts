@@ -1,6 +1,7 @@
 // Virtual-time scenarios for membership: the real core on the simulated network.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
+import { membershipProfile } from '../../agent/membership/config.ts'
 import { SimCluster } from '../../sim/cluster.ts'
 import { seedFor, startConverged, watchStatus, withSeed } from './helpers.ts'
 
@@ -143,6 +144,24 @@ test('a late joiner converges through push-pull even when gossip is lossy', () =
   cluster.setLink({ lossRate: 0 })
   assert.ok(cluster.runUntil(() => cluster.converged(), 15_000))
   assert.is(cluster.view(late.id).length, 31)
+}))
+
+test('dead and left members are forgotten after deadReapMs, and only then', () => withSeed(FILE, seedFor(23), (seed) => {
+  const config = { ...membershipProfile('lan'), deadReapMs: 20_000 }
+  const cluster = new SimCluster({ seed, nodes: 8, config })
+  startConverged(cluster)
+  const [observer] = cluster.ids
+  cluster.crash('n5')
+  cluster.leave('n6')
+  cluster.run(10_000)
+  assert.is(cluster.statusSeenBy(observer, 'n5'), 'dead')
+  assert.is(cluster.statusSeenBy(observer, 'n6'), 'left')
+  cluster.run(20_000)
+  for (const node of cluster.running()) {
+    assert.is(cluster.statusSeenBy(node.id, 'n5'), null, `${node.id} forgot the dead member`)
+    assert.is(cluster.statusSeenBy(node.id, 'n6'), null, `${node.id} forgot the member that left`)
+  }
+  assert.ok(cluster.converged())
 }))
 
 test('a replay with the same seed gives the same history', () => withSeed(FILE, seedFor(22), (seed) => {
