@@ -188,7 +188,8 @@ export class FailureDetector {
 
   #goIndirect (probe: Probe): void {
     const helpers = this.#host.randomAlive(this.#config.indirectChecks, [probe.target])
-    this.#prober.goIndirect(probe, helpers.length)
+    const windowMs = scaleByHealth(this.#config.probeIntervalMs - this.#config.probeTimeoutMs, this.#health)
+    this.#prober.goIndirect(probe, helpers.length, this.#now, windowMs)
     for (const helper of helpers) {
       this.#host.send(helper, { type: 'ping-req', seq: probe.seq, target: probe.target, updates: this.#host.piggyback(helper) })
     }

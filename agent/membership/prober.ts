@@ -9,7 +9,7 @@ export type Probe = {
   startMs: number
   // When the direct ping has waited long enough and indirect probes start.
   directDeadlineMs: number
-  // When the probe fails for good.
+  // When the probe fails for good; set again when it goes indirect.
   endMs: number
   phase: 'direct' | 'indirect'
   expectedNacks: number
@@ -94,9 +94,12 @@ export class Prober {
     return null
   }
 
-  goIndirect (probe: Probe, expectedNacks: number): void {
+  // The indirect phase lasts `windowMs` from now, however the direct phase ended
+  // (its timeout, or an early sign that the direct path is broken).
+  goIndirect (probe: Probe, expectedNacks: number, nowMs: number, windowMs: number): void {
     probe.phase = 'indirect'
     probe.expectedNacks = expectedNacks
+    probe.endMs = nowMs + windowMs
   }
 
   relay (requester: string, requesterSeq: number, target: string, nowMs: number, nackAfterMs: number, expireAfterMs: number): number {

@@ -142,6 +142,27 @@ test('a probe whose ack is read right after a local stall does not fail', () => 
   assert.ok(acked.some((e) => e.kind === 'event' && e.event.type === 'probe' && e.event.result === 'ack'))
 })
 
+test('a refused dial ends the probe one indirect window later, whatever the first-contact grace', () => {
+  const m = core()
+  for (const id of ['a', 'b', 'c', 'd']) m.step(gossip(id, [signedRecord(recordOf(id))], 0))
+  let now = 0
+  let ping: Effect | undefined
+  while (ping === undefined) {
+    now = m.nextWakeMs()
+    ping = m.step({ kind: 'tick', nowMs: now }).find((e) => e.kind === 'send' && e.message.type === 'ping')
+  }
+  if (ping.kind !== 'send') throw new Error('unreachable')
+  const target = ping.to
+  // Never contacted, so the direct wait would be probeTimeoutMs + firstContactGraceMs;
+  // the transport reports the dial refused 5 ms in.
+  const indirect = m.step({ kind: 'command', nowMs: now + 5, command: { type: 'unreachable', peer: target } })
+  assert.ok(indirect.some((e) => e.kind === 'send' && e.message.type === 'ping-req'), 'indirect probes at once')
+  const window = config.probeIntervalMs - config.probeTimeoutMs
+  assert.is(m.nextWakeMs(), now + 5 + window)
+  const out = m.step({ kind: 'tick', nowMs: now + 5 + window })
+  assert.ok(out.some((e) => e.kind === 'event' && e.event.type === 'member-status' && e.event.id === target && e.event.status === 'suspect'))
+})
+
 test('a backlog of messages read after one stall counts as one stall', () => {
   const m = core()
   for (const id of ['a', 'b', 'c']) m.step(gossip(id, [signedRecord(recordOf(id))], 0))
