@@ -3,7 +3,11 @@
 // every node every time; this exchange is what guarantees convergence, for late
 // joiners and after a partition heals.
 
-import type { DigestEntry, Entry } from '../../protocol/messages.ts'
+import type { DigestEntry, Entry, Message } from '../../protocol/messages.ts'
+import type { Random } from '../core/io.ts'
+import type { MembershipConfig } from './config.ts'
+import { gossipScaleMs } from './math.ts'
+import { rateAllowed } from './rate.ts'
 import { claimIsNewer, compareVersion, digestOf, knowsMore } from './table.ts'
 import type { Member, MemberTable } from './table.ts'
 
@@ -45,4 +49,99 @@ export function entriesFor (table: MemberTable, ids: string[]): Entry[] {
     if (member !== undefined) entries.push(entryOf(member))
   }
   return entries
+}
+
+// What anti-entropy needs from the membership it serves.
+export interface AntiEntropyHost {
+  send (to: string, message: Message): void
+  randomAlive (count: number, exclude: string[]): string[]
+  // Entries from a peer's table, to be merged under the membership rules.
+  merge (entries: Entry[], from: string): void
+}
+
+// The exchanges and their timers: a periodic push-pull with a random alive
+// member, a push-pull with a random dead one (a healed partition finds its way
+// back), retries of the bootstrap peers while alone, and introductions of
+// strangers that contact us.
+export class AntiEntropy {
+  readonly #config: MembershipConfig
+  readonly #random: Random
+  readonly #table: MemberTable
+  readonly #self: string
+  readonly #host: AntiEntropyHost
+  readonly #lastIntroMs = new Map<string, number>()
+  #bootstrap: string[] = []
+  #nextPushPullMs: number
+  #nextReconnectMs: number
+  #nextJoinRetryMs = Infinity
+
+  constructor (config: MembershipConfig, random: Random, table: MemberTable, self: string, host: AntiEntropyHost, nowMs: number) {
+    this.#config = config
+    this.#random = random
+    this.#table = table
+    this.#self = self
+    this.#host = host
+    this.#nextPushPullMs = nowMs + random.nextInt(Math.max(1, config.pushPullIntervalMs))
+    this.#nextReconnectMs = nowMs + random.nextInt(Math.max(1, config.reconnectIntervalMs))
+  }
+
+  nextWakeMs (): number {
+    return Math.min(this.#nextPushPullMs, this.#nextReconnectMs, this.#alone() ? this.#nextJoinRetryMs : Infinity)
+  }
+
+  tick (nowMs: number): void {
+    if (nowMs >= this.#nextPushPullMs) {
+      this.#nextPushPullMs = nowMs + gossipScaleMs(this.#config.pushPullIntervalMs, this.#table.liveCount)
+      const [peer] = this.#host.randomAlive(1, [])
+      if (peer !== undefined) this.#pushPull(peer, false)
+    }
+    if (nowMs >= this.#nextReconnectMs) {
+      this.#nextReconnectMs = nowMs + this.#config.reconnectIntervalMs
+      const dead: string[] = []
+      for (const member of this.#table.all()) if (member.status === 'dead') dead.push(member.id)
+      if (dead.length > 0) this.#pushPull(dead[this.#random.nextInt(dead.length)], false)
+    }
+    if (this.#alone() && nowMs >= this.#nextJoinRetryMs) this.#retryJoin(nowMs)
+  }
+
+  // Joins through these peers now, and again whenever we find ourselves alone.
+  join (peers: string[], nowMs: number): void {
+    this.#bootstrap = peers.filter((peer) => peer !== this.#self)
+    this.#retryJoin(nowMs)
+  }
+
+  // A stranger (or a member we buried) contacted us: one push-pull teaches it the
+  // table (it refutes if it was buried) and teaches us its record.
+  introduce (peer: string, nowMs: number): void {
+    if (rateAllowed(this.#lastIntroMs, peer, nowMs, this.#config.joinRetryMs)) this.#pushPull(peer, false)
+  }
+
+  onRequest (from: string, join: boolean, digest: DigestEntry[], nowMs: number): void {
+    const { entries, want } = answerDigest(this.#table, digest)
+    this.#host.send(from, { type: 'push-pull-reply', entries, want })
+    // A joiner is introduced by this very exchange; no need to call it back.
+    if (join) this.#lastIntroMs.set(from, nowMs)
+  }
+
+  onReply (from: string, entries: Entry[], want: string[]): void {
+    this.#host.merge(entries, from)
+    if (want.length > 0) this.#host.send(from, { type: 'push-pull-entries', entries: entriesFor(this.#table, want) })
+  }
+
+  forget (id: string): void {
+    this.#lastIntroMs.delete(id)
+  }
+
+  #retryJoin (nowMs: number): void {
+    this.#nextJoinRetryMs = nowMs + this.#config.joinRetryMs
+    for (const peer of this.#bootstrap) this.#pushPull(peer, true)
+  }
+
+  #pushPull (peer: string, join: boolean): void {
+    this.#host.send(peer, { type: 'push-pull-request', join, digest: digestOfTable(this.#table) })
+  }
+
+  #alone (): boolean {
+    return this.#bootstrap.length > 0 && this.#table.liveCount <= 1
+  }
 }

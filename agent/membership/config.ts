@@ -39,7 +39,9 @@ export type MembershipConfig = {
   // healed partition or a wrongly buried node finds its way back.
   reconnectIntervalMs: number
   // The own record is republished on the gossip topic at this period (scaled above
-  // 32 members like push-pull), on top of every change.
+  // 32 members like push-pull), on top of every change. A safety net: push-pull
+  // already converges every table; each publish costs every member about
+  // D (3) × its size in forwarding.
   recordRefreshIntervalMs: number
   // Load-only changes are published at most once per this period (scaled above 32
   // members); other changes of the record go out at once.
@@ -74,7 +76,7 @@ const lan: MembershipConfig = {
   piggybackMaxBytes: 2048,
   pushPullIntervalMs: 10_000,
   reconnectIntervalMs: 5_000,
-  recordRefreshIntervalMs: 30_000,
+  recordRefreshIntervalMs: 60_000,
   recordMinIntervalMs: 5_000,
   loadChangeThreshold: 0.05,
   deadReapMs: 60 * 60_000,
@@ -93,7 +95,7 @@ const wan: MembershipConfig = {
   suspicionMaxTimeoutMult: 3,
   pushPullIntervalMs: 30_000,
   reconnectIntervalMs: 30_000,
-  recordRefreshIntervalMs: 60_000,
+  recordRefreshIntervalMs: 120_000,
   recordMinIntervalMs: 15_000,
   deadReapMs: 6 * 60 * 60_000,
   joinRetryMs: 2_000,
@@ -111,7 +113,7 @@ const local: MembershipConfig = {
   suspicionMaxTimeoutMult: 2,
   pushPullIntervalMs: 5_000,
   reconnectIntervalMs: 2_000,
-  recordRefreshIntervalMs: 15_000,
+  recordRefreshIntervalMs: 30_000,
   recordMinIntervalMs: 2_000,
   deadReapMs: 10 * 60_000,
   joinRetryMs: 500,

@@ -7,10 +7,10 @@
 
 import { encodeAccusation } from '../../protocol/codec.ts'
 import type {
-  Accusation, DigestEntry, Entry, Message, MemberStatus, NodeRecord, PeekMember, SignedAccusation, SignedRecord, Update
+  Accusation, Entry, Message, MemberStatus, NodeRecord, PeekMember, SignedAccusation, SignedRecord, Update
 } from '../../protocol/messages.ts'
 import type { AgentEvent, Auth, Command, Effect, Input, PeerKey, Random, SelfPatch } from '../core/io.ts'
-import { answerDigest, digestOfTable, entriesFor } from './antientropy.ts'
+import { AntiEntropy } from './antientropy.ts'
 import { BroadcastQueue } from './broadcast.ts'
 import type { MembershipConfig } from './config.ts'
 import { FailureDetector } from './detector.ts'
@@ -59,13 +59,9 @@ export class Membership {
   #now: number
   #wakeAtMs: number | null = null
   #leaving = false
-  #bootstrap: PeerKey[] = []
-  readonly #lastIntroMs = new Map<PeerKey, number>()
+  readonly #antiEntropy: AntiEntropy
   readonly #lastStaleAnswerMs = new Map<PeerKey, number>()
-  #nextPushPullMs: number
-  #nextReconnectMs: number
   #nextRefreshMs: number
-  #nextJoinRetryMs = Infinity
   #nextReapMs: number
   #lastPublishMs = -Infinity
   #publishPendingAtMs = Infinity
@@ -87,10 +83,12 @@ export class Membership {
       randomAlive: (count, exclude) => this.#randomAlive(count, exclude),
       probeFailed: (target) => this.#probeFailed(target)
     }, options.nowMs)
-    const jitter = (ms: number): number => options.nowMs + this.#random.nextInt(Math.max(1, ms))
-    this.#nextPushPullMs = jitter(this.#config.pushPullIntervalMs)
-    this.#nextReconnectMs = jitter(this.#config.reconnectIntervalMs)
-    this.#nextRefreshMs = jitter(this.#config.recordRefreshIntervalMs)
+    this.#antiEntropy = new AntiEntropy(options.config, options.random, this.#table, this.id, {
+      send: (to, message) => this.#send(to, message),
+      randomAlive: (count, exclude) => this.#randomAlive(count, exclude),
+      merge: (entries, from) => this.#mergeEntries(entries, from)
+    }, options.nowMs)
+    this.#nextRefreshMs = options.nowMs + this.#random.nextInt(Math.max(1, this.#config.recordRefreshIntervalMs))
     this.#nextReapMs = options.nowMs + this.#reapCheckMs()
   }
 
@@ -114,11 +112,9 @@ export class Membership {
   // The earliest time the core needs a tick; hosts schedule one for then.
   nextWakeMs (): number {
     if (this.#leaving) return Infinity
-    const joinRetry = this.#alone() ? this.#nextJoinRetryMs : Infinity
     return Math.min(
-      this.#detector.nextWakeMs(), this.#table.earliestSuspicionDeadlineMs(),
-      this.#nextPushPullMs, this.#nextReconnectMs, this.#nextRefreshMs, this.#publishPendingAtMs,
-      joinRetry, this.#nextReapMs
+      this.#detector.nextWakeMs(), this.#table.earliestSuspicionDeadlineMs(), this.#antiEntropy.nextWakeMs(),
+      this.#nextRefreshMs, this.#publishPendingAtMs, this.#nextReapMs
     )
   }
 
@@ -176,11 +172,9 @@ export class Membership {
       this.#accuse('dead', member, member.statusIncarnation)
     }
     this.#checkSuspects()
-    if (this.#now >= this.#nextPushPullMs) this.#periodicPushPull()
-    if (this.#now >= this.#nextReconnectMs) this.#reconnect()
+    this.#antiEntropy.tick(this.#now)
     if (this.#now >= this.#publishPendingAtMs) this.#publishOwnRecord()
     if (this.#now >= this.#nextRefreshMs) this.#refreshOwnRecord()
-    if (this.#alone() && this.#now >= this.#nextJoinRetryMs) this.#retryJoin()
     if (this.#now >= this.#nextReapMs) this.#reap()
   }
 
@@ -303,11 +297,8 @@ export class Membership {
         return this.#detector.onPingReq(from, message.seq, message.target, this.id, this.#now)
       case 'nack': return this.#detector.onNack(message.seq, this.#now)
       case 'gossip': return this.#applyUpdates(message.updates, from, 'direct')
-      case 'push-pull-request': return this.#answerPushPull(from, message.join, message.digest)
-      case 'push-pull-reply':
-        this.#mergeEntries(message.entries, from)
-        if (message.want.length > 0) this.#send(from, { type: 'push-pull-entries', entries: entriesFor(this.#table, message.want) })
-        return
+      case 'push-pull-request': return this.#antiEntropy.onRequest(from, message.join, message.digest, this.#now)
+      case 'push-pull-reply': return this.#antiEntropy.onReply(from, message.entries, message.want)
       case 'push-pull-entries': return this.#mergeEntries(message.entries, from)
       default: return this.#reject(from, `${message.type} is not a membership message`)
     }
@@ -321,7 +312,7 @@ export class Membership {
     if (member !== undefined) member.lastHeardMs = this.#now
     this.#detector.heard(from)
     const stranger = member === undefined || member.status === 'dead'
-    if (introduce && stranger && rateAllowed(this.#lastIntroMs, from, this.#now, this.#config.joinRetryMs)) this.#pushPull(from, false)
+    if (introduce && stranger) this.#antiEntropy.introduce(from, this.#now)
   }
 
   #applyUpdates (updates: Update[], from: PeerKey, channel: 'direct' | 'gossip'): void {
@@ -380,18 +371,7 @@ export class Membership {
     this.#afterAccusation(outcome, update, accusation.accuser)
   }
 
-  // ---- anti-entropy -------------------------------------------------------
-
-  #pushPull (peer: PeerKey, join: boolean): void {
-    this.#send(peer, { type: 'push-pull-request', join, digest: digestOfTable(this.#table) })
-  }
-
-  #answerPushPull (from: PeerKey, join: boolean, digest: DigestEntry[]): void {
-    const { entries, want } = answerDigest(this.#table, digest)
-    this.#send(from, { type: 'push-pull-reply', entries, want })
-    // A joiner is introduced by this very exchange; no need to call it back.
-    if (join) this.#lastIntroMs.set(from, this.#now)
-  }
+  // ---- anti-entropy (the exchanges live in antientropy.ts) ----------------
 
   // Merges a peer's entries. Their suspect and dead claims are unsigned here, so
   // we take them up as our own suspicion (memberlist: prefer suspect over dead
@@ -411,32 +391,12 @@ export class Membership {
     }
   }
 
-  #periodicPushPull (): void {
-    this.#nextPushPullMs = this.#now + this.#scaled(this.#config.pushPullIntervalMs)
-    const [peer] = this.#randomAlive(1, [])
-    if (peer !== undefined) this.#pushPull(peer, false)
-  }
-
-  // Contact one dead member: after a partition heals, this is how the two sides
-  // find each other again.
-  #reconnect (): void {
-    this.#nextReconnectMs = this.#now + this.#config.reconnectIntervalMs
-    const dead: PeerKey[] = []
-    for (const member of this.#table.all()) if (member.status === 'dead') dead.push(member.id)
-    if (dead.length > 0) this.#pushPull(dead[this.#random.nextInt(dead.length)], false)
-  }
-
-  #retryJoin (): void {
-    this.#nextJoinRetryMs = this.#now + this.#config.joinRetryMs
-    for (const peer of this.#bootstrap) if (peer !== this.id) this.#pushPull(peer, true)
-  }
-
   #reap (): void {
     this.#nextReapMs = this.#now + this.#reapCheckMs()
     for (const id of this.#table.reap(this.#now - this.#config.deadReapMs)) {
       this.#broadcasts.drop(id)
       this.#detector.forget(id)
-      this.#lastIntroMs.delete(id)
+      this.#antiEntropy.forget(id)
       this.#lastStaleAnswerMs.delete(id)
       this.#emit({ type: 'member-reaped', id })
     }
@@ -451,9 +411,7 @@ export class Membership {
   #onCommand (command: Command): void {
     switch (command.type) {
       case 'join':
-        this.#bootstrap = command.peers.filter((peer) => peer !== this.id)
-        this.#nextJoinRetryMs = this.#now
-        this.#retryJoin()
+        this.#antiEntropy.join(command.peers, this.#now)
         this.#publishOwnRecord()
         return
       case 'leave': return this.#leave()
@@ -529,10 +487,6 @@ export class Membership {
   }
 
   // ---- selection helpers --------------------------------------------------
-
-  #alone (): boolean {
-    return this.#bootstrap.length > 0 && this.#table.liveCount <= 1
-  }
 
   #isProbeable (id: PeerKey): boolean {
     if (id === this.id) return false

@@ -97,8 +97,11 @@ export const MAX_DIAL_TIMEOUT_MS = 30_000
 // it when the ping fails. Kept on: it tears down connections to frozen or
 // half-open peers, which ends our stalled streams and frees their queues. SWIM does
 // the real failure detection; these are deliberately slower than a probe period
-// so a busy machine does not churn connections.
-export const CONNECTION_PING_INTERVAL_MS = 10_000
+// so a busy machine does not churn connections. Every ping opens a stream and
+// negotiates a protocol: at libp2p's 10 s default this cost each of 10 agents
+// ~560 B/s on the wire, several times our own probes' payload; once a minute is
+// plenty for cleaning up.
+export const CONNECTION_PING_INTERVAL_MS = 60_000
 export const CONNECTION_PING_TIMEOUT_MIN_MS = 5_000
 export const CONNECTION_PING_TIMEOUT_MAX_MS = 15_000
 
