@@ -5,13 +5,19 @@
 // input our own code should never produce.
 //
 // Inside bodies, an update is: kind u8 (1 record, 2 accusation), the signed bytes
-// (length-prefixed) and the signature (length-prefixed, 1..MAX_SIG_BYTES).
+// (length-prefixed) and the signature (length-prefixed, 1..MAX_SIG_BYTES). The
+// session bodies (types 11–21) live in session-codec.ts.
 
-import { copyBytes, readAll, Reader, refusal, WireError, Writer } from './wire.ts'
+import {
+  copyBytes, readAll, Reader, readFlag, readList, refusal, WireError, Writer, writeList
+} from './wire.ts'
 import { encodeRecord, readAccusation, readId, readRecord, writeId } from './record.ts'
+import { readSessionBody, writeSessionBody } from './session-codec.ts'
 import {
   MAX_ACCUSATION_BYTES, MAX_ENTRIES, MAX_GOSSIP_FRAME_BYTES, MAX_PROBE_FRAME_BYTES,
-  MAX_RECORD_BYTES, MAX_SIG_BYTES, MAX_SMALL_FRAME_BYTES, MAX_TABLE_FRAME_BYTES, MAX_UPDATES
+  MAX_RECORD_BYTES, MAX_SESSION_CONTROL_FRAME_BYTES, MAX_SESSION_FRAME_BYTES,
+  MAX_SESSION_GROUP_FRAME_BYTES, MAX_SIG_BYTES, MAX_SMALL_FRAME_BYTES, MAX_TABLE_FRAME_BYTES,
+  MAX_UPDATES
 } from './limits.ts'
 import { MEMBER_STATUS, MESSAGE_TYPE, PROTOCOL_VERSION } from './messages.ts'
 import type {
@@ -31,7 +37,18 @@ const FRAME_LIMIT_BYTES: Record<MessageTypeName, number> = {
   'push-pull-entries': MAX_TABLE_FRAME_BYTES,
   'gossip': MAX_GOSSIP_FRAME_BYTES,
   'peek-request': MAX_SMALL_FRAME_BYTES,
-  'peek-reply': MAX_TABLE_FRAME_BYTES
+  'peek-reply': MAX_TABLE_FRAME_BYTES,
+  'session-append': MAX_SESSION_FRAME_BYTES,
+  'session-append-ack': MAX_SESSION_CONTROL_FRAME_BYTES,
+  'session-vote-request': MAX_SESSION_CONTROL_FRAME_BYTES,
+  'session-vote': MAX_SESSION_FRAME_BYTES,
+  'session-snapshot': MAX_SESSION_FRAME_BYTES,
+  'session-open': MAX_SESSION_GROUP_FRAME_BYTES,
+  'session-opened': MAX_SESSION_GROUP_FRAME_BYTES,
+  'session-locate': MAX_SESSION_CONTROL_FRAME_BYTES,
+  'session-location': MAX_SESSION_GROUP_FRAME_BYTES,
+  'session-diagnose': MAX_SESSION_CONTROL_FRAME_BYTES,
+  'session-diagnosis': MAX_SESSION_CONTROL_FRAME_BYTES
 }
 
 const TYPE_BY_NUMBER = new Map<number, MessageTypeName>(
@@ -124,6 +141,8 @@ function writeBody (w: Writer, m: Message): void {
       writeId(w, m.self, 'self')
       writeList(w, m.members, MAX_ENTRIES, 'members', writePeekMember)
       return
+    default:
+      writeSessionBody(w, m)
   }
 }
 
@@ -159,34 +178,9 @@ function readBody (r: Reader, type: MessageTypeName): Message {
       const self = readId(r, 'self')
       return { type, self, members: readList(r, MAX_ENTRIES, 'members', readPeekMember) }
     }
+    default:
+      return readSessionBody(r, type)
   }
-}
-
-function writeList<T> (w: Writer, items: readonly T[], max: number, field: string, writeItem: (w: Writer, item: T) => void): void {
-  if (items.length > max) throw new RangeError(`${field} count ${items.length} exceeds the limit of ${max}`)
-  w.varint(items.length)
-  for (const item of items) writeItem(w, item)
-}
-
-// Reads a counted list; a refusal inside an item names the list and the index.
-function readList<T> (r: Reader, max: number, field: string, readItem: (r: Reader) => T): T[] {
-  const count = r.count(max, field)
-  const items: T[] = []
-  for (let i = 0; i < count; i++) {
-    try {
-      items.push(readItem(r))
-    } catch (error) {
-      if (error instanceof WireError) throw new WireError(`${field}[${i}]: ${error.message}`)
-      throw error
-    }
-  }
-  return items
-}
-
-function readFlag (r: Reader, field: string): boolean {
-  const flag = r.u8(field)
-  if (flag > 1) throw new WireError(`${field} byte ${flag} is neither 0 nor 1`)
-  return flag === 1
 }
 
 function writeUpdate (w: Writer, update: Update): void {

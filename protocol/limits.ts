@@ -35,3 +35,31 @@ export const MAX_GOSSIP_FRAME_BYTES = 1024 * 1024
 export const MAX_TABLE_FRAME_BYTES = 32 * 1024 * 1024
 // The largest frame any stream reader accepts; equal to the largest per-type limit.
 export const MAX_FRAME_BYTES = MAX_TABLE_FRAME_BYTES
+
+// ---- sessions ----
+// Session ids and terminal ids: printable tokens, not prose.
+export const MAX_SESSION_ID_CHARS = 128
+export const MAX_TERMINAL_ID_CHARS = 128
+// One op, as JSON text. A state delta, not a file upload.
+export const MAX_OP_BYTES = 64 * 1024
+// A session's service state, as JSON text, at snapshot time; it travels whole in
+// a snapshot frame, so it must stay well below MAX_TABLE_FRAME_BYTES.
+export const MAX_STATE_BYTES = 16 * 1024 * 1024
+// Entries in one append or vote tail: appends are batched up to this.
+export const MAX_SESSION_ENTRIES = 4_096
+// Members of a group (owner + standbys).
+export const MAX_GROUP_MEMBERS = 16
+// Recent client sequence numbers remembered for idempotent retries.
+export const MAX_DEDUP_RECENT = 256
+// JSON nesting depth accepted in ops and state.
+export const MAX_JSON_DEPTH = 64
+export const MAX_REASON_CHARS = 512
+export const MAX_SESSION_FRAME_BYTES = 32 * 1024 * 1024
+// Frame limit of the session messages made of ids and varints only (append-ack,
+// vote-request, locate, diagnose, diagnosis). The largest, a vote-request with
+// 128-character ids and 8-byte varints, takes 295 bytes.
+export const MAX_SESSION_CONTROL_FRAME_BYTES = 512
+// Frame limit of session-open, -opened and -location: they carry a group (16 member
+// ids and a witness of 128 characters: 2,212 bytes) and -opened a 512-character
+// reason. The largest, a session-opened, takes 2,876 bytes.
+export const MAX_SESSION_GROUP_FRAME_BYTES = 4 * 1024

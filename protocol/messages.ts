@@ -17,7 +17,18 @@ export const MESSAGE_TYPE = {
   'push-pull-entries': 7,
   'gossip': 8,
   'peek-request': 9,
-  'peek-reply': 10
+  'peek-reply': 10,
+  'session-append': 11,
+  'session-append-ack': 12,
+  'session-vote-request': 13,
+  'session-vote': 14,
+  'session-snapshot': 15,
+  'session-open': 16,
+  'session-opened': 17,
+  'session-locate': 18,
+  'session-location': 19,
+  'session-diagnose': 20,
+  'session-diagnosis': 21
 } as const
 
 export type MessageTypeName = keyof typeof MESSAGE_TYPE
@@ -130,9 +141,162 @@ export type Gossip = { type: 'gossip'; updates: Update[] }
 export type PeekRequest = { type: 'peek-request' }
 export type PeekReply = { type: 'peek-reply'; self: string; members: PeekMember[] }
 
-export type Message =
+export type MembershipMessage =
   | Ping | Ack | PingReq | Nack
   | PushPullRequest | PushPullReply | PushPullEntries
   | Gossip | PeekRequest | PeekReply
+
+// ---- sessions (replication between the members of a session's group) ----
+
+// Any JSON value: service ops and service state.
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue }
+
+// What a session is, fixed at creation.
+export type SessionInfo = {
+  sessionId: string
+  service: string
+  terminalId: string
+  // SHA-256 of the bearer token, hex; the token itself is never stored.
+  tokenHash: string
+  // The terminal's position when it opened the session (placement input).
+  position: Position | null
+}
+
+// The group: data members in priority order (the backup connection queue), and
+// a vote-only witness when there are exactly two members.
+export type GroupConfig = { members: string[]; witness: string | null }
+
+export type EntryBody =
+  // Index 1 of every session: what it is and its first group.
+  | { kind: 'create'; info: SessionInfo; config: GroupConfig }
+  // A terminal's state delta, with its client sequence number.
+  | { kind: 'delta'; clientSeq: number; op: JsonValue }
+  // The first entry of every owner's epoch (commits what came before it).
+  | { kind: 'epoch' }
+  // A change of the group, agreed by appending it (one member at a time).
+  | { kind: 'config'; config: GroupConfig }
+  // The session is closed once this commits.
+  | { kind: 'close' }
+
+export type LogEntry = { index: number; epoch: number; body: EntryBody }
+
+// Idempotency state: the last client sequence number applied, and the index of
+// the most recent ones, so that a retry gets its original answer.
+export type Dedup = { lastClientSeq: number; recent: Array<[clientSeq: number, index: number]> }
+
+export type SessionSnapshotBody = {
+  // Last entry included, and its epoch.
+  index: number
+  indexEpoch: number
+  info: SessionInfo
+  config: GroupConfig
+  state: JsonValue
+  dedup: Dedup
+}
+
+// Owner to member: entries after (prevIndex, prevEpoch), or none (heartbeat).
+// `seq` is echoed in the ack so the owner knows which send time a member's
+// lease promise dates from.
+export type SessionAppend = {
+  type: 'session-append'
+  sessionId: string
+  epoch: number
+  seq: number
+  prevIndex: number
+  prevEpoch: number
+  commitIndex: number
+  entries: LogEntry[]
+}
+
+export type SessionAppendAck = {
+  type: 'session-append-ack'
+  sessionId: string
+  epoch: number
+  seq: number
+  ok: boolean
+  // Highest index known to match the owner's log (when ok).
+  matchIndex: number
+  // The member's last index, to skip back quickly when not ok.
+  lastIndex: number
+}
+
+export type SessionVoteRequest = {
+  type: 'session-vote-request'
+  sessionId: string
+  epoch: number
+  candidate: string
+  lastIndex: number
+  lastEpoch: number
+  commitIndex: number
+  // Pre-vote (Raft §9.6): "would you vote for me in `epoch`?" Nobody changes
+  // state; only a majority of yes lets the candidate raise its epoch, so a member
+  // cut off from its group does not come back with an inflated epoch that
+  // unseats a healthy owner.
+  preVote: boolean
+}
+
+export type SessionVote = {
+  type: 'session-vote'
+  sessionId: string
+  epoch: number
+  granted: boolean
+  preVote: boolean
+  reason: string
+  lastIndex: number
+  lastEpoch: number
+  commitIndex: number
+  // The voter's entries after the candidate's commitIndex: the candidate
+  // completes its log from the most up-to-date voter.
+  tail: LogEntry[]
+}
+
+export type SessionSnapshot = { type: 'session-snapshot'; sessionId: string; epoch: number; seq: number; snapshot: SessionSnapshotBody }
+
+// Agent to owner-to-be: create this session with this group.
+export type SessionOpen = { type: 'session-open'; requestId: number; info: SessionInfo; config: GroupConfig }
+
+export type SessionOpened = {
+  type: 'session-opened'
+  requestId: number
+  // An HTTP status: 201 created, 4xx/5xx refused (with reason).
+  status: number
+  reason: string
+  epoch: number
+  owner: string
+  config: GroupConfig
+}
+
+export type SessionLocate = { type: 'session-locate'; requestId: number; sessionId: string }
+
+export type SessionLocation = {
+  type: 'session-location'
+  requestId: number
+  sessionId: string
+  found: boolean
+  epoch: number
+  // '' when the answering member does not know the current owner.
+  owner: string
+  config: GroupConfig
+  // The token hash, so the asking agent can check a terminal's token.
+  tokenHash: string
+}
+
+// M2.1: does the owner still serve this session?
+export type SessionDiagnose = { type: 'session-diagnose'; sessionId: string; nonce: number }
+
+export type SessionDiagnosis = {
+  type: 'session-diagnosis'
+  sessionId: string
+  nonce: number
+  epoch: number
+  serving: boolean
+  commitIndex: number
+}
+
+export type SessionMessage =
+  | SessionAppend | SessionAppendAck | SessionVoteRequest | SessionVote | SessionSnapshot
+  | SessionOpen | SessionOpened | SessionLocate | SessionLocation | SessionDiagnose | SessionDiagnosis
+
+export type Message = MembershipMessage | SessionMessage
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: string }

@@ -20,7 +20,8 @@ import type {
 // also its byte limit on the wire.
 const ID_PATTERN = /^[A-Za-z0-9._-]+$/
 const PRINTABLE_ASCII = /^[\x21-\x7e]*$/
-const SERVICE_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]*$/
+// Exported for session-codec.ts, which names services by the same rule.
+export const SERVICE_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]*$/
 const SERVICE_VERSION_PATTERN = /^[0-9A-Za-z.+_-]+$/
 const REGION_PATTERN = /^[A-Za-z0-9._-]*$/
 
@@ -87,9 +88,13 @@ export function readId (r: Reader, field: string): string {
   return id
 }
 
+export function isPeerId (id: string): boolean {
+  return id.length > 0 && id.length <= MAX_ID_CHARS && ID_PATTERN.test(id)
+}
+
 export function writeId (w: Writer, id: string, field: string): void {
-  if (id.length === 0 || id.length > MAX_ID_CHARS || !ID_PATTERN.test(id)) {
-    throw new RangeError(`${field} is not a valid peer id: ${JSON.stringify(id.slice(0, MAX_ID_CHARS))}`)
+  if (typeof id !== 'string' || !isPeerId(id)) {
+    throw new RangeError(`${field} is not a valid peer id: ${JSON.stringify(String(id).slice(0, MAX_ID_CHARS))}`)
   }
   w.string(id, MAX_ID_CHARS)
 }
@@ -101,7 +106,7 @@ export function readRecord (r: Reader): NodeRecord {
   const http = readHttp(r)
   const services = readServices(r)
   const load = readLoad(r)
-  const position = readPosition(r)
+  const position = readPosition(r, 'record.position')
   const region = readPlace(r, 'record.region')
   const zone = readPlace(r, 'record.zone')
   const incarnation = r.varint('record.incarnation')
@@ -127,7 +132,7 @@ function writeRecord (w: Writer, record: NodeRecord): void {
     w.varint(service.capacity)
   }
   writeLoad(w, record.load)
-  writePosition(w, record.position)
+  writePosition(w, record.position, 'record.position')
   w.string(record.region, MAX_REGION_CHARS)
   w.string(record.zone, MAX_REGION_CHARS)
   w.varint(record.incarnation)
@@ -210,23 +215,34 @@ function shareUnits (value: number, field: string): number {
   return Math.round(value * LOAD_SCALE)
 }
 
-function readPosition (r: Reader): Position | null {
-  const presence = r.u8('record.position')
+// A presence byte, then latitude and longitude as f64. `field` names the position
+// in refusals ('record.position', 'info.position').
+export function readPosition (r: Reader, field: string): Position | null {
+  const presence = r.u8(field)
   if (presence === POSITION_ABSENT) return null
-  if (presence !== POSITION_PRESENT) throw new WireError(`record.position presence byte ${presence} is neither 0 nor 1`)
-  const lat = r.f64('record.position.lat')
-  const lon = r.f64('record.position.lon')
-  // The comparisons are false for NaN, so NaN is refused too.
-  if (!(lat >= -90 && lat <= 90)) throw new WireError('record.position.lat out of range')
-  if (!(lon >= -180 && lon <= 180)) throw new WireError('record.position.lon out of range')
+  if (presence !== POSITION_PRESENT) throw new WireError(`${field} presence byte ${presence} is neither 0 nor 1`)
+  const lat = r.f64(`${field}.lat`)
+  const lon = r.f64(`${field}.lon`)
+  const problem = positionProblem(lat, lon)
+  if (problem !== null) throw new WireError(`${field}.${problem}`)
   return { lat, lon }
 }
 
-function writePosition (w: Writer, position: Position | null): void {
+// Refuses (RangeError) what readPosition would refuse.
+export function writePosition (w: Writer, position: Position | null, field: string): void {
   if (position === null) { w.u8(POSITION_ABSENT); return }
+  const problem = positionProblem(position.lat, position.lon)
+  if (problem !== null) throw new RangeError(`${field}.${problem}`)
   w.u8(POSITION_PRESENT)
   w.f64(position.lat)
   w.f64(position.lon)
+}
+
+function positionProblem (lat: number, lon: number): string | null {
+  // The comparisons are false for NaN, so NaN is refused too.
+  if (!(lat >= -90 && lat <= 90)) return 'lat out of range'
+  if (!(lon >= -180 && lon <= 180)) return 'lon out of range'
+  return null
 }
 
 // Region and zone: 0..MAX_REGION_CHARS of [A-Za-z0-9._-].

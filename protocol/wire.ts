@@ -226,6 +226,39 @@ export class Reader {
   }
 }
 
+// A u8 that must be 0 or 1.
+export function readFlag (r: Reader, field: string): boolean {
+  const flag = r.u8(field)
+  if (flag > 1) throw new WireError(`${field} byte ${flag} is neither 0 nor 1`)
+  return flag === 1
+}
+
+export function writeFlag (w: Writer, value: boolean, field: string): void {
+  if (typeof value !== 'boolean') throw new RangeError(`${field} is not a boolean`)
+  w.u8(value ? 1 : 0)
+}
+
+export function writeList<T> (w: Writer, items: readonly T[], max: number, field: string, writeItem: (w: Writer, item: T) => void): void {
+  if (items.length > max) throw new RangeError(`${field} count ${items.length} exceeds the limit of ${max}`)
+  w.varint(items.length)
+  for (const item of items) writeItem(w, item)
+}
+
+// Reads a counted list; a refusal inside an item names the list and the index.
+export function readList<T> (r: Reader, max: number, field: string, readItem: (r: Reader) => T): T[] {
+  const count = r.count(max, field)
+  const items: T[] = []
+  for (let i = 0; i < count; i++) {
+    try {
+      items.push(readItem(r))
+    } catch (error) {
+      if (error instanceof WireError) throw new WireError(`${field}[${i}]: ${error.message}`)
+      throw error
+    }
+  }
+  return items
+}
+
 // Reads `bytes` whole with `read`, refusing trailing bytes. Throws WireError.
 export function readAll<T> (bytes: Uint8Array, what: string, read: (r: Reader) => T): T {
   const r = new Reader(bytes)

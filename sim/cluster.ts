@@ -1,25 +1,37 @@
 // A whole cluster in one process and virtual time: every node runs the real
-// membership core; the network, the disks, crashes and pauses are simulated.
-// Everything random comes from the seed, so a run replays exactly.
+// membership core and, when sessions are on, the real sessions core; the
+// network, the disks, crashes and pauses are simulated. Everything random comes
+// from the seed, so a run replays exactly.
 
-import type { AgentEvent, Command, Effect, Input, PeerKey, SelfPatch } from '../agent/core/io.ts'
+import type { AgentEvent, PeerKey, SelfPatch } from '../agent/core/io.ts'
 import { SeededRandom, deriveSeed } from '../agent/core/random.ts'
 import type { MembershipConfig } from '../agent/membership/config.ts'
 import { membershipProfile } from '../agent/membership/config.ts'
 import { Membership } from '../agent/membership/membership.ts'
+import type { SessionsConfig } from '../agent/sessions/config.ts'
+import { BUILT_IN_SERVICES } from '../agent/sessions/services.ts'
+import { Sessions } from '../agent/sessions/sessions.ts'
+import type { ClientReply, SessionCommand, SessionEvent } from '../agent/sessions/types.ts'
 import { decode, encode } from '../protocol/codec.ts'
-import type { MemberStatus, Message, NodeRecord, PeekMember } from '../protocol/messages.ts'
+import type { MemberStatus, Message, NodeRecord, PeekMember, ServiceOffer } from '../protocol/messages.ts'
 import { SimAuth } from './auth.ts'
 import { DEFAULT_LINK, SimNetwork } from './network.ts'
 import type { LinkModel } from './network.ts'
+import { SimNode } from './node.ts'
+import type { NodeHost } from './node.ts'
 import { Scheduler } from './scheduler.ts'
 
-export type NodeState = 'running' | 'paused' | 'crashed'
+export type { NodeState, Traffic } from './node.ts'
+export { SimNode }
 
 export type SimOptions = {
   seed: number
   nodes: number
   config?: MembershipConfig
+  // Runs a sessions core on every node with these settings.
+  sessions?: SessionsConfig
+  // The services each node offers (default: log, kv and counter, capacity 100).
+  services?: (index: number) => ServiceOffer[]
   link?: Partial<LinkModel>
   // How many of the first nodes serve as bootstrap peers for the others.
   seeds?: number
@@ -37,30 +49,16 @@ export type SimOptions = {
   decodeFrames?: boolean
 }
 
-export type TraceEntry = { atMs: number; node: PeerKey; event: AgentEvent }
+export type TraceEntry = { atMs: number; node: PeerKey; event: AgentEvent | SessionEvent }
 
-export type Traffic = { messagesOut: number; bytesOut: number; messagesIn: number; bytesIn: number }
+// The answer to a terminal's request: an HTTP-like reply, or no answer at all.
+export type RequestOutcome = ClientReply | { status: 0; body: { error: string } }
 
-export class SimNode {
-  readonly id: PeerKey
-  readonly index: number
-  core: Membership | null = null
-  state: NodeState = 'crashed'
-  // What survives a crash: the persisted incarnation.
-  diskIncarnation = 0
-  // Inputs that reached a paused node, handled when it resumes.
-  inbox: Input[] = []
-  // Peers it has exchanged direct messages with: they notice when it crashes.
-  readonly peers = new Set<PeerKey>()
-  readonly traffic: Traffic = { messagesOut: 0, bytesOut: 0, messagesIn: 0, bytesIn: 0 }
-  tickAtMs = Infinity
-  pausedAtMs = 0
-
-  constructor (id: PeerKey, index: number) {
-    this.id = id
-    this.index = index
-  }
-}
+const DEFAULT_SERVICES: ServiceOffer[] = [
+  { name: 'log', version: '1', capacity: 100 },
+  { name: 'kv', version: '1', capacity: 100 },
+  { name: 'counter', version: '1', capacity: 100 }
+]
 
 export class SimCluster {
   readonly seed: number
@@ -69,15 +67,22 @@ export class SimCluster {
   readonly nodes: SimNode[] = []
   readonly trace: TraceEntry[] = []
   readonly config: MembershipConfig
+  readonly sessionsConfig: SessionsConfig | null
   readonly #byId = new Map<PeerKey, SimNode>()
   readonly #listeners: Array<(entry: TraceEntry) => void> = []
   readonly #random: SeededRandom
-  readonly #options: Required<Omit<SimOptions, 'config' | 'link'>>
+  readonly #options: Required<Omit<SimOptions, 'config' | 'link' | 'sessions' | 'services'>>
+  readonly #services: (index: number) => ServiceOffer[]
+  readonly #host: NodeHost
+  readonly #requests = new Map<string, (outcome: RequestOutcome) => void>()
+  #nextRequest = 1
   rejectedFrames = 0
 
   constructor (options: SimOptions) {
     this.seed = options.seed
     this.config = options.config ?? membershipProfile('lan')
+    this.sessionsConfig = options.sessions ?? null
+    this.#services = options.services ?? (() => DEFAULT_SERVICES)
     this.#options = {
       seed: options.seed,
       nodes: options.nodes,
@@ -89,6 +94,15 @@ export class SimCluster {
     }
     this.#random = new SeededRandom(deriveSeed(options.seed, 0x5eed))
     this.network = new SimNetwork(new SeededRandom(deriveSeed(options.seed, 0x0e7)), { ...DEFAULT_LINK, ...options.link })
+    const scheduler = this.scheduler
+    this.#host = {
+      get nowMs () { return scheduler.nowMs },
+      send: (from, to, message) => this.#send(from, to, message),
+      publish: (from, message) => this.#publish(from, message),
+      record: (node, event) => this.#record(node, event),
+      reply: (node, requestId, reply) => this.#replyFrom(node, requestId, reply),
+      at: (atMs, run) => this.scheduler.at(atMs, run)
+    }
     for (let i = 0; i < options.nodes; i++) this.#addNode()
   }
 
@@ -140,13 +154,11 @@ export class SimCluster {
   crash (id: PeerKey): void {
     const node = this.node(id)
     if (node.state === 'crashed') return
-    node.state = 'crashed'
-    node.core = null
-    node.inbox = []
+    node.crash()
     for (const peer of node.peers) {
       const other = this.#byId.get(peer)
       if (other === undefined || !this.network.canReach(peer, id)) continue
-      this.scheduler.after(this.network.delay(), () => this.#command(other, { type: 'disconnected', peer: id }))
+      this.scheduler.after(this.network.delay(), () => other.hint('disconnected', id))
       other.peers.delete(id)
     }
     node.peers.clear()
@@ -162,30 +174,19 @@ export class SimCluster {
   // accepted and queue up; nothing is processed or sent until it resumes.
   pause (id: PeerKey): void {
     const node = this.node(id)
-    if (node.state !== 'running') return
-    node.state = 'paused'
-    node.pausedAtMs = this.nowMs
+    if (node.state === 'running') node.state = 'paused'
   }
 
   resume (id: PeerKey): void {
     const node = this.node(id)
-    if (node.state !== 'paused') return
-    node.state = 'running'
-    const queued = node.inbox
-    node.inbox = []
-    // The event loop runs its overdue timer first, then reads the backlog.
-    this.#step(node, { kind: 'tick', nowMs: this.nowMs })
-    for (const input of queued) {
-      if (node.state !== 'running') break
-      this.#step(node, { ...input, nowMs: this.nowMs })
-    }
+    if (node.state === 'paused') node.resume()
   }
 
   // A graceful leave (SIGTERM): announce, then stop shortly after.
   leave (id: PeerKey, stopAfterMs = 200): void {
     const node = this.node(id)
     if (node.state !== 'running') return
-    this.#command(node, { type: 'leave' })
+    node.command({ type: 'leave' })
     this.scheduler.after(stopAfterMs, () => this.crash(id))
   }
 
@@ -202,19 +203,43 @@ export class SimCluster {
   }
 
   updateSelf (id: PeerKey, patch: SelfPatch): void {
-    this.#command(this.node(id), { type: 'update-self', patch })
+    this.node(id).command({ type: 'update-self', patch })
+  }
+
+  // ---- terminals ----------------------------------------------------------
+
+  // A terminal's request to an agent, over the simulated network. A crashed
+  // agent refuses the connection; a frozen one never answers (the terminal's own
+  // timeout decides); a partition between terminals and agents is not modelled.
+  request (agent: PeerKey, command: DistributiveOmit<Exclude<SessionCommand, { type: 'disconnected' | 'unreachable' }>, 'requestId'>, onOutcome: (outcome: RequestOutcome) => void): void {
+    const node = this.node(agent)
+    const requestId = `r${this.#nextRequest++}`
+    const delay = this.network.delay()
+    this.scheduler.after(delay, () => {
+      if (node.state === 'crashed') return this.scheduler.after(delay, () => onOutcome({ status: 0, body: { error: 'connection refused' } }))
+      this.#requests.set(requestId, onOutcome)
+      node.sessionCommand({ ...command, requestId } as SessionCommand)
+    })
+  }
+
+  #replyFrom (node: SimNode, requestId: string, reply: ClientReply): void {
+    const onOutcome = this.#requests.get(requestId)
+    if (onOutcome === undefined) return
+    this.#requests.delete(requestId)
+    void node
+    this.scheduler.after(this.network.delay(), () => onOutcome(reply))
   }
 
   // ---- views --------------------------------------------------------------
 
   // What `observer` believes about `subject`, or null if it has no entry.
   statusSeenBy (observer: PeerKey, subject: PeerKey): MemberStatus | null {
-    const core = this.node(observer).core
+    const core = this.node(observer).membership
     return core === null ? null : core.statusOf(subject)
   }
 
   view (observer: PeerKey): PeekMember[] {
-    const core = this.node(observer).core
+    const core = this.node(observer).membership
     return core === null ? [] : core.snapshot(this.nowMs)
   }
 
@@ -227,7 +252,7 @@ export class SimCluster {
   converged (nodes: SimNode[] = this.running()): boolean {
     const live = new Set(nodes.map((node) => node.id))
     for (const observer of nodes) {
-      const core = observer.core
+      const core = observer.membership
       if (core === null) return false
       for (const subject of this.nodes) {
         const status = core.statusOf(subject.id)
@@ -237,11 +262,17 @@ export class SimCluster {
     return true
   }
 
+  // The node that acts as http://<id> in redirects and group views.
+  nodeForUrl (url: string): SimNode | null {
+    const match = /^http:\/\/([^/]+)/.exec(url)
+    return match === null ? null : (this.#byId.get(match[1]) ?? null)
+  }
+
   // ---- internals ----------------------------------------------------------
 
   #addNode (): SimNode {
     const index = this.nodes.length
-    const node = new SimNode(`n${index}`, index)
+    const node = new SimNode(`n${index}`, index, this.#host)
     this.nodes.push(node)
     this.#byId.set(node.id, node)
     return node
@@ -252,14 +283,25 @@ export class SimCluster {
     node.state = 'running'
     node.inbox = []
     node.tickAtMs = Infinity
-    node.core = new Membership({
+    const membership = new Membership({
       self: this.#recordFor(node, node.diskIncarnation),
       config: this.config,
       random: new SeededRandom(deriveSeed(this.seed, node.index * 7919 + node.diskIncarnation)),
       auth: new SimAuth(node.id),
       nowMs: this.nowMs
     })
-    this.#command(node, { type: 'join', peers: this.#bootstrapFor(node) })
+    node.membership = membership
+    node.sessions = this.sessionsConfig === null
+      ? null
+      : new Sessions({
+        directory: membership.directory(),
+        config: this.sessionsConfig,
+        random: new SeededRandom(deriveSeed(this.seed, node.index * 104729 + node.diskIncarnation)),
+        services: BUILT_IN_SERVICES,
+        stored: node.disk.load(),
+        nowMs: this.nowMs
+      })
+    node.command({ type: 'join', peers: this.#bootstrapFor(node) })
   }
 
   #bootstrapFor (node: SimNode): PeerKey[] {
@@ -278,56 +320,13 @@ export class SimCluster {
       id: node.id,
       addrs: [`/sim/${node.id}`],
       ip: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
-      http: '',
-      services: [{ name: 'log', version: '1', capacity: 100 }],
+      http: `http://${node.id}`,
+      services: this.#services(i),
       load: { score: 0, sessions: 0, elu: 0, cpu: 0 },
       position: { lat: 40 + (i % 10), lon: -3 + Math.floor(i / 10) % 10 },
       region: `r${i % 3}`,
       zone: `z${i % 6}`,
       incarnation
-    }
-  }
-
-  #command (node: SimNode, command: Command): void {
-    this.#deliver(node, { kind: 'command', nowMs: this.nowMs, command })
-  }
-
-  #deliver (node: SimNode, input: Input): void {
-    if (node.state === 'crashed') return
-    if (node.state === 'paused') {
-      node.inbox.push(input)
-      return
-    }
-    this.#step(node, { ...input, nowMs: this.nowMs })
-  }
-
-  #step (node: SimNode, input: Input): void {
-    const core = node.core
-    if (core === null) return
-    const effects = core.step(input)
-    for (const effect of effects) this.#perform(node, effect)
-    this.#scheduleTick(node)
-  }
-
-  #scheduleTick (node: SimNode): void {
-    const core = node.core
-    if (core === null) return
-    const wake = core.nextWakeMs()
-    if (!Number.isFinite(wake) || wake >= node.tickAtMs) return
-    node.tickAtMs = wake
-    this.scheduler.at(wake, () => {
-      if (node.core !== core || node.tickAtMs !== wake) return
-      node.tickAtMs = Infinity
-      if (node.state === 'running') this.#step(node, { kind: 'tick', nowMs: this.nowMs })
-    })
-  }
-
-  #perform (node: SimNode, effect: Effect): void {
-    switch (effect.kind) {
-      case 'send': return this.#send(node, effect.to, effect.message)
-      case 'publish': return this.#publish(node, effect.message)
-      case 'persist': node.diskIncarnation = Math.max(node.diskIncarnation, effect.record.incarnation); return
-      case 'event': return this.#record(node, effect.event)
     }
   }
 
@@ -341,7 +340,7 @@ export class SimCluster {
     if (delay === null) return
     if (target.state === 'crashed') {
       // Connection refused: the sender's transport reports it.
-      this.scheduler.after(2 * delay, () => this.#command(from, { type: 'unreachable', peer: to }))
+      this.scheduler.after(2 * delay, () => from.hint('unreachable', to))
       return
     }
     from.peers.add(to)
@@ -365,18 +364,20 @@ export class SimCluster {
     if (target.state === 'crashed') return
     target.traffic.messagesIn++
     target.traffic.bytesIn += frame.length
-    if (!this.#options.decodeFrames) return this.#deliver(target, { kind: 'receive', nowMs: this.nowMs, from, channel, message })
+    if (!this.#options.decodeFrames) return target.receive(from, channel, message)
     const decoded = decode(frame)
     if (!decoded.ok) {
       this.rejectedFrames++
       return
     }
-    this.#deliver(target, { kind: 'receive', nowMs: this.nowMs, from, channel, message: decoded.value })
+    target.receive(from, channel, decoded.value)
   }
 
-  #record (node: SimNode, event: AgentEvent): void {
+  #record (node: SimNode, event: AgentEvent | SessionEvent): void {
     const entry: TraceEntry = { atMs: this.nowMs, node: node.id, event }
     if (this.#options.trace) this.trace.push(entry)
     for (const listener of this.#listeners) listener(entry)
   }
 }
+
+type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never

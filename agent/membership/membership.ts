@@ -10,6 +10,7 @@ import type {
   Accusation, Entry, Message, MemberStatus, NodeRecord, PeekMember, SignedAccusation, SignedRecord, Update
 } from '../../protocol/messages.ts'
 import type { AgentEvent, Auth, Command, Effect, Input, PeerKey, Random, SelfPatch } from '../core/io.ts'
+import type { MemberDirectory } from '../sessions/types.ts'
 import { AntiEntropy } from './antientropy.ts'
 import { BroadcastQueue } from './broadcast.ts'
 import type { MembershipConfig } from './config.ts'
@@ -146,6 +147,20 @@ export class Membership {
 
   statusOf (id: PeerKey): MemberStatus | null {
     return this.#table.get(id)?.status ?? null
+  }
+
+  // The table as other cores read it (sessions: placement, liveness of members).
+  directory (): MemberDirectory {
+    return {
+      self: this.id,
+      status: (id) => this.statusOf(id),
+      record: (id) => this.#table.get(id)?.signed.record ?? null,
+      alive: () => {
+        const records: NodeRecord[] = []
+        for (const member of this.#table.all()) if (member.status === 'alive') records.push(member.signed.record)
+        return records
+      }
+    }
   }
 
   // ---- time ---------------------------------------------------------------

@@ -9,17 +9,21 @@ import {
   MAX_ACCUSATION_BYTES, MAX_ADDR_CHARS, MAX_ADDRS, MAX_ENTRIES, MAX_GOSSIP_FRAME_BYTES,
   MAX_ID_CHARS, MAX_IP_CHARS, MAX_PROBE_FRAME_BYTES, MAX_RECORD_BYTES, MAX_REGION_CHARS,
   MAX_SERVICE_CAPACITY, MAX_SERVICE_NAME_CHARS, MAX_SERVICE_VERSION_CHARS, MAX_SERVICES,
+  MAX_SESSION_CONTROL_FRAME_BYTES, MAX_SESSION_FRAME_BYTES, MAX_SESSION_GROUP_FRAME_BYTES,
   MAX_SESSIONS, MAX_SIG_BYTES, MAX_SMALL_FRAME_BYTES, MAX_TABLE_FRAME_BYTES, MAX_UPDATES,
   MAX_URL_CHARS
 } from '../../protocol/limits.ts'
 import { MESSAGE_TYPE, PROTOCOL_VERSION } from '../../protocol/messages.ts'
 import type {
-  Accusation, Decoded, Entry, Message, MessageTypeName, NodeRecord, Update
+  Accusation, Decoded, Entry, MembershipMessage, Message, MessageTypeName, NodeRecord, Update
 } from '../../protocol/messages.ts'
 
 // ---------------------------------------------------------------- fixtures
 
-const TYPES = Object.keys(MESSAGE_TYPE) as MessageTypeName[]
+// The membership types; session-codec.test.ts covers the session types (11–21).
+type MembershipTypeName = MembershipMessage['type']
+const ALL_TYPES = Object.keys(MESSAGE_TYPE) as MessageTypeName[]
+const TYPES = ALL_TYPES.filter((type): type is MembershipTypeName => !type.startsWith('session-'))
 const PEER_A = '12D3KooWGzh1B2fMc4n6aLYm4Vq3u7f6Zm5cP8nRzL1Xw9bTqK2e'
 const PEER_B = '12D3KooWQj7aFZ4o9vX1bYk3Wn8r2TfHc6sLmP5dEuV4gNqR7xAs'
 const SIG = new Uint8Array(64).fill(0xab)
@@ -87,7 +91,7 @@ const SUSPECT: Accusation = { kind: 'suspect', subject: PEER_B, incarnation: 7, 
 const DEAD: Accusation = { kind: 'dead', subject: PEER_A, incarnation: 0, accuser: PEER_B }
 
 // One ordinary message of each type, small enough to truncate at every offset.
-const SAMPLES: Record<MessageTypeName, Message> = {
+const SAMPLES: Record<MembershipTypeName, Message> = {
   'ping': { type: 'ping', seq: 1, updates: [recordUpdate(record()), accusationUpdate(SUSPECT)] },
   'ack': { type: 'ack', seq: 300, updates: [recordUpdate(LEFT_RECORD), accusationUpdate(DEAD)] },
   'ping-req': { type: 'ping-req', seq: 2 ** 40, target: PEER_B, updates: [accusationUpdate(SUSPECT)] },
@@ -360,9 +364,20 @@ test('maxFrameBytes() gives each message type its limit', () => {
     'push-pull-entries': MAX_TABLE_FRAME_BYTES,
     'gossip': MAX_GOSSIP_FRAME_BYTES,
     'peek-request': MAX_SMALL_FRAME_BYTES,
-    'peek-reply': MAX_TABLE_FRAME_BYTES
+    'peek-reply': MAX_TABLE_FRAME_BYTES,
+    'session-append': MAX_SESSION_FRAME_BYTES,
+    'session-append-ack': MAX_SESSION_CONTROL_FRAME_BYTES,
+    'session-vote-request': MAX_SESSION_CONTROL_FRAME_BYTES,
+    'session-vote': MAX_SESSION_FRAME_BYTES,
+    'session-snapshot': MAX_SESSION_FRAME_BYTES,
+    'session-open': MAX_SESSION_GROUP_FRAME_BYTES,
+    'session-opened': MAX_SESSION_GROUP_FRAME_BYTES,
+    'session-locate': MAX_SESSION_CONTROL_FRAME_BYTES,
+    'session-location': MAX_SESSION_GROUP_FRAME_BYTES,
+    'session-diagnose': MAX_SESSION_CONTROL_FRAME_BYTES,
+    'session-diagnosis': MAX_SESSION_CONTROL_FRAME_BYTES
   }
-  for (const type of TYPES) assert.is(maxFrameBytes(type), expected[type], type)
+  for (const type of ALL_TYPES) assert.is(maxFrameBytes(type), expected[type], type)
 })
 
 // ---------------------------------------------------------------- frame header
@@ -389,7 +404,7 @@ test('decode() refuses a frame of another protocol version', () => {
 test('decode() refuses unknown message types', () => {
   refused(decode(frame(99)), 'unknown message type 99')
   refused(decode(frame(0)), 'unknown message type 0')
-  refused(decode(frame(11)), 'unknown message type 11')
+  refused(decode(frame(22)), 'unknown message type 22')
 })
 
 for (const type of TYPES) {

@@ -1,0 +1,403 @@
+// The durable store behind the sessions core: one SQLite database (the agent
+// opens <dataDir>/sessions.db) holding, per session, the hard state (epoch,
+// votedFor), the commit index, the snapshot and the log entries after it.
+//
+// Durability policy. The core hands over one step's SessionDurable records and
+// may send or reply only once they are durable, so `apply` writes them in one
+// transaction, and `synchronous=FULL` in WAL mode fsyncs the WAL at every
+// commit: when `apply` returns, the step survives a crash of the process, the
+// kernel or the power (one fsync per step, however many records: group commit).
+// A failed commit (an fsync error above all) throws; the host must stop rather
+// than carry on with state it cannot trust to be on disk.
+//
+// Torn writes. Every WAL frame carries a checksum chained over the frames before
+// it, and a transaction counts only once its commit frame is whole: when the
+// power fails halfway through writing the last transaction, recovery at the next
+// open drops that transaction whole and keeps every one before it. That is the
+// "torn last record is detected and dropped" guarantee; no step is half applied.
+//
+// Damage at rest. `open` runs `PRAGMA quick_check` (the b-tree structure) and
+// every stored row carries a CRC-32 of its key and content, checked by `load`,
+// so a flipped bit in a row is reported, never misread. A store that fails
+// either check throws SessionStoreError naming the file, and the agent refuses
+// to serve from it: it never recreates the store or skips a session, because the
+// sessions it holds may hold acknowledged deltas. Moving the file away starts
+// the agent without them; the other members of each group still have them.
+// (CRC-32 rather than a cryptographic hash: the threat is bit rot and torn
+// sectors, and anyone able to rewrite the file could recompute any unkeyed hash.)
+
+import { DatabaseSync } from 'node:sqlite'
+import type { StatementSync } from 'node:sqlite'
+import { crc32 } from 'node:zlib'
+import type { EntryBody, GroupConfig, LogEntry, SessionInfo, SessionSnapshotBody } from '../../protocol/messages.ts'
+import type { SessionDurable, StoredSession } from '../sessions/types.ts'
+
+// Bump on any change of the tables or of a row's encoding, with a migration.
+export const SESSION_STORE_SCHEMA_VERSION = 1
+
+// SQLite primary result codes that mean the file itself is damaged.
+const SQLITE_CORRUPT = 11
+const SQLITE_NOTADB = 26
+
+export class SessionStoreError extends Error {
+  override name = 'SessionStoreError'
+}
+
+// Entries and snapshots are rowid tables (an op may be 64 KiB, a snapshot many
+// MiB: too large for WITHOUT ROWID); the primary keys keep each session's
+// entries together and in index order. Bodies are the JSON of EntryBody and
+// SessionSnapshotBody; `crc` is rowCrc() of the row's key and content.
+const SCHEMA = `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT, WITHOUT ROWID;
+  CREATE TABLE sessions (
+    session_id TEXT PRIMARY KEY,
+    epoch INTEGER NOT NULL,
+    voted_for TEXT,
+    commit_index INTEGER NOT NULL,
+    crc INTEGER NOT NULL
+  ) STRICT, WITHOUT ROWID;
+  CREATE TABLE snapshots (
+    session_id TEXT PRIMARY KEY REFERENCES sessions (session_id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    crc INTEGER NOT NULL
+  ) STRICT;
+  CREATE TABLE entries (
+    session_id TEXT NOT NULL REFERENCES sessions (session_id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    crc INTEGER NOT NULL,
+    PRIMARY KEY (session_id, idx)
+  ) STRICT;
+`
+
+type SessionRow = { session_id: string; epoch: number; voted_for: string | null; commit_index: number; crc: number }
+type SnapshotRow = { idx: number; body: string; crc: number }
+type EntryRow = { idx: number; epoch: number; body: string; crc: number }
+type HardState = { epoch: number; votedFor: string | null; commitIndex: number }
+
+// The key fields go in as a JSON array, so no two different rows hash the same
+// text (a body moved to another index or session fails its check).
+function rowCrc (key: unknown[], content = ''): number {
+  return crc32(content, crc32(JSON.stringify(key)))
+}
+
+function sessionCrc (sessionId: string, state: HardState): number {
+  return rowCrc([sessionId, state.epoch, state.votedFor, state.commitIndex])
+}
+
+type Statements = ReturnType<typeof prepareStatements>
+
+function prepareStatements (db: DatabaseSync) {
+  return {
+    begin: db.prepare('BEGIN IMMEDIATE'),
+    beginRead: db.prepare('BEGIN'),
+    commit: db.prepare('COMMIT'),
+    rollback: db.prepare('ROLLBACK'),
+    getSession: db.prepare('SELECT epoch, voted_for, commit_index FROM sessions WHERE session_id = $id'),
+    putSession: db.prepare(`INSERT INTO sessions (session_id, epoch, voted_for, commit_index, crc) VALUES ($id, $epoch, $votedFor, $commitIndex, $crc)
+      ON CONFLICT (session_id) DO UPDATE SET epoch = excluded.epoch, voted_for = excluded.voted_for, commit_index = excluded.commit_index, crc = excluded.crc`),
+    deleteSession: db.prepare('DELETE FROM sessions WHERE session_id = $id'),
+    countSessions: db.prepare('SELECT count(*) AS n FROM sessions'),
+    allSessions: db.prepare('SELECT session_id, epoch, voted_for, commit_index, crc FROM sessions ORDER BY session_id'),
+    snapshotIndex: db.prepare('SELECT idx FROM snapshots WHERE session_id = $id'),
+    lastIndex: db.prepare(`SELECT coalesce((SELECT max(idx) FROM entries WHERE session_id = $id),
+      (SELECT idx FROM snapshots WHERE session_id = $id), 0) AS last`),
+    getSnapshot: db.prepare('SELECT idx, body, crc FROM snapshots WHERE session_id = $id'),
+    putSnapshot: db.prepare(`INSERT INTO snapshots (session_id, idx, body, crc) VALUES ($id, $idx, $body, $crc)
+      ON CONFLICT (session_id) DO UPDATE SET idx = excluded.idx, body = excluded.body, crc = excluded.crc`),
+    insertEntry: db.prepare('INSERT INTO entries (session_id, idx, epoch, body, crc) VALUES ($id, $idx, $epoch, $body, $crc)'),
+    deleteFrom: db.prepare('DELETE FROM entries WHERE session_id = $id AND idx >= $idx'),
+    deleteUpTo: db.prepare('DELETE FROM entries WHERE session_id = $id AND idx <= $idx'),
+    entries: db.prepare('SELECT idx, epoch, body, crc FROM entries WHERE session_id = $id ORDER BY idx')
+  } satisfies Record<string, StatementSync>
+}
+
+export class SessionStore {
+  readonly path: string
+  readonly #db: DatabaseSync
+  readonly #sql: Statements
+
+  private constructor (db: DatabaseSync, path: string) {
+    this.#db = db
+    this.path = path
+    this.#sql = prepareStatements(db)
+  }
+
+  // Opens (or creates) the store at `path`; throws SessionStoreError when the
+  // file is damaged, not a session store, or from a newer schema.
+  static open (path: string): SessionStore {
+    let db: DatabaseSync
+    try {
+      db = new DatabaseSync(path, { enableForeignKeyConstraints: true })
+    } catch (error) {
+      throw openFailure(path, error)
+    }
+    try {
+      configure(db, path)
+      ensureSchema(db, path)
+      return new SessionStore(db, path)
+    } catch (error) {
+      db.close()
+      throw openFailure(path, error)
+    }
+  }
+
+  close (): void {
+    if (this.#db.isOpen) this.#db.close()
+  }
+
+  sessionCount (): number {
+    return (this.#sql.countSessions.get() as { n: number }).n
+  }
+
+  // Every session, by sessionId, each checked whole: rows against their CRC,
+  // entries consecutive after the snapshot, bodies of a known shape.
+  load (): StoredSession[] {
+    this.#sql.beginRead.run()
+    try {
+      const rows = this.#sql.allSessions.all() as SessionRow[]
+      return rows.map((row) => this.#loadSession(row))
+    } catch (error) {
+      throw this.#translate(error)
+    } finally {
+      this.#sql.commit.run()
+    }
+  }
+
+  // Applies one step's records in order, in one transaction (one fsync). On any
+  // error nothing of the batch remains and the error is rethrown.
+  apply (records: SessionDurable[]): void {
+    if (records.length === 0) return
+    this.#sql.begin.run()
+    try {
+      for (const record of records) this.#applyOne(record)
+      this.#sql.commit.run()
+    } catch (error) {
+      if (this.#db.isTransaction) this.#sql.rollback.run()
+      throw this.#translate(error)
+    }
+  }
+
+  #applyOne (record: SessionDurable): void {
+    const id = record.sessionId
+    switch (record.kind) {
+      case 'session-meta': {
+        const state = this.#hardState(id)
+        this.#putSession(id, { ...state, epoch: record.epoch, votedFor: record.votedFor })
+        return
+      }
+      case 'session-entries': return this.#appendEntries(id, record.entries)
+      case 'session-truncate': return this.#truncate(id, record.fromIndex)
+      case 'session-snapshot': return this.#putSnapshot(id, record.snapshot)
+      case 'session-commit': {
+        const state = this.#hardState(id)
+        // Lazy and advisory: a late or reordered record must not take it back.
+        if (record.commitIndex > state.commitIndex) this.#putSession(id, { ...state, commitIndex: record.commitIndex })
+        return
+      }
+      case 'session-delete':
+        // Entries and snapshot follow by ON DELETE CASCADE.
+        this.#sql.deleteSession.run({ id })
+        return
+      default:
+        throw new Error(`session store: unknown record ${JSON.stringify((record as { kind: unknown }).kind)}`)
+    }
+  }
+
+  // Every record but a delete creates its session, so a member that first hears
+  // of a session through an append or a snapshot stores it whole.
+  #hardState (id: string): HardState {
+    const row = this.#sql.getSession.get({ id }) as SessionRow | undefined
+    if (row !== undefined) return { epoch: row.epoch, votedFor: row.voted_for, commitIndex: row.commit_index }
+    const state = { epoch: 0, votedFor: null, commitIndex: 0 }
+    this.#putSession(id, state)
+    return state
+  }
+
+  #putSession (id: string, state: HardState): void {
+    this.#sql.putSession.run({ id, ...state, crc: sessionCrc(id, state) })
+  }
+
+  // The store holds what load() can read back: a log with a hole or a repeated
+  // index would make the agent refuse to start, so it is refused here instead.
+  #appendEntries (id: string, entries: LogEntry[]): void {
+    this.#hardState(id)
+    let last = this.#lastIndex(id)
+    for (const entry of entries) {
+      if (entry.index !== last + 1) throw new Error(`session store: session ${id}: entry ${entry.index} does not follow ${last} (a bug in the sessions core)`)
+      const body = JSON.stringify(entry.body)
+      const crc = rowCrc([id, entry.index, entry.epoch], body)
+      this.#sql.insertEntry.run({ id, idx: entry.index, epoch: entry.epoch, body, crc })
+      last = entry.index
+    }
+  }
+
+  // Snapshotted entries are committed; only a divergent tail may be cut.
+  #truncate (id: string, fromIndex: number): void {
+    this.#hardState(id)
+    const snapshotIndex = this.#snapshotIndex(id)
+    if (!(fromIndex > snapshotIndex)) throw new Error(`session store: session ${id}: cannot truncate from ${fromIndex}, entries up to ${snapshotIndex} are in the snapshot (a bug in the sessions core)`)
+    this.#sql.deleteFrom.run({ id, idx: fromIndex })
+  }
+
+  // An older snapshot would leave a hole between it and the entries kept.
+  #putSnapshot (id: string, snapshot: SessionSnapshotBody): void {
+    this.#hardState(id)
+    const current = this.#snapshotIndex(id)
+    if (snapshot.index < current) throw new Error(`session store: session ${id}: snapshot at ${snapshot.index} is older than the stored one at ${current} (a bug in the sessions core)`)
+    const body = JSON.stringify(snapshot)
+    this.#sql.putSnapshot.run({ id, idx: snapshot.index, body, crc: rowCrc([id, snapshot.index], body) })
+    this.#sql.deleteUpTo.run({ id, idx: snapshot.index })
+  }
+
+  #snapshotIndex (id: string): number {
+    const row = this.#sql.snapshotIndex.get({ id }) as { idx: number } | undefined
+    return row === undefined ? 0 : row.idx
+  }
+
+  #lastIndex (id: string): number {
+    return (this.#sql.lastIndex.get({ id }) as { last: number }).last
+  }
+
+  #loadSession (row: SessionRow): StoredSession {
+    const id = row.session_id
+    const state = { epoch: row.epoch, votedFor: row.voted_for, commitIndex: row.commit_index }
+    if (row.crc !== sessionCrc(id, state)) throw this.#corruptSession(id, 'its hard state fails its checksum')
+    const snapshot = this.#loadSnapshot(id)
+    const entries = this.#loadEntries(id, snapshot === null ? 0 : snapshot.index)
+    return { sessionId: id, ...state, snapshot, entries }
+  }
+
+  #loadSnapshot (id: string): SessionSnapshotBody | null {
+    const row = this.#sql.getSnapshot.get({ id }) as SnapshotRow | undefined
+    if (row === undefined) return null
+    if (row.crc !== rowCrc([id, row.idx], row.body)) throw this.#corruptSession(id, 'its snapshot fails its checksum')
+    const snapshot = parseJson(row.body)
+    if (!isSnapshot(snapshot) || snapshot.index !== row.idx) throw this.#corruptSession(id, 'its snapshot does not decode')
+    return snapshot
+  }
+
+  #loadEntries (id: string, snapshotIndex: number): LogEntry[] {
+    const entries: LogEntry[] = []
+    for (const row of this.#sql.entries.iterate({ id }) as Iterable<EntryRow>) {
+      const expected = snapshotIndex + entries.length + 1
+      if (row.idx !== expected) throw this.#corruptSession(id, `entry ${row.idx} found where ${expected} should be`)
+      if (row.crc !== rowCrc([id, row.idx, row.epoch], row.body)) throw this.#corruptSession(id, `entry ${row.idx} fails its checksum`)
+      const body = parseJson(row.body)
+      if (!isEntryBody(body)) throw this.#corruptSession(id, `entry ${row.idx} does not decode`)
+      entries.push({ index: row.idx, epoch: row.epoch, body })
+    }
+    return entries
+  }
+
+  #corruptSession (id: string, why: string): SessionStoreError {
+    return corrupt(this.path, `session ${JSON.stringify(id)}: ${why}`)
+  }
+
+  // SQLite noticing damage mid-query is the same news as a failed checksum.
+  #translate (error: unknown): unknown {
+    return isDamage(error) ? corrupt(this.path, sqliteMessage(error), error) : error
+  }
+}
+
+function configure (db: DatabaseSync, path: string): void {
+  db.exec('PRAGMA synchronous = FULL')
+  db.exec('PRAGMA foreign_keys = ON')
+  const problems = (db.prepare('PRAGMA quick_check').all() as Array<{ quick_check: string }>).map((row) => row.quick_check)
+  if (problems.length !== 1 || problems[0] !== 'ok') throw corrupt(path, `quick_check: ${problems.slice(0, 3).join('; ')}`)
+  const mode = (db.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode: string }).journal_mode
+  if (mode !== 'wal') throw new SessionStoreError(`session store ${path}: cannot use write-ahead logging (journal mode stays ${mode}); put the data directory on a local filesystem`)
+}
+
+// A file without tables is new (SQLite makes an empty file a database); one with
+// tables must be a session store of this schema version.
+function ensureSchema (db: DatabaseSync, path: string): void {
+  const tables = (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as Array<{ name: string }>).map((row) => row.name)
+  if (tables.length === 0) {
+    db.exec(`BEGIN IMMEDIATE; ${SCHEMA}; INSERT INTO meta (key, value) VALUES ('schema_version', ${SESSION_STORE_SCHEMA_VERSION}); COMMIT`)
+    return
+  }
+  if (!tables.includes('meta')) throw new SessionStoreError(`${path} is an SQLite database but not an edge-agent session store (no meta table); refusing to use it. Point the agent at its own data directory.`)
+  const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: number } | undefined
+  if (row === undefined) throw corrupt(path, 'no schema version')
+  if (row.value !== SESSION_STORE_SCHEMA_VERSION) {
+    throw new SessionStoreError(`session store ${path} has schema version ${row.value}, and this edge-agent reads only version ${SESSION_STORE_SCHEMA_VERSION} (was it written by a newer edge-agent?); refusing to open it. Run the edge-agent that wrote it, or move the file away to start without the sessions it holds.`)
+  }
+}
+
+function corrupt (path: string, why: string, cause?: unknown): SessionStoreError {
+  return new SessionStoreError(
+    `session store ${path} is corrupt (${why}); the agent refuses to serve sessions from it. ` +
+    `Move it away (with ${path}-wal and ${path}-shm, if present) to start without the sessions it held: ` +
+    'the other members of each session\'s group still have them.', { cause })
+}
+
+function openFailure (path: string, error: unknown): unknown {
+  if (error instanceof SessionStoreError) return error
+  if (isDamage(error)) return corrupt(path, sqliteMessage(error), error)
+  return new SessionStoreError(`session store ${path} could not be opened: ${sqliteMessage(error)}`, { cause: error })
+}
+
+function isDamage (error: unknown): boolean {
+  const code = (error as { errcode?: unknown } | null)?.errcode
+  return typeof code === 'number' && ((code & 0xff) === SQLITE_CORRUPT || (code & 0xff) === SQLITE_NOTADB)
+}
+
+function sqliteMessage (error: unknown): string {
+  const errstr = (error as { errstr?: unknown } | null)?.errstr
+  if (typeof errstr === 'string') return error instanceof Error && error.message !== errstr ? `${errstr}: ${error.message}` : errstr
+  return error instanceof Error ? error.message : String(error)
+}
+
+function parseJson (text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+// ---- shapes (what was written is checked by CRC; these catch what was written wrong) ----
+
+type Obj = Record<string, unknown>
+
+function isObject (value: unknown): value is Obj {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function isCount (value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0
+}
+
+function isConfig (value: unknown): value is GroupConfig {
+  return isObject(value) && Array.isArray(value.members) && value.members.every((m) => typeof m === 'string') &&
+    (value.witness === null || typeof value.witness === 'string')
+}
+
+function isInfo (value: unknown): value is SessionInfo {
+  if (!isObject(value)) return false
+  const strings = [value.sessionId, value.service, value.terminalId, value.tokenHash].every((s) => typeof s === 'string')
+  const position = value.position
+  return strings && (position === null || (isObject(position) && typeof position.lat === 'number' && typeof position.lon === 'number'))
+}
+
+function isEntryBody (value: unknown): value is EntryBody {
+  if (!isObject(value)) return false
+  switch (value.kind) {
+    case 'create': return isInfo(value.info) && isConfig(value.config)
+    case 'delta': return Number.isSafeInteger(value.clientSeq) && 'op' in value
+    case 'config': return isConfig(value.config)
+    case 'epoch':
+    case 'close': return true
+    default: return false
+  }
+}
+
+function isSnapshot (value: unknown): value is SessionSnapshotBody {
+  if (!isObject(value) || !isCount(value.index) || !isCount(value.indexEpoch)) return false
+  const dedup = value.dedup
+  return isInfo(value.info) && isConfig(value.config) && 'state' in value && isObject(dedup) &&
+    Number.isSafeInteger(dedup.lastClientSeq) && Array.isArray(dedup.recent)
+}

@@ -1,0 +1,184 @@
+// Takeover, as the standbys see it (M0.8, M1.3, M2.1–M2.3). A standby that stops
+// hearing the owner diagnoses it (does it still serve the session?); when the
+// owner fails the diagnosis, or the transport or the membership shows it dead,
+// the standbys stand in the group's priority order, the first qualified one
+// after 0 ms, the next after candidateStaggerMs, and so on. A candidate wins the
+// next epoch with a majority of the group's votes, completes its log from the
+// most up-to-date voter, and becomes the owner.
+
+import type { SessionDiagnosis, SessionVote } from '../../protocol/messages.ts'
+import type { PeerKey } from '../core/io.ts'
+import { ReplicaLog } from './log.ts'
+import { becomeOwner, stepDown } from './owner.ts'
+import { truncate } from './follower.ts'
+import { config, majority, voters } from './replica.ts'
+import type { Candidacy, Ctx, Replica } from './replica.ts'
+
+// How long an orphan (told by a later epoch that it is out of the group) keeps
+// its copy before deleting it.
+export const ORPHAN_GRACE_MS = 10 * 60_000
+
+export function watchOwner (ctx: Ctx, r: Replica): void {
+  if (r.role === 'candidate') return candidacyTick(ctx, r)
+  if (r.role !== 'standby') return
+  const owner = r.owner
+  if (owner !== null && !r.ownerGone) {
+    const status = ctx.directory.status(owner)
+    if (status === 'dead' || status === 'left') return ownerGone(ctx, r, `the membership declared ${owner} ${status}`)
+  }
+  const silentMs = ctx.now - r.lastOwnerContactMs
+  if (!r.ownerGone && r.diagnosis === null && silentMs >= ctx.config.ownerTimeoutMs) diagnose(ctx, r, `no heartbeat for ${Math.round(silentMs)} ms`)
+  if (r.diagnosis !== null && ctx.now >= r.diagnosis.deadlineMs) {
+    r.diagnosis = null
+    ownerGone(ctx, r, `no answer to the service diagnosis within ${ctx.config.diagnoseTimeoutMs} ms`)
+  }
+  if (r.ownerGone && ctx.now >= r.electionAtMs) standForElection(ctx, r)
+}
+
+export function nextElectionWake (r: Replica): number {
+  if (r.role === 'candidate' && r.candidacy !== null) return Math.min(r.candidacy.deadlineMs, r.candidacy.resendAtMs)
+  if (r.role !== 'standby') return Infinity
+  if (r.diagnosis !== null) return r.diagnosis.deadlineMs
+  if (r.ownerGone) return r.electionAtMs
+  return r.lastOwnerContactMs
+}
+
+// The transport lost the owner (a closed stream is a hint: diagnose now), or
+// could not reach it at all (as good as a failed diagnosis).
+export function ownerHint (ctx: Ctx, r: Replica, peer: PeerKey, unreachable: boolean): void {
+  if (r.role !== 'standby' || r.owner !== peer || r.ownerGone) return
+  if (unreachable) return ownerGone(ctx, r, `${peer} is unreachable`)
+  if (r.diagnosis === null) diagnose(ctx, r, `lost the connection to ${peer}`)
+}
+
+function diagnose (ctx: Ctx, r: Replica, reason: string): void {
+  const owner = r.owner
+  if (owner === null) return ownerGone(ctx, r, `no known owner (${reason})`)
+  r.diagnosis = { nonce: ctx.random.nextInt(2 ** 31), deadlineMs: ctx.now + ctx.config.diagnoseTimeoutMs }
+  ctx.emit({ type: 'owner-suspected', sessionId: r.id, owner, reason })
+  ctx.send(owner, { type: 'session-diagnose', sessionId: r.id, nonce: r.diagnosis.nonce })
+}
+
+export function onDiagnosis (ctx: Ctx, r: Replica, from: PeerKey, msg: SessionDiagnosis): void {
+  if (r.diagnosis === null || msg.nonce !== r.diagnosis.nonce || from !== r.owner) return
+  r.diagnosis = null
+  if (msg.serving && msg.epoch >= r.epoch) {
+    r.lastOwnerContactMs = ctx.now
+    return
+  }
+  ownerGone(ctx, r, `${from} does not serve the session (epoch ${msg.epoch})`)
+}
+
+function ownerGone (ctx: Ctx, r: Replica, reason: string): void {
+  if (r.ownerGone) return
+  r.ownerGone = true
+  r.suspectedAtMs = ctx.now
+  r.electionAtMs = ctx.now + rank(ctx, r) * ctx.config.candidateStaggerMs
+  if (r.owner !== null) ctx.emit({ type: 'owner-suspected', sessionId: r.id, owner: r.owner, reason })
+}
+
+// Our place in the backup queue: data members in config order, skipping the
+// owner that failed. A witness never stands.
+function rank (ctx: Ctx, r: Replica): number {
+  const queue = config(r).members.filter((m) => m !== r.owner)
+  const at = queue.indexOf(ctx.self)
+  return at < 0 ? Infinity : at
+}
+
+// M2.2: a candidate offers the service and its replica is in sync.
+function qualified (ctx: Ctx, r: Replica): boolean {
+  if (r.orphanedAtMs !== null || !config(r).members.includes(ctx.self)) return false
+  const offers = ctx.directory.record(ctx.self)?.services.some((s) => s.name === r.info.service) ?? false
+  const lag = r.knownCommitIndex - r.log.lastIndex
+  return offers && lag <= ctx.config.maxCandidateLagEntries
+}
+
+// Stands for the next epoch: a pre-vote first (Raft §9.6). Only when a majority
+// would vote for us do we raise our epoch and ask for real: a member that cannot
+// reach its group keeps its epoch, and cannot unseat a healthy owner on return.
+function standForElection (ctx: Ctx, r: Replica): void {
+  if (!qualified(ctx, r)) {
+    r.electionAtMs = Infinity
+    return
+  }
+  r.role = 'candidate'
+  r.candidacy = { pre: true, epoch: r.epoch + 1, commitIndex: r.commitIndex, deadlineMs: ctx.now + ctx.config.voteTimeoutMs, resendAtMs: ctx.now, votes: new Map() }
+  requestVotes(ctx, r)
+  maybeWin(ctx, r)
+}
+
+function startRealElection (ctx: Ctx, r: Replica): void {
+  const c = r.candidacy as Candidacy
+  r.epoch = c.epoch
+  r.votedFor = ctx.self
+  ctx.persist({ kind: 'session-meta', sessionId: r.id, epoch: r.epoch, votedFor: ctx.self })
+  r.candidacy = { pre: false, epoch: r.epoch, commitIndex: r.commitIndex, deadlineMs: ctx.now + ctx.config.voteTimeoutMs, resendAtMs: ctx.now, votes: new Map() }
+  ctx.emit({ type: 'election-started', sessionId: r.id, epoch: r.epoch, reason: 'owner gone; a majority would vote for us' })
+  requestVotes(ctx, r)
+  maybeWin(ctx, r)
+}
+
+function requestVotes (ctx: Ctx, r: Replica): void {
+  const c = r.candidacy
+  if (c === null) return
+  c.resendAtMs = ctx.now + ctx.config.heartbeatMs
+  for (const peer of voters(r)) {
+    if (peer === ctx.self || c.votes.has(peer)) continue
+    ctx.send(peer, {
+      type: 'session-vote-request', sessionId: r.id, epoch: c.epoch, candidate: ctx.self,
+      lastIndex: r.log.lastIndex, lastEpoch: r.log.lastEpoch, commitIndex: c.commitIndex, preVote: c.pre
+    })
+  }
+}
+
+function candidacyTick (ctx: Ctx, r: Replica): void {
+  const c = r.candidacy
+  if (c === null) return
+  if (ctx.now >= c.deadlineMs) return loseElection(ctx, r, c.pre ? 'no majority for the pre-vote in time' : 'no majority in time')
+  if (ctx.now >= c.resendAtMs) requestVotes(ctx, r)
+}
+
+export function onVote (ctx: Ctx, r: Replica, from: PeerKey, vote: SessionVote): void {
+  // A refusal from a later epoch: someone else's epoch is real.
+  if (!vote.granted && vote.epoch > r.epoch) {
+    if (vote.reason.includes('not a member')) r.orphanedAtMs ??= ctx.now
+    return stepDown(ctx, r, vote.epoch, null, `${from} is in epoch ${vote.epoch}`)
+  }
+  const c = r.candidacy
+  if (r.role !== 'candidate' || c === null || !vote.granted || vote.preVote !== c.pre || vote.epoch !== c.epoch) return
+  c.votes.set(from, vote)
+  maybeWin(ctx, r)
+}
+
+function maybeWin (ctx: Ctx, r: Replica): void {
+  const c = r.candidacy
+  if (c === null) return
+  if (c.votes.size + 1 < majority(voters(r).length)) return
+  if (c.pre) return startRealElection(ctx, r)
+  completeLog(ctx, r, c.commitIndex, [...c.votes.values()])
+  becomeOwner(ctx, r, r.owner, ctx.now - r.suspectedAtMs)
+}
+
+// Everything acknowledged is on a majority, so on at least one voter: the most
+// up-to-date log among the voters and us holds it. Adopt that log's tail.
+function completeLog (ctx: Ctx, r: Replica, commitIndex: number, votes: SessionVote[]): void {
+  let best: SessionVote | null = null
+  for (const vote of votes) {
+    const than = best === null ? [r.log.lastEpoch, r.log.lastIndex] : [best.lastEpoch, best.lastIndex]
+    if (ReplicaLog.compare(vote.lastEpoch, vote.lastIndex, than[0], than[1]) > 0 && vote.tail.length > 0) best = vote
+  }
+  if (best === null || best.tail[0].index !== commitIndex + 1) return
+  if (r.log.lastIndex > commitIndex) truncate(ctx, r, commitIndex + 1)
+  for (const entry of best.tail) r.log.append(entry)
+  ctx.persist({ kind: 'session-entries', sessionId: r.id, entries: best.tail })
+}
+
+function loseElection (ctx: Ctx, r: Replica, reason: string): void {
+  ctx.emit({ type: 'election-lost', sessionId: r.id, epoch: r.epoch, reason })
+  r.role = 'standby'
+  r.candidacy = null
+  // Step back behind the others, with jitter so that two candidates split by
+  // bad luck do not collide again.
+  const place = rank(ctx, r)
+  r.electionAtMs = ctx.now + (Number.isFinite(place) ? place + 1 : 1) * ctx.config.candidateStaggerMs + ctx.random.nextInt(Math.max(1, ctx.config.candidateStaggerMs))
+}

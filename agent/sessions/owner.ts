@@ -1,0 +1,406 @@
+// The owner of a session: logs deltas, streams them to the group (pipelined, one
+// append frame per member per step), acknowledges a delta once the write concern
+// holds, keeps its lease, and repairs the group. Functions over a Replica.
+
+import type { EntryBody, JsonValue, LogEntry, SessionAppendAck } from '../../protocol/messages.ts'
+import { MAX_OP_BYTES, MAX_SESSION_ENTRIES, MAX_STATE_BYTES } from '../../protocol/limits.ts'
+import type { PeerKey } from '../core/io.ts'
+import { replacementFor, witnessFor } from './placement.ts'
+import { LEASE_SAFETY, applyCommitted, config, dedupIndex, majority, maybeSnapshot, snapshotAt, voters } from './replica.ts'
+import type { Ctx, Progress, Replica, ReplyTarget, Waiter } from './replica.ts'
+
+// Entries in flight to one member beyond its acknowledged index; past this the
+// owner waits for acks (the heartbeat resends) instead of queueing more.
+const MAX_INFLIGHT_ENTRIES = MAX_SESSION_ENTRIES * 4
+// A snapshot is resent to a member that has not caught up after this long.
+const SNAPSHOT_RESEND_MS = 2_000
+// A repair whose new member has not caught up in this long is abandoned.
+const REPAIR_TIMEOUT_MS = 30_000
+
+export function newProgress (nextIndex: number): Progress {
+  return { nextIndex, matchIndex: 0, lastAckMs: -Infinity, promiseUntilMs: -Infinity, sentAtMs: new Map(), snapshotSentAtMs: -Infinity, deadSinceMs: null }
+}
+
+// Takes ownership of epoch r.epoch (already won): every member's progress starts
+// unknown, and an epoch entry is logged, so everything before it commits with it.
+export function becomeOwner (ctx: Ctx, r: Replica, previousOwner: PeerKey | null, tookMs: number): void {
+  r.role = 'owner'
+  r.owner = ctx.self
+  r.ownerGone = false
+  r.candidacy = null
+  r.diagnosis = null
+  r.electionAtMs = Infinity
+  r.promotedAtMs = ctx.now
+  r.progress = new Map()
+  for (const peer of peersOf(ctx, r)) r.progress.set(peer, newProgress(r.log.lastIndex + 1))
+  r.lastAcceptedSeq = Math.max(r.lastAcceptedSeq, lastLoggedSeq(r))
+  if (r.epoch > 1 || r.log.lastIndex > 1) appendEntry(ctx, r, { kind: 'epoch' })
+  ctx.emit({ type: 'promoted', sessionId: r.id, service: r.info.service, epoch: r.epoch, previousOwner, tookMs })
+  replicateAll(ctx, r)
+}
+
+// The highest client sequence number in the log, committed or not.
+function lastLoggedSeq (r: Replica): number {
+  for (let i = r.log.lastIndex; i > r.appliedIndex; i--) {
+    const body = r.log.entry(i)?.body
+    if (body?.kind === 'delta') return body.clientSeq
+  }
+  return r.dedup.lastClientSeq
+}
+
+// Members and the witness other than us, plus a member being added.
+function peersOf (ctx: Ctx, r: Replica): PeerKey[] {
+  const peers = voters(r).filter((p) => p !== ctx.self)
+  if (r.repair !== null && !peers.includes(r.repair.adding)) peers.push(r.repair.adding)
+  return peers
+}
+
+export function appendEntry (ctx: Ctx, r: Replica, body: EntryBody): number {
+  const index = r.log.lastIndex + 1
+  const entry = { index, epoch: r.epoch, body }
+  r.log.append(entry)
+  ctx.persist({ kind: 'session-entries', sessionId: r.id, entries: [entry] })
+  return index
+}
+
+// ---- terminals' deltas --------------------------------------------------
+
+export function clientAppend (ctx: Ctx, r: Replica, target: ReplyTarget, clientSeq: number, op: JsonValue): void {
+  const known = dedupIndex(r, clientSeq)
+  // A retry of a delta already applied: the answer it got (or would have got).
+  if (known !== null) return ctx.reply(target, { status: 200, body: { index: known, epoch: r.epoch, duplicate: true } })
+  if (clientSeq <= r.dedup.lastClientSeq) return ctx.reply(target, { status: 409, body: { error: `clientSeq ${clientSeq} was applied too long ago to answer again; the session is at ${r.dedup.lastClientSeq}` } })
+  const pending = pendingIndexOf(r, clientSeq)
+  if (pending !== null) return wait(ctx, r, pending, { target, clientSeq, deadlineMs: ctx.now + ctx.config.writeTimeoutMs, kind: 'append' })
+  if (clientSeq !== r.lastAcceptedSeq + 1) {
+    return ctx.reply(target, { status: 409, body: { error: `clientSeq must be ${r.lastAcceptedSeq + 1} (got ${clientSeq})`, expectedSeq: r.lastAcceptedSeq + 1 } })
+  }
+  const service = ctx.service(r.info.service)
+  if (service === null) return ctx.reply(target, { status: 503, body: { error: `this agent does not run service ${r.info.service}` } })
+  const check = service.validate(op)
+  if (!check.ok) return ctx.reply(target, { status: 400, body: { error: check.reason } })
+  const opBytes = JSON.stringify(op).length
+  if (opBytes > MAX_OP_BYTES) return ctx.reply(target, { status: 413, body: { error: `op of ${opBytes} bytes exceeds ${MAX_OP_BYTES}` } })
+  if (r.stateBytes + opBytes > MAX_STATE_BYTES) return ctx.reply(target, { status: 413, body: { error: `session state would exceed ${MAX_STATE_BYTES} bytes` } })
+  if (!leaseValid(ctx, r)) return ctx.reply(target, { status: 503, body: { error: 'the owner cannot reach a majority of its group', retryAfterMs: ctx.config.heartbeatMs } })
+  const index = appendEntry(ctx, r, { kind: 'delta', clientSeq, op })
+  r.lastAcceptedSeq = clientSeq
+  wait(ctx, r, index, { target, clientSeq, deadlineMs: ctx.now + ctx.config.writeTimeoutMs, kind: 'append' })
+  replicateAll(ctx, r)
+  advanceCommit(ctx, r)
+}
+
+function pendingIndexOf (r: Replica, clientSeq: number): number | null {
+  for (let i = r.log.lastIndex; i > r.commitIndex; i--) {
+    const body = r.log.entry(i)?.body
+    if (body?.kind === 'delta' && body.clientSeq === clientSeq) return i
+  }
+  return null
+}
+
+export function wait (ctx: Ctx, r: Replica, index: number, waiter: Waiter): void {
+  const list = r.waiters.get(index)
+  if (list === undefined) r.waiters.set(index, [waiter])
+  else list.push(waiter)
+  void ctx
+}
+
+// ---- replication --------------------------------------------------------
+
+export function replicateAll (ctx: Ctx, r: Replica): void {
+  for (const [peer, progress] of r.progress) replicateTo(ctx, r, peer, progress, false)
+}
+
+// Sends what `peer` lacks (or a heartbeat). The next index advances optimistically
+// so that appends pipeline; a refusal moves it back.
+export function replicateTo (ctx: Ctx, r: Replica, peer: PeerKey, p: Progress, heartbeat: boolean): void {
+  if (!r.log.has(p.nextIndex)) return sendSnapshot(ctx, r, peer, p)
+  const inflight = p.nextIndex - 1 - p.matchIndex
+  const room = Math.max(0, Math.min(ctx.config.maxBatchEntries, MAX_INFLIGHT_ENTRIES - inflight))
+  const entries = p.nextIndex <= r.log.lastIndex ? withinBytes(r.log.slice(p.nextIndex, room)) : []
+  if (entries.length === 0 && !heartbeat) return
+  const prevIndex = p.nextIndex - 1
+  const seq = ++r.seq
+  p.sentAtMs.set(seq, ctx.now)
+  if (p.sentAtMs.size > 4_096) p.sentAtMs.delete(p.sentAtMs.keys().next().value as number)
+  ctx.send(peer, {
+    type: 'session-append', sessionId: r.id, epoch: r.epoch, seq,
+    prevIndex, prevEpoch: r.log.epochAt(prevIndex) ?? 0, commitIndex: r.commitIndex, entries
+  })
+  p.nextIndex += entries.length
+}
+
+// Entries in one append stay within this many bytes of ops (a frame may not
+// exceed MAX_SESSION_FRAME_BYTES; 4,096 entries of 64 KiB ops would).
+const MAX_APPEND_BYTES = 4 * 1024 * 1024
+const entryBytes = new WeakMap<LogEntry, number>()
+
+function sizeOf (entry: LogEntry): number {
+  let bytes = entryBytes.get(entry)
+  if (bytes === undefined) {
+    bytes = entry.body.kind === 'delta' ? JSON.stringify(entry.body.op).length + 16 : 256
+    entryBytes.set(entry, bytes)
+  }
+  return bytes
+}
+
+// The longest prefix within MAX_APPEND_BYTES (always at least one entry).
+export function withinBytes (entries: LogEntry[]): LogEntry[] {
+  let total = 0
+  for (let i = 0; i < entries.length; i++) {
+    total += sizeOf(entries[i])
+    if (total > MAX_APPEND_BYTES && i > 0) return entries.slice(0, i)
+  }
+  return entries
+}
+
+function sendSnapshot (ctx: Ctx, r: Replica, peer: PeerKey, p: Progress): void {
+  if (ctx.now - p.snapshotSentAtMs < SNAPSHOT_RESEND_MS) return
+  const snapshot = snapshotAt(r, r.appliedIndex)
+  if (snapshot === null) return
+  const seq = ++r.seq
+  p.sentAtMs.set(seq, ctx.now)
+  p.snapshotSentAtMs = ctx.now
+  ctx.send(peer, { type: 'session-snapshot', sessionId: r.id, epoch: r.epoch, seq, snapshot })
+  p.nextIndex = snapshot.index + 1
+}
+
+export function heartbeat (ctx: Ctx, r: Replica): void {
+  r.heartbeatAtMs = ctx.now + ctx.config.heartbeatMs
+  for (const [peer, progress] of r.progress) replicateTo(ctx, r, peer, progress, true)
+}
+
+export function onAck (ctx: Ctx, r: Replica, from: PeerKey, ack: SessionAppendAck): void {
+  const p = r.progress.get(from)
+  // Only what we replicate to counts; a removed member's epoch, inflated by
+  // elections it could not win in our group, must not unseat us.
+  if (p === undefined) return
+  // A member of the group in a later epoch: someone else owns the session now.
+  if (ack.epoch > r.epoch && voters(r).includes(from)) return stepDown(ctx, r, ack.epoch, null, `${from} is in epoch ${ack.epoch}`)
+  if (ack.epoch !== r.epoch) return
+  p.lastAckMs = ctx.now
+  p.deadSinceMs = null
+  const sentAt = p.sentAtMs.get(ack.seq)
+  if (sentAt !== undefined) p.promiseUntilMs = Math.max(p.promiseUntilMs, sentAt + ctx.config.ownerTimeoutMs * LEASE_SAFETY)
+  if (ack.ok) {
+    p.matchIndex = Math.max(p.matchIndex, ack.matchIndex)
+    p.nextIndex = Math.max(p.nextIndex, p.matchIndex + 1)
+    advanceCommit(ctx, r)
+    return
+  }
+  // Refused: the member lacks or disagrees on what precedes; resend from its hint.
+  p.nextIndex = Math.max(p.matchIndex + 1, Math.min(p.nextIndex, ack.lastIndex + 1))
+  replicateTo(ctx, r, from, p, false)
+}
+
+// The transport lost a member: it stops counting as live for the write concern
+// at once (it counts again with its next acknowledgement).
+export function memberLost (ctx: Ctx, r: Replica, peer: PeerKey): void {
+  const p = r.progress.get(peer)
+  if (p === undefined) return
+  p.lastAckMs = -Infinity
+  advanceCommit(ctx, r)
+}
+
+// The lease: a majority of the group (us included) promised, recently enough,
+// not to vote for anyone else. Without it the owner acknowledges nothing.
+export function leaseValid (ctx: Ctx, r: Replica): boolean {
+  const group = voters(r)
+  let promised = group.includes(ctx.self) ? 1 : 0
+  for (const peer of group) {
+    if (peer === ctx.self) continue
+    const p = r.progress.get(peer)
+    if (p !== undefined && p.promiseUntilMs > ctx.now) promised++
+  }
+  return promised >= majority(group.length)
+}
+
+// Commits the highest index of this epoch that a majority of the group holds
+// and, under the 'all' concern, every live member holds too.
+export function advanceCommit (ctx: Ctx, r: Replica): void {
+  const group = voters(r)
+  const matches = group.map((peer) => peer === ctx.self ? r.log.lastIndex : (r.progress.get(peer)?.matchIndex ?? 0)).sort((a, b) => b - a)
+  let target = matches[majority(group.length) - 1] ?? 0
+  if (ctx.config.writeConcern === 'all') {
+    for (const peer of group) {
+      if (peer === ctx.self || !isLive(ctx, r, peer)) continue
+      target = Math.min(target, r.progress.get(peer)?.matchIndex ?? 0)
+    }
+  }
+  // Only entries of our own epoch are committed by counting (Raft §5.4.2).
+  if (target <= r.commitIndex || r.log.epochAt(target) !== r.epoch) return
+  r.commitIndex = target
+  ctx.persist({ kind: 'session-commit', sessionId: r.id, commitIndex: target })
+  applyCommitted(ctx, r)
+  answerWaiters(ctx, r)
+  maybeSnapshot(ctx, r)
+}
+
+// A member counts for the 'all' concern while the membership thinks it alive and
+// it has answered within memberStaleMs.
+function isLive (ctx: Ctx, r: Replica, peer: PeerKey): boolean {
+  const status = ctx.directory.status(peer)
+  if (status !== 'alive' && status !== 'suspect') return false
+  const p = r.progress.get(peer)
+  return p !== undefined && ctx.now - p.lastAckMs < ctx.config.memberStaleMs
+}
+
+function answerWaiters (ctx: Ctx, r: Replica): void {
+  const valid = leaseValid(ctx, r)
+  for (const [index, list] of r.waiters) {
+    if (index > r.commitIndex) continue
+    r.waiters.delete(index)
+    for (const waiter of list) {
+      if (!valid) ctx.reply(waiter.target, { status: 503, body: { error: 'the owner lost its lease; retry', retryAfterMs: ctx.config.heartbeatMs } })
+      else answer(ctx, r, index, waiter)
+    }
+  }
+}
+
+function answer (ctx: Ctx, r: Replica, index: number, waiter: Waiter): void {
+  if (waiter.kind === 'append') {
+    ctx.emit({ type: 'acknowledged', sessionId: r.id, epoch: r.epoch, index, clientSeq: waiter.clientSeq })
+    ctx.reply(waiter.target, { status: 200, body: { index, epoch: r.epoch } })
+  } else if (waiter.kind === 'open') {
+    ctx.reply(waiter.target, { status: 201, body: { sessionId: r.id, service: r.info.service, epoch: r.epoch, config: config(r) } })
+  } else {
+    ctx.reply(waiter.target, { status: 200, body: { sessionId: r.id, closed: true } })
+  }
+}
+
+// Answers 503 to whoever waited too long: nothing was acknowledged (the delta
+// may still commit later; its retry then gets its index, not a duplicate).
+export function expireWaiters (ctx: Ctx, r: Replica): void {
+  for (const [index, list] of r.waiters) {
+    const remaining = list.filter((waiter) => {
+      if (waiter.deadlineMs > ctx.now) return true
+      ctx.reply(waiter.target, { status: 503, body: { error: 'the write concern was not met in time; nothing was acknowledged', retryAfterMs: ctx.config.heartbeatMs } })
+      return false
+    })
+    if (remaining.length === 0) r.waiters.delete(index)
+    else r.waiters.set(index, remaining)
+  }
+}
+
+export function nextWaiterDeadline (r: Replica): number {
+  let next = Infinity
+  for (const list of r.waiters.values()) for (const waiter of list) next = Math.min(next, waiter.deadlineMs)
+  return next
+}
+
+// Someone else owns a later epoch (or we lost the right to own): become a
+// standby; pending terminals are told to retry elsewhere.
+export function stepDown (ctx: Ctx, r: Replica, epoch: number, owner: PeerKey | null, reason: string): void {
+  const wasOwner = r.role === 'owner'
+  if (epoch > r.epoch) {
+    r.epoch = epoch
+    r.votedFor = null
+    ctx.persist({ kind: 'session-meta', sessionId: r.id, epoch, votedFor: null })
+  }
+  r.role = config(r).members.includes(ctx.self) ? 'standby' : (config(r).witness === ctx.self ? 'witness' : 'standby')
+  r.owner = owner
+  r.candidacy = null
+  r.repair = null
+  r.lastOwnerContactMs = ctx.now
+  r.ownerGone = false
+  r.electionAtMs = Infinity
+  for (const list of r.waiters.values()) {
+    for (const waiter of list) ctx.reply(waiter.target, { status: 503, body: { error: `this agent no longer owns the session (${reason})`, retryAfterMs: ctx.config.heartbeatMs } })
+  }
+  r.waiters.clear()
+  r.progress.clear()
+  if (wasOwner) ctx.emit({ type: 'demoted', sessionId: r.id, service: r.info.service, epoch: r.epoch, owner })
+}
+
+// ---- group repair ----------------------------------------------------------
+
+// One change at a time, each a config entry that takes effect when appended
+// (single-member changes keep every old and new majority overlapping):
+//  1. a member or witness dead for repairDelayMs is removed first, so the config
+//     never holds more dead members than before (adding first, then losing the
+//     newcomer, can leave a group without a live majority for good);
+//  2. a group short of replicas + 1 members brings the best eligible node up to
+//     date, then adds it;
+//  3. a group of exactly two members gets a witness (which holds the log and
+//     votes, but never owns), and loses it once it has three members again.
+export function maintainGroup (ctx: Ctx, r: Replica): void {
+  if (!configSettled(r)) return
+  if (r.repair !== null) return advanceRepair(ctx, r)
+  const c = config(r)
+  const dead = deadPeer(ctx, r, [...c.members, ...(c.witness === null ? [] : [c.witness])])
+  if (dead !== null) {
+    const members = c.members.filter((m) => m !== dead)
+    // Never remove the last member; a dead witness just goes.
+    if (members.length === 0) return
+    return appendConfig(ctx, r, { members, witness: dead === c.witness ? null : c.witness }, `${dead} is dead`)
+  }
+  if (c.members.length < ctx.config.replicas + 1) return startRepair(ctx, r, false)
+  if (c.members.length === 2 && c.witness === null) return startRepair(ctx, r, true)
+  if (c.members.length !== 2 && c.witness !== null) appendConfig(ctx, r, { members: c.members, witness: null }, 'the witness is no longer needed')
+}
+
+// The last config entry is committed: the next change may start.
+function configSettled (r: Replica): boolean {
+  for (let i = r.log.lastIndex; i > r.commitIndex; i--) {
+    const kind = r.log.entry(i)?.body.kind
+    if (kind === 'config' || kind === 'create') return false
+  }
+  return true
+}
+
+function deadPeer (ctx: Ctx, r: Replica, peers: PeerKey[]): PeerKey | null {
+  for (const peer of peers) {
+    if (peer === ctx.self) continue
+    const status = ctx.directory.status(peer)
+    const p = r.progress.get(peer)
+    const gone = status === 'dead' || status === 'left' || status === null
+    if (!gone || p === undefined) {
+      if (p !== undefined) p.deadSinceMs = null
+      continue
+    }
+    p.deadSinceMs ??= ctx.now
+    if (ctx.now - p.deadSinceMs >= ctx.config.repairDelayMs) return peer
+  }
+  return null
+}
+
+function startRepair (ctx: Ctx, r: Replica, asWitness: boolean): void {
+  const c = config(r)
+  const alive = ctx.directory.alive()
+  const adding = asWitness
+    ? witnessFor(alive, r.id, c.members)
+    : replacementFor(alive, r.id, r.info.service, r.info.position, c, ctx.config)
+  if (adding === null) return
+  r.repair = { adding, asWitness, removing: null, startedMs: ctx.now, phase: 'catch-up' }
+  r.progress.set(adding, newProgress(r.log.lastIndex + 1))
+  replicateTo(ctx, r, adding, r.progress.get(adding) as Progress, true)
+}
+
+// The newcomer is added once it holds everything committed; one that does not
+// catch up in time (dead, or too slow) is dropped and another is tried later.
+function advanceRepair (ctx: Ctx, r: Replica): void {
+  const repair = r.repair as NonNullable<Replica['repair']>
+  const p = r.progress.get(repair.adding)
+  const gone = ctx.directory.status(repair.adding)
+  if (p === undefined || gone === 'dead' || gone === 'left' || gone === null || ctx.now - repair.startedMs > REPAIR_TIMEOUT_MS) return abandonRepair(r)
+  if (p.matchIndex < r.commitIndex) return
+  const c = config(r)
+  r.repair = null
+  const next = repair.asWitness ? { members: c.members, witness: repair.adding } : { members: [...c.members, repair.adding], witness: c.witness }
+  appendConfig(ctx, r, next, `${repair.adding} joins as ${repair.asWitness ? 'witness' : 'member'}`)
+}
+
+function abandonRepair (r: Replica): void {
+  const adding = r.repair?.adding
+  r.repair = null
+  if (adding !== undefined && !voters(r).includes(adding)) r.progress.delete(adding)
+}
+
+function appendConfig (ctx: Ctx, r: Replica, next: { members: PeerKey[]; witness: PeerKey | null }, reason: string): void {
+  appendEntry(ctx, r, { kind: 'config', config: next })
+  for (const peer of voters(r)) if (peer !== ctx.self && !r.progress.has(peer)) r.progress.set(peer, newProgress(r.log.lastIndex))
+  for (const peer of [...r.progress.keys()]) if (!voters(r).includes(peer) && r.repair?.adding !== peer) r.progress.delete(peer)
+  ctx.emit({ type: 'group-changed', sessionId: r.id, epoch: r.epoch, config: next, reason })
+  replicateAll(ctx, r)
+  advanceCommit(ctx, r)
+}

@@ -1,0 +1,245 @@
+// One member's copy of one session: its log, the service state built from the
+// committed entries, and the role it plays in the group. A plain record that the
+// owner, follower and election functions work on; `Ctx` is the narrow window they
+// have on the rest of the core (no globals, no god object).
+
+import type {
+  Dedup, GroupConfig, JsonValue, SessionInfo, SessionMessage, SessionSnapshotBody, SessionVote
+} from '../../protocol/messages.ts'
+import { MAX_DEDUP_RECENT } from '../../protocol/limits.ts'
+import type { PeerKey, Random } from '../core/io.ts'
+import type { SessionsConfig } from './config.ts'
+import { ReplicaLog } from './log.ts'
+import type { Service } from './services.ts'
+import type { ClientReply, MemberDirectory, SessionDurable, SessionEvent, SessionRole, StoredSession } from './types.ts'
+
+export interface Ctx {
+  readonly self: PeerKey
+  readonly config: SessionsConfig
+  readonly directory: MemberDirectory
+  readonly random: Random
+  readonly now: number
+  send (to: PeerKey, message: SessionMessage): void
+  persist (record: SessionDurable): void
+  emit (event: SessionEvent): void
+  reply (target: ReplyTarget, reply: ClientReply): void
+  service (name: string): Service | null
+}
+
+// Who is waiting for an answer: a terminal at this agent, or another agent that
+// forwarded a terminal's request (session-open).
+export type ReplyTarget = { local: string } | { peer: PeerKey; requestId: number }
+
+export type Waiter = { target: ReplyTarget; clientSeq: number; deadlineMs: number; kind: 'append' | 'open' | 'close' }
+
+// What the owner knows of each member's copy.
+export type Progress = {
+  nextIndex: number
+  matchIndex: number
+  // When it last answered anything.
+  lastAckMs: number
+  // Until when it promised not to vote for anyone else, as the owner can safely
+  // assume: send time of the append it acknowledged + ownerTimeoutMs × LEASE_SAFETY.
+  promiseUntilMs: number
+  sentAtMs: Map<number, number>
+  snapshotSentAtMs: number
+  deadSinceMs: number | null
+}
+
+export type Candidacy = {
+  // First a pre-vote for `epoch` (nobody changes state), then the real vote.
+  pre: boolean
+  epoch: number
+  // The commit index the candidate asked with: voters' tails start after it.
+  commitIndex: number
+  deadlineMs: number
+  resendAtMs: number
+  votes: Map<PeerKey, SessionVote>
+}
+
+export type Repair = { adding: PeerKey; asWitness: boolean; removing: PeerKey | null; startedMs: number; phase: 'catch-up' }
+
+export type Replica = {
+  readonly id: string
+  info: SessionInfo
+  epoch: number
+  votedFor: PeerKey | null
+  log: ReplicaLog
+  commitIndex: number
+  // The highest commit index any owner told us: how far the group is, even where
+  // our own log lags (M2.2's "in sync").
+  knownCommitIndex: number
+  appliedIndex: number
+  state: JsonValue
+  // JSON size of the state at the last snapshot plus the ops applied since.
+  stateBytes: number
+  dedup: Dedup
+  role: SessionRole
+  owner: PeerKey | null
+  // Standby side.
+  lastOwnerContactMs: number
+  ownerGone: boolean
+  diagnosis: { nonce: number; deadlineMs: number } | null
+  electionAtMs: number
+  candidacy: Candidacy | null
+  // Owner side.
+  progress: Map<PeerKey, Progress>
+  waiters: Map<number, Waiter[]>
+  lastAcceptedSeq: number
+  heartbeatAtMs: number
+  seq: number
+  promotedAtMs: number
+  suspectedAtMs: number
+  repair: Repair | null
+  closed: boolean
+  // Set when a member of a later epoch told us we are no longer in the group.
+  orphanedAtMs: number | null
+}
+
+// The owner's lease counts a member's promise for only this share of
+// ownerTimeoutMs, a margin for clock-rate differences between boxes.
+export const LEASE_SAFETY = 0.8
+
+export function newReplica (info: SessionInfo, nowMs: number): Replica {
+  return {
+    id: info.sessionId,
+    info,
+    epoch: 0,
+    votedFor: null,
+    log: new ReplicaLog(),
+    commitIndex: 0,
+    knownCommitIndex: 0,
+    appliedIndex: 0,
+    state: null,
+    stateBytes: 0,
+    dedup: { lastClientSeq: 0, recent: [] },
+    role: 'standby',
+    owner: null,
+    lastOwnerContactMs: nowMs,
+    ownerGone: false,
+    diagnosis: null,
+    electionAtMs: Infinity,
+    candidacy: null,
+    progress: new Map(),
+    waiters: new Map(),
+    lastAcceptedSeq: 0,
+    heartbeatAtMs: 0,
+    seq: 0,
+    promotedAtMs: 0,
+    suspectedAtMs: 0,
+    repair: null,
+    closed: false,
+    orphanedAtMs: null
+  }
+}
+
+// A replica as the store gave it back after a restart: everything up to the
+// stored commit index is applied again; its role waits for the group.
+export function restoreReplica (stored: StoredSession, ctx: Ctx): Replica | null {
+  const log = ReplicaLog.from(stored.snapshot, stored.entries)
+  const info = stored.snapshot?.info ?? infoFromLog(log)
+  if (info === null) return null
+  const r = newReplica(info, ctx.now)
+  r.log = log
+  r.epoch = stored.epoch
+  r.votedFor = stored.votedFor
+  if (stored.snapshot !== null) loadSnapshotState(r, stored.snapshot)
+  r.commitIndex = Math.min(Math.max(stored.commitIndex, r.appliedIndex), log.lastIndex)
+  applyCommitted(ctx, r)
+  r.lastOwnerContactMs = ctx.now
+  return r
+}
+
+function infoFromLog (log: ReplicaLog): SessionInfo | null {
+  const first = log.entry(1)
+  return first !== null && first.body.kind === 'create' ? first.body.info : null
+}
+
+export function loadSnapshotState (r: Replica, snapshot: SessionSnapshotBody): void {
+  r.info = snapshot.info
+  // A copy: services may change the live state in place, and the snapshot may be
+  // shared (the simulator hands the same message object to every receiver).
+  r.state = JSON.parse(JSON.stringify(snapshot.state)) as JsonValue
+  r.stateBytes = JSON.stringify(snapshot.state).length
+  r.dedup = { lastClientSeq: snapshot.dedup.lastClientSeq, recent: snapshot.dedup.recent.map(([s, i]) => [s, i]) }
+  r.appliedIndex = snapshot.index
+  r.commitIndex = Math.max(r.commitIndex, snapshot.index)
+  r.lastAcceptedSeq = Math.max(r.lastAcceptedSeq, snapshot.dedup.lastClientSeq)
+}
+
+export function config (r: Replica): GroupConfig {
+  return r.log.config ?? { members: [], witness: null }
+}
+
+// Voting members: data members and the witness (which holds the log too).
+export function voters (r: Replica): PeerKey[] {
+  const c = config(r)
+  return c.witness === null ? [...c.members] : [...c.members, c.witness]
+}
+
+export function majority (count: number): number {
+  return Math.floor(count / 2) + 1
+}
+
+// Applies committed entries to the service state, in order.
+export function applyCommitted (ctx: Ctx, r: Replica): void {
+  const service = ctx.service(r.info.service)
+  while (r.appliedIndex < r.commitIndex) {
+    const entry = r.log.entry(r.appliedIndex + 1)
+    if (entry === null) break
+    const body = entry.body
+    if (body.kind === 'create') {
+      r.state = service === null ? null : service.initial()
+      r.stateBytes = JSON.stringify(r.state).length
+    } else if (body.kind === 'delta') {
+      if (service !== null) r.state = service.apply(r.state, body.op)
+      r.stateBytes += JSON.stringify(body.op).length
+      remember(r.dedup, body.clientSeq, entry.index)
+    } else if (body.kind === 'close') {
+      r.closed = true
+    }
+    r.appliedIndex = entry.index
+  }
+}
+
+function remember (dedup: Dedup, clientSeq: number, index: number): void {
+  dedup.lastClientSeq = Math.max(dedup.lastClientSeq, clientSeq)
+  dedup.recent.push([clientSeq, index])
+  if (dedup.recent.length > MAX_DEDUP_RECENT) dedup.recent.splice(0, dedup.recent.length - MAX_DEDUP_RECENT)
+}
+
+// Snapshots the applied state once enough entries have been applied since the
+// last snapshot, and forgets the entries before the last `maxBatchEntries`: they
+// stay available a while for a lagging standby or a candidate's completion.
+export function maybeSnapshot (ctx: Ctx, r: Replica): void {
+  if (r.appliedIndex - r.log.snapshotIndex < ctx.config.snapshotEveryEntries) return
+  const snapshot = snapshotAt(r, r.appliedIndex)
+  if (snapshot === null) return
+  r.log.compact({ index: snapshot.index, epoch: snapshot.indexEpoch, config: snapshot.config }, snapshot.index + 1 - ctx.config.maxBatchEntries)
+  ctx.persist({ kind: 'session-snapshot', sessionId: r.id, snapshot })
+  r.stateBytes = JSON.stringify(snapshot.state).length
+  ctx.emit({ type: 'snapshot-taken', sessionId: r.id, index: snapshot.index })
+}
+
+export function snapshotAt (r: Replica, index: number): SessionSnapshotBody | null {
+  const indexEpoch = r.log.epochAt(index)
+  const config = r.log.configAt(index)
+  if (indexEpoch === null || config === null || index !== r.appliedIndex) return null
+  return {
+    index,
+    indexEpoch,
+    info: r.info,
+    config,
+    // A JSON copy: services may change the live state in place.
+    state: JSON.parse(JSON.stringify(r.state)) as JsonValue,
+    dedup: { lastClientSeq: r.dedup.lastClientSeq, recent: r.dedup.recent.map(([s, i]) => [s, i]) }
+  }
+}
+
+// The answer a retried delta gets: the index it was logged at, if remembered.
+export function dedupIndex (r: Replica, clientSeq: number): number | null {
+  for (let i = r.dedup.recent.length - 1; i >= 0; i--) if (r.dedup.recent[i][0] === clientSeq) return r.dedup.recent[i][1]
+  return null
+}
+
+export type { Random }

@@ -1,0 +1,76 @@
+// Services (M0.3): what a session's state is and how a delta changes it. A
+// service validates an op before it is logged (a refused op is never
+// replicated) and applies it deterministically on every member.
+
+import type { JsonValue } from '../../protocol/messages.ts'
+
+export type OpCheck = { ok: true } | { ok: false; reason: string }
+
+export interface Service {
+  readonly name: string
+  initial (): JsonValue
+  // Checks an op's shape before it enters the log.
+  validate (op: JsonValue): OpCheck
+  // Applies a validated op. May change `state` in place and return it: the core
+  // owns the state and copies it (as JSON) for snapshots.
+  apply (state: JsonValue, op: JsonValue): JsonValue
+}
+
+function isObject (value: JsonValue): value is { [key: string]: JsonValue } {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function onlyKey (op: JsonValue): string | null {
+  if (!isObject(op)) return null
+  const keys = Object.keys(op)
+  return keys.length === 1 ? keys[0] : null
+}
+
+// log: {"append": value}; the state is the list of appended values.
+export const logService: Service = {
+  name: 'log',
+  initial: () => [],
+  validate: (op) => onlyKey(op) === 'append' ? { ok: true } : { ok: false, reason: 'a log op is {"append": value}' },
+  apply: (state, op) => {
+    const list = Array.isArray(state) ? state : []
+    list.push((op as { append: JsonValue }).append)
+    return list
+  }
+}
+
+// kv: {"set": {key: value, …}} or {"delete": key}; the state is an object.
+export const kvService: Service = {
+  name: 'kv',
+  initial: () => ({}),
+  validate: (op) => {
+    const key = onlyKey(op)
+    const body = key === null ? null : (op as { [k: string]: JsonValue })[key]
+    if (key === 'set' && body !== null && isObject(body) && Object.keys(body).length > 0) return { ok: true }
+    if (key === 'delete' && typeof body === 'string') return { ok: true }
+    return { ok: false, reason: 'a kv op is {"set": {key: value, …}} or {"delete": key}' }
+  },
+  apply: (state, op) => {
+    const map = isObject(state) ? state : {}
+    const o = op as { set?: { [key: string]: JsonValue }; delete?: string }
+    if (o.set !== undefined) for (const [key, value] of Object.entries(o.set)) map[key] = value
+    if (o.delete !== undefined) delete map[o.delete]
+    return map
+  }
+}
+
+// counter: {"add": n} with n a finite number; the state is the sum.
+export const counterService: Service = {
+  name: 'counter',
+  initial: () => 0,
+  validate: (op) => {
+    const n = onlyKey(op) === 'add' ? (op as { add: JsonValue }).add : undefined
+    if (typeof n === 'number' && Number.isFinite(n)) return { ok: true }
+    return { ok: false, reason: 'a counter op is {"add": n} with n a finite number' }
+  },
+  apply: (state, op) => {
+    const sum = (typeof state === 'number' ? state : 0) + (op as { add: number }).add
+    return Number.isFinite(sum) ? sum : state
+  }
+}
+
+export const BUILT_IN_SERVICES: ReadonlyMap<string, Service> = new Map([logService, kvService, counterService].map((s) => [s.name, s]))

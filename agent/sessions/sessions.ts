@@ -1,0 +1,377 @@
+// The sessions core: every session this agent holds a copy of, and the requests
+// of terminals made at this agent. One deterministic state machine over
+// replicas (owner.ts, follower.ts, election.ts do the per-session work): it
+// routes messages by session, answers terminals (or redirects them to the
+// owner), creates sessions at their owner, and finds sessions it does not hold.
+
+import type { GroupConfig, SessionInfo, SessionMessage } from '../../protocol/messages.ts'
+import type { PeerKey, Random } from '../core/io.ts'
+import type { SessionsConfig } from './config.ts'
+import { ORPHAN_GRACE_MS, nextElectionWake, onDiagnosis, onVote, ownerHint, watchOwner } from './election.ts'
+import { onAppend, onSnapshot, onVoteRequest } from './follower.ts'
+import {
+  advanceCommit, appendEntry, becomeOwner, clientAppend, expireWaiters, heartbeat, leaseValid, maintainGroup,
+  memberLost, nextWaiterDeadline, onAck, wait
+} from './owner.ts'
+import { HashRing, placeGroup, serviceCapacity } from './placement.ts'
+import { config, newReplica, restoreReplica, voters } from './replica.ts'
+import type { Ctx, Replica, ReplyTarget } from './replica.ts'
+import type { Service } from './services.ts'
+import type { ClientReply, MemberDirectory, SessionCommand, SessionEffect, SessionInput, StoredSession } from './types.ts'
+
+export type SessionsOptions = {
+  directory: MemberDirectory
+  config: SessionsConfig
+  random: Random
+  services: ReadonlyMap<string, Service>
+  stored: StoredSession[]
+  nowMs: number
+}
+
+type Pending =
+  | { kind: 'open'; requestId: string; deadlineMs: number; info: SessionInfo }
+  | { kind: 'locate'; requestId: string; deadlineMs: number; command: SessionCommand; asked: number; answered: number }
+
+// Agents asked at once when looking for a session this agent does not hold.
+const LOCATE_FANOUT = 10
+// How long an agent waits for another to create or find a session, ms.
+const REMOTE_TIMEOUT_MS = 2_000
+
+export class Sessions {
+  readonly self: PeerKey
+  readonly #directory: MemberDirectory
+  readonly #config: SessionsConfig
+  readonly #random: Random
+  readonly #services: ReadonlyMap<string, Service>
+  readonly #replicas = new Map<string, Replica>()
+  readonly #pending = new Map<number, Pending>()
+  #nextRequestId = 1
+  #out: SessionEffect[] = []
+  #now: number
+
+  constructor (options: SessionsOptions) {
+    this.self = options.directory.self
+    this.#directory = options.directory
+    this.#config = options.config
+    this.#random = options.random
+    this.#services = options.services
+    this.#now = options.nowMs
+    const ctx = this.#ctx()
+    for (const stored of options.stored) {
+      const replica = restoreReplica(stored, ctx)
+      if (replica !== null) this.#replicas.set(replica.id, replica)
+    }
+    this.#out = []
+  }
+
+  step (input: SessionInput): SessionEffect[] {
+    this.#out = []
+    this.#now = input.nowMs
+    if (input.kind === 'receive') this.#onMessage(input.from, input.message)
+    else if (input.kind === 'command') this.#onCommand(input.command)
+    this.#onTick()
+    return this.#out
+  }
+
+  nextWakeMs (): number {
+    let next = Infinity
+    for (const pending of this.#pending.values()) next = Math.min(next, pending.deadlineMs)
+    for (const r of this.#replicas.values()) {
+      if (r.role === 'owner') next = Math.min(next, r.heartbeatAtMs, nextWaiterDeadline(r))
+      else next = Math.min(next, nextElectionWake(r) + (r.role === 'standby' && !r.ownerGone && r.diagnosis === null ? this.#config.ownerTimeoutMs : 0))
+    }
+    return next
+  }
+
+  // What this agent holds, for GET /v1/sessions and metrics.
+  list (): Array<{ sessionId: string; service: string; role: string; epoch: number; index: number; owner: PeerKey | null; members: PeerKey[] }> {
+    return [...this.#replicas.values()].map((r) => ({
+      sessionId: r.id, service: r.info.service, role: r.role, epoch: r.epoch, index: r.commitIndex, owner: r.owner, members: voters(r)
+    }))
+  }
+
+  replica (sessionId: string): Replica | undefined {
+    return this.#replicas.get(sessionId)
+  }
+
+  // ---- plumbing -----------------------------------------------------------
+
+  // The window the per-session functions get on this core, for one step.
+  #ctx (): Ctx {
+    return {
+      self: this.self,
+      config: this.#config,
+      directory: this.#directory,
+      random: this.#random,
+      now: this.#now,
+      send: (to, message) => { if (to !== this.self) this.#out.push({ kind: 'send', to, message }) },
+      persist: (record) => { this.#out.push({ kind: 'persist', record }) },
+      emit: (event) => { this.#out.push({ kind: 'event', event }) },
+      reply: (target, reply) => this.#reply(target, reply),
+      service: (name) => this.#services.get(name) ?? null
+    }
+  }
+
+  #reply (target: ReplyTarget, reply: ClientReply): void {
+    if ('local' in target) {
+      const body = reply.body as { sessionId?: string; service?: string; epoch?: number; config?: GroupConfig }
+      // A session created here: the terminal gets the full view of its group.
+      const created = reply.status === 201 && body.config !== undefined && body.sessionId !== undefined
+      const view = created ? { ...this.#viewOf(body.sessionId as string, body.service ?? '', body.epoch ?? 0, this.self, body.config as GroupConfig) } : reply.body
+      this.#out.push({ kind: 'reply', requestId: target.local, reply: { ...reply, body: view } })
+      return
+    }
+    // Another agent forwarded a terminal's open: answer it in kind.
+    const body = reply.body as { error?: string; epoch?: number; config?: GroupConfig }
+    this.#out.push({
+      kind: 'send',
+      to: target.peer,
+      message: {
+        type: 'session-opened', requestId: target.requestId, status: reply.status, reason: body.error ?? '',
+        epoch: body.epoch ?? 0, owner: reply.status === 201 ? this.self : '', config: body.config ?? { members: [this.self], witness: null }
+      }
+    })
+  }
+
+  // ---- time -----------------------------------------------------------------
+
+  #onTick (): void {
+    const ctx = this.#ctx()
+    for (const [id, pending] of this.#pending) {
+      if (pending.deadlineMs > this.#now) continue
+      this.#pending.delete(id)
+      this.#out.push({ kind: 'reply', requestId: pending.requestId, reply: { status: 503, body: { error: pending.kind === 'open' ? 'the owner-to-be did not answer in time' : 'could not find the session in time', retryAfterMs: 200 } } })
+    }
+    for (const r of [...this.#replicas.values()]) this.#tickReplica(ctx, r)
+  }
+
+  #tickReplica (ctx: Ctx, r: Replica): void {
+    if (r.closed && r.appliedIndex >= r.commitIndex && r.role !== 'owner') return this.#forget(ctx, r)
+    if (r.role === 'owner') {
+      if (ctx.now >= r.heartbeatAtMs) heartbeat(ctx, r)
+      expireWaiters(ctx, r)
+      maintainGroup(ctx, r)
+      if (r.closed) return this.#forget(ctx, r)
+      return
+    }
+    watchOwner(ctx, r)
+    if (r.orphanedAtMs !== null && ctx.now - r.orphanedAtMs > ORPHAN_GRACE_MS && ctx.now - r.lastOwnerContactMs > ORPHAN_GRACE_MS) this.#forget(ctx, r)
+  }
+
+  #forget (ctx: Ctx, r: Replica): void {
+    this.#replicas.delete(r.id)
+    ctx.persist({ kind: 'session-delete', sessionId: r.id })
+    ctx.emit({ type: 'session-closed', sessionId: r.id })
+  }
+
+  // ---- messages between agents -------------------------------------------
+
+  #onMessage (from: PeerKey, message: SessionMessage): void {
+    const ctx = this.#ctx()
+    switch (message.type) {
+      case 'session-append': {
+        const r = onAppend(ctx, this.#replicas.get(message.sessionId), from, message)
+        if (r !== null) this.#replicas.set(r.id, r)
+        return
+      }
+      case 'session-snapshot': {
+        const r = onSnapshot(ctx, this.#replicas.get(message.sessionId), from, message)
+        this.#replicas.set(r.id, r)
+        return
+      }
+      case 'session-append-ack': return this.#withReplica(message.sessionId, (r) => { if (r.role === 'owner') onAck(ctx, r, from, message) })
+      case 'session-vote-request': return this.#onVoteRequest(ctx, from, message)
+      case 'session-vote': return this.#withReplica(message.sessionId, (r) => onVote(ctx, r, from, message))
+      case 'session-diagnose': return this.#onDiagnose(ctx, from, message.sessionId, message.nonce)
+      case 'session-diagnosis': return this.#withReplica(message.sessionId, (r) => onDiagnosis(ctx, r, from, message))
+      case 'session-open': return this.#createHere(ctx, { peer: from, requestId: message.requestId }, message.info, message.config)
+      case 'session-opened': return this.#onOpened(message.requestId, message.status, message.reason, message.epoch, message.owner, message.config)
+      case 'session-locate': return this.#onLocate(from, message.requestId, message.sessionId)
+      case 'session-location': return this.#onLocation(message)
+    }
+  }
+
+  #withReplica (sessionId: string, act: (r: Replica) => void): void {
+    const r = this.#replicas.get(sessionId)
+    if (r !== undefined) act(r)
+  }
+
+  #onVoteRequest (ctx: Ctx, from: PeerKey, message: Extract<SessionMessage, { type: 'session-vote-request' }>): void {
+    const r = this.#replicas.get(message.sessionId)
+    if (r === undefined) {
+      ctx.send(from, { type: 'session-vote', sessionId: message.sessionId, epoch: 0, granted: false, preVote: message.preVote, reason: 'unknown session', lastIndex: 0, lastEpoch: 0, commitIndex: 0, tail: [] })
+      return
+    }
+    onVoteRequest(ctx, r, from, message)
+  }
+
+  // M2.1: the owner answers whether it serves the session: it owns it, holds its
+  // lease, and runs its service.
+  #onDiagnose (ctx: Ctx, from: PeerKey, sessionId: string, nonce: number): void {
+    const r = this.#replicas.get(sessionId)
+    const serving = r !== undefined && r.role === 'owner' && leaseValid(ctx, r) && ctx.service(r.info.service) !== null
+    ctx.send(from, { type: 'session-diagnosis', sessionId, nonce, epoch: r?.epoch ?? 0, serving, commitIndex: r?.commitIndex ?? 0 })
+  }
+
+  // ---- terminals ---------------------------------------------------------
+
+  #onCommand (command: SessionCommand): void {
+    const ctx = this.#ctx()
+    if (command.type === 'disconnected' || command.type === 'unreachable') {
+      for (const r of this.#replicas.values()) {
+        if (r.role === 'owner') memberLost(ctx, r, command.peer)
+        else ownerHint(ctx, r, command.peer, command.type === 'unreachable')
+      }
+      return
+    }
+    if (command.type === 'list') return ctx.reply({ local: command.requestId }, { status: 200, body: { sessions: this.list() } })
+    if (command.type === 'open') return this.#open(ctx, command)
+    const target: ReplyTarget = { local: command.requestId }
+    const r = this.#replicas.get(command.sessionId)
+    if (r === undefined) return this.#locate(command)
+    if (r.info.tokenHash !== command.tokenHash) return ctx.reply(target, { status: 401, body: { error: 'this token does not open this session' } })
+    if (command.type === 'resume') return ctx.reply(target, { status: 200, body: this.#view(r) })
+    if (r.role !== 'owner') return this.#redirect(ctx, target, r, command.type)
+    if (command.type === 'append') return clientAppend(ctx, r, target, command.clientSeq, command.op)
+    if (command.type === 'get') return this.#get(ctx, target, r)
+    return this.#close(ctx, target, r)
+  }
+
+  #open (ctx: Ctx, command: Extract<SessionCommand, { type: 'open' }>): void {
+    const target: ReplyTarget = { local: command.requestId }
+    if (!this.#services.has(command.service)) return ctx.reply(target, { status: 400, body: { error: `unknown service ${command.service} (known: ${[...this.#services.keys()].join(', ')})` } })
+    const info: SessionInfo = { sessionId: command.sessionId, service: command.service, terminalId: command.terminalId, tokenHash: command.tokenHash, position: command.position }
+    const group = placeGroup(this.#directory.alive(), info.sessionId, info.service, info.position, this.#config)
+    if (group === null) return ctx.reply(target, { status: 503, body: { error: `no agent offers ${command.service} under the load threshold`, retryAfterMs: 1_000 } })
+    const owner = group.members[0]
+    if (owner === this.self) return this.#createHere(ctx, target, info, group)
+    const requestId = this.#nextRequestId++
+    this.#pending.set(requestId, { kind: 'open', requestId: command.requestId, deadlineMs: this.#now + REMOTE_TIMEOUT_MS, info })
+    ctx.send(owner, { type: 'session-open', requestId, info, config: group })
+  }
+
+  // Creates a session with this agent as its owner, at epoch 1; the terminal is
+  // answered once the write concern holds the create entry.
+  #createHere (ctx: Ctx, target: ReplyTarget, info: SessionInfo, group: GroupConfig): void {
+    if (this.#replicas.has(info.sessionId)) return ctx.reply(target, { status: 409, body: { error: 'a session with this id exists' } })
+    if (this.#replicas.size >= this.#config.maxSessions) return ctx.reply(target, { status: 503, body: { error: `this agent holds its maximum of ${this.#config.maxSessions} sessions` } })
+    if (ctx.service(info.service) === null || !group.members.includes(this.self)) return ctx.reply(target, { status: 503, body: { error: `this agent cannot own a ${info.service} session` } })
+    const r = newReplica(info, ctx.now)
+    r.epoch = 1
+    r.votedFor = this.self
+    ctx.persist({ kind: 'session-meta', sessionId: info.sessionId, epoch: 1, votedFor: this.self })
+    this.#replicas.set(r.id, r)
+    const index = appendEntry(ctx, r, { kind: 'create', info, config: group })
+    ctx.emit({ type: 'session-created', sessionId: r.id, service: info.service, config: group })
+    wait(ctx, r, index, { target, clientSeq: 0, deadlineMs: this.#now + this.#config.writeTimeoutMs, kind: 'open' })
+    becomeOwner(ctx, r, null, 0)
+    advanceCommit(ctx, r)
+  }
+
+  #onOpened (requestId: number, status: number, reason: string, epoch: number, owner: PeerKey, group: GroupConfig): void {
+    const pending = this.#pending.get(requestId)
+    if (pending === undefined || pending.kind !== 'open') return
+    this.#pending.delete(requestId)
+    if (status !== 201) {
+      this.#out.push({ kind: 'reply', requestId: pending.requestId, reply: { status, body: { error: reason } } })
+      return
+    }
+    this.#out.push({ kind: 'reply', requestId: pending.requestId, reply: { status: 201, body: this.#viewOf(pending.info.sessionId, pending.info.service, epoch, owner, group) } })
+  }
+
+  #get (ctx: Ctx, target: ReplyTarget, r: Replica): void {
+    if (!leaseValid(ctx, r)) return ctx.reply(target, { status: 503, body: { error: 'the owner cannot reach a majority of its group', retryAfterMs: this.#config.heartbeatMs } })
+    ctx.reply(target, { status: 200, body: { ...this.#view(r), index: r.commitIndex, state: r.state, lastClientSeq: r.dedup.lastClientSeq } })
+  }
+
+  #close (ctx: Ctx, target: ReplyTarget, r: Replica): void {
+    if (!leaseValid(ctx, r)) return ctx.reply(target, { status: 503, body: { error: 'the owner cannot reach a majority of its group', retryAfterMs: this.#config.heartbeatMs } })
+    const index = appendEntry(ctx, r, { kind: 'close' })
+    wait(ctx, r, index, { target, clientSeq: 0, deadlineMs: this.#now + this.#config.writeTimeoutMs, kind: 'close' })
+    advanceCommit(ctx, r)
+  }
+
+  // A member that does not own the session sends the terminal to the owner.
+  #redirect (ctx: Ctx, target: ReplyTarget, r: Replica, kind: SessionCommand['type']): void {
+    const http = r.owner === null ? '' : (this.#directory.record(r.owner)?.http ?? '')
+    if (http === '' || r.ownerGone) return ctx.reply(target, { status: 503, body: { error: 'the session is changing owner; retry', retryAfterMs: this.#config.heartbeatMs, ...this.#view(r) } })
+    ctx.reply(target, { status: 307, location: http + pathFor(r.id, kind), body: { ...this.#view(r) } })
+  }
+
+  // ---- finding a session held elsewhere ---------------------------------
+
+  #locate (command: SessionCommand): void {
+    if (command.type === 'open' || command.type === 'list' || command.type === 'disconnected' || command.type === 'unreachable') return
+    const service = command.sessionId.split('.')[0]
+    const holders = new HashRing(
+      this.#directory.alive().filter((r) => r.id !== this.self && serviceCapacity(r, service) > 0).map((r) => ({ id: r.id, capacity: serviceCapacity(r, service) })),
+      this.#config.vnodesPer100Capacity
+    ).walk(command.sessionId, LOCATE_FANOUT)
+    if (holders.length === 0) {
+      this.#out.push({ kind: 'reply', requestId: command.requestId, reply: { status: 404, body: { error: 'no such session' } } })
+      return
+    }
+    const requestId = this.#nextRequestId++
+    this.#pending.set(requestId, { kind: 'locate', requestId: command.requestId, deadlineMs: this.#now + REMOTE_TIMEOUT_MS, command, asked: holders.length, answered: 0 })
+    for (const peer of holders) this.#out.push({ kind: 'send', to: peer, message: { type: 'session-locate', requestId, sessionId: command.sessionId } })
+  }
+
+  #onLocate (from: PeerKey, requestId: number, sessionId: string): void {
+    const r = this.#replicas.get(sessionId)
+    const owner = r === undefined ? '' : (r.role === 'owner' ? this.self : (r.ownerGone ? '' : (r.owner ?? '')))
+    this.#out.push({
+      kind: 'send', to: from, message: {
+        type: 'session-location', requestId, sessionId, found: r !== undefined, epoch: r?.epoch ?? 0, owner,
+        config: r === undefined ? { members: [this.self], witness: null } : config(r), tokenHash: r?.info.tokenHash ?? '0'.repeat(64)
+      }
+    })
+  }
+
+  #onLocation (message: Extract<SessionMessage, { type: 'session-location' }>): void {
+    const pending = this.#pending.get(message.requestId)
+    if (pending === undefined || pending.kind !== 'locate') return
+    pending.answered++
+    const command = pending.command as Exclude<SessionCommand, { type: 'open' | 'list' | 'disconnected' | 'unreachable' }>
+    if (!message.found || (message.owner === '' && pending.answered < pending.asked)) {
+      if (pending.answered < pending.asked) return
+      this.#pending.delete(message.requestId)
+      const status = message.found ? 503 : 404
+      this.#out.push({ kind: 'reply', requestId: pending.requestId, reply: { status, body: { error: status === 404 ? 'no such session' : 'the session is changing owner; retry', retryAfterMs: 200 } } })
+      return
+    }
+    this.#pending.delete(message.requestId)
+    const target = pending.requestId
+    if (message.tokenHash !== command.tokenHash) return void this.#out.push({ kind: 'reply', requestId: target, reply: { status: 401, body: { error: 'this token does not open this session' } } })
+    const service = command.sessionId.split('.')[0]
+    const view = this.#viewOf(command.sessionId, service, message.epoch, message.owner, message.config)
+    if (command.type === 'resume') return void this.#out.push({ kind: 'reply', requestId: target, reply: { status: 200, body: view } })
+    const http = this.#directory.record(message.owner)?.http ?? ''
+    if (message.owner === '' || http === '') return void this.#out.push({ kind: 'reply', requestId: target, reply: { status: 503, body: { error: 'the session is changing owner; retry', retryAfterMs: 200 } } })
+    this.#out.push({ kind: 'reply', requestId: target, reply: { status: 307, location: http + pathFor(command.sessionId, command.type), body: view } })
+  }
+
+  // ---- views ----------------------------------------------------------------
+
+  #view (r: Replica): Record<string, unknown> {
+    const owner = r.role === 'owner' ? this.self : (r.ownerGone ? '' : (r.owner ?? ''))
+    return this.#viewOf(r.id, r.info.service, r.epoch, owner, config(r))
+  }
+
+  // The terminal's view: the owner, then the backup connection queue (the other
+  // members in priority order), then the witness.
+  #viewOf (sessionId: string, service: string, epoch: number, owner: PeerKey, group: GroupConfig): Record<string, unknown> {
+    const http = (id: PeerKey): string => this.#directory.record(id)?.http ?? ''
+    const standbys = group.members.filter((m) => m !== owner)
+    const queue = [
+      ...(owner === '' ? [] : [{ id: owner, http: http(owner), role: 'owner' }]),
+      ...standbys.map((id) => ({ id, http: http(id), role: 'standby' })),
+      ...(group.witness === null ? [] : [{ id: group.witness, http: http(group.witness), role: 'witness' }])
+    ]
+    return { sessionId, service, epoch, owner: owner === '' ? null : { id: owner, http: http(owner) }, group: queue, config: group }
+  }
+}
+
+function pathFor (sessionId: string, kind: SessionCommand['type']): string {
+  const base = `/v1/sessions/${encodeURIComponent(sessionId)}`
+  return kind === 'append' ? `${base}/deltas` : base
+}

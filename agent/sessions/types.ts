@@ -1,0 +1,91 @@
+// What the sessions core consumes and produces. Like the membership core it is a
+// deterministic state machine (shared/style.md §1): time arrives in every input,
+// randomness through the injected Random, and all I/O leaves as effects.
+
+import type {
+  GroupConfig, JsonValue, LogEntry, MemberStatus, NodeRecord, Position, SessionMessage, SessionSnapshotBody
+} from '../../protocol/messages.ts'
+import type { PeerKey } from '../core/io.ts'
+
+// Requests from terminals, made at this agent. `requestId` ties the reply effect
+// to the request; the host hashes tokens (tokenHash) and draws ids and tokens
+// from a cryptographic source, so the core stays deterministic.
+export type SessionCommand =
+  | { type: 'open'; requestId: string; sessionId: string; terminalId: string; service: string; position: Position | null; tokenHash: string }
+  | { type: 'resume'; requestId: string; sessionId: string; tokenHash: string }
+  | { type: 'append'; requestId: string; sessionId: string; tokenHash: string; clientSeq: number; op: JsonValue }
+  | { type: 'get'; requestId: string; sessionId: string; tokenHash: string }
+  | { type: 'close'; requestId: string; sessionId: string; tokenHash: string }
+  | { type: 'list'; requestId: string }
+  // The transport lost its connection to a peer: a hint that an owner may be gone.
+  | { type: 'disconnected'; peer: PeerKey }
+  // The transport could not deliver to a peer at all (dial refused).
+  | { type: 'unreachable'; peer: PeerKey }
+
+export type SessionInput =
+  | { kind: 'tick'; nowMs: number }
+  | { kind: 'receive'; nowMs: number; from: PeerKey; message: SessionMessage }
+  | { kind: 'command'; nowMs: number; command: SessionCommand }
+
+// An answer to a terminal's request, in HTTP terms. `location` is set with 307.
+export type ClientReply = { status: number; body: Record<string, unknown>; location?: string }
+
+// Durable state, applied by the host in order and made durable (fsync) before it
+// performs any send or reply of the same step.
+export type SessionDurable =
+  // Hard state: the epoch this member is in and whom it voted for in it.
+  | { kind: 'session-meta'; sessionId: string; epoch: number; votedFor: PeerKey | null }
+  // Appends entries (indexes follow the stored ones).
+  | { kind: 'session-entries'; sessionId: string; entries: LogEntry[] }
+  // Deletes entries with index ≥ fromIndex (a divergent, unacknowledged tail).
+  | { kind: 'session-truncate'; sessionId: string; fromIndex: number }
+  // Replaces the snapshot and deletes entries with index ≤ snapshot.index.
+  | { kind: 'session-snapshot'; sessionId: string; snapshot: SessionSnapshotBody }
+  // Remembers how far the log is known to be acknowledged (lazy: not needed for
+  // safety, saves replay after a restart).
+  | { kind: 'session-commit'; sessionId: string; commitIndex: number }
+  | { kind: 'session-delete'; sessionId: string }
+
+// A session as the store gives it back at start.
+export type StoredSession = {
+  sessionId: string
+  epoch: number
+  votedFor: PeerKey | null
+  commitIndex: number
+  snapshot: SessionSnapshotBody | null
+  entries: LogEntry[]
+}
+
+export type SessionRole = 'owner' | 'standby' | 'candidate' | 'witness'
+
+export type SessionEvent =
+  | { type: 'session-created'; sessionId: string; service: string; config: GroupConfig }
+  | { type: 'promoted'; sessionId: string; service: string; epoch: number; previousOwner: PeerKey | null; tookMs: number }
+  | { type: 'demoted'; sessionId: string; service: string; epoch: number; owner: PeerKey | null }
+  | { type: 'election-started'; sessionId: string; epoch: number; reason: string }
+  | { type: 'election-lost'; sessionId: string; epoch: number; reason: string }
+  | { type: 'owner-suspected'; sessionId: string; owner: PeerKey; reason: string }
+  | { type: 'group-changed'; sessionId: string; epoch: number; config: GroupConfig; reason: string }
+  | { type: 'acknowledged'; sessionId: string; epoch: number; index: number; clientSeq: number }
+  | { type: 'truncated'; sessionId: string; fromIndex: number; entries: number }
+  | { type: 'snapshot-taken'; sessionId: string; index: number }
+  | { type: 'snapshot-installed'; sessionId: string; index: number }
+  | { type: 'session-closed'; sessionId: string }
+  | { type: 'fenced'; sessionId: string; epoch: number }
+  | { type: 'rejected'; from: PeerKey; reason: string }
+
+export type SessionEffect =
+  | { kind: 'send'; to: PeerKey; message: SessionMessage }
+  | { kind: 'persist'; record: SessionDurable }
+  | { kind: 'event'; event: SessionEvent }
+  | { kind: 'reply'; requestId: string; reply: ClientReply }
+
+// The membership table as the sessions core reads it (read-only; the host steps
+// both cores, so reads are as deterministic as the inputs).
+export interface MemberDirectory {
+  readonly self: PeerKey
+  status (id: PeerKey): MemberStatus | null
+  record (id: PeerKey): NodeRecord | null
+  // Alive members, self included, in no particular order.
+  alive (): NodeRecord[]
+}

@@ -1,0 +1,125 @@
+// A chaos run over sessions, VOPR style: a small cluster, terminals appending,
+// random faults from the seed (chaos phase), then every fault heals and every
+// terminal must finish (liveness phase); checkers judge the history. Used by the
+// seed sweep in CI and for replaying one seed with a trace.
+
+import { SeededRandom, deriveSeed } from '../agent/core/random.ts'
+import { sessionsProfile } from '../agent/sessions/config.ts'
+import { checkOwners, checkTerminal, ownershipSettled, recordOwnerAcks } from './checkers.ts'
+import { SimCluster } from './cluster.ts'
+import { SimTerminal } from './terminal.ts'
+
+export type ChaosOptions = {
+  minNodes: number
+  maxNodes: number
+  terminals: number
+  appends: number
+  chaosMs: number
+  livenessLimitMs: number
+  // Highest loss rate the chaos phase sets.
+  maxLossRate: number
+  trace: boolean
+}
+
+export const DEFAULT_CHAOS: ChaosOptions = {
+  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false
+}
+
+export type ChaosResult = {
+  seed: number
+  nodes: number
+  problems: string[]
+  // Whether every terminal finished within the liveness bound after healing.
+  resumed: boolean
+  faults: string[]
+  cluster: SimCluster
+  terminals: SimTerminal[]
+}
+
+export function runChaos (seed: number, options: Partial<ChaosOptions> = {}): ChaosResult {
+  const o = { ...DEFAULT_CHAOS, ...options }
+  const random = new SeededRandom(deriveSeed(seed, 0x5e55))
+  const nodes = o.minNodes + random.nextInt(o.maxNodes - o.minNodes + 1)
+  const cluster = new SimCluster({ seed, nodes, sessions: sessionsProfile('lan'), trace: o.trace })
+  ;(globalThis as { __simNow?: () => number }).__simNow = () => cluster.nowMs
+  cluster.start()
+  if (!cluster.runUntil(() => cluster.running().length === nodes && cluster.converged(), 30_000, 10)) {
+    return { seed, nodes, problems: ['the cluster did not converge before the chaos'], resumed: false, faults: [], cluster, terminals: [] }
+  }
+  const acks = recordOwnerAcks(cluster)
+  const terminals = openTerminals(cluster, random, o)
+  const faults = chaos(cluster, random, o)
+  healAll(cluster, faults)
+  // Service must resume: once a terminal is done with the chaos-time appends,
+  // it makes one more, which must be acknowledged within the liveness bound.
+  const healedAt = cluster.nowMs
+  const resumed = cluster.runUntil(() => {
+    for (const t of terminals) if (!t.busy && t.acks.length === o.appends && t.seq === o.appends) t.append(() => {})
+    return terminals.every((t) => !t.busy && t.acks.length === o.appends + 1)
+  }, o.livenessLimitMs, 10)
+  if (resumed) faults.push(`${cluster.nowMs.toFixed(0)} ms: every terminal served again, ${(cluster.nowMs - healedAt).toFixed(0)} ms after healing`)
+  // Elections may still be settling (a member frozen through the chaos comes back
+  // believing in an old owner); the final state is read from a settled owner.
+  const settled = cluster.runUntil(() => terminals.every((t) => ownershipSettled(cluster, t.sessionId)), o.livenessLimitMs, 10)
+  const problems = [...checkOwners(acks), ...terminals.flatMap((t) => checkTerminal(cluster, t))]
+  if (!settled) problems.push(`ownership did not settle on one node per session within ${o.livenessLimitMs} ms`)
+  if (!resumed) problems.push(`service did not resume within ${o.livenessLimitMs} ms of healing: ${terminals.map((t) => `${t.id} ${t.acks.length}/${o.appends + 1}`).join(', ')}`)
+  return { seed, nodes, problems, resumed, faults, cluster, terminals }
+}
+
+function openTerminals (cluster: SimCluster, random: SeededRandom, o: ChaosOptions): SimTerminal[] {
+  const terminals: SimTerminal[] = []
+  for (let i = 0; i < o.terminals; i++) {
+    const terminal = new SimTerminal(cluster, { terminalId: `t${i}`, entry: cluster.ids[random.nextInt(cluster.ids.length)], requestTimeoutMs: 600 })
+    let done = false
+    terminal.open(() => { done = true })
+    cluster.runUntil(() => done, 10_000)
+    terminal.appendMany(o.appends, 50 + random.nextInt(100))
+    terminals.push(terminal)
+  }
+  return terminals
+}
+
+function chaos (cluster: SimCluster, random: SeededRandom, o: ChaosOptions): string[] {
+  const faults: string[] = []
+  const log = (text: string): void => { faults.push(`${cluster.nowMs.toFixed(0)} ms: ${text}`) }
+  const end = cluster.nowMs + o.chaosMs
+  while (cluster.nowMs < end) {
+    cluster.run(300 + random.nextInt(2_200))
+    const ids = cluster.ids
+    const id = ids[random.nextInt(ids.length)]
+    const state = cluster.node(id).state
+    switch (random.nextInt(7)) {
+      case 0: if (state === 'running') { log(`crash ${id}`); cluster.crash(id) } break
+      case 1: if (state === 'crashed') { log(`restart ${id}`); cluster.restart(id) } break
+      case 2: if (state === 'running') { log(`pause ${id}`); cluster.pause(id) } break
+      case 3: if (state === 'paused') { log(`resume ${id}`); cluster.resume(id) } break
+      case 4:
+        if (!cluster.network.partitioned) {
+          const shuffled = random.shuffle([...ids])
+          const cut = 1 + random.nextInt(ids.length - 1)
+          const sides = [shuffled.slice(0, cut), shuffled.slice(cut)]
+          log(`partition ${sides.map((s) => s.join(',')).join(' | ')}`)
+          cluster.partition(sides)
+        }
+        break
+      case 5: if (cluster.network.partitioned) { log('heal'); cluster.heal() } break
+      case 6: {
+        const lossRate = random.nextFloat() * o.maxLossRate
+        log(`loss ${(lossRate * 100).toFixed(1)}%`)
+        cluster.setLink({ lossRate })
+      }
+    }
+  }
+  return faults
+}
+
+function healAll (cluster: SimCluster, faults: string[]): void {
+  faults.push(`${cluster.nowMs.toFixed(0)} ms: heal everything`)
+  cluster.heal()
+  cluster.setLink({ lossRate: 0 })
+  for (const node of cluster.nodes) {
+    if (node.state === 'paused') cluster.resume(node.id)
+    if (node.state === 'crashed') cluster.restart(node.id)
+  }
+}

@@ -1,0 +1,76 @@
+// A simulated node's disk for sessions: what survives a crash. It applies the
+// core's durable records with the same meaning and the same refusals as the
+// SQLite store (agent/runtime/session-store.ts), so a core bug that would corrupt
+// the real store fails the simulation instead.
+
+import type { LogEntry, SessionSnapshotBody } from '../protocol/messages.ts'
+import type { SessionDurable, StoredSession } from '../agent/sessions/types.ts'
+
+type Stored = { epoch: number; votedFor: string | null; commitIndex: number; snapshot: SessionSnapshotBody | null; entries: LogEntry[] }
+
+export class SimSessionDisk {
+  readonly #sessions = new Map<string, Stored>()
+  writes = 0
+
+  get size (): number {
+    return this.#sessions.size
+  }
+
+  load (): StoredSession[] {
+    return [...this.#sessions.entries()].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([sessionId, s]) => ({
+      sessionId, epoch: s.epoch, votedFor: s.votedFor, commitIndex: s.commitIndex, snapshot: s.snapshot, entries: [...s.entries]
+    }))
+  }
+
+  apply (records: SessionDurable[]): void {
+    if (records.length > 0) this.writes++
+    for (const record of records) this.#apply(record)
+  }
+
+  #row (sessionId: string): Stored {
+    let row = this.#sessions.get(sessionId)
+    if (row === undefined) {
+      row = { epoch: 0, votedFor: null, commitIndex: 0, snapshot: null, entries: [] }
+      this.#sessions.set(sessionId, row)
+    }
+    return row
+  }
+
+  #apply (record: SessionDurable): void {
+    if (record.kind === 'session-delete') {
+      this.#sessions.delete(record.sessionId)
+      return
+    }
+    const row = this.#row(record.sessionId)
+    switch (record.kind) {
+      case 'session-meta':
+        if (record.epoch < row.epoch) throw new Error(`sim disk: ${record.sessionId} epoch went back from ${row.epoch} to ${record.epoch}`)
+        row.epoch = record.epoch
+        row.votedFor = record.votedFor
+        return
+      case 'session-entries': return this.#append(record.sessionId, row, record.entries)
+      case 'session-truncate': {
+        const base = row.snapshot?.index ?? 0
+        if (record.fromIndex <= base) throw new Error(`sim disk: ${record.sessionId} truncate at ${record.fromIndex} at or below the snapshot ${base}`)
+        row.entries = row.entries.filter((e) => e.index < record.fromIndex)
+        return
+      }
+      case 'session-snapshot': {
+        if (row.snapshot !== null && record.snapshot.index < row.snapshot.index) throw new Error(`sim disk: ${record.sessionId} snapshot went back`)
+        row.snapshot = record.snapshot
+        row.entries = row.entries.filter((e) => e.index > record.snapshot.index)
+        return
+      }
+      case 'session-commit':
+        row.commitIndex = Math.max(row.commitIndex, record.commitIndex)
+    }
+  }
+
+  #append (sessionId: string, row: Stored, entries: LogEntry[]): void {
+    for (const entry of entries) {
+      const last = row.entries.length > 0 ? row.entries[row.entries.length - 1].index : (row.snapshot?.index ?? 0)
+      if (entry.index !== last + 1) throw new Error(`sim disk: ${sessionId} entry ${entry.index} does not follow ${last}`)
+      row.entries.push(entry)
+    }
+  }
+}

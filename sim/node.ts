@@ -1,0 +1,169 @@
+// One simulated agent: the membership core and (optionally) the sessions core,
+// what survives its crashes (incarnation, session disk), the inputs that queue
+// while it is frozen, and the one timer that wakes both cores.
+
+import type { AgentEvent, Command, Effect, Input, PeerKey } from '../agent/core/io.ts'
+import type { Membership } from '../agent/membership/membership.ts'
+import type { Sessions } from '../agent/sessions/sessions.ts'
+import type { ClientReply, SessionCommand, SessionEffect, SessionEvent, SessionInput } from '../agent/sessions/types.ts'
+import type { Message, SessionMessage } from '../protocol/messages.ts'
+import { SimSessionDisk } from './disk.ts'
+
+export type NodeState = 'running' | 'paused' | 'crashed'
+
+export type Traffic = { messagesOut: number; bytesOut: number; messagesIn: number; bytesIn: number }
+
+// What a node asks of the cluster that hosts it.
+export interface NodeHost {
+  readonly nowMs: number
+  send (from: SimNode, to: PeerKey, message: Message): void
+  publish (from: SimNode, message: Message): void
+  record (node: SimNode, event: AgentEvent | SessionEvent): void
+  reply (node: SimNode, requestId: string, reply: ClientReply): void
+  at (atMs: number, run: () => void): void
+}
+
+type Queued =
+  | { core: 'membership'; input: Input }
+  | { core: 'sessions'; input: SessionInput }
+
+export class SimNode {
+  readonly id: PeerKey
+  readonly index: number
+  membership: Membership | null = null
+  sessions: Sessions | null = null
+  state: NodeState = 'crashed'
+  // What survives a crash: the persisted incarnation and the sessions' disk.
+  diskIncarnation = 0
+  readonly disk = new SimSessionDisk()
+  // Inputs that reached a frozen node, handled when it resumes.
+  inbox: Queued[] = []
+  // Peers it has exchanged direct messages with: they notice when it crashes.
+  readonly peers = new Set<PeerKey>()
+  readonly traffic: Traffic = { messagesOut: 0, bytesOut: 0, messagesIn: 0, bytesIn: 0 }
+  tickAtMs = Infinity
+  readonly #host: NodeHost
+
+  constructor (id: PeerKey, index: number, host: NodeHost) {
+    this.id = id
+    this.index = index
+    this.#host = host
+  }
+
+  // The membership core, for callers that need it (tests read views through it).
+  get core (): Membership | null {
+    return this.membership
+  }
+
+  crash (): void {
+    this.state = 'crashed'
+    this.membership = null
+    this.sessions = null
+    this.inbox = []
+    this.tickAtMs = Infinity
+  }
+
+  command (command: Command): void {
+    this.#deliver({ core: 'membership', input: { kind: 'command', nowMs: this.#host.nowMs, command } })
+  }
+
+  sessionCommand (command: SessionCommand): void {
+    if (this.sessions === null && this.state !== 'paused') return
+    this.#deliver({ core: 'sessions', input: { kind: 'command', nowMs: this.#host.nowMs, command } })
+  }
+
+  receive (from: PeerKey, channel: 'direct' | 'gossip', message: Message): void {
+    if (message.type.startsWith('session-')) {
+      this.#deliver({ core: 'sessions', input: { kind: 'receive', nowMs: this.#host.nowMs, from, message: message as SessionMessage } })
+    } else {
+      this.#deliver({ core: 'membership', input: { kind: 'receive', nowMs: this.#host.nowMs, from, channel, message } })
+    }
+  }
+
+  // A transport hint concerns both cores.
+  hint (type: 'disconnected' | 'unreachable', peer: PeerKey): void {
+    this.command({ type, peer })
+    if (this.sessions !== null || this.state === 'paused') this.sessionCommand({ type, peer })
+  }
+
+  // SIGCONT: the overdue timer runs first, then the backlog is read.
+  resume (): void {
+    this.state = 'running'
+    const queued = this.inbox
+    this.inbox = []
+    this.tick()
+    for (const item of queued) {
+      if (this.state !== 'running') break
+      this.#run({ ...item, input: { ...item.input, nowMs: this.#host.nowMs } } as Queued)
+    }
+    this.schedule()
+  }
+
+  tick (): void {
+    const now = this.#host.nowMs
+    if (this.membership !== null) this.#performMembership(this.membership.step({ kind: 'tick', nowMs: now }))
+    if (this.sessions !== null) this.#performSessions(this.sessions.step({ kind: 'tick', nowMs: now }))
+  }
+
+  #deliver (item: Queued): void {
+    if (this.state === 'crashed') return
+    if (this.state === 'paused') {
+      this.inbox.push(item)
+      return
+    }
+    this.#run(item)
+    this.schedule()
+  }
+
+  #run (item: Queued): void {
+    if (item.core === 'membership') {
+      if (this.membership !== null) this.#performMembership(this.membership.step(item.input))
+    } else if (this.sessions !== null) {
+      this.#performSessions(this.sessions.step(item.input))
+    }
+  }
+
+  // One timer for both cores, at the earlier of their wake-ups.
+  schedule (): void {
+    const membership = this.membership
+    if (membership === null || this.state !== 'running') return
+    const wake = Math.min(membership.nextWakeMs(), this.sessions?.nextWakeMs() ?? Infinity)
+    if (!Number.isFinite(wake) || wake >= this.tickAtMs) return
+    this.tickAtMs = wake
+    this.#host.at(wake, () => {
+      if (this.membership !== membership || this.tickAtMs !== wake) return
+      this.tickAtMs = Infinity
+      if (this.state !== 'running') return
+      this.tick()
+      this.schedule()
+    })
+  }
+
+  #performMembership (effects: Effect[]): void {
+    for (const effect of effects) {
+      switch (effect.kind) {
+        case 'send': this.#host.send(this, effect.to, effect.message); break
+        case 'publish': this.#host.publish(this, effect.message); break
+        case 'persist': this.diskIncarnation = Math.max(this.diskIncarnation, effect.record.incarnation); break
+        case 'event': this.#host.record(this, effect.event)
+      }
+    }
+  }
+
+  // Durable records are applied before anything leaves the node, as the real
+  // host commits its transaction before sending.
+  #performSessions (effects: SessionEffect[]): void {
+    const durable = []
+    for (const effect of effects) if (effect.kind === 'persist') durable.push(effect.record)
+    this.disk.apply(durable)
+    for (const effect of effects) {
+      switch (effect.kind) {
+        case 'send': this.#host.send(this, effect.to, effect.message); break
+        case 'event': this.#host.record(this, effect.event); break
+        case 'reply': this.#host.reply(this, effect.requestId, effect.reply)
+      }
+    }
+  }
+}
+
+export { SimSessionDisk }

@@ -1,0 +1,162 @@
+// Session scenarios in virtual time: the real sessions core on every node of a
+// simulated cluster, terminals appending while owners crash, freeze and get
+// partitioned away. Every test checks: no acknowledged delta lost or duplicated,
+// order kept, at most one owner acknowledging per epoch.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { checkOwners, checkTerminal, ownerState, recordOwnerAcks } from '../../sim/checkers.ts'
+import { seedFor, withSeed } from './helpers.ts'
+import { finish, openTerminal, replicaOf, sessionCluster } from './session-helpers.ts'
+
+const FILE = 'test/sim/sessions.test.ts'
+
+test('a session opened at any agent gets an owner and two standbys, ordered by priority', () => withSeed(FILE, seedFor(31), (seed) => {
+  const cluster = sessionCluster(seed, 6)
+  const terminal = openTerminal(cluster, 't1', 'n4')
+  assert.is(terminal.queue.length, 3, 'owner + R = 2 standbys')
+  assert.is(terminal.owner, terminal.queue[0])
+  for (const member of terminal.queue) assert.is(replicaOf(cluster, member, terminal.sessionId)?.log.lastIndex, 1, `${member} holds the create entry`)
+}))
+
+test('owner SIGKILL: a standby takes over and every acknowledged delta survives, once, in order', () => withSeed(FILE, seedFor(32), (seed) => {
+  const cluster = sessionCluster(seed, 5)
+  const acks = recordOwnerAcks(cluster)
+  const terminal = openTerminal(cluster, 't1', 'n0')
+  terminal.appendMany(60, 10)
+  cluster.runUntil(() => terminal.acks.length >= 20, 10_000)
+  const owner = terminal.owner as string
+  const killedAt = cluster.nowMs
+  cluster.crash(owner)
+  assert.ok(finish(cluster, [terminal], 60))
+  assert.is(terminal.failed, 0, terminal.errors.join('; '))
+  assert.equal(checkOwners(acks), [])
+  assert.equal(checkTerminal(cluster, terminal), [])
+  assert.is.not(ownerState(cluster, terminal.sessionId)?.owner, owner)
+  const takeover = terminal.takeovers[0] - killedAt
+  assert.ok(takeover < 1_000, `first acknowledgement by the new owner ${takeover.toFixed(0)} ms after the kill`)
+}))
+
+test('owner frozen and resumed: a standby takes over; the old owner demotes and catches up', () => withSeed(FILE, seedFor(33), (seed) => {
+  const cluster = sessionCluster(seed, 5, { trace: true })
+  const acks = recordOwnerAcks(cluster)
+  const terminal = openTerminal(cluster, 't1', 'n0')
+  terminal.appendMany(80, 10)
+  cluster.runUntil(() => terminal.acks.length >= 20, 10_000)
+  const owner = terminal.owner as string
+  const frozenAt = cluster.nowMs
+  cluster.pause(owner)
+  cluster.run(3_000)
+  cluster.resume(owner)
+  assert.ok(finish(cluster, [terminal], 80))
+  cluster.run(1_000)
+  assert.equal(checkOwners(acks), [])
+  assert.equal(checkTerminal(cluster, terminal), [])
+  assert.ok(terminal.takeovers[0] - frozenAt < 2_000, `takeover seen ${(terminal.takeovers[0] - frozenAt).toFixed(0)} ms after the freeze`)
+  assert.ok(cluster.trace.some((e) => e.node === owner && e.event.type === 'demoted'), 'the returning owner demoted itself')
+  const old = replicaOf(cluster, owner, terminal.sessionId)
+  const now = ownerState(cluster, terminal.sessionId)
+  assert.is(old?.role, 'standby')
+  assert.is(old?.commitIndex, now?.commitIndex, 'and caught up')
+}))
+
+test('standby SIGKILL: writes go on, and the group is repaired back to three members', () => withSeed(FILE, seedFor(34), (seed) => {
+  const cluster = sessionCluster(seed, 6)
+  const acks = recordOwnerAcks(cluster)
+  const terminal = openTerminal(cluster, 't1', 'n0')
+  terminal.appendMany(400, 10)
+  cluster.runUntil(() => terminal.acks.length >= 50, 10_000)
+  const standby = terminal.queue.find((m) => m !== terminal.owner) as string
+  cluster.crash(standby)
+  assert.ok(finish(cluster, [terminal], 400))
+  cluster.run(2_000)
+  assert.equal(checkOwners(acks), [])
+  assert.equal(checkTerminal(cluster, terminal), [])
+  const held = ownerState(cluster, terminal.sessionId)
+  const members = replicaOf(cluster, held?.owner as string, terminal.sessionId)?.log.config?.members ?? []
+  assert.is(members.length, 3)
+  assert.not.ok(members.includes(standby), 'the dead standby left the group')
+  for (const member of members) assert.is(replicaOf(cluster, member, terminal.sessionId)?.commitIndex, held?.commitIndex, `${member} is up to date`)
+}))
+
+test('owner partitioned from its group: it stops acknowledging, the majority side takes over, no two owners in one epoch', () => withSeed(FILE, seedFor(35), (seed) => {
+  const cluster = sessionCluster(seed, 5, { trace: true })
+  const acks = recordOwnerAcks(cluster)
+  const terminal = openTerminal(cluster, 't1', 'n0')
+  terminal.appendMany(100, 10)
+  cluster.runUntil(() => terminal.acks.length >= 20, 10_000)
+  const owner = terminal.owner as string
+  cluster.partition([[owner], cluster.ids.filter((id) => id !== owner)])
+  cluster.run(4_000)
+  const oldAcksAfter = acks.filter((a) => a.node === owner && a.atMs > cluster.nowMs - 3_000)
+  assert.equal(oldAcksAfter, [], 'the isolated owner acknowledged nothing once it lost its majority')
+  cluster.heal()
+  assert.ok(finish(cluster, [terminal], 100))
+  cluster.run(2_000)
+  assert.equal(checkOwners(acks), [])
+  assert.equal(checkTerminal(cluster, terminal), [])
+  assert.is(replicaOf(cluster, owner, terminal.sessionId)?.role, 'standby')
+}))
+
+test('a new member crashing during catch-up is replaced by another', () => withSeed(FILE, seedFor(36), (seed) => {
+  const cluster = sessionCluster(seed, 7, { trace: true, sessionsPatch: { snapshotEveryEntries: 100, repairDelayMs: 500 } })
+  const acks = recordOwnerAcks(cluster)
+  const terminal = openTerminal(cluster, 't1', 'n0')
+  terminal.appendMany(600, 5)
+  cluster.runUntil(() => terminal.acks.length >= 300, 20_000)
+  const standby = terminal.queue.find((m) => m !== terminal.owner) as string
+  let joiner: string | null = null
+  cluster.onEvent(({ event }) => {
+    if (joiner === null && event.type === 'snapshot-installed') joiner = null
+  })
+  cluster.crash(standby)
+  // Crash whichever node starts receiving the session to replace it, once.
+  const before = new Set(terminal.queue)
+  cluster.runUntil(() => cluster.running().some((n) => !before.has(n.id) && n.sessions?.replica(terminal.sessionId) !== undefined), 10_000)
+  const catching = cluster.running().find((n) => !before.has(n.id) && n.sessions?.replica(terminal.sessionId) !== undefined)
+  assert.ok(catching !== undefined, 'a replacement started catching up')
+  cluster.crash((catching as { id: string }).id)
+  assert.ok(finish(cluster, [terminal], 600))
+  cluster.runUntil(() => (replicaOf(cluster, ownerState(cluster, terminal.sessionId)?.owner as string, terminal.sessionId)?.log.config?.members ?? []).every((m) => cluster.node(m).state === 'running'), 60_000, 50)
+  assert.equal(checkOwners(acks), [])
+  assert.equal(checkTerminal(cluster, terminal), [])
+  const members = replicaOf(cluster, ownerState(cluster, terminal.sessionId)?.owner as string, terminal.sessionId)?.log.config?.members ?? []
+  assert.is(members.length, 3)
+  assert.ok(members.every((m) => cluster.node(m).state === 'running'), `group of running members: ${members.join(',')}`)
+}))
+
+test('every member restarts: the session is served again with everything acknowledged', () => withSeed(FILE, seedFor(37), (seed) => {
+  const cluster = sessionCluster(seed, 5)
+  const acks = recordOwnerAcks(cluster)
+  const terminal = openTerminal(cluster, 't1', 'n0')
+  terminal.appendMany(40, 10)
+  cluster.runUntil(() => terminal.acks.length >= 20, 10_000)
+  const members = [...terminal.queue]
+  for (const member of members) cluster.crash(member)
+  cluster.run(1_000)
+  for (const member of members) cluster.restart(member)
+  assert.ok(finish(cluster, [terminal], 40))
+  cluster.run(1_000)
+  assert.is(terminal.failed, 0, terminal.errors.join('; '))
+  assert.equal(checkOwners(acks), [])
+  assert.equal(checkTerminal(cluster, terminal), [])
+}))
+
+test('with only two nodes offering the service, a witness joins; the owner dies and the standby takes over', () => withSeed(FILE, seedFor(38), (seed) => {
+  const services = (index: number) => index < 2 ? [{ name: 'log', version: '1', capacity: 100 }] : [{ name: 'kv', version: '1', capacity: 100 }]
+  const cluster = sessionCluster(seed, 4, { services })
+  const acks = recordOwnerAcks(cluster)
+  const terminal = openTerminal(cluster, 't1', 'n3')
+  const owner = terminal.owner as string
+  const config = replicaOf(cluster, owner, terminal.sessionId)?.log.config
+  assert.is(config?.members.length, 2)
+  assert.ok(config?.witness !== null && config?.witness !== undefined, 'a witness holds the log too')
+  terminal.appendMany(40, 10)
+  cluster.runUntil(() => terminal.acks.length >= 10, 10_000)
+  cluster.crash(owner)
+  assert.ok(finish(cluster, [terminal], 40))
+  assert.equal(checkOwners(acks), [])
+  assert.equal(checkTerminal(cluster, terminal), [])
+  assert.is.not(ownerState(cluster, terminal.sessionId)?.owner, owner)
+}))
+
+test.run()

@@ -1,0 +1,292 @@
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { copyFileSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs'
+import { DatabaseSync } from 'node:sqlite'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { SessionStore, SessionStoreError } from '../../agent/runtime/session-store.ts'
+import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
+import type { SessionDurable, StoredSession } from '../../agent/sessions/types.ts'
+
+// A temporary data directory for one test, removed whatever happens.
+function withDir (run: (dir: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-store-'))
+  try {
+    run(dir)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+function withStore (path: string, run: (store: SessionStore) => void): void {
+  const store = SessionStore.open(path)
+  try {
+    run(store)
+  } finally {
+    store.close()
+  }
+}
+
+function loadFrom (path: string): StoredSession[] {
+  let loaded: StoredSession[] = []
+  withStore(path, (store) => { loaded = store.load() })
+  return loaded
+}
+
+function caught (run: () => unknown): Error {
+  try {
+    run()
+  } catch (error) {
+    return error as Error
+  }
+  throw new Error('expected an error, none was thrown')
+}
+
+function assertStoreError (error: Error, ...parts: string[]): void {
+  assert.instance(error, SessionStoreError, `not a SessionStoreError: ${error.stack}`)
+  for (const part of parts) assert.ok(error.message.includes(part), `message lacks ${JSON.stringify(part)}: ${error.message}`)
+}
+
+const CONFIG = { members: ['peer-a', 'peer-b'], witness: 'peer-w' }
+
+function create (sessionId: string, epoch = 1): LogEntry {
+  const info = { sessionId, service: 'cart', terminalId: 'till-7', tokenHash: 'ab'.repeat(32), position: { lat: 52.52, lon: 13.405 } }
+  return { index: 1, epoch, body: { kind: 'create', info, config: CONFIG } }
+}
+
+function delta (index: number, epoch: number, pad = 0): LogEntry {
+  return { index, epoch, body: { kind: 'delta', clientSeq: index, op: { add: 'item-' + index, qty: index % 3, pad: 'x'.repeat(pad) } } }
+}
+
+function deltas (from: number, to: number, epoch: number, pad = 0): LogEntry[] {
+  const list: LogEntry[] = []
+  for (let index = from; index <= to; index++) list.push(delta(index, epoch, pad))
+  return list
+}
+
+function snapshot (sessionId: string, index: number, indexEpoch: number): SessionSnapshotBody {
+  return {
+    index,
+    indexEpoch,
+    info: (create(sessionId).body as { info: SessionSnapshotBody['info'] }).info,
+    config: CONFIG,
+    state: { items: ['a', 'b'], total: 12.5, nested: { ok: true, none: null } },
+    dedup: { lastClientSeq: index, recent: [[index - 1, index - 1], [index, index]] }
+  }
+}
+
+function entries (sessionId: string, list: LogEntry[]): SessionDurable {
+  return { kind: 'session-entries', sessionId, entries: list }
+}
+
+test('what is applied comes back after a reopen, sessions ordered by id', () => {
+  withDir((dir) => {
+    const path = join(dir, 'sessions.db')
+    withStore(path, (store) => {
+      store.apply([
+        { kind: 'session-meta', sessionId: 'beta', epoch: 1, votedFor: 'peer-a' },
+        entries('beta', [create('beta'), ...deltas(2, 10, 1)]),
+        { kind: 'session-commit', sessionId: 'beta', commitIndex: 6 }
+      ])
+      store.apply([{ kind: 'session-snapshot', sessionId: 'beta', snapshot: snapshot('beta', 4, 1) }])
+      store.apply([
+        { kind: 'session-truncate', sessionId: 'beta', fromIndex: 9 },
+        { kind: 'session-meta', sessionId: 'beta', epoch: 2, votedFor: null },
+        entries('beta', [{ index: 9, epoch: 2, body: { kind: 'epoch' } }, delta(10, 2)])
+      ])
+      store.apply([{ kind: 'session-meta', sessionId: 'alpha', epoch: 3, votedFor: 'peer-b' }, entries('alpha', [create('alpha', 3)])])
+      store.apply([{ kind: 'session-meta', sessionId: 'gone', epoch: 1, votedFor: null }, entries('gone', [create('gone')])])
+      store.apply([{ kind: 'session-delete', sessionId: 'gone' }])
+      assert.is(store.sessionCount(), 2)
+    })
+    const expected: StoredSession[] = [
+      { sessionId: 'alpha', epoch: 3, votedFor: 'peer-b', commitIndex: 0, snapshot: null, entries: [create('alpha', 3)] },
+      {
+        sessionId: 'beta',
+        epoch: 2,
+        votedFor: null,
+        commitIndex: 6,
+        snapshot: snapshot('beta', 4, 1),
+        entries: [...deltas(5, 8, 1), { index: 9, epoch: 2, body: { kind: 'epoch' } }, delta(10, 2)]
+      }
+    ]
+    assert.equal(loadFrom(path), expected)
+    // A second reopen changes nothing.
+    assert.equal(loadFrom(path), expected)
+  })
+})
+
+test('apply is atomic: a batch whose third record fails leaves nothing of itself', () => {
+  withDir((dir) => {
+    const path = join(dir, 'sessions.db')
+    withStore(path, (store) => {
+      store.apply([{ kind: 'session-meta', sessionId: 's', epoch: 1, votedFor: null }, entries('s', [create('s')])])
+      const before = store.load()
+      const error = caught(() => store.apply([
+        { kind: 'session-meta', sessionId: 's', epoch: 2, votedFor: 'peer-b' },
+        entries('s', deltas(2, 4, 2)),
+        entries('s', [delta(3, 2)]),
+        { kind: 'session-commit', sessionId: 's', commitIndex: 4 }
+      ]))
+      assert.match(error.message, /entry 3 does not follow 4/)
+      assert.equal(store.load(), before)
+      // The store stays usable after a rolled-back batch.
+      store.apply([entries('s', deltas(2, 3, 1))])
+      assert.is(store.load()[0].entries.length, 3)
+    })
+    assert.is(loadFrom(path)[0].entries.length, 3)
+  })
+})
+
+test('a snapshot deletes the entries it covers, a truncate the tail, and the commit index never goes down', () => {
+  withDir((dir) => {
+    withStore(join(dir, 'sessions.db'), (store) => {
+      store.apply([entries('s', [create('s'), ...deltas(2, 20, 1)])])
+      store.apply([{ kind: 'session-snapshot', sessionId: 's', snapshot: snapshot('s', 12, 1) }])
+      let [session] = store.load()
+      assert.equal(session.entries.map((e) => e.index), [13, 14, 15, 16, 17, 18, 19, 20])
+      store.apply([{ kind: 'session-truncate', sessionId: 's', fromIndex: 17 }])
+      assert.equal(store.load()[0].entries.map((e) => e.index), [13, 14, 15, 16])
+      // A snapshot beyond the log leaves no entries; the next one follows it.
+      store.apply([{ kind: 'session-snapshot', sessionId: 's', snapshot: snapshot('s', 30, 2) }])
+      assert.equal(store.load()[0].entries, [])
+      store.apply([entries('s', [delta(31, 2)])])
+      store.apply([{ kind: 'session-commit', sessionId: 's', commitIndex: 9 }])
+      store.apply([{ kind: 'session-commit', sessionId: 's', commitIndex: 5 }]);
+      [session] = store.load()
+      assert.is(session.commitIndex, 9)
+      assert.equal(session.entries, [delta(31, 2)])
+      assert.is(session.snapshot?.index, 30)
+    })
+  })
+})
+
+test('records that would leave a log load() cannot read are refused', () => {
+  withDir((dir) => {
+    withStore(join(dir, 'sessions.db'), (store) => {
+      store.apply([entries('s', [create('s'), ...deltas(2, 10, 1)])])
+      store.apply([{ kind: 'session-snapshot', sessionId: 's', snapshot: snapshot('s', 5, 1) }])
+      const before = store.load()
+      const cases: Array<[SessionDurable, RegExp]> = [
+        [entries('s', [delta(12, 1)]), /entry 12 does not follow 10/],
+        [entries('s', [delta(10, 1)]), /entry 10 does not follow 10/],
+        [entries('t', [delta(2, 1)]), /entry 2 does not follow 0/],
+        [{ kind: 'session-truncate', sessionId: 's', fromIndex: 5 }, /cannot truncate from 5/],
+        [{ kind: 'session-snapshot', sessionId: 's', snapshot: snapshot('s', 4, 1) }, /older than the stored one at 5/]
+      ]
+      for (const [record, message] of cases) assert.match(caught(() => store.apply([record])).message, message)
+      assert.equal(store.load(), before)
+      assert.is(store.sessionCount(), 1)
+    })
+  })
+})
+
+// Writes a store with enough entries to span many pages, closed (checkpointed).
+function writeLargeStore (path: string): void {
+  withStore(path, (store) => {
+    store.apply([entries('big', [create('big')])])
+    for (let from = 2; from < 3000; from += 100) store.apply([entries('big', deltas(from, from + 99, 1, 200))])
+  })
+}
+
+test('a page of garbage in the middle of the file is reported with the path', () => {
+  withDir((dir) => {
+    const path = join(dir, 'sessions.db')
+    writeLargeStore(path)
+    const pageSize = 4096
+    const middle = Math.floor(statSync(path).size / 2 / pageSize) * pageSize
+    const fd = openSync(path, 'r+')
+    writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, middle)
+    closeSync(fd)
+    assertStoreError(caught(() => loadFrom(path)), path, 'is corrupt', 'refuses to serve', 'Move it away')
+  })
+})
+
+test('bytes flipped inside a stored entry are caught by its checksum, naming the session', () => {
+  withDir((dir) => {
+    const path = join(dir, 'sessions.db')
+    writeLargeStore(path)
+    const bytes = readFileSync(path)
+    const at = bytes.indexOf('"add":"item-1500"')
+    assert.ok(at > 0, 'entry 1500 not found in the file')
+    // Same length, still valid JSON: only the checksum can tell.
+    bytes.write('"add":"item-9999"', at)
+    writeFileSync(path, bytes)
+    assertStoreError(caught(() => loadFrom(path)), path, 'is corrupt', 'session "big"', 'entry 1500 fails its checksum')
+  })
+})
+
+test('a file that is not an SQLite database is refused and left as it was', () => {
+  withDir((dir) => {
+    const path = join(dir, 'sessions.db')
+    const content = 'these are not the bytes you are looking for\n'.repeat(200)
+    writeFileSync(path, content)
+    assertStoreError(caught(() => SessionStore.open(path)), path, 'is corrupt', 'file is not a database')
+    assert.is(readFileSync(path, 'utf8'), content)
+  })
+})
+
+test('an SQLite database of something else is refused', () => {
+  withDir((dir) => {
+    const path = join(dir, 'other.db')
+    const db = new DatabaseSync(path)
+    db.exec('CREATE TABLE notes (text TEXT)')
+    db.close()
+    assertStoreError(caught(() => SessionStore.open(path)), path, 'not an edge-agent session store')
+  })
+})
+
+test('a row changed behind the store\'s back fails its checksum at load, naming the session', () => {
+  const tamperings: Array<[string, string]> = [
+    ["UPDATE entries SET body = replace(body, 'item-3', 'item-4') WHERE idx = 3", 'entry 3 fails its checksum'],
+    ['UPDATE entries SET epoch = 7 WHERE idx = 4', 'entry 4 fails its checksum'],
+    ['UPDATE entries SET idx = 100 WHERE idx = 5', 'entry 6 found where 5 should be'],
+    ['UPDATE sessions SET epoch = 9', 'hard state fails its checksum'],
+    ["UPDATE snapshots SET body = replace(body, '12.5', '13.5')", 'snapshot fails its checksum']
+  ]
+  for (const [sql, why] of tamperings) {
+    withDir((dir) => {
+      const path = join(dir, 'sessions.db')
+      withStore(path, (store) => {
+        store.apply([{ kind: 'session-meta', sessionId: 'cart-42', epoch: 1, votedFor: null }, entries('cart-42', [create('cart-42'), ...deltas(2, 8, 1)])])
+        store.apply([{ kind: 'session-snapshot', sessionId: 'cart-42', snapshot: snapshot('cart-42', 1, 1) }])
+      })
+      const db = new DatabaseSync(path)
+      db.exec(sql)
+      db.close()
+      assertStoreError(caught(() => loadFrom(path)), path, 'session "cart-42"', why)
+    })
+  }
+})
+
+test('a store from a newer schema version is refused with a clear message', () => {
+  withDir((dir) => {
+    const path = join(dir, 'sessions.db')
+    withStore(path, (store) => store.apply([entries('s', [create('s')])]))
+    const db = new DatabaseSync(path)
+    db.exec("UPDATE meta SET value = 2 WHERE key = 'schema_version'")
+    db.close()
+    assertStoreError(caught(() => SessionStore.open(path)), path, 'schema version 2', 'reads only version 1', 'newer edge-agent')
+  })
+})
+
+// What a power cut halfway through the last commit leaves: the WAL ends inside
+// that commit's frames. Recovery drops the torn transaction and keeps the rest.
+test('a write-ahead log torn inside its last commit loses that commit only', () => {
+  withDir((dir) => {
+    const path = join(dir, 'sessions.db')
+    const copy = join(dir, 'copy.db')
+    withStore(path, (store) => {
+      store.apply([entries('s', [create('s')])])
+      for (let from = 2; from <= 41; from += 10) store.apply([entries('s', deltas(from, from + 9, 1, 50))])
+      // While the store is open its commits live in the WAL (no checkpoint yet).
+      copyFileSync(path, copy)
+      copyFileSync(path + '-wal', copy + '-wal')
+    })
+    truncateSync(copy + '-wal', statSync(copy + '-wal').size - 100)
+    const [session] = loadFrom(copy)
+    assert.equal(session.entries, [create('s'), ...deltas(2, 31, 1, 50)])
+  })
+})
+
+test.run()
