@@ -6,6 +6,8 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { checkMembershipConfig, MEMBERSHIP_KEYS, membershipProfile, PROFILE_NAMES } from './membership/config.ts'
 import type { MembershipConfig, ProfileName } from './membership/config.ts'
+import { checkSessionsConfig, SESSIONS_KEYS, sessionsProfile } from './sessions/config.ts'
+import type { SessionsConfig } from './sessions/config.ts'
 import type { Position, ServiceOffer } from '../protocol/messages.ts'
 import { MAX_REGION_CHARS, MAX_SERVICE_CAPACITY, MAX_SERVICES } from '../protocol/limits.ts'
 
@@ -27,6 +29,13 @@ export type AgentConfig = {
   cluster: string
   profile: ProfileName
   membership: MembershipConfig
+  sessions: SessionsConfig
+  // Shell commands run when this agent becomes (onPromote) or stops being
+  // (onDemote) a session's owner; null for none.
+  onPromote: string | null
+  onDemote: string | null
+  // Services with one cluster-wide session whose owner is the service's leader.
+  singletons: string[]
   // How often load (event-loop utilisation, CPU, sessions) is sampled, ms.
   loadSampleIntervalMs: number
   // How long a leaving agent keeps running so its announcement drains, ms.
@@ -65,6 +74,10 @@ export function defaultConfig (profile: ProfileName = 'lan'): AgentConfig {
     cluster: 'default',
     profile,
     membership: membershipProfile(profile),
+    sessions: sessionsProfile(profile),
+    onPromote: null,
+    onDemote: null,
+    singletons: [],
     loadSampleIntervalMs: 1_000,
     leaveDrainMs: 500,
     dialTimeoutMs: 2_000,
@@ -166,10 +179,20 @@ function parseProfile (value: unknown): ProfileName {
   return value as ProfileName
 }
 
-function parseWholeMs (value: unknown, what: string, min: number, max: number): number {
-  const n = typeof value === 'string' ? Number(value) : value
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) throw new ConfigError(`'${what}' must be a whole number of ms, ${min}-${max} (got ${JSON.stringify(value)})`)
+function parseWhole (value: unknown, what: string, min: number, max: number, unit: string): number {
+  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) throw new ConfigError(`'${what}' must be a whole number${unit}, ${min}-${max} (got ${JSON.stringify(value)})`)
   return n
+}
+
+function parseWholeMs (value: unknown, what: string, min: number, max: number): number {
+  return parseWhole(value, what, min, max, ' of ms')
+}
+
+function parseCommand (value: unknown, what: string): string | null {
+  if (value === null || value === '') return null
+  if (typeof value !== 'string') throw new ConfigError(`'${what}' must be a shell command (got ${JSON.stringify(value)})`)
+  return value
 }
 
 function isObject (value: unknown): value is Record<string, unknown> {
@@ -205,6 +228,21 @@ const SETTERS: Record<string, (config: AgentConfig, value: unknown) => void> = {
     if (typeof v !== 'string' || !(LOG_LEVELS as readonly string[]).includes(v)) throw new ConfigError(`'logLevel' must be one of ${LOG_LEVELS.join(', ')} (got ${JSON.stringify(v)})`)
     c.logLevel = v as AgentConfig['logLevel']
   },
+  sessions: (c, v) => {
+    if (!isObject(v)) throw new ConfigError(`'sessions' must be an object of settings (got ${JSON.stringify(v)})`)
+    for (const key of Object.keys(v)) {
+      if (!SESSIONS_KEYS.includes(key)) throw new ConfigError(`unknown sessions setting '${key}' (known: ${SESSIONS_KEYS.join(', ')})`)
+    }
+    c.sessions = { ...c.sessions, ...v as Partial<SessionsConfig> }
+  },
+  replicas: (c, v) => { c.sessions = { ...c.sessions, replicas: parseWhole(v, 'replicas', 0, 8, ' of standbys') } },
+  writeConcern: (c, v) => {
+    if (v !== 'all' && v !== 'majority') throw new ConfigError(`'writeConcern' must be "all" or "majority" (got ${JSON.stringify(v)})`)
+    c.sessions = { ...c.sessions, writeConcern: v }
+  },
+  onPromote: (c, v) => { c.onPromote = parseCommand(v, 'onPromote') },
+  onDemote: (c, v) => { c.onDemote = parseCommand(v, 'onDemote') },
+  singletons: (c, v) => { c.singletons = parseServices(v).map((s) => s.name) },
   membership: (c, v) => {
     if (!isObject(v)) throw new ConfigError(`'membership' must be an object of timings (got ${JSON.stringify(v)})`)
     for (const key of Object.keys(v)) {
@@ -231,7 +269,7 @@ export function buildConfig (file: RawSettings, flags: RawSettings): AgentConfig
       if (key !== 'profile' && value !== undefined) SETTERS[key](config, value)
     }
   }
-  const problems = checkMembershipConfig(config.membership)
+  const problems = [...checkMembershipConfig(config.membership), ...checkSessionsConfig(config.sessions).map((p) => `sessions: ${p}`)]
   if (problems.length > 0) throw new ConfigError(problems[0])
   return config
 }

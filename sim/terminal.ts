@@ -55,7 +55,7 @@ export class SimTerminal {
   }
 
   open (onDone: (ok: boolean) => void): void {
-    this.sessionId = `${this.#options.service}.${this.id}`
+    this.sessionId = `${this.#options.service}:${this.id}`
     this.#cluster.request(this.#options.entry, {
       type: 'open', sessionId: this.sessionId, terminalId: this.id, service: this.#options.service, position: null, tokenHash: this.tokenHash
     }, (outcome) => {

@@ -10,7 +10,9 @@ import { parseFlags, UsageError } from './args.ts'
 export const START_HELP = `Usage: edge-agent start [options]
 
 Runs an edge agent: joins the cluster, gossips this node's record (IP, services,
-load, position), watches every member (SWIM with Lifeguard) and serves the HTTP API.
+load, position), watches every member (SWIM with Lifeguard), holds terminals'
+sessions (owner or standby, replicated, taken over when an owner dies) and serves
+the HTTP API (members, sessions, metrics).
 SIGINT/SIGTERM make it announce a graceful leave and stop.
 
 Options (a flag overrides --config, which overrides the profile's defaults):
@@ -31,7 +33,19 @@ Options (a flag overrides --config, which overrides the profile's defaults):
   --config <file.json>       settings file (keys: listen, bootstrap, http, services,
                              position, region, zone, dataDir, cluster, profile,
                              logLevel, json, loadSampleIntervalMs, leaveDrainMs,
-                             dialTimeoutMs, membership{…timings in ms})
+                             dialTimeoutMs, membership{…timings in ms},
+                             sessions{…}, onPromote, onDemote, singletons)
+  --replicas <n>             standbys per session, R (default 2: an owner and two standbys)
+  --write-concern <all|majority>
+                             a delta is acknowledged once every live member of its
+                             group holds it durably (all, default; always at least
+                             a majority) or once a majority does
+  --on-promote <command>     shell command run when this agent becomes a session's
+                             owner; env EDGE_SESSION_ID, EDGE_SERVICE, EDGE_EPOCH,
+                             EDGE_ROLE=owner, EDGE_PREVIOUS_OWNER, EDGE_AGENT_ID
+  --on-demote <command>      shell command run when it stops being one (EDGE_ROLE=standby)
+  --singletons <a,b>         services with one cluster-wide session, owned by the
+                             service's leader (e.g. an address to move with hooks)
   --log-level <level>        fatal|error|warn|info|debug|trace|silent (default info)
   --json                     machine-readable events on stdout, one JSON object per
                              line; the first is {"event":"started","id",…,"http"}
@@ -53,6 +67,11 @@ const FLAGS = {
   profile: { type: 'string' },
   config: { type: 'string' },
   'log-level': { type: 'string' },
+  replicas: { type: 'string' },
+  'write-concern': { type: 'string' },
+  'on-promote': { type: 'string' },
+  'on-demote': { type: 'string' },
+  singletons: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
@@ -92,6 +111,11 @@ export async function runStart (argv: string[]): Promise<number> {
     cluster: values.cluster,
     profile: values.profile,
     logLevel: values['log-level'],
+    replicas: values.replicas,
+    writeConcern: values['write-concern'],
+    onPromote: values['on-promote'],
+    onDemote: values['on-demote'],
+    singletons: values.singletons,
     json: values.json
   }
   for (const key of Object.keys(flags)) if (flags[key] === undefined) delete flags[key]

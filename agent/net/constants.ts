@@ -12,6 +12,12 @@ export function directProtocol (cluster: string): string {
   return `/edge-agent/${cluster}/swim/1.0.0`
 }
 
+// Session replication has its own stream per peer: a large append batch or a
+// snapshot must never delay a membership probe behind it on the same stream.
+export function replicationProtocol (cluster: string): string {
+  return `/edge-agent/${cluster}/replicate/1.0.0`
+}
+
 export function peekProtocol (cluster: string): string {
   return `/edge-agent/${cluster}/peek/1.0.0`
 }

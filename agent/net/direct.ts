@@ -8,6 +8,7 @@
 // trouble stays with that peer; send() only pushes onto a bounded queue.
 
 import * as lp from 'it-length-prefixed'
+import { pipe } from 'it-pipe'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { IncomingStreamData, Libp2p, PeerId, Stream } from '@libp2p/interface'
 import type { NetHandlers } from './types.ts'
@@ -16,7 +17,7 @@ import { FrameQueue } from './frame-queue.ts'
 import {
   DIRECT_MAX_STREAMS, PEEK_MAX_STREAMS, PEEK_SERVE_TIMEOUT_MS, SEND_BATCH_MAX_BYTES,
   SEND_QUEUE_MAX_BYTES, SEND_QUEUE_MAX_FRAMES, WRITE_STALL_MIN_BYTES_PER_S, WRITE_STALL_MIN_MS,
-  directProtocol, peekProtocol
+  peekProtocol
 } from './constants.ts'
 import { guard, toError, warnOnce } from './guard.ts'
 
@@ -42,6 +43,10 @@ type Outbound = {
 export type DirectOptions = {
   node: Libp2p
   cluster: string
+  // The stream protocol this channel speaks (membership or replication).
+  protocol: string
+  // Whether this channel also answers the peek protocol.
+  servesPeek: boolean
   handlers: NetHandlers
   dialTimeoutMs: number
 }
@@ -51,7 +56,7 @@ export class DirectChannel {
   private readonly node: Libp2p
   private readonly handlers: NetHandlers
   private readonly direct: string
-  private readonly peek: string
+  private readonly peek: string | null
   private readonly dialTimeoutMs: number
   private readonly stallMs: number
   private readonly outbound = new Map<string, Outbound>()
@@ -60,18 +65,19 @@ export class DirectChannel {
   constructor (options: DirectOptions) {
     this.node = options.node
     this.handlers = options.handlers
-    this.direct = directProtocol(options.cluster)
-    this.peek = peekProtocol(options.cluster)
+    this.direct = options.protocol
+    this.peek = options.servesPeek ? peekProtocol(options.cluster) : null
     this.dialTimeoutMs = options.dialTimeoutMs
     this.stallMs = Math.max(options.dialTimeoutMs, WRITE_STALL_MIN_MS)
   }
 
-  // Registers both protocols; called before libp2p starts listening.
+  // Registers the protocols; called before libp2p starts listening.
   async register (): Promise<void> {
     await this.node.handle(this.direct, (data) => { void this.readFrames(data) }, {
       maxInboundStreams: DIRECT_MAX_STREAMS,
       maxOutboundStreams: DIRECT_MAX_STREAMS
     })
+    if (this.peek === null) return
     await this.node.handle(this.peek, (data) => { void this.servePeek(data.stream) }, {
       maxInboundStreams: PEEK_MAX_STREAMS,
       maxOutboundStreams: PEEK_MAX_STREAMS
@@ -140,7 +146,8 @@ export class DirectChannel {
     }
     out.stream = stream
     out.queue.touch()
-    stream.sink(out.queue).then(
+    // it-pipe: the queue is the source, the stream's sink drains it.
+    pipe(out.queue, stream.sink).then(
       () => { this.streamEnded(out, false) },
       () => { this.streamEnded(out, true) }
     )
@@ -211,12 +218,18 @@ export class DirectChannel {
   private async readFrames ({ stream, connection }: IncomingStreamData): Promise<void> {
     const from = connection.remotePeer.toString()
     try {
-      for await (const chunk of lp.decode(stream.source, { maxDataLength: MAX_FRAME_BYTES })) {
-        const frame = chunk.subarray()
-        this.counters.framesIn++
-        this.counters.bytesIn += frame.length
-        guard('onDirect', () => { this.handlers.onDirect(from, frame) })
-      }
+      await pipe(
+        stream.source,
+        (source) => lp.decode(source, { maxDataLength: MAX_FRAME_BYTES }),
+        async (frames) => {
+          for await (const chunk of frames) {
+            const frame = chunk.subarray()
+            this.counters.framesIn++
+            this.counters.bytesIn += frame.length
+            guard('onDirect', () => { this.handlers.onDirect(from, frame) })
+          }
+        }
+      )
       await stream.close({ signal: AbortSignal.timeout(this.dialTimeoutMs) })
     } catch (err) {
       stream.abort(toError(err))

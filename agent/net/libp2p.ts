@@ -13,13 +13,13 @@ import { ping } from '@libp2p/ping'
 import { StrictSign, TopicValidatorResult } from '@libp2p/interface'
 import type { Message, PeerId, PrivateKey, PubSub } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import type { GossipVerdict, Net, NetHandlers, NetOptions, NetStats } from './types.ts'
+import type { DirectChannelName, GossipVerdict, Net, NetHandlers, NetOptions, NetStats } from './types.ts'
 import { MAX_ADDRS, MAX_GOSSIP_FRAME_BYTES } from '../../protocol/limits.ts'
 import {
   CLUSTER_NAME_PATTERN, CONNECTION_PING_INTERVAL_MS, CONNECTION_PING_TIMEOUT_MAX_MS,
   CONNECTION_PING_TIMEOUT_MIN_MS, GOSSIP_DECODE_LIMITS, GOSSIP_MAX_RPC_BYTES,
   GOSSIP_MESH, GOSSIP_OUTBOUND_BUFFER_BYTES, INBOUND_CONNECTIONS_PER_HOST_PER_S, MAX_CONNECTIONS,
-  MAX_DIAL_TIMEOUT_MS, MAX_INCOMING_PENDING_CONNECTIONS, gossipTopic
+  MAX_DIAL_TIMEOUT_MS, MAX_INCOMING_PENDING_CONNECTIONS, directProtocol, gossipTopic, replicationProtocol
 } from './constants.ts'
 import { DirectChannel, parsePeerId } from './direct.ts'
 import { errorMessage, guard } from './guard.ts'
@@ -123,6 +123,7 @@ class Libp2pNet implements Net {
   private readonly handlers: NetHandlers
   private readonly topic: string
   private readonly direct: DirectChannel
+  private readonly replication: DirectChannel
   private readonly gossip = { framesOut: 0, bytesOut: 0, framesIn: 0, bytesIn: 0 }
   private stopping: Promise<void> | null = null
   private readonly onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
@@ -135,12 +136,15 @@ class Libp2pNet implements Net {
     this.id = node.peerId.toString()
     this.handlers = options.handlers
     this.topic = gossipTopic(options.cluster)
-    this.direct = new DirectChannel({ node, cluster: options.cluster, handlers: options.handlers, dialTimeoutMs: options.dialTimeoutMs })
+    const channel = { node, cluster: options.cluster, handlers: options.handlers, dialTimeoutMs: options.dialTimeoutMs }
+    this.direct = new DirectChannel({ ...channel, protocol: directProtocol(options.cluster), servesPeek: true })
+    this.replication = new DirectChannel({ ...channel, protocol: replicationProtocol(options.cluster), servesPeek: false })
   }
 
   async start (): Promise<void> {
     // Handlers first, so nothing that arrives once listening finds them missing.
     await this.direct.register()
+    await this.replication.register()
     this.node.services.pubsub.topicValidators.set(this.topic, (_from, message) => this.validate(message))
     this.node.addEventListener('peer:disconnect', this.onPeerDisconnect)
     await this.node.start()
@@ -151,9 +155,10 @@ class Libp2pNet implements Net {
     return this.node.getMultiaddrs().map((ma) => ma.toString())
   }
 
-  send (peer: string, frame: Uint8Array): void {
+  send (peer: string, frame: Uint8Array, channel: DirectChannelName = 'membership'): void {
     if (this.stopping !== null) return
-    this.direct.send(peer, frame)
+    if (channel === 'sessions') this.replication.send(peer, frame)
+    else this.direct.send(peer, frame)
   }
 
   publish (frame: Uint8Array): void {
@@ -198,6 +203,7 @@ class Libp2pNet implements Net {
 
   forget (peer: string): void {
     this.direct.forget(peer)
+    this.replication.forget(peer)
     const peerId = parsePeerId(peer)
     if (peerId === null || this.stopping !== null || peer === this.id) return
     // Its addresses go too, so a reaped member's entry does not stay forever.
@@ -208,7 +214,12 @@ class Libp2pNet implements Net {
 
   stats (): NetStats {
     const d = this.direct.counters
+    const r = this.replication.counters
     return {
+      sessionFramesOut: r.framesOut,
+      sessionBytesOut: r.bytesOut,
+      sessionFramesIn: r.framesIn,
+      sessionBytesIn: r.bytesIn,
       directFramesOut: d.framesOut,
       directBytesOut: d.bytesOut,
       directFramesIn: d.framesIn,
@@ -217,13 +228,14 @@ class Libp2pNet implements Net {
       gossipBytesOut: this.gossip.bytesOut,
       gossipFramesIn: this.gossip.framesIn,
       gossipBytesIn: this.gossip.bytesIn,
-      sendQueueDrops: d.queueDrops
+      sendQueueDrops: d.queueDrops + r.queueDrops
     }
   }
 
   async stop (): Promise<void> {
     if (this.stopping === null) {
       this.direct.stop()
+      this.replication.stop()
       this.node.removeEventListener('peer:disconnect', this.onPeerDisconnect)
       this.stopping = Promise.resolve(this.node.stop()).catch(() => {})
     }

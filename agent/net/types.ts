@@ -39,6 +39,10 @@ export type Identity = {
   readonly auth: Auth
 }
 
+// Which stream a frame travels on: membership (SWIM, push-pull) or sessions
+// (replication between the members of a session's group).
+export type DirectChannelName = 'membership' | 'sessions'
+
 export type NetStats = {
   directFramesOut: number
   directBytesOut: number
@@ -48,6 +52,10 @@ export type NetStats = {
   gossipBytesOut: number
   gossipFramesIn: number
   gossipBytesIn: number
+  sessionFramesOut: number
+  sessionBytesOut: number
+  sessionFramesIn: number
+  sessionBytesIn: number
   // Frames dropped because a peer's send queue was full.
   sendQueueDrops: number
 }
@@ -58,7 +66,7 @@ export interface Net {
   addrs (): string[]
   // Fire and forget: queues the frame on a long-lived stream to the peer, opening
   // one if needed; never blocks the caller. Failure is reported via onUnreachable.
-  send (peer: string, frame: Uint8Array): void
+  send (peer: string, frame: Uint8Array, channel?: DirectChannelName): void
   // Publishes on the cluster topic (signed by this node's key).
   publish (frame: Uint8Array): void
   // Addresses learnt from a peer's record, so later sends can dial it.

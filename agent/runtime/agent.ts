@@ -7,11 +7,11 @@ import { networkInterfaces } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { AgentConfig } from '../config.ts'
-import type { AgentEvent, Effect, PeerKey } from '../core/io.ts'
+import type { AgentEvent, Effect, Input, PeerKey } from '../core/io.ts'
 import { SeededRandom } from '../core/random.ts'
 import { Membership } from '../membership/membership.ts'
 import { decode, encode } from '../../protocol/codec.ts'
-import type { Message, PeekMember } from '../../protocol/messages.ts'
+import type { Message, PeekMember, SessionMessage } from '../../protocol/messages.ts'
 import { createNet, loadOrCreateIdentity } from '../net/libp2p.ts'
 import type { GossipVerdict, Net } from '../net/types.ts'
 import { DataDir } from './data-dir.ts'
@@ -21,6 +21,11 @@ import { LoadSampler } from './load.ts'
 import { AgentMetrics } from './metrics.ts'
 import type { RejectReason } from './metrics.ts'
 import { membersJson } from './view.ts'
+import { SessionStore } from './session-store.ts'
+import { SessionsHost } from './sessions-host.ts'
+import { registerSessionRoutes } from './sessions-http.ts'
+import { SingletonKeeper } from './singletons.ts'
+import { join } from 'node:path'
 
 export type AgentOutput = {
   // One JSON object per line on stdout when --json is given.
@@ -43,14 +48,17 @@ export class Agent {
   readonly #metrics: AgentMetrics
   readonly #load = new LoadSampler()
   readonly #core: Membership
-  readonly #driver: CoreDriver
+  readonly #driver: CoreDriver<Input, Effect>
+  readonly #store: SessionStore
+  readonly #sessions: SessionsHost
+  readonly #singletons: SingletonKeeper
   readonly #rejectLogged = new Map<string, number>()
   readonly httpUrl: string
   #loadTimer: NodeJS.Timeout | null = null
   #stopping: Promise<void> | null = null
 
   private constructor (parts: {
-    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership
+    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore
   }) {
     this.config = parts.config
     this.#log = parts.log
@@ -61,28 +69,44 @@ export class Agent {
     this.httpUrl = parts.httpUrl
     this.#core = parts.core
     this.id = parts.core.id
-    this.#driver = new CoreDriver(this.#core, monotonic, (effect) => this.#perform(effect))
+    this.#driver = new CoreDriver<Input, Effect>(this.#core, monotonic, (effects) => { for (const effect of effects) this.#perform(effect) })
     this.#metrics = new AgentMetrics({
       members: () => this.members(),
       health: () => this.#core.health,
       incarnation: () => this.#core.incarnation,
       net: () => this.#net.stats(),
-      eventLoopLagP99Ms: () => this.#load.eventLoopLagP99Ms
+      eventLoopLagP99Ms: () => this.#load.eventLoopLagP99Ms,
+      sessions: () => this.#sessions.list()
     })
+    this.#store = parts.store
+    this.#sessions = new SessionsHost({
+      config: parts.config,
+      directory: this.#core.directory(),
+      net: parts.net,
+      store: parts.store,
+      log: parts.log.child({ core: 'sessions' }),
+      line: (o) => this.#output.line(o),
+      onEvent: (event) => this.#metrics.observeSession(event)
+    })
+    this.#singletons = new SingletonKeeper(parts.config, this.#core.directory(), this.#sessions, parts.log)
   }
 
   static async start (config: AgentConfig, log: Logger, output: AgentOutput): Promise<Agent> {
     const dataDir = new DataDir(config.dataDir)
     dataDir.open()
+    let store: SessionStore | null = null
     try {
-      return await Agent.#assemble(config, log, output, dataDir)
+      // A corrupt store refuses the start: serving from it could serve wrong data.
+      store = SessionStore.open(join(config.dataDir, 'sessions.db'))
+      return await Agent.#assemble(config, log, output, dataDir, store)
     } catch (error) {
+      store?.close()
       dataDir.close()
       throw error
     }
   }
 
-  static async #assemble (config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir): Promise<Agent> {
+  static async #assemble (config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, store: SessionStore): Promise<Agent> {
     const identity = await loadOrCreateIdentity(config.dataDir)
     // Each start is a new incarnation, persisted before anyone hears of it, so a
     // restarted node overrides whatever the cluster remembers of its last life.
@@ -98,8 +122,8 @@ export class Agent {
       handlers: {
         onDirect: (from, frame) => { if (agent !== null) agent.#onDirect(from, frame) },
         onGossip: (from, frame) => agent === null ? 'ignore' : agent.#onGossip(from, frame),
-        onDisconnected: (peer) => { if (agent !== null) agent.#driver.step({ kind: 'command', command: { type: 'disconnected', peer } }) },
-        onUnreachable: (peer) => { if (agent !== null) agent.#driver.step({ kind: 'command', command: { type: 'unreachable', peer } }) },
+        onDisconnected: (peer) => { if (agent !== null) agent.#hint('disconnected', peer) },
+        onUnreachable: (peer) => { if (agent !== null) agent.#hint('unreachable', peer) },
         onPeek: () => agent === null ? new Uint8Array(0) : agent.#peekFrame()
       }
     })
@@ -131,7 +155,7 @@ export class Agent {
       auth: identity.auth,
       nowMs: monotonic.nowMs()
     })
-    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core })
+    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core, store })
     agent.#begin()
     return agent
   }
@@ -145,6 +169,7 @@ export class Agent {
     }
     this.#driver.step({ kind: 'command', command: { type: 'join', peers: [] } })
     this.#loadTimer = setInterval(() => this.#sampleLoad(), this.config.loadSampleIntervalMs)
+    this.#singletons.start()
     void this.#joinBootstrap()
   }
 
@@ -173,10 +198,13 @@ export class Agent {
       await new Promise((resolve) => setTimeout(resolve, this.config.leaveDrainMs))
     }
     this.#driver.stop()
+    this.#singletons.stop()
+    this.#sessions.stop()
     if (this.#loadTimer !== null) clearInterval(this.#loadTimer)
     this.#load.stop()
     await this.#http.close()
     await this.#net.stop()
+    this.#store.close()
     this.#dataDir.close()
     this.#output.line({ event: 'stopped', id: this.id, left: leave, atMs: Date.now() })
     this.#log.info({ left: leave }, 'agent stopped')
@@ -188,8 +216,16 @@ export class Agent {
     const decoded = decode(frame)
     if (!decoded.ok) return this.#rejected(from, 'decode', decoded.reason)
     const message = decoded.value
-    if (message.type === 'peek-request' || message.type === 'peek-reply') return this.#rejected(from, 'type', `${message.type} on the membership stream`)
+    if (message.type === 'peek-request' || message.type === 'peek-reply') return this.#rejected(from, 'type', `${message.type} on a direct stream`)
+    if (message.type.startsWith('session-')) return this.#sessions.receive(from, message as SessionMessage)
     this.#driver.step({ kind: 'receive', from, channel: 'direct', message })
+  }
+
+  // A transport hint concerns both cores: membership probes the peer, sessions
+  // suspect it if it owns something here.
+  #hint (type: 'disconnected' | 'unreachable', peer: PeerKey): void {
+    this.#driver.step({ kind: 'command', command: { type, peer } })
+    this.#sessions.hint(type, peer)
   }
 
   // Runs inside gossipsub's validator: decide synchronously, feed the core after.
@@ -284,7 +320,7 @@ export class Agent {
 
   #sampleLoad (): void {
     const capacity = this.config.services.reduce((sum, s) => sum + s.capacity, 0)
-    const load = this.#load.sample(0, capacity)
+    const load = this.#load.sample(this.#sessions.count, capacity)
     this.#driver.step({ kind: 'command', command: { type: 'update-self', patch: { load } } })
   }
 
@@ -322,6 +358,7 @@ export class Agent {
     this.#http.route('GET', /^\/v1\/health$/, () => ({ status: 200, body: { ok: true, id: this.id, incarnation: this.#core.incarnation } }))
     this.#http.route('GET', /^\/v1\/members$/, () => ({ status: 200, body: membersJson(this.id, this.members()) }))
     this.#http.route('GET', /^\/metrics$/, async () => ({ status: 200, raw: await this.#metrics.text(), headers: { 'content-type': this.#metrics.contentType } }))
+    registerSessionRoutes(this.#http, this.#sessions)
   }
 }
 

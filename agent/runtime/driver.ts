@@ -1,11 +1,11 @@
 // Drives a deterministic core with real time: stamps every input with the
-// monotonic clock, carries out the effects, and keeps one timer armed for the
-// core's next wake-up. The simulator does the same with virtual time.
+// monotonic clock, hands the step's effects to the host as one batch (so that a
+// host can make a step's writes durable in one transaction before anything of
+// the step leaves the box), and keeps one timer armed for the core's next
+// wake-up. The simulator does the same with virtual time.
 
-import type { Effect, Input } from '../core/io.ts'
-
-export interface SteppedCore {
-  step (input: Input): Effect[]
+export interface SteppedCore<I, E> {
+  step (input: I): E[]
   nextWakeMs (): number
 }
 
@@ -15,29 +15,27 @@ export type Clock = { nowMs: () => number }
 // ahead still notices a stall of the process within a second.
 const MAX_SLEEP_MS = 1_000
 
-type InputWithoutTime =
-  | { kind: 'tick' }
-  | Omit<Extract<Input, { kind: 'receive' }>, 'nowMs'>
-  | Omit<Extract<Input, { kind: 'command' }>, 'nowMs'>
+// An input without its time: the driver stamps it.
+type Untimed<I> = I extends unknown ? Omit<I, 'nowMs'> : never
 
-export class CoreDriver {
-  readonly #core: SteppedCore
-  readonly #perform: (effect: Effect) => void
+export class CoreDriver<I extends { nowMs: number }, E> {
+  readonly #core: SteppedCore<I, E>
+  readonly #perform: (effects: E[]) => void
   readonly #clock: Clock
   #timer: NodeJS.Timeout | null = null
   #timerAtMs = Infinity
   #stopped = false
 
-  constructor (core: SteppedCore, clock: Clock, perform: (effect: Effect) => void) {
+  constructor (core: SteppedCore<I, E>, clock: Clock, perform: (effects: E[]) => void) {
     this.#core = core
     this.#clock = clock
     this.#perform = perform
   }
 
-  step (input: InputWithoutTime): void {
+  step (input: Untimed<I>): void {
     if (this.#stopped) return
-    const effects = this.#core.step({ ...input, nowMs: this.#clock.nowMs() } as Input)
-    for (const effect of effects) this.#perform(effect)
+    const effects = this.#core.step({ ...input, nowMs: this.#clock.nowMs() } as unknown as I)
+    if (effects.length > 0) this.#perform(effects)
     this.#arm()
   }
 
@@ -57,7 +55,7 @@ export class CoreDriver {
     this.#timer = setTimeout(() => {
       this.#timer = null
       this.#timerAtMs = Infinity
-      this.step({ kind: 'tick' })
+      this.step({ kind: 'tick' } as unknown as Untimed<I>)
     }, Math.max(0, Math.ceil(wake - now)))
   }
 }

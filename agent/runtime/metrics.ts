@@ -2,11 +2,12 @@
 // in one process (tests) never share counters. Counters move on core events;
 // gauges and transport totals are read when scraped.
 
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { AgentEvent } from '../core/io.ts'
 import type { PeekMember } from '../../protocol/messages.ts'
 import { MEMBER_STATUS } from '../../protocol/messages.ts'
 import type { NetStats } from '../net/types.ts'
+import type { SessionEvent } from '../sessions/types.ts'
 
 export type MetricsSources = {
   members: () => PeekMember[]
@@ -14,6 +15,7 @@ export type MetricsSources = {
   incarnation: () => number
   net: () => NetStats
   eventLoopLagP99Ms: () => number
+  sessions: () => Array<{ role: string }>
 }
 
 export type RejectReason = 'decode' | 'author' | 'signature' | 'type' | 'other'
@@ -27,6 +29,12 @@ export class AgentMetrics {
   readonly #refutations: Counter
   readonly #stalls: Counter
   readonly #rejected: Counter<'reason'>
+  readonly #takeovers: Counter
+  readonly #takeoverMs: Histogram
+  readonly #acknowledged: Counter
+  readonly #elections: Counter<'outcome'>
+  readonly #groupChanges: Counter
+  readonly #truncated: Counter
 
   constructor (sources: MetricsSources) {
     const registers = [this.registry]
@@ -38,7 +46,41 @@ export class AgentMetrics {
     this.#refutations = new Counter({ name: 'edge_agent_refutations_total', help: 'Times this agent raised its incarnation to refute an accusation', registers })
     this.#stalls = new Counter({ name: 'edge_agent_event_loop_stalls_total', help: 'Inputs that arrived long after the core asked to be woken (local stalls)', registers })
     this.#rejected = new Counter({ name: 'edge_agent_rejected_messages_total', help: 'Messages refused, by reason (decode, author, signature, type, other)', labelNames: ['reason'], registers })
+    this.#takeovers = new Counter({ name: 'edge_agent_session_takeovers_total', help: 'Sessions this agent took over as owner (after the previous owner failed)', registers })
+    this.#takeoverMs = new Histogram({
+      name: 'edge_agent_session_takeover_seconds', help: 'From this agent suspecting the owner to serving as the new owner', registers,
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5]
+    })
+    this.#acknowledged = new Counter({ name: 'edge_agent_session_deltas_acknowledged_total', help: 'Deltas this agent acknowledged as owner (held durably by the write concern)', registers })
+    this.#elections = new Counter({ name: 'edge_agent_session_elections_total', help: 'Elections this agent stood in, by outcome (started, lost)', labelNames: ['outcome'], registers })
+    this.#groupChanges = new Counter({ name: 'edge_agent_session_group_changes_total', help: 'Group changes this agent made as owner (repairs)', registers })
+    this.#truncated = new Counter({ name: 'edge_agent_session_entries_truncated_total', help: 'Unacknowledged entries dropped when a new owner replaced them', registers })
     this.#gauges(sources, registers)
+    new Gauge({
+      name: 'edge_agent_sessions', help: 'Sessions this agent holds, by role (owner, standby, candidate, witness)', labelNames: ['role'], registers,
+      collect () {
+        const counts = new Map<string, number>([['owner', 0], ['standby', 0], ['candidate', 0], ['witness', 0]])
+        for (const session of sources.sessions()) counts.set(session.role, (counts.get(session.role) ?? 0) + 1)
+        for (const [role, count] of counts) this.set({ role }, count)
+      }
+    })
+  }
+
+  observeSession (event: SessionEvent): void {
+    switch (event.type) {
+      case 'promoted':
+        if (event.previousOwner !== null) {
+          this.#takeovers.inc()
+          this.#takeoverMs.observe(event.tookMs / 1000)
+        }
+        return
+      case 'acknowledged': this.#acknowledged.inc(); return
+      case 'election-started': this.#elections.inc({ outcome: 'started' }); return
+      case 'election-lost': this.#elections.inc({ outcome: 'lost' }); return
+      case 'group-changed': this.#groupChanges.inc(); return
+      case 'truncated': this.#truncated.inc(event.entries); return
+      case 'rejected': this.#rejected.inc({ reason: 'other' })
+    }
   }
 
   #gauges (sources: MetricsSources, registers: Registry[]): void {
@@ -54,23 +96,27 @@ export class AgentMetrics {
     new Gauge({ name: 'edge_agent_incarnation', help: 'This agent\'s current incarnation', registers, collect () { this.set(sources.incarnation()) } })
     new Gauge({ name: 'edge_agent_event_loop_lag_p99_seconds', help: 'p99 event-loop delay over the last sample window', registers, collect () { this.set(sources.eventLoopLagP99Ms() / 1000) } })
     new Gauge({
-      name: 'edge_agent_messages_total', help: 'Membership messages sent and received, by direction and channel (direct stream, gossip topic)', labelNames: ['direction', 'channel'], registers,
+      name: 'edge_agent_messages_total', help: 'Messages sent and received, by direction and channel (direct: membership stream, gossip: topic, sessions: replication stream)', labelNames: ['direction', 'channel'], registers,
       collect () {
         const s = sources.net()
         this.set({ direction: 'out', channel: 'direct' }, s.directFramesOut)
         this.set({ direction: 'in', channel: 'direct' }, s.directFramesIn)
         this.set({ direction: 'out', channel: 'gossip' }, s.gossipFramesOut)
         this.set({ direction: 'in', channel: 'gossip' }, s.gossipFramesIn)
+        this.set({ direction: 'out', channel: 'sessions' }, s.sessionFramesOut)
+        this.set({ direction: 'in', channel: 'sessions' }, s.sessionFramesIn)
       }
     })
     new Gauge({
-      name: 'edge_agent_bytes_total', help: 'Payload bytes of membership messages, by direction and channel', labelNames: ['direction', 'channel'], registers,
+      name: 'edge_agent_bytes_total', help: 'Payload bytes of messages, by direction and channel', labelNames: ['direction', 'channel'], registers,
       collect () {
         const s = sources.net()
         this.set({ direction: 'out', channel: 'direct' }, s.directBytesOut)
         this.set({ direction: 'in', channel: 'direct' }, s.directBytesIn)
         this.set({ direction: 'out', channel: 'gossip' }, s.gossipBytesOut)
         this.set({ direction: 'in', channel: 'gossip' }, s.gossipBytesIn)
+        this.set({ direction: 'out', channel: 'sessions' }, s.sessionBytesOut)
+        this.set({ direction: 'in', channel: 'sessions' }, s.sessionBytesIn)
       }
     })
     new Gauge({ name: 'edge_agent_send_queue_drops_total', help: 'Frames dropped because a peer\'s send queue was full', registers, collect () { this.set(sources.net().sendQueueDrops) } })

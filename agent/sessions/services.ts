@@ -73,4 +73,22 @@ export const counterService: Service = {
   }
 }
 
-export const BUILT_IN_SERVICES: ReadonlyMap<string, Service> = new Map([logService, kvService, counterService].map((s) => [s.name, s]))
+// register: any JSON op replaces the state. What a singleton service (a leader,
+// an address to move) runs when it is not one of the services above: its
+// session matters for who owns it, not for what it holds.
+export const registerService: Service = {
+  name: 'register',
+  initial: () => null,
+  validate: () => ({ ok: true }),
+  apply: (_state, op) => op
+}
+
+export const BUILT_IN_SERVICES: ReadonlyMap<string, Service> = new Map([logService, kvService, counterService, registerService].map((s) => [s.name, s]))
+
+// The services an agent runs: the built-ins, and a register for every singleton
+// service that is not one of them.
+export function servicesFor (singletons: string[]): ReadonlyMap<string, Service> {
+  const services = new Map(BUILT_IN_SERVICES)
+  for (const name of singletons) if (!services.has(name)) services.set(name, { ...registerService, name })
+  return services
+}

@@ -302,7 +302,7 @@ export class Sessions {
 
   #locate (command: SessionCommand): void {
     if (command.type === 'open' || command.type === 'list' || command.type === 'disconnected' || command.type === 'unreachable') return
-    const service = command.sessionId.split('.')[0]
+    const service = serviceOf(command.sessionId)
     const holders = new HashRing(
       this.#directory.alive().filter((r) => r.id !== this.self && serviceCapacity(r, service) > 0).map((r) => ({ id: r.id, capacity: serviceCapacity(r, service) })),
       this.#config.vnodesPer100Capacity
@@ -342,7 +342,7 @@ export class Sessions {
     this.#pending.delete(message.requestId)
     const target = pending.requestId
     if (message.tokenHash !== command.tokenHash) return void this.#out.push({ kind: 'reply', requestId: target, reply: { status: 401, body: { error: 'this token does not open this session' } } })
-    const service = command.sessionId.split('.')[0]
+    const service = serviceOf(command.sessionId)
     const view = this.#viewOf(command.sessionId, service, message.epoch, message.owner, message.config)
     if (command.type === 'resume') return void this.#out.push({ kind: 'reply', requestId: target, reply: { status: 200, body: view } })
     const http = this.#directory.record(message.owner)?.http ?? ''
@@ -369,6 +369,11 @@ export class Sessions {
     ]
     return { sessionId, service, epoch, owner: owner === '' ? null : { id: owner, http: http(owner) }, group: queue, config: group }
   }
+}
+
+// Session ids are "<service>:<random>"; a service name never holds a colon.
+export function serviceOf (sessionId: string): string {
+  return sessionId.split(':')[0]
 }
 
 function pathFor (sessionId: string, kind: SessionCommand['type']): string {

@@ -1,0 +1,177 @@
+// Hosts the sessions core: replication frames on their own libp2p stream, the
+// durable store (one transaction, so one fsync, per core step, committed before
+// any send or reply of that step), terminals' requests, and role hooks.
+
+import { createHash, randomBytes } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
+import type { Logger } from 'pino'
+import type { AgentConfig } from '../config.ts'
+import { SeededRandom } from '../core/random.ts'
+import { servicesFor } from '../sessions/services.ts'
+import { Sessions } from '../sessions/sessions.ts'
+import type { ClientReply, MemberDirectory, SessionCommand, SessionDurable, SessionEffect, SessionEvent, SessionInput } from '../sessions/types.ts'
+import { encode } from '../../protocol/codec.ts'
+import type { SessionMessage } from '../../protocol/messages.ts'
+import type { Net } from '../net/types.ts'
+import { CoreDriver } from './driver.ts'
+import { runHook } from './hooks.ts'
+import type { SessionStore } from './session-store.ts'
+
+const monotonic = { nowMs: () => performance.now() }
+
+// A terminal's request that got no answer from the core in this long (it always
+// answers; this is a seatbelt against a bug leaving an HTTP request open).
+const REQUEST_SEATBELT_MS = 60_000
+
+export type TerminalRequest = Exclude<SessionCommand, { type: 'disconnected' | 'unreachable' }>
+
+export type SessionsHostParts = {
+  config: AgentConfig
+  directory: MemberDirectory
+  net: Net
+  store: SessionStore
+  log: Logger
+  line: (object: Record<string, unknown>) => void
+  onEvent: (event: SessionEvent) => void
+}
+
+export class SessionsHost {
+  readonly #parts: SessionsHostParts
+  readonly #core: Sessions
+  readonly #driver: CoreDriver<SessionInput, SessionEffect>
+  readonly #pending = new Map<string, (reply: ClientReply) => void>()
+  #nextRequest = 1
+  #broken: string | null = null
+
+  constructor (parts: SessionsHostParts) {
+    this.#parts = parts
+    this.#core = new Sessions({
+      directory: parts.directory,
+      config: parts.config.sessions,
+      random: new SeededRandom(randomBytes(4).readUInt32LE(0)),
+      services: servicesFor(parts.config.singletons),
+      stored: parts.store.load(),
+      nowMs: monotonic.nowMs()
+    })
+    this.#driver = new CoreDriver(this.#core, monotonic, (effects) => this.#perform(effects))
+    this.#driver.step({ kind: 'tick' })
+  }
+
+  get count (): number {
+    return this.#core.list().length
+  }
+
+  list (): ReturnType<Sessions['list']> {
+    return this.#core.list()
+  }
+
+  receive (from: string, message: SessionMessage): void {
+    this.#driver.step({ kind: 'receive', from, message })
+  }
+
+  hint (type: 'disconnected' | 'unreachable', peer: string): void {
+    this.#driver.step({ kind: 'command', command: { type, peer } })
+  }
+
+  // A terminal's request; resolves with the core's answer.
+  request (command: DistributiveOmit<TerminalRequest, 'requestId'>): Promise<ClientReply> {
+    if (this.#broken !== null) return Promise.resolve({ status: 503, body: { error: `this agent stopped serving sessions: ${this.#broken}` } })
+    const requestId = `h${this.#nextRequest++}`
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(requestId)
+        resolve({ status: 504, body: { error: 'no answer in time' } })
+      }, REQUEST_SEATBELT_MS)
+      this.#pending.set(requestId, (reply) => {
+        clearTimeout(timer)
+        resolve(reply)
+      })
+      this.#driver.step({ kind: 'command', command: { ...command, requestId } as TerminalRequest })
+    })
+  }
+
+  stop (): void {
+    this.#driver.stop()
+    for (const resolve of this.#pending.values()) resolve({ status: 503, body: { error: 'the agent is stopping' } })
+    this.#pending.clear()
+  }
+
+  #perform (effects: SessionEffect[]): void {
+    const durable: SessionDurable[] = []
+    for (const effect of effects) if (effect.kind === 'persist') durable.push(effect.record)
+    if (durable.length > 0 && !this.#commit(durable)) return
+    for (const effect of effects) {
+      switch (effect.kind) {
+        case 'send': this.#parts.net.send(effect.to, encode(effect.message), 'sessions'); break
+        case 'reply': this.#reply(effect.requestId, effect.reply); break
+        case 'event': this.#onEvent(effect.event)
+      }
+    }
+  }
+
+  // Nothing of a step leaves the box unless its writes are durable. A store that
+  // cannot write (disk full, I/O error) stops this agent's sessions: it answers
+  // 503 and sends nothing, and its group's other members carry on.
+  #commit (durable: SessionDurable[]): boolean {
+    try {
+      this.#parts.store.apply(durable)
+      return true
+    } catch (error) {
+      this.#broken = (error as Error).message
+      this.#parts.log.fatal({ err: error }, 'the session store failed; this agent stops serving sessions')
+      this.#driver.stop()
+      for (const resolve of this.#pending.values()) resolve({ status: 503, body: { error: 'the session store failed on this agent' } })
+      this.#pending.clear()
+      return false
+    }
+  }
+
+  #reply (requestId: string, reply: ClientReply): void {
+    const resolve = this.#pending.get(requestId)
+    if (resolve === undefined) return
+    this.#pending.delete(requestId)
+    resolve(reply)
+  }
+
+  #onEvent (event: SessionEvent): void {
+    this.#parts.onEvent(event)
+    const log = this.#parts.log
+    if (event.type === 'promoted' || event.type === 'demoted') {
+      const owner = event.type === 'promoted'
+      log.info({ session: event.sessionId, epoch: event.epoch, service: event.service }, owner ? 'took ownership of a session' : 'no longer owns a session')
+      this.#parts.line({ event: event.type, sessionId: event.sessionId, service: event.service, epoch: event.epoch, atMs: Date.now(), ...(owner ? { tookMs: Math.round(event.tookMs) } : {}) })
+      const command = owner ? this.#parts.config.onPromote : this.#parts.config.onDemote
+      if (command !== null) {
+        runHook(command, {
+          EDGE_SESSION_ID: event.sessionId,
+          EDGE_SERVICE: event.service,
+          EDGE_EPOCH: String(event.epoch),
+          EDGE_ROLE: owner ? 'owner' : 'standby',
+          EDGE_PREVIOUS_OWNER: owner ? (event.previousOwner ?? '') : '',
+          EDGE_AGENT_ID: this.#parts.directory.self
+        }, log)
+      }
+      return
+    }
+    if (event.type === 'group-changed') log.info({ session: event.sessionId, config: event.config, reason: event.reason }, 'session group changed')
+    else if (event.type === 'truncated') log.warn({ session: event.sessionId, fromIndex: event.fromIndex, entries: event.entries }, 'dropped unacknowledged entries replaced by the new owner')
+    else if (event.type === 'rejected') log.warn({ peer: event.from, reason: event.reason }, 'refused a session message')
+    else log.debug({ event }, 'session event')
+  }
+}
+
+// Tokens: "<sessionId>~<64 hex>", random; the agents keep only their SHA-256.
+export function newToken (sessionId: string): { token: string; tokenHash: string } {
+  const token = `${sessionId}~${randomBytes(32).toString('hex')}`
+  return { token, tokenHash: hashToken(token) }
+}
+
+export function hashToken (token: string): string {
+  return createHash('sha256').update(token).digest('hex')
+}
+
+export function newSessionId (service: string): string {
+  return `${service}:${randomBytes(8).toString('hex')}`
+}
+
+type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never
