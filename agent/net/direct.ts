@@ -107,6 +107,14 @@ export class DirectChannel {
     this.checkStall(out)
   }
 
+  // Opens the stream to `peer` now, so that its first frame does not wait for
+  // stream negotiation.
+  open (peer: string): void {
+    if (this.stopped || this.outbound.has(peer)) return
+    const peerId = parsePeerId(peer)
+    if (peerId !== null) this.openOutbound(peer, peerId)
+  }
+
   // Ends the peer's stream without reporting it; queued frames are discarded.
   forget (peer: string): void {
     const out = this.outbound.get(peer)

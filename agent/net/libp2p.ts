@@ -161,6 +161,12 @@ class Libp2pNet implements Net {
     else this.direct.send(peer, frame)
   }
 
+  connect (peer: string, channel: DirectChannelName): void {
+    if (this.stopping !== null) return
+    if (channel === 'sessions') this.replication.open(peer)
+    else this.direct.open(peer)
+  }
+
   publish (frame: Uint8Array): void {
     if (this.stopping !== null) return
     // Decoders refuse it anyway; not worth the bandwidth.

@@ -67,6 +67,8 @@ export interface Net {
   // Fire and forget: queues the frame on a long-lived stream to the peer, opening
   // one if needed; never blocks the caller. Failure is reported via onUnreachable.
   send (peer: string, frame: Uint8Array, channel?: DirectChannelName): void
+  // Opens (and keeps) the stream to a peer without sending anything yet.
+  connect (peer: string, channel: DirectChannelName): void
   // Publishes on the cluster topic (signed by this node's key).
   publish (frame: Uint8Array): void
   // Addresses learnt from a peer's record, so later sends can dial it.

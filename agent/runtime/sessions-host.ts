@@ -103,6 +103,7 @@ export class SessionsHost {
     for (const effect of effects) {
       switch (effect.kind) {
         case 'send': this.#parts.net.send(effect.to, encode(effect.message), 'sessions'); break
+        case 'connect': this.#parts.net.connect(effect.peer, 'sessions'); break
         case 'reply': this.#reply(effect.requestId, effect.reply); break
         case 'event': this.#onEvent(effect.event)
       }

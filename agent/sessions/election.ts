@@ -24,7 +24,7 @@ export function watchOwner (ctx: Ctx, r: Replica): void {
   const owner = r.owner
   if (owner !== null && !r.ownerGone) {
     const status = ctx.directory.status(owner)
-    if (status === 'dead' || status === 'left') return ownerGone(ctx, r, `the membership declared ${owner} ${status}`)
+    if (status === 'dead' || status === 'left') ownerGone(ctx, r, `the membership declared ${owner} ${status}`)
   }
   const silentMs = ctx.now - r.lastOwnerContactMs
   if (!r.ownerGone && r.diagnosis === null && silentMs >= ctx.config.ownerTimeoutMs) diagnose(ctx, r, `no heartbeat for ${Math.round(silentMs)} ms`)
@@ -46,7 +46,10 @@ export function nextElectionWake (r: Replica): number {
 // The transport lost the owner (a closed stream is a hint: diagnose now), or
 // could not reach it at all (as good as a failed diagnosis).
 export function ownerHint (ctx: Ctx, r: Replica, peer: PeerKey, unreachable: boolean): void {
-  if (r.role !== 'standby' || r.owner !== peer || r.ownerGone) return
+  if (r.owner !== peer) return
+  // Witnesses and standbys alike stop shielding an owner they lost.
+  r.ownerLostMs ??= ctx.now
+  if (r.role !== 'standby' || r.ownerGone) return
   if (unreachable) return ownerGone(ctx, r, `${peer} is unreachable`)
   if (r.diagnosis === null) diagnose(ctx, r, `lost the connection to ${peer}`)
 }
@@ -118,10 +121,14 @@ function startRealElection (ctx: Ctx, r: Replica): void {
   maybeWin(ctx, r)
 }
 
+// Votes are asked again this often while a candidacy lasts: a voter that refused
+// because it still heard the owner may have lost it a few ms later.
+const VOTE_RESEND_MS = 25
+
 function requestVotes (ctx: Ctx, r: Replica): void {
   const c = r.candidacy
   if (c === null) return
-  c.resendAtMs = ctx.now + ctx.config.heartbeatMs
+  c.resendAtMs = ctx.now + Math.min(ctx.config.heartbeatMs, VOTE_RESEND_MS)
   for (const peer of voters(r)) {
     if (peer === ctx.self || c.votes.has(peer)) continue
     ctx.send(peer, {

@@ -56,6 +56,7 @@ function acceptOwner (ctx: Ctx, r: Replica, from: PeerKey, epoch: number): void 
   if (epoch > r.epoch || r.role === 'owner' || r.role === 'candidate') stepDown(ctx, r, epoch, from, `${from} owns epoch ${epoch}`)
   r.owner = from
   r.lastOwnerContactMs = ctx.now
+  r.ownerLostMs = null
   r.ownerGone = false
   r.diagnosis = null
   r.electionAtMs = Infinity
@@ -118,7 +119,9 @@ export function onSnapshot (ctx: Ctx, existing: Replica | undefined, from: PeerK
     ctx.persist({ kind: 'session-truncate', sessionId: r.id, fromIndex: snapshot.index + 1 })
     ctx.emit({ type: 'snapshot-installed', sessionId: r.id, index: snapshot.index })
   }
-  ctx.send(from, { type: 'session-append-ack', sessionId: r.id, epoch: r.epoch, seq: msg.seq, ok: true, matchIndex: r.log.lastIndex, lastIndex: r.log.lastIndex })
+  // We match the owner up to the snapshot (committed there, so committed here
+  // too), not necessarily beyond it: a tail we kept may still diverge.
+  ctx.send(from, { type: 'session-append-ack', sessionId: r.id, epoch: r.epoch, seq: msg.seq, ok: true, matchIndex: snapshot.index, lastIndex: r.log.lastIndex })
   return r
 }
 
@@ -143,7 +146,11 @@ function voteRefusal (ctx: Ctx, r: Replica, req: SessionVoteRequest): string | n
   if (req.epoch === r.epoch && r.votedFor !== null && r.votedFor !== req.candidate) return `already voted for ${r.votedFor} in epoch ${r.epoch}`
   if (!config(r).members.includes(req.candidate)) return `${req.candidate} is not a member of the group`
   if (r.role === 'owner' && leaseValid(ctx, r)) return 'the owner holds its lease'
-  const heardOwner = r.owner !== null && r.owner !== req.candidate && !r.ownerGone && ctx.now - r.lastOwnerContactMs < ctx.config.ownerTimeoutMs
+  // The promise behind the owner's lease: no vote while the owner was heard within
+  // ownerTimeoutMs, unless this member itself saw it die (diagnosis failed, or
+  // the connection closed and nothing came since).
+  const heardOwner = r.owner !== null && r.owner !== ctx.self && r.owner !== req.candidate && !r.ownerGone && r.ownerLostMs === null &&
+    ctx.now - r.lastOwnerContactMs < ctx.config.ownerTimeoutMs
   if (heardOwner) return `the owner ${r.owner} was heard ${Math.round(ctx.now - r.lastOwnerContactMs)} ms ago`
   // No vote for a candidate missing what we know was acknowledged.
   const committedEpoch = r.log.epochAt(r.commitIndex) ?? 0

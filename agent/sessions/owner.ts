@@ -23,7 +23,7 @@ export function newProgress (nextIndex: number): Progress {
 
 // Takes ownership of epoch r.epoch (already won): every member's progress starts
 // unknown, and an epoch entry is logged, so everything before it commits with it.
-export function becomeOwner (ctx: Ctx, r: Replica, previousOwner: PeerKey | null, tookMs: number): void {
+export function becomeOwner (ctx: Ctx, r: Replica, previousOwner: PeerKey | null, tookMs: number, sendFrom = r.log.lastIndex + 1): void {
   r.role = 'owner'
   r.owner = ctx.self
   r.ownerGone = false
@@ -32,8 +32,10 @@ export function becomeOwner (ctx: Ctx, r: Replica, previousOwner: PeerKey | null
   r.electionAtMs = Infinity
   r.promotedAtMs = ctx.now
   r.progress = new Map()
-  for (const peer of peersOf(ctx, r)) r.progress.set(peer, newProgress(r.log.lastIndex + 1))
-  r.lastAcceptedSeq = Math.max(r.lastAcceptedSeq, lastLoggedSeq(r))
+  for (const peer of peersOf(ctx, r)) r.progress.set(peer, newProgress(sendFrom))
+  // The log alone says which sequence numbers were taken: one this member
+  // accepted as an earlier owner may since have been truncated away.
+  r.lastAcceptedSeq = lastLoggedSeq(r)
   if (r.epoch > 1 || r.log.lastIndex > 1) appendEntry(ctx, r, { kind: 'epoch' })
   ctx.emit({ type: 'promoted', sessionId: r.id, service: r.info.service, epoch: r.epoch, previousOwner, tookMs })
   replicateAll(ctx, r)
@@ -334,8 +336,11 @@ export function maintainGroup (ctx: Ctx, r: Replica): void {
     if (members.length === 0) return
     return appendConfig(ctx, r, { members, witness: dead === c.witness ? null : c.witness }, `${dead} is dead`)
   }
-  if (c.members.length < ctx.config.replicas + 1) return startRepair(ctx, r, false)
-  if (c.members.length === 2 && c.witness === null) return startRepair(ctx, r, true)
+  if (c.members.length < ctx.config.replicas + 1) startRepair(ctx, r, false)
+  // Short of members with nobody eligible to add: a group of two still gets a
+  // witness, so that one more failure leaves a majority.
+  if (r.repair === null && c.members.length === 2 && c.witness === null) return startRepair(ctx, r, true)
+  if (r.repair !== null) return
   if (c.members.length !== 2 && c.witness !== null) appendConfig(ctx, r, { members: c.members, witness: null }, 'the witness is no longer needed')
 }
 

@@ -79,6 +79,9 @@ export type Replica = {
   // Standby side.
   lastOwnerContactMs: number
   ownerGone: boolean
+  // When the transport last lost its connection to the owner (null once the owner
+  // is heard again): a closed connection is strong evidence a process died.
+  ownerLostMs: number | null
   diagnosis: { nonce: number; deadlineMs: number } | null
   electionAtMs: number
   candidacy: Candidacy | null
@@ -94,6 +97,8 @@ export type Replica = {
   closed: boolean
   // Set when a member of a later epoch told us we are no longer in the group.
   orphanedAtMs: number | null
+  // The group (as JSON) whose members we last asked the host to connect to.
+  connectedTo: string
 }
 
 // The owner's lease counts a member's promise for only this share of
@@ -117,6 +122,7 @@ export function newReplica (info: SessionInfo, nowMs: number): Replica {
     owner: null,
     lastOwnerContactMs: nowMs,
     ownerGone: false,
+    ownerLostMs: null,
     diagnosis: null,
     electionAtMs: Infinity,
     candidacy: null,
@@ -129,7 +135,8 @@ export function newReplica (info: SessionInfo, nowMs: number): Replica {
     suspectedAtMs: 0,
     repair: null,
     closed: false,
-    orphanedAtMs: null
+    orphanedAtMs: null,
+    connectedTo: ''
   }
 }
 

@@ -70,6 +70,7 @@ export class Sessions {
     if (input.kind === 'receive') this.#onMessage(input.from, input.message)
     else if (input.kind === 'command') this.#onCommand(input.command)
     this.#onTick()
+    this.#connectGroups()
     return this.#out
   }
 
@@ -196,6 +197,18 @@ export class Sessions {
     if (r !== undefined) act(r)
   }
 
+  // Asks the host to keep streams open to the other members of each group we
+  // are in (once per group change).
+  #connectGroups (): void {
+    for (const r of this.#replicas.values()) {
+      const group = voters(r)
+      const key = group.join(',')
+      if (r.connectedTo === key) continue
+      r.connectedTo = key
+      for (const peer of group) if (peer !== this.self) this.#out.push({ kind: 'connect', peer })
+    }
+  }
+
   #onVoteRequest (ctx: Ctx, from: PeerKey, message: Extract<SessionMessage, { type: 'session-vote-request' }>): void {
     const r = this.#replicas.get(message.sessionId)
     if (r === undefined) {
@@ -264,7 +277,8 @@ export class Sessions {
     const index = appendEntry(ctx, r, { kind: 'create', info, config: group })
     ctx.emit({ type: 'session-created', sessionId: r.id, service: info.service, config: group })
     wait(ctx, r, index, { target, clientSeq: 0, deadlineMs: this.#now + this.#config.writeTimeoutMs, kind: 'open' })
-    becomeOwner(ctx, r, null, 0)
+    // The group has nothing yet: send from the create entry on.
+    becomeOwner(ctx, r, null, 0, 1)
     advanceCommit(ctx, r)
   }
 

@@ -76,6 +76,9 @@ export type SessionEvent =
 
 export type SessionEffect =
   | { kind: 'send'; to: PeerKey; message: SessionMessage }
+  // Keep a replication stream open to this peer: members of a group that never
+  // talk until their owner dies should not pay for stream setup in the election.
+  | { kind: 'connect'; peer: PeerKey }
   | { kind: 'persist'; record: SessionDurable }
   | { kind: 'event'; event: SessionEvent }
   | { kind: 'reply'; requestId: string; reply: ClientReply }

@@ -1,0 +1,235 @@
+// Votes: what a member grants and refuses (one vote per epoch, persisted before
+// it leaves; no vote for a candidate behind the acknowledged log, for a
+// non-member, or while the owner is heard; pre-votes change nothing), and a
+// standby's candidacy from pre-vote to owner.
+
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { onVote, ownerHint, watchOwner } from '../../agent/sessions/election.ts'
+import { onVoteRequest } from '../../agent/sessions/follower.ts'
+import { clientAppend } from '../../agent/sessions/owner.ts'
+import type { Replica } from '../../agent/sessions/replica.ts'
+import type { SessionVote, SessionVoteRequest } from '../../protocol/messages.ts'
+import {
+  FakeCtx, FakeDirectory, LAN, SESSION, entriesWithEpochs, epochsOf, ownerGroup, standby, terminal, voteRequest
+} from './session-fixtures.ts'
+
+// B, a standby of A's group {A, B, C}, holding entries of `epochs`, which last
+// heard A `heardOwnerAgoMs` ago (long enough by default for A to be suspect).
+function voter (epochs: number[] = [1, 1, 1], options: { commitIndex?: number; heardOwnerAgoMs?: number; epoch?: number; votedFor?: string | null } = {}): { ctx: FakeCtx; r: Replica } {
+  const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C', 'D']))
+  const r = standby(ctx, entriesWithEpochs(epochs), {
+    commitIndex: options.commitIndex ?? 1, heardOwnerAgoMs: options.heardOwnerAgoMs ?? LAN.ownerTimeoutMs, epoch: options.epoch, votedFor: options.votedFor
+  })
+  return { ctx, r }
+}
+
+function ask (ctx: FakeCtx, r: Replica, req: SessionVoteRequest): SessionVote {
+  ctx.take()
+  onVoteRequest(ctx, r, req.candidate, req)
+  return ctx.vote()
+}
+
+test('a member votes once per epoch: a second candidate is refused, the same one is granted again', () => {
+  const { ctx, r } = voter()
+  const steps: Array<{ candidate: string; epoch: number; granted: boolean }> = [
+    { candidate: 'C', epoch: 2, granted: true },
+    { candidate: 'A', epoch: 2, granted: false },
+    { candidate: 'C', epoch: 2, granted: true },
+    { candidate: 'A', epoch: 3, granted: true },
+    { candidate: 'C', epoch: 3, granted: false }
+  ]
+  for (const step of steps) {
+    const vote = ask(ctx, r, voteRequest({ candidate: step.candidate, epoch: step.epoch, lastIndex: 3 }))
+    assert.is(vote.granted, step.granted, `${step.candidate} in epoch ${step.epoch}: ${vote.reason}`)
+    if (!step.granted) assert.ok(vote.reason.includes('already voted'), vote.reason)
+  }
+  assert.equal([r.epoch, r.votedFor], [3, 'A'])
+})
+
+test('the vote is persisted (session-meta) before it is sent', () => {
+  const { ctx, r } = voter()
+  const vote = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 2, lastIndex: 3 }))
+  assert.ok(vote.granted)
+  const meta = ctx.persists('session-meta')
+  assert.equal(meta[meta.length - 1], { kind: 'session-meta', sessionId: SESSION, epoch: 2, votedFor: 'C' })
+  const persisted = ctx.indexOf((e) => e.kind === 'persist' && e.record.kind === 'session-meta' && e.record.votedFor === 'C')
+  const sent = ctx.indexOf((e) => e.kind === 'send' && e.message.type === 'session-vote')
+  assert.ok(persisted >= 0 && persisted < sent, `persist at ${persisted}, send at ${sent}`)
+})
+
+test('a candidate that lacks acknowledged entries gets no vote', () => {
+  // The voter holds 1..5 with epochs 1,1,2,2,2 and has committed up to 4 (epoch 2).
+  const cases: Array<{ lastEpoch: number; lastIndex: number; granted: boolean }> = [
+    { lastEpoch: 1, lastIndex: 9, granted: false },
+    { lastEpoch: 2, lastIndex: 3, granted: false },
+    { lastEpoch: 2, lastIndex: 4, granted: true },
+    { lastEpoch: 2, lastIndex: 5, granted: true },
+    { lastEpoch: 3, lastIndex: 4, granted: true }
+  ]
+  for (const c of cases) {
+    const { ctx, r } = voter([1, 1, 2, 2, 2], { commitIndex: 4, epoch: 2 })
+    const vote = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 3, lastEpoch: c.lastEpoch, lastIndex: c.lastIndex, commitIndex: 4 }))
+    assert.is(vote.granted, c.granted, `candidate at (${c.lastEpoch}, ${c.lastIndex}): ${vote.reason}`)
+    if (!c.granted) {
+      assert.ok(vote.reason.includes('lacks acknowledged entries'), vote.reason)
+      assert.equal([r.epoch, r.votedFor], [2, null], 'a refusal changes nothing')
+      assert.equal(ctx.persists(), [])
+    }
+  }
+})
+
+test('a member that heard the owner within ownerTimeoutMs refuses, unless it saw the owner die', () => {
+  type Sight = 'nothing' | 'the membership declares A dead' | 'the transport cannot reach A'
+  const cases: Array<{ heardAgo: number; saw: Sight; candidate: string; granted: boolean }> = [
+    { heardAgo: 100, saw: 'nothing', candidate: 'C', granted: false },
+    { heardAgo: LAN.ownerTimeoutMs - 1, saw: 'nothing', candidate: 'C', granted: false },
+    { heardAgo: LAN.ownerTimeoutMs, saw: 'nothing', candidate: 'C', granted: true },
+    { heardAgo: 100, saw: 'the membership declares A dead', candidate: 'C', granted: true },
+    { heardAgo: 100, saw: 'the transport cannot reach A', candidate: 'C', granted: true },
+    // The owner itself standing again (after a restart, say) is no rival to itself.
+    { heardAgo: 100, saw: 'nothing', candidate: 'A', granted: true }
+  ]
+  for (const c of cases) {
+    const name = `A heard ${c.heardAgo} ms ago, saw ${c.saw}, ${c.candidate} asks`
+    const { ctx, r } = voter([1, 1, 1], { heardOwnerAgoMs: c.heardAgo })
+    if (c.saw === 'the membership declares A dead') ctx.directory.set('A', 'dead')
+    if (c.saw === 'the transport cannot reach A') ownerHint(ctx, r, 'A', true)
+    watchOwner(ctx, r)
+    const vote = ask(ctx, r, voteRequest({ candidate: c.candidate, epoch: 2, lastIndex: 3 }))
+    assert.is(vote.granted, c.granted, `${name}: ${vote.reason}`)
+    if (!c.granted) assert.ok(vote.reason.includes('was heard'), vote.reason)
+  }
+})
+
+test('a non-member gets no vote, nor does the witness', () => {
+  const cases: Array<{ candidate: string; witness: string | null }> = [
+    { candidate: 'D', witness: null },
+    { candidate: 'W', witness: 'W' }
+  ]
+  for (const c of cases) {
+    const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'W']))
+    const r = standby(ctx, entriesWithEpochs([1, 1], { members: ['A', 'B'], witness: c.witness }), { commitIndex: 1, heardOwnerAgoMs: 1_000 })
+    const vote = ask(ctx, r, voteRequest({ candidate: c.candidate, epoch: 2, lastIndex: 2 }))
+    assert.is(vote.granted, false, c.candidate)
+    assert.ok(vote.reason.includes('not a member'), vote.reason)
+    assert.equal([r.epoch, r.votedFor], [1, null])
+  }
+})
+
+test('a request from an earlier epoch is refused with the voter\'s epoch', () => {
+  const { ctx, r } = voter([1, 1, 3], { epoch: 3 })
+  const vote = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 2, lastEpoch: 3, lastIndex: 3 }))
+  assert.equal({ granted: vote.granted, epoch: vote.epoch }, { granted: false, epoch: 3 })
+  assert.ok(vote.reason.includes('stale epoch'), vote.reason)
+})
+
+test('a pre-vote grant changes no state and persists nothing', () => {
+  const { ctx, r } = voter()
+  const before = { epoch: r.epoch, votedFor: r.votedFor, owner: r.owner, heard: r.lastOwnerContactMs, gone: r.ownerGone, role: r.role }
+  const vote = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 2, lastIndex: 3, preVote: true }))
+  assert.equal({ granted: vote.granted, preVote: vote.preVote, epoch: vote.epoch, tail: vote.tail }, { granted: true, preVote: true, epoch: 2, tail: [] })
+  assert.equal(ctx.persists(), [])
+  assert.equal(ctx.events(), [])
+  assert.equal({ epoch: r.epoch, votedFor: r.votedFor, owner: r.owner, heard: r.lastOwnerContactMs, gone: r.ownerGone, role: r.role }, before)
+  // Having said it would vote for C, it is still free to vote for A for real.
+  assert.ok(ask(ctx, r, voteRequest({ candidate: 'A', epoch: 2, lastIndex: 3 })).granted)
+})
+
+test('a pre-vote refusal changes no state and persists nothing either', () => {
+  const { ctx, r } = voter([1, 1, 1], { heardOwnerAgoMs: 50 })
+  const vote = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 2, lastIndex: 3, preVote: true }))
+  assert.equal({ granted: vote.granted, preVote: vote.preVote, epoch: vote.epoch }, { granted: false, preVote: true, epoch: 1 })
+  assert.equal(ctx.persists(), [])
+  assert.equal([r.epoch, r.votedFor, r.owner, r.lastOwnerContactMs], [1, null, 'A', ctx.now - 50])
+})
+
+test('an owner holding its lease refuses; once the lease is gone it steps down and grants', () => {
+  const { ctx, r } = ownerGroup()
+  clientAppend(ctx, r, terminal('t-1'), 1, { append: 'x' })
+  ctx.take()
+  const req = voteRequest({ candidate: 'B', epoch: 2, lastEpoch: 1, lastIndex: 1, commitIndex: 1 })
+  const refused = ask(ctx, r, req)
+  assert.equal({ granted: refused.granted, epoch: refused.epoch }, { granted: false, epoch: 1 })
+  assert.ok(refused.reason.includes('lease'), refused.reason)
+  assert.is(r.role, 'owner')
+
+  ctx.now += LAN.ownerTimeoutMs + 100
+  const granted = ask(ctx, r, req)
+  assert.ok(granted.granted, granted.reason)
+  assert.equal([r.role, r.epoch, r.votedFor], ['standby', 2, 'B'])
+  assert.equal(ctx.events('demoted').length, 1)
+  assert.equal(ctx.replies().map((reply) => [reply.to, reply.status]), [['t-1', 503]], 'the pending terminal is told to retry')
+  assert.equal(granted.tail.map((e) => e.index), [2], 'the voter hands over the delta it logged')
+})
+
+test('the vote carries the voter\'s entries after the candidate\'s commit index', () => {
+  const cases: Array<{ candidateCommit: number; tail: number[] }> = [
+    { candidateCommit: 1, tail: [2, 3, 4, 5, 6] },
+    { candidateCommit: 3, tail: [4, 5, 6] },
+    { candidateCommit: 6, tail: [] }
+  ]
+  for (const c of cases) {
+    const { ctx, r } = voter([1, 1, 1, 1, 2, 2], { commitIndex: 3, epoch: 2 })
+    const vote = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 3, lastEpoch: 2, lastIndex: 6, commitIndex: c.candidateCommit }))
+    assert.ok(vote.granted, vote.reason)
+    assert.equal(vote.tail.map((e) => e.index), c.tail, `candidate committed up to ${c.candidateCommit}`)
+    assert.equal([vote.lastIndex, vote.lastEpoch, vote.commitIndex], [6, 2, 3])
+  }
+})
+
+// ---- a standby standing for election -------------------------------------------
+
+function granted (from: SessionVote, tail: SessionVote['tail'] = []): SessionVote {
+  return { ...from, granted: true, reason: 'granted', tail }
+}
+
+test('a standby that saw its owner die stands: pre-vote first, then a persisted real vote, then owner', () => {
+  // B holds 1..3 (committed 2); C holds 1..5 of epoch 1.
+  const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+  ctx.directory.set('A', 'dead')
+  watchOwner(ctx, r)
+  assert.equal([r.ownerGone, r.electionAtMs], [true, ctx.now], 'first in the queue: stands at once')
+  watchOwner(ctx, r)
+
+  const pre = ctx.sends('session-vote-request').map((s) => ({ to: s.to, ...(s.message as SessionVoteRequest) }))
+  assert.equal(pre.map((p) => [p.to, p.epoch, p.preVote, p.lastIndex, p.commitIndex]), [['A', 2, true, 3, 2], ['C', 2, true, 3, 2]])
+  assert.equal([r.role, r.epoch], ['candidate', 1], 'the pre-vote raises no epoch')
+  assert.equal(ctx.persists(), [])
+
+  ctx.take()
+  const voteBase: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 2, granted: true, preVote: true, reason: 'would vote', lastIndex: 5, lastEpoch: 1, commitIndex: 2, tail: [] }
+  onVote(ctx, r, 'C', voteBase)
+  assert.equal([r.epoch, r.votedFor], [2, 'B'])
+  const persisted = ctx.indexOf((e) => e.kind === 'persist' && e.record.kind === 'session-meta' && e.record.epoch === 2 && e.record.votedFor === 'B')
+  const firstRequest = ctx.indexOf((e) => e.kind === 'send' && e.message.type === 'session-vote-request')
+  assert.ok(persisted >= 0 && persisted < firstRequest, 'votedFor self is persisted before the real requests leave')
+  assert.equal(ctx.sends('session-vote-request').map((s) => (s.message as SessionVoteRequest).preVote), [false, false])
+  assert.equal(ctx.events('election-started').length, 1)
+
+  ctx.take()
+  const cTail = entriesWithEpochs([1, 1, 1, 1, 1]).slice(2)
+  onVote(ctx, r, 'C', granted({ ...voteBase, preVote: false }, cTail))
+  assert.is(r.role, 'owner')
+  assert.equal(epochsOf(r.log), [1, 1, 1, 1, 1, 2], 'the log is completed from C\'s tail, then an epoch entry')
+  assert.equal(r.log.entry(6)?.body.kind, 'epoch')
+  assert.equal(ctx.events('promoted').length, 1)
+})
+
+test('a candidate ignores votes of another epoch or the wrong phase, and steps down on a later epoch', () => {
+  const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2 })
+  ctx.directory.set('A', 'dead')
+  watchOwner(ctx, r)
+  watchOwner(ctx, r)
+  const base: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 2, granted: true, preVote: false, reason: 'granted', lastIndex: 3, lastEpoch: 1, commitIndex: 2, tail: [] }
+  onVote(ctx, r, 'C', base)
+  assert.equal([r.role, r.epoch], ['candidate', 1], 'a real vote during the pre-vote does not count')
+  onVote(ctx, r, 'C', { ...base, preVote: true, epoch: 3 })
+  assert.equal([r.role, r.epoch], ['candidate', 1], 'a pre-vote for another epoch does not count')
+  onVote(ctx, r, 'C', { ...base, granted: false, preVote: true, epoch: 4, reason: 'the owner C was heard 10 ms ago' })
+  assert.equal([r.role, r.epoch, r.candidacy], ['standby', 4, null], 'a refusal from a later epoch ends the candidacy')
+})
+
+test.run()
