@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// edge-agent: the command line. `start` runs an agent, `peek` shows what one sees.
+// edge-agent: the command line. `start` runs an agent, `peek` shows what one sees,
+// `session` works with replicated sessions as a terminal would.
 
 import { readFileSync } from 'node:fs'
 import { UsageError } from '../agent/cli/args.ts'
 import { PEEK_HELP, runPeek } from '../agent/cli/peek.ts'
+import { runSession, SESSION_HELP } from '../agent/cli/session.ts'
 import { runStart, START_HELP } from '../agent/cli/start.ts'
 
 const HELP = `Usage: edge-agent <command> [options]
@@ -14,6 +16,7 @@ membership table (IP, services, load, position) and detect failures in seconds.
 Commands:
   start     run an agent on this box            (edge-agent start --help)
   peek      show the members an agent sees      (edge-agent peek --help)
+  session   open, append to, read a session     (edge-agent session --help)
 
 Options:
   -h, --help      show this help
@@ -21,7 +24,8 @@ Options:
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
   start: { run: runStart, help: START_HELP },
-  peek: { run: runPeek, help: PEEK_HELP }
+  peek: { run: runPeek, help: PEEK_HELP },
+  session: { run: runSession, help: SESSION_HELP }
 }
 
 async function main (argv: string[]): Promise<number> {

@@ -1,0 +1,643 @@
+// The terminal's side of a replicated session: open or resume it at any agent,
+// then append deltas to whoever owns it now. Requests go to the owner the client
+// knows, else down the backup queue (the group's owner and standbys in priority
+// order); 307s are followed, 503s waited out, dead agents skipped. A retry always
+// reuses the clientSeq, and a clientSeq whose fate is unknown is never skipped:
+// it stays pending and the next append() re-sends it first. sim/terminal.ts plays
+// the same policy in virtual time; keep the two in step.
+
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { MAX_OP_BYTES } from '../../protocol/limits.ts'
+import type { JsonValue, Position } from '../../protocol/messages.ts'
+import { closeConnections, keepAliveConnections, NetworkError, requestJson } from './http.ts'
+import type { Connections, HttpReply } from './http.ts'
+
+export const CLIENT_DEFAULTS = {
+  // One request to one agent. An owner answers an append once its group holds
+  // the delta; a frozen standby stalls that for memberStaleMs (500 ms on lan),
+  // so 800 ms lets a slow write finish yet leaves a frozen agent quickly.
+  requestTimeoutMs: 800,
+  // One operation across every retry. Past it an append's outcome is unknown.
+  deadlineMs: 15_000
+} as const
+
+// After a 503: wait retryAfterMs, at least the minimum, or the default without it.
+const RETRY_AFTER_MIN_MS = 50
+const RETRY_AFTER_DEFAULT_MS = 100
+// 503s in a row from one agent before the next agent in the queue is tried.
+const REFUSALS_BEFORE_MOVING_ON = 2
+// Every agent in the queue failed without answering: pause before the next round,
+// or refused connections would spin the loop until the deadline.
+const ROUND_PAUSE_MS = 100
+// Redirects in a row before a pause: agents whose views disagree for a moment
+// may point at each other.
+const REDIRECTS_BEFORE_PAUSE = 4
+
+export type Role = 'owner' | 'standby' | 'witness'
+export type GroupMember = { id: string; http: string; role: Role }
+export type OwnerRef = { id: string; http: string }
+
+export type EdgeClientOptions = {
+  // Agents' HTTP URLs to try for open/resume/list, in order.
+  agents: string[]
+  // @default 800
+  requestTimeoutMs?: number
+  // @default 15000
+  deadlineMs?: number
+}
+
+export type OpenRequest = { terminalId: string; service: string; position?: Position }
+export type PendingOp = { clientSeq: number; op: JsonValue }
+// What toJSON() saves; resume() takes it back (only the token is required).
+export type SavedSession = { token: string; sessionId?: string; epoch?: number; lastIndex?: number; clientSeq?: number; pending?: PendingOp | null }
+export type SessionJson = { sessionId: string; token: string; epoch: number; lastIndex: number; clientSeq: number; pending?: PendingOp }
+export type AppendResult = { index: number; epoch: number; duplicate: boolean }
+export type SessionState = {
+  sessionId: string
+  service: string
+  epoch: number
+  index: number
+  state: unknown
+  lastClientSeq: number
+  owner: OwnerRef | null
+  group: GroupMember[]
+}
+export type SessionSummary = { sessionId: string; [key: string]: unknown }
+
+// An agent refused, or none answered. `status` is the HTTP status (0 when no
+// agent answered at all); `serverError` is the agent's {"error"} text.
+export class EdgeClientError extends Error {
+  override name = 'EdgeClientError'
+  readonly status: number
+  readonly serverError: string | null
+  readonly agent: string | null
+
+  constructor (message: string, status: number, serverError: string | null, agent: string | null) {
+    super(message)
+    this.status = status
+    this.serverError = serverError
+    this.agent = agent
+  }
+}
+
+// An append ran out of time without an acknowledgement: it may or may not be
+// applied. The session keeps it pending; the next append() re-sends it first.
+export class OutcomeUnknownError extends EdgeClientError {
+  override name = 'OutcomeUnknownError'
+  readonly clientSeq: number
+
+  constructor (message: string, status: number, serverError: string | null, agent: string | null, clientSeq: number) {
+    super(message, status, serverError, agent)
+    this.clientSeq = clientSeq
+  }
+}
+
+// An agent showed a session older than one this client has already seen: an
+// index or epoch below what was acknowledged. Never retried; it is not a
+// transport failure but a broken promise.
+export class RollbackError extends Error {
+  override name = 'RollbackError'
+}
+
+// ---- where requests go ------------------------------------------------------
+
+// The owner when known, else the backup queue in order: the group's owner and
+// standbys (never the witness), then the configured agents, which can locate the
+// session and redirect when the whole group is unreachable.
+class Route {
+  owner: string | null = null
+  group: GroupMember[] = []
+  readonly #agents: string[]
+  #queue: string[]
+  #cursor = 0
+
+  constructor (agents: string[]) {
+    this.#agents = agents
+    this.#queue = [...agents]
+  }
+
+  get size (): number {
+    return this.#queue.length
+  }
+
+  target (): string {
+    return this.owner ?? this.#queue[this.#cursor % this.#queue.length]
+  }
+
+  // `from` failed: forget the owner and try the agent after it in the queue.
+  advance (from: string): void {
+    this.owner = null
+    const at = this.#queue.indexOf(from)
+    this.#cursor = at < 0 ? this.#cursor + 1 : at + 1
+  }
+
+  learn (group: GroupMember[]): void {
+    this.group = group
+    const serving = group.filter((m) => m.role !== 'witness' && m.http !== '').map((m) => base(m.http))
+    const queue = [...new Set([...serving, ...this.#agents])]
+    // Start from the top only when the queue changed, so two agents that keep
+    // answering 503 with the same view cannot bounce the client between them.
+    if (queue.join(' ') !== this.#queue.join(' ')) this.#cursor = 0
+    this.#queue = queue
+  }
+
+  ownerRef (): OwnerRef | null {
+    if (this.owner === null) return null
+    const member = this.group.find((m) => base(m.http) === this.owner)
+    return { id: member?.id ?? '', http: this.owner }
+  }
+}
+
+function base (url: string): string {
+  return url.replace(/\/+$/, '')
+}
+
+// ---- one operation, retried across agents ------------------------------------
+
+type Call = {
+  method: 'GET' | 'POST' | 'DELETE'
+  path: string
+  token?: string
+  body?: unknown
+  // Names the operation in errors: "append clientSeq 3".
+  what: string
+  // The error thrown when the deadline passes (default: an EdgeClientError).
+  onDeadline?: (last: Attempts) => Error
+}
+
+// An answer to act on. `uncertain`: an earlier attempt may have taken effect
+// (it was sent, and its answer lost).
+type Exchanged = { reply: HttpReply; agent: string; uncertain: boolean }
+
+type Attempts = {
+  last: string
+  lastStatus: number
+  lastError: string | null
+  lastAgent: string | null
+  uncertain: boolean
+  refusals: { agent: string; count: number }
+  silent: number
+  redirects: number
+}
+
+type Settings = { agents: string[]; requestTimeoutMs: number; deadlineMs: number }
+
+class Exchanger {
+  readonly settings: Settings
+  readonly #connections: Connections = keepAliveConnections()
+
+  constructor (settings: Settings) {
+    this.settings = settings
+  }
+
+  destroy (): void {
+    closeConnections(this.#connections)
+  }
+
+  async exchange (route: Route, call: Call): Promise<Exchanged> {
+    const deadline = performance.now() + this.settings.deadlineMs
+    const attempts: Attempts = { last: 'no agent tried', lastStatus: 0, lastError: null, lastAgent: null, uncertain: false, refusals: { agent: '', count: 0 }, silent: 0, redirects: 0 }
+    for (;;) {
+      const leftMs = deadline - performance.now()
+      if (leftMs <= 0) throw call.onDeadline?.(attempts) ?? this.#deadlineError(call, attempts)
+      const agent = route.target()
+      const outcome = await this.#attempt(agent, call, Math.max(1, Math.min(this.settings.requestTimeoutMs, Math.ceil(leftMs))))
+      const waitMs = nextStep(route, agent, call.path, outcome, attempts)
+      if (waitMs === null) return { reply: outcome as HttpReply, agent, uncertain: attempts.uncertain }
+      if (waitMs > 0) await sleep(Math.max(0, Math.min(waitMs, deadline - performance.now())))
+    }
+  }
+
+  // One request; a reset on a reused kept-alive connection is retried once at
+  // once, as the agent may have closed that connection as the request left.
+  async #attempt (agent: string, call: Call, timeoutMs: number): Promise<HttpReply | NetworkError> {
+    const spec = { url: agent + call.path, method: call.method, token: call.token, body: call.body, timeoutMs }
+    for (let tries = 0; ; tries++) {
+      try {
+        return await requestJson(this.#connections, spec)
+      } catch (error) {
+        if (!(error instanceof NetworkError)) throw error
+        if (tries > 0 || !error.reusedSocket || error.code !== 'ECONNRESET') return error
+      }
+    }
+  }
+
+  #deadlineError (call: Call, a: Attempts): EdgeClientError {
+    return new EdgeClientError(`${call.what}: no agent served it within ${this.settings.deadlineMs} ms (last: ${a.last})`, a.lastStatus, a.lastError, a.lastAgent)
+  }
+}
+
+// What to do after one attempt: null to act on the answer, else the ms to wait
+// before the next attempt (the route already points at its target).
+function nextStep (route: Route, agent: string, path: string, outcome: HttpReply | NetworkError, a: Attempts): number | null {
+  if (outcome instanceof NetworkError) {
+    // A refused connection never delivered the request; anything else may have.
+    if (outcome.code !== 'ECONNREFUSED') a.uncertain = true
+    Object.assign(a, { last: `${agent}: ${outcome.code}`, lastStatus: 0, lastError: null, lastAgent: agent })
+    return failed(route, agent, a)
+  }
+  const error = typeof outcome.body.error === 'string' ? outcome.body.error : null
+  Object.assign(a, { last: `${agent}: ${outcome.status}${error === null ? '' : ' ' + error}`, lastStatus: outcome.status, lastError: error, lastAgent: agent })
+  if (outcome.status === 307) return redirected(route, agent, path, outcome, a)
+  a.redirects = 0
+  if (outcome.status === 503) return refused(route, agent, outcome, a)
+  // Other 5xx (500, 504): the agent failed mid-way; the request may have acted.
+  if (outcome.status >= 500) {
+    a.uncertain = true
+    return failed(route, agent, a)
+  }
+  a.silent = 0
+  return null
+}
+
+// No usable answer: move to the next agent at once; after a whole round of
+// failures, pause.
+function failed (route: Route, agent: string, a: Attempts): number {
+  Object.assign(a, { refusals: { agent: '', count: 0 }, redirects: 0 })
+  route.advance(agent)
+  a.silent += 1
+  if (a.silent < route.size) return 0
+  a.silent = 0
+  return ROUND_PAUSE_MS
+}
+
+function redirected (route: Route, agent: string, path: string, reply: HttpReply, a: Attempts): number {
+  const owner = ownerFromLocation(reply.location, path)
+  if (owner === null) {
+    a.last = `${agent}: 307 without a usable Location`
+    return failed(route, agent, a)
+  }
+  a.silent = 0
+  const group = decodeGroup(reply.body.group)
+  if (group !== null) route.learn(group)
+  route.owner = owner
+  a.redirects += 1
+  return a.redirects % REDIRECTS_BEFORE_PAUSE === 0 ? ROUND_PAUSE_MS : 0
+}
+
+// 503: nothing was acknowledged. Wait, then ask again; after the second refusal
+// in a row from one agent, ask the next in the queue.
+function refused (route: Route, agent: string, reply: HttpReply, a: Attempts): number {
+  a.silent = 0
+  const group = decodeGroup(reply.body.group)
+  if (group !== null) route.learn(group)
+  a.refusals = a.refusals.agent === agent ? { agent, count: a.refusals.count + 1 } : { agent, count: 1 }
+  if (a.refusals.count >= REFUSALS_BEFORE_MOVING_ON) {
+    route.advance(agent)
+    a.refusals = { agent: '', count: 0 }
+  }
+  const hinted = typeof reply.body.retryAfterMs === 'number' && Number.isFinite(reply.body.retryAfterMs) ? reply.body.retryAfterMs : reply.retryAfterMs
+  return Math.max(RETRY_AFTER_MIN_MS, hinted ?? RETRY_AFTER_DEFAULT_MS)
+}
+
+// The Location is the owner's URL for the same path; the owner is what precedes it.
+function ownerFromLocation (location: string | null, path: string): string | null {
+  if (location === null) return null
+  let url: URL
+  try {
+    url = new URL(location)
+  } catch {
+    return null
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return null
+  const text = url.href
+  return text.endsWith(path) ? base(text.slice(0, text.length - path.length)) : url.origin
+}
+
+// ---- decoding answers (checked once, here) ------------------------------------
+
+const ROLES = new Set<string>(['owner', 'standby', 'witness'])
+// A group is at most MAX_GROUP_MEMBERS plus a witness; anything far larger is not a view.
+const MAX_GROUP_VIEW = 64
+
+function decodeGroup (value: unknown): GroupMember[] | null {
+  if (!Array.isArray(value) || value.length === 0 || value.length > MAX_GROUP_VIEW) return null
+  const group: GroupMember[] = []
+  for (const item of value) {
+    const m = item as Record<string, unknown> | null
+    if (typeof m !== 'object' || m === null || typeof m.id !== 'string' || typeof m.http !== 'string' || typeof m.role !== 'string' || !ROLES.has(m.role)) return null
+    group.push({ id: m.id, http: m.http, role: m.role as Role })
+  }
+  return group
+}
+
+function decodeOwner (value: unknown): OwnerRef | null {
+  const o = value as Record<string, unknown> | null
+  if (typeof o !== 'object' || o === null || typeof o.id !== 'string' || typeof o.http !== 'string') return null
+  return { id: o.id, http: o.http }
+}
+
+function count (body: Record<string, unknown>, key: string): number {
+  const value = body[key]
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw new TypeError(`"${key}" is not a whole number`)
+  return value
+}
+
+function text (body: Record<string, unknown>, key: string): string {
+  const value = body[key]
+  if (typeof value !== 'string' || value === '') throw new TypeError(`"${key}" is not a string`)
+  return value
+}
+
+function decoded<T> (what: string, exchanged: Exchanged, decode: (body: Record<string, unknown>) => T): T {
+  try {
+    return decode(exchanged.reply.body)
+  } catch (error) {
+    const { reply, agent } = exchanged
+    throw new EdgeClientError(`${what}: ${agent} answered ${reply.status} with a malformed body (${(error as Error).message})`, reply.status, null, agent)
+  }
+}
+
+function decodeAck (body: Record<string, unknown>): AppendResult {
+  return { index: count(body, 'index'), epoch: count(body, 'epoch'), duplicate: body.duplicate === true }
+}
+
+function decodeState (body: Record<string, unknown>): SessionState {
+  const group = decodeGroup(body.group)
+  return {
+    sessionId: text(body, 'sessionId'),
+    service: typeof body.service === 'string' ? body.service : '',
+    epoch: count(body, 'epoch'),
+    index: count(body, 'index'),
+    state: body.state,
+    lastClientSeq: count(body, 'lastClientSeq'),
+    owner: decodeOwner(body.owner),
+    group: group ?? []
+  }
+}
+
+function decodeOpened (body: Record<string, unknown>): { sessionId: string; token: string; epoch: number; owner: OwnerRef | null; group: GroupMember[] } {
+  const sessionId = text(body, 'sessionId')
+  const token = text(body, 'token')
+  if (sessionIdOf(token) !== sessionId) throw new TypeError('"token" does not belong to "sessionId"')
+  const group = decodeGroup(body.group)
+  if (group === null) throw new TypeError('"group" is not a list of members')
+  return { sessionId, token, epoch: count(body, 'epoch'), owner: decodeOwner(body.owner), group }
+}
+
+function refusal (what: string, exchanged: Exchanged): EdgeClientError {
+  const { reply, agent } = exchanged
+  const error = typeof reply.body.error === 'string' ? reply.body.error : null
+  return new EdgeClientError(`${what}: ${reply.status} ${error ?? 'no reason given'} (${agent})`, reply.status, error, agent)
+}
+
+// Tokens are "<sessionId>~<64 hex>".
+export function sessionIdOf (token: string): string | null {
+  return /^(.+)~[0-9a-f]{64}$/.exec(token)?.[1] ?? null
+}
+
+// ---- the client and its sessions -----------------------------------------------
+
+export class EdgeClient {
+  readonly #exchanger: Exchanger
+
+  constructor (options: EdgeClientOptions) {
+    this.#exchanger = new Exchanger(checkOptions(options))
+  }
+
+  // An open whose answer was lost is sent again, and may leave an orphan session
+  // behind on the agents: harmless to this terminal, which only ever uses the
+  // session whose token it received.
+  async open (request: OpenRequest): Promise<Session> {
+    checkOpen(request)
+    const route = new Route(this.#exchanger.settings.agents)
+    const body = { terminalId: request.terminalId, service: request.service, ...(request.position === undefined ? {} : { position: request.position }) }
+    const exchanged = await this.#exchanger.exchange(route, { method: 'POST', path: '/v1/sessions', body, what: 'open' })
+    if (exchanged.reply.status !== 201) throw refusal('open', exchanged)
+    const opened = decoded('open', exchanged, decodeOpened)
+    route.learn(opened.group)
+    route.owner = opened.owner === null || opened.owner.http === '' ? exchanged.agent : base(opened.owner.http)
+    // The epoch of a 201 is the owner's own: it just created the session in it.
+    return new Session(this.#exchanger, route, { sessionId: opened.sessionId, token: opened.token, epoch: opened.epoch, lastIndex: 0, clientSeq: 0, pending: null })
+  }
+
+  // Takes up a session saved with toJSON(); refuses one that rolled back.
+  async resume (saved: SavedSession): Promise<Session> {
+    const start = checkSaved(saved)
+    const session = new Session(this.#exchanger, new Route(this.#exchanger.settings.agents), start)
+    await Session.catchUp(session)
+    return session
+  }
+
+  // The sessions the first agent that answers holds (any role).
+  async list (): Promise<SessionSummary[]> {
+    const exchanged = await this.#exchanger.exchange(new Route(this.#exchanger.settings.agents), { method: 'GET', path: '/v1/sessions', what: 'list' })
+    if (exchanged.reply.status !== 200) throw refusal('list', exchanged)
+    return decoded('list', exchanged, (body) => {
+      if (!Array.isArray(body.sessions)) throw new TypeError('"sessions" is not a list')
+      for (const s of body.sessions) if (typeof s !== 'object' || s === null || typeof s.sessionId !== 'string') throw new TypeError('a session has no "sessionId"')
+      return body.sessions as SessionSummary[]
+    })
+  }
+
+  // Closes kept-alive connections; the client is unusable afterwards.
+  destroy (): void {
+    this.#exchanger.destroy()
+  }
+}
+
+type SessionStart = { sessionId: string; token: string; epoch: number; lastIndex: number; clientSeq: number; pending: PendingOp | null }
+
+// Made by EdgeClient.open() and resume(); the constructor is not for callers.
+export class Session {
+  readonly sessionId: string
+  readonly token: string
+  readonly #exchanger: Exchanger
+  readonly #route: Route
+  readonly #path: string
+  // Learnt from acknowledgements only: a standby's view may carry the epoch of
+  // an election that was never won.
+  #epoch: number
+  #lastIndex: number
+  // The last clientSeq known applied; a pending op holds clientSeq + 1.
+  #clientSeq: number
+  #pending: PendingOp | null
+  #closed = false
+  // Appends and close run one at a time, in call order.
+  #tail: Promise<unknown> = Promise.resolve()
+
+  constructor (exchanger: Exchanger, route: Route, start: SessionStart) {
+    this.#exchanger = exchanger
+    this.#route = route
+    this.sessionId = start.sessionId
+    this.token = start.token
+    this.#path = `/v1/sessions/${encodeURIComponent(start.sessionId)}`
+    this.#epoch = start.epoch
+    this.#lastIndex = start.lastIndex
+    this.#clientSeq = start.clientSeq
+    this.#pending = start.pending
+  }
+
+  get epoch (): number { return this.#epoch }
+  get lastIndex (): number { return this.#lastIndex }
+  get clientSeq (): number { return this.#clientSeq }
+  get pending (): PendingOp | null { return this.#pending }
+  get group (): GroupMember[] { return this.#route.group }
+  get owner (): OwnerRef | null { return this.#route.ownerRef() }
+
+  append (op: JsonValue): Promise<AppendResult> {
+    return this.#serialised(() => this.#appendNow(op))
+  }
+
+  // A read does not queue behind appends: it never changes what an append checks.
+  async get (): Promise<SessionState> {
+    if (this.#closed) throw this.#closedError('get')
+    return await this.#read('get')
+  }
+
+  close (): Promise<void> {
+    return this.#serialised(() => this.#closeNow())
+  }
+
+  toJSON (): SessionJson {
+    const saved = { sessionId: this.sessionId, token: this.token, epoch: this.#epoch, lastIndex: this.#lastIndex, clientSeq: this.#clientSeq }
+    return this.#pending === null ? saved : { ...saved, pending: this.#pending }
+  }
+
+  // Resume: learn lastClientSeq from the owner, refusing a session older than
+  // the one saved; a saved pending op stays pending unless it was applied.
+  static async catchUp (session: Session): Promise<void> {
+    const state = await session.#read('resume')
+    if (state.lastClientSeq < session.#clientSeq) {
+      throw new RollbackError(`resume: the session's lastClientSeq is ${state.lastClientSeq}, below the ${session.#clientSeq} this client saw acknowledged`)
+    }
+    if (session.#pending !== null && state.lastClientSeq >= session.#pending.clientSeq) session.#pending = null
+    session.#clientSeq = state.lastClientSeq
+    session.#lastIndex = Math.max(session.#lastIndex, state.index)
+  }
+
+  #serialised<T> (run: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(run)
+    this.#tail = result.catch(() => undefined)
+    return result
+  }
+
+  async #appendNow (op: JsonValue): Promise<AppendResult> {
+    if (this.#closed) throw this.#closedError('append')
+    checkOp(op)
+    // An earlier op whose fate is unknown goes first, with its own clientSeq.
+    if (this.#pending !== null) await this.#deliver(this.#pending, 'this op was not sent')
+    this.#pending = { clientSeq: this.#clientSeq + 1, op }
+    return await this.#deliver(this.#pending, null)
+  }
+
+  async #deliver (pending: PendingOp, earlier: string | null): Promise<AppendResult> {
+    const seq = pending.clientSeq
+    const what = `append clientSeq ${seq}${earlier === null ? '' : ' (left pending by an earlier append)'}`
+    const onDeadline = (a: Attempts): Error => new OutcomeUnknownError(
+      `${what}: not acknowledged within ${this.#exchanger.settings.deadlineMs} ms (last: ${a.last}); its outcome is unknown and the next append() re-sends it with the same clientSeq${earlier === null ? '' : '; ' + earlier}`,
+      a.lastStatus, a.lastError, a.lastAgent, seq)
+    const exchanged = await this.#exchanger.exchange(this.#route, { method: 'POST', path: `${this.#path}/deltas`, token: this.token, body: { clientSeq: seq, op: pending.op }, what, onDeadline })
+    const status = exchanged.reply.status
+    if (status === 200) return this.#acknowledge(pending, decoded(what, exchanged, decodeAck), exchanged.agent)
+    if (status === 409) return await this.#settleConflict(pending, what, exchanged)
+    // The service refused the op itself before logging it, wherever it was sent:
+    // nothing holds this clientSeq, so it is free again.
+    if (status === 400 || status === 413) this.#pending = null
+    throw refusal(what, exchanged)
+  }
+
+  #acknowledge (pending: PendingOp, ack: AppendResult, agent: string): AppendResult {
+    const what = `append clientSeq ${pending.clientSeq}`
+    if (ack.index <= this.#lastIndex) throw new RollbackError(`${what}: ${agent} acknowledged it at index ${ack.index}, not after ${this.#lastIndex}: the session rolled back`)
+    if (ack.epoch < this.#epoch) throw new RollbackError(`${what}: ${agent} acknowledged it in epoch ${ack.epoch}, after epoch ${this.#epoch}: a deposed owner answered`)
+    this.#lastIndex = ack.index
+    this.#epoch = ack.epoch
+    this.#clientSeq = pending.clientSeq
+    this.#pending = null
+    this.#route.owner = agent
+    return ack
+  }
+
+  // 409: the owner expects another clientSeq. Lower: it lacks deltas this client
+  // saw acknowledged. Higher (or no hint): ours may be applied already, which
+  // only the session's lastClientSeq can confirm.
+  async #settleConflict (pending: PendingOp, what: string, exchanged: Exchanged): Promise<AppendResult> {
+    const expected = exchanged.reply.body.expectedSeq
+    const reason = refusal(what, exchanged)
+    if (typeof expected === 'number' && expected < pending.clientSeq) {
+      throw new EdgeClientError(`${reason.message}: the session expects clientSeq ${expected}, so it and this client disagree (the op stays pending; resume the session)`, 409, reason.serverError, reason.agent)
+    }
+    const state = await this.#read(`${what} (checking a 409)`)
+    if (state.lastClientSeq >= pending.clientSeq) {
+      // Applied; its own index is no longer known, the session's is an upper bound.
+      return this.#acknowledge(pending, { index: state.index, epoch: state.epoch, duplicate: true }, this.#route.owner ?? exchanged.agent)
+    }
+    throw new EdgeClientError(`${reason.message}, yet the session's lastClientSeq is ${state.lastClientSeq} (the op stays pending)`, 409, reason.serverError, reason.agent)
+  }
+
+  async #read (what: string): Promise<SessionState> {
+    const exchanged = await this.#exchanger.exchange(this.#route, { method: 'GET', path: this.#path, token: this.token, what })
+    if (exchanged.reply.status !== 200) throw refusal(what, exchanged)
+    const state = decoded(what, exchanged, decodeState)
+    if (state.index < this.#lastIndex) throw new RollbackError(`${what}: ${exchanged.agent} shows index ${state.index}, below ${this.#lastIndex} already seen: the session rolled back`)
+    if (state.epoch < this.#epoch) throw new RollbackError(`${what}: ${exchanged.agent} shows epoch ${state.epoch}, below ${this.#epoch} already seen: a deposed owner answered`)
+    if (state.group.length > 0) this.#route.learn(state.group)
+    this.#route.owner = exchanged.agent
+    return state
+  }
+
+  async #closeNow (): Promise<void> {
+    if (this.#closed) return
+    const exchanged = await this.#exchanger.exchange(this.#route, { method: 'DELETE', path: this.#path, token: this.token, what: 'close' })
+    // A 404 after an attempt whose answer was lost: that attempt closed it.
+    const status = exchanged.reply.status
+    if (status !== 200 && !(status === 404 && exchanged.uncertain)) throw refusal('close', exchanged)
+    this.#closed = true
+  }
+
+  #closedError (what: string): EdgeClientError {
+    return new EdgeClientError(`${what}: session ${this.sessionId} is closed`, 0, null, null)
+  }
+}
+
+// ---- checking what callers hand in ----------------------------------------------
+
+function checkOptions (options: EdgeClientOptions): Settings {
+  const agents = options.agents
+  if (!Array.isArray(agents) || agents.length === 0) throw new TypeError("Cannot create EdgeClient: 'agents' must hold at least one http(s) URL")
+  for (const agent of agents) {
+    if (typeof agent !== 'string' || !/^https?:\/\/[^/]/.test(agent)) throw new TypeError(`Cannot create EdgeClient: 'agents' must be http(s) URLs (got ${String(agent)})`)
+  }
+  const requestTimeoutMs = options.requestTimeoutMs ?? CLIENT_DEFAULTS.requestTimeoutMs
+  const deadlineMs = options.deadlineMs ?? CLIENT_DEFAULTS.deadlineMs
+  if (!Number.isInteger(requestTimeoutMs) || requestTimeoutMs < 1) throw new TypeError(`Cannot create EdgeClient: 'requestTimeoutMs' must be a positive whole number of ms (got ${requestTimeoutMs})`)
+  if (!Number.isInteger(deadlineMs) || deadlineMs < requestTimeoutMs) throw new TypeError(`Cannot create EdgeClient: 'deadlineMs' must be a whole number of ms, at least 'requestTimeoutMs' (got ${deadlineMs} < ${requestTimeoutMs})`)
+  return { agents: [...new Set(agents.map(base))], requestTimeoutMs, deadlineMs }
+}
+
+function checkOpen (request: OpenRequest): void {
+  if (typeof request.terminalId !== 'string' || request.terminalId === '') throw new TypeError("open: 'terminalId' must be a non-empty string")
+  if (typeof request.service !== 'string' || request.service === '') throw new TypeError("open: 'service' must be a non-empty string")
+  const p = request.position
+  if (p !== undefined && !(Number.isFinite(p.lat) && Number.isFinite(p.lon) && Math.abs(p.lat) <= 90 && Math.abs(p.lon) <= 180)) {
+    throw new TypeError(`open: 'position' must be {lat: -90..90, lon: -180..180} (got ${JSON.stringify(p)})`)
+  }
+}
+
+function checkSaved (saved: SavedSession): SessionStart {
+  const sessionId = typeof saved.token === 'string' ? sessionIdOf(saved.token) : null
+  if (sessionId === null) throw new TypeError("resume: 'token' must look like <sessionId>~<64 hex>")
+  if (saved.sessionId !== undefined && saved.sessionId !== sessionId) throw new TypeError(`resume: the token belongs to ${sessionId}, not ${saved.sessionId}`)
+  for (const key of ['epoch', 'lastIndex', 'clientSeq'] as const) {
+    const value = saved[key]
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) throw new TypeError(`resume: '${key}' must be a whole number ≥ 0 (got ${value})`)
+  }
+  const pending = saved.pending ?? null
+  const clientSeq = saved.clientSeq ?? (pending === null ? 0 : pending.clientSeq - 1)
+  if (pending !== null && pending.clientSeq !== clientSeq + 1) throw new TypeError(`resume: a pending op must hold clientSeq ${clientSeq + 1} (got ${pending.clientSeq})`)
+  return { sessionId, token: saved.token, epoch: saved.epoch ?? 0, lastIndex: saved.lastIndex ?? 0, clientSeq, pending }
+}
+
+// Refused here, before it takes a clientSeq: nothing the agent would accept.
+function checkOp (op: JsonValue): void {
+  let json: string | undefined
+  try {
+    json = JSON.stringify(op)
+  } catch (error) {
+    throw new TypeError(`append: the op is not JSON (${(error as Error).message})`)
+  }
+  if (json === undefined) throw new TypeError('append: the op is not JSON')
+  if (json.length > MAX_OP_BYTES) throw new EdgeClientError(`append: op of ${json.length} bytes exceeds ${MAX_OP_BYTES}`, 413, null, null)
+}
