@@ -30,7 +30,7 @@ export type SessionsOptions = {
 
 type Pending =
   | { kind: 'open'; requestId: string; deadlineMs: number; info: SessionInfo }
-  | { kind: 'locate'; requestId: string; deadlineMs: number; command: SessionCommand; asked: number; answered: number }
+  | { kind: 'locate'; requestId: string; deadlineMs: number; command: SessionCommand; asked: number; answered: number; found: boolean }
 
 // Agents asked at once when looking for a session this agent does not hold.
 const LOCATE_FANOUT = 10
@@ -326,7 +326,7 @@ export class Sessions {
       return
     }
     const requestId = this.#nextRequestId++
-    this.#pending.set(requestId, { kind: 'locate', requestId: command.requestId, deadlineMs: this.#now + REMOTE_TIMEOUT_MS, command, asked: holders.length, answered: 0 })
+    this.#pending.set(requestId, { kind: 'locate', requestId: command.requestId, deadlineMs: this.#now + REMOTE_TIMEOUT_MS, command, asked: holders.length, answered: 0, found: false })
     for (const peer of holders) this.#out.push({ kind: 'send', to: peer, message: { type: 'session-locate', requestId, sessionId: command.sessionId } })
   }
 
@@ -345,11 +345,14 @@ export class Sessions {
     const pending = this.#pending.get(message.requestId)
     if (pending === undefined || pending.kind !== 'locate') return
     pending.answered++
+    pending.found ||= message.found
     const command = pending.command as Exclude<SessionCommand, { type: 'open' | 'list' | 'disconnected' | 'unreachable' }>
-    if (!message.found || (message.owner === '' && pending.answered < pending.asked)) {
+    // Wait for a holder that knows the owner; with none, a holder that knows the
+    // session at all makes it "changing owner" (503), never "no such session".
+    if (!message.found || message.owner === '') {
       if (pending.answered < pending.asked) return
       this.#pending.delete(message.requestId)
-      const status = message.found ? 503 : 404
+      const status = pending.found ? 503 : 404
       this.#out.push({ kind: 'reply', requestId: pending.requestId, reply: { status, body: { error: status === 404 ? 'no such session' : 'the session is changing owner; retry', retryAfterMs: 200 } } })
       return
     }

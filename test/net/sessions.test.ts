@@ -1,0 +1,138 @@
+// Sessions on real agents: five `edge-agent start` processes on 127.0.0.1, a
+// terminal (EdgeClient) appending all along while owners are SIGKILLed and
+// SIGSTOPped. At the end the session holds every acknowledged append exactly
+// once, in order; role hooks ran; the killed owner came back as a standby.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { EdgeClient } from '../../agent/client/index.ts'
+import type { Session } from '../../agent/client/index.ts'
+import { LocalCluster } from '../../sim/processes.ts'
+import type { AgentProcess } from '../../sim/processes.ts'
+
+const TEST_TIMEOUT_MS = 120_000
+
+async function withTimeout<T> (promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<T>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${TEST_TIMEOUT_MS} ms`)), TEST_TIMEOUT_MS) })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+// Appends value after value until told to stop; records what was acknowledged.
+class Writer {
+  readonly acked: Array<{ value: string; index: number; epoch: number; atMs: number }> = []
+  stopped = false
+  error: Error | null = null
+  readonly done: Promise<void>
+
+  constructor (session: Session) {
+    this.done = (async () => {
+      for (let i = 1; !this.stopped; i++) {
+        const value = `v${i}`
+        try {
+          const ack = await session.append({ append: value })
+          this.acked.push({ value, index: ack.index, epoch: ack.epoch, atMs: Date.now() })
+        } catch (error) {
+          this.error = error as Error
+          return
+        }
+      }
+    })()
+  }
+
+  async waitFor (count: number): Promise<void> {
+    while (this.acked.length < count && this.error === null) await new Promise((resolve) => setTimeout(resolve, 10))
+    if (this.error !== null) throw this.error
+  }
+
+  // Ms from `t0` to the first acknowledgement in a later epoch than `epoch`.
+  takeover (t0: number, epoch: number): number {
+    const first = this.acked.find((a) => a.atMs >= t0 && a.epoch > epoch)
+    return first === undefined ? NaN : first.atMs - t0
+  }
+}
+
+// Until `owner` reports the session's group without `dead` (repaired).
+async function groupWithout (owner: AgentProcess, sessionId: string, dead: string): Promise<void> {
+  for (;;) {
+    const list = await (await fetch(`${owner.http}/v1/sessions`)).json() as { sessions: Array<{ sessionId: string; members: string[] }> }
+    const members = list.sessions.find((s) => s.sessionId === sessionId)?.members ?? []
+    if (members.length >= 3 && !members.includes(dead)) return
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+function agentById (cluster: LocalCluster, id: string): AgentProcess {
+  const agent = cluster.agents.find((a) => a.id === id)
+  if (agent === undefined) throw new Error(`no agent ${id}`)
+  return agent
+}
+
+test('a terminal appends through an owner SIGKILL and an owner SIGSTOP; nothing acknowledged is lost or doubled', () => withTimeout((async () => {
+  const hooks = mkdtempSync(join(tmpdir(), 'edge-agent-hooks-'))
+  const hookFile = join(hooks, 'hooks.log')
+  const hook = (role: string): string => `echo "${role} $EDGE_SESSION_ID $EDGE_EPOCH $EDGE_ROLE" >> ${hookFile}`
+  const cluster = await LocalCluster.start({
+    nodes: 5,
+    services: 'log',
+    configure: () => ({ extraArgs: ['--on-promote', hook('promote'), '--on-demote', hook('demote')] })
+  })
+  const client = new EdgeClient({ agents: cluster.agents.map((a) => a.http), requestTimeoutMs: 500, deadlineMs: 20_000 })
+  try {
+    await cluster.waitConverged(30_000)
+    const session = await client.open({ terminalId: 'kiosk-1', service: 'log' })
+    assert.is(session.group.length, 3, 'owner and two standbys')
+    const writer = new Writer(session)
+    await writer.waitFor(20)
+
+    const first = agentById(cluster, (session.owner as { id: string }).id)
+    const killedAt = Date.now()
+    first.signal('SIGKILL')
+    await writer.waitFor(writer.acked.length + 20)
+    const killTakeover = writer.takeover(killedAt, 1)
+
+    const second = agentById(cluster, (session.owner as { id: string }).id)
+    assert.is.not(second, first)
+    // Freezing the new owner before the group replaced the dead one would leave a
+    // single live member: no majority, so rightly no takeover. Wait for repair.
+    await groupWithout(second, session.sessionId, first.id)
+    const epoch = session.epoch
+    const frozenAt = Date.now()
+    second.signal('SIGSTOP')
+    await writer.waitFor(writer.acked.length + 20)
+    const stopTakeover = writer.takeover(frozenAt, epoch)
+    second.signal('SIGCONT')
+
+    await cluster.restart(cluster.agents.indexOf(first))
+    await writer.waitFor(writer.acked.length + 10)
+    writer.stopped = true
+    await writer.done
+    console.log(`takeover seen by the terminal: SIGKILL ${killTakeover} ms, SIGSTOP ${stopTakeover} ms; ${writer.acked.length} appends acknowledged`)
+    assert.ok(killTakeover < 2_000, `SIGKILL takeover ${killTakeover} ms`)
+    assert.ok(stopTakeover < 4_000, `SIGSTOP takeover ${stopTakeover} ms`)
+
+    const state = await session.get()
+    const values = state.state as string[]
+    assert.equal(values, writer.acked.map((a) => a.value), 'every acknowledged append, once, in order')
+    assert.ok(writer.acked.every((a, i) => i === 0 || a.index > writer.acked[i - 1].index), 'indexes only grow')
+
+    // The frozen owner found it was replaced and demoted itself.
+    const frozenView = await second.members()
+    assert.ok(frozenView.length > 0)
+    const lines = readFileSync(hookFile, 'utf8').trim().split('\n')
+    assert.ok(lines.some((l) => l.startsWith(`promote ${session.sessionId} 2 owner`)), `hooks: ${lines.join(' | ')}`)
+    assert.ok(lines.some((l) => l.startsWith(`demote ${session.sessionId}`) && l.endsWith('standby')), `hooks: ${lines.join(' | ')}`)
+  } finally {
+    client.destroy()
+    await cluster.destroy()
+    rmSync(hooks, { recursive: true, force: true })
+  }
+})()))
+
+test.run()
