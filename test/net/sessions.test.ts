@@ -8,9 +8,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EdgeClient } from '../../agent/client/index.ts'
-import type { Session } from '../../agent/client/index.ts'
 import { LocalCluster } from '../../sim/processes.ts'
 import type { AgentProcess } from '../../sim/processes.ts'
+import { ContinuousWriter } from '../../sim/writer.ts'
 
 const TEST_TIMEOUT_MS = 120_000
 
@@ -21,40 +21,6 @@ async function withTimeout<T> (promise: Promise<T>): Promise<T> {
     return await Promise.race([promise, timeout])
   } finally {
     clearTimeout(timer)
-  }
-}
-
-// Appends value after value until told to stop; records what was acknowledged.
-class Writer {
-  readonly acked: Array<{ value: string; index: number; epoch: number; atMs: number }> = []
-  stopped = false
-  error: Error | null = null
-  readonly done: Promise<void>
-
-  constructor (session: Session) {
-    this.done = (async () => {
-      for (let i = 1; !this.stopped; i++) {
-        const value = `v${i}`
-        try {
-          const ack = await session.append({ append: value })
-          this.acked.push({ value, index: ack.index, epoch: ack.epoch, atMs: Date.now() })
-        } catch (error) {
-          this.error = error as Error
-          return
-        }
-      }
-    })()
-  }
-
-  async waitFor (count: number): Promise<void> {
-    while (this.acked.length < count && this.error === null) await new Promise((resolve) => setTimeout(resolve, 10))
-    if (this.error !== null) throw this.error
-  }
-
-  // Ms from `t0` to the first acknowledgement in a later epoch than `epoch`.
-  takeover (t0: number, epoch: number): number {
-    const first = this.acked.find((a) => a.atMs >= t0 && a.epoch > epoch)
-    return first === undefined ? NaN : first.atMs - t0
   }
 }
 
@@ -88,14 +54,14 @@ test('a terminal appends through an owner SIGKILL and an owner SIGSTOP; nothing 
     await cluster.waitConverged(30_000)
     const session = await client.open({ terminalId: 'kiosk-1', service: 'log' })
     assert.is(session.group.length, 3, 'owner and two standbys')
-    const writer = new Writer(session)
+    const writer = new ContinuousWriter(session)
     await writer.waitFor(20)
 
     const first = agentById(cluster, (session.owner as { id: string }).id)
     const killedAt = Date.now()
     first.signal('SIGKILL')
     await writer.waitFor(writer.acked.length + 20)
-    const killTakeover = writer.takeover(killedAt, 1)
+    const killTakeover = writer.takeoverAfter(killedAt, 1)
 
     const second = agentById(cluster, (session.owner as { id: string }).id)
     assert.is.not(second, first)
@@ -106,20 +72,20 @@ test('a terminal appends through an owner SIGKILL and an owner SIGSTOP; nothing 
     const frozenAt = Date.now()
     second.signal('SIGSTOP')
     await writer.waitFor(writer.acked.length + 20)
-    const stopTakeover = writer.takeover(frozenAt, epoch)
+    const stopTakeover = writer.takeoverAfter(frozenAt, epoch)
     second.signal('SIGCONT')
 
     await cluster.restart(cluster.agents.indexOf(first))
     await writer.waitFor(writer.acked.length + 10)
-    writer.stopped = true
-    await writer.done
+    await writer.stop()
     console.log(`takeover seen by the terminal: SIGKILL ${killTakeover} ms, SIGSTOP ${stopTakeover} ms; ${writer.acked.length} appends acknowledged`)
-    assert.ok(killTakeover < 2_000, `SIGKILL takeover ${killTakeover} ms`)
-    assert.ok(stopTakeover < 4_000, `SIGSTOP takeover ${stopTakeover} ms`)
+    // Liveness only (the latency figures live in `npm run bench`): a takeover happened.
+    assert.ok(Number.isFinite(killTakeover) && killTakeover < 10_000, `SIGKILL takeover ${killTakeover} ms`)
+    assert.ok(Number.isFinite(stopTakeover) && stopTakeover < 10_000, `SIGSTOP takeover ${stopTakeover} ms`)
 
     const state = await session.get()
-    const values = state.state as string[]
-    assert.equal(values, writer.acked.map((a) => a.value), 'every acknowledged append, once, in order')
+    assert.equal(state.state, writer.acked.map((a) => a.value), 'every acknowledged append, once, in order')
+    assert.equal(await writer.check(), [])
     assert.ok(writer.acked.every((a, i) => i === 0 || a.index > writer.acked[i - 1].index), 'indexes only grow')
 
     // The frozen owner found it was replaced and demoted itself.

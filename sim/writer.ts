@@ -1,0 +1,74 @@
+// A terminal that appends value after value through the EdgeClient until told
+// to stop, recording every acknowledgement: what the real-process tests, the demo
+// and the benchmarks drive sessions with.
+
+import type { Session } from '../agent/client/index.ts'
+
+export type Acked = { value: string; index: number; epoch: number; atMs: number; latencyMs: number }
+
+export class ContinuousWriter {
+  readonly session: Session
+  readonly acked: Acked[] = []
+  stopped = false
+  error: Error | null = null
+  readonly done: Promise<void>
+
+  constructor (session: Session, prefix = 'v', gapMs = 0) {
+    this.session = session
+    this.done = (async () => {
+      for (let i = 1; !this.stopped; i++) {
+        const value = `${prefix}${i}`
+        const started = Date.now()
+        try {
+          const ack = await session.append({ append: value })
+          this.acked.push({ value, index: ack.index, epoch: ack.epoch, atMs: Date.now(), latencyMs: Date.now() - started })
+        } catch (error) {
+          this.error = error as Error
+          return
+        }
+        if (gapMs > 0) await new Promise((resolve) => setTimeout(resolve, gapMs))
+      }
+    })()
+  }
+
+  // Resolves once `count` appends are acknowledged (rejects on the writer's error).
+  async waitFor (count: number, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while (this.acked.length < count && this.error === null) {
+      if (Date.now() > deadline) throw new Error(`only ${this.acked.length} of ${count} appends acknowledged within ${timeoutMs} ms`)
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    if (this.error !== null) throw this.error
+  }
+
+  // Ms from `t0` to the first acknowledgement in an epoch after `epoch`: the
+  // takeover as the terminal sees it.
+  takeoverAfter (t0: number, epoch: number): number {
+    const first = this.acked.find((a) => a.atMs >= t0 && a.epoch > epoch)
+    return first === undefined ? NaN : first.atMs - t0
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    await this.done
+  }
+
+  // Checks the session's state against what was acknowledged: every value once,
+  // in order (a log service). Returns problems, empty when all is well.
+  async check (): Promise<string[]> {
+    const state = await this.session.get()
+    const values = Array.isArray(state.state) ? state.state as string[] : []
+    const expected = this.acked.map((a) => a.value)
+    const problems: string[] = []
+    if (new Set(values).size !== values.length) problems.push('a value appears twice')
+    const at = new Map(values.map((v, i) => [v, i]))
+    let previous = -1
+    for (const value of expected) {
+      const i = at.get(value)
+      if (i === undefined) problems.push(`acknowledged ${value} is missing`)
+      else if (i < previous) problems.push(`${value} is out of order`)
+      else previous = i
+    }
+    return problems
+  }
+}
