@@ -1,10 +1,17 @@
-// `npm start`: a five-agent cluster on loopback, one crash, one freeze, and how
-// fast every survivor noticed. Real processes, real sockets, real signals.
+// `npm start`: a five-agent cluster on loopback. Act 1, membership: one crash,
+// one freeze, and how fast every survivor noticed. Act 2, sessions: three
+// terminals append all along while one session owner is SIGKILLed and another
+// SIGSTOPped; each takeover's latency as the terminal saw it, and a final check
+// that every acknowledged append is in its session exactly once, in order.
+// Real processes, real sockets, real signals.
 
+import { EdgeClient } from '../agent/client/index.ts'
+import type { Session } from '../agent/client/index.ts'
 import { formatMembersTable } from '../agent/runtime/view.ts'
 import type { MembersJson } from '../agent/runtime/view.ts'
 import { LocalCluster } from '../sim/processes.ts'
 import type { AgentProcess } from '../sim/processes.ts'
+import { ContinuousWriter, waitGroupRepaired, waitTakeover } from '../sim/writer.ts'
 
 const NODES = 5
 // Positions of five edge sites (Madrid, Lyon, Milan, Munich, Amsterdam).
@@ -16,6 +23,13 @@ const SITES = [
   { position: '52.37,4.90', region: 'eu-west', zone: 'ams1' }
 ]
 const DETECTION_LIMIT_MS = 15_000
+// Terminals near Madrid, Milan and Amsterdam; each appends to a `log` session.
+const TERMINALS = [
+  { terminalId: 'kiosk-mad', position: { lat: 40.4, lon: -3.7 } },
+  { terminalId: 'kiosk-mil', position: { lat: 45.5, lon: 9.2 } },
+  { terminalId: 'kiosk-ams', position: { lat: 52.4, lon: 4.9 } }
+]
+const GROUP_SIZE = 3
 
 function say (text: string): void {
   process.stdout.write(text + '\n')
@@ -37,10 +51,8 @@ async function verdicts (survivors: AgentProcess[], victim: AgentProcess, sinceM
   return { first: Math.min(...times), last: Math.max(...times), each: times }
 }
 
-async function main (): Promise<number> {
-  say(`Starting ${NODES} edge agents on 127.0.0.1 (profile lan: probe every 200 ms, suspicion 0.8-1.6 s)…`)
-  const cluster = await LocalCluster.start({ nodes: NODES, services: 'log,kv', configure: (i) => SITES[i] })
-  try {
+async function membershipAct (cluster: LocalCluster): Promise<void> {
+  {
     await cluster.waitConverged(20_000)
     const [observer] = cluster.agents
     say(`\nEvery agent sees all ${NODES} members. The table as agent0 sees it:\n`)
@@ -70,10 +82,103 @@ async function main (): Promise<number> {
     say(`  SIGKILL  first ${kill.first}, last ${kill.last}   (${kill.each.join(', ')})`)
     say(`  SIGSTOP  first ${stop.first}, last ${stop.last}   (${stop.each.join(', ')})`)
     say(`  frozen agent refuted and rejoined; crashed agent restarted and rejoined as itself.`)
+  }
+}
+
+function nameOf (cluster: LocalCluster, id: string | undefined): string {
+  return cluster.agents.find((a) => a.id === id)?.name ?? `?${(id ?? '').slice(-6)}`
+}
+
+function agentOf (cluster: LocalCluster, session: Session): AgentProcess {
+  const agent = cluster.agents.find((a) => a.id === session.owner?.id)
+  if (agent === undefined) throw new Error(`the owner of ${session.sessionId} is not one of the demo's agents`)
+  return agent
+}
+
+type Takeover = { signal: string; sessionId: string; from: string; to: string; ms: number }
+
+// Signals the owner of `sessions[victimOf]`, then waits until every session that
+// agent owned has acknowledged an append in a later epoch.
+async function takeover (cluster: LocalCluster, sessions: Session[], writers: ContinuousWriter[], victimOf: number, signal: NodeJS.Signals): Promise<{ victim: AgentProcess; takeovers: Takeover[] }> {
+  const victim = agentOf(cluster, sessions[victimOf])
+  const affected = sessions.map((s, i) => ({ s, i, epoch: s.epoch })).filter(({ s }) => s.owner?.id === victim.id)
+  say(`\n${signal} ${victim.name}, the owner of ${affected.length} session(s), while the terminals keep appending…`)
+  const t0 = Date.now()
+  victim.signal(signal)
+  const takeovers = await Promise.all(affected.map(async ({ s, i, epoch }) => {
+    const ms = await waitTakeover(writers[i], t0, epoch)
+    return { signal, sessionId: s.sessionId, from: victim.name, to: nameOf(cluster, s.owner?.id), ms }
+  }))
+  for (const t of takeovers) say(`  ${t.sessionId}: ${t.to} took over, first append acknowledged ${t.ms} ms after the signal (epoch ${sessions.find((s) => s.sessionId === t.sessionId)?.epoch})`)
+  return { victim, takeovers }
+}
+
+async function sessionsAct (cluster: LocalCluster): Promise<string[]> {
+  say(`\nAct 2: ${TERMINALS.length} terminals open log sessions (owner + 2 standbys each, every append acknowledged once all live members hold it)…`)
+  const client = new EdgeClient({ agents: cluster.running().map((a) => a.http) })
+  const sessions: Session[] = []
+  const writers: ContinuousWriter[] = []
+  try {
+    for (const t of TERMINALS) {
+      const session = await client.open({ ...t, service: 'log' })
+      sessions.push(session)
+      writers.push(new ContinuousWriter(session, `${t.terminalId}-`))
+      say(`  ${t.terminalId} → ${session.sessionId}: ${session.group.map((m) => `${nameOf(cluster, m.id)} (${m.role})`).join(', ')}`)
+    }
+    await Promise.all(writers.map(async (w) => await w.waitFor(30)))
+
+    const kill = await takeover(cluster, sessions, writers, 0, 'SIGKILL')
+    say(`  waiting for the owners to replace ${kill.victim.name} in every group (repair after 2 s)…`)
+    const repairMs = Math.max(...await Promise.all(sessions.map(async (s) => await waitGroupRepaired(s, [kill.victim.id], GROUP_SIZE))))
+    say(`  every group is back to ${GROUP_SIZE} members (${repairMs} ms)`)
+
+    const other = sessions.findIndex((s) => s.owner?.id !== sessions[0].owner?.id)
+    const stop = await takeover(cluster, sessions, writers, other === -1 ? 0 : other, 'SIGSTOP')
+    const resumed = Date.now()
+    say(`SIGCONT ${stop.victim.name}: it finds a higher epoch, drops what it never got acknowledged and follows…`)
+    stop.victim.signal('SIGCONT')
+    for (const t of stop.takeovers) {
+      await stop.victim.waitFor((e) => e.event === 'demoted' && e.sessionId === t.sessionId && e.atMs >= resumed, 10_000)
+      say(`  ${stop.victim.name} demoted itself in ${t.sessionId}`)
+    }
+    say(`Restarting ${kill.victim.name} from its data directory; it rejoins as itself…`)
+    await cluster.restart(cluster.agents.indexOf(kill.victim))
+    await Promise.all(writers.map(async (w) => await w.waitFor(w.acked.length + 30)))
+    await Promise.all(writers.map(async (w) => await w.stop()))
+
+    say('\nThe check: each session\'s state against what its terminal saw acknowledged.')
+    const problems: string[] = []
+    for (const [i, w] of writers.entries()) {
+      const found = await w.check()
+      const epochs = [...new Set(w.acked.map((a) => a.epoch))].join(',')
+      const worst = Math.max(...w.acked.map((a) => a.latencyMs))
+      say(`  ${TERMINALS[i].terminalId.padEnd(10)} ${sessions[i].sessionId.padEnd(22)} ${String(w.acked.length).padStart(5)} acknowledged, epochs ${epochs.padEnd(6)} slowest append ${worst} ms   ${found.length === 0 ? 'every one present once, in order' : 'PROBLEMS: ' + found.join('; ')}`)
+      problems.push(...found.map((p) => `${sessions[i].sessionId}: ${p}`))
+    }
+    say('\nTakeovers (ms from the signal to the terminal\'s first acknowledged append at the new owner):')
+    for (const t of [...kill.takeovers, ...stop.takeovers]) say(`  ${t.signal.padEnd(7)} ${t.sessionId.padEnd(22)} ${t.from} → ${t.to}   ${t.ms} ms`)
+    return problems
+  } finally {
+    for (const w of writers) w.stopped = true
+    client.destroy()
+  }
+}
+
+async function main (): Promise<number> {
+  say(`Starting ${NODES} edge agents on 127.0.0.1 (profile lan: probe every 200 ms, suspicion 0.8-1.6 s)…`)
+  const cluster = await LocalCluster.start({ nodes: NODES, services: 'log,kv', configure: (i) => SITES[i] })
+  try {
+    say('\nAct 1: membership.')
+    await membershipAct(cluster)
+    const problems = await sessionsAct(cluster)
     say('\nStopping the agents gracefully (SIGTERM: each announces its leave)…')
     const codes = await Promise.all(cluster.running().map(async (a) => await a.stop()))
     if (codes.some((code) => code !== 0)) throw new Error(`an agent exited with ${codes.join(',')}`)
-    say('Done.')
+    if (problems.length > 0) {
+      process.stderr.write(`demo found problems:\n  ${problems.join('\n  ')}\n`)
+      return 1
+    }
+    say('Done: no acknowledged append lost, none doubled, order kept.')
     return 0
   } finally {
     await cluster.destroy()

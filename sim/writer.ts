@@ -72,3 +72,28 @@ export class ContinuousWriter {
     return problems
   }
 }
+
+// Until the session's group has `size` members and none of `gone` (the owner
+// replaced a dead member: repair done). Resolves with how long it took.
+export async function waitGroupRepaired (session: Session, gone: string[], size: number, timeoutMs = 30_000): Promise<number> {
+  const started = Date.now()
+  for (;;) {
+    const state = await session.get().catch(() => null)
+    const ids = state?.group.map((m) => m.id) ?? []
+    if (ids.length === size && !ids.some((id) => gone.includes(id))) return Date.now() - started
+    if (Date.now() - started > timeoutMs) throw new Error(`group of ${session.sessionId} not repaired within ${timeoutMs} ms (members: ${ids.join(', ')})`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+// Until the writer's first acknowledgement in an epoch after `epoch` following
+// `t0`; resolves with the ms from t0 (the takeover as the terminal saw it).
+export async function waitTakeover (writer: ContinuousWriter, t0: number, epoch: number, timeoutMs = 15_000): Promise<number> {
+  for (;;) {
+    const ms = writer.takeoverAfter(t0, epoch)
+    if (Number.isFinite(ms)) return ms
+    if (writer.error !== null) throw writer.error
+    if (Date.now() - t0 > timeoutMs) throw new Error(`no acknowledgement in an epoch after ${epoch} within ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
