@@ -38,8 +38,11 @@ export class LoadSampler {
   #cpu: CpuTimes
   readonly #delay: ELDHistogram
   #lagP99Ms = 0
-  #smoothElu: number | null = null
-  #smoothCpu: number | null = null
+  // Averages start from idle: the first sample is mostly this agent's own start-up
+  // (and, on a shared box, its siblings'), and would otherwise keep a new agent
+  // out of placement for its first seconds.
+  #smoothElu = 0
+  #smoothCpu = 0
 
   constructor () {
     this.#elu = performance.eventLoopUtilization()
@@ -59,7 +62,7 @@ export class LoadSampler {
     this.#lagP99Ms = this.#delay.percentile(99) / 1e6
     this.#delay.reset()
     const clamp = (v: number): number => Math.min(1, Math.max(0, Number.isFinite(v) ? v : 0))
-    const smooth = (previous: number | null, sample: number): number => previous === null ? sample : previous + SMOOTHING * (sample - previous)
+    const smooth = (previous: number, sample: number): number => previous + SMOOTHING * (sample - previous)
     this.#smoothElu = smooth(this.#smoothElu, clamp(elu))
     this.#smoothCpu = smooth(this.#smoothCpu, clamp(cpu))
     return { score: loadScore(this.#smoothElu, this.#smoothCpu, sessions, capacity), sessions, elu: this.#smoothElu, cpu: this.#smoothCpu }

@@ -44,7 +44,7 @@ export type SessionsConfig = {
   snapshotEveryEntries: number
   // Entries sent in one append frame.
   maxBatchEntries: number
-  // Placement: eligible nodes are under this load (0..1).
+  // Placement: eligible nodes are under this load (0..1; 1 turns the filter off).
   loadThreshold: number
   // Placement: candidates taken from the ring before ranking (≥ replicas + 1).
   candidateWindow: number

@@ -156,13 +156,14 @@ export function serviceCapacity (record: NodeRecord, service: string): number {
 }
 
 // M0.3 and M4.2: alive, offering the service with room for sessions, under the load
-// threshold. Callers pass alive members; the record's own status is checked too so
-// that a node announcing its departure is never chosen.
+// threshold (a threshold of 1 turns the load filter off: scores never exceed 1).
+// Callers pass alive members; the record's own status is checked too so that a
+// node announcing its departure is never chosen.
 export function eligible (records: NodeRecord[], service: string, loadThreshold: number): NodeRecord[] {
   return records.filter((record) =>
     record.status === 'alive' &&
     serviceCapacity(record, service) > 0 &&
-    record.load.score < loadThreshold)
+    (record.load.score < loadThreshold || loadThreshold >= 1))
 }
 
 export function distanceKm (a: Position, b: Position): number {

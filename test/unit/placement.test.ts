@@ -147,6 +147,10 @@ test('eligible() keeps alive nodes that offer the service with capacity, under t
   for (const [name, record, expected] of cases) {
     assert.is(eligible([record], 'kv', 0.9).length === 1, expected, name)
   }
+  // A threshold of 1 turns the load filter off, even for a node at full load.
+  for (const load of [0, 0.99, 1]) {
+    assert.is(eligible([node('x', { load })], 'kv', 1).length, 1, `load ${load} with threshold 1`)
+  }
 })
 
 test('placeGroup() never picks an ineligible node, however attractive', () => {
