@@ -1,6 +1,7 @@
 // Hosts the sessions core: replication frames on their own libp2p stream, the
-// durable store (one transaction, so one fsync, per core step, committed before
-// any send or reply of that step), terminals' requests, and role hooks.
+// durable store (one transaction, so one fsync, per batch of core steps, the
+// inputs of one event-loop turn: group commit; committed before any send or reply
+// of those steps), terminals' requests, and role hooks.
 
 import { createHash, randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
@@ -53,7 +54,7 @@ export class SessionsHost {
       stored: parts.store.load(),
       nowMs: monotonic.nowMs()
     })
-    this.#driver = new CoreDriver(this.#core, monotonic, (effects) => this.#perform(effects))
+    this.#driver = new CoreDriver(this.#core, monotonic, (effects) => this.#perform(effects), { groupCommit: true })
     this.#driver.step({ kind: 'tick' })
   }
 

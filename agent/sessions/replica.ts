@@ -98,7 +98,7 @@ export type Replica = {
   // Set when a member of a later epoch told us we are no longer in the group.
   orphanedAtMs: number | null
   // The group (as JSON) whose members we last asked the host to connect to.
-  connectedTo: string
+  connectedTo: readonly PeerKey[]
 }
 
 // The owner's lease counts a member's promise for only this share of
@@ -136,7 +136,7 @@ export function newReplica (info: SessionInfo, nowMs: number): Replica {
     repair: null,
     closed: false,
     orphanedAtMs: null,
-    connectedTo: ''
+    connectedTo: []
   }
 }
 

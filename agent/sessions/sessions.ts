@@ -67,10 +67,21 @@ export class Sessions {
   step (input: SessionInput): SessionEffect[] {
     this.#out = []
     this.#now = input.nowMs
-    if (input.kind === 'receive') this.#onMessage(input.from, input.message)
-    else if (input.kind === 'command') this.#onCommand(input.command)
+    if (input.kind === 'receive') {
+      // A message concerns one session: only that one is looked at again, so a
+      // burst of appends costs O(messages), not O(messages x sessions). Every
+      // other replica's timers are due at nextWakeMs, when the host ticks.
+      this.#onMessage(input.from, input.message)
+      const r = 'sessionId' in input.message ? this.#replicas.get(input.message.sessionId) : undefined
+      if (r !== undefined) {
+        this.#tickReplica(this.#ctx(), r)
+        this.#connectGroup(r)
+      }
+      return this.#out
+    }
+    if (input.kind === 'command') this.#onCommand(input.command)
     this.#onTick()
-    this.#connectGroups()
+    for (const r of this.#replicas.values()) this.#connectGroup(r)
     return this.#out
   }
 
@@ -197,16 +208,13 @@ export class Sessions {
     if (r !== undefined) act(r)
   }
 
-  // Asks the host to keep streams open to the other members of each group we
-  // are in (once per group change).
-  #connectGroups (): void {
-    for (const r of this.#replicas.values()) {
-      const group = voters(r)
-      const key = group.join(',')
-      if (r.connectedTo === key) continue
-      r.connectedTo = key
-      for (const peer of group) if (peer !== this.self) this.#out.push({ kind: 'connect', peer })
-    }
+  // Asks the host to keep streams open to the other members of a group we are
+  // in (once per group change).
+  #connectGroup (r: Replica): void {
+    const group = voters(r)
+    if (r.connectedTo.length === group.length && group.every((peer, i) => r.connectedTo[i] === peer)) return
+    r.connectedTo = group
+    for (const peer of group) if (peer !== this.self) this.#out.push({ kind: 'connect', peer })
   }
 
   #onVoteRequest (ctx: Ctx, from: PeerKey, message: Extract<SessionMessage, { type: 'session-vote-request' }>): void {
