@@ -14,6 +14,9 @@ import { truncate } from './follower.ts'
 import { config, majority, voters } from './replica.ts'
 import type { Candidacy, Ctx, Replica } from './replica.ts'
 
+// The refusal of a member that does not hold the session at all.
+export const UNKNOWN_SESSION = 'unknown session'
+
 // How long an orphan (told by a later epoch that it is out of the group) keeps
 // its copy before deleting it.
 export const ORPHAN_GRACE_MS = 10 * 60_000
@@ -146,6 +149,8 @@ function candidacyTick (ctx: Ctx, r: Replica): void {
 }
 
 export function onVote (ctx: Ctx, r: Replica, from: PeerKey, vote: SessionVote): void {
+  if (!vote.granted && vote.epoch === 0 && vote.reason === UNKNOWN_SESSION) return onForgotten(ctx, r, from)
+  r.forgottenBy.delete(from)
   // A refusal from a later epoch: someone else's epoch is real.
   if (!vote.granted && vote.epoch > r.epoch) {
     if (vote.reason.includes('not a member')) r.orphanedAtMs ??= ctx.now
@@ -155,6 +160,31 @@ export function onVote (ctx: Ctx, r: Replica, from: PeerKey, vote: SessionVote):
   if (r.role !== 'candidate' || c === null || !vote.granted || vote.preVote !== c.pre || vote.epoch !== c.epoch) return
   c.votes.set(from, vote)
   maybeWin(ctx, r)
+}
+
+// A member without the session. When so many have forgotten it that no
+// majority can ever vote again, and our log holds its close, the session was
+// closed while our copy of the commit index was behind (the owner forgot it
+// before we heard the close committed): forget it too, instead of standing for
+// election forever.
+// Without the close (we were cut off when it happened), we cannot tell a closed
+// session from one whose other members lost their disks: either way nobody can
+// serve it again, so we stop standing and forget it after the orphan grace,
+// unless an owner speaks up meanwhile.
+function onForgotten (ctx: Ctx, r: Replica, from: PeerKey): void {
+  const group = voters(r)
+  if (!group.includes(from)) return
+  r.forgottenBy.add(from)
+  const left = group.filter((peer) => !r.forgottenBy.has(peer)).length
+  if (left >= majority(group.length)) return
+  if (holdsClose(r)) r.defunct = true
+  else r.orphanedAtMs ??= ctx.now
+}
+
+function holdsClose (r: Replica): boolean {
+  if (r.closed) return true
+  for (let i = r.log.lastIndex; i > r.commitIndex; i--) if (r.log.entry(i)?.body.kind === 'close') return true
+  return false
 }
 
 function maybeWin (ctx: Ctx, r: Replica): void {

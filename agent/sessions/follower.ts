@@ -56,6 +56,10 @@ function acceptOwner (ctx: Ctx, r: Replica, from: PeerKey, epoch: number): void 
   if (epoch > r.epoch || r.role === 'owner' || r.role === 'candidate') stepDown(ctx, r, epoch, from, `${from} owns epoch ${epoch}`)
   r.owner = from
   r.lastOwnerContactMs = ctx.now
+  // An owner serves the session and counts us in: whatever made us give up on
+  // it no longer holds.
+  r.orphanedAtMs = null
+  r.forgottenBy.clear()
   r.ownerLostMs = null
   r.ownerGone = false
   r.diagnosis = null

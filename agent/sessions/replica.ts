@@ -97,6 +97,12 @@ export type Replica = {
   closed: boolean
   // Set when a member of a later epoch told us we are no longer in the group.
   orphanedAtMs: number | null
+  // Members that answered our vote request with "unknown session": they closed
+  // it (a member forgets a session only once its close is committed) or lost it.
+  forgottenBy: Set<PeerKey>
+  // Set when the session can never be served again and we hold its close: the
+  // host forgets it at the next tick.
+  defunct: boolean
   // The group (as JSON) whose members we last asked the host to connect to.
   connectedTo: readonly PeerKey[]
 }
@@ -136,6 +142,8 @@ export function newReplica (info: SessionInfo, nowMs: number): Replica {
     repair: null,
     closed: false,
     orphanedAtMs: null,
+    forgottenBy: new Set(),
+    defunct: false,
     connectedTo: []
   }
 }

@@ -7,7 +7,7 @@
 import type { GroupConfig, SessionInfo, SessionMessage } from '../../protocol/messages.ts'
 import type { PeerKey, Random } from '../core/io.ts'
 import type { SessionsConfig } from './config.ts'
-import { ORPHAN_GRACE_MS, nextElectionWake, onDiagnosis, onVote, ownerHint, watchOwner } from './election.ts'
+import { ORPHAN_GRACE_MS, UNKNOWN_SESSION, nextElectionWake, onDiagnosis, onVote, ownerHint, watchOwner } from './election.ts'
 import { onAppend, onSnapshot, onVoteRequest } from './follower.ts'
 import {
   advanceCommit, appendEntry, becomeOwner, clientAppend, expireWaiters, heartbeat, leaseValid, maintainGroup,
@@ -158,12 +158,18 @@ export class Sessions {
   }
 
   #tickReplica (ctx: Ctx, r: Replica): void {
-    if (r.closed && r.appliedIndex >= r.commitIndex && r.role !== 'owner') return this.#forget(ctx, r)
+    if (r.role !== 'owner' && (r.defunct || (r.closed && r.appliedIndex >= r.commitIndex))) return this.#forget(ctx, r)
     if (r.role === 'owner') {
       if (ctx.now >= r.heartbeatAtMs) heartbeat(ctx, r)
       expireWaiters(ctx, r)
       maintainGroup(ctx, r)
-      if (r.closed) return this.#forget(ctx, r)
+      if (r.closed) {
+        // The members hold the close but may not know it committed: tell them
+        // now, as nothing will after this (else they would stand for election
+        // in a session nobody serves).
+        heartbeat(ctx, r)
+        return this.#forget(ctx, r)
+      }
       return
     }
     watchOwner(ctx, r)
@@ -220,7 +226,7 @@ export class Sessions {
   #onVoteRequest (ctx: Ctx, from: PeerKey, message: Extract<SessionMessage, { type: 'session-vote-request' }>): void {
     const r = this.#replicas.get(message.sessionId)
     if (r === undefined) {
-      ctx.send(from, { type: 'session-vote', sessionId: message.sessionId, epoch: 0, granted: false, preVote: message.preVote, reason: 'unknown session', lastIndex: 0, lastEpoch: 0, commitIndex: 0, tail: [] })
+      ctx.send(from, { type: 'session-vote', sessionId: message.sessionId, epoch: 0, granted: false, preVote: message.preVote, reason: UNKNOWN_SESSION, lastIndex: 0, lastEpoch: 0, commitIndex: 0, tail: [] })
       return
     }
     onVoteRequest(ctx, r, from, message)

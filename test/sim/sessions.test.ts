@@ -159,4 +159,49 @@ test('with only two nodes offering the service, a witness joins; the owner dies 
   assert.is.not(ownerState(cluster, terminal.sessionId)?.owner, owner)
 }))
 
+
+// A closed session must leave every member: none of them may stand for election
+// in it afterwards (found by the real-process bench: standbys that never heard
+// the close commit held elections forever, and 150 closed sessions saturated
+// ten agents).
+function closeSession (cluster: ReturnType<typeof sessionCluster>, terminal: ReturnType<typeof openTerminal>): number {
+  let status = 0
+  cluster.request(terminal.owner as string, { type: 'close', sessionId: terminal.sessionId, tokenHash: terminal.tokenHash }, (outcome) => { status = outcome.status })
+  return cluster.runUntil(() => status !== 0, 5_000) ? status : 0
+}
+
+function electionsSince (cluster: ReturnType<typeof sessionCluster>, sessionId: string, sinceMs: number): number {
+  return cluster.trace.filter((e) => e.atMs >= sinceMs && (e.event.type === 'election-started' || e.event.type === 'election-lost') && 'sessionId' in e.event && e.event.sessionId === sessionId).length
+}
+
+test('close: every member forgets the session, and nobody stands for election in it', () => withSeed(FILE, seedFor(38), (seed) => {
+  const cluster = sessionCluster(seed, 5, { trace: true })
+  const terminal = openTerminal(cluster, 't1', 'n0')
+  terminal.appendMany(10, 10)
+  assert.ok(cluster.runUntil(() => terminal.acks.length >= 10, 10_000))
+  assert.is(closeSession(cluster, terminal), 200)
+  const closedAt = cluster.nowMs
+  cluster.run(5_000)
+  for (const member of terminal.queue) assert.is(replicaOf(cluster, member, terminal.sessionId), undefined, `${member} forgot it`)
+  assert.is(electionsSince(cluster, terminal.sessionId, closedAt), 0)
+}))
+
+test('close while a standby is cut off: it gives up on the session instead of electing forever', () => withSeed(FILE, seedFor(39), (seed) => {
+  const cluster = sessionCluster(seed, 5, { trace: true })
+  const terminal = openTerminal(cluster, 't1', 'n0')
+  terminal.appendMany(10, 10)
+  assert.ok(cluster.runUntil(() => terminal.acks.length >= 10, 10_000))
+  const cut = terminal.queue.find((m) => m !== terminal.owner) as string
+  cluster.partition([[cut], cluster.ids.filter((id) => id !== cut)])
+  cluster.run(1_000)
+  assert.is(closeSession(cluster, terminal), 200)
+  cluster.heal()
+  cluster.run(5_000)
+  const settled = cluster.nowMs
+  cluster.run(10_000)
+  for (const member of terminal.queue.filter((m) => m !== cut)) assert.is(replicaOf(cluster, member, terminal.sessionId), undefined, `${member} forgot it`)
+  assert.ok(replicaOf(cluster, cut, terminal.sessionId)?.orphanedAtMs !== null, 'the cut-off standby holds it as an orphan')
+  assert.is(electionsSince(cluster, terminal.sessionId, settled), 0, 'and stands no more')
+}))
+
 test.run()
