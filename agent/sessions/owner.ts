@@ -168,7 +168,12 @@ function sendSnapshot (ctx: Ctx, r: Replica, peer: PeerKey, p: Progress): void {
 }
 
 export function heartbeat (ctx: Ctx, r: Replica): void {
-  r.heartbeatAtMs = ctx.now + ctx.config.heartbeatMs
+  // On a grid shared by every session this agent owns: their heartbeats fall due
+  // in the same tick, so the host sends each peer one write carrying them all
+  // instead of one write per session (idle sessions cost per peer, not per
+  // session, in syscalls and encryption).
+  const hb = ctx.config.heartbeatMs
+  r.heartbeatAtMs = (Math.floor(ctx.now / hb) + 1) * hb
   for (const [peer, progress] of r.progress) replicateTo(ctx, r, peer, progress, true)
 }
 
