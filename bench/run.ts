@@ -2,12 +2,14 @@
 // and bench/results/latest.md. Comparisons run in the same process, one after the
 // other, on the same machine, and are reported as ratios.
 //
-//   node bench/run.ts [real] [serf] [sim]   only some of them (default: all)
-//   BENCH_ROUNDS=5                           kill/freeze rounds per benchmark
+//   node bench/run.ts [real] [serf] [sim] [sessions]   only some of them (default: all);
+//                                            the other sections keep their last figures
+//   BENCH_ROUNDS=5                           kill/freeze rounds per detection benchmark
+//   BENCH_TAKEOVERS=50                       SIGKILL rounds and SIGSTOP rounds of session owners
 
 import { execFileSync } from 'node:child_process'
 import { cpus, totalmem } from 'node:os'
-import { writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { benchRealDetection } from './detection-real.ts'
 import type { RealDetectionResult } from './detection-real.ts'
@@ -15,20 +17,28 @@ import { benchSerf } from './detection-serf.ts'
 import type { SerfResult } from './detection-serf.ts'
 import { benchSimDetection } from './detection-sim.ts'
 import type { SimDetectionResult } from './detection-sim.ts'
+import { benchRealSessions } from './sessions-real.ts'
+import type { Latencies, SessionsRealResult } from './sessions-real.ts'
+import { benchRawStream } from './stream-raw.ts'
+import type { RawStreamResult } from './stream-raw.ts'
 import { fmt, log } from './lib.ts'
 import type { Spread } from './lib.ts'
 
 const selected = process.argv.slice(2)
 const want = (name: string): boolean => selected.length === 0 || selected.includes(name)
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5)
+const takeovers = Number(process.env.BENCH_TAKEOVERS ?? 50)
 const resultsDir = fileURLToPath(new URL('./results/', import.meta.url))
 
 type Results = {
   date: string
+  // When each section was last measured (a partial run keeps the others).
+  measured?: Record<string, string>
   machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string }
   realDetection?: RealDetectionResult
   serf?: SerfResult
   sim?: SimDetectionResult[]
+  sessions?: SessionsRealResult & { rawStream: RawStreamResult }
 }
 
 function setup (): void {
@@ -43,6 +53,8 @@ const ms = (s: Spread): string => `${fmt(s.median)} / ${fmt(s.max)}`
 
 function markdown (r: Results): string {
   const lines = [`# edge-agent benchmarks`, '', `${r.date} · ${r.machine.cpus} × ${r.machine.cpuModel} · ${r.machine.memoryGiB} GiB · Node ${r.machine.node}`, '']
+  const when = Object.entries(r.measured ?? {}).map(([name, at]) => `${name} ${at.slice(0, 16).replace('T', ' ')}`)
+  if (when.length > 0) lines.push(`Sections measured (UTC): ${when.join(', ')}.`, '')
   if (r.realDetection !== undefined) {
     const d = r.realDetection
     lines.push(`## Failure detection, ${d.nodes} real agents on loopback (lan profile), ${d.rounds} rounds`, '',
@@ -65,6 +77,7 @@ function markdown (r: Results): string {
       `| defaults (load sampled every 1 s, published on change, at most every 5 s) | ${fmt(d.atRest.wireBytesPerSecPerNode.median)} (${fmt(d.atRest.wireBytesPerSecPerNode.max)}) | ${fmt(d.atRest.payloadBytesPerSecPerNode.median)} |`,
       '', `False dead verdicts during the run: ${d.falseDeadVerdicts}.`)
   }
+  if (r.sessions !== undefined) lines.push('', ...sessionsMarkdown(r.sessions))
   if (r.sim !== undefined) {
     lines.push('', '## Failure detection in virtual time (lan profile, 1-3 ms links)', '',
       '| nodes | seed | SIGKILL first | SIGKILL last | SIGSTOP first | SIGSTOP last | B/s per node at rest | msgs/s per node | false dead | wall s | peak RSS MiB |',
@@ -77,11 +90,49 @@ function markdown (r: Results): string {
   return lines.join('\n') + '\n'
 }
 
+const lat = (l: Latencies): string => `${fmt(l.p50)} | ${fmt(l.p99)} | ${fmt(l.max)} | ${l.n}`
+
+function sessionsMarkdown (s: NonNullable<Results['sessions']>): string[] {
+  const raw = s.rawStream
+  const lines = [`## Sessions, ${s.nodes} real agents on loopback (lan profile, R = ${s.replicas}, write concern: every live member)`, '',
+    `Takeover: ms from the signal to the terminal's first acknowledged append at the new owner, every session the victim owned ` +
+    `(${s.sessions} sessions with terminals appending ${s.valueBytes}-byte values; killed owners restart from their data directory, frozen ones get SIGCONT; the groups settle between rounds).`, '',
+    '| | rounds | p50 | p99 | max | takeovers |', '|---|---|---|---|---|---|',
+    `| SIGKILL of the owner | ${s.kill.rounds} | ${lat(s.kill)} |`,
+    `| SIGSTOP of the owner | ${s.stop.rounds} | ${lat(s.stop)} |`, '',
+    `Failed rounds: ${s.failedRounds.length === 0 ? 'none' : s.failedRounds.join('; ')}. The check after all rounds: ${s.acknowledged} acknowledged appends, ` +
+    `${s.problems.length === 0 ? 'every one present once, in order' : 'PROBLEMS: ' + s.problems.join('; ')}.`, '',
+    `Replication: acknowledged appends per second for one owner (agent0), ${s.valueBytes}-byte values, one session per terminal, one append in flight each, through the EdgeClient and the HTTP API.`, '',
+    '| terminals | appends/s | p50 ms | p99 ms | max ms | share of the raw one-way frame rate |', '|---|---|---|---|---|---|']
+  for (const run of s.replication) lines.push(`| ${run.concurrency} | ${fmt(run.appendsPerSec)} | ${fmt(run.latencyMs.p50)} | ${fmt(run.latencyMs.p99)} | ${fmt(run.latencyMs.max)} | ${fmt(100 * run.appendsPerSec / raw.oneWayFramesPerSec, 1)}% |`)
+  lines.push('', `Transport ceiling, same run: one libp2p stream (TCP + noise + yamux) between two processes, ${raw.frameBytes}-byte length-prefixed frames: ` +
+    `${fmt(raw.oneWayFramesPerSec)} frames/s one-way in 64 KiB writes (median of ${raw.repeats}), ${fmt(raw.echoRoundTripsPerSec)} round trips/s with one frame in flight.`)
+  return lines
+}
+
+// Sections not run this time keep their last figures.
+function previous (): Partial<Results> {
+  const file = `${resultsDir}latest.json`
+  if (!existsSync(file)) return {}
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Partial<Results>
+  } catch {
+    return {}
+  }
+}
+
 async function main (): Promise<void> {
   setup()
   const results: Results = {
+    ...previous(),
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?', memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version }
+  }
+  results.measured = { ...results.measured }
+  for (const name of ['real', 'serf', 'sim', 'sessions']) if (want(name)) results.measured[name] = results.date
+  if (want('sessions')) {
+    const rawStream = await benchRawStream()
+    results.sessions = { ...await benchRealSessions({ takeoverRounds: takeovers }), rawStream }
   }
   if (want('real')) results.realDetection = await benchRealDetection(10, rounds)
   if (want('serf')) results.serf = await benchSerf(10, rounds)

@@ -13,11 +13,13 @@ export class ContinuousWriter {
   error: Error | null = null
   readonly done: Promise<void>
 
-  constructor (session: Session, prefix = 'v', gapMs = 0) {
+  // padTo: values are padded with '.' to this many characters (benchmarks use
+  // 256-byte values); 0 leaves them short.
+  constructor (session: Session, prefix = 'v', gapMs = 0, padTo = 0) {
     this.session = session
     this.done = (async () => {
       for (let i = 1; !this.stopped; i++) {
-        const value = `${prefix}${i}`
+        const value = `${prefix}${i}`.padEnd(padTo, '.')
         const started = Date.now()
         try {
           const ack = await session.append({ append: value })
