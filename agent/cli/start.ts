@@ -25,7 +25,7 @@ Options (a flag overrides --config, which overrides the profile's defaults):
   --position <lat,lon>       this box's position in degrees (default: unknown)
   --region <name>            region label (default: empty)
   --zone <name>              zone label (default: empty)
-  --data-dir <path>          identity key and incarnation
+  --data-dir <path>          identity key, incarnation and sessions.db
                              (default $XDG_STATE_HOME/edge-agent or ~/.local/state/edge-agent)
   --cluster <name>           cluster name; agents of other clusters are ignored (default "default")
   --profile <lan|wan|local>  failure-detection timings (default lan: 200 ms probes,
