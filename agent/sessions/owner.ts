@@ -37,6 +37,9 @@ export function becomeOwner (ctx: Ctx, r: Replica, previousOwner: PeerKey | null
   // accepted as an earlier owner may since have been truncated away.
   r.lastAcceptedSeq = lastLoggedSeq(r)
   if (r.epoch > 1 || r.log.lastIndex > 1) appendEntry(ctx, r, { kind: 'epoch' })
+  // Until this entry commits, our commit index may lag what the previous owner
+  // acknowledged: reads wait for it (Raft's rule for a new leader's reads).
+  r.readableFromIndex = r.log.lastIndex
   ctx.emit({ type: 'promoted', sessionId: r.id, service: r.info.service, epoch: r.epoch, previousOwner, tookMs })
   replicateAll(ctx, r)
 }
@@ -220,6 +223,16 @@ export function leaseValid (ctx: Ctx, r: Replica): boolean {
     if (p !== undefined && p.promiseUntilMs > ctx.now) promised++
   }
   return promised >= majority(group.length)
+}
+
+// Why the owner may not serve a read now, or null. A lease alone is not enough:
+// a member's refusal (its log differs) renews the lease without committing
+// anything, and a new owner's commit index may lag what its predecessor
+// acknowledged until the first entry of its own epoch commits.
+export function readRefusal (ctx: Ctx, r: Replica): string | null {
+  if (!leaseValid(ctx, r)) return 'the owner cannot reach a majority of its group'
+  if (r.commitIndex < r.readableFromIndex) return 'the new owner is still committing its first entry; retry'
+  return null
 }
 
 // Commits the highest index of this epoch that a majority of the group holds

@@ -103,6 +103,9 @@ export type Replica = {
   // Set when the session can never be served again and we hold its close: the
   // host forgets it at the next tick.
   defunct: boolean
+  // Owner side: reads are served once the commit index reaches this (the first
+  // entry of our epoch).
+  readableFromIndex: number
   // The group (as JSON) whose members we last asked the host to connect to.
   connectedTo: readonly PeerKey[]
 }
@@ -144,6 +147,7 @@ export function newReplica (info: SessionInfo, nowMs: number): Replica {
     orphanedAtMs: null,
     forgottenBy: new Set(),
     defunct: false,
+    readableFromIndex: 0,
     connectedTo: []
   }
 }

@@ -10,7 +10,7 @@ import type { SessionsConfig } from './config.ts'
 import { ORPHAN_GRACE_MS, UNKNOWN_SESSION, nextElectionWake, onDiagnosis, onVote, ownerHint, watchOwner } from './election.ts'
 import { onAppend, onSnapshot, onVoteRequest } from './follower.ts'
 import {
-  advanceCommit, appendEntry, becomeOwner, clientAppend, expireWaiters, heartbeat, leaseValid, maintainGroup,
+  advanceCommit, appendEntry, becomeOwner, clientAppend, expireWaiters, heartbeat, leaseValid, maintainGroup, readRefusal,
   memberLost, nextWaiterDeadline, onAck, wait
 } from './owner.ts'
 import { HashRing, placeGroup, serviceCapacity } from './placement.ts'
@@ -308,7 +308,8 @@ export class Sessions {
   }
 
   #get (ctx: Ctx, target: ReplyTarget, r: Replica): void {
-    if (!leaseValid(ctx, r)) return ctx.reply(target, { status: 503, body: { error: 'the owner cannot reach a majority of its group', retryAfterMs: this.#config.heartbeatMs } })
+    const refusal = readRefusal(ctx, r)
+    if (refusal !== null) return ctx.reply(target, { status: 503, body: { error: refusal, retryAfterMs: this.#config.heartbeatMs } })
     ctx.reply(target, { status: 200, body: { ...this.#view(r), index: r.commitIndex, state: r.state, lastClientSeq: r.dedup.lastClientSeq } })
   }
 

@@ -204,4 +204,40 @@ test('close while a standby is cut off: it gives up on the session instead of el
   assert.is(electionsSince(cluster, terminal.sessionId, settled), 0, 'and stands no more')
 }))
 
+// Reads against every node while owners crash: no read shows less than the
+// terminal had seen acknowledged when it asked (the precise case, a member's
+// refusal renewing a new owner's lease before its commit index caught up, is
+// pinned in test/unit/session-regressions.test.ts).
+test('reads never show less than was acknowledged, across takeovers', () => withSeed(FILE, seedFor(40), (seed) => {
+  const cluster = sessionCluster(seed, 5)
+  const terminal = openTerminal(cluster, 't1', 'n0')
+  terminal.appendMany(300, 2)
+  assert.ok(cluster.runUntil(() => terminal.acks.length >= 20, 10_000))
+  const stale: string[] = []
+  let reads = 0
+  const poll = (): void => {
+    for (const node of cluster.running()) {
+      const seen = terminal.lastIndex
+      cluster.request(node.id, { type: 'get', sessionId: terminal.sessionId, tokenHash: terminal.tokenHash }, (outcome) => {
+        if (outcome.status !== 200) return
+        reads++
+        const index = Number(outcome.body.index)
+        if (index < seen) stale.push(`${node.id} answered index ${index} at ${cluster.nowMs.toFixed(0)} ms, after ${seen} was acknowledged`)
+      })
+    }
+    if (terminal.acks.length < 300) cluster.scheduler.after(4, poll)
+  }
+  poll()
+  for (let round = 0; round < 3; round++) {
+    cluster.runUntil(() => terminal.acks.length >= 50 + round * 80, 20_000)
+    const owner = terminal.owner as string
+    cluster.crash(owner)
+    cluster.runUntil(() => terminal.owner !== null && terminal.owner !== owner, 10_000)
+    cluster.restart(owner)
+  }
+  assert.ok(finish(cluster, [terminal], 300))
+  assert.ok(reads > 100, `${reads} reads answered`)
+  assert.equal(stale, [])
+}))
+
 test.run()

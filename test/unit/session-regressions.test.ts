@@ -6,10 +6,10 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { onVote, watchOwner } from '../../agent/sessions/election.ts'
 import { onAppend, onVoteRequest } from '../../agent/sessions/follower.ts'
-import { clientAppend, maintainGroup } from '../../agent/sessions/owner.ts'
+import { becomeOwner, clientAppend, leaseValid, maintainGroup, readRefusal } from '../../agent/sessions/owner.ts'
 import { config } from '../../agent/sessions/replica.ts'
 import type { SessionVote } from '../../protocol/messages.ts'
-import { LAN, SESSION, ackFrom, appendMsg, epochEntry, ownerGroup, terminal, voteRequest } from './session-fixtures.ts'
+import { FakeCtx, FakeDirectory, LAN, SESSION, ackFrom, appendMsg, createEntry, deltaEntry, epochEntry, ownerGroup, standby, terminal, voteRequest } from './session-fixtures.ts'
 
 // owner.ts becomeOwner(): `r.lastAcceptedSeq = Math.max(r.lastAcceptedSeq, lastLoggedSeq(r))`
 // keeps the number of a delta this member accepted as an earlier owner even when
@@ -80,6 +80,26 @@ test('an owner whose lease ran out grants a vote even soon after it became owner
   const vote = ctx.vote()
   assert.ok(vote.granted, `refused: ${vote.reason}`)
   assert.equal([r.role, r.epoch, r.votedFor], ['standby', 2, 'B'])
+})
+
+// sessions.ts #get(): served a read whenever the lease held. A member that
+// refuses an append (its log lacks an entry) still renews the lease, and a new
+// owner knows the commit index only as far as its predecessor told it: the real
+// bench's client saw "index 1750, below 1751 already seen" (RollbackError).
+test('a new owner serves reads only once the first entry of its epoch commits', () => {
+  const ctx = new FakeCtx('A', new FakeDirectory('A', ['A', 'B', 'C']), 10_000)
+  // A holds delta 2, acknowledged by the old owner B, but heard commit only up to 1.
+  const r = standby(ctx, [createEntry(), deltaEntry(2, 1)], { commitIndex: 1, owner: 'B' })
+  r.epoch = 2
+  becomeOwner(ctx, r, 'B', 0)
+  // C lacks delta 2: it refuses the append, and its answer renews the lease.
+  ackFrom(ctx, r, 'C', { ok: false, matchIndex: 0, lastIndex: 1 })
+  assert.ok(leaseValid(ctx, r))
+  assert.is(r.commitIndex, 1)
+  assert.ok(readRefusal(ctx, r) !== null, 'a read now would show index 1, below the acknowledged 2')
+  ackFrom(ctx, r, 'C', { ok: true, matchIndex: 3, lastIndex: 3 })
+  assert.is(r.commitIndex, 3)
+  assert.is(readRefusal(ctx, r), null)
 })
 
 test.run()
