@@ -164,11 +164,24 @@ async function takeoverRound (cluster: LocalCluster, sessions: Session[], writer
   const t0 = Date.now()
   victim.signal(signal)
   try {
-    return await Promise.all(affected.map(async ({ i, epoch }) => await waitTakeover(writers[i], t0, epoch, 15_000)))
+    const samples = await Promise.all(affected.map(async ({ i, epoch }) => await waitTakeover(writers[i], t0, epoch, 15_000)))
+    for (const [k, ms] of samples.entries()) if (ms > SLOW_TAKEOVER_MS) explainSlow(cluster, sessions[affected[k].i].sessionId, victim, t0, ms)
+    return samples
   } finally {
     if (signal === 'SIGSTOP') victim.signal('SIGCONT')
     else await cluster.restart(cluster.agents.indexOf(victim))
   }
+}
+
+// A takeover slower than this gets its session's events logged, for diagnosis.
+const SLOW_TAKEOVER_MS = 1_000
+
+function explainSlow (cluster: LocalCluster, sessionId: string, victim: AgentProcess, t0: number, ms: number): void {
+  const lines = cluster.agents.flatMap((a) => a.events
+    .filter((e) => e.atMs >= t0 - 100 && e.atMs <= t0 + ms + 100 && (e.sessionId === sessionId || (e.event === 'member' && e.id === victim.id)))
+    .map((e) => ({ at: e.atMs - t0, text: `${a.name}: ${JSON.stringify({ ...e, atMs: undefined })}` })))
+  lines.sort((a, b) => a.at - b.at)
+  log(`sessions: slow takeover of ${sessionId} (${ms} ms after ${victim.name}'s signal); events:\n${lines.map((l) => `    +${l.at} ms ${l.text}`).join('\n')}`)
 }
 
 // After a failed round: everyone running and not frozen.

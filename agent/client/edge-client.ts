@@ -567,12 +567,18 @@ export class Session {
     throw new EdgeClientError(`${reason.message}, yet the session's lastClientSeq is ${state.lastClientSeq} (the op stays pending)`, 409, reason.serverError, reason.agent)
   }
 
+  // A read is judged against what was acknowledged when it was sent: an append
+  // acknowledged while the read was in flight may be newer than the state read.
   async #read (what: string): Promise<SessionState> {
+    const seenIndex = this.#lastIndex
+    const seenEpoch = this.#epoch
     const exchanged = await this.#exchanger.exchange(this.#route, { method: 'GET', path: this.#path, token: this.token, what })
     if (exchanged.reply.status !== 200) throw refusal(what, exchanged)
     const state = decoded(what, exchanged, decodeState)
-    if (state.index < this.#lastIndex) throw new RollbackError(`${what}: ${exchanged.agent} shows index ${state.index}, below ${this.#lastIndex} already seen: the session rolled back`)
-    if (state.epoch < this.#epoch) throw new RollbackError(`${what}: ${exchanged.agent} shows epoch ${state.epoch}, below ${this.#epoch} already seen: a deposed owner answered`)
+    if (state.index < seenIndex) throw new RollbackError(`${what}: ${exchanged.agent} shows index ${state.index}, below ${seenIndex} already seen: the session rolled back`)
+    if (state.epoch < seenEpoch) throw new RollbackError(`${what}: ${exchanged.agent} shows epoch ${state.epoch}, below ${seenEpoch} already seen: a deposed owner answered`)
+    // An answer overtaken by a newer acknowledgement says nothing new about the group.
+    if (state.epoch < this.#epoch) return state
     if (state.group.length > 0) this.#route.learn(state.group)
     this.#route.owner = exchanged.agent
     return state

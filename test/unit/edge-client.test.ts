@@ -429,6 +429,33 @@ test('get() refuses a state older than what was acknowledged', async () => {
   assert.instance(await rejection(session.get()), RollbackError)
 })
 
+// Found by the real-process bench: get() compared its answer with the last index
+// acknowledged when the answer arrived, so an append acknowledged while the read
+// was in flight made a correct (slightly older) state look like a rollback.
+test('get() in flight while an append is acknowledged is not a rollback', async () => {
+  const log = newLog()
+  const a = await agent('A')
+  const serve = owner(log, 1, () => view(a, []))
+  let releaseRead: () => void = () => {}
+  const readHeld = new Promise<void>((resolve) => { releaseRead = resolve })
+  a.script = async (seen) => {
+    if (seen.method !== 'GET') return serve(seen)
+    // The owner reads its state now, answers after the append below.
+    const answer = structuredClone(await serve(seen))
+    await readHeld
+    return answer
+  }
+  const session = await opened(a)
+  await session.append('x')
+  const reading = session.get()
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  assert.is((await session.append('y')).index, 2)
+  releaseRead()
+  const state = await reading
+  assert.equal([state.index, state.state], [1, ['x']])
+  assert.equal((await session.get()).state, ['x', 'y'])
+})
+
 // ---- resume ----------------------------------------------------------------------
 
 test('resume follows the session to its owner and picks up lastClientSeq', async () => {
