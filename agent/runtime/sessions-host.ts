@@ -155,6 +155,10 @@ export class SessionsHost {
       }
       return
     }
+    // The steps of a takeover, for whoever watches with --json.
+    if (event.type === 'owner-suspected' || event.type === 'election-started' || event.type === 'election-lost') {
+      this.#parts.line({ ...event, event: event.type, type: undefined, atMs: Date.now() })
+    }
     if (event.type === 'group-changed') log.info({ session: event.sessionId, config: event.config, reason: event.reason }, 'session group changed')
     else if (event.type === 'truncated') log.warn({ session: event.sessionId, fromIndex: event.fromIndex, entries: event.entries }, 'dropped unacknowledged entries replaced by the new owner')
     else if (event.type === 'rejected') log.warn({ peer: event.from, reason: event.reason }, 'refused a session message')

@@ -57,6 +57,12 @@ export function ownerHint (ctx: Ctx, r: Replica, peer: PeerKey, unreachable: boo
   if (r.diagnosis === null) diagnose(ctx, r, `lost the connection to ${peer}`)
 }
 
+// Another member's word that the owner may be gone: diagnose it now, unless we
+// are already doing so or have given up on it.
+export function checkOwner (ctx: Ctx, r: Replica, reason: string): void {
+  if (r.role === 'standby' && !r.ownerGone && r.diagnosis === null) diagnose(ctx, r, reason)
+}
+
 function diagnose (ctx: Ctx, r: Replica, reason: string): void {
   const owner = r.owner
   if (owner === null) return ownerGone(ctx, r, `no known owner (${reason})`)

@@ -6,6 +6,7 @@
 import type { SessionAppend, SessionSnapshot, SessionVote, SessionVoteRequest } from '../../protocol/messages.ts'
 import { MAX_SESSION_ENTRIES } from '../../protocol/limits.ts'
 import type { PeerKey } from '../core/io.ts'
+import { checkOwner } from './election.ts'
 import { ReplicaLog } from './log.ts'
 import { leaseValid, stepDown, withinBytes } from './owner.ts'
 import { applyCommitted, config, loadSnapshotState, maybeSnapshot, newReplica } from './replica.ts'
@@ -131,9 +132,19 @@ export function onSnapshot (ctx: Ctx, existing: Replica | undefined, from: PeerK
 
 // ---- votes --------------------------------------------------------------
 
+// The start of a refusal that shields an owner heard within ownerTimeoutMs.
+const SHIELD_REFUSAL = 'the owner'
+
 export function onVoteRequest (ctx: Ctx, r: Replica, from: PeerKey, req: SessionVoteRequest): void {
   const refusal = voteRefusal(ctx, r, req)
-  if (refusal !== null) return ctx.send(from, vote(r, r.epoch, false, req.preVote, refusal, []))
+  if (refusal !== null) {
+    // A member standing for election is a hint that the owner is gone: if we
+    // refuse only because we heard the owner lately, check on it now, so that
+    // the candidate's next request (it resends every heartbeat) can be granted
+    // once we have seen the owner fail, instead of after a lost election.
+    if (refusal.startsWith(SHIELD_REFUSAL)) checkOwner(ctx, r, `${req.candidate} stands for epoch ${req.epoch}`)
+    return ctx.send(from, vote(r, r.epoch, false, req.preVote, refusal, []))
+  }
   // A pre-vote changes nothing here: it only says we would vote.
   if (req.preVote) return ctx.send(from, vote(r, req.epoch, true, true, 'would vote', []))
   if (req.epoch > r.epoch) stepDown(ctx, r, req.epoch, null, `${req.candidate} stands for epoch ${req.epoch}`)
@@ -155,7 +166,7 @@ function voteRefusal (ctx: Ctx, r: Replica, req: SessionVoteRequest): string | n
   // the connection closed and nothing came since).
   const heardOwner = r.owner !== null && r.owner !== ctx.self && r.owner !== req.candidate && !r.ownerGone && r.ownerLostMs === null &&
     ctx.now - r.lastOwnerContactMs < ctx.config.ownerTimeoutMs
-  if (heardOwner) return `the owner ${r.owner} was heard ${Math.round(ctx.now - r.lastOwnerContactMs)} ms ago`
+  if (heardOwner) return `${SHIELD_REFUSAL} ${r.owner} was heard ${Math.round(ctx.now - r.lastOwnerContactMs)} ms ago`
   // No vote for a candidate missing what we know was acknowledged.
   const committedEpoch = r.log.epochAt(r.commitIndex) ?? 0
   if (ReplicaLog.compare(req.lastEpoch, req.lastIndex, committedEpoch, r.commitIndex) < 0) return 'the candidate lacks acknowledged entries'
