@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import { UsageError } from '../agent/cli/args.ts'
 import { PEEK_HELP, runPeek } from '../agent/cli/peek.ts'
 import { runSession, SESSION_HELP } from '../agent/cli/session.ts'
+import { runSim, SIM_HELP } from '../agent/cli/sim.ts'
 import { runStart, START_HELP } from '../agent/cli/start.ts'
 
 const HELP = `Usage: edge-agent <command> [options]
@@ -17,6 +18,7 @@ Commands:
   start     run an agent on this box            (edge-agent start --help)
   peek      show the members an agent sees      (edge-agent peek --help)
   session   open, append to, read a session     (edge-agent session --help)
+  sim       run a simulated cluster with faults (edge-agent sim --help)
 
 Options:
   -h, --help      show this help
@@ -25,7 +27,8 @@ Options:
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
   start: { run: runStart, help: START_HELP },
   peek: { run: runPeek, help: PEEK_HELP },
-  session: { run: runSession, help: SESSION_HELP }
+  session: { run: runSession, help: SESSION_HELP },
+  sim: { run: runSim, help: SIM_HELP }
 }
 
 async function main (argv: string[]): Promise<number> {

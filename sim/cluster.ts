@@ -32,6 +32,8 @@ export type SimOptions = {
   sessions?: SessionsConfig
   // The services each node offers (default: log, kv and counter, capacity 100).
   services?: (index: number) => ServiceOffer[]
+  // Where each node is (default: a grid around 40-50°N, regions r0-r2).
+  placement?: (index: number) => NodePlacement
   link?: Partial<LinkModel>
   // How many of the first nodes serve as bootstrap peers for the others.
   seeds?: number
@@ -48,6 +50,8 @@ export type SimOptions = {
   // runs with this on to exercise it end to end.
   decodeFrames?: boolean
 }
+
+export type NodePlacement = { position: { lat: number; lon: number } | null; region: string; zone: string }
 
 export type TraceEntry = { atMs: number; node: PeerKey; event: AgentEvent | SessionEvent }
 
@@ -71,8 +75,9 @@ export class SimCluster {
   readonly #byId = new Map<PeerKey, SimNode>()
   readonly #listeners: Array<(entry: TraceEntry) => void> = []
   readonly #random: SeededRandom
-  readonly #options: Required<Omit<SimOptions, 'config' | 'link' | 'sessions' | 'services'>>
+  readonly #options: Required<Omit<SimOptions, 'config' | 'link' | 'sessions' | 'services' | 'placement'>>
   readonly #services: (index: number) => ServiceOffer[]
+  readonly #placement: ((index: number) => NodePlacement) | null
   readonly #host: NodeHost
   readonly #requests = new Map<string, (outcome: RequestOutcome) => void>()
   #nextRequest = 1
@@ -83,6 +88,7 @@ export class SimCluster {
     this.config = options.config ?? membershipProfile('lan')
     this.sessionsConfig = options.sessions ?? null
     this.#services = options.services ?? (() => DEFAULT_SERVICES)
+    this.#placement = options.placement ?? null
     this.#options = {
       seed: options.seed,
       nodes: options.nodes,
@@ -316,6 +322,7 @@ export class SimCluster {
 
   #recordFor (node: SimNode, incarnation: number): Omit<NodeRecord, 'seq' | 'status'> {
     const i = node.index
+    const placed = this.#placement?.(i) ?? { position: { lat: 40 + (i % 10), lon: -3 + Math.floor(i / 10) % 10 }, region: `r${i % 3}`, zone: `z${i % 6}` }
     return {
       id: node.id,
       addrs: [`/sim/${node.id}`],
@@ -323,9 +330,9 @@ export class SimCluster {
       http: `http://${node.id}`,
       services: this.#services(i),
       load: { score: 0, sessions: 0, elu: 0, cpu: 0 },
-      position: { lat: 40 + (i % 10), lon: -3 + Math.floor(i / 10) % 10 },
-      region: `r${i % 3}`,
-      zone: `z${i % 6}`,
+      position: placed.position,
+      region: placed.region,
+      zone: placed.zone,
       incarnation
     }
   }

@@ -19,6 +19,8 @@ export class SimNetwork {
   #link: LinkModel
   // Side of each node while partitioned; nodes not listed are on side 0.
   #sides: Map<string, number> | null = null
+  // Extra one-way delay of every message to or from a slow node (gray failure).
+  readonly #slow = new Map<string, number>()
 
   constructor (random: Random, link: LinkModel) {
     this.#random = random
@@ -43,6 +45,20 @@ export class SimNetwork {
     this.#sides = null
   }
 
+  // A node whose every message in or out takes `extraMs` longer (0 ends it).
+  slow (node: string, extraMs: number): void {
+    if (extraMs > 0) this.#slow.set(node, extraMs)
+    else this.#slow.delete(node)
+  }
+
+  get slowNodes (): string[] {
+    return [...this.#slow.keys()]
+  }
+
+  sideOf (node: string): number {
+    return this.#sides?.get(node) ?? 0
+  }
+
   get partitioned (): boolean {
     return this.#sides !== null
   }
@@ -58,7 +74,8 @@ export class SimNetwork {
   transit (from: string, to: string, hops = 1): number | null {
     if (!this.canReach(from, to)) return null
     if (this.#link.lossRate > 0 && this.#random.nextFloat() < this.#link.lossRate) return null
-    return hops * this.delay()
+    const extra = this.#slow.size === 0 ? 0 : (this.#slow.get(from) ?? 0) + (this.#slow.get(to) ?? 0)
+    return hops * this.delay() + extra
   }
 
   delay (): number {

@@ -8,7 +8,8 @@ import type { PeerKey } from '../agent/core/io.ts'
 import type { JsonValue } from '../protocol/messages.ts'
 import type { RequestOutcome, SimCluster } from './cluster.ts'
 
-export type Ack = { seq: number; value: string; index: number; epoch: number; atMs: number; agent: PeerKey }
+// latencyMs: from the append's first attempt to its acknowledgement.
+export type Ack = { seq: number; value: string; index: number; epoch: number; atMs: number; agent: PeerKey; latencyMs: number }
 
 export type TerminalOptions = {
   terminalId: string
@@ -20,6 +21,8 @@ export type TerminalOptions = {
   // An append not acknowledged after this long is reported (and still retried:
   // a terminal never skips a sequence number whose fate it does not know).
   appendDeadlineMs?: number
+  // Values are padded with '.' to this many characters (0: no padding).
+  valueBytes?: number
 }
 
 type GroupView = Array<{ id: string; http: string; role: string }>
@@ -45,7 +48,7 @@ export class SimTerminal {
 
   constructor (cluster: SimCluster, options: TerminalOptions) {
     this.#cluster = cluster
-    this.#options = { service: 'log', requestTimeoutMs: 1_000, appendDeadlineMs: 30_000, ...options }
+    this.#options = { service: 'log', requestTimeoutMs: 1_000, appendDeadlineMs: 30_000, valueBytes: 0, ...options }
     this.id = options.terminalId
     this.tokenHash = hex64(options.terminalId)
   }
@@ -59,8 +62,22 @@ export class SimTerminal {
     this.#cluster.request(this.#options.entry, {
       type: 'open', sessionId: this.sessionId, terminalId: this.id, service: this.#options.service, position: null, tokenHash: this.tokenHash
     }, (outcome) => {
+      // A 409: an earlier attempt created it after all (its answer was late or
+      // lost); the token opens it, so resume it instead.
+      if (outcome.status === 409) return this.#resume(onDone)
       if (outcome.status !== 201) {
         this.errors.push(`open at ${this.#options.entry}: ${outcome.status} ${JSON.stringify(outcome.body)}`)
+        return onDone(false)
+      }
+      this.#learn(outcome.body)
+      onDone(true)
+    })
+  }
+
+  #resume (onDone: (ok: boolean) => void): void {
+    this.#cluster.request(this.#options.entry, { type: 'resume', sessionId: this.sessionId, tokenHash: this.tokenHash }, (outcome) => {
+      if (outcome.status !== 200) {
+        this.errors.push(`resume at ${this.#options.entry}: ${outcome.status} ${JSON.stringify(outcome.body)}`)
         return onDone(false)
       }
       this.#learn(outcome.body)
@@ -80,7 +97,8 @@ export class SimTerminal {
   append (onDone: (acked: boolean) => void): void {
     this.seq += 1
     const seq = this.seq
-    const value = `${this.id}:${seq}`
+    const value = `${this.id}:${seq}`.padEnd(this.#options.valueBytes, '.')
+    const startedAt = this.#cluster.nowMs
     this.#busy = true
     const deadline = this.#cluster.nowMs + this.#options.appendDeadlineMs
     let failures = 0
@@ -99,7 +117,7 @@ export class SimTerminal {
         if (outcome.status === 200 && !settled) {
           settled = true
           this.#busy = false
-          this.#acked(seq, value, outcome.body, target)
+          this.#acked(seq, value, outcome.body, target, startedAt)
           return onDone(true)
         }
         if (answered || settled) return
@@ -163,7 +181,7 @@ export class SimTerminal {
     this.#cursor = 0
   }
 
-  #acked (seq: number, value: string, body: Record<string, unknown>, agent: PeerKey): void {
+  #acked (seq: number, value: string, body: Record<string, unknown>, agent: PeerKey, startedAt: number): void {
     const index = Number(body.index)
     const epoch = Number(body.epoch)
     // The client refuses a state that rolled back.
@@ -173,7 +191,7 @@ export class SimTerminal {
     this.lastIndex = Math.max(this.lastIndex, index)
     this.epoch = Math.max(this.epoch, epoch)
     this.owner = agent
-    this.acks.push({ seq, value, index, epoch, atMs: this.#cluster.nowMs, agent })
+    this.acks.push({ seq, value, index, epoch, atMs: this.#cluster.nowMs, agent, latencyMs: this.#cluster.nowMs - startedAt })
   }
 }
 

@@ -58,6 +58,9 @@ export type SessionsConfig = {
   weightDistance: number
   // Sessions this agent holds at most (as owner or standby).
   maxSessions: number
+  // Test only, never read from flags or files: makes the core wrong on purpose
+  // so a test can show the simulator's checkers catch it.
+  plantedFault?: 'ack-before-replication'
 }
 
 const lan: SessionsConfig = {

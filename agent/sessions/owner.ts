@@ -91,7 +91,8 @@ export function clientAppend (ctx: Ctx, r: Replica, target: ReplyTarget, clientS
   const index = appendEntry(ctx, r, { kind: 'delta', clientSeq, op })
   r.lastAcceptedSeq = clientSeq
   wait(ctx, r, index, { target, clientSeq, deadlineMs: ctx.now + ctx.config.writeTimeoutMs, kind: 'append' })
-  replicateAll(ctx, r)
+  // The planted fault (test only) leaves replication to the next heartbeat.
+  if (ctx.config.plantedFault === undefined) replicateAll(ctx, r)
   advanceCommit(ctx, r)
 }
 
@@ -241,7 +242,11 @@ export function advanceCommit (ctx: Ctx, r: Replica): void {
   const group = voters(r)
   const matches = group.map((peer) => peer === ctx.self ? r.log.lastIndex : (r.progress.get(peer)?.matchIndex ?? 0)).sort((a, b) => b - a)
   let target = matches[majority(group.length) - 1] ?? 0
-  if (ctx.config.writeConcern === 'all') {
+  // A broken core for the simulator's own test (its checkers must catch it):
+  // everything logged here counts as committed, replicated or not (and it is
+  // replicated only with the next heartbeat).
+  if (ctx.config.plantedFault === 'ack-before-replication') target = r.log.lastIndex
+  else if (ctx.config.writeConcern === 'all') {
     for (const peer of group) {
       if (peer === ctx.self || !isLive(ctx, r, peer)) continue
       target = Math.min(target, r.progress.get(peer)?.matchIndex ?? 0)

@@ -1,0 +1,175 @@
+// `edge-agent sim`: the simulator people run to try the agent before deploying
+// it, to size a cluster and to reproduce a failure. Virtual mode runs the real
+// cores on the in-memory network (sim/runner.ts); the output is a function of
+// the seed and the options, byte for byte.
+
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { basename } from 'node:path'
+import type { SimHostFacts, SimRunResult } from '../../sim/result.ts'
+import { renderReport } from '../../sim/report.ts'
+import { runVirtual } from '../../sim/runner.ts'
+import { BUILT_IN, ScenarioError, loadScenario, scenarioNames } from '../../sim/scenarios.ts'
+import type { Scenario } from '../../sim/scenarios.ts'
+import { formatSummary } from '../../sim/summary.ts'
+import { parseFlags, UsageError } from './args.ts'
+
+export const SIM_HELP = `Usage: edge-agent sim [options]
+
+Runs a cluster of edge agents in virtual time: the agent's real membership and
+sessions code on a simulated network, terminals appending deltas while nodes
+crash, freeze, get partitioned and lose messages (chaos phase); then every fault
+heals and the cluster must converge and serve every terminal again (liveness
+phase). Ends with a table: detection times, takeover latencies, bandwidth per
+node, acknowledged deltas, and the verdict of every checker. The same seed and
+options print the same result, byte for byte.
+
+  --scenario <name|file.json>  ${scenarioNames().join(', ')} (default demo),
+                               or a scenario file (see the README)
+  --nodes <n>                  number of agents (default: the scenario's)
+  --seed <n>                   seed of the run, 0-4294967295 (default 1)
+  --duration <sec>             chaos phase, virtual seconds (default: the scenario's)
+  --json                       print the whole result as JSON on stdout
+  --report <file.html>         also write a self-contained HTML report with charts
+  --real                       real agent processes on 127.0.0.1 (not in this release)
+  -h, --help                   show this help
+
+Built-in scenarios:
+${Object.values(BUILT_IN).map((s) => `  ${s.name.padEnd(10)} ${s.nodes} nodes, ${s.durationS} s: ${s.description}`).join('\n')}
+
+The first line printed (on stderr) is the command that replays the run.
+Progress goes to stderr (a bar on a terminal, plain lines otherwise).
+Exit codes: 0 when every checker passed, 1 when one failed, 2 on a usage error.`
+
+const FLAGS = {
+  scenario: { type: 'string' },
+  nodes: { type: 'string' },
+  seed: { type: 'string' },
+  duration: { type: 'string' },
+  json: { type: 'boolean' },
+  report: { type: 'string' },
+  real: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' }
+} as const
+
+export async function runSim (argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, FLAGS, 0)
+  if (values.help === true) {
+    console.log(SIM_HELP)
+    return 0
+  }
+  if (values.real === true) throw new UsageError('--real (real agent processes) is not in this release; run without it for virtual time')
+  const scenarioArg = typeof values.scenario === 'string' ? values.scenario : 'demo'
+  const scenario = readScenario(scenarioArg)
+  if (values.nodes !== undefined) scenario.nodes = wholeNumber(values.nodes, 'nodes', 1, 20_000)
+  if (values.duration !== undefined) scenario.durationS = wholeNumber(values.duration, 'duration', 1, 86_400)
+  const seed = values.seed === undefined ? 1 : wholeNumber(values.seed, 'seed', 0, 0xffffffff)
+  const report = typeof values.report === 'string' ? values.report : null
+  if (report !== null && !report.endsWith('.html')) throw new UsageError(`--report needs a file name ending in .html (got ${report})`)
+
+  const replay = replayLine(scenarioArg, scenario, seed, values.json === true, report)
+  process.stderr.write(`${replay}\n`)
+  process.stderr.write(`scenario ${scenario.name}: ${scenario.description}\n`)
+  process.stderr.write(`derived: nodes=${scenario.nodes} duration=${scenario.durationS}s liveness<=${scenario.livenessS}s terminals=${scenario.workload.terminals} ` +
+    `delta every ${scenario.workload.deltaIntervalMs} ms of ${scenario.workload.valueBytes} B, link loss ${scenario.link.lossRate} delay ${scenario.link.delayMinMs}-${scenario.link.delayMaxMs} ms, ` +
+    `faults: ${scenario.faults.length} scheduled${scenario.random === null ? '' : `, random ${scenario.random.faults.join('/')} every ${scenario.random.everyS} s (down ${scenario.random.downS[0]}-${scenario.random.downS[1]} s, at most ${scenario.random.maxDown} at once)`}, profile lan\n`)
+
+  const bar = new ProgressBar(process.stderr)
+  const started = performance.now()
+  let peakRss = process.memoryUsage().rss
+  const result = runVirtual({
+    seed,
+    scenario,
+    onProgress: (done, total, phase) => {
+      peakRss = Math.max(peakRss, process.memoryUsage().rss)
+      bar.update(done, total, phase)
+    }
+  })
+  bar.done()
+  result.replay = replay
+  const wallSeconds = (performance.now() - started) / 1_000
+  const host: SimHostFacts = {
+    wallSeconds: Math.round(wallSeconds * 100) / 100,
+    peakRssMiB: Math.round(peakRss / 2 ** 20),
+    virtualPerWall: Math.round((scenario.nodes * (result.durationMs / 1_000)) / Math.max(wallSeconds, 0.001)),
+    node: process.version
+  }
+  if (values.json === true) process.stdout.write(JSON.stringify(result, null, 2) + '\n')
+  else process.stdout.write(formatSummary(result) + '\n')
+  process.stderr.write(`wall ${host.wallSeconds} s, peak memory ${host.peakRssMiB} MiB, ${host.virtualPerWall} node-seconds per wall second\n`)
+  if (report !== null) {
+    writeFileSync(report, renderReport(result, host))
+    process.stderr.write(`report written to ${report}\n`)
+  }
+  if (!result.ok) process.stderr.write(`FAILED: replay with\n  ${replay}\n`)
+  return result.ok ? 0 : 1
+}
+
+function readScenario (arg: string): Scenario {
+  if (!arg.endsWith('.json')) {
+    try {
+      return loadScenario(arg, null)
+    } catch (error) {
+      if (error instanceof ScenarioError) throw new UsageError(error.message)
+      throw error
+    }
+  }
+  if (!existsSync(arg)) throw new UsageError(`scenario file ${arg} does not exist`)
+  let json: unknown
+  try {
+    json = JSON.parse(readFileSync(arg, 'utf8'))
+  } catch (error) {
+    throw new UsageError(`scenario file ${arg} is not valid JSON: ${(error as Error).message}`)
+  }
+  try {
+    return loadScenario(basename(arg, '.json'), json)
+  } catch (error) {
+    if (error instanceof ScenarioError) throw new UsageError(`scenario file ${arg}: ${error.message}`)
+    throw error
+  }
+}
+
+function wholeNumber (value: string | boolean | undefined, name: string, min: number, max: number): number {
+  const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : NaN
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be a whole number from ${min} to ${max} (got ${String(value)})`)
+  return n
+}
+
+function replayLine (scenarioArg: string, scenario: Scenario, seed: number, json: boolean, report: string | null): string {
+  return `edge-agent sim --scenario ${scenarioArg} --nodes ${scenario.nodes} --duration ${scenario.durationS} --seed ${seed}${json ? ' --json' : ''}${report === null ? '' : ` --report ${report}`}`
+}
+
+// A bar on a terminal, a plain line per 10% otherwise.
+class ProgressBar {
+  readonly #out: NodeJS.WriteStream
+  readonly #tty: boolean
+  #lastTenth = -1
+  #lastDrawMs = 0
+
+  constructor (out: NodeJS.WriteStream) {
+    this.#out = out
+    this.#tty = out.isTTY === true
+  }
+
+  update (done: number, total: number, phase: string): void {
+    const share = total > 0 ? done / total : 1
+    if (this.#tty) {
+      const now = performance.now()
+      if (now - this.#lastDrawMs < 100 && share < 1) return
+      this.#lastDrawMs = now
+      const width = 30
+      const filled = Math.round(share * width)
+      this.#out.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(share * 100).toFixed(0).padStart(3)}%  ${(done / 1_000).toFixed(0)}/${(total / 1_000).toFixed(0)} virtual s  ${phase.padEnd(9)}`)
+      return
+    }
+    const tenth = Math.floor(share * 10)
+    if (tenth === this.#lastTenth) return
+    this.#lastTenth = tenth
+    this.#out.write(`progress ${tenth * 10}% (${(done / 1_000).toFixed(0)} of ${(total / 1_000).toFixed(0)} virtual s, ${phase})\n`)
+  }
+
+  done (): void {
+    if (this.#tty) this.#out.write('\n')
+  }
+}
+
+export type { SimRunResult }

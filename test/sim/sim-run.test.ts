@@ -1,0 +1,112 @@
+// `edge-agent sim` in virtual time: the same seed gives the same bytes; every
+// built-in scenario passes its checkers at small N; a core broken on purpose is
+// caught; bad scenario files are refused with a reason; the CLI prints the
+// replay line, the table, the JSON and the report.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { runVirtual } from '../../sim/runner.ts'
+import { loadScenario, parseScenario, ScenarioError, scenarioNames } from '../../sim/scenarios.ts'
+import { seedFor, withSeed } from './helpers.ts'
+
+const FILE = 'test/sim/sim-run.test.ts'
+const CLI = new URL('../../bin/edge-agent.ts', import.meta.url).pathname
+
+function small (name: string, nodes: number, durationS: number) {
+  const scenario = loadScenario(name, null)
+  scenario.nodes = nodes
+  scenario.durationS = durationS
+  scenario.workload.terminals = Math.min(scenario.workload.terminals, 6)
+  return scenario
+}
+
+function cli (args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const run = spawnSync(process.execPath, [CLI, 'sim', ...args], { encoding: 'utf8', timeout: 120_000 })
+  return { code: run.status, stdout: run.stdout, stderr: run.stderr }
+}
+
+test('the same seed gives the same result, byte for byte; another seed another', () => withSeed(FILE, seedFor(50), (seed) => {
+  const a = JSON.stringify(runVirtual({ seed, scenario: small('demo', 5, 15) }))
+  const b = JSON.stringify(runVirtual({ seed, scenario: small('demo', 5, 15) }))
+  const c = JSON.stringify(runVirtual({ seed: seed + 1, scenario: small('demo', 5, 15) }))
+  assert.is(a, b)
+  assert.is.not(a, c)
+}))
+
+for (const name of scenarioNames()) {
+  test(`built-in scenario ${name} passes its checkers at small N`, () => withSeed(FILE, seedFor(51), (seed) => {
+    const scenario = name === 'scale' ? small(name, 40, 15) : small(name, name === 'demo' ? 5 : 8, name === 'demo' ? 30 : 20)
+    const result = runVirtual({ seed, scenario })
+    const failed = result.checkers.filter((c) => !c.ok).map((c) => `${c.name}: ${c.problems.join('; ')}`)
+    assert.equal(failed, [], `${name} seed ${seed}`)
+    assert.ok(result.faults.length > 0, 'faults were applied')
+    assert.ok(result.deltas.acknowledged > 0, 'terminals were served')
+  }))
+}
+
+test('a core that acknowledges before replicating is caught by the lost-delta checker', () => withSeed(FILE, seedFor(52), (seed) => {
+  const scenario = small('demo', 5, 30)
+  scenario.workload.deltaIntervalMs = 5
+  // Slow links widen the window between an acknowledgement and its replication.
+  scenario.link = { lossRate: 0, delayMinMs: 20, delayMaxMs: 40 }
+  const broken = runVirtual({ seed, scenario, plantedFault: 'ack-before-replication' })
+  const lost = broken.checkers.find((c) => c.name.startsWith('no acknowledged delta lost'))
+  assert.ok(lost !== undefined && !lost.ok, 'the checker caught it')
+  assert.not.ok(broken.ok)
+  assert.ok(runVirtual({ seed, scenario }).ok, 'and the real core passes the same run')
+}))
+
+test('scenario files: every field checked, refusals name the field', () => {
+  const bad: Array<[unknown, RegExp]> = [
+    [[], /must be a JSON object/],
+    [{ nodes: 0 }, /nodes must be between 1/],
+    [{ nodes: 2.5 }, /nodes must be a whole number/],
+    [{ bogus: 1 }, /unknown key 'bogus'/],
+    [{ faults: [{ atS: 1, fault: 'explode' }] }, /faults\[0\]\.fault/],
+    [{ faults: [{ atS: 1, fault: 'loss' }] }, /needs "rate"/],
+    [{ random: { everyS: 1, faults: [] } }, /at least one/],
+    [{ placement: { services: ['kv'] } }, /must include 'log'/],
+    [{ link: { delayMinMs: 10, delayMaxMs: 5 } }, /below link.delayMinMs/]
+  ]
+  for (const [json, pattern] of bad) {
+    try {
+      parseScenario(json, 'f')
+      assert.unreachable(`accepted ${JSON.stringify(json)}`)
+    } catch (error) {
+      assert.instance(error, ScenarioError)
+      assert.match((error as Error).message, pattern)
+    }
+  }
+  const ok = parseScenario({ nodes: 4, durationS: 5, faults: [{ atS: 1, fault: 'crash', target: 'n1' }] }, 'mine')
+  assert.equal([ok.name, ok.nodes, ok.faults.length], ['mine', 4, 1])
+})
+
+test('CLI: replay line first, table, --json identical across runs, --report written, bad input exits 2', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-sim-'))
+  try {
+    const file = join(dir, 'two.json')
+    writeFileSync(file, JSON.stringify({ nodes: 4, durationS: 8, workload: { terminals: 2 }, faults: [{ atS: 2, fault: 'crash', target: 'owner' }, { atS: 5, fault: 'restart', target: 'crashed' }] }))
+    const table = cli(['--scenario', file, '--seed', '9', '--report', join(dir, 'r.html')])
+    assert.is(table.code, 0, table.stderr)
+    assert.match(table.stderr.split('\n')[0], /^edge-agent sim --scenario .*two\.json --nodes 4 --duration 8 --seed 9/)
+    assert.match(table.stdout, /two: 4 nodes, 8 virtual s of chaos, seed 9: PASS/)
+    assert.match(readFileSync(join(dir, 'r.html'), 'utf8'), /data-chart="timeline"/)
+    const a = cli(['--scenario', file, '--seed', '9', '--json'])
+    const b = cli(['--scenario', file, '--seed', '9', '--json'])
+    assert.is(a.code, 0)
+    assert.is(a.stdout, b.stdout)
+    assert.is(JSON.parse(a.stdout).seed, 9)
+    for (const args of [['--nodes', 'x'], ['--scenario', 'nope'], ['--scenario', join(dir, 'missing.json')], ['--report', 'out.txt'], ['--real']]) {
+      const refused = cli(args)
+      assert.is(refused.code, 2, args.join(' '))
+      assert.match(refused.stderr, /^edge-agent sim: /)
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test.run()
