@@ -10,9 +10,8 @@
 // Run alone: node bench/stream-raw.ts   (JSON on stdout, progress on stderr)
 
 import { spawn, type ChildProcess } from 'node:child_process'
-import { realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { runStreamBenchSender } from '../agent/net/stream-bench.ts'
+import { isMain, runStreamBenchSender } from '../agent/net/stream-bench.ts'
 import { fmt, log, median } from './lib.ts'
 
 export type RawStreamResult = {
@@ -139,15 +138,6 @@ async function stopChild (child: ChildProcess): Promise<void> {
   }
 }
 
-function isMain (url: string): boolean {
-  const script = process.argv[1]
-  if (script === undefined) return false
-  try {
-    return realpathSync(script) === realpathSync(fileURLToPath(url))
-  } catch {
-    return false
-  }
-}
 
 if (isMain(import.meta.url)) {
   const result = await benchRawStream()

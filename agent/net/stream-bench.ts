@@ -260,7 +260,8 @@ async function withTimeout<T> (promise: Promise<T>, ms: number, message: string)
 
 // -------------------------------------------------------- as a script
 
-function isMain (url: string): boolean {
+// Whether the module at `url` is the script node was started with.
+export function isMain (url: string): boolean {
   const script = process.argv[1]
   if (script === undefined) return false
   try {
