@@ -14,6 +14,9 @@ import { truncate } from './follower.ts'
 import { config, majority, voters } from './replica.ts'
 import type { Candidacy, Ctx, Replica } from './replica.ts'
 
+// The start of the refusal of a member that voted for another candidate.
+export const VOTED_ELSEWHERE = 'already voted for'
+
 // The refusal of a member that does not hold the session at all.
 export const UNKNOWN_SESSION = 'unknown session'
 
@@ -92,8 +95,12 @@ function ownerGone (ctx: Ctx, r: Replica, reason: string): void {
 // Our place in the backup queue: data members in config order, skipping the
 // owner that failed. A witness never stands.
 function rank (ctx: Ctx, r: Replica): number {
+  return rankOf(r, ctx.self)
+}
+
+function rankOf (r: Replica, peer: PeerKey): number {
   const queue = config(r).members.filter((m) => m !== r.owner)
-  const at = queue.indexOf(ctx.self)
+  const at = queue.indexOf(peer)
   return at < 0 ? Infinity : at
 }
 
@@ -114,7 +121,7 @@ function standForElection (ctx: Ctx, r: Replica): void {
     return
   }
   r.role = 'candidate'
-  r.candidacy = { pre: true, epoch: r.epoch + 1, commitIndex: r.commitIndex, deadlineMs: ctx.now + ctx.config.voteTimeoutMs, resendAtMs: ctx.now, votes: new Map() }
+  r.candidacy = { pre: true, epoch: r.epoch + 1, commitIndex: r.commitIndex, deadlineMs: ctx.now + ctx.config.voteTimeoutMs, resendAtMs: ctx.now, votes: new Map(), lostTo: new Set() }
   requestVotes(ctx, r)
   maybeWin(ctx, r)
 }
@@ -124,7 +131,7 @@ function startRealElection (ctx: Ctx, r: Replica): void {
   r.epoch = c.epoch
   r.votedFor = ctx.self
   ctx.persist({ kind: 'session-meta', sessionId: r.id, epoch: r.epoch, votedFor: ctx.self })
-  r.candidacy = { pre: false, epoch: r.epoch, commitIndex: r.commitIndex, deadlineMs: ctx.now + ctx.config.voteTimeoutMs, resendAtMs: ctx.now, votes: new Map() }
+  r.candidacy = { pre: false, epoch: r.epoch, commitIndex: r.commitIndex, deadlineMs: ctx.now + ctx.config.voteTimeoutMs, resendAtMs: ctx.now, votes: new Map(), lostTo: new Set() }
   ctx.emit({ type: 'election-started', sessionId: r.id, epoch: r.epoch, reason: 'owner gone; a majority would vote for us' })
   requestVotes(ctx, r)
   maybeWin(ctx, r)
@@ -163,9 +170,38 @@ export function onVote (ctx: Ctx, r: Replica, from: PeerKey, vote: SessionVote):
     return stepDown(ctx, r, vote.epoch, null, `${from} is in epoch ${vote.epoch}`)
   }
   const c = r.candidacy
-  if (r.role !== 'candidate' || c === null || !vote.granted || vote.preVote !== c.pre || vote.epoch !== c.epoch) return
+  if (r.role !== 'candidate' || c === null || vote.preVote !== c.pre) return
+  // A split vote: once too many members gave this epoch to someone else for a
+  // majority to remain, stand down now rather than at the vote's deadline.
+  if (!vote.granted && !c.pre && vote.reason.startsWith(VOTED_ELSEWHERE) && voters(r).includes(from)) {
+    c.lostTo.add(from)
+    const group = voters(r)
+    const possible = group.filter((peer) => !c.lostTo.has(peer) && (peer === ctx.self || !gone(ctx.directory.status(peer)))).length
+    if (possible < majority(group.length)) loseElection(ctx, r, 'split vote')
+    return
+  }
+  if (!vote.granted || vote.epoch !== c.epoch) return
   c.votes.set(from, vote)
   maybeWin(ctx, r)
+}
+
+function gone (status: string | null): boolean {
+  return status === 'dead' || status === 'left' || status === null
+}
+
+// A member granted `candidate` a pre-vote: the candidate will likely stand for
+// real now. A member behind it in the backup queue steps aside (ends its own
+// pre-vote, or waits one vote timeout before standing), so that the two do not
+// split the real vote. A real candidate keeps going: its own vote is cast.
+export function deferTo (ctx: Ctx, r: Replica, candidate: PeerKey): void {
+  if (rankOf(r, candidate) >= rank(ctx, r)) return
+  if (r.role === 'candidate' && r.candidacy?.pre === true) {
+    r.role = 'standby'
+    r.candidacy = null
+    r.electionAtMs = ctx.now + ctx.config.voteTimeoutMs
+  } else if (r.role === 'standby' && Number.isFinite(r.electionAtMs)) {
+    r.electionAtMs = Math.max(r.electionAtMs, ctx.now + ctx.config.voteTimeoutMs)
+  }
 }
 
 // A member without the session. When so many have forgotten it that no

@@ -6,7 +6,7 @@
 import type { SessionAppend, SessionSnapshot, SessionVote, SessionVoteRequest } from '../../protocol/messages.ts'
 import { MAX_SESSION_ENTRIES } from '../../protocol/limits.ts'
 import type { PeerKey } from '../core/io.ts'
-import { checkOwner } from './election.ts'
+import { checkOwner, deferTo, VOTED_ELSEWHERE } from './election.ts'
 import { ReplicaLog } from './log.ts'
 import { leaseValid, stepDown, withinBytes } from './owner.ts'
 import { applyCommitted, config, loadSnapshotState, maybeSnapshot, newReplica } from './replica.ts'
@@ -146,7 +146,10 @@ export function onVoteRequest (ctx: Ctx, r: Replica, from: PeerKey, req: Session
     return ctx.send(from, vote(r, r.epoch, false, req.preVote, refusal, []))
   }
   // A pre-vote changes nothing here: it only says we would vote.
-  if (req.preVote) return ctx.send(from, vote(r, req.epoch, true, true, 'would vote', []))
+  if (req.preVote) {
+    deferTo(ctx, r, req.candidate)
+    return ctx.send(from, vote(r, req.epoch, true, true, 'would vote', []))
+  }
   if (req.epoch > r.epoch) stepDown(ctx, r, req.epoch, null, `${req.candidate} stands for epoch ${req.epoch}`)
   r.votedFor = req.candidate
   ctx.persist({ kind: 'session-meta', sessionId: r.id, epoch: r.epoch, votedFor: req.candidate })
@@ -158,7 +161,7 @@ export function onVoteRequest (ctx: Ctx, r: Replica, from: PeerKey, req: Session
 
 function voteRefusal (ctx: Ctx, r: Replica, req: SessionVoteRequest): string | null {
   if (req.epoch < r.epoch) return `stale epoch ${req.epoch} < ${r.epoch}`
-  if (req.epoch === r.epoch && r.votedFor !== null && r.votedFor !== req.candidate) return `already voted for ${r.votedFor} in epoch ${r.epoch}`
+  if (req.epoch === r.epoch && r.votedFor !== null && r.votedFor !== req.candidate) return `${VOTED_ELSEWHERE} ${r.votedFor} in epoch ${r.epoch}`
   if (!config(r).members.includes(req.candidate)) return `${req.candidate} is not a member of the group`
   if (r.role === 'owner' && leaseValid(ctx, r)) return 'the owner holds its lease'
   // The promise behind the owner's lease: no vote while the owner was heard within

@@ -55,6 +55,8 @@ export type Candidacy = {
   deadlineMs: number
   resendAtMs: number
   votes: Map<PeerKey, SessionVote>
+  // Members that gave their vote for this epoch to someone else.
+  lostTo: Set<PeerKey>
 }
 
 export type Repair = { adding: PeerKey; asWitness: boolean; removing: PeerKey | null; startedMs: number; phase: 'catch-up' }

@@ -250,4 +250,49 @@ test('a member refusing because it heard the owner lately checks on the owner, a
   assert.ok(granted.granted, granted.reason)
 })
 
+// Found by the real-process bench: both standbys, having seen the owner die a
+// few hundred ms apart, passed their pre-votes and split the real vote; each
+// waited out the vote timeout and a back-off before trying again (1-1.6 s).
+test('a standby behind a candidate in the queue steps aside once it grants it a pre-vote', () => {
+  // C is second in the queue of {A, B, C} once A is gone; B is first.
+  const ctx = new FakeCtx('C', new FakeDirectory('C', ['A', 'B', 'C']))
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+  ctx.directory.set('A', 'dead')
+  watchOwner(ctx, r)
+  assert.equal(r.electionAtMs, ctx.now + LAN.candidateStaggerMs, 'second in the queue')
+  const granted = ask(ctx, r, voteRequest({ candidate: 'B', epoch: 2, lastIndex: 3, commitIndex: 2, preVote: true }))
+  assert.ok(granted.granted, granted.reason)
+  assert.ok(r.electionAtMs >= ctx.now + LAN.voteTimeoutMs, 'it waits a vote timeout for B')
+  // Already in its own pre-vote, it ends it.
+  ctx.now = r.electionAtMs
+  watchOwner(ctx, r)
+  assert.is(r.role, 'candidate')
+  ask(ctx, r, voteRequest({ candidate: 'B', epoch: 2, lastIndex: 3, commitIndex: 2, preVote: true }))
+  assert.is(r.role, 'standby')
+  // B, first in the queue, does not step aside for C.
+  const first = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+  const b = standby(first, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+  first.directory.set('A', 'dead')
+  watchOwner(first, b)
+  const at = b.electionAtMs
+  ask(first, b, voteRequest({ candidate: 'C', epoch: 2, lastIndex: 3, commitIndex: 2, preVote: true }))
+  assert.is(b.electionAtMs, at)
+})
+
+test('a candidate whose real vote is split stands down at once, not at the deadline', () => {
+  const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+  ctx.directory.set('A', 'dead')
+  watchOwner(ctx, r)
+  watchOwner(ctx, r)
+  const base: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 2, granted: true, preVote: true, reason: 'would vote', lastIndex: 3, lastEpoch: 1, commitIndex: 2, tail: [] }
+  onVote(ctx, r, 'C', base)
+  assert.equal([r.role, r.candidacy?.pre, r.epoch], ['candidate', false, 2])
+  ctx.take()
+  // A is dead; C voted for itself in epoch 2: no majority can remain.
+  onVote(ctx, r, 'C', { ...base, preVote: false, granted: false, reason: 'already voted for C in epoch 2' })
+  assert.is(r.role, 'standby')
+  assert.equal(ctx.events('election-lost').map((e) => 'reason' in e ? e.reason : ''), ['split vote'])
+})
+
 test.run()
