@@ -391,7 +391,7 @@ function listOf (id: PeerKey | null): PeerKey[] {
 
 // Nodes spread over the scenario's regions by share, each jittered around its
 // region's centre; zones are the region's name plus a letter.
-function placeNodes (scenario: Scenario, random: SeededRandom): NodePlacement[] {
+export function placeNodes (scenario: Scenario, random: SeededRandom): NodePlacement[] {
   const regions = scenario.placement.regions
   const total = regions.reduce((sum, r) => sum + r.share, 0)
   const out: NodePlacement[] = []

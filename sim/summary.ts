@@ -12,7 +12,7 @@ function row (label: string, q: Quantiles): string {
 
 export function formatSummary (r: SimRunResult): string {
   const lines = [
-    `${r.scenario}: ${r.nodes} nodes, ${r.durationMs / 1_000} virtual s of chaos, seed ${r.seed}: ${r.ok ? 'PASS' : 'FAIL'}`,
+    `${r.scenario}: ${r.nodes} nodes, ${r.durationMs / 1_000} ${r.mode === 'real' ? 's of chaos on real processes' : 'virtual s of chaos'}, seed ${r.seed}: ${r.ok ? 'PASS' : 'FAIL'}`,
     '',
     `  ${'ms'.padEnd(34)} ${'n'.padStart(6)} ${'p50'.padStart(8)} ${'p90'.padStart(8)} ${'p99'.padStart(8)} ${'max'.padStart(8)}`,
     row('first suspicion after a fault', r.detection.firstSuspicionMs),

@@ -7,6 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename } from 'node:path'
 import type { SimHostFacts, SimRunResult } from '../../sim/result.ts'
 import { renderReport } from '../../sim/report.ts'
+import { realModeRefusal, runReal } from '../../sim/real-runner.ts'
 import { runVirtual } from '../../sim/runner.ts'
 import { BUILT_IN, ScenarioError, loadScenario, scenarioNames } from '../../sim/scenarios.ts'
 import type { Scenario } from '../../sim/scenarios.ts'
@@ -30,7 +31,10 @@ options print the same result, byte for byte.
   --duration <sec>             chaos phase, virtual seconds (default: the scenario's)
   --json                       print the whole result as JSON on stdout
   --report <file.html>         also write a self-contained HTML report with charts
-  --real                       real agent processes on 127.0.0.1 (not in this release)
+  --real                       real agent processes on 127.0.0.1 instead of virtual
+                               time: SIGKILL, SIGSTOP/SIGCONT, restarts from the data
+                               directory (crash/pause faults only; at most 32 agents;
+                               wall-clock timing, so not reproducible byte for byte)
   -h, --help                   show this help
 
 Built-in scenarios:
@@ -38,6 +42,7 @@ ${Object.values(BUILT_IN).map((s) => `  ${s.name.padEnd(10)} ${s.nodes} nodes, $
 
 The first line printed (on stderr) is the command that replays the run.
 Progress goes to stderr (a bar on a terminal, plain lines otherwise).
+Virtual mode: the same seed and options print the same result, byte for byte.
 Exit codes: 0 when every checker passed, 1 when one failed, 2 on a usage error.`
 
 const FLAGS = {
@@ -57,7 +62,6 @@ export async function runSim (argv: string[]): Promise<number> {
     console.log(SIM_HELP)
     return 0
   }
-  if (values.real === true) throw new UsageError('--real (real agent processes) is not in this release; run without it for virtual time')
   const scenarioArg = typeof values.scenario === 'string' ? values.scenario : 'demo'
   const scenario = readScenario(scenarioArg)
   if (values.nodes !== undefined) scenario.nodes = wholeNumber(values.nodes, 'nodes', 1, 20_000)
@@ -65,8 +69,13 @@ export async function runSim (argv: string[]): Promise<number> {
   const seed = values.seed === undefined ? 1 : wholeNumber(values.seed, 'seed', 0, 0xffffffff)
   const report = typeof values.report === 'string' ? values.report : null
   if (report !== null && !report.endsWith('.html')) throw new UsageError(`--report needs a file name ending in .html (got ${report})`)
+  const real = values.real === true
+  if (real) {
+    const refusal = realModeRefusal(scenario)
+    if (refusal !== null) throw new UsageError(refusal)
+  }
 
-  const replay = replayLine(scenarioArg, scenario, seed, values.json === true, report)
+  const replay = replayLine(scenarioArg, scenario, seed, values.json === true, report, real)
   process.stderr.write(`${replay}\n`)
   process.stderr.write(`scenario ${scenario.name}: ${scenario.description}\n`)
   process.stderr.write(`derived: nodes=${scenario.nodes} duration=${scenario.durationS}s liveness<=${scenario.livenessS}s terminals=${scenario.workload.terminals} ` +
@@ -76,14 +85,11 @@ export async function runSim (argv: string[]): Promise<number> {
   const bar = new ProgressBar(process.stderr)
   const started = performance.now()
   let peakRss = process.memoryUsage().rss
-  const result = runVirtual({
-    seed,
-    scenario,
-    onProgress: (done, total, phase) => {
-      peakRss = Math.max(peakRss, process.memoryUsage().rss)
-      bar.update(done, total, phase)
-    }
-  })
+  const onProgress = (done: number, total: number, phase: string): void => {
+    peakRss = Math.max(peakRss, process.memoryUsage().rss)
+    bar.update(done, total, phase)
+  }
+  const result = real ? await runReal({ seed, scenario, onProgress }) : runVirtual({ seed, scenario, onProgress })
   bar.done()
   result.replay = replay
   const wallSeconds = (performance.now() - started) / 1_000
@@ -134,8 +140,8 @@ function wholeNumber (value: string | boolean | undefined, name: string, min: nu
   return n
 }
 
-function replayLine (scenarioArg: string, scenario: Scenario, seed: number, json: boolean, report: string | null): string {
-  return `edge-agent sim --scenario ${scenarioArg} --nodes ${scenario.nodes} --duration ${scenario.durationS} --seed ${seed}${json ? ' --json' : ''}${report === null ? '' : ` --report ${report}`}`
+function replayLine (scenarioArg: string, scenario: Scenario, seed: number, json: boolean, report: string | null, real: boolean): string {
+  return `edge-agent sim --scenario ${scenarioArg} --nodes ${scenario.nodes} --duration ${scenario.durationS} --seed ${seed}${real ? ' --real' : ''}${json ? ' --json' : ''}${report === null ? '' : ` --report ${report}`}`
 }
 
 // A bar on a terminal, a plain line per 10% otherwise.
