@@ -2,10 +2,12 @@
 // and bench/results/latest.md. Comparisons run in the same process, one after the
 // other, on the same machine, and are reported as ratios.
 //
-//   node bench/run.ts [real] [serf] [sim] [sessions]   only some of them (default: all);
+//   node bench/run.ts [real] [serf] [sim] [sessions] [simscale]   only some of them (default: all);
 //                                            the other sections keep their last figures
 //   BENCH_ROUNDS=5                           kill/freeze rounds per detection benchmark
 //   BENCH_TAKEOVERS=50                       SIGKILL rounds and SIGSTOP rounds of session owners
+//   BENCH_SIM_SIZES=100,1000                 node counts of the simulator-at-scale runs (10000 works, slowly)
+//   BENCH_SIM_DURATION_S=60                  virtual seconds of chaos in each of them
 
 import { execFileSync } from 'node:child_process'
 import { cpus, totalmem } from 'node:os'
@@ -21,6 +23,8 @@ import { benchRealSessions } from './sessions-real.ts'
 import type { Latencies, SessionsRealResult } from './sessions-real.ts'
 import { benchRawStream } from './stream-raw.ts'
 import type { RawStreamResult } from './stream-raw.ts'
+import { benchSimScale } from './sim-scale.ts'
+import type { SimScaleRun } from './sim-scale.ts'
 import { fmt, log } from './lib.ts'
 import type { Spread } from './lib.ts'
 
@@ -39,6 +43,7 @@ type Results = {
   serf?: SerfResult
   sim?: SimDetectionResult[]
   sessions?: SessionsRealResult & { rawStream: RawStreamResult }
+  simScale?: SimScaleRun[]
 }
 
 function setup (): void {
@@ -78,6 +83,7 @@ function markdown (r: Results): string {
       '', `False dead verdicts during the run: ${d.falseDeadVerdicts}.`)
   }
   if (r.sessions !== undefined) lines.push('', ...sessionsMarkdown(r.sessions))
+  if (r.simScale !== undefined) lines.push('', ...simScaleMarkdown(r.simScale))
   if (r.sim !== undefined) {
     lines.push('', '## Failure detection in virtual time (lan profile, 1-3 ms links)', '',
       '| nodes | seed | SIGKILL first | SIGKILL last | SIGSTOP first | SIGSTOP last | B/s per node at rest | msgs/s per node | false dead | wall s | peak RSS MiB |',
@@ -110,6 +116,20 @@ function sessionsMarkdown (s: NonNullable<Results['sessions']>): string[] {
   return lines
 }
 
+const q = (x: { p50: number | null; p99: number | null }): string => `${x.p50 === null ? '-' : fmt(x.p50)} / ${x.p99 === null ? '-' : fmt(x.p99)}`
+
+function simScaleMarkdown (runs: SimScaleRun[]): string[] {
+  const lines = ['## `edge-agent sim` at scale (virtual time, churn scenario with sessions)', '',
+    'One process per size. Wall time includes the nodes joining and converging before the chaos phase. Dissemination: ms for a restarted node\'s new record to reach every node.', '',
+    '| nodes | virtual s | verdict | wall s | peak RSS MiB | node-s per wall s | dissemination p50 / p99 | last dead verdict p50 / p99 | takeover p50 / p99 | B/s per node | msgs/s per node | acks | false dead |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+  for (const r of runs) {
+    if ('failed' in r) lines.push(`| ${r.nodes} | ${r.durationS} | did not complete: ${r.failed} | | | | | | | | | | |`)
+    else lines.push(`| ${r.nodes} | ${r.durationS} | ${r.ok ? 'PASS' : 'FAIL'} | ${fmt(r.wallSeconds, 1)} | ${fmt(r.peakRssMiB)} | ${fmt(r.nodeSecondsPerWallSecond)} | ${q(r.dissemination)} | ${q(r.lastDeadMs)} | ${q(r.takeover)} | ${fmt(r.bytesPerNodePerSec)} | ${fmt(r.messagesPerNodePerSec, 1)} | ${r.acknowledged} | ${r.falseDead} |`)
+  }
+  return lines
+}
+
 // Sections not run this time keep their last figures.
 function previous (): Partial<Results> {
   const file = `${resultsDir}latest.json`
@@ -129,7 +149,11 @@ async function main (): Promise<void> {
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?', memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version }
   }
   results.measured = { ...results.measured }
-  for (const name of ['real', 'serf', 'sim', 'sessions']) if (want(name)) results.measured[name] = results.date
+  for (const name of ['real', 'serf', 'sim', 'sessions', 'simscale']) if (want(name)) results.measured[name] = results.date
+  if (want('simscale')) {
+    const sizes = (process.env.BENCH_SIM_SIZES ?? '100,1000').split(',').map(Number)
+    results.simScale = sizes.map((n) => benchSimScale(n, Number(process.env.BENCH_SIM_DURATION_S ?? 60)))
+  }
   if (want('sessions')) {
     const rawStream = await benchRawStream()
     results.sessions = { ...await benchRealSessions({ takeoverRounds: takeovers }), rawStream }

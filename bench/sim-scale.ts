@@ -1,0 +1,78 @@
+// The simulator's own speed and what it shows at scale: `edge-agent sim` runs in
+// virtual time at N nodes with sessions under churn; wall time, peak memory,
+// node-seconds simulated per wall second, and the figures the run reports
+// (dissemination of restarted nodes' records, bytes per node per second, detection
+// and takeover). Each size runs in its own process so peak memory is its own.
+//
+//   node bench/sim-scale.ts [nodes…]     default 100 1000 (10000 on request)
+//   BENCH_SIM_DURATION_S=60              virtual seconds of chaos per run
+
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import type { Quantiles, SimRunResult } from '../sim/result.ts'
+import { log } from './lib.ts'
+
+export type SimScaleRun = {
+  nodes: number
+  durationS: number
+  scenario: string
+  seed: number
+  ok: boolean
+  wallSeconds: number
+  peakRssMiB: number
+  nodeSecondsPerWallSecond: number
+  dissemination: Quantiles
+  lastDeadMs: Quantiles
+  takeover: Quantiles
+  bytesPerNodePerSec: number
+  messagesPerNodePerSec: number
+  acknowledged: number
+  falseDead: number
+} | { nodes: number; durationS: number; failed: string }
+
+const CLI = fileURLToPath(new URL('../bin/edge-agent.ts', import.meta.url))
+
+// One run of `edge-agent sim --json` in a child process; its stderr's last
+// lines carry wall time and peak memory.
+export function benchSimScale (nodes: number, durationS: number, seed = 1, timeoutS = 1_200): SimScaleRun {
+  log(`sim scale: ${nodes} nodes × ${durationS} virtual s (churn, sessions)`)
+  const started = Date.now()
+  const run = spawnSync(process.execPath, ['--max-old-space-size=16384', CLI, 'sim', '--scenario', 'churn', '--nodes', String(nodes), '--duration', String(durationS), '--seed', String(seed), '--json'], {
+    encoding: 'utf8', timeout: timeoutS * 1_000, maxBuffer: 512 * 1024 * 1024
+  })
+  const wall = (Date.now() - started) / 1_000
+  if (run.status === null) return { nodes, durationS, failed: `did not finish within ${timeoutS} s (${run.signal ?? 'killed'})` }
+  let result: SimRunResult
+  try {
+    result = JSON.parse(run.stdout) as SimRunResult
+  } catch {
+    return { nodes, durationS, failed: `exit ${run.status}: ${run.stderr.slice(-500)}` }
+  }
+  const facts = /wall ([\d.]+) s, peak memory (\d+) MiB, (\d+) node-seconds/.exec(run.stderr)
+  const out: SimScaleRun = {
+    nodes,
+    durationS,
+    scenario: 'churn',
+    seed,
+    ok: result.ok,
+    wallSeconds: facts === null ? wall : Number(facts[1]),
+    peakRssMiB: facts === null ? NaN : Number(facts[2]),
+    nodeSecondsPerWallSecond: facts === null ? NaN : Number(facts[3]),
+    dissemination: result.dissemination,
+    lastDeadMs: result.detection.lastDeadMs,
+    takeover: result.takeover,
+    bytesPerNodePerSec: result.traffic.bytesPerNodePerSec,
+    messagesPerNodePerSec: result.traffic.messagesPerNodePerSec,
+    acknowledged: result.deltas.acknowledged,
+    falseDead: result.falseDead
+  }
+  log(`sim scale: ${nodes} nodes: wall ${out.wallSeconds} s (includes joining), peak ${out.peakRssMiB} MiB, ${result.ok ? 'PASS' : 'FAIL'}`)
+  return out
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const sizes = process.argv.slice(2).map(Number)
+  const durationS = Number(process.env.BENCH_SIM_DURATION_S ?? 60)
+  const runs = (sizes.length > 0 ? sizes : [100, 1_000]).map((n) => benchSimScale(n, durationS))
+  process.stdout.write(JSON.stringify(runs, null, 2) + '\n')
+}
