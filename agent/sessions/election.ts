@@ -121,7 +121,7 @@ function standForElection (ctx: Ctx, r: Replica): void {
     return
   }
   r.role = 'candidate'
-  r.candidacy = { pre: true, epoch: r.epoch + 1, commitIndex: r.commitIndex, deadlineMs: ctx.now + ctx.config.voteTimeoutMs, resendAtMs: ctx.now, votes: new Map(), lostTo: new Set() }
+  r.candidacy = { pre: true, epoch: r.epoch + 1, commitIndex: r.commitIndex, deadlineMs: ctx.now + ctx.config.voteTimeoutMs, resendAtMs: ctx.now, votes: new Map(), lostTo: new Set(), refusals: new Map() }
   requestVotes(ctx, r)
   maybeWin(ctx, r)
 }
@@ -131,7 +131,7 @@ function startRealElection (ctx: Ctx, r: Replica): void {
   r.epoch = c.epoch
   r.votedFor = ctx.self
   ctx.persist({ kind: 'session-meta', sessionId: r.id, epoch: r.epoch, votedFor: ctx.self })
-  r.candidacy = { pre: false, epoch: r.epoch, commitIndex: r.commitIndex, deadlineMs: ctx.now + ctx.config.voteTimeoutMs, resendAtMs: ctx.now, votes: new Map(), lostTo: new Set() }
+  r.candidacy = { pre: false, epoch: r.epoch, commitIndex: r.commitIndex, deadlineMs: ctx.now + ctx.config.voteTimeoutMs, resendAtMs: ctx.now, votes: new Map(), lostTo: new Set(), refusals: new Map() }
   ctx.emit({ type: 'election-started', sessionId: r.id, epoch: r.epoch, reason: 'owner gone; a majority would vote for us' })
   requestVotes(ctx, r)
   maybeWin(ctx, r)
@@ -157,7 +157,12 @@ function requestVotes (ctx: Ctx, r: Replica): void {
 function candidacyTick (ctx: Ctx, r: Replica): void {
   const c = r.candidacy
   if (c === null) return
-  if (ctx.now >= c.deadlineMs) return loseElection(ctx, r, c.pre ? 'no majority for the pre-vote in time' : 'no majority in time')
+  if (ctx.now >= c.deadlineMs) {
+    // Who said what: an operator (and the bench) can tell a split vote, a shield
+    // or a silent member apart.
+    const answers = voters(r).filter((peer) => peer !== ctx.self && !c.votes.has(peer)).map((peer) => `${peer}: ${c.refusals.get(peer) ?? 'no answer'}`)
+    return loseElection(ctx, r, `${c.pre ? 'no majority for the pre-vote in time' : 'no majority in time'} (${answers.join('; ')})`)
+  }
   if (ctx.now >= c.resendAtMs) requestVotes(ctx, r)
 }
 
@@ -171,6 +176,7 @@ export function onVote (ctx: Ctx, r: Replica, from: PeerKey, vote: SessionVote):
   }
   const c = r.candidacy
   if (r.role !== 'candidate' || c === null || vote.preVote !== c.pre) return
+  if (!vote.granted) c.refusals.set(from, vote.reason)
   // A split vote: once too many members gave this epoch to someone else for a
   // majority to remain, stand down now rather than at the vote's deadline.
   if (!vote.granted && !c.pre && vote.reason.startsWith(VOTED_ELSEWHERE) && voters(r).includes(from)) {

@@ -57,6 +57,8 @@ export type Candidacy = {
   votes: Map<PeerKey, SessionVote>
   // Members that gave their vote for this epoch to someone else.
   lostTo: Set<PeerKey>
+  // The last refusal from each member, for the election-lost event.
+  refusals: Map<PeerKey, string>
 }
 
 export type Repair = { adding: PeerKey; asWitness: boolean; removing: PeerKey | null; startedMs: number; phase: 'catch-up' }
