@@ -180,8 +180,8 @@ async function takeoverRound (cluster: LocalCluster, sessions: Session[], writer
   }
 }
 
-// A takeover slower than this gets its session's events logged, for diagnosis.
-const SLOW_TAKEOVER_MS = 1_000
+// A takeover slower than this (BENCH_SLOW_MS, default 1000) gets its session's events logged, for diagnosis.
+const SLOW_TAKEOVER_MS = Number(process.env.BENCH_SLOW_MS ?? 1_000)
 
 function explainSlow (cluster: LocalCluster, sessionId: string, victim: AgentProcess, t0: number, ms: number): void {
   const lines = cluster.agents.flatMap((a) => a.events

@@ -14,6 +14,9 @@ import { truncate } from './follower.ts'
 import { config, majority, voters } from './replica.ts'
 import type { Candidacy, Ctx, Replica } from './replica.ts'
 
+// The end of the refusal of a candidate the voter's config does not have.
+export const NOT_A_MEMBER = 'is not a member of the group'
+
 // The start of the refusal of a member that voted for another candidate.
 export const VOTED_ELSEWHERE = 'already voted for'
 
@@ -177,6 +180,13 @@ export function onVote (ctx: Ctx, r: Replica, from: PeerKey, vote: SessionVote):
   const c = r.candidacy
   if (r.role !== 'candidate' || c === null || vote.preVote !== c.pre) return
   if (!vote.granted) c.refusals.set(from, vote.reason)
+  // A member of our epoch whose config no longer has us: we were removed (while
+  // we were down, say) and our copy of the group is stale. Stop standing (we
+  // would be refused forever); an owner that still counts us clears this.
+  if (!vote.granted && vote.epoch >= r.epoch && vote.reason.endsWith(NOT_A_MEMBER) && vote.reason.startsWith(ctx.self)) {
+    r.orphanedAtMs ??= ctx.now
+    return loseElection(ctx, r, `removed from the group (${from}: ${vote.reason})`)
+  }
   // A split vote: once too many members gave this epoch to someone else for a
   // majority to remain, stand down now rather than at the vote's deadline.
   if (!vote.granted && !c.pre && vote.reason.startsWith(VOTED_ELSEWHERE) && voters(r).includes(from)) {

@@ -6,7 +6,7 @@
 import type { SessionAppend, SessionSnapshot, SessionVote, SessionVoteRequest } from '../../protocol/messages.ts'
 import { MAX_SESSION_ENTRIES } from '../../protocol/limits.ts'
 import type { PeerKey } from '../core/io.ts'
-import { checkOwner, deferTo, VOTED_ELSEWHERE } from './election.ts'
+import { checkOwner, deferTo, NOT_A_MEMBER, VOTED_ELSEWHERE } from './election.ts'
 import { ReplicaLog } from './log.ts'
 import { leaseValid, stepDown, withinBytes } from './owner.ts'
 import { applyCommitted, config, loadSnapshotState, maybeSnapshot, newReplica } from './replica.ts'
@@ -162,7 +162,7 @@ export function onVoteRequest (ctx: Ctx, r: Replica, from: PeerKey, req: Session
 function voteRefusal (ctx: Ctx, r: Replica, req: SessionVoteRequest): string | null {
   if (req.epoch < r.epoch) return `stale epoch ${req.epoch} < ${r.epoch}`
   if (req.epoch === r.epoch && r.votedFor !== null && r.votedFor !== req.candidate) return `${VOTED_ELSEWHERE} ${r.votedFor} in epoch ${r.epoch}`
-  if (!config(r).members.includes(req.candidate)) return `${req.candidate} is not a member of the group`
+  if (!config(r).members.includes(req.candidate)) return `${req.candidate} ${NOT_A_MEMBER}`
   if (r.role === 'owner' && leaseValid(ctx, r)) return 'the owner holds its lease'
   // The promise behind the owner's lease: no vote while the owner was heard within
   // ownerTimeoutMs, unless this member itself saw it die (diagnosis failed, or

@@ -295,4 +295,34 @@ test('a candidate whose real vote is split stands down at once, not at the deadl
   assert.equal(ctx.events('election-lost').map((e) => 'reason' in e ? e.reason : ''), ['split vote'])
 })
 
+// Found by the real-process bench (election-lost now names each refusal): a
+// member removed from the group while it was down came back with its old copy
+// of the group, and stood for election every few hundred ms for good, refused
+// each time with "<it> is not a member of the group" in the same epoch.
+test('a candidate told by a member of its epoch that it is not in the group stops standing', () => {
+  const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+  ctx.directory.set('A', 'dead')
+  watchOwner(ctx, r)
+  watchOwner(ctx, r)
+  assert.is(r.role, 'candidate')
+  const base: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 1, granted: false, preVote: true, reason: 'B is not a member of the group', lastIndex: 4, lastEpoch: 1, commitIndex: 4, tail: [] }
+  onVote(ctx, r, 'C', base)
+  assert.is(r.role, 'standby')
+  assert.ok(r.orphanedAtMs !== null)
+  ctx.take()
+  ctx.now += 10 * LAN.voteTimeoutMs
+  watchOwner(ctx, r)
+  watchOwner(ctx, r)
+  assert.equal(ctx.sends('session-vote-request'), [], 'it stands no more')
+  // Another candidate's refusal naming someone else changes nothing.
+  const other = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+  const b = standby(other, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+  other.directory.set('A', 'dead')
+  watchOwner(other, b)
+  watchOwner(other, b)
+  onVote(other, b, 'C', { ...base, reason: 'D is not a member of the group' })
+  assert.equal([b.role, b.orphanedAtMs], ['candidate', null])
+})
+
 test.run()
