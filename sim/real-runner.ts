@@ -110,6 +110,11 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
       watched.push({ agentId: agent.id, atMs: Date.now(), survivors: cluster.agents.filter((a) => a !== agent && state.get(a.name) === 'alive'), index: detections.length })
       detections.push({ node: name, fault, atMs: rel(Date.now()), firstSuspicionMs: null, firstDeadMs: null, lastDeadMs: null, verdicts: 0, survivors: 0 })
     }
+    // Undo timers of random faults still pending when the chaos ends: healing
+    // covers them, and none may fire once the cluster is gone.
+    const undoTimers = new Set<NodeJS.Timeout>()
+    // A restart takes a moment; a second one of the same agent must not start.
+    const restarting = new Set<string>()
     const apply = async (fault: FaultName, target: string | undefined): Promise<string[]> => {
       const fallback = fault === 'restart' ? 'crashed' : fault === 'resume' ? 'paused' : 'random'
       const targets = resolve(target, fallback)
@@ -118,7 +123,15 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
         if (fault === 'crash' && state.get(name) === 'alive') { watch(name, 'crash'); cluster.agents[i].signal('SIGKILL'); setState(name, 'crashed') }
         if (fault === 'pause' && state.get(name) === 'alive') { watch(name, 'pause'); cluster.agents[i].signal('SIGSTOP'); setState(name, 'paused') }
         if (fault === 'resume' && state.get(name) === 'paused') { cluster.agents[i].signal('SIGCONT'); setState(name, 'alive') }
-        if (fault === 'restart' && state.get(name) === 'crashed') { await cluster.restart(i); setState(name, 'alive') }
+        if (fault === 'restart' && state.get(name) === 'crashed' && !restarting.has(name)) {
+          restarting.add(name)
+          try {
+            await cluster.restart(i)
+            setState(name, 'alive')
+          } finally {
+            restarting.delete(name)
+          }
+        }
       }
       faults.push({ atMs: rel(Date.now()), fault, targets, detail: fault === 'crash' ? 'SIGKILL' : fault === 'pause' ? 'SIGSTOP' : fault === 'resume' ? 'SIGCONT' : fault === 'restart' ? 'same data directory' : '' })
       return targets
@@ -138,7 +151,12 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
             const down = names.filter((n) => state.get(n) !== 'alive').length
             if (down >= plan.maxDown) return
             const hit = await apply(fault, target)
-            if (hit.length > 0) setTimeout(() => { void apply(fault === 'crash' ? 'restart' : 'resume', hit[0]) }, back)
+            if (hit.length === 0) return
+            const timer = setTimeout(() => {
+              undoTimers.delete(timer)
+              void apply(fault === 'crash' ? 'restart' : 'resume', hit[0])
+            }, back)
+            undoTimers.add(timer)
           }
         })
       }
@@ -166,6 +184,9 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
     }
 
     // Liveness: heal, then the cluster must converge and every terminal be served.
+    for (const timer of undoTimers) clearTimeout(timer)
+    undoTimers.clear()
+    while (restarting.size > 0) await sleep(50)
     const healedAt = Date.now()
     await apply('resume', 'paused')
     await apply('restart', 'crashed')
