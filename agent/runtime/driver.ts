@@ -8,8 +8,8 @@
 // from one TCP chunk, requests parsed together) are stepped one after the other,
 // in order, and their effects handed over as one batch once the turn's I/O is
 // done (setImmediate): one transaction, so one fsync, for all of them instead of
-// one each. Nothing is reordered and nothing leaves before its writes are
-// durable; the cost is one hop through the event loop.
+// one each. Messages keep their order (ticks go last, see ticksLast) and nothing
+// leaves before its writes are durable; the cost is one hop through the event loop.
 
 export interface SteppedCore<I, E> {
   step (input: I): E[]
@@ -26,6 +26,20 @@ const MAX_SLEEP_MS = 1_000
 type Untimed<I> = I extends unknown ? Omit<I, 'nowMs'> : never
 
 export type DriverOptions = { groupCommit?: boolean }
+
+// A turn's ticks go after its messages, as one tick at the turn's latest time.
+// After a stall, the timer fires first (Node runs timers before it reads
+// sockets), so a tick would meet a deadline a message already sitting in the
+// same batch would have met (a vote that arrived in time, an ack): the messages
+// are stepped first. Input times stay in order.
+export function ticksLast<I extends { nowMs: number }> (inputs: I[]): I[] {
+  const isTick = (input: I): boolean => (input as { kind?: unknown }).kind === 'tick'
+  const ticks = inputs.filter(isTick)
+  if (ticks.length === 0) return inputs
+  const rest = inputs.filter((input) => !isTick(input))
+  const latest = Math.max(...inputs.map((input) => input.nowMs))
+  return [...rest, { ...ticks[ticks.length - 1], nowMs: latest }]
+}
 
 export class CoreDriver<I extends { nowMs: number }, E> {
   readonly #core: SteppedCore<I, E>
@@ -69,7 +83,7 @@ export class CoreDriver<I extends { nowMs: number }, E> {
 
   #drain (): void {
     this.#flush = null
-    const inputs = this.#queue
+    const inputs = ticksLast(this.#queue)
     this.#queue = []
     const effects: E[] = []
     for (const input of inputs) {
