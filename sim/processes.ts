@@ -25,6 +25,9 @@ export type AgentOptions = {
   zone?: string
   extraArgs?: string[]
   logLevel?: string
+  // The HTTP API's port (default 0: any free port). A restart keeps the old one,
+  // as a box restarting with its configuration would.
+  httpPort?: number
 }
 
 type Waiter = { match: (e: AgentEventLine) => boolean; resolve: (e: AgentEventLine) => void }
@@ -44,7 +47,7 @@ export class AgentProcess {
   private constructor (options: AgentOptions) {
     this.name = options.name
     this.options = options
-    const args = [CLI, 'start', '--json', '--listen', '/ip4/127.0.0.1/tcp/0', '--http', '127.0.0.1:0',
+    const args = [CLI, 'start', '--json', '--listen', '/ip4/127.0.0.1/tcp/0', '--http', `127.0.0.1:${options.httpPort ?? 0}`,
       '--data-dir', options.dataDir, '--log-level', options.logLevel ?? 'warn']
     if (options.bootstrap !== undefined && options.bootstrap.length > 0) args.push('--bootstrap', options.bootstrap.join(','))
     if (options.profile !== undefined) args.push('--profile', options.profile)
@@ -250,7 +253,7 @@ export class LocalCluster {
     const old = this.agents[index]
     if (old.running) throw new Error(`${old.name} is still running`)
     const bootstrap = this.running().flatMap((a) => a.addrs).slice(0, 3)
-    const agent = await AgentProcess.start({ ...old.options, bootstrap })
+    const agent = await AgentProcess.start({ ...old.options, bootstrap, httpPort: Number(new URL(old.http).port) })
     this.agents[index] = agent
     return agent
   }

@@ -63,7 +63,9 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
       extraArgs: ['--config', config]
     })
   })
-  const client = new EdgeClient({ agents: cluster.agents.map((a) => a.http) })
+  // Terminals ride out owner crashes and restarts: a minute before an append
+  // is given up (the checkers then report that terminal).
+  const client = new EdgeClient({ agents: cluster.agents.map((a) => a.http), deadlineMs: 60_000 })
   const writers: ContinuousWriter[] = []
   try {
     await cluster.waitConverged(60_000)
@@ -222,7 +224,11 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
     const lost: string[] = []
     for (const [i, w] of writers.entries()) {
       if (w.error !== null) lost.push(`${sessions[i].sessionId}: the terminal failed: ${w.error.message}`)
-      lost.push(...(await w.check()).map((p) => `${sessions[i].sessionId}: ${p}`))
+      try {
+        lost.push(...(await w.check()).map((p) => `${sessions[i].sessionId}: ${p}`))
+      } catch (error) {
+        lost.push(`${sessions[i].sessionId}: its state could not be read to check it: ${(error as Error).message}`)
+      }
     }
     const owners = new Map<string, Set<string>>()
     for (const a of cluster.agents) {
