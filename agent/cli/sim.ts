@@ -5,7 +5,7 @@
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename } from 'node:path'
-import type { SimHostFacts, SimRunResult } from '../../sim/result.ts'
+import type { SimHostFacts } from '../../sim/result.ts'
 import { renderReport } from '../../sim/report.ts'
 import { realModeRefusal, runReal } from '../../sim/real-runner.ts'
 import { runVirtual } from '../../sim/runner.ts'
@@ -178,4 +178,3 @@ class ProgressBar {
   }
 }
 
-export type { SimRunResult }

@@ -11,7 +11,7 @@ import type { PeerKey } from '../core/io.ts'
 import { ReplicaLog } from './log.ts'
 import { becomeOwner, stepDown } from './owner.ts'
 import { truncate } from './follower.ts'
-import { config, majority, voters } from './replica.ts'
+import { config, majority, memberGone, voters } from './replica.ts'
 import type { Candidacy, Ctx, Replica } from './replica.ts'
 
 // The end of the refusal of a candidate the voter's config does not have.
@@ -192,17 +192,13 @@ export function onVote (ctx: Ctx, r: Replica, from: PeerKey, vote: SessionVote):
   if (!vote.granted && !c.pre && vote.reason.startsWith(VOTED_ELSEWHERE) && voters(r).includes(from)) {
     c.lostTo.add(from)
     const group = voters(r)
-    const possible = group.filter((peer) => !c.lostTo.has(peer) && (peer === ctx.self || !gone(ctx.directory.status(peer)))).length
+    const possible = group.filter((peer) => !c.lostTo.has(peer) && (peer === ctx.self || !memberGone(ctx.directory.status(peer)))).length
     if (possible < majority(group.length)) loseElection(ctx, r, 'split vote')
     return
   }
   if (!vote.granted || vote.epoch !== c.epoch) return
   c.votes.set(from, vote)
   maybeWin(ctx, r)
-}
-
-function gone (status: string | null): boolean {
-  return status === 'dead' || status === 'left' || status === null
 }
 
 // A member granted `candidate` a pre-vote: the candidate will likely stand for

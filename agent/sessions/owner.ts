@@ -6,7 +6,7 @@ import type { EntryBody, JsonValue, LogEntry, SessionAppendAck } from '../../pro
 import { MAX_OP_BYTES, MAX_SESSION_ENTRIES, MAX_STATE_BYTES } from '../../protocol/limits.ts'
 import type { PeerKey } from '../core/io.ts'
 import { replacementFor, witnessFor } from './placement.ts'
-import { LEASE_SAFETY, applyCommitted, config, dedupIndex, majority, maybeSnapshot, snapshotAt, voters } from './replica.ts'
+import { LEASE_SAFETY, applyCommitted, config, dedupIndex, majority, maybeSnapshot, memberGone, snapshotAt, voters } from './replica.ts'
 import type { Ctx, Progress, Replica, ReplyTarget, Waiter } from './replica.ts'
 
 // Entries in flight to one member beyond its acknowledged index; past this the
@@ -381,7 +381,7 @@ function deadPeer (ctx: Ctx, r: Replica, peers: PeerKey[]): PeerKey | null {
     if (peer === ctx.self) continue
     const status = ctx.directory.status(peer)
     const p = r.progress.get(peer)
-    const gone = status === 'dead' || status === 'left' || status === null
+    const gone = memberGone(status)
     if (!gone || p === undefined) {
       if (p !== undefined) p.deadSinceMs = null
       continue
@@ -409,8 +409,7 @@ function startRepair (ctx: Ctx, r: Replica, asWitness: boolean): void {
 function advanceRepair (ctx: Ctx, r: Replica): void {
   const repair = r.repair as NonNullable<Replica['repair']>
   const p = r.progress.get(repair.adding)
-  const gone = ctx.directory.status(repair.adding)
-  if (p === undefined || gone === 'dead' || gone === 'left' || gone === null || ctx.now - repair.startedMs > REPAIR_TIMEOUT_MS) return abandonRepair(r)
+  if (p === undefined || memberGone(ctx.directory.status(repair.adding)) || ctx.now - repair.startedMs > REPAIR_TIMEOUT_MS) return abandonRepair(r)
   if (p.matchIndex < r.commitIndex) return
   const c = config(r)
   r.repair = null

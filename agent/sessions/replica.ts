@@ -200,6 +200,11 @@ export function voters (r: Replica): PeerKey[] {
   return c.witness === null ? [...c.members] : [...c.members, c.witness]
 }
 
+// A member the membership no longer counts on: dead, left, or unknown.
+export function memberGone (status: string | null): boolean {
+  return status === 'dead' || status === 'left' || status === null
+}
+
 export function majority (count: number): number {
   return Math.floor(count / 2) + 1
 }
