@@ -40,6 +40,17 @@ function agentById (cluster: LocalCluster, id: string): AgentProcess {
   return agent
 }
 
+// On failure: every agent's takeover steps and membership verdicts, in time order,
+// so a stalled takeover in CI can be read without re-running it.
+function dumpSessionEvents (cluster: LocalCluster, marks: Array<{ at: number; text: string }>): void {
+  const lines = [...marks, ...cluster.agents.flatMap((a) => a.events
+    .filter((e) => e.event !== 'started')
+    .map((e) => ({ at: Number(e.atMs), text: `${a.name}(${a.id.slice(-6)}) ${JSON.stringify({ ...e, atMs: undefined })}` })))]
+  lines.sort((x, y) => x.at - y.at)
+  const t0 = lines[0]?.at ?? 0
+  console.error(lines.map((l) => `  +${l.at - t0} ms ${l.text}`).join('\n'))
+}
+
 test('a terminal appends through an owner SIGKILL and an owner SIGSTOP; nothing acknowledged is lost or doubled', () => withTimeout((async () => {
   const hooks = mkdtempSync(join(tmpdir(), 'edge-agent-hooks-'))
   const hookFile = join(hooks, 'hooks.log')
@@ -50,6 +61,7 @@ test('a terminal appends through an owner SIGKILL and an owner SIGSTOP; nothing 
     configure: () => ({ extraArgs: ['--on-promote', hook('promote'), '--on-demote', hook('demote')] })
   })
   const client = new EdgeClient({ agents: cluster.agents.map((a) => a.http), requestTimeoutMs: 500, deadlineMs: 20_000 })
+  const marks: Array<{ at: number; text: string }> = []
   try {
     await cluster.waitConverged(30_000)
     const session = await client.open({ terminalId: 'kiosk-1', service: 'log' })
@@ -60,6 +72,7 @@ test('a terminal appends through an owner SIGKILL and an owner SIGSTOP; nothing 
     const first = agentById(cluster, (session.owner as { id: string }).id)
     const killedAt = Date.now()
     first.signal('SIGKILL')
+    marks.push({ at: killedAt, text: `test: SIGKILL ${first.name} (owner, epoch ${session.epoch})` })
     await writer.waitFor(writer.acked.length + 20)
     const killTakeover = writer.takeoverAfter(killedAt, 1)
 
@@ -71,9 +84,11 @@ test('a terminal appends through an owner SIGKILL and an owner SIGSTOP; nothing 
     const epoch = session.epoch
     const frozenAt = Date.now()
     second.signal('SIGSTOP')
+    marks.push({ at: frozenAt, text: `test: SIGSTOP ${second.name} (owner, epoch ${epoch})` })
     await writer.waitFor(writer.acked.length + 20)
     const stopTakeover = writer.takeoverAfter(frozenAt, epoch)
     second.signal('SIGCONT')
+    marks.push({ at: Date.now(), text: `test: SIGCONT ${second.name}` })
 
     await cluster.restart(cluster.agents.indexOf(first))
     await writer.waitFor(writer.acked.length + 10)
@@ -94,6 +109,9 @@ test('a terminal appends through an owner SIGKILL and an owner SIGSTOP; nothing 
     const lines = readFileSync(hookFile, 'utf8').trim().split('\n')
     assert.ok(lines.some((l) => l.startsWith(`promote ${session.sessionId} 2 owner`)), `hooks: ${lines.join(' | ')}`)
     assert.ok(lines.some((l) => l.startsWith(`demote ${session.sessionId}`) && l.endsWith('standby')), `hooks: ${lines.join(' | ')}`)
+  } catch (error) {
+    dumpSessionEvents(cluster, marks)
+    throw error
   } finally {
     client.destroy()
     await cluster.destroy()
