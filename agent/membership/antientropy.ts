@@ -108,6 +108,11 @@ export class AntiEntropy {
   join (peers: string[], nowMs: number): void {
     this.#bootstrap = peers.filter((peer) => peer !== this.#self)
     this.#retryJoin(nowMs)
+    // Records published while we were joining reached the mesh before we were
+    // in it, and the bootstrap peer's table may predate them: one more
+    // exchange, with a random member, once the join has settled. (Periodic
+    // exchanges are minutes apart in a large cluster.)
+    this.#nextPushPullMs = nowMs + this.#config.joinRetryMs + this.#random.nextInt(Math.max(1, this.#config.joinRetryMs))
   }
 
   // A stranger (or a member we buried) contacted us: one push-pull teaches it the

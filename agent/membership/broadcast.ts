@@ -11,6 +11,9 @@ type Item = { subject: string; update: Update; bytes: number; transmits: number 
 // length prefixes.
 const UPDATE_OVERHEAD_BYTES = 6
 
+// Items that did not fit in a row before `take` calls the budget spent.
+const MAX_MISSES = 4
+
 export function updateBytes (update: Update): number {
   return update.signed.bytes.length + update.signed.sig.length + UPDATE_OVERHEAD_BYTES
 }
@@ -56,9 +59,17 @@ export class BroadcastQueue {
       chosen.push(aboutRecipient)
       used += aboutRecipient.bytes
     }
-    for (let t = 0; t < this.#buckets.length && used < budgetBytes; t++) {
+    // Items are of similar size: once a few in a row do not fit, the budget is
+    // spent. Without this cut a full budget meant walking the whole queue (every
+    // member's record after a mass join) on every probe.
+    let misses = 0
+    for (let t = 0; t < this.#buckets.length && used < budgetBytes && misses < MAX_MISSES; t++) {
       for (const item of this.#buckets[t]) {
-        if (item === aboutRecipient || used + item.bytes > budgetBytes) continue
+        if (item === aboutRecipient) continue
+        if (used + item.bytes > budgetBytes) {
+          if (++misses >= MAX_MISSES) break
+          continue
+        }
         chosen.push(item)
         used += item.bytes
         if (used >= budgetBytes) break

@@ -96,9 +96,9 @@ export class FailureDetector {
 
   // The transport's connection to `peer` closed: probe it now (a crashed peer
   // refuses the redial at once) and count connection setup on the next ping.
-  disconnected (peer: PeerKey, nowMs: number): void {
+  disconnected (peer: PeerKey, nowMs: number, probe: boolean): void {
     this.#connected.delete(peer)
-    this.hint(peer, false, nowMs)
+    if (probe) this.hint(peer, false, nowMs)
   }
 
   stop (): void {

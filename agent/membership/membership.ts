@@ -34,6 +34,10 @@ export type MembershipOptions = {
 // Incarnations are safe integers on the wire; never refute past this.
 const MAX_INCARNATION = Number.MAX_SAFE_INTEGER - 1
 
+// Members expected to act on a transport hint about the same peer (see
+// #actOnTransportHint).
+const HINT_ACTORS = 8
+
 // Probe messages carry membership news: a new member, a status change (refutation,
 // departure), a change of what a member offers. A record that only moved its load
 // is not news: re-piggybacking every load tick from every member would dominate
@@ -145,6 +149,15 @@ export class Membership {
     return view
   }
 
+  // Members alive or suspect (self included), and of those the suspects.
+  get liveCount (): number {
+    return this.#table.liveCount
+  }
+
+  get suspectCount (): number {
+    return this.#table.suspectCount
+  }
+
   statusOf (id: PeerKey): MemberStatus | null {
     return this.#table.get(id)?.status ?? null
   }
@@ -183,8 +196,16 @@ export class Membership {
     this.#detector.tick(this.#now)
     for (const member of this.#table.expiredSuspicions(this.#now)) {
       const confirmations = (member.suspicion?.accusers.size ?? 1) - 1
+      // Every member that heard the suspicion reaches its deadline within a few
+      // ms of the others: if each published its verdict, a failure would cost
+      // every member N messages. Only the accusers (the few that probed the
+      // suspect and failed: they heard the suspicion first, so their deadlines
+      // come first) publish; the rest decide on their own deadline and
+      // piggyback the verdict, and whoever missed the suspicion hears the
+      // accusers' verdicts.
+      const accuser = this.#publishedSuspicion(member)
       this.#emit({ type: 'suspicion-expired', id: member.id, incarnation: member.statusIncarnation, confirmations })
-      this.#accuse('dead', member, member.statusIncarnation)
+      this.#accuse('dead', member, member.statusIncarnation, accuser)
     }
     this.#checkSuspects()
     this.#antiEntropy.tick(this.#now)
@@ -202,7 +223,7 @@ export class Membership {
     }
   }
 
-  #accuse (kind: 'suspect' | 'dead', member: Member, incarnation: number): void {
+  #accuse (kind: 'suspect' | 'dead', member: Member, incarnation: number, publish = true): void {
     const accusation: Accusation = { kind, subject: member.id, incarnation, accuser: this.id }
     const bytes = encodeAccusation(accusation)
     const signed: SignedAccusation = { accusation, bytes, sig: this.#auth.sign(bytes) }
@@ -210,9 +231,26 @@ export class Membership {
     if (outcome.kind === 'ignored') return
     const update: Update = { kind: 'accusation', signed }
     this.#afterAccusation(outcome, update, this.id)
-    this.#publish([update])
+    // A confirmation beyond the k that Lifeguard counts shortens nobody's
+    // timeout: keep it to ourselves (it still rides on probes).
+    const needed = outcome.kind !== 'confirmed' || outcome.confirmations <= expectedConfirmations(this.#table.liveCount, this.#config.suspicionMult)
+    if (publish && needed) this.#publish([update])
     // Tell the accused directly too: if it is alive it refutes at once.
     if (kind === 'suspect') this.#send(member.id, { type: 'gossip', updates: [update] })
+  }
+
+  // Whether our suspicion of `member` went out on gossip: we were the accuser
+  // or one of the first k confirmations (see #accuse).
+  #publishedSuspicion (member: Member): boolean {
+    const accusers = member.suspicion?.accusers
+    if (accusers === undefined || !accusers.has(this.id)) return false
+    const k = expectedConfirmations(this.#table.liveCount, this.#config.suspicionMult)
+    let position = 0
+    for (const accuser of accusers) {
+      if (accuser === this.id) return position <= k
+      position++
+    }
+    return false
   }
 
   readonly #suspicionDeadline = (startMs: number, confirmations: number): number => {
@@ -337,9 +375,10 @@ export class Membership {
     }
   }
 
-  // `news` is false for records that come from a push-pull exchange: they are the
-  // table's state, not fresh news, and re-broadcasting a whole table after every
-  // join would flood the piggyback queues.
+  // `news` is false for records that come from a push-pull exchange (but the
+  // sender's own): they are the table's state, not fresh news, and
+  // re-broadcasting a whole table after every join would flood the piggyback
+  // queues.
   #applyRecord (update: Update & { kind: 'record' }, from: PeerKey, channel: 'direct' | 'gossip', news = true): void {
     const record = update.signed.record
     // Gossip's signed origin must be the record's author: nobody speaks for another.
@@ -348,7 +387,11 @@ export class Membership {
     // Old and duplicate versions are dropped before the (costly) signature check.
     if (!this.#table.wouldApplyRecord(record)) return
     if (!this.#auth.verify(record.id, update.signed.bytes, update.signed.sig)) return this.#reject(from, `bad signature on the record of ${record.id}`)
-    this.#afterRecord(this.#table.applyRecord(update.signed, this.#now), update, news)
+    // Gossipsub delivered a published record to every member already: a join
+    // or change heard that way is not piggybacked again (a status change still
+    // is: refutations must not depend on one path). Without this, a mass join
+    // filled every member's queue with N records × retransmits for minutes.
+    this.#afterRecord(this.#table.applyRecord(update.signed, this.#now), update, news && channel === 'direct')
   }
 
   #afterRecord (outcome: RecordOutcome, update: Update, news: boolean): void {
@@ -393,7 +436,9 @@ export class Membership {
   // from push-pull) and let the suspect refute it.
   #mergeEntries (entries: Entry[], from: PeerKey): void {
     for (const entry of entries) {
-      this.#applyRecord({ kind: 'record', signed: entry.signed }, from, 'direct', false)
+      // The sender's own record is news (a joiner introducing itself through us
+      // starts the piggyback epidemic of its record); the rest is table state.
+      this.#applyRecord({ kind: 'record', signed: entry.signed }, from, 'direct', entry.signed.record.id === from)
       if (entry.status !== 'suspect' && entry.status !== 'dead') continue
       const id = entry.signed.record.id
       if (id === this.id) {
@@ -431,9 +476,20 @@ export class Membership {
         return
       case 'leave': return this.#leave()
       case 'update-self': return this.#updateSelf(command.patch)
-      case 'disconnected': return this.#detector.disconnected(command.peer, this.#now)
+      case 'disconnected': return this.#detector.disconnected(command.peer, this.#now, this.#actOnTransportHint())
       case 'unreachable': return this.#detector.hint(command.peer, true, this.#now)
     }
+  }
+
+  // A crashed member's connections close at every member connected to it: in a
+  // large cluster, nearly all of them. If each probed it at once, each would
+  // publish its own suspicion and every member would receive N of them per
+  // failure. A handful acting is enough for the suspicion and its confirmations
+  // (Lifeguard's k); the rest hear it by gossip. Below ~HINT_ACTORS members
+  // every member acts.
+  #actOnTransportHint (): boolean {
+    const others = this.#table.liveCount - 1
+    return others <= HINT_ACTORS || this.#random.nextFloat() < HINT_ACTORS / others
   }
 
   #updateSelf (patch: SelfPatch): void {
@@ -516,12 +572,22 @@ export class Membership {
   }
 
   // Up to `count` distinct alive members other than us and `exclude`.
+  // Random draws first (O(count) in a large, mostly alive table); a full scan
+  // when they come up short (small or mostly dead tables).
   #randomAlive (count: number, exclude: PeerKey[]): PeerKey[] {
     if (count <= 0) return []
-    const ids: PeerKey[] = []
-    for (const member of this.#table.all()) {
-      if (member.status === 'alive' && member.id !== this.id && !exclude.includes(member.id)) ids.push(member.id)
+    const members = this.#table.list()
+    const wanted = (member: Member): boolean => member.status === 'alive' && member.id !== this.id && !exclude.includes(member.id)
+    const picked: PeerKey[] = []
+    if (members.length > 4 * (count + exclude.length + 1)) {
+      for (let tries = 0; tries < 4 * count && picked.length < count; tries++) {
+        const member = members[Math.floor(this.#random.nextFloat() * members.length)]
+        if (wanted(member) && !picked.includes(member.id)) picked.push(member.id)
+      }
+      if (picked.length === count) return picked
     }
+    const ids: PeerKey[] = []
+    for (const member of members) if (wanted(member)) ids.push(member.id)
     return this.#random.shuffle(ids).slice(0, count)
   }
 

@@ -64,9 +64,13 @@ export class Prober {
   }
 
   // A new member joins the round at a random position, as in SWIM.
+  // (Swapped in, not spliced: a mass join must not cost O(N) per member.)
   insert (id: string, position: number): void {
     const at = this.#cursor + position % (this.#order.length - this.#cursor + 1)
-    this.#order.splice(at, 0, id)
+    this.#order.push(id)
+    const last = this.#order.length - 1
+    this.#order[last] = this.#order[at]
+    this.#order[at] = id
   }
 
   isProbing (target: string): boolean {

@@ -89,6 +89,15 @@ export class MemberTable {
     return this.#members.values()
   }
 
+  // The members as an array, for random picks; rebuilt only after the set of
+  // members changed (joins and reaps are rare next to probes).
+  #list: Member[] | null = null
+
+  list (): readonly Member[] {
+    this.#list ??= [...this.#members.values()]
+    return this.#list
+  }
+
   get size (): number {
     return this.#members.size
   }
@@ -98,10 +107,15 @@ export class MemberTable {
     return this.#live
   }
 
+  get suspectCount (): number {
+    return this.#suspects.size
+  }
+
   // Adds the local node's own entry; it is kept alive by its owner, not by rules.
   addSelf (signed: SignedRecord, nowMs: number): Member {
     const member = this.#newMember(signed, nowMs)
     this.#members.set(member.id, member)
+    this.#list = null
     this.#live++
     return member
   }
@@ -122,6 +136,7 @@ export class MemberTable {
       if (record.status !== 'alive') return { kind: 'ignored' }
       const member = this.#newMember(signed, nowMs)
       this.#members.set(member.id, member)
+      this.#list = null
       this.#live++
       return { kind: 'joined', member }
     }
@@ -240,6 +255,7 @@ export class MemberTable {
       if (final && member.statusSinceMs < reapBeforeMs) reaped.push(member.id)
     }
     for (const id of reaped) this.#members.delete(id)
+    if (reaped.length > 0) this.#list = null
     return reaped
   }
 

@@ -62,6 +62,17 @@ test('take() puts news about the recipient first, even if sent more often', () =
   assert.is(first.kind === 'accusation' && first.signed.accusation.subject, 'r')
 })
 
+test('take() fills the budget past an item or two too big for what is left', () => {
+  const queue = new BroadcastQueue()
+  queue.enqueue(accusation('small1', 1, 40))
+  queue.enqueue(accusation('big1', 1, 400))
+  queue.enqueue(accusation('big2', 1, 400))
+  queue.enqueue(accusation('small2', 1, 40))
+  const budget = updateBytes(accusation('x', 1, 40)) * 2
+  const subjects = queue.take(budget, 10, null).map((u) => u.kind === 'accusation' ? u.signed.accusation.subject : '')
+  assert.equal(subjects, ['small1', 'small2'])
+})
+
 test('drop() forgets a subject', () => {
   const queue = new BroadcastQueue()
   queue.enqueue(accusation('a', 1))
