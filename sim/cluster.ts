@@ -15,6 +15,8 @@ import type { ClientReply, SessionCommand, SessionEvent } from '../agent/session
 import { decode, encode } from '../protocol/codec.ts'
 import type { MemberStatus, Message, NodeRecord, PeekMember, ServiceOffer } from '../protocol/messages.ts'
 import { SimAuth } from './auth.ts'
+import { GossipMesh } from './mesh.ts'
+import type { MeshLinks } from './mesh.ts'
 import { DEFAULT_LINK, SimNetwork } from './network.ts'
 import type { LinkModel } from './network.ts'
 import { SimNode } from './node.ts'
@@ -39,8 +41,6 @@ export type SimOptions = {
   seeds?: number
   // Joins are spread uniformly over this window, ms.
   joinSpreadMs?: number
-  // Gossip (gossipsub) is modelled as this many link delays to every node.
-  gossipHops?: number
   // Keep every event in `trace` (tests that inspect history).
   trace?: boolean
   // Decode every frame at the receiver, as the real host does. Off by default:
@@ -75,6 +75,8 @@ export class SimCluster {
   readonly #byId = new Map<PeerKey, SimNode>()
   readonly #listeners: Array<(entry: TraceEntry) => void> = []
   readonly #random: SeededRandom
+  readonly #mesh: GossipMesh
+  readonly #meshLinks: MeshLinks
   readonly #options: Required<Omit<SimOptions, 'config' | 'link' | 'sessions' | 'services' | 'placement'>>
   readonly #services: (index: number) => ServiceOffer[]
   readonly #placement: ((index: number) => NodePlacement) | null
@@ -94,12 +96,14 @@ export class SimCluster {
       nodes: options.nodes,
       seeds: options.seeds ?? 3,
       joinSpreadMs: options.joinSpreadMs ?? 1_000,
-      gossipHops: options.gossipHops ?? 2,
       trace: options.trace ?? false,
       decodeFrames: options.decodeFrames ?? false
     }
     this.#random = new SeededRandom(deriveSeed(options.seed, 0x5eed))
     this.network = new SimNetwork(new SeededRandom(deriveSeed(options.seed, 0x0e7)), { ...DEFAULT_LINK, ...options.link })
+    this.#mesh = new GossipMesh(new SeededRandom(deriveSeed(options.seed, 0x3e5)))
+    const network = this.network
+    this.#meshLinks = { transit: (from, to) => network.transit(from, to), canReach: (from, to) => network.canReach(from, to) }
     const scheduler = this.scheduler
     this.#host = {
       get nowMs () { return scheduler.nowMs },
@@ -257,6 +261,11 @@ export class SimCluster {
   // dead, left or unknown.
   converged (nodes: SimNode[] = this.running()): boolean {
     const live = new Set(nodes.map((node) => node.id))
+    // Counts first: O(N) instead of O(N²) while the cluster is still settling.
+    for (const observer of nodes) {
+      const core = observer.membership
+      if (core === null || core.liveCount !== live.size || core.suspectCount > 0) return false
+    }
     for (const observer of nodes) {
       const core = observer.membership
       if (core === null) return false
@@ -355,22 +364,31 @@ export class SimCluster {
     this.scheduler.after(delay, () => this.#arrive(target, from.id, 'direct', frame, message))
   }
 
+  // Gossipsub: a flood over the mesh (sim/mesh.ts); traffic counts every copy.
   #publish (from: SimNode, message: Message): void {
     const frame = encode(message)
-    for (const target of this.nodes) {
-      if (target === from || target.state === 'crashed') continue
-      const delay = this.network.transit(from.id, target.id, this.#options.gossipHops)
-      if (delay === null) continue
-      from.traffic.messagesOut++
-      from.traffic.bytesOut += frame.length
-      this.scheduler.after(delay, () => this.#arrive(target, from.id, 'gossip', frame, message))
+    const flood = this.#mesh.flood(from, this.nodes, this.#meshLinks)
+    for (const [index, copies] of flood.sent) {
+      this.nodes[index].traffic.messagesOut += copies
+      this.nodes[index].traffic.bytesOut += copies * frame.length
+    }
+    for (const [index, copies] of flood.received) {
+      this.nodes[index].traffic.messagesIn += copies
+      this.nodes[index].traffic.bytesIn += copies * frame.length
+    }
+    const now = this.nowMs
+    for (const { node, atMs } of flood.deliveries) {
+      const target = this.nodes[node]
+      this.scheduler.at(now + atMs, () => this.#arrive(target, from.id, 'gossip', frame, message, false))
     }
   }
 
-  #arrive (target: SimNode, from: PeerKey, channel: 'direct' | 'gossip', frame: Uint8Array, message: Message): void {
+  #arrive (target: SimNode, from: PeerKey, channel: 'direct' | 'gossip', frame: Uint8Array, message: Message, count = true): void {
     if (target.state === 'crashed') return
-    target.traffic.messagesIn++
-    target.traffic.bytesIn += frame.length
+    if (count) {
+      target.traffic.messagesIn++
+      target.traffic.bytesIn += frame.length
+    }
     if (!this.#options.decodeFrames) return target.receive(from, channel, message)
     const decoded = decode(frame)
     if (!decoded.ok) {

@@ -68,14 +68,12 @@ export class SimNetwork {
     return (this.#sides.get(from) ?? 0) === (this.#sides.get(to) ?? 0)
   }
 
-  // The delay of one message, or null when it is lost. `hops` scales the delay
-  // (gossip crosses a few mesh hops) but not the loss: the mesh retransmits, and
-  // the model stays pessimistic about delivery.
-  transit (from: string, to: string, hops = 1): number | null {
+  // The delay of one message over the link, or null when it is lost.
+  transit (from: string, to: string): number | null {
     if (!this.canReach(from, to)) return null
     if (this.#link.lossRate > 0 && this.#random.nextFloat() < this.#link.lossRate) return null
     const extra = this.#slow.size === 0 ? 0 : (this.#slow.get(from) ?? 0) + (this.#slow.get(to) ?? 0)
-    return hops * this.delay() + extra
+    return this.delay() + extra
   }
 
   delay (): number {
