@@ -34,7 +34,11 @@ Options (a flag overrides --config, which overrides the profile's defaults):
                              position, region, zone, dataDir, cluster, profile,
                              logLevel, json, loadSampleIntervalMs, leaveDrainMs,
                              dialTimeoutMs, membership{…timings in ms},
-                             sessions{…}, onPromote, onDemote, singletons)
+                             sessions{…}, onPromote, onDemote, singletons,
+                             clusterKey, allowPeers, allowPeersFile, tlsCert,
+                             tlsKey, limits{terminalRequestsPerS,
+                             terminalBytesPerS, sessionRequestsPerS,
+                             sessionBytesPerS})
   --replicas <n>             standbys per session, R (default 2: an owner and two standbys)
   --write-concern <all|majority>
                              a delta is acknowledged once every live member of its
@@ -46,6 +50,15 @@ Options (a flag overrides --config, which overrides the profile's defaults):
   --on-demote <command>      shell command run when it stops being one (EDGE_ROLE=standby)
   --singletons <a,b>         services with one cluster-wide session, owned by the
                              service's leader (e.g. an address to move with hooks)
+  --cluster-key <file>       private cluster: accept connections only from agents
+                             holding this key (edge-agent keygen --cluster writes
+                             one); without it the cluster is open and the agent
+                             warns at start
+  --allow-peers <id,…>       accept connections only from these peer ids (and the
+                             file's); others are refused and counted (default: any)
+  --allow-peers-file <file>  the same, one peer id per line, # comments
+  --tls-cert <file>          PEM certificate (chain) for the HTTP API: HTTPS only
+  --tls-key <file>           its PEM private key (both or neither)
   --log-level <level>        fatal|error|warn|info|debug|trace|silent (default info)
   --json                     machine-readable events on stdout, one JSON object per
                              line; the first is {"event":"started","id",…,"http"}
@@ -72,6 +85,11 @@ const FLAGS = {
   'on-promote': { type: 'string' },
   'on-demote': { type: 'string' },
   singletons: { type: 'string' },
+  'cluster-key': { type: 'string' },
+  'allow-peers': { type: 'string' },
+  'allow-peers-file': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
@@ -116,6 +134,11 @@ export async function runStart (argv: string[]): Promise<number> {
     onPromote: values['on-promote'],
     onDemote: values['on-demote'],
     singletons: values.singletons,
+    clusterKey: values['cluster-key'],
+    allowPeers: values['allow-peers'],
+    allowPeersFile: values['allow-peers-file'],
+    tlsCert: values['tls-cert'],
+    tlsKey: values['tls-key'],
     json: values.json
   }
   for (const key of Object.keys(flags)) if (flags[key] === undefined) delete flags[key]

@@ -1,8 +1,10 @@
-// The agent's HTTP API on node:http. Loopback by default. Every answer is JSON
-// except /metrics; every refusal carries {"error": "<reason>"}.
+// The agent's HTTP API on node:http, or node:https when given a certificate.
+// Loopback by default. Every answer is JSON except /metrics; every refusal
+// carries {"error": "<reason>"}.
 
 import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 
 export type Reply = { status: number; body?: unknown; headers?: Record<string, string>; raw?: string }
@@ -11,14 +13,30 @@ export type RouteHandler = (request: IncomingMessage, params: string[], url: URL
 
 export type Route = { method: string; pattern: RegExp; handler: RouteHandler }
 
+// Runs before routing; a Reply refuses the request unread (rate limits).
+export type Admission = (request: IncomingMessage, url: URL) => Reply | null
+
+export type HttpOptions = {
+  onError: (error: unknown) => void
+  // PEM certificate chain and private key: HTTPS only.
+  tls?: { cert: Buffer; key: Buffer }
+  admit?: Admission
+}
+
 export class HttpApi {
   readonly #routes: Route[] = []
   readonly #server: Server
-  #onError: (error: unknown) => void
+  readonly #onError: (error: unknown) => void
+  readonly #admit: Admission
+  readonly secure: boolean
 
-  constructor (onError: (error: unknown) => void) {
-    this.#onError = onError
-    this.#server = createServer((request, response) => { void this.#handle(request, response) })
+  constructor (options: HttpOptions) {
+    this.#onError = options.onError
+    this.#admit = options.admit ?? (() => null)
+    this.secure = options.tls !== undefined
+    const handler = (request: IncomingMessage, response: ServerResponse): void => { void this.#handle(request, response) }
+    // A bad certificate or key throws here, before anything listens.
+    this.#server = options.tls === undefined ? createServer(handler) : createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handler)
     // Slow or idle clients must not hold sockets forever.
     this.#server.requestTimeout = 10_000
     this.#server.headersTimeout = 5_000
@@ -39,7 +57,7 @@ export class HttpApi {
     })
     const address = this.#server.address() as AddressInfo
     const hostText = address.family === 'IPv6' ? `[${address.address}]` : address.address
-    return `http://${hostText}:${address.port}`
+    return `${this.secure ? 'https' : 'http'}://${hostText}:${address.port}`
   }
 
   async close (): Promise<void> {
@@ -69,6 +87,14 @@ export class HttpApi {
 
   async #dispatch (request: IncomingMessage): Promise<Reply> {
     const url = new URL(request.url ?? '/', 'http://agent')
+    const refusal = this.#admit(request, url)
+    if (refusal !== null) {
+      // A refused body is not read: the connection closes instead (node:http
+      // would otherwise read and discard it to reuse the connection).
+      const hasBody = Number(request.headers['content-length'] ?? 0) > 0 || request.headers['transfer-encoding'] !== undefined
+      if (hasBody) refusal.headers = { ...refusal.headers, connection: 'close' }
+      return refusal
+    }
     let pathMatched = false
     for (const route of this.#routes) {
       const match = route.pattern.exec(url.pathname)
