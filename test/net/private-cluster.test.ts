@@ -97,6 +97,14 @@ test('agents with the key join; another key or none cannot; an allowlist refuses
   assert.equal(await aliveIds(none), [none.id], 'no key joined nobody')
   assert.ok(a.running && b.running, 'the keyed agents keep running')
 
+  // peek over libp2p needs the key too.
+  const peeked = await runCli(['peek', a.addrs[0], '--cluster-key', key, '--json', '--timeout', '5000'])
+  assert.is(peeked.code, 0, peeked.stderr)
+  assert.is((JSON.parse(peeked.stdout) as { self: string }).self, a.id)
+  const keyless = await runCli(['peek', a.addrs[0], '--json', '--timeout', '3000'])
+  assert.is(keyless.code, 1)
+  assert.match(keyless.stderr, `cannot peek ${a.addrs[0]}`)
+
   // An allowlist on c: b is allowed, a is not. c holds the key, so only the
   // allowlist stands between a and c.
   const c = await agent('c', ['--cluster-key', key, '--allow-peers', b.id], [b.addrs[0]])
