@@ -7,7 +7,22 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 
-export type Reply = { status: number; body?: unknown; headers?: Record<string, string>; raw?: string }
+export type Reply = {
+  status: number
+  body?: unknown
+  headers?: Record<string, string>
+  raw?: string
+  // Hold the answer this long first (a rate-limit refusal: see #tarpit).
+  delayMs?: number
+}
+
+// Refusals held at once. A client that ignores Retry-After and asks again at once
+// gets its 429 only when it could have retried: each of its connections then
+// costs us one timer per Retry-After instead of a request per round trip. Past
+// this many held answers, refusals go out at once with Connection: close.
+const MAX_HELD_REFUSALS = 1_024
+// The longest a refusal is held, ms.
+const MAX_REFUSAL_HOLD_MS = 1_000
 
 export type RouteHandler = (request: IncomingMessage, params: string[], url: URL) => Promise<Reply> | Reply
 
@@ -29,6 +44,7 @@ export class HttpApi {
   readonly #onError: (error: unknown) => void
   readonly #admit: Admission
   readonly secure: boolean
+  #held = 0
 
   constructor (options: HttpOptions) {
     this.#onError = options.onError
@@ -73,6 +89,7 @@ export class HttpApi {
       this.#onError(error)
       reply = { status: 500, body: { error: 'internal error' } }
     }
+    if (reply.delayMs !== undefined && reply.delayMs > 0) await this.#hold(reply)
     const headers: Record<string, string> = { ...reply.headers }
     let text: string
     if (reply.raw !== undefined) {
@@ -83,6 +100,19 @@ export class HttpApi {
     }
     response.writeHead(reply.status, headers)
     response.end(text)
+  }
+
+  async #hold (reply: Reply): Promise<void> {
+    if (this.#held >= MAX_HELD_REFUSALS) {
+      reply.headers = { ...reply.headers, connection: 'close' }
+      return
+    }
+    this.#held++
+    try {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(reply.delayMs ?? 0, MAX_REFUSAL_HOLD_MS)))
+    } finally {
+      this.#held--
+    }
   }
 
   async #dispatch (request: IncomingMessage): Promise<Reply> {

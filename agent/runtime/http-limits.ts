@@ -13,6 +13,11 @@ import type { Reply } from './http-api.ts'
 
 // Terminals and sessions tracked at once; beyond it, idle buckets are dropped.
 const TRACKED_KEYS = 100_000
+// A refusal is held, and its retry advised, for at least this long: a client that
+// ignores Retry-After and asks again at once is then held to a few requests per
+// second per connection, so refusing it costs next to nothing. At most 1 s.
+const MIN_HOLD_MS = 250
+const MAX_HOLD_MS = 1_000
 const SESSION_PATH = /^\/v1\/sessions\/([^/]+)(?:\/deltas)?$/
 
 export type LimitName = 'terminal-requests' | 'terminal-bytes' | 'session-requests' | 'session-bytes'
@@ -58,9 +63,10 @@ export class HttpLimits {
     if (!Number.isFinite(waitMs)) {
       return { status: 413, body: { error: `request body larger than the ${who}'s burst of ${2 * rate} bytes (limits.${setting} = ${rate})`, limit } }
     }
-    const retryAfterMs = Math.max(1, waitMs)
+    const retryAfterMs = Math.min(MAX_HOLD_MS, Math.max(MIN_HOLD_MS, waitMs))
     return {
       status: 429,
+      delayMs: retryAfterMs,
       headers: { 'retry-after': String(Math.ceil(retryAfterMs / 1000)) },
       body: { error: `rate limit: ${who} ${key} is over ${rate} ${what === 'requests' ? 'requests' : 'body bytes'}/s (limits.${setting}); retry in ${retryAfterMs} ms`, limit, retryAfterMs }
     }

@@ -9,6 +9,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
 import { EdgeClient } from '../../agent/client/index.ts'
 import { AgentProcess, runCli } from '../../sim/processes.ts'
 import { MAX_OP_BYTES } from '../../protocol/limits.ts'
@@ -102,10 +103,14 @@ test('rate limits: a flooding session gets 429 with Retry-After; the client wait
   try {
     const session = await client.open({ terminalId: 'kiosk-4', service: 'log' })
     const path = `${a.http}/v1/sessions/${encodeURIComponent(session.sessionId)}`
-    const answers = await Promise.all(Array.from({ length: 60 }, async () => await call(path, { token: session.token })))
+    const t0 = performance.now()
+    const answers = await Promise.all(Array.from({ length: 100 }, async () => await call(path, { token: session.token })))
+    const elapsedS = (performance.now() - t0) / 1000
     const throttled = answers.filter((r) => r.status === 429)
-    assert.ok(throttled.length >= 60 - 41, `${throttled.length} of 60 throttled (burst 40)`)
-    assert.ok(answers.filter((r) => r.status === 200).length >= 1)
+    const served = answers.filter((r) => r.status === 200).length
+    // At most the burst (40) plus what the rate refilled meanwhile was served.
+    assert.ok(served >= 1 && served <= 40 + Math.ceil(20 * elapsedS) + 1, `${served} of 100 served in ${elapsedS.toFixed(2)} s`)
+    assert.is(served + throttled.length, 100)
     assert.is(throttled[0].headers.get('retry-after'), '1')
     assert.match(String(throttled[0].body.error), `rate limit: session ${session.sessionId} is over 20 requests/s (limits.sessionRequestsPerS)`)
     assert.ok(await limitCount(a.http, 'session-requests') >= throttled.length)
