@@ -1,9 +1,10 @@
 // A flooding terminal against one agent on 127.0.0.1: does the rate limit keep
 // the other terminals' appends fast? One agent (edge-agent start, replicas 0);
 // a victim terminal (EdgeClient, 127.0.0.1) appends one delta at a time and we
-// record each append's latency; a flooder (another source address, 127.0.0.2,
-// so another terminal to the agent) hammers its own session with reads from
-// FLOOD_CONCURRENCY connections at once. Three phases of PHASE_S seconds each:
+// record each append's latency; a flooder (from another source address,
+// 127.0.0.2) hammers its own session with reads from FLOOD_CONCURRENCY
+// connections at once. Both are loopback clients, so what holds the flooder back
+// is its session's limit (loopback is exempt from the per-terminal ones). Three phases of PHASE_S seconds each:
 // no flood; flood with the default limits; flood with the limits lifted (a
 // second agent, limits set to 10^9). Prints one table; run once:
 //

@@ -44,7 +44,10 @@ export class HttpLimits {
     const terminal = request.socket.remoteAddress ?? 'unknown'
     const bytes = Math.max(0, Number(request.headers['content-length'] ?? 0) || 0)
     const session = sessionOf(request, url)
-    const checks: Array<[LimitName, string, number]> = [['terminal-requests', terminal, 1], ['terminal-bytes', terminal, bytes]]
+    // A loopback client is a process on this box: a local proxy fronting many
+    // terminals (one address for all of them) or a co-located service. Only its
+    // sessions' limits apply.
+    const checks: Array<[LimitName, string, number]> = isLoopback(terminal) ? [] : [['terminal-requests', terminal, 1], ['terminal-bytes', terminal, bytes]]
     if (session !== null) checks.push(['session-requests', session, 1], ['session-bytes', session, bytes])
     for (const [limit, key, cost] of checks) {
       if (cost === 0) continue
@@ -71,6 +74,10 @@ export class HttpLimits {
       body: { error: `rate limit: ${who} ${key} is over ${rate} ${what === 'requests' ? 'requests' : 'body bytes'}/s (limits.${setting}); retry in ${retryAfterMs} ms`, limit, retryAfterMs }
     }
   }
+}
+
+function isLoopback (address: string): boolean {
+  return address.startsWith('127.') || address === '::1' || address.startsWith('::ffff:127.')
 }
 
 // The session a request names: in its path, or, for a resume (POST /v1/sessions

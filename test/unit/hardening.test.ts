@@ -78,6 +78,9 @@ test('HttpLimits: per session, per terminal, 429 with Retry-After naming the lim
   for (let i = 0; i < 200; i++) limits.admit(...request('10.0.0.9', '/v1/members'), 0)
   assert.is(limits.admit(...request('10.0.0.9', '/v1/health'), 0)?.status, 429)
   assert.ok(exceeded.includes('terminal-requests'))
+  // Loopback clients (a local proxy, many terminals) only meet their sessions' limits.
+  for (let i = 0; i < 500; i++) assert.is(limits.admit(...request('127.0.0.1', '/v1/members'), 0), null)
+  assert.is(limits.admit(...request('::1', '/v1/sessions/log:00ff/deltas'), 0)?.status, 429)
   // Bytes: a body beyond the burst is 413 (it can never pass), within it 429 once spent.
   assert.is(limits.admit(...request('10.0.0.4', '/v1/sessions/log:01/deltas', { 'content-length': '2001' }), 0)?.status, 413)
   assert.is(limits.admit(...request('10.0.0.4', '/v1/sessions/log:02/deltas', { 'content-length': '1500' }), 0), null)
