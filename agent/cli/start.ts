@@ -64,6 +64,9 @@ Options (a flag overrides --config, which overrides the profile's defaults):
                              line; the first is {"event":"started","id",…,"http"}
   -h, --help                 show this help
 
+The HTTP API is rate limited (429 with Retry-After): per terminal (client IP;
+not loopback) 1000 requests/s and 8 MiB/s, per session 200 requests/s and 1 MiB/s,
+bursts twice that; change them with the config file's "limits" object.
 Logs are structured JSON (pino) on stderr.
 Exit codes: 0 after a clean stop, 1 when the agent cannot start, 2 on a usage error.`
 
