@@ -2,7 +2,7 @@
 
 import { readFileSync } from 'node:fs'
 import { pino } from 'pino'
-import { buildConfig, ConfigError, DEFAULT_HTTP, DEFAULT_LISTEN } from '../config.ts'
+import { buildConfig, ConfigError, DEFAULT_HTTP, DEFAULT_LISTEN, TERMINAL_LIMITS_DEFAULT as L } from '../config.ts'
 import type { RawSettings } from '../config.ts'
 import { Agent } from '../runtime/agent.ts'
 import { parseFlags, UsageError } from './args.ts'
@@ -65,7 +65,7 @@ Options (a flag overrides --config, which overrides the profile's defaults):
   -h, --help                 show this help
 
 The HTTP API is rate limited (429 with Retry-After): per terminal (client IP;
-not loopback) 1000 requests/s and 8 MiB/s, per session 200 requests/s and 1 MiB/s,
+not loopback) ${L.terminalRequestsPerS} requests/s and ${L.terminalBytesPerS / 1048576} MiB/s, per session ${L.sessionRequestsPerS} requests/s and ${L.sessionBytesPerS / 1048576} MiB/s,
 bursts twice that; change them with the config file's "limits" object.
 Logs are structured JSON (pino) on stderr.
 Exit codes: 0 after a clean stop, 1 when the agent cannot start, 2 on a usage error.`
