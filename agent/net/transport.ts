@@ -56,10 +56,11 @@ class ProvenKeyProtector implements ConnectionProtector {
     try {
       inner = await this.#inner.protect(connection, options)
     } catch (error) {
-      this.#onRefused(connection.remoteAddr.toString(), `no key exchange: ${(error as Error).message}`)
+      this.#onRefused(connection.remoteAddr.toString().replace(/\/(tcp|udp)\/\d+.*$/, ''), `no key exchange: ${(error as Error).message}`)
       throw error
     }
-    const remote = connection.remoteAddr.toString()
+    // The host without its port: one refusal log per host, not per connection.
+    const remote = connection.remoteAddr.toString().replace(/\/(tcp|udp)\/\d+.*$/, '')
     const onRefused = this.#onRefused
     const innerSink = inner.sink
     return {

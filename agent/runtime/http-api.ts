@@ -12,7 +12,7 @@ export type Reply = {
   body?: unknown
   headers?: Record<string, string>
   raw?: string
-  // Hold the answer this long first (a rate-limit refusal: see #tarpit).
+  // Hold the answer this long first (a rate-limit refusal: see #hold).
   delayMs?: number
 }
 
