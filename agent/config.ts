@@ -44,7 +44,40 @@ export type AgentConfig = {
   dialTimeoutMs: number
   json: boolean
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  // A swarm key file (edge-agent keygen --cluster): only agents holding the same
+  // key can connect. null: the cluster is open (the agent warns at start).
+  clusterKey: string | null
+  // Peer ids allowed to connect, from the list and from the file (one id per
+  // line, '#' comments); both null: any peer (holding the key) may connect.
+  allowPeers: string[] | null
+  allowPeersFile: string | null
+  // PEM files: with both, the HTTP API speaks HTTPS only.
+  tlsCert: string | null
+  tlsKey: string | null
+  // Rate limits on the HTTP API (see README, "Limits").
+  limits: TerminalLimits
 }
+
+// Token buckets on the HTTP API. A terminal is a client IP address (every request
+// counts); a session is a session id (requests naming it). The burst is twice
+// the rate: a terminal that was quiet for 2 s may send that much at once.
+export type TerminalLimits = {
+  terminalRequestsPerS: number
+  terminalBytesPerS: number
+  sessionRequestsPerS: number
+  sessionBytesPerS: number
+}
+
+export const TERMINAL_LIMITS_DEFAULT: TerminalLimits = {
+  // A terminal behind carrier NAT shares its address with others: generous.
+  terminalRequestsPerS: 1_000,
+  terminalBytesPerS: 8 * 1024 * 1024,
+  // One session appends one delta at a time; a few hundred per second is what a
+  // fast owner on a LAN acknowledges.
+  sessionRequestsPerS: 200,
+  sessionBytesPerS: 1024 * 1024
+}
+const LIMIT_KEYS = Object.keys(TERMINAL_LIMITS_DEFAULT)
 
 export const DEFAULT_LISTEN = '/ip4/0.0.0.0/tcp/7701'
 export const DEFAULT_HTTP = '127.0.0.1:7700'
@@ -82,7 +115,13 @@ export function defaultConfig (profile: ProfileName = 'lan'): AgentConfig {
     leaveDrainMs: 500,
     dialTimeoutMs: 2_000,
     json: false,
-    logLevel: 'info'
+    logLevel: 'info',
+    clusterKey: null,
+    allowPeers: null,
+    allowPeersFile: null,
+    tlsCert: null,
+    tlsKey: null,
+    limits: { ...TERMINAL_LIMITS_DEFAULT }
   }
 }
 
@@ -195,6 +234,33 @@ function parseCommand (value: unknown, what: string): string | null {
   return value
 }
 
+function parsePath (value: unknown, what: string): string | null {
+  if (value === null || value === '') return null
+  if (typeof value !== 'string') throw new ConfigError(`'${what}' must be a file path (got ${JSON.stringify(value)})`)
+  return value
+}
+
+// Peer ids as base58btc text (12D3KooW… for Ed25519, Qm… for others); the
+// transport parses each again and refuses a malformed one by name.
+export function parsePeerList (value: unknown, what: string): string[] {
+  const items = typeof value === 'string' ? value.split(/[\s,]+/).filter((s) => s !== '') : value
+  if (!Array.isArray(items) || items.some((item) => typeof item !== 'string')) throw new ConfigError(`'${what}' must be a list of peer ids (got ${JSON.stringify(value)})`)
+  for (const item of items as string[]) {
+    if (!/^[1-9A-HJ-NP-Za-km-z]{40,128}$/.test(item)) throw new ConfigError(`'${what}' entry is not a peer id: ${JSON.stringify(item)} (expected e.g. 12D3KooW…)`)
+  }
+  return items as string[]
+}
+
+// An allowlist file: one peer id per line; blank lines and '#' comments ignored.
+export function parsePeerListFile (text: string, path: string): string[] {
+  const ids = text.split(/\r?\n/).map((line) => line.replace(/#.*$/, '').trim()).filter((line) => line !== '')
+  try {
+    return parsePeerList(ids, 'allowPeersFile')
+  } catch (error) {
+    throw new ConfigError(`allowlist file ${path}: ${(error as Error).message}`)
+  }
+}
+
 function isObject (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
@@ -243,6 +309,18 @@ const SETTERS: Record<string, (config: AgentConfig, value: unknown) => void> = {
   onPromote: (c, v) => { c.onPromote = parseCommand(v, 'onPromote') },
   onDemote: (c, v) => { c.onDemote = parseCommand(v, 'onDemote') },
   singletons: (c, v) => { c.singletons = parseServices(v).map((s) => s.name) },
+  clusterKey: (c, v) => { c.clusterKey = parsePath(v, 'clusterKey') },
+  allowPeers: (c, v) => { c.allowPeers = v === null ? null : parsePeerList(v, 'allowPeers') },
+  allowPeersFile: (c, v) => { c.allowPeersFile = parsePath(v, 'allowPeersFile') },
+  tlsCert: (c, v) => { c.tlsCert = parsePath(v, 'tlsCert') },
+  tlsKey: (c, v) => { c.tlsKey = parsePath(v, 'tlsKey') },
+  limits: (c, v) => {
+    if (!isObject(v)) throw new ConfigError(`'limits' must be an object of rates (got ${JSON.stringify(v)})`)
+    for (const [key, value] of Object.entries(v)) {
+      if (!LIMIT_KEYS.includes(key)) throw new ConfigError(`unknown limits setting '${key}' (known: ${LIMIT_KEYS.join(', ')})`)
+      c.limits = { ...c.limits, [key]: parseWhole(value, `limits.${key}`, 1, 1_000_000_000, key.endsWith('BytesPerS') ? ' of bytes/s' : ' of requests/s') }
+    }
+  },
   membership: (c, v) => {
     if (!isObject(v)) throw new ConfigError(`'membership' must be an object of timings (got ${JSON.stringify(v)})`)
     for (const key of Object.keys(v)) {
@@ -271,5 +349,6 @@ export function buildConfig (file: RawSettings, flags: RawSettings): AgentConfig
   }
   const problems = [...checkMembershipConfig(config.membership), ...checkSessionsConfig(config.sessions).map((p) => `sessions: ${p}`)]
   if (problems.length > 0) throw new ConfigError(problems[0])
+  if ((config.tlsCert === null) !== (config.tlsKey === null)) throw new ConfigError("'tlsCert' and 'tlsKey' go together: give both for HTTPS, or neither")
   return config
 }

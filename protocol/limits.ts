@@ -63,3 +63,11 @@ export const MAX_SESSION_CONTROL_FRAME_BYTES = 512
 // ids and a witness of 128 characters: 2,212 bytes) and -opened a 512-character
 // reason. The largest, a session-opened, takes 2,876 bytes.
 export const MAX_SESSION_GROUP_FRAME_BYTES = 4 * 1024
+
+// ---- service packages ----
+// One service package (M3: program code plus the service it answers), compressed,
+// as it travels between agents and is stored. Code and its assets, not a disk
+// image. Fixed now so the package protocol is born with its limit: it is to
+// refuse a larger package before reading it, and carry one in chunks, since it
+// exceeds MAX_FRAME_BYTES.
+export const MAX_PACKAGE_BYTES = 64 * 1024 * 1024

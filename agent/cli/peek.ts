@@ -2,6 +2,9 @@
 
 import { get as plainGet } from 'node:http'
 import { get as httpsGet } from 'node:https'
+import { rootCertificates } from 'node:tls'
+import { readClusterKeyFile } from '../net/cluster-key.ts'
+import { readCa } from './session.ts'
 import { decode } from '../../protocol/codec.ts'
 import { peekOverLibp2p } from '../net/libp2p.ts'
 import { formatMembersTable, membersJson } from '../runtime/view.ts'
@@ -22,6 +25,9 @@ status (alive, suspect, dead, left), incarnation and how long ago it was last he
   --interval <ms>       refresh period with --watch (default 1000)
   --timeout <ms>        give up on an agent after this long (default 5000)
   --cluster <name>      cluster name, for a multiaddr target (default "default")
+  --cluster-key <file>  the cluster's key, for a multiaddr target of a private
+                        cluster (agents started with --cluster-key)
+  --ca <file>           PEM certificate to trust for an https target
   -h, --help            show this help
 
 Exit codes: 0 on success, 1 when the agent cannot be reached, 2 on a usage error.`
@@ -32,6 +38,8 @@ const FLAGS = {
   interval: { type: 'string' },
   timeout: { type: 'string' },
   cluster: { type: 'string' },
+  'cluster-key': { type: 'string' },
+  ca: { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -39,12 +47,14 @@ export class PeekError extends Error {
   override name = 'PeekError'
 }
 
-export async function fetchMembers (target: string, timeoutMs: number, cluster: string): Promise<MembersJson> {
-  if (target.startsWith('/')) return await fetchOverLibp2p(target, timeoutMs, cluster)
+export type PeekAccess = { psk?: Uint8Array; ca?: string }
+
+export async function fetchMembers (target: string, timeoutMs: number, cluster: string, access: PeekAccess = {}): Promise<MembersJson> {
+  if (target.startsWith('/')) return await fetchOverLibp2p(target, timeoutMs, cluster, access.psk)
   const base = target.replace(/\/+$/, '')
   let reply: { status: number; text: string }
   try {
-    reply = await httpGet(`${base}/v1/members`, timeoutMs)
+    reply = await httpGet(`${base}/v1/members`, timeoutMs, access.ca)
   } catch (error) {
     throw new PeekError(`cannot reach ${base}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
   }
@@ -60,10 +70,12 @@ export async function fetchMembers (target: string, timeoutMs: number, cluster: 
 }
 
 // node:http rather than fetch: fetch refuses some ports outright ("bad port").
-export function httpGet (url: string, timeoutMs: number): Promise<{ status: number; text: string }> {
-  const get = url.startsWith('https:') ? httpsGet : plainGet
+export function httpGet (url: string, timeoutMs: number, ca?: string): Promise<{ status: number; text: string }> {
+  const secure = url.startsWith('https:')
+  const get = secure ? httpsGet : plainGet
+  const options = secure && ca !== undefined ? { timeout: timeoutMs, ca: [...rootCertificates, ca] } : { timeout: timeoutMs }
   return new Promise((resolve, reject) => {
-    const request = get(url, { timeout: timeoutMs }, (response) => {
+    const request = get(url, options, (response) => {
       const chunks: Buffer[] = []
       response.on('data', (chunk: Buffer) => chunks.push(chunk))
       response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }))
@@ -74,11 +86,11 @@ export function httpGet (url: string, timeoutMs: number): Promise<{ status: numb
   })
 }
 
-async function fetchOverLibp2p (target: string, timeoutMs: number, cluster: string): Promise<MembersJson> {
+async function fetchOverLibp2p (target: string, timeoutMs: number, cluster: string, psk?: Uint8Array): Promise<MembersJson> {
   if (!/\/p2p\/[A-Za-z0-9]+$/.test(target)) throw new UsageError(`a multiaddr target must end in /p2p/<peer id> (got ${target})`)
   let frame: Uint8Array
   try {
-    frame = await peekOverLibp2p(target, cluster, timeoutMs)
+    frame = await peekOverLibp2p(target, cluster, timeoutMs, psk)
   } catch (error) {
     throw new PeekError(`cannot peek ${target}: ${(error as Error).message}`)
   }
@@ -105,15 +117,25 @@ export async function runPeek (argv: string[]): Promise<number> {
   const timeoutMs = parseMs(values.timeout, 'timeout', 5_000)
   const intervalMs = parseMs(values.interval, 'interval', 1_000)
   const cluster = typeof values.cluster === 'string' ? values.cluster : 'default'
+  const access: PeekAccess = {}
+  if (typeof values.ca === 'string') access.ca = readCa(values.ca)
+  if (typeof values['cluster-key'] === 'string') {
+    try {
+      access.psk = readClusterKeyFile(values['cluster-key'])
+    } catch (error) {
+      process.stderr.write(`edge-agent peek: ${(error as Error).message}\n`)
+      return 1
+    }
+  }
   const show = (view: MembersJson): void => {
     if (values.json === true) process.stdout.write(JSON.stringify(view) + '\n')
     else process.stdout.write((values.watch === true && process.stdout.isTTY ? '\x1b[2J\x1b[H' : '') + formatMembersTable(view) + '\n')
   }
   try {
-    show(await fetchMembers(target, timeoutMs, cluster))
+    show(await fetchMembers(target, timeoutMs, cluster, access))
     while (values.watch === true) {
       await new Promise((resolve) => setTimeout(resolve, intervalMs))
-      show(await fetchMembers(target, timeoutMs, cluster))
+      show(await fetchMembers(target, timeoutMs, cluster, access))
     }
   } catch (error) {
     if (!(error instanceof PeekError)) throw error

@@ -1,6 +1,7 @@
 // `edge-agent session`: open, append to, read, close and list replicated sessions
 // through an agent's HTTP API, with the EdgeClient a terminal uses. Output is JSON.
 
+import { readFileSync } from 'node:fs'
 import { EdgeClient, EdgeClientError, RollbackError, sessionIdOf } from '../client/index.ts'
 import type { Session } from '../client/index.ts'
 import { ConfigError, parsePosition } from '../config.ts'
@@ -15,6 +16,8 @@ const DEFAULT_TIMEOUT_MS = 5_000
 const COMMON_HELP = `  --agent <url>         the agent's HTTP URL (default ${DEFAULT_AGENT}); any agent
                         will do, requests follow the session to its owner
   --timeout <ms>        give up after this long (default ${DEFAULT_TIMEOUT_MS})
+  --ca <file>           PEM certificate to trust for an https agent (its
+                        self-signed --tls-cert, or a private CA)
   --json                accepted for symmetry; the output is always JSON
   -h, --help            show this help`
 
@@ -91,6 +94,7 @@ ${EXIT_CODES}`
 
 const COMMON_FLAGS = {
   agent: { type: 'string' },
+  ca: { type: 'string' },
   timeout: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
@@ -146,7 +150,19 @@ function clientFor (values: Values): EdgeClient {
   const agent = typeof values.agent === 'string' ? values.agent : DEFAULT_AGENT
   if (!/^https?:\/\/[^/]/.test(agent)) throw new UsageError(`--agent must be an http(s) URL (got ${agent})`)
   const timeoutMs = parseTimeout(values.timeout)
-  return new EdgeClient({ agents: [agent], deadlineMs: timeoutMs, requestTimeoutMs: Math.min(timeoutMs, 2_000) })
+  const ca = typeof values.ca === 'string' ? readCa(values.ca) : undefined
+  return new EdgeClient({ agents: [agent], deadlineMs: timeoutMs, requestTimeoutMs: Math.min(timeoutMs, 2_000), ...(ca === undefined ? {} : { ca }) })
+}
+
+export function readCa (path: string): string {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (error) {
+    throw new UsageError(`cannot read --ca ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--ca ${path} holds no PEM certificate`)
+  return text
 }
 
 function parseTimeout (value: string | boolean | undefined): number {

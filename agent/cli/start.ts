@@ -2,7 +2,7 @@
 
 import { readFileSync } from 'node:fs'
 import { pino } from 'pino'
-import { buildConfig, ConfigError, DEFAULT_HTTP, DEFAULT_LISTEN } from '../config.ts'
+import { buildConfig, ConfigError, DEFAULT_HTTP, DEFAULT_LISTEN, TERMINAL_LIMITS_DEFAULT as L } from '../config.ts'
 import type { RawSettings } from '../config.ts'
 import { Agent } from '../runtime/agent.ts'
 import { parseFlags, UsageError } from './args.ts'
@@ -34,7 +34,11 @@ Options (a flag overrides --config, which overrides the profile's defaults):
                              position, region, zone, dataDir, cluster, profile,
                              logLevel, json, loadSampleIntervalMs, leaveDrainMs,
                              dialTimeoutMs, membership{…timings in ms},
-                             sessions{…}, onPromote, onDemote, singletons)
+                             sessions{…}, onPromote, onDemote, singletons,
+                             clusterKey, allowPeers, allowPeersFile, tlsCert,
+                             tlsKey, limits{terminalRequestsPerS,
+                             terminalBytesPerS, sessionRequestsPerS,
+                             sessionBytesPerS})
   --replicas <n>             standbys per session, R (default 2: an owner and two standbys)
   --write-concern <all|majority>
                              a delta is acknowledged once every live member of its
@@ -46,11 +50,23 @@ Options (a flag overrides --config, which overrides the profile's defaults):
   --on-demote <command>      shell command run when it stops being one (EDGE_ROLE=standby)
   --singletons <a,b>         services with one cluster-wide session, owned by the
                              service's leader (e.g. an address to move with hooks)
+  --cluster-key <file>       private cluster: accept connections only from agents
+                             holding this key (edge-agent keygen --cluster writes
+                             one); without it the cluster is open and the agent
+                             warns at start
+  --allow-peers <id,…>       accept connections only from these peer ids (and the
+                             file's); others are refused and counted (default: any)
+  --allow-peers-file <file>  the same, one peer id per line, # comments
+  --tls-cert <file>          PEM certificate (chain) for the HTTP API: HTTPS only
+  --tls-key <file>           its PEM private key (both or neither)
   --log-level <level>        fatal|error|warn|info|debug|trace|silent (default info)
   --json                     machine-readable events on stdout, one JSON object per
                              line; the first is {"event":"started","id",…,"http"}
   -h, --help                 show this help
 
+The HTTP API is rate limited (429 with Retry-After): per terminal (client IP;
+not loopback) ${L.terminalRequestsPerS} requests/s and ${L.terminalBytesPerS / 1048576} MiB/s, per session ${L.sessionRequestsPerS} requests/s and ${L.sessionBytesPerS / 1048576} MiB/s,
+bursts twice that; change them with the config file's "limits" object.
 Logs are structured JSON (pino) on stderr.
 Exit codes: 0 after a clean stop, 1 when the agent cannot start, 2 on a usage error.`
 
@@ -72,6 +88,11 @@ const FLAGS = {
   'on-promote': { type: 'string' },
   'on-demote': { type: 'string' },
   singletons: { type: 'string' },
+  'cluster-key': { type: 'string' },
+  'allow-peers': { type: 'string' },
+  'allow-peers-file': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
@@ -116,6 +137,11 @@ export async function runStart (argv: string[]): Promise<number> {
     onPromote: values['on-promote'],
     onDemote: values['on-demote'],
     singletons: values.singletons,
+    clusterKey: values['cluster-key'],
+    allowPeers: values['allow-peers'],
+    allowPeersFile: values['allow-peers-file'],
+    tlsCert: values['tls-cert'],
+    tlsKey: values['tls-key'],
     json: values.json
   }
   for (const key of Object.keys(flags)) if (flags[key] === undefined) delete flags[key]

@@ -45,6 +45,9 @@ export type EdgeClientOptions = {
   requestTimeoutMs?: number
   // @default 15000
   deadlineMs?: number
+  // PEM certificate(s) to trust for https agents besides the system's roots
+  // (an agent started with a self-signed --tls-cert, or a private CA).
+  ca?: string | Buffer
 }
 
 export type OpenRequest = { terminalId: string; service: string; position?: Position }
@@ -181,14 +184,15 @@ type Attempts = {
   redirects: number
 }
 
-type Settings = { agents: string[]; requestTimeoutMs: number; deadlineMs: number }
+type Settings = { agents: string[]; requestTimeoutMs: number; deadlineMs: number; ca?: string | Buffer }
 
 class Exchanger {
   readonly settings: Settings
-  readonly #connections: Connections = keepAliveConnections()
+  readonly #connections: Connections
 
   constructor (settings: Settings) {
     this.settings = settings
+    this.#connections = keepAliveConnections(settings.ca)
   }
 
   destroy (): void {
@@ -242,6 +246,8 @@ function nextStep (route: Route, agent: string, path: string, outcome: HttpReply
   if (outcome.status === 307) return redirected(route, agent, path, outcome, a)
   a.redirects = 0
   if (outcome.status === 503) return refused(route, agent, outcome, a)
+  // Rate limited: nothing reached the session; wait as told and ask the same agent.
+  if (outcome.status === 429) return throttled(outcome, a)
   // Other 5xx (500, 504): the agent failed mid-way; the request may have acted.
   if (outcome.status >= 500) {
     a.uncertain = true
@@ -287,6 +293,12 @@ function refused (route: Route, agent: string, reply: HttpReply, a: Attempts): n
     route.advance(agent)
     a.refusals = { agent: '', count: 0 }
   }
+  const hinted = typeof reply.body.retryAfterMs === 'number' && Number.isFinite(reply.body.retryAfterMs) ? reply.body.retryAfterMs : reply.retryAfterMs
+  return Math.max(RETRY_AFTER_MIN_MS, hinted ?? RETRY_AFTER_DEFAULT_MS)
+}
+
+function throttled (reply: HttpReply, a: Attempts): number {
+  a.silent = 0
   const hinted = typeof reply.body.retryAfterMs === 'number' && Number.isFinite(reply.body.retryAfterMs) ? reply.body.retryAfterMs : reply.retryAfterMs
   return Math.max(RETRY_AFTER_MIN_MS, hinted ?? RETRY_AFTER_DEFAULT_MS)
 }
@@ -610,7 +622,8 @@ function checkOptions (options: EdgeClientOptions): Settings {
   const deadlineMs = options.deadlineMs ?? CLIENT_DEFAULTS.deadlineMs
   if (!Number.isInteger(requestTimeoutMs) || requestTimeoutMs < 1) throw new TypeError(`Cannot create EdgeClient: 'requestTimeoutMs' must be a positive whole number of ms (got ${requestTimeoutMs})`)
   if (!Number.isInteger(deadlineMs) || deadlineMs < requestTimeoutMs) throw new TypeError(`Cannot create EdgeClient: 'deadlineMs' must be a whole number of ms, at least 'requestTimeoutMs' (got ${deadlineMs} < ${requestTimeoutMs})`)
-  return { agents: [...new Set(agents.map(base))], requestTimeoutMs, deadlineMs }
+  if (options.ca !== undefined && typeof options.ca !== 'string' && !Buffer.isBuffer(options.ca)) throw new TypeError("Cannot create EdgeClient: 'ca' must be PEM text or a Buffer")
+  return { agents: [...new Set(agents.map(base))], requestTimeoutMs, deadlineMs, ...(options.ca === undefined ? {} : { ca: options.ca }) }
 }
 
 function checkOpen (request: OpenRequest): void {

@@ -6,6 +6,7 @@
 import { Agent as HttpAgent, request as httpRequest } from 'node:http'
 import type { ClientRequest, IncomingMessage } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
+import { rootCertificates as tlsRootCertificates } from 'node:tls'
 import { MAX_STATE_BYTES } from '../../protocol/limits.ts'
 
 // The largest answer read: a GET carries the whole session state (at most
@@ -47,9 +48,16 @@ export class NetworkError extends Error {
 
 export type Connections = { http: HttpAgent; https: HttpsAgent }
 
-// Kept-alive connections: a terminal appends often, to the same owner.
-export function keepAliveConnections (): Connections {
-  return { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) }
+// Kept-alive connections: a terminal appends often, to the same owner. `ca`
+// (PEM) is trusted for https agents, on top of the system's roots: an agent
+// with a self-signed or private-CA certificate.
+export function keepAliveConnections (ca?: string | Buffer): Connections {
+  return { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true, ...(ca === undefined ? {} : { ca: withSystemRoots(ca) }) }) }
+}
+
+// Node's `ca` replaces the default roots; a private CA should add to them.
+function withSystemRoots (ca: string | Buffer): string[] {
+  return [...tlsRootCertificates, ca.toString()]
 }
 
 export function closeConnections (connections: Connections): void {

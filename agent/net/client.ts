@@ -91,3 +91,30 @@ export async function writeRawOverLibp2p (target: string, cluster: string, bytes
     }
   })
 }
+
+// Test tool: one client node opens `count` streams on the cluster's direct
+// protocol and holds them open for `holdMs`. Resolves with how many the remote
+// accepted and how many it reset or refused (the per-peer stream limit).
+export async function openRawStreams (target: string, cluster: string, count: number, holdMs: number, psk?: Uint8Array): Promise<{ accepted: number; refused: number }> {
+  const addr = parseTarget('raw streams', target)
+  const node = await createClientNode(psk)
+  const streams: Stream[] = []
+  let refused = 0
+  try {
+    for (let i = 0; i < count; i++) {
+      try {
+        const stream = await node.dialProtocol(addr, directProtocol(cluster), { signal: AbortSignal.timeout(5_000) })
+        streams.push(stream)
+        // Our side never writes; the remote resetting the stream ends its source.
+        void (async () => { try { for await (const chunk of stream.source) void chunk } catch {} })()
+      } catch {
+        refused++
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, holdMs))
+    const reset = streams.filter((s) => s.status !== 'open').length
+    return { accepted: streams.length - reset, refused: refused + reset }
+  } finally {
+    await Promise.resolve(node.stop()).catch(() => {})
+  }
+}

@@ -51,6 +51,28 @@ export const WRITE_STALL_MIN_BYTES_PER_S = 1024 * 1024
 // after a reset. libp2p's registrar default would be 32 in, 64 out.
 export const DIRECT_MAX_STREAMS = 64
 
+// --- limits per peer, inbound (each refusal is counted: edge_agent_limit_exceeded_total) ---
+
+// Inbound streams one peer may hold open at once on one protocol (membership or
+// replication), across all its connections. An honest peer keeps one; the margin
+// covers streams being replaced after a reset. A stream beyond it is reset.
+export const MAX_INBOUND_STREAMS_PER_PEER = 16
+// Frames one peer may send per second on the membership stream (sustained rate and
+// burst). SWIM sends a peer a handful per probe period, push-pull one exchange per
+// period; even a 10,000-node cluster's indirect probes stay far below. Frames over
+// it are dropped (SWIM treats them as lost) and counted.
+export const MEMBERSHIP_FRAMES_PER_PEER = { ratePerS: 2_000, burst: 4_000 }
+// Frames one peer may send per second on the replication stream. An owner sends a
+// member one append batch per session per event-loop turn, plus heartbeats; 20,000
+// frames/s is several thousand busy sessions' worth. Frames over it are dropped
+// (the owner resends what a member has not acknowledged) and counted.
+export const SESSION_FRAMES_PER_PEER = { ratePerS: 20_000, burst: 40_000 }
+// Gossip messages one neighbour may forward to us per second (any origin). Over
+// it, messages are ignored (not penalised: the neighbour may only be relaying).
+export const GOSSIP_MESSAGES_PER_PEER = { ratePerS: 1_000, burst: 2_000 }
+// Peers tracked for the limits above; beyond it idle entries are dropped.
+export const RATE_TRACKED_PEERS = 10_000
+
 // --- peek protocol --------------------------------------------------------------
 
 // A peek client opens one stream per request; a few in parallel is plenty.

@@ -11,15 +11,17 @@ import * as lp from 'it-length-prefixed'
 import { pipe } from 'it-pipe'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { IncomingStreamData, Libp2p, PeerId, Stream } from '@libp2p/interface'
-import type { NetHandlers } from './types.ts'
+import type { NetHandlers, NetRefusal } from './types.ts'
 import { MAX_FRAME_BYTES, MAX_TABLE_FRAME_BYTES } from '../../protocol/limits.ts'
 import { FrameQueue } from './frame-queue.ts'
 import {
-  DIRECT_MAX_STREAMS, PEEK_MAX_STREAMS, PEEK_SERVE_TIMEOUT_MS, SEND_BATCH_MAX_BYTES,
+  DIRECT_MAX_STREAMS, MAX_INBOUND_STREAMS_PER_PEER, PEEK_MAX_STREAMS, RATE_TRACKED_PEERS, PEEK_SERVE_TIMEOUT_MS, SEND_BATCH_MAX_BYTES,
   SEND_QUEUE_MAX_BYTES, SEND_QUEUE_MAX_FRAMES, WRITE_STALL_MIN_BYTES_PER_S, WRITE_STALL_MIN_MS,
   peekProtocol
 } from './constants.ts'
 import { guard, toError, warnOnce } from './guard.ts'
+import { BucketMap } from '../core/token-bucket.ts'
+import type { BucketLimit } from '../core/token-bucket.ts'
 
 export type DirectCounters = {
   framesOut: number
@@ -49,6 +51,8 @@ export type DirectOptions = {
   servesPeek: boolean
   handlers: NetHandlers
   dialTimeoutMs: number
+  // Inbound frames per peer and second on this protocol.
+  frameRate: BucketLimit
 }
 
 export class DirectChannel {
@@ -60,6 +64,8 @@ export class DirectChannel {
   private readonly dialTimeoutMs: number
   private readonly stallMs: number
   private readonly outbound = new Map<string, Outbound>()
+  private readonly inboundStreams = new Map<string, number>()
+  private readonly frameRate: BucketMap
   private stopped = false
 
   constructor (options: DirectOptions) {
@@ -69,6 +75,7 @@ export class DirectChannel {
     this.peek = options.servesPeek ? peekProtocol(options.cluster) : null
     this.dialTimeoutMs = options.dialTimeoutMs
     this.stallMs = Math.max(options.dialTimeoutMs, WRITE_STALL_MIN_MS)
+    this.frameRate = new BucketMap(options.frameRate, RATE_TRACKED_PEERS)
   }
 
   // Registers the protocols; called before libp2p starts listening.
@@ -222,9 +229,19 @@ export class DirectChannel {
   }
 
   // Inbound direct stream: every length-prefixed frame goes to onDirect. A bad
-  // length prefix (or any error) aborts this stream only.
+  // length prefix (or any error) aborts this stream only. Per peer: streams beyond
+  // MAX_INBOUND_STREAMS_PER_PEER are reset, frames over the rate are dropped, and a
+  // frame over MAX_FRAME_BYTES ends the stream; each is reported to onRefused.
   private async readFrames ({ stream, connection }: IncomingStreamData): Promise<void> {
     const from = connection.remotePeer.toString()
+    const open = (this.inboundStreams.get(from) ?? 0) + 1
+    if (open > MAX_INBOUND_STREAMS_PER_PEER) {
+      this.refused('streams-per-peer', from, `stream ${open} on ${this.direct}, over the limit of ${MAX_INBOUND_STREAMS_PER_PEER} per peer`)
+      stream.abort(new Error(`too many streams: at most ${MAX_INBOUND_STREAMS_PER_PEER} per peer on ${this.direct}`))
+      return
+    }
+    this.inboundStreams.set(from, open)
+    let dropped = 0
     try {
       await pipe(
         stream.source,
@@ -234,14 +251,32 @@ export class DirectChannel {
             const frame = chunk.subarray()
             this.counters.framesIn++
             this.counters.bytesIn += frame.length
+            if (!this.frameRate.take(from, 1, performance.now()).ok) {
+              // Reported once per burst of drops, not once per frame.
+              if (dropped++ === 0) this.refused('message-rate', from, `over ${this.frameRate.limit.ratePerS} frames/s on ${this.direct}`)
+              continue
+            }
+            dropped = 0
             guard('onDirect', () => { this.handlers.onDirect(from, frame) })
           }
         }
       )
       await stream.close({ signal: AbortSignal.timeout(this.dialTimeoutMs) })
     } catch (err) {
+      const name = (err as Error).name
+      if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError') {
+        this.refused('frame-size', from, `a frame over MAX_FRAME_BYTES (${MAX_FRAME_BYTES}) on ${this.direct}`)
+      }
       stream.abort(toError(err))
+    } finally {
+      const left = (this.inboundStreams.get(from) ?? 1) - 1
+      if (left <= 0) this.inboundStreams.delete(from)
+      else this.inboundStreams.set(from, left)
     }
+  }
+
+  private refused (what: NetRefusal, peer: string, detail: string): void {
+    guard('onRefused', () => { this.handlers.onRefused?.(what, peer, detail) })
   }
 
   // Inbound peek stream: one frame with the member table, then close.

@@ -11,16 +11,18 @@ import { gossipsub, type GossipsubEvents } from '@chainsafe/libp2p-gossipsub'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { StrictSign, TopicValidatorResult } from '@libp2p/interface'
-import type { Message, PeerId, PrivateKey, PubSub } from '@libp2p/interface'
+import type { ConnectionGater, Message, PeerId, PrivateKey, PubSub } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
-import type { DirectChannelName, GossipVerdict, Net, NetHandlers, NetOptions, NetStats } from './types.ts'
+import type { DirectChannelName, GossipVerdict, Net, NetHandlers, NetOptions, NetRefusal, NetStats } from './types.ts'
 import { MAX_ADDRS, MAX_GOSSIP_FRAME_BYTES } from '../../protocol/limits.ts'
 import {
   CLUSTER_NAME_PATTERN, CONNECTION_PING_INTERVAL_MS, CONNECTION_PING_TIMEOUT_MAX_MS,
   CONNECTION_PING_TIMEOUT_MIN_MS, GOSSIP_DECODE_LIMITS, GOSSIP_MAX_RPC_BYTES,
-  GOSSIP_MESH, GOSSIP_OUTBOUND_BUFFER_BYTES, INBOUND_CONNECTIONS_PER_HOST_PER_S, MAX_CONNECTIONS,
-  MAX_DIAL_TIMEOUT_MS, MAX_INCOMING_PENDING_CONNECTIONS, directProtocol, gossipTopic, replicationProtocol
+  GOSSIP_MESH, GOSSIP_MESSAGES_PER_PEER, GOSSIP_OUTBOUND_BUFFER_BYTES, INBOUND_CONNECTIONS_PER_HOST_PER_S, MAX_CONNECTIONS,
+  MAX_DIAL_TIMEOUT_MS, MAX_INCOMING_PENDING_CONNECTIONS, MEMBERSHIP_FRAMES_PER_PEER, RATE_TRACKED_PEERS,
+  SESSION_FRAMES_PER_PEER, directProtocol, gossipTopic, replicationProtocol
 } from './constants.ts'
+import { BucketMap } from '../core/token-bucket.ts'
 import { DirectChannel, parsePeerId } from './direct.ts'
 import { errorMessage, guard } from './guard.ts'
 import { privateKeyOf } from './identity.ts'
@@ -60,10 +62,14 @@ export async function createNet (options: NetOptions): Promise<Net> {
 }
 
 async function createNode (options: NetOptions, privateKey: PrivateKey): Promise<Libp2p<Services>> {
+  const refused = (what: NetRefusal, peer: string, detail: string): void => {
+    guard('onRefused', () => { options.handlers.onRefused?.(what, peer, detail) })
+  }
   return await createLibp2p<Services>({
     privateKey,
     addresses: { listen: options.listen },
-    ...connectionStack(options.psk),
+    ...connectionStack(options.psk, (addr, detail) => { refused('cluster-key', addr, detail) }),
+    connectionGater: allowlistGater(options.allowPeers ?? null, refused),
     connectionManager: {
       maxConnections: MAX_CONNECTIONS,
       inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_HOST_PER_S,
@@ -108,7 +114,27 @@ async function createNode (options: NetOptions, privateKey: PrivateKey): Promise
   })
 }
 
+// The allowlist, checked once the peer has proven its id (after noise), both for
+// connections it opens and for ones we open; we do not even dial others.
+function allowlistGater (allowPeers: string[] | null, refused: (what: NetRefusal, peer: string, detail: string) => void): ConnectionGater {
+  if (allowPeers === null) return {}
+  const allowed = new Set(allowPeers)
+  const deny = (direction: string) => (peerId: PeerId): boolean => {
+    if (allowed.has(peerId.toString())) return false
+    refused('allowlist', peerId.toString(), `${direction} connection from a peer outside the allowlist`)
+    return true
+  }
+  return {
+    denyDialPeer: (peerId) => !allowed.has(peerId.toString()),
+    denyInboundEncryptedConnection: deny('inbound'),
+    denyOutboundEncryptedConnection: deny('outbound')
+  }
+}
+
 function checkOptions (options: NetOptions): void {
+  for (const peer of options.allowPeers ?? []) {
+    if (parsePeerId(peer) === null) throw new Error(`Cannot start: 'allowPeers' holds ${JSON.stringify(peer)}, which is not a libp2p peer id`)
+  }
   if (!CLUSTER_NAME_PATTERN.test(options.cluster)) {
     throw new Error(`Cannot start: 'cluster' must be 1–64 characters of A–Z, a–z, 0–9, '.', '_' or '-', starting with a letter or digit (got ${JSON.stringify(options.cluster)})`)
   }
@@ -125,6 +151,8 @@ class Libp2pNet implements Net {
   private readonly direct: DirectChannel
   private readonly replication: DirectChannel
   private readonly gossip = { framesOut: 0, bytesOut: 0, framesIn: 0, bytesIn: 0 }
+  private readonly gossipRate = new BucketMap(GOSSIP_MESSAGES_PER_PEER, RATE_TRACKED_PEERS)
+  private readonly gossipDropping = new Set<string>()
   private stopping: Promise<void> | null = null
   private readonly onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
     const peer = event.detail.toString()
@@ -137,15 +165,15 @@ class Libp2pNet implements Net {
     this.handlers = options.handlers
     this.topic = gossipTopic(options.cluster)
     const channel = { node, cluster: options.cluster, handlers: options.handlers, dialTimeoutMs: options.dialTimeoutMs }
-    this.direct = new DirectChannel({ ...channel, protocol: directProtocol(options.cluster), servesPeek: true })
-    this.replication = new DirectChannel({ ...channel, protocol: replicationProtocol(options.cluster), servesPeek: false })
+    this.direct = new DirectChannel({ ...channel, protocol: directProtocol(options.cluster), servesPeek: true, frameRate: MEMBERSHIP_FRAMES_PER_PEER })
+    this.replication = new DirectChannel({ ...channel, protocol: replicationProtocol(options.cluster), servesPeek: false, frameRate: SESSION_FRAMES_PER_PEER })
   }
 
   async start (): Promise<void> {
     // Handlers first, so nothing that arrives once listening finds them missing.
     await this.direct.register()
     await this.replication.register()
-    this.node.services.pubsub.topicValidators.set(this.topic, (_from, message) => this.validate(message))
+    this.node.services.pubsub.topicValidators.set(this.topic, (from, message) => this.validate(from.toString(), message))
     this.node.addEventListener('peer:disconnect', this.onPeerDisconnect)
     await this.node.start()
     this.node.services.pubsub.subscribe(this.topic)
@@ -250,9 +278,19 @@ class Libp2pNet implements Net {
 
   // gossipsub's topic validator: runs after the signature check, for messages not
   // seen before. `message.from` is the signed origin, not the forwarding peer.
-  private validate (message: Message): TopicValidatorResult {
+  // `relay` is the neighbour that forwarded it, whose rate is limited.
+  private validate (relay: string, message: Message): TopicValidatorResult {
     if (message.type !== 'signed') return TopicValidatorResult.Reject
     if (message.data.length > MAX_GOSSIP_FRAME_BYTES) return TopicValidatorResult.Reject
+    if (!this.gossipRate.take(relay, 1, performance.now()).ok) {
+      // Reported once per burst of drops from that neighbour.
+      if (!this.gossipDropping.has(relay)) {
+        this.gossipDropping.add(relay)
+        guard('onRefused', () => { this.handlers.onRefused?.('message-rate', relay, `over ${GOSSIP_MESSAGES_PER_PEER.ratePerS} gossip messages/s`) })
+      }
+      return TopicValidatorResult.Ignore
+    }
+    this.gossipDropping.delete(relay)
     this.gossip.framesIn++
     this.gossip.bytesIn += message.data.length
     let verdict: GossipVerdict = 'ignore'

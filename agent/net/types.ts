@@ -6,6 +6,11 @@ import type { Auth } from '../core/io.ts'
 
 export type GossipVerdict = 'accept' | 'reject' | 'ignore'
 
+// What the transport refused on its own, before any frame reached the agent:
+// a connection from a peer without the cluster key or outside the allowlist, or
+// a peer over one of the per-peer limits (agent/net/constants.ts).
+export type NetRefusal = 'cluster-key' | 'allowlist' | 'frame-size' | 'message-rate' | 'streams-per-peer'
+
 export type NetHandlers = {
   // A frame arrived on the direct protocol from an authenticated remote peer.
   onDirect (from: string, frame: Uint8Array): void
@@ -19,6 +24,9 @@ export type NetHandlers = {
   onUnreachable (peer: string): void
   // A peek client asked for the member table; the answer is an encoded frame.
   onPeek (): Uint8Array
+  // The transport refused a connection, a stream or a frame. `peer` is the peer id,
+  // or the remote address when the peer never proved who it is.
+  onRefused? (what: NetRefusal, peer: string, detail: string): void
 }
 
 export type NetOptions = {
@@ -29,6 +37,9 @@ export type NetOptions = {
   handlers: NetHandlers
   // Pre-shared key for a private network (@libp2p/pnet), when given.
   psk?: Uint8Array
+  // Peer ids allowed to connect (either way); null or absent lets any peer that
+  // holds the cluster key (if any) connect.
+  allowPeers?: string[] | null
   // Dial timeout, ms.
   dialTimeoutMs: number
 }

@@ -3,6 +3,7 @@
 // core's, the I/O is here.
 
 import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
@@ -13,13 +14,17 @@ import { Membership } from '../membership/membership.ts'
 import { decode, encode } from '../../protocol/codec.ts'
 import type { Message, PeekMember, SessionMessage } from '../../protocol/messages.ts'
 import { createNet, loadOrCreateIdentity } from '../net/libp2p.ts'
-import type { GossipVerdict, Net } from '../net/types.ts'
+import type { GossipVerdict, Net, NetRefusal } from '../net/types.ts'
+import { readClusterKeyFile } from '../net/cluster-key.ts'
+import { parsePeerListFile } from '../config.ts'
 import { DataDir } from './data-dir.ts'
 import { CoreDriver } from './driver.ts'
 import { HttpApi } from './http-api.ts'
 import { LoadSampler } from './load.ts'
 import { AgentMetrics } from './metrics.ts'
-import type { RejectReason } from './metrics.ts'
+import { limitOfDecodeReason } from './metrics.ts'
+import type { LimitLabel, RejectReason } from './metrics.ts'
+import { HttpLimits } from './http-limits.ts'
 import { membersJson } from './view.ts'
 import { SessionStore } from './session-store.ts'
 import { SessionsHost } from './sessions-host.ts'
@@ -107,6 +112,11 @@ export class Agent {
   }
 
   static async #assemble (config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, store: SessionStore): Promise<Agent> {
+    // Files named by the configuration are read and checked before anything
+    // listens: a bad one refuses the start with its path.
+    const psk = config.clusterKey === null ? undefined : readClusterKeyFile(config.clusterKey, (message) => log.warn(message))
+    const allowPeers = readAllowlist(config)
+    const tls = readTls(config)
     const identity = await loadOrCreateIdentity(config.dataDir)
     // Each start is a new incarnation, persisted before anyone hears of it, so a
     // restarted node overrides whatever the cluster remembers of its last life.
@@ -119,16 +129,26 @@ export class Agent {
       listen: config.listen,
       cluster: config.cluster,
       dialTimeoutMs: config.dialTimeoutMs,
+      psk,
+      allowPeers,
       handlers: {
         onDirect: (from, frame) => { if (agent !== null) agent.#onDirect(from, frame) },
         onGossip: (from, frame) => agent === null ? 'ignore' : agent.#onGossip(from, frame),
         onDisconnected: (peer) => { if (agent !== null) agent.#hint('disconnected', peer) },
         onUnreachable: (peer) => { if (agent !== null) agent.#hint('unreachable', peer) },
-        onPeek: () => agent === null ? new Uint8Array(0) : agent.#peekFrame()
+        onPeek: () => agent === null ? new Uint8Array(0) : agent.#peekFrame(),
+        onRefused: (what, peer, detail) => { if (agent !== null) agent.#netRefused(what, peer, detail) }
       }
     })
-    const http = new HttpApi((error) => log.error({ err: error }, 'HTTP handler failed'))
+    const limits = new HttpLimits(config.limits, (limit) => { if (agent !== null) agent.#limitExceeded(limit, 'HTTP', limit) })
+    let http: HttpApi
     let httpUrl: string
+    try {
+      http = new HttpApi({ onError: (error) => log.error({ err: error }, 'HTTP handler failed'), tls, admit: (request, url) => limits.admit(request, url) })
+    } catch (error) {
+      await net.stop()
+      throw new Error(`cannot use the TLS certificate ${config.tlsCert} with key ${config.tlsKey}: ${(error as Error).message}`)
+    }
     try {
       httpUrl = await http.listen(config.http.host, config.http.port)
     } catch (error) {
@@ -164,8 +184,11 @@ export class Agent {
     this.#routes()
     this.#output.line({ event: 'started', id: this.id, addrs: this.#net.addrs(), http: this.httpUrl, incarnation: this.#core.incarnation, atMs: Date.now() })
     this.#log.info({ id: this.id, addrs: this.#net.addrs(), http: this.httpUrl, incarnation: this.#core.incarnation, profile: this.config.profile }, 'agent started')
-    if (!isLoopback(this.config.http.host)) {
-      this.#log.warn({ http: this.httpUrl }, 'the HTTP API is reachable beyond this machine and has no TLS or authentication in this release; keep it behind a firewall')
+    if (!isLoopback(this.config.http.host) && this.config.tlsCert === null) {
+      this.#log.warn({ http: this.httpUrl }, 'the HTTP API is reachable beyond this machine without TLS: session tokens and state travel in clear text; give --tls-cert and --tls-key, or bind it to 127.0.0.1')
+    }
+    if (this.config.clusterKey === null) {
+      this.#log.warn({ listen: this.config.listen }, 'this cluster is open: any libp2p node that reaches these addresses can join it and read its membership; create a key with `edge-agent keygen --cluster` and start every agent with --cluster-key')
     }
     this.#driver.step({ kind: 'command', command: { type: 'join', peers: [] } })
     this.#loadTimer = setInterval(() => this.#sampleLoad(), this.config.loadSampleIntervalMs)
@@ -303,7 +326,25 @@ export class Agent {
 
   #rejected (from: PeerKey, reason: RejectReason, detail: string): void {
     this.#metrics.rejected(reason)
+    if (reason === 'decode') {
+      const limit = limitOfDecodeReason(detail)
+      if (limit !== null) this.#metrics.limitExceeded(limit)
+    }
     this.#logRejection(from, `${reason}: ${detail}`)
+  }
+
+  #netRefused (what: NetRefusal, peer: string, detail: string): void {
+    if (what === 'cluster-key' || what === 'allowlist') {
+      this.#metrics.connectionRefused(what)
+      this.#logRejection(peer, `connection refused (${what}): ${detail}`)
+      return
+    }
+    this.#limitExceeded(what, peer, detail)
+  }
+
+  #limitExceeded (limit: LimitLabel, from: string, detail: string): void {
+    this.#metrics.limitExceeded(limit)
+    this.#logRejection(from, `limit ${limit}: ${detail}`)
   }
 
   #logRejection (from: PeerKey, reason: string): void {
@@ -358,8 +399,36 @@ export class Agent {
     this.#http.route('GET', /^\/v1\/health$/, () => ({ status: 200, body: { ok: true, id: this.id, incarnation: this.#core.incarnation } }))
     this.#http.route('GET', /^\/v1\/members$/, () => ({ status: 200, body: membersJson(this.id, this.members()) }))
     this.#http.route('GET', /^\/metrics$/, async () => ({ status: 200, raw: await this.#metrics.text(), headers: { 'content-type': this.#metrics.contentType } }))
-    registerSessionRoutes(this.#http, this.#sessions)
+    registerSessionRoutes(this.#http, this.#sessions, (limit) => this.#metrics.limitExceeded(limit))
   }
+}
+
+// The allowlist from the configuration and its file; null when neither is set.
+function readAllowlist (config: AgentConfig): string[] | null {
+  if (config.allowPeers === null && config.allowPeersFile === null) return null
+  const ids = [...(config.allowPeers ?? [])]
+  if (config.allowPeersFile !== null) {
+    let text: string
+    try {
+      text = readFileSync(config.allowPeersFile, 'utf8')
+    } catch (error) {
+      throw new Error(`cannot read allowlist file ${config.allowPeersFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
+    }
+    ids.push(...parsePeerListFile(text, config.allowPeersFile))
+  }
+  return [...new Set(ids)]
+}
+
+function readTls (config: AgentConfig): { cert: Buffer; key: Buffer } | undefined {
+  if (config.tlsCert === null || config.tlsKey === null) return undefined
+  const read = (path: string, what: string): Buffer => {
+    try {
+      return readFileSync(path)
+    } catch (error) {
+      throw new Error(`cannot read TLS ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
+    }
+  }
+  return { cert: read(config.tlsCert, 'certificate'), key: read(config.tlsKey, 'key') }
 }
 
 function isLoopback (host: string): boolean {
@@ -386,5 +455,5 @@ export function pickIp (addrs: string[]): string {
 }
 
 function advertisedHttp (url: string, ip: string): string {
-  return url.replace(/^http:\/\/(0\.0\.0\.0|\[::\])/, `http://${ip.includes(':') ? `[${ip}]` : ip}`)
+  return url.replace(/^(https?):\/\/(0\.0\.0\.0|\[::\])/, (_all, scheme: string) => `${scheme}://${ip.includes(':') ? `[${ip}]` : ip}`)
 }

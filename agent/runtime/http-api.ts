@@ -1,24 +1,58 @@
-// The agent's HTTP API on node:http. Loopback by default. Every answer is JSON
-// except /metrics; every refusal carries {"error": "<reason>"}.
+// The agent's HTTP API on node:http, or node:https when given a certificate.
+// Loopback by default. Every answer is JSON except /metrics; every refusal
+// carries {"error": "<reason>"}.
 
 import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 
-export type Reply = { status: number; body?: unknown; headers?: Record<string, string>; raw?: string }
+export type Reply = {
+  status: number
+  body?: unknown
+  headers?: Record<string, string>
+  raw?: string
+  // Hold the answer this long first (a rate-limit refusal: see #hold).
+  delayMs?: number
+}
+
+// Refusals held at once. A client that ignores Retry-After and asks again at once
+// gets its 429 only when it could have retried: each of its connections then
+// costs us one timer per Retry-After instead of a request per round trip. Past
+// this many held answers, refusals go out at once with Connection: close.
+const MAX_HELD_REFUSALS = 1_024
+// The longest a refusal is held, ms.
+const MAX_REFUSAL_HOLD_MS = 1_000
 
 export type RouteHandler = (request: IncomingMessage, params: string[], url: URL) => Promise<Reply> | Reply
 
 export type Route = { method: string; pattern: RegExp; handler: RouteHandler }
 
+// Runs before routing; a Reply refuses the request unread (rate limits).
+export type Admission = (request: IncomingMessage, url: URL) => Reply | null
+
+export type HttpOptions = {
+  onError: (error: unknown) => void
+  // PEM certificate chain and private key: HTTPS only.
+  tls?: { cert: Buffer; key: Buffer }
+  admit?: Admission
+}
+
 export class HttpApi {
   readonly #routes: Route[] = []
   readonly #server: Server
-  #onError: (error: unknown) => void
+  readonly #onError: (error: unknown) => void
+  readonly #admit: Admission
+  readonly secure: boolean
+  #held = 0
 
-  constructor (onError: (error: unknown) => void) {
-    this.#onError = onError
-    this.#server = createServer((request, response) => { void this.#handle(request, response) })
+  constructor (options: HttpOptions) {
+    this.#onError = options.onError
+    this.#admit = options.admit ?? (() => null)
+    this.secure = options.tls !== undefined
+    const handler = (request: IncomingMessage, response: ServerResponse): void => { void this.#handle(request, response) }
+    // A bad certificate or key throws here, before anything listens.
+    this.#server = options.tls === undefined ? createServer(handler) : createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handler)
     // Slow or idle clients must not hold sockets forever.
     this.#server.requestTimeout = 10_000
     this.#server.headersTimeout = 5_000
@@ -39,7 +73,7 @@ export class HttpApi {
     })
     const address = this.#server.address() as AddressInfo
     const hostText = address.family === 'IPv6' ? `[${address.address}]` : address.address
-    return `http://${hostText}:${address.port}`
+    return `${this.secure ? 'https' : 'http'}://${hostText}:${address.port}`
   }
 
   async close (): Promise<void> {
@@ -55,6 +89,7 @@ export class HttpApi {
       this.#onError(error)
       reply = { status: 500, body: { error: 'internal error' } }
     }
+    if (reply.delayMs !== undefined && reply.delayMs > 0) await this.#hold(reply)
     const headers: Record<string, string> = { ...reply.headers }
     let text: string
     if (reply.raw !== undefined) {
@@ -67,8 +102,29 @@ export class HttpApi {
     response.end(text)
   }
 
+  async #hold (reply: Reply): Promise<void> {
+    if (this.#held >= MAX_HELD_REFUSALS) {
+      reply.headers = { ...reply.headers, connection: 'close' }
+      return
+    }
+    this.#held++
+    try {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(reply.delayMs ?? 0, MAX_REFUSAL_HOLD_MS)))
+    } finally {
+      this.#held--
+    }
+  }
+
   async #dispatch (request: IncomingMessage): Promise<Reply> {
     const url = new URL(request.url ?? '/', 'http://agent')
+    const refusal = this.#admit(request, url)
+    if (refusal !== null) {
+      // A refused body is not read: the connection closes instead (node:http
+      // would otherwise read and discard it to reuse the connection).
+      const hasBody = Number(request.headers['content-length'] ?? 0) > 0 || request.headers['transfer-encoding'] !== undefined
+      if (hasBody) refusal.headers = { ...refusal.headers, connection: 'close' }
+      return refusal
+    }
     let pathMatched = false
     for (const route of this.#routes) {
       const match = route.pattern.exec(url.pathname)

@@ -20,6 +20,25 @@ export type MetricsSources = {
 
 export type RejectReason = 'decode' | 'author' | 'signature' | 'type' | 'other'
 
+// Every limit of the README's "Limits" table, as the `limit` label.
+export type LimitLabel =
+  | 'frame-size' | 'message-rate' | 'streams-per-peer' | 'records-per-exchange'
+  | 'sessions-per-agent' | 'delta-size' | 'state-size' | 'request-body-size'
+  | 'terminal-requests' | 'terminal-bytes' | 'session-requests' | 'session-bytes'
+export const LIMIT_LABELS: LimitLabel[] = [
+  'frame-size', 'message-rate', 'streams-per-peer', 'records-per-exchange', 'sessions-per-agent', 'delta-size',
+  'state-size', 'request-body-size', 'terminal-requests', 'terminal-bytes', 'session-requests', 'session-bytes'
+]
+export type ConnectionRefusal = 'cluster-key' | 'allowlist'
+
+// The decoders name the limit a frame broke in their reason (protocol/wire.ts):
+// "… count N exceeds the limit of M" for lists, "frame of N bytes exceeds …".
+export function limitOfDecodeReason (reason: string): LimitLabel | null {
+  if (/ count \d+ exceeds the limit of /.test(reason)) return 'records-per-exchange'
+  if (/^frame of \d+ bytes exceeds /.test(reason)) return 'frame-size'
+  return null
+}
+
 export class AgentMetrics {
   readonly registry = new Registry()
   readonly #probes: Counter<'result'>
@@ -35,6 +54,8 @@ export class AgentMetrics {
   readonly #elections: Counter<'outcome'>
   readonly #groupChanges: Counter
   readonly #truncated: Counter
+  readonly #limits: Counter<'limit'>
+  readonly #refusedConnections: Counter<'reason'>
 
   constructor (sources: MetricsSources) {
     const registers = [this.registry]
@@ -55,6 +76,11 @@ export class AgentMetrics {
     this.#elections = new Counter({ name: 'edge_agent_session_elections_total', help: 'Elections this agent stood in, by outcome (started, lost)', labelNames: ['outcome'], registers })
     this.#groupChanges = new Counter({ name: 'edge_agent_session_group_changes_total', help: 'Group changes this agent made as owner (repairs)', registers })
     this.#truncated = new Counter({ name: 'edge_agent_session_entries_truncated_total', help: 'Unacknowledged entries dropped when a new owner replaced them', registers })
+    this.#limits = new Counter({ name: 'edge_agent_limit_exceeded_total', help: 'Requests, frames, streams or sessions refused because they exceeded a limit (README, "Limits"), by limit', labelNames: ['limit'], registers })
+    this.#refusedConnections = new Counter({ name: 'edge_agent_refused_connections_total', help: 'Connections refused: peer without the cluster key (cluster-key) or outside the allowlist (allowlist)', labelNames: ['reason'], registers })
+    // Zero from the start, so a dashboard sees every label before the first refusal.
+    for (const limit of LIMIT_LABELS) this.#limits.inc({ limit }, 0)
+    for (const reason of ['cluster-key', 'allowlist']) this.#refusedConnections.inc({ reason }, 0)
     this.#gauges(sources, registers)
     new Gauge({
       name: 'edge_agent_sessions', help: 'Sessions this agent holds, by role (owner, standby, candidate, witness)', labelNames: ['role'], registers,
@@ -79,7 +105,8 @@ export class AgentMetrics {
       case 'election-lost': this.#elections.inc({ outcome: 'lost' }); return
       case 'group-changed': this.#groupChanges.inc(); return
       case 'truncated': this.#truncated.inc(event.entries); return
-      case 'rejected': this.#rejected.inc({ reason: 'other' })
+      case 'rejected': this.#rejected.inc({ reason: 'other' }); return
+      case 'limit': this.#limits.inc({ limit: event.limit })
     }
   }
 
@@ -138,6 +165,14 @@ export class AgentMetrics {
 
   rejected (reason: RejectReason): void {
     this.#rejected.inc({ reason })
+  }
+
+  limitExceeded (limit: LimitLabel): void {
+    this.#limits.inc({ limit })
+  }
+
+  connectionRefused (reason: ConnectionRefusal): void {
+    this.#refusedConnections.inc({ reason })
   }
 
   async text (): Promise<string> {

@@ -3,7 +3,7 @@
 // inputs of one event-loop turn: group commit; committed before any send or reply
 // of those steps), terminals' requests, and role hooks.
 
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { AgentConfig } from '../config.ts'
@@ -52,7 +52,8 @@ export class SessionsHost {
       random: new SeededRandom(randomBytes(4).readUInt32LE(0)),
       services: servicesFor(parts.config.singletons),
       stored: parts.store.load(),
-      nowMs: monotonic.nowMs()
+      nowMs: monotonic.nowMs(),
+      tokenHashesEqual
     })
     this.#driver = new CoreDriver(this.#core, monotonic, (effects) => this.#perform(effects), { groupCommit: true })
     this.#driver.step({ kind: 'tick' })
@@ -170,6 +171,16 @@ export class SessionsHost {
 export function newToken (sessionId: string): { token: string; tokenHash: string } {
   const token = `${sessionId}~${randomBytes(32).toString('hex')}`
   return { token, tokenHash: hashToken(token) }
+}
+
+// Token hashes are compared with timingSafeEqual: how long a refusal takes says
+// nothing about how much of the hash matched.
+export function tokenHashesEqual (a: string, b: string): boolean {
+  const left = Buffer.from(a, 'utf8')
+  const right = Buffer.from(b, 'utf8')
+  // timingSafeEqual needs equal lengths; hashes of this agent always are.
+  if (left.length !== right.length) return false
+  return timingSafeEqual(left, right)
 }
 
 export function hashToken (token: string): string {

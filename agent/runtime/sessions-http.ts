@@ -24,14 +24,22 @@ function refuse (status: number, error: string): { ok: false; reply: Reply } {
   return { ok: false, reply: { status, body: { error } } }
 }
 
-async function readJson (request: IncomingMessage): Promise<Parsed<Record<string, unknown>>> {
+// Over the size: 413 and counted; the rest of the body is not read (the server
+// closes the connection rather than drain it).
+async function readJson (request: IncomingMessage, onLimit: (limit: 'request-body-size') => void): Promise<Parsed<Record<string, unknown>>> {
   const declared = Number(request.headers['content-length'] ?? 0)
-  if (declared > MAX_BODY_BYTES) return refuse(413, `request body of ${declared} bytes exceeds ${MAX_BODY_BYTES}`)
+  if (declared > MAX_BODY_BYTES) {
+    onLimit('request-body-size')
+    return tooLarge(`request body of ${declared} bytes exceeds ${MAX_BODY_BYTES} (a delta is at most ${MAX_OP_BYTES} bytes of JSON)`)
+  }
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of request) {
     size += (chunk as Buffer).length
-    if (size > MAX_BODY_BYTES) return refuse(413, `request body exceeds ${MAX_BODY_BYTES} bytes`)
+    if (size > MAX_BODY_BYTES) {
+      onLimit('request-body-size')
+      return tooLarge(`request body exceeds ${MAX_BODY_BYTES} bytes (a delta is at most ${MAX_OP_BYTES} bytes of JSON)`)
+    }
     chunks.push(chunk as Buffer)
   }
   const text = Buffer.concat(chunks).toString('utf8')
@@ -44,6 +52,10 @@ async function readJson (request: IncomingMessage): Promise<Parsed<Record<string
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return refuse(400, 'the body must be a JSON object')
   return { ok: true, value: value as Record<string, unknown> }
+}
+
+function tooLarge (error: string): { ok: false; reply: Reply } {
+  return { ok: false, reply: { status: 413, body: { error, limit: 'request-body-size' }, headers: { connection: 'close' } } }
 }
 
 function bearer (request: IncomingMessage): string | null {
@@ -90,11 +102,11 @@ function parseOpen (body: Record<string, unknown>): Parsed<{ terminalId: string;
   }
 }
 
-export function registerSessionRoutes (http: HttpApi, host: SessionsHost): void {
+export function registerSessionRoutes (http: HttpApi, host: SessionsHost, onLimit: (limit: 'request-body-size') => void = () => {}): void {
   http.route('GET', /^\/v1\/sessions$/, async () => toHttp(await host.request({ type: 'list' })))
 
   http.route('POST', /^\/v1\/sessions$/, async (request) => {
-    const body = await readJson(request)
+    const body = await readJson(request, onLimit)
     if (!body.ok) return body.reply
     const token = bearer(request)
     // With a token: resume the session it opens.
@@ -115,7 +127,7 @@ export function registerSessionRoutes (http: HttpApi, host: SessionsHost): void 
     if (!id.ok) return id.reply
     const token = bearer(request)
     if (token === null) return { status: 401, body: { error: 'an Authorization: Bearer <token> header is required' } }
-    const body = await readJson(request)
+    const body = await readJson(request, onLimit)
     if (!body.ok) return body.reply
     const { clientSeq, op } = body.value
     if (typeof clientSeq !== 'number' || !Number.isSafeInteger(clientSeq) || clientSeq < 1) return { status: 400, body: { error: "'clientSeq' must be a whole number ≥ 1" } }

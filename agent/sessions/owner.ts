@@ -85,8 +85,14 @@ export function clientAppend (ctx: Ctx, r: Replica, target: ReplyTarget, clientS
   const check = service.validate(op)
   if (!check.ok) return ctx.reply(target, { status: 400, body: { error: check.reason } })
   const opBytes = JSON.stringify(op).length
-  if (opBytes > MAX_OP_BYTES) return ctx.reply(target, { status: 413, body: { error: `op of ${opBytes} bytes exceeds ${MAX_OP_BYTES}` } })
-  if (r.stateBytes + opBytes > MAX_STATE_BYTES) return ctx.reply(target, { status: 413, body: { error: `session state would exceed ${MAX_STATE_BYTES} bytes` } })
+  if (opBytes > MAX_OP_BYTES) {
+    ctx.emit({ type: 'limit', limit: 'delta-size', sessionId: r.id })
+    return ctx.reply(target, { status: 413, body: { error: `op of ${opBytes} bytes exceeds ${MAX_OP_BYTES}` } })
+  }
+  if (r.stateBytes + opBytes > MAX_STATE_BYTES) {
+    ctx.emit({ type: 'limit', limit: 'state-size', sessionId: r.id })
+    return ctx.reply(target, { status: 413, body: { error: `session state would exceed ${MAX_STATE_BYTES} bytes` } })
+  }
   if (!leaseValid(ctx, r)) return ctx.reply(target, { status: 503, body: { error: 'the owner cannot reach a majority of its group', retryAfterMs: ctx.config.heartbeatMs } })
   const index = appendEntry(ctx, r, { kind: 'delta', clientSeq, op })
   r.lastAcceptedSeq = clientSeq

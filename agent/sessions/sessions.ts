@@ -26,6 +26,17 @@ export type SessionsOptions = {
   services: ReadonlyMap<string, Service>
   stored: StoredSession[]
   nowMs: number
+  // Compares a stored token hash with a presented one in constant time. The host
+  // passes node:crypto's timingSafeEqual; the default is the same in plain code.
+  tokenHashesEqual?: (a: string, b: string) => boolean
+}
+
+// Constant-time equality of two hex hashes: every character is looked at, so the
+// time taken does not tell how long a prefix matched.
+export function constantTimeEqual (a: string, b: string): boolean {
+  let diff = a.length ^ b.length
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i % Math.max(1, b.length))
+  return diff === 0
 }
 
 type Pending =
@@ -43,6 +54,7 @@ export class Sessions {
   readonly #config: SessionsConfig
   readonly #random: Random
   readonly #services: ReadonlyMap<string, Service>
+  readonly #tokensEqual: (a: string, b: string) => boolean
   readonly #replicas = new Map<string, Replica>()
   readonly #pending = new Map<number, Pending>()
   #nextRequestId = 1
@@ -55,6 +67,7 @@ export class Sessions {
     this.#config = options.config
     this.#random = options.random
     this.#services = options.services
+    this.#tokensEqual = options.tokenHashesEqual ?? constantTimeEqual
     this.#now = options.nowMs
     const ctx = this.#ctx()
     for (const stored of options.stored) {
@@ -256,7 +269,7 @@ export class Sessions {
     const target: ReplyTarget = { local: command.requestId }
     const r = this.#replicas.get(command.sessionId)
     if (r === undefined) return this.#locate(command)
-    if (r.info.tokenHash !== command.tokenHash) return ctx.reply(target, { status: 401, body: { error: 'this token does not open this session' } })
+    if (!this.#tokensEqual(r.info.tokenHash, command.tokenHash)) return ctx.reply(target, { status: 401, body: { error: 'this token does not open this session' } })
     if (command.type === 'resume') return ctx.reply(target, { status: 200, body: this.#view(r) })
     if (r.role !== 'owner') return this.#redirect(ctx, target, r, command.type)
     if (command.type === 'append') return clientAppend(ctx, r, target, command.clientSeq, command.op)
@@ -281,7 +294,10 @@ export class Sessions {
   // answered once the write concern holds the create entry.
   #createHere (ctx: Ctx, target: ReplyTarget, info: SessionInfo, group: GroupConfig): void {
     if (this.#replicas.has(info.sessionId)) return ctx.reply(target, { status: 409, body: { error: 'a session with this id exists' } })
-    if (this.#replicas.size >= this.#config.maxSessions) return ctx.reply(target, { status: 503, body: { error: `this agent holds its maximum of ${this.#config.maxSessions} sessions` } })
+    if (this.#replicas.size >= this.#config.maxSessions) {
+      ctx.emit({ type: 'limit', limit: 'sessions-per-agent', sessionId: info.sessionId })
+      return ctx.reply(target, { status: 503, body: { error: `this agent holds its maximum of ${this.#config.maxSessions} sessions (sessions.maxSessions)`, retryAfterMs: 1_000 } })
+    }
     if (ctx.service(info.service) === null || !group.members.includes(this.self)) return ctx.reply(target, { status: 503, body: { error: `this agent cannot own a ${info.service} session` } })
     const r = newReplica(info, ctx.now)
     r.epoch = 1
@@ -373,7 +389,7 @@ export class Sessions {
     }
     this.#pending.delete(message.requestId)
     const target = pending.requestId
-    if (message.tokenHash !== command.tokenHash) return void this.#out.push({ kind: 'reply', requestId: target, reply: { status: 401, body: { error: 'this token does not open this session' } } })
+    if (!this.#tokensEqual(message.tokenHash, command.tokenHash)) return void this.#out.push({ kind: 'reply', requestId: target, reply: { status: 401, body: { error: 'this token does not open this session' } } })
     const service = serviceOf(command.sessionId)
     const view = this.#viewOf(command.sessionId, service, message.epoch, message.owner, message.config)
     if (command.type === 'resume') return void this.#out.push({ kind: 'reply', requestId: target, reply: { status: 200, body: view } })

@@ -73,6 +73,8 @@ export type SessionEvent =
   | { type: 'session-closed'; sessionId: string }
   | { type: 'fenced'; sessionId: string; epoch: number }
   | { type: 'rejected'; from: PeerKey; reason: string }
+  // A terminal's request refused by a limit (README, "Limits").
+  | { type: 'limit'; limit: 'sessions-per-agent' | 'delta-size' | 'state-size'; sessionId: string }
 
 export type SessionEffect =
   | { kind: 'send'; to: PeerKey; message: SessionMessage }

@@ -1,0 +1,175 @@
+// Terminals against a real agent (the CLI, 127.0.0.1): one terminal's token
+// opens nothing of another's session; rate limits answer 429 with Retry-After
+// and size limits 413, each counted in /metrics; the HTTP API over TLS works with
+// EdgeClient, `edge-agent session` and `edge-agent peek` given the CA; an API
+// bound beyond loopback without TLS warns.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { EdgeClient } from '../../agent/client/index.ts'
+import { AgentProcess, runCli } from '../../sim/processes.ts'
+import { MAX_OP_BYTES } from '../../protocol/limits.ts'
+
+const TIMEOUT_MS = 90_000
+const dir = mkdtempSync(join(tmpdir(), 'edge-terminals-'))
+const started: AgentProcess[] = []
+
+async function withTimeout<T> (promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<T>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${TIMEOUT_MS} ms`)), TIMEOUT_MS) })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+async function agent (name: string, extraArgs: string[] = [], httpHost = '127.0.0.1'): Promise<AgentProcess> {
+  const args = ['--replicas', '0', ...extraArgs]
+  if (httpHost !== '127.0.0.1') args.push('--http', `${httpHost}:0`)
+  const a = await AgentProcess.start({ name, dataDir: join(dir, name), profile: 'local', services: 'log', extraArgs: args, logLevel: 'warn' })
+  started.push(a)
+  return a
+}
+
+async function limitCount (http: string, limit: string): Promise<number> {
+  const text = await (await fetch(`${http}/metrics`)).text()
+  const match = new RegExp(`^edge_agent_limit_exceeded_total\\{limit="${limit}"\\} (\\d+)`, 'm').exec(text)
+  return match === null ? NaN : Number(match[1])
+}
+
+async function call (url: string, init: { method?: string; token?: string; body?: unknown; raw?: string } = {}): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' }
+  if (init.token !== undefined) headers.authorization = `Bearer ${init.token}`
+  const response = await fetch(url, { method: init.method ?? 'GET', headers, body: init.raw ?? (init.body === undefined ? undefined : JSON.stringify(init.body)) })
+  return { status: response.status, body: await response.json() as Record<string, unknown>, headers: response.headers }
+}
+
+test("one terminal's token neither reads nor writes another's session", () => withTimeout((async () => {
+  const a = await agent('isolation')
+  const client = new EdgeClient({ agents: [a.http] })
+  try {
+    const mine = await client.open({ terminalId: 'kiosk-1', service: 'log' })
+    const theirs = await client.open({ terminalId: 'kiosk-2', service: 'log' })
+    await theirs.append({ append: 'secret' })
+    const path = `${a.http}/v1/sessions/${encodeURIComponent(theirs.sessionId)}`
+    // My valid token, their session: refused on every route, nothing applied.
+    assert.is((await call(path, { token: mine.token })).status, 401)
+    assert.is((await call(`${path}/deltas`, { method: 'POST', token: mine.token, body: { clientSeq: 2, op: { append: 'forged' } } })).status, 401)
+    assert.is((await call(path, { method: 'DELETE', token: mine.token })).status, 401)
+    // Their session id with a made-up secret, as a resume: refused too.
+    const guessed = `${theirs.sessionId}~${'0'.repeat(64)}`
+    assert.is((await call(`${a.http}/v1/sessions`, { method: 'POST', token: guessed, body: {} })).status, 401)
+    assert.is((await call(path, { token: guessed })).status, 401)
+    const state = await theirs.get()
+    assert.equal(state.state, ['secret'], 'their session holds only their append')
+    assert.is(state.lastClientSeq, 1)
+    assert.equal((await mine.get()).state, [])
+  } finally {
+    client.destroy()
+  }
+})()))
+
+test('size limits: an oversized body and an oversized delta are 413, counted, and the agent keeps serving', () => withTimeout((async () => {
+  const a = await agent('sizes')
+  const client = new EdgeClient({ agents: [a.http] })
+  try {
+    const session = await client.open({ terminalId: 'kiosk-3', service: 'log' })
+    const deltas = `${a.http}/v1/sessions/${encodeURIComponent(session.sessionId)}/deltas`
+    const huge = await call(deltas, { method: 'POST', token: session.token, raw: JSON.stringify({ clientSeq: 1, op: { append: 'x'.repeat(200_000) } }) })
+    assert.is(huge.status, 413)
+    assert.match(String(huge.body.error), 'request body of')
+    // Fits the body limit, not the delta limit: refused by the owner.
+    const big = await call(deltas, { method: 'POST', token: session.token, body: { clientSeq: 1, op: { append: 'x'.repeat(MAX_OP_BYTES) } } })
+    assert.is(big.status, 413)
+    assert.match(String(big.body.error), `exceeds ${MAX_OP_BYTES}`)
+    assert.is(await limitCount(a.http, 'request-body-size'), 1)
+    assert.is(await limitCount(a.http, 'delta-size'), 1)
+    assert.equal(await session.append({ append: 'still fine' }), { index: 2, epoch: 1, duplicate: false })
+  } finally {
+    client.destroy()
+  }
+})()))
+
+test('rate limits: a flooding session gets 429 with Retry-After; the client waits it out; counted', () => withTimeout((async () => {
+  const config = join(dir, 'limits.json')
+  writeFileSync(config, JSON.stringify({ limits: { sessionRequestsPerS: 20 } }))
+  const a = await agent('rates', ['--config', config])
+  const client = new EdgeClient({ agents: [a.http] })
+  try {
+    const session = await client.open({ terminalId: 'kiosk-4', service: 'log' })
+    const path = `${a.http}/v1/sessions/${encodeURIComponent(session.sessionId)}`
+    const t0 = performance.now()
+    const answers = await Promise.all(Array.from({ length: 100 }, async () => await call(path, { token: session.token })))
+    const elapsedS = (performance.now() - t0) / 1000
+    const throttled = answers.filter((r) => r.status === 429)
+    const served = answers.filter((r) => r.status === 200).length
+    // At most the burst (40) plus what the rate refilled meanwhile was served.
+    assert.ok(served >= 1 && served <= 40 + Math.ceil(20 * elapsedS) + 1, `${served} of 100 served in ${elapsedS.toFixed(2)} s`)
+    assert.is(served + throttled.length, 100)
+    assert.is(throttled[0].headers.get('retry-after'), '1')
+    assert.match(String(throttled[0].body.error), `rate limit: session ${session.sessionId} is over 20 requests/s (limits.sessionRequestsPerS)`)
+    assert.ok(await limitCount(a.http, 'session-requests') >= throttled.length)
+    // The client treats 429 as "wait and ask again": every append gets through.
+    for (let i = 0; i < 50; i++) await session.append({ append: i })
+    assert.is((await session.get()).index, 51)
+  } finally {
+    client.destroy()
+  }
+})()))
+
+const hasOpenssl = spawnSync('openssl', ['version']).status === 0
+
+test('TLS: the API speaks https; EdgeClient, session and peek work given the CA, and refuse without it', () => withTimeout((async () => {
+  if (!hasOpenssl) {
+    console.log('  SKIPPED: openssl is not installed, so no certificate can be made for the TLS test')
+    return
+  }
+  const cert = join(dir, 'cert.pem')
+  const key = join(dir, 'key.pem')
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+    '-keyout', key, '-out', cert, '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' })
+  const a = await agent('tls', ['--tls-cert', cert, '--tls-key', key])
+  assert.match(a.http, /^https:\/\/127\.0\.0\.1:\d+$/)
+  const client = new EdgeClient({ agents: [a.http], ca: readFileSync(cert) })
+  try {
+    const session = await client.open({ terminalId: 'kiosk-5', service: 'log' })
+    await session.append({ append: 'over tls' })
+    const cli = await runCli(['session', 'get', session.sessionId, '--token', session.token, '--agent', a.http, '--ca', cert])
+    assert.is(cli.code, 0, cli.stderr)
+    assert.equal((JSON.parse(cli.stdout) as { state: unknown }).state, ['over tls'])
+    const peek = await runCli(['peek', a.http, '--ca', cert, '--json'])
+    assert.is(peek.code, 0, peek.stderr)
+    assert.is((JSON.parse(peek.stdout) as { self: string }).self, a.id)
+    const untrusted = await runCli(['peek', a.http, '--json'])
+    assert.is(untrusted.code, 1)
+    assert.match(untrusted.stderr, /cannot reach https:.*(SELF_SIGNED|DEPTH_ZERO|UNABLE_TO_VERIFY)/)
+    const plain = await runCli(['session', 'list', '--agent', a.http.replace('https:', 'http:'), '--timeout', '2000'])
+    assert.is(plain.code, 1, 'plain http to a TLS agent gets nowhere')
+  } finally {
+    client.destroy()
+  }
+  const mismatched = await runCli(['start', '--tls-cert', cert, '--tls-key', cert, '--listen', '/ip4/127.0.0.1/tcp/0', '--http', '127.0.0.1:0', '--data-dir', join(dir, 'bad-tls'), '--log-level', 'silent'])
+  assert.is(mismatched.code, 1)
+  assert.match(mismatched.stderr, `cannot use the TLS certificate ${cert} with key ${cert}`)
+})()))
+
+test('an HTTP API bound beyond loopback without TLS warns at start', () => withTimeout((async () => {
+  const a = await agent('exposed', [], '0.0.0.0')
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  assert.match(a.stderr, 'reachable beyond this machine without TLS')
+  const local = await agent('loopback')
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  assert.not.match(local.stderr, 'reachable beyond this machine')
+})()))
+
+test.after(async () => {
+  for (const a of started) if (a.running) await a.stop().catch(() => {})
+  rmSync(dir, { recursive: true, force: true })
+})
+
+test.run()
