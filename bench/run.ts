@@ -7,7 +7,7 @@
 //                                            the other sections keep their last figures
 //   BENCH_ROUNDS=5                           kill/freeze rounds per detection benchmark
 //   BENCH_TAKEOVERS=50                       SIGKILL rounds and SIGSTOP rounds of session owners
-//   BENCH_SIM_SIZES=100,1000                 node counts of the simulator-at-scale runs (10000 works, slowly)
+//   BENCH_SIM_SIZES=100,1000                 node counts of the simulator-at-scale runs (10000 needs ~25 GB: see README)
 //   BENCH_SIM_DURATION_S=60                  virtual seconds of chaos in each of them
 
 import { execFileSync } from 'node:child_process'
@@ -121,13 +121,13 @@ const q = (x: { p50: number | null; p99: number | null }): string => `${x.p50 ==
 
 function simScaleMarkdown (runs: SimScaleRun[]): string[] {
   const lines = ['## `edge-agent sim` at scale (virtual time, churn scenario with sessions)', '',
-    'One process per size. Wall time includes the nodes joining and converging before the chaos phase. Dissemination: ms for a restarted node\'s new record to reach every node; ' +
-    'the simulator models gossipsub as delivery to every node after two link delays, so this figure does not grow with N (a mesh model is still to come).', '',
-    '| nodes | virtual s | verdict | wall s | peak RSS MiB | node-s per wall s | dissemination p50 / p99 | last dead verdict p50 / p99 | takeover p50 / p99 | B/s per node | msgs/s per node | acks | false dead |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    'One process per size. Wall and CPU time include the nodes joining and converging before the chaos phase (on a shared box the wall time also measures the neighbours; the CPU time is the run\'s own). ' +
+    'Dissemination: ms for a restarted node\'s new record to reach every node, over the simulator\'s gossipsub mesh (D = 3..6 links per node, 1-3 ms per link).', '',
+    '| nodes | virtual s | verdict | wall s | CPU s | peak RSS MiB | node-s per wall s | dissemination p50 / p99 | last dead verdict p50 / p99 | takeover p50 / p99 | B/s per node | msgs/s per node | acks | false dead |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
   for (const r of runs) {
-    if ('failed' in r) lines.push(`| ${r.nodes} | ${r.durationS} | did not complete: ${r.failed} | | | | | | | | | | |`)
-    else lines.push(`| ${r.nodes} | ${r.durationS} | ${r.ok ? 'PASS' : 'FAIL'} | ${fmt(r.wallSeconds, 1)} | ${fmt(r.peakRssMiB)} | ${fmt(r.nodeSecondsPerWallSecond)} | ${q(r.dissemination)} | ${q(r.lastDeadMs)} | ${q(r.takeover)} | ${fmt(r.bytesPerNodePerSec)} | ${fmt(r.messagesPerNodePerSec, 1)} | ${r.acknowledged} | ${r.falseDead} |`)
+    if ('failed' in r) lines.push(`| ${r.nodes} | ${r.durationS} | did not complete: ${r.failed} | | | | | | | | | | | |`)
+    else lines.push(`| ${r.nodes} | ${r.durationS} | ${r.ok ? 'PASS' : 'FAIL'} | ${fmt(r.wallSeconds, 1)} | ${fmt(r.cpuSeconds ?? NaN, 1)} | ${fmt(r.peakRssMiB)} | ${fmt(r.nodeSecondsPerWallSecond)} | ${q(r.dissemination)} | ${q(r.lastDeadMs)} | ${q(r.takeover)} | ${fmt(r.bytesPerNodePerSec)} | ${fmt(r.messagesPerNodePerSec, 1)} | ${r.acknowledged} | ${r.falseDead} |`)
   }
   return lines
 }
