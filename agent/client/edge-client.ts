@@ -6,6 +6,7 @@
 // it stays pending and the next append() re-sends it first. sim/terminal.ts plays
 // the same policy in virtual time; keep the two in step.
 
+import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MAX_OP_BYTES } from '../../protocol/limits.ts'
@@ -167,6 +168,10 @@ type Call = {
   what: string
   // The error thrown when the deadline passes (default: an EdgeClientError).
   onDeadline?: (last: Attempts) => Error
+  // After an answer lost in transit (a timeout), ask the same agent once more
+  // before the next one: it may still be working on the first request, and
+  // recognises the retry (open's `openKey`).
+  sameAgentFirst?: boolean
 }
 
 // An answer to act on. `uncertain`: an earlier attempt may have taken effect
@@ -201,12 +206,18 @@ class Exchanger {
 
   async exchange (route: Route, call: Call): Promise<Exchanged> {
     const deadline = performance.now() + this.settings.deadlineMs
+    let askedAgain = false
     const attempts: Attempts = { last: 'no agent tried', lastStatus: 0, lastError: null, lastAgent: null, uncertain: false, refusals: { agent: '', count: 0 }, silent: 0, redirects: 0 }
     for (;;) {
       const leftMs = deadline - performance.now()
       if (leftMs <= 0) throw call.onDeadline?.(attempts) ?? this.#deadlineError(call, attempts)
       const agent = route.target()
       const outcome = await this.#attempt(agent, call, Math.max(1, Math.min(this.settings.requestTimeoutMs, Math.ceil(leftMs))))
+      if (call.sameAgentFirst === true && !askedAgain && outcome instanceof NetworkError && outcome.code !== 'ECONNREFUSED') {
+        askedAgain = true
+        attempts.uncertain = true
+        continue
+      }
       const waitMs = nextStep(route, agent, call.path, outcome, attempts)
       if (waitMs === null) return { reply: outcome as HttpReply, agent, uncertain: attempts.uncertain }
       if (waitMs > 0) await sleep(Math.max(0, Math.min(waitMs, deadline - performance.now())))
@@ -414,8 +425,11 @@ export class EdgeClient {
   async open (request: OpenRequest): Promise<Session> {
     checkOpen(request)
     const route = new Route(this.#exchanger.settings.agents)
-    const body = { terminalId: request.terminalId, service: request.service, ...(request.position === undefined ? {} : { position: request.position }) }
-    const exchanged = await this.#exchanger.exchange(route, { method: 'POST', path: '/v1/sessions', body, what: 'open' })
+    // A retry of this open carries the same key: an agent that made the session
+    // on the first try answers with it, rather than making a second one.
+    const openKey = randomBytes(24).toString('base64url')
+    const body = { terminalId: request.terminalId, service: request.service, openKey, ...(request.position === undefined ? {} : { position: request.position }) }
+    const exchanged = await this.#exchanger.exchange(route, { method: 'POST', path: '/v1/sessions', body, what: 'open', sameAgentFirst: true })
     if (exchanged.reply.status !== 201) throw refusal('open', exchanged)
     const opened = decoded('open', exchanged, decodeOpened)
     route.learn(opened.group)

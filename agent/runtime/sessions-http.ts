@@ -102,7 +102,36 @@ function parseOpen (body: Record<string, unknown>): Parsed<{ terminalId: string;
   }
 }
 
+// A terminal whose open timed out asks again with the same `openKey`: it gets
+// the first attempt's answer (the same session and token) instead of a second
+// session that nobody would ever use or close. Kept OPEN_RETRY_MS, at most
+// MAX_OPEN_RETRIES keys (the oldest go first). The key is a secret of the
+// terminal's own choosing (128 bits or more): whoever holds it gets the token.
+const OPEN_KEY = /^[A-Za-z0-9_-]{22,128}$/
+const OPEN_RETRY_MS = 120_000
+const MAX_OPEN_RETRIES = 10_000
+
+class OpenRetries {
+  readonly #answers = new Map<string, { atMs: number; reply: Promise<Reply> }>()
+
+  once (key: string, run: () => Promise<Reply>): Promise<Reply> {
+    const now = performance.now()
+    for (const [k, v] of this.#answers) {
+      if (now - v.atMs < OPEN_RETRY_MS && this.#answers.size < MAX_OPEN_RETRIES) break
+      this.#answers.delete(k)
+    }
+    const seen = this.#answers.get(key)
+    if (seen !== undefined) return seen.reply
+    const reply = run()
+    this.#answers.set(key, { atMs: now, reply })
+    // A failed attempt (no session made) may be tried afresh.
+    reply.then((r) => { if (r.status !== 201) this.#answers.delete(key) }, () => this.#answers.delete(key))
+    return reply
+  }
+}
+
 export function registerSessionRoutes (http: HttpApi, host: SessionsHost, onLimit: (limit: 'request-body-size') => void = () => {}): void {
+  const opens = new OpenRetries()
   http.route('GET', /^\/v1\/sessions$/, async () => toHttp(await host.request({ type: 'list' })))
 
   http.route('POST', /^\/v1\/sessions$/, async (request) => {
@@ -116,10 +145,15 @@ export function registerSessionRoutes (http: HttpApi, host: SessionsHost, onLimi
     }
     const open = parseOpen(body.value)
     if (!open.ok) return open.reply
-    const sessionId = newSessionId(open.value.service)
-    const issued = newToken(sessionId)
-    const reply = await host.request({ type: 'open', sessionId, tokenHash: issued.tokenHash, ...open.value })
-    return toHttp(reply, reply.status === 201 ? { token: issued.token } : {})
+    const openKey = body.value.openKey
+    if (openKey !== undefined && (typeof openKey !== 'string' || !OPEN_KEY.test(openKey))) return { status: 400, body: { error: "'openKey' must be 22-128 characters of A-Z a-z 0-9 _ -" } }
+    const run = async (): Promise<Reply> => {
+      const sessionId = newSessionId(open.value.service)
+      const issued = newToken(sessionId)
+      const reply = await host.request({ type: 'open', sessionId, tokenHash: issued.tokenHash, ...open.value })
+      return toHttp(reply, reply.status === 201 ? { token: issued.token } : {})
+    }
+    return typeof openKey === 'string' ? opens.once(openKey, run) : run()
   })
 
   http.route('POST', DELTAS_PATH, async (request, params) => {

@@ -49,6 +49,31 @@ async function call (url: string, init: { method?: string; token?: string; body?
   return { status: response.status, body: await response.json() as Record<string, unknown>, headers: response.headers }
 }
 
+test('an open asked again with the same openKey gets the same session and token; a bad key is refused', () => withTimeout((async () => {
+  const a = await agent('open-retry')
+  const url = `${a.http}/v1/sessions`
+  const key = 'k'.repeat(11) + 'Z'.repeat(11) + '_-'
+  // The retry arriving while the first is still being made, and after it.
+  const [first, concurrent] = await Promise.all([
+    call(url, { method: 'POST', body: { terminalId: 't', service: 'log', openKey: key } }),
+    call(url, { method: 'POST', body: { terminalId: 't', service: 'log', openKey: key } })
+  ])
+  const later = await call(url, { method: 'POST', body: { terminalId: 't', service: 'log', openKey: key } })
+  assert.is(first.status, 201)
+  for (const again of [concurrent, later]) {
+    assert.is(again.status, 201)
+    assert.is(again.body.sessionId, first.body.sessionId)
+    assert.is(again.body.token, first.body.token)
+  }
+  const other = await call(url, { method: 'POST', body: { terminalId: 't', service: 'log', openKey: key + 'x' } })
+  assert.is.not(other.body.sessionId, first.body.sessionId)
+  const listed = await call(url)
+  assert.is((listed.body.sessions as unknown[]).length, 2, 'two keys, two sessions')
+  const bad = await call(url, { method: 'POST', body: { terminalId: 't', service: 'log', openKey: 'short' } })
+  assert.is(bad.status, 400)
+  assert.match(String(bad.body.error), /openKey/)
+})()))
+
 test("one terminal's token neither reads nor writes another's session", () => withTimeout((async () => {
   const a = await agent('isolation')
   const client = new EdgeClient({ agents: [a.http] })

@@ -315,6 +315,26 @@ test('past the deadline an append is of unknown outcome; the next append re-send
   assert.equal(session.toJSON().pending, undefined)
 })
 
+test('an open whose answer times out is asked again of the same agent, with the same openKey, before the next agent', async () => {
+  const log = newLog()
+  const b = await agent('B', owner(log, 1, () => view(b, [])))
+  let opens = 0
+  const a = await agent('A', (seen) => {
+    if (seen.path !== '/v1/sessions') return owner(log, 1, () => view(a, []))(seen)
+    opens += 1
+    // The first answer comes too late for the client; the retry is answered.
+    return opens === 1 ? new Promise((resolve) => setTimeout(() => resolve({ status: 201, body: { ...view(a, []), token: TOKEN, epoch: 1 } }), 500)) : { status: 201, body: { ...view(a, []), token: TOKEN, epoch: 1 } }
+  })
+  const session = await client({ agents: [a.url, b.url], requestTimeoutMs: 200 }).open({ terminalId: 't1', service: 'log' })
+  assert.is(session.sessionId, SESSION_ID)
+  const keys = a.seen.filter((s) => s.path === '/v1/sessions').map((s) => s.body.openKey)
+  assert.is(keys.length, 2, 'A was asked twice')
+  assert.type(keys[0], 'string')
+  assert.ok((keys[0] as string).length >= 22)
+  assert.is(keys[1], keys[0], 'the retry carries the same openKey')
+  assert.is(b.seen.length, 0, 'B was never asked')
+})
+
 test('no agent reachable: an EdgeClientError with status 0 naming the failure', async () => {
   const a = await agent('A')
   const url = a.url
@@ -593,7 +613,9 @@ test('CLI: session --help, a usage error, and open against an agent', async () =
   assert.equal(printed.epoch, 2)
   assert.equal(printed.owner, { id: 'A', http: a.url })
   assert.equal((printed.group as unknown[]).length, 2)
-  assert.equal(a.seen.find((s) => s.method === 'POST' && s.path === '/v1/sessions')?.body, { terminalId: 't1', service: 'log', position: { lat: -33.87, lon: 151.21 } })
+  const { openKey, ...sent } = a.seen.find((s) => s.method === 'POST' && s.path === '/v1/sessions')?.body ?? {}
+  assert.equal(sent, { terminalId: 't1', service: 'log', position: { lat: -33.87, lon: 151.21 } })
+  assert.type(openKey, 'string')
 })
 
 async function session (args: string[]): Promise<{ code: number; out: string; err: string }> {
