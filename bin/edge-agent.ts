@@ -4,6 +4,7 @@
 
 import { readFileSync } from 'node:fs'
 import { UsageError } from '../agent/cli/args.ts'
+import { DEPLOY_HELP, KEYGEN_HELP, runDeploy, runKeygen, runServices, SERVICES_HELP } from '../agent/cli/deploy.ts'
 import { PEEK_HELP, runPeek } from '../agent/cli/peek.ts'
 import { runSession, SESSION_HELP } from '../agent/cli/session.ts'
 import { runSim, SIM_HELP } from '../agent/cli/sim.ts'
@@ -19,6 +20,9 @@ Commands:
   peek      show the members an agent sees      (edge-agent peek --help)
   session   open, append to, read a session     (edge-agent session --help)
   sim       run a simulated cluster with faults (edge-agent sim --help)
+  deploy    ship service code by policy         (edge-agent deploy --help)
+  services  which service versions run where    (edge-agent services --help)
+  keygen    make a deployer signing key         (edge-agent keygen --help)
 
 Options:
   -h, --help      show this help
@@ -28,7 +32,10 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   start: { run: runStart, help: START_HELP },
   peek: { run: runPeek, help: PEEK_HELP },
   session: { run: runSession, help: SESSION_HELP },
-  sim: { run: runSim, help: SIM_HELP }
+  sim: { run: runSim, help: SIM_HELP },
+  deploy: { run: runDeploy, help: DEPLOY_HELP },
+  services: { run: runServices, help: SERVICES_HELP },
+  keygen: { run: runKeygen, help: KEYGEN_HELP }
 }
 
 async function main (argv: string[]): Promise<number> {

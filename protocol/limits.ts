@@ -63,3 +63,12 @@ export const MAX_SESSION_CONTROL_FRAME_BYTES = 512
 // ids and a witness of 128 characters: 2,212 bytes) and -opened a 512-character
 // reason. The largest, a session-opened, takes 2,876 bytes.
 export const MAX_SESSION_GROUP_FRAME_BYTES = 4 * 1024
+
+// ---- service packages ----
+// A signed package bundle (agent/runtime/package.ts): a service's code, not its
+// data. 4 MiB of compressed code is a large program; a bundle travels whole in
+// one frame of the packages protocol.
+export const MAX_BUNDLE_BYTES = 4 * 1024 * 1024
+// One frame of the packages protocol: a bundle plus a few bytes of framing, or an
+// index of announcements (at most MAX_SERVICES of 4 KiB each).
+export const MAX_PACKAGE_FRAME_BYTES = MAX_BUNDLE_BYTES + 64 * 1024

@@ -19,9 +19,11 @@ import {
   CLUSTER_NAME_PATTERN, CONNECTION_PING_INTERVAL_MS, CONNECTION_PING_TIMEOUT_MAX_MS,
   CONNECTION_PING_TIMEOUT_MIN_MS, GOSSIP_DECODE_LIMITS, GOSSIP_MAX_RPC_BYTES,
   GOSSIP_MESH, GOSSIP_OUTBOUND_BUFFER_BYTES, INBOUND_CONNECTIONS_PER_HOST_PER_S, MAX_CONNECTIONS,
-  MAX_DIAL_TIMEOUT_MS, MAX_INCOMING_PENDING_CONNECTIONS, directProtocol, gossipTopic, replicationProtocol
+  MAX_DIAL_TIMEOUT_MS, MAX_INCOMING_PENDING_CONNECTIONS, REQUEST_SERVE_TIMEOUT_MS, directProtocol, gossipTopic,
+  packagesProtocol, replicationProtocol
 } from './constants.ts'
 import { DirectChannel, parsePeerId } from './direct.ts'
+import { RequestChannel } from './requests.ts'
 import { errorMessage, guard } from './guard.ts'
 import { privateKeyOf } from './identity.ts'
 import { connectionStack } from './transport.ts'
@@ -124,6 +126,7 @@ class Libp2pNet implements Net {
   private readonly topic: string
   private readonly direct: DirectChannel
   private readonly replication: DirectChannel
+  private readonly requests: RequestChannel
   private readonly gossip = { framesOut: 0, bytesOut: 0, framesIn: 0, bytesIn: 0 }
   private stopping: Promise<void> | null = null
   private readonly onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
@@ -139,12 +142,14 @@ class Libp2pNet implements Net {
     const channel = { node, cluster: options.cluster, handlers: options.handlers, dialTimeoutMs: options.dialTimeoutMs }
     this.direct = new DirectChannel({ ...channel, protocol: directProtocol(options.cluster), servesPeek: true })
     this.replication = new DirectChannel({ ...channel, protocol: replicationProtocol(options.cluster), servesPeek: false })
+    this.requests = new RequestChannel(node, packagesProtocol(options.cluster), REQUEST_SERVE_TIMEOUT_MS)
   }
 
   async start (): Promise<void> {
     // Handlers first, so nothing that arrives once listening finds them missing.
     await this.direct.register()
     await this.replication.register()
+    await this.requests.register(this.handlers.onRequest?.bind(this.handlers))
     this.node.services.pubsub.topicValidators.set(this.topic, (_from, message) => this.validate(message))
     this.node.addEventListener('peer:disconnect', this.onPeerDisconnect)
     await this.node.start()
@@ -205,6 +210,11 @@ class Libp2pNet implements Net {
       if (signal.aborted) throw new Error(`dial ${addr}: no connection within ${timeoutMs} ms`, { cause: err })
       throw new Error(`dial ${addr}: ${errorMessage(err)}`, { cause: err })
     }
+  }
+
+  async request (peer: string, frame: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    if (this.stopping !== null) throw new Error('the agent is stopping')
+    return await this.requests.request(peer, frame, timeoutMs)
   }
 
   forget (peer: string): void {

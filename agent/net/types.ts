@@ -19,6 +19,9 @@ export type NetHandlers = {
   onUnreachable (peer: string): void
   // A peek client asked for the member table; the answer is an encoded frame.
   onPeek (): Uint8Array
+  // A request on the packages protocol; resolves with the answer frame.
+  // Without it the protocol is not served.
+  onRequest? (from: string, frame: Uint8Array): Promise<Uint8Array>
 }
 
 export type NetOptions = {
@@ -75,6 +78,8 @@ export interface Net {
   learnAddrs (peer: string, addrs: string[]): void
   // Dials a bootstrap multiaddr and resolves with the remote peer id.
   dial (addr: string, timeoutMs: number): Promise<string>
+  // One request on the packages protocol; resolves with the peer's answer.
+  request (peer: string, frame: Uint8Array, timeoutMs: number): Promise<Uint8Array>
   // Drops connections to a peer (used after a member leaves or is reaped).
   forget (peer: string): void
   stats (): NetStats

@@ -35,6 +35,9 @@ export class AgentMetrics {
   readonly #elections: Counter<'outcome'>
   readonly #groupChanges: Counter
   readonly #truncated: Counter
+  readonly #packagesRefused: Counter<'reason'>
+  readonly #packagesStored: Counter<'via'>
+  readonly #serviceRedirects: Counter
 
   constructor (sources: MetricsSources) {
     const registers = [this.registry]
@@ -55,6 +58,9 @@ export class AgentMetrics {
     this.#elections = new Counter({ name: 'edge_agent_session_elections_total', help: 'Elections this agent stood in, by outcome (started, lost)', labelNames: ['outcome'], registers })
     this.#groupChanges = new Counter({ name: 'edge_agent_session_group_changes_total', help: 'Group changes this agent made as owner (repairs)', registers })
     this.#truncated = new Counter({ name: 'edge_agent_session_entries_truncated_total', help: 'Unacknowledged entries dropped when a new owner replaced them', registers })
+    this.#packagesRefused = new Counter({ name: 'edge_agent_packages_refused_total', help: 'Service packages or announcements refused, by reason (malformed, too-large, untrusted, bad-signature, hash-mismatch, manifest-mismatch)', labelNames: ['reason'], registers })
+    this.#packagesStored = new Counter({ name: 'edge_agent_packages_stored_total', help: 'Service packages this agent stored, by how they came (deploy, push, fetch)', labelNames: ['via'], registers })
+    this.#serviceRedirects = new Counter({ name: 'edge_agent_service_redirects_total', help: 'Requests by URL this agent answered with 307 because it was over its load or request limit', registers })
     this.#gauges(sources, registers)
     new Gauge({
       name: 'edge_agent_sessions', help: 'Sessions this agent holds, by role (owner, standby, candidate, witness)', labelNames: ['role'], registers,
@@ -134,6 +140,18 @@ export class AgentMetrics {
       case 'stall': this.#stalls.inc(); return
       case 'rejected': this.#rejected.inc({ reason: classify(event.reason) }); return
     }
+  }
+
+  packageRefused (reason: string): void {
+    this.#packagesRefused.inc({ reason })
+  }
+
+  packageStored (via: string): void {
+    this.#packagesStored.inc({ via })
+  }
+
+  serviceRedirected (): void {
+    this.#serviceRedirects.inc()
   }
 
   rejected (reason: RejectReason): void {
