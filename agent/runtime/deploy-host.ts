@@ -120,9 +120,13 @@ export class DeployHost {
   }
 
   // Resolves true once service `name` runs here, fetching it if needed (M3.3).
+  // A name no agent advertises and no index has announced is unknown at once:
+  // a stray URL must not make the agent wait or ask around.
   async ensure (name: string): Promise<boolean> {
     if (this.deployed(name) !== null) return true
     if (this.#stopped) return false
+    const offered = this.#parts.directory.alive().some((r) => r.id !== this.#parts.directory.self && r.services.some((s) => s.name === name))
+    if (!offered && this.#core.latest(name) === null) return false
     const done = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => { settle(false) }, ENSURE_TIMEOUT_MS)
       const settle = (ok: boolean): void => {
