@@ -201,11 +201,13 @@ export class Distribution {
   #reconcile (out: DeployEffect[]): void {
     for (const ref of this.#latest.values()) {
       if (this.#stored.has(ref.hash)) {
-        if (!this.#running.has(ref.hash) && (this.#needed.has(ref.name) || this.#targeted(ref))) this.#run(ref, out)
+        if (!this.#running.has(ref.hash) && (this.#needed.has(ref.name) || this.#runsName(ref.name) || this.#targeted(ref))) this.#run(ref, out)
         continue
       }
       if (this.#fetching.has(ref.hash)) continue
-      if (this.#needed.has(ref.name) || this.#targeted(ref)) this.#startFetch(ref, new Set(), out)
+      // An agent that runs a service keeps it current: its sessions' groups
+      // move to the newest version only once every member holds it.
+      if (this.#needed.has(ref.name) || this.#runsName(ref.name) || this.#targeted(ref)) this.#startFetch(ref, new Set(), out)
     }
   }
 
@@ -231,6 +233,11 @@ export class Distribution {
     this.#running.add(ref.hash)
     this.#needed.delete(ref.name)
     out.push({ kind: 'run', ref })
+  }
+
+  #runsName (name: string): boolean {
+    for (const hash of this.#running) if (this.#stored.get(hash)?.name === name) return true
+    return false
   }
 
   #targeted (ref: PackageRef): boolean {

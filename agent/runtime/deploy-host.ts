@@ -108,6 +108,15 @@ export class DeployHost {
     return service !== undefined && service.newest() !== null ? service : null
   }
 
+  // The version to stamp a session's op with, from what its members advertise
+  // (DeployedService.stampFor).
+  stampFor (name: string, members: string[]): string | null {
+    const service = this.deployed(name)
+    if (service === null) return null
+    const advertised = members.flatMap((id) => this.#parts.directory.record(id)?.services.filter((s) => s.name === name).map((s) => s.version) ?? [])
+    return service.stampFor(advertised)?.ref.version ?? null
+  }
+
   // What this agent holds and runs, for GET /v1/packages.
   status (): { running: Array<PackageRef & { restarts: number }>; known: Array<PackageRef & { held: boolean }> } {
     const running = [...this.#deployed.values()].flatMap((s) => s.versions().map((v) => ({ ...v.ref, restarts: v.runner.restarts })))

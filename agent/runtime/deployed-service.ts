@@ -66,6 +66,19 @@ export class DeployedService implements Service {
     return best
   }
 
+  // The version to stamp an op of a session with: the oldest version that any
+  // member of its group advertises (and this agent holds), so that no member is
+  // asked to move to a version it does not hold yet; once all advertise the
+  // newest, that is the stamp. Without such members, the newest held here.
+  stampFor (advertised: string[]): Version | null {
+    let stamp: Version | null = null
+    for (const v of advertised) {
+      const held = this.#versions.get(v)
+      if (held !== undefined && (stamp === null || newer(stamp.ref, held.ref))) stamp = held
+    }
+    return stamp ?? this.newest()
+  }
+
   versions (): Version[] {
     return [...this.#versions.values()]
   }

@@ -68,6 +68,10 @@ export class SessionsHost {
     return this.#core.list()
   }
 
+  members (sessionId: string): string[] | null {
+    return this.#core.members(sessionId)
+  }
+
   receive (from: string, message: SessionMessage): void {
     this.#driver.step({ kind: 'receive', from, message })
   }

@@ -144,8 +144,8 @@ export function registerSessionRoutes (http: HttpApi, host: SessionsHost, deploy
     if (op === undefined) return { status: 400, body: { error: "'op' is required" } }
     // Ops of a deployed service carry the newest version this agent runs.
     const deployed = deployedOf(deploy, id.value)
-    const newest = deployed === null ? null : deploy.deployed(deployed)?.newest() ?? null
-    const stamped = newest === null ? op as JsonValue : stampOp(newest.ref.version, op as JsonValue)
+    const version = deployed === null ? null : deploy.stampFor(deployed, host.members(id.value) ?? [])
+    const stamped = version === null ? op as JsonValue : stampOp(version, op as JsonValue)
     return toHttp(await host.request({ type: 'append', sessionId: id.value, tokenHash: hashToken(token), clientSeq, op: stamped }))
   })
 

@@ -92,6 +92,20 @@ test('a newer version spreads by pull to nodes that missed its push, and both ve
   assert.equal(cluster.running('n03').sort(), [v1.ref.hash, v2.ref.hash].sort())
 }))
 
+test('an agent that runs a service (fetched on demand) keeps it current when a newer version targets others', () => withSeed(FILE, seedFor(76), (seed) => {
+  const cluster = new DeployCluster({ seed, nodes: NODES, config: CONFIG })
+  const v1 = cart('nodes:n00,n01', '1.0.0', 1)
+  cluster.deploy('n00', v1)
+  cluster.scheduler.runUntil(2_000)
+  cluster.need('n09', 'cart')
+  assert.ok(cluster.scheduler.runUntilTrue(() => cluster.advertises('n09', 'cart') === '1.0.0', 20_000, 10))
+  const v2 = cart('nodes:n00,n01', '2.0.0', 2)
+  cluster.deploy('n01', v2)
+  assert.ok(cluster.scheduler.runUntilTrue(() => cluster.advertises('n09', 'cart') === '2.0.0', 40_000, 10), 'n09 follows to 2.0.0')
+  // Nobody that never ran cart picked it up.
+  assert.equal(runners(cluster, v2.ref.hash), ['n00', 'n01', 'n09'])
+}))
+
 test('hub crash: a node that needs the service fetches from another holder', () => withSeed(FILE, seedFor(74), (seed) => {
   const cluster = new DeployCluster({ seed, nodes: NODES, config: CONFIG })
   // Held by eu's hub n01 and by n04 (us).

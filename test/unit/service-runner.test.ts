@@ -103,6 +103,19 @@ test('a session rolls forward to a newer version only at a clean point; the old 
   service.stop()
 })
 
+test('stampFor(): the oldest version the group advertises that is held here, else the newest', () => {
+  const service = new DeployedService('cart')
+  service.add(version('1', V1, 1))
+  service.add(version('2', V2, 2))
+  assert.is(service.stampFor([])?.ref.version, '2')
+  assert.is(service.stampFor(['2', '2'])?.ref.version, '2')
+  // One member still only runs 1: the session must not move yet.
+  assert.is(service.stampFor(['2', '1'])?.ref.version, '1')
+  // A version not held here says nothing.
+  assert.is(service.stampFor(['9', '2'])?.ref.version, '2')
+  service.stop()
+})
+
 test('validate refuses unstamped ops, unknown versions, refused ops and ops whose dry run throws', () => {
   const service = new DeployedService('cart')
   service.add(version('1', V1, 1))
