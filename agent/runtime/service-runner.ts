@@ -48,8 +48,18 @@ export class ServiceRunner {
     this.#live ??= this.#spawn()
   }
 
-  // Calls an export of the service module with JSON arguments.
+  // Calls an export of the service module with JSON arguments. Never throws:
+  // the sessions core calls it inside a step.
   call (fn: string, args: unknown[]): CallResult {
+    try {
+      return this.#call(fn, args)
+    } catch (error) {
+      this.#kill()
+      return { ok: false, error: `${this.label}: ${fn} could not be called: ${(error as Error).message}` }
+    }
+  }
+
+  #call (fn: string, args: unknown[]): CallResult {
     this.#live ??= this.#spawn()
     const live = this.#live
     if (!live.booted) this.#awaitBoot(live)
