@@ -29,6 +29,7 @@ import { DeployHost } from './deploy-host.ts'
 import { registerDeployRoutes } from './deploy-http.ts'
 import { refusedAnswer } from './deploy-wire.ts'
 import { servicesFor } from '../sessions/services.ts'
+import { DEFAULT_DEPLOY_CONFIG } from '../deploy/distribution.ts'
 import { join } from 'node:path'
 
 export type AgentOutput = {
@@ -89,7 +90,7 @@ export class Agent {
     this.#deploy = new DeployHost({
       dataDir: parts.config.dataDir,
       trusted: new Set(parts.config.trustedDeployers),
-      config: { pullIntervalMs: parts.config.packagePullIntervalMs, fetchTimeoutMs: 15_000, loadThreshold: parts.config.sessions.loadThreshold },
+      config: { ...DEFAULT_DEPLOY_CONFIG, pullIntervalMs: parts.config.packagePullIntervalMs, loadThreshold: parts.config.sessions.loadThreshold },
       directory: this.#core.directory(),
       net: parts.net,
       services,

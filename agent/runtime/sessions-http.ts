@@ -142,7 +142,7 @@ export function registerSessionRoutes (http: HttpApi, host: SessionsHost, deploy
     const { clientSeq, op } = body.value
     if (typeof clientSeq !== 'number' || !Number.isSafeInteger(clientSeq) || clientSeq < 1) return { status: 400, body: { error: "'clientSeq' must be a whole number ≥ 1" } }
     if (op === undefined) return { status: 400, body: { error: "'op' is required" } }
-    // Ops of a deployed service carry the newest version this agent runs.
+    // Ops of a deployed service carry a version stamp (DeployHost.stampFor).
     const deployed = deployedOf(deploy, id.value)
     const version = deployed === null ? null : deploy.stampFor(deployed, host.members(id.value) ?? [])
     const stamped = version === null ? op as JsonValue : stampOp(version, op as JsonValue)

@@ -11,6 +11,8 @@ import {
   buildBundle, generateDeployerKey, MAX_BUNDLE_BYTES, openBundle, packArchive, parseDeployerKeyFile, deployerKeyFile, splitBundle, unpackArchive
 } from '../../agent/runtime/package.ts'
 import type { DeployerKey } from '../../agent/runtime/package.ts'
+import { buildConfig } from '../../agent/config.ts'
+import { readTrustedDeployers } from '../../agent/cli/start.ts'
 
 const CART = new URL('../../examples/cart', import.meta.url).pathname
 
@@ -92,6 +94,22 @@ test('a package over the size limit is refused when packed, naming the limit', (
   // Random bytes do not compress: 5 MiB stays over 4 MiB packed.
   writeFileSync(join(dir, 'data', 'blob.bin'), randomBytes(5 * 1024 * 1024))
   assert.throws(() => buildBundle(dir, KEY, 'all', 1), /over the 4194304-byte limit/)
+})
+
+test('trusted deployers: keys from flags, key files or lists; a bad key is refused by name', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'keys-'))
+  const file = join(dir, 'deployer.key')
+  writeFileSync(file, deployerKeyFile(generateDeployerKey()))
+  const fromKeyFile = buildConfig({}, { trustedDeployers: readTrustedDeployers(file) }).trustedDeployers
+  assert.is(fromKeyFile.length, 1)
+  assert.match(fromKeyFile[0], /^[0-9a-f]{64}$/)
+  const list = join(dir, 'trusted.txt')
+  writeFileSync(list, `# ops team\n${KEY.publicKey}\n\n${fromKeyFile[0].toUpperCase()}\n`)
+  assert.equal(buildConfig({}, { trustedDeployers: readTrustedDeployers(list) }).trustedDeployers, [KEY.publicKey, fromKeyFile[0]])
+  assert.equal(buildConfig({}, { trustedDeployers: readTrustedDeployers(`${KEY.publicKey},${KEY.publicKey}`) }).trustedDeployers, [KEY.publicKey])
+  assert.throws(() => buildConfig({}, { trustedDeployers: 'abc' }), /'trustedDeployers': "abc" is not a deployer public key/)
+  assert.throws(() => readTrustedDeployers(join(dir, 'missing')), /neither 64-hex keys nor a readable file \(ENOENT\)/)
+  assert.equal(buildConfig({}, {}).trustedDeployers, [])
 })
 
 test.run()
