@@ -123,6 +123,11 @@ export class DeployHost {
     return { running, known: this.#core.index().map((e) => ({ ...e.ref, held: e.held })) }
   }
 
+  // A refusal made before a bundle reached deploy() (an HTTP body over the limit).
+  countRefusal (refusal: Refusal): void {
+    this.#parts.onRefused(refusal)
+  }
+
   // A bundle handed to this agent by `edge-agent deploy`.
   deploy (bundle: Uint8Array): Accepted {
     return this.#accept(bundle, 'deploy', null)

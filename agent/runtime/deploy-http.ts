@@ -52,6 +52,7 @@ const REFUSAL_STATUS: Record<string, number> = { 'too-large': 413, untrusted: 40
 export function registerDeployRoutes (http: HttpApi, parts: DeployRoutesParts): void {
   http.route('POST', /^\/v1\/packages$/, async (request) => {
     const body = await readBody(request, MAX_BUNDLE_BYTES)
+    if (body === null) parts.deploy.countRefusal('too-large')
     if (body === null) return { status: 413, body: { error: `package exceeds the ${MAX_BUNDLE_BYTES}-byte limit`, refusal: 'too-large' } }
     const accepted = parts.deploy.deploy(body)
     if (!accepted.ok) return { status: REFUSAL_STATUS[accepted.refusal] ?? 400, body: { error: accepted.reason, refusal: accepted.refusal } }
