@@ -29,6 +29,9 @@ export const PACKAGE_REQUEST_TIMEOUT_MS = 15_000
 // How long a request for a service this agent lacks waits for the package to
 // arrive (learn of it, fetch it, start it), ms.
 export const ENSURE_TIMEOUT_MS = 15_000
+// Pushes in flight at once from one agent: a deploy to 50 targets must not open
+// 50 streams of 4 MiB each at the same moment.
+export const MAX_PUSHES_IN_FLIGHT = 8
 // Sessions a deployed service offers per agent in the record (placement weight).
 export const DEPLOYED_SERVICE_CAPACITY = 100
 
@@ -65,6 +68,8 @@ export class DeployHost {
   readonly #deployed = new Map<string, DeployedService>()
   readonly #waiting = new Map<string, Array<(ok: boolean) => void>>()
   readonly #targets = new Map<string, string[]>()
+  readonly #pushQueue: Array<{ to: string; hash: string }> = []
+  #pushing = 0
   #stopped = false
 
   constructor (parts: DeployHostParts) {
@@ -204,11 +209,22 @@ export class DeployHost {
   #perform (effect: DeployEffect): void {
     if (this.#stopped) return
     switch (effect.kind) {
-      case 'push': void this.#push(effect.to, effect.hash); return
+      case 'push': this.#pushQueue.push({ to: effect.to, hash: effect.hash }); this.#drainPushes(); return
       case 'fetch': void this.#fetch(effect.from, effect.hash); return
       case 'pull': void this.#pull(effect.from); return
       case 'run': this.#start(effect.ref); this.#advertise(); this.#store.markRunning(this.#core.running().map((r) => r.hash)); return
       case 'event': this.#onEvent(effect.event)
+    }
+  }
+
+  #drainPushes (): void {
+    while (this.#pushing < MAX_PUSHES_IN_FLIGHT && this.#pushQueue.length > 0 && !this.#stopped) {
+      const next = this.#pushQueue.shift()!
+      this.#pushing++
+      void this.#push(next.to, next.hash).finally(() => {
+        this.#pushing--
+        this.#drainPushes()
+      })
     }
   }
 
