@@ -23,6 +23,9 @@ import type { SessionsHost } from './sessions-host.ts'
 export const MAX_SERVICE_BODY_BYTES = 64 * 1024
 // /{service}/… where {service} is a package name; /v1/… and /metrics are the agent's.
 const SERVICE_PATH = /^\/(?!v1(?:\/|$)|metrics$)([a-z0-9][a-z0-9._-]{0,63})(\/.*)?$/
+// Marks a request an agent redirected (M3.4): the agent it lands on serves it
+// even when it is busy too, so two busy agents never bounce a client between them.
+export const REDIRECTED_PARAM = 'edge-redirected'
 const STATUS_MIN = 200
 const STATUS_MAX = 599
 
@@ -65,7 +68,7 @@ export function registerDeployRoutes (http: HttpApi, parts: DeployRoutesParts): 
   const serve = async (request: IncomingMessage, params: string[], url: URL): Promise<Reply> => {
     const name = params[0]
     if (BUILT_IN_SERVICES.has(name)) return { status: 404, body: { error: `${name} is a built-in service; it has no URL handler (use /v1/sessions)` } }
-    const busy = overLimit(parts, inFlight)
+    const busy = url.searchParams.has(REDIRECTED_PARAM) ? null : overLimit(parts, inFlight)
     if (busy !== null) {
       const redirect = redirectTo(parts, name, url)
       if (redirect !== null) return redirect
@@ -95,7 +98,9 @@ function redirectTo (parts: DeployRoutesParts, name: string, url: URL): Reply | 
   const target = redirectTarget(offering, self, parts.config.sessions.loadThreshold)
   if (target === null) return null
   parts.onRedirect()
-  const location = target.http + url.pathname + url.search
+  const query = new URLSearchParams(url.searchParams)
+  query.set(REDIRECTED_PARAM, '1')
+  const location = `${target.http}${url.pathname}?${query.toString()}`
   return { status: 307, headers: { location }, body: { error: `this agent is over its limit; ${target.id} serves ${name}`, location } }
 }
 
@@ -128,7 +133,7 @@ async function handle (parts: DeployRoutesParts, request: IncomingMessage, name:
   if (/json/.test(request.headers['content-type'] ?? '') && text !== '') {
     try { body = JSON.parse(text) } catch { return { status: 400, body: { error: 'the body is not valid JSON' } } }
   }
-  const query = Object.fromEntries(url.searchParams)
+  const query = Object.fromEntries([...url.searchParams].filter(([k]) => k !== REDIRECTED_PARAM))
   const result = version.runner.call('request', [{ method: request.method, path, query, body }, state])
   if (!result.ok) return { status: 500, body: { error: result.error } }
   if (result.missing) return { status: 404, body: { error: `${name}@${version.ref.version} has no request handler (export request())` } }
