@@ -42,6 +42,14 @@ export type AgentConfig = {
   leaveDrainMs: number
   // Dial timeout for libp2p streams, ms.
   dialTimeoutMs: number
+  // Deployer public keys (64 hex characters each) whose packages this agent
+  // accepts; empty: it accepts none (M3.1). Default: none.
+  trustedDeployers: string[]
+  // How often the agent pulls a random peer's package index (M3.5), ms. Default 2,000.
+  packagePullIntervalMs: number
+  // Requests by URL (/{service}/…) in flight at once before this agent answers
+  // 307 to a less busy agent of its region (M3.4). Default 64.
+  serviceRequestLimit: number
   json: boolean
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
   // A swarm key file (edge-agent keygen --cluster): only agents holding the same
@@ -114,6 +122,9 @@ export function defaultConfig (profile: ProfileName = 'lan'): AgentConfig {
     loadSampleIntervalMs: 1_000,
     leaveDrainMs: 500,
     dialTimeoutMs: 2_000,
+    trustedDeployers: [],
+    packagePullIntervalMs: 2_000,
+    serviceRequestLimit: 64,
     json: false,
     logLevel: 'info',
     clusterKey: null,
@@ -228,6 +239,21 @@ function parseWholeMs (value: unknown, what: string, min: number, max: number): 
   return parseWhole(value, what, min, max, ' of ms')
 }
 
+// Deployer public keys: a list or a comma/newline-separated string of 64 hex
+// characters each ('#' starts a comment line).
+export function parseDeployerKeys (value: unknown): string[] {
+  const items = typeof value === 'string' ? value.split(/[\n,]/) : value
+  if (!Array.isArray(items)) throw new ConfigError(`'trustedDeployers' must be a list of deployer public keys (got ${JSON.stringify(value)})`)
+  const keys: string[] = []
+  for (const item of items) {
+    const key = String(item).trim().toLowerCase()
+    if (key === '' || key.startsWith('#')) continue
+    if (!/^[0-9a-f]{64}$/.test(key)) throw new ConfigError(`'trustedDeployers': ${JSON.stringify(String(item).trim().slice(0, 80))} is not a deployer public key (64 hex characters, as edge-agent keygen --deployer prints)`)
+    keys.push(key)
+  }
+  return [...new Set(keys)]
+}
+
 function parseCommand (value: unknown, what: string): string | null {
   if (value === null || value === '') return null
   if (typeof value !== 'string') throw new ConfigError(`'${what}' must be a shell command (got ${JSON.stringify(value)})`)
@@ -286,6 +312,9 @@ const SETTERS: Record<string, (config: AgentConfig, value: unknown) => void> = {
   loadSampleIntervalMs: (c, v) => { c.loadSampleIntervalMs = parseWholeMs(v, 'loadSampleIntervalMs', 50, 3_600_000) },
   leaveDrainMs: (c, v) => { c.leaveDrainMs = parseWholeMs(v, 'leaveDrainMs', 0, 60_000) },
   dialTimeoutMs: (c, v) => { c.dialTimeoutMs = parseWholeMs(v, 'dialTimeoutMs', 50, 600_000) },
+  trustedDeployers: (c, v) => { c.trustedDeployers = parseDeployerKeys(v) },
+  packagePullIntervalMs: (c, v) => { c.packagePullIntervalMs = parseWholeMs(v, 'packagePullIntervalMs', 50, 3_600_000) },
+  serviceRequestLimit: (c, v) => { c.serviceRequestLimit = parseWhole(v, 'serviceRequestLimit', 0, 1_000_000, ' of requests') },
   json: (c, v) => {
     if (typeof v !== 'boolean') throw new ConfigError(`'json' must be true or false (got ${JSON.stringify(v)})`)
     c.json = v

@@ -2,7 +2,7 @@
 // and bench/results/latest.md. Comparisons run in the same process, one after the
 // other, on the same machine, and are reported as ratios.
 //
-//   node bench/run.ts [real] [serf] [sim] [sessions] [simscale]   only some of them (default: all);
+//   node bench/run.ts [real] [serf] [sim] [sessions] [simscale] [deploy]   only some of them (default: all);
 //   node bench/run.ts render                  rewrite latest.md from latest.json, measuring nothing
 //                                            the other sections keep their last figures
 //   BENCH_ROUNDS=5                           kill/freeze rounds per detection benchmark
@@ -26,6 +26,8 @@ import { benchRawStream } from './stream-raw.ts'
 import type { RawStreamResult } from './stream-raw.ts'
 import { benchSimScale } from './sim-scale.ts'
 import type { SimScaleRun } from './sim-scale.ts'
+import { benchDeploy, deployMarkdown } from './deploy.ts'
+import type { DeployBenchResult } from './deploy.ts'
 import { fmt, log } from './lib.ts'
 import type { Spread } from './lib.ts'
 
@@ -45,6 +47,7 @@ type Results = {
   sim?: SimDetectionResult[]
   sessions?: SessionsRealResult & { rawStream: RawStreamResult }
   simScale?: SimScaleRun[]
+  deploy?: DeployBenchResult
 }
 
 function setup (): void {
@@ -85,6 +88,7 @@ function markdown (r: Results): string {
   }
   if (r.sessions !== undefined) lines.push('', ...sessionsMarkdown(r.sessions))
   if (r.simScale !== undefined) lines.push('', ...simScaleMarkdown(r.simScale))
+  if (r.deploy !== undefined) lines.push('', ...deployMarkdown(r.deploy))
   if (r.sim !== undefined) {
     lines.push('', '## Failure detection in virtual time (lan profile, 1-3 ms links)', '',
       '| nodes | seed | SIGKILL first | SIGKILL last | SIGSTOP first | SIGSTOP last | B/s per node at rest | msgs/s per node | false dead | wall s | peak RSS MiB |',
@@ -151,7 +155,7 @@ async function main (): Promise<void> {
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?', memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version }
   }
   results.measured = { ...results.measured }
-  for (const name of ['real', 'serf', 'sim', 'sessions', 'simscale']) if (want(name)) results.measured[name] = results.date
+  for (const name of ['real', 'serf', 'sim', 'sessions', 'simscale', 'deploy']) if (want(name)) results.measured[name] = results.date
   if (want('simscale')) {
     const sizes = (process.env.BENCH_SIM_SIZES ?? '100,1000').split(',').map(Number)
     results.simScale = sizes.map((n) => benchSimScale(n, Number(process.env.BENCH_SIM_DURATION_S ?? 60)))
@@ -160,6 +164,7 @@ async function main (): Promise<void> {
     const rawStream = await benchRawStream()
     results.sessions = { ...await benchRealSessions({ takeoverRounds: takeovers }), rawStream }
   }
+  if (want('deploy')) results.deploy = await benchDeploy()
   if (want('real')) results.realDetection = await benchRealDetection(10, rounds)
   if (want('serf')) results.serf = await benchSerf(10, rounds)
   if (want('sim')) results.sim = [benchSimDetection(100, rounds, 1), benchSimDetection(1000, Math.min(rounds, 3), 1)]

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { UsageError } from '../agent/cli/args.ts'
 import { KEYGEN_HELP, runKeygen } from '../agent/cli/keygen.ts'
+import { DEPLOY_HELP, runDeploy, runServices, SERVICES_HELP } from '../agent/cli/deploy.ts'
 import { PEEK_HELP, runPeek } from '../agent/cli/peek.ts'
 import { runSession, SESSION_HELP } from '../agent/cli/session.ts'
 import { runSim, SIM_HELP } from '../agent/cli/sim.ts'
@@ -20,7 +21,9 @@ Commands:
   peek      show the members an agent sees      (edge-agent peek --help)
   session   open, append to, read a session     (edge-agent session --help)
   sim       run a simulated cluster with faults (edge-agent sim --help)
-  keygen    write a private cluster key          (edge-agent keygen --help)
+  deploy    ship service code by policy         (edge-agent deploy --help)
+  services  which service versions run where    (edge-agent services --help)
+  keygen    make a cluster key or a deployer key (edge-agent keygen --help)
 
 Options:
   -h, --help      show this help
@@ -31,6 +34,8 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   peek: { run: runPeek, help: PEEK_HELP },
   session: { run: runSession, help: SESSION_HELP },
   sim: { run: runSim, help: SIM_HELP },
+  deploy: { run: runDeploy, help: DEPLOY_HELP },
+  services: { run: runServices, help: SERVICES_HELP },
   keygen: { run: runKeygen, help: KEYGEN_HELP }
 }
 

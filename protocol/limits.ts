@@ -65,9 +65,10 @@ export const MAX_SESSION_CONTROL_FRAME_BYTES = 512
 export const MAX_SESSION_GROUP_FRAME_BYTES = 4 * 1024
 
 // ---- service packages ----
-// One service package (M3: program code plus the service it answers), compressed,
-// as it travels between agents and is stored. Code and its assets, not a disk
-// image. Fixed now so the package protocol is born with its limit: it is to
-// refuse a larger package before reading it, and carry one in chunks, since it
-// exceeds MAX_FRAME_BYTES.
-export const MAX_PACKAGE_BYTES = 64 * 1024 * 1024
+// A signed package bundle (agent/runtime/package.ts): a service's code, not its
+// data. 4 MiB of compressed code is a large program; a bundle travels whole in
+// one frame of the packages protocol.
+export const MAX_BUNDLE_BYTES = 4 * 1024 * 1024
+// One frame of the packages protocol: a bundle plus a few bytes of framing, or an
+// index of announcements (at most MAX_SERVICES of 4 KiB each).
+export const MAX_PACKAGE_FRAME_BYTES = MAX_BUNDLE_BYTES + 64 * 1024

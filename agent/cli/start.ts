@@ -38,7 +38,8 @@ Options (a flag overrides --config, which overrides the profile's defaults):
                              clusterKey, allowPeers, allowPeersFile, tlsCert,
                              tlsKey, limits{terminalRequestsPerS,
                              terminalBytesPerS, sessionRequestsPerS,
-                             sessionBytesPerS})
+                             sessionBytesPerS}, trustedDeployers,
+                             packagePullIntervalMs, serviceRequestLimit)
   --replicas <n>             standbys per session, R (default 2: an owner and two standbys)
   --write-concern <all|majority>
                              a delta is acknowledged once every live member of its
@@ -59,6 +60,18 @@ Options (a flag overrides --config, which overrides the profile's defaults):
   --allow-peers-file <file>  the same, one peer id per line, # comments
   --tls-cert <file>          PEM certificate (chain) for the HTTP API: HTTPS only
   --tls-key <file>           its PEM private key (both or neither)
+  --trusted-deployers <file|key,…>
+                             deployer public keys whose packages this agent accepts:
+                             a file (one key per line, or a key file written by
+                             edge-agent keygen --deployer) or 64-hex keys separated
+                             by commas (default: none; every package is refused)
+  --package-pull-interval-ms <ms>
+                             how often the agent pulls a random peer's package
+                             index to catch up on missed deploys (default 2000)
+  --service-request-limit <n>
+                             requests by URL (/{service}/…) in flight before this
+                             agent redirects (307) to a less busy agent of its
+                             region (default 64)
   --log-level <level>        fatal|error|warn|info|debug|trace|silent (default info)
   --json                     machine-readable events on stdout, one JSON object per
                              line; the first is {"event":"started","id",…,"http"}
@@ -93,6 +106,9 @@ const FLAGS = {
   'allow-peers-file': { type: 'string' },
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
+  'trusted-deployers': { type: 'string' },
+  'package-pull-interval-ms': { type: 'string' },
+  'service-request-limit': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
@@ -112,6 +128,25 @@ function readConfigFile (path: string): RawSettings {
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConfigError(`config file ${path} must hold a JSON object`)
   return parsed as RawSettings
+}
+
+// --trusted-deployers: a list of keys, or a file of keys (one a line), or a key
+// file from edge-agent keygen --deployer (its public half is taken).
+export function readTrustedDeployers (value: string): string {
+  if (/^[0-9a-fA-F]{64}(\s*,\s*[0-9a-fA-F]{64})*$/.test(value.trim())) return value
+  let text: string
+  try {
+    text = readFileSync(value, 'utf8')
+  } catch (error) {
+    throw new UsageError(`--trusted-deployers ${value}: neither 64-hex keys nor a readable file (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`)
+  }
+  try {
+    const parsed = JSON.parse(text) as { publicKey?: unknown }
+    if (typeof parsed.publicKey === 'string') return parsed.publicKey
+  } catch {
+    // Not JSON: a list of keys.
+  }
+  return text
 }
 
 export async function runStart (argv: string[]): Promise<number> {
@@ -142,6 +177,9 @@ export async function runStart (argv: string[]): Promise<number> {
     allowPeersFile: values['allow-peers-file'],
     tlsCert: values['tls-cert'],
     tlsKey: values['tls-key'],
+    trustedDeployers: typeof values['trusted-deployers'] === 'string' ? readTrustedDeployers(values['trusted-deployers']) : undefined,
+    packagePullIntervalMs: values['package-pull-interval-ms'],
+    serviceRequestLimit: values['service-request-limit'],
     json: values.json
   }
   for (const key of Object.keys(flags)) if (flags[key] === undefined) delete flags[key]

@@ -18,6 +18,11 @@ export function replicationProtocol (cluster: string): string {
   return `/edge-agent/${cluster}/replicate/1.0.0`
 }
 
+// Service packages (deploy, fetch, index): one request and answer per stream.
+export function packagesProtocol (cluster: string): string {
+  return `/edge-agent/${cluster}/packages/1.0.0`
+}
+
 export function peekProtocol (cluster: string): string {
   return `/edge-agent/${cluster}/peek/1.0.0`
 }
@@ -80,6 +85,15 @@ export const PEEK_MAX_STREAMS = 8
 // A peek reply (up to 32 MiB) must be taken by the client within this time,
 // so a stuck client cannot pin the encoded table in memory.
 export const PEEK_SERVE_TIMEOUT_MS = 30_000
+
+// --- packages protocol ----------------------------------------------------------
+
+// Package requests per connection and direction: a deploy pushes one bundle to
+// each target, a pull or fetch is one stream; a handful in parallel is plenty.
+export const REQUEST_MAX_STREAMS = 16
+// A request stream (a 4 MiB bundle at the slowest acceptable 1 MiB/s, plus
+// margin) is aborted after this long, ms.
+export const REQUEST_SERVE_TIMEOUT_MS = 30_000
 
 // --- gossip ---------------------------------------------------------------------
 

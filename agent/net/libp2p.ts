@@ -20,10 +20,11 @@ import {
   CONNECTION_PING_TIMEOUT_MIN_MS, GOSSIP_DECODE_LIMITS, GOSSIP_MAX_RPC_BYTES,
   GOSSIP_MESH, GOSSIP_MESSAGES_PER_PEER, GOSSIP_OUTBOUND_BUFFER_BYTES, INBOUND_CONNECTIONS_PER_HOST_PER_S, MAX_CONNECTIONS,
   MAX_DIAL_TIMEOUT_MS, MAX_INCOMING_PENDING_CONNECTIONS, MEMBERSHIP_FRAMES_PER_PEER, RATE_TRACKED_PEERS,
-  SESSION_FRAMES_PER_PEER, directProtocol, gossipTopic, replicationProtocol
+  REQUEST_SERVE_TIMEOUT_MS, SESSION_FRAMES_PER_PEER, directProtocol, gossipTopic, packagesProtocol, replicationProtocol
 } from './constants.ts'
 import { BucketMap } from '../core/token-bucket.ts'
 import { DirectChannel, parsePeerId } from './direct.ts'
+import { RequestChannel } from './requests.ts'
 import { errorMessage, guard } from './guard.ts'
 import { privateKeyOf } from './identity.ts'
 import { connectionStack } from './transport.ts'
@@ -150,6 +151,7 @@ class Libp2pNet implements Net {
   private readonly topic: string
   private readonly direct: DirectChannel
   private readonly replication: DirectChannel
+  private readonly requests: RequestChannel
   private readonly gossip = { framesOut: 0, bytesOut: 0, framesIn: 0, bytesIn: 0 }
   private readonly gossipRate = new BucketMap(GOSSIP_MESSAGES_PER_PEER, RATE_TRACKED_PEERS)
   private readonly gossipDropping = new Set<string>()
@@ -167,12 +169,14 @@ class Libp2pNet implements Net {
     const channel = { node, cluster: options.cluster, handlers: options.handlers, dialTimeoutMs: options.dialTimeoutMs }
     this.direct = new DirectChannel({ ...channel, protocol: directProtocol(options.cluster), servesPeek: true, frameRate: MEMBERSHIP_FRAMES_PER_PEER })
     this.replication = new DirectChannel({ ...channel, protocol: replicationProtocol(options.cluster), servesPeek: false, frameRate: SESSION_FRAMES_PER_PEER })
+    this.requests = new RequestChannel(node, packagesProtocol(options.cluster), REQUEST_SERVE_TIMEOUT_MS)
   }
 
   async start (): Promise<void> {
     // Handlers first, so nothing that arrives once listening finds them missing.
     await this.direct.register()
     await this.replication.register()
+    await this.requests.register(this.handlers.onRequest?.bind(this.handlers))
     this.node.services.pubsub.topicValidators.set(this.topic, (from, message) => this.validate(from.toString(), message))
     this.node.addEventListener('peer:disconnect', this.onPeerDisconnect)
     await this.node.start()
@@ -233,6 +237,11 @@ class Libp2pNet implements Net {
       if (signal.aborted) throw new Error(`dial ${addr}: no connection within ${timeoutMs} ms`, { cause: err })
       throw new Error(`dial ${addr}: ${errorMessage(err)}`, { cause: err })
     }
+  }
+
+  async request (peer: string, frame: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    if (this.stopping !== null) throw new Error('the agent is stopping')
+    return await this.requests.request(peer, frame, timeoutMs)
   }
 
   forget (peer: string): void {

@@ -27,6 +27,9 @@ export type NetHandlers = {
   // The transport refused a connection, a stream or a frame. `peer` is the peer id,
   // or the remote address when the peer never proved who it is.
   onRefused? (what: NetRefusal, peer: string, detail: string): void
+  // A request on the packages protocol; resolves with the answer frame.
+  // Without it the protocol is not served.
+  onRequest? (from: string, frame: Uint8Array): Promise<Uint8Array>
 }
 
 export type NetOptions = {
@@ -86,6 +89,8 @@ export interface Net {
   learnAddrs (peer: string, addrs: string[]): void
   // Dials a bootstrap multiaddr and resolves with the remote peer id.
   dial (addr: string, timeoutMs: number): Promise<string>
+  // One request on the packages protocol; resolves with the peer's answer.
+  request (peer: string, frame: Uint8Array, timeoutMs: number): Promise<Uint8Array>
   // Drops connections to a peer (used after a member leaves or is reaped).
   forget (peer: string): void
   stats (): NetStats

@@ -30,6 +30,11 @@ import { SessionStore } from './session-store.ts'
 import { SessionsHost } from './sessions-host.ts'
 import { registerSessionRoutes } from './sessions-http.ts'
 import { SingletonKeeper } from './singletons.ts'
+import { DeployHost } from './deploy-host.ts'
+import { registerDeployRoutes } from './deploy-http.ts'
+import { refusedAnswer } from './deploy-wire.ts'
+import { servicesFor } from '../sessions/services.ts'
+import { DEFAULT_DEPLOY_CONFIG } from '../deploy/distribution.ts'
 import { join } from 'node:path'
 
 export type AgentOutput = {
@@ -57,6 +62,7 @@ export class Agent {
   readonly #store: SessionStore
   readonly #sessions: SessionsHost
   readonly #singletons: SingletonKeeper
+  readonly #deploy: DeployHost
   readonly #rejectLogged = new Map<string, number>()
   readonly httpUrl: string
   #loadTimer: NodeJS.Timeout | null = null
@@ -84,7 +90,24 @@ export class Agent {
       sessions: () => this.#sessions.list()
     })
     this.#store = parts.store
+    const services = servicesFor(parts.config.singletons)
+    // Deployed packages start before the sessions core replays its store.
+    this.#deploy = new DeployHost({
+      dataDir: parts.config.dataDir,
+      trusted: new Set(parts.config.trustedDeployers),
+      config: { ...DEFAULT_DEPLOY_CONFIG, pullIntervalMs: parts.config.packagePullIntervalMs, loadThreshold: parts.config.sessions.loadThreshold },
+      directory: this.#core.directory(),
+      net: parts.net,
+      services,
+      baseOffers: parts.config.services,
+      advertise: (offers) => this.#driver.step({ kind: 'command', command: { type: 'update-self', patch: { services: offers } } }),
+      log: parts.log.child({ core: 'deploy' }),
+      line: (o) => this.#output.line(o),
+      onRefused: (refusal) => this.#metrics.packageRefused(refusal),
+      onStored: (via) => this.#metrics.packageStored(via)
+    })
     this.#sessions = new SessionsHost({
+      services,
       config: parts.config,
       directory: this.#core.directory(),
       net: parts.net,
@@ -137,7 +160,8 @@ export class Agent {
         onDisconnected: (peer) => { if (agent !== null) agent.#hint('disconnected', peer) },
         onUnreachable: (peer) => { if (agent !== null) agent.#hint('unreachable', peer) },
         onPeek: () => agent === null ? new Uint8Array(0) : agent.#peekFrame(),
-        onRefused: (what, peer, detail) => { if (agent !== null) agent.#netRefused(what, peer, detail) }
+        onRefused: (what, peer, detail) => { if (agent !== null) agent.#netRefused(what, peer, detail) },
+        onRequest: async (from, frame) => agent === null ? refusedAnswer('the agent is starting') : await agent.#deploy.onRequest(from, frame)
       }
     })
     const limits = new HttpLimits(config.limits, (limit) => { if (agent !== null) agent.#limitExceeded(limit, 'HTTP', limit) })
@@ -193,6 +217,7 @@ export class Agent {
     this.#driver.step({ kind: 'command', command: { type: 'join', peers: [] } })
     this.#loadTimer = setInterval(() => this.#sampleLoad(), this.config.loadSampleIntervalMs)
     this.#singletons.start()
+    this.#deploy.begin()
     void this.#joinBootstrap()
   }
 
@@ -223,6 +248,7 @@ export class Agent {
     this.#driver.stop()
     this.#singletons.stop()
     this.#sessions.stop()
+    this.#deploy.stop()
     if (this.#loadTimer !== null) clearInterval(this.#loadTimer)
     this.#load.stop()
     await this.#http.close()
@@ -399,7 +425,14 @@ export class Agent {
     this.#http.route('GET', /^\/v1\/health$/, () => ({ status: 200, body: { ok: true, id: this.id, incarnation: this.#core.incarnation } }))
     this.#http.route('GET', /^\/v1\/members$/, () => ({ status: 200, body: membersJson(this.id, this.members()) }))
     this.#http.route('GET', /^\/metrics$/, async () => ({ status: 200, raw: await this.#metrics.text(), headers: { 'content-type': this.#metrics.contentType } }))
-    registerSessionRoutes(this.#http, this.#sessions, (limit) => this.#metrics.limitExceeded(limit))
+    registerSessionRoutes(this.#http, this.#sessions, this.#deploy, (limit) => this.#metrics.limitExceeded(limit))
+    registerDeployRoutes(this.#http, {
+      deploy: this.#deploy,
+      sessions: this.#sessions,
+      directory: this.#core.directory(),
+      config: this.config,
+      onRedirect: () => this.#metrics.serviceRedirected()
+    })
   }
 }
 

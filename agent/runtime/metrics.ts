@@ -56,6 +56,9 @@ export class AgentMetrics {
   readonly #truncated: Counter
   readonly #limits: Counter<'limit'>
   readonly #refusedConnections: Counter<'reason'>
+  readonly #packagesRefused: Counter<'reason'>
+  readonly #packagesStored: Counter<'via'>
+  readonly #serviceRedirects: Counter
 
   constructor (sources: MetricsSources) {
     const registers = [this.registry]
@@ -81,6 +84,9 @@ export class AgentMetrics {
     // Zero from the start, so a dashboard sees every label before the first refusal.
     for (const limit of LIMIT_LABELS) this.#limits.inc({ limit }, 0)
     for (const reason of ['cluster-key', 'allowlist']) this.#refusedConnections.inc({ reason }, 0)
+    this.#packagesRefused = new Counter({ name: 'edge_agent_packages_refused_total', help: 'Service packages or announcements refused, by reason (malformed, too-large, untrusted, bad-signature, hash-mismatch, manifest-mismatch)', labelNames: ['reason'], registers })
+    this.#packagesStored = new Counter({ name: 'edge_agent_packages_stored_total', help: 'Service packages this agent stored, by how they came (deploy, push, fetch)', labelNames: ['via'], registers })
+    this.#serviceRedirects = new Counter({ name: 'edge_agent_service_redirects_total', help: 'Requests by URL this agent answered with 307 because it was over its load or request limit', registers })
     this.#gauges(sources, registers)
     new Gauge({
       name: 'edge_agent_sessions', help: 'Sessions this agent holds, by role (owner, standby, candidate, witness)', labelNames: ['role'], registers,
@@ -161,6 +167,18 @@ export class AgentMetrics {
       case 'stall': this.#stalls.inc(); return
       case 'rejected': this.#rejected.inc({ reason: classify(event.reason) }); return
     }
+  }
+
+  packageRefused (reason: string): void {
+    this.#packagesRefused.inc({ reason })
+  }
+
+  packageStored (via: string): void {
+    this.#packagesStored.inc({ via })
+  }
+
+  serviceRedirected (): void {
+    this.#serviceRedirects.inc()
   }
 
   rejected (reason: RejectReason): void {

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { AgentConfig } from '../config.ts'
 import { SeededRandom } from '../core/random.ts'
-import { servicesFor } from '../sessions/services.ts'
+import type { Service } from '../sessions/services.ts'
 import { Sessions } from '../sessions/sessions.ts'
 import type { ClientReply, MemberDirectory, SessionCommand, SessionDurable, SessionEffect, SessionEvent, SessionInput } from '../sessions/types.ts'
 import { encode } from '../../protocol/codec.ts'
@@ -34,6 +34,8 @@ export type SessionsHostParts = {
   log: Logger
   line: (object: Record<string, unknown>) => void
   onEvent: (event: SessionEvent) => void
+  // The service table, shared with the deploy host, which adds deployed services.
+  services: Map<string, Service>
 }
 
 export class SessionsHost {
@@ -50,7 +52,7 @@ export class SessionsHost {
       directory: parts.directory,
       config: parts.config.sessions,
       random: new SeededRandom(randomBytes(4).readUInt32LE(0)),
-      services: servicesFor(parts.config.singletons),
+      services: parts.services,
       stored: parts.store.load(),
       nowMs: monotonic.nowMs(),
       tokenHashesEqual
@@ -65,6 +67,10 @@ export class SessionsHost {
 
   list (): ReturnType<Sessions['list']> {
     return this.#core.list()
+  }
+
+  members (sessionId: string): string[] | null {
+    return this.#core.members(sessionId)
   }
 
   receive (from: string, message: SessionMessage): void {

@@ -12,6 +12,9 @@ import { ConfigError, parsePosition } from '../config.ts'
 import type { HttpApi, Reply } from './http-api.ts'
 import { hashToken, newSessionId, newToken } from './sessions-host.ts'
 import type { SessionsHost } from './sessions-host.ts'
+import type { DeployHost } from './deploy-host.ts'
+import { stampOp, unwrapState } from './deployed-service.ts'
+import { SERVICE_NAME_PATTERN } from '../../protocol/record.ts'
 
 // A request body: a delta plus its envelope. Larger bodies are refused unread.
 const MAX_BODY_BYTES = MAX_OP_BYTES + 4_096
@@ -90,8 +93,8 @@ function parseOpen (body: Record<string, unknown>): Parsed<{ terminalId: string;
   if (typeof terminalId !== 'string' || !/^[\x21-\x7e]+$/.test(terminalId) || terminalId.length > MAX_TERMINAL_ID_CHARS) {
     return refuse(400, `'terminalId' must be 1-${MAX_TERMINAL_ID_CHARS} printable characters`)
   }
-  if (typeof service !== 'string' || !BUILT_IN_SERVICES.has(service)) {
-    return refuse(400, `unknown service ${JSON.stringify(service)} (known: ${[...BUILT_IN_SERVICES.keys()].join(', ')})`)
+  if (typeof service !== 'string' || service.length > 64 || !SERVICE_NAME_PATTERN.test(service)) {
+    return refuse(400, `'service' must be a service name: a built-in (${[...BUILT_IN_SERVICES.keys()].join(', ')}) or a deployed package`)
   }
   if (position === undefined || position === null) return { ok: true, value: { terminalId, service, position: null } }
   try {
@@ -130,7 +133,21 @@ class OpenRetries {
   }
 }
 
-export function registerSessionRoutes (http: HttpApi, host: SessionsHost, onLimit: (limit: 'request-body-size') => void = () => {}): void {
+// The deployed service a session id belongs to ("<service>:<hex>"), if any.
+function deployedOf (deploy: DeployHost, sessionId: string): string | null {
+  const name = sessionId.split(':')[0]
+  return BUILT_IN_SERVICES.has(name) ? null : (deploy.deployed(name) === null ? null : name)
+}
+
+// A deployed service's session state, as the terminal sees it: the service's own
+// state, and which version serves it (see deployed-service.ts).
+function unwrapReply (reply: ClientReply): ClientReply {
+  if (!('state' in reply.body)) return reply
+  const w = unwrapState(reply.body.state as JsonValue)
+  return { ...reply, body: { ...reply.body, state: w.state, serviceVersion: w.version, ...(w.error !== undefined ? { serviceError: w.error } : {}) } }
+}
+
+export function registerSessionRoutes (http: HttpApi, host: SessionsHost, deploy: DeployHost, onLimit: (limit: 'request-body-size') => void = () => {}): void {
   const opens = new OpenRetries()
   http.route('GET', /^\/v1\/sessions$/, async () => toHttp(await host.request({ type: 'list' })))
 
@@ -147,6 +164,11 @@ export function registerSessionRoutes (http: HttpApi, host: SessionsHost, onLimi
     if (!open.ok) return open.reply
     const openKey = body.value.openKey
     if (openKey !== undefined && (typeof openKey !== 'string' || !OPEN_KEY.test(openKey))) return { status: 400, body: { error: "'openKey' must be 22-128 characters of A-Z a-z 0-9 _ -" } }
+    // A service this agent lacks: fetch its package first (M3.3).
+    const service = open.value.service
+    if (!BUILT_IN_SERVICES.has(service) && !(await deploy.ensure(service))) {
+      return { status: 400, body: { error: `unknown service ${service}: not a built-in (${[...BUILT_IN_SERVICES.keys()].join(', ')}), and no agent this one can reach has a package of that name` } }
+    }
     const run = async (): Promise<Reply> => {
       const sessionId = newSessionId(open.value.service)
       const issued = newToken(sessionId)
@@ -166,7 +188,11 @@ export function registerSessionRoutes (http: HttpApi, host: SessionsHost, onLimi
     const { clientSeq, op } = body.value
     if (typeof clientSeq !== 'number' || !Number.isSafeInteger(clientSeq) || clientSeq < 1) return { status: 400, body: { error: "'clientSeq' must be a whole number ≥ 1" } }
     if (op === undefined) return { status: 400, body: { error: "'op' is required" } }
-    return toHttp(await host.request({ type: 'append', sessionId: id.value, tokenHash: hashToken(token), clientSeq, op: op as JsonValue }))
+    // Ops of a deployed service carry a version stamp (DeployHost.stampFor).
+    const deployed = deployedOf(deploy, id.value)
+    const version = deployed === null ? null : deploy.stampFor(deployed, host.members(id.value) ?? [])
+    const stamped = version === null ? op as JsonValue : stampOp(version, op as JsonValue)
+    return toHttp(await host.request({ type: 'append', sessionId: id.value, tokenHash: hashToken(token), clientSeq, op: stamped }))
   })
 
   http.route('GET', SESSION_PATH, async (request, params) => {
@@ -174,7 +200,8 @@ export function registerSessionRoutes (http: HttpApi, host: SessionsHost, onLimi
     if (!id.ok) return id.reply
     const token = bearer(request)
     if (token === null) return { status: 401, body: { error: 'an Authorization: Bearer <token> header is required' } }
-    return toHttp(await host.request({ type: 'get', sessionId: id.value, tokenHash: hashToken(token) }))
+    const reply = await host.request({ type: 'get', sessionId: id.value, tokenHash: hashToken(token) })
+    return toHttp(deployedOf(deploy, id.value) === null ? reply : unwrapReply(reply))
   })
 
   http.route('DELETE', SESSION_PATH, async (request, params) => {

@@ -82,7 +82,7 @@ export function clientAppend (ctx: Ctx, r: Replica, target: ReplyTarget, clientS
   }
   const service = ctx.service(r.info.service)
   if (service === null) return ctx.reply(target, { status: 503, body: { error: `this agent does not run service ${r.info.service}` } })
-  const check = service.validate(op)
+  const check = service.validate(op, r.state)
   if (!check.ok) return ctx.reply(target, { status: 400, body: { error: check.reason } })
   const opBytes = JSON.stringify(op).length
   if (opBytes > MAX_OP_BYTES) {

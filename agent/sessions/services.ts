@@ -9,8 +9,9 @@ export type OpCheck = { ok: true } | { ok: false; reason: string }
 export interface Service {
   readonly name: string
   initial (): JsonValue
-  // Checks an op's shape before it enters the log.
-  validate (op: JsonValue): OpCheck
+  // Checks an op before it enters the log, on the owner. `state` is the
+  // session's current state, for services that dry-run the op (deployed ones).
+  validate (op: JsonValue, state?: JsonValue): OpCheck
   // Applies a validated op. May change `state` in place and return it: the core
   // owns the state and copies it (as JSON) for snapshots.
   apply (state: JsonValue, op: JsonValue): JsonValue
@@ -87,7 +88,7 @@ export const BUILT_IN_SERVICES: ReadonlyMap<string, Service> = new Map([logServi
 
 // The services an agent runs: the built-ins, and a register for every singleton
 // service that is not one of them.
-export function servicesFor (singletons: string[]): ReadonlyMap<string, Service> {
+export function servicesFor (singletons: string[]): Map<string, Service> {
   const services = new Map(BUILT_IN_SERVICES)
   for (const name of singletons) if (!services.has(name)) services.set(name, { ...registerService, name })
   return services

@@ -115,6 +115,12 @@ export class Sessions {
     }))
   }
 
+  // The voting members of a session held here, or null.
+  members (sessionId: string): PeerKey[] | null {
+    const r = this.#replicas.get(sessionId)
+    return r === undefined ? null : voters(r)
+  }
+
   replica (sessionId: string): Replica | undefined {
     return this.#replicas.get(sessionId)
   }

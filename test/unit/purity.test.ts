@@ -18,7 +18,7 @@ function files (dir: string): string[] {
 }
 
 // Core code: the deterministic state machines and the wire codec.
-const CORE = [...files('agent/core'), ...files('agent/membership'), ...files('agent/sessions'), ...files('protocol')]
+const CORE = [...files('agent/core'), ...files('agent/membership'), ...files('agent/sessions'), ...files('agent/deploy'), ...files('protocol')]
 const CLOCK_OR_RANDOM = /\b(Date\.now|Math\.random|setTimeout|setInterval|setImmediate|performance\.now|new Date\(|process\.hrtime|crypto\.random|randomBytes|randomUUID)\b/
 const IO_IMPORT = /from '(libp2p|@libp2p\/[^']+|@chainsafe\/[^']+|node:(net|http|https|dgram|fs|child_process|worker_threads|crypto))'/
 

@@ -1,0 +1,259 @@
+// Package distribution (M3.2, M3.3, M3.5) as a deterministic core: inputs (ticks,
+// stored packages, pulled indexes, failures) in, effects (push, fetch, pull, run)
+// out. The host checks signatures and hashes before anything reaches this core;
+// what arrives here is a trusted announcement, identified by its archive hash.
+//
+// How a package spreads:
+// - The agent a deploy is handed to stores it, resolves the policy on its table
+//   and pushes the bundle to every target (effect 'push').
+// - Every agent pulls one peer's index (the newest announcement per package name
+//   it knows, and whether it holds it) every `pullIntervalMs`, so an agent that
+//   missed the push (down, partitioned, joined later) learns of the deploy
+//   within a few rounds, decides from its own table whether it is a target, and
+//   fetches the bundle (effect 'fetch') from its region's hub first, then any
+//   holder (fetchOrder).
+// - An agent asked for a service it lacks (a request by URL, a session open)
+//   fetches it the same way ('need'), as if it were a target.
+// - A stored package runs (effect 'run') unless this agent only received it as
+//   the deploy's entry point and is no target; the host then advertises the
+//   newest running version of each name in the node record.
+
+import type { PeerKey, Random } from '../core/io.ts'
+import type { NodeRecord, Position } from '../../protocol/messages.ts'
+import type { MemberDirectory } from '../sessions/types.ts'
+import { fetchOrder, isTarget, parsePolicy, resolveTargets } from './policy.ts'
+
+export type PackageRef = { name: string; version: string; hash: string; policy: string; issuedAtMs: number }
+export type IndexEntry = { ref: PackageRef; held: boolean }
+
+export type DeployInput =
+  | { kind: 'tick'; nowMs: number }
+  // A verified bundle is now stored here; `via` says how it came.
+  | { kind: 'stored'; nowMs: number; ref: PackageRef; via: 'deploy' | 'push' | 'fetch' }
+  // A peer's index (the host checked every announcement in it).
+  | { kind: 'index'; nowMs: number; from: PeerKey; entries: IndexEntry[] }
+  | { kind: 'fetch-failed'; nowMs: number; from: PeerKey; hash: string; reason: string }
+  // Something here needs service `name` (a request by URL, a session open).
+  | { kind: 'need'; nowMs: number; name: string }
+
+export type DeployEffect =
+  | { kind: 'push'; to: PeerKey; hash: string }
+  | { kind: 'fetch'; from: PeerKey; hash: string }
+  | { kind: 'pull'; from: PeerKey }
+  | { kind: 'run'; ref: PackageRef }
+  | { kind: 'event'; event: DeployEvent }
+
+export type DeployEvent =
+  | { type: 'announced'; ref: PackageRef; from: PeerKey | null }
+  | { type: 'targets'; ref: PackageRef; targets: string[] }
+  | { type: 'fetch-exhausted'; ref: PackageRef; tried: string[] }
+
+export type DeployConfig = {
+  // How often an agent pulls one peer's index (M3.5), ms.
+  pullIntervalMs: number
+  // A fetch with no answer in this long is given up and the next holder tried, ms.
+  fetchTimeoutMs: number
+  // Load score at or above which an agent is "overloaded" for auto, replicas and
+  // hub choice (the sessions core's loadThreshold).
+  loadThreshold: number
+}
+
+export const DEFAULT_DEPLOY_CONFIG: DeployConfig = { pullIntervalMs: 2_000, fetchTimeoutMs: 10_000, loadThreshold: 0.9 }
+
+type Fetching = { ref: PackageRef; from: PeerKey; untilMs: number; tried: Set<PeerKey> }
+
+// Newer: later issuedAtMs, then larger hash (any total order will do for ties).
+export function newer (a: PackageRef, b: PackageRef): boolean {
+  return a.issuedAtMs !== b.issuedAtMs ? a.issuedAtMs > b.issuedAtMs : a.hash > b.hash
+}
+
+export class Distribution {
+  readonly #directory: MemberDirectory
+  readonly #config: DeployConfig
+  readonly #random: Random
+  // The newest announcement known per package name.
+  readonly #latest = new Map<string, PackageRef>()
+  readonly #stored = new Map<string, PackageRef>()
+  readonly #running = new Set<string>()
+  readonly #fetching = new Map<string, Fetching>()
+  // Peers whose index said they hold a hash.
+  readonly #holders = new Map<string, Set<PeerKey>>()
+  // Names something here asked for (a request by URL) and does not yet run.
+  readonly #needed = new Set<string>()
+  #now: number
+  #nextPullMs: number
+
+  constructor (options: { directory: MemberDirectory; config: DeployConfig; random: Random; nowMs: number; stored?: Array<{ ref: PackageRef; running: boolean }> }) {
+    this.#directory = options.directory
+    this.#config = options.config
+    this.#random = options.random
+    this.#now = options.nowMs
+    this.#nextPullMs = options.nowMs + options.random.nextInt(options.config.pullIntervalMs)
+    for (const { ref, running } of options.stored ?? []) {
+      this.#stored.set(ref.hash, ref)
+      if (running) this.#running.add(ref.hash)
+      this.#learn(ref)
+    }
+  }
+
+  get self (): PeerKey {
+    return this.#directory.self
+  }
+
+  // The index a peer's pull gets: the newest announcement per name.
+  index (): IndexEntry[] {
+    return [...this.#latest.values()].map((ref) => ({ ref, held: this.#stored.has(ref.hash) }))
+  }
+
+  stored (hash: string): PackageRef | null {
+    return this.#stored.get(hash) ?? null
+  }
+
+  latest (name: string): PackageRef | null {
+    return this.#latest.get(name) ?? null
+  }
+
+  // Refs running here; at start, the host runs them again.
+  running (): PackageRef[] {
+    return [...this.#running].map((h) => this.#stored.get(h)).filter((r): r is PackageRef => r !== undefined)
+  }
+
+  nextWakeMs (): number {
+    let wake = this.#nextPullMs
+    for (const f of this.#fetching.values()) wake = Math.min(wake, f.untilMs)
+    return wake
+  }
+
+  step (input: DeployInput): DeployEffect[] {
+    this.#now = Math.max(this.#now, input.nowMs)
+    const out: DeployEffect[] = []
+    switch (input.kind) {
+      case 'tick': this.#tick(out); break
+      case 'stored': this.#onStored(input.ref, input.via, out); break
+      case 'index': this.#onIndex(input.from, input.entries, out); break
+      case 'fetch-failed': this.#onFetchFailed(input.hash, input.from, out); break
+      case 'need': this.#needed.add(input.name); this.#onNeed(input.name, out); break
+    }
+    this.#reconcile(out)
+    return out
+  }
+
+  #tick (out: DeployEffect[]): void {
+    for (const [hash, f] of this.#fetching) {
+      if (this.#now >= f.untilMs) {
+        this.#fetching.delete(hash)
+        this.#startFetch(f.ref, f.tried, out)
+      }
+    }
+    if (this.#now < this.#nextPullMs) return
+    this.#nextPullMs = this.#now + this.#config.pullIntervalMs
+    const peers = this.#directory.alive().filter((r) => r.id !== this.self)
+    if (peers.length > 0) out.push({ kind: 'pull', from: peers[this.#random.nextInt(peers.length)].id })
+  }
+
+  #learn (ref: PackageRef): boolean {
+    const known = this.#latest.get(ref.name)
+    if (known !== undefined && (known.hash === ref.hash || !newer(ref, known))) return false
+    this.#latest.set(ref.name, ref)
+    return true
+  }
+
+  #onStored (ref: PackageRef, via: 'deploy' | 'push' | 'fetch', out: DeployEffect[]): void {
+    this.#stored.set(ref.hash, ref)
+    this.#fetching.delete(ref.hash)
+    if (this.#learn(ref)) out.push({ kind: 'event', event: { type: 'announced', ref, from: via === 'deploy' ? null : this.self } })
+    // A pushed or fetched package runs; the entry point runs it only as a target.
+    if (via !== 'deploy' || this.#targeted(ref)) this.#run(ref, out)
+    if (via !== 'deploy') return
+    const parsed = parsePolicy(ref.policy)
+    if (!parsed.ok) return
+    const targets = resolveTargets(parsed.policy, this.#directory.alive(), ref.name, this.#config.loadThreshold)
+    out.push({ kind: 'event', event: { type: 'targets', ref, targets } })
+    for (const to of targets) if (to !== this.self) out.push({ kind: 'push', to, hash: ref.hash })
+  }
+
+  #onIndex (from: PeerKey, entries: IndexEntry[], out: DeployEffect[]): void {
+    for (const { ref, held } of entries) {
+      if (held) {
+        const set = this.#holders.get(ref.hash) ?? new Set()
+        set.add(from)
+        this.#holders.set(ref.hash, set)
+      }
+      if (this.#learn(ref)) out.push({ kind: 'event', event: { type: 'announced', ref, from } })
+    }
+  }
+
+  #onNeed (name: string, out: DeployEffect[]): void {
+    if (this.#latest.has(name)) return
+    // Not even announced here yet: ask the nearest holder for its index.
+    const order = fetchOrder(this.#offering(name, null), this.#here(), this.#config.loadThreshold)
+    if (order.length > 0) out.push({ kind: 'pull', from: order[0] })
+  }
+
+  #onFetchFailed (hash: string, from: PeerKey, out: DeployEffect[]): void {
+    const f = this.#fetching.get(hash)
+    if (f === undefined || f.from !== from) return
+    this.#fetching.delete(hash)
+    this.#startFetch(f.ref, f.tried, out)
+  }
+
+  // Whatever this agent should run and does not hold, it fetches.
+  #reconcile (out: DeployEffect[]): void {
+    for (const ref of this.#latest.values()) {
+      if (this.#stored.has(ref.hash)) {
+        if (!this.#running.has(ref.hash) && (this.#needed.has(ref.name) || this.#runsName(ref.name) || this.#targeted(ref))) this.#run(ref, out)
+        continue
+      }
+      if (this.#fetching.has(ref.hash)) continue
+      // An agent that runs a service keeps it current: its sessions' groups
+      // move to the newest version only once every member holds it.
+      if (this.#needed.has(ref.name) || this.#runsName(ref.name) || this.#targeted(ref)) this.#startFetch(ref, new Set(), out)
+    }
+  }
+
+  #startFetch (ref: PackageRef, tried: Set<PeerKey>, out: DeployEffect[]): void {
+    const holders = this.#offering(ref.name, ref.version)
+    const fromIndex = [...this.#holders.get(ref.hash) ?? []]
+    const alive = new Set(this.#directory.alive().map((r) => r.id))
+    const order = [...fetchOrder(holders, this.#here(), this.#config.loadThreshold), ...fromIndex.sort()]
+      .filter((id, i, all) => id !== this.self && alive.has(id) && !tried.has(id) && all.indexOf(id) === i)
+    if (order.length === 0) {
+      // Everyone tried: wait for the next pull round to learn of other holders.
+      if (tried.size > 0) out.push({ kind: 'event', event: { type: 'fetch-exhausted', ref, tried: [...tried].sort() } })
+      this.#fetching.set(ref.hash, { ref, from: '', untilMs: this.#now + this.#config.pullIntervalMs, tried: new Set() })
+      return
+    }
+    tried.add(order[0])
+    this.#fetching.set(ref.hash, { ref, from: order[0], untilMs: this.#now + this.#config.fetchTimeoutMs, tried })
+    out.push({ kind: 'fetch', from: order[0], hash: ref.hash })
+  }
+
+  #run (ref: PackageRef, out: DeployEffect[]): void {
+    if (this.#running.has(ref.hash)) return
+    this.#running.add(ref.hash)
+    this.#needed.delete(ref.name)
+    out.push({ kind: 'run', ref })
+  }
+
+  #runsName (name: string): boolean {
+    for (const hash of this.#running) if (this.#stored.get(hash)?.name === name) return true
+    return false
+  }
+
+  #targeted (ref: PackageRef): boolean {
+    const parsed = parsePolicy(ref.policy)
+    const self = this.#directory.record(this.self)
+    if (!parsed.ok || self === null) return false
+    return isTarget(parsed.policy, this.#directory.alive(), self, ref.name, this.#config.loadThreshold)
+  }
+
+  // Alive agents whose record offers `name` (at `version`, if given).
+  #offering (name: string, version: string | null): NodeRecord[] {
+    return this.#directory.alive().filter((r) => r.id !== this.self && r.services.some((s) => s.name === name && (version === null || s.version === version)))
+  }
+
+  #here (): { region: string; position: Position | null } {
+    const self = this.#directory.record(this.self)
+    return { region: self?.region ?? '', position: self?.position ?? null }
+  }
+}

@@ -1,0 +1,316 @@
+// Hosts the distribution core (agent/deploy/distribution.ts) on the agent: checks
+// every bundle and announcement (signature by a trusted deployer, hash, manifest,
+// size) before the core hears of it, stores bundles durably, carries the core's
+// push/fetch/pull effects over the packages protocol, runs packages in workers
+// (service-runner.ts) and advertises name@version in the node record.
+
+import { performance } from 'node:perf_hooks'
+import { randomBytes } from 'node:crypto'
+import type { Logger } from 'pino'
+import { SeededRandom } from '../core/random.ts'
+import { Distribution } from '../deploy/distribution.ts'
+import type { DeployConfig, DeployEffect, DeployEvent, DeployInput, IndexEntry, PackageRef } from '../deploy/distribution.ts'
+import type { MemberDirectory } from '../sessions/types.ts'
+import type { Service } from '../sessions/services.ts'
+import type { Net } from '../net/types.ts'
+import type { ServiceOffer } from '../../protocol/messages.ts'
+import { CoreDriver } from './driver.ts'
+import { DeployedService } from './deployed-service.ts'
+import { decodeAnswer, decodeIndex, decodeRequest, encodeIndex, encodeRequest, okAnswer, refusedAnswer } from './deploy-wire.ts'
+import { checkAnnouncement, openBundle } from './package.ts'
+import type { Refusal, SignedAnnouncement } from './package.ts'
+import { PackageStore } from './package-store.ts'
+import { ServiceRunner } from './service-runner.ts'
+
+const monotonic = { nowMs: () => performance.now() }
+
+// A push, fetch or index request with no answer in this long fails, ms.
+export const PACKAGE_REQUEST_TIMEOUT_MS = 15_000
+// How long a request for a service this agent lacks waits for the package to
+// arrive (learn of it, fetch it, start it), ms.
+export const ENSURE_TIMEOUT_MS = 15_000
+// Pushes in flight at once from one agent: a deploy to 50 targets must not open
+// 50 streams of 4 MiB each at the same moment.
+export const MAX_PUSHES_IN_FLIGHT = 8
+// Sessions a deployed service offers per agent in the record (placement weight).
+export const DEPLOYED_SERVICE_CAPACITY = 100
+
+export type DeployHostParts = {
+  dataDir: string
+  trusted: ReadonlySet<string>
+  config: DeployConfig
+  directory: MemberDirectory
+  net: Net
+  // The sessions core's service table; deployed services are added to it.
+  services: Map<string, Service>
+  // Offers given with --services, which the record keeps beside deployed ones.
+  baseOffers: ServiceOffer[]
+  advertise: (offers: ServiceOffer[]) => void
+  log: Logger
+  line: (object: Record<string, unknown>) => void
+  onRefused: (refusal: Refusal) => void
+  onStored: (via: string) => void
+}
+
+export type Accepted = { ok: true; ref: PackageRef; targets: string[] } | { ok: false; refusal: Refusal; reason: string }
+
+function refOf (a: SignedAnnouncement['announcement']): PackageRef {
+  return { name: a.name, version: a.version, hash: a.hash, policy: a.policy, issuedAtMs: a.issuedAtMs }
+}
+
+export class DeployHost {
+  readonly #parts: DeployHostParts
+  readonly #store: PackageStore
+  readonly #core: Distribution
+  readonly #driver: CoreDriver<DeployInput, DeployEffect>
+  readonly #signed = new Map<string, SignedAnnouncement>()
+  readonly #entries = new Map<string, string>()
+  readonly #deployed = new Map<string, DeployedService>()
+  readonly #waiting = new Map<string, Array<(ok: boolean) => void>>()
+  readonly #targets = new Map<string, string[]>()
+  readonly #pushQueue: Array<{ to: string; hash: string }> = []
+  #pushing = 0
+  #stopped = false
+
+  constructor (parts: DeployHostParts) {
+    this.#parts = parts
+    this.#store = new PackageStore(parts.dataDir)
+    const loaded = this.#store.load(parts.trusted, (hash, refusal, reason) => {
+      parts.onRefused(refusal)
+      parts.log.warn({ hash, refusal, reason }, 'a stored package no longer passes its checks; not running it')
+    })
+    for (const l of loaded) {
+      this.#signed.set(l.opened.signed.announcement.hash, l.opened.signed)
+      this.#entries.set(l.opened.signed.announcement.hash, l.entryPath)
+    }
+    this.#core = new Distribution({
+      directory: parts.directory,
+      config: parts.config,
+      random: new SeededRandom(randomBytes(4).readUInt32LE(0)),
+      nowMs: monotonic.nowMs(),
+      stored: loaded.map((l) => ({ ref: refOf(l.opened.signed.announcement), running: l.running }))
+    })
+    // Packages that ran before a restart run again before any session replays.
+    for (const ref of this.#core.running()) this.#start(ref)
+    this.#driver = new CoreDriver(this.#core, monotonic, (effects) => { for (const e of effects) this.#perform(e) })
+  }
+
+  begin (): void {
+    this.#advertise()
+    this.#driver.step({ kind: 'tick' })
+  }
+
+  stop (): void {
+    this.#stopped = true
+    this.#driver.stop()
+    for (const service of this.#deployed.values()) service.stop()
+    for (const list of this.#waiting.values()) for (const resolve of list) resolve(false)
+    this.#waiting.clear()
+  }
+
+  deployed (name: string): DeployedService | null {
+    const service = this.#deployed.get(name)
+    return service !== undefined && service.newest() !== null ? service : null
+  }
+
+  // The version to stamp a session's op with, from what its members advertise
+  // (DeployedService.stampFor).
+  stampFor (name: string, members: string[]): string | null {
+    const service = this.deployed(name)
+    if (service === null) return null
+    const advertised = members.flatMap((id) => this.#parts.directory.record(id)?.services.filter((s) => s.name === name).map((s) => s.version) ?? [])
+    return service.stampFor(advertised)?.ref.version ?? null
+  }
+
+  // What this agent holds and runs, for GET /v1/packages.
+  status (): { running: Array<PackageRef & { restarts: number }>; known: Array<PackageRef & { held: boolean }> } {
+    const running = [...this.#deployed.values()].flatMap((s) => s.versions().map((v) => ({ ...v.ref, restarts: v.runner.restarts })))
+    return { running, known: this.#core.index().map((e) => ({ ...e.ref, held: e.held })) }
+  }
+
+  // A refusal made before a bundle reached deploy() (an HTTP body over the limit).
+  countRefusal (refusal: Refusal): void {
+    this.#parts.onRefused(refusal)
+  }
+
+  // A bundle handed to this agent by `edge-agent deploy`.
+  deploy (bundle: Uint8Array): Accepted {
+    return this.#accept(bundle, 'deploy', null)
+  }
+
+  // Resolves true once service `name` runs here, fetching it if needed (M3.3).
+  // A name no agent advertises and no index has announced is unknown at once:
+  // a stray URL must not make the agent wait or ask around.
+  async ensure (name: string): Promise<boolean> {
+    if (this.deployed(name) !== null) return true
+    if (this.#stopped) return false
+    const offered = this.#parts.directory.alive().some((r) => r.id !== this.#parts.directory.self && r.services.some((s) => s.name === name))
+    if (!offered && this.#core.latest(name) === null) return false
+    const done = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => { settle(false) }, ENSURE_TIMEOUT_MS)
+      const settle = (ok: boolean): void => {
+        clearTimeout(timer)
+        const list = this.#waiting.get(name)?.filter((r) => r !== settle) ?? []
+        if (list.length === 0) this.#waiting.delete(name)
+        else this.#waiting.set(name, list)
+        resolve(ok)
+      }
+      this.#waiting.set(name, [...this.#waiting.get(name) ?? [], settle])
+    })
+    this.#driver.step({ kind: 'need', name })
+    return await done
+  }
+
+  // The packages protocol's server side.
+  async onRequest (from: string, frame: Uint8Array): Promise<Uint8Array> {
+    const request = decodeRequest(frame)
+    switch (request.kind) {
+      case 'bad': return refusedAnswer(request.reason)
+      case 'index': return okAnswer(encodeIndex(this.#core.index().flatMap((e) => this.#indexEntry(e))))
+      case 'fetch': {
+        const bundle = this.#core.stored(request.hash) === null ? null : this.#store.bundle(request.hash)
+        return bundle === null ? refusedAnswer(`this agent does not hold ${request.hash}`) : okAnswer(bundle)
+      }
+      case 'push': {
+        const accepted = this.#accept(request.bundle, 'push', from)
+        return accepted.ok ? okAnswer() : refusedAnswer(`${accepted.refusal}: ${accepted.reason}`)
+      }
+    }
+  }
+
+  #indexEntry (e: IndexEntry): Array<{ held: boolean; signed: SignedAnnouncement }> {
+    const signed = this.#signed.get(e.ref.hash)
+    return signed === undefined ? [] : [{ held: e.held, signed }]
+  }
+
+  // Checks, stores and hands a bundle to the core.
+  #accept (bundle: Uint8Array, via: 'deploy' | 'push' | 'fetch', from: string | null): Accepted {
+    const opened = openBundle(bundle, this.#parts.trusted)
+    if (!opened.ok) {
+      this.#parts.onRefused(opened.refusal)
+      this.#parts.log.warn({ from, via, refusal: opened.refusal, reason: opened.reason }, 'refused a package')
+      return opened
+    }
+    const a = opened.value.signed.announcement
+    const ref = refOf(a)
+    if (this.#core.stored(a.hash) === null) {
+      this.#entries.set(a.hash, this.#store.save(opened.value, bundle))
+      this.#signed.set(a.hash, opened.value.signed)
+      this.#parts.onStored(via)
+      this.#parts.log.info({ name: a.name, version: a.version, hash: a.hash, via, from }, 'stored a package')
+      this.#driver.step({ kind: 'stored', ref, via })
+    } else if (via === 'deploy') {
+      // The same package deployed again: push it to the targets once more.
+      this.#driver.step({ kind: 'stored', ref, via })
+    }
+    return { ok: true, ref, targets: this.#targets.get(a.hash) ?? [] }
+  }
+
+  #perform (effect: DeployEffect): void {
+    if (this.#stopped) return
+    switch (effect.kind) {
+      case 'push': this.#pushQueue.push({ to: effect.to, hash: effect.hash }); this.#drainPushes(); return
+      case 'fetch': void this.#fetch(effect.from, effect.hash); return
+      case 'pull': void this.#pull(effect.from); return
+      case 'run': this.#start(effect.ref); this.#advertise(); this.#store.markRunning(this.#core.running().map((r) => r.hash)); return
+      case 'event': this.#onEvent(effect.event)
+    }
+  }
+
+  #drainPushes (): void {
+    while (this.#pushing < MAX_PUSHES_IN_FLIGHT && this.#pushQueue.length > 0 && !this.#stopped) {
+      const next = this.#pushQueue.shift()!
+      this.#pushing++
+      void this.#push(next.to, next.hash).finally(() => {
+        this.#pushing--
+        this.#drainPushes()
+      })
+    }
+  }
+
+  async #push (to: string, hash: string): Promise<void> {
+    const bundle = this.#store.bundle(hash)
+    if (bundle === null) return
+    try {
+      const answer = decodeAnswer(await this.#parts.net.request(to, encodeRequest({ kind: 'push', bundle }), PACKAGE_REQUEST_TIMEOUT_MS))
+      if (!answer.ok) this.#parts.log.warn({ to, hash, reason: answer.reason }, 'a target refused a package push')
+    } catch (error) {
+      // The target catches up by pulling.
+      this.#parts.log.info({ to, hash, err: (error as Error).message }, 'package push failed')
+    }
+  }
+
+  async #fetch (from: string, hash: string): Promise<void> {
+    let reason: string
+    try {
+      const answer = decodeAnswer(await this.#parts.net.request(from, encodeRequest({ kind: 'fetch', hash }), PACKAGE_REQUEST_TIMEOUT_MS))
+      if (answer.ok) {
+        const accepted = this.#accept(answer.payload, 'fetch', from)
+        if (accepted.ok && accepted.ref.hash === hash) return
+        reason = accepted.ok ? `sent ${accepted.ref.hash}, not ${hash}` : accepted.reason
+      } else {
+        reason = answer.reason
+      }
+    } catch (error) {
+      reason = (error as Error).message
+    }
+    this.#parts.log.info({ from, hash, reason }, 'package fetch failed; trying another holder')
+    this.#driver.step({ kind: 'fetch-failed', from, hash, reason })
+  }
+
+  async #pull (from: string): Promise<void> {
+    let payload: Uint8Array
+    try {
+      const answer = decodeAnswer(await this.#parts.net.request(from, encodeRequest({ kind: 'index' }), PACKAGE_REQUEST_TIMEOUT_MS))
+      if (!answer.ok) return
+      payload = answer.payload
+    } catch {
+      return
+    }
+    const raw = decodeIndex(payload)
+    if (raw === null) { this.#parts.onRefused('malformed'); return }
+    const entries: IndexEntry[] = []
+    for (const r of raw) {
+      const checked = checkAnnouncement(r.header, r.sig, this.#parts.trusted)
+      if (!checked.ok) { this.#parts.onRefused(checked.refusal); continue }
+      const ref = refOf(checked.value)
+      if (!this.#signed.has(ref.hash)) this.#signed.set(ref.hash, { announcement: checked.value, header: Buffer.from(r.header), sig: Buffer.from(r.sig) })
+      entries.push({ ref, held: r.held })
+    }
+    if (entries.length > 0) this.#driver.step({ kind: 'index', from, entries })
+  }
+
+  #start (ref: PackageRef): void {
+    const entry = this.#entries.get(ref.hash)
+    if (entry === undefined) return
+    let service = this.#deployed.get(ref.name)
+    if (service === undefined) {
+      service = new DeployedService(ref.name)
+      this.#deployed.set(ref.name, service)
+    }
+    if (service.versions().some((v) => v.ref.hash === ref.hash)) return
+    const runner = new ServiceRunner(`${ref.name}@${ref.version}`, entry)
+    runner.start()
+    service.add({ ref, runner })
+    // A built-in of the same name stays: deployed code never replaces one.
+    if (!this.#parts.services.has(ref.name) || this.#parts.services.get(ref.name) instanceof DeployedService) this.#parts.services.set(ref.name, service)
+    this.#parts.line({ event: 'package-running', name: ref.name, version: ref.version, hash: ref.hash, atMs: Date.now() })
+    for (const resolve of this.#waiting.get(ref.name) ?? []) resolve(true)
+  }
+
+  #advertise (): void {
+    const offers = [...this.#parts.baseOffers]
+    for (const [name, service] of this.#deployed) {
+      const newest = service.newest()
+      if (newest === null || offers.some((o) => o.name === name)) continue
+      offers.push({ name, version: newest.ref.version, capacity: DEPLOYED_SERVICE_CAPACITY })
+    }
+    this.#parts.advertise(offers)
+  }
+
+  #onEvent (event: DeployEvent): void {
+    if (event.type === 'targets') this.#targets.set(event.ref.hash, event.targets)
+    if (event.type === 'announced') this.#parts.log.info({ name: event.ref.name, version: event.ref.version, from: event.from }, 'learnt of a package')
+    if (event.type === 'fetch-exhausted') this.#parts.log.warn({ name: event.ref.name, version: event.ref.version, tried: event.tried }, 'no holder answered a package fetch; retrying after the next pull')
+  }
+}

@@ -1,0 +1,91 @@
+// Packages on disk, in <data-dir>/packages/:
+//   <hash>.pkg       the bundle, byte for byte as signed (written atomically)
+//   <hash>/          its files, unpacked for the worker to import
+//   running.json     hashes of the packages this agent runs
+// A bundle is checked again when the agent starts (the trusted deployers may have
+// changed); one that fails is left on disk, reported, and not run.
+
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { writeAtomic } from './data-dir.ts'
+import { openBundle } from './package.ts'
+import type { OpenedBundle, Refusal } from './package.ts'
+
+const HASH_FILE = /^([0-9a-f]{64})\.pkg$/
+const RUNNING_FILE = 'running.json'
+
+export type Loaded = { opened: OpenedBundle; entryPath: string; running: boolean }
+
+export class PackageStore {
+  readonly dir: string
+
+  constructor (dataDir: string) {
+    this.dir = join(dataDir, 'packages')
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 })
+  }
+
+  // Writes a checked bundle and its files; returns the entry module's path.
+  save (opened: OpenedBundle, bundle: Uint8Array): string {
+    const hash = opened.signed.announcement.hash
+    const entryPath = this.#unpack(opened)
+    if (!existsSync(join(this.dir, `${hash}.pkg`))) writeAtomic(this.dir, `${hash}.pkg`, bundle)
+    return entryPath
+  }
+
+  bundle (hash: string): Uint8Array | null {
+    try {
+      return readFileSync(join(this.dir, `${hash}.pkg`))
+    } catch {
+      return null
+    }
+  }
+
+  // Every stored bundle, checked again with `trusted`.
+  load (trusted: ReadonlySet<string>, refused: (hash: string, refusal: Refusal, reason: string) => void): Loaded[] {
+    const running = this.#running()
+    const out: Loaded[] = []
+    for (const name of readdirSync(this.dir).sort()) {
+      const hash = HASH_FILE.exec(name)?.[1]
+      if (hash === undefined) continue
+      const opened = openBundle(readFileSync(join(this.dir, name)), trusted)
+      if (!opened.ok) { refused(hash, opened.refusal, opened.reason); continue }
+      out.push({ opened: opened.value, entryPath: this.#unpack(opened.value), running: running.has(hash) })
+    }
+    return out
+  }
+
+  markRunning (hashes: string[]): void {
+    writeAtomic(this.dir, RUNNING_FILE, JSON.stringify([...hashes].sort()) + '\n')
+  }
+
+  #running (): Set<string> {
+    try {
+      const list = JSON.parse(readFileSync(join(this.dir, RUNNING_FILE), 'utf8')) as unknown
+      return new Set(Array.isArray(list) ? list.filter((h): h is string => typeof h === 'string') : [])
+    } catch {
+      return new Set()
+    }
+  }
+
+  // Files go to <hash>/ through a temporary directory renamed into place, so a
+  // crash never leaves half a package where the worker would import it. The
+  // package.json makes .js files ES modules unless the package says otherwise.
+  #unpack (opened: OpenedBundle): string {
+    const hash = opened.signed.announcement.hash
+    const root = join(this.dir, hash)
+    const entryPath = join(root, opened.manifest.entry)
+    if (existsSync(entryPath)) return entryPath
+    const tmp = join(this.dir, `.${hash}.${process.pid}.tmp`)
+    rmSync(tmp, { recursive: true, force: true })
+    for (const [path, content] of opened.files) {
+      const target = join(tmp, path)
+      mkdirSync(dirname(target), { recursive: true })
+      writeFileSync(target, content)
+    }
+    if (!opened.files.has('package.json')) writeFileSync(join(tmp, 'package.json'), '{"type":"module"}\n')
+    rmSync(root, { recursive: true, force: true })
+    // Atomic on one file system.
+    renameSync(tmp, root)
+    return entryPath
+  }
+}

@@ -1,0 +1,142 @@
+// Deployed service code on real agents: five `edge-agent start` processes on
+// 127.0.0.1 that trust one deployer key. `edge-agent deploy` hands the cart
+// example to one agent with a policy naming four; they advertise cart@1.0.0 in
+// their records. A terminal opens a cart session at the fifth agent, which has
+// no package and fetches it first. An agent over its request limit answers 307
+// to another agent of its region. A package signed by an unknown key is refused
+// and counted.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { EdgeClient } from '../../agent/client/index.ts'
+import { buildBundle, deployerKeyFile, generateDeployerKey, parseDeployerKeyFile } from '../../agent/runtime/package.ts'
+import { LocalCluster, runCli } from '../../sim/processes.ts'
+import type { AgentProcess } from '../../sim/processes.ts'
+
+const TEST_TIMEOUT_MS = 120_000
+const CART = new URL('../../examples/cart', import.meta.url).pathname
+
+async function withTimeout<T> (promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<T>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${TEST_TIMEOUT_MS} ms`)), TEST_TIMEOUT_MS) })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+type Member = { id: string; status: string; services: Array<{ name: string; version: string }> }
+
+async function advertising (viewer: AgentProcess, name: string, version: string): Promise<string[]> {
+  const body = await (await http(`${viewer.http}/v1/members`)).json() as { members: Member[] }
+  return body.members.filter((m) => m.status === 'alive' && m.services.some((s) => s.name === name && s.version === version)).map((m) => m.id).sort()
+}
+
+// fetch() that names the URL when it fails ("fetch failed" alone says nothing).
+async function http (url: string, init: RequestInit = {}): Promise<Response> {
+  try {
+    return await fetch(url, init)
+  } catch (error) {
+    throw new Error(`${init.method ?? 'GET'} ${url}: ${(error as Error).message} (${String((error as { cause?: unknown }).cause)})`)
+  }
+}
+
+async function until (what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+test('deploy to 4 agents, open a session on one without the package, redirect from an overloaded one, refuse an untrusted package', () => withTimeout((async () => {
+  const key = generateDeployerKey()
+  // Every agent trusts this key, given as the key file itself.
+  const keyDir = mkdtempSync(join(tmpdir(), 'edge-agent-deployer-'))
+  const keyFile = join(keyDir, 'deployer.key')
+  writeFileSync(keyFile, deployerKeyFile(key), { mode: 0o600 })
+  // No load filter: on one shared test machine every agent reads the machine's
+  // CPU, often over 0.9 (as bench/sessions-real.ts does).
+  const configFile = join(keyDir, 'config.json')
+  writeFileSync(configFile, JSON.stringify({ sessions: { loadThreshold: 1 } }))
+  let cluster: LocalCluster | null = null
+  try {
+    cluster = await LocalCluster.start({
+      nodes: 5,
+      configure: (i) => ({
+        region: 'eu',
+        zone: i === 0 ? 'dc1' : 'edge',
+        // agent3 is always "over its request limit" for requests by URL.
+        extraArgs: ['--config', configFile, '--trusted-deployers', keyFile, '--package-pull-interval-ms', '500', ...(i === 3 ? ['--service-request-limit', '0'] : [])]
+      })
+    })
+    const agents = cluster.agents
+    await cluster.waitConverged(30_000)
+    const targets = agents.slice(0, 4).map((a) => a.id).sort()
+
+    const started = Date.now()
+    const deployed = await runCli(['deploy', CART, '--name', 'cart', '--policy', `nodes:${targets.join(',')}`, '--key', keyFile, '--to', agents[1].http])
+    assert.is(deployed.code, 0, deployed.stderr)
+    const answer = JSON.parse(deployed.stdout) as { name: string; version: string; targets: string[] }
+    assert.equal([answer.name, answer.version], ['cart', '1.0.0'])
+    assert.equal(answer.targets, targets)
+    await until('all four targets advertise cart@1.0.0', async () => (await advertising(agents[4], 'cart', '1.0.0')).join() === targets.join(), 20_000)
+    console.log(`deploy to 4 agents: every target advertised cart@1.0.0 ${Date.now() - started} ms after the CLI started`)
+
+    // A session at agent4, which lacks the package: it fetches, then opens.
+    const beforeOpen = Date.now()
+    const far = new EdgeClient({ agents: [agents[4].http], requestTimeoutMs: 15_000, deadlineMs: 30_000 })
+    const session = await far.open({ terminalId: 'kiosk-9', service: 'cart' })
+    console.log(`open on an agent that had to fetch the package: ${Date.now() - beforeOpen} ms`)
+    await session.append({ add: { sku: 'apple', qty: 2 } })
+    await session.append({ add: { sku: 'milk', qty: 1 } })
+    // The service's own validate() refuses it; nothing is logged.
+    const refusedOp = await session.append({ add: { sku: 'pear', qty: 1 } }).then(() => null, (error: Error) => error.message)
+    assert.match(String(refusedOp), /unknown sku "pear"/)
+    const state = await session.get()
+    assert.equal(state.state, { items: { apple: 2, milk: 1 }, orders: 0 })
+    const held = await (await http(`${agents[4].http}/v1/packages`)).json() as { running: Array<{ name: string }> }
+    assert.equal(held.running.map((r) => r.name), ['cart'])
+
+    // The service's request handler, with the session's state, at the owner.
+    const owner = (session.owner as { http: string }).http
+    const total = await http(`${owner}/cart/total`, { headers: { authorization: `Bearer ${session.token}` } })
+    assert.is(total.status, 200)
+    assert.equal(await total.json(), { items: { apple: 2, milk: 1 }, totalCents: 205, orders: 0 })
+
+    // agent3 is over its request limit: 307 to another agent of eu serving cart.
+    const busy = await http(`${agents[3].http}/cart/catalog`, { redirect: 'manual' })
+    assert.is(busy.status, 307)
+    const location = busy.headers.get('location') ?? ''
+    // The mark tells the agent it lands on to serve even if it is busy too.
+    assert.ok(agents.some((a) => a !== agents[3] && location === `${a.http}/cart/catalog?edge-redirected=1`), location)
+    const followed = await http(`${agents[3].http}/cart/catalog`)
+    assert.is(followed.status, 200)
+    assert.match(await (await http(`${agents[3].http}/metrics`)).text(), /edge_agent_service_redirects_total 2/)
+
+    // A package signed by a key nobody trusts: refused with the reason, counted.
+    const mallory = parseDeployerKeyFile(deployerKeyFile(generateDeployerKey()), 'mallory.key')
+    const forged = buildBundle(CART, mallory, 'all', Date.now()).bundle
+    const refused = await http(`${agents[2].http}/v1/packages`, { method: 'POST', body: forged })
+    assert.is(refused.status, 403)
+    assert.match(String(((await refused.json()) as { error: string }).error), /not in this agent's trusted deployers/)
+    assert.match(await (await http(`${agents[2].http}/metrics`)).text(), /edge_agent_packages_refused_total\{reason="untrusted"\} 1/)
+
+    const services = await runCli(['services', agents[0].http])
+    assert.is(services.code, 0, services.stderr)
+    assert.is(services.stdout.trim().split('\n').filter((l) => l.includes('cart@1.0.0')).length, 5, services.stdout)
+    far.destroy()
+  } catch (error) {
+    for (const a of cluster?.agents ?? []) console.error(JSON.stringify((await a.members().catch(() => [])).map((m) => [m.id.slice(-6), m.status, (m as unknown as { load: unknown }).load])))
+    for (const a of cluster?.agents ?? []) console.error(`--- ${a.name} ${a.id} running=${String(a.running)}\n${a.stderr.slice(-3000)}`)
+    throw error
+  } finally {
+    await cluster?.destroy()
+    rmSync(keyDir, { recursive: true, force: true })
+  }
+})()))
+
+test.run()

@@ -1,0 +1,137 @@
+// Package distribution in virtual time (sim/deploy-cluster.ts): the real
+// Distribution core on every node. Each scenario prints its seed on failure.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { DeployCluster } from '../../sim/deploy-cluster.ts'
+import type { SimNodeSpec, SimPackage } from '../../sim/deploy-cluster.ts'
+import { parsePolicy, resolveTargets } from '../../agent/deploy/policy.ts'
+import { seedFor, withSeed } from './helpers.ts'
+
+const FILE = 'test/sim/deploy.test.ts'
+const CONFIG = { pullIntervalMs: 2_000, fetchTimeoutMs: 5_000, loadThreshold: 0.9 }
+
+// 12 nodes in three regions; eu and us each have data-centre nodes, ap has none;
+// n11 is overloaded.
+const NODES: SimNodeSpec[] = [
+  { id: 'n00', region: 'eu', zone: 'dc1', load: 0.4 },
+  { id: 'n01', region: 'eu', zone: 'dc2', load: 0.2 },
+  { id: 'n02', region: 'eu', zone: 'edge' },
+  { id: 'n03', region: 'eu', zone: 'edge' },
+  { id: 'n04', region: 'us', zone: 'dc', load: 0.3 },
+  { id: 'n05', region: 'us', zone: 'edge' },
+  { id: 'n06', region: 'us', zone: 'edge' },
+  { id: 'n07', region: 'us', zone: 'edge' },
+  { id: 'n08', region: 'ap', zone: 'edge', load: 0.5 },
+  { id: 'n09', region: 'ap', zone: 'edge', load: 0.1 },
+  { id: 'n10', region: 'ap', zone: 'edge', load: 0.6 },
+  { id: 'n11', region: 'ap', zone: 'edge', load: 0.95 }
+]
+
+function cart (policy: string, version = '1.0.0', issuedAtMs = 1, verdict: SimPackage['verdict'] = 'ok'): SimPackage {
+  const hash = (version + policy + verdict).split('').map((c) => c.charCodeAt(0).toString(16)).join('').padEnd(64, '0').slice(0, 64)
+  return { ref: { name: 'cart', version, hash, policy, issuedAtMs }, bytes: 2_000, verdict }
+}
+
+function runners (cluster: DeployCluster, hash: string): string[] {
+  return cluster.ids().filter((id) => cluster.running(id).includes(hash))
+}
+
+function everyTargetAdvertises (cluster: DeployCluster, targets: string[], version: string): () => boolean {
+  return () => targets.every((id) => cluster.advertises(id, 'cart') === version)
+}
+
+for (const policy of ['all', 'nodes:n02,n07', 'regions:eu,ap', 'hub-per-region', 'replicas:3', 'auto']) {
+  test(`deploy with ${policy}: exactly the targets run and advertise cart@1.0.0`, () => withSeed(FILE, seedFor(71), (seed) => {
+    const cluster = new DeployCluster({ seed, nodes: NODES, config: CONFIG })
+    const pkg = cart(policy)
+    const parsed = parsePolicy(policy)
+    assert.ok(parsed.ok)
+    if (!parsed.ok) return
+    const table = NODES.map((n) => ({ id: n.id, addrs: [], ip: '', http: '', services: [], load: { score: n.load ?? 0, sessions: 0, elu: 0, cpu: 0 }, position: null, region: n.region ?? '', zone: n.zone ?? '', incarnation: 1, seq: 1, status: 'alive' as const }))
+    const targets = resolveTargets(parsed.policy, table, 'cart', CONFIG.loadThreshold)
+    assert.ok(cluster.deploy('n05', pkg))
+    assert.ok(cluster.scheduler.runUntilTrue(everyTargetAdvertises(cluster, targets, '1.0.0'), 10_000, 10), `every target of ${policy} advertises within 10 s`)
+    const tookMs = cluster.nowMs
+    // Pull rounds later, still nobody else runs it.
+    cluster.scheduler.runUntil(cluster.nowMs + 20_000)
+    assert.equal(runners(cluster, pkg.ref.hash), targets)
+    if (policy === 'hub-per-region') assert.equal(targets, ['n01', 'n04', 'n09'])
+    if (policy === 'auto') assert.not.ok(targets.includes('n11'))
+    // Pushes reach live targets well before the first pull round.
+    assert.ok(tookMs < 1_000, `${policy} took ${tookMs} ms`)
+  }))
+}
+
+test('a node down during the deploy catches up by pull after it restarts', () => withSeed(FILE, seedFor(72), (seed) => {
+  const cluster = new DeployCluster({ seed, nodes: NODES, config: CONFIG })
+  cluster.crash('n06')
+  const pkg = cart('all')
+  cluster.deploy('n00', pkg)
+  cluster.scheduler.runUntil(5_000)
+  assert.equal(cluster.running('n06'), [])
+  assert.is(cluster.running('n07').length, 1)
+  const back = cluster.nowMs
+  cluster.restart('n06')
+  assert.ok(cluster.scheduler.runUntilTrue(() => cluster.advertises('n06', 'cart') === '1.0.0', back + 30_000, 10), 'n06 runs cart after pulling')
+  const since = cluster.runningSince.get(pkg.ref.hash)?.get('n06') ?? Infinity
+  // It learns of the deploy at its first pull (within one interval), then fetches.
+  assert.ok(since - back <= CONFIG.pullIntervalMs + 100, `caught up ${since - back} ms after restart`)
+}))
+
+test('a newer version spreads by pull to nodes that missed its push, and both versions stay held', () => withSeed(FILE, seedFor(73), (seed) => {
+  const cluster = new DeployCluster({ seed, nodes: NODES, config: CONFIG })
+  const v1 = cart('all', '1.0.0', 1)
+  cluster.deploy('n00', v1)
+  cluster.scheduler.runUntil(2_000)
+  cluster.crash('n03')
+  const v2 = cart('all', '2.0.0', 2)
+  cluster.deploy('n01', v2)
+  cluster.scheduler.runUntil(6_000)
+  cluster.restart('n03')
+  assert.ok(cluster.scheduler.runUntilTrue(() => cluster.advertises('n03', 'cart') === '2.0.0', 40_000, 10))
+  assert.equal(cluster.running('n03').sort(), [v1.ref.hash, v2.ref.hash].sort())
+}))
+
+test('an agent that runs a service (fetched on demand) keeps it current when a newer version targets others', () => withSeed(FILE, seedFor(76), (seed) => {
+  const cluster = new DeployCluster({ seed, nodes: NODES, config: CONFIG })
+  const v1 = cart('nodes:n00,n01', '1.0.0', 1)
+  cluster.deploy('n00', v1)
+  cluster.scheduler.runUntil(2_000)
+  cluster.need('n09', 'cart')
+  assert.ok(cluster.scheduler.runUntilTrue(() => cluster.advertises('n09', 'cart') === '1.0.0', 20_000, 10))
+  const v2 = cart('nodes:n00,n01', '2.0.0', 2)
+  cluster.deploy('n01', v2)
+  assert.ok(cluster.scheduler.runUntilTrue(() => cluster.advertises('n09', 'cart') === '2.0.0', 40_000, 10), 'n09 follows to 2.0.0')
+  // Nobody that never ran cart picked it up.
+  assert.equal(runners(cluster, v2.ref.hash), ['n00', 'n01', 'n09'])
+}))
+
+test('hub crash: a node that needs the service fetches from another holder', () => withSeed(FILE, seedFor(74), (seed) => {
+  const cluster = new DeployCluster({ seed, nodes: NODES, config: CONFIG })
+  // Held by eu's hub n01 and by n04 (us).
+  const pkg = cart('nodes:n01,n04')
+  cluster.deploy('n01', pkg)
+  cluster.scheduler.runUntil(3_000)
+  assert.equal(runners(cluster, pkg.ref.hash), ['n01', 'n04'])
+  // n01 dies; the tables still list it for 3 s (detection lag).
+  cluster.crash('n01', 3_000)
+  const asked = cluster.nowMs
+  cluster.need('n02', 'cart')
+  assert.ok(cluster.scheduler.runUntilTrue(() => cluster.running('n02').length === 1, asked + 30_000, 10), 'n02 gets the package')
+  const tookMs = (cluster.runningSince.get(pkg.ref.hash)?.get('n02') ?? Infinity) - asked
+  // The hub is tried first and times out (2 s dial timeout), then n04 serves.
+  assert.ok(tookMs >= 2_000 && tookMs < 5_000, `fetched after ${tookMs} ms`)
+}))
+
+test('forged and tampered packages are refused everywhere and never run', () => withSeed(FILE, seedFor(75), (seed) => {
+  const cluster = new DeployCluster({ seed, nodes: NODES, config: CONFIG })
+  assert.not.ok(cluster.deploy('n00', cart('all', '6.6.6', 9, 'forged')))
+  // A hostile node pushes a tampered bundle straight to others.
+  const tampered = cart('all', '6.6.7', 9, 'tampered')
+  for (const to of ['n02', 'n03', 'n04']) cluster.pushFrom('n09', to, tampered)
+  cluster.scheduler.runUntil(20_000)
+  for (const id of cluster.ids()) assert.equal(cluster.running(id), [], id)
+  assert.equal(cluster.refused.map((r) => `${r.node}:${r.verdict}:${r.via}`).sort(), ['n00:forged:deploy', 'n02:tampered:push', 'n03:tampered:push', 'n04:tampered:push'])
+}))
+
+test.run()

@@ -1,0 +1,136 @@
+// Deployed service code in a worker (service-runner.ts) and the per-session
+// version roll-forward (deployed-service.ts).
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ServiceRunner } from '../../agent/runtime/service-runner.ts'
+import { DeployedService, stampOp, unwrapState } from '../../agent/runtime/deployed-service.ts'
+import type { JsonValue } from '../../protocol/messages.ts'
+
+const dir = mkdtempSync(join(tmpdir(), 'runner-'))
+writeFileSync(join(dir, 'package.json'), '{"type":"module"}')
+
+function module (name: string, source: string): string {
+  const path = join(dir, name)
+  writeFileSync(path, source)
+  return path
+}
+
+const FAULTY = module('faulty.js', `
+export function initial () { return 0 }
+export function apply (state, op) {
+  if (op === 'throw') throw new TypeError('bad op')
+  if (op === 'loop') for (;;) {}
+  if (op === 'oom') { const a = []; for (;;) a.push(new Array(1e5).fill(a.length)) }
+  return state + op
+}
+`)
+
+test('a throw fails the call with its message; a loop times out and the worker is replaced', () => {
+  const runner = new ServiceRunner('faulty@1', FAULTY, 100)
+  assert.equal(runner.call('apply', [1, 2]), { ok: true, value: 3, missing: false })
+  const thrown = runner.call('apply', [1, 'throw'])
+  assert.equal(thrown, { ok: false, error: 'faulty@1: apply failed: TypeError: bad op' })
+  const looped = runner.call('apply', [1, 'loop'])
+  assert.not.ok(looped.ok)
+  if (!looped.ok) assert.match(looped.error, /did not answer within 100 ms/)
+  assert.is(runner.restarts, 1)
+  // The next call runs on a fresh worker.
+  assert.equal(runner.call('apply', [40, 2]), { ok: true, value: 42, missing: false })
+  assert.equal(runner.call('validate', ['x']), { ok: true, value: null, missing: true })
+  runner.stop()
+})
+
+test('running out of memory kills only the worker', () => {
+  const runner = new ServiceRunner('faulty@1', FAULTY, 3_000)
+  const oom = runner.call('apply', [0, 'oom'])
+  assert.not.ok(oom.ok)
+  assert.equal(runner.call('apply', [1, 1]), { ok: true, value: 2, missing: false })
+  runner.stop()
+})
+
+test('a module that fails to load fails every call with the load error', () => {
+  const runner = new ServiceRunner('broken@1', module('broken.js', 'export function apply ( {'), 100)
+  const result = runner.call('apply', [0, 1])
+  assert.not.ok(result.ok)
+  if (!result.ok) assert.match(result.error, /broken@1: the package's entry module failed to load: SyntaxError/)
+  runner.stop()
+})
+
+// A cart-like service: v1 keeps a list, v2 a map; a session moves at an empty cart.
+const V1 = module('v1.js', `
+export const initial = () => ({ items: [] })
+export const validate = (op) => typeof op === 'string' || op === null ? true : 'an item name, or null to clear'
+export const apply = (s, op) => { if (op === null) s.items = []; else s.items.push(op); return s }
+export const isClean = (s) => s.items.length === 0
+`)
+const V2 = module('v2.js', `
+export const initial = () => ({ counts: {} })
+export const migrate = (s, from) => ({ counts: {}, from })
+export const apply = (s, op) => { if (op === null) s.counts = {}; else s.counts[op] = (s.counts[op] ?? 0) + 1; return s }
+`)
+
+function version (v: string, path: string, issuedAtMs: number) {
+  return { ref: { name: 'cart', version: v, hash: v.repeat(64).slice(0, 64), policy: 'all', issuedAtMs }, runner: new ServiceRunner(`cart@${v}`, path) }
+}
+
+test('a session rolls forward to a newer version only at a clean point; the old version serves it until then', () => {
+  const service = new DeployedService('cart')
+  service.add(version('1', V1, 1))
+  let state: JsonValue = service.initial()
+  const step = (v: string, op: JsonValue): void => {
+    const stamped = stampOp(v, op)
+    assert.ok(service.validate(stamped, state).ok)
+    state = service.apply(state, stamped)
+  }
+  step('1', 'apple')
+  assert.equal(unwrapState(state), { version: '1', state: { items: ['apple'] } })
+  service.add(version('2', V2, 2))
+  assert.is(service.newest()?.ref.version, '2')
+  // Not clean (one item): stays on 1 although the op was stamped with 2.
+  step('2', 'pear')
+  assert.equal(unwrapState(state), { version: '1', state: { items: ['apple', 'pear'] } })
+  step('2', null)
+  assert.equal(unwrapState(state), { version: '1', state: { items: [] } })
+  // Clean now: this op moves the session, through v2's migrate.
+  step('2', 'fig')
+  assert.equal(unwrapState(state), { version: '2', state: { counts: { fig: 1 }, from: '1' } })
+  // A stale stamp (an owner that still only knew 1) never moves a session back.
+  step('1', 'fig')
+  assert.equal(unwrapState(state), { version: '2', state: { counts: { fig: 2 }, from: '1' } })
+  service.stop()
+})
+
+test('stampFor(): the oldest version the group advertises that is held here, else the newest', () => {
+  const service = new DeployedService('cart')
+  service.add(version('1', V1, 1))
+  service.add(version('2', V2, 2))
+  assert.is(service.stampFor([])?.ref.version, '2')
+  assert.is(service.stampFor(['2', '2'])?.ref.version, '2')
+  // One member still only runs 1: the session must not move yet.
+  assert.is(service.stampFor(['2', '1'])?.ref.version, '1')
+  // A version not held here says nothing.
+  assert.is(service.stampFor(['9', '2'])?.ref.version, '2')
+  service.stop()
+})
+
+test('validate refuses unstamped ops, unknown versions, refused ops and ops whose dry run throws', () => {
+  const service = new DeployedService('cart')
+  service.add(version('1', V1, 1))
+  assert.match(String((service.validate('apple', null) as { reason: string }).reason), /must be stamped/)
+  assert.match(String((service.validate(stampOp('9', 'x'), null) as { reason: string }).reason), /cart@9 is not installed/)
+  assert.equal(service.validate(stampOp('1', 42), service.initial()), { ok: false, reason: 'an item name, or null to clear' })
+  const faulty = new DeployedService('f')
+  faulty.add({ ref: { name: 'f', version: '1', hash: 'f'.repeat(64), policy: 'all', issuedAtMs: 1 }, runner: new ServiceRunner('f@1', FAULTY, 100) })
+  const check = faulty.validate(stampOp('1', 'throw'), faulty.initial())
+  assert.equal(check, { ok: false, reason: 'f@1: apply failed: TypeError: bad op' })
+  // apply on a member where it still fails keeps the state and records why.
+  const after = faulty.apply({ version: '1', state: 5 }, stampOp('1', 'throw'))
+  assert.equal(after, { version: '1', state: 5, error: 'f@1: apply failed: TypeError: bad op' })
+  service.stop()
+  faulty.stop()
+})
+
+test.run()
