@@ -22,6 +22,7 @@ import {
   MAX_DIAL_TIMEOUT_MS, MAX_INCOMING_PENDING_CONNECTIONS, directProtocol, gossipTopic, replicationProtocol
 } from './constants.ts'
 import { DirectChannel, parsePeerId } from './direct.ts'
+import type { FaultChannel, FaultGate } from './fault-gate.ts'
 import { errorMessage, guard } from './guard.ts'
 import { privateKeyOf } from './identity.ts'
 import { connectionStack } from './transport.ts'
@@ -124,6 +125,9 @@ class Libp2pNet implements Net {
   private readonly topic: string
   private readonly direct: DirectChannel
   private readonly replication: DirectChannel
+  // Only in an agent started with --fault-injection; null otherwise, and then no
+  // message goes near the fault rules.
+  private readonly gate: FaultGate | null
   private readonly gossip = { framesOut: 0, bytesOut: 0, framesIn: 0, bytesIn: 0 }
   private stopping: Promise<void> | null = null
   private readonly onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
@@ -134,18 +138,21 @@ class Libp2pNet implements Net {
   constructor (node: Libp2p<Services>, options: NetOptions) {
     this.node = node
     this.id = node.peerId.toString()
-    this.handlers = options.handlers
+    this.gate = options.faults ?? null
+    const gate = this.gate
+    const handlersOf = (channel: FaultChannel): NetHandlers => gate === null ? options.handlers : gatedHandlers(options.handlers, gate, channel)
+    this.handlers = handlersOf('direct')
     this.topic = gossipTopic(options.cluster)
-    const channel = { node, cluster: options.cluster, handlers: options.handlers, dialTimeoutMs: options.dialTimeoutMs }
-    this.direct = new DirectChannel({ ...channel, protocol: directProtocol(options.cluster), servesPeek: true })
-    this.replication = new DirectChannel({ ...channel, protocol: replicationProtocol(options.cluster), servesPeek: false })
+    const channel = { node, cluster: options.cluster, dialTimeoutMs: options.dialTimeoutMs }
+    this.direct = new DirectChannel({ ...channel, handlers: handlersOf('direct'), protocol: directProtocol(options.cluster), servesPeek: true })
+    this.replication = new DirectChannel({ ...channel, handlers: handlersOf('sessions'), protocol: replicationProtocol(options.cluster), servesPeek: false })
   }
 
   async start (): Promise<void> {
     // Handlers first, so nothing that arrives once listening finds them missing.
     await this.direct.register()
     await this.replication.register()
-    this.node.services.pubsub.topicValidators.set(this.topic, (_from, message) => this.validate(message))
+    this.node.services.pubsub.topicValidators.set(this.topic, (source, message) => this.validate(source, message))
     this.node.addEventListener('peer:disconnect', this.onPeerDisconnect)
     await this.node.start()
     this.node.services.pubsub.subscribe(this.topic)
@@ -156,6 +163,12 @@ class Libp2pNet implements Net {
   }
 
   send (peer: string, frame: Uint8Array, channel: DirectChannelName = 'membership'): void {
+    if (this.stopping !== null) return
+    if (this.gate !== null) return this.gate.pass(peer, 'out', channel === 'sessions' ? 'sessions' : 'direct', () => this.sendNow(peer, frame, channel))
+    this.sendNow(peer, frame, channel)
+  }
+
+  private sendNow (peer: string, frame: Uint8Array, channel: DirectChannelName): void {
     if (this.stopping !== null) return
     if (channel === 'sessions') this.replication.send(peer, frame)
     else this.direct.send(peer, frame)
@@ -171,6 +184,12 @@ class Libp2pNet implements Net {
     if (this.stopping !== null) return
     // Decoders refuse it anyway; not worth the bandwidth.
     if (frame.length > MAX_GOSSIP_FRAME_BYTES) return
+    if (this.gate !== null) return this.gate.pass(null, 'out', 'gossip', () => this.publishNow(frame))
+    this.publishNow(frame)
+  }
+
+  private publishNow (frame: Uint8Array): void {
+    if (this.stopping !== null) return
     try {
       this.node.services.pubsub.publish(this.topic, frame).then(
         () => { this.gossip.framesOut++; this.gossip.bytesOut += frame.length },
@@ -240,6 +259,7 @@ class Libp2pNet implements Net {
 
   async stop (): Promise<void> {
     if (this.stopping === null) {
+      this.gate?.stop()
       this.direct.stop()
       this.replication.stop()
       this.node.removeEventListener('peer:disconnect', this.onPeerDisconnect)
@@ -249,15 +269,33 @@ class Libp2pNet implements Net {
   }
 
   // gossipsub's topic validator: runs after the signature check, for messages not
-  // seen before. `message.from` is the signed origin, not the forwarding peer.
-  private validate (message: Message): TopicValidatorResult {
+  // seen before. `message.from` is the signed origin, `source` the forwarding peer.
+  // Under the fault gate the verdict may come later (gossipsub awaits it).
+  private validate (source: PeerId, message: Message): TopicValidatorResult | Promise<TopicValidatorResult> {
     if (message.type !== 'signed') return TopicValidatorResult.Reject
     if (message.data.length > MAX_GOSSIP_FRAME_BYTES) return TopicValidatorResult.Reject
     this.gossip.framesIn++
     this.gossip.bytesIn += message.data.length
-    let verdict: GossipVerdict = 'ignore'
-    guard('onGossip', () => { verdict = this.handlers.onGossip(message.from.toString(), message.data) })
-    return VERDICTS[verdict] ?? TopicValidatorResult.Ignore
+    const deliver = (): TopicValidatorResult => {
+      let verdict: GossipVerdict = 'ignore'
+      guard('onGossip', () => { verdict = this.handlers.onGossip(message.from.toString(), message.data) })
+      return VERDICTS[verdict] ?? TopicValidatorResult.Ignore
+    }
+    if (this.gate === null) return deliver()
+    // A dropped message is ignored, not rejected: the forwarder is not to blame.
+    return this.gate.passGossip(source.toString(), message.from.toString(), deliver, TopicValidatorResult.Ignore)
+  }
+}
+
+// The handlers as the fault gate lets them see the network: inbound frames pass
+// its rules, and hints about a blocked peer are not heard at all.
+function gatedHandlers (handlers: NetHandlers, gate: FaultGate, channel: FaultChannel): NetHandlers {
+  return {
+    onDirect: (from, frame) => gate.pass(from, 'in', channel, () => guard('onDirect', () => { handlers.onDirect(from, frame) })),
+    onGossip: (from, frame) => handlers.onGossip(from, frame),
+    onDisconnected: (peer) => { if (!gate.blocks(peer)) handlers.onDisconnected(peer) },
+    onUnreachable: (peer) => { if (!gate.blocks(peer)) handlers.onUnreachable(peer) },
+    onPeek: () => handlers.onPeek()
   }
 }
 

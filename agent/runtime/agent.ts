@@ -12,6 +12,7 @@ import { SeededRandom } from '../core/random.ts'
 import { Membership } from '../membership/membership.ts'
 import { decode, encode } from '../../protocol/codec.ts'
 import type { Message, PeekMember, SessionMessage } from '../../protocol/messages.ts'
+import { FaultGate } from '../net/fault-gate.ts'
 import { createNet, loadOrCreateIdentity } from '../net/libp2p.ts'
 import type { GossipVerdict, Net } from '../net/types.ts'
 import { DataDir } from './data-dir.ts'
@@ -23,6 +24,7 @@ import type { RejectReason } from './metrics.ts'
 import { membersJson } from './view.ts'
 import { SessionStore } from './session-store.ts'
 import { SessionsHost } from './sessions-host.ts'
+import { registerFaultRoutes } from './faults-http.ts'
 import { registerSessionRoutes } from './sessions-http.ts'
 import { SingletonKeeper } from './singletons.ts'
 import { join } from 'node:path'
@@ -30,6 +32,12 @@ import { join } from 'node:path'
 export type AgentOutput = {
   // One JSON object per line on stdout when --json is given.
   line: (object: Record<string, unknown>) => void
+}
+
+export type AgentStartOptions = {
+  // The fault-injection gate and its /v1/faults endpoint (a test facility; only
+  // the --fault-injection flag of `edge-agent start` sets it, never a config file).
+  faultInjection?: boolean
 }
 
 const monotonic = { nowMs: () => performance.now() }
@@ -53,18 +61,20 @@ export class Agent {
   readonly #sessions: SessionsHost
   readonly #singletons: SingletonKeeper
   readonly #rejectLogged = new Map<string, number>()
+  readonly #faults: FaultGate | null
   readonly httpUrl: string
   #loadTimer: NodeJS.Timeout | null = null
   #stopping: Promise<void> | null = null
 
   private constructor (parts: {
-    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore
+    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore, faults: FaultGate | null
   }) {
     this.config = parts.config
     this.#log = parts.log
     this.#output = parts.output
     this.#dataDir = parts.dataDir
     this.#net = parts.net
+    this.#faults = parts.faults
     this.#http = parts.http
     this.httpUrl = parts.httpUrl
     this.#core = parts.core
@@ -76,7 +86,8 @@ export class Agent {
       incarnation: () => this.#core.incarnation,
       net: () => this.#net.stats(),
       eventLoopLagP99Ms: () => this.#load.eventLoopLagP99Ms,
-      sessions: () => this.#sessions.list()
+      sessions: () => this.#sessions.list(),
+      faults: parts.faults === null ? null : () => (parts.faults as FaultGate).counts()
     })
     this.#store = parts.store
     this.#sessions = new SessionsHost({
@@ -91,14 +102,14 @@ export class Agent {
     this.#singletons = new SingletonKeeper(parts.config, this.#core.directory(), this.#sessions, parts.log)
   }
 
-  static async start (config: AgentConfig, log: Logger, output: AgentOutput): Promise<Agent> {
+  static async start (config: AgentConfig, log: Logger, output: AgentOutput, options: AgentStartOptions = {}): Promise<Agent> {
     const dataDir = new DataDir(config.dataDir)
     dataDir.open()
     let store: SessionStore | null = null
     try {
       // A corrupt store refuses the start: serving from it could serve wrong data.
       store = SessionStore.open(join(config.dataDir, 'sessions.db'))
-      return await Agent.#assemble(config, log, output, dataDir, store)
+      return await Agent.#assemble(config, log, output, dataDir, store, options.faultInjection === true ? new FaultGate() : null)
     } catch (error) {
       store?.close()
       dataDir.close()
@@ -106,7 +117,7 @@ export class Agent {
     }
   }
 
-  static async #assemble (config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, store: SessionStore): Promise<Agent> {
+  static async #assemble (config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, store: SessionStore, faults: FaultGate | null): Promise<Agent> {
     const identity = await loadOrCreateIdentity(config.dataDir)
     // Each start is a new incarnation, persisted before anyone hears of it, so a
     // restarted node overrides whatever the cluster remembers of its last life.
@@ -119,6 +130,7 @@ export class Agent {
       listen: config.listen,
       cluster: config.cluster,
       dialTimeoutMs: config.dialTimeoutMs,
+      ...(faults === null ? {} : { faults }),
       handlers: {
         onDirect: (from, frame) => { if (agent !== null) agent.#onDirect(from, frame) },
         onGossip: (from, frame) => agent === null ? 'ignore' : agent.#onGossip(from, frame),
@@ -155,18 +167,19 @@ export class Agent {
       auth: identity.auth,
       nowMs: monotonic.nowMs()
     })
-    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core, store })
+    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core, store, faults })
     agent.#begin()
     return agent
   }
 
   #begin (): void {
     this.#routes()
-    this.#output.line({ event: 'started', id: this.id, addrs: this.#net.addrs(), http: this.httpUrl, incarnation: this.#core.incarnation, atMs: Date.now() })
+    this.#output.line({ event: 'started', id: this.id, addrs: this.#net.addrs(), http: this.httpUrl, incarnation: this.#core.incarnation, ...(this.#faults === null ? {} : { faultInjection: true }), atMs: Date.now() })
     this.#log.info({ id: this.id, addrs: this.#net.addrs(), http: this.httpUrl, incarnation: this.#core.incarnation, profile: this.config.profile }, 'agent started')
     if (!isLoopback(this.config.http.host)) {
       this.#log.warn({ http: this.httpUrl }, 'the HTTP API is reachable beyond this machine and has no TLS or authentication in this release; keep it behind a firewall')
     }
+    if (this.#faults !== null) warnFaultInjection(this.#log, this.httpUrl)
     this.#driver.step({ kind: 'command', command: { type: 'join', peers: [] } })
     this.#loadTimer = setInterval(() => this.#sampleLoad(), this.config.loadSampleIntervalMs)
     this.#singletons.start()
@@ -359,7 +372,15 @@ export class Agent {
     this.#http.route('GET', /^\/v1\/members$/, () => ({ status: 200, body: membersJson(this.id, this.members()) }))
     this.#http.route('GET', /^\/metrics$/, async () => ({ status: 200, raw: await this.#metrics.text(), headers: { 'content-type': this.#metrics.contentType } }))
     registerSessionRoutes(this.#http, this.#sessions)
+    registerFaultRoutes(this.#http, this.#faults, this.#log)
   }
+}
+
+// Loud on purpose: whoever can reach the HTTP API can cut this agent off.
+function warnFaultInjection (log: Logger, http: string): void {
+  const text = `FAULT INJECTION IS ON: ${http}/v1/faults can drop and delay this agent's messages. This is a test facility; never start a production agent with --fault-injection.`
+  log.warn({ http }, text)
+  process.stderr.write(`edge-agent: WARNING: ${text}\n`)
 }
 
 function isLoopback (host: string): boolean {

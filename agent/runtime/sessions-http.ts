@@ -24,14 +24,15 @@ function refuse (status: number, error: string): { ok: false; reply: Reply } {
   return { ok: false, reply: { status, body: { error } } }
 }
 
-async function readJson (request: IncomingMessage): Promise<Parsed<Record<string, unknown>>> {
+// A JSON object body of at most maxBytes (an empty body is {}), or the refusal.
+export async function readJson (request: IncomingMessage, maxBytes = MAX_BODY_BYTES): Promise<Parsed<Record<string, unknown>>> {
   const declared = Number(request.headers['content-length'] ?? 0)
-  if (declared > MAX_BODY_BYTES) return refuse(413, `request body of ${declared} bytes exceeds ${MAX_BODY_BYTES}`)
+  if (declared > maxBytes) return refuse(413, `request body of ${declared} bytes exceeds ${maxBytes}`)
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of request) {
     size += (chunk as Buffer).length
-    if (size > MAX_BODY_BYTES) return refuse(413, `request body exceeds ${MAX_BODY_BYTES} bytes`)
+    if (size > maxBytes) return refuse(413, `request body exceeds ${maxBytes} bytes`)
     chunks.push(chunk as Buffer)
   }
   const text = Buffer.concat(chunks).toString('utf8')
