@@ -28,13 +28,16 @@ options print the same result, byte for byte.
                                or a scenario file (see the README)
   --nodes <n>                  number of agents (default: the scenario's)
   --seed <n>                   seed of the run, 0-4294967295 (default 1)
-  --duration <sec>             chaos phase, virtual seconds (default: the scenario's)
+  --duration <sec>             chaos phase, virtual seconds (wall seconds with --real;
+                               default: the scenario's)
   --json                       print the whole result as JSON on stdout
   --report <file.html>         also write a self-contained HTML report with charts
   --real                       real agent processes on 127.0.0.1 instead of virtual
                                time: SIGKILL, SIGSTOP/SIGCONT, restarts from the data
-                               directory (crash/pause faults only; at most 32 agents;
-                               wall-clock timing, so not reproducible byte for byte)
+                               directory; partitions, loss, delay and slow nodes
+                               through each agent's fault-injection gate (agents are
+                               started with --fault-injection); at most 32 agents;
+                               wall-clock seconds, so not reproducible byte for byte
   -h, --help                   show this help
 
 Built-in scenarios:
@@ -82,7 +85,7 @@ export async function runSim (argv: string[]): Promise<number> {
     `delta every ${scenario.workload.deltaIntervalMs} ms of ${scenario.workload.valueBytes} B, link loss ${scenario.link.lossRate} delay ${scenario.link.delayMinMs}-${scenario.link.delayMaxMs} ms, ` +
     `faults: ${scenario.faults.length} scheduled${scenario.random === null ? '' : `, random ${scenario.random.faults.join('/')} every ${scenario.random.everyS} s (down ${scenario.random.downS[0]}-${scenario.random.downS[1]} s, at most ${scenario.random.maxDown} at once)`}, profile lan\n`)
 
-  const bar = new ProgressBar(process.stderr)
+  const bar = new ProgressBar(process.stderr, real ? 's' : 'virtual s')
   const started = performance.now()
   let peakRss = process.memoryUsage().rss
   const onProgress = (done: number, total: number, phase: string): void => {
@@ -148,12 +151,15 @@ function replayLine (scenarioArg: string, scenario: Scenario, seed: number, json
 class ProgressBar {
   readonly #out: NodeJS.WriteStream
   readonly #tty: boolean
+  // Seconds of what: virtual time, or the wall clock in real mode.
+  readonly #unit: string
   #lastTenth = -1
   #lastDrawMs = 0
 
-  constructor (out: NodeJS.WriteStream) {
+  constructor (out: NodeJS.WriteStream, unit: string) {
     this.#out = out
     this.#tty = out.isTTY === true
+    this.#unit = unit
   }
 
   update (done: number, total: number, phase: string): void {
@@ -164,13 +170,13 @@ class ProgressBar {
       this.#lastDrawMs = now
       const width = 30
       const filled = Math.round(share * width)
-      this.#out.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(share * 100).toFixed(0).padStart(3)}%  ${(done / 1_000).toFixed(0)}/${(total / 1_000).toFixed(0)} virtual s  ${phase.padEnd(9)}`)
+      this.#out.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(share * 100).toFixed(0).padStart(3)}%  ${(done / 1_000).toFixed(0)}/${(total / 1_000).toFixed(0)} ${this.#unit}  ${phase.padEnd(9)}`)
       return
     }
     const tenth = Math.floor(share * 10)
     if (tenth === this.#lastTenth) return
     this.#lastTenth = tenth
-    this.#out.write(`progress ${tenth * 10}% (${(done / 1_000).toFixed(0)} of ${(total / 1_000).toFixed(0)} virtual s, ${phase})\n`)
+    this.#out.write(`progress ${tenth * 10}% (${(done / 1_000).toFixed(0)} of ${(total / 1_000).toFixed(0)} ${this.#unit}, ${phase})\n`)
   }
 
   done (): void {
