@@ -80,7 +80,13 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
     const slow = new Set<string>()
     // The state the agents are really in, for whom the gate can be told now.
     const reachable = (): AgentProcess[] => cluster.agents.filter((a) => a.running && state.get(a.name) !== 'paused' && state.get(a.name) !== 'crashed')
-    const flush = async (): Promise<void> => { await network.flush(reachable()) }
+    // Sends changed rules; resolves with the ms it took (the agents' HTTP APIs
+    // share their event loops with everything else: under load, a second or so).
+    const flush = async (): Promise<number> => {
+      const started = Date.now()
+      await network.flush(reachable())
+      return Date.now() - started
+    }
     // The scenario's own link model, beyond what loopback already gives.
     if (scenario.link.lossRate > 0 || scenario.link.delayMaxMs > DEFAULT_LINK.delayMaxMs) {
       network.setLink(scenario.link)
@@ -92,11 +98,11 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
     const timeline: SimRunResult['timeline'] = names.map((node) => ({ atMs: 0, node, state: 'alive' as NodeStateName }))
     const faults: SimRunResult['faults'] = []
     const pending: Array<{ writer: ContinuousWriter; atMs: number; from: string; epoch: number }> = []
-    const setState = (name: string, next: NodeStateName): void => {
+    const setState = (name: string, next: NodeStateName, at = Date.now()): void => {
       if (state.get(name) === next) return
       state.set(name, next)
-      history.mark(name, Date.now(), { state: next })
-      timeline.push({ atMs: rel(Date.now()), node: name, state: next })
+      history.mark(name, at, { state: next })
+      timeline.push({ atMs: rel(at), node: name, state: next })
     }
     sampler = new TrafficSampler(SAMPLE_MS, () => reachable(), rel)
     await sampler.start()
@@ -124,8 +130,7 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
     // Sessions owned by `victims` must be taken over; each victim is watched by
     // the agents that should notice it (every other live agent, or the other
     // side of a partition).
-    const watch = (victims: string[], fault: 'crash' | 'pause' | 'partition', watchers: string[]): void => {
-      const now = Date.now()
+    const watch = (victims: string[], fault: 'crash' | 'pause' | 'partition', watchers: string[], now = Date.now()): void => {
       for (const name of victims) {
         const agent = cluster.agents[byName.get(name) as number]
         for (const [i, s] of sessions.entries()) if (s.owner?.id === agent.id) pending.push({ writer: writers[i], atMs: now, from: name, epoch: s.epoch })
@@ -133,7 +138,7 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
         history.watch({ node: name, agentId: agent.id, fault, atMs: now, survivors })
       }
     }
-    const back = (name: string): void => history.back(name, Date.now())
+    const back = (name: string, at = Date.now()): void => history.back(name, at)
     // Undo timers of random faults still pending when the chaos ends: healing
     // covers them, and none may fire once the cluster is gone.
     const undoTimers = new Set<NodeJS.Timeout>()
@@ -152,9 +157,13 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
         restarting.delete(name)
       }
     }
+    // A network fault counts from the moment its rules start going out (some
+    // agents hold them before others; a verdict must not come before the fault).
     const apply = async (fault: FaultName, target: string | undefined, extra: ScheduledFault = { atS: 0, fault }): Promise<string[]> => {
       let targets: string[] = []
       let detail = ''
+      const at = Date.now()
+      const gates = (ms: number): string => ` (gates set in ${ms} ms)`
       switch (fault) {
         case 'crash':
         case 'pause': {
@@ -189,51 +198,48 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
           const shuffled = random.shuffle([...live])
           const cut = target !== undefined && names.includes(target) ? [target] : shuffled.slice(0, minority)
           network.partition([names.filter((n) => !cut.includes(n)), cut])
-          // The fault begins once the gates hold the rules.
-          await flush()
+          const took = await flush()
           // A new partition replaces the one before.
-          for (const name of names) if (state.get(name) === 'isolated' && !cut.includes(name)) { setState(name, 'alive'); back(name) }
-          history.networkChanged(Date.now())
-          watch(cut, 'partition', live.filter((n) => !cut.includes(n)))
-          for (const name of cut) if (state.get(name) === 'alive') setState(name, 'isolated')
+          for (const name of names) if (state.get(name) === 'isolated' && !cut.includes(name)) { setState(name, 'alive', at); back(name, at) }
+          history.networkChanged(at)
+          watch(cut, 'partition', live.filter((n) => !cut.includes(n)), at)
+          for (const name of cut) if (state.get(name) === 'alive') setState(name, 'isolated', at)
           targets = cut
-          detail = `${cut.length} of ${names.length} cut off`
+          detail = `${cut.length} of ${names.length} cut off${gates(took)}`
           break
         }
         case 'heal':
           network.heal()
-          await flush()
-          history.networkChanged(Date.now())
+          detail = gates(await flush()).trim()
+          history.networkChanged(at)
           targets = names.filter((n) => state.get(n) === 'isolated')
-          for (const name of targets) { setState(name, 'alive'); back(name) }
+          for (const name of targets) { setState(name, 'alive', at); back(name, at) }
           break
         case 'loss':
           network.setLink({ lossRate: extra.rate ?? 0 })
-          await flush()
-          history.networkChanged(Date.now())
-          detail = `loss ${(100 * (extra.rate ?? 0)).toFixed(0)}%`
+          detail = `loss ${(100 * (extra.rate ?? 0)).toFixed(0)}%${gates(await flush())}`
+          history.networkChanged(at)
           break
         case 'delay':
           network.setLink({ delayMinMs: extra.minMs ?? 1, delayMaxMs: extra.maxMs ?? 3 })
-          detail = `delay ${extra.minMs}-${extra.maxMs} ms`
+          detail = `delay ${extra.minMs}-${extra.maxMs} ms${gates(await flush())}`
           break
         case 'slow': {
           const ms = extra.ms ?? SLOW_DEFAULT_MS
           targets = resolve(target, 'random')
           for (const name of targets) network.slow(name, ms)
-          await flush()
+          detail = `${ms > 0 ? `+${ms} ms per message` : 'normal speed again'}${gates(await flush())}`
           for (const name of targets) {
             if (ms > 0) slow.add(name)
             else slow.delete(name)
-            history.mark(name, Date.now(), { slow: ms > 0 })
+            history.mark(name, at, { slow: ms > 0 })
           }
-          detail = ms > 0 ? `+${ms} ms per message` : 'normal speed again'
           break
         }
       }
       // Agents back from a crash or a freeze learn the rules in force.
       await flush()
-      faults.push({ atMs: rel(Date.now()), fault, targets, detail })
+      faults.push({ atMs: rel(at), fault, targets, detail })
       return targets
     }
 
