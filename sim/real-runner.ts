@@ -313,6 +313,8 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
     options.onProgress?.(totalMs, totalMs, 'checking')
 
     const detections = history.detections()
+    // A restart is recorded when it is done, seconds after it began: time order.
+    faults.sort((a, b) => a.atMs - b.atMs)
     const takeovers: SimRunResult['takeovers'] = []
     for (const p of pending) {
       // An owner cut off with a majority of its group keeps serving: an append
