@@ -15,6 +15,7 @@ import { EdgeClient } from '../agent/client/index.ts'
 import type { Session } from '../agent/client/index.ts'
 import { LocalCluster } from './processes.ts'
 import type { AgentProcess } from './processes.ts'
+import { NetnsLab } from './netns.ts'
 import { RealHistory } from './real-history.ts'
 import { RealNetworkFaults } from './real-faults.ts'
 import { TrafficSampler } from './real-traffic.ts'
@@ -31,7 +32,14 @@ const SAMPLE_MS = 1_000
 // A slow fault without "ms": as in virtual mode.
 const SLOW_DEFAULT_MS = 200
 
-export type RealRunOptions = { seed: number; scenario: Scenario; onProgress?: (doneMs: number, totalMs: number, phase: string) => void }
+export type RealRunOptions = {
+  seed: number
+  scenario: Scenario
+  onProgress?: (doneMs: number, totalMs: number, phase: string) => void
+  // Root only: each agent in its own network namespace, partitions by splitting
+  // the bridge between them (sim/netns.ts) instead of the fault gates.
+  netns?: boolean
+}
 
 // Why this scenario cannot run on real processes, or null. Every fault kind runs
 // (the network ones through the agents' fault-injection gates); only the size is
@@ -54,16 +62,25 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
   const durationMs = scenario.durationS * 1_000
   const totalMs = durationMs + scenario.livenessS * 1_000
   options.onProgress?.(0, totalMs, 'starting')
-  const cluster = await LocalCluster.start({
-    nodes: scenario.nodes,
-    services: scenario.placement.services.map((s) => `${s}:${scenario.placement.capacity}`).join(','),
-    configure: (i) => ({
-      position: placement[i].position === null ? undefined : `${placement[i].position?.lat},${placement[i].position?.lon}`,
-      region: placement[i].region,
-      zone: placement[i].zone,
-      extraArgs: ['--config', config, '--fault-injection']
+  const lab = options.netns === true ? NetnsLab.create(scenario.nodes) : null
+  let cluster: LocalCluster
+  try {
+    cluster = await LocalCluster.start({
+      nodes: scenario.nodes,
+      services: scenario.placement.services.map((s) => `${s}:${scenario.placement.capacity}`).join(','),
+      configure: (i) => ({
+        position: placement[i].position === null ? undefined : `${placement[i].position?.lat},${placement[i].position?.lon}`,
+        region: placement[i].region,
+        zone: placement[i].zone,
+        extraArgs: ['--config', config, '--fault-injection'],
+        ...(lab === null ? {} : { netns: { ns: lab.ns(i), host: lab.host(i) } })
+      })
     })
-  })
+  } catch (error) {
+    lab?.destroy()
+    rmSync(dir, { recursive: true, force: true })
+    throw error
+  }
   // Terminals ride out owner crashes and restarts: a minute before an append
   // is given up (the checkers then report that terminal).
   const client = new EdgeClient({ agents: cluster.agents.map((a) => a.http), deadlineMs: 60_000 })
@@ -79,7 +96,9 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
     const state = new Map<string, NodeStateName>(names.map((n) => [n, 'alive']))
     const slow = new Set<string>()
     // The state the agents are really in, for whom the gate can be told now.
-    const reachable = (): AgentProcess[] => cluster.agents.filter((a) => a.running && state.get(a.name) !== 'paused' && state.get(a.name) !== 'crashed')
+    // With --netns, agents cut off are out of the runner's reach too.
+    const reachable = (): AgentProcess[] => cluster.agents.filter((a) => a.running && state.get(a.name) !== 'paused' && state.get(a.name) !== 'crashed' && (lab === null || state.get(a.name) !== 'isolated'))
+    let partitioned = false
     // Sends changed rules; resolves with the ms it took (the agents' HTTP APIs
     // share their event loops with everything else: under load, a second or so).
     const flush = async (): Promise<number> => {
@@ -197,20 +216,34 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
           const minority = target === 'half' ? Math.floor(live.length / 2) : 1 + random.nextInt(Math.max(1, Math.min(3, Math.floor((live.length - 1) / 2))))
           const shuffled = random.shuffle([...live])
           const cut = target !== undefined && names.includes(target) ? [target] : shuffled.slice(0, minority)
-          network.partition([names.filter((n) => !cut.includes(n)), cut])
-          const took = await flush()
+          const sides = [names.filter((n) => !cut.includes(n)), cut]
+          let took: number
+          if (lab === null) {
+            network.partition(sides)
+            took = await flush()
+          } else {
+            lab.partition(sides.map((side) => side.map((n) => byName.get(n) as number)))
+            took = Date.now() - at
+          }
+          partitioned = true
           // A new partition replaces the one before.
           for (const name of names) if (state.get(name) === 'isolated' && !cut.includes(name)) { setState(name, 'alive', at); back(name, at) }
           history.networkChanged(at)
           watch(cut, 'partition', live.filter((n) => !cut.includes(n)), at)
           for (const name of cut) if (state.get(name) === 'alive') setState(name, 'isolated', at)
           targets = cut
-          detail = `${cut.length} of ${names.length} cut off${gates(took)}`
+          detail = `${cut.length} of ${names.length} cut off${lab === null ? gates(took) : ` (bridge split in ${took} ms)`}`
           break
         }
         case 'heal':
-          network.heal()
-          detail = gates(await flush()).trim()
+          if (lab === null) {
+            network.heal()
+            detail = gates(await flush()).trim()
+          } else {
+            lab.heal()
+            detail = `(bridge joined in ${Date.now() - at} ms)`
+          }
+          partitioned = false
           history.networkChanged(at)
           targets = names.filter((n) => state.get(n) === 'isolated')
           for (const name of targets) { setState(name, 'alive', at); back(name, at) }
@@ -256,7 +289,7 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
           atMs: at,
           run: async () => {
             if (down >= plan.maxDown) return
-            if (fault === 'partition' && network.partitioned) return
+            if (fault === 'partition' && partitioned) return
             const hit = await apply(fault, target)
             if (hit.length === 0) return
             down++
@@ -294,7 +327,7 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
     const healedAt = Date.now()
     await apply('resume', 'paused')
     await apply('restart', 'crashed')
-    if (network.partitioned) await apply('heal', undefined)
+    if (partitioned) await apply('heal', undefined)
     for (const name of [...slow]) await apply('slow', name, { atS: 0, fault: 'slow', ms: 0 })
     network.setLink(scenario.link.lossRate > 0 || scenario.link.delayMaxMs > DEFAULT_LINK.delayMaxMs ? scenario.link : { lossRate: 0, delayMinMs: 0, delayMaxMs: 0 })
     await flush()
@@ -356,7 +389,7 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
       scenario: scenario.name,
       nodes: scenario.nodes,
       durationMs,
-      options: { scenario: scenario.name, description: scenario.description, nodes: scenario.nodes, durationS: scenario.durationS, livenessS: scenario.livenessS, workload: scenario.workload, link: scenario.link, placement: scenario.placement, faults: scenario.faults, random: scenario.random, profile: 'lan', loadThreshold: 1, livenessTookMs },
+      options: { scenario: scenario.name, description: scenario.description, nodes: scenario.nodes, durationS: scenario.durationS, livenessS: scenario.livenessS, workload: scenario.workload, link: scenario.link, placement: scenario.placement, faults: scenario.faults, random: scenario.random, profile: 'lan', loadThreshold: 1, partitions: lab === null ? 'fault-injection gates' : 'network namespaces', livenessTookMs },
       nodeIds: names,
       timeline,
       faults,
@@ -380,6 +413,7 @@ export async function runReal (options: RealRunOptions): Promise<SimRunResult> {
     for (const w of writers) w.stopped = true
     client.destroy()
     await cluster.destroy()
+    lab?.destroy()
     rmSync(dir, { recursive: true, force: true })
   }
 }

@@ -7,6 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename } from 'node:path'
 import type { SimHostFacts } from '../../sim/result.ts'
 import { renderReport } from '../../sim/report.ts'
+import { netnsUnavailable } from '../../sim/netns.ts'
 import { realModeRefusal, runReal } from '../../sim/real-runner.ts'
 import { runVirtual } from '../../sim/runner.ts'
 import { BUILT_IN, ScenarioError, loadScenario, scenarioNames } from '../../sim/scenarios.ts'
@@ -38,6 +39,10 @@ options print the same result, byte for byte.
                                through each agent's fault-injection gate (agents are
                                started with --fault-injection); at most 32 agents;
                                wall-clock seconds, so not reproducible byte for byte
+  --netns                      with --real, as root: each agent in its own network
+                               namespace on a private 10.213.x.0/24 this creates and
+                               removes; partitions split the bridge between them
+                               (silent drops); loss, delay and slow stay with the gates
   -h, --help                   show this help
 
 Built-in scenarios:
@@ -56,6 +61,7 @@ const FLAGS = {
   json: { type: 'boolean' },
   report: { type: 'string' },
   real: { type: 'boolean' },
+  netns: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -73,12 +79,14 @@ export async function runSim (argv: string[]): Promise<number> {
   const report = typeof values.report === 'string' ? values.report : null
   if (report !== null && !report.endsWith('.html')) throw new UsageError(`--report needs a file name ending in .html (got ${report})`)
   const real = values.real === true
+  const netns = values.netns === true
+  if (netns && !real) throw new UsageError('--netns needs --real (it puts real agent processes in network namespaces)')
   if (real) {
-    const refusal = realModeRefusal(scenario)
+    const refusal = realModeRefusal(scenario) ?? (netns ? netnsUnavailable() : null)
     if (refusal !== null) throw new UsageError(refusal)
   }
 
-  const replay = replayLine(scenarioArg, scenario, seed, values.json === true, report, real)
+  const replay = replayLine(scenarioArg, scenario, seed, values.json === true, report, real ? (netns ? 'netns' : 'gate') : null)
   process.stderr.write(`${replay}\n`)
   process.stderr.write(`scenario ${scenario.name}: ${scenario.description}\n`)
   process.stderr.write(`derived: nodes=${scenario.nodes} duration=${scenario.durationS}s liveness<=${scenario.livenessS}s terminals=${scenario.workload.terminals} ` +
@@ -92,7 +100,7 @@ export async function runSim (argv: string[]): Promise<number> {
     peakRss = Math.max(peakRss, process.memoryUsage().rss)
     bar.update(done, total, phase)
   }
-  const result = real ? await runReal({ seed, scenario, onProgress }) : runVirtual({ seed, scenario, onProgress })
+  const result = real ? await runReal({ seed, scenario, onProgress, netns }) : runVirtual({ seed, scenario, onProgress })
   bar.done()
   result.replay = replay
   const wallSeconds = (performance.now() - started) / 1_000
@@ -143,8 +151,8 @@ function wholeNumber (value: string | boolean | undefined, name: string, min: nu
   return n
 }
 
-function replayLine (scenarioArg: string, scenario: Scenario, seed: number, json: boolean, report: string | null, real: boolean): string {
-  return `edge-agent sim --scenario ${scenarioArg} --nodes ${scenario.nodes} --duration ${scenario.durationS} --seed ${seed}${real ? ' --real' : ''}${json ? ' --json' : ''}${report === null ? '' : ` --report ${report}`}`
+function replayLine (scenarioArg: string, scenario: Scenario, seed: number, json: boolean, report: string | null, real: 'gate' | 'netns' | null): string {
+  return `edge-agent sim --scenario ${scenarioArg} --nodes ${scenario.nodes} --duration ${scenario.durationS} --seed ${seed}${real === null ? '' : real === 'netns' ? ' --real --netns' : ' --real'}${json ? ' --json' : ''}${report === null ? '' : ` --report ${report}`}`
 }
 
 // A bar on a terminal, a plain line per 10% otherwise.
