@@ -39,10 +39,11 @@ options print the same result, byte for byte.
                                through each agent's fault-injection gate (agents are
                                started with --fault-injection); at most 32 agents;
                                wall-clock seconds, so not reproducible byte for byte
-  --netns                      with --real, as root: each agent in its own network
-                               namespace on a private 10.213.x.0/24 this creates and
-                               removes; partitions split the bridge between them
-                               (silent drops); loss, delay and slow stay with the gates
+  --netns                      with --real, as root: each agent in its own
+                               network namespace, on a private 10.213.x.0/24 this
+                               creates and removes; partitions split the bridge
+                               between them (silent drops); loss, delay and slow stay
+                               with the gates
   -h, --help                   show this help
 
 Built-in scenarios:
