@@ -28,6 +28,9 @@ export type AgentOptions = {
   // The HTTP API's port (default 0: any free port). A restart keeps the old one,
   // as a box restarting with its configuration would.
   httpPort?: number
+  // Run inside this network namespace (`ip netns exec`), listening on `host`
+  // instead of 127.0.0.1 (sim/netns.ts).
+  netns?: { ns: string; host: string }
 }
 
 type Waiter = { match: (e: AgentEventLine) => boolean; resolve: (e: AgentEventLine) => void }
@@ -47,7 +50,8 @@ export class AgentProcess {
   private constructor (options: AgentOptions) {
     this.name = options.name
     this.options = options
-    const args = [CLI, 'start', '--json', '--listen', '/ip4/127.0.0.1/tcp/0', '--http', `127.0.0.1:${options.httpPort ?? 0}`,
+    const host = options.netns?.host ?? '127.0.0.1'
+    const args = [CLI, 'start', '--json', '--listen', `/ip4/${host}/tcp/0`, '--http', `${host}:${options.httpPort ?? 0}`,
       '--data-dir', options.dataDir, '--log-level', options.logLevel ?? 'warn']
     if (options.bootstrap !== undefined && options.bootstrap.length > 0) args.push('--bootstrap', options.bootstrap.join(','))
     if (options.profile !== undefined) args.push('--profile', options.profile)
@@ -56,7 +60,11 @@ export class AgentProcess {
     if (options.region !== undefined) args.push('--region', options.region)
     if (options.zone !== undefined) args.push('--zone', options.zone)
     args.push(...options.extraArgs ?? [])
-    this.child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    // `ip netns exec` execs the command in place: the child's pid is the agent's,
+    // so signals reach it directly.
+    this.child = options.netns === undefined
+      ? spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('ip', ['netns', 'exec', options.netns.ns, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
     live.add(this.child)
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
       live.delete(this.child)

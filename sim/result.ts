@@ -26,10 +26,11 @@ export type SimRunResult = {
   timeline: Array<{ atMs: number; node: string; state: NodeStateName }>
   // Faults as applied: crash, restart, pause, resume, partition, heal, loss, delay.
   faults: Array<{ atMs: number; fault: string; targets: string[]; detail: string }>
-  // Failure detection, per crash or pause of a node.
+  // Failure detection, per crash or pause of a node (and, in real mode, per node
+  // cut off by a partition, as seen from the other side).
   detections: Array<{
     node: string
-    fault: 'crash' | 'pause'
+    fault: 'crash' | 'pause' | 'partition'
     atMs: number
     // Ms from the fault; null when it did not happen before the node came back.
     firstSuspicionMs: number | null

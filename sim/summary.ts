@@ -22,7 +22,7 @@ export function formatSummary (r: SimRunResult): string {
     row('takeover (fault → new owner acks)', r.takeover),
     row('append latency', r.deltas.latencyMs),
     '',
-    `  faults applied: ${r.faults.length}; crashes and freezes watched: ${r.detections.length}; takeovers seen by terminals: ${r.takeovers.length}`,
+    `  faults applied: ${r.faults.length}; ${r.mode === 'real' ? 'crashes, freezes and cut-off nodes' : 'crashes and freezes'} watched: ${r.detections.length}; takeovers seen by terminals: ${r.takeovers.length}`,
     `  traffic per node: ${Math.round(r.traffic.bytesPerNodePerSec)} B/s, ${r.traffic.messagesPerNodePerSec} messages/s (mean over ${r.traffic.series.length} s)`,
     `  deltas: ${r.deltas.acknowledged} acknowledged by ${r.deltas.sessions} sessions, ${r.deltas.perSec}/s`,
     `  false dead verdicts: ${r.falseDead}`,

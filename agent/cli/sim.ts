@@ -7,6 +7,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { basename } from 'node:path'
 import type { SimHostFacts } from '../../sim/result.ts'
 import { renderReport } from '../../sim/report.ts'
+import { netnsUnavailable } from '../../sim/netns.ts'
 import { realModeRefusal, runReal } from '../../sim/real-runner.ts'
 import { runVirtual } from '../../sim/runner.ts'
 import { BUILT_IN, ScenarioError, loadScenario, scenarioNames } from '../../sim/scenarios.ts'
@@ -28,13 +29,21 @@ options print the same result, byte for byte.
                                or a scenario file (see the README)
   --nodes <n>                  number of agents (default: the scenario's)
   --seed <n>                   seed of the run, 0-4294967295 (default 1)
-  --duration <sec>             chaos phase, virtual seconds (default: the scenario's)
+  --duration <sec>             chaos phase, virtual seconds (wall seconds with --real;
+                               default: the scenario's)
   --json                       print the whole result as JSON on stdout
   --report <file.html>         also write a self-contained HTML report with charts
   --real                       real agent processes on 127.0.0.1 instead of virtual
                                time: SIGKILL, SIGSTOP/SIGCONT, restarts from the data
-                               directory (crash/pause faults only; at most 32 agents;
-                               wall-clock timing, so not reproducible byte for byte)
+                               directory; partitions, loss, delay and slow nodes
+                               through each agent's fault-injection gate (agents are
+                               started with --fault-injection); at most 32 agents;
+                               wall-clock seconds, so not reproducible byte for byte
+  --netns                      with --real, as root: each agent in its own
+                               network namespace, on a private 10.213.x.0/24 this
+                               creates and removes; partitions split the bridge
+                               between them (silent drops); loss, delay and slow stay
+                               with the gates
   -h, --help                   show this help
 
 Built-in scenarios:
@@ -53,6 +62,7 @@ const FLAGS = {
   json: { type: 'boolean' },
   report: { type: 'string' },
   real: { type: 'boolean' },
+  netns: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -70,26 +80,28 @@ export async function runSim (argv: string[]): Promise<number> {
   const report = typeof values.report === 'string' ? values.report : null
   if (report !== null && !report.endsWith('.html')) throw new UsageError(`--report needs a file name ending in .html (got ${report})`)
   const real = values.real === true
+  const netns = values.netns === true
+  if (netns && !real) throw new UsageError('--netns needs --real (it puts real agent processes in network namespaces)')
   if (real) {
-    const refusal = realModeRefusal(scenario)
+    const refusal = realModeRefusal(scenario) ?? (netns ? netnsUnavailable() : null)
     if (refusal !== null) throw new UsageError(refusal)
   }
 
-  const replay = replayLine(scenarioArg, scenario, seed, values.json === true, report, real)
+  const replay = replayLine(scenarioArg, scenario, seed, values.json === true, report, real ? (netns ? 'netns' : 'gate') : null)
   process.stderr.write(`${replay}\n`)
   process.stderr.write(`scenario ${scenario.name}: ${scenario.description}\n`)
   process.stderr.write(`derived: nodes=${scenario.nodes} duration=${scenario.durationS}s liveness<=${scenario.livenessS}s terminals=${scenario.workload.terminals} ` +
     `delta every ${scenario.workload.deltaIntervalMs} ms of ${scenario.workload.valueBytes} B, link loss ${scenario.link.lossRate} delay ${scenario.link.delayMinMs}-${scenario.link.delayMaxMs} ms, ` +
     `faults: ${scenario.faults.length} scheduled${scenario.random === null ? '' : `, random ${scenario.random.faults.join('/')} every ${scenario.random.everyS} s (down ${scenario.random.downS[0]}-${scenario.random.downS[1]} s, at most ${scenario.random.maxDown} at once)`}, profile lan\n`)
 
-  const bar = new ProgressBar(process.stderr)
+  const bar = new ProgressBar(process.stderr, real ? 's' : 'virtual s')
   const started = performance.now()
   let peakRss = process.memoryUsage().rss
   const onProgress = (done: number, total: number, phase: string): void => {
     peakRss = Math.max(peakRss, process.memoryUsage().rss)
     bar.update(done, total, phase)
   }
-  const result = real ? await runReal({ seed, scenario, onProgress }) : runVirtual({ seed, scenario, onProgress })
+  const result = real ? await runReal({ seed, scenario, onProgress, netns }) : runVirtual({ seed, scenario, onProgress })
   bar.done()
   result.replay = replay
   const wallSeconds = (performance.now() - started) / 1_000
@@ -143,20 +155,23 @@ function wholeNumber (value: string | boolean | undefined, name: string, min: nu
   return n
 }
 
-function replayLine (scenarioArg: string, scenario: Scenario, seed: number, json: boolean, report: string | null, real: boolean): string {
-  return `edge-agent sim --scenario ${scenarioArg} --nodes ${scenario.nodes} --duration ${scenario.durationS} --seed ${seed}${real ? ' --real' : ''}${json ? ' --json' : ''}${report === null ? '' : ` --report ${report}`}`
+function replayLine (scenarioArg: string, scenario: Scenario, seed: number, json: boolean, report: string | null, real: 'gate' | 'netns' | null): string {
+  return `edge-agent sim --scenario ${scenarioArg} --nodes ${scenario.nodes} --duration ${scenario.durationS} --seed ${seed}${real === null ? '' : real === 'netns' ? ' --real --netns' : ' --real'}${json ? ' --json' : ''}${report === null ? '' : ` --report ${report}`}`
 }
 
 // A bar on a terminal, a plain line per 10% otherwise.
 class ProgressBar {
   readonly #out: NodeJS.WriteStream
   readonly #tty: boolean
+  // Seconds of what: virtual time, or the wall clock in real mode.
+  readonly #unit: string
   #lastTenth = -1
   #lastDrawMs = 0
 
-  constructor (out: NodeJS.WriteStream) {
+  constructor (out: NodeJS.WriteStream, unit: string) {
     this.#out = out
     this.#tty = out.isTTY === true
+    this.#unit = unit
   }
 
   update (done: number, total: number, phase: string): void {
@@ -167,13 +182,13 @@ class ProgressBar {
       this.#lastDrawMs = now
       const width = 30
       const filled = Math.round(share * width)
-      this.#out.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(share * 100).toFixed(0).padStart(3)}%  ${(done / 1_000).toFixed(0)}/${(total / 1_000).toFixed(0)} virtual s  ${phase.padEnd(9)}`)
+      this.#out.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(share * 100).toFixed(0).padStart(3)}%  ${(done / 1_000).toFixed(0)}/${(total / 1_000).toFixed(0)} ${this.#unit}  ${phase.padEnd(9)}`)
       return
     }
     const tenth = Math.floor(share * 10)
     if (tenth === this.#lastTenth) return
     this.#lastTenth = tenth
-    this.#out.write(`progress ${tenth * 10}% (${(done / 1_000).toFixed(0)} of ${(total / 1_000).toFixed(0)} virtual s, ${phase})\n`)
+    this.#out.write(`progress ${tenth * 10}% (${(done / 1_000).toFixed(0)} of ${(total / 1_000).toFixed(0)} ${this.#unit}, ${phase})\n`)
   }
 
   done (): void {

@@ -75,6 +75,12 @@ Options (a flag overrides --config, which overrides the profile's defaults):
   --log-level <level>        fatal|error|warn|info|debug|trace|silent (default info)
   --json                     machine-readable events on stdout, one JSON object per
                              line; the first is {"event":"started","id",…,"http"}
+  --fault-injection          TEST FACILITY, off by default; never use it in
+                             production: adds POST/GET/DELETE /v1/faults to the
+                             HTTP API, whose rules drop or delay this agent's
+                             messages (partitions, loss, delay, slow node) for
+                             \`edge-agent sim --real\` and tests. Logs a warning at
+                             start. Only this flag turns it on (no config key).
   -h, --help                 show this help
 
 The HTTP API is rate limited (429 with Retry-After): per terminal (client IP;
@@ -110,6 +116,7 @@ const FLAGS = {
   'package-pull-interval-ms': { type: 'string' },
   'service-request-limit': { type: 'string' },
   json: { type: 'boolean' },
+  'fault-injection': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -194,7 +201,7 @@ export async function runStart (argv: string[]): Promise<number> {
   const output = { line: config.json ? (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + '\n') : () => {} }
   let agent: Agent
   try {
-    agent = await Agent.start(config, log, output)
+    agent = await Agent.start(config, log, output, { faultInjection: values['fault-injection'] === true })
   } catch (error) {
     log.fatal({ err: error }, 'cannot start')
     process.stderr.write(`edge-agent start: ${(error as Error).message}\n`)

@@ -25,6 +25,7 @@ import {
 import { BucketMap } from '../core/token-bucket.ts'
 import { DirectChannel, parsePeerId } from './direct.ts'
 import { RequestChannel } from './requests.ts'
+import type { FaultChannel, FaultGate } from './fault-gate.ts'
 import { errorMessage, guard } from './guard.ts'
 import { privateKeyOf } from './identity.ts'
 import { connectionStack } from './transport.ts'
@@ -152,6 +153,9 @@ class Libp2pNet implements Net {
   private readonly direct: DirectChannel
   private readonly replication: DirectChannel
   private readonly requests: RequestChannel
+  // Only in an agent started with --fault-injection; null otherwise, and then no
+  // message goes near the fault rules.
+  private readonly gate: FaultGate | null
   private readonly gossip = { framesOut: 0, bytesOut: 0, framesIn: 0, bytesIn: 0 }
   private readonly gossipRate = new BucketMap(GOSSIP_MESSAGES_PER_PEER, RATE_TRACKED_PEERS)
   private readonly gossipDropping = new Set<string>()
@@ -164,11 +168,14 @@ class Libp2pNet implements Net {
   constructor (node: Libp2p<Services>, options: NetOptions) {
     this.node = node
     this.id = node.peerId.toString()
-    this.handlers = options.handlers
+    this.gate = options.faults ?? null
+    const gate = this.gate
+    const handlersOf = (channel: FaultChannel): NetHandlers => gate === null ? options.handlers : gatedHandlers(options.handlers, gate, channel)
+    this.handlers = handlersOf('direct')
     this.topic = gossipTopic(options.cluster)
-    const channel = { node, cluster: options.cluster, handlers: options.handlers, dialTimeoutMs: options.dialTimeoutMs }
-    this.direct = new DirectChannel({ ...channel, protocol: directProtocol(options.cluster), servesPeek: true, frameRate: MEMBERSHIP_FRAMES_PER_PEER })
-    this.replication = new DirectChannel({ ...channel, protocol: replicationProtocol(options.cluster), servesPeek: false, frameRate: SESSION_FRAMES_PER_PEER })
+    const channel = { node, cluster: options.cluster, dialTimeoutMs: options.dialTimeoutMs }
+    this.direct = new DirectChannel({ ...channel, handlers: handlersOf('direct'), protocol: directProtocol(options.cluster), servesPeek: true, frameRate: MEMBERSHIP_FRAMES_PER_PEER })
+    this.replication = new DirectChannel({ ...channel, handlers: handlersOf('sessions'), protocol: replicationProtocol(options.cluster), servesPeek: false, frameRate: SESSION_FRAMES_PER_PEER })
     this.requests = new RequestChannel(node, packagesProtocol(options.cluster), REQUEST_SERVE_TIMEOUT_MS)
   }
 
@@ -177,7 +184,7 @@ class Libp2pNet implements Net {
     await this.direct.register()
     await this.replication.register()
     await this.requests.register(this.handlers.onRequest?.bind(this.handlers))
-    this.node.services.pubsub.topicValidators.set(this.topic, (from, message) => this.validate(from.toString(), message))
+    this.node.services.pubsub.topicValidators.set(this.topic, (source, message) => this.validate(source, message))
     this.node.addEventListener('peer:disconnect', this.onPeerDisconnect)
     await this.node.start()
     this.node.services.pubsub.subscribe(this.topic)
@@ -188,6 +195,12 @@ class Libp2pNet implements Net {
   }
 
   send (peer: string, frame: Uint8Array, channel: DirectChannelName = 'membership'): void {
+    if (this.stopping !== null) return
+    if (this.gate !== null) return this.gate.pass(peer, 'out', channel === 'sessions' ? 'sessions' : 'direct', () => this.sendNow(peer, frame, channel))
+    this.sendNow(peer, frame, channel)
+  }
+
+  private sendNow (peer: string, frame: Uint8Array, channel: DirectChannelName): void {
     if (this.stopping !== null) return
     if (channel === 'sessions') this.replication.send(peer, frame)
     else this.direct.send(peer, frame)
@@ -203,6 +216,12 @@ class Libp2pNet implements Net {
     if (this.stopping !== null) return
     // Decoders refuse it anyway; not worth the bandwidth.
     if (frame.length > MAX_GOSSIP_FRAME_BYTES) return
+    if (this.gate !== null) return this.gate.pass(null, 'out', 'gossip', () => this.publishNow(frame))
+    this.publishNow(frame)
+  }
+
+  private publishNow (frame: Uint8Array): void {
+    if (this.stopping !== null) return
     try {
       this.node.services.pubsub.publish(this.topic, frame).then(
         () => { this.gossip.framesOut++; this.gossip.bytesOut += frame.length },
@@ -277,6 +296,7 @@ class Libp2pNet implements Net {
 
   async stop (): Promise<void> {
     if (this.stopping === null) {
+      this.gate?.stop()
       this.direct.stop()
       this.replication.stop()
       this.node.removeEventListener('peer:disconnect', this.onPeerDisconnect)
@@ -286,9 +306,11 @@ class Libp2pNet implements Net {
   }
 
   // gossipsub's topic validator: runs after the signature check, for messages not
-  // seen before. `message.from` is the signed origin, not the forwarding peer.
-  // `relay` is the neighbour that forwarded it, whose rate is limited.
-  private validate (relay: string, message: Message): TopicValidatorResult {
+  // seen before. `message.from` is the signed origin, `source` the forwarding peer
+  // (whose rate is limited). Under the fault gate the verdict may come later
+  // (gossipsub awaits it).
+  private validate (source: PeerId, message: Message): TopicValidatorResult | Promise<TopicValidatorResult> {
+    const relay = source.toString()
     if (message.type !== 'signed') return TopicValidatorResult.Reject
     if (message.data.length > MAX_GOSSIP_FRAME_BYTES) return TopicValidatorResult.Reject
     if (!this.gossipRate.take(relay, 1, performance.now()).ok) {
@@ -302,9 +324,30 @@ class Libp2pNet implements Net {
     this.gossipDropping.delete(relay)
     this.gossip.framesIn++
     this.gossip.bytesIn += message.data.length
-    let verdict: GossipVerdict = 'ignore'
-    guard('onGossip', () => { verdict = this.handlers.onGossip(message.from.toString(), message.data) })
-    return VERDICTS[verdict] ?? TopicValidatorResult.Ignore
+    const deliver = (): TopicValidatorResult => {
+      let verdict: GossipVerdict = 'ignore'
+      guard('onGossip', () => { verdict = this.handlers.onGossip(message.from.toString(), message.data) })
+      return VERDICTS[verdict] ?? TopicValidatorResult.Ignore
+    }
+    if (this.gate === null) return deliver()
+    // A dropped message is ignored, not rejected: the forwarder is not to blame.
+    return this.gate.passGossip(source.toString(), message.from.toString(), deliver, TopicValidatorResult.Ignore)
+  }
+}
+
+// The handlers as the fault gate lets them see the network: inbound frames pass
+// its rules, and hints about a blocked peer are not heard at all.
+function gatedHandlers (handlers: NetHandlers, gate: FaultGate, channel: FaultChannel): NetHandlers {
+  return {
+    onDirect: (from, frame) => gate.pass(from, 'in', channel, () => guard('onDirect', () => { handlers.onDirect(from, frame) })),
+    onGossip: (from, frame) => handlers.onGossip(from, frame),
+    onDisconnected: (peer) => { if (!gate.blocks(peer)) handlers.onDisconnected(peer) },
+    onUnreachable: (peer) => { if (!gate.blocks(peer)) handlers.onUnreachable(peer) },
+    onPeek: () => handlers.onPeek(),
+    ...(handlers.onRefused === undefined ? {} : { onRefused: handlers.onRefused.bind(handlers) }),
+    // A package request from a blocked peer is never answered (its asker times
+    // out), as if dropped.
+    ...(handlers.onRequest === undefined ? {} : { onRequest: (from: string, frame: Uint8Array) => gate.blocks(from) ? new Promise<Uint8Array>(() => {}) : (handlers.onRequest as NonNullable<NetHandlers['onRequest']>)(from, frame) })
   }
 }
 

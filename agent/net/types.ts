@@ -3,6 +3,7 @@
 // Nothing outside agent/net/ imports libp2p (DEVELOPERS.md, architecture).
 
 import type { Auth } from '../core/io.ts'
+import type { FaultGate } from './fault-gate.ts'
 
 export type GossipVerdict = 'accept' | 'reject' | 'ignore'
 
@@ -45,6 +46,9 @@ export type NetOptions = {
   allowPeers?: string[] | null
   // Dial timeout, ms.
   dialTimeoutMs: number
+  // The fault-injection gate (a test facility, --fault-injection): every message
+  // in and out passes its rules. Absent in production.
+  faults?: FaultGate
 }
 
 // An opaque identity: the libp2p private key stays inside agent/net/.

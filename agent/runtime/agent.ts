@@ -13,6 +13,7 @@ import { SeededRandom } from '../core/random.ts'
 import { Membership } from '../membership/membership.ts'
 import { decode, encode } from '../../protocol/codec.ts'
 import type { Message, PeekMember, SessionMessage } from '../../protocol/messages.ts'
+import { FaultGate } from '../net/fault-gate.ts'
 import { createNet, loadOrCreateIdentity } from '../net/libp2p.ts'
 import type { GossipVerdict, Net, NetRefusal } from '../net/types.ts'
 import { readClusterKeyFile } from '../net/cluster-key.ts'
@@ -28,6 +29,7 @@ import { HttpLimits } from './http-limits.ts'
 import { membersJson } from './view.ts'
 import { SessionStore } from './session-store.ts'
 import { SessionsHost } from './sessions-host.ts'
+import { registerFaultRoutes } from './faults-http.ts'
 import { registerSessionRoutes } from './sessions-http.ts'
 import { SingletonKeeper } from './singletons.ts'
 import { DeployHost } from './deploy-host.ts'
@@ -40,6 +42,12 @@ import { join } from 'node:path'
 export type AgentOutput = {
   // One JSON object per line on stdout when --json is given.
   line: (object: Record<string, unknown>) => void
+}
+
+export type AgentStartOptions = {
+  // The fault-injection gate and its /v1/faults endpoint (a test facility; only
+  // the --fault-injection flag of `edge-agent start` sets it, never a config file).
+  faultInjection?: boolean
 }
 
 const monotonic = { nowMs: () => performance.now() }
@@ -64,18 +72,20 @@ export class Agent {
   readonly #singletons: SingletonKeeper
   readonly #deploy: DeployHost
   readonly #rejectLogged = new Map<string, number>()
+  readonly #faults: FaultGate | null
   readonly httpUrl: string
   #loadTimer: NodeJS.Timeout | null = null
   #stopping: Promise<void> | null = null
 
   private constructor (parts: {
-    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore
+    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore, faults: FaultGate | null
   }) {
     this.config = parts.config
     this.#log = parts.log
     this.#output = parts.output
     this.#dataDir = parts.dataDir
     this.#net = parts.net
+    this.#faults = parts.faults
     this.#http = parts.http
     this.httpUrl = parts.httpUrl
     this.#core = parts.core
@@ -87,7 +97,8 @@ export class Agent {
       incarnation: () => this.#core.incarnation,
       net: () => this.#net.stats(),
       eventLoopLagP99Ms: () => this.#load.eventLoopLagP99Ms,
-      sessions: () => this.#sessions.list()
+      sessions: () => this.#sessions.list(),
+      faults: parts.faults === null ? null : () => (parts.faults as FaultGate).counts()
     })
     this.#store = parts.store
     const services = servicesFor(parts.config.singletons)
@@ -119,14 +130,14 @@ export class Agent {
     this.#singletons = new SingletonKeeper(parts.config, this.#core.directory(), this.#sessions, parts.log)
   }
 
-  static async start (config: AgentConfig, log: Logger, output: AgentOutput): Promise<Agent> {
+  static async start (config: AgentConfig, log: Logger, output: AgentOutput, options: AgentStartOptions = {}): Promise<Agent> {
     const dataDir = new DataDir(config.dataDir)
     dataDir.open()
     let store: SessionStore | null = null
     try {
       // A corrupt store refuses the start: serving from it could serve wrong data.
       store = SessionStore.open(join(config.dataDir, 'sessions.db'))
-      return await Agent.#assemble(config, log, output, dataDir, store)
+      return await Agent.#assemble(config, log, output, dataDir, store, options.faultInjection === true ? new FaultGate() : null)
     } catch (error) {
       store?.close()
       dataDir.close()
@@ -134,7 +145,7 @@ export class Agent {
     }
   }
 
-  static async #assemble (config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, store: SessionStore): Promise<Agent> {
+  static async #assemble (config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, store: SessionStore, faults: FaultGate | null): Promise<Agent> {
     // Files named by the configuration are read and checked before anything
     // listens: a bad one refuses the start with its path.
     const psk = config.clusterKey === null ? undefined : readClusterKeyFile(config.clusterKey, (message) => log.warn(message))
@@ -154,6 +165,7 @@ export class Agent {
       dialTimeoutMs: config.dialTimeoutMs,
       psk,
       allowPeers,
+      ...(faults === null ? {} : { faults }),
       handlers: {
         onDirect: (from, frame) => { if (agent !== null) agent.#onDirect(from, frame) },
         onGossip: (from, frame) => agent === null ? 'ignore' : agent.#onGossip(from, frame),
@@ -199,14 +211,14 @@ export class Agent {
       auth: identity.auth,
       nowMs: monotonic.nowMs()
     })
-    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core, store })
+    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core, store, faults })
     agent.#begin()
     return agent
   }
 
   #begin (): void {
     this.#routes()
-    this.#output.line({ event: 'started', id: this.id, addrs: this.#net.addrs(), http: this.httpUrl, incarnation: this.#core.incarnation, atMs: Date.now() })
+    this.#output.line({ event: 'started', id: this.id, addrs: this.#net.addrs(), http: this.httpUrl, incarnation: this.#core.incarnation, ...(this.#faults === null ? {} : { faultInjection: true }), atMs: Date.now() })
     this.#log.info({ id: this.id, addrs: this.#net.addrs(), http: this.httpUrl, incarnation: this.#core.incarnation, profile: this.config.profile }, 'agent started')
     if (!isLoopback(this.config.http.host) && this.config.tlsCert === null) {
       this.#log.warn({ http: this.httpUrl }, 'the HTTP API is reachable beyond this machine without TLS: session tokens and state travel in clear text; give --tls-cert and --tls-key, or bind it to 127.0.0.1')
@@ -214,6 +226,7 @@ export class Agent {
     if (this.config.clusterKey === null) {
       this.#log.warn({ listen: this.config.listen }, 'this cluster is open: any libp2p node that reaches these addresses can join it and read its membership; create a key with `edge-agent keygen --cluster` and start every agent with --cluster-key')
     }
+    if (this.#faults !== null) warnFaultInjection(this.#log, this.httpUrl)
     this.#driver.step({ kind: 'command', command: { type: 'join', peers: [] } })
     this.#loadTimer = setInterval(() => this.#sampleLoad(), this.config.loadSampleIntervalMs)
     this.#singletons.start()
@@ -433,7 +446,15 @@ export class Agent {
       config: this.config,
       onRedirect: () => this.#metrics.serviceRedirected()
     })
+    registerFaultRoutes(this.#http, this.#faults, this.#log)
   }
+}
+
+// Loud on purpose: whoever can reach the HTTP API can cut this agent off.
+function warnFaultInjection (log: Logger, http: string): void {
+  const text = `FAULT INJECTION IS ON: ${http}/v1/faults can drop and delay this agent's messages. This is a test facility; never start a production agent with --fault-injection.`
+  log.warn({ http }, text)
+  process.stderr.write(`edge-agent: WARNING: ${text}\n`)
 }
 
 // The allowlist from the configuration and its file; null when neither is set.

@@ -6,6 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { AgentEvent } from '../core/io.ts'
 import type { PeekMember } from '../../protocol/messages.ts'
 import { MEMBER_STATUS } from '../../protocol/messages.ts'
+import type { FaultCounts } from '../net/fault-gate.ts'
 import type { NetStats } from '../net/types.ts'
 import type { SessionEvent } from '../sessions/types.ts'
 
@@ -16,6 +17,8 @@ export type MetricsSources = {
   net: () => NetStats
   eventLoopLagP99Ms: () => number
   sessions: () => Array<{ role: string }>
+  // The fault-injection gate's counts; null when the gate is off (no metric then).
+  faults?: (() => FaultCounts) | null
 }
 
 export type RejectReason = 'decode' | 'author' | 'signature' | 'type' | 'other'
@@ -88,6 +91,7 @@ export class AgentMetrics {
     this.#packagesStored = new Counter({ name: 'edge_agent_packages_stored_total', help: 'Service packages this agent stored, by how they came (deploy, push, fetch)', labelNames: ['via'], registers })
     this.#serviceRedirects = new Counter({ name: 'edge_agent_service_redirects_total', help: 'Requests by URL this agent answered with 307 because it was over its load or request limit', registers })
     this.#gauges(sources, registers)
+    if (typeof sources.faults === 'function') this.#faultGauges(sources.faults, registers)
     new Gauge({
       name: 'edge_agent_sessions', help: 'Sessions this agent holds, by role (owner, standby, candidate, witness)', labelNames: ['role'], registers,
       collect () {
@@ -153,6 +157,17 @@ export class AgentMetrics {
       }
     })
     new Gauge({ name: 'edge_agent_send_queue_drops_total', help: 'Frames dropped because a peer\'s send queue was full', registers, collect () { this.set(sources.net().sendQueueDrops) } })
+  }
+
+  #faultGauges (counts: () => FaultCounts, registers: Registry[]): void {
+    new Gauge({
+      name: 'edge_agent_fault_dropped_messages_total', help: 'Messages the fault-injection gate dropped, by direction, channel and reason (partition, loss); test facility', labelNames: ['direction', 'channel', 'reason'], registers,
+      collect () { for (const c of counts().dropped) this.set({ direction: c.direction, channel: c.channel, reason: c.reason }, c.messages) }
+    })
+    new Gauge({
+      name: 'edge_agent_fault_delayed_messages_total', help: 'Messages the fault-injection gate delayed, by direction and channel; test facility', labelNames: ['direction', 'channel'], registers,
+      collect () { for (const c of counts().delayed) this.set({ direction: c.direction, channel: c.channel }, c.messages) }
+    })
   }
 
   observe (event: AgentEvent): void {

@@ -27,21 +27,23 @@ function refuse (status: number, error: string): { ok: false; reply: Reply } {
   return { ok: false, reply: { status, body: { error } } }
 }
 
+// A JSON object body of at most maxBytes (an empty body is {}), or the refusal.
 // Over the size: 413 and counted; the rest of the body is not read (the server
 // closes the connection rather than drain it).
-async function readJson (request: IncomingMessage, onLimit: (limit: 'request-body-size') => void): Promise<Parsed<Record<string, unknown>>> {
+export async function readJson (request: IncomingMessage, onLimit: (limit: 'request-body-size') => void = () => {}, maxBytes = MAX_BODY_BYTES): Promise<Parsed<Record<string, unknown>>> {
+  const hint = maxBytes === MAX_BODY_BYTES ? ` (a delta is at most ${MAX_OP_BYTES} bytes of JSON)` : ''
   const declared = Number(request.headers['content-length'] ?? 0)
-  if (declared > MAX_BODY_BYTES) {
+  if (declared > maxBytes) {
     onLimit('request-body-size')
-    return tooLarge(`request body of ${declared} bytes exceeds ${MAX_BODY_BYTES} (a delta is at most ${MAX_OP_BYTES} bytes of JSON)`)
+    return tooLarge(`request body of ${declared} bytes exceeds ${maxBytes}${hint}`)
   }
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of request) {
     size += (chunk as Buffer).length
-    if (size > MAX_BODY_BYTES) {
+    if (size > maxBytes) {
       onLimit('request-body-size')
-      return tooLarge(`request body exceeds ${MAX_BODY_BYTES} bytes (a delta is at most ${MAX_OP_BYTES} bytes of JSON)`)
+      return tooLarge(`request body exceeds ${maxBytes} bytes${hint}`)
     }
     chunks.push(chunk as Buffer)
   }

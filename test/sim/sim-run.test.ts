@@ -99,7 +99,7 @@ test('CLI: replay line first, table, --json identical across runs, --report writ
     assert.is(a.code, 0)
     assert.is(a.stdout, b.stdout)
     assert.is(JSON.parse(a.stdout).seed, 9)
-    for (const args of [['--nodes', 'x'], ['--scenario', 'nope'], ['--scenario', join(dir, 'missing.json')], ['--report', 'out.txt'], ['--real', '--scenario', 'partition']]) {
+    for (const args of [['--nodes', 'x'], ['--scenario', 'nope'], ['--scenario', join(dir, 'missing.json')], ['--report', 'out.txt'], ['--real', '--scenario', 'scale']]) {
       const refused = cli(args)
       assert.is(refused.code, 2, args.join(' '))
       assert.match(refused.stderr, /^edge-agent sim: /)

@@ -1,0 +1,126 @@
+// The fault-injection gate on real agents (127.0.0.1), through the CLI flag and
+// the HTTP API: a partition cuts one agent off (the others declare it dead, it
+// declares them dead), /metrics counts what was dropped, and after the rules are
+// cleared the four converge alive again. Without the flag there is no endpoint.
+// Every test has a hard timeout; every process and directory is removed.
+
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { AgentProcess, LocalCluster } from '../../sim/processes.ts'
+
+const CLUSTER_TEST_TIMEOUT_MS = 90_000
+const TEST_TIMEOUT_MS = 30_000
+// lan promises a dead verdict within about 2 s; this only catches a gate that
+// does not cut anything.
+const VERDICT_TIMEOUT_MS = 15_000
+const CONVERGE_TIMEOUT_MS = 30_000
+
+function timedTest (name: string, timeoutMs: number, body: () => Promise<void>): void {
+  test(name, async () => {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`test timed out after ${timeoutMs} ms`)), timeoutMs)
+    })
+    try {
+      await Promise.race([body(), timeout])
+    } finally {
+      clearTimeout(timer)
+    }
+  })
+}
+
+async function call (url: string, method: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const response = await fetch(url, { method, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(5_000) })
+  return { status: response.status, json: await response.json() as Record<string, unknown> }
+}
+
+function metric (text: string, name: string, labels: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && labels.split(',').every((label) => l.includes(label)))
+  return line === undefined ? 0 : Number(line.split(' ').pop())
+}
+
+let cluster: LocalCluster | null = null
+test.after(async () => { await cluster?.destroy() })
+
+timedTest('a partition cuts agent3 off: both sides declare the other dead; after healing all four converge alive', CLUSTER_TEST_TIMEOUT_MS, async () => {
+  cluster = await LocalCluster.start({ nodes: 4, services: 'log', configure: () => ({ extraArgs: ['--fault-injection'] }) })
+  const agents = cluster.agents
+  await cluster.waitConverged(CONVERGE_TIMEOUT_MS)
+  for (const agent of agents) {
+    assert.is(agent.events[0].faultInjection, true, `${agent.name}'s started event says the gate is on`)
+    assert.match(agent.stderr, /WARNING: FAULT INJECTION IS ON/)
+  }
+  const [victim, ...others] = [agents[3], agents[0], agents[1], agents[2]]
+  const cutAt = Date.now()
+  for (const agent of others) {
+    const { status, json } = await call(`${agent.http}/v1/faults`, 'POST', { seed: 1, blockedPeers: [victim.id] })
+    assert.is(status, 200, JSON.stringify(json))
+    assert.equal((json.rules as { blockedPeers: string[] }).blockedPeers, [victim.id])
+  }
+  assert.is((await call(`${victim.http}/v1/faults`, 'POST', { seed: 2, blockedPeers: others.map((a) => a.id) })).status, 200)
+
+  await Promise.all(others.map(async (a) => await a.waitFor((e) => e.event === 'member' && e.id === victim.id && e.status === 'dead' && e.atMs >= cutAt, VERDICT_TIMEOUT_MS)))
+  await Promise.all(others.map(async (a) => await victim.waitFor((e) => e.event === 'member' && e.id === a.id && e.status === 'dead' && e.atMs >= cutAt, VERDICT_TIMEOUT_MS)))
+  // The majority still sees itself whole.
+  await cluster.waitConverged(CONVERGE_TIMEOUT_MS, others)
+  const metrics = await (await fetch(`${victim.http}/metrics`)).text()
+  assert.ok(metric(metrics, 'edge_agent_fault_dropped_messages_total', 'direction="out",channel="direct",reason="partition"') > 0, metrics.split('\n').filter((l) => l.includes('fault')).join('\n'))
+  assert.ok(metric(metrics, 'edge_agent_fault_dropped_messages_total', 'direction="in",reason="partition"') > 0)
+  const state = await call(`${victim.http}/v1/faults`, 'GET')
+  assert.is(state.json.active, true)
+
+  const healAt = Date.now()
+  for (const agent of agents) {
+    const { status, json } = await call(`${agent.http}/v1/faults`, 'DELETE')
+    assert.is(status, 200)
+    assert.is(json.active, false)
+  }
+  await cluster.waitConverged(CONVERGE_TIMEOUT_MS)
+  for (const a of others) {
+    const back = a.events.find((e) => e.event === 'member' && e.id === victim.id && e.status === 'alive' && e.atMs >= healAt)
+    assert.ok(back !== undefined, `${a.name} saw ${victim.name} alive again`)
+  }
+})
+
+timedTest('bad rule bodies are refused with 400 naming the field; the agent keeps running and its rules unchanged', TEST_TIMEOUT_MS, async () => {
+  if (cluster === null) throw new Error('the cluster did not start (see the first test)')
+  const agent = cluster.agents[0]
+  const cases: Array<[string, RegExp]> = [
+    ['{"lossRate": 3}', /'lossRate' must be a number from 0 to 1/],
+    ['{"blockedPeers": ["nope"]}', /'blockedPeers\[0\]' is not a peer id/],
+    ['{"delay": 10}', /unknown field 'delay'/],
+    ['[1, 2]', /the body must be a JSON object/],
+    ['{"slowMs": ', /the body is not valid JSON/]
+  ]
+  for (const [body, reason] of cases) {
+    const response = await fetch(`${agent.http}/v1/faults`, { method: 'POST', body, signal: AbortSignal.timeout(5_000) })
+    assert.is(response.status, 400, body)
+    assert.match(((await response.json()) as { error: string }).error, reason)
+  }
+  const state = await call(`${agent.http}/v1/faults`, 'GET')
+  assert.is(state.json.active, false)
+  assert.is((await call(`${agent.http}/v1/health`, 'GET')).status, 200)
+})
+
+timedTest('without --fault-injection there is no /v1/faults (404, body unread) and no fault metric', TEST_TIMEOUT_MS, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-nofaults-'))
+  const agent = await AgentProcess.start({ name: 'plain', dataDir: join(dir, 'plain') })
+  try {
+    assert.is(agent.events[0].faultInjection, undefined)
+    for (const method of ['GET', 'POST', 'DELETE']) {
+      const { status, json } = await call(`${agent.http}/v1/faults`, method, method === 'POST' ? { blockedPeers: [] } : undefined)
+      assert.is(status, 404, method)
+      assert.match(String(json.error), /fault injection is off/)
+    }
+    assert.not.match(await (await fetch(`${agent.http}/metrics`)).text(), /edge_agent_fault_/)
+    assert.not.match(agent.stderr, /FAULT INJECTION/)
+  } finally {
+    await agent.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test.run()
