@@ -3,8 +3,6 @@
 // core's, the I/O is here.
 
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { networkInterfaces } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import type { Logger } from 'pino'
 import type { AgentConfig } from '../config.ts'
@@ -17,7 +15,7 @@ import { FaultGate } from '../net/fault-gate.ts'
 import { createNet, loadOrCreateIdentity } from '../net/libp2p.ts'
 import type { GossipVerdict, Net, NetRefusal } from '../net/types.ts'
 import { readClusterKeyFile } from '../net/cluster-key.ts'
-import { parsePeerListFile } from '../config.ts'
+import { advertisedHttp, isLoopback, pickIp, readAllowlist, readTls, stripPeerId, warnFaultInjection } from './agent-setup.ts'
 import { DataDir } from './data-dir.ts'
 import { CoreDriver } from './driver.ts'
 import { HttpApi } from './http-api.ts'
@@ -448,66 +446,4 @@ export class Agent {
     })
     registerFaultRoutes(this.#http, this.#faults, this.#log)
   }
-}
-
-// Loud on purpose: whoever can reach the HTTP API can cut this agent off.
-function warnFaultInjection (log: Logger, http: string): void {
-  const text = `FAULT INJECTION IS ON: ${http}/v1/faults can drop and delay this agent's messages. This is a test facility; never start a production agent with --fault-injection.`
-  log.warn({ http }, text)
-  process.stderr.write(`edge-agent: WARNING: ${text}\n`)
-}
-
-// The allowlist from the configuration and its file; null when neither is set.
-function readAllowlist (config: AgentConfig): string[] | null {
-  if (config.allowPeers === null && config.allowPeersFile === null) return null
-  const ids = [...(config.allowPeers ?? [])]
-  if (config.allowPeersFile !== null) {
-    let text: string
-    try {
-      text = readFileSync(config.allowPeersFile, 'utf8')
-    } catch (error) {
-      throw new Error(`cannot read allowlist file ${config.allowPeersFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
-    }
-    ids.push(...parsePeerListFile(text, config.allowPeersFile))
-  }
-  return [...new Set(ids)]
-}
-
-function readTls (config: AgentConfig): { cert: Buffer; key: Buffer } | undefined {
-  if (config.tlsCert === null || config.tlsKey === null) return undefined
-  const read = (path: string, what: string): Buffer => {
-    try {
-      return readFileSync(path)
-    } catch (error) {
-      throw new Error(`cannot read TLS ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`)
-    }
-  }
-  return { cert: read(config.tlsCert, 'certificate'), key: read(config.tlsKey, 'key') }
-}
-
-function isLoopback (host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.')
-}
-
-function stripPeerId (addr: string): string {
-  return addr.replace(/\/p2p\/[^/]+$/, '')
-}
-
-// The node's IP for its record: the first routable IPv4 it listens on, else the
-// first non-internal interface address, else loopback.
-export function pickIp (addrs: string[]): string {
-  const ips = addrs.map((a) => /^\/ip[46]\/([^/]+)\//.exec(a)?.[1]).filter((ip): ip is string => ip !== undefined)
-  const routable = ips.find((ip) => ip !== '0.0.0.0' && ip !== '::' && !ip.startsWith('127.') && ip !== '::1')
-  if (routable !== undefined) return routable
-  if (ips.some((ip) => ip === '0.0.0.0' || ip === '::')) {
-    for (const list of Object.values(networkInterfaces())) {
-      const found = list?.find((i) => i.family === 'IPv4' && !i.internal)
-      if (found !== undefined) return found.address
-    }
-  }
-  return ips[0] ?? '127.0.0.1'
-}
-
-function advertisedHttp (url: string, ip: string): string {
-  return url.replace(/^(https?):\/\/(0\.0\.0\.0|\[::\])/, (_all, scheme: string) => `${scheme}://${ip.includes(':') ? `[${ip}]` : ip}`)
 }
