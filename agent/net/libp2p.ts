@@ -137,8 +137,8 @@ class Libp2pNet implements Net {
     this.handlers = options.handlers
     this.topic = gossipTopic(options.cluster)
     const channel = { node, cluster: options.cluster, handlers: options.handlers, dialTimeoutMs: options.dialTimeoutMs }
-    this.direct = new DirectChannel({ ...channel, protocol: directProtocol(options.cluster), servesPeek: true })
-    this.replication = new DirectChannel({ ...channel, protocol: replicationProtocol(options.cluster), servesPeek: false })
+    this.direct = new DirectChannel({ ...channel, protocol: directProtocol(options.cluster), channel: 'membership', servesPeek: true })
+    this.replication = new DirectChannel({ ...channel, protocol: replicationProtocol(options.cluster), channel: 'sessions', servesPeek: false })
   }
 
   async start (): Promise<void> {

@@ -13,13 +13,13 @@ import { Membership } from '../membership/membership.ts'
 import { decode, encode } from '../../protocol/codec.ts'
 import type { Message, PeekMember, SessionMessage } from '../../protocol/messages.ts'
 import { createNet, loadOrCreateIdentity } from '../net/libp2p.ts'
-import type { GossipVerdict, Net } from '../net/types.ts'
+import type { DirectChannelName, GossipVerdict, Net, StreamRefusal } from '../net/types.ts'
 import { DataDir } from './data-dir.ts'
 import { CoreDriver } from './driver.ts'
 import { HttpApi } from './http-api.ts'
 import { LoadSampler } from './load.ts'
 import { AgentMetrics } from './metrics.ts'
-import type { RejectReason } from './metrics.ts'
+import type { PeerProtocol, RejectReason } from './metrics.ts'
 import { membersJson } from './view.ts'
 import { SessionStore } from './session-store.ts'
 import { SessionsHost } from './sessions-host.ts'
@@ -53,6 +53,9 @@ export class Agent {
   readonly #sessions: SessionsHost
   readonly #singletons: SingletonKeeper
   readonly #rejectLogged = new Map<string, number>()
+  // The protocol of the message the membership core is stepping on, so that its
+  // refusals are counted under it (steps and their effects are synchronous).
+  #receiving: PeerProtocol = 'swim'
   readonly httpUrl: string
   #loadTimer: NodeJS.Timeout | null = null
   #stopping: Promise<void> | null = null
@@ -120,7 +123,8 @@ export class Agent {
       cluster: config.cluster,
       dialTimeoutMs: config.dialTimeoutMs,
       handlers: {
-        onDirect: (from, frame) => { if (agent !== null) agent.#onDirect(from, frame) },
+        onDirect: (from, frame, channel) => { if (agent !== null) agent.#onDirect(from, frame, channel) },
+        onRefused: (from, channel, reason) => { if (agent !== null) agent.#onRefusedStream(from, channel, reason) },
         onGossip: (from, frame) => agent === null ? 'ignore' : agent.#onGossip(from, frame),
         onDisconnected: (peer) => { if (agent !== null) agent.#hint('disconnected', peer) },
         onUnreachable: (peer) => { if (agent !== null) agent.#hint('unreachable', peer) },
@@ -212,13 +216,26 @@ export class Agent {
 
   // ---- inbound ------------------------------------------------------------
 
-  #onDirect (from: PeerKey, frame: Uint8Array): void {
+  // Membership frames belong on the SWIM stream and session frames on the
+  // replication stream (the agent never sends them elsewhere); peek frames on
+  // neither.
+  #onDirect (from: PeerKey, frame: Uint8Array, channel: DirectChannelName): void {
+    const protocol = protocolOf(channel)
     const decoded = decode(frame)
-    if (!decoded.ok) return this.#rejected(from, 'decode', decoded.reason)
+    if (!decoded.ok) return this.#rejected(from, 'decode', decoded.reason, protocol)
     const message = decoded.value
-    if (message.type === 'peek-request' || message.type === 'peek-reply') return this.#rejected(from, 'type', `${message.type} on a direct stream`)
-    if (message.type.startsWith('session-')) return this.#sessions.receive(from, message as SessionMessage)
+    if (message.type === 'peek-request' || message.type === 'peek-reply') return this.#rejected(from, 'type', `${message.type} on a direct stream`, protocol)
+    const isSession = message.type.startsWith('session-')
+    if (isSession !== (channel === 'sessions')) return this.#rejected(from, 'type', `${message.type} on the ${protocol} stream`, protocol)
+    if (isSession) return this.#sessions.receive(from, message as SessionMessage)
+    this.#receiving = 'swim'
     this.#driver.step({ kind: 'receive', from, channel: 'direct', message })
+  }
+
+  #onRefusedStream (from: PeerKey, channel: DirectChannelName, reason: StreamRefusal): void {
+    const protocol = protocolOf(channel)
+    this.#metrics.refusedStream(reason, protocol)
+    this.#logRejection(from, `${reason}: stream on ${protocol} aborted`)
   }
 
   // A transport hint concerns both cores: membership probes the peer, sessions
@@ -232,20 +249,24 @@ export class Agent {
   #onGossip (from: PeerKey, frame: Uint8Array): GossipVerdict {
     const decoded = decode(frame)
     if (!decoded.ok) {
-      this.#rejected(from, 'decode', decoded.reason)
+      this.#rejected(from, 'decode', decoded.reason, 'gossip')
       return 'reject'
     }
     const message = decoded.value
     if (message.type !== 'gossip') {
-      this.#rejected(from, 'type', `${message.type} on the gossip topic`)
+      this.#rejected(from, 'type', `${message.type} on the gossip topic`, 'gossip')
       return 'reject'
     }
     const impostor = message.updates.find((u) => (u.kind === 'record' ? u.signed.record.id : u.signed.accusation.accuser) !== from)
     if (impostor !== undefined) {
-      this.#rejected(from, 'author', 'gossip carried a statement authored by another node')
+      this.#rejected(from, 'author', 'gossip carried a statement authored by another node', 'gossip')
       return 'reject'
     }
-    queueMicrotask(() => this.#driver.step({ kind: 'receive', from, channel: 'gossip', message }))
+    queueMicrotask(() => {
+      this.#receiving = 'gossip'
+      this.#driver.step({ kind: 'receive', from, channel: 'gossip', message })
+      this.#receiving = 'swim'
+    })
     return 'accept'
   }
 
@@ -269,7 +290,7 @@ export class Agent {
   }
 
   #onEvent (event: AgentEvent): void {
-    this.#metrics.observe(event)
+    this.#metrics.observe(event, this.#receiving)
     switch (event.type) {
       case 'member-joined':
         this.#net.learnAddrs(event.id, event.record.addrs)
@@ -301,8 +322,8 @@ export class Agent {
     if (event.status === 'left') this.#net.forget(event.id)
   }
 
-  #rejected (from: PeerKey, reason: RejectReason, detail: string): void {
-    this.#metrics.rejected(reason)
+  #rejected (from: PeerKey, reason: RejectReason, detail: string, protocol: PeerProtocol): void {
+    this.#metrics.rejected(reason, protocol)
     this.#logRejection(from, `${reason}: ${detail}`)
   }
 
@@ -360,6 +381,10 @@ export class Agent {
     this.#http.route('GET', /^\/metrics$/, async () => ({ status: 200, raw: await this.#metrics.text(), headers: { 'content-type': this.#metrics.contentType } }))
     registerSessionRoutes(this.#http, this.#sessions)
   }
+}
+
+function protocolOf (channel: DirectChannelName): PeerProtocol {
+  return channel === 'sessions' ? 'replicate' : 'swim'
 }
 
 function isLoopback (host: string): boolean {
