@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // edge-agent: the command line. `start` runs an agent, `peek` shows what one sees,
-// `session` works with replicated sessions as a terminal would.
+// `session` works with replicated sessions as a terminal would, `check` checks a
+// data directory for damage.
 
 import { readFileSync } from 'node:fs'
 import { UsageError } from '../agent/cli/args.ts'
+import { CHECK_HELP, runCheck } from '../agent/cli/check.ts'
 import { PEEK_HELP, runPeek } from '../agent/cli/peek.ts'
 import { runSession, SESSION_HELP } from '../agent/cli/session.ts'
 import { runSim, SIM_HELP } from '../agent/cli/sim.ts'
@@ -19,6 +21,7 @@ Commands:
   peek      show the members an agent sees      (edge-agent peek --help)
   session   open, append to, read a session     (edge-agent session --help)
   sim       run a simulated cluster with faults (edge-agent sim --help)
+  check     check a data directory for damage    (edge-agent check --help)
 
 Options:
   -h, --help      show this help
@@ -28,7 +31,8 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   start: { run: runStart, help: START_HELP },
   peek: { run: runPeek, help: PEEK_HELP },
   session: { run: runSession, help: SESSION_HELP },
-  sim: { run: runSim, help: SIM_HELP }
+  sim: { run: runSim, help: SIM_HELP },
+  check: { run: runCheck, help: CHECK_HELP }
 }
 
 async function main (argv: string[]): Promise<number> {

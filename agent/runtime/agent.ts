@@ -12,6 +12,7 @@ import { SeededRandom } from '../core/random.ts'
 import { Membership } from '../membership/membership.ts'
 import { decode, encode } from '../../protocol/codec.ts'
 import type { Message, PeekMember, SessionMessage } from '../../protocol/messages.ts'
+import type { StoredSession } from '../sessions/types.ts'
 import { createNet, loadOrCreateIdentity } from '../net/libp2p.ts'
 import type { DirectChannelName, GossipVerdict, Net, StreamRefusal } from '../net/types.ts'
 import { DataDir } from './data-dir.ts'
@@ -61,7 +62,7 @@ export class Agent {
   #stopping: Promise<void> | null = null
 
   private constructor (parts: {
-    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore
+    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore, stored: StoredSession[]
   }) {
     this.config = parts.config
     this.#log = parts.log
@@ -87,6 +88,7 @@ export class Agent {
       directory: this.#core.directory(),
       net: parts.net,
       store: parts.store,
+      stored: parts.stored,
       log: parts.log.child({ core: 'sessions' }),
       line: (o) => this.#output.line(o),
       onEvent: (event) => this.#metrics.observeSession(event)
@@ -99,9 +101,12 @@ export class Agent {
     dataDir.open()
     let store: SessionStore | null = null
     try {
-      // A corrupt store refuses the start: serving from it could serve wrong data.
+      // A corrupt store refuses the start, before the agent listens or joins:
+      // serving from it could serve wrong data. open() checks the write-ahead log
+      // and the b-trees, load() every row's checksum.
       store = SessionStore.open(join(config.dataDir, 'sessions.db'))
-      return await Agent.#assemble(config, log, output, dataDir, store)
+      const stored = store.load()
+      return await Agent.#assemble(config, log, output, dataDir, store, stored)
     } catch (error) {
       store?.close()
       dataDir.close()
@@ -109,7 +114,7 @@ export class Agent {
     }
   }
 
-  static async #assemble (config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, store: SessionStore): Promise<Agent> {
+  static async #assemble (config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, store: SessionStore, stored: StoredSession[]): Promise<Agent> {
     const identity = await loadOrCreateIdentity(config.dataDir)
     // Each start is a new incarnation, persisted before anyone hears of it, so a
     // restarted node overrides whatever the cluster remembers of its last life.
@@ -159,7 +164,7 @@ export class Agent {
       auth: identity.auth,
       nowMs: monotonic.nowMs()
     })
-    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core, store })
+    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core, store, stored })
     agent.#begin()
     return agent
   }
