@@ -35,7 +35,7 @@ export type AgentOutput = {
 
 const monotonic = { nowMs: () => performance.now() }
 
-// Rejections are logged once per peer and reason per minute; all are counted.
+// Rejections are logged once per peer, protocol and reason per minute; all are counted.
 const REJECT_LOG_GAP_MS = 60_000
 
 export class Agent {
@@ -240,7 +240,7 @@ export class Agent {
   #onRefusedStream (from: PeerKey, channel: DirectChannelName, reason: StreamRefusal): void {
     const protocol = protocolOf(channel)
     this.#metrics.refusedStream(reason, protocol)
-    this.#logRejection(from, `${reason}: stream on ${protocol} aborted`)
+    this.#logRejection(from, `${protocol} ${reason}`, `stream on ${protocol} aborted`)
   }
 
   // A transport hint concerns both cores: membership probes the peer, sessions
@@ -314,7 +314,7 @@ export class Agent {
         return
       case 'stall': this.#log.warn({ lateMs: Math.round(event.lateMs) }, 'event loop stalled; extending pending timeouts'); return
       case 'local-health': this.#log.debug({ score: event.score, reason: event.reason }, 'local health changed'); return
-      case 'rejected': return this.#logRejection(event.from, event.reason)
+      case 'rejected': return this.#logRejection(event.from, event.reason, event.reason)
       case 'left': this.#log.info('leave announced'); return
       default: this.#log.trace({ event }, 'membership event')
     }
@@ -329,17 +329,20 @@ export class Agent {
 
   #rejected (from: PeerKey, reason: RejectReason, detail: string, protocol: PeerProtocol): void {
     this.#metrics.rejected(reason, protocol)
-    this.#logRejection(from, `${reason}: ${detail}`)
+    this.#logRejection(from, `${protocol} ${reason}`, `${reason}: ${detail}`)
   }
 
-  #logRejection (from: PeerKey, reason: string): void {
-    const key = `${from} ${reason}`
+  // `kind` keys the rate limit (protocol and reason, not the detail: garbage
+  // yields a different detail per frame, and a flood must not become a flood of
+  // log lines); `detail` is what the logged line says.
+  #logRejection (from: PeerKey, kind: string, detail: string): void {
+    const key = `${from} ${kind}`
     const now = monotonic.nowMs()
     const last = this.#rejectLogged.get(key)
     if (last !== undefined && now - last < REJECT_LOG_GAP_MS) return
     if (this.#rejectLogged.size > 10_000) this.#rejectLogged.clear()
     this.#rejectLogged.set(key, now)
-    this.#log.warn({ peer: from, reason }, 'refused a message')
+    this.#log.warn({ peer: from, reason: detail }, 'refused a message')
   }
 
   // ---- periodic work ------------------------------------------------------
