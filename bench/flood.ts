@@ -77,8 +77,13 @@ async function stopFlood (flood: Flood): Promise<void> {
   await exited
 }
 
+// (0 when the agent does not answer: a flooded agent may not, and the figure is
+// then a lower bound.)
 async function refusedTotal (http: string): Promise<number> {
-  const text = await (await fetch(`${http}/metrics`, { signal: AbortSignal.timeout(5_000) })).text().catch(() => '')
+  let text = ''
+  try {
+    text = await (await fetch(`${http}/metrics`, { signal: AbortSignal.timeout(10_000) })).text()
+  } catch {}
   let sum = 0
   for (const m of text.matchAll(/^edge_agent_refused_total\{[^}]*\} (\d+)/gm)) sum += Number(m[1])
   return sum
@@ -129,10 +134,10 @@ export async function benchFlood (options: { nodes?: number; sessions?: number; 
           log(`flood: ${name} (${takers.length} agents flooded): ${ms.join(', ')} ms`)
         } finally {
           if (flood !== null) {
+            await stopFlood(flood)
             floodFrames += flood.frames
             floodMs += flood.ms
             refused += (await Promise.all(takers.map(async (a) => await refusedTotal(a.http)))).reduce((x, y) => x + y, 0) - refusedBefore
-            await stopFlood(flood)
           }
           await cluster.restart(cluster.agents.indexOf(victim))
         }

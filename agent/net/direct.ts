@@ -245,7 +245,7 @@ export class DirectChannel {
       await stream.close({ signal: AbortSignal.timeout(this.dialTimeoutMs) })
     } catch (err) {
       const refusal = streamRefusal(err)
-      if (refusal !== null) guard('onRefused', () => { this.handlers.onRefused?.(from, this.channel, refusal) })
+      if (refusal !== null) guard('onStreamRefused', () => { this.handlers.onStreamRefused?.(from, this.channel, refusal) })
       stream.abort(toError(err))
     }
   }

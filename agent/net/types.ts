@@ -14,7 +14,7 @@ export type NetHandlers = {
   // beyond MAX_FRAME_BYTES ('oversize'), one that is not a varint ('framing'), or
   // a stream that ended inside a frame ('truncated').
   // The stream is aborted; the peer's other streams carry on.
-  onRefused? (from: string, channel: DirectChannelName, reason: StreamRefusal): void
+  onStreamRefused? (from: string, channel: DirectChannelName, reason: StreamRefusal): void
   // A message arrived on the cluster topic; `from` is its signed origin. Called
   // synchronously from gossipsub's topic validator: 'reject' drops the message,
   // stops its propagation and penalises the peer that forwarded it.

@@ -129,7 +129,7 @@ export class Agent {
       dialTimeoutMs: config.dialTimeoutMs,
       handlers: {
         onDirect: (from, frame, channel) => { if (agent !== null) agent.#onDirect(from, frame, channel) },
-        onRefused: (from, channel, reason) => { if (agent !== null) agent.#onRefusedStream(from, channel, reason) },
+        onStreamRefused: (from, channel, reason) => { if (agent !== null) agent.#onRefusedStream(from, channel, reason) },
         onGossip: (from, frame) => agent === null ? 'ignore' : agent.#onGossip(from, frame),
         onDisconnected: (peer) => { if (agent !== null) agent.#hint('disconnected', peer) },
         onUnreachable: (peer) => { if (agent !== null) agent.#hint('unreachable', peer) },
@@ -233,14 +233,13 @@ export class Agent {
     const isSession = message.type.startsWith('session-')
     if (isSession !== (channel === 'sessions')) return this.#rejected(from, 'type', `${message.type} on the ${protocol} stream`, protocol)
     if (isSession) return this.#sessions.receive(from, message as SessionMessage)
-    this.#receiving = 'swim'
     this.#driver.step({ kind: 'receive', from, channel: 'direct', message })
   }
 
   #onRefusedStream (from: PeerKey, channel: DirectChannelName, reason: StreamRefusal): void {
     const protocol = protocolOf(channel)
     this.#metrics.refusedStream(reason, protocol)
-    this.#logRejection(from, `${protocol} ${reason}`, `stream on ${protocol} aborted`)
+    this.#logRejection(from, `${protocol} ${reason}: stream aborted`)
   }
 
   // A transport hint concerns both cores: membership probes the peer, sessions
@@ -269,8 +268,11 @@ export class Agent {
     }
     queueMicrotask(() => {
       this.#receiving = 'gossip'
-      this.#driver.step({ kind: 'receive', from, channel: 'gossip', message })
-      this.#receiving = 'swim'
+      try {
+        this.#driver.step({ kind: 'receive', from, channel: 'gossip', message })
+      } finally {
+        this.#receiving = 'swim'
+      }
     })
     return 'accept'
   }
@@ -314,7 +316,7 @@ export class Agent {
         return
       case 'stall': this.#log.warn({ lateMs: Math.round(event.lateMs) }, 'event loop stalled; extending pending timeouts'); return
       case 'local-health': this.#log.debug({ score: event.score, reason: event.reason }, 'local health changed'); return
-      case 'rejected': return this.#logRejection(event.from, event.reason, event.reason)
+      case 'rejected': return this.#logRejection(event.from, event.reason)
       case 'left': this.#log.info('leave announced'); return
       default: this.#log.trace({ event }, 'membership event')
     }
@@ -329,20 +331,21 @@ export class Agent {
 
   #rejected (from: PeerKey, reason: RejectReason, detail: string, protocol: PeerProtocol): void {
     this.#metrics.rejected(reason, protocol)
-    this.#logRejection(from, `${protocol} ${reason}`, `${reason}: ${detail}`)
+    this.#logRejection(from, `${protocol} ${reason}: ${detail}`)
   }
 
-  // `kind` keys the rate limit (protocol and reason, not the detail: garbage
-  // yields a different detail per frame, and a flood must not become a flood of
-  // log lines); `detail` is what the logged line says.
-  #logRejection (from: PeerKey, kind: string, detail: string): void {
-    const key = `${from} ${kind}`
+  // The rate limit is keyed by what comes before the first ': ' (protocol and
+  // reason, not the detail: garbage yields a different detail per frame, and a
+  // flood must not become a flood of log lines).
+  #logRejection (from: PeerKey, reason: string): void {
+    const colon = reason.indexOf(': ')
+    const key = `${from} ${colon < 0 ? reason : reason.slice(0, colon)}`
     const now = monotonic.nowMs()
     const last = this.#rejectLogged.get(key)
     if (last !== undefined && now - last < REJECT_LOG_GAP_MS) return
     if (this.#rejectLogged.size > 10_000) this.#rejectLogged.clear()
     this.#rejectLogged.set(key, now)
-    this.#log.warn({ peer: from, reason: detail }, 'refused a message')
+    this.#log.warn({ peer: from, reason }, 'refused a message')
   }
 
   // ---- periodic work ------------------------------------------------------
