@@ -47,6 +47,9 @@ export type FloodResult = {
   // Refusals counted by the flooded agents (edge_agent_refused_total), over the flood rounds.
   refused: number
   failedRounds: string[]
+  // Appends a terminal gave up on (not acknowledged within the client's 15 s
+  // deadline); the terminal then carries on with a new writer, its op re-sent.
+  stalledAppends: string[]
   acknowledged: number
   problems: string[]
 }
@@ -103,6 +106,9 @@ export async function benchFlood (options: { nodes?: number; sessions?: number; 
   const writers: ContinuousWriter[] = []
   const samples = { calm: [] as number[], flood: [] as number[] }
   const failedRounds: string[] = []
+  const stalledAppends: string[] = []
+  // Writers that gave up, kept for the final check of what they had acknowledged.
+  const retired: ContinuousWriter[] = []
   let floodFrames = 0
   let floodMs = 0
   let refused = 0
@@ -128,10 +134,11 @@ export async function benchFlood (options: { nodes?: number; sessions?: number; 
         }
         const t0 = Date.now()
         victim.signal('SIGKILL')
+        const exited = victim.exited
         try {
           const ms = await Promise.all(affected.map(async ({ i, epoch }) => await waitTakeover(writers[i], t0, epoch, 20_000)))
           samples[flooded ? 'flood' : 'calm'].push(...ms)
-          log(`flood: ${name} (${takers.length} agents flooded): ${ms.join(', ')} ms`)
+          log(`flood: ${name}${flooded ? ` (${takers.length} agents flooded)` : ''}: ${ms.join(', ')} ms`)
         } finally {
           if (flood !== null) {
             await stopFlood(flood)
@@ -139,6 +146,7 @@ export async function benchFlood (options: { nodes?: number; sessions?: number; 
             floodMs += flood.ms
             refused += (await Promise.all(takers.map(async (a) => await refusedTotal(a.http)))).reduce((x, y) => x + y, 0) - refusedBefore
           }
+          await exited
           await cluster.restart(cluster.agents.indexOf(victim))
         }
       } catch (error) {
@@ -146,13 +154,26 @@ export async function benchFlood (options: { nodes?: number; sessions?: number; 
         log(`flood: ${name} failed: ${(error as Error).message}`)
         await recover(cluster)
       }
-      await settle(cluster, sessions)
+      for (const [i, w] of writers.entries()) {
+        if (w.error === null) continue
+        stalledAppends.push(`${name}, ${sessions[i].sessionId}: ${w.error.message}`)
+        retired.push(w)
+        writers[i] = new ContinuousWriter(sessions[i], `f${i}r${round}-`, TAKEOVER_GAP_MS, 256)
+      }
+      try {
+        await settle(cluster, sessions)
+      } catch (error) {
+        failedRounds.push(`${name}: the cluster did not settle after it: ${(error as Error).message}`)
+        await recover(cluster)
+        await settle(cluster, sessions)
+      }
     }
     await Promise.all(writers.map(async (w) => await w.stop()))
     const problems: string[] = []
-    for (const [i, w] of writers.entries()) {
-      if (w.error !== null) problems.push(`${sessions[i].sessionId}: writer failed: ${w.error.message}`)
-      problems.push(...(await w.check()).map((p) => `${sessions[i].sessionId}: ${p}`))
+    for (const w of [...writers, ...retired]) {
+      const id = w.session.sessionId
+      if (w.error !== null && !retired.includes(w)) problems.push(`${id}: writer failed: ${w.error.message}`)
+      problems.push(...(await w.check()).map((p) => `${id}: ${p}`))
     }
     const calm = latencies(samples.calm)
     const flood = latencies(samples.flood)
@@ -165,11 +186,12 @@ export async function benchFlood (options: { nodes?: number; sessions?: number; 
       floodFramesPerSec: floodMs === 0 ? 0 : floodFrames / (floodMs / 1_000),
       refused,
       failedRounds,
-      acknowledged: writers.reduce((n, w) => n + w.acked.length, 0),
+      stalledAppends,
+      acknowledged: [...writers, ...retired].reduce((n, w) => n + w.acked.length, 0),
       problems
     }
   } finally {
-    for (const w of writers) w.stopped = true
+    for (const w of [...writers, ...retired]) w.stopped = true
     client.destroy()
     await cluster.destroy()
     rmSync(configDir, { recursive: true, force: true })

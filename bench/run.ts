@@ -163,6 +163,7 @@ function floodMarkdown (f: FloodResult): string[] {
     `| under flood | ${lat(f.flood)} |`, '',
     `Ratio flood / calm: p50 ${fmt(f.ratioP50, 2)}×, p99 ${fmt(f.ratioP99, 2)}×. The flood: ${fmt(f.floodFramesPerSec)} frames/s taken by the transport, ` +
     `${f.refused.toLocaleString('en')} refusals counted by the flooded agents (edge_agent_refused_total). Failed rounds: ${f.failedRounds.length === 0 ? 'none' : f.failedRounds.join('; ')}. ` +
+    `Appends a terminal gave up on (no answer within the client's 15 s deadline; re-sent by the next append): ${(f.stalledAppends ?? []).length === 0 ? 'none' : f.stalledAppends.join('; ')}. ` +
     `The check after all rounds: ${f.acknowledged} acknowledged appends, ${f.problems.length === 0 ? 'every one present once, in order' : 'PROBLEMS: ' + f.problems.join('; ')}.`]
 }
 
