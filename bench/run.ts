@@ -161,9 +161,10 @@ function floodMarkdown (f: FloodResult): string[] {
     '| | p50 | p99 | max | takeovers |', '|---|---|---|---|---|',
     `| calm | ${lat(f.calm)} |`,
     `| under flood | ${lat(f.flood)} |`, '',
-    `Ratio flood / calm: p50 ${fmt(f.ratioP50, 2)}×, p99 ${fmt(f.ratioP99, 2)}×. The flood: ${fmt(f.floodFramesPerSec)} frames/s taken by the transport, ` +
-    `${f.refused.toLocaleString('en')} refusals counted by the flooded agents (edge_agent_refused_total). Failed rounds: ${f.failedRounds.length === 0 ? 'none' : f.failedRounds.join('; ')}. ` +
-    `Appends a terminal gave up on (no answer within the client's 15 s deadline; re-sent by the next append): ${(f.stalledAppends ?? []).length === 0 ? 'none' : f.stalledAppends.join('; ')}. ` +
+    `Ratio flood / calm: p50 ${fmt(f.ratioP50, 2)}×, p99 ${fmt(f.ratioP99, 2)}× (over the takeovers measured). The flood: ${fmt(f.floodFramesPerSec)} frames/s taken by the transport, ` +
+    `${f.refused.toLocaleString('en')} refusals counted by the flooded agents (edge_agent_refused_total). ` +
+    `Rounds without a takeover figure: ${f.failedRounds.length === 0 ? 'none' : `${f.failedRounds.length} (${f.failedRounds.map((r) => r.split(':')[0]).join(', ')})`}; ` +
+    `appends a terminal gave up on (no answer within the client's 15 s deadline; the next append re-sends them): ${(f.stalledAppends ?? []).length}. ` +
     `The check after all rounds: ${f.acknowledged} acknowledged appends, ${f.problems.length === 0 ? 'every one present once, in order' : 'PROBLEMS: ' + f.problems.join('; ')}.`]
 }
 

@@ -20,9 +20,10 @@ export type MetricsSources = {
 
 export type RejectReason = 'decode' | 'author' | 'signature' | 'type' | 'other'
 
-// The protocols an agent speaks to peers, as edge_agent_refused_total labels them:
-// the SWIM stream, the replication stream, the peek stream and the gossip topic.
-export type PeerProtocol = 'swim' | 'replicate' | 'peek' | 'gossip'
+// The protocols an agent reads from peers, as edge_agent_refused_total labels
+// them: the SWIM stream, the replication stream and the gossip topic. (Peek reads
+// nothing from its stream, so it has nothing to refuse.)
+export type PeerProtocol = 'swim' | 'replicate' | 'gossip'
 // Why: a frame that does not decode, a frame of a type that does not belong on
 // the protocol, a statement authored or signed by someone else, a length prefix
 // over the frame limit, one that is not a varint, a stream ending inside a
@@ -58,7 +59,7 @@ export class AgentMetrics {
     this.#rejected = new Counter({ name: 'edge_agent_rejected_messages_total', help: 'Messages refused, by reason (decode, author, signature, type, other)', labelNames: ['reason'], registers })
     this.#refused = new Counter({
       name: 'edge_agent_refused_total',
-      help: 'Frames and streams from peers refused, by protocol (swim, replicate, peek, gossip) and reason (decode, type, author, signature, oversize, framing, truncated, other)',
+      help: 'Frames and streams from peers refused, by protocol (swim, replicate, gossip) and reason (decode, type, author, signature, oversize, framing, truncated, other)',
       labelNames: ['protocol', 'reason'], registers
     })
     this.#takeovers = new Counter({ name: 'edge_agent_session_takeovers_total', help: 'Sessions this agent took over as owner (after the previous owner failed)', registers })
