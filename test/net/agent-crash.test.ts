@@ -9,7 +9,7 @@
 // and `edge-agent check` fail, both naming the file.
 //
 //   SEED=123 node test/net/agent-crash.test.ts       replays one run
-//   CRASH_ROUNDS=50 node test/net/agent-crash.test.ts a longer loop (default 3)
+//   CRASH_ROUNDS=50 node test/net/agent-crash.test.ts a longer loop (default 2)
 
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -24,7 +24,7 @@ import { AgentProcess, runCli } from '../../sim/processes.ts'
 import { ContinuousWriter } from '../../sim/writer.ts'
 import { seededRng } from '../fixtures/mutate.ts'
 
-const ROUNDS = Number(process.env.CRASH_ROUNDS ?? 3)
+const ROUNDS = Number(process.env.CRASH_ROUNDS ?? 2)
 const SESSIONS = 3
 // The kill lands this long after the restarted agent acknowledged again.
 const MAX_KILL_DELAY_MS = 1_200
