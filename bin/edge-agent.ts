@@ -21,7 +21,7 @@ Commands:
   peek      show the members an agent sees      (edge-agent peek --help)
   session   open, append to, read a session     (edge-agent session --help)
   sim       run a simulated cluster with faults (edge-agent sim --help)
-  check     check a data directory for damage    (edge-agent check --help)
+  check     check a data directory for damage   (edge-agent check --help)
 
 Options:
   -h, --help      show this help
