@@ -96,7 +96,6 @@ test('garbage, wrong types and forged records are refused, counted, and change n
   }
 })()))
 
-
 // edge_agent_refused_total by "protocol/reason".
 async function refused (http: string): Promise<Record<string, number>> {
   const text = await (await fetch(`${http}/metrics`)).text()
