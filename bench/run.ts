@@ -2,13 +2,16 @@
 // and bench/results/latest.md. Comparisons run in the same process, one after the
 // other, on the same machine, and are reported as ratios.
 //
-//   node bench/run.ts [real] [serf] [sim] [sessions] [simscale] [deploy]   only some of them (default: all);
+//   node bench/run.ts [real] [serf] [sim] [sessions] [simscale] [deploy] [fuzz] [flood]   only some of them (default: all);
 //   node bench/run.ts render                  rewrite latest.md from latest.json, measuring nothing
 //                                            the other sections keep their last figures
 //   BENCH_ROUNDS=5                           kill/freeze rounds per detection benchmark
 //   BENCH_TAKEOVERS=50                       SIGKILL rounds and SIGSTOP rounds of session owners
 //   BENCH_SIM_SIZES=100,1000                 node counts of the simulator-at-scale runs (10000 needs ~25 GB: see README)
 //   BENCH_SIM_DURATION_S=60                  virtual seconds of chaos in each of them
+//   BENCH_FUZZ_INPUTS=1000000                inputs handed to the decoders by the fuzz run
+//   BENCH_FUZZ_SEED=…                        its seed (default: random, printed)
+//   BENCH_FLOOD_ROUNDS=10                    calm rounds and flood rounds of the takeover-under-flood run
 
 import { execFileSync } from 'node:child_process'
 import { cpus, totalmem } from 'node:os'
@@ -28,6 +31,10 @@ import { benchSimScale } from './sim-scale.ts'
 import type { SimScaleRun } from './sim-scale.ts'
 import { benchDeploy, deployMarkdown } from './deploy.ts'
 import type { DeployBenchResult } from './deploy.ts'
+import { benchFuzz } from './fuzz.ts'
+import type { FuzzResult } from './fuzz.ts'
+import { benchFlood } from './flood.ts'
+import type { FloodResult } from './flood.ts'
 import { fmt, log } from './lib.ts'
 import type { Spread } from './lib.ts'
 
@@ -48,6 +55,8 @@ type Results = {
   sessions?: SessionsRealResult & { rawStream: RawStreamResult }
   simScale?: SimScaleRun[]
   deploy?: DeployBenchResult
+  fuzz?: FuzzResult
+  flood?: FloodResult
 }
 
 function setup (): void {
@@ -89,6 +98,8 @@ function markdown (r: Results): string {
   if (r.sessions !== undefined) lines.push('', ...sessionsMarkdown(r.sessions))
   if (r.simScale !== undefined) lines.push('', ...simScaleMarkdown(r.simScale))
   if (r.deploy !== undefined) lines.push('', ...deployMarkdown(r.deploy))
+  if (r.fuzz !== undefined) lines.push('', ...fuzzMarkdown(r.fuzz))
+  if (r.flood !== undefined) lines.push('', ...floodMarkdown(r.flood))
   if (r.sim !== undefined) {
     lines.push('', '## Failure detection in virtual time (lan profile, 1-3 ms links)', '',
       '| nodes | seed | SIGKILL first | SIGKILL last | SIGSTOP first | SIGSTOP last | B/s per node at rest | msgs/s per node | false dead | wall s | peak RSS MiB |',
@@ -136,6 +147,31 @@ function simScaleMarkdown (runs: SimScaleRun[]): string[] {
   return lines
 }
 
+function fuzzMarkdown (f: FuzzResult): string[] {
+  const lines = ['## Fuzzing the decoders (`bench/fuzz.ts`)', '',
+    `${f.inputs.toLocaleString('en')} inputs from seed ${f.seed} (replay: \`BENCH_FUZZ_SEED=${f.seed} node bench/fuzz.ts\`), one process: ` +
+    `${fmt(f.inputsPerSec)} inputs/s, ${fmt(f.seconds, 1)} s. ${fmt(100 * f.mutatedShare)}% are mutations of a generated corpus of ${f.corpus} valid inputs ` +
+    '(bit flips, boundary bytes, truncation, extension, splices, deleted and repeated runs, lying length fields, wrong types; some stacked), the rest random bytes.', '',
+    '| decoder | inputs | accepted | refused | throws | decoder faults |', '|---|---|---|---|---|---|']
+  for (const [name, d] of Object.entries(f.decoders)) lines.push(`| ${name} | ${d.inputs} | ${d.accepted} | ${d.refused} | ${d.throws} | ${d.faults} |`)
+  lines.push('', f.problems.length === 0 ? 'No throw and no decoder fault.' : `PROBLEMS: ${f.problems.join('; ')}`)
+  return lines
+}
+
+function floodMarkdown (f: FloodResult): string[] {
+  return [`## Takeover under a flood from one hostile peer, ${f.nodes} real agents on loopback (lan profile, R = 2)`, '',
+    `ms from an owner's SIGKILL to the terminal's first acknowledged append at the new owner, ${f.sessions} sessions appending; ${f.rounds} calm rounds alternating with ${f.rounds} rounds ` +
+    'in which one hostile peer (its own process) floods every agent that must take over, on the SWIM and replication streams and the gossip topic, from 1.5 s before the kill until the takeover.', '',
+    '| | p50 | p99 | max | takeovers |', '|---|---|---|---|---|',
+    `| calm | ${lat(f.calm)} |`,
+    `| under flood | ${lat(f.flood)} |`, '',
+    `Ratio flood / calm: p50 ${fmt(f.ratioP50, 2)}×, p99 ${fmt(f.ratioP99, 2)}× (over the takeovers measured). The flood: ${fmt(f.floodFramesPerSec)} frames/s taken by the transport, ` +
+    `${f.refused.toLocaleString('en')} refusals counted by the flooded agents (edge_agent_refused_total). ` +
+    `Rounds without a takeover figure: ${f.failedRounds.length === 0 ? 'none' : `${f.failedRounds.length} (${f.failedRounds.map((r) => r.split(':')[0]).join(', ')})`}; ` +
+    `appends a terminal gave up on (no answer within the client's 15 s deadline; the next append re-sends them): ${(f.stalledAppends ?? []).length}. ` +
+    `The check after all rounds: ${f.acknowledged} acknowledged appends, ${f.problems.length === 0 ? 'every one present once, in order' : 'PROBLEMS: ' + f.problems.join('; ')}.`]
+}
+
 // Sections not run this time keep their last figures.
 function previous (): Partial<Results> {
   const file = `${resultsDir}latest.json`
@@ -155,7 +191,12 @@ async function main (): Promise<void> {
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?', memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version }
   }
   results.measured = { ...results.measured }
-  for (const name of ['real', 'serf', 'sim', 'sessions', 'simscale', 'deploy']) if (want(name)) results.measured[name] = results.date
+  for (const name of ['real', 'serf', 'sim', 'sessions', 'simscale', 'deploy', 'fuzz', 'flood']) if (want(name)) results.measured[name] = results.date
+  if (want('fuzz')) {
+    const seed = process.env.BENCH_FUZZ_SEED === undefined ? undefined : Number(process.env.BENCH_FUZZ_SEED)
+    results.fuzz = benchFuzz(Number(process.env.BENCH_FUZZ_INPUTS ?? 1_000_000), seed)
+  }
+  if (want('flood')) results.flood = await benchFlood({ rounds: Number(process.env.BENCH_FLOOD_ROUNDS ?? 10) })
   if (want('simscale')) {
     const sizes = (process.env.BENCH_SIM_SIZES ?? '100,1000').split(',').map(Number)
     results.simScale = sizes.map((n) => benchSimScale(n, Number(process.env.BENCH_SIM_DURATION_S ?? 60)))

@@ -49,7 +49,7 @@ const GROUP_SIZE = 3
 // ten agents saturate this 2-core box, and the takeover then measures CPU
 // starvation (vote and diagnosis timeouts of 150-300 ms overrun) more than the
 // protocol; the replication figures measure the flood.
-const TAKEOVER_GAP_MS = 10
+export const TAKEOVER_GAP_MS = 10
 
 export function latencies (values: number[]): Latencies {
   return { n: values.length, p50: percentile(values, 50), p99: percentile(values, 99), max: values.length === 0 ? NaN : Math.max(...values) }
@@ -192,7 +192,7 @@ function explainSlow (cluster: LocalCluster, sessionId: string, victim: AgentPro
 }
 
 // After a failed round: everyone running and not frozen.
-async function recover (cluster: LocalCluster): Promise<void> {
+export async function recover (cluster: LocalCluster): Promise<void> {
   for (const [i, agent] of cluster.agents.entries()) {
     if (agent.running) agent.signal('SIGCONT')
     else await cluster.restart(i).catch((error: Error) => log(`sessions: restart of ${agent.name} failed: ${error.message}`))
@@ -202,7 +202,7 @@ async function recover (cluster: LocalCluster): Promise<void> {
 // Before the next round: membership converged and every group back to full size
 // with live members only, held steady past the repair delay (so no round starts
 // in the middle of a repair).
-async function settle (cluster: LocalCluster, sessions: Session[]): Promise<void> {
+export async function settle (cluster: LocalCluster, sessions: Session[]): Promise<void> {
   await cluster.waitConverged(30_000)
   for (let attempt = 0; attempt < 3; attempt++) {
     const alive = new Set(cluster.running().map((a) => a.id))

@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // edge-agent: the command line. `start` runs an agent, `peek` shows what one sees,
-// `session` works with replicated sessions as a terminal would.
+// `session` works with replicated sessions as a terminal would, `check` checks a
+// data directory for damage.
 
 import { readFileSync } from 'node:fs'
 import { UsageError } from '../agent/cli/args.ts'
 import { KEYGEN_HELP, runKeygen } from '../agent/cli/keygen.ts'
 import { DEPLOY_HELP, runDeploy, runServices, SERVICES_HELP } from '../agent/cli/deploy.ts'
+import { CHECK_HELP, runCheck } from '../agent/cli/check.ts'
 import { PEEK_HELP, runPeek } from '../agent/cli/peek.ts'
 import { runSession, SESSION_HELP } from '../agent/cli/session.ts'
 import { runSim, SIM_HELP } from '../agent/cli/sim.ts'
@@ -24,6 +26,7 @@ Commands:
   deploy    ship service code by policy         (edge-agent deploy --help)
   services  which service versions run where    (edge-agent services --help)
   keygen    make a cluster key or a deployer key (edge-agent keygen --help)
+  check     check a data directory for damage   (edge-agent check --help)
 
 Options:
   -h, --help      show this help
@@ -36,7 +39,8 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   sim: { run: runSim, help: SIM_HELP },
   deploy: { run: runDeploy, help: DEPLOY_HELP },
   services: { run: runServices, help: SERVICES_HELP },
-  keygen: { run: runKeygen, help: KEYGEN_HELP }
+  keygen: { run: runKeygen, help: KEYGEN_HELP },
+  check: { run: runCheck, help: CHECK_HELP }
 }
 
 async function main (argv: string[]): Promise<number> {

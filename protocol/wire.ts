@@ -10,8 +10,22 @@ import type { Decoded } from './messages.ts'
 // Thrown by Reader (and by the field checks built on it) when input is malformed. The
 // public decoders catch it and return `{ ok: false, reason }`; it never leaves the
 // protocol module.
+//
+// It carries no stack trace: a refusal is an answer, not a bug, and capturing a
+// stack made each refusal cost ~40 µs (bench/fuzz.ts), which a peer sending
+// garbage could turn into CPU load on the agent.
 export class WireError extends Error {
   override name = 'WireError'
+
+  constructor (message: string) {
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
+    try {
+      super(message)
+    } finally {
+      Error.stackTraceLimit = limit
+    }
+  }
 }
 
 // 2^53 - 1 needs 53 bits, so 8 groups of 7 bits; a 9th byte is never needed.

@@ -11,7 +11,7 @@ import * as lp from 'it-length-prefixed'
 import { pipe } from 'it-pipe'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { IncomingStreamData, Libp2p, PeerId, Stream } from '@libp2p/interface'
-import type { NetHandlers, NetRefusal } from './types.ts'
+import type { DirectChannelName, NetHandlers, NetRefusal, StreamRefusal } from './types.ts'
 import { MAX_FRAME_BYTES, MAX_TABLE_FRAME_BYTES } from '../../protocol/limits.ts'
 import { FrameQueue } from './frame-queue.ts'
 import {
@@ -47,6 +47,8 @@ export type DirectOptions = {
   cluster: string
   // The stream protocol this channel speaks (membership or replication).
   protocol: string
+  // Which of the two it is, as onDirect reports it.
+  channel: DirectChannelName
   // Whether this channel also answers the peek protocol.
   servesPeek: boolean
   handlers: NetHandlers
@@ -60,6 +62,7 @@ export class DirectChannel {
   private readonly node: Libp2p
   private readonly handlers: NetHandlers
   private readonly direct: string
+  private readonly channel: DirectChannelName
   private readonly peek: string | null
   private readonly dialTimeoutMs: number
   private readonly stallMs: number
@@ -72,6 +75,7 @@ export class DirectChannel {
     this.node = options.node
     this.handlers = options.handlers
     this.direct = options.protocol
+    this.channel = options.channel
     this.peek = options.servesPeek ? peekProtocol(options.cluster) : null
     this.dialTimeoutMs = options.dialTimeoutMs
     this.stallMs = Math.max(options.dialTimeoutMs, WRITE_STALL_MIN_MS)
@@ -257,7 +261,7 @@ export class DirectChannel {
               continue
             }
             dropped = 0
-            guard('onDirect', () => { this.handlers.onDirect(from, frame) })
+            guard('onDirect', () => { this.handlers.onDirect(from, frame, this.channel) })
           }
         }
       )
@@ -267,6 +271,8 @@ export class DirectChannel {
       if (name === 'InvalidDataLengthError' || name === 'InvalidDataLengthLengthError') {
         this.refused('frame-size', from, `a frame over MAX_FRAME_BYTES (${MAX_FRAME_BYTES}) on ${this.direct}`)
       }
+      const refusal = streamRefusal(err)
+      if (refusal !== null) guard('onStreamRefused', () => { this.handlers.onStreamRefused?.(from, this.channel, refusal) })
       stream.abort(toError(err))
     } finally {
       const left = (this.inboundStreams.get(from) ?? 1) - 1
@@ -299,6 +305,16 @@ export class DirectChannel {
       clearTimeout(timer)
     }
   }
+}
+
+// it-length-prefixed's errors for a length prefix we refuse; anything else (a
+// reset, a closed connection) is the stream ending, not a refusal.
+function streamRefusal (err: unknown): StreamRefusal | null {
+  const name = (err as { name?: unknown } | null)?.name
+  if (name === 'InvalidDataLengthError') return 'oversize'
+  if (name === 'InvalidDataLengthLengthError' || name === 'InvalidMessageLengthError') return 'framing'
+  if (name === 'UnexpectedEOFError') return 'truncated'
+  return null
 }
 
 export function parsePeerId (peer: string): PeerId | null {

@@ -174,8 +174,8 @@ class Libp2pNet implements Net {
     this.handlers = handlersOf('direct')
     this.topic = gossipTopic(options.cluster)
     const channel = { node, cluster: options.cluster, dialTimeoutMs: options.dialTimeoutMs }
-    this.direct = new DirectChannel({ ...channel, handlers: handlersOf('direct'), protocol: directProtocol(options.cluster), servesPeek: true, frameRate: MEMBERSHIP_FRAMES_PER_PEER })
-    this.replication = new DirectChannel({ ...channel, handlers: handlersOf('sessions'), protocol: replicationProtocol(options.cluster), servesPeek: false, frameRate: SESSION_FRAMES_PER_PEER })
+    this.direct = new DirectChannel({ ...channel, handlers: handlersOf('direct'), protocol: directProtocol(options.cluster), channel: 'membership', servesPeek: true, frameRate: MEMBERSHIP_FRAMES_PER_PEER })
+    this.replication = new DirectChannel({ ...channel, handlers: handlersOf('sessions'), protocol: replicationProtocol(options.cluster), channel: 'sessions', servesPeek: false, frameRate: SESSION_FRAMES_PER_PEER })
     this.requests = new RequestChannel(node, packagesProtocol(options.cluster), REQUEST_SERVE_TIMEOUT_MS)
   }
 
@@ -339,12 +339,13 @@ class Libp2pNet implements Net {
 // its rules, and hints about a blocked peer are not heard at all.
 function gatedHandlers (handlers: NetHandlers, gate: FaultGate, channel: FaultChannel): NetHandlers {
   return {
-    onDirect: (from, frame) => gate.pass(from, 'in', channel, () => guard('onDirect', () => { handlers.onDirect(from, frame) })),
+    onDirect: (from, frame, name) => gate.pass(from, 'in', channel, () => guard('onDirect', () => { handlers.onDirect(from, frame, name) })),
     onGossip: (from, frame) => handlers.onGossip(from, frame),
     onDisconnected: (peer) => { if (!gate.blocks(peer)) handlers.onDisconnected(peer) },
     onUnreachable: (peer) => { if (!gate.blocks(peer)) handlers.onUnreachable(peer) },
     onPeek: () => handlers.onPeek(),
     ...(handlers.onRefused === undefined ? {} : { onRefused: handlers.onRefused.bind(handlers) }),
+    ...(handlers.onStreamRefused === undefined ? {} : { onStreamRefused: handlers.onStreamRefused.bind(handlers) }),
     // A package request from a blocked peer is never answered (its asker times
     // out), as if dropped.
     ...(handlers.onRequest === undefined ? {} : { onRequest: (from: string, frame: Uint8Array) => gate.blocks(from) ? new Promise<Uint8Array>(() => {}) : (handlers.onRequest as NonNullable<NetHandlers['onRequest']>)(from, frame) })

@@ -13,8 +13,14 @@ export type GossipVerdict = 'accept' | 'reject' | 'ignore'
 export type NetRefusal = 'cluster-key' | 'allowlist' | 'frame-size' | 'message-rate' | 'streams-per-peer'
 
 export type NetHandlers = {
-  // A frame arrived on the direct protocol from an authenticated remote peer.
-  onDirect (from: string, frame: Uint8Array): void
+  // A frame arrived from an authenticated remote peer on one of the direct
+  // protocols: `channel` says which (membership: swim, sessions: replicate).
+  onDirect (from: string, frame: Uint8Array, channel: DirectChannelName): void
+  // A stream was refused before any frame reached onDirect: a length prefix
+  // beyond MAX_FRAME_BYTES ('oversize'), one that is not a varint ('framing'), or
+  // a stream that ended inside a frame ('truncated').
+  // The stream is aborted; the peer's other streams carry on.
+  onStreamRefused? (from: string, channel: DirectChannelName, reason: StreamRefusal): void
   // A message arrived on the cluster topic; `from` is its signed origin. Called
   // synchronously from gossipsub's topic validator: 'reject' drops the message,
   // stops its propagation and penalises the peer that forwarded it.
@@ -60,6 +66,8 @@ export type Identity = {
 // Which stream a frame travels on: membership (SWIM, push-pull) or sessions
 // (replication between the members of a session's group).
 export type DirectChannelName = 'membership' | 'sessions'
+
+export type StreamRefusal = 'oversize' | 'framing' | 'truncated'
 
 export type NetStats = {
   directFramesOut: number

@@ -12,8 +12,9 @@ import { Membership } from '../membership/membership.ts'
 import { decode, encode } from '../../protocol/codec.ts'
 import type { Message, PeekMember, SessionMessage } from '../../protocol/messages.ts'
 import { FaultGate } from '../net/fault-gate.ts'
+import type { StoredSession } from '../sessions/types.ts'
 import { createNet, loadOrCreateIdentity } from '../net/libp2p.ts'
-import type { GossipVerdict, Net, NetRefusal } from '../net/types.ts'
+import type { DirectChannelName, GossipVerdict, Net, NetRefusal, StreamRefusal } from '../net/types.ts'
 import { readClusterKeyFile } from '../net/cluster-key.ts'
 import { advertisedHttp, isLoopback, pickIp, readAllowlist, readTls, stripPeerId, warnFaultInjection } from './agent-setup.ts'
 import { DataDir } from './data-dir.ts'
@@ -22,7 +23,7 @@ import { HttpApi } from './http-api.ts'
 import { LoadSampler } from './load.ts'
 import { AgentMetrics } from './metrics.ts'
 import { limitOfDecodeReason } from './metrics.ts'
-import type { LimitLabel, RejectReason } from './metrics.ts'
+import type { LimitLabel, PeerProtocol, RejectReason } from './metrics.ts'
 import { HttpLimits } from './http-limits.ts'
 import { membersJson } from './view.ts'
 import { SessionStore } from './session-store.ts'
@@ -50,7 +51,7 @@ export type AgentStartOptions = {
 
 const monotonic = { nowMs: () => performance.now() }
 
-// Rejections are logged once per peer and reason per minute; all are counted.
+// Rejections are logged once per peer, protocol and reason per minute; all are counted.
 const REJECT_LOG_GAP_MS = 60_000
 
 export class Agent {
@@ -71,12 +72,15 @@ export class Agent {
   readonly #deploy: DeployHost
   readonly #rejectLogged = new Map<string, number>()
   readonly #faults: FaultGate | null
+  // The protocol of the message the membership core is stepping on, so that its
+  // refusals are counted under it (steps and their effects are synchronous).
+  #receiving: PeerProtocol = 'swim'
   readonly httpUrl: string
   #loadTimer: NodeJS.Timeout | null = null
   #stopping: Promise<void> | null = null
 
   private constructor (parts: {
-    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore, faults: FaultGate | null
+    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore, faults: FaultGate | null, stored: StoredSession[]
   }) {
     this.config = parts.config
     this.#log = parts.log
@@ -121,6 +125,7 @@ export class Agent {
       directory: this.#core.directory(),
       net: parts.net,
       store: parts.store,
+      stored: parts.stored,
       log: parts.log.child({ core: 'sessions' }),
       line: (o) => this.#output.line(o),
       onEvent: (event) => this.#metrics.observeSession(event)
@@ -133,9 +138,12 @@ export class Agent {
     dataDir.open()
     let store: SessionStore | null = null
     try {
-      // A corrupt store refuses the start: serving from it could serve wrong data.
+      // A corrupt store refuses the start, before the agent listens or joins:
+      // serving from it could serve wrong data. open() checks the write-ahead log
+      // and the b-trees, load() every row's checksum.
       store = SessionStore.open(join(config.dataDir, 'sessions.db'))
-      return await Agent.#assemble(config, log, output, dataDir, store, options.faultInjection === true ? new FaultGate() : null)
+      const stored = store.load()
+      return await Agent.#assemble(config, log, output, dataDir, store, options.faultInjection === true ? new FaultGate() : null, stored)
     } catch (error) {
       store?.close()
       dataDir.close()
@@ -143,7 +151,7 @@ export class Agent {
     }
   }
 
-  static async #assemble (config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, store: SessionStore, faults: FaultGate | null): Promise<Agent> {
+  static async #assemble (config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, store: SessionStore, faults: FaultGate | null, stored: StoredSession[]): Promise<Agent> {
     // Files named by the configuration are read and checked before anything
     // listens: a bad one refuses the start with its path.
     const psk = config.clusterKey === null ? undefined : readClusterKeyFile(config.clusterKey, (message) => log.warn(message))
@@ -165,7 +173,8 @@ export class Agent {
       allowPeers,
       ...(faults === null ? {} : { faults }),
       handlers: {
-        onDirect: (from, frame) => { if (agent !== null) agent.#onDirect(from, frame) },
+        onDirect: (from, frame, channel) => { if (agent !== null) agent.#onDirect(from, frame, channel) },
+        onStreamRefused: (from, channel, reason) => { if (agent !== null) agent.#onRefusedStream(from, channel, reason) },
         onGossip: (from, frame) => agent === null ? 'ignore' : agent.#onGossip(from, frame),
         onDisconnected: (peer) => { if (agent !== null) agent.#hint('disconnected', peer) },
         onUnreachable: (peer) => { if (agent !== null) agent.#hint('unreachable', peer) },
@@ -209,7 +218,7 @@ export class Agent {
       auth: identity.auth,
       nowMs: monotonic.nowMs()
     })
-    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core, store, faults })
+    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core, store, faults, stored })
     agent.#begin()
     return agent
   }
@@ -272,13 +281,25 @@ export class Agent {
 
   // ---- inbound ------------------------------------------------------------
 
-  #onDirect (from: PeerKey, frame: Uint8Array): void {
+  // Membership frames belong on the SWIM stream and session frames on the
+  // replication stream (the agent never sends them elsewhere); peek frames on
+  // neither.
+  #onDirect (from: PeerKey, frame: Uint8Array, channel: DirectChannelName): void {
+    const protocol = protocolOf(channel)
     const decoded = decode(frame)
-    if (!decoded.ok) return this.#rejected(from, 'decode', decoded.reason)
+    if (!decoded.ok) return this.#rejected(from, 'decode', decoded.reason, protocol)
     const message = decoded.value
-    if (message.type === 'peek-request' || message.type === 'peek-reply') return this.#rejected(from, 'type', `${message.type} on a direct stream`)
-    if (message.type.startsWith('session-')) return this.#sessions.receive(from, message as SessionMessage)
+    if (message.type === 'peek-request' || message.type === 'peek-reply') return this.#rejected(from, 'type', `${message.type} on a direct stream`, protocol)
+    const isSession = message.type.startsWith('session-')
+    if (isSession !== (channel === 'sessions')) return this.#rejected(from, 'type', `${message.type} on the ${protocol} stream`, protocol)
+    if (isSession) return this.#sessions.receive(from, message as SessionMessage)
     this.#driver.step({ kind: 'receive', from, channel: 'direct', message })
+  }
+
+  #onRefusedStream (from: PeerKey, channel: DirectChannelName, reason: StreamRefusal): void {
+    const protocol = protocolOf(channel)
+    this.#metrics.refusedStream(reason, protocol)
+    this.#logRejection(from, `${protocol} ${reason}: stream aborted`)
   }
 
   // A transport hint concerns both cores: membership probes the peer, sessions
@@ -292,20 +313,27 @@ export class Agent {
   #onGossip (from: PeerKey, frame: Uint8Array): GossipVerdict {
     const decoded = decode(frame)
     if (!decoded.ok) {
-      this.#rejected(from, 'decode', decoded.reason)
+      this.#rejected(from, 'decode', decoded.reason, 'gossip')
       return 'reject'
     }
     const message = decoded.value
     if (message.type !== 'gossip') {
-      this.#rejected(from, 'type', `${message.type} on the gossip topic`)
+      this.#rejected(from, 'type', `${message.type} on the gossip topic`, 'gossip')
       return 'reject'
     }
     const impostor = message.updates.find((u) => (u.kind === 'record' ? u.signed.record.id : u.signed.accusation.accuser) !== from)
     if (impostor !== undefined) {
-      this.#rejected(from, 'author', 'gossip carried a statement authored by another node')
+      this.#rejected(from, 'author', 'gossip carried a statement authored by another node', 'gossip')
       return 'reject'
     }
-    queueMicrotask(() => this.#driver.step({ kind: 'receive', from, channel: 'gossip', message }))
+    queueMicrotask(() => {
+      this.#receiving = 'gossip'
+      try {
+        this.#driver.step({ kind: 'receive', from, channel: 'gossip', message })
+      } finally {
+        this.#receiving = 'swim'
+      }
+    })
     return 'accept'
   }
 
@@ -329,7 +357,7 @@ export class Agent {
   }
 
   #onEvent (event: AgentEvent): void {
-    this.#metrics.observe(event)
+    this.#metrics.observe(event, this.#receiving)
     switch (event.type) {
       case 'member-joined':
         this.#net.learnAddrs(event.id, event.record.addrs)
@@ -361,13 +389,13 @@ export class Agent {
     if (event.status === 'left') this.#net.forget(event.id)
   }
 
-  #rejected (from: PeerKey, reason: RejectReason, detail: string): void {
-    this.#metrics.rejected(reason)
+  #rejected (from: PeerKey, reason: RejectReason, detail: string, protocol: PeerProtocol): void {
+    this.#metrics.rejected(reason, protocol)
     if (reason === 'decode') {
       const limit = limitOfDecodeReason(detail)
       if (limit !== null) this.#metrics.limitExceeded(limit)
     }
-    this.#logRejection(from, `${reason}: ${detail}`)
+    this.#logRejection(from, `${protocol} ${reason}: ${detail}`)
   }
 
   #netRefused (what: NetRefusal, peer: string, detail: string): void {
@@ -384,8 +412,12 @@ export class Agent {
     this.#logRejection(from, `limit ${limit}: ${detail}`)
   }
 
+  // The rate limit is keyed by what comes before the first ': ' (protocol and
+  // reason, not the detail: garbage yields a different detail per frame, and a
+  // flood must not become a flood of log lines).
   #logRejection (from: PeerKey, reason: string): void {
-    const key = `${from} ${reason}`
+    const colon = reason.indexOf(': ')
+    const key = `${from} ${colon < 0 ? reason : reason.slice(0, colon)}`
     const now = monotonic.nowMs()
     const last = this.#rejectLogged.get(key)
     if (last !== undefined && now - last < REJECT_LOG_GAP_MS) return
@@ -446,4 +478,8 @@ export class Agent {
     })
     registerFaultRoutes(this.#http, this.#faults, this.#log)
   }
+}
+
+function protocolOf (channel: DirectChannelName): PeerProtocol {
+  return channel === 'sessions' ? 'replicate' : 'swim'
 }

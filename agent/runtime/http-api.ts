@@ -2,10 +2,10 @@
 // Loopback by default. Every answer is JSON except /metrics; every refusal
 // carries {"error": "<reason>"}.
 
-import { createServer } from 'node:http'
+import { createServer, STATUS_CODES } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 
 export type Reply = {
   status: number
@@ -57,6 +57,7 @@ export class HttpApi {
     this.#server.requestTimeout = 10_000
     this.#server.headersTimeout = 5_000
     this.#server.keepAliveTimeout = 5_000
+    this.#server.on('clientError', (error, socket) => { malformed(error, socket as Socket) })
   }
 
   route (method: string, pattern: RegExp, handler: RouteHandler): void {
@@ -135,4 +136,18 @@ export class HttpApi {
     if (pathMatched) return { status: 405, body: { error: `method ${request.method} not allowed on ${url.pathname}` } }
     return { status: 404, body: { error: `no such endpoint: ${url.pathname}` } }
   }
+}
+
+// A request node's parser refuses (unknown method, bad header, bytes that are no
+// HTTP) never reaches a route; it gets the same JSON refusal as everything else,
+// instead of node's bare 400, and the connection is closed.
+function malformed (error: Error & { code?: string; reason?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy()
+    return
+  }
+  const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
+  const detail = (error.reason ?? error.message).replace(/^Parse Error: /, '').toLowerCase()
+  const body = JSON.stringify({ error: `malformed HTTP request: ${detail}` }) + '\n'
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
 }

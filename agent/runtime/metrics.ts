@@ -41,6 +41,15 @@ export function limitOfDecodeReason (reason: string): LimitLabel | null {
   if (/^frame of \d+ bytes exceeds /.test(reason)) return 'frame-size'
   return null
 }
+// The protocols an agent reads from peers, as edge_agent_refused_total labels
+// them: the SWIM stream, the replication stream and the gossip topic. (Peek reads
+// nothing from its stream, so it has nothing to refuse.)
+export type PeerProtocol = 'swim' | 'replicate' | 'gossip'
+// Why: a frame that does not decode, a frame of a type that does not belong on
+// the protocol, a statement authored or signed by someone else, a length prefix
+// over the frame limit, one that is not a varint, a stream ending inside a
+// frame, or a well-formed message the sessions core refused ('other').
+export type RefuseReason = RejectReason | 'oversize' | 'framing' | 'truncated'
 
 export class AgentMetrics {
   readonly registry = new Registry()
@@ -51,6 +60,7 @@ export class AgentMetrics {
   readonly #refutations: Counter
   readonly #stalls: Counter
   readonly #rejected: Counter<'reason'>
+  readonly #refused: Counter<'protocol' | 'reason'>
   readonly #takeovers: Counter
   readonly #takeoverMs: Histogram
   readonly #acknowledged: Counter
@@ -73,6 +83,11 @@ export class AgentMetrics {
     this.#refutations = new Counter({ name: 'edge_agent_refutations_total', help: 'Times this agent raised its incarnation to refute an accusation', registers })
     this.#stalls = new Counter({ name: 'edge_agent_event_loop_stalls_total', help: 'Inputs that arrived long after the core asked to be woken (local stalls)', registers })
     this.#rejected = new Counter({ name: 'edge_agent_rejected_messages_total', help: 'Messages refused, by reason (decode, author, signature, type, other)', labelNames: ['reason'], registers })
+    this.#refused = new Counter({
+      name: 'edge_agent_refused_total',
+      help: 'Frames and streams from peers refused, by protocol (swim, replicate, gossip) and reason (decode, type, author, signature, oversize, framing, truncated, other)',
+      labelNames: ['protocol', 'reason'], registers
+    })
     this.#takeovers = new Counter({ name: 'edge_agent_session_takeovers_total', help: 'Sessions this agent took over as owner (after the previous owner failed)', registers })
     this.#takeoverMs = new Histogram({
       name: 'edge_agent_session_takeover_seconds', help: 'From this agent suspecting the owner to serving as the new owner', registers,
@@ -115,7 +130,10 @@ export class AgentMetrics {
       case 'election-lost': this.#elections.inc({ outcome: 'lost' }); return
       case 'group-changed': this.#groupChanges.inc(); return
       case 'truncated': this.#truncated.inc(event.entries); return
-      case 'rejected': this.#rejected.inc({ reason: 'other' }); return
+      case 'rejected':
+        this.#rejected.inc({ reason: 'other' })
+        this.#refused.inc({ protocol: 'replicate', reason: 'other' })
+        return
       case 'limit': this.#limits.inc({ limit: event.limit })
     }
   }
@@ -170,7 +188,8 @@ export class AgentMetrics {
     })
   }
 
-  observe (event: AgentEvent): void {
+  // `protocol`: what the event's input arrived on (its refusals are counted there).
+  observe (event: AgentEvent, protocol: PeerProtocol = 'swim'): void {
     switch (event.type) {
       case 'probe': this.#probes.inc({ result: event.result }); return
       case 'member-status':
@@ -180,7 +199,12 @@ export class AgentMetrics {
       case 'suspicion-expired': this.#ownVerdicts.inc(); return
       case 'refuted': this.#refutations.inc(); return
       case 'stall': this.#stalls.inc(); return
-      case 'rejected': this.#rejected.inc({ reason: classify(event.reason) }); return
+      case 'rejected': {
+        const reason = classify(event.reason)
+        this.#rejected.inc({ reason })
+        this.#refused.inc({ protocol, reason })
+        return
+      }
     }
   }
 
@@ -196,8 +220,14 @@ export class AgentMetrics {
     this.#serviceRedirects.inc()
   }
 
-  rejected (reason: RejectReason): void {
+  rejected (reason: RejectReason, protocol: PeerProtocol): void {
     this.#rejected.inc({ reason })
+    this.#refused.inc({ protocol, reason })
+  }
+
+  // A stream refused by the transport before any frame was decoded.
+  refusedStream (reason: RefuseReason, protocol: PeerProtocol): void {
+    this.#refused.inc({ protocol, reason })
   }
 
   limitExceeded (limit: LimitLabel): void {

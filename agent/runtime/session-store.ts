@@ -16,6 +16,11 @@
 // open drops that transaction whole and keeps every one before it. That is the
 // "torn last record is detected and dropped" guarantee; no step is half applied.
 //
+// A flipped bit in the write-ahead log is another matter: SQLite's recovery
+// would take it for a torn tail and silently drop every transaction after it.
+// `open` checks the log first (wal-check.ts) and refuses it when committed
+// transactions would be dropped.
+//
 // Damage at rest. `open` runs `PRAGMA quick_check` (the b-tree structure) and
 // every stored row carries a CRC-32 of its key and content, checked by `load`,
 // so a flipped bit in a row is reported, never misread. A store that fails
@@ -31,6 +36,7 @@ import type { StatementSync } from 'node:sqlite'
 import { crc32 } from 'node:zlib'
 import type { EntryBody, GroupConfig, LogEntry, SessionInfo, SessionSnapshotBody } from '../../protocol/messages.ts'
 import type { SessionDurable, StoredSession } from '../sessions/types.ts'
+import { checkWalFile } from './wal-check.ts'
 
 // Bump on any change of the tables or of a row's encoding, with a migration.
 export const SESSION_STORE_SCHEMA_VERSION = 1
@@ -42,6 +48,9 @@ const SQLITE_NOTADB = 26
 export class SessionStoreError extends Error {
   override name = 'SessionStoreError'
 }
+
+// What check() found in a sound store.
+export type StoreSummary = { sessions: number; entries: number; snapshots: number; walFrames: number }
 
 // Entries and snapshots are rowid tables (an op may be 64 KiB, a snapshot many
 // MiB: too large for WITHOUT ROWID); the primary keys keep each session's
@@ -128,6 +137,8 @@ export class SessionStore {
   // Opens (or creates) the store at `path`; throws SessionStoreError when the
   // file is damaged, not a session store, or from a newer schema.
   static open (path: string): SessionStore {
+    const wal = checkWalFile(`${path}-wal`)
+    if (wal.problem !== null) throw corrupt(path, `${path}-wal: ${wal.problem}`)
     let db: DatabaseSync
     try {
       db = new DatabaseSync(path, { enableForeignKeyConstraints: true })
@@ -163,6 +174,29 @@ export class SessionStore {
       throw this.#translate(error)
     } finally {
       this.#sql.commit.run()
+    }
+  }
+
+  // The whole store, checked as `edge-agent check` reports it: SQLite's full
+  // integrity_check (every page, index and constraint, beyond open's
+  // quick_check), foreign keys, then every session loaded (checksums, order,
+  // shape). Throws SessionStoreError naming the file on any damage.
+  check (): StoreSummary {
+    const walFrames = checkWalFile(`${this.path}-wal`).frames
+    try {
+      const problems = (this.#db.prepare('PRAGMA integrity_check').all() as Array<{ integrity_check: string }>).map((row) => row.integrity_check)
+      if (problems.length !== 1 || problems[0] !== 'ok') throw corrupt(this.path, `integrity_check: ${problems.slice(0, 3).join('; ')}`)
+      const orphans = this.#db.prepare('PRAGMA foreign_key_check').all()
+      if (orphans.length > 0) throw corrupt(this.path, `${orphans.length} rows belong to no session`)
+    } catch (error) {
+      throw this.#translate(error)
+    }
+    const sessions = this.load()
+    return {
+      sessions: sessions.length,
+      entries: sessions.reduce((n, s) => n + s.entries.length, 0),
+      snapshots: sessions.filter((s) => s.snapshot !== null).length,
+      walFrames
     }
   }
 

@@ -10,7 +10,7 @@ import type { AgentConfig } from '../config.ts'
 import { SeededRandom } from '../core/random.ts'
 import type { Service } from '../sessions/services.ts'
 import { Sessions } from '../sessions/sessions.ts'
-import type { ClientReply, MemberDirectory, SessionCommand, SessionDurable, SessionEffect, SessionEvent, SessionInput } from '../sessions/types.ts'
+import type { ClientReply, MemberDirectory, SessionCommand, SessionDurable, SessionEffect, SessionEvent, SessionInput, StoredSession } from '../sessions/types.ts'
 import { encode } from '../../protocol/codec.ts'
 import type { SessionMessage } from '../../protocol/messages.ts'
 import type { Net } from '../net/types.ts'
@@ -31,6 +31,9 @@ export type SessionsHostParts = {
   directory: MemberDirectory
   net: Net
   store: SessionStore
+  // The store's sessions, when the caller has loaded (and so checked) them
+  // already; otherwise they are loaded here.
+  stored?: StoredSession[]
   log: Logger
   line: (object: Record<string, unknown>) => void
   onEvent: (event: SessionEvent) => void
@@ -53,7 +56,7 @@ export class SessionsHost {
       config: parts.config.sessions,
       random: new SeededRandom(randomBytes(4).readUInt32LE(0)),
       services: parts.services,
-      stored: parts.store.load(),
+      stored: parts.stored ?? parts.store.load(),
       nowMs: monotonic.nowMs(),
       tokenHashesEqual
     })

@@ -1,15 +1,27 @@
-// A hostile peer on the real network: garbage, wrong-type frames and forged
-// records on the membership stream. The agent refuses each one, counts it in
-// /metrics, keeps its table intact and keeps serving.
+// A hostile peer on the real network (127.0.0.1, the agent's own transport
+// stack). First: garbage, wrong-type frames and forged records on the membership
+// stream; the agent refuses each one, counts it in /metrics, keeps its table
+// intact and keeps serving. Then every protocol the agent speaks (the SWIM and
+// replication streams, peek, the gossip topic) gets garbage, truncated frames,
+// oversized frames, bad length prefixes, valid-looking frames of the wrong type
+// and a flood, aimed at the owner of a session whose terminal appends all along:
+// every refusal is counted in edge_agent_refused_total{protocol,reason}, the
+// appends keep being acknowledged during the attack, and at the end every
+// acknowledged append is in the session once, in order.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { randomBytes } from 'node:crypto'
+import { EdgeClient } from '../../agent/client/index.ts'
 import { writeRawOverLibp2p } from '../../agent/net/client.ts'
+import { spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
 import { encode, encodeRecord } from '../../protocol/codec.ts'
+import { FLOOD_FRAMES } from '../fixtures/hostile-attack.ts'
 import type { NodeRecord } from '../../protocol/messages.ts'
 import { LocalCluster } from '../../sim/processes.ts'
+import { ContinuousWriter } from '../../sim/writer.ts'
 
-const TIMEOUT_MS = 60_000
+const TIMEOUT_MS = 90_000
 
 // it-length-prefixed's framing: an unsigned varint length, then the bytes.
 function framed (payload: Uint8Array): Uint8Array {
@@ -80,6 +92,94 @@ test('garbage, wrong types and forged records are refused, counted, and change n
     assert.is(seen.incarnation, victimRecord.incarnation, 'the forged incarnation was not taken')
     await cluster.waitConverged(5_000)
   } finally {
+    await cluster.destroy()
+  }
+})()))
+
+// edge_agent_refused_total by "protocol/reason".
+async function refused (http: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${http}/metrics`)).text()
+  const counts: Record<string, number> = {}
+  for (const m of text.matchAll(/^edge_agent_refused_total\{protocol="([a-z]+)",reason="([a-z]+)"\} (\d+)/gm)) counts[`${m[1]}/${m[2]}`] = Number(m[3])
+  return counts
+}
+
+const ATTACK = new URL('../fixtures/hostile-attack.ts', import.meta.url).pathname
+
+type Phase = { phase: string; ms: number; [key: string]: unknown }
+
+// Runs the hostile peer in its own process; resolves with its phase reports.
+function runAttack (args: string[], onPhase: (p: Phase) => void): Promise<Phase[]> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [ATTACK, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const phases: Phase[] = []
+    let stderr = ''
+    child.stderr.on('data', (chunk) => { stderr += chunk })
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const p = JSON.parse(line) as Phase
+      phases.push(p)
+      onPhase(p)
+    })
+    child.on('close', (code) => {
+      if (code === 0 && phases.at(-1)?.phase === 'done') resolve(phases)
+      else reject(new Error(`hostile peer exited ${code}: ${stderr.slice(-2000)}`))
+    })
+  })
+}
+
+test('a hostile peer on every protocol is refused and counted; the owner keeps acknowledging appends and loses none', () => withTimeout((async () => {
+  const cluster = await LocalCluster.start({ nodes: 3, services: 'log' })
+  const client = new EdgeClient({ agents: cluster.agents.map((a) => a.http) })
+  try {
+    await cluster.waitConverged(20_000)
+    const session = await client.open({ terminalId: 'hostile-test', service: 'log' })
+    const owner = cluster.agents.find((a) => a.id === session.owner?.id)
+    assert.ok(owner !== undefined, 'the session has an owner')
+    const writer = new ContinuousWriter(session, 'h', 5)
+    await writer.waitFor(10)
+    const calm = writer.acked.length
+    await new Promise((resolve) => setTimeout(resolve, 2_000))
+    console.log(`  before the attack: ${writer.acked.length - calm} appends acknowledged in 2 s`)
+    const before = await refused(owner.http)
+    const ackedAtStart = writer.acked.length
+    const progress: string[] = []
+    let acked = writer.acked.length
+    const phases = await runAttack(['all', owner.addrs[0], owner.id], (p) => {
+      progress.push(`${p.phase} (${p.ms} ms): +${writer.acked.length - acked} acked`)
+      acked = writer.acked.length
+    })
+    const answer = (name: string): Phase => phases.find((p) => p.phase === name) ?? { phase: name, ms: 0 }
+    for (const which of ['swim', 'replicate']) assert.is(answer(`${which} oversized`).ended, 'reset', `${which}: an oversized frame resets the stream`)
+    assert.ok(Number(answer('peek garbage and flood').answered) > 0, 'peek answered whatever was written on it')
+    assert.ok(Number(answer('peek garbage and flood').answeredDuringFlood) > 0, 'peeks answered during a flood of peeks')
+    for (let i = 0; i < 50; i++) {
+      const now = await refused(owner.http)
+      if (['decode', 'type', 'author'].every((r) => (now[`gossip/${r}`] ?? 0) > (before[`gossip/${r}`] ?? 0))) break
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+
+    const after = await refused(owner.http)
+    const grew = (key: string): boolean => (after[key] ?? 0) > (before[key] ?? 0)
+    const expected = [
+      'swim/decode', 'swim/type', 'swim/oversize', 'swim/framing', 'swim/truncated',
+      'replicate/decode', 'replicate/type', 'replicate/oversize', 'replicate/framing', 'replicate/truncated',
+      'gossip/decode', 'gossip/type', 'gossip/author'
+    ]
+    for (const key of expected) assert.ok(grew(key), `${key} not counted: ${JSON.stringify(after)}`)
+    assert.ok((after['swim/decode'] ?? 0) - (before['swim/decode'] ?? 0) >= FLOOD_FRAMES / 2, `the flood's garbage counted frame by frame: ${JSON.stringify(after)}`)
+
+    const health = await (await fetch(`${owner.http}/v1/health`)).json() as { ok: boolean }
+    assert.ok(health.ok, 'the owner still serves')
+    assert.ok(owner.running, 'the owner is still running')
+    console.log(`  during the attack: ${progress.join('; ')}`)
+    assert.ok(writer.acked.length - ackedAtStart >= 10, `only ${writer.acked.length - ackedAtStart} appends acknowledged during the attack: ${progress.join('; ')}`)
+    await writer.waitFor(writer.acked.length + 5)
+    await writer.stop()
+    assert.is(writer.error, null)
+    assert.equal(await writer.check(), [], 'every acknowledged append once, in order')
+    assert.is(session.owner?.id, owner.id, 'no takeover: the owner was never unseated')
+  } finally {
+    client.destroy()
     await cluster.destroy()
   }
 })()))
