@@ -264,6 +264,12 @@ function nextStep (route: Route, agent: string, path: string, outcome: HttpReply
     a.uncertain = true
     return failed(route, agent, a)
   }
+  // "No such session" from an agent outside the session's group (one cut off
+  // from the holders, say) is that agent's ignorance, not the session's end:
+  // ask the group. A member saying it is the answer.
+  if (outcome.status === 404 && path.startsWith('/v1/sessions/') && route.group.length > 0 && !route.group.some((m) => base(m.http) === agent)) {
+    return failed(route, agent, a)
+  }
   a.silent = 0
   return null
 }

@@ -335,6 +335,27 @@ test('an open whose answer times out is asked again of the same agent, with the 
   assert.is(b.seen.length, 0, 'B was never asked')
 })
 
+test('404 from an agent outside the group is not the end of the session: the client asks the group again', async () => {
+  const log = newLog()
+  let refusals = 0
+  const a = await agent('A', (seen) => {
+    // The owner is busy changing hands twice, then serves.
+    if (seen.path === DELTAS && refusals < 2) {
+      refusals += 1
+      return { status: 503, body: { error: 'the session is changing owner; retry', retryAfterMs: 10, ...view(null, [a]) } }
+    }
+    return owner(log, 1, () => view(a, []))(seen)
+  })
+  // C opened the session for the terminal but holds none of it (cut off).
+  const c = await agent('C', (seen) => seen.path === '/v1/sessions'
+    ? { status: 201, body: { ...view(a, []), token: TOKEN, epoch: 1 } }
+    : { status: 404, body: { error: 'no such session' } })
+  const session = await client({ agents: [c.url] }).open({ terminalId: 't1', service: 'log' })
+  const ack = await session.append('x')
+  assert.is(ack.index, 1)
+  assert.ok(c.seen.some((s) => s.path === DELTAS), 'C was asked and said 404')
+})
+
 test('no agent reachable: an EdgeClientError with status 0 naming the failure', async () => {
   const a = await agent('A')
   const url = a.url

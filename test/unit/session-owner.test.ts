@@ -194,6 +194,20 @@ test('without a valid lease nothing is acknowledged, even what committed', () =>
   assert.equal(r.log.lastIndex, 3, 'a renewed lease takes deltas again')
 })
 
+test('an owner without its lease answers a sequence it does not expect with 503, never 409 (it may have been replaced)', () => {
+  // Seen in a real partition: the old owner, cut off with a stale log, told a
+  // terminal far ahead "clientSeq must be 104", which reads as a rollback.
+  const { ctx, r } = ownerGroup()
+  append(ctx, r, 1)
+  ackFrom(ctx, r, 'B')
+  ackFrom(ctx, r, 'C')
+  ctx.take()
+  ctx.now += LAN.ownerTimeoutMs
+  append(ctx, r, 21)
+  append(ctx, r, 1)
+  assert.equal(statuses(ctx), [['t-21', 503], ['t-1', 200]], 'ahead: 503; a retry of what it holds: its answer')
+})
+
 test('an ack of a later epoch from a group member makes the owner step down; pending terminals get 503', () => {
   const { ctx, r } = ownerGroup()
   append(ctx, r, 1)
