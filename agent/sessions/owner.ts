@@ -74,13 +74,15 @@ export function clientAppend (ctx: Ctx, r: Replica, target: ReplyTarget, clientS
   const known = dedupIndex(r, clientSeq)
   // A retry of a delta already applied: the answer it got (or would have got).
   if (known !== null) return ctx.reply(target, { status: 200, body: { index: known, epoch: r.epoch, duplicate: true } })
+  // A retry of a delta in flight waits for it (answered only once it commits
+  // under a valid lease, or 503 at its deadline).
+  const pending = pendingIndexOf(r, clientSeq)
+  if (pending !== null) return wait(ctx, r, pending, { target, clientSeq, deadlineMs: ctx.now + ctx.config.writeTimeoutMs, kind: 'append' })
   // An owner without its lease may have been replaced (cut off from its group,
   // say): its view of the sequence is stale, and a 409 from it would tell the
   // terminal its session rolled back. It only says it cannot serve.
   if (!leaseValid(ctx, r)) return ctx.reply(target, { status: 503, body: { error: 'the owner cannot reach a majority of its group', retryAfterMs: ctx.config.heartbeatMs } })
   if (clientSeq <= r.dedup.lastClientSeq) return ctx.reply(target, { status: 409, body: { error: `clientSeq ${clientSeq} was applied too long ago to answer again; the session is at ${r.dedup.lastClientSeq}` } })
-  const pending = pendingIndexOf(r, clientSeq)
-  if (pending !== null) return wait(ctx, r, pending, { target, clientSeq, deadlineMs: ctx.now + ctx.config.writeTimeoutMs, kind: 'append' })
   if (clientSeq !== r.lastAcceptedSeq + 1) {
     return ctx.reply(target, { status: 409, body: { error: `clientSeq must be ${r.lastAcceptedSeq + 1} (got ${clientSeq})`, expectedSeq: r.lastAcceptedSeq + 1 } })
   }
