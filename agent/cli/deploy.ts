@@ -3,7 +3,8 @@
 // make the deployer key that signs packages.
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
-import { buildBundle, deployerKeyFile, generateDeployerKey, MAX_BUNDLE_BYTES, parseDeployerKeyFile } from '../runtime/package.ts'
+import { buildBundle, deployerKeyFile, generateDeployerKey, MAX_BUNDLE_BYTES, packageKeyOf, parseDeployerKeyFile } from '../runtime/package.ts'
+import { readClusterKeyFile } from '../net/cluster-key.ts'
 import { parsePolicy, POLICY_HELP } from '../deploy/policy.ts'
 import { parseFlags, UsageError } from './args.ts'
 
@@ -35,6 +36,13 @@ Options:
   --policy <policy>   where it runs (default all)
   --key <file>        deployer key from edge-agent keygen --deployer (default ${DEFAULT_KEY})
   --to <url>          the agent's HTTP URL (default ${DEFAULT_AGENT}); any agent will do
+  --cluster-key <file>
+                      encrypt the package's code with a key derived from this
+                      cluster key (edge-agent keygen --cluster): AES-256-GCM, key
+                      by HKDF-SHA256. Only agents started with the same
+                      --cluster-key can run it; others refuse it (reason
+                      cluster-key). Name, version, policy and deployer stay
+                      readable, and signed. Default: not encrypted
   --timeout <ms>      give up after this long (default ${DEFAULT_TIMEOUT_MS})
   -h, --help          show this help
 
@@ -62,7 +70,7 @@ function timeoutOf (value: string | boolean | undefined): number {
 
 export async function runDeploy (argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, {
-    name: { type: 'string' }, policy: { type: 'string' }, key: { type: 'string' }, to: { type: 'string' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' }
+    name: { type: 'string' }, policy: { type: 'string' }, key: { type: 'string' }, to: { type: 'string' }, timeout: { type: 'string' }, 'cluster-key': { type: 'string' }, help: { type: 'boolean', short: 'h' }
   }, 1)
   if (values.help === true) { console.log(DEPLOY_HELP); return 0 }
   const dir = positionals[0]
@@ -76,7 +84,9 @@ export async function runDeploy (argv: string[]): Promise<number> {
   let bundle: Uint8Array
   try {
     const key = parseDeployerKeyFile(readFileSync(keyPath, 'utf8'), keyPath)
-    bundle = buildBundle(dir, key, policy, Date.now(), values.name).bundle
+    const clusterKey = values['cluster-key']
+    const seal = typeof clusterKey === 'string' ? packageKeyOf(readClusterKeyFile(clusterKey, (message) => process.stderr.write(`edge-agent deploy: ${message}\n`))) : undefined
+    bundle = buildBundle(dir, key, policy, Date.now(), values.name, seal).bundle
   } catch (error) {
     process.stderr.write(`edge-agent deploy: ${(error as Error).message}\n`)
     return 1
@@ -91,7 +101,7 @@ export async function runDeploy (argv: string[]): Promise<number> {
       process.stderr.write(`edge-agent deploy: ${to} refused the package (${response.status}): ${String(body.error)}\n`)
       return 1
     }
-    console.log(JSON.stringify({ ...body, bytes: bundle.length }))
+    console.log(JSON.stringify({ ...body, bytes: bundle.length, encrypted: typeof values['cluster-key'] === 'string' }))
     return 0
   } catch (error) {
     process.stderr.write(`edge-agent deploy: cannot reach ${to}: ${(error as Error).message}\n`)

@@ -16,6 +16,7 @@ import type { StoredSession } from '../sessions/types.ts'
 import { createNet, loadOrCreateIdentity } from '../net/libp2p.ts'
 import type { DirectChannelName, GossipVerdict, Net, NetRefusal, StreamRefusal } from '../net/types.ts'
 import { readClusterKeyFile } from '../net/cluster-key.ts'
+import { packageKeyOf } from './package.ts'
 import { advertisedHttp, isLoopback, pickIp, readAllowlist, readTls, stripPeerId, warnFaultInjection } from './agent-setup.ts'
 import { DataDir } from './data-dir.ts'
 import { CoreDriver } from './driver.ts'
@@ -80,7 +81,7 @@ export class Agent {
   #stopping: Promise<void> | null = null
 
   private constructor (parts: {
-    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore, faults: FaultGate | null, stored: StoredSession[]
+    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore, faults: FaultGate | null, stored: StoredSession[], psk: Uint8Array | undefined
   }) {
     this.config = parts.config
     this.#log = parts.log
@@ -108,6 +109,7 @@ export class Agent {
     this.#deploy = new DeployHost({
       dataDir: parts.config.dataDir,
       trusted: new Set(parts.config.trustedDeployers),
+      packageKey: parts.psk === undefined ? null : packageKeyOf(parts.psk),
       config: { ...DEFAULT_DEPLOY_CONFIG, pullIntervalMs: parts.config.packagePullIntervalMs, loadThreshold: parts.config.sessions.loadThreshold },
       directory: this.#core.directory(),
       net: parts.net,
@@ -218,7 +220,7 @@ export class Agent {
       auth: identity.auth,
       nowMs: monotonic.nowMs()
     })
-    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core, store, faults, stored })
+    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core, store, faults, stored, psk })
     agent.#begin()
     return agent
   }

@@ -17,8 +17,8 @@ import type { ServiceOffer } from '../../protocol/messages.ts'
 import { CoreDriver } from './driver.ts'
 import { DeployedService } from './deployed-service.ts'
 import { decodeAnswer, decodeIndex, decodeRequest, encodeIndex, encodeRequest, okAnswer, refusedAnswer } from './deploy-wire.ts'
-import { checkAnnouncement, openBundle } from './package.ts'
-import type { Refusal, SignedAnnouncement } from './package.ts'
+import { checkAnnouncement, clusterKeyProblem, openBundle } from './package.ts'
+import type { PackageKey, Refusal, SignedAnnouncement } from './package.ts'
 import { PackageStore } from './package-store.ts'
 import { ServiceRunner } from './service-runner.ts'
 
@@ -38,6 +38,8 @@ export const DEPLOYED_SERVICE_CAPACITY = 100
 export type DeployHostParts = {
   dataDir: string
   trusted: ReadonlySet<string>
+  // From --cluster-key: opens packages sealed for this cluster; null without one.
+  packageKey: PackageKey | null
   config: DeployConfig
   directory: MemberDirectory
   net: Net
@@ -75,7 +77,7 @@ export class DeployHost {
   constructor (parts: DeployHostParts) {
     this.#parts = parts
     this.#store = new PackageStore(parts.dataDir)
-    const loaded = this.#store.load(parts.trusted, (hash, refusal, reason) => {
+    const loaded = this.#store.load(parts.trusted, parts.packageKey, (hash, refusal, reason) => {
       parts.onRefused(refusal)
       parts.log.warn({ hash, refusal, reason }, 'a stored package no longer passes its checks; not running it')
     })
@@ -185,7 +187,7 @@ export class DeployHost {
 
   // Checks, stores and hands a bundle to the core.
   #accept (bundle: Uint8Array, via: 'deploy' | 'push' | 'fetch', from: string | null): Accepted {
-    const opened = openBundle(bundle, this.#parts.trusted)
+    const opened = openBundle(bundle, this.#parts.trusted, this.#parts.packageKey)
     if (!opened.ok) {
       this.#parts.onRefused(opened.refusal)
       this.#parts.log.warn({ from, via, refusal: opened.refusal, reason: opened.reason }, 'refused a package')
@@ -273,6 +275,8 @@ export class DeployHost {
     for (const r of raw) {
       const checked = checkAnnouncement(r.header, r.sig, this.#parts.trusted)
       if (!checked.ok) { this.#parts.onRefused(checked.refusal); continue }
+      // A package sealed for a key this agent lacks: never a target, never fetched.
+      if (clusterKeyProblem(checked.value.clusterKeyId, this.#parts.packageKey) !== null) { this.#parts.onRefused('cluster-key'); continue }
       const ref = refOf(checked.value)
       if (!this.#signed.has(ref.hash)) this.#signed.set(ref.hash, { announcement: checked.value, header: Buffer.from(r.header), sig: Buffer.from(r.sig) })
       entries.push({ ref, held: r.held })

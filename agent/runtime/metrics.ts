@@ -102,7 +102,7 @@ export class AgentMetrics {
     // Zero from the start, so a dashboard sees every label before the first refusal.
     for (const limit of LIMIT_LABELS) this.#limits.inc({ limit }, 0)
     for (const reason of ['cluster-key', 'allowlist']) this.#refusedConnections.inc({ reason }, 0)
-    this.#packagesRefused = new Counter({ name: 'edge_agent_packages_refused_total', help: 'Service packages or announcements refused, by reason (malformed, too-large, untrusted, bad-signature, hash-mismatch, manifest-mismatch)', labelNames: ['reason'], registers })
+    this.#packagesRefused = new Counter({ name: 'edge_agent_packages_refused_total', help: 'Service packages or announcements refused, by reason (malformed, too-large, untrusted, bad-signature, hash-mismatch, manifest-mismatch, cluster-key: sealed for a cluster key this agent lacks, decrypt-failed)', labelNames: ['reason'], registers })
     this.#packagesStored = new Counter({ name: 'edge_agent_packages_stored_total', help: 'Service packages this agent stored, by how they came (deploy, push, fetch)', labelNames: ['via'], registers })
     this.#serviceRedirects = new Counter({ name: 'edge_agent_service_redirects_total', help: 'Requests by URL this agent answered with 307 because it was over its load or request limit', registers })
     this.#gauges(sources, registers)

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, w
 import { dirname, join } from 'node:path'
 import { writeAtomic } from './data-dir.ts'
 import { openBundle } from './package.ts'
-import type { OpenedBundle, Refusal } from './package.ts'
+import type { OpenedBundle, PackageKey, Refusal } from './package.ts'
 
 const HASH_FILE = /^([0-9a-f]{64})\.pkg$/
 const RUNNING_FILE = 'running.json'
@@ -41,13 +41,13 @@ export class PackageStore {
   }
 
   // Every stored bundle, checked again with `trusted`.
-  load (trusted: ReadonlySet<string>, refused: (hash: string, refusal: Refusal, reason: string) => void): Loaded[] {
+  load (trusted: ReadonlySet<string>, key: PackageKey | null, refused: (hash: string, refusal: Refusal, reason: string) => void): Loaded[] {
     const running = this.#running()
     const out: Loaded[] = []
     for (const name of readdirSync(this.dir).sort()) {
       const hash = HASH_FILE.exec(name)?.[1]
       if (hash === undefined) continue
-      const opened = openBundle(readFileSync(join(this.dir, name)), trusted)
+      const opened = openBundle(readFileSync(join(this.dir, name)), trusted, key)
       if (!opened.ok) { refused(hash, opened.refusal, opened.reason); continue }
       out.push({ opened: opened.value, entryPath: this.#unpack(opened.value), running: running.has(hash) })
     }

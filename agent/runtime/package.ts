@@ -22,11 +22,27 @@
 // The announcement alone (header + signature, a few hundred bytes) is what
 // agents exchange to learn of a deploy; the archive follows only where needed.
 //
-// Encryption with a cluster key (M3.1, "may be encrypted") is not done: the agent
-// has no cluster key yet (libp2p pnet is wired in agent/net but not exposed).
-// Packages travel over libp2p's noise-encrypted streams in any case.
+// Encryption with the cluster key (M3.1, "optionally encrypted"): with
+// `edge-agent deploy --cluster-key <file>` the *archive* is replaced by a sealed
+// envelope, and everything else stays as above:
+//
+//   "EAPKENC1"                       8 bytes, magic
+//   nonce                            12 random bytes
+//   ciphertext                       AES-256-GCM of the gzip archive
+//   tag                              16 bytes, the GCM tag
+//
+// The AES key is HKDF-SHA256(cluster PSK, salt: none, info:
+// "edge-agent package key v1", 32 bytes). The announcement stays in clear and
+// signed (name, version, policy and deployer must be readable for policies and
+// pulls) and gains `clusterKeyId`: 16 hex digits of HKDF-SHA256(PSK, info:
+// "edge-agent package key id v1"), which tells an agent whether it holds the
+// key before it tries. `hash` and `bytes` are those of the envelope, so the
+// signature and the content address are checked without the key, and any agent
+// can tell a tampered envelope from a sealed one. An agent without the key, or
+// with another one, refuses the bundle (`cluster-key`); an envelope whose GCM
+// tag fails is refused (`decrypt-failed`). Unsealed bundles are unchanged.
 
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, hkdfSync, randomBytes, sign, verify } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import { readdirSync, readFileSync, statSync } from 'node:fs'
@@ -45,6 +61,13 @@ export const MAX_ANNOUNCEMENT_BYTES = 4 * 1024
 export const SIGNATURE_BYTES = 64
 const BUNDLE_MAGIC = Buffer.from('EDGEPKG1')
 const ARCHIVE_MAGIC = Buffer.from('EAPKAR1\n')
+const SEALED_MAGIC = Buffer.from('EAPKENC1')
+const NONCE_BYTES = 12
+const TAG_BYTES = 16
+// HKDF info strings (fixed: changing one makes every sealed package unreadable).
+export const PACKAGE_KEY_INFO = 'edge-agent package key v1'
+export const PACKAGE_KEY_ID_INFO = 'edge-agent package key id v1'
+const KEY_ID = /^[0-9a-f]{16}$/
 export const MANIFEST_FILE = 'manifest.json'
 
 export const PACKAGE_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/
@@ -66,12 +89,14 @@ export type Announcement = {
   deployer: string
   // The deployer's clock when it signed: orders two deploys of one version name.
   issuedAtMs: number
+  // Present when the archive is sealed with a cluster key: that key's id.
+  clusterKeyId?: string
 }
 
 export type SignedAnnouncement = { announcement: Announcement; header: Uint8Array; sig: Uint8Array }
 
-export type Refusal = 'malformed' | 'too-large' | 'untrusted' | 'bad-signature' | 'hash-mismatch' | 'manifest-mismatch'
-export const REFUSALS: readonly Refusal[] = ['malformed', 'too-large', 'untrusted', 'bad-signature', 'hash-mismatch', 'manifest-mismatch']
+export type Refusal = 'malformed' | 'too-large' | 'untrusted' | 'bad-signature' | 'hash-mismatch' | 'manifest-mismatch' | 'cluster-key' | 'decrypt-failed'
+export const REFUSALS: readonly Refusal[] = ['malformed', 'too-large', 'untrusted', 'bad-signature', 'hash-mismatch', 'manifest-mismatch', 'cluster-key', 'decrypt-failed']
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; refusal: Refusal; reason: string }
 
@@ -115,6 +140,37 @@ function rawPublicHex (key: KeyObject): string {
 
 function publicKeyOf (hex: string): KeyObject {
   return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(hex, 'hex').toString('base64url') }, format: 'jwk' })
+}
+
+// ---- cluster key (sealing) ---------------------------------------------------
+
+// What a cluster PSK (agent/net/cluster-key.ts) gives packages: an AES-256 key
+// and a public id for it, each by HKDF-SHA256 with its own info string.
+export type PackageKey = { id: string; key: Buffer }
+
+export function packageKeyOf (psk: Uint8Array): PackageKey {
+  const derive = (info: string, bytes: number): Buffer => Buffer.from(hkdfSync('sha256', psk, Buffer.alloc(0), info, bytes))
+  return { id: derive(PACKAGE_KEY_ID_INFO, 8).toString('hex'), key: derive(PACKAGE_KEY_INFO, 32) }
+}
+
+export function sealArchive (archive: Uint8Array, key: PackageKey): Uint8Array {
+  const nonce = randomBytes(NONCE_BYTES)
+  const cipher = createCipheriv('aes-256-gcm', key.key, nonce)
+  const body = Buffer.concat([cipher.update(archive), cipher.final()])
+  return Buffer.concat([SEALED_MAGIC, nonce, body, cipher.getAuthTag()])
+}
+
+export function unsealArchive (sealed: Uint8Array, key: PackageKey): Checked<Uint8Array> {
+  const b = Buffer.from(sealed.buffer, sealed.byteOffset, sealed.length)
+  if (b.length < SEALED_MAGIC.length + NONCE_BYTES + TAG_BYTES || !b.subarray(0, 8).equals(SEALED_MAGIC)) return refuse('malformed', 'the sealed archive lacks its EAPKENC1 header')
+  const nonce = b.subarray(8, 8 + NONCE_BYTES)
+  const decipher = createDecipheriv('aes-256-gcm', key.key, nonce)
+  decipher.setAuthTag(b.subarray(b.length - TAG_BYTES))
+  try {
+    return { ok: true, value: Buffer.concat([decipher.update(b.subarray(8 + NONCE_BYTES, b.length - TAG_BYTES)), decipher.final()]) }
+  } catch {
+    return refuse('decrypt-failed', 'the sealed archive fails its AES-GCM tag (tampered, or sealed with a key of the same id)')
+  }
 }
 
 // ---- packing ----------------------------------------------------------------
@@ -200,17 +256,20 @@ export function sha256Hex (bytes: Uint8Array): string {
 
 // Packs `dir` into a signed bundle for `policy`. `name` (if given) must match
 // the manifest's: a deploy names what it means to ship.
-export function buildBundle (dir: string, key: DeployerKey, policy: string, issuedAtMs: number, name?: string): { bundle: Uint8Array; announcement: Announcement } {
+// With `seal`, the archive is encrypted with that cluster key.
+export function buildBundle (dir: string, key: DeployerKey, policy: string, issuedAtMs: number, name?: string, seal?: PackageKey): { bundle: Uint8Array; announcement: Announcement } {
   const files = readPackageDir(dir)
   const manifestBytes = files.get(MANIFEST_FILE)
   if (manifestBytes === undefined) throw new Error(`${dir} has no ${MANIFEST_FILE} (it needs {"name", "version", "entry"})`)
   const manifest = readManifest(Buffer.from(manifestBytes).toString('utf8'), join(dir, MANIFEST_FILE))
   if (name !== undefined && name !== manifest.name) throw new Error(`--name ${name} does not match the manifest's name ${manifest.name}`)
   if (!files.has(manifest.entry)) throw new Error(`the manifest's entry ${manifest.entry} is not in ${dir}`)
-  const archive = packArchive(files)
+  const packed = packArchive(files)
+  const archive = seal === undefined ? packed : sealArchive(packed, seal)
   const announcement: Announcement = {
     name: manifest.name, version: manifest.version, hash: sha256Hex(archive), bytes: archive.length, policy, deployer: key.publicKey, issuedAtMs
   }
+  if (seal !== undefined) announcement.clusterKeyId = seal.id
   const header = Buffer.from(JSON.stringify(announcement), 'utf8')
   const sig = sign(null, header, key.privateKey)
   const bundle = Buffer.concat([BUNDLE_MAGIC, u32(header.length), header, sig, archive])
@@ -253,10 +312,18 @@ function announcementProblem (a: Record<string, unknown>): string | null {
   if (typeof a.policy !== 'string' || a.policy.length > 1024) return 'bad policy'
   if (typeof a.deployer !== 'string' || !HEX_KEY.test(a.deployer)) return 'bad deployer key'
   if (typeof a.issuedAtMs !== 'number' || !Number.isSafeInteger(a.issuedAtMs) || a.issuedAtMs < 0) return 'bad issuedAtMs'
+  if (a.clusterKeyId !== undefined && (typeof a.clusterKeyId !== 'string' || !KEY_ID.test(a.clusterKeyId))) return 'bad clusterKeyId'
   return null
 }
 
-export type OpenedBundle = { signed: SignedAnnouncement; archive: Uint8Array; manifest: Manifest; files: Map<string, Uint8Array> }
+// `archive` is as signed (sealed or not); `sealed` says whether it was encrypted.
+export type OpenedBundle = { signed: SignedAnnouncement; archive: Uint8Array; sealed: boolean; manifest: Manifest; files: Map<string, Uint8Array> }
+
+// Whether this agent can open a package sealed for `keyId` (null: not sealed).
+export function clusterKeyProblem (keyId: string | undefined, key: PackageKey | null): string | null {
+  if (keyId === undefined || key?.id === keyId) return null
+  return key === null ? 'encrypted, and this agent has no cluster key (start it with --cluster-key)' : `encrypted for another cluster (key id ${keyId}; this agent's is ${key.id})`
+}
 
 // Splits a bundle into its parts without checking the signature.
 export function splitBundle (bundle: Uint8Array): Checked<{ header: Uint8Array; sig: Uint8Array; archive: Uint8Array }> {
@@ -268,8 +335,9 @@ export function splitBundle (bundle: Uint8Array): Checked<{ header: Uint8Array; 
   return { ok: true, value: { header: b.subarray(12, 12 + h), sig: b.subarray(12 + h, 12 + h + SIGNATURE_BYTES), archive: b.subarray(12 + h + SIGNATURE_BYTES) } }
 }
 
-// Every check a receiving agent makes before storing a bundle.
-export function openBundle (bundle: Uint8Array, trusted: ReadonlySet<string>): Checked<OpenedBundle> {
+// Every check a receiving agent makes before storing a bundle. `key` is this
+// agent's package key (from --cluster-key), null without one.
+export function openBundle (bundle: Uint8Array, trusted: ReadonlySet<string>, key: PackageKey | null = null): Checked<OpenedBundle> {
   const parts = splitBundle(bundle)
   if (!parts.ok) return parts
   const { header, sig, archive } = parts.value
@@ -277,7 +345,15 @@ export function openBundle (bundle: Uint8Array, trusted: ReadonlySet<string>): C
   if (!ann.ok) return ann
   const a = ann.value
   if (archive.length !== a.bytes || sha256Hex(archive) !== a.hash) return refuse('hash-mismatch', `the archive of ${a.name}@${a.version} does not match the signed SHA-256 (tampered or truncated)`)
-  const files = unpackArchive(archive)
+  const problem = clusterKeyProblem(a.clusterKeyId, key)
+  if (problem !== null) return refuse('cluster-key', `${a.name}@${a.version} is ${problem}`)
+  let plain: Uint8Array = archive
+  if (a.clusterKeyId !== undefined && key !== null) {
+    const unsealed = unsealArchive(archive, key)
+    if (!unsealed.ok) return refuse(unsealed.refusal, `${a.name}@${a.version}: ${unsealed.reason}`)
+    plain = unsealed.value
+  }
+  const files = unpackArchive(plain)
   if (!files.ok) return files
   const manifestBytes = files.value.get(MANIFEST_FILE)
   if (manifestBytes === undefined) return refuse('manifest-mismatch', `the archive has no ${MANIFEST_FILE}`)
@@ -289,7 +365,7 @@ export function openBundle (bundle: Uint8Array, trusted: ReadonlySet<string>): C
   }
   if (manifest.name !== a.name || manifest.version !== a.version) return refuse('manifest-mismatch', `the manifest says ${manifest.name}@${manifest.version}, the signature ${a.name}@${a.version}`)
   if (!files.value.has(manifest.entry)) return refuse('manifest-mismatch', `the entry ${manifest.entry} is not in the archive`)
-  return { ok: true, value: { signed: { announcement: a, header: Buffer.from(header), sig: Buffer.from(sig) }, archive, manifest, files: files.value } }
+  return { ok: true, value: { signed: { announcement: a, header: Buffer.from(header), sig: Buffer.from(sig) }, archive, sealed: a.clusterKeyId !== undefined, manifest, files: files.value } }
 }
 
 // A signed announcement as bytes: u32 header length, header, signature.

@@ -23,12 +23,12 @@ test('a saved package loads again with its entry unpacked and its running mark',
   assert.equal(JSON.parse(readFileSync(join(dataDir, 'packages', announcement.hash, 'package.json'), 'utf8')), { type: 'module' })
   store.markRunning([announcement.hash])
   const refused: string[] = []
-  const loaded = new PackageStore(dataDir).load(new Set([KEY.publicKey]), (hash, refusal) => refused.push(`${hash}:${refusal}`))
+  const loaded = new PackageStore(dataDir).load(new Set([KEY.publicKey]), null, (hash, refusal) => refused.push(`${hash}:${refusal}`))
   assert.equal(loaded.map((l) => [l.opened.signed.announcement.name, l.running]), [['cart', true]])
   assert.equal(refused, [])
   assert.equal(Buffer.from(store.bundle(announcement.hash) ?? []), Buffer.from(bundle))
   // A key no longer trusted at this start: the package is reported and not loaded.
-  const later = new PackageStore(dataDir).load(new Set(), (hash, refusal) => refused.push(`${hash}:${refusal}`))
+  const later = new PackageStore(dataDir).load(new Set(), null, (hash, refusal) => refused.push(`${hash}:${refusal}`))
   assert.equal(later, [])
   assert.equal(refused, [`${announcement.hash}:untrusted`])
 })
@@ -45,7 +45,7 @@ test('a bundle damaged on disk is refused at load (hash-mismatch), not run', () 
   damaged[damaged.length - 5] ^= 1
   writeFileSync(path, damaged)
   const refused: string[] = []
-  assert.equal(new PackageStore(dataDir).load(new Set([KEY.publicKey]), (_h, r) => refused.push(r)), [])
+  assert.equal(new PackageStore(dataDir).load(new Set([KEY.publicKey]), null, (_h, r) => refused.push(r)), [])
   assert.equal(refused, ['hash-mismatch'])
 })
 
