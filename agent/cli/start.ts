@@ -54,7 +54,8 @@ Options (a flag overrides --config, which overrides the profile's defaults):
   --cluster-key <file>       private cluster: accept connections only from agents
                              holding this key (edge-agent keygen --cluster writes
                              one); without it the cluster is open and the agent
-                             warns at start
+                             warns at start. Also decrypts packages deployed with
+                             edge-agent deploy --cluster-key (same key)
   --allow-peers <id,…>       accept connections only from these peer ids (and the
                              file's); others are refused and counted (default: any)
   --allow-peers-file <file>  the same, one peer id per line, # comments

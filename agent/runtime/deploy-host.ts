@@ -20,6 +20,7 @@ import { decodeAnswer, decodeIndex, decodeRequest, encodeIndex, encodeRequest, o
 import { checkAnnouncement, clusterKeyProblem, openBundle } from './package.ts'
 import type { PackageKey, Refusal, SignedAnnouncement } from './package.ts'
 import { PackageStore } from './package-store.ts'
+import type { PackageCode } from './package-store.ts'
 import { ServiceRunner } from './service-runner.ts'
 
 const monotonic = { nowMs: () => performance.now() }
@@ -66,7 +67,7 @@ export class DeployHost {
   readonly #core: Distribution
   readonly #driver: CoreDriver<DeployInput, DeployEffect>
   readonly #signed = new Map<string, SignedAnnouncement>()
-  readonly #entries = new Map<string, string>()
+  readonly #entries = new Map<string, PackageCode>()
   readonly #deployed = new Map<string, DeployedService>()
   readonly #waiting = new Map<string, Array<(ok: boolean) => void>>()
   readonly #targets = new Map<string, string[]>()
@@ -83,7 +84,7 @@ export class DeployHost {
     })
     for (const l of loaded) {
       this.#signed.set(l.opened.signed.announcement.hash, l.opened.signed)
-      this.#entries.set(l.opened.signed.announcement.hash, l.entryPath)
+      this.#entries.set(l.opened.signed.announcement.hash, l.code)
     }
     this.#core = new Distribution({
       directory: parts.directory,

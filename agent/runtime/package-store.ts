@@ -1,6 +1,8 @@
 // Packages on disk, in <data-dir>/packages/:
 //   <hash>.pkg       the bundle, byte for byte as signed (written atomically)
-//   <hash>/          its files, unpacked for the worker to import
+//   <hash>/          its files, unpacked for the worker to import (not for a
+//                    package sealed with the cluster key: its code stays
+//                    encrypted on disk and is decrypted into memory at load)
 //   running.json     hashes of the packages this agent runs
 // A bundle is checked again when the agent starts (the trusted deployers may have
 // changed); one that fails is left on disk, reported, and not run.
@@ -10,11 +12,16 @@ import { dirname, join } from 'node:path'
 import { writeAtomic } from './data-dir.ts'
 import { openBundle } from './package.ts'
 import type { OpenedBundle, PackageKey, Refusal } from './package.ts'
+import type { InMemoryCode } from './service-runner.ts'
 
 const HASH_FILE = /^([0-9a-f]{64})\.pkg$/
 const RUNNING_FILE = 'running.json'
 
-export type Loaded = { opened: OpenedBundle; entryPath: string; running: boolean }
+// Where a worker finds a package's code: the unpacked entry's path, or a sealed
+// package's files in memory.
+export type PackageCode = string | InMemoryCode
+
+export type Loaded = { opened: OpenedBundle; code: PackageCode; running: boolean }
 
 export class PackageStore {
   readonly dir: string
@@ -24,12 +31,12 @@ export class PackageStore {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 })
   }
 
-  // Writes a checked bundle and its files; returns the entry module's path.
-  save (opened: OpenedBundle, bundle: Uint8Array): string {
+  // Writes a checked bundle (and its files, unless sealed); returns its code.
+  save (opened: OpenedBundle, bundle: Uint8Array): PackageCode {
     const hash = opened.signed.announcement.hash
-    const entryPath = this.#unpack(opened)
+    const code = this.#codeOf(opened)
     if (!existsSync(join(this.dir, `${hash}.pkg`))) writeAtomic(this.dir, `${hash}.pkg`, bundle)
-    return entryPath
+    return code
   }
 
   bundle (hash: string): Uint8Array | null {
@@ -49,7 +56,7 @@ export class PackageStore {
       if (hash === undefined) continue
       const opened = openBundle(readFileSync(join(this.dir, name)), trusted, key)
       if (!opened.ok) { refused(hash, opened.refusal, opened.reason); continue }
-      out.push({ opened: opened.value, entryPath: this.#unpack(opened.value), running: running.has(hash) })
+      out.push({ opened: opened.value, code: this.#codeOf(opened.value), running: running.has(hash) })
     }
     return out
   }
@@ -65,6 +72,10 @@ export class PackageStore {
     } catch {
       return new Set()
     }
+  }
+
+  #codeOf (opened: OpenedBundle): PackageCode {
+    return opened.sealed ? { files: opened.files, entry: opened.manifest.entry } : this.#unpack(opened)
   }
 
   // Files go to <hash>/ through a temporary directory renamed into place, so a

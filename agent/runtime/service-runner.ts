@@ -25,20 +25,27 @@ export const SERVICE_HEAP_MB = 64
 
 export type CallResult = { ok: true; value: unknown; missing: boolean } | { ok: false; error: string }
 
+// A sealed package's code is never written to disk in clear: the worker gets
+// its files in memory and imports them through module hooks (service-worker.ts).
+export type InMemoryCode = { files: Map<string, Uint8Array>; entry: string }
+
 type Live = { worker: Worker; port: MessagePort; words: Int32Array; booted: boolean; loadError: string | null }
 
 export class ServiceRunner {
   readonly label: string
   readonly #entry: string
+  readonly #files: Map<string, Uint8Array> | null
   readonly #timeoutMs: number
   #live: Live | null = null
   #nextId = 1
   // Workers replaced after a timeout or crash (for metrics and tests).
   restarts = 0
 
-  constructor (label: string, entryPath: string, timeoutMs = SERVICE_CALL_TIMEOUT_MS) {
+  // `code`: the entry module's path, or a sealed package's files in memory.
+  constructor (label: string, code: string | InMemoryCode, timeoutMs = SERVICE_CALL_TIMEOUT_MS) {
     this.label = label
-    this.#entry = pathToFileURL(entryPath).href
+    this.#entry = typeof code === 'string' ? pathToFileURL(code).href : code.entry
+    this.#files = typeof code === 'string' ? null : code.files
     this.#timeoutMs = timeoutMs
   }
 
@@ -86,7 +93,7 @@ export class ServiceRunner {
     const words = new Int32Array(flag)
     const { port1, port2 } = new MessageChannel()
     const worker = new Worker(new URL('./service-worker.ts', import.meta.url), {
-      workerData: { entry: this.#entry, port: port2, flag },
+      workerData: { entry: this.#entry, files: this.#files, port: port2, flag },
       transferList: [port2],
       resourceLimits: { maxOldGenerationSizeMb: SERVICE_HEAP_MB },
       stdout: false,

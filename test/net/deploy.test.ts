@@ -4,14 +4,17 @@
 // their records. A terminal opens a cart session at the fifth agent, which has
 // no package and fetches it first. An agent over its request limit answers 307
 // to another agent of its region. A package signed by an unknown key is refused
-// and counted.
+// and counted. The cluster is private (--cluster-key) and the cart is deployed
+// sealed with that key: it is stored encrypted and run from memory; one sealed
+// for another cluster is refused and counted.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EdgeClient } from '../../agent/client/index.ts'
-import { buildBundle, deployerKeyFile, generateDeployerKey, parseDeployerKeyFile } from '../../agent/runtime/package.ts'
+import { buildBundle, deployerKeyFile, generateDeployerKey, packageKeyOf, parseDeployerKeyFile } from '../../agent/runtime/package.ts'
+import { formatSwarmKey, generateClusterKey } from '../../agent/net/cluster-key.ts'
 import { LocalCluster, runCli } from '../../sim/processes.ts'
 import type { AgentProcess } from '../../sim/processes.ts'
 
@@ -60,6 +63,8 @@ test('deploy to 4 agents, open a session on one without the package, redirect fr
   writeFileSync(keyFile, deployerKeyFile(key), { mode: 0o600 })
   // No load filter: on one shared test machine every agent reads the machine's
   // CPU, often over 0.9 (as bench/sessions-real.ts does).
+  const clusterKeyFile = join(keyDir, 'cluster.key')
+  writeFileSync(clusterKeyFile, formatSwarmKey(generateClusterKey()), { mode: 0o600 })
   const configFile = join(keyDir, 'config.json')
   writeFileSync(configFile, JSON.stringify({ sessions: { loadThreshold: 1 } }))
   let cluster: LocalCluster | null = null
@@ -70,7 +75,7 @@ test('deploy to 4 agents, open a session on one without the package, redirect fr
         region: 'eu',
         zone: i === 0 ? 'dc1' : 'edge',
         // agent3 is always "over its request limit" for requests by URL.
-        extraArgs: ['--config', configFile, '--trusted-deployers', keyFile, '--package-pull-interval-ms', '500', ...(i === 3 ? ['--service-request-limit', '0'] : [])]
+        extraArgs: ['--config', configFile, '--cluster-key', clusterKeyFile, '--trusted-deployers', keyFile, '--package-pull-interval-ms', '500', ...(i === 3 ? ['--service-request-limit', '0'] : [])]
       })
     })
     const agents = cluster.agents
@@ -78,10 +83,10 @@ test('deploy to 4 agents, open a session on one without the package, redirect fr
     const targets = agents.slice(0, 4).map((a) => a.id).sort()
 
     const started = Date.now()
-    const deployed = await runCli(['deploy', CART, '--name', 'cart', '--policy', `nodes:${targets.join(',')}`, '--key', keyFile, '--to', agents[1].http])
+    const deployed = await runCli(['deploy', CART, '--name', 'cart', '--policy', `nodes:${targets.join(',')}`, '--key', keyFile, '--cluster-key', clusterKeyFile, '--to', agents[1].http])
     assert.is(deployed.code, 0, deployed.stderr)
-    const answer = JSON.parse(deployed.stdout) as { name: string; version: string; targets: string[] }
-    assert.equal([answer.name, answer.version], ['cart', '1.0.0'])
+    const answer = JSON.parse(deployed.stdout) as { name: string; version: string; hash: string; targets: string[]; encrypted: boolean }
+    assert.equal([answer.name, answer.version, answer.encrypted], ['cart', '1.0.0', true])
     assert.equal(answer.targets, targets)
     await until('all four targets advertise cart@1.0.0', async () => (await advertising(agents[4], 'cart', '1.0.0')).join() === targets.join(), 20_000)
     console.log(`deploy to 4 agents: every target advertised cart@1.0.0 ${Date.now() - started} ms after the CLI started`)
@@ -100,6 +105,10 @@ test('deploy to 4 agents, open a session on one without the package, redirect fr
     assert.equal(state.state, { items: { apple: 2, milk: 1 }, orders: 0 })
     const held = await (await http(`${agents[4].http}/v1/packages`)).json() as { running: Array<{ name: string }> }
     assert.equal(held.running.map((r) => r.name), ['cart'])
+    // At rest the package is sealed: no code in the bundle, nothing unpacked.
+    const stored = join(agents[4].options.dataDir, 'packages')
+    assert.not.ok(readFileSync(join(stored, `${answer.hash}.pkg`)).includes('export function'))
+    assert.not.ok(existsSync(join(stored, answer.hash)))
 
     // The service's request handler, with the session's state, at the owner.
     const owner = (session.owner as { http: string }).http
@@ -124,6 +133,15 @@ test('deploy to 4 agents, open a session on one without the package, redirect fr
     assert.is(refused.status, 403)
     assert.match(String(((await refused.json()) as { error: string }).error), /not in this agent's trusted deployers/)
     assert.match(await (await http(`${agents[2].http}/metrics`)).text(), /edge_agent_packages_refused_total\{reason="untrusted"\} 1/)
+
+    // A package sealed for another cluster's key: refused by name, counted, and
+    // the agent goes on serving.
+    const foreign = buildBundle(CART, parseDeployerKeyFile(deployerKeyFile(key), 'deployer.key'), 'all', Date.now(), 'cart', packageKeyOf(generateClusterKey())).bundle
+    const sealedElsewhere = await http(`${agents[2].http}/v1/packages`, { method: 'POST', body: foreign })
+    assert.is(sealedElsewhere.status, 403)
+    assert.match(String(((await sealedElsewhere.json()) as { error: string }).error), /cart@1\.0\.0 is encrypted for another cluster/)
+    assert.match(await (await http(`${agents[2].http}/metrics`)).text(), /edge_agent_packages_refused_total\{reason="cluster-key"\} 1/)
+    assert.is((await http(`${agents[2].http}/cart/catalog`)).status, 200)
 
     const services = await runCli(['services', agents[0].http])
     assert.is(services.code, 0, services.stderr)

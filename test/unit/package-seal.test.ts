@@ -3,7 +3,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createHash, sign } from 'node:crypto'
-import { mkdtempSync } from 'node:fs'
+import { existsSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
@@ -12,6 +12,7 @@ import {
 import type { Announcement, PackageKey } from '../../agent/runtime/package.ts'
 import { generateClusterKey } from '../../agent/net/cluster-key.ts'
 import { PackageStore } from '../../agent/runtime/package-store.ts'
+import { ServiceRunner } from '../../agent/runtime/service-runner.ts'
 
 const CART = new URL('../../examples/cart', import.meta.url).pathname
 const KEY = parseDeployerKeyFile(deployerKeyFile(generateDeployerKey()), 'test.key')
@@ -114,13 +115,50 @@ test('a stored sealed package stays sealed on disk; a restart without the key re
   const opened = openBundle(bundle, TRUSTED, CLUSTER)
   if (!opened.ok) throw new Error(opened.reason)
   const store = new PackageStore(dataDir)
-  store.save(opened.value, bundle)
+  const code = store.save(opened.value, bundle)
   assert.equal(Buffer.from(store.bundle(announcement.hash) ?? []), Buffer.from(bundle))
+  // Nothing unpacked: the code is handed over in memory.
+  assert.not.ok(existsSync(join(dataDir, 'packages', announcement.hash)))
+  assert.is(typeof code === 'string' ? code : code.entry, 'cart.js')
   const refused: string[] = []
   assert.is(new PackageStore(dataDir).load(TRUSTED, CLUSTER, (_h, r) => refused.push(r)).length, 1)
   assert.equal(new PackageStore(dataDir).load(TRUSTED, null, (_h, r) => refused.push(r)), [])
   assert.equal(new PackageStore(dataDir).load(TRUSTED, OTHER, (_h, r) => refused.push(r)), [])
   assert.equal(refused, ['cluster-key', 'cluster-key'])
+})
+
+test('a sealed package runs from memory: relative imports and JSON resolve among its files only', () => {
+  const opened = openBundle(buildBundle(CART, KEY, 'all', 5, 'cart', CLUSTER).bundle, TRUSTED, CLUSTER)
+  if (!opened.ok) throw new Error(opened.reason)
+  const cart = new ServiceRunner('cart@1.0.0', { files: opened.value.files, entry: opened.value.manifest.entry })
+  try {
+    // validate() reads CATALOG from ./catalog.js, loaded from memory.
+    const refused = cart.call('validate', [{ add: { sku: 'pear', qty: 1 } }])
+    assert.match(refused.ok ? String(refused.value) : refused.error, /unknown sku "pear"/)
+    assert.equal(cart.call('apply', [{ items: {}, orders: 0 }, { add: { sku: 'apple', qty: 2 } }]), { ok: true, value: { items: { apple: 2 }, orders: 0 }, missing: false })
+  } finally {
+    cart.stop()
+  }
+  const files = new Map([
+    ['main.js', Buffer.from("import data from './sub/data.json' with { type: 'json' }\nimport { createHash } from 'node:crypto'\nexport const read = () => data.n + createHash('sha256').update('').digest('hex').length\nimport { x } from '../../../x.js'\nexport const escape = () => x")],
+    ['sub/data.json', Buffer.from('{"n": 1}')],
+    ['x.js', Buffer.from("export const x = 'inside'")]
+  ])
+  const runner = new ServiceRunner('mem@1', { files, entry: 'main.js' })
+  try {
+    assert.equal(runner.call('read', []), { ok: true, value: 65, missing: false })
+    // ../ cannot climb out of the package: the import resolves to its own root.
+    assert.equal(runner.call('escape', []), { ok: true, value: 'inside', missing: false })
+  } finally {
+    runner.stop()
+  }
+  const broken = new ServiceRunner('broken@1', { files: new Map([['main.js', Buffer.from("import './gone.js'")]]), entry: 'main.js' })
+  try {
+    const failed = broken.call('apply', [])
+    assert.match(failed.ok ? 'loaded' : failed.error, /the package has no file gone\.js/)
+  } finally {
+    broken.stop()
+  }
 })
 
 test.run()
