@@ -37,8 +37,8 @@
 // pulls) and gains `clusterKeyId`: 16 hex digits of HKDF-SHA256(PSK, info:
 // "edge-agent package key id v1"), which tells an agent whether it holds the
 // key before it tries. `hash` and `bytes` are those of the envelope, so the
-// signature and the content address are checked without the key, and any agent
-// can tell a tampered envelope from a sealed one. An agent without the key, or
+// signature and the content address are checked without the key: a changed
+// byte is a hash-mismatch on any agent. An agent without the key, or
 // with another one, refuses the bundle (`cluster-key`); an envelope whose GCM
 // tag fails is refused (`decrypt-failed`). Unsealed bundles are unchanged.
 
@@ -169,7 +169,7 @@ export function unsealArchive (sealed: Uint8Array, key: PackageKey): Checked<Uin
   try {
     return { ok: true, value: Buffer.concat([decipher.update(b.subarray(8 + NONCE_BYTES, b.length - TAG_BYTES)), decipher.final()]) }
   } catch {
-    return refuse('decrypt-failed', 'the sealed archive fails its AES-GCM tag (tampered, or sealed with a key of the same id)')
+    return refuse('decrypt-failed', 'the sealed archive fails its AES-GCM tag (damaged before it was signed, or not sealed with this cluster key)')
   }
 }
 
