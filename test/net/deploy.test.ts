@@ -113,6 +113,7 @@ test('deploy to 4 agents, open a session on one without the package, redirect fr
     // The service's request handler, with the session's state, at the owner.
     const owner = (session.owner as { http: string }).http
     const total = await http(`${owner}/cart/total`, { headers: { authorization: `Bearer ${session.token}` } })
+    if (total.status !== 200) console.error(`GET ${owner}/cart/total: ${total.status} ${await total.clone().text()} (session ${session.sessionId}, owner at open ${owner}, now ${JSON.stringify(session.owner)})`)
     assert.is(total.status, 200)
     assert.equal(await total.json(), { items: { apple: 2, milk: 1 }, totalCents: 205, orders: 0 })
 
