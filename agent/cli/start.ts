@@ -68,7 +68,8 @@ Options (a flag overrides --config, which overrides the profile's defaults):
                              by commas (default: none; every package is refused)
   --package-pull-interval-ms <ms>
                              how often the agent pulls a random peer's package
-                             index to catch up on missed deploys (default 2000)
+                             index to catch up on missed deploys (default 2000;
+                             backs off to 16 × this while nothing is new)
   --service-request-limit <n>
                              requests by URL (/{service}/…) in flight before this
                              agent redirects (307) to a less busy agent of its

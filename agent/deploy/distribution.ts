@@ -60,6 +60,12 @@ export type DeployConfig = {
 
 export const DEFAULT_DEPLOY_CONFIG: DeployConfig = { pullIntervalMs: 2_000, fetchTimeoutMs: 10_000, loadThreshold: 0.9 }
 
+// While pulls bring nothing new, each waits twice as long as the last, up to
+// this many pullIntervalMs (32 s by default): a quiet cluster does not pay an
+// index exchange per agent every 2 s. Anything new (a deploy, a push, an index
+// with a newer announcement) brings the pace back to pullIntervalMs.
+export const PULL_BACKOFF_MAX = 16
+
 type Fetching = { ref: PackageRef; from: PeerKey; untilMs: number; tried: Set<PeerKey> }
 
 // Newer: later issuedAtMs, then larger hash (any total order will do for ties).
@@ -82,6 +88,7 @@ export class Distribution {
   readonly #needed = new Set<string>()
   #now: number
   #nextPullMs: number
+  #pullGapMs: number
 
   constructor (options: { directory: MemberDirectory; config: DeployConfig; random: Random; nowMs: number; stored?: Array<{ ref: PackageRef; running: boolean }> }) {
     this.#directory = options.directory
@@ -89,6 +96,7 @@ export class Distribution {
     this.#random = options.random
     this.#now = options.nowMs
     this.#nextPullMs = options.nowMs + options.random.nextInt(options.config.pullIntervalMs)
+    this.#pullGapMs = options.config.pullIntervalMs
     for (const { ref, running } of options.stored ?? []) {
       this.#stored.set(ref.hash, ref)
       if (running) this.#running.add(ref.hash)
@@ -146,7 +154,8 @@ export class Distribution {
       }
     }
     if (this.#now < this.#nextPullMs) return
-    this.#nextPullMs = this.#now + this.#config.pullIntervalMs
+    this.#nextPullMs = this.#now + this.#pullGapMs
+    this.#pullGapMs = Math.min(this.#pullGapMs * 2, this.#config.pullIntervalMs * PULL_BACKOFF_MAX)
     const peers = this.#directory.alive().filter((r) => r.id !== this.self)
     if (peers.length > 0) out.push({ kind: 'pull', from: peers[this.#random.nextInt(peers.length)].id })
   }
@@ -161,6 +170,7 @@ export class Distribution {
   #onStored (ref: PackageRef, via: 'deploy' | 'push' | 'fetch', out: DeployEffect[]): void {
     this.#stored.set(ref.hash, ref)
     this.#fetching.delete(ref.hash)
+    this.#brisk()
     if (this.#learn(ref)) out.push({ kind: 'event', event: { type: 'announced', ref, from: via === 'deploy' ? null : this.self } })
     // A pushed or fetched package runs; the entry point runs it only as a target.
     if (via !== 'deploy' || this.#targeted(ref)) this.#run(ref, out)
@@ -179,8 +189,17 @@ export class Distribution {
         set.add(from)
         this.#holders.set(ref.hash, set)
       }
-      if (this.#learn(ref)) out.push({ kind: 'event', event: { type: 'announced', ref, from } })
+      if (this.#learn(ref)) {
+        this.#brisk()
+        out.push({ kind: 'event', event: { type: 'announced', ref, from } })
+      }
     }
+  }
+
+  // Something new: pull at the base pace again (see PULL_BACKOFF_MAX).
+  #brisk (): void {
+    this.#pullGapMs = this.#config.pullIntervalMs
+    this.#nextPullMs = Math.min(this.#nextPullMs, this.#now + this.#config.pullIntervalMs)
   }
 
   #onNeed (name: string, out: DeployEffect[]): void {

@@ -1,0 +1,40 @@
+// The package-index pull (M3.5) backs off while nothing is new, and comes back
+// to its base pace as soon as something is.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { SeededRandom } from '../../agent/core/random.ts'
+import { Distribution, PULL_BACKOFF_MAX } from '../../agent/deploy/distribution.ts'
+import { FakeDirectory } from './session-fixtures.ts'
+
+const SEED = 5
+const BASE_MS = 2_000
+
+// Ticks every 100 ms from `fromMs` to `toMs`; the times at which it pulled.
+function pullsBetween (core: Distribution, fromMs: number, toMs: number): number[] {
+  const at: number[] = []
+  for (let now = fromMs; now <= toMs; now += 100) {
+    if (core.step({ kind: 'tick', nowMs: now }).some((e) => e.kind === 'pull')) at.push(now)
+  }
+  return at
+}
+
+test(`a quiet agent's pulls back off to ${PULL_BACKOFF_MAX} × the interval; a newer announcement brings the pace back (seed ${SEED})`, () => {
+  const core = new Distribution({
+    directory: new FakeDirectory('A', ['A', 'B', 'C']),
+    config: { pullIntervalMs: BASE_MS, fetchTimeoutMs: 5_000, loadThreshold: 0.9 },
+    random: new SeededRandom(SEED),
+    nowMs: 0
+  })
+  const quiet = pullsBetween(core, 0, 200_000)
+  const gaps = quiet.slice(1).map((t, i) => t - quiet[i])
+  assert.equal(gaps.slice(0, 4), [BASE_MS, 2 * BASE_MS, 4 * BASE_MS, 8 * BASE_MS], 'doubling while nothing is new')
+  assert.ok(gaps.slice(4).every((g) => g === PULL_BACKOFF_MAX * BASE_MS), `then capped: ${gaps.join(', ')}`)
+
+  const now = 200_100
+  const ref = { name: 'cart', version: '2.0.0', hash: 'ab'.repeat(32), policy: 'nodes:B', issuedAtMs: 1 }
+  core.step({ kind: 'index', nowMs: now, from: 'B', entries: [{ ref, held: true }] })
+  const after = pullsBetween(core, now, now + 2 * BASE_MS)
+  assert.ok(after.length > 0 && after[0] - now <= BASE_MS, `pulled again ${after[0] - now} ms after learning something new`)
+})
+
+test.run()
