@@ -84,6 +84,8 @@ export class SimCluster {
   readonly #requests = new Map<string, (outcome: RequestOutcome) => void>()
   #nextRequest = 1
   rejectedFrames = 0
+  // Gossip publishes, by what they carried: 'record', 'suspect', 'dead'.
+  readonly publishes = new Map<string, number>()
 
   constructor (options: SimOptions) {
     this.seed = options.seed
@@ -367,6 +369,12 @@ export class SimCluster {
   // Gossipsub: a flood over the mesh (sim/mesh.ts); traffic counts every copy.
   #publish (from: SimNode, message: Message): void {
     const frame = encode(message)
+    if (message.type === 'gossip') {
+      for (const u of message.updates) {
+        const kind = u.kind === 'record' ? 'record' : u.signed.accusation.kind
+        this.publishes.set(kind, (this.publishes.get(kind) ?? 0) + 1)
+      }
+    }
     const flood = this.#mesh.flood(from, this.nodes, this.#meshLinks)
     for (const [index, copies] of flood.sent) {
       this.nodes[index].traffic.messagesOut += copies

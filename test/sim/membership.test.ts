@@ -105,9 +105,22 @@ test('10% message loss at 50 nodes for 10 virtual minutes: no false dead verdict
   assert.ok(cluster.converged())
 }))
 
-test('a 200-node cluster converges', () => withSeed(FILE, seedFor(18), (seed) => {
+test('a 200-node cluster converges; a crash there costs a handful of gossip publishes, not one per member', () => withSeed(FILE, seedFor(18), (seed) => {
   const cluster = new SimCluster({ seed, nodes: 200, joinSpreadMs: 5_000 })
   startConverged(cluster, 60_000)
+  cluster.run(5_000)
+  const dead = watchStatus(cluster, 'dead')
+  const before = new Map(cluster.publishes)
+  const victim = cluster.nodes[42].id
+  cluster.crash(victim)
+  cluster.runUntil(() => (dead.get(victim)?.size ?? 0) === 199, 10_000)
+  cluster.run(2_000)
+  const published = (kind: string): number => (cluster.publishes.get(kind) ?? 0) - (before.get(kind) ?? 0)
+  // Every survivor's connection to the victim closed; every survivor reached a
+  // verdict. Yet only the few that probed it (and k confirmations) publish.
+  assert.is(dead.get(victim)?.size, 199, 'every survivor reached a verdict')
+  assert.ok(published('suspect') <= 20, `${published('suspect')} suspicions published`)
+  assert.ok(published('dead') <= 20, `${published('dead')} verdicts published`)
 }))
 
 test('a graceful leave shows as left, never as suspect or dead', () => withSeed(FILE, seedFor(19), (seed) => {
