@@ -68,7 +68,11 @@ export function registerDeployRoutes (http: HttpApi, parts: DeployRoutesParts): 
   const serve = async (request: IncomingMessage, params: string[], url: URL): Promise<Reply> => {
     const name = params[0]
     if (BUILT_IN_SERVICES.has(name)) return { status: 404, body: { error: `${name} is a built-in service; it has no URL handler (use /v1/sessions)` } }
-    const busy = url.searchParams.has(REDIRECTED_PARAM) ? null : overLimit(parts, inFlight)
+    // A request with a session token belongs at its session's owner, where the
+    // state is: it is never sent elsewhere for load (and a cross-origin redirect
+    // would lose its Authorization header on the way).
+    const sessionBound = /^Bearer\s+\S+$/i.test(request.headers.authorization ?? '')
+    const busy = sessionBound || url.searchParams.has(REDIRECTED_PARAM) ? null : overLimit(parts, inFlight)
     if (busy !== null) {
       const redirect = redirectTo(parts, name, url)
       if (redirect !== null) return redirect

@@ -116,6 +116,11 @@ test('deploy to 4 agents, open a session on one without the package, redirect fr
     if (total.status !== 200) console.error(`GET ${owner}/cart/total: ${total.status} ${await total.clone().text()} (session ${session.sessionId}, owner at open ${owner}, now ${JSON.stringify(session.owner)})`)
     assert.is(total.status, 200)
     assert.equal(await total.json(), { items: { apple: 2, milk: 1 }, totalCents: 205, orders: 0 })
+    // With its token, a request is never load-redirected, even at the busy agent:
+    // the busy agent serves it if it owns the session, else sends it to the owner.
+    const atBusy = await http(`${agents[3].http}/cart/total`, { redirect: 'manual', headers: { authorization: `Bearer ${session.token}` } })
+    if (agents[3].http === owner) assert.is(atBusy.status, 200)
+    else assert.equal([atBusy.status, atBusy.headers.get('location')], [307, `${owner}/cart/total`])
 
     // agent3 is over its request limit: 307 to another agent of eu serving cart.
     const busy = await http(`${agents[3].http}/cart/catalog`, { redirect: 'manual' })
