@@ -68,6 +68,11 @@ try {
   process.stderr.write(`edge-agent${command}: ${error.message} (see edge-agent${command} --help)\n`)
   code = 2
 }
-// Leftover sockets or timers of libp2p must not keep a finished command alive.
-// (stdout and stderr are synchronous for files, pipes and terminals on Linux.)
+// Leftover sockets or timers of libp2p must not keep a finished command alive,
+// but what was written must get out first: into a pipe whose reader is slower
+// than us, writes past the pipe's 64 KiB are asynchronous, and exiting at once
+// cut `edge-agent sim --json | …` short at 65,536 bytes. An empty write's
+// callback runs once everything before it has been handed to the kernel.
+const flushed = (stream: NodeJS.WriteStream): Promise<void> => new Promise((resolve) => { stream.write('', () => resolve()) })
+await Promise.all([flushed(process.stdout), flushed(process.stderr)])
 process.exit(code)

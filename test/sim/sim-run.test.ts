@@ -109,4 +109,14 @@ test('CLI: replay line first, table, --json identical across runs, --report writ
   }
 })
 
+test('CLI: a --json result bigger than a pipe holds reaches a slow reader whole', () => {
+  // 1,000 nodes give a result of about 90 KB (a timeline entry per node); the
+  // pipe holds 64 KiB, and its reader starts a second late. Exiting before
+  // stdout drained used to cut the result at 65,536 bytes.
+  const command = `"${process.execPath}" "${CLI}" sim --scenario churn --nodes 1000 --duration 1 --json 2>/dev/null | (sleep 1; cat)`
+  const run = spawnSync('sh', ['-c', command], { encoding: 'utf8', timeout: 120_000, maxBuffer: 16 * 1024 * 1024 })
+  assert.ok(run.stdout.length > 65_536, `${run.stdout.length} bytes: cut short, or too small to test the pipe`)
+  assert.is((JSON.parse(run.stdout) as { nodes: number }).nodes, 1000)
+})
+
 test.run()
