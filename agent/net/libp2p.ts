@@ -338,6 +338,7 @@ class Libp2pNet implements Net {
 // The handlers as the fault gate lets them see the network: inbound frames pass
 // its rules, and hints about a blocked peer are not heard at all.
 function gatedHandlers (handlers: NetHandlers, gate: FaultGate, channel: FaultChannel): NetHandlers {
+  const onRequest = handlers.onRequest?.bind(handlers)
   return {
     onDirect: (from, frame, name) => gate.pass(from, 'in', channel, () => guard('onDirect', () => { handlers.onDirect(from, frame, name) })),
     onGossip: (from, frame) => handlers.onGossip(from, frame),
@@ -348,7 +349,7 @@ function gatedHandlers (handlers: NetHandlers, gate: FaultGate, channel: FaultCh
     ...(handlers.onStreamRefused === undefined ? {} : { onStreamRefused: handlers.onStreamRefused.bind(handlers) }),
     // A package request from a blocked peer is never answered (its asker times
     // out), as if dropped.
-    ...(handlers.onRequest === undefined ? {} : { onRequest: (from: string, frame: Uint8Array) => gate.blocks(from) ? new Promise<Uint8Array>(() => {}) : (handlers.onRequest as NonNullable<NetHandlers['onRequest']>)(from, frame) })
+    ...(onRequest === undefined ? {} : { onRequest: (from: string, frame: Uint8Array) => gate.blocks(from) ? new Promise<Uint8Array>(() => {}) : onRequest(from, frame) })
   }
 }
 

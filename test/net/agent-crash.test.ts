@@ -23,6 +23,7 @@ import { SessionStore } from '../../agent/runtime/session-store.ts'
 import { AgentProcess, runCli } from '../../sim/processes.ts'
 import { ContinuousWriter } from '../../sim/writer.ts'
 import { seededRng } from '../fixtures/mutate.ts'
+import { within } from '../fixtures/timeout.ts'
 
 const ROUNDS = Number(process.env.CRASH_ROUNDS ?? 2)
 const SESSIONS = 3
@@ -31,14 +32,8 @@ const MAX_KILL_DELAY_MS = 1_200
 const TIMEOUT_MS = 60_000 + ROUNDS * 15_000
 const SEED = process.env.SEED === undefined ? randomInt(2 ** 31) : Number(process.env.SEED)
 
-async function withTimeout<T> (promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<T>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${TIMEOUT_MS} ms`)), TIMEOUT_MS) })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
+function withTimeout<T> (promise: Promise<T>): Promise<T> {
+  return within(promise, TIMEOUT_MS)
 }
 
 type Setup = { dir: string; dataDir: string; config: string }

@@ -17,18 +17,13 @@ import { buildBundle, deployerKeyFile, generateDeployerKey, packageKeyOf, parseD
 import { formatSwarmKey, generateClusterKey } from '../../agent/net/cluster-key.ts'
 import { LocalCluster, runCli } from '../../sim/processes.ts'
 import type { AgentProcess } from '../../sim/processes.ts'
+import { within } from '../fixtures/timeout.ts'
 
 const TEST_TIMEOUT_MS = 120_000
 const CART = new URL('../../examples/cart', import.meta.url).pathname
 
-async function withTimeout<T> (promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<T>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${TEST_TIMEOUT_MS} ms`)), TEST_TIMEOUT_MS) })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
+function withTimeout<T> (promise: Promise<T>): Promise<T> {
+  return within(promise, TEST_TIMEOUT_MS)
 }
 
 type Member = { id: string; status: string; services: Array<{ name: string; version: string }> }

@@ -20,6 +20,7 @@ import { FLOOD_FRAMES } from '../fixtures/hostile-attack.ts'
 import type { NodeRecord } from '../../protocol/messages.ts'
 import { LocalCluster } from '../../sim/processes.ts'
 import { ContinuousWriter } from '../../sim/writer.ts'
+import { within } from '../fixtures/timeout.ts'
 
 const TIMEOUT_MS = 90_000
 
@@ -39,14 +40,8 @@ async function rejected (http: string): Promise<Record<string, number>> {
   return counts
 }
 
-async function withTimeout<T> (promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<T>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${TIMEOUT_MS} ms`)), TIMEOUT_MS) })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
+function withTimeout<T> (promise: Promise<T>): Promise<T> {
+  return within(promise, TIMEOUT_MS)
 }
 
 test('garbage, wrong types and forged records are refused, counted, and change nothing', () => withTimeout((async () => {

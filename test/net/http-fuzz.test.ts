@@ -18,6 +18,7 @@ import { request } from 'node:http'
 import { connect } from 'node:net'
 import { EdgeClient } from '../../agent/client/index.ts'
 import { LocalCluster } from '../../sim/processes.ts'
+import { within } from '../fixtures/timeout.ts'
 
 const SEED = process.env.SEED === undefined ? randomInt(2 ** 31) : Number(process.env.SEED)
 const RUNS = Number(process.env.RUNS ?? 400)
@@ -104,14 +105,8 @@ function checkAnswer (r: Req, res: Res): void {
   assert.ok(typeof error === 'string' && error.length > 5, `a refusal without a clear "error": ${what}`)
 }
 
-async function withTimeout<T> (promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<T>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${TIMEOUT_MS} ms`)), TIMEOUT_MS) })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
+function withTimeout<T> (promise: Promise<T>): Promise<T> {
+  return within(promise, TIMEOUT_MS)
 }
 
 // Bytes that are no HTTP request: the server's parser answers 400 or hangs up.

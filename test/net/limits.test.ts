@@ -12,20 +12,15 @@ import { MAX_INBOUND_STREAMS_PER_PEER, MEMBERSHIP_FRAMES_PER_PEER } from '../../
 import { encode } from '../../protocol/codec.ts'
 import { MAX_FRAME_BYTES } from '../../protocol/limits.ts'
 import { AgentProcess } from '../../sim/processes.ts'
+import { within } from '../fixtures/timeout.ts'
 
 const TIMEOUT_MS = 60_000
 const dir = mkdtempSync(join(tmpdir(), 'edge-limits-'))
 let target: AgentProcess | null = null
 let full: AgentProcess | null = null
 
-async function withTimeout<T> (promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<T>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${TIMEOUT_MS} ms`)), TIMEOUT_MS) })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
+function withTimeout<T> (promise: Promise<T>): Promise<T> {
+  return within(promise, TIMEOUT_MS)
 }
 
 function varint (n: number): number[] {

@@ -8,19 +8,14 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AgentProcess, runCli } from '../../sim/processes.ts'
+import { within } from '../fixtures/timeout.ts'
 
 const TIMEOUT_MS = 90_000
 const dir = mkdtempSync(join(tmpdir(), 'edge-private-'))
 const started: AgentProcess[] = []
 
-async function withTimeout<T> (promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<T>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${TIMEOUT_MS} ms`)), TIMEOUT_MS) })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
+function withTimeout<T> (promise: Promise<T>): Promise<T> {
+  return within(promise, TIMEOUT_MS)
 }
 
 async function agent (name: string, extraArgs: string[], bootstrap?: string[]): Promise<AgentProcess> {

@@ -11,17 +11,12 @@ import { EdgeClient } from '../../agent/client/index.ts'
 import { LocalCluster } from '../../sim/processes.ts'
 import type { AgentProcess } from '../../sim/processes.ts'
 import { ContinuousWriter } from '../../sim/writer.ts'
+import { within } from '../fixtures/timeout.ts'
 
 const TEST_TIMEOUT_MS = 120_000
 
-async function withTimeout<T> (promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<T>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${TEST_TIMEOUT_MS} ms`)), TEST_TIMEOUT_MS) })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
+function withTimeout<T> (promise: Promise<T>): Promise<T> {
+  return within(promise, TEST_TIMEOUT_MS)
 }
 
 // Until `owner` reports the session's group without `dead` (repaired).

@@ -13,19 +13,14 @@ import { performance } from 'node:perf_hooks'
 import { EdgeClient } from '../../agent/client/index.ts'
 import { AgentProcess, runCli } from '../../sim/processes.ts'
 import { MAX_OP_BYTES } from '../../protocol/limits.ts'
+import { within } from '../fixtures/timeout.ts'
 
 const TIMEOUT_MS = 90_000
 const dir = mkdtempSync(join(tmpdir(), 'edge-terminals-'))
 const started: AgentProcess[] = []
 
-async function withTimeout<T> (promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<T>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${TIMEOUT_MS} ms`)), TIMEOUT_MS) })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
+function withTimeout<T> (promise: Promise<T>): Promise<T> {
+  return within(promise, TIMEOUT_MS)
 }
 
 async function agent (name: string, extraArgs: string[] = [], httpHost = '127.0.0.1'): Promise<AgentProcess> {
