@@ -5,6 +5,8 @@ set -uo pipefail
 need=()
 command -v serf >/dev/null 2>&1 || need+=(serf)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "bench/setup.sh: missing ${need[*]} and not root; those comparisons will be skipped" >&2
