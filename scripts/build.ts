@@ -4,8 +4,12 @@
 // so an installed edge-agent cannot run its .ts sources; in this repository the
 // sources keep running as they are (node bin/edge-agent.ts, npm start, npm test).
 //
-//   node scripts/build.ts            build dist/ (about 15 s on a 2-core box)
+//   node scripts/build.ts            build dist/ (5-10 s on a 2-core box)
 //   node scripts/build.ts --clean    remove dist/ (the postpack script)
+//
+// The emit does not type-check (noCheck in tsconfig.build.json): `npm test` and
+// `npm run typecheck` do, over the whole repository; checking again here doubled
+// the time of a pack and produced the same files.
 //
 // tsc rewrites relative import specifiers (.ts → .js, rewriteRelativeImportExtensions)
 // but not string literals, so this script also rewrites `new URL('./x.ts',

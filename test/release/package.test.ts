@@ -8,7 +8,8 @@
 // `npm ci` fetched are there) and the registry only for what the cache lacks. When
 // neither can supply the dependencies, the install-dependent tests are skipped
 // with a printed reason; a failure of our own package (pack, build, a bad
-// package.json) always fails. About 30-40 s on a 2-core box, most of it tsc.
+// package.json) always fails. About 45 s on a busy 2-core box: pack 10-17 s,
+// install 8-11 s, the rest running the installed CLI (about 1 s per command).
 
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -26,12 +27,16 @@ const app = join(work, 'app')
 const bin = join(app, 'node_modules', '.bin', 'edge-agent')
 const installed = join(app, 'node_modules', 'edge-agent')
 
-// This Node first on PATH (the shebang's `env node` and npm's scripts find it);
-// the npm_* variables of an enclosing `npm test` are not ours to pass on, except
-// the user's npm configuration (cache, registry).
+// This Node first on PATH (the shebang's `env node` and npm's scripts find it).
+// The npm_* variables of an enclosing `npm test` are not passed on: among them
+// npm_config_local_prefix and npm_config_prefix name this repository, and npm
+// would install there instead of into the empty directory. Only where packages
+// come from (cache, registry, proxy, TLS) is kept.
+const KEPT_NPM_CONFIG = new Set(['cache', 'registry', 'userconfig', 'proxy', 'https_proxy', 'noproxy', 'strict_ssl', 'cafile', 'fetch_retries', 'fetch_timeout'])
 const env: NodeJS.ProcessEnv = { PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}` }
 for (const [key, value] of Object.entries(process.env)) {
-  if (key === 'PATH' || (key.startsWith('npm_') && !key.startsWith('npm_config_'))) continue
+  if (key === 'PATH' || key === 'INIT_CWD') continue
+  if (/^npm_/i.test(key) && !(/^npm_config_/i.test(key) && KEPT_NPM_CONFIG.has(key.slice('npm_config_'.length).toLowerCase()))) continue
   env[key] = value
 }
 Object.assign(env, { npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false', NO_COLOR: '1' })
@@ -80,7 +85,9 @@ if (install.code !== 0 && NO_SUPPLY.test(install.stderr)) {
 let skipReason: string | null = null
 if (install.code !== 0) {
   if (!NO_SUPPLY.test(install.stderr)) assert.unreachable(`npm install of the packed tarball failed:\n${show(install)}`)
-  skipReason = `SKIPPED: the installed-package tests: npm could get the dependencies neither from its cache nor from the registry:\n${install.stderr.trim().split('\n').slice(-3).join('\n')}`
+  const lines = install.stderr.split('\n').filter((line) => line.startsWith('npm error') && line.trim() !== 'npm error')
+  const telling = lines.filter((line) => NO_SUPPLY.test(line) || / code | errno |request to /.test(line))
+  skipReason = `SKIPPED: the installed-package tests: npm could get the dependencies neither from its cache nor from the registry:\n${(telling.length > 0 ? telling : lines).slice(0, 4).join('\n')}`
   console.log(skipReason)
 }
 console.log(`release: npm pack ${packMs} ms (${packed.filename}, ${Math.round(packed.size / 1024)} KiB packed, ${Math.round(packed.unpackedSize / 1024)} KiB unpacked, ${packed.files.length} files); npm install ${install.ms} ms`)
