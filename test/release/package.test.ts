@@ -26,6 +26,8 @@ const work = mkdtempSync(join(tmpdir(), 'edge-agent-release-'))
 const app = join(work, 'app')
 const bin = join(app, 'node_modules', '.bin', 'edge-agent')
 const installed = join(app, 'node_modules', 'edge-agent')
+// However the file ends (a failed pack throws before any test is declared).
+process.on('exit', () => rmSync(work, { recursive: true, force: true }))
 
 // This Node first on PATH (the shebang's `env node` and npm's scripts find it).
 // The npm_* variables of an enclosing `npm test` are not passed on: among them
@@ -93,9 +95,6 @@ if (install.code !== 0) {
 console.log(`release: npm pack ${packMs} ms (${packed.filename}, ${Math.round(packed.size / 1024)} KiB packed, ${Math.round(packed.unpackedSize / 1024)} KiB unpacked, ${packed.files.length} files); npm install ${install.ms} ms`)
 const installedTest = skipReason === null ? test : test.skip
 
-test.after(() => {
-  rmSync(work, { recursive: true, force: true })
-})
 
 // ---- what the tarball holds ----------------------------------------------------
 
