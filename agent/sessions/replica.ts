@@ -30,7 +30,14 @@ export interface Ctx {
 // forwarded a terminal's request (session-open).
 export type ReplyTarget = { local: string } | { peer: PeerKey; requestId: number }
 
-export type Waiter = { target: ReplyTarget; clientSeq: number; deadlineMs: number; kind: 'append' | 'open' | 'close' }
+export type Waiter =
+  | { target: ReplyTarget; clientSeq: number; deadlineMs: number; kind: 'append' | 'open' | 'close' }
+  // A batch of deltas (POST …/deltas with "ops"), answered once its last logged
+  // delta commits: the items in clientSeq order, then the first refusal if any.
+  | { target: ReplyTarget; clientSeq: number; deadlineMs: number; kind: 'batch'; items: BatchItem[]; refused: BatchRefusal | null }
+
+export type BatchItem = { clientSeq: number; index: number; duplicate: boolean }
+export type BatchRefusal = { clientSeq: number; status: number; body: Record<string, unknown> }
 
 // What the owner knows of each member's copy.
 export type Progress = {
@@ -271,3 +278,13 @@ export function dedupIndex (r: Replica, clientSeq: number): number | null {
 }
 
 export type { Random }
+
+// A batch's answer: the acknowledged prefix, then the first refused delta if any
+// (nothing after it was logged). Nothing acknowledged: the refusal itself.
+export function batchReply (r: Replica, items: BatchItem[], refusal: BatchRefusal | null): ClientReply {
+  const results = items.map((item) => ({ clientSeq: item.clientSeq, index: item.index, ...(item.duplicate ? { duplicate: true } : {}) }))
+  if (results.length === 0 && refusal !== null) return { status: refusal.status, body: { ...refusal.body, clientSeq: refusal.clientSeq } }
+  const body: Record<string, unknown> = { epoch: r.epoch, results }
+  if (refusal !== null) body.refused = { clientSeq: refusal.clientSeq, status: refusal.status, ...refusal.body }
+  return { status: 200, body }
+}

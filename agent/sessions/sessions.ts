@@ -13,6 +13,7 @@ import {
   advanceCommit, appendEntry, becomeOwner, clientAppend, expireWaiters, heartbeat, leaseValid, maintainGroup, readRefusal,
   memberLost, nextWaiterDeadline, onAck, wait
 } from './owner.ts'
+import { clientAppendBatch } from './deltas.ts'
 import { HashRing, placeGroup, serviceCapacity } from './placement.ts'
 import { config, newReplica, restoreReplica, voters } from './replica.ts'
 import type { Ctx, Replica, ReplyTarget } from './replica.ts'
@@ -279,6 +280,7 @@ export class Sessions {
     if (command.type === 'resume') return ctx.reply(target, { status: 200, body: this.#view(r) })
     if (r.role !== 'owner') return this.#redirect(ctx, target, r, command.type)
     if (command.type === 'append') return clientAppend(ctx, r, target, command.clientSeq, command.op)
+    if (command.type === 'append-batch') return clientAppendBatch(ctx, r, target, command.clientSeq, command.ops)
     if (command.type === 'get') return this.#get(ctx, target, r)
     return this.#close(ctx, target, r)
   }
@@ -432,5 +434,6 @@ export function serviceOf (sessionId: string): string {
 
 function pathFor (sessionId: string, kind: SessionCommand['type']): string {
   const base = `/v1/sessions/${encodeURIComponent(sessionId)}`
+  if (kind === 'append-batch') return `${base}/batch`
   return kind === 'append' ? `${base}/deltas` : base
 }
