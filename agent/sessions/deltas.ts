@@ -34,10 +34,15 @@ export type Admitted =
 
 // `batchBytes`: ops logged earlier in the same batch (not applied yet).
 export function admitDelta (ctx: Ctx, r: Replica, clientSeq: number, op: JsonValue, batchBytes = 0): Admitted {
-  const known = dedupIndex(r, clientSeq)
-  if (known !== null) return { kind: 'duplicate', index: known }
-  const pending = pendingIndexOf(r, clientSeq)
-  if (pending !== null) return { kind: 'in-flight', index: pending }
+  // Only a clientSeq the owner has taken before can be a retry: a new one skips
+  // both scans (the dedup window, the uncommitted tail), which a pipeline of
+  // deltas would otherwise pay for every delta.
+  if (clientSeq <= r.lastAcceptedSeq) {
+    const known = dedupIndex(r, clientSeq)
+    if (known !== null) return { kind: 'duplicate', index: known }
+    const pending = pendingIndexOf(r, clientSeq)
+    if (pending !== null) return { kind: 'in-flight', index: pending }
+  }
   // An owner without its lease may have been replaced (cut off from its group,
   // say): its view of the sequence is stale, and a 409 from it would tell the
   // terminal its session rolled back. It only says it cannot serve.

@@ -93,7 +93,22 @@ export class Sessions {
       }
       return this.#out
     }
-    if (input.kind === 'command') this.#onCommand(input.command)
+    if (input.kind === 'command') {
+      this.#onCommand(input.command)
+      // A terminal's request about one session, like a message: only that
+      // session is looked at again (a burst of appends from many terminals then
+      // costs O(requests), not O(requests x sessions)); the others' timers are
+      // due at nextWakeMs.
+      const id = 'sessionId' in input.command && input.command.type !== 'open' ? input.command.sessionId : null
+      if (id !== null) {
+        const r = this.#replicas.get(id)
+        if (r !== undefined) {
+          this.#tickReplica(this.#ctx(), r)
+          this.#connectGroup(r)
+        }
+        return this.#out
+      }
+    }
     this.#onTick()
     for (const r of this.#replicas.values()) this.#connectGroup(r)
     return this.#out
