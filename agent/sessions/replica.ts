@@ -252,7 +252,7 @@ export function maybeSnapshot (ctx: Ctx, r: Replica): void {
   if (snapshot === null) return
   r.log.compact({ index: snapshot.index, epoch: snapshot.indexEpoch, config: snapshot.config }, snapshot.index + 1 - ctx.config.maxBatchEntries)
   ctx.persist({ kind: 'session-snapshot', sessionId: r.id, snapshot })
-  r.stateBytes = JSON.stringify(snapshot.state).length
+  r.stateBytes = snapshotStateBytes.get(snapshot) ?? JSON.stringify(snapshot.state).length
   ctx.emit({ type: 'snapshot-taken', sessionId: r.id, index: snapshot.index })
 }
 
@@ -260,16 +260,22 @@ export function snapshotAt (r: Replica, index: number): SessionSnapshotBody | nu
   const indexEpoch = r.log.epochAt(index)
   const config = r.log.configAt(index)
   if (indexEpoch === null || config === null || index !== r.appliedIndex) return null
-  return {
+  // A JSON copy: services may change the live state in place. Its text's
+  // length is the state's size (kept, so that the state is not serialised again).
+  const text = JSON.stringify(r.state)
+  const snapshot = {
     index,
     indexEpoch,
     info: r.info,
     config,
-    // A JSON copy: services may change the live state in place.
-    state: JSON.parse(JSON.stringify(r.state)) as JsonValue,
-    dedup: { lastClientSeq: r.dedup.lastClientSeq, recent: r.dedup.recent.map(([s, i]) => [s, i]) }
+    state: JSON.parse(text) as JsonValue,
+    dedup: { lastClientSeq: r.dedup.lastClientSeq, recent: r.dedup.recent.map(([s, i]) => [s, i] as [number, number]) }
   }
+  snapshotStateBytes.set(snapshot, text.length)
+  return snapshot
 }
+
+const snapshotStateBytes = new WeakMap<SessionSnapshotBody, number>()
 
 // The answer a retried delta gets: the index it was logged at, if remembered.
 export function dedupIndex (r: Replica, clientSeq: number): number | null {
