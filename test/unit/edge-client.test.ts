@@ -695,7 +695,11 @@ test('session: usage errors are thrown before any request', async () => {
     [['append', SESSION_ID, '--token', 'nonsense', '--op', '1'], /--token must look like/],
     [['get', SESSION_ID, '--token', TOKEN, '--timeout', 'soon'], /--timeout/],
     [['list', '--agent', 'localhost:7700'], /--agent must be an http\(s\) URL/],
-    [['list', 'extra'], /unexpected argument 'extra'/]
+    [['list', 'extra'], /unexpected argument 'extra'/],
+    [['append', SESSION_ID, '--token', TOKEN], /give either --op <json> or --ops <json list>/],
+    [['append', SESSION_ID, '--token', TOKEN, '--op', '1', '--ops', '[1]'], /give either --op <json> or --ops <json list>/],
+    [['append', SESSION_ID, '--token', TOKEN, '--ops', '{"append":1}'], /--ops must be a JSON list of 1-1000 deltas/],
+    [['append', SESSION_ID, '--token', TOKEN, '--ops', '[]'], /--ops must be a JSON list of 1-1000 deltas/]
   ]
   for (const [args, reason] of cases) {
     const error = await rejection(session(args))
@@ -784,6 +788,17 @@ test('resume takes pendingOps back, keeping only those the session does not hold
   assert.equal(resumed.pendingOps, [{ clientSeq: 9, op: 'nine' }])
   const refused = await rejection(client({ agents: [a.url] }).resume({ token: TOKEN, clientSeq: 7, pendingOps: [{ clientSeq: 9, op: 'gap' }] }))
   assert.match(refused.message, 'pending op 1 must hold clientSeq 8 (got 9)')
+})
+
+test('session append --ops sends one batch with the next clientSeqs and prints each result', async () => {
+  const log = newLog(4, 9)
+  const a = await agent('A')
+  const serve = owner(log, 2, () => view(a, []))
+  a.script = (seen) => seen.path === BATCH ? applyBatch(log, 2, seen.body) : serve(seen)
+  const result = await session(['append', SESSION_ID, '--token', TOKEN, '--ops', '[{"append":"x"},{"append":"y"}]', '--agent', a.url])
+  assert.equal(result, { code: 0, out: '{"results":[{"index":10,"epoch":2},{"index":11,"epoch":2}]}\n', err: '' })
+  assert.equal(a.seen.filter((s) => s.path === BATCH).map((s) => s.body), [{ clientSeq: 5, ops: [{ append: 'x' }, { append: 'y' }] }])
+  assert.equal(log.ops, [{ append: 'x' }, { append: 'y' }])
 })
 
 test.run()
