@@ -1,5 +1,5 @@
-// A terminal's deltas at the owner: one at a time (POST …/deltas with "op") or a
-// batch of consecutive clientSeqs (with "ops"). Each delta is answered from the
+// A terminal's deltas at the owner: one at a time (POST …/deltas) or a batch
+// of consecutive clientSeqs (POST …/batch). Each delta is answered from the
 // dedup window, waits for its copy already in flight, is logged, or is refused
 // before anything of it is logged. A batch logs its deltas in order, stops at the
 // first refusal, sends every member ONE append frame for all of them, and is

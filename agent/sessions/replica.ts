@@ -32,7 +32,7 @@ export type ReplyTarget = { local: string } | { peer: PeerKey; requestId: number
 
 export type Waiter =
   | { target: ReplyTarget; clientSeq: number; deadlineMs: number; kind: 'append' | 'open' | 'close' }
-  // A batch of deltas (POST …/deltas with "ops"), answered once its last logged
+  // A batch of deltas (POST …/batch), answered once its last logged
   // delta commits: the items in clientSeq order, then the first refusal if any.
   | { target: ReplyTarget; clientSeq: number; deadlineMs: number; kind: 'batch'; items: BatchItem[]; refused: BatchRefusal | null }
 
