@@ -2,7 +2,7 @@
 // and bench/results/latest.md. Comparisons run in the same process, one after the
 // other, on the same machine, and are reported as ratios.
 //
-//   node bench/run.ts [real] [serf] [sim] [sessions] [simscale] [deploy] [fuzz] [flood]   only some of them (default: all);
+//   node bench/run.ts [real] [serf] [sim] [sessions] [replication] [simscale] [deploy] [fuzz] [flood]   only some of them (default: all);
 //   node bench/run.ts render                  rewrite latest.md from latest.json, measuring nothing
 //                                            the other sections keep their last figures
 //   BENCH_ROUNDS=5                           kill/freeze rounds per detection benchmark
@@ -35,6 +35,8 @@ import { benchFuzz } from './fuzz.ts'
 import type { FuzzResult } from './fuzz.ts'
 import { benchFlood } from './flood.ts'
 import type { FloodResult } from './flood.ts'
+import { benchReplication, replicationMarkdown } from './replication.ts'
+import type { ReplicationResult } from './replication.ts'
 import { fmt, log } from './lib.ts'
 import type { Spread } from './lib.ts'
 
@@ -53,6 +55,7 @@ type Results = {
   serf?: SerfResult
   sim?: SimDetectionResult[]
   sessions?: SessionsRealResult & { rawStream: RawStreamResult }
+  replication?: ReplicationResult
   simScale?: SimScaleRun[]
   deploy?: DeployBenchResult
   fuzz?: FuzzResult
@@ -96,6 +99,7 @@ function markdown (r: Results): string {
       '', `False dead verdicts during the run: ${d.falseDeadVerdicts}.`)
   }
   if (r.sessions !== undefined) lines.push('', ...sessionsMarkdown(r.sessions))
+  if (r.replication !== undefined) lines.push('', ...replicationMarkdown(r.replication))
   if (r.simScale !== undefined) lines.push('', ...simScaleMarkdown(r.simScale))
   if (r.deploy !== undefined) lines.push('', ...deployMarkdown(r.deploy))
   if (r.fuzz !== undefined) lines.push('', ...fuzzMarkdown(r.fuzz))
@@ -191,7 +195,7 @@ async function main (): Promise<void> {
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?', memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version }
   }
   results.measured = { ...results.measured }
-  for (const name of ['real', 'serf', 'sim', 'sessions', 'simscale', 'deploy', 'fuzz', 'flood']) if (want(name)) results.measured[name] = results.date
+  for (const name of ['real', 'serf', 'sim', 'sessions', 'replication', 'simscale', 'deploy', 'fuzz', 'flood']) if (want(name)) results.measured[name] = results.date
   if (want('fuzz')) {
     const seed = process.env.BENCH_FUZZ_SEED === undefined ? undefined : Number(process.env.BENCH_FUZZ_SEED)
     results.fuzz = benchFuzz(Number(process.env.BENCH_FUZZ_INPUTS ?? 1_000_000), seed)
@@ -205,6 +209,7 @@ async function main (): Promise<void> {
     const rawStream = await benchRawStream()
     results.sessions = { ...await benchRealSessions({ takeoverRounds: takeovers }), rawStream }
   }
+  if (want('replication')) results.replication = await benchReplication()
   if (want('deploy')) results.deploy = await benchDeploy()
   if (want('real')) results.realDetection = await benchRealDetection(10, rounds)
   if (want('serf')) results.serf = await benchSerf(10, rounds)

@@ -42,6 +42,11 @@ export const MAX_SESSION_ID_CHARS = 128
 export const MAX_TERMINAL_ID_CHARS = 128
 // One op, as JSON text. A state delta, not a file upload.
 export const MAX_OP_BYTES = 64 * 1024
+// A batch of deltas in one request (POST …/deltas with "ops"): at most this many
+// ops, and this many bytes of request body (each op still at most MAX_OP_BYTES).
+// A batch travels to each standby in append frames of maxBatchEntries (512).
+export const MAX_BATCH_OPS = 1_000
+export const MAX_BATCH_BYTES = 1024 * 1024
 // A session's service state, as JSON text, at snapshot time; it travels whole in
 // a snapshot frame, so it must stay well below MAX_TABLE_FRAME_BYTES.
 export const MAX_STATE_BYTES = 16 * 1024 * 1024

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs'
 import { EdgeClient, EdgeClientError, RollbackError, sessionIdOf } from '../client/index.ts'
 import type { Session } from '../client/index.ts'
 import { ConfigError, parsePosition } from '../config.ts'
+import { MAX_BATCH_OPS } from '../../protocol/limits.ts'
 import type { JsonValue } from '../../protocol/messages.ts'
 import { parseFlags, UsageError } from './args.ts'
 import type { FlagSpec } from './args.ts'
@@ -54,12 +55,17 @@ ${COMMON_HELP}
 ${EXIT_CODES}`
 
 const APPEND_HELP = `Usage: edge-agent session append <sessionId> --token <token> --op '<json>' [options]
+       edge-agent session append <sessionId> --token <token> --ops '<json list>' [options]
 
 Reads the session's lastClientSeq, appends the op with the next clientSeq and
-prints {"index", "epoch"} once the session's group holds it durably.
+prints {"index", "epoch"} once the session's group holds it durably. With --ops,
+appends the list as one batch (consecutive clientSeqs, one request, one fsync per
+agent) and prints {"results": [{"index", "epoch"}, …]}; an op refused part-way
+leaves the ones before it appended (the error says how many).
 
   --token <token>       the token \`session open\` printed
   --op <json>           the delta, as JSON (e.g. '{"append":"hello"}')
+  --ops <json list>     1-${MAX_BATCH_OPS} deltas, as a JSON list (e.g. '[{"append":"a"},{"append":"b"}]')
 ${COMMON_HELP}
 
 ${EXIT_CODES}`
@@ -105,7 +111,7 @@ type Subcommand = { help: string; flags: FlagSpec; positionals: number; run: (cl
 
 const SUBCOMMANDS: Record<string, Subcommand> = {
   open: { help: OPEN_HELP, flags: { ...COMMON_FLAGS, service: { type: 'string' }, terminal: { type: 'string' }, position: { type: 'string' } }, positionals: 0, run: runOpen },
-  append: { help: APPEND_HELP, flags: { ...COMMON_FLAGS, token: { type: 'string' }, op: { type: 'string' } }, positionals: 1, run: runAppend },
+  append: { help: APPEND_HELP, flags: { ...COMMON_FLAGS, token: { type: 'string' }, op: { type: 'string' }, ops: { type: 'string' } }, positionals: 1, run: runAppend },
   get: { help: GET_HELP, flags: { ...COMMON_FLAGS, token: { type: 'string' } }, positionals: 1, run: runGet },
   close: { help: CLOSE_HELP, flags: { ...COMMON_FLAGS, token: { type: 'string' } }, positionals: 1, run: runClose },
   list: { help: LIST_HELP, flags: COMMON_FLAGS, positionals: 0, run: async (client) => ({ sessions: await client.list() }) }
@@ -205,16 +211,22 @@ async function resumed (client: EdgeClient, values: Values, positionals: string[
 }
 
 async function runAppend (client: EdgeClient, values: Values, positionals: string[]): Promise<unknown> {
-  const text = required(values, 'op')
-  let op: JsonValue
+  if ((values.op === undefined) === (values.ops === undefined)) throw new UsageError('give either --op <json> or --ops <json list>')
+  const flag = values.op === undefined ? 'ops' : 'op'
+  let parsed: JsonValue
   try {
-    op = JSON.parse(text) as JsonValue
+    parsed = JSON.parse(required(values, flag)) as JsonValue
   } catch (error) {
-    throw new UsageError(`--op is not JSON: ${(error as Error).message.split('\n')[0]}`)
+    throw new UsageError(`--${flag} is not JSON: ${(error as Error).message.split('\n')[0]}`)
   }
+  if (flag === 'ops' && (!Array.isArray(parsed) || parsed.length === 0 || parsed.length > MAX_BATCH_OPS)) throw new UsageError(`--ops must be a JSON list of 1-${MAX_BATCH_OPS} deltas`)
   const session = await resumed(client, values, positionals)
-  const ack = await session.append(op)
-  return { index: ack.index, epoch: ack.epoch }
+  if (flag === 'op') {
+    const ack = await session.append(parsed)
+    return { index: ack.index, epoch: ack.epoch }
+  }
+  const results = await session.appendMany(parsed as JsonValue[])
+  return { results: results.map((ack) => ({ index: ack.index, epoch: ack.epoch })) }
 }
 
 async function runGet (client: EdgeClient, values: Values, positionals: string[]): Promise<unknown> {

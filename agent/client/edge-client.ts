@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { MAX_OP_BYTES } from '../../protocol/limits.ts'
+import { MAX_BATCH_BYTES, MAX_BATCH_OPS, MAX_OP_BYTES } from '../../protocol/limits.ts'
 import type { JsonValue, Position } from '../../protocol/messages.ts'
 import { closeConnections, keepAliveConnections, NetworkError, requestJson } from './http.ts'
 import type { Connections, HttpReply } from './http.ts'
@@ -54,8 +54,10 @@ export type EdgeClientOptions = {
 export type OpenRequest = { terminalId: string; service: string; position?: Position }
 export type PendingOp = { clientSeq: number; op: JsonValue }
 // What toJSON() saves; resume() takes it back (only the token is required).
-export type SavedSession = { token: string; sessionId?: string; epoch?: number; lastIndex?: number; clientSeq?: number; pending?: PendingOp | null }
-export type SessionJson = { sessionId: string; token: string; epoch: number; lastIndex: number; clientSeq: number; pending?: PendingOp }
+// `pending` is the first op whose fate is unknown; `pendingOps` all of them
+// (consecutive clientSeqs) when a batch left more than one.
+export type SavedSession = { token: string; sessionId?: string; epoch?: number; lastIndex?: number; clientSeq?: number; pending?: PendingOp | null; pendingOps?: PendingOp[] }
+export type SessionJson = { sessionId: string; token: string; epoch: number; lastIndex: number; clientSeq: number; pending?: PendingOp; pendingOps?: PendingOp[] }
 export type AppendResult = { index: number; epoch: number; duplicate: boolean }
 export type SessionState = {
   sessionId: string
@@ -94,6 +96,21 @@ export class OutcomeUnknownError extends EdgeClientError {
   constructor (message: string, status: number, serverError: string | null, agent: string | null, clientSeq: number) {
     super(message, status, serverError, agent)
     this.clientSeq = clientSeq
+  }
+}
+
+// A batch whose op was refused by the service or a limit (400, 413) after the
+// ops before it were acknowledged: `acknowledged` holds their results, the
+// refused op and those after it were not logged (their clientSeqs are free).
+export class BatchRefusedError extends EdgeClientError {
+  override name = 'BatchRefusedError'
+  readonly acknowledged: AppendResult[]
+  readonly refusedClientSeq: number
+
+  constructor (message: string, status: number, serverError: string | null, agent: string | null, acknowledged: AppendResult[], refusedClientSeq: number) {
+    super(message, status, serverError, agent)
+    this.acknowledged = acknowledged
+    this.refusedClientSeq = refusedClientSeq
   }
 }
 
@@ -382,6 +399,26 @@ function decodeAck (body: Record<string, unknown>): AppendResult {
   return { index: count(body, 'index'), epoch: count(body, 'epoch'), duplicate: body.duplicate === true }
 }
 
+// A batch's 200: {epoch, results: [{clientSeq, index, duplicate?}], refused?}.
+// The results must be the batch's first ops, in order, at rising indexes.
+function decodeBatch (body: Record<string, unknown>, first: number, sent: number): { results: AppendResult[]; refused: { clientSeq: number; status: number; error: string } | null } {
+  const epoch = count(body, 'epoch')
+  if (!Array.isArray(body.results) || body.results.length > sent) throw new TypeError('"results" is not a list of at most the ops sent')
+  const results = body.results.map((item: unknown, i: number) => {
+    const r = item as Record<string, unknown>
+    if (typeof r !== 'object' || r === null || r.clientSeq !== first + i) throw new TypeError(`result ${i + 1} is not for clientSeq ${first + i}`)
+    return { index: count(r, 'index'), epoch, duplicate: r.duplicate === true }
+  })
+  for (let i = 1; i < results.length; i++) if (results[i].index <= results[i - 1].index) throw new TypeError('the results\' indexes do not rise')
+  const raw = body.refused as Record<string, unknown> | undefined
+  if (raw === undefined) {
+    if (results.length !== sent) throw new TypeError(`${results.length} results for ${sent} ops and no refusal`)
+    return { results, refused: null }
+  }
+  if (typeof raw !== 'object' || raw === null || raw.clientSeq !== first + results.length || typeof raw.status !== 'number') throw new TypeError('"refused" does not name the op after the results')
+  return { results, refused: { clientSeq: raw.clientSeq as number, status: raw.status, error: typeof raw.error === 'string' ? raw.error : 'no reason given' } }
+}
+
 function decodeState (body: Record<string, unknown>): SessionState {
   const group = decodeGroup(body.group)
   return {
@@ -441,7 +478,7 @@ export class EdgeClient {
     route.learn(opened.group)
     route.owner = opened.owner === null || opened.owner.http === '' ? exchanged.agent : base(opened.owner.http)
     // The epoch of a 201 is the owner's own: it just created the session in it.
-    return new Session(this.#exchanger, route, { sessionId: opened.sessionId, token: opened.token, epoch: opened.epoch, lastIndex: 0, clientSeq: 0, pending: null })
+    return new Session(this.#exchanger, route, { sessionId: opened.sessionId, token: opened.token, epoch: opened.epoch, lastIndex: 0, clientSeq: 0, pending: [] })
   }
 
   // Takes up a session saved with toJSON(); refuses one that rolled back.
@@ -469,7 +506,7 @@ export class EdgeClient {
   }
 }
 
-type SessionStart = { sessionId: string; token: string; epoch: number; lastIndex: number; clientSeq: number; pending: PendingOp | null }
+type SessionStart = { sessionId: string; token: string; epoch: number; lastIndex: number; clientSeq: number; pending: PendingOp[] }
 
 // Made by EdgeClient.open() and resume(); the constructor is not for callers.
 export class Session {
@@ -482,9 +519,9 @@ export class Session {
   // an election that was never won.
   #epoch: number
   #lastIndex: number
-  // The last clientSeq known applied; a pending op holds clientSeq + 1.
+  // The last clientSeq known applied; pending ops hold clientSeq + 1, + 2, …
   #clientSeq: number
-  #pending: PendingOp | null
+  #pending: PendingOp[]
   #closed = false
   // Appends and close run one at a time, in call order.
   #tail: Promise<unknown> = Promise.resolve()
@@ -504,12 +541,23 @@ export class Session {
   get epoch (): number { return this.#epoch }
   get lastIndex (): number { return this.#lastIndex }
   get clientSeq (): number { return this.#clientSeq }
-  get pending (): PendingOp | null { return this.#pending }
+  get pending (): PendingOp | null { return this.#pending[0] ?? null }
+  get pendingOps (): PendingOp[] { return [...this.#pending] }
   get group (): GroupMember[] { return this.#route.group }
   get owner (): OwnerRef | null { return this.#route.ownerRef() }
 
   append (op: JsonValue): Promise<AppendResult> {
     return this.#serialised(() => this.#appendNow(op))
+  }
+
+  // Several ops in one request (POST …/batch), taking consecutive clientSeqs:
+  // one round trip, one fsync and one replication frame for all of them.
+  // Resolves with each op's result, in order, once all are acknowledged. A
+  // refusal of op k by the service or a limit rejects with a BatchRefusedError
+  // holding the results of ops 1..k-1 (acknowledged); ops k.. were not logged.
+  // Any other failure leaves the unacknowledged ops pending, like append().
+  appendMany (ops: JsonValue[]): Promise<AppendResult[]> {
+    return this.#serialised(() => this.#appendManyNow(ops))
   }
 
   // A read does not queue behind appends: it never changes what an append checks.
@@ -524,7 +572,8 @@ export class Session {
 
   toJSON (): SessionJson {
     const saved = { sessionId: this.sessionId, token: this.token, epoch: this.#epoch, lastIndex: this.#lastIndex, clientSeq: this.#clientSeq }
-    return this.#pending === null ? saved : { ...saved, pending: this.#pending }
+    if (this.#pending.length === 0) return saved
+    return this.#pending.length === 1 ? { ...saved, pending: this.#pending[0] } : { ...saved, pending: this.#pending[0], pendingOps: [...this.#pending] }
   }
 
   // Resume: learn lastClientSeq from the owner, refusing a session older than
@@ -534,7 +583,7 @@ export class Session {
     if (state.lastClientSeq < session.#clientSeq) {
       throw new RollbackError(`resume: the session's lastClientSeq is ${state.lastClientSeq}, below the ${session.#clientSeq} this client saw acknowledged`)
     }
-    if (session.#pending !== null && state.lastClientSeq >= session.#pending.clientSeq) session.#pending = null
+    session.#pending = session.#pending.filter((p) => p.clientSeq > state.lastClientSeq)
     session.#clientSeq = state.lastClientSeq
     session.#lastIndex = Math.max(session.#lastIndex, state.index)
   }
@@ -548,10 +597,70 @@ export class Session {
   async #appendNow (op: JsonValue): Promise<AppendResult> {
     if (this.#closed) throw this.#closedError('append')
     checkOp(op)
-    // An earlier op whose fate is unknown goes first, with its own clientSeq.
-    if (this.#pending !== null) await this.#deliver(this.#pending, 'this op was not sent')
-    this.#pending = { clientSeq: this.#clientSeq + 1, op }
-    return await this.#deliver(this.#pending, null)
+    await this.#flushPending()
+    this.#pending = [{ clientSeq: this.#clientSeq + 1, op }]
+    return await this.#deliver(this.#pending[0], null)
+  }
+
+  // Earlier ops whose fate is unknown go first, with their own clientSeqs.
+  async #flushPending (): Promise<void> {
+    if (this.#pending.length === 1) await this.#deliver(this.#pending[0], 'this op was not sent')
+    else if (this.#pending.length > 1) await this.#deliverBatch('this batch was not sent')
+  }
+
+  async #appendManyNow (ops: JsonValue[]): Promise<AppendResult[]> {
+    if (this.#closed) throw this.#closedError('appendMany')
+    if (!Array.isArray(ops) || ops.length === 0 || ops.length > MAX_BATCH_OPS) throw new TypeError(`appendMany: 'ops' must be a list of 1-${MAX_BATCH_OPS} ops (got ${Array.isArray(ops) ? ops.length : typeof ops})`)
+    let bytes = 0
+    for (const op of ops) bytes += checkOp(op) + 1
+    // The envelope ({"clientSeq":…,"ops":[…]}) is well under 64 bytes.
+    if (bytes + 64 > MAX_BATCH_BYTES) throw new EdgeClientError(`appendMany: ${bytes} bytes of ops exceed the batch limit of ${MAX_BATCH_BYTES}`, 413, null, null)
+    await this.#flushPending()
+    this.#pending = ops.map((op, i) => ({ clientSeq: this.#clientSeq + 1 + i, op }))
+    return await this.#deliverBatch(null)
+  }
+
+  async #deliverBatch (earlier: string | null): Promise<AppendResult[]> {
+    const ops = [...this.#pending]
+    const first = ops[0].clientSeq
+    const what = `append batch clientSeq ${first}-${ops[ops.length - 1].clientSeq}${earlier === null ? '' : ' (left pending by an earlier append)'}`
+    const onDeadline = (a: Attempts): Error => new OutcomeUnknownError(
+      `${what}: not acknowledged within ${this.#exchanger.settings.deadlineMs} ms (last: ${a.last}); its outcome is unknown and the next append re-sends it with the same clientSeqs${earlier === null ? '' : '; ' + earlier}`,
+      a.lastStatus, a.lastError, a.lastAgent, first)
+    const exchanged = await this.#exchanger.exchange(this.#route, { method: 'POST', path: `${this.#path}/batch`, token: this.token, body: { clientSeq: first, ops: ops.map((p) => p.op) }, what, onDeadline })
+    const status = exchanged.reply.status
+    if (status === 200) {
+      const answer = decoded(what, exchanged, (body) => decodeBatch(body, first, ops.length))
+      const results = answer.results.map((ack, i) => this.#acknowledge(ops[i], ack, exchanged.agent))
+      if (answer.refused === null) return results
+      const r = answer.refused
+      const message = `${what}: clientSeq ${r.clientSeq} refused with ${r.status} ${r.error} (${exchanged.agent}); the ${results.length} op(s) before it are acknowledged`
+      // Refused by the service or a limit: nothing from it on was logged.
+      if (r.status === 400 || r.status === 413) {
+        this.#pending = []
+        throw new BatchRefusedError(message, r.status, r.error, exchanged.agent, results, r.clientSeq)
+      }
+      throw new EdgeClientError(`${message}; the rest stay pending`, r.status, r.error, exchanged.agent)
+    }
+    if (status === 409) return await this.#settleBatchConflict(ops, what, exchanged)
+    if (status === 400 || status === 413) this.#pending = []
+    throw refusal(what, exchanged)
+  }
+
+  // As #settleConflict, for a batch: the ops up to the session's lastClientSeq
+  // are applied (their own indexes are no longer known; the session's is given).
+  async #settleBatchConflict (ops: PendingOp[], what: string, exchanged: Exchanged): Promise<AppendResult[]> {
+    const expected = exchanged.reply.body.expectedSeq
+    const reason = refusal(what, exchanged)
+    if (typeof expected === 'number' && expected < ops[0].clientSeq) {
+      throw new EdgeClientError(`${reason.message}: the session expects clientSeq ${expected}, so it and this client disagree (the ops stay pending; resume the session)`, 409, reason.serverError, reason.agent)
+    }
+    const state = await this.#read(`${what} (checking a 409)`)
+    const applied = ops.filter((p) => p.clientSeq <= state.lastClientSeq)
+    if (applied.length === 0) throw new EdgeClientError(`${reason.message}, yet the session's lastClientSeq is ${state.lastClientSeq} (the ops stay pending)`, 409, reason.serverError, reason.agent)
+    const ack = this.#acknowledge(applied[applied.length - 1], { index: state.index, epoch: state.epoch, duplicate: true }, this.#route.owner ?? exchanged.agent)
+    if (applied.length === ops.length) return ops.map(() => ack)
+    throw new EdgeClientError(`${reason.message}: the session holds up to clientSeq ${state.lastClientSeq}; the ops after it stay pending`, 409, reason.serverError, reason.agent)
   }
 
   async #deliver (pending: PendingOp, earlier: string | null): Promise<AppendResult> {
@@ -566,7 +675,7 @@ export class Session {
     if (status === 409) return await this.#settleConflict(pending, what, exchanged)
     // The service refused the op itself before logging it, wherever it was sent:
     // nothing holds this clientSeq, so it is free again.
-    if (status === 400 || status === 413) this.#pending = null
+    if (status === 400 || status === 413) this.#pending = []
     throw refusal(what, exchanged)
   }
 
@@ -577,7 +686,7 @@ export class Session {
     this.#lastIndex = ack.index
     this.#epoch = ack.epoch
     this.#clientSeq = pending.clientSeq
-    this.#pending = null
+    this.#pending = this.#pending.filter((p) => p.clientSeq > pending.clientSeq)
     this.#route.owner = agent
     return ack
   }
@@ -663,14 +772,18 @@ function checkSaved (saved: SavedSession): SessionStart {
     const value = saved[key]
     if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) throw new TypeError(`resume: '${key}' must be a whole number ≥ 0 (got ${value})`)
   }
-  const pending = saved.pending ?? null
-  const clientSeq = saved.clientSeq ?? (pending === null ? 0 : pending.clientSeq - 1)
-  if (pending !== null && pending.clientSeq !== clientSeq + 1) throw new TypeError(`resume: a pending op must hold clientSeq ${clientSeq + 1} (got ${pending.clientSeq})`)
+  const pending = saved.pendingOps ?? (saved.pending === undefined || saved.pending === null ? [] : [saved.pending])
+  if (!Array.isArray(pending)) throw new TypeError("resume: 'pendingOps' must be a list of {clientSeq, op}")
+  const clientSeq = saved.clientSeq ?? (pending.length === 0 ? 0 : pending[0].clientSeq - 1)
+  for (const [i, p] of pending.entries()) {
+    if (p.clientSeq !== clientSeq + 1 + i) throw new TypeError(`resume: pending op ${i + 1} must hold clientSeq ${clientSeq + 1 + i} (got ${p.clientSeq})`)
+  }
   return { sessionId, token: saved.token, epoch: saved.epoch ?? 0, lastIndex: saved.lastIndex ?? 0, clientSeq, pending }
 }
 
 // Refused here, before it takes a clientSeq: nothing the agent would accept.
-function checkOp (op: JsonValue): void {
+// Returns the op's size as JSON.
+function checkOp (op: JsonValue): number {
   let json: string | undefined
   try {
     json = JSON.stringify(op)
@@ -679,4 +792,5 @@ function checkOp (op: JsonValue): void {
   }
   if (json === undefined) throw new TypeError('append: the op is not JSON')
   if (json.length > MAX_OP_BYTES) throw new EdgeClientError(`append: op of ${json.length} bytes exceeds ${MAX_OP_BYTES}`, 413, null, null)
+  return json.length
 }

@@ -1,6 +1,6 @@
 // The terminal's client for replicated sessions (see edge-client.ts for the policy).
 
-export { CLIENT_DEFAULTS, EdgeClient, EdgeClientError, OutcomeUnknownError, RollbackError, Session, sessionIdOf } from './edge-client.ts'
+export { BatchRefusedError, CLIENT_DEFAULTS, EdgeClient, EdgeClientError, OutcomeUnknownError, RollbackError, Session, sessionIdOf } from './edge-client.ts'
 export type {
   AppendResult, EdgeClientOptions, GroupMember, OpenRequest, OwnerRef, PendingOp, Role, SavedSession, SessionJson, SessionState, SessionSummary
 } from './edge-client.ts'

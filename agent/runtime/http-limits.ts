@@ -18,7 +18,7 @@ const TRACKED_KEYS = 100_000
 // second per connection, so refusing it costs next to nothing. At most 1 s.
 const MIN_HOLD_MS = 250
 const MAX_HOLD_MS = 1_000
-const SESSION_PATH = /^\/v1\/sessions\/([^/]+)(?:\/deltas)?$/
+const SESSION_PATH = /^\/v1\/sessions\/([^/]+)(?:\/deltas|\/batch)?$/
 
 export type LimitName = 'terminal-requests' | 'terminal-bytes' | 'session-requests' | 'session-bytes'
 

@@ -98,9 +98,34 @@ function sessionCrc (sessionId: string, state: HardState): number {
 
 type Statements = ReturnType<typeof prepareStatements>
 
+// Consecutive entry records of one session become one (the owner logs a batch
+// of deltas one record each): the session row and its last index are then
+// looked up once per run of entries, not once per entry. Order is kept.
+export function coalesceEntries (records: SessionDurable[]): SessionDurable[] {
+  const out: SessionDurable[] = []
+  // The run being merged: a copy, so the callers' records are left as they were.
+  let run: (SessionDurable & { kind: 'session-entries' }) | null = null
+  for (const record of records) {
+    if (record.kind === 'session-entries' && run !== null && run.sessionId === record.sessionId) {
+      for (const entry of record.entries) run.entries.push(entry)
+      continue
+    }
+    if (record.kind === 'session-entries') {
+      run = { ...record, entries: [...record.entries] }
+      out.push(run)
+    } else {
+      run = null
+      out.push(record)
+    }
+  }
+  return out
+}
+
 function prepareStatements (db: DatabaseSync) {
   return {
     begin: db.prepare('BEGIN IMMEDIATE'),
+    syncNormal: db.prepare('PRAGMA synchronous = NORMAL'),
+    syncFull: db.prepare('PRAGMA synchronous = FULL'),
     beginRead: db.prepare('BEGIN'),
     commit: db.prepare('COMMIT'),
     rollback: db.prepare('ROLLBACK'),
@@ -202,15 +227,26 @@ export class SessionStore {
 
   // Applies one step's records in order, in one transaction (one fsync). On any
   // error nothing of the batch remains and the error is rethrown.
+  //
+  // A batch of commit-index records only is written without its own fsync
+  // (synchronous=NORMAL for that one transaction): the commit index is advisory
+  // (a restart recomputes it from the group), and the WAL is sequential, so the
+  // next fsynced transaction makes it durable along with everything before it.
+  // This takes one fsync off the owner's path from a standby's ack to the
+  // terminal's answer.
   apply (records: SessionDurable[]): void {
     if (records.length === 0) return
+    const lazy = records.every((record) => record.kind === 'session-commit')
+    if (lazy) this.#sql.syncNormal.run()
     this.#sql.begin.run()
     try {
-      for (const record of records) this.#applyOne(record)
+      for (const record of coalesceEntries(records)) this.#applyOne(record)
       this.#sql.commit.run()
     } catch (error) {
       if (this.#db.isTransaction) this.#sql.rollback.run()
       throw this.#translate(error)
+    } finally {
+      if (lazy) this.#sql.syncFull.run()
     }
   }
 

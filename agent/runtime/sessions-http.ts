@@ -4,7 +4,7 @@
 // Retry-After when nothing was acknowledged.
 
 import type { IncomingMessage } from 'node:http'
-import { MAX_OP_BYTES, MAX_TERMINAL_ID_CHARS } from '../../protocol/limits.ts'
+import { MAX_BATCH_BYTES, MAX_BATCH_OPS, MAX_OP_BYTES, MAX_TERMINAL_ID_CHARS } from '../../protocol/limits.ts'
 import type { JsonValue, Position } from '../../protocol/messages.ts'
 import { BUILT_IN_SERVICES } from '../sessions/services.ts'
 import type { ClientReply } from '../sessions/types.ts'
@@ -20,6 +20,7 @@ import { SERVICE_NAME_PATTERN } from '../../protocol/record.ts'
 const MAX_BODY_BYTES = MAX_OP_BYTES + 4_096
 const SESSION_PATH = /^\/v1\/sessions\/([^/]+)$/
 const DELTAS_PATH = /^\/v1\/sessions\/([^/]+)\/deltas$/
+const BATCH_PATH = /^\/v1\/sessions\/([^/]+)\/batch$/
 
 type Parsed<T> = { ok: true; value: T } | { ok: false; reply: Reply }
 
@@ -195,6 +196,24 @@ export function registerSessionRoutes (http: HttpApi, host: SessionsHost, deploy
     const version = deployed === null ? null : deploy.stampFor(deployed, host.members(id.value) ?? [])
     const stamped = version === null ? op as JsonValue : stampOp(version, op as JsonValue)
     return toHttp(await host.request({ type: 'append', sessionId: id.value, tokenHash: hashToken(token), clientSeq, op: stamped }))
+  })
+
+  // A batch of deltas: {"clientSeq": first, "ops": [op, …]}, the ops taking
+  // clientSeq, clientSeq + 1, … (see deltas.ts for the answer).
+  http.route('POST', BATCH_PATH, async (request, params) => {
+    const id = sessionIdOf(params[0])
+    if (!id.ok) return id.reply
+    const token = bearer(request)
+    if (token === null) return { status: 401, body: { error: 'an Authorization: Bearer <token> header is required' } }
+    const body = await readJson(request, onLimit, MAX_BATCH_BYTES)
+    if (!body.ok) return body.reply
+    const { clientSeq, ops } = body.value
+    if (typeof clientSeq !== 'number' || !Number.isSafeInteger(clientSeq) || clientSeq < 1) return { status: 400, body: { error: "'clientSeq' must be a whole number ≥ 1 (the first op's)" } }
+    if (!Array.isArray(ops) || ops.length === 0 || ops.length > MAX_BATCH_OPS) return { status: 400, body: { error: `'ops' must be a list of 1-${MAX_BATCH_OPS} ops` } }
+    const deployed = deployedOf(deploy, id.value)
+    const version = deployed === null ? null : deploy.stampFor(deployed, host.members(id.value) ?? [])
+    const stamped = version === null ? ops as JsonValue[] : (ops as JsonValue[]).map((op) => stampOp(version, op))
+    return toHttp(await host.request({ type: 'append-batch', sessionId: id.value, tokenHash: hashToken(token), clientSeq, ops: stamped }))
   })
 
   http.route('GET', SESSION_PATH, async (request, params) => {

@@ -2,12 +2,13 @@
 // append frame per member per step), acknowledges a delta once the write concern
 // holds, keeps its lease, and repairs the group. Functions over a Replica.
 
-import type { EntryBody, JsonValue, LogEntry, SessionAppendAck } from '../../protocol/messages.ts'
-import { MAX_OP_BYTES, MAX_SESSION_ENTRIES, MAX_STATE_BYTES } from '../../protocol/limits.ts'
+import type { EntryBody, LogEntry, SessionAppendAck } from '../../protocol/messages.ts'
+import { MAX_SESSION_ENTRIES } from '../../protocol/limits.ts'
 import type { PeerKey } from '../core/io.ts'
 import { replacementFor, witnessFor } from './placement.ts'
-import { LEASE_SAFETY, applyCommitted, config, dedupIndex, majority, maybeSnapshot, memberGone, snapshotAt, voters } from './replica.ts'
-import type { Ctx, Progress, Replica, ReplyTarget, Waiter } from './replica.ts'
+import { LEASE_SAFETY, applyCommitted, config, majority, maybeSnapshot, memberGone, snapshotAt, voters } from './replica.ts'
+import { batchReply } from './replica.ts'
+import type { Ctx, Progress, Replica, Waiter } from './replica.ts'
 
 // Entries in flight to one member beyond its acknowledged index; past this the
 // owner waits for acks (the heartbeat resends) instead of queueing more.
@@ -69,51 +70,8 @@ export function appendEntry (ctx: Ctx, r: Replica, body: EntryBody): number {
 }
 
 // ---- terminals' deltas --------------------------------------------------
-
-export function clientAppend (ctx: Ctx, r: Replica, target: ReplyTarget, clientSeq: number, op: JsonValue): void {
-  const known = dedupIndex(r, clientSeq)
-  // A retry of a delta already applied: the answer it got (or would have got).
-  if (known !== null) return ctx.reply(target, { status: 200, body: { index: known, epoch: r.epoch, duplicate: true } })
-  // A retry of a delta in flight waits for it (answered only once it commits
-  // under a valid lease, or 503 at its deadline).
-  const pending = pendingIndexOf(r, clientSeq)
-  if (pending !== null) return wait(ctx, r, pending, { target, clientSeq, deadlineMs: ctx.now + ctx.config.writeTimeoutMs, kind: 'append' })
-  // An owner without its lease may have been replaced (cut off from its group,
-  // say): its view of the sequence is stale, and a 409 from it would tell the
-  // terminal its session rolled back. It only says it cannot serve.
-  if (!leaseValid(ctx, r)) return ctx.reply(target, { status: 503, body: { error: 'the owner cannot reach a majority of its group', retryAfterMs: ctx.config.heartbeatMs } })
-  if (clientSeq <= r.dedup.lastClientSeq) return ctx.reply(target, { status: 409, body: { error: `clientSeq ${clientSeq} was applied too long ago to answer again; the session is at ${r.dedup.lastClientSeq}` } })
-  if (clientSeq !== r.lastAcceptedSeq + 1) {
-    return ctx.reply(target, { status: 409, body: { error: `clientSeq must be ${r.lastAcceptedSeq + 1} (got ${clientSeq})`, expectedSeq: r.lastAcceptedSeq + 1 } })
-  }
-  const service = ctx.service(r.info.service)
-  if (service === null) return ctx.reply(target, { status: 503, body: { error: `this agent does not run service ${r.info.service}` } })
-  const check = service.validate(op, r.state)
-  if (!check.ok) return ctx.reply(target, { status: 400, body: { error: check.reason } })
-  const opBytes = JSON.stringify(op).length
-  if (opBytes > MAX_OP_BYTES) {
-    ctx.emit({ type: 'limit', limit: 'delta-size', sessionId: r.id })
-    return ctx.reply(target, { status: 413, body: { error: `op of ${opBytes} bytes exceeds ${MAX_OP_BYTES}` } })
-  }
-  if (r.stateBytes + opBytes > MAX_STATE_BYTES) {
-    ctx.emit({ type: 'limit', limit: 'state-size', sessionId: r.id })
-    return ctx.reply(target, { status: 413, body: { error: `session state would exceed ${MAX_STATE_BYTES} bytes` } })
-  }
-  const index = appendEntry(ctx, r, { kind: 'delta', clientSeq, op })
-  r.lastAcceptedSeq = clientSeq
-  wait(ctx, r, index, { target, clientSeq, deadlineMs: ctx.now + ctx.config.writeTimeoutMs, kind: 'append' })
-  // The planted fault (test only) leaves replication to the next heartbeat.
-  if (ctx.config.plantedFault === undefined) replicateAll(ctx, r)
-  advanceCommit(ctx, r)
-}
-
-function pendingIndexOf (r: Replica, clientSeq: number): number | null {
-  for (let i = r.log.lastIndex; i > r.commitIndex; i--) {
-    const body = r.log.entry(i)?.body
-    if (body?.kind === 'delta' && body.clientSeq === clientSeq) return i
-  }
-  return null
-}
+// In deltas.ts (one delta, or a batch of them); re-exported for the callers.
+export { clientAppend } from './deltas.ts'
 
 export function wait (ctx: Ctx, r: Replica, index: number, waiter: Waiter): void {
   const list = r.waiters.get(index)
@@ -297,6 +255,9 @@ function answer (ctx: Ctx, r: Replica, index: number, waiter: Waiter): void {
   if (waiter.kind === 'append') {
     ctx.emit({ type: 'acknowledged', sessionId: r.id, epoch: r.epoch, index, clientSeq: waiter.clientSeq })
     ctx.reply(waiter.target, { status: 200, body: { index, epoch: r.epoch } })
+  } else if (waiter.kind === 'batch') {
+    for (const item of waiter.items) if (!item.duplicate) ctx.emit({ type: 'acknowledged', sessionId: r.id, epoch: r.epoch, index: item.index, clientSeq: item.clientSeq })
+    ctx.reply(waiter.target, batchReply(r, waiter.items, waiter.refused))
   } else if (waiter.kind === 'open') {
     ctx.reply(waiter.target, { status: 201, body: { sessionId: r.id, service: r.info.service, epoch: r.epoch, config: config(r) } })
   } else {

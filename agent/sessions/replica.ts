@@ -30,7 +30,14 @@ export interface Ctx {
 // forwarded a terminal's request (session-open).
 export type ReplyTarget = { local: string } | { peer: PeerKey; requestId: number }
 
-export type Waiter = { target: ReplyTarget; clientSeq: number; deadlineMs: number; kind: 'append' | 'open' | 'close' }
+export type Waiter =
+  | { target: ReplyTarget; clientSeq: number; deadlineMs: number; kind: 'append' | 'open' | 'close' }
+  // A batch of deltas (POST …/batch), answered once its last logged
+  // delta commits: the items in clientSeq order, then the first refusal if any.
+  | { target: ReplyTarget; clientSeq: number; deadlineMs: number; kind: 'batch'; items: BatchItem[]; refused: BatchRefusal | null }
+
+export type BatchItem = { clientSeq: number; index: number; duplicate: boolean }
+export type BatchRefusal = { clientSeq: number; status: number; body: Record<string, unknown> }
 
 // What the owner knows of each member's copy.
 export type Progress = {
@@ -245,7 +252,7 @@ export function maybeSnapshot (ctx: Ctx, r: Replica): void {
   if (snapshot === null) return
   r.log.compact({ index: snapshot.index, epoch: snapshot.indexEpoch, config: snapshot.config }, snapshot.index + 1 - ctx.config.maxBatchEntries)
   ctx.persist({ kind: 'session-snapshot', sessionId: r.id, snapshot })
-  r.stateBytes = JSON.stringify(snapshot.state).length
+  r.stateBytes = snapshotStateBytes.get(snapshot) ?? JSON.stringify(snapshot.state).length
   ctx.emit({ type: 'snapshot-taken', sessionId: r.id, index: snapshot.index })
 }
 
@@ -253,16 +260,22 @@ export function snapshotAt (r: Replica, index: number): SessionSnapshotBody | nu
   const indexEpoch = r.log.epochAt(index)
   const config = r.log.configAt(index)
   if (indexEpoch === null || config === null || index !== r.appliedIndex) return null
-  return {
+  // A JSON copy: services may change the live state in place. Its text's
+  // length is the state's size (kept, so that the state is not serialised again).
+  const text = JSON.stringify(r.state)
+  const snapshot = {
     index,
     indexEpoch,
     info: r.info,
     config,
-    // A JSON copy: services may change the live state in place.
-    state: JSON.parse(JSON.stringify(r.state)) as JsonValue,
-    dedup: { lastClientSeq: r.dedup.lastClientSeq, recent: r.dedup.recent.map(([s, i]) => [s, i]) }
+    state: JSON.parse(text) as JsonValue,
+    dedup: { lastClientSeq: r.dedup.lastClientSeq, recent: r.dedup.recent.map(([s, i]) => [s, i] as [number, number]) }
   }
+  snapshotStateBytes.set(snapshot, text.length)
+  return snapshot
 }
+
+const snapshotStateBytes = new WeakMap<SessionSnapshotBody, number>()
 
 // The answer a retried delta gets: the index it was logged at, if remembered.
 export function dedupIndex (r: Replica, clientSeq: number): number | null {
@@ -271,3 +284,13 @@ export function dedupIndex (r: Replica, clientSeq: number): number | null {
 }
 
 export type { Random }
+
+// A batch's answer: the acknowledged prefix, then the first refused delta if any
+// (nothing after it was logged). Nothing acknowledged: the refusal itself.
+export function batchReply (r: Replica, items: BatchItem[], refusal: BatchRefusal | null): ClientReply {
+  const results = items.map((item) => ({ clientSeq: item.clientSeq, index: item.index, ...(item.duplicate ? { duplicate: true } : {}) }))
+  if (results.length === 0 && refusal !== null) return { status: refusal.status, body: { ...refusal.body, clientSeq: refusal.clientSeq } }
+  const body: Record<string, unknown> = { epoch: r.epoch, results }
+  if (refusal !== null) body.refused = { clientSeq: refusal.clientSeq, status: refusal.status, ...refusal.body }
+  return { status: 200, body }
+}

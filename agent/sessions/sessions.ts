@@ -13,6 +13,7 @@ import {
   advanceCommit, appendEntry, becomeOwner, clientAppend, expireWaiters, heartbeat, leaseValid, maintainGroup, readRefusal,
   memberLost, nextWaiterDeadline, onAck, wait
 } from './owner.ts'
+import { clientAppendBatch } from './deltas.ts'
 import { HashRing, placeGroup, serviceCapacity } from './placement.ts'
 import { config, newReplica, restoreReplica, voters } from './replica.ts'
 import type { Ctx, Replica, ReplyTarget } from './replica.ts'
@@ -92,7 +93,22 @@ export class Sessions {
       }
       return this.#out
     }
-    if (input.kind === 'command') this.#onCommand(input.command)
+    if (input.kind === 'command') {
+      this.#onCommand(input.command)
+      // A terminal's request about one session, like a message: only that
+      // session is looked at again (a burst of appends from many terminals then
+      // costs O(requests), not O(requests x sessions)); the others' timers are
+      // due at nextWakeMs.
+      const id = 'sessionId' in input.command && input.command.type !== 'open' ? input.command.sessionId : null
+      if (id !== null) {
+        const r = this.#replicas.get(id)
+        if (r !== undefined) {
+          this.#tickReplica(this.#ctx(), r)
+          this.#connectGroup(r)
+        }
+        return this.#out
+      }
+    }
     this.#onTick()
     for (const r of this.#replicas.values()) this.#connectGroup(r)
     return this.#out
@@ -279,6 +295,7 @@ export class Sessions {
     if (command.type === 'resume') return ctx.reply(target, { status: 200, body: this.#view(r) })
     if (r.role !== 'owner') return this.#redirect(ctx, target, r, command.type)
     if (command.type === 'append') return clientAppend(ctx, r, target, command.clientSeq, command.op)
+    if (command.type === 'append-batch') return clientAppendBatch(ctx, r, target, command.clientSeq, command.ops)
     if (command.type === 'get') return this.#get(ctx, target, r)
     return this.#close(ctx, target, r)
   }
@@ -432,5 +449,6 @@ export function serviceOf (sessionId: string): string {
 
 function pathFor (sessionId: string, kind: SessionCommand['type']): string {
   const base = `/v1/sessions/${encodeURIComponent(sessionId)}`
+  if (kind === 'append-batch') return `${base}/batch`
   return kind === 'append' ? `${base}/deltas` : base
 }

@@ -14,6 +14,8 @@ export type SessionCommand =
   | { type: 'open'; requestId: string; sessionId: string; terminalId: string; service: string; position: Position | null; tokenHash: string }
   | { type: 'resume'; requestId: string; sessionId: string; tokenHash: string }
   | { type: 'append'; requestId: string; sessionId: string; tokenHash: string; clientSeq: number; op: JsonValue }
+  // Deltas clientSeq, clientSeq + 1, … in one request (owner: deltas.ts).
+  | { type: 'append-batch'; requestId: string; sessionId: string; tokenHash: string; clientSeq: number; ops: JsonValue[] }
   | { type: 'get'; requestId: string; sessionId: string; tokenHash: string }
   | { type: 'close'; requestId: string; sessionId: string; tokenHash: string }
   | { type: 'list'; requestId: string }

@@ -11,7 +11,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { UsageError } from '../../agent/cli/args.ts'
 import { runSession } from '../../agent/cli/session.ts'
-import { EdgeClient, EdgeClientError, OutcomeUnknownError, RollbackError } from '../../agent/client/index.ts'
+import { BatchRefusedError, EdgeClient, EdgeClientError, OutcomeUnknownError, RollbackError } from '../../agent/client/index.ts'
 import type { EdgeClientOptions, Session } from '../../agent/client/index.ts'
 
 const SESSION_ID = 'log:00c0ffee'
@@ -695,7 +695,11 @@ test('session: usage errors are thrown before any request', async () => {
     [['append', SESSION_ID, '--token', 'nonsense', '--op', '1'], /--token must look like/],
     [['get', SESSION_ID, '--token', TOKEN, '--timeout', 'soon'], /--timeout/],
     [['list', '--agent', 'localhost:7700'], /--agent must be an http\(s\) URL/],
-    [['list', 'extra'], /unexpected argument 'extra'/]
+    [['list', 'extra'], /unexpected argument 'extra'/],
+    [['append', SESSION_ID, '--token', TOKEN], /give either --op <json> or --ops <json list>/],
+    [['append', SESSION_ID, '--token', TOKEN, '--op', '1', '--ops', '[1]'], /give either --op <json> or --ops <json list>/],
+    [['append', SESSION_ID, '--token', TOKEN, '--ops', '{"append":1}'], /--ops must be a JSON list of 1-1000 deltas/],
+    [['append', SESSION_ID, '--token', TOKEN, '--ops', '[]'], /--ops must be a JSON list of 1-1000 deltas/]
   ]
   for (const [args, reason] of cases) {
     const error = await rejection(session(args))
@@ -703,6 +707,98 @@ test('session: usage errors are thrown before any request', async () => {
     assert.match(error.message, reason)
   }
   assert.equal((await session(['append', '--help'])).code, 0)
+})
+
+// ---- batches (appendMany) ---------------------------------------------------------
+
+const BATCH = `/v1/sessions/${encodeURIComponent(SESSION_ID)}/batch`
+
+// The fake owner's batch endpoint: each op as applyDelta would take it.
+function applyBatch (log: Log, epoch: number, body: Record<string, unknown>): Answer {
+  const first = body.clientSeq as number
+  const results: unknown[] = []
+  for (const [i, op] of (body.ops as unknown[]).entries()) {
+    const answer = applyDelta(log, epoch, { clientSeq: first + i, op }) as { status: number; body: Record<string, unknown> }
+    if (answer.status !== 200) return results.length === 0 ? answer : { status: 200, body: { epoch, results, refused: { clientSeq: first + i, status: answer.status, ...answer.body } } }
+    results.push({ clientSeq: first + i, index: answer.body.index, ...(answer.body.duplicate === true ? { duplicate: true } : {}) })
+  }
+  return { status: 200, body: { epoch, results } }
+}
+
+test('a batch whose outcome is unknown stays pending with its clientSeqs; the next append re-sends it first, then the new op', async () => {
+  const log = newLog()
+  const a = await agent('A')
+  const serve = owner(log, 1, () => view(a, []))
+  const busy: Answer = { status: 503, body: { error: 'the session is changing owner; retry', retryAfterMs: 1 } }
+  a.script = (seen) => seen.path === BATCH ? busy : serve(seen)
+  const session = await opened(a, { requestTimeoutMs: 400, deadlineMs: 600 })
+  const error = await rejection(session.appendMany(['x', 'y', 'z']))
+  assert.instance(error, OutcomeUnknownError)
+  assert.match(error.message, /clientSeq 1-3/)
+  assert.equal(session.toJSON().pendingOps, [{ clientSeq: 1, op: 'x' }, { clientSeq: 2, op: 'y' }, { clientSeq: 3, op: 'z' }])
+  assert.equal(session.toJSON().pending, { clientSeq: 1, op: 'x' })
+  a.script = (seen) => seen.path === BATCH ? applyBatch(log, 1, seen.body) : serve(seen)
+  const ack = await session.append('w')
+  const sent = a.seen.filter((s) => s.path === BATCH || s.path === DELTAS).slice(-2).map((s) => [s.path === BATCH ? 'batch' : 'delta', s.body])
+  assert.equal(sent, [['batch', { clientSeq: 1, ops: ['x', 'y', 'z'] }], ['delta', { clientSeq: 4, op: 'w' }]])
+  assert.equal([ack.index, session.clientSeq, session.toJSON().pending], [4, 4, undefined])
+  assert.equal(log.ops, ['x', 'y', 'z', 'w'])
+})
+
+test('appendMany resolves with each op\'s result; a refusal part-way rejects with the acknowledged prefix and frees the rest', async () => {
+  const log = newLog()
+  const a = await agent('A')
+  const serve = owner(log, 1, () => view(a, []))
+  a.script = (seen) => {
+    if (seen.path !== BATCH) return serve(seen)
+    const ops = seen.body.ops as unknown[]
+    const bad = ops.indexOf('bad')
+    if (bad < 0) return applyBatch(log, 1, seen.body)
+    const answer = applyBatch(log, 1, { clientSeq: seen.body.clientSeq, ops: ops.slice(0, bad) }) as { status: number; body: Record<string, unknown> }
+    return { status: 200, body: { ...answer.body, refused: { clientSeq: (seen.body.clientSeq as number) + bad, status: 400, error: 'a log op is {"append": value}' } } }
+  }
+  const session = await opened(a)
+  assert.equal(await session.appendMany(['a', 'b']), [{ index: 1, epoch: 1, duplicate: false }, { index: 2, epoch: 1, duplicate: false }])
+  const error = await rejection(session.appendMany(['c', 'bad', 'd']))
+  assert.instance(error, BatchRefusedError)
+  assert.equal((error as BatchRefusedError).acknowledged, [{ index: 3, epoch: 1, duplicate: false }])
+  assert.is((error as BatchRefusedError).refusedClientSeq, 4)
+  assert.equal([session.clientSeq, session.pendingOps], [3, []])
+  assert.equal((await session.append('e')).index, 4, 'the refused clientSeq is taken by the next op')
+})
+
+test('appendMany refuses, before sending, an empty list, more than MAX_BATCH_OPS ops, or more than MAX_BATCH_BYTES', async () => {
+  const a = await agent('A', owner(newLog(), 1, () => view(a, [])))
+  const session = await opened(a)
+  assert.match((await rejection(session.appendMany([]))).message, /'ops' must be a list of 1-1000 ops \(got 0\)/)
+  assert.match((await rejection(session.appendMany(Array.from({ length: 1001 }, () => 'x')))).message, /got 1001/)
+  assert.match((await rejection(session.appendMany(Array.from({ length: 20 }, () => 'x'.repeat(60_000))))).message, /exceed the batch limit of 1048576/)
+  assert.equal(a.seen.filter((s) => s.path === BATCH), [])
+})
+
+test('resume takes pendingOps back, keeping only those the session does not hold yet', async () => {
+  const log = newLog()
+  const a = await agent('A')
+  const serve = owner(log, 1, () => view(a, []))
+  a.script = (seen) => seen.path === BATCH ? applyBatch(log, 1, seen.body) : serve(seen)
+  log.lastSeq = 8
+  log.index = 8
+  for (let seq = 1; seq <= 8; seq++) log.applied.set(seq, seq)
+  const resumed = await client({ agents: [a.url] }).resume({ token: TOKEN, clientSeq: 7, pendingOps: [{ clientSeq: 8, op: 'eight' }, { clientSeq: 9, op: 'nine' }] })
+  assert.equal(resumed.pendingOps, [{ clientSeq: 9, op: 'nine' }])
+  const refused = await rejection(client({ agents: [a.url] }).resume({ token: TOKEN, clientSeq: 7, pendingOps: [{ clientSeq: 9, op: 'gap' }] }))
+  assert.match(refused.message, 'pending op 1 must hold clientSeq 8 (got 9)')
+})
+
+test('session append --ops sends one batch with the next clientSeqs and prints each result', async () => {
+  const log = newLog(4, 9)
+  const a = await agent('A')
+  const serve = owner(log, 2, () => view(a, []))
+  a.script = (seen) => seen.path === BATCH ? applyBatch(log, 2, seen.body) : serve(seen)
+  const result = await session(['append', SESSION_ID, '--token', TOKEN, '--ops', '[{"append":"x"},{"append":"y"}]', '--agent', a.url])
+  assert.equal(result, { code: 0, out: '{"results":[{"index":10,"epoch":2},{"index":11,"epoch":2}]}\n', err: '' })
+  assert.equal(a.seen.filter((s) => s.path === BATCH).map((s) => s.body), [{ clientSeq: 5, ops: [{ append: 'x' }, { append: 'y' }] }])
+  assert.equal(log.ops, [{ append: 'x' }, { append: 'y' }])
 })
 
 test.run()

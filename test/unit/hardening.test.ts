@@ -86,6 +86,10 @@ test('HttpLimits: per session, per terminal, 429 with Retry-After naming the lim
   assert.is(limits.admit(...request('10.0.0.4', '/v1/sessions/log:02/deltas', { 'content-length': '1500' }), 0), null)
   assert.is(limits.admit(...request('10.0.0.4', '/v1/sessions/log:02/deltas', { 'content-length': '1500' }), 0)?.status, 429)
   assert.ok(exceeded.includes('session-bytes'))
+  // A batch is one request of its session, with its whole body.
+  assert.is(limits.admit(...request('10.0.0.4', '/v1/sessions/log:03/batch', { 'content-length': '1500' }), 0), null)
+  assert.is(limits.admit(...request('10.0.0.5', '/v1/sessions/log:03/batch', { 'content-length': '1500' }), 0)?.status, 429)
+  assert.is(limits.admit(...request('10.0.0.4', '/v1/sessions/log:04/batch', { 'content-length': '2001' }), 0)?.status, 413)
   // Time refills.
   assert.is(limits.admit(...request('10.0.0.1', deltas), 1_000), null)
 })

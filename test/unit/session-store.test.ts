@@ -161,6 +161,20 @@ test('a snapshot deletes the entries it covers, a truncate the tail, and the com
   })
 })
 
+test('entry records of one batch are stored as one run, and a commit-only batch (written without its own fsync) survives a reopen', () => {
+  withDir((dir) => {
+    const path = join(dir, 'sessions.db')
+    withStore(path, (store) => {
+      store.apply([entries('s', [create('s')]), ...deltas(2, 6, 1).map((d) => entries('s', [d])), { kind: 'session-commit', sessionId: 's', commitIndex: 3 }])
+      store.apply([{ kind: 'session-commit', sessionId: 's', commitIndex: 6 }])
+      store.apply([entries('s', [delta(7, 1)])])
+    })
+    const [session] = loadFrom(path)
+    assert.equal(session.entries.map((e) => e.index), [1, 2, 3, 4, 5, 6, 7])
+    assert.is(session.commitIndex, 6)
+  })
+})
+
 test('records that would leave a log load() cannot read are refused', () => {
   withDir((dir) => {
     withStore(join(dir, 'sessions.db'), (store) => {

@@ -1,0 +1,195 @@
+// Redis for the replication comparison: a primary and two replicas started here
+// on 127.0.0.1 (unused ports, temporary directories, stopped at the end; never
+// one assumed running), and a minimal RESP2 client over node:net with one
+// command in flight per connection (or one pipelined burst: a batch of SETs and
+// its WAIT, written together), so that "clients" means the same as terminals.
+
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createConnection, createServer, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { log, sleep } from './lib.ts'
+
+export type RespValue = string | number | null | RespValue[] | RespError
+
+export class RespError extends Error {
+  override name = 'RespError'
+}
+
+// One connection; commands are answered in order (RESP guarantees it), so a
+// FIFO of resolvers is enough.
+export class RespClient {
+  readonly #socket: Socket
+  readonly #waiting: Array<{ resolve: (v: RespValue) => void; reject: (e: Error) => void }> = []
+  #buffer: Buffer = Buffer.alloc(0)
+  #closed: Error | null = null
+
+  private constructor (socket: Socket) {
+    this.#socket = socket
+    socket.setNoDelay(true)
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk))
+    const fail = (error: Error): void => {
+      this.#closed ??= error
+      for (const w of this.#waiting.splice(0)) w.reject(error)
+    }
+    socket.on('error', fail)
+    socket.on('close', () => fail(new Error('the redis connection closed')))
+  }
+
+  static async connect (port: number): Promise<RespClient> {
+    return await new Promise((resolve, reject) => {
+      const socket = createConnection({ host: '127.0.0.1', port })
+      socket.once('connect', () => { socket.off('error', reject); resolve(new RespClient(socket)) })
+      socket.once('error', reject)
+    })
+  }
+
+  // Sends the commands in one write; resolves with their answers, in order.
+  async send (...commands: Array<Array<string | number>>): Promise<RespValue[]> {
+    if (this.#closed !== null) throw this.#closed
+    const parts: string[] = []
+    for (const command of commands) {
+      parts.push(`*${command.length}\r\n`)
+      for (const arg of command) {
+        const text = String(arg)
+        parts.push(`$${Buffer.byteLength(text)}\r\n${text}\r\n`)
+      }
+    }
+    const answers = commands.map(async () => await new Promise<RespValue>((resolve, reject) => this.#waiting.push({ resolve, reject })))
+    this.#socket.write(parts.join(''))
+    return await Promise.all(answers)
+  }
+
+  async command (...args: Array<string | number>): Promise<RespValue> {
+    return (await this.send(args))[0]
+  }
+
+  close (): void {
+    this.#socket.destroy()
+  }
+
+  #onData (chunk: Buffer): void {
+    this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk])
+    for (;;) {
+      const parsed = parseResp(this.#buffer, 0)
+      if (parsed === null) return
+      this.#buffer = this.#buffer.subarray(parsed.end)
+      this.#waiting.shift()?.resolve(parsed.value)
+    }
+  }
+}
+
+// One RESP2 value starting at `at`, or null when the buffer holds only part of it.
+export function parseResp (buf: Buffer, at: number): { value: RespValue; end: number } | null {
+  const eol = buf.indexOf('\r\n', at)
+  if (eol < 0) return null
+  const type = String.fromCharCode(buf[at])
+  const line = buf.toString('utf8', at + 1, eol)
+  switch (type) {
+    case '+': return { value: line, end: eol + 2 }
+    case '-': return { value: new RespError(line), end: eol + 2 }
+    case ':': return { value: Number(line), end: eol + 2 }
+    case '$': {
+      const length = Number(line)
+      if (length < 0) return { value: null, end: eol + 2 }
+      if (buf.length < eol + 2 + length + 2) return null
+      return { value: buf.toString('utf8', eol + 2, eol + 2 + length), end: eol + 2 + length + 2 }
+    }
+    case '*': {
+      const count = Number(line)
+      if (count < 0) return { value: null, end: eol + 2 }
+      const items: RespValue[] = []
+      let end = eol + 2
+      for (let i = 0; i < count; i++) {
+        const item = parseResp(buf, end)
+        if (item === null) return null
+        items.push(item.value)
+        end = item.end
+      }
+      return { value: items, end }
+    }
+    default: throw new Error(`not RESP: a reply starting with ${JSON.stringify(type)}`)
+  }
+}
+
+// ---- processes ------------------------------------------------------------------
+
+export type RedisDurability = 'appendfsync-always' | 'no-persistence'
+
+export type RedisTrio = { primary: number; replicas: number[]; stop: () => Promise<void>; version: string }
+
+async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+// A primary and two replicas of it, each in its own temporary directory.
+// appendfsync-always: appendonly yes, appendfsync always (every write is in the
+// AOF and fsynced before the reply, as edge-agent fsyncs each batch before it
+// acknowledges); no-persistence: appendonly no, no RDB snapshots.
+export async function startRedisTrio (durability: RedisDurability): Promise<RedisTrio> {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-redis-'))
+  const children: ChildProcess[] = []
+  const stop = async (): Promise<void> => {
+    await Promise.all(children.map(async (child) => {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
+      await exited
+      clearTimeout(timer)
+    }))
+    rmSync(dir, { recursive: true, force: true })
+  }
+  const killOnExit = (): void => { for (const child of children) child.kill('SIGKILL') }
+  process.once('exit', killOnExit)
+  try {
+    const ports = [await freePort(), await freePort(), await freePort()]
+    for (const [i, port] of ports.entries()) {
+      const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--dbfilename', `r${i}.rdb`, '--appenddirname', `aof${i}`,
+        '--save', '', '--protected-mode', 'yes', '--daemonize', 'no', '--loglevel', 'warning',
+        ...(durability === 'appendfsync-always' ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
+        ...(i === 0 ? [] : ['--replicaof', '127.0.0.1', String(ports[0])])]
+      const child = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] })
+      child.stderr?.on('data', (chunk: Buffer) => log(`redis ${port}: ${chunk.toString().trim()}`))
+      children.push(child)
+    }
+    const version = await waitReplicated(ports[0], 2)
+    return { primary: ports[0], replicas: ports.slice(1), version, stop: async () => { process.off('exit', killOnExit); await stop() } }
+  } catch (error) {
+    process.off('exit', killOnExit)
+    await stop()
+    throw error
+  }
+}
+
+// Until the primary answers and counts `replicas` connected replicas in sync.
+async function waitReplicated (port: number, replicas: number, timeoutMs = 20_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs
+  let last = 'no answer'
+  while (Date.now() < deadline) {
+    try {
+      const client = await RespClient.connect(port)
+      try {
+        const info = String(await client.command('INFO', 'replication'))
+        const server = String(await client.command('INFO', 'server'))
+        const online = info.split('\r\n').filter((l) => /^slave\d+:.*state=online/.test(l)).length
+        last = `${online} replicas online`
+        if (online >= replicas) return /redis_version:(\S+)/.exec(server)?.[1] ?? '?'
+      } finally {
+        client.close()
+      }
+    } catch (error) {
+      last = (error as Error).message
+    }
+    await sleep(100)
+  }
+  throw new Error(`redis on ${port}: not replicated within ${timeoutMs} ms (${last})`)
+}

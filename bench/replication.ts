@@ -1,0 +1,334 @@
+// Replication side by side, in one run on one machine: acknowledged writes per
+// second and their latency at equal client concurrency, for
+//  - Redis 7 (primary + 2 replicas, three processes started here): SET, then
+//    WAIT 2 per write (acknowledged once both replicas hold it), with and
+//    without an fsynced AOF; plain SET for reference;
+//  - edge-agent, a cluster of 3 agents (R = 2: owner + 2 standbys, write concern
+//    every live member, each fsyncs before it acknowledges), through the
+//    EdgeClient and the HTTP API: append() (one delta per request) and
+//    appendMany() (a batch per request); Redis gets the matching pipelined form
+//    (the batch's SETs and one WAIT 2, written together);
+//  - the transport ceiling: raw frames/s of one libp2p stream (bench/stream-raw.ts).
+// Every client (a Redis connection, a terminal with its own session) has one
+// request in flight. Each figure is the median of `repeats` consecutive windows
+// of one continuous load. After the edge-agent runs, every acknowledged delta
+// must be in its session's state once, in order; after Redis WAIT runs, every
+// acknowledged key must be on both replicas.
+//
+// Run alone: node bench/replication.ts   (or node bench/run.ts replication)
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { EdgeClient } from '../agent/client/index.ts'
+import type { Session } from '../agent/client/index.ts'
+import { LocalCluster } from '../sim/processes.ts'
+import { startRedisTrio, RespClient, RespError } from './replication-redis.ts'
+import type { RedisDurability } from './replication-redis.ts'
+import { benchRawStream } from './stream-raw.ts'
+import type { RawStreamResult } from './stream-raw.ts'
+import { fmt, log, median, percentile, sleep } from './lib.ts'
+
+export type Window = { writesPerSec: number; p50: number; p99: number; n: number }
+export type Row = { system: string; mode: string; concurrency: number; batch: number; windows: Window[]; median: Window; unacknowledged: number }
+export type ReplicationResult = {
+  valueBytes: number
+  batch: number
+  windowSeconds: number
+  repeats: number
+  redisVersion: string
+  rows: Row[]
+  rawStream: RawStreamResult
+  // Edge-agent's best acknowledged deltas/s over the raw stream's frames/s.
+  ceilingShare: { deltasPerSec: number; framesPerSec: number; share: number; mode: string; concurrency: number }
+  acknowledged: number
+  problems: string[]
+}
+
+export type ReplicationOptions = { concurrency?: number[]; valueBytes?: number; batch?: number; windowSeconds?: number; repeats?: number; warmUpSeconds?: number }
+
+// A WAIT that the replicas do not satisfy in this long returns fewer than 2:
+// the write is counted as not acknowledged.
+const WAIT_TIMEOUT_MS = 1_000
+
+const BENCH_SESSION_LIMITS = { requestsPerS: 100_000, bytesPerS: 1_000_000_000 }
+
+type Sample = { atMs: number; latencyMs: number; writes: number }
+
+// Runs `workers` loops of `one` (resolving with the writes it got acknowledged)
+// for warm-up + repeats × window; the figures of each window.
+async function load (workers: number, warmUpMs: number, windowMs: number, repeats: number, one: (worker: number) => Promise<number>): Promise<{ windows: Window[]; unacknowledged: number }> {
+  const samples: Sample[] = []
+  let stop = false
+  let unacknowledged = 0
+  let failure: Error | null = null
+  const loops = Array.from({ length: workers }, async (_, w) => {
+    while (!stop) {
+      const started = performance.now()
+      try {
+        const writes = await one(w)
+        if (writes === 0) unacknowledged++
+        samples.push({ atMs: performance.now(), latencyMs: performance.now() - started, writes })
+      } catch (error) {
+        failure = error as Error
+        stop = true
+      }
+    }
+  })
+  const t0 = performance.now() + warmUpMs
+  await sleep(warmUpMs + windowMs * repeats)
+  stop = true
+  await Promise.all(loops)
+  if (failure !== null) throw failure
+  const windows: Window[] = []
+  for (let i = 0; i < repeats; i++) {
+    const from = t0 + i * windowMs
+    const inside = samples.filter((s) => s.atMs > from && s.atMs <= from + windowMs)
+    const writes = inside.reduce((sum, s) => sum + s.writes, 0)
+    const latency = inside.map((s) => s.latencyMs)
+    windows.push({ writesPerSec: writes / (windowMs / 1_000), p50: percentile(latency, 50), p99: percentile(latency, 99), n: inside.length })
+  }
+  return { windows, unacknowledged }
+}
+
+function medianWindow (windows: Window[]): Window {
+  return { writesPerSec: median(windows.map((w) => w.writesPerSec)), p50: median(windows.map((w) => w.p50)), p99: median(windows.map((w) => w.p99)), n: windows.reduce((s, w) => s + w.n, 0) }
+}
+
+function row (system: string, mode: string, concurrency: number, batch: number, measured: { windows: Window[]; unacknowledged: number }): Row {
+  const r = { system, mode, concurrency, batch, windows: measured.windows, median: medianWindow(measured.windows), unacknowledged: measured.unacknowledged }
+  log(`replication: ${system} ${mode}, ${concurrency} client(s): ${fmt(r.median.writesPerSec)} writes/s, p50 ${fmt(r.median.p50, 1)} ms, p99 ${fmt(r.median.p99, 1)} ms`)
+  return r
+}
+
+// ---- Redis ----------------------------------------------------------------------
+
+async function benchRedis (durability: RedisDurability, opts: Required<ReplicationOptions>, problems: string[]): Promise<{ rows: Row[]; version: string; acknowledged: number }> {
+  const trio = await startRedisTrio(durability)
+  const rows: Row[] = []
+  let acknowledged = 0
+  const label = durability === 'appendfsync-always' ? 'Redis (AOF, appendfsync always)' : 'Redis (no persistence)'
+  try {
+    const value = 'v'.repeat(opts.valueBytes)
+    for (const concurrency of opts.concurrency) {
+      const clients = await Promise.all(Array.from({ length: concurrency }, async () => await RespClient.connect(trio.primary)))
+      try {
+        const next = new Array<number>(concurrency).fill(0)
+        const key = (w: number): string => `c${concurrency}:${w}:${++next[w]}`
+        if (durability === 'no-persistence') {
+          rows.push(row(label, 'SET', concurrency, 1, await load(concurrency, opts.warmUpSeconds * 1_000, opts.windowSeconds * 1_000, opts.repeats, async (w) => {
+            expectOk(await clients[w].command('SET', key(w), value))
+            return 1
+          })))
+        }
+        const acked: string[] = []
+        for (const batch of [1, opts.batch]) {
+          const mode = batch === 1 ? 'SET + WAIT 2' : `${batch} × SET + WAIT 2, pipelined`
+          rows.push(row(label, mode, concurrency, batch, await load(concurrency, opts.warmUpSeconds * 1_000, opts.windowSeconds * 1_000, opts.repeats, async (w) => {
+            const keys = Array.from({ length: batch }, () => key(w))
+            const answers = await clients[w].send(...keys.map((k) => ['SET', k, value]), ['WAIT', 2, WAIT_TIMEOUT_MS])
+            for (const a of answers.slice(0, -1)) expectOk(a)
+            if (Number(answers[answers.length - 1]) < 2) return 0
+            for (const k of keys) acked.push(k)
+            return batch
+          })))
+        }
+        acknowledged += acked.length
+        problems.push(...(await checkRedis(trio.replicas, acked, value)).map((p) => `${label}, ${concurrency} clients: ${p}`))
+      } finally {
+        for (const c of clients) c.close()
+      }
+    }
+    return { rows, version: trio.version, acknowledged }
+  } finally {
+    await trio.stop()
+  }
+}
+
+function expectOk (answer: unknown): void {
+  if (answer instanceof RespError) throw answer
+}
+
+// Every key acknowledged by WAIT 2 is on both replicas with its value.
+async function checkRedis (replicas: number[], keys: string[], value: string): Promise<string[]> {
+  const problems: string[] = []
+  for (const port of replicas) {
+    const client = await RespClient.connect(port)
+    try {
+      let missing = 0
+      for (let i = 0; i < keys.length; i += 1_000) {
+        const chunk = keys.slice(i, i + 1_000)
+        const values = await client.command('MGET', ...chunk) as unknown[]
+        missing += values.filter((v) => v !== value).length
+      }
+      if (missing > 0) problems.push(`${missing} of ${keys.length} acknowledged keys missing on the replica at port ${port}`)
+    } finally {
+      client.close()
+    }
+  }
+  return problems
+}
+
+// ---- edge-agent ------------------------------------------------------------------
+
+type Terminal = { session: Session; acked: string[]; next: number }
+
+async function benchEdgeAgent (opts: Required<ReplicationOptions>, problems: string[]): Promise<{ rows: Row[]; acknowledged: number }> {
+  const configDir = mkdtempSync(join(tmpdir(), 'edge-agent-bench-'))
+  const configFile = join(configDir, 'agent.json')
+  // No load filter: on one shared box the CPU load is the bench's own. The
+  // per-session request and byte rates (200/s, 1 MiB/s by default, a guard
+  // against one runaway terminal) are lifted: this measures replication, and
+  // Redis has no such limit in the comparison.
+  writeFileSync(configFile, JSON.stringify({ sessions: { loadThreshold: 1 }, limits: { sessionRequestsPerS: BENCH_SESSION_LIMITS.requestsPerS, sessionBytesPerS: BENCH_SESSION_LIMITS.bytesPerS } }))
+  log('replication: starting 3 agents')
+  const cluster = await LocalCluster.start({ nodes: 3, services: 'log', configure: () => ({ extraArgs: ['--config', configFile] }) })
+  const client = new EdgeClient({ agents: cluster.agents.map((a) => a.http) })
+  const rows: Row[] = []
+  let acknowledged = 0
+  try {
+    await cluster.waitConverged(60_000)
+    const owner = cluster.agents[0]
+    for (const concurrency of opts.concurrency) {
+      const terminals = (await sessionsOwnedBy(client, owner.id, concurrency, `r${concurrency}`)).map((session) => ({ session, acked: [], next: 0 }) as Terminal)
+      const value = (t: Terminal, w: number): string => `c${concurrency}w${w}n${++t.next}-`.padEnd(opts.valueBytes, '.')
+      try {
+        for (const batch of [1, opts.batch]) {
+          const mode = batch === 1 ? 'append(), one delta per request' : `appendMany(), ${batch} deltas per request`
+          rows.push(row('edge-agent (3 agents, R = 2)', mode, concurrency, batch, await load(concurrency, opts.warmUpSeconds * 1_000, opts.windowSeconds * 1_000, opts.repeats, async (w) => {
+            const t = terminals[w]
+            if (batch === 1) {
+              const v = value(t, w)
+              await t.session.append({ append: v })
+              t.acked.push(v)
+              return 1
+            }
+            const values = Array.from({ length: batch }, () => value(t, w))
+            await t.session.appendMany(values.map((v) => ({ append: v })))
+            t.acked.push(...values)
+            return batch
+          })))
+        }
+        for (const t of terminals) {
+          acknowledged += t.acked.length
+          problems.push(...(await checkLog(t)).map((p) => `edge-agent ${t.session.sessionId}: ${p}`))
+        }
+      } finally {
+        await Promise.all(terminals.map(async (t) => await t.session.close().catch(() => undefined)))
+      }
+    }
+    return { rows, acknowledged }
+  } finally {
+    client.destroy()
+    await cluster.destroy()
+    rmSync(configDir, { recursive: true, force: true })
+  }
+}
+
+// Every acknowledged value in the session's log state once, in order.
+async function checkLog (t: Terminal): Promise<string[]> {
+  const state = await t.session.get()
+  const values = Array.isArray(state.state) ? state.state as string[] : []
+  const problems: string[] = []
+  if (new Set(values).size !== values.length) problems.push('a value appears twice')
+  const at = new Map(values.map((v, i) => [v, i]))
+  let previous = -1
+  let missing = 0
+  for (const v of t.acked) {
+    const i = at.get(v)
+    if (i === undefined) missing++
+    else if (i < previous) problems.push(`${v} is out of order`)
+    else previous = i
+  }
+  if (missing > 0) problems.push(`${missing} acknowledged values missing`)
+  return problems
+}
+
+// Opens sessions until `count` are owned by `ownerId`, closing the others.
+async function sessionsOwnedBy (client: EdgeClient, ownerId: string, count: number, tag: string): Promise<Session[]> {
+  const mine: Session[] = []
+  let tried = 0
+  const seen: Record<string, number> = {}
+  const worker = async (): Promise<void> => {
+    while (mine.length < count) {
+      if (tried > count * 20 + 200) throw new Error(`could not place ${count} sessions on ${ownerId}: ${JSON.stringify(seen)}`)
+      const session = await client.open({ terminalId: `${tag}-${tried++}`, service: 'log' })
+      seen[String(session.owner?.id.slice(-4))] = (seen[String(session.owner?.id.slice(-4))] ?? 0) + 1
+      if (session.owner?.id === ownerId && mine.length < count) mine.push(session)
+      else await session.close().catch(() => undefined)
+    }
+  }
+  await Promise.all(Array.from({ length: 4 }, worker))
+  return mine
+}
+
+// ---- the run ----------------------------------------------------------------------
+
+export async function benchReplication (options: ReplicationOptions = {}): Promise<ReplicationResult> {
+  const opts: Required<ReplicationOptions> = {
+    concurrency: options.concurrency ?? [1, 16, 64],
+    valueBytes: options.valueBytes ?? 256,
+    batch: options.batch ?? 50,
+    windowSeconds: options.windowSeconds ?? 3,
+    repeats: options.repeats ?? 3,
+    warmUpSeconds: options.warmUpSeconds ?? 1
+  }
+  const problems: string[] = []
+  // BENCH_REPL_PARTS=edge (say) measures only some parts (while profiling).
+  const parts = (process.env.BENCH_REPL_PARTS ?? 'raw,redis,edge').split(',')
+  const none = { rows: [] as Row[], version: '-', acknowledged: 0 }
+  const rawStream = parts.includes('raw') ? await benchRawStream({ frameBytes: opts.valueBytes, repeats: opts.repeats }) : { frameBytes: opts.valueBytes, durationMs: 0, repeats: 0, oneWayFramesPerSec: NaN, oneWayRuns: [], echoRoundTripsPerSec: NaN, echoRuns: [] }
+  const plain = parts.includes('redis') ? await benchRedis('no-persistence', opts, problems) : none
+  const aof = parts.includes('redis') ? await benchRedis('appendfsync-always', opts, problems) : none
+  const edge = parts.includes('edge') ? await benchEdgeAgent(opts, problems) : none
+  const rows = [...plain.rows, ...aof.rows, ...edge.rows]
+  const best = edge.rows.reduce((a, b) => b.median.writesPerSec > a.median.writesPerSec ? b : a, edge.rows[0] ?? row('edge-agent', 'not measured', 0, 1, { windows: [{ writesPerSec: NaN, p50: NaN, p99: NaN, n: 0 }], unacknowledged: 0 }))
+  return {
+    valueBytes: opts.valueBytes,
+    batch: opts.batch,
+    windowSeconds: opts.windowSeconds,
+    repeats: opts.repeats,
+    redisVersion: plain.version,
+    rows,
+    rawStream,
+    ceilingShare: { deltasPerSec: best.median.writesPerSec, framesPerSec: rawStream.oneWayFramesPerSec, share: best.median.writesPerSec / rawStream.oneWayFramesPerSec, mode: best.mode, concurrency: best.concurrency },
+    acknowledged: plain.acknowledged + aof.acknowledged + edge.acknowledged,
+    problems
+  }
+}
+
+export function replicationMarkdown (r: ReplicationResult): string[] {
+  const lines = [`## Replication side by side: Redis ${r.redisVersion} \`WAIT 2\` vs edge-agent R = 2 (3 processes each, loopback)`, '',
+    `Acknowledged writes per second and request latency (ms), ${r.valueBytes}-byte values, every client with one request in flight ` +
+    `(a Redis connection; an edge-agent terminal with its own session, through the EdgeClient and the HTTP API). A write counts once both replicas (Redis: \`WAIT 2\` ` +
+    `answered 2 within ${WAIT_TIMEOUT_MS} ms) or both standbys (edge-agent: every member logged and fsynced it) hold it. Median of ${r.repeats} consecutive ${r.windowSeconds}-s windows. ` +
+    `Batched rows: ${r.batch} writes per request (Redis: ${r.batch} SETs and one \`WAIT 2\` written together; edge-agent: one \`appendMany\`); their latency is per request. ` +
+    `Redis with AOF: \`appendonly yes\`, \`appendfsync always\` on all three (the primary fsyncs before it answers; \`WAIT 2\` waits for the replicas to receive a write, not to fsync it). ` +
+    `Redis without persistence: \`appendonly no\`, \`save ""\`. edge-agent: its defaults (SQLite WAL, synchronous=FULL, one fsync per event-loop turn on every agent before it sends or answers), ` +
+    `with the per-session rate limits lifted (${BENCH_SESSION_LIMITS.requestsPerS} requests/s, ${BENCH_SESSION_LIMITS.bytesPerS} B/s: at the default 1 MiB/s a session caps at about 3,800 deltas/s of 256 bytes).`, '',
+    '| system | mode | clients | writes/s | p50 ms | p99 ms |', '|---|---|---|---|---|---|']
+  for (const row of r.rows) lines.push(`| ${row.system} | ${row.mode} | ${row.concurrency} | ${fmt(row.median.writesPerSec)} | ${fmt(row.median.p50, 1)} | ${fmt(row.median.p99, 1)} |`)
+  const find = (system: string, batch: number, c: number): Row | undefined => r.rows.find((x) => x.system.startsWith(system) && x.batch === batch && x.concurrency === c && x.mode.includes('WAIT') === system.startsWith('Redis'))
+  lines.push('', 'Ratio edge-agent / Redis `WAIT 2` (writes/s, same clients, same batching):', '', '| clients | vs Redis no persistence, one write | vs Redis AOF always, one write | vs no persistence, batched | vs AOF always, batched |', '|---|---|---|---|---|')
+  for (const c of [...new Set(r.rows.map((x) => x.concurrency))]) {
+    const ratio = (batch: number, redis: string): string => {
+      const e = find('edge-agent', batch, c)
+      const x = find(redis, batch, c)
+      return e === undefined || x === undefined ? '-' : `${fmt(e.median.writesPerSec / x.median.writesPerSec, 2)}×`
+    }
+    lines.push(`| ${c} | ${ratio(1, 'Redis (no')} | ${ratio(1, 'Redis (AOF')} | ${ratio(r.batch, 'Redis (no')} | ${ratio(r.batch, 'Redis (AOF')} |`)
+  }
+  const s = r.ceilingShare
+  lines.push('', `Transport ceiling, same run: one libp2p stream (TCP + noise + yamux) between two processes, ${r.rawStream.frameBytes}-byte length-prefixed frames written back to back: ` +
+    `${fmt(r.rawStream.oneWayFramesPerSec)} frames/s one-way (median of ${r.rawStream.repeats}), ${fmt(r.rawStream.echoRoundTripsPerSec)} round trips/s with one frame in flight. ` +
+    `Replication as a share of it: edge-agent's best acknowledged deltas/s (${s.mode}, ${s.concurrency} terminals: ${fmt(s.deltasPerSec)}; each delta of ${r.valueBytes} bytes sent to two standbys, ` +
+    `logged and fsynced on three agents, acknowledged to the terminal) over the raw stream's one-way frames/s of the same size: ${fmt(100 * s.share, 1)}%.`, '',
+    `The check after the runs: ${r.acknowledged} acknowledged writes; ${r.problems.length === 0 ? 'every edge-agent delta present once, in order, in its session; every Redis key acknowledged by `WAIT 2` present on both replicas' : 'PROBLEMS: ' + r.problems.join('; ')}.`)
+  return lines
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const concurrency = process.env.BENCH_REPL_CONCURRENCY?.split(',').map(Number)
+  const result = await benchReplication({ ...(concurrency === undefined ? {} : { concurrency }) })
+  process.stdout.write(replicationMarkdown(result).join('\n') + '\n')
+}
