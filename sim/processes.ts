@@ -31,7 +31,14 @@ export type AgentOptions = {
   // Run inside this network namespace (`ip netns exec`), listening on `host`
   // instead of 127.0.0.1 (sim/netns.ts).
   netns?: { ns: string; host: string }
+  // Join this cgroup (v2 directory) before exec, so that every socket the agent
+  // opens is counted by the benchmarks' per-cgroup nftables counters (bench/sent-bytes.ts).
+  cgroup?: string
 }
+
+// `sh -c JOIN_CGROUP_SCRIPT sh <cgroup dir> <command> <args…>`: joins the cgroup,
+// then execs the command in place (same pid), so its first socket is already in it.
+export const JOIN_CGROUP_SCRIPT = 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"'
 
 type Waiter = { match: (e: AgentEventLine) => boolean; resolve: (e: AgentEventLine) => void }
 
@@ -61,10 +68,10 @@ export class AgentProcess {
     if (options.zone !== undefined) args.push('--zone', options.zone)
     args.push(...options.extraArgs ?? [])
     // `ip netns exec` execs the command in place: the child's pid is the agent's,
-    // so signals reach it directly.
-    this.child = options.netns === undefined
-      ? spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn('ip', ['netns', 'exec', options.netns.ns, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    // so signals reach it directly. So does `sh` once it has joined the cgroup.
+    const command = options.netns === undefined ? [process.execPath, ...args] : ['ip', 'netns', 'exec', options.netns.ns, process.execPath, ...args]
+    if (options.cgroup !== undefined) command.unshift('sh', '-c', JOIN_CGROUP_SCRIPT, 'sh', options.cgroup)
+    this.child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
     live.add(this.child)
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
       live.delete(this.child)
