@@ -6,6 +6,7 @@
 // way for all), then SIGKILL and SIGSTOP rounds. Ratios compare medians over the
 // rounds of one run.
 
+import { loadavg } from 'node:os'
 import { membershipProfile } from '../agent/membership/config.ts'
 import { fmt, log } from './lib.ts'
 import type { Spread } from './lib.ts'
@@ -31,6 +32,9 @@ export type DetectionResult = {
   // Why a part was not measured (serf missing, no per-process counters…).
   skipped: string[]
   sizes: DetectionSize[]
+  // 1-minute load average of the machine when each system's run began (the box
+  // is shared: timing under load is slower for every system alike).
+  load: Array<{ run: string; loadAverage: number }>
 }
 
 export type DetectionOptions = { sizes: number[]; rounds: number; restSeconds: number }
@@ -73,20 +77,24 @@ export async function benchDetection (options: DetectionOptions): Promise<Detect
   if ('skipped' in serf) skipped.push(`serf: ${serf.skipped}`)
   else skipped.push(...notBuilt)
   const sizes: DetectionSize[] = []
+  const load: DetectionResult['load'] = []
+  const noteLoad = (run: string): void => { load.push({ run, loadAverage: Math.round(loadavg()[0] * 10) / 10 }) }
   for (const nodes of options.sizes) {
     const { rounds, restSeconds } = options
+    noteLoad(`edge-agent ×${nodes}`)
     const edgeAgent = await attempt(`edge-agent ×${nodes}`, async () => await counted(skipped, async (counter) => await benchAgentDetection(nodes, { rounds, restSeconds, counter, loadSampling: true })))
     const membershipOnly = await attempt(`edge-agent ×${nodes} without load sampling`, async () => await counted(skipped, async (counter) => (await benchAgentDetection(nodes, { rounds: 0, restSeconds, counter, loadSampling: false })).atRest))
     const serfRuns: DetectionSize['serf'] = []
     if (!('skipped' in serf)) {
       for (const variant of variants) {
+        noteLoad(`${variant.key} serf ×${nodes}`)
         const run = await attempt(`${variant.key} serf ×${nodes}`, async () => await counted(skipped, async (counter) => await benchSerfDetection(nodes, variant, { rounds, restSeconds, counter, basePort: SERF_BASE_PORTS[variant.key] })))
         serfRuns.push('failed' in run ? { variant: variant.label, failed: run.failed } : run)
       }
     }
     sizes.push({ nodes, edgeAgent, membershipOnly, serf: serfRuns })
   }
-  return { rounds: options.rounds, restSeconds: options.restSeconds, probe: { intervalMs: lan.probeIntervalMs, timeoutMs: lan.probeTimeoutMs }, serfVersion: 'version' in serf ? serf.version : null, skipped, sizes }
+  return { rounds: options.rounds, restSeconds: options.restSeconds, probe: { intervalMs: lan.probeIntervalMs, timeoutMs: lan.probeTimeoutMs }, serfVersion: 'version' in serf ? serf.version : null, skipped, sizes, load }
 }
 
 // ---- markdown ------------------------------------------------------------------
@@ -162,6 +170,7 @@ export function detectionMarkdown (r: DetectionResult): string[] {
     lines.push('')
   }
   lines.push(goal(r.sizes))
+  if (r.load.length > 0) lines.push('', `Machine load (1-minute average, 2 cores shared with other work) when each run began: ${r.load.map((l) => `${l.run} ${fmt(l.loadAverage, 1)}`).join(', ')}.`)
   if (r.skipped.length > 0) lines.push('', `Skipped: ${r.skipped.join('; ')}.`)
   return lines
 }
