@@ -107,7 +107,7 @@ export async function benchAgentDetection (nodes: number, options: AgentDetectio
   const names = Array.from({ length: nodes }, (_, i) => `${tag}-${i}`)
   const cgroups = names.map((name) => options.counter?.add(name))
   log(`detection: starting ${nodes} agents on 127.0.0.1 (lan profile${options.loadSampling ? '' : ', load sampling off'})`)
-  const cluster = await LocalCluster.start({ nodes, services: 'log', configure: (i) => ({ extraArgs, cgroup: cgroups[i] }) })
+  const cluster = await LocalCluster.start({ nodes, services: 'log', configure: (i) => ({ extraArgs, cgroup: cgroups[i] }), startTimeoutMs: 120_000 })
   const victims = new Set<string>()
   try {
     await cluster.waitConverged(60_000)

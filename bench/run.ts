@@ -9,6 +9,7 @@
 //   BENCH_DETECTION_SIZES=5,20               cluster sizes of the detection comparison with serf
 //   BENCH_REST_S=30                          seconds at rest (bytes sent) per system and size there
 //   BENCH_MEMORY_SESSIONS=1000               sessions opened by the memory benchmark
+//   BENCH_MEMORY_OPENERS=1                   terminals opening them at once
 //   BENCH_TAKEOVERS=50                       SIGKILL rounds and SIGSTOP rounds of session owners
 //   BENCH_SIM_SIZES=100,1000                 node counts of the simulator-at-scale runs (10000 needs ~25 GB: see README)
 //   BENCH_SIM_DURATION_S=60                  virtual seconds of chaos in each of them

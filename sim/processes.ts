@@ -201,6 +201,9 @@ export type LocalClusterOptions = {
   // Adds per-agent options (position, region…) by index.
   configure?: (index: number) => Partial<AgentOptions>
   logLevel?: string
+  // How long each agent may take to start (default 20 s; 20 agents starting at
+  // once on a busy 2-core box need more).
+  startTimeoutMs?: number
 }
 
 // A cluster of real agents: the first starts alone, the others bootstrap from it.
@@ -217,10 +220,10 @@ export class LocalCluster {
   static async start (options: LocalClusterOptions): Promise<LocalCluster> {
     const cluster = new LocalCluster(options)
     try {
-      const first = await AgentProcess.start(cluster.#agentOptions(0, []))
+      const first = await AgentProcess.start(cluster.#agentOptions(0, []), options.startTimeoutMs)
       cluster.agents.push(first)
       // Settled, not all: the agents that did start must be destroyed with the rest.
-      const rest = await Promise.allSettled(Array.from({ length: options.nodes - 1 }, (_, i) => AgentProcess.start(cluster.#agentOptions(i + 1, first.addrs))))
+      const rest = await Promise.allSettled(Array.from({ length: options.nodes - 1 }, (_, i) => AgentProcess.start(cluster.#agentOptions(i + 1, first.addrs), options.startTimeoutMs)))
       for (const result of rest) if (result.status === 'fulfilled') cluster.agents.push(result.value)
       const failed = rest.find((result) => result.status === 'rejected')
       if (failed !== undefined) throw failed.reason
@@ -268,7 +271,7 @@ export class LocalCluster {
     const old = this.agents[index]
     if (old.running) throw new Error(`${old.name} is still running`)
     const bootstrap = this.running().flatMap((a) => a.addrs).slice(0, 3)
-    const agent = await AgentProcess.start({ ...old.options, bootstrap, httpPort: Number(new URL(old.http).port) })
+    const agent = await AgentProcess.start({ ...old.options, bootstrap, httpPort: Number(new URL(old.http).port) }, this.options.startTimeoutMs)
     this.agents[index] = agent
     return agent
   }
