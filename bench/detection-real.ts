@@ -14,6 +14,9 @@ import type { Spread } from './lib.ts'
 import { sentRate } from './sent-bytes.ts'
 import type { SentBytes, SentRate } from './sent-bytes.ts'
 
+// Twenty agents starting at once on a busy 2-core box take a while to agree.
+const CONVERGE_MS = 180_000
+
 export type DetectionRound = { first: number; last: number }
 export type Detection = { first: Spread; last: Spread; each: DetectionRound[] }
 
@@ -110,7 +113,7 @@ export async function benchAgentDetection (nodes: number, options: AgentDetectio
   const cluster = await LocalCluster.start({ nodes, services: 'log', configure: (i) => ({ extraArgs, cgroup: cgroups[i] }), startTimeoutMs: 120_000 })
   const victims = new Set<string>()
   try {
-    await cluster.waitConverged(60_000)
+    await cluster.waitConverged(CONVERGE_MS)
     await sleep(3_000)
     log(`detection: ${nodes} agents at rest for ${options.restSeconds} s`)
     const atRest = await measureAtRest(cluster, options.restSeconds, options.counter, names)
@@ -125,7 +128,7 @@ export async function benchAgentDetection (nodes: number, options: AgentDetectio
       crashed.signal('SIGKILL')
       kills.push(await verdicts(survivors, crashed, t0))
       await cluster.restart(index)
-      await cluster.waitConverged(60_000)
+      await cluster.waitConverged(CONVERGE_MS)
       const frozen = cluster.agents[1 + (2 * round + 1) % (nodes - 1)]
       victims.add(frozen.id)
       const others = cluster.running().filter((a) => a !== frozen)
@@ -133,7 +136,7 @@ export async function benchAgentDetection (nodes: number, options: AgentDetectio
       frozen.signal('SIGSTOP')
       stops.push(await verdicts(others, frozen, t0))
       frozen.signal('SIGCONT')
-      await cluster.waitConverged(60_000)
+      await cluster.waitConverged(CONVERGE_MS)
       log(`detection: edge-agent ×${nodes} round ${round + 1}/${options.rounds}: SIGKILL first ${kills[round].first} last ${kills[round].last} ms; SIGSTOP first ${stops[round].first} last ${stops[round].last} ms`)
     }
     return {
