@@ -85,7 +85,10 @@ class SerfCluster {
     const rpc = port + 1
     const args = [...this.#variant.args, `-node=${name}`, `-bind=127.0.0.1:${port}`, `-rpc-addr=127.0.0.1:${rpc}`]
     if (this.#variant.key === 'defaults') args.push(`-advertise=127.0.0.1:${port}`, '-log-level=info')
-    if (join) args.push(`-join=127.0.0.1:${this.#basePort}`)
+    // `serf agent -join` exits when its one attempt fails (it does on a busy box);
+    // -retry-join keeps trying, once a second. serf-probe retries by itself.
+    if (join) args.push(this.#variant.key === 'defaults' ? `-retry-join=127.0.0.1:${this.#basePort}` : `-join=127.0.0.1:${this.#basePort}`)
+    if (join && this.#variant.key === 'defaults') args.push('-retry-interval=1s')
     const cgroup = this.#cgroups[index]
     const command = cgroup === undefined ? { file: this.#variant.command, args } : inCgroup(cgroup, this.#variant.command, args)
     const child = spawn(command.file, command.args, { stdio: ['ignore', 'pipe', 'ignore'] })

@@ -10,7 +10,9 @@
 //
 // Needs root, the `nft` command (Debian's nftables, installed by setup.sh) and a
 // cgroup2 hierarchy mounted under /sys/fs/cgroup (nft names cgroups by their
-// path there). The table and cgroups are removed by close(), and on exit.
+// path there). The table and cgroups are removed by close(), on exit, and on
+// SIGINT or SIGTERM (after a SIGKILL: `nft delete table inet edge_agent_bench_<pid>_<n>`
+// and rmdir the cgroups under <cgroup2 mount>/edge-agent-bench-<pid>).
 
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmdirSync } from 'node:fs'
@@ -93,6 +95,11 @@ export class SentBytes {
   readonly #names = new Set<string>()
   #closed = false
   readonly #onExit = (): void => this.close()
+  // Ctrl-C or a kill: Node would exit without its 'exit' event; clean up first.
+  readonly #onSignal = (signal: NodeJS.Signals): void => {
+    this.close()
+    process.exit(signal === 'SIGINT' ? 130 : 143)
+  }
 
   static #made = 0
 
@@ -121,6 +128,8 @@ export class SentBytes {
       return `cannot set up nftables counters: ${(error as Error).message.split('\n')[0]}`
     }
     process.on('exit', counter.#onExit)
+    process.on('SIGINT', counter.#onSignal)
+    process.on('SIGTERM', counter.#onSignal)
     return counter
   }
 
@@ -150,6 +159,8 @@ export class SentBytes {
     if (this.#closed) return
     this.#closed = true
     process.off('exit', this.#onExit)
+    process.off('SIGINT', this.#onSignal)
+    process.off('SIGTERM', this.#onSignal)
     try {
       nft(['delete', 'table', 'inet', this.#table])
     } catch {}
