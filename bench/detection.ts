@@ -153,7 +153,8 @@ export function detectionMarkdown (r: DetectionResult): string[] {
     lines.push(`### ${size.nodes} nodes`, '', '| | SIGKILL first | SIGKILL last | SIGSTOP first | SIGSTOP last | B/s per node at rest | packets/s per node |', '|---|---|---|---|---|---|---|')
     for (const row of rows(size)) lines.push(`| ${row.label} | ${ms(row.kill.first)} | ${ms(row.kill.last)} | ${ms(row.stop.first)} | ${ms(row.stop.last)} | ${rate(row.sent)} | ${pps(row.sent)} |`)
     if (measured(size.membershipOnly)) lines.push(`| edge-agent, load sampling off (membership alone; at rest only) | | | | | ${rate(size.membershipOnly.sent)} | ${pps(size.membershipOnly.sent)} |`)
-    for (const x of [size.edgeAgent, size.membershipOnly, ...size.serf]) if ('failed' in x) lines.push('', `Not measured: ${'variant' in x ? x.variant : 'edge-agent'}: ${x.failed}.`)
+    const failures: Array<[string, object]> = [['edge-agent, defaults', size.edgeAgent], ['edge-agent, load sampling off', size.membershipOnly], ...size.serf.map((s): [string, object] => [s.variant, s])]
+    for (const [label, x] of failures) if ('failed' in x) lines.push('', `Not measured: ${label}: ${String(x.failed)}.`)
     const e = size.edgeAgent
     if (measured(e)) {
       lines.push('')
