@@ -1,6 +1,8 @@
 // Failure detection with real agents on loopback (default lan profile): time from
 // SIGKILL / SIGSTOP to the first and to the last survivor's `dead` verdict, and
-// bandwidth per agent at rest (kernel TCP counters and the agent's own counters).
+// what each agent sends at rest: IP packets and bytes counted by the kernel per
+// process (bench/sent-bytes.ts, the same count as serf's), and the messages and
+// payload bytes the agent itself counts (membership probes, acks, gossip).
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -9,46 +11,67 @@ import { LocalCluster } from '../sim/processes.ts'
 import type { AgentProcess } from '../sim/processes.ts'
 import { log, sleep, spread } from './lib.ts'
 import type { Spread } from './lib.ts'
-import { tcpBytesByPid } from './wire-bytes.ts'
+import { sentRate } from './sent-bytes.ts'
+import type { SentBytes, SentRate } from './sent-bytes.ts'
+
+// Twenty agents starting at once on a busy 2-core box take a while to agree.
+const CONVERGE_MS = 180_000
 
 export type DetectionRound = { first: number; last: number }
+export type Detection = { first: Spread; last: Spread; each: DetectionRound[] }
 
-export type RealDetectionResult = {
+export type AgentAtRest = {
+  seconds: number
+  // IP packets sent, per agent (null: no per-process counter on this machine).
+  sent: SentRate | null
+  // The agent's own messages (every channel) and their payload, per agent.
+  messagesPerSecPerNode: Spread
+  payloadBytesPerSecPerNode: Spread
+}
+
+export type AgentDetectionResult = {
   nodes: number
   rounds: number
-  kill: { first: Spread; last: Spread; each: DetectionRound[] }
-  stop: { first: Spread; last: Spread; each: DetectionRound[] }
-  // Defaults: load sampled every second and published (at most every
-  // recordMinIntervalMs) when it moves; ten agents on two cores move a lot.
-  atRest: AtRest
-  // The failure detector and membership alone: load sampling off.
-  atRestWithoutLoad: AtRest
+  loadSampling: boolean
+  kill: Detection
+  stop: Detection
+  atRest: AgentAtRest
   falseDeadVerdicts: number
 }
 
-export type AtRest = { seconds: number; wireBytesPerSecPerNode: Spread; payloadBytesPerSecPerNode: Spread }
-
-async function payloadBytes (agent: AgentProcess): Promise<number> {
-  const text = await (await fetch(`${agent.http}/metrics`)).text()
-  let total = 0
-  for (const match of text.matchAll(/^edge_agent_bytes_total\{direction="out",channel="[a-z]+"\} (\d+)/gm)) total += Number(match[1])
-  return total
+export type AgentDetectionOptions = {
+  rounds: number
+  restSeconds: number
+  counter: SentBytes | null
+  // false: load never sampled (membership alone); true: the defaults.
+  loadSampling: boolean
 }
 
-async function measureAtRest (cluster: LocalCluster, seconds: number): Promise<AtRest> {
+async function sentByAgent (agent: AgentProcess): Promise<{ messages: number; bytes: number }> {
+  const text = await (await fetch(`${agent.http}/metrics`)).text()
+  const total = (metric: string): number => {
+    let sum = 0
+    for (const match of text.matchAll(new RegExp(`^${metric}\\{direction="out",channel="[a-z]+"\\} (\\d+)`, 'gm'))) sum += Number(match[1])
+    return sum
+  }
+  return { messages: total('edge_agent_messages_total'), bytes: total('edge_agent_bytes_total') }
+}
+
+// Nothing talks to the agents' HTTP APIs between the two kernel readings.
+async function measureAtRest (cluster: LocalCluster, seconds: number, counter: SentBytes | null, names: string[]): Promise<AgentAtRest> {
   const agents = cluster.running()
-  const pids = agents.map((a) => a.pid)
-  const wire0 = tcpBytesByPid(pids)
-  const app0 = await Promise.all(agents.map(payloadBytes))
+  const app0 = await Promise.all(agents.map(sentByAgent))
+  const sent0 = counter?.read()
   const t0 = Date.now()
   await sleep(seconds * 1000)
-  const wire1 = tcpBytesByPid(pids)
-  const app1 = await Promise.all(agents.map(payloadBytes))
+  const sent1 = counter?.read()
   const elapsed = (Date.now() - t0) / 1000
+  const app1 = await Promise.all(agents.map(sentByAgent))
   return {
     seconds: elapsed,
-    wireBytesPerSecPerNode: spread(pids.map((pid) => ((wire1.get(pid)?.sent ?? 0) - (wire0.get(pid)?.sent ?? 0)) / elapsed)),
-    payloadBytesPerSecPerNode: spread(app1.map((b, i) => (b - app0[i]) / elapsed))
+    sent: sent0 === undefined || sent1 === undefined ? null : sentRate(sent0, sent1, names, elapsed),
+    messagesPerSecPerNode: spread(app1.map((b, i) => (b.messages - app0[i].messages) / elapsed)),
+    payloadBytesPerSecPerNode: spread(app1.map((b, i) => (b.bytes - app0[i].bytes) / elapsed))
   }
 }
 
@@ -69,36 +92,34 @@ function falseVerdicts (cluster: LocalCluster, victims: Set<string>): number {
   return count
 }
 
-// Bandwidth at rest of a cluster whose agents never sample load.
-async function atRestWithoutLoad (nodes: number, seconds: number): Promise<AtRest> {
-  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-bench-'))
-  const config = join(dir, 'no-load.json')
-  writeFileSync(config, JSON.stringify({ loadSampleIntervalMs: 3_600_000 }))
-  const cluster = await LocalCluster.start({ nodes, services: 'log', configure: () => ({ extraArgs: ['--config', config] }) })
-  try {
-    await cluster.waitConverged(30_000)
-    await sleep(3_000)
-    log(`real detection: measuring bandwidth at rest without load updates for ${seconds} s`)
-    return await measureAtRest(cluster, seconds)
-  } finally {
-    await cluster.destroy()
-    rmSync(dir, { recursive: true, force: true })
-  }
+export function detection (rounds: DetectionRound[]): Detection {
+  return { first: spread(rounds.map((r) => r.first)), last: spread(rounds.map((r) => r.last)), each: rounds }
 }
 
-export async function benchRealDetection (nodes = 10, rounds = 5, restSeconds = 60): Promise<RealDetectionResult> {
-  const withoutLoad = await atRestWithoutLoad(nodes, restSeconds)
-  log(`real detection: starting ${nodes} agents on 127.0.0.1 (lan profile)`)
-  const cluster = await LocalCluster.start({ nodes, services: 'log' })
+// `nodes` agents at their defaults (or with load sampling off), at rest for
+// `restSeconds`, then `rounds` rounds of one SIGKILL (the victim restarts from its
+// data directory) and one SIGSTOP (then SIGCONT), each followed by convergence.
+export async function benchAgentDetection (nodes: number, options: AgentDetectionOptions): Promise<AgentDetectionResult> {
+  const tag = `ea${options.loadSampling ? '' : 'm'}${nodes}`
+  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-bench-'))
+  const extraArgs: string[] = []
+  if (!options.loadSampling) {
+    writeFileSync(join(dir, 'no-load.json'), JSON.stringify({ loadSampleIntervalMs: 3_600_000 }))
+    extraArgs.push('--config', join(dir, 'no-load.json'))
+  }
+  const names = Array.from({ length: nodes }, (_, i) => `${tag}-${i}`)
+  const cgroups = names.map((name) => options.counter?.add(name))
+  log(`detection: starting ${nodes} agents on 127.0.0.1 (lan profile${options.loadSampling ? '' : ', load sampling off'})`)
+  const cluster = await LocalCluster.start({ nodes, services: 'log', configure: (i) => ({ extraArgs, cgroup: cgroups[i] }), startTimeoutMs: 120_000 })
   const victims = new Set<string>()
   try {
-    await cluster.waitConverged(30_000)
+    await cluster.waitConverged(CONVERGE_MS)
     await sleep(3_000)
-    log(`real detection: measuring bandwidth at rest for ${restSeconds} s`)
-    const atRest = await measureAtRest(cluster, restSeconds)
+    log(`detection: ${nodes} agents at rest for ${options.restSeconds} s`)
+    const atRest = await measureAtRest(cluster, options.restSeconds, options.counter, names)
     const kills: DetectionRound[] = []
     const stops: DetectionRound[] = []
-    for (let round = 0; round < rounds; round++) {
+    for (let round = 0; round < options.rounds; round++) {
       const crashed = cluster.agents[1 + (2 * round) % (nodes - 1)]
       const index = cluster.agents.indexOf(crashed)
       victims.add(crashed.id)
@@ -107,7 +128,7 @@ export async function benchRealDetection (nodes = 10, rounds = 5, restSeconds = 
       crashed.signal('SIGKILL')
       kills.push(await verdicts(survivors, crashed, t0))
       await cluster.restart(index)
-      await cluster.waitConverged(30_000)
+      await cluster.waitConverged(CONVERGE_MS)
       const frozen = cluster.agents[1 + (2 * round + 1) % (nodes - 1)]
       victims.add(frozen.id)
       const others = cluster.running().filter((a) => a !== frozen)
@@ -115,19 +136,20 @@ export async function benchRealDetection (nodes = 10, rounds = 5, restSeconds = 
       frozen.signal('SIGSTOP')
       stops.push(await verdicts(others, frozen, t0))
       frozen.signal('SIGCONT')
-      await cluster.waitConverged(30_000)
-      log(`real detection: round ${round + 1}/${rounds}: SIGKILL first ${kills[round].first} last ${kills[round].last} ms; SIGSTOP first ${stops[round].first} last ${stops[round].last} ms`)
+      await cluster.waitConverged(CONVERGE_MS)
+      log(`detection: edge-agent ×${nodes} round ${round + 1}/${options.rounds}: SIGKILL first ${kills[round].first} last ${kills[round].last} ms; SIGSTOP first ${stops[round].first} last ${stops[round].last} ms`)
     }
     return {
       nodes,
-      rounds,
-      kill: { first: spread(kills.map((r) => r.first)), last: spread(kills.map((r) => r.last)), each: kills },
-      stop: { first: spread(stops.map((r) => r.first)), last: spread(stops.map((r) => r.last)), each: stops },
+      rounds: options.rounds,
+      loadSampling: options.loadSampling,
+      kill: detection(kills),
+      stop: detection(stops),
       atRest,
-      atRestWithoutLoad: withoutLoad,
       falseDeadVerdicts: falseVerdicts(cluster, victims)
     }
   } finally {
     await cluster.destroy()
+    rmSync(dir, { recursive: true, force: true })
   }
 }

@@ -2,10 +2,14 @@
 // and bench/results/latest.md. Comparisons run in the same process, one after the
 // other, on the same machine, and are reported as ratios.
 //
-//   node bench/run.ts [real] [serf] [sim] [sessions] [replication] [simscale] [deploy] [fuzz] [flood]   only some of them (default: all);
+//   node bench/run.ts [detection] [memory] [sim] [sessions] [replication] [simscale] [deploy] [fuzz] [flood]   only some of them (default: all);
 //   node bench/run.ts render                  rewrite latest.md from latest.json, measuring nothing
 //                                            the other sections keep their last figures
 //   BENCH_ROUNDS=5                           kill/freeze rounds per detection benchmark
+//   BENCH_DETECTION_SIZES=5,20               cluster sizes of the detection comparison with serf
+//   BENCH_REST_S=30                          seconds at rest (bytes sent) per system and size there
+//   BENCH_MEMORY_SESSIONS=1000               sessions opened by the memory benchmark
+//   BENCH_MEMORY_OPENERS=1                   terminals opening them at once
 //   BENCH_TAKEOVERS=50                       SIGKILL rounds and SIGSTOP rounds of session owners
 //   BENCH_SIM_SIZES=100,1000                 node counts of the simulator-at-scale runs (10000 needs ~25 GB: see README)
 //   BENCH_SIM_DURATION_S=60                  virtual seconds of chaos in each of them
@@ -17,10 +21,10 @@ import { execFileSync } from 'node:child_process'
 import { cpus, totalmem } from 'node:os'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { benchRealDetection } from './detection-real.ts'
-import type { RealDetectionResult } from './detection-real.ts'
-import { benchSerf } from './detection-serf.ts'
-import type { SerfResult } from './detection-serf.ts'
+import { benchDetection, detectionMarkdown } from './detection.ts'
+import type { DetectionResult } from './detection.ts'
+import { benchMemory, memoryMarkdown } from './memory.ts'
+import type { MemoryResult } from './memory.ts'
 import { benchSimDetection } from './detection-sim.ts'
 import type { SimDetectionResult } from './detection-sim.ts'
 import { benchRealSessions } from './sessions-real.ts'
@@ -51,8 +55,8 @@ type Results = {
   // When each section was last measured (a partial run keeps the others).
   measured?: Record<string, string>
   machine: { cpus: number; cpuModel: string; memoryGiB: number; node: string }
-  realDetection?: RealDetectionResult
-  serf?: SerfResult
+  detection?: DetectionResult
+  memory?: MemoryResult
   sim?: SimDetectionResult[]
   sessions?: SessionsRealResult & { rawStream: RawStreamResult }
   replication?: ReplicationResult
@@ -76,28 +80,8 @@ function markdown (r: Results): string {
   const lines = [`# edge-agent benchmarks`, '', `${r.date} · ${r.machine.cpus} × ${r.machine.cpuModel} · ${r.machine.memoryGiB} GiB · Node ${r.machine.node}`, '']
   const when = Object.entries(r.measured ?? {}).map(([name, at]) => `${name} ${at.slice(0, 16).replace('T', ' ')}`)
   if (when.length > 0) lines.push(`Sections measured (UTC): ${when.join(', ')}.`, '')
-  if (r.realDetection !== undefined) {
-    const d = r.realDetection
-    lines.push(`## Failure detection, ${d.nodes} real agents on loopback (lan profile), ${d.rounds} rounds`, '',
-      'Milliseconds from the signal to the first and to the last survivor\'s `dead` verdict (median / max).', '',
-      '| | first | last |', '|---|---|---|',
-      `| edge-agent SIGKILL | ${ms(d.kill.first)} | ${ms(d.kill.last)} |`,
-      `| edge-agent SIGSTOP | ${ms(d.stop.first)} | ${ms(d.stop.last)} |`)
-    if (r.serf !== undefined && !('skipped' in r.serf)) {
-      const s = r.serf
-      lines.push(`| serf ${s.version} SIGKILL (defaults) | ${ms(s.kill.first)} | ${ms(s.kill.last)} |`,
-        `| serf ${s.version} SIGSTOP (defaults) | ${ms(s.stop.first)} | ${ms(s.stop.last)} |`, '',
-        `Ratio serf / edge-agent, median time to the last survivor's verdict: SIGKILL ${fmt(s.kill.last.median / d.kill.last.median, 1)}×, SIGSTOP ${fmt(s.stop.last.median / d.stop.last.median, 1)}×.`)
-    } else if (r.serf !== undefined && 'skipped' in r.serf) {
-      lines.push('', `serf: skipped (${r.serf.skipped}).`)
-    }
-    lines.push('', `Bandwidth sent per agent at rest, ${fmt(d.atRest.seconds)} s, median (max) over the ${d.nodes} agents. Wire = kernel TCP counters ` +
-      '(libp2p, noise, yamux and gossipsub included); payload = the agent\'s own membership messages.', '',
-      '| | wire B/s | payload B/s |', '|---|---|---|',
-      `| membership only (load sampling off) | ${fmt(d.atRestWithoutLoad.wireBytesPerSecPerNode.median)} (${fmt(d.atRestWithoutLoad.wireBytesPerSecPerNode.max)}) | ${fmt(d.atRestWithoutLoad.payloadBytesPerSecPerNode.median)} |`,
-      `| defaults (load sampled every 1 s, published on change, at most every 5 s) | ${fmt(d.atRest.wireBytesPerSecPerNode.median)} (${fmt(d.atRest.wireBytesPerSecPerNode.max)}) | ${fmt(d.atRest.payloadBytesPerSecPerNode.median)} |`,
-      '', `False dead verdicts during the run: ${d.falseDeadVerdicts}.`)
-  }
+  if (r.detection !== undefined) lines.push(...detectionMarkdown(r.detection))
+  if (r.memory !== undefined) lines.push('', ...memoryMarkdown(r.memory))
   if (r.sessions !== undefined) lines.push('', ...sessionsMarkdown(r.sessions))
   if (r.replication !== undefined) lines.push('', ...replicationMarkdown(r.replication))
   if (r.simScale !== undefined) lines.push('', ...simScaleMarkdown(r.simScale))
@@ -195,7 +179,10 @@ async function main (): Promise<void> {
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?', memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version }
   }
   results.measured = { ...results.measured }
-  for (const name of ['real', 'serf', 'sim', 'sessions', 'replication', 'simscale', 'deploy', 'fuzz', 'flood']) if (want(name)) results.measured[name] = results.date
+  // The 10-node `real` and `serf` sections became `detection` (5 and 20 nodes).
+  for (const stale of ['realDetection', 'serf']) delete (results as Record<string, unknown>)[stale]
+  for (const stale of ['real', 'serf']) delete results.measured[stale]
+  for (const name of ['detection', 'memory', 'sim', 'sessions', 'replication', 'simscale', 'deploy', 'fuzz', 'flood']) if (want(name)) results.measured[name] = results.date
   if (want('fuzz')) {
     const seed = process.env.BENCH_FUZZ_SEED === undefined ? undefined : Number(process.env.BENCH_FUZZ_SEED)
     results.fuzz = benchFuzz(Number(process.env.BENCH_FUZZ_INPUTS ?? 1_000_000), seed)
@@ -211,8 +198,11 @@ async function main (): Promise<void> {
   }
   if (want('replication')) results.replication = await benchReplication()
   if (want('deploy')) results.deploy = await benchDeploy()
-  if (want('real')) results.realDetection = await benchRealDetection(10, rounds)
-  if (want('serf')) results.serf = await benchSerf(10, rounds)
+  if (want('detection')) {
+    const sizes = (process.env.BENCH_DETECTION_SIZES ?? '5,20').split(',').map(Number)
+    results.detection = await benchDetection({ sizes, rounds, restSeconds: Number(process.env.BENCH_REST_S ?? 30) })
+  }
+  if (want('memory')) results.memory = await benchMemory({ nodes: 5, sessions: Number(process.env.BENCH_MEMORY_SESSIONS ?? 1000) })
   if (want('sim')) results.sim = [benchSimDetection(100, rounds, 1), benchSimDetection(1000, Math.min(rounds, 3), 1)]
   writeFileSync(`${resultsDir}latest.json`, JSON.stringify(results, null, 2) + '\n')
   const md = markdown(results)

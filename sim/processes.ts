@@ -31,7 +31,14 @@ export type AgentOptions = {
   // Run inside this network namespace (`ip netns exec`), listening on `host`
   // instead of 127.0.0.1 (sim/netns.ts).
   netns?: { ns: string; host: string }
+  // Join this cgroup (v2 directory) before exec, so that every socket the agent
+  // opens is counted by the benchmarks' per-cgroup nftables counters (bench/sent-bytes.ts).
+  cgroup?: string
 }
+
+// `sh -c JOIN_CGROUP_SCRIPT sh <cgroup dir> <command> <args…>`: joins the cgroup,
+// then execs the command in place (same pid), so its first socket is already in it.
+export const JOIN_CGROUP_SCRIPT = 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"'
 
 type Waiter = { match: (e: AgentEventLine) => boolean; resolve: (e: AgentEventLine) => void }
 
@@ -61,10 +68,10 @@ export class AgentProcess {
     if (options.zone !== undefined) args.push('--zone', options.zone)
     args.push(...options.extraArgs ?? [])
     // `ip netns exec` execs the command in place: the child's pid is the agent's,
-    // so signals reach it directly.
-    this.child = options.netns === undefined
-      ? spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn('ip', ['netns', 'exec', options.netns.ns, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    // so signals reach it directly. So does `sh` once it has joined the cgroup.
+    const command = options.netns === undefined ? [process.execPath, ...args] : ['ip', 'netns', 'exec', options.netns.ns, process.execPath, ...args]
+    if (options.cgroup !== undefined) command.unshift('sh', '-c', JOIN_CGROUP_SCRIPT, 'sh', options.cgroup)
+    this.child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
     live.add(this.child)
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
       live.delete(this.child)
@@ -194,6 +201,9 @@ export type LocalClusterOptions = {
   // Adds per-agent options (position, region…) by index.
   configure?: (index: number) => Partial<AgentOptions>
   logLevel?: string
+  // How long each agent may take to start (default 20 s; 20 agents starting at
+  // once on a busy 2-core box need more).
+  startTimeoutMs?: number
 }
 
 // A cluster of real agents: the first starts alone, the others bootstrap from it.
@@ -210,10 +220,10 @@ export class LocalCluster {
   static async start (options: LocalClusterOptions): Promise<LocalCluster> {
     const cluster = new LocalCluster(options)
     try {
-      const first = await AgentProcess.start(cluster.#agentOptions(0, []))
+      const first = await AgentProcess.start(cluster.#agentOptions(0, []), options.startTimeoutMs)
       cluster.agents.push(first)
       // Settled, not all: the agents that did start must be destroyed with the rest.
-      const rest = await Promise.allSettled(Array.from({ length: options.nodes - 1 }, (_, i) => AgentProcess.start(cluster.#agentOptions(i + 1, first.addrs))))
+      const rest = await Promise.allSettled(Array.from({ length: options.nodes - 1 }, (_, i) => AgentProcess.start(cluster.#agentOptions(i + 1, first.addrs), options.startTimeoutMs)))
       for (const result of rest) if (result.status === 'fulfilled') cluster.agents.push(result.value)
       const failed = rest.find((result) => result.status === 'rejected')
       if (failed !== undefined) throw failed.reason
@@ -261,7 +271,7 @@ export class LocalCluster {
     const old = this.agents[index]
     if (old.running) throw new Error(`${old.name} is still running`)
     const bootstrap = this.running().flatMap((a) => a.addrs).slice(0, 3)
-    const agent = await AgentProcess.start({ ...old.options, bootstrap, httpPort: Number(new URL(old.http).port) })
+    const agent = await AgentProcess.start({ ...old.options, bootstrap, httpPort: Number(new URL(old.http).port) }, this.options.startTimeoutMs)
     this.agents[index] = agent
     return agent
   }
