@@ -9,11 +9,13 @@ import type { AbortOptions, ConnectionProtector, MultiaddrConnection } from '@li
 import type { Libp2pOptions } from 'libp2p'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { PSK_BYTES } from './cluster-key.ts'
+import { installHalfWindowUpdates } from './yamux-window.ts'
 
 // Called once per connection whose peer did not prove it holds the cluster key.
 export type KeyRefused = (remoteAddr: string, detail: string) => void
 
 export function connectionStack (psk: Uint8Array | undefined, onKeyRefused: KeyRefused = () => {}): Pick<Libp2pOptions, 'transports' | 'connectionEncrypters' | 'streamMuxers' | 'connectionProtector'> {
+  installHalfWindowUpdates()
   return {
     transports: [tcp()],
     connectionEncrypters: [noise()],

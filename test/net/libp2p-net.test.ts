@@ -12,6 +12,7 @@ import { createNet, generateIdentity, loadOrCreateIdentity, peekOverLibp2p } fro
 import { writeRawOverLibp2p } from '../../agent/net/client.ts'
 import type { GossipVerdict, Net } from '../../agent/net/types.ts'
 import { MAX_FRAME_BYTES, MAX_GOSSIP_FRAME_BYTES } from '../../protocol/limits.ts'
+import { windowUpdates } from '../../agent/net/yamux-window.ts'
 
 const CLUSTER = 'net-test'
 const LOOPBACK = '/ip4/127.0.0.1/tcp/0'
@@ -166,6 +167,33 @@ netTest('two nets exchange direct frames both ways, in order on one stream', asy
   assert.is(stats.sendQueueDrops, 0)
   assert.equal(a.unreachable, [])
   assert.ok(a.net.addrs().every((addr) => addr.startsWith('/ip4/127.0.0.1/tcp/') && addr.endsWith(`/p2p/${a.net.id}`)), a.net.addrs().join(' '))
+})
+
+netTest('yamux window updates go out per half window, not per frame, and flow control still holds', async (cleanup) => {
+  const a = await startNode(cleanup)
+  const b = await startNode(cleanup)
+  introduce(a, b)
+  // Small frames one at a time (each its own read at b): before, each cost b a
+  // window-update frame of its own (an encrypted write and a TCP segment).
+  a.net.send(b.net.id, text('hello'))
+  await waitFor('the stream to open', () => b.direct.length === 1)
+  const before = { ...windowUpdates }
+  const small = 100
+  for (let i = 0; i < small; i++) {
+    a.net.send(b.net.id, text(`s${i}`))
+    await waitFor(`frame ${i}`, () => b.direct.length === i + 2)
+  }
+  const sentForSmall = windowUpdates.sent - before.sent
+  assert.ok(sentForSmall <= 2, `window updates for ${small} small frames: ${sentForSmall} (one per frame before)`)
+  assert.ok(windowUpdates.skipped - before.skipped >= small, `skipped ${windowUpdates.skipped - before.skipped}`)
+  // Then well over a 256 KiB window in large frames: the updates that are sent
+  // must keep the sender going, in order, nothing lost.
+  const big = 48
+  const payload = 'x'.repeat(30_000)
+  for (let i = 0; i < big; i++) a.net.send(b.net.id, text(`${i}:${payload}`))
+  await waitFor('every large frame', () => b.direct.length === small + 1 + big)
+  assert.equal(b.direct.slice(small + 1).map((r) => Number(r.text.slice(0, r.text.indexOf(':')))), Array.from({ length: big }, (_, i) => i))
+  assert.ok(windowUpdates.sent - before.sent >= 2, 'a transfer of several windows sends updates')
 })
 
 netTest('a gossip reaches the others with the publisher as from, and a reject verdict stops it', async (cleanup) => {
