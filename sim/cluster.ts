@@ -8,11 +8,12 @@ import { SeededRandom, deriveSeed } from '../agent/core/random.ts'
 import type { MembershipConfig } from '../agent/membership/config.ts'
 import { membershipProfile } from '../agent/membership/config.ts'
 import { Membership } from '../agent/membership/membership.ts'
+import { MemberNumbers } from '../agent/membership/numbers.ts'
 import type { SessionsConfig } from '../agent/sessions/config.ts'
 import { BUILT_IN_SERVICES } from '../agent/sessions/services.ts'
 import { Sessions } from '../agent/sessions/sessions.ts'
 import type { ClientReply, SessionCommand, SessionEvent } from '../agent/sessions/types.ts'
-import { decode, encode } from '../protocol/codec.ts'
+import { decode, encode, frameBytes } from '../protocol/codec.ts'
 import type { MemberStatus, Message, NodeRecord, PeekMember, ServiceOffer } from '../protocol/messages.ts'
 import { SimAuth } from './auth.ts'
 import { GossipMesh } from './mesh.ts'
@@ -46,7 +47,7 @@ export type SimOptions = {
   // Decode every frame at the receiver, as the real host does. Off by default:
   // messages are immutable, so receivers can share the sender's objects, which
   // keeps one copy of each record in memory instead of one per node (frames are
-  // still encoded, to count bytes). The codec has its own tests; a scenario test
+  // counted with frameBytes(), not encoded). The codec has its own tests; a scenario test
   // runs with this on to exercise it end to end.
   decodeFrames?: boolean
 }
@@ -82,6 +83,9 @@ export class SimCluster {
   readonly #placement: ((index: number) => NodePlacement) | null
   readonly #host: NodeHost
   readonly #requests = new Map<string, (outcome: RequestOutcome) => void>()
+  // One numbering of member ids for every node's member table: the ids are the
+  // simulated nodes, so no table needs an id-to-number map of its own.
+  readonly #memberNumbers = new MemberNumbers(true)
   #nextRequest = 1
   rejectedFrames = 0
   // Gossip publishes, by what they carried: 'record', 'suspect', 'dead'.
@@ -305,7 +309,8 @@ export class SimCluster {
       config: this.config,
       random: new SeededRandom(deriveSeed(this.seed, node.index * 7919 + node.diskIncarnation)),
       auth: new SimAuth(node.id),
-      nowMs: this.nowMs
+      nowMs: this.nowMs,
+      memberNumbers: this.#memberNumbers
     })
     node.membership = membership
     node.sessions = this.sessionsConfig === null
@@ -348,10 +353,17 @@ export class SimCluster {
     }
   }
 
-  #send (from: SimNode, to: PeerKey, message: Message): void {
+  // The frame to decode at the receiver (decodeFrames), or only its length.
+  #frame (message: Message): { frame: Uint8Array | null; bytes: number } {
+    if (!this.#options.decodeFrames) return { frame: null, bytes: frameBytes(message) }
     const frame = encode(message)
+    return { frame, bytes: frame.length }
+  }
+
+  #send (from: SimNode, to: PeerKey, message: Message): void {
+    const { frame, bytes } = this.#frame(message)
     from.traffic.messagesOut++
-    from.traffic.bytesOut += frame.length
+    from.traffic.bytesOut += bytes
     const target = this.#byId.get(to)
     if (target === undefined) return
     const delay = this.network.transit(from.id, to)
@@ -363,12 +375,12 @@ export class SimCluster {
     }
     from.peers.add(to)
     target.peers.add(from.id)
-    this.scheduler.after(delay, () => this.#arrive(target, from.id, 'direct', frame, message))
+    this.scheduler.after(delay, () => this.#arrive(target, from.id, 'direct', frame, bytes, message))
   }
 
   // Gossipsub: a flood over the mesh (sim/mesh.ts); traffic counts every copy.
   #publish (from: SimNode, message: Message): void {
-    const frame = encode(message)
+    const { frame, bytes } = this.#frame(message)
     if (message.type === 'gossip') {
       for (const u of message.updates) {
         const kind = u.kind === 'record' ? 'record' : u.signed.accusation.kind
@@ -378,26 +390,26 @@ export class SimCluster {
     const flood = this.#mesh.flood(from, this.nodes, this.#meshLinks)
     for (const [index, copies] of flood.sent) {
       this.nodes[index].traffic.messagesOut += copies
-      this.nodes[index].traffic.bytesOut += copies * frame.length
+      this.nodes[index].traffic.bytesOut += copies * bytes
     }
     for (const [index, copies] of flood.received) {
       this.nodes[index].traffic.messagesIn += copies
-      this.nodes[index].traffic.bytesIn += copies * frame.length
+      this.nodes[index].traffic.bytesIn += copies * bytes
     }
     const now = this.nowMs
     for (const { node, atMs } of flood.deliveries) {
       const target = this.nodes[node]
-      this.scheduler.at(now + atMs, () => this.#arrive(target, from.id, 'gossip', frame, message, false))
+      this.scheduler.at(now + atMs, () => this.#arrive(target, from.id, 'gossip', frame, bytes, message, false))
     }
   }
 
-  #arrive (target: SimNode, from: PeerKey, channel: 'direct' | 'gossip', frame: Uint8Array, message: Message, count = true): void {
+  #arrive (target: SimNode, from: PeerKey, channel: 'direct' | 'gossip', frame: Uint8Array | null, bytes: number, message: Message, count = true): void {
     if (target.state === 'crashed') return
     if (count) {
       target.traffic.messagesIn++
-      target.traffic.bytesIn += frame.length
+      target.traffic.bytesIn += bytes
     }
-    if (!this.#options.decodeFrames) return target.receive(from, channel, message)
+    if (frame === null) return target.receive(from, channel, message)
     const decoded = decode(frame)
     if (!decoded.ok) {
       this.rejectedFrames++

@@ -18,6 +18,7 @@ import { FailureDetector } from './detector.ts'
 import { expectedConfirmations, gossipScaleMs, retransmitLimit, suspicionBoundsMs, suspicionTimeoutMs } from './math.ts'
 import { rateAllowed } from './rate.ts'
 import { onlyLoadChanged, SelfRecord } from './self.ts'
+import type { MemberNumbers } from './numbers.ts'
 import { MemberTable, claimIsNewer, compareVersion, setSelfRecord } from './table.ts'
 import type { AccusationOutcome, Member, RecordOutcome } from './table.ts'
 
@@ -29,6 +30,9 @@ export type MembershipOptions = {
   random: Random
   auth: Auth
   nowMs: number
+  // The numbering of member ids behind the member table (numbers.ts). Omitted,
+  // the table has its own; the simulator shares one among all its nodes.
+  memberNumbers?: MemberNumbers
 }
 
 // Incarnations are safe integers on the wire; never refute past this.
@@ -55,7 +59,7 @@ export class Membership {
   readonly #config: MembershipConfig
   readonly #random: Random
   readonly #auth: Auth
-  readonly #table = new MemberTable()
+  readonly #table: MemberTable
   readonly #broadcasts = new BroadcastQueue()
   readonly #detector: FailureDetector
   readonly #own: SelfRecord
@@ -77,6 +81,7 @@ export class Membership {
     this.#random = options.random
     this.#auth = options.auth
     this.#now = options.nowMs
+    this.#table = new MemberTable(options.memberNumbers)
     this.#own = new SelfRecord({ ...options.self, seq: 0, status: 'alive' }, options.auth)
     this.#self = this.#table.addSelf(this.#own.signed, options.nowMs)
     this.#detector = new FailureDetector(options.config, options.random, {
@@ -143,7 +148,7 @@ export class Membership {
   snapshot (nowMs: number): PeekMember[] {
     const view: PeekMember[] = []
     for (const member of this.#table.all()) {
-      const lastHeardMs = member === this.#self ? 0 : Math.max(0, Math.round(nowMs - member.lastHeardMs))
+      const lastHeardMs = member.id === this.id ? 0 : Math.max(0, Math.round(nowMs - member.lastHeardMs))
       view.push({ record: member.signed.record, status: member.status, statusIncarnation: member.statusIncarnation, lastHeardMs })
     }
     return view
@@ -576,18 +581,17 @@ export class Membership {
   // when they come up short (small or mostly dead tables).
   #randomAlive (count: number, exclude: PeerKey[]): PeerKey[] {
     if (count <= 0) return []
-    const members = this.#table.list()
     const wanted = (member: Member): boolean => member.status === 'alive' && member.id !== this.id && !exclude.includes(member.id)
     const picked: PeerKey[] = []
-    if (members.length > 4 * (count + exclude.length + 1)) {
+    if (this.#table.size > 4 * (count + exclude.length + 1)) {
       for (let tries = 0; tries < 4 * count && picked.length < count; tries++) {
-        const member = members[Math.floor(this.#random.nextFloat() * members.length)]
-        if (wanted(member) && !picked.includes(member.id)) picked.push(member.id)
+        const member = this.#table.pick(this.#random.nextFloat())
+        if (member !== undefined && wanted(member) && !picked.includes(member.id)) picked.push(member.id)
       }
       if (picked.length === count) return picked
     }
     const ids: PeerKey[] = []
-    for (const member of members) if (wanted(member)) ids.push(member.id)
+    for (const member of this.#table.all()) if (wanted(member)) ids.push(member.id)
     return this.#random.shuffle(ids).slice(0, count)
   }
 
