@@ -116,7 +116,11 @@ export class Membership {
       if (timersDue && !this.#leaving) this.#onTick()
     }
     this.#wakeAtMs = this.nextWakeMs()
-    return this.#out
+    const out = this.#out
+    // Not kept until the next input: a merge of a large table returns an event
+    // per member learnt.
+    this.#out = []
+    return out
   }
 
   // The earliest time the core needs a tick; hosts schedule one for then.
@@ -134,6 +138,11 @@ export class Membership {
 
   get record (): NodeRecord {
     return this.#own.record
+  }
+
+  // The own record as signed, as other members hold it.
+  get signedRecord (): SignedRecord {
+    return this.#own.signed
   }
 
   get health (): number {
