@@ -381,19 +381,21 @@ export class SimCluster {
     return { frame, bytes: frame.length }
   }
 
+  // A crashed target refuses the connection: nothing leaves the sender, so
+  // nothing is counted (a message lost on the way, or dropped by a partition,
+  // did leave it and is counted).
   #send (from: SimNode, to: PeerKey, message: Message): void {
-    const { frame, bytes } = this.#frame(message)
-    from.traffic.messagesOut++
-    from.traffic.bytesOut += bytes
     const target = this.#byId.get(to)
-    if (target === undefined) return
-    const delay = this.network.transit(from.id, to)
-    if (delay === null) return
-    if (target.state === 'crashed') {
+    const delay = target === undefined ? null : this.network.transit(from.id, to)
+    if (target !== undefined && delay !== null && target.state === 'crashed') {
       // Connection refused: the sender's transport reports it.
       this.scheduler.after(2 * delay, () => from.hint('unreachable', to))
       return
     }
+    const { frame, bytes } = this.#frame(message)
+    from.traffic.messagesOut++
+    from.traffic.bytesOut += bytes
+    if (target === undefined || delay === null) return
     from.peers.add(to)
     target.peers.add(from.id)
     this.scheduler.after(delay, () => this.#arrive(target, from.id, 'direct', frame, bytes, message))

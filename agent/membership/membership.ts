@@ -73,6 +73,7 @@ export class Membership {
   #nextRefreshMs: number
   #nextReapMs: number
   #lastPublishMs = -Infinity
+  readonly #startMs: number
   #publishPendingAtMs = Infinity
 
   constructor (options: MembershipOptions) {
@@ -81,6 +82,7 @@ export class Membership {
     this.#random = options.random
     this.#auth = options.auth
     this.#now = options.nowMs
+    this.#startMs = options.nowMs
     this.#table = new MemberTable(options.memberNumbers)
     this.#own = new SelfRecord({ ...options.self, seq: 0, status: 'alive' }, options.auth)
     this.#self = this.#table.addSelf(this.#own.signed, options.nowMs)
@@ -173,7 +175,7 @@ export class Membership {
   }
 
   statusOf (id: PeerKey): MemberStatus | null {
-    return this.#table.get(id)?.status ?? null
+    return this.#table.statusOf(id)
   }
 
   // The table as other cores read it (sessions: placement, liveness of members).
@@ -375,10 +377,9 @@ export class Membership {
   // dead, gets a push-pull: it learns the table (and refutes if it was buried),
   // and we learn its record.
   #heardDirectly (from: PeerKey, introduce: boolean): void {
-    const member = this.#table.get(from)
-    if (member !== undefined) member.lastHeardMs = this.#now
+    const known = this.#table.heardFrom(from, this.#now)
     this.#detector.heard(from)
-    const stranger = member === undefined || member.status === 'dead'
+    const stranger = !known || this.#table.statusOf(from) === 'dead'
     if (introduce && stranger) this.#antiEntropy.introduce(from, this.#now)
   }
 
@@ -539,11 +540,15 @@ export class Membership {
   }
 
   // The refresh period grows with the cluster, which a node learns after it set
-  // its first refresh: re-check against the current size before publishing.
+  // its first refresh: re-check against the current size before publishing. A
+  // node that never published (it did not join: the simulator's warm start,
+  // whose nodes stand for agents long in the cluster) counts from its start, or
+  // every member of a large table would publish at once.
   #refreshOwnRecord (): void {
-    const dueMs = this.#lastPublishMs + Math.floor(0.9 * this.#scaled(this.#config.recordRefreshIntervalMs))
+    const sinceMs = Number.isFinite(this.#lastPublishMs) ? this.#lastPublishMs : this.#startMs
+    const dueMs = sinceMs + Math.floor(0.9 * this.#scaled(this.#config.recordRefreshIntervalMs))
     if (this.#now >= dueMs) return this.#publishOwnRecord()
-    this.#nextRefreshMs = dueMs + this.#random.nextInt(1 + Math.floor(0.2 * (dueMs - this.#lastPublishMs)))
+    this.#nextRefreshMs = dueMs + this.#random.nextInt(1 + Math.floor(0.2 * (dueMs - sinceMs)))
   }
 
   #ownUpdate (): Update {
@@ -575,7 +580,7 @@ export class Membership {
 
   #isProbeable (id: PeerKey): boolean {
     if (id === this.id) return false
-    const status = this.#table.get(id)?.status
+    const status = this.#table.statusOf(id)
     return status === 'alive' || status === 'suspect'
   }
 

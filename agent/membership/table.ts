@@ -176,9 +176,21 @@ export class MemberTable {
   }
 
   get (id: string): Member | undefined {
+    const n = this.#present(id)
+    return n < 0 ? undefined : new Member(this.#c, n)
+  }
+
+  // The status of `id`, or null when it is not in the table (no view made:
+  // other cores ask this often).
+  statusOf (id: string): MemberStatus | null {
+    const n = this.#present(id)
+    return n < 0 ? null : STATUS_NAMES[this.#c.status[n]]
+  }
+
+  // The number of `id` if it is in this table, else -1.
+  #present (id: string): number {
     const n = this.#numbers.find(id)
-    if (n === undefined || n >= this.#c.status.length || this.#c.status[n] === 0) return undefined
-    return new Member(this.#c, n)
+    return n === undefined || n >= this.#c.status.length || this.#c.status[n] === 0 ? -1 : n
   }
 
   // Every member, in member-number order.
@@ -255,16 +267,18 @@ export class MemberTable {
   }
 
   wouldApplyAccusation (accusation: Accusation): boolean {
-    const current = this.get(accusation.subject)
+    const n = this.#present(accusation.subject)
     // Accusations about members we do not know carry nothing to act on.
-    if (current === undefined) return false
+    if (n < 0) return false
+    const c = this.#c
     // Ignore accusations about an incarnation the member has already left behind.
-    if (accusation.incarnation < current.statusIncarnation) return false
-    const status = current.status
-    if (status === 'dead' || status === 'left') return false
+    const statusIncarnation = c.incarnationAbove.get(n) ?? (c.signed[n] as SignedRecord).record.incarnation
+    if (accusation.incarnation < statusIncarnation) return false
+    const status = c.status[n]
+    if (status === STATUS_CODES.dead || status === STATUS_CODES.left) return false
     if (accusation.kind === 'dead') return true
-    if (status === 'alive') return true
-    return !(current.suspicion?.accusers.has(accusation.accuser) ?? false)
+    if (status === STATUS_CODES.alive) return true
+    return !(c.suspicions.get(n)?.accusers.has(accusation.accuser) ?? false)
   }
 
   // Applies an accusation; `deadlineMs` computes a suspicion's deadline from its
@@ -300,9 +314,12 @@ export class MemberTable {
     return { kind: 'suspected', member, previous }
   }
 
-  heardFrom (id: string, nowMs: number): void {
-    const member = this.get(id)
-    if (member !== undefined) member.lastHeardMs = nowMs
+  // Notes a message from `id`; false when it is not in the table.
+  heardFrom (id: string, nowMs: number): boolean {
+    const n = this.#present(id)
+    if (n < 0) return false
+    this.#c.lastHeard[n] = nowMs
+    return true
   }
 
   // Suspicions whose deadline has passed.
@@ -378,9 +395,8 @@ export class MemberTable {
   }
 
   #signedOf (id: string): SignedRecord | null {
-    const n = this.#numbers.find(id)
-    if (n === undefined || n >= this.#c.status.length || this.#c.status[n] === 0) return null
-    return this.#c.signed[n]
+    const n = this.#present(id)
+    return n < 0 ? null : this.#c.signed[n]
   }
 
   #setStatus (member: Member, status: MemberStatus, incarnation: number, nowMs: number, signed: SignedAccusation | null): void {
