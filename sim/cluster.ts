@@ -90,6 +90,8 @@ export class SimCluster {
   rejectedFrames = 0
   // Gossip publishes, by what they carried: 'record', 'suspect', 'dead'.
   readonly publishes = new Map<string, number>()
+  // Direct messages sent (refused connections excluded), by type.
+  readonly sent = new Map<string, number>()
 
   constructor (options: SimOptions) {
     this.seed = options.seed
@@ -395,6 +397,7 @@ export class SimCluster {
     const { frame, bytes } = this.#frame(message)
     from.traffic.messagesOut++
     from.traffic.bytesOut += bytes
+    this.sent.set(message.type, (this.sent.get(message.type) ?? 0) + 1)
     if (target === undefined || delay === null) return
     from.peers.add(to)
     target.peers.add(from.id)
