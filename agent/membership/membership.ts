@@ -117,7 +117,7 @@ export class Membership {
       // stall). The input goes first: an answer read at its deadline counts.
       if (timersDue && !this.#leaving) this.#onTick()
     }
-    this.#wakeAtMs = this.nextWakeMs()
+    this.#wakeAtMs = this.#computeWakeMs()
     const out = this.#out
     // Not kept until the next input: a merge of a large table returns an event
     // per member learnt.
@@ -125,8 +125,13 @@ export class Membership {
     return out
   }
 
-  // The earliest time the core needs a tick; hosts schedule one for then.
+  // The earliest time the core needs a tick; hosts schedule one for then. Only
+  // step() changes the core's state, so the value it computed last holds.
   nextWakeMs (): number {
+    return this.#wakeAtMs ?? this.#computeWakeMs()
+  }
+
+  #computeWakeMs (): number {
     if (this.#leaving) return Infinity
     return Math.min(
       this.#detector.nextWakeMs(), this.#table.earliestSuspicionDeadlineMs(), this.#antiEntropy.nextWakeMs(),
