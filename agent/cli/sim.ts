@@ -27,7 +27,10 @@ options print the same result, byte for byte.
 
   --scenario <name|file.json>  ${scenarioNames().join(', ')} (default demo),
                                or a scenario file (see the README)
-  --nodes <n>                  number of agents (default: the scenario's)
+  --nodes <n>                  number of agents, 1-20000 (default: the scenario's);
+                               one process holds every agent's member table (N²
+                               entries, ~30 bytes each): 1,000 agents take well
+                               under 1 GiB, 10,000 a few GiB (see the README)
   --seed <n>                   seed of the run, 0-4294967295 (default 1)
   --duration <sec>             chaos phase, virtual seconds (wall seconds with --real;
                                default: the scenario's)
