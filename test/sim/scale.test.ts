@@ -4,6 +4,7 @@
 // Small N here; bench/sim-scale.ts measures the real sizes.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
+import { spawnSync } from 'node:child_process'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { MemberNumbers } from '../../agent/membership/numbers.ts'
@@ -92,5 +93,19 @@ test('warm starts are deterministic: the same seed gives the same tables and tra
   }
   assert.is(run(), run())
 }))
+
+test('CLI: --warm-start is in the replay line and the result, and refused with --real', () => {
+  const cli = new URL('../../bin/edge-agent.ts', import.meta.url).pathname
+  const run = spawnSync(process.execPath, [cli, 'sim', '--scenario', 'churn', '--nodes', '30', '--duration', '8', '--warm-start', '--json'], { encoding: 'utf8', timeout: 120_000 })
+  assert.is(run.status, 0, run.stderr.slice(-800))
+  assert.is(run.stderr.split('\n')[0], 'edge-agent sim --scenario churn --nodes 30 --duration 8 --seed 1 --warm-start --json')
+  const result = JSON.parse(run.stdout) as { ok: boolean; options: { warmStart: boolean; convergedAtMs: number } }
+  assert.ok(result.ok)
+  assert.is(result.options.warmStart, true)
+  assert.is(result.options.convergedAtMs, 0, 'converged from the start')
+  const refused = spawnSync(process.execPath, [cli, 'sim', '--real', '--nodes', '3', '--warm-start'], { encoding: 'utf8', timeout: 60_000 })
+  assert.is(refused.status, 2)
+  assert.match(refused.stderr, '--warm-start is for virtual mode')
+})
 
 test.run()
