@@ -7,7 +7,7 @@
 //                                            the other sections keep their last figures
 //   BENCH_ROUNDS=5                           kill/freeze rounds per detection benchmark
 //   BENCH_TAKEOVERS=50                       SIGKILL rounds and SIGSTOP rounds of session owners
-//   BENCH_SIM_SIZES=100,1000                 node counts of the simulator-at-scale runs (10000: ~4 GiB, ~10 min)
+//   BENCH_SIM_SIZES=100,1000                 node counts of the simulator-at-scale runs (10000: ~6 GiB peak, ~10 CPU min)
 //   BENCH_SIM_DURATION_S=60                  virtual seconds of chaos in each of them, or one per size
 //                                            (default 60, 30 from 10,000 nodes as issue 4 asks)
 //   BENCH_SIM_WARM_FROM=10000                sizes from this one start converged (--warm-start); 0 = never
