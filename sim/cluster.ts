@@ -8,12 +8,13 @@ import { SeededRandom, deriveSeed } from '../agent/core/random.ts'
 import type { MembershipConfig } from '../agent/membership/config.ts'
 import { membershipProfile } from '../agent/membership/config.ts'
 import { Membership } from '../agent/membership/membership.ts'
+import { MemberNumbers } from '../agent/membership/numbers.ts'
 import type { SessionsConfig } from '../agent/sessions/config.ts'
 import { BUILT_IN_SERVICES } from '../agent/sessions/services.ts'
 import { Sessions } from '../agent/sessions/sessions.ts'
 import type { ClientReply, SessionCommand, SessionEvent } from '../agent/sessions/types.ts'
-import { decode, encode } from '../protocol/codec.ts'
-import type { MemberStatus, Message, NodeRecord, PeekMember, ServiceOffer } from '../protocol/messages.ts'
+import { decode, encode, frameBytes } from '../protocol/codec.ts'
+import type { Entry, MemberStatus, Message, NodeRecord, PeekMember, ServiceOffer } from '../protocol/messages.ts'
 import { SimAuth } from './auth.ts'
 import { GossipMesh } from './mesh.ts'
 import type { MeshLinks } from './mesh.ts'
@@ -46,7 +47,7 @@ export type SimOptions = {
   // Decode every frame at the receiver, as the real host does. Off by default:
   // messages are immutable, so receivers can share the sender's objects, which
   // keeps one copy of each record in memory instead of one per node (frames are
-  // still encoded, to count bytes). The codec has its own tests; a scenario test
+  // counted with frameBytes(), not encoded). The codec has its own tests; a scenario test
   // runs with this on to exercise it end to end.
   decodeFrames?: boolean
 }
@@ -82,10 +83,15 @@ export class SimCluster {
   readonly #placement: ((index: number) => NodePlacement) | null
   readonly #host: NodeHost
   readonly #requests = new Map<string, (outcome: RequestOutcome) => void>()
+  // One numbering of member ids for every node's member table: the ids are the
+  // simulated nodes, so no table needs an id-to-number map of its own.
+  readonly #memberNumbers = new MemberNumbers(true)
   #nextRequest = 1
   rejectedFrames = 0
   // Gossip publishes, by what they carried: 'record', 'suspect', 'dead'.
   readonly publishes = new Map<string, number>()
+  // Direct messages sent (refused connections excluded), by type.
+  readonly sent = new Map<string, number>()
 
   constructor (options: SimOptions) {
     this.seed = options.seed
@@ -141,6 +147,26 @@ export class SimCluster {
     for (const node of this.nodes) {
       const at = node.index < this.#options.seeds ? 0 : this.#random.nextInt(this.#options.joinSpreadMs + 1)
       this.scheduler.at(at, () => this.#boot(node))
+    }
+  }
+
+  // Starts every node already converged, as if the cluster had been bootstrapped
+  // long before: at time 0 each node boots and is handed every node's signed
+  // record in one push-pull exchange from a seed (the real merge path, signatures
+  // checked), instead of a cold join's N² gossip deliveries and table exchanges,
+  // which dominate the cost of a run at thousands of nodes. Warm nodes have no
+  // bootstrap list (no node is alone); a node restarted later joins cold.
+  startWarm (): void {
+    for (const node of this.nodes) this.#boot(node, false)
+    const entries: Entry[] = []
+    for (const node of this.nodes) {
+      const signed = node.membership?.signedRecord
+      if (signed !== undefined) entries.push({ signed, status: 'alive', statusIncarnation: signed.record.incarnation })
+    }
+    const message: Message = { type: 'push-pull-entries', entries }
+    for (const node of this.nodes) {
+      const seed = this.nodes[node.index === 0 ? Math.min(1, this.nodes.length - 1) : 0]
+      node.receive(seed.id, 'direct', message)
     }
   }
 
@@ -295,7 +321,7 @@ export class SimCluster {
     return node
   }
 
-  #boot (node: SimNode): void {
+  #boot (node: SimNode, join = true): void {
     node.diskIncarnation += 1
     node.state = 'running'
     node.inbox = []
@@ -305,7 +331,8 @@ export class SimCluster {
       config: this.config,
       random: new SeededRandom(deriveSeed(this.seed, node.index * 7919 + node.diskIncarnation)),
       auth: new SimAuth(node.id),
-      nowMs: this.nowMs
+      nowMs: this.nowMs,
+      memberNumbers: this.#memberNumbers
     })
     node.membership = membership
     node.sessions = this.sessionsConfig === null
@@ -318,7 +345,8 @@ export class SimCluster {
         stored: node.disk.load(),
         nowMs: this.nowMs
       })
-    node.command({ type: 'join', peers: this.#bootstrapFor(node) })
+    if (join) node.command({ type: 'join', peers: this.#bootstrapFor(node) })
+    else node.schedule()
   }
 
   #bootstrapFor (node: SimNode): PeerKey[] {
@@ -348,27 +376,37 @@ export class SimCluster {
     }
   }
 
-  #send (from: SimNode, to: PeerKey, message: Message): void {
+  // The frame to decode at the receiver (decodeFrames), or only its length.
+  #frame (message: Message): { frame: Uint8Array | null; bytes: number } {
+    if (!this.#options.decodeFrames) return { frame: null, bytes: frameBytes(message) }
     const frame = encode(message)
-    from.traffic.messagesOut++
-    from.traffic.bytesOut += frame.length
+    return { frame, bytes: frame.length }
+  }
+
+  // A crashed target refuses the connection: nothing leaves the sender, so
+  // nothing is counted (a message lost on the way, or dropped by a partition,
+  // did leave it and is counted).
+  #send (from: SimNode, to: PeerKey, message: Message): void {
     const target = this.#byId.get(to)
-    if (target === undefined) return
-    const delay = this.network.transit(from.id, to)
-    if (delay === null) return
-    if (target.state === 'crashed') {
+    const delay = target === undefined ? null : this.network.transit(from.id, to)
+    if (target !== undefined && delay !== null && target.state === 'crashed') {
       // Connection refused: the sender's transport reports it.
       this.scheduler.after(2 * delay, () => from.hint('unreachable', to))
       return
     }
+    const { frame, bytes } = this.#frame(message)
+    from.traffic.messagesOut++
+    from.traffic.bytesOut += bytes
+    this.sent.set(message.type, (this.sent.get(message.type) ?? 0) + 1)
+    if (target === undefined || delay === null) return
     from.peers.add(to)
     target.peers.add(from.id)
-    this.scheduler.after(delay, () => this.#arrive(target, from.id, 'direct', frame, message))
+    this.scheduler.after(delay, () => this.#arrive(target, from.id, 'direct', frame, bytes, message))
   }
 
   // Gossipsub: a flood over the mesh (sim/mesh.ts); traffic counts every copy.
   #publish (from: SimNode, message: Message): void {
-    const frame = encode(message)
+    const { frame, bytes } = this.#frame(message)
     if (message.type === 'gossip') {
       for (const u of message.updates) {
         const kind = u.kind === 'record' ? 'record' : u.signed.accusation.kind
@@ -378,26 +416,26 @@ export class SimCluster {
     const flood = this.#mesh.flood(from, this.nodes, this.#meshLinks)
     for (const [index, copies] of flood.sent) {
       this.nodes[index].traffic.messagesOut += copies
-      this.nodes[index].traffic.bytesOut += copies * frame.length
+      this.nodes[index].traffic.bytesOut += copies * bytes
     }
     for (const [index, copies] of flood.received) {
       this.nodes[index].traffic.messagesIn += copies
-      this.nodes[index].traffic.bytesIn += copies * frame.length
+      this.nodes[index].traffic.bytesIn += copies * bytes
     }
     const now = this.nowMs
     for (const { node, atMs } of flood.deliveries) {
       const target = this.nodes[node]
-      this.scheduler.at(now + atMs, () => this.#arrive(target, from.id, 'gossip', frame, message, false))
+      this.scheduler.at(now + atMs, () => this.#arrive(target, from.id, 'gossip', frame, bytes, message, false))
     }
   }
 
-  #arrive (target: SimNode, from: PeerKey, channel: 'direct' | 'gossip', frame: Uint8Array, message: Message, count = true): void {
+  #arrive (target: SimNode, from: PeerKey, channel: 'direct' | 'gossip', frame: Uint8Array | null, bytes: number, message: Message, count = true): void {
     if (target.state === 'crashed') return
     if (count) {
       target.traffic.messagesIn++
-      target.traffic.bytesIn += frame.length
+      target.traffic.bytesIn += bytes
     }
-    if (!this.#options.decodeFrames) return target.receive(from, channel, message)
+    if (frame === null) return target.receive(from, channel, message)
     const decoded = decode(frame)
     if (!decoded.ok) {
       this.rejectedFrames++

@@ -72,6 +72,10 @@ export class AntiEntropy {
   readonly #lastIntroMs = new Map<string, number>()
   #bootstrap: string[] = []
   #nextPushPullMs: number
+  // The interval the pending first periodic exchange was drawn within, or null
+  // once that exchange is past or a join set it (see #redrawFirstExchange).
+  #firstDrawnWithinMs: number | null
+  readonly #startMs: number
   #nextReconnectMs: number
   #nextJoinRetryMs = Infinity
 
@@ -82,6 +86,8 @@ export class AntiEntropy {
     this.#self = self
     this.#host = host
     this.#nextPushPullMs = nowMs + random.nextInt(Math.max(1, config.pushPullIntervalMs))
+    this.#firstDrawnWithinMs = config.pushPullIntervalMs
+    this.#startMs = nowMs
     this.#nextReconnectMs = nowMs + random.nextInt(Math.max(1, config.reconnectIntervalMs))
   }
 
@@ -90,7 +96,9 @@ export class AntiEntropy {
   }
 
   tick (nowMs: number): void {
+    if (nowMs >= this.#nextPushPullMs) this.#redrawFirstExchange()
     if (nowMs >= this.#nextPushPullMs) {
+      this.#firstDrawnWithinMs = null
       this.#nextPushPullMs = nowMs + gossipScaleMs(this.#config.pushPullIntervalMs, this.#table.liveCount)
       const [peer] = this.#host.randomAlive(1, [])
       if (peer !== undefined) this.#pushPull(peer, false)
@@ -113,6 +121,21 @@ export class AntiEntropy {
     // exchange, with a random member, once the join has settled. (Periodic
     // exchanges are minutes apart in a large cluster.)
     this.#nextPushPullMs = nowMs + this.#config.joinRetryMs + this.#random.nextInt(Math.max(1, this.#config.joinRetryMs))
+    this.#firstDrawnWithinMs = null
+  }
+
+  // The first periodic exchange is drawn at construction, within the interval of
+  // a table of one. A join sets its own follow-up exchange instead; a node that
+  // learnt a large cluster without joining (the simulator's warm start, whose
+  // nodes stand for agents long in the cluster) redraws it within the interval
+  // of the table it holds, at a random point of its period as such an agent
+  // would be, rather than every member exchanging whole tables at once.
+  #redrawFirstExchange (): void {
+    if (this.#firstDrawnWithinMs === null) return
+    const intervalMs = gossipScaleMs(this.#config.pushPullIntervalMs, this.#table.liveCount)
+    if (intervalMs <= this.#firstDrawnWithinMs) return
+    this.#firstDrawnWithinMs = intervalMs
+    this.#nextPushPullMs = this.#startMs + this.#random.nextInt(Math.max(1, intervalMs))
   }
 
   // A stranger (or a member we buried) contacted us: one push-pull teaches it the

@@ -52,6 +52,8 @@ export class BroadcastQueue {
   // first of all (it may be a suspicion the recipient must refute). Items reaching
   // `limit` sends leave the queue.
   take (budgetBytes: number, limit: number, recipient: string | null): Update[] {
+    // Most probes find the queue empty: answer before any allocation.
+    if (this.#bySubject.size === 0) return []
     const chosen: Item[] = []
     let used = 0
     const aboutRecipient = recipient === null ? undefined : this.#bySubject.get(recipient)
@@ -64,7 +66,9 @@ export class BroadcastQueue {
     // member's record after a mass join) on every probe.
     let misses = 0
     for (let t = 0; t < this.#buckets.length && used < budgetBytes && misses < MAX_MISSES; t++) {
-      for (const item of this.#buckets[t]) {
+      const bucket = this.#buckets[t]
+      if (bucket.size === 0) continue
+      for (const item of bucket) {
         if (item === aboutRecipient) continue
         if (used + item.bytes > budgetBytes) {
           if (++misses >= MAX_MISSES) break

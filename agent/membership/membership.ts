@@ -18,6 +18,7 @@ import { FailureDetector } from './detector.ts'
 import { expectedConfirmations, gossipScaleMs, retransmitLimit, suspicionBoundsMs, suspicionTimeoutMs } from './math.ts'
 import { rateAllowed } from './rate.ts'
 import { onlyLoadChanged, SelfRecord } from './self.ts'
+import type { MemberNumbers } from './numbers.ts'
 import { MemberTable, claimIsNewer, compareVersion, setSelfRecord } from './table.ts'
 import type { AccusationOutcome, Member, RecordOutcome } from './table.ts'
 
@@ -29,6 +30,9 @@ export type MembershipOptions = {
   random: Random
   auth: Auth
   nowMs: number
+  // The numbering of member ids behind the member table (numbers.ts). Omitted,
+  // the table has its own; the simulator shares one among all its nodes.
+  memberNumbers?: MemberNumbers
 }
 
 // Incarnations are safe integers on the wire; never refute past this.
@@ -55,7 +59,7 @@ export class Membership {
   readonly #config: MembershipConfig
   readonly #random: Random
   readonly #auth: Auth
-  readonly #table = new MemberTable()
+  readonly #table: MemberTable
   readonly #broadcasts = new BroadcastQueue()
   readonly #detector: FailureDetector
   readonly #own: SelfRecord
@@ -69,6 +73,7 @@ export class Membership {
   #nextRefreshMs: number
   #nextReapMs: number
   #lastPublishMs = -Infinity
+  readonly #startMs: number
   #publishPendingAtMs = Infinity
 
   constructor (options: MembershipOptions) {
@@ -77,6 +82,8 @@ export class Membership {
     this.#random = options.random
     this.#auth = options.auth
     this.#now = options.nowMs
+    this.#startMs = options.nowMs
+    this.#table = new MemberTable(options.memberNumbers)
     this.#own = new SelfRecord({ ...options.self, seq: 0, status: 'alive' }, options.auth)
     this.#self = this.#table.addSelf(this.#own.signed, options.nowMs)
     this.#detector = new FailureDetector(options.config, options.random, {
@@ -110,12 +117,21 @@ export class Membership {
       // stall). The input goes first: an answer read at its deadline counts.
       if (timersDue && !this.#leaving) this.#onTick()
     }
-    this.#wakeAtMs = this.nextWakeMs()
-    return this.#out
+    this.#wakeAtMs = this.#computeWakeMs()
+    const out = this.#out
+    // Not kept until the next input: a merge of a large table returns an event
+    // per member learnt.
+    this.#out = []
+    return out
   }
 
-  // The earliest time the core needs a tick; hosts schedule one for then.
+  // The earliest time the core needs a tick; hosts schedule one for then. Only
+  // step() changes the core's state, so the value it computed last holds.
   nextWakeMs (): number {
+    return this.#wakeAtMs ?? this.#computeWakeMs()
+  }
+
+  #computeWakeMs (): number {
     if (this.#leaving) return Infinity
     return Math.min(
       this.#detector.nextWakeMs(), this.#table.earliestSuspicionDeadlineMs(), this.#antiEntropy.nextWakeMs(),
@@ -131,6 +147,11 @@ export class Membership {
     return this.#own.record
   }
 
+  // The own record as signed, as other members hold it.
+  get signedRecord (): SignedRecord {
+    return this.#own.signed
+  }
+
   get health (): number {
     return this.#detector.health
   }
@@ -143,7 +164,7 @@ export class Membership {
   snapshot (nowMs: number): PeekMember[] {
     const view: PeekMember[] = []
     for (const member of this.#table.all()) {
-      const lastHeardMs = member === this.#self ? 0 : Math.max(0, Math.round(nowMs - member.lastHeardMs))
+      const lastHeardMs = member.id === this.id ? 0 : Math.max(0, Math.round(nowMs - member.lastHeardMs))
       view.push({ record: member.signed.record, status: member.status, statusIncarnation: member.statusIncarnation, lastHeardMs })
     }
     return view
@@ -159,7 +180,7 @@ export class Membership {
   }
 
   statusOf (id: PeerKey): MemberStatus | null {
-    return this.#table.get(id)?.status ?? null
+    return this.#table.statusOf(id)
   }
 
   // The table as other cores read it (sessions: placement, liveness of members).
@@ -361,10 +382,9 @@ export class Membership {
   // dead, gets a push-pull: it learns the table (and refutes if it was buried),
   // and we learn its record.
   #heardDirectly (from: PeerKey, introduce: boolean): void {
-    const member = this.#table.get(from)
-    if (member !== undefined) member.lastHeardMs = this.#now
+    const known = this.#table.heardFrom(from, this.#now)
     this.#detector.heard(from)
-    const stranger = member === undefined || member.status === 'dead'
+    const stranger = !known || this.#table.statusOf(from) === 'dead'
     if (introduce && stranger) this.#antiEntropy.introduce(from, this.#now)
   }
 
@@ -525,11 +545,15 @@ export class Membership {
   }
 
   // The refresh period grows with the cluster, which a node learns after it set
-  // its first refresh: re-check against the current size before publishing.
+  // its first refresh: re-check against the current size before publishing. A
+  // node that never published (it did not join: the simulator's warm start,
+  // whose nodes stand for agents long in the cluster) counts from its start, or
+  // every member of a large table would publish at once.
   #refreshOwnRecord (): void {
-    const dueMs = this.#lastPublishMs + Math.floor(0.9 * this.#scaled(this.#config.recordRefreshIntervalMs))
+    const sinceMs = Number.isFinite(this.#lastPublishMs) ? this.#lastPublishMs : this.#startMs
+    const dueMs = sinceMs + Math.floor(0.9 * this.#scaled(this.#config.recordRefreshIntervalMs))
     if (this.#now >= dueMs) return this.#publishOwnRecord()
-    this.#nextRefreshMs = dueMs + this.#random.nextInt(1 + Math.floor(0.2 * (dueMs - this.#lastPublishMs)))
+    this.#nextRefreshMs = dueMs + this.#random.nextInt(1 + Math.floor(0.2 * (dueMs - sinceMs)))
   }
 
   #ownUpdate (): Update {
@@ -561,7 +585,7 @@ export class Membership {
 
   #isProbeable (id: PeerKey): boolean {
     if (id === this.id) return false
-    const status = this.#table.get(id)?.status
+    const status = this.#table.statusOf(id)
     return status === 'alive' || status === 'suspect'
   }
 
@@ -576,18 +600,17 @@ export class Membership {
   // when they come up short (small or mostly dead tables).
   #randomAlive (count: number, exclude: PeerKey[]): PeerKey[] {
     if (count <= 0) return []
-    const members = this.#table.list()
     const wanted = (member: Member): boolean => member.status === 'alive' && member.id !== this.id && !exclude.includes(member.id)
     const picked: PeerKey[] = []
-    if (members.length > 4 * (count + exclude.length + 1)) {
+    if (this.#table.size > 4 * (count + exclude.length + 1)) {
       for (let tries = 0; tries < 4 * count && picked.length < count; tries++) {
-        const member = members[Math.floor(this.#random.nextFloat() * members.length)]
-        if (wanted(member) && !picked.includes(member.id)) picked.push(member.id)
+        const member = this.#table.pick(this.#random.nextFloat())
+        if (member !== undefined && wanted(member) && !picked.includes(member.id)) picked.push(member.id)
       }
       if (picked.length === count) return picked
     }
     const ids: PeerKey[] = []
-    for (const member of members) if (wanted(member)) ids.push(member.id)
+    for (const member of this.#table.all()) if (wanted(member)) ids.push(member.id)
     return this.#random.shuffle(ids).slice(0, count)
   }
 

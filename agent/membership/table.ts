@@ -6,6 +6,7 @@
 import type {
   Accusation, DigestEntry, MemberStatus, NodeRecord, SignedAccusation, SignedRecord
 } from '../../protocol/messages.ts'
+import { MemberNumbers } from './numbers.ts'
 
 export type Suspicion = {
   startMs: number
@@ -16,19 +17,6 @@ export type Suspicion = {
   // When to show the suspect the accusation directly (see Membership #checkSuspects).
   checkAtMs: number
   checks: number
-}
-
-export type Member = {
-  id: string
-  signed: SignedRecord
-  status: MemberStatus
-  // The incarnation the status refers to; never below the record's incarnation.
-  statusIncarnation: number
-  statusSinceMs: number
-  lastHeardMs: number
-  // The accusation behind a suspect or dead status, kept to show the member itself.
-  accusation: SignedAccusation | null
-  suspicion: Suspicion | null
 }
 
 export type RecordOutcome =
@@ -77,29 +65,152 @@ export function knowsMore (mine: Member, theirs: DigestEntry | undefined): boole
   return compareVersion(mine.signed.record, theirs) > 0 || claimIsNewer(mine, theirs)
 }
 
+// Per-member state of one table, by member number (see numbers.ts): a status
+// byte, when we last heard from the member and a reference to its signed record
+// (in the simulator the same immutable object for every table). What only a few
+// members have (a status incarnation above their record's, a suspicion, the
+// accusation behind it, when a member became suspect, dead or left) lives in
+// small maps. About 17 bytes per member, against ~180 for an object per member.
+class Columns {
+  readonly numbers: MemberNumbers
+  status = new Uint8Array(0)
+  lastHeard = new Float64Array(0)
+  signed: Array<SignedRecord | null> = []
+  readonly incarnationAbove = new Map<number, number>()
+  readonly since = new Map<number, number>()
+  readonly accusations = new Map<number, SignedAccusation>()
+  readonly suspicions = new Map<number, Suspicion>()
+
+  constructor (numbers: MemberNumbers) {
+    this.numbers = numbers
+  }
+
+  grow (n: number): void {
+    if (n < this.status.length) return
+    const capacity = Math.max(16, this.numbers.capacity, 2 * this.status.length, n + 1)
+    const status = new Uint8Array(capacity)
+    status.set(this.status)
+    this.status = status
+    const lastHeard = new Float64Array(capacity)
+    lastHeard.set(this.lastHeard)
+    this.lastHeard = lastHeard
+    while (this.signed.length < capacity) this.signed.push(null)
+  }
+}
+
+const STATUS_NAMES: readonly MemberStatus[] = ['alive', 'alive', 'suspect', 'dead', 'left']
+const STATUS_CODES: Record<MemberStatus, number> = { alive: 1, suspect: 2, dead: 3, left: 4 }
+
+// A member of a table: a view over the table's columns, made when asked for
+// (cheap, short-lived). Valid while the member stays in the table.
+export class Member {
+  readonly n: number
+  readonly #c: Columns
+
+  constructor (columns: Columns, n: number) {
+    this.#c = columns
+    this.n = n
+  }
+
+  get id (): string {
+    return this.#c.numbers.idOf(this.n)
+  }
+
+  get signed (): SignedRecord {
+    return this.#c.signed[this.n] as SignedRecord
+  }
+
+  set signed (signed: SignedRecord) {
+    this.#c.signed[this.n] = signed
+  }
+
+  get status (): MemberStatus {
+    return STATUS_NAMES[this.#c.status[this.n]]
+  }
+
+  // Sets the status byte only; the table keeps its counts (see #setStatus).
+  set status (status: MemberStatus) {
+    this.#c.status[this.n] = STATUS_CODES[status]
+  }
+
+  // The incarnation the status refers to; never below the record's incarnation.
+  get statusIncarnation (): number {
+    return this.#c.incarnationAbove.get(this.n) ?? this.signed.record.incarnation
+  }
+
+  set statusIncarnation (incarnation: number) {
+    if (incarnation > this.signed.record.incarnation) this.#c.incarnationAbove.set(this.n, incarnation)
+    else this.#c.incarnationAbove.delete(this.n)
+  }
+
+  get lastHeardMs (): number {
+    return this.#c.lastHeard[this.n]
+  }
+
+  set lastHeardMs (atMs: number) {
+    this.#c.lastHeard[this.n] = atMs
+  }
+
+  // The accusation behind a suspect or dead status, kept to show the member itself.
+  get accusation (): SignedAccusation | null {
+    return this.#c.accusations.get(this.n) ?? null
+  }
+
+  get suspicion (): Suspicion | null {
+    return this.#c.suspicions.get(this.n) ?? null
+  }
+}
+
 export class MemberTable {
-  readonly #members = new Map<string, Member>()
+  readonly #numbers: MemberNumbers
+  readonly #c: Columns
+  #size = 0
   #live = 0
+  // Suspect members are few; tracked apart so timers do not scan the whole table.
+  readonly #suspects = new Set<number>()
+
+  // `numbers`: the simulator shares one numbering among all its tables.
+  constructor (numbers: MemberNumbers = new MemberNumbers()) {
+    this.#numbers = numbers
+    this.#c = new Columns(numbers)
+  }
 
   get (id: string): Member | undefined {
-    return this.#members.get(id)
+    const n = this.#present(id)
+    return n < 0 ? undefined : new Member(this.#c, n)
   }
 
-  all (): IterableIterator<Member> {
-    return this.#members.values()
+  // The status of `id`, or null when it is not in the table (no view made:
+  // other cores ask this often).
+  statusOf (id: string): MemberStatus | null {
+    const n = this.#present(id)
+    return n < 0 ? null : STATUS_NAMES[this.#c.status[n]]
   }
 
-  // The members as an array, for random picks; rebuilt only after the set of
-  // members changed (joins and reaps are rare next to probes).
-  #list: Member[] | null = null
+  // The number of `id` if it is in this table, else -1.
+  #present (id: string): number {
+    const n = this.#numbers.find(id)
+    return n === undefined || n >= this.#c.status.length || this.#c.status[n] === 0 ? -1 : n
+  }
 
-  list (): readonly Member[] {
-    this.#list ??= [...this.#members.values()]
-    return this.#list
+  // Every member, in member-number order.
+  all (): Member[] {
+    const members: Member[] = []
+    const status = this.#c.status
+    for (let n = 0; n < status.length; n++) if (status[n] !== 0) members.push(new Member(this.#c, n))
+    return members
+  }
+
+  // The member at a uniformly drawn position (`u` in [0, 1)) of the numbering,
+  // or undefined where that number is not in this table: random picks without
+  // a list of members (callers retry, then scan).
+  pick (u: number): Member | undefined {
+    const n = Math.floor(u * this.#numbers.capacity)
+    return n < this.#c.status.length && this.#c.status[n] !== 0 ? new Member(this.#c, n) : undefined
   }
 
   get size (): number {
-    return this.#members.size
+    return this.#size
   }
 
   // Members that count for N in the timing formulas: alive or suspect.
@@ -113,40 +224,35 @@ export class MemberTable {
 
   // Adds the local node's own entry; it is kept alive by its owner, not by rules.
   addSelf (signed: SignedRecord, nowMs: number): Member {
-    const member = this.#newMember(signed, nowMs)
-    this.#members.set(member.id, member)
-    this.#list = null
-    this.#live++
-    return member
+    return this.#newMember(signed, nowMs)
   }
 
   // Would applying this record change anything? Cheap, so callers can skip the
   // signature check for the many duplicates gossip delivers.
   wouldApplyRecord (record: NodeRecord): boolean {
-    const current = this.#members.get(record.id)
-    if (current === undefined) return record.status === 'alive'
-    return compareVersion(record, current.signed.record) > 0
+    const current = this.#signedOf(record.id)
+    if (current === null) return record.status === 'alive'
+    return compareVersion(record, current.record) > 0
   }
 
   applyRecord (signed: SignedRecord, nowMs: number): RecordOutcome {
     const record = signed.record
-    const current = this.#members.get(record.id)
+    const current = this.get(record.id)
     if (current === undefined) {
       // A departed member we never knew is not worth remembering.
       if (record.status !== 'alive') return { kind: 'ignored' }
-      const member = this.#newMember(signed, nowMs)
-      this.#members.set(member.id, member)
-      this.#list = null
-      this.#live++
-      return { kind: 'joined', member }
+      return { kind: 'joined', member: this.#newMember(signed, nowMs) }
     }
     // Ignore old and duplicate versions.
     if (compareVersion(record, current.signed.record) <= 0) return { kind: 'ignored' }
     const previous = current.status
     const before = current.signed.record
-    current.signed = signed
-    current.lastHeardMs = nowMs
+    // Decided against the status incarnation as it stood before this record.
     const next = this.#statusAfterRecord(current, record)
+    const statusIncarnation = current.statusIncarnation
+    current.signed = signed
+    current.statusIncarnation = statusIncarnation
+    current.lastHeardMs = nowMs
     if (next !== null) this.#setStatus(current, next, record.incarnation, nowMs, null)
     return { kind: 'updated', member: current, previous, statusChanged: next !== null && next !== previous, before }
   }
@@ -161,15 +267,18 @@ export class MemberTable {
   }
 
   wouldApplyAccusation (accusation: Accusation): boolean {
-    const current = this.#members.get(accusation.subject)
+    const n = this.#present(accusation.subject)
     // Accusations about members we do not know carry nothing to act on.
-    if (current === undefined) return false
+    if (n < 0) return false
+    const c = this.#c
     // Ignore accusations about an incarnation the member has already left behind.
-    if (accusation.incarnation < current.statusIncarnation) return false
-    if (current.status === 'dead' || current.status === 'left') return false
+    const statusIncarnation = c.incarnationAbove.get(n) ?? (c.signed[n] as SignedRecord).record.incarnation
+    if (accusation.incarnation < statusIncarnation) return false
+    const status = c.status[n]
+    if (status === STATUS_CODES.dead || status === STATUS_CODES.left) return false
     if (accusation.kind === 'dead') return true
-    if (current.status === 'alive') return true
-    return !(current.suspicion?.accusers.has(accusation.accuser) ?? false)
+    if (status === STATUS_CODES.alive) return true
+    return !(c.suspicions.get(n)?.accusers.has(accusation.accuser) ?? false)
   }
 
   // Applies an accusation; `deadlineMs` computes a suspicion's deadline from its
@@ -179,42 +288,46 @@ export class MemberTable {
     deadlineMs: (startMs: number, confirmations: number) => number
   ): AccusationOutcome {
     if (!this.wouldApplyAccusation(accusation)) return { kind: 'ignored' }
-    const member = this.#members.get(accusation.subject) as Member
+    const member = this.get(accusation.subject) as Member
     const previous = member.status
     if (accusation.kind === 'dead') {
       this.#setStatus(member, 'dead', accusation.incarnation, nowMs, signed)
       return { kind: 'died', member, previous }
     }
-    if (member.status === 'suspect' && member.suspicion !== null) {
-      const suspicion = member.suspicion
-      suspicion.accusers.add(accusation.accuser)
+    const current = member.suspicion
+    if (previous === 'suspect' && current !== null) {
+      current.accusers.add(accusation.accuser)
       member.statusIncarnation = Math.max(member.statusIncarnation, accusation.incarnation)
-      const confirmations = suspicion.accusers.size - 1
-      suspicion.deadlineMs = deadlineMs(suspicion.startMs, confirmations)
+      const confirmations = current.accusers.size - 1
+      current.deadlineMs = deadlineMs(current.startMs, confirmations)
       return { kind: 'confirmed', member, confirmations }
     }
     this.#setStatus(member, 'suspect', accusation.incarnation, nowMs, signed)
     const deadline = deadlineMs(nowMs, 0)
-    member.suspicion = {
+    this.#c.suspicions.set(member.n, {
       startMs: nowMs,
       accusers: new Set([accusation.accuser]),
       deadlineMs: deadline,
       checkAtMs: nowMs + Math.floor((deadline - nowMs) / 3),
       checks: 0
-    }
+    })
     return { kind: 'suspected', member, previous }
   }
 
-  heardFrom (id: string, nowMs: number): void {
-    const member = this.#members.get(id)
-    if (member !== undefined) member.lastHeardMs = nowMs
+  // Notes a message from `id`; false when it is not in the table.
+  heardFrom (id: string, nowMs: number): boolean {
+    const n = this.#present(id)
+    if (n < 0) return false
+    this.#c.lastHeard[n] = nowMs
+    return true
   }
 
   // Suspicions whose deadline has passed.
   expiredSuspicions (nowMs: number): Member[] {
     const expired: Member[] = []
-    for (const member of this.#suspects) {
-      if (member.suspicion !== null && member.suspicion.deadlineMs <= nowMs) expired.push(member)
+    for (const n of this.#suspects) {
+      const suspicion = this.#c.suspicions.get(n)
+      if (suspicion !== undefined && suspicion.deadlineMs <= nowMs) expired.push(new Member(this.#c, n))
     }
     return expired
   }
@@ -222,16 +335,18 @@ export class MemberTable {
   // Suspicions whose next check is due.
   dueChecks (nowMs: number): Member[] {
     const due: Member[] = []
-    for (const member of this.#suspects) {
-      if (member.suspicion !== null && member.suspicion.checkAtMs <= nowMs) due.push(member)
+    for (const n of this.#suspects) {
+      const suspicion = this.#c.suspicions.get(n)
+      if (suspicion !== undefined && suspicion.checkAtMs <= nowMs) due.push(new Member(this.#c, n))
     }
     return due
   }
 
   earliestSuspicionDeadlineMs (): number {
     let earliest = Infinity
-    for (const member of this.#suspects) {
-      if (member.suspicion !== null) earliest = Math.min(earliest, member.suspicion.deadlineMs, member.suspicion.checkAtMs)
+    for (const n of this.#suspects) {
+      const suspicion = this.#c.suspicions.get(n)
+      if (suspicion !== undefined) earliest = Math.min(earliest, suspicion.deadlineMs, suspicion.checkAtMs)
     }
     return earliest
   }
@@ -239,56 +354,84 @@ export class MemberTable {
   // Moves every suspicion's clock forward by a local stall: nothing could be heard
   // during it, so it must not count against the suspect.
   extendSuspicions (byMs: number): void {
-    for (const member of this.#suspects) {
-      if (member.suspicion === null) continue
-      member.suspicion.startMs += byMs
-      member.suspicion.deadlineMs += byMs
-      member.suspicion.checkAtMs += byMs
+    for (const n of this.#suspects) {
+      const suspicion = this.#c.suspicions.get(n)
+      if (suspicion === undefined) continue
+      suspicion.startMs += byMs
+      suspicion.deadlineMs += byMs
+      suspicion.checkAtMs += byMs
     }
   }
 
   // Forgets dead and left members whose status is older than `reapBeforeMs`.
   reap (reapBeforeMs: number): string[] {
-    const reaped: string[] = []
-    for (const member of this.#members.values()) {
-      const final = member.status === 'dead' || member.status === 'left'
-      if (final && member.statusSinceMs < reapBeforeMs) reaped.push(member.id)
+    const reaped: number[] = []
+    const status = this.#c.status
+    for (const [n, sinceMs] of this.#c.since) {
+      const final = status[n] === STATUS_CODES.dead || status[n] === STATUS_CODES.left
+      if (final && sinceMs < reapBeforeMs) reaped.push(n)
     }
-    for (const id of reaped) this.#members.delete(id)
-    if (reaped.length > 0) this.#list = null
-    return reaped
+    // Number order, as a scan of the table would find them.
+    reaped.sort((a, b) => a - b)
+    const ids: string[] = []
+    for (const n of reaped) {
+      ids.push(this.#numbers.idOf(n))
+      this.#forget(n)
+    }
+    return ids
   }
 
-  // Suspect members are few; tracked apart so timers do not scan the whole table.
-  readonly #suspects = new Set<Member>()
+  #forget (n: number): void {
+    const c = this.#c
+    c.status[n] = 0
+    c.signed[n] = null
+    c.lastHeard[n] = 0
+    c.incarnationAbove.delete(n)
+    c.since.delete(n)
+    c.accusations.delete(n)
+    c.suspicions.delete(n)
+    this.#size--
+    this.#numbers.release(n)
+  }
+
+  #signedOf (id: string): SignedRecord | null {
+    const n = this.#present(id)
+    return n < 0 ? null : this.#c.signed[n]
+  }
 
   #setStatus (member: Member, status: MemberStatus, incarnation: number, nowMs: number, signed: SignedAccusation | null): void {
-    const wasLive = member.status === 'alive' || member.status === 'suspect'
+    const c = this.#c
+    const n = member.n
+    const was = member.status
+    const wasLive = was === 'alive' || was === 'suspect'
     const isLive = status === 'alive' || status === 'suspect'
     if (wasLive !== isLive) this.#live += isLive ? 1 : -1
-    if (member.status !== status) member.statusSinceMs = nowMs
+    if (was !== status) {
+      // When a member became suspect, dead or left (what reaping reads).
+      if (status === 'alive') c.since.delete(n)
+      else c.since.set(n, nowMs)
+    }
     member.status = status
     member.statusIncarnation = Math.max(incarnation, member.signed.record.incarnation)
-    member.accusation = status === 'suspect' || status === 'dead' ? signed : null
+    if ((status === 'suspect' || status === 'dead') && signed !== null) c.accusations.set(n, signed)
+    else c.accusations.delete(n)
     if (status === 'suspect') {
-      this.#suspects.add(member)
+      this.#suspects.add(n)
     } else {
-      this.#suspects.delete(member)
-      member.suspicion = null
+      this.#suspects.delete(n)
+      c.suspicions.delete(n)
     }
   }
 
   #newMember (signed: SignedRecord, nowMs: number): Member {
-    return {
-      id: signed.record.id,
-      signed,
-      status: 'alive',
-      statusIncarnation: signed.record.incarnation,
-      statusSinceMs: nowMs,
-      lastHeardMs: nowMs,
-      accusation: null,
-      suspicion: null
-    }
+    const n = this.#numbers.numberOf(signed.record.id)
+    this.#c.grow(n)
+    this.#c.status[n] = STATUS_CODES.alive
+    this.#c.signed[n] = signed
+    this.#c.lastHeard[n] = nowMs
+    this.#size++
+    this.#live++
+    return new Member(this.#c, n)
   }
 }
 

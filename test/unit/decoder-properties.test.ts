@@ -18,9 +18,9 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import fc from 'fast-check'
 import { randomInt } from 'node:crypto'
-import { decode, decodeAccusation, decodeRecord, encode, encodeAccusation, encodeRecord } from '../../protocol/codec.ts'
+import { decode, decodeAccusation, decodeRecord, encode, encodeAccusation, encodeRecord, frameBytes } from '../../protocol/codec.ts'
 import type { Decoded } from '../../protocol/messages.ts'
-import { accusation, message, nodeRecord, sessionMessage } from '../fixtures/arbitraries.ts'
+import { accusation, membershipMessage, message, nodeRecord, sessionMessage } from '../fixtures/arbitraries.ts'
 import { MUTATORS, mutate, seededRng } from '../fixtures/mutate.ts'
 
 const SEED = process.env.SEED === undefined ? randomInt(2 ** 31) : Number(process.env.SEED)
@@ -71,6 +71,13 @@ test(`encode() then decode() gives back every generated message of every type, a
     assert.ok(back.ok, back.ok ? '' : back.reason)
     assert.equal(back.value, m)
     assert.equal(encode(back.value), bytes)
+  }), { ...params, numRuns: RUNS * 3 })
+})
+
+// The simulator counts bytes with frameBytes() instead of encoding.
+test(`frameBytes() is the length of encode() for every generated message (seed ${SEED})`, () => {
+  fc.assert(fc.property(fc.oneof(membershipMessage, message), (m) => {
+    assert.is(frameBytes(m), encode(m).length, m.type)
   }), { ...params, numRuns: RUNS * 3 })
 })
 

@@ -1,5 +1,6 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
+import { MemberNumbers } from '../../agent/membership/numbers.ts'
 import { MemberTable, claimIsNewer, compareVersion, knowsMore } from '../../agent/membership/table.ts'
 import type { Accusation, NodeRecord, SignedRecord } from '../../protocol/messages.ts'
 
@@ -133,6 +134,73 @@ test('claimIsNewer() and knowsMore() drive the push-pull digest', () => {
   assert.ok(knowsMore(a, undefined))
   assert.ok(knowsMore(a, { id: 'a', incarnation: 2, seq: 2, status: 'alive', statusIncarnation: 2 }))
   assert.not.ok(knowsMore(a, { id: 'a', incarnation: 2, seq: 3, status: 'alive', statusIncarnation: 2 }))
+})
+
+// ---- the compact table: numbering, columns, sparse state ----------------------
+
+test('a suspicion at an incarnation above the record\'s survives newer data at a lower one, until a refutation', () => {
+  const table = tableWith(record('a', 1, 0))
+  table.applyAccusation(null, accuse('suspect', 'a', 3, 'x'), 10, deadline)
+  assert.is(table.get('a')?.statusIncarnation, 3)
+  table.applyRecord(record('a', 2, 0), 20)
+  assert.is(table.get('a')?.status, 'suspect', 'incarnation 2 does not refute a claim about 3')
+  assert.is(table.get('a')?.statusIncarnation, 3)
+  assert.is(table.get('a')?.signed.record.incarnation, 2)
+  table.applyRecord(record('a', 4, 0), 30)
+  assert.is(table.get('a')?.status, 'alive')
+  assert.is(table.get('a')?.statusIncarnation, 4)
+  assert.is(table.get('a')?.suspicion, null)
+  assert.is(table.get('a')?.accusation, null)
+})
+
+test('tables sharing a numbering agree on numbers and never release one; a private numbering reuses a reaped member\'s', () => {
+  const shared = new MemberNumbers(true)
+  const one = new MemberTable(shared)
+  const two = new MemberTable(shared)
+  one.addSelf(record('me', 1, 0), 0)
+  two.addSelf(record('you', 1, 0), 0)
+  one.applyRecord(record('a', 1, 0), 0)
+  two.applyRecord(record('a', 1, 0), 0)
+  assert.is(one.get('a')?.n, two.get('a')?.n)
+  one.applyAccusation(null, accuse('dead', 'a', 1, 'x'), 10, deadline)
+  assert.equal(one.reap(100), ['a'])
+  assert.is(one.get('a'), undefined)
+  assert.is(two.get('a')?.status, 'alive', 'the other table keeps its member')
+  assert.is(shared.find('a'), two.get('a')?.n)
+
+  const own = new MemberNumbers()
+  const table = new MemberTable(own)
+  table.addSelf(record('me', 1, 0), 0)
+  table.applyRecord(record('a', 5, 0), 0)
+  table.applyAccusation(null, accuse('suspect', 'a', 7, 'x'), 10, deadline)
+  table.applyAccusation(null, accuse('dead', 'a', 7, 'x'), 20, deadline)
+  const number = table.get('a')?.n
+  assert.equal(table.reap(100), ['a'])
+  assert.is(own.find('a'), undefined)
+  table.applyRecord(record('b', 1, 0), 200)
+  const b = table.get('b')
+  assert.is(b?.n, number, 'the freed number is reused')
+  assert.is(b?.status, 'alive')
+  assert.is(b?.statusIncarnation, 1, 'nothing of the reaped member carries over')
+  assert.is(b?.accusation, null)
+  assert.is(b?.lastHeardMs, 200)
+  assert.is(table.size, 2)
+  assert.equal(table.all().map((m) => m.id), ['me', 'b'])
+})
+
+test('pick() maps a draw to a member by number, or to nothing where the number is not in the table', () => {
+  const shared = new MemberNumbers(true)
+  const other = new MemberTable(shared)
+  other.addSelf(record('x', 1, 0), 0)
+  other.applyRecord(record('y', 1, 0), 0)
+  const table = new MemberTable(shared)
+  table.addSelf(record('me', 1, 0), 0)
+  table.applyRecord(record('a', 1, 0), 0)
+  // Numbers: x 0, y 1, me 2, a 3.
+  assert.is(table.pick(0), undefined)
+  assert.is(table.pick(0.3), undefined)
+  assert.is(table.pick(0.5)?.id, 'me')
+  assert.is(table.pick(0.99)?.id, 'a')
 })
 
 test.run()
