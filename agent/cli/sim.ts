@@ -3,7 +3,10 @@
 // cores on the in-memory network (sim/runner.ts); the output is a function of
 // the seed and the options, byte for byte.
 
+import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { totalmem } from 'node:os'
+import { getHeapStatistics } from 'node:v8'
 import { basename } from 'node:path'
 import type { SimHostFacts } from '../../sim/result.ts'
 import { renderReport } from '../../sim/report.ts'
@@ -39,6 +42,10 @@ options print the same result, byte for byte.
                                if bootstrapped earlier) instead of joining; a cold
                                join costs N² messages, most of the run's time at
                                thousands of nodes. Restarted agents join cold.
+                               Memory: ~48 bytes per agent per agent (N² table
+                               entries; 10,000 nodes ~4.5 GiB); when that exceeds
+                               Node's heap limit the command re-runs itself with
+                               --max-old-space-size set to fit.
   --json                       print the whole result as JSON on stdout
   --report <file.html>         also write a self-contained HTML report with charts
   --real                       real agent processes on 127.0.0.1 instead of virtual
@@ -96,6 +103,9 @@ export async function runSim (argv: string[]): Promise<number> {
   if (real) {
     const refusal = realModeRefusal(scenario) ?? (netns ? netnsUnavailable() : null)
     if (refusal !== null) throw new UsageError(refusal)
+  } else {
+    const heap = heapPlan(scenario.nodes)
+    if (heap !== null) return await rerunWithHeap(heap)
   }
 
   const replay = replayLine(scenarioArg, scenario, seed, values.json === true, report, real ? (netns ? 'netns' : 'gate') : null, warmStart)
@@ -207,3 +217,40 @@ class ProgressBar {
   }
 }
 
+
+// Every simulated agent holds the whole member table: N² entries of ~40 bytes,
+// plus the rest of the run. Node's default heap limit (~4 GiB) is too small from
+// about 9,000 nodes, so the command re-runs itself with a larger one rather than
+// dying out of memory minutes in. A much larger limit than needed lets garbage
+// pile up toward it, so the limit is the estimate plus a quarter.
+export const SIM_HEAP_ENV = 'EDGE_AGENT_SIM_HEAP_SET'
+const BYTES_PER_ENTRY = 48
+const BASE_HEAP_MIB = 512
+
+export function heapNeedMiB (nodes: number): number {
+  return BASE_HEAP_MIB + Math.ceil(nodes * nodes * BYTES_PER_ENTRY / 2 ** 20)
+}
+
+// The --max-old-space-size to re-run with (MiB), or null when the current limit
+// will do. Refuses a run this box cannot hold.
+function heapPlan (nodes: number): number | null {
+  const need = heapNeedMiB(nodes)
+  const limitMiB = getHeapStatistics().heap_size_limit / 2 ** 20
+  if (need <= limitMiB * 0.9 || process.env[SIM_HEAP_ENV] !== undefined) return null
+  const cap = Math.ceil(need * 1.25 / 256) * 256
+  const boxMiB = totalmem() / 2 ** 20
+  if (cap > boxMiB * 0.85) throw new UsageError(`${nodes} simulated nodes need about ${(need / 1024).toFixed(1)} GiB of heap (N² member-table entries); this box has ${(boxMiB / 1024).toFixed(1)} GiB`)
+  return cap
+}
+
+async function rerunWithHeap (capMiB: number): Promise<number> {
+  process.stderr.write(`sim: the member tables need more than Node's default heap; re-running with --max-old-space-size=${capMiB}\n`)
+  const child = spawn(process.execPath, [...process.execArgv, `--max-old-space-size=${capMiB}`, process.argv[1], ...process.argv.slice(2)], {
+    stdio: 'inherit',
+    env: { ...process.env, [SIM_HEAP_ENV]: String(capMiB) }
+  })
+  return await new Promise<number>((resolve, reject) => {
+    child.once('error', reject)
+    child.once('exit', (code) => { resolve(code ?? 1) })
+  })
+}

@@ -84,6 +84,18 @@ test('scenario files: every field checked, refusals name the field', () => {
   assert.equal([ok.name, ok.nodes, ok.faults.length], ['mine', 4, 1])
 })
 
+test('CLI: a run that needs more heap than the limit re-runs itself with a larger one, same result', () => {
+  // A 256 MiB old space (~450 MiB heap limit) is below the 512 MiB floor of the estimate, so even a
+  // small run takes the re-run path (10,000 nodes do the same with the default).
+  const run = spawnSync(process.execPath, ['--max-old-space-size=256', CLI, 'sim', '--nodes', '5', '--duration', '5', '--seed', '3', '--json'], { encoding: 'utf8', timeout: 120_000 })
+  assert.is(run.status, 0, run.stderr)
+  assert.match(run.stderr, /re-running with --max-old-space-size=768/)
+  assert.is(run.stderr.split('\n').filter((line) => line.startsWith('edge-agent sim --scenario')).length, 1, 'the child prints the replay line once')
+  const direct = cli(['--nodes', '5', '--duration', '5', '--seed', '3', '--json'])
+  assert.is(direct.code, 0, direct.stderr)
+  assert.is(run.stdout, direct.stdout)
+})
+
 test('CLI: replay line first, table, --json identical across runs, --report written, bad input exits 2', () => {
   const dir = mkdtempSync(join(tmpdir(), 'edge-agent-sim-'))
   try {
