@@ -17,14 +17,17 @@ import type { Connections, HttpReply } from './http.ts'
 export const CLIENT_DEFAULTS = {
   // One request to one agent. An owner answers an append once its group holds
   // the delta; a frozen standby stalls that for memberStaleMs (500 ms on lan),
-  // so 800 ms lets a slow write finish yet leaves a frozen agent quickly.
-  requestTimeoutMs: 800,
+  // so 600 ms lets a slow write finish yet leaves a frozen owner quickly (its
+  // standbys give up on it after 550 ms: ownerTimeoutMs + diagnoseTimeoutMs).
+  requestTimeoutMs: 600,
   // One operation across every retry. Past it an append's outcome is unknown.
   deadlineMs: 15_000
 } as const
 
 // After a 503: wait retryAfterMs, at least the minimum, or the default without it.
-const RETRY_AFTER_MIN_MS = 50
+// Agents ask for 25 ms while a session changes owner: the new owner is polled
+// for, not slept past.
+const RETRY_AFTER_MIN_MS = 20
 const RETRY_AFTER_DEFAULT_MS = 100
 // 503s in a row from one agent before the next agent in the queue is tried.
 const REFUSALS_BEFORE_MOVING_ON = 2
@@ -34,6 +37,13 @@ const ROUND_PAUSE_MS = 100
 // Redirects in a row before a pause: agents whose views disagree for a moment
 // may point at each other.
 const REDIRECTS_BEFORE_PAUSE = 4
+// A redirect to an agent that failed this long ago or less (refused, reset or
+// timed out) comes from a standby that has not yet seen the owner fail: the
+// client asks that standby again every RETRY_AFTER_MIN_MS rather than going back
+// to the dead owner (a refused connection costs nothing, so that loop would spin;
+// a frozen owner would cost a whole request timeout). The standby answers with
+// the new owner, or "changing owner", once it has seen the failure.
+const AVOID_FAILED_MS = 400
 
 export type Role = 'owner' | 'standby' | 'witness'
 export type GroupMember = { id: string; http: string; role: Role }
@@ -42,7 +52,7 @@ export type OwnerRef = { id: string; http: string }
 export type EdgeClientOptions = {
   // Agents' HTTP URLs to try for open/resume/list, in order.
   agents: string[]
-  // @default 800
+  // @default 600
   requestTimeoutMs?: number
   // @default 15000
   deadlineMs?: number
@@ -187,6 +197,8 @@ type Attempts = {
   refusals: { agent: string; count: number }
   silent: number
   redirects: number
+  // When each agent last failed without answering, during this operation.
+  failedAt: Map<string, number>
 }
 
 type Settings = { agents: string[]; requestTimeoutMs: number; deadlineMs: number; ca?: string | Buffer }
@@ -207,7 +219,7 @@ class Exchanger {
   async exchange (route: Route, call: Call): Promise<Exchanged> {
     const deadline = performance.now() + this.settings.deadlineMs
     let askedAgain = false
-    const attempts: Attempts = { last: 'no agent tried', lastStatus: 0, lastError: null, lastAgent: null, uncertain: false, refusals: { agent: '', count: 0 }, silent: 0, redirects: 0 }
+    const attempts: Attempts = { last: 'no agent tried', lastStatus: 0, lastError: null, lastAgent: null, uncertain: false, refusals: { agent: '', count: 0 }, silent: 0, redirects: 0, failedAt: new Map() }
     for (;;) {
       const leftMs = deadline - performance.now()
       if (leftMs <= 0) throw call.onDeadline?.(attempts) ?? this.#deadlineError(call, attempts)
@@ -249,6 +261,7 @@ function nextStep (route: Route, agent: string, path: string, outcome: HttpReply
   if (outcome instanceof NetworkError) {
     // A refused connection never delivered the request; anything else may have.
     if (outcome.code !== 'ECONNREFUSED') a.uncertain = true
+    a.failedAt.set(agent, performance.now())
     Object.assign(a, { last: `${agent}: ${outcome.code}`, lastStatus: 0, lastError: null, lastAgent: agent })
     return failed(route, agent, a)
   }
@@ -293,6 +306,14 @@ function redirected (route: Route, agent: string, path: string, reply: HttpReply
   }
   a.silent = 0
   const group = decodeGroup(reply.body.group)
+  const failedAt = a.failedAt.get(owner)
+  if (failedAt !== undefined && performance.now() - failedAt < AVOID_FAILED_MS) {
+    // The standby still points at the owner that just failed: ask it again soon.
+    if (group !== null) route.learn(group)
+    a.redirects = 0
+    route.owner = agent
+    return RETRY_AFTER_MIN_MS
+  }
   if (group !== null) route.learn(group)
   route.owner = owner
   a.redirects += 1

@@ -81,7 +81,13 @@ export function clientAppend (ctx: Ctx, r: Replica, target: ReplyTarget, clientS
   // An owner without its lease may have been replaced (cut off from its group,
   // say): its view of the sequence is stale, and a 409 from it would tell the
   // terminal its session rolled back. It only says it cannot serve.
-  if (!leaseValid(ctx, r)) return ctx.reply(target, { status: 503, body: { error: 'the owner cannot reach a majority of its group', retryAfterMs: ctx.config.heartbeatMs } })
+  // A new owner that has not heard its group yet holds no lease, but its log is
+  // complete (it won a majority and adopted the most up-to-date voter's tail):
+  // it takes the next delta in sequence and answers once its group holds it
+  // (under a lease by then), instead of sending the terminal away for another
+  // round. Anything else waits for the lease, as above.
+  const fresh = freshOwner(ctx, r) && clientSeq === r.lastAcceptedSeq + 1
+  if (!fresh && !leaseValid(ctx, r)) return ctx.reply(target, { status: 503, body: { error: 'the owner cannot reach a majority of its group', retryAfterMs: ctx.config.heartbeatMs } })
   if (clientSeq <= r.dedup.lastClientSeq) return ctx.reply(target, { status: 409, body: { error: `clientSeq ${clientSeq} was applied too long ago to answer again; the session is at ${r.dedup.lastClientSeq}` } })
   if (clientSeq !== r.lastAcceptedSeq + 1) {
     return ctx.reply(target, { status: 409, body: { error: `clientSeq must be ${r.lastAcceptedSeq + 1} (got ${clientSeq})`, expectedSeq: r.lastAcceptedSeq + 1 } })
@@ -105,6 +111,12 @@ export function clientAppend (ctx: Ctx, r: Replica, target: ReplyTarget, clientS
   // The planted fault (test only) leaves replication to the next heartbeat.
   if (ctx.config.plantedFault === undefined) replicateAll(ctx, r)
   advanceCommit(ctx, r)
+}
+
+// Promoted within the last vote timeout, and the first entry of our epoch not
+// yet committed: nobody has answered this owner yet.
+export function freshOwner (ctx: Ctx, r: Replica): boolean {
+  return r.role === 'owner' && r.commitIndex < r.readableFromIndex && ctx.now - r.promotedAtMs < ctx.config.voteTimeoutMs
 }
 
 function pendingIndexOf (r: Replica, clientSeq: number): number | null {

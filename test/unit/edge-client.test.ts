@@ -266,6 +266,46 @@ test('an owner that never answers: after requestTimeoutMs the standby gets the s
   assert.equal(session.owner?.http, b.url)
 })
 
+test('a standby still pointing at the owner that just died is asked again, not sent back to the dead owner', async () => {
+  const log = newLog()
+  const a = await agent('A')
+  const b = await agent('B')
+  a.script = owner(log, 1, () => view(a, [b]))
+  const session = await opened(a)
+  await session.append('one')
+  await a.stop()
+  // B has not seen A die for its first 4 requests: it redirects to A, then owns.
+  let asked = 0
+  const serve = owner(log, 2, () => view(b, []))
+  b.script = (seen) => ++asked <= 4 ? { status: 307, headers: { location: a.url + seen.path }, body: view(a, [b]) } : serve(seen)
+  const started = performance.now()
+  const ack = await session.append('two')
+  assert.equal(ack, { index: 2, epoch: 2, duplicate: false })
+  assert.equal(b.deltaSeqs(), [2, 2, 2, 2, 2])
+  // Four short waits (20 ms each) at B: neither a loop spinning between B and
+  // the refused port, nor the 100 ms pauses of a redirect loop.
+  const took = performance.now() - started
+  assert.ok(took >= 80 && took < 400, `took ${took} ms`)
+})
+
+test('after a frozen owner times out, a standby redirecting to it is polled until it names the new owner', async () => {
+  const log = newLog()
+  const a = await agent('A')
+  const b = await agent('B')
+  const c = await agent('C')
+  const serve = owner(log, 1, () => view(a, [b, c]))
+  a.script = (seen) => seen.path === DELTAS ? 'hang' : serve(seen)
+  let asked = 0
+  b.script = (seen) => ++asked <= 3 ? { status: 307, headers: { location: a.url + seen.path }, body: view(a, [b, c]) } : { status: 307, headers: { location: c.url + seen.path }, body: view(c, [b]) }
+  c.script = owner(log, 2, () => view(c, [b]))
+  const session = await opened(a, { requestTimeoutMs: 300 })
+  const ack = await session.append('x')
+  assert.equal(ack, { index: 1, epoch: 2, duplicate: false })
+  // A was asked once (the request that timed out), never again after B's redirects.
+  assert.equal(a.deltaSeqs(), [1])
+  assert.equal(c.deltaSeqs(), [1])
+})
+
 test('a retry of an applied clientSeq gets its original index back (duplicate)', async () => {
   const log = newLog()
   const a = await agent('A')

@@ -11,7 +11,7 @@ import { clientAppend } from '../../agent/sessions/owner.ts'
 import type { Replica } from '../../agent/sessions/replica.ts'
 import type { SessionVote, SessionVoteRequest } from '../../protocol/messages.ts'
 import {
-  FakeCtx, FakeDirectory, LAN, SESSION, entriesWithEpochs, epochsOf, ownerGroup, standby, terminal, voteRequest
+  FakeCtx, FakeDirectory, LAN, SESSION, ackFrom, entriesWithEpochs, epochsOf, ownerGroup, standby, terminal, voteRequest
 } from './session-fixtures.ts'
 
 // B, a standby of A's group {A, B, C}, holding entries of `epochs`, which last
@@ -325,4 +325,38 @@ test('a candidate told by a member of its epoch that it is not in the group stop
   assert.equal([b.role, b.orphanedAtMs], ['candidate', null])
 })
 
+
+// B wins epoch 2 with C's vote (A dead): the owner of a log complete up to clientSeq 2.
+function freshOwner (): { ctx: FakeCtx; r: Replica } {
+  const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 3, heardOwnerAgoMs: 100 })
+  ctx.directory.set('A', 'dead')
+  watchOwner(ctx, r)
+  watchOwner(ctx, r)
+  const vote: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 2, granted: true, preVote: true, reason: 'would vote', lastIndex: 3, lastEpoch: 1, commitIndex: 3, tail: [] }
+  onVote(ctx, r, 'C', vote)
+  onVote(ctx, r, 'C', { ...vote, preVote: false, reason: 'granted' })
+  if (r.role !== 'owner') throw new Error(`B did not win (${r.role})`)
+  ctx.take()
+  return { ctx, r }
+}
+
+test('a new owner takes the next delta before its group answered, and acknowledges it only once the group holds it', () => {
+  const { ctx, r } = freshOwner()
+  clientAppend(ctx, r, terminal('t-3'), 3, { append: 'x' })
+  assert.equal(r.log.lastIndex, 5, 'logged after the epoch entry, not refused for want of a lease')
+  assert.equal(ctx.replies(), [], 'not answered yet')
+  ackFrom(ctx, r, 'C')
+  assert.equal(ctx.replies(), [{ to: 't-3', status: 200, body: { index: 5, epoch: 2 } }])
+})
+
+test('a new owner without answers refuses what is out of sequence, and anything once the vote timeout passed', () => {
+  const { ctx, r } = freshOwner()
+  clientAppend(ctx, r, terminal('t-9'), 9, { append: 'far ahead' })
+  assert.equal(ctx.replies().map((reply) => reply.status), [503], 'no 409 without a lease')
+  ctx.take()
+  ctx.now += LAN.voteTimeoutMs
+  clientAppend(ctx, r, terminal('t-3'), 3, { append: 'x' })
+  assert.equal([ctx.replies().map((reply) => reply.status), r.log.lastIndex], [[503], 4], 'nobody answered it in a whole vote timeout: no lease, nothing taken')
+})
 test.run()
