@@ -359,4 +359,63 @@ test('a new owner without answers refuses what is out of sequence, and anything 
   clientAppend(ctx, r, terminal('t-3'), 3, { append: 'x' })
   assert.equal([ctx.replies().map((reply) => reply.status), r.log.lastIndex], [[503], 4], 'nobody answered it in a whole vote timeout: no lease, nothing taken')
 })
+test('a candidate whose missing votes are only silence waits two more vote timeouts; any other refusal loses at the deadline', () => {
+  const stand = (): { ctx: FakeCtx; r: Replica } => {
+    const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+    const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+    ctx.directory.set('A', 'dead')
+    watchOwner(ctx, r)
+    watchOwner(ctx, r)
+    return { ctx, r }
+  }
+  const silent = stand()
+  silent.ctx.now += 2.5 * LAN.voteTimeoutMs
+  watchOwner(silent.ctx, silent.r)
+  assert.equal([silent.r.role, silent.ctx.events('election-lost')], ['candidate', []], 'C is silent: still standing')
+  assert.ok(silent.ctx.sends('session-vote-request').filter((s) => s.to === 'C').length >= 2, 'and still asking C')
+  const vote: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 2, granted: true, preVote: true, reason: 'would vote', lastIndex: 3, lastEpoch: 1, commitIndex: 2, tail: [] }
+  onVote(silent.ctx, silent.r, 'C', vote)
+  onVote(silent.ctx, silent.r, 'C', { ...vote, preVote: false, reason: 'granted' })
+  assert.is(silent.r.role, 'owner', 'C\'s late votes win it')
+
+  const gaveUp = stand()
+  for (let ms = 25; ms <= 2.5 * LAN.voteTimeoutMs; ms += 25) {
+    gaveUp.ctx.now += 25
+    watchOwner(gaveUp.ctx, gaveUp.r)
+  }
+  assert.is(gaveUp.ctx.events('election-lost').length, 0, 'still waiting within three vote timeouts')
+  for (let ms = 25; ms <= LAN.voteTimeoutMs; ms += 25) {
+    gaveUp.ctx.now += 25
+    watchOwner(gaveUp.ctx, gaveUp.r)
+  }
+  assert.is(gaveUp.ctx.events('election-lost').length, 1, 'silent for three vote timeouts: lost')
+
+  const refused = stand()
+  onVote(refused.ctx, refused.r, 'C', { ...vote, granted: false, epoch: 1, reason: 'the candidate lacks acknowledged entries' })
+  refused.ctx.now += LAN.voteTimeoutMs
+  watchOwner(refused.ctx, refused.r)
+  assert.equal([refused.r.role, refused.ctx.events('election-lost').length], ['standby', 1], 'a real refusal: lost at the first deadline')
+})
+
+test('a standby that lost its connection to the owner gives it a third of the diagnosis time; heartbeats that stop get all of it', () => {
+  const lost = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+  const a = standby(lost, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 50 })
+  ownerHint(lost, a, 'A', false)
+  assert.equal(lost.sends('session-diagnose').map((s) => s.to), ['A'])
+  lost.now += Math.ceil(LAN.diagnoseTimeoutMs / 3)
+  watchOwner(lost, a)
+  assert.is(a.ownerGone, true, 'no answer within a third of diagnoseTimeoutMs: gone')
+
+  const quiet = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+  const b = standby(quiet, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: LAN.ownerTimeoutMs })
+  watchOwner(quiet, b)
+  assert.equal(quiet.sends('session-diagnose').map((s) => s.to), ['A'])
+  quiet.now += Math.ceil(LAN.diagnoseTimeoutMs / 3)
+  watchOwner(quiet, b)
+  assert.is(b.ownerGone, false, 'heartbeats stopped but the connection holds: the whole diagnosis time')
+  quiet.now += LAN.diagnoseTimeoutMs
+  watchOwner(quiet, b)
+  assert.is(b.ownerGone, true)
+})
+
 test.run()
