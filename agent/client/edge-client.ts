@@ -124,6 +124,8 @@ class Route {
   group: GroupMember[] = []
   readonly #agents: string[]
   #queue: string[]
+  // How many entries at the front of the queue are the group's own members.
+  #members = 0
   #cursor = 0
 
   constructor (agents: string[]) {
@@ -146,9 +148,20 @@ class Route {
     this.#cursor = at < 0 ? this.#cursor + 1 : at + 1
   }
 
+  // `from` answered but cannot serve yet (503): try the next member of the
+  // group, round and round, rather than agents outside it, which could only ask
+  // the same members (a locate that waits on a dead owner's answer, too).
+  advanceInGroup (from: string): void {
+    const at = this.#queue.indexOf(from)
+    if (at < 0 || at >= this.#members) return this.advance(from)
+    this.owner = null
+    this.#cursor = (at + 1) % this.#members
+  }
+
   learn (group: GroupMember[]): void {
     this.group = group
-    const serving = group.filter((m) => m.role !== 'witness' && m.http !== '').map((m) => base(m.http))
+    const serving = [...new Set(group.filter((m) => m.role !== 'witness' && m.http !== '').map((m) => base(m.http)))]
+    this.#members = serving.length
     const queue = [...new Set([...serving, ...this.#agents])]
     // Start from the top only when the queue changed, so two agents that keep
     // answering 503 with the same view cannot bounce the client between them.
@@ -328,7 +341,7 @@ function refused (route: Route, agent: string, reply: HttpReply, a: Attempts): n
   if (group !== null) route.learn(group)
   a.refusals = a.refusals.agent === agent ? { agent, count: a.refusals.count + 1 } : { agent, count: 1 }
   if (a.refusals.count >= REFUSALS_BEFORE_MOVING_ON) {
-    route.advance(agent)
+    route.advanceInGroup(agent)
     a.refusals = { agent: '', count: 0 }
   }
   const hinted = typeof reply.body.retryAfterMs === 'number' && Number.isFinite(reply.body.retryAfterMs) ? reply.body.retryAfterMs : reply.retryAfterMs

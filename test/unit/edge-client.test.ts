@@ -375,14 +375,36 @@ test('an open whose answer times out is asked again of the same agent, with the 
   assert.is(b.seen.length, 0, 'B was never asked')
 })
 
+test('while the group answers "changing owner", the client polls its members and leaves the other agents alone', async () => {
+  const log = newLog()
+  const a = await agent('A')
+  const b = await agent('B')
+  const c = await agent('C')
+  const outside = await agent('X', () => ({ status: 503, body: { error: 'could not find the session in time', retryAfterMs: 20 } }))
+  a.script = owner(log, 1, () => view(a, [b, c]))
+  const session = await client({ agents: [a.url, outside.url] }).open({ terminalId: 't1', service: 'log' })
+  await session.append('one')
+  await a.stop()
+  // B and C stand for 10 answers each, then C owns the session.
+  let answers = 0
+  const changing = (): Answer => ({ status: 503, body: { error: 'the session is changing owner; retry', retryAfterMs: 25, ...view(null, [b, c]) } })
+  b.script = (seen) => ++answers <= 20 ? changing() : { status: 307, headers: { location: c.url + seen.path }, body: view(c, [b]) }
+  const serve = owner(log, 2, () => view(c, [b]))
+  c.script = (seen) => ++answers <= 20 ? changing() : serve(seen)
+  const ack = await session.append('two')
+  assert.equal(ack, { index: 2, epoch: 2, duplicate: false })
+  assert.equal(outside.deltaSeqs(), [], 'the agent outside the group was never asked')
+  assert.ok(b.deltaSeqs().length >= 4 && c.deltaSeqs().length >= 4, 'both members were polled')
+})
+
 test('404 from an agent outside the group is not the end of the session: the client asks the group again', async () => {
   const log = newLog()
   let refusals = 0
   const a = await agent('A', (seen) => {
-    // The owner is busy changing hands twice, then serves.
+    // The owner fails twice (a 5xx: the client tries the next agent), then serves.
     if (seen.path === DELTAS && refusals < 2) {
       refusals += 1
-      return { status: 503, body: { error: 'the session is changing owner; retry', retryAfterMs: 10, ...view(null, [a]) } }
+      return { status: 500, body: { error: 'internal error' } }
     }
     return owner(log, 1, () => view(a, []))(seen)
   })
