@@ -201,11 +201,15 @@ export function failoverMarkdown (f: FailoverResult): string[] {
     }
     const failed = f.redis.flatMap((row) => row.failed.map((text) => `${row.wait === 0 ? 'without WAIT' : 'WAIT 2'} ${row.signal} ${text}`))
     lines.push('', 'Setup: each Redis round starts a fresh primary, 2 replicas and 3 sentinels in a temp directory (in memory: no RDB, no AOF). ' +
-      'The writer (RPUSH, a minimal RESP client over node:net, 800 ms request timeout like the EdgeClient\'s 600 ms plus margin) asks the sentinels for the primary after an error, ' +
+      'The writer (RPUSH, a minimal RESP client over node:net, 800 ms request timeout; the EdgeClient\'s is 600 ms) asks the sentinels for the primary after an error, ' +
       'and, with WAIT, after a WAIT that fell short (timeout 1 s). ' +
       'With WAIT 2 only two replicas can acknowledge: after a SIGKILL the old primary, which lost its memory, is restarted as a replica once the sentinels name the new primary ' +
       '(without it no write could be acknowledged again); a frozen primary gets SIGCONT at that moment and the sentinels demote it. ' +
-      'The edge-agent\'s killed owner restarts from its data directory after the takeover, a frozen one gets SIGCONT then; its group needs no third member to acknowledge.' +
+      'The edge-agent\'s killed owner restarts from its data directory after the takeover, a frozen one gets SIGCONT then; its group needs no third member to acknowledge. ' +
+      'A frozen Redis primary that resumes is still a primary until the sentinels demote it, about 10 s later here (Sentinel lets an instance report a stale role for a while before it reconfigures it); ' +
+      'a writer still connected to it keeps writing there (without WAIT, acknowledged; with WAIT 2, not, as its replicas have left it, so that writer moves on), ' +
+      'and the demotion\'s resync discards those writes: the lost writes above. WAIT 2 then waits for the demoted primary to resync as the second replica. ' +
+      'A frozen edge-agent owner that resumes has no lease (its members\' promises ran out while it was frozen) and acknowledges nothing.' +
       (failed.length === 0 ? '' : ` Failed rounds: ${failed.join('; ')}.`))
   }
   const edgeFailed = f.edge.flatMap((row) => row.failed.map((text) => `${row.signal} ${text}`))
