@@ -132,7 +132,6 @@ export function onSnapshot (ctx: Ctx, existing: Replica | undefined, from: PeerK
 
 // ---- votes --------------------------------------------------------------
 
-
 export function onVoteRequest (ctx: Ctx, r: Replica, from: PeerKey, req: SessionVoteRequest): void {
   const refusal = voteRefusal(ctx, r, req)
   if (refusal !== null) {
