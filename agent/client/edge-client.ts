@@ -337,6 +337,10 @@ function redirected (route: Route, agent: string, path: string, reply: HttpReply
 // in a row from one agent, ask the next in the queue.
 function refused (route: Route, agent: string, reply: HttpReply, a: Attempts): number {
   a.silent = 0
+  // An owner that logged the request and then lost its lease, stepped down or
+  // ran out of time answers 503 too, and the entry may still commit (a close
+  // found done by the next attempt, say).
+  a.uncertain = true
   const group = decodeGroup(reply.body.group)
   if (group !== null) route.learn(group)
   a.refusals = a.refusals.agent === agent ? { agent, count: a.refusals.count + 1 } : { agent, count: 1 }

@@ -635,6 +635,18 @@ test('close() closes the session; later appends are refused without a request', 
   assert.equal(a.deltaSeqs(), [])
 })
 
+test('a close answered 503 (the owner stepped down after logging it) and then 404 is closed', async () => {
+  const log = newLog()
+  const a = await agent('A')
+  const serve = owner(log, 1, () => view(a, []))
+  let deletes = 0
+  a.script = (seen) => seen.method !== 'DELETE' ? serve(seen) : (++deletes === 1 ? { status: 503, body: { error: 'this agent no longer owns the session', retryAfterMs: 20 } } : { status: 404, body: { error: 'no such session' } })
+  const session = await opened(a)
+  await session.close()
+  assert.is(deletes, 2)
+  assert.is((await rejection(session.append('late'))).message.includes('closed'), true)
+})
+
 test('list() returns the sessions of the first agent that answers', async () => {
   const a = await agent('A')
   const url = a.url
