@@ -201,7 +201,7 @@ export function failoverMarkdown (f: FailoverResult): string[] {
     }
     const failed = f.redis.flatMap((row) => row.failed.map((text) => `${row.wait === 0 ? 'without WAIT' : 'WAIT 2'} ${row.signal} ${text}`))
     lines.push('', 'Setup: each Redis round starts a fresh primary, 2 replicas and 3 sentinels in a temp directory (in memory: no RDB, no AOF). ' +
-      'The writer (RPUSH, a minimal RESP client over node:net, 800 ms request timeout; the EdgeClient\'s is 600 ms) asks the sentinels for the primary after an error, ' +
+      'The writer (RPUSH, a minimal RESP client over node:net, 800 ms request timeout, as the EdgeClient\'s) asks the sentinels for the primary after an error, ' +
       'and, with WAIT, after a WAIT that fell short (timeout 1 s). ' +
       'With WAIT 2 only two replicas can acknowledge: after a SIGKILL the old primary, which lost its memory, is restarted as a replica once the sentinels name the new primary ' +
       '(without it no write could be acknowledged again); a frozen primary gets SIGCONT at that moment and the sentinels demote it. ' +

@@ -17,9 +17,11 @@ import type { Connections, HttpReply } from './http.ts'
 export const CLIENT_DEFAULTS = {
   // One request to one agent. An owner answers an append once its group holds
   // the delta; a frozen standby stalls that for memberStaleMs (500 ms on lan),
-  // so 600 ms lets a slow write finish yet leaves a frozen owner quickly (its
-  // standbys give up on it after 550 ms: ownerTimeoutMs + diagnoseTimeoutMs).
-  requestTimeoutMs: 600,
+  // so 800 ms lets a slow write finish yet leaves a frozen agent quickly. (600
+  // ms would leave a frozen owner sooner, but on a loaded box opens, which
+  // cross two agents and commit a create, timed out and were retried elsewhere,
+  // adding orphan sessions to the load.)
+  requestTimeoutMs: 800,
   // One operation across every retry. Past it an append's outcome is unknown.
   deadlineMs: 15_000
 } as const
@@ -52,7 +54,7 @@ export type OwnerRef = { id: string; http: string }
 export type EdgeClientOptions = {
   // Agents' HTTP URLs to try for open/resume/list, in order.
   agents: string[]
-  // @default 600
+  // @default 800
   requestTimeoutMs?: number
   // @default 15000
   deadlineMs?: number
