@@ -30,6 +30,10 @@ export const CLIENT_DEFAULTS = {
 // Agents ask for 25 ms while a session changes owner: the new owner is polled
 // for, not slept past.
 const RETRY_AFTER_MIN_MS = 20
+// Short retries while an owner changes, but not forever: after the second in a
+// row, each wait doubles, up to this (so a dead owner's many terminals do not
+// poll its group at 40 requests per second each for long).
+const POLL_BACKOFF_CAP_MS = 100
 const RETRY_AFTER_DEFAULT_MS = 100
 // 503s in a row from one agent before the next agent in the queue is tried.
 const REFUSALS_BEFORE_MOVING_ON = 2
@@ -214,6 +218,8 @@ type Attempts = {
   redirects: number
   // When each agent last failed without answering, during this operation.
   failedAt: Map<string, number>
+  // 503s and redirects to a failed owner so far in this operation.
+  polls: number
 }
 
 type Settings = { agents: string[]; requestTimeoutMs: number; deadlineMs: number; ca?: string | Buffer }
@@ -234,7 +240,7 @@ class Exchanger {
   async exchange (route: Route, call: Call): Promise<Exchanged> {
     const deadline = performance.now() + this.settings.deadlineMs
     let askedAgain = false
-    const attempts: Attempts = { last: 'no agent tried', lastStatus: 0, lastError: null, lastAgent: null, uncertain: false, refusals: { agent: '', count: 0 }, silent: 0, redirects: 0, failedAt: new Map() }
+    const attempts: Attempts = { last: 'no agent tried', lastStatus: 0, lastError: null, lastAgent: null, uncertain: false, refusals: { agent: '', count: 0 }, silent: 0, redirects: 0, failedAt: new Map(), polls: 0 }
     for (;;) {
       const leftMs = deadline - performance.now()
       if (leftMs <= 0) throw call.onDeadline?.(attempts) ?? this.#deadlineError(call, attempts)
@@ -327,7 +333,7 @@ function redirected (route: Route, agent: string, path: string, reply: HttpReply
     if (group !== null) route.learn(group)
     a.redirects = 0
     route.owner = agent
-    return RETRY_AFTER_MIN_MS
+    return pollWait(a, RETRY_AFTER_MIN_MS)
   }
   if (group !== null) route.learn(group)
   route.owner = owner
@@ -351,7 +357,15 @@ function refused (route: Route, agent: string, reply: HttpReply, a: Attempts): n
     a.refusals = { agent: '', count: 0 }
   }
   const hinted = typeof reply.body.retryAfterMs === 'number' && Number.isFinite(reply.body.retryAfterMs) ? reply.body.retryAfterMs : reply.retryAfterMs
-  return Math.max(RETRY_AFTER_MIN_MS, hinted ?? RETRY_AFTER_DEFAULT_MS)
+  return pollWait(a, Math.max(RETRY_AFTER_MIN_MS, hinted ?? RETRY_AFTER_DEFAULT_MS))
+}
+
+// The wait before the next poll: as asked for the first two, then doubling up
+// to POLL_BACKOFF_CAP_MS (an agent asking for longer still gets its wait).
+function pollWait (a: Attempts, asked: number): number {
+  a.polls += 1
+  if (asked >= POLL_BACKOFF_CAP_MS) return asked
+  return Math.min(POLL_BACKOFF_CAP_MS, asked * 2 ** Math.max(0, a.polls - 2))
 }
 
 function throttled (reply: HttpReply, a: Attempts): number {

@@ -635,6 +635,20 @@ test('close() closes the session; later appends are refused without a request', 
   assert.equal(a.deltaSeqs(), [])
 })
 
+test('polling an owner change backs off: two quick retries, then doubling up to 100 ms', async () => {
+  const log = newLog()
+  const a = await agent('A')
+  const serve = owner(log, 1, () => view(a, []))
+  let refusals = 0
+  a.script = (seen) => seen.path === DELTAS && ++refusals <= 8 ? { status: 503, body: { error: 'the session is changing owner; retry', retryAfterMs: 25 } } : serve(seen)
+  const session = await opened(a)
+  const started = performance.now()
+  await session.append('x')
+  const took = performance.now() - started
+  // 25 + 25 + 50 + 100 × 5 = 600 ms of waits; without the backoff, 200 ms.
+  assert.ok(took >= 550, `took ${took} ms`)
+})
+
 test('a close answered 503 (the owner stepped down after logging it) and then 404 is closed', async () => {
   const log = newLog()
   const a = await agent('A')
