@@ -45,7 +45,7 @@ const ROUND_PAUSE_MS = 100
 const REDIRECTS_BEFORE_PAUSE = 4
 // A redirect to an agent that failed this long ago or less (refused, reset or
 // timed out) comes from a standby that has not yet seen the owner fail: the
-// client asks that standby again every RETRY_AFTER_MIN_MS rather than going back
+// client asks that standby again soon (pollWait) rather than going back
 // to the dead owner (a refused connection costs nothing, so that loop would spin;
 // a frozen owner would cost a whole request timeout). The standby answers with
 // the new owner, or "changing owner", once it has seen the failure.
