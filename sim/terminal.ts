@@ -154,7 +154,7 @@ export class SimTerminal {
       // An agent that cannot serve yet: wait a little; after a second refusal
       // from the same agent, try the next in the queue.
       if (failures % 2 === 0) this.#advance(target)
-      return this.#cluster.scheduler.after(Math.max(50, body.retryAfterMs ?? 100), retry)
+      return this.#cluster.scheduler.after(Math.max(20, body.retryAfterMs ?? 100), retry)
     }
     if (outcome.status === 0) {
       this.#advance(target)

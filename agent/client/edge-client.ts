@@ -17,14 +17,23 @@ import type { Connections, HttpReply } from './http.ts'
 export const CLIENT_DEFAULTS = {
   // One request to one agent. An owner answers an append once its group holds
   // the delta; a frozen standby stalls that for memberStaleMs (500 ms on lan),
-  // so 800 ms lets a slow write finish yet leaves a frozen agent quickly.
+  // so 800 ms lets a slow write finish yet leaves a frozen agent quickly. (600
+  // ms would leave a frozen owner sooner, but on a loaded box opens, which
+  // cross two agents and commit a create, timed out and were retried elsewhere,
+  // adding orphan sessions to the load.)
   requestTimeoutMs: 800,
   // One operation across every retry. Past it an append's outcome is unknown.
   deadlineMs: 15_000
 } as const
 
 // After a 503: wait retryAfterMs, at least the minimum, or the default without it.
-const RETRY_AFTER_MIN_MS = 50
+// Agents ask for 25 ms while a session changes owner: the new owner is polled
+// for, not slept past.
+const RETRY_AFTER_MIN_MS = 20
+// Short retries while an owner changes, but not forever: after the second in a
+// row, each wait doubles, up to this (so a dead owner's many terminals do not
+// poll its group at 40 requests per second each for long).
+const POLL_BACKOFF_CAP_MS = 100
 const RETRY_AFTER_DEFAULT_MS = 100
 // 503s in a row from one agent before the next agent in the queue is tried.
 const REFUSALS_BEFORE_MOVING_ON = 2
@@ -34,6 +43,13 @@ const ROUND_PAUSE_MS = 100
 // Redirects in a row before a pause: agents whose views disagree for a moment
 // may point at each other.
 const REDIRECTS_BEFORE_PAUSE = 4
+// A redirect to an agent that failed this long ago or less (refused, reset or
+// timed out) comes from a standby that has not yet seen the owner fail: the
+// client asks that standby again soon (pollWait) rather than going back
+// to the dead owner (a refused connection costs nothing, so that loop would spin;
+// a frozen owner would cost a whole request timeout). The standby answers with
+// the new owner, or "changing owner", once it has seen the failure.
+const AVOID_FAILED_MS = 400
 
 export type Role = 'owner' | 'standby' | 'witness'
 export type GroupMember = { id: string; http: string; role: Role }
@@ -131,6 +147,8 @@ class Route {
   group: GroupMember[] = []
   readonly #agents: string[]
   #queue: string[]
+  // How many entries at the front of the queue are the group's own members.
+  #members = 0
   #cursor = 0
 
   constructor (agents: string[]) {
@@ -153,9 +171,20 @@ class Route {
     this.#cursor = at < 0 ? this.#cursor + 1 : at + 1
   }
 
+  // `from` answered but cannot serve yet (503): try the next member of the
+  // group, round and round, rather than agents outside it, which could only ask
+  // the same members (a locate that waits on a dead owner's answer, too).
+  advanceInGroup (from: string): void {
+    const at = this.#queue.indexOf(from)
+    if (at < 0 || at >= this.#members) return this.advance(from)
+    this.owner = null
+    this.#cursor = (at + 1) % this.#members
+  }
+
   learn (group: GroupMember[]): void {
     this.group = group
-    const serving = group.filter((m) => m.role !== 'witness' && m.http !== '').map((m) => base(m.http))
+    const serving = [...new Set(group.filter((m) => m.role !== 'witness' && m.http !== '').map((m) => base(m.http)))]
+    this.#members = serving.length
     const queue = [...new Set([...serving, ...this.#agents])]
     // Start from the top only when the queue changed, so two agents that keep
     // answering 503 with the same view cannot bounce the client between them.
@@ -204,6 +233,10 @@ type Attempts = {
   refusals: { agent: string; count: number }
   silent: number
   redirects: number
+  // When each agent last failed without answering, during this operation.
+  failedAt: Map<string, number>
+  // 503s and redirects to a failed owner so far in this operation.
+  polls: number
 }
 
 type Settings = { agents: string[]; requestTimeoutMs: number; deadlineMs: number; ca?: string | Buffer }
@@ -224,7 +257,7 @@ class Exchanger {
   async exchange (route: Route, call: Call): Promise<Exchanged> {
     const deadline = performance.now() + this.settings.deadlineMs
     let askedAgain = false
-    const attempts: Attempts = { last: 'no agent tried', lastStatus: 0, lastError: null, lastAgent: null, uncertain: false, refusals: { agent: '', count: 0 }, silent: 0, redirects: 0 }
+    const attempts: Attempts = { last: 'no agent tried', lastStatus: 0, lastError: null, lastAgent: null, uncertain: false, refusals: { agent: '', count: 0 }, silent: 0, redirects: 0, failedAt: new Map(), polls: 0 }
     for (;;) {
       const leftMs = deadline - performance.now()
       if (leftMs <= 0) throw call.onDeadline?.(attempts) ?? this.#deadlineError(call, attempts)
@@ -266,6 +299,7 @@ function nextStep (route: Route, agent: string, path: string, outcome: HttpReply
   if (outcome instanceof NetworkError) {
     // A refused connection never delivered the request; anything else may have.
     if (outcome.code !== 'ECONNREFUSED') a.uncertain = true
+    a.failedAt.set(agent, performance.now())
     Object.assign(a, { last: `${agent}: ${outcome.code}`, lastStatus: 0, lastError: null, lastAgent: agent })
     return failed(route, agent, a)
   }
@@ -310,6 +344,14 @@ function redirected (route: Route, agent: string, path: string, reply: HttpReply
   }
   a.silent = 0
   const group = decodeGroup(reply.body.group)
+  const failedAt = a.failedAt.get(owner)
+  if (failedAt !== undefined && performance.now() - failedAt < AVOID_FAILED_MS) {
+    // The standby still points at the owner that just failed: ask it again soon.
+    if (group !== null) route.learn(group)
+    a.redirects = 0
+    route.owner = agent
+    return pollWait(a, RETRY_AFTER_MIN_MS)
+  }
   if (group !== null) route.learn(group)
   route.owner = owner
   a.redirects += 1
@@ -320,15 +362,27 @@ function redirected (route: Route, agent: string, path: string, reply: HttpReply
 // in a row from one agent, ask the next in the queue.
 function refused (route: Route, agent: string, reply: HttpReply, a: Attempts): number {
   a.silent = 0
+  // An owner that logged the request and then lost its lease, stepped down or
+  // ran out of time answers 503 too, and the entry may still commit (a close
+  // found done by the next attempt, say).
+  a.uncertain = true
   const group = decodeGroup(reply.body.group)
   if (group !== null) route.learn(group)
   a.refusals = a.refusals.agent === agent ? { agent, count: a.refusals.count + 1 } : { agent, count: 1 }
   if (a.refusals.count >= REFUSALS_BEFORE_MOVING_ON) {
-    route.advance(agent)
+    route.advanceInGroup(agent)
     a.refusals = { agent: '', count: 0 }
   }
   const hinted = typeof reply.body.retryAfterMs === 'number' && Number.isFinite(reply.body.retryAfterMs) ? reply.body.retryAfterMs : reply.retryAfterMs
-  return Math.max(RETRY_AFTER_MIN_MS, hinted ?? RETRY_AFTER_DEFAULT_MS)
+  return pollWait(a, Math.max(RETRY_AFTER_MIN_MS, hinted ?? RETRY_AFTER_DEFAULT_MS))
+}
+
+// The wait before the next poll: as asked for the first two, then doubling up
+// to POLL_BACKOFF_CAP_MS (an agent asking for longer still gets its wait).
+function pollWait (a: Attempts, asked: number): number {
+  a.polls += 1
+  if (asked >= POLL_BACKOFF_CAP_MS) return asked
+  return Math.min(POLL_BACKOFF_CAP_MS, asked * 2 ** Math.max(0, a.polls - 2))
 }
 
 function throttled (reply: HttpReply, a: Attempts): number {

@@ -8,7 +8,7 @@
 
 import type { JsonValue } from '../../protocol/messages.ts'
 import { MAX_BATCH_OPS, MAX_OP_BYTES, MAX_STATE_BYTES } from '../../protocol/limits.ts'
-import { advanceCommit, appendEntry, leaseValid, replicateAll, wait } from './owner.ts'
+import { advanceCommit, appendEntry, freshOwner, leaseValid, replicateAll, wait } from './owner.ts'
 import { batchReply, dedupIndex } from './replica.ts'
 import type { BatchItem, BatchRefusal, Ctx, Replica, ReplyTarget } from './replica.ts'
 import type { ClientReply } from './types.ts'
@@ -46,7 +46,13 @@ export function admitDelta (ctx: Ctx, r: Replica, clientSeq: number, op: JsonVal
   // An owner without its lease may have been replaced (cut off from its group,
   // say): its view of the sequence is stale, and a 409 from it would tell the
   // terminal its session rolled back. It only says it cannot serve.
-  if (!leaseValid(ctx, r)) return refused(503, { error: 'the owner cannot reach a majority of its group', retryAfterMs: ctx.config.heartbeatMs })
+  // A new owner that has not heard its group yet holds no lease, but its log is
+  // complete (it won a majority and adopted the most up-to-date voter's tail):
+  // it takes the next delta in sequence and answers once its group holds it
+  // (under a lease by then), instead of sending the terminal away for another
+  // round. Anything else waits for the lease, as above.
+  const fresh = freshOwner(ctx, r) && clientSeq === r.lastAcceptedSeq + 1
+  if (!fresh && !leaseValid(ctx, r)) return refused(503, { error: 'the owner cannot reach a majority of its group', retryAfterMs: ctx.config.heartbeatMs })
   if (clientSeq <= r.dedup.lastClientSeq) return refused(409, { error: `clientSeq ${clientSeq} was applied too long ago to answer again; the session is at ${r.dedup.lastClientSeq}` })
   if (clientSeq !== r.lastAcceptedSeq + 1) return refused(409, { error: `clientSeq must be ${r.lastAcceptedSeq + 1} (got ${clientSeq})`, expectedSeq: r.lastAcceptedSeq + 1 })
   const service = ctx.service(r.info.service)

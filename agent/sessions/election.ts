@@ -23,6 +23,10 @@ export const VOTED_ELSEWHERE = 'already voted for'
 // The refusal of a member that does not hold the session at all.
 export const UNKNOWN_SESSION = 'unknown session'
 
+// The start of a refusal that shields an owner heard within ownerTimeoutMs (or
+// of the owner's own, while it holds its lease).
+export const SHIELD_REFUSAL = 'the owner'
+
 // How long an orphan (told by a later epoch that it is out of the group) keeps
 // its copy before deleting it.
 export const ORPHAN_GRACE_MS = 10 * 60_000
@@ -39,7 +43,7 @@ export function watchOwner (ctx: Ctx, r: Replica): void {
   if (!r.ownerGone && r.diagnosis === null && silentMs >= ctx.config.ownerTimeoutMs) diagnose(ctx, r, `no heartbeat for ${Math.round(silentMs)} ms`)
   if (r.diagnosis !== null && ctx.now >= r.diagnosis.deadlineMs) {
     r.diagnosis = null
-    ownerGone(ctx, r, `no answer to the service diagnosis within ${ctx.config.diagnoseTimeoutMs} ms`)
+    ownerGone(ctx, r, `no answer to the service diagnosis in time (${r.ownerLostMs === null ? 'its heartbeats stopped' : 'the connection to it was lost'})`)
   }
   if (r.ownerGone && ctx.now >= r.electionAtMs) standForElection(ctx, r)
 }
@@ -69,10 +73,17 @@ export function checkOwner (ctx: Ctx, r: Replica, reason: string): void {
   if (r.role === 'standby' && !r.ownerGone && r.diagnosis === null) diagnose(ctx, r, reason)
 }
 
+// A diagnosis sent after the transport lost the owner waits this share of
+// diagnoseTimeoutMs: the send redials, so a live owner answers within a round
+// trip or two, while a killed one is gone for good (its redial is refused, which
+// usually settles it sooner still).
+const LOST_DIAGNOSE_SHARE = 1 / 3
+
 function diagnose (ctx: Ctx, r: Replica, reason: string): void {
   const owner = r.owner
   if (owner === null) return ownerGone(ctx, r, `no known owner (${reason})`)
-  r.diagnosis = { nonce: ctx.random.nextInt(2 ** 31), deadlineMs: ctx.now + ctx.config.diagnoseTimeoutMs }
+  const waitMs = r.ownerLostMs === null ? ctx.config.diagnoseTimeoutMs : Math.ceil(ctx.config.diagnoseTimeoutMs * LOST_DIAGNOSE_SHARE)
+  r.diagnosis = { nonce: ctx.random.nextInt(2 ** 31), deadlineMs: ctx.now + waitMs }
   ctx.emit({ type: 'owner-suspected', sessionId: r.id, owner, reason })
   ctx.send(owner, { type: 'session-diagnose', sessionId: r.id, nonce: r.diagnosis.nonce })
 }
@@ -124,7 +135,7 @@ function standForElection (ctx: Ctx, r: Replica): void {
     return
   }
   r.role = 'candidate'
-  r.candidacy = { pre: true, epoch: r.epoch + 1, commitIndex: r.commitIndex, deadlineMs: ctx.now + ctx.config.voteTimeoutMs, resendAtMs: ctx.now, votes: new Map(), lostTo: new Set(), refusals: new Map() }
+  r.candidacy = { pre: true, epoch: r.epoch + 1, commitIndex: r.commitIndex, deadlineMs: ctx.now + ctx.config.voteTimeoutMs, resendAtMs: ctx.now, votes: new Map(), lostTo: new Set(), refusals: new Map(), extended: 0 }
   requestVotes(ctx, r)
   maybeWin(ctx, r)
 }
@@ -134,7 +145,7 @@ function startRealElection (ctx: Ctx, r: Replica): void {
   r.epoch = c.epoch
   r.votedFor = ctx.self
   ctx.persist({ kind: 'session-meta', sessionId: r.id, epoch: r.epoch, votedFor: ctx.self })
-  r.candidacy = { pre: false, epoch: r.epoch, commitIndex: r.commitIndex, deadlineMs: ctx.now + ctx.config.voteTimeoutMs, resendAtMs: ctx.now, votes: new Map(), lostTo: new Set(), refusals: new Map() }
+  r.candidacy = { pre: false, epoch: r.epoch, commitIndex: r.commitIndex, deadlineMs: ctx.now + ctx.config.voteTimeoutMs, resendAtMs: ctx.now, votes: new Map(), lostTo: new Set(), refusals: new Map(), extended: 0 }
   ctx.emit({ type: 'election-started', sessionId: r.id, epoch: r.epoch, reason: 'owner gone; a majority would vote for us' })
   requestVotes(ctx, r)
   maybeWin(ctx, r)
@@ -157,9 +168,27 @@ function requestVotes (ctx: Ctx, r: Replica): void {
   }
 }
 
+// A candidacy whose missing votes are all silence, or refusals only because the
+// voter still heard the owner lately, is given this many more vote timeouts
+// before it is lost: a new epoch would ask the same members again, after a
+// stagger. A voter slow to answer (a busy box, a slow disk under its vote's
+// fsync) or still checking on the owner is waited for instead of costing a lost
+// election, a stagger and a second round. Any other refusal (a vote given to
+// another, a log too short) loses at the deadline as before.
+export const SILENT_EXTENSIONS = 2
+
+function onlyWaiting (ctx: Ctx, r: Replica, c: Candidacy): boolean {
+  if (c.lostTo.size > 0) return false
+  return voters(r).every((peer) => peer === ctx.self || c.votes.has(peer) || (c.refusals.get(peer) ?? SHIELD_REFUSAL).startsWith(SHIELD_REFUSAL))
+}
+
 function candidacyTick (ctx: Ctx, r: Replica): void {
   const c = r.candidacy
   if (c === null) return
+  if (ctx.now >= c.deadlineMs && c.extended < SILENT_EXTENSIONS && onlyWaiting(ctx, r, c)) {
+    c.extended++
+    c.deadlineMs = ctx.now + ctx.config.voteTimeoutMs
+  }
   if (ctx.now >= c.deadlineMs) {
     // Who said what: an operator (and the bench) can tell a split vote, a shield
     // or a silent member apart.

@@ -6,7 +6,7 @@
 import type { SessionAppend, SessionSnapshot, SessionVote, SessionVoteRequest } from '../../protocol/messages.ts'
 import { MAX_SESSION_ENTRIES } from '../../protocol/limits.ts'
 import type { PeerKey } from '../core/io.ts'
-import { checkOwner, deferTo, NOT_A_MEMBER, VOTED_ELSEWHERE } from './election.ts'
+import { checkOwner, deferTo, NOT_A_MEMBER, SHIELD_REFUSAL, VOTED_ELSEWHERE } from './election.ts'
 import { ReplicaLog } from './log.ts'
 import { leaseValid, stepDown, withinBytes } from './owner.ts'
 import { applyCommitted, config, loadSnapshotState, maybeSnapshot, newReplica } from './replica.ts'
@@ -131,9 +131,6 @@ export function onSnapshot (ctx: Ctx, existing: Replica | undefined, from: PeerK
 }
 
 // ---- votes --------------------------------------------------------------
-
-// The start of a refusal that shields an owner heard within ownerTimeoutMs.
-const SHIELD_REFUSAL = 'the owner'
 
 export function onVoteRequest (ctx: Ctx, r: Replica, from: PeerKey, req: SessionVoteRequest): void {
   const refusal = voteRefusal(ctx, r, req)

@@ -73,6 +73,12 @@ export function appendEntry (ctx: Ctx, r: Replica, body: EntryBody): number {
 // In deltas.ts (one delta, or a batch of them); re-exported for the callers.
 export { clientAppend } from './deltas.ts'
 
+// Promoted within the last vote timeout, and the first entry of our epoch not
+// yet committed: nobody has answered this owner yet.
+export function freshOwner (ctx: Ctx, r: Replica): boolean {
+  return r.role === 'owner' && r.commitIndex < r.readableFromIndex && ctx.now - r.promotedAtMs < ctx.config.voteTimeoutMs
+}
+
 export function wait (ctx: Ctx, r: Replica, index: number, waiter: Waiter): void {
   const list = r.waiters.get(index)
   if (list === undefined) r.waiters.set(index, [waiter])

@@ -66,6 +66,8 @@ export type Candidacy = {
   lostTo: Set<PeerKey>
   // The last refusal from each member, for the election-lost event.
   refusals: Map<PeerKey, string>
+  // Vote timeouts added because every missing vote was silence (election.ts).
+  extended: number
 }
 
 export type Repair = { adding: PeerKey; asWitness: boolean; removing: PeerKey | null; startedMs: number; phase: 'catch-up' }

@@ -48,6 +48,10 @@ type Pending =
 const LOCATE_FANOUT = 10
 // How long an agent waits for another to create or find a session, ms.
 const REMOTE_TIMEOUT_MS = 2_000
+// The retry a terminal is told while its session changes owner, ms: a takeover
+// completes within a few round trips of the standbys' verdict, and a terminal
+// sleeping a whole heartbeat past it would add that much to every takeover.
+export const CHANGING_OWNER_RETRY_MS = 25
 
 export class Sessions {
   readonly self: PeerKey
@@ -362,7 +366,7 @@ export class Sessions {
   // A member that does not own the session sends the terminal to the owner.
   #redirect (ctx: Ctx, target: ReplyTarget, r: Replica, kind: SessionCommand['type']): void {
     const http = r.owner === null ? '' : (this.#directory.record(r.owner)?.http ?? '')
-    if (http === '' || r.ownerGone) return ctx.reply(target, { status: 503, body: { error: 'the session is changing owner; retry', retryAfterMs: this.#config.heartbeatMs, ...this.#view(r) } })
+    if (http === '' || r.ownerGone) return ctx.reply(target, { status: 503, body: { error: 'the session is changing owner; retry', retryAfterMs: CHANGING_OWNER_RETRY_MS, ...this.#view(r) } })
     ctx.reply(target, { status: 307, location: http + pathFor(r.id, kind), body: { ...this.#view(r) } })
   }
 
@@ -407,7 +411,7 @@ export class Sessions {
       if (pending.answered < pending.asked) return
       this.#pending.delete(message.requestId)
       const status = pending.found ? 503 : 404
-      this.#out.push({ kind: 'reply', requestId: pending.requestId, reply: { status, body: { error: status === 404 ? 'no such session' : 'the session is changing owner; retry', retryAfterMs: 200 } } })
+      this.#out.push({ kind: 'reply', requestId: pending.requestId, reply: { status, body: { error: status === 404 ? 'no such session' : 'the session is changing owner; retry', retryAfterMs: status === 404 ? 200 : CHANGING_OWNER_RETRY_MS } } })
       return
     }
     this.#pending.delete(message.requestId)
@@ -417,7 +421,7 @@ export class Sessions {
     const view = this.#viewOf(command.sessionId, service, message.epoch, message.owner, message.config)
     if (command.type === 'resume') return void this.#out.push({ kind: 'reply', requestId: target, reply: { status: 200, body: view } })
     const http = this.#directory.record(message.owner)?.http ?? ''
-    if (message.owner === '' || http === '') return void this.#out.push({ kind: 'reply', requestId: target, reply: { status: 503, body: { error: 'the session is changing owner; retry', retryAfterMs: 200 } } })
+    if (message.owner === '' || http === '') return void this.#out.push({ kind: 'reply', requestId: target, reply: { status: 503, body: { error: 'the session is changing owner; retry', retryAfterMs: CHANGING_OWNER_RETRY_MS } } })
     this.#out.push({ kind: 'reply', requestId: target, reply: { status: 307, location: http + pathFor(command.sessionId, command.type), body: view } })
   }
 

@@ -266,6 +266,46 @@ test('an owner that never answers: after requestTimeoutMs the standby gets the s
   assert.equal(session.owner?.http, b.url)
 })
 
+test('a standby still pointing at the owner that just died is asked again, not sent back to the dead owner', async () => {
+  const log = newLog()
+  const a = await agent('A')
+  const b = await agent('B')
+  a.script = owner(log, 1, () => view(a, [b]))
+  const session = await opened(a)
+  await session.append('one')
+  await a.stop()
+  // B has not seen A die for its first 4 requests: it redirects to A, then owns.
+  let asked = 0
+  const serve = owner(log, 2, () => view(b, []))
+  b.script = (seen) => ++asked <= 4 ? { status: 307, headers: { location: a.url + seen.path }, body: view(a, [b]) } : serve(seen)
+  const started = performance.now()
+  const ack = await session.append('two')
+  assert.equal(ack, { index: 2, epoch: 2, duplicate: false })
+  assert.equal(b.deltaSeqs(), [2, 2, 2, 2, 2])
+  // Four short waits (20 ms each) at B: neither a loop spinning between B and
+  // the refused port, nor the 100 ms pauses of a redirect loop.
+  const took = performance.now() - started
+  assert.ok(took >= 80 && took < 400, `took ${took} ms`)
+})
+
+test('after a frozen owner times out, a standby redirecting to it is polled until it names the new owner', async () => {
+  const log = newLog()
+  const a = await agent('A')
+  const b = await agent('B')
+  const c = await agent('C')
+  const serve = owner(log, 1, () => view(a, [b, c]))
+  a.script = (seen) => seen.path === DELTAS ? 'hang' : serve(seen)
+  let asked = 0
+  b.script = (seen) => ++asked <= 3 ? { status: 307, headers: { location: a.url + seen.path }, body: view(a, [b, c]) } : { status: 307, headers: { location: c.url + seen.path }, body: view(c, [b]) }
+  c.script = owner(log, 2, () => view(c, [b]))
+  const session = await opened(a, { requestTimeoutMs: 300 })
+  const ack = await session.append('x')
+  assert.equal(ack, { index: 1, epoch: 2, duplicate: false })
+  // A was asked once (the request that timed out), never again after B's redirects.
+  assert.equal(a.deltaSeqs(), [1])
+  assert.equal(c.deltaSeqs(), [1])
+})
+
 test('a retry of an applied clientSeq gets its original index back (duplicate)', async () => {
   const log = newLog()
   const a = await agent('A')
@@ -335,14 +375,36 @@ test('an open whose answer times out is asked again of the same agent, with the 
   assert.is(b.seen.length, 0, 'B was never asked')
 })
 
+test('while the group answers "changing owner", the client polls its members and leaves the other agents alone', async () => {
+  const log = newLog()
+  const a = await agent('A')
+  const b = await agent('B')
+  const c = await agent('C')
+  const outside = await agent('X', () => ({ status: 503, body: { error: 'could not find the session in time', retryAfterMs: 20 } }))
+  a.script = owner(log, 1, () => view(a, [b, c]))
+  const session = await client({ agents: [a.url, outside.url] }).open({ terminalId: 't1', service: 'log' })
+  await session.append('one')
+  await a.stop()
+  // B and C stand for 10 answers each, then C owns the session.
+  let answers = 0
+  const changing = (): Answer => ({ status: 503, body: { error: 'the session is changing owner; retry', retryAfterMs: 25, ...view(null, [b, c]) } })
+  b.script = (seen) => ++answers <= 20 ? changing() : { status: 307, headers: { location: c.url + seen.path }, body: view(c, [b]) }
+  const serve = owner(log, 2, () => view(c, [b]))
+  c.script = (seen) => ++answers <= 20 ? changing() : serve(seen)
+  const ack = await session.append('two')
+  assert.equal(ack, { index: 2, epoch: 2, duplicate: false })
+  assert.equal(outside.deltaSeqs(), [], 'the agent outside the group was never asked')
+  assert.ok(b.deltaSeqs().length >= 4 && c.deltaSeqs().length >= 4, 'both members were polled')
+})
+
 test('404 from an agent outside the group is not the end of the session: the client asks the group again', async () => {
   const log = newLog()
   let refusals = 0
   const a = await agent('A', (seen) => {
-    // The owner is busy changing hands twice, then serves.
+    // The owner fails twice (a 5xx: the client tries the next agent), then serves.
     if (seen.path === DELTAS && refusals < 2) {
       refusals += 1
-      return { status: 503, body: { error: 'the session is changing owner; retry', retryAfterMs: 10, ...view(null, [a]) } }
+      return { status: 500, body: { error: 'internal error' } }
     }
     return owner(log, 1, () => view(a, []))(seen)
   })
@@ -571,6 +633,32 @@ test('close() closes the session; later appends are refused without a request', 
   assert.instance(error, EdgeClientError)
   assert.match(error.message, /closed/)
   assert.equal(a.deltaSeqs(), [])
+})
+
+test('polling an owner change backs off: two quick retries, then doubling up to 100 ms', async () => {
+  const log = newLog()
+  const a = await agent('A')
+  const serve = owner(log, 1, () => view(a, []))
+  let refusals = 0
+  a.script = (seen) => seen.path === DELTAS && ++refusals <= 8 ? { status: 503, body: { error: 'the session is changing owner; retry', retryAfterMs: 25 } } : serve(seen)
+  const session = await opened(a)
+  const started = performance.now()
+  await session.append('x')
+  const took = performance.now() - started
+  // 25 + 25 + 50 + 100 × 5 = 600 ms of waits; without the backoff, 200 ms.
+  assert.ok(took >= 550, `took ${took} ms`)
+})
+
+test('a close answered 503 (the owner stepped down after logging it) and then 404 is closed', async () => {
+  const log = newLog()
+  const a = await agent('A')
+  const serve = owner(log, 1, () => view(a, []))
+  let deletes = 0
+  a.script = (seen) => seen.method !== 'DELETE' ? serve(seen) : (++deletes === 1 ? { status: 503, body: { error: 'this agent no longer owns the session', retryAfterMs: 20 } } : { status: 404, body: { error: 'no such session' } })
+  const session = await opened(a)
+  await session.close()
+  assert.is(deletes, 2)
+  assert.is((await rejection(session.append('late'))).message.includes('closed'), true)
 })
 
 test('list() returns the sessions of the first agent that answers', async () => {

@@ -11,7 +11,7 @@ import { clientAppend } from '../../agent/sessions/owner.ts'
 import type { Replica } from '../../agent/sessions/replica.ts'
 import type { SessionVote, SessionVoteRequest } from '../../protocol/messages.ts'
 import {
-  FakeCtx, FakeDirectory, LAN, SESSION, entriesWithEpochs, epochsOf, ownerGroup, standby, terminal, voteRequest
+  FakeCtx, FakeDirectory, LAN, SESSION, ackFrom, entriesWithEpochs, epochsOf, ownerGroup, standby, terminal, voteRequest
 } from './session-fixtures.ts'
 
 // B, a standby of A's group {A, B, C}, holding entries of `epochs`, which last
@@ -323,6 +323,99 @@ test('a candidate told by a member of its epoch that it is not in the group stop
   watchOwner(other, b)
   onVote(other, b, 'C', { ...base, reason: 'D is not a member of the group' })
   assert.equal([b.role, b.orphanedAtMs], ['candidate', null])
+})
+
+
+// B wins epoch 2 with C's vote (A dead): the owner of a log complete up to clientSeq 2.
+function freshOwner (): { ctx: FakeCtx; r: Replica } {
+  const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 3, heardOwnerAgoMs: 100 })
+  ctx.directory.set('A', 'dead')
+  watchOwner(ctx, r)
+  watchOwner(ctx, r)
+  const vote: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 2, granted: true, preVote: true, reason: 'would vote', lastIndex: 3, lastEpoch: 1, commitIndex: 3, tail: [] }
+  onVote(ctx, r, 'C', vote)
+  onVote(ctx, r, 'C', { ...vote, preVote: false, reason: 'granted' })
+  if (r.role !== 'owner') throw new Error(`B did not win (${r.role})`)
+  ctx.take()
+  return { ctx, r }
+}
+
+test('a new owner takes the next delta before its group answered, and acknowledges it only once the group holds it', () => {
+  const { ctx, r } = freshOwner()
+  clientAppend(ctx, r, terminal('t-3'), 3, { append: 'x' })
+  assert.equal(r.log.lastIndex, 5, 'logged after the epoch entry, not refused for want of a lease')
+  assert.equal(ctx.replies(), [], 'not answered yet')
+  ackFrom(ctx, r, 'C')
+  assert.equal(ctx.replies(), [{ to: 't-3', status: 200, body: { index: 5, epoch: 2 } }])
+})
+
+test('a new owner without answers refuses what is out of sequence, and anything once the vote timeout passed', () => {
+  const { ctx, r } = freshOwner()
+  clientAppend(ctx, r, terminal('t-9'), 9, { append: 'far ahead' })
+  assert.equal(ctx.replies().map((reply) => reply.status), [503], 'no 409 without a lease')
+  ctx.take()
+  ctx.now += LAN.voteTimeoutMs
+  clientAppend(ctx, r, terminal('t-3'), 3, { append: 'x' })
+  assert.equal([ctx.replies().map((reply) => reply.status), r.log.lastIndex], [[503], 4], 'nobody answered it in a whole vote timeout: no lease, nothing taken')
+})
+test('a candidate whose missing votes are only silence waits two more vote timeouts; any other refusal loses at the deadline', () => {
+  const stand = (): { ctx: FakeCtx; r: Replica } => {
+    const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+    const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+    ctx.directory.set('A', 'dead')
+    watchOwner(ctx, r)
+    watchOwner(ctx, r)
+    return { ctx, r }
+  }
+  const silent = stand()
+  silent.ctx.now += 2.5 * LAN.voteTimeoutMs
+  watchOwner(silent.ctx, silent.r)
+  assert.equal([silent.r.role, silent.ctx.events('election-lost')], ['candidate', []], 'C is silent: still standing')
+  assert.ok(silent.ctx.sends('session-vote-request').filter((s) => s.to === 'C').length >= 2, 'and still asking C')
+  const vote: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 2, granted: true, preVote: true, reason: 'would vote', lastIndex: 3, lastEpoch: 1, commitIndex: 2, tail: [] }
+  onVote(silent.ctx, silent.r, 'C', vote)
+  onVote(silent.ctx, silent.r, 'C', { ...vote, preVote: false, reason: 'granted' })
+  assert.is(silent.r.role, 'owner', 'C\'s late votes win it')
+
+  const gaveUp = stand()
+  for (let ms = 25; ms <= 2.5 * LAN.voteTimeoutMs; ms += 25) {
+    gaveUp.ctx.now += 25
+    watchOwner(gaveUp.ctx, gaveUp.r)
+  }
+  assert.is(gaveUp.ctx.events('election-lost').length, 0, 'still waiting within three vote timeouts')
+  for (let ms = 25; ms <= LAN.voteTimeoutMs; ms += 25) {
+    gaveUp.ctx.now += 25
+    watchOwner(gaveUp.ctx, gaveUp.r)
+  }
+  assert.is(gaveUp.ctx.events('election-lost').length, 1, 'silent for three vote timeouts: lost')
+
+  const refused = stand()
+  onVote(refused.ctx, refused.r, 'C', { ...vote, granted: false, epoch: 1, reason: 'the candidate lacks acknowledged entries' })
+  refused.ctx.now += LAN.voteTimeoutMs
+  watchOwner(refused.ctx, refused.r)
+  assert.equal([refused.r.role, refused.ctx.events('election-lost').length], ['standby', 1], 'a real refusal: lost at the first deadline')
+})
+
+test('a standby that lost its connection to the owner gives it a third of the diagnosis time; heartbeats that stop get all of it', () => {
+  const lost = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+  const a = standby(lost, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 50 })
+  ownerHint(lost, a, 'A', false)
+  assert.equal(lost.sends('session-diagnose').map((s) => s.to), ['A'])
+  lost.now += Math.ceil(LAN.diagnoseTimeoutMs / 3)
+  watchOwner(lost, a)
+  assert.is(a.ownerGone, true, 'no answer within a third of diagnoseTimeoutMs: gone')
+
+  const quiet = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+  const b = standby(quiet, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: LAN.ownerTimeoutMs })
+  watchOwner(quiet, b)
+  assert.equal(quiet.sends('session-diagnose').map((s) => s.to), ['A'])
+  quiet.now += Math.ceil(LAN.diagnoseTimeoutMs / 3)
+  watchOwner(quiet, b)
+  assert.is(b.ownerGone, false, 'heartbeats stopped but the connection holds: the whole diagnosis time')
+  quiet.now += LAN.diagnoseTimeoutMs
+  watchOwner(quiet, b)
+  assert.is(b.ownerGone, true)
 })
 
 test.run()
