@@ -157,8 +157,9 @@ export class SessionsHost {
   }
 
   // Nothing of a step but its early frames leaves the box unless its writes are
-  // durable. A store that cannot write (disk full, I/O error) stops this agent's sessions: it answers
-  // 503 and sends nothing, and its group's other members carry on.
+  // durable. A store that cannot write (disk full, I/O error) stops this agent's
+  // sessions: it answers 503 and sends nothing more, and its group's other
+  // members carry on (frames that left early were acknowledged to nobody).
   #commit (durable: SessionDurable[]): boolean {
     try {
       this.#parts.store.apply(durable)
