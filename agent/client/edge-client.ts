@@ -508,10 +508,11 @@ export class EdgeClient {
 
 type SessionStart = { sessionId: string; token: string; epoch: number; lastIndex: number; clientSeq: number; pending: PendingOp[] }
 
-// Made by EdgeClient.open() and resume(); the constructor is not for callers.
+// append() calls joined into one request, each with its own promise.
 type AppendWaiter = { resolve: (result: AppendResult) => void; reject: (error: unknown) => void }
 type AppendGroup = { ops: JsonValue[]; bytes: number; waiters: AppendWaiter[] }
 
+// Made by EdgeClient.open() and resume(); the constructor is not for callers.
 export class Session {
   readonly sessionId: string
   readonly token: string
@@ -592,14 +593,21 @@ export class Session {
       const results = await this.#appendManyNow(ops)
       results.forEach((result, i) => waiters[i].resolve(result))
     } catch (error) {
-      if (!(error instanceof BatchRefusedError)) {
-        for (const waiter of waiters) waiter.reject(error)
+      if (error instanceof BatchRefusedError) {
+        const k = error.acknowledged.length
+        error.acknowledged.forEach((result, i) => waiters[i].resolve(result))
+        waiters[k].reject(new EdgeClientError(`append clientSeq ${error.refusedClientSeq}: refused with ${error.status} ${error.serverError ?? ''} (${error.agent ?? 'the client'})`, error.status, error.serverError, error.agent))
+        if (k + 1 < ops.length) await this.#appendGroup(ops.slice(k + 1), waiters.slice(k + 1))
         return
       }
-      const k = error.acknowledged.length
-      error.acknowledged.forEach((result, i) => waiters[i].resolve(result))
-      waiters[k].reject(new EdgeClientError(`append clientSeq ${error.refusedClientSeq}: refused with ${error.status} ${error.serverError ?? ''} (${error.agent ?? 'the client'})`, error.status, error.serverError, error.agent))
-      if (k + 1 < ops.length) await this.#appendGroup(ops.slice(k + 1), waiters.slice(k + 1))
+      // The batch's first op refused (the agent answers with its refusal): the
+      // rest were not logged and go on.
+      if (ops.length > 1 && error instanceof EdgeClientError && (error.status === 400 || error.status === 413) && this.#pending.length === 0) {
+        waiters[0].reject(error)
+        await this.#appendGroup(ops.slice(1), waiters.slice(1))
+        return
+      }
+      for (const waiter of waiters) waiter.reject(error)
     }
   }
 

@@ -596,6 +596,12 @@ test('coalesced appends: an op refused part-way rejects alone; the ones before i
   assert.equal(log.ops, ['a', 'c', 'd'])
   assert.equal(a.seen.filter((s) => s.path === BATCH).map((s) => s.body), [{ clientSeq: 1, ops: ['a', 'bad', 'c', 'd'] }, { clientSeq: 2, ops: ['c', 'd'] }])
   assert.equal([session.clientSeq, session.toJSON().pending], [3, undefined])
+  // The group's first op refused: the agent answers with that refusal; the rest go on.
+  const next = await Promise.allSettled(['bad', 'e', 'bad', 'f'].map((op) => session.append(op)))
+  assert.equal(next.map((o) => o.status), ['rejected', 'fulfilled', 'rejected', 'fulfilled'])
+  assert.equal(next.flatMap((o) => o.status === 'fulfilled' ? [o.value.index] : []), [4, 5])
+  assert.equal(log.ops, ['a', 'c', 'd', 'e', 'f'])
+  assert.equal([session.clientSeq, session.toJSON().pending], [5, undefined])
 })
 
 test('close() closes the session; later appends are refused without a request', async () => {
