@@ -248,8 +248,8 @@ export class SessionStore {
   //
   // A batch of commit-index records only is not written on its own: it is kept
   // and written at the start of the next batch (or at close()). The commit index
-  // is advisory (a restart recomputes it from the group; load() clamps it to the
-  // log), so losing the newest one in a crash costs a re-commit, nothing else.
+  // is advisory (a restart recomputes it from the group; restoreReplica clamps it
+  // to the log), so losing the newest one in a crash costs a re-commit, no more.
   // This saves the owner a transaction (WAL writes, a commit) per turn of acks.
   apply (records: SessionDurable[]): void {
     if (records.length === 0) return
