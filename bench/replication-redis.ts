@@ -117,7 +117,8 @@ export function parseResp (buf: Buffer, at: number): { value: RespValue; end: nu
 
 export type RedisDurability = 'appendfsync-always' | 'no-persistence'
 
-export type RedisTrio = { primary: number; replicas: number[]; stop: () => Promise<void>; version: string }
+// pids: primary, replica, replica (for their CPU time).
+export type RedisTrio = { primary: number; replicas: number[]; pids: number[]; stop: () => Promise<void>; version: string }
 
 async function freePort (): Promise<number> {
   return await new Promise((resolve, reject) => {
@@ -162,7 +163,7 @@ export async function startRedisTrio (durability: RedisDurability): Promise<Redi
       children.push(child)
     }
     const version = await waitReplicated(ports[0], 2)
-    return { primary: ports[0], replicas: ports.slice(1), version, stop: async () => { process.off('exit', killOnExit); await stop() } }
+    return { primary: ports[0], replicas: ports.slice(1), pids: children.map((c) => c.pid ?? -1), version, stop: async () => { process.off('exit', killOnExit); await stop() } }
   } catch (error) {
     process.off('exit', killOnExit)
     await stop()

@@ -17,7 +17,7 @@
 //
 // Run alone: node bench/replication.ts   (or node bench/run.ts replication)
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EdgeClient } from '../agent/client/index.ts'
@@ -30,7 +30,11 @@ import type { RawStreamResult } from './stream-raw.ts'
 import { fmt, log, median, percentile, sleep } from './lib.ts'
 
 export type Window = { writesPerSec: number; p50: number; p99: number; n: number }
-export type Row = { system: string; mode: string; concurrency: number; batch: number; windows: Window[]; median: Window; unacknowledged: number }
+// CPU time (user + system) per acknowledged write over the measured windows, µs:
+// each server process (Redis primary, replica, replica; edge-agent owner,
+// standby, standby) and the bench's own process (the clients).
+export type CpuPerWrite = { servers: number[]; client: number }
+export type Row = { system: string; mode: string; concurrency: number; batch: number; windows: Window[]; median: Window; unacknowledged: number; cpuUsPerWrite?: CpuPerWrite }
 export type ReplicationResult = {
   valueBytes: number
   batch: number
@@ -57,7 +61,23 @@ type Sample = { atMs: number; latencyMs: number; writes: number }
 
 // Runs `workers` loops of `one` (resolving with the writes it got acknowledged)
 // for warm-up + repeats × window; the figures of each window.
-async function load (workers: number, warmUpMs: number, windowMs: number, repeats: number, one: (worker: number) => Promise<number>): Promise<{ windows: Window[]; unacknowledged: number }> {
+// A process's CPU time so far (user + system), seconds, from /proc (Linux).
+function cpuSecondsOf (pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return NaN
+  }
+}
+
+function cpuNow (pids: number[]): { servers: number[]; client: number } {
+  const own = process.cpuUsage()
+  return { servers: pids.map(cpuSecondsOf), client: (own.user + own.system) / 1e6 }
+}
+
+async function load (workers: number, warmUpMs: number, windowMs: number, repeats: number, one: (worker: number) => Promise<number>, pids: number[] = []): Promise<{ windows: Window[]; unacknowledged: number; cpuUsPerWrite: CpuPerWrite }> {
   const samples: Sample[] = []
   let stop = false
   let unacknowledged = 0
@@ -76,7 +96,11 @@ async function load (workers: number, warmUpMs: number, windowMs: number, repeat
     }
   })
   const t0 = performance.now() + warmUpMs
-  await sleep(warmUpMs + windowMs * repeats)
+  await sleep(warmUpMs)
+  const cpuFrom = cpuNow(pids)
+  await sleep(windowMs * repeats)
+  const cpuTo = cpuNow(pids)
+  const measuredWrites = samples.filter((s) => s.atMs > t0).reduce((sum, s) => sum + s.writes, 0)
   stop = true
   await Promise.all(loops)
   if (failure !== null) throw failure
@@ -88,16 +112,19 @@ async function load (workers: number, warmUpMs: number, windowMs: number, repeat
     const latency = inside.map((s) => s.latencyMs)
     windows.push({ writesPerSec: writes / (windowMs / 1_000), p50: percentile(latency, 50), p99: percentile(latency, 99), n: inside.length })
   }
-  return { windows, unacknowledged }
+  const perWrite = (seconds: number): number => 1e6 * seconds / Math.max(1, measuredWrites)
+  const cpuUsPerWrite = { servers: cpuTo.servers.map((c, i) => perWrite(c - cpuFrom.servers[i])), client: perWrite(cpuTo.client - cpuFrom.client) }
+  return { windows, unacknowledged, cpuUsPerWrite }
 }
 
 function medianWindow (windows: Window[]): Window {
   return { writesPerSec: median(windows.map((w) => w.writesPerSec)), p50: median(windows.map((w) => w.p50)), p99: median(windows.map((w) => w.p99)), n: windows.reduce((s, w) => s + w.n, 0) }
 }
 
-function row (system: string, mode: string, concurrency: number, batch: number, measured: { windows: Window[]; unacknowledged: number }): Row {
-  const r = { system, mode, concurrency, batch, windows: measured.windows, median: medianWindow(measured.windows), unacknowledged: measured.unacknowledged }
-  log(`replication: ${system} ${mode}, ${concurrency} client(s): ${fmt(r.median.writesPerSec)} writes/s, p50 ${fmt(r.median.p50, 1)} ms, p99 ${fmt(r.median.p99, 1)} ms`)
+function row (system: string, mode: string, concurrency: number, batch: number, measured: { windows: Window[]; unacknowledged: number; cpuUsPerWrite?: CpuPerWrite }): Row {
+  const r = { system, mode, concurrency, batch, windows: measured.windows, median: medianWindow(measured.windows), unacknowledged: measured.unacknowledged, cpuUsPerWrite: measured.cpuUsPerWrite }
+  const cpu = r.cpuUsPerWrite === undefined ? '' : `; CPU µs/write: servers ${r.cpuUsPerWrite.servers.map((c) => fmt(c)).join(' / ')}, client ${fmt(r.cpuUsPerWrite.client)}`
+  log(`replication: ${system} ${mode}, ${concurrency} client(s): ${fmt(r.median.writesPerSec)} writes/s, p50 ${fmt(r.median.p50, 1)} ms, p99 ${fmt(r.median.p99, 1)} ms${cpu}`)
   return r
 }
 
@@ -119,7 +146,7 @@ async function benchRedis (durability: RedisDurability, opts: Required<Replicati
           rows.push(row(label, 'SET', concurrency, 1, await load(concurrency, opts.warmUpSeconds * 1_000, opts.windowSeconds * 1_000, opts.repeats, async (w) => {
             expectOk(await clients[w].command('SET', key(w), value))
             return 1
-          })))
+          }, trio.pids)))
         }
         const acked: string[] = []
         for (const batch of [1, opts.batch]) {
@@ -131,7 +158,7 @@ async function benchRedis (durability: RedisDurability, opts: Required<Replicati
             if (Number(answers[answers.length - 1]) < 2) return 0
             for (const k of keys) acked.push(k)
             return batch
-          })))
+          }, trio.pids)))
         }
         acknowledged += acked.length
         problems.push(...(await checkRedis(trio.replicas, acked, value)).map((p) => `${label}, ${concurrency} clients: ${p}`))
@@ -207,7 +234,7 @@ async function benchEdgeAgent (opts: Required<ReplicationOptions>, problems: str
             await t.session.appendMany(values.map((v) => ({ append: v })))
             t.acked.push(...values)
             return batch
-          })))
+          }, cluster.agents.map((a) => a.pid))))
         }
         for (const t of terminals) {
           acknowledged += t.acked.length
@@ -220,6 +247,8 @@ async function benchEdgeAgent (opts: Required<ReplicationOptions>, problems: str
     return { rows, acknowledged }
   } finally {
     client.destroy()
+    // NODE_OPTIONS=--cpu-prof: a graceful stop lets the agents write their profiles.
+    if (process.env.NODE_OPTIONS?.includes('--cpu-prof') === true) await Promise.all(cluster.agents.map(async (a) => await a.stop()))
     await cluster.destroy()
     rmSync(configDir, { recursive: true, force: true })
   }
@@ -303,11 +332,16 @@ export function replicationMarkdown (r: ReplicationResult): string[] {
     `(a Redis connection; an edge-agent terminal with its own session, through the EdgeClient and the HTTP API). A write counts once both replicas (Redis: \`WAIT 2\` ` +
     `answered 2 within ${WAIT_TIMEOUT_MS} ms) or both standbys (edge-agent: every member logged and fsynced it) hold it. Median of ${r.repeats} consecutive ${r.windowSeconds}-s windows. ` +
     `Batched rows: ${r.batch} writes per request (Redis: ${r.batch} SETs and one \`WAIT 2\` written together; edge-agent: one \`appendMany\`); their latency is per request. ` +
-    `Redis with AOF: \`appendonly yes\`, \`appendfsync always\` on all three (the primary fsyncs before it answers; \`WAIT 2\` waits for the replicas to receive a write, not to fsync it). ` +
-    `Redis without persistence: \`appendonly no\`, \`save ""\`. edge-agent: its defaults (SQLite WAL, synchronous=FULL, one fsync per event-loop turn on every agent before it sends or answers), ` +
+    `What has been fsynced when each system acknowledges: Redis with AOF (\`appendonly yes\`, \`appendfsync always\` on all three): the primary's AOF (it fsyncs before it answers SET); ` +
+    `\`WAIT 2\` then waits for both replicas to have received the write, not to have fsynced it. Redis without persistence (\`appendonly no\`, \`save ""\`): nothing; both replicas received it. ` +
+    `edge-agent (its defaults: SQLite WAL, synchronous=FULL, one fsync per event-loop turn): all three agents, owner and both standbys, have fsynced the delta (the owner sends the entries to its standbys first and fsyncs while they travel; each standby acks only after its fsync; the answer waits for the owner's fsync and both acks), ` +
     `with the per-session rate limits lifted (${BENCH_SESSION_LIMITS.requestsPerS} requests/s, ${BENCH_SESSION_LIMITS.bytesPerS} B/s: at the default 1 MiB/s a session caps at about 3,800 deltas/s of 256 bytes).`, '',
-    '| system | mode | clients | writes/s | p50 ms | p99 ms |', '|---|---|---|---|---|---|']
-  for (const row of r.rows) lines.push(`| ${row.system} | ${row.mode} | ${row.concurrency} | ${fmt(row.median.writesPerSec)} | ${fmt(row.median.p50, 1)} | ${fmt(row.median.p99, 1)} |`)
+    'CPU µs per acknowledged write: user + system CPU time of each server process over the measured windows (Redis primary / replica / replica; edge-agent owner / standby / standby) and of the bench process driving the clients, divided by the writes acknowledged in them. On a shared box wall-clock rates swing; CPU per write is the steadier figure.', '',
+    '| system | mode | clients | writes/s | p50 ms | p99 ms | CPU µs/write, servers | CPU µs/write, client |', '|---|---|---|---|---|---|---|---|']
+  for (const row of r.rows) {
+    const cpu = row.cpuUsPerWrite
+    lines.push(`| ${row.system} | ${row.mode} | ${row.concurrency} | ${fmt(row.median.writesPerSec)} | ${fmt(row.median.p50, 1)} | ${fmt(row.median.p99, 1)} | ${cpu === undefined ? '-' : cpu.servers.map((c) => fmt(c)).join(' / ')} | ${cpu === undefined ? '-' : fmt(cpu.client)} |`)
+  }
   const find = (system: string, batch: number, c: number): Row | undefined => r.rows.find((x) => x.system.startsWith(system) && x.batch === batch && x.concurrency === c && x.mode.includes('WAIT') === system.startsWith('Redis'))
   lines.push('', 'Ratio edge-agent / Redis `WAIT 2` (writes/s, same clients, same batching):', '', '| clients | vs Redis no persistence, one write | vs Redis AOF always, one write | vs no persistence, batched | vs AOF always, batched |', '|---|---|---|---|---|')
   for (const c of [...new Set(r.rows.map((x) => x.concurrency))]) {

@@ -50,6 +50,11 @@ export type SimOptions = {
   // counted with frameBytes(), not encoded). The codec has its own tests; a scenario test
   // runs with this on to exercise it end to end.
   decodeFrames?: boolean
+  // How long a node's commit of session records takes, virtual ms (default 1).
+  // An owner's entries to its standbys leave before it, everything else of the
+  // step after it (agent/sessions/commit-order.ts), so a crash can fall between
+  // an owner's send and its commit, as on a real agent. 0: commit, then send.
+  fsyncMs?: number
 }
 
 export type NodePlacement = { position: { lat: number; lon: number } | null; region: string; zone: string }
@@ -105,7 +110,8 @@ export class SimCluster {
       seeds: options.seeds ?? 3,
       joinSpreadMs: options.joinSpreadMs ?? 1_000,
       trace: options.trace ?? false,
-      decodeFrames: options.decodeFrames ?? false
+      decodeFrames: options.decodeFrames ?? false,
+      fsyncMs: options.fsyncMs ?? 1
     }
     this.#random = new SeededRandom(deriveSeed(options.seed, 0x5eed))
     this.network = new SimNetwork(new SeededRandom(deriveSeed(options.seed, 0x0e7)), { ...DEFAULT_LINK, ...options.link })
@@ -119,7 +125,8 @@ export class SimCluster {
       publish: (from, message) => this.#publish(from, message),
       record: (node, event) => this.#record(node, event),
       reply: (node, requestId, reply) => this.#replyFrom(node, requestId, reply),
-      at: (atMs, run) => this.scheduler.at(atMs, run)
+      at: (atMs, run) => this.scheduler.at(atMs, run),
+      fsyncMs: options.fsyncMs ?? 1
     }
     for (let i = 0; i < options.nodes; i++) this.#addNode()
   }

@@ -8,6 +8,8 @@ import type { Sessions } from '../agent/sessions/sessions.ts'
 import type { ClientReply, SessionCommand, SessionEffect, SessionEvent, SessionInput } from '../agent/sessions/types.ts'
 import type { Message, SessionMessage } from '../protocol/messages.ts'
 import { SimSessionDisk } from './disk.ts'
+import { orderAroundCommit } from '../agent/sessions/commit-order.ts'
+import type { SessionDurable } from '../agent/sessions/types.ts'
 
 export type NodeState = 'running' | 'paused' | 'crashed'
 
@@ -21,6 +23,9 @@ export interface NodeHost {
   record (node: SimNode, event: AgentEvent | SessionEvent): void
   reply (node: SimNode, requestId: string, reply: ClientReply): void
   at (atMs: number, run: () => void): void
+  // How long a commit of session records takes when frames left before it
+  // (virtual ms; SimOptions.fsyncMs).
+  readonly fsyncMs: number
 }
 
 type Queued =
@@ -43,11 +48,19 @@ export class SimNode {
   readonly traffic: Traffic = { messagesOut: 0, bytesOut: 0, messagesIn: 0, bytesIn: 0 }
   tickAtMs = Infinity
   readonly #host: NodeHost
+  // A step whose early frames have left and whose commit has not happened yet:
+  // lost if the node crashes first.
+  #uncommitted: { durable: SessionDurable[]; late: SessionEffect[] } | null = null
 
   constructor (id: PeerKey, index: number, host: NodeHost) {
     this.id = id
     this.index = index
     this.#host = host
+  }
+
+  // Frames of a step have left and its commit has not happened yet.
+  get committing (): boolean {
+    return this.#uncommitted !== null
   }
 
   // The membership core, for callers that need it (tests read views through it).
@@ -61,6 +74,7 @@ export class SimNode {
     this.sessions = null
     this.inbox = []
     this.tickAtMs = Infinity
+    this.#uncommitted = null
   }
 
   command (command: Command): void {
@@ -91,6 +105,7 @@ export class SimNode {
     this.state = 'running'
     const queued = this.inbox
     this.inbox = []
+    this.#finishCommit()
     this.tick()
     for (const item of queued) {
       if (this.state !== 'running') break
@@ -150,18 +165,43 @@ export class SimNode {
     }
   }
 
-  // Durable records are applied before anything leaves the node, as the real
-  // host commits its transaction before sending.
+  // The order of the real host (agent/runtime/sessions-host.ts, rule in
+  // agent/sessions/commit-order.ts): an owner's entries to standbys leave at once,
+  // the commit takes fsyncMs, then the rest leaves (acks, votes, replies). A
+  // crash in between loses the step's records: what the checkers must survive.
+  // A later step finishes an unfinished commit first, as the real host does.
   #performSessions (effects: SessionEffect[]): void {
-    const durable = []
+    this.#finishCommit()
+    const durable: SessionDurable[] = []
     for (const effect of effects) if (effect.kind === 'persist') durable.push(effect.record)
-    this.disk.apply(durable)
-    for (const effect of effects) {
-      switch (effect.kind) {
-        case 'send': this.#host.send(this, effect.to, effect.message); break
-        case 'event': this.#host.record(this, effect.event); break
-        case 'reply': this.#host.reply(this, effect.requestId, effect.reply)
-      }
+    const { early, late } = orderAroundCommit(effects, durable)
+    if (early.length === 0 || this.#host.fsyncMs <= 0) {
+      this.disk.apply(durable)
+      for (const effect of effects) this.#sessionEffect(effect)
+      return
+    }
+    for (const effect of early) this.#sessionEffect(effect)
+    const uncommitted = { durable, late }
+    this.#uncommitted = uncommitted
+    this.#host.at(this.#host.nowMs + this.#host.fsyncMs, () => {
+      // A frozen process finishes its fsync when it resumes.
+      if (this.#uncommitted === uncommitted && this.state === 'running') this.#finishCommit()
+    })
+  }
+
+  #finishCommit (): void {
+    const uncommitted = this.#uncommitted
+    if (uncommitted === null) return
+    this.#uncommitted = null
+    this.disk.apply(uncommitted.durable)
+    for (const effect of uncommitted.late) this.#sessionEffect(effect)
+  }
+
+  #sessionEffect (effect: SessionEffect): void {
+    switch (effect.kind) {
+      case 'send': this.#host.send(this, effect.to, effect.message); break
+      case 'event': this.#host.record(this, effect.event); break
+      case 'reply': this.#host.reply(this, effect.requestId, effect.reply)
     }
   }
 }

@@ -562,6 +562,10 @@ export class EdgeClient {
 
 type SessionStart = { sessionId: string; token: string; epoch: number; lastIndex: number; clientSeq: number; pending: PendingOp[] }
 
+// append() calls joined into one request, each with its own promise.
+type AppendWaiter = { resolve: (result: AppendResult) => void; reject: (error: unknown) => void }
+type AppendGroup = { ops: JsonValue[]; bytes: number; waiters: AppendWaiter[] }
+
 // Made by EdgeClient.open() and resume(); the constructor is not for callers.
 export class Session {
   readonly sessionId: string
@@ -579,6 +583,8 @@ export class Session {
   #closed = false
   // Appends and close run one at a time, in call order.
   #tail: Promise<unknown> = Promise.resolve()
+  // Appends waiting for their turn, joined into one batch (append()).
+  #coalescing: AppendGroup | null = null
 
   constructor (exchanger: Exchanger, route: Route, start: SessionStart) {
     this.#exchanger = exchanger
@@ -600,8 +606,63 @@ export class Session {
   get group (): GroupMember[] { return this.#route.group }
   get owner (): OwnerRef | null { return this.#route.ownerRef() }
 
+  // Appends queued behind another request of this session (or made in the same
+  // tick) coalesce: they leave together as one batch request (POST …/batch), in
+  // call order, at consecutive clientSeqs, each promise settled with its own
+  // result, as if sent one by one (one round trip and one fsync for all).
   append (op: JsonValue): Promise<AppendResult> {
-    return this.#serialised(() => this.#appendNow(op))
+    let bytes: number
+    try {
+      bytes = checkOp(op) + 1
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    const group = this.#coalescing
+    if (group !== null && group.ops.length < MAX_BATCH_OPS && group.bytes + bytes + 64 <= MAX_BATCH_BYTES) {
+      group.bytes += bytes
+      group.ops.push(op)
+      return new Promise((resolve, reject) => group.waiters.push({ resolve, reject }))
+    }
+    const fresh: AppendGroup = { ops: [op], bytes, waiters: [] }
+    this.#coalescing = fresh
+    const first = new Promise<AppendResult>((resolve, reject) => fresh.waiters.push({ resolve, reject }))
+    void this.#serialised(async () => {
+      if (this.#coalescing === fresh) this.#coalescing = null
+      await this.#appendGroup(fresh.ops, fresh.waiters)
+    })
+    return first
+  }
+
+  // One request for the group's ops (a single op as POST …/deltas). A refusal of
+  // op k by the service or a limit settles ops before k as acknowledged and op k
+  // as refused, and sends the ops after it on (a refused op's clientSeq is free).
+  // Any other failure rejects every op of the group with it: they stay pending,
+  // as a failed append() does, and the next append re-sends them first.
+  async #appendGroup (ops: JsonValue[], waiters: AppendWaiter[]): Promise<void> {
+    try {
+      if (ops.length === 1) {
+        waiters[0].resolve(await this.#appendNow(ops[0]))
+        return
+      }
+      const results = await this.#appendManyNow(ops)
+      results.forEach((result, i) => waiters[i].resolve(result))
+    } catch (error) {
+      if (error instanceof BatchRefusedError) {
+        const k = error.acknowledged.length
+        error.acknowledged.forEach((result, i) => waiters[i].resolve(result))
+        waiters[k].reject(new EdgeClientError(`append clientSeq ${error.refusedClientSeq}: refused with ${error.status} ${error.serverError ?? ''} (${error.agent ?? 'the client'})`, error.status, error.serverError, error.agent))
+        if (k + 1 < ops.length) await this.#appendGroup(ops.slice(k + 1), waiters.slice(k + 1))
+        return
+      }
+      // The batch's first op refused (the agent answers with its refusal): the
+      // rest were not logged and go on.
+      if (ops.length > 1 && error instanceof EdgeClientError && (error.status === 400 || error.status === 413) && this.#pending.length === 0) {
+        waiters[0].reject(error)
+        await this.#appendGroup(ops.slice(1), waiters.slice(1))
+        return
+      }
+      for (const waiter of waiters) waiter.reject(error)
+    }
   }
 
   // Several ops in one request (POST …/batch), taking consecutive clientSeqs:

@@ -124,8 +124,6 @@ export function coalesceEntries (records: SessionDurable[]): SessionDurable[] {
 function prepareStatements (db: DatabaseSync) {
   return {
     begin: db.prepare('BEGIN IMMEDIATE'),
-    syncNormal: db.prepare('PRAGMA synchronous = NORMAL'),
-    syncFull: db.prepare('PRAGMA synchronous = FULL'),
     beginRead: db.prepare('BEGIN'),
     commit: db.prepare('COMMIT'),
     rollback: db.prepare('ROLLBACK'),
@@ -152,6 +150,13 @@ export class SessionStore {
   readonly path: string
   readonly #db: DatabaseSync
   readonly #sql: Statements
+  // Commit indexes of commit-only batches, not written yet (see apply()).
+  readonly #laterCommits = new Map<string, number>()
+  // The last stored entry index of sessions whose row exists, as this store
+  // wrote them: an append then costs one INSERT per entry, not two lookups more.
+  // Dropped for a session whose log is cut, snapshotted or deleted, and whole
+  // when a transaction fails.
+  readonly #lastIndexes = new Map<string, number>()
 
   private constructor (db: DatabaseSync, path: string) {
     this.#db = db
@@ -180,8 +185,21 @@ export class SessionStore {
     }
   }
 
+  // Writes the commit indexes still kept (apply()), then closes.
   close (): void {
-    if (this.#db.isOpen) this.#db.close()
+    if (!this.#db.isOpen) return
+    if (this.#laterCommits.size > 0) {
+      const records = this.#takeLaterCommits()
+      try {
+        this.#sql.begin.run()
+        for (const record of records) this.#applyOne(record)
+        this.#sql.commit.run()
+      } catch {
+        // Advisory: a store that cannot write them closes without them.
+        if (this.#db.isTransaction) this.#sql.rollback.run()
+      }
+    }
+    this.#db.close()
   }
 
   sessionCount (): number {
@@ -228,30 +246,43 @@ export class SessionStore {
   // Applies one step's records in order, in one transaction (one fsync). On any
   // error nothing of the batch remains and the error is rethrown.
   //
-  // A batch of commit-index records only is written without its own fsync
-  // (synchronous=NORMAL for that one transaction): the commit index is advisory
-  // (a restart recomputes it from the group), and the WAL is sequential, so the
-  // next fsynced transaction makes it durable along with everything before it.
-  // This takes one fsync off the owner's path from a standby's ack to the
-  // terminal's answer.
+  // A batch of commit-index records only is not written on its own: it is kept
+  // and written at the start of the next batch (or at close()). The commit index
+  // is advisory (a restart recomputes it from the group; restoreReplica clamps it
+  // to the log), so losing the newest one in a crash costs a re-commit, no more.
+  // This saves the owner a transaction (WAL writes, a commit) per turn of acks.
   apply (records: SessionDurable[]): void {
     if (records.length === 0) return
-    const lazy = records.every((record) => record.kind === 'session-commit')
-    if (lazy) this.#sql.syncNormal.run()
+    if (records.every((record) => record.kind === 'session-commit')) {
+      for (const record of records) {
+        if (record.kind !== 'session-commit') continue
+        this.#laterCommits.set(record.sessionId, Math.max(record.commitIndex, this.#laterCommits.get(record.sessionId) ?? 0))
+      }
+      return
+    }
+    // Kept commit indexes are older than this batch: they go first (a delete in
+    // the batch must come after them, or they would create the session again).
+    const all = this.#laterCommits.size === 0 ? records : [...this.#takeLaterCommits(), ...records]
     this.#sql.begin.run()
     try {
-      for (const record of coalesceEntries(records)) this.#applyOne(record)
+      for (const record of coalesceEntries(all)) this.#applyOne(record)
       this.#sql.commit.run()
     } catch (error) {
+      this.#lastIndexes.clear()
       if (this.#db.isTransaction) this.#sql.rollback.run()
       throw this.#translate(error)
-    } finally {
-      if (lazy) this.#sql.syncFull.run()
     }
+  }
+
+  #takeLaterCommits (): SessionDurable[] {
+    const records: SessionDurable[] = [...this.#laterCommits].map(([sessionId, commitIndex]) => ({ kind: 'session-commit', sessionId, commitIndex }))
+    this.#laterCommits.clear()
+    return records
   }
 
   #applyOne (record: SessionDurable): void {
     const id = record.sessionId
+    if (record.kind === 'session-truncate' || record.kind === 'session-snapshot' || record.kind === 'session-delete') this.#lastIndexes.delete(id)
     switch (record.kind) {
       case 'session-meta': {
         const state = this.#hardState(id)
@@ -293,8 +324,13 @@ export class SessionStore {
   // The store holds what load() can read back: a log with a hole or a repeated
   // index would make the agent refuse to start, so it is refused here instead.
   #appendEntries (id: string, entries: LogEntry[]): void {
-    this.#hardState(id)
-    let last = this.#lastIndex(id)
+    let last = this.#lastIndexes.get(id)
+    if (last === undefined) {
+      this.#hardState(id)
+      last = this.#lastIndex(id)
+    }
+    // Until this run is stored, a failure leaves `last` unknown.
+    this.#lastIndexes.delete(id)
     for (const entry of entries) {
       if (entry.index !== last + 1) throw new Error(`session store: session ${id}: entry ${entry.index} does not follow ${last} (a bug in the sessions core)`)
       const body = JSON.stringify(entry.body)
@@ -302,6 +338,7 @@ export class SessionStore {
       this.#sql.insertEntry.run({ id, idx: entry.index, epoch: entry.epoch, body, crc })
       last = entry.index
     }
+    this.#lastIndexes.set(id, last)
   }
 
   // Snapshotted entries are committed; only a divergent tail may be cut.
@@ -337,7 +374,9 @@ export class SessionStore {
     if (row.crc !== sessionCrc(id, state)) throw this.#corruptSession(id, 'its hard state fails its checksum')
     const snapshot = this.#loadSnapshot(id)
     const entries = this.#loadEntries(id, snapshot === null ? 0 : snapshot.index)
-    return { sessionId: id, ...state, snapshot, entries }
+    // A commit index kept for the next batch (apply()) is newer than the row's.
+    const commitIndex = Math.max(state.commitIndex, this.#laterCommits.get(id) ?? 0)
+    return { sessionId: id, ...state, commitIndex, snapshot, entries }
   }
 
   #loadSnapshot (id: string): SessionSnapshotBody | null {

@@ -1,7 +1,10 @@
 // Hosts the sessions core: replication frames on their own libp2p stream, the
 // durable store (one transaction, so one fsync, per batch of core steps, the
-// inputs of one event-loop turn: group commit; committed before any send or reply
-// of those steps), terminals' requests, and role hooks.
+// inputs of one event-loop turn: group commit), terminals' requests, and role
+// hooks. A batch's effects wait for its commit, except an owner's entries to its
+// standbys, which leave first so that the owner's fsync overlaps theirs
+// (agent/sessions/commit-order.ts says which frames and why that loses no
+// acknowledged write).
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
@@ -13,6 +16,7 @@ import { Sessions } from '../sessions/sessions.ts'
 import type { ClientReply, MemberDirectory, SessionCommand, SessionDurable, SessionEffect, SessionEvent, SessionInput, StoredSession } from '../sessions/types.ts'
 import { encode } from '../../protocol/codec.ts'
 import type { SessionMessage } from '../../protocol/messages.ts'
+import { orderAroundCommit } from '../sessions/commit-order.ts'
 import type { Net } from '../net/types.ts'
 import { CoreDriver } from './driver.ts'
 import { runHook } from './hooks.ts'
@@ -48,6 +52,9 @@ export class SessionsHost {
   readonly #pending = new Map<string, (reply: ClientReply) => void>()
   #nextRequest = 1
   #broken: string | null = null
+  // A batch whose early frames have left and whose commit (then late effects)
+  // runs at the next check phase, once those frames reached the socket.
+  #deferred: { durable: SessionDurable[]; late: SessionEffect[]; immediate: NodeJS.Immediate } | null = null
 
   constructor (parts: SessionsHostParts) {
     this.#parts = parts
@@ -102,28 +109,57 @@ export class SessionsHost {
   }
 
   stop (): void {
+    // A batch already stepped is committed and answered, as it would have been
+    // a moment later.
+    this.#finishDeferred()
     this.#driver.stop()
     for (const resolve of this.#pending.values()) resolve({ status: 503, body: { error: 'the agent is stopping' } })
     this.#pending.clear()
   }
 
+  // Order: early frames (entries to standbys) at once; the commit (one
+  // transaction, one fsync) in the next check phase of the event loop, after the
+  // microtasks that carry those frames through libp2p to the socket; then
+  // everything else of the batch (acks, votes, replies, events). A later batch
+  // first finishes a deferred one, so the core never sees an input of a later
+  // turn before the batch before it is durable, and effects keep their order.
   #perform (effects: SessionEffect[]): void {
+    if (!this.#finishDeferred()) return
     const durable: SessionDurable[] = []
     for (const effect of effects) if (effect.kind === 'persist') durable.push(effect.record)
-    if (durable.length > 0 && !this.#commit(durable)) return
-    for (const effect of effects) {
-      switch (effect.kind) {
-        case 'send': this.#parts.net.send(effect.to, encode(effect.message), 'sessions'); break
-        case 'connect': this.#parts.net.connect(effect.peer, 'sessions'); break
-        case 'reply': this.#reply(effect.requestId, effect.reply); break
-        case 'event': this.#onEvent(effect.event)
-      }
+    const { early, late } = orderAroundCommit(effects, durable)
+    if (early.length === 0) {
+      if (durable.length > 0 && !this.#commit(durable)) return
+      for (const effect of late) this.#effect(effect)
+      return
+    }
+    for (const effect of early) this.#effect(effect)
+    this.#deferred = { durable, late, immediate: setImmediate(() => { this.#finishDeferred() }) }
+  }
+
+  #finishDeferred (): boolean {
+    const deferred = this.#deferred
+    if (deferred === null) return true
+    this.#deferred = null
+    clearImmediate(deferred.immediate)
+    if (!this.#commit(deferred.durable)) return false
+    for (const effect of deferred.late) this.#effect(effect)
+    return true
+  }
+
+  #effect (effect: SessionEffect): void {
+    switch (effect.kind) {
+      case 'send': this.#parts.net.send(effect.to, encode(effect.message), 'sessions'); break
+      case 'connect': this.#parts.net.connect(effect.peer, 'sessions'); break
+      case 'reply': this.#reply(effect.requestId, effect.reply); break
+      case 'event': this.#onEvent(effect.event)
     }
   }
 
-  // Nothing of a step leaves the box unless its writes are durable. A store that
-  // cannot write (disk full, I/O error) stops this agent's sessions: it answers
-  // 503 and sends nothing, and its group's other members carry on.
+  // Nothing of a step but its early frames leaves the box unless its writes are
+  // durable. A store that cannot write (disk full, I/O error) stops this agent's
+  // sessions: it answers 503 and sends nothing more, and its group's other
+  // members carry on (frames that left early were acknowledged to nobody).
   #commit (durable: SessionDurable[]): boolean {
     try {
       this.#parts.store.apply(durable)

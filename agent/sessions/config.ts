@@ -40,8 +40,14 @@ export type SessionsConfig = {
   // A member whose log lags the commit index by more than this many entries is
   // not "in sync" (M2.2) and does not stand as candidate.
   maxCandidateLagEntries: number
-  // The log is compacted into a snapshot every this many applied entries.
+  // The log is compacted into a snapshot every this many applied entries…
   snapshotEveryEntries: number
+  // …and once the ops applied since the last snapshot add up to at least this
+  // many times the state's size (bytes of JSON): a snapshot costs the whole
+  // state, so a state that grows with its log (the `log` service) is snapshotted
+  // at geometrically spaced points and costs O(1) per delta, not O(state).
+  // 0: every snapshotEveryEntries, whatever the state's size.
+  snapshotLogRatio: number
   // Entries sent in one append frame.
   maxBatchEntries: number
   // Placement: eligible nodes are under this load (0..1; 1 turns the filter off).
@@ -76,6 +82,7 @@ const lan: SessionsConfig = {
   repairDelayMs: 2_000,
   maxCandidateLagEntries: 1_000,
   snapshotEveryEntries: 1_000,
+  snapshotLogRatio: 1,
   maxBatchEntries: 512,
   loadThreshold: 0.9,
   candidateWindow: 6,
@@ -120,6 +127,7 @@ const RULES: Rule[] = [
   { key: 'repairDelayMs', min: 0, max: 86_400_000, integer: true },
   { key: 'maxCandidateLagEntries', min: 0, max: 1_000_000, integer: true },
   { key: 'snapshotEveryEntries', min: 10, max: 10_000_000, integer: true },
+  { key: 'snapshotLogRatio', min: 0, max: 100, integer: false },
   { key: 'maxBatchEntries', min: 1, max: 4_096, integer: true },
   { key: 'loadThreshold', min: 0, max: 1, integer: false },
   { key: 'candidateWindow', min: 1, max: 64, integer: true },

@@ -86,6 +86,8 @@ export type Replica = {
   state: JsonValue
   // JSON size of the state at the last snapshot plus the ops applied since.
   stateBytes: number
+  // Bytes of ops applied since the last snapshot (taken, installed or loaded).
+  bytesSinceSnapshot: number
   dedup: Dedup
   role: SessionRole
   owner: PeerKey | null
@@ -139,6 +141,7 @@ export function newReplica (info: SessionInfo, nowMs: number): Replica {
     appliedIndex: 0,
     state: null,
     stateBytes: 0,
+    bytesSinceSnapshot: 0,
     dedup: { lastClientSeq: 0, recent: [] },
     role: 'standby',
     owner: null,
@@ -193,6 +196,7 @@ export function loadSnapshotState (r: Replica, snapshot: SessionSnapshotBody): v
   // shared (the simulator hands the same message object to every receiver).
   r.state = JSON.parse(JSON.stringify(snapshot.state)) as JsonValue
   r.stateBytes = JSON.stringify(snapshot.state).length
+  r.bytesSinceSnapshot = 0
   r.dedup = { lastClientSeq: snapshot.dedup.lastClientSeq, recent: snapshot.dedup.recent.map(([s, i]) => [s, i]) }
   r.appliedIndex = snapshot.index
   r.commitIndex = Math.max(r.commitIndex, snapshot.index)
@@ -230,7 +234,9 @@ export function applyCommitted (ctx: Ctx, r: Replica): void {
       r.stateBytes = JSON.stringify(r.state).length
     } else if (body.kind === 'delta') {
       if (service !== null) r.state = service.apply(r.state, body.op)
-      r.stateBytes += JSON.stringify(body.op).length
+      const opBytes = JSON.stringify(body.op).length
+      r.stateBytes += opBytes
+      r.bytesSinceSnapshot += opBytes
       remember(r.dedup, body.clientSeq, entry.index)
     } else if (body.kind === 'close') {
       r.closed = true
@@ -250,11 +256,17 @@ function remember (dedup: Dedup, clientSeq: number, index: number): void {
 // stay available a while for a lagging standby or a candidate's completion.
 export function maybeSnapshot (ctx: Ctx, r: Replica): void {
   if (r.appliedIndex - r.log.snapshotIndex < ctx.config.snapshotEveryEntries) return
+  // Amortised (config.ts, snapshotLogRatio): the state is serialised, stored and
+  // fsynced whole, so wait until the log since the last snapshot is as large as
+  // the state was then (stateBytes counts every op since on top of that size,
+  // an upper bound for the size limit, so it is taken off here).
+  if (r.bytesSinceSnapshot < ctx.config.snapshotLogRatio * (r.stateBytes - r.bytesSinceSnapshot)) return
   const snapshot = snapshotAt(r, r.appliedIndex)
   if (snapshot === null) return
   r.log.compact({ index: snapshot.index, epoch: snapshot.indexEpoch, config: snapshot.config }, snapshot.index + 1 - ctx.config.maxBatchEntries)
   ctx.persist({ kind: 'session-snapshot', sessionId: r.id, snapshot })
   r.stateBytes = snapshotStateBytes.get(snapshot) ?? JSON.stringify(snapshot.state).length
+  r.bytesSinceSnapshot = 0
   ctx.emit({ type: 'snapshot-taken', sessionId: r.id, index: snapshot.index })
 }
 

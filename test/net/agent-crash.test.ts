@@ -43,7 +43,7 @@ function setup (): Setup {
   const config = join(dir, 'agent.json')
   // Snapshots (and the compaction that deletes the entries they cover) as often
   // as the agent allows, so kills land in them too.
-  writeFileSync(config, JSON.stringify({ sessions: { snapshotEveryEntries: 10, loadThreshold: 1 } }))
+  writeFileSync(config, JSON.stringify({ sessions: { snapshotEveryEntries: 10, snapshotLogRatio: 0, loadThreshold: 1 } }))
   return { dir, dataDir: join(dir, 'agent'), config }
 }
 

@@ -97,4 +97,45 @@ for (const fault of ['SIGKILL', 'SIGSTOP'] as const) {
   }))
 }
 
+// The owner's entries leave before its own commit (agent/sessions/commit-order.ts);
+// here the commit takes 20 virtual ms (fsyncMs), longer than a hop, and the owner
+// is SIGKILLed inside that window: the standbys hold entries its disk never got.
+// None of them was acknowledged, so nothing acknowledged is lost; the extra
+// entries are kept or dropped by the next owner; the old owner comes back as a
+// standby and catches up.
+test('owner SIGKILLed after sending entries, before committing them: nothing acknowledged is lost', () => withSeed(FILE, seedFor(63), (seed) => {
+  const cluster = sessionCluster(seed, 5, { fsyncMs: 20 })
+  const acks = recordOwnerAcks(cluster)
+  const terminal = openTerminal(cluster, 'batcher', 'n0')
+  const w = writeBatches(cluster, terminal, 30, 40)
+  let owner = ''
+  const inWindow = (): boolean => {
+    owner = ownerState(cluster, terminal.sessionId)?.owner ?? ''
+    return w.batchesDone >= 10 && owner !== '' && cluster.node(owner).committing
+  }
+  assert.ok(cluster.runUntil(inWindow, 20_000), 'caught the owner between its send and its commit')
+  const stored = (): number => {
+    const s = cluster.node(owner).disk.load().find((x) => x.sessionId === terminal.sessionId)
+    return s === undefined ? 0 : (s.entries.at(-1)?.index ?? s.snapshot?.index ?? 0)
+  }
+  const ownerLast = cluster.node(owner).sessions?.replica(terminal.sessionId)?.log.lastIndex ?? 0
+  assert.ok(stored() < ownerLast, `the owner's newest entries are not on its disk yet (${stored()} < ${ownerLast})`)
+  cluster.crash(owner)
+  // A hop later, a standby holds entries the dead owner never stored.
+  cluster.runUntil(() => false, 5)
+  const ahead = cluster.running().some((n) => (n.sessions?.replica(terminal.sessionId)?.log.lastIndex ?? 0) > stored())
+  assert.ok(ahead, 'a standby received entries the owner never committed')
+  assert.ok(cluster.runUntil(() => w.batchesDone >= 30, 60_000, 10), `only ${w.batchesDone} of 30 batches acknowledged`)
+  cluster.restart(owner)
+  cluster.runUntil(() => false, 3_000)
+  assert.equal(w.problems, [])
+  assert.equal(checkOwners(acks), [])
+  assert.equal(checkLog(cluster, terminal, w.acked), [])
+  assert.is(w.acked.length, 30 * 40)
+  // The old owner is back as a standby holding the acknowledged log.
+  const back = cluster.node(owner).sessions?.replica(terminal.sessionId)
+  assert.ok(back !== undefined && back.role !== 'owner', 'the restarted owner is a standby')
+  assert.ok(back.commitIndex >= (ownerState(cluster, terminal.sessionId)?.commitIndex ?? Infinity) - 40, 'and caught up')
+}))
+
 test.run()

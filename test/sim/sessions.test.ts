@@ -98,7 +98,7 @@ test('owner partitioned from its group: it stops acknowledging, the majority sid
 }))
 
 test('a new member crashing during catch-up is replaced by another', () => withSeed(FILE, seedFor(36), (seed) => {
-  const cluster = sessionCluster(seed, 7, { trace: true, sessionsPatch: { snapshotEveryEntries: 100, repairDelayMs: 500 } })
+  const cluster = sessionCluster(seed, 7, { trace: true, sessionsPatch: { snapshotEveryEntries: 100, snapshotLogRatio: 0, repairDelayMs: 500 } })
   const acks = recordOwnerAcks(cluster)
   const terminal = openTerminal(cluster, 't1', 'n0')
   terminal.appendMany(600, 5)

@@ -609,18 +609,61 @@ test('a saved pending op is re-sent after resume, unless the session already app
 
 // ---- ordering and the rest of the API ----------------------------------------------
 
-test('appends on one session run one at a time, in call order', async () => {
+test('appends on one session run one at a time, in call order; those queued behind another coalesce into one batch', async () => {
   const log = newLog()
   const a = await agent('A')
   const serve = owner(log, 1, () => view(a, []))
   // Answers a tick later, so overlapping requests would be seen overlapping.
-  a.script = (seen) => new Promise((resolve) => setImmediate(() => resolve(serve(seen))))
+  a.script = (seen) => new Promise((resolve) => setImmediate(() => resolve(seen.path === BATCH ? applyBatch(log, 1, seen.body) : serve(seen))))
   const session = await opened(a)
+  // Made in one tick: one batch request, each promise with its own result.
   const acks = await Promise.all([1, 2, 3, 4, 5].map((n) => session.append(n)))
   assert.equal(acks.map((x) => x.index), [1, 2, 3, 4, 5])
-  assert.equal(a.deltaSeqs(), [1, 2, 3, 4, 5])
-  assert.equal(log.ops, [1, 2, 3, 4, 5])
+  assert.equal(a.seen.filter((s) => s.path === BATCH).map((s) => s.body), [{ clientSeq: 1, ops: [1, 2, 3, 4, 5] }])
+  // One alone goes as a single delta; the ones made while it is in flight follow as one batch.
+  const first = session.append(6)
+  await new Promise((resolve) => setImmediate(resolve))
+  const later = [7, 8, 9].map((n) => session.append(n))
+  const rest = await Promise.all([first, ...later])
+  assert.equal(rest.map((x) => x.index), [6, 7, 8, 9])
+  assert.equal(a.deltaSeqs(), [6])
+  assert.equal(a.seen.filter((s) => s.path === BATCH).at(-1)?.body, { clientSeq: 7, ops: [7, 8, 9] })
+  assert.equal(log.ops, [1, 2, 3, 4, 5, 6, 7, 8, 9])
   assert.equal(a.maxInFlight, 1)
+  assert.equal(session.clientSeq, 9)
+})
+
+test('coalesced appends: an op refused part-way rejects alone; the ones before it are acknowledged, the ones after it are sent on', async () => {
+  const log = newLog()
+  const a = await agent('A')
+  const serve = owner(log, 1, () => view(a, []))
+  const refuse = (seen: { body: Record<string, unknown> }): Answer => {
+    const ops = seen.body.ops as unknown[]
+    const bad = ops.indexOf('bad')
+    if (bad < 0) return applyBatch(log, 1, seen.body)
+    if (bad === 0) return { status: 400, body: { error: 'a log op is {"append": value}', clientSeq: seen.body.clientSeq } }
+    const answer = applyBatch(log, 1, { clientSeq: seen.body.clientSeq, ops: ops.slice(0, bad) }) as { status: number; body: Record<string, unknown> }
+    return { status: 200, body: { ...answer.body, refused: { clientSeq: (seen.body.clientSeq as number) + bad, status: 400, error: 'a log op is {"append": value}' } } }
+  }
+  a.script = (seen) => seen.path === BATCH ? refuse(seen) : serve(seen)
+  const session = await opened(a)
+  const outcomes = await Promise.allSettled(['a', 'bad', 'c', 'd'].map((op) => session.append(op)))
+  assert.equal(outcomes.map((o) => o.status), ['fulfilled', 'rejected', 'fulfilled', 'fulfilled'])
+  const refused = (outcomes[1] as PromiseRejectedResult).reason as EdgeClientError
+  assert.instance(refused, EdgeClientError)
+  assert.is(refused.status, 400)
+  assert.match(refused.message, /clientSeq 2/)
+  assert.equal(outcomes.flatMap((o) => o.status === 'fulfilled' ? [o.value.index] : []), [1, 2, 3])
+  // 'c' and 'd' took the clientSeqs the refusal freed.
+  assert.equal(log.ops, ['a', 'c', 'd'])
+  assert.equal(a.seen.filter((s) => s.path === BATCH).map((s) => s.body), [{ clientSeq: 1, ops: ['a', 'bad', 'c', 'd'] }, { clientSeq: 2, ops: ['c', 'd'] }])
+  assert.equal([session.clientSeq, session.toJSON().pending], [3, undefined])
+  // The group's first op refused: the agent answers with that refusal; the rest go on.
+  const next = await Promise.allSettled(['bad', 'e', 'bad', 'f'].map((op) => session.append(op)))
+  assert.equal(next.map((o) => o.status), ['rejected', 'fulfilled', 'rejected', 'fulfilled'])
+  assert.equal(next.flatMap((o) => o.status === 'fulfilled' ? [o.value.index] : []), [4, 5])
+  assert.equal(log.ops, ['a', 'c', 'd', 'e', 'f'])
+  assert.equal([session.clientSeq, session.toJSON().pending], [5, undefined])
 })
 
 test('close() closes the session; later appends are refused without a request', async () => {

@@ -161,7 +161,7 @@ test('a snapshot deletes the entries it covers, a truncate the tail, and the com
   })
 })
 
-test('entry records of one batch are stored as one run, and a commit-only batch (written without its own fsync) survives a reopen', () => {
+test('entry records of one batch are stored as one run, and a commit-only batch (kept for the next batch or close) survives a reopen', () => {
   withDir((dir) => {
     const path = join(dir, 'sessions.db')
     withStore(path, (store) => {
@@ -172,6 +172,33 @@ test('entry records of one batch are stored as one run, and a commit-only batch 
     const [session] = loadFrom(path)
     assert.equal(session.entries.map((e) => e.index), [1, 2, 3, 4, 5, 6, 7])
     assert.is(session.commitIndex, 6)
+  })
+})
+
+test('a commit-only batch costs no transaction: written with the next batch, before it (a later delete stays deleted)', () => {
+  withDir((dir) => {
+    const path = join(dir, 'sessions.db')
+    const onDisk = (): number | undefined => {
+      const db = new DatabaseSync(path, { readOnly: true })
+      try {
+        return (db.prepare('SELECT commit_index FROM sessions WHERE session_id = ?').get('s') as { commit_index: number } | undefined)?.commit_index
+      } finally {
+        db.close()
+      }
+    }
+    withStore(path, (store) => {
+      store.apply([entries('s', [create('s'), ...deltas(2, 6, 1)])])
+      store.apply([{ kind: 'session-commit', sessionId: 's', commitIndex: 4 }])
+      store.apply([{ kind: 'session-commit', sessionId: 's', commitIndex: 6 }, { kind: 'session-commit', sessionId: 's', commitIndex: 5 }])
+      assert.is(onDisk(), 0, 'not written yet')
+      assert.is(store.load()[0].commitIndex, 6, 'load() sees it')
+      store.apply([entries('s', [delta(7, 1)])])
+      assert.is(onDisk(), 6, 'written with the next batch')
+      store.apply([{ kind: 'session-commit', sessionId: 's', commitIndex: 7 }])
+      store.apply([{ kind: 'session-delete', sessionId: 's' }])
+      assert.equal(store.load(), [])
+    })
+    assert.equal(loadFrom(path), [])
   })
 })
 

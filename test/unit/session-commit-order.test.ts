@@ -1,0 +1,153 @@
+// The order of a step's effects around its commit (agent/sessions/commit-order.ts):
+// an owner's entries to standbys leave before the owner's fsync; acks, votes,
+// epoch changes and terminals' answers after it. Checked on the rule itself and
+// on the real host (SessionsHost) with a recording network and store.
+
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import pino from 'pino'
+import { defaultConfig } from '../../agent/config.ts'
+import { orderAroundCommit } from '../../agent/sessions/commit-order.ts'
+import { placeGroup } from '../../agent/sessions/placement.ts'
+import { BUILT_IN_SERVICES } from '../../agent/sessions/services.ts'
+import type { SessionDurable, SessionEffect } from '../../agent/sessions/types.ts'
+import type { Net } from '../../agent/net/types.ts'
+import type { SessionStore } from '../../agent/runtime/session-store.ts'
+import { SessionsHost, hashToken } from '../../agent/runtime/sessions-host.ts'
+import { decode } from '../../protocol/codec.ts'
+import type { LogEntry, SessionMessage } from '../../protocol/messages.ts'
+import { FakeDirectory } from './session-fixtures.ts'
+
+const entry: LogEntry = { index: 2, epoch: 1, body: { kind: 'delta', clientSeq: 1, op: 'x' } }
+const append = (sessionId: string): SessionEffect => ({
+  kind: 'send', to: 'B', message: { type: 'session-append', sessionId, epoch: 1, seq: 1, prevIndex: 1, prevEpoch: 1, commitIndex: 1, entries: [entry] }
+})
+const ack: SessionEffect = { kind: 'send', to: 'A', message: { type: 'session-append-ack', sessionId: 's', epoch: 1, seq: 1, ok: true, matchIndex: 2, lastIndex: 2 } }
+const reply: SessionEffect = { kind: 'reply', requestId: 'r1', reply: { status: 200, body: {} } }
+const persist = (record: SessionDurable): SessionEffect => ({ kind: 'persist', record })
+
+test('rule: only entries frames of sessions whose step only appends leave early', () => {
+  const entries = persist({ kind: 'session-entries', sessionId: 's', entries: [entry] })
+  const effects = [entries, append('s'), ack, reply]
+  const order = orderAroundCommit(effects, [(entries as { record: SessionDurable }).record])
+  assert.equal(order.early, [effects[1]])
+  assert.equal(order.late, [entries, ack, reply])
+  // Nothing to commit: nothing is reordered.
+  assert.equal(orderAroundCommit([append('s'), reply], []), { early: [], late: [append('s'), reply] })
+  // A step that stores an epoch or vote, a truncation or a snapshot of that session holds its frames.
+  for (const held of [
+    { kind: 'session-meta', sessionId: 's', epoch: 2, votedFor: 'A' },
+    { kind: 'session-truncate', sessionId: 's', fromIndex: 2 },
+    { kind: 'session-snapshot', sessionId: 's', snapshot: {} as never },
+    { kind: 'session-delete', sessionId: 's' }
+  ] as SessionDurable[]) {
+    const records = [held, { kind: 'session-entries', sessionId: 's', entries: [entry] } as SessionDurable]
+    assert.equal(orderAroundCommit([append('s'), append('t')], records).early, [append('t')], held.kind)
+  }
+})
+
+// ---- the real host, with a network and a store that record what happens ----
+
+type Happening = string
+
+function makeHost (): { host: SessionsHost; log: Happening[]; sent: Array<{ to: string; message: SessionMessage }> } {
+  const log: Happening[] = []
+  const sent: Array<{ to: string; message: SessionMessage }> = []
+  const net = {
+    send (to: string, frame: Uint8Array) {
+      const decoded = decode(frame)
+      if (!decoded.ok) throw new Error('undecodable frame')
+      const message = decoded.value as SessionMessage
+      sent.push({ to, message })
+      log.push(`send ${message.type}${'entries' in message ? ` ${message.entries.length}` : ''} to ${to}`)
+    },
+    connect () {}
+  } as unknown as Net
+  const store = {
+    load: () => [],
+    apply (records: SessionDurable[]) { log.push(`commit ${records.map((r) => r.kind).join(',')}`) }
+  } as unknown as SessionStore
+  const host = new SessionsHost({
+    config: defaultConfig(),
+    directory: new FakeDirectory('A', ['A', 'B', 'C']),
+    net,
+    store,
+    log: pino({ level: 'silent' }),
+    line: () => {},
+    onEvent: () => {},
+    services: new Map(BUILT_IN_SERVICES)
+  })
+  return { host, log, sent }
+}
+
+const turn = async (): Promise<void> => { for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve)) }
+
+// Acks every append sent so far that is not acked yet, as both standbys would.
+function ackAll (host: SessionsHost, sent: Array<{ to: string; message: SessionMessage }>, from: number): void {
+  for (const { to, message } of sent.slice(from)) {
+    if (message.type !== 'session-append') continue
+    const last = message.prevIndex + message.entries.length
+    host.receive(to, { type: 'session-append-ack', sessionId: message.sessionId, epoch: message.epoch, seq: message.seq, ok: true, matchIndex: last, lastIndex: last })
+  }
+}
+
+test('host: the entries frame leaves before the owner commits, the answer after the commit and the acks', async () => {
+  const { host, log, sent } = makeHost()
+  const config = defaultConfig()
+  const group = (id: string): string | undefined => placeGroup(new FakeDirectory('A', ['A', 'B', 'C']).alive(), id, 'log', null, config.sessions)?.members[0]
+  let sessionId = ''
+  for (let i = 0; group(sessionId = `log:${i.toString(16).padStart(16, '0')}`) !== 'A'; i++);
+  const token = `${sessionId}~${'0'.repeat(64)}`
+  const tokenHash = hashToken(token)
+
+  // Creating the session stores its epoch: its first frames wait for the commit.
+  const opened = host.request({ type: 'open', sessionId, terminalId: 't', service: 'log', position: null, tokenHash })
+  await turn()
+  const created = log.indexOf(log.find((l) => l.startsWith('commit session-meta')) ?? '')
+  const firstSend = log.findIndex((l) => l.startsWith('send session-append'))
+  assert.ok(created >= 0 && firstSend > created, log.join('\n'))
+  ackAll(host, sent, 0)
+  assert.is((await opened).status, 201)
+
+  // An append: entries to both standbys, then the owner's commit; no answer yet.
+  log.length = 0
+  const before = sent.length
+  let answered = false
+  const appended = host.request({ type: 'append', sessionId, tokenHash, clientSeq: 1, op: { append: 'hello' } }).then((r) => { answered = true; return r })
+  await turn()
+  assert.equal(log.slice(0, 3).sort(), ['commit session-entries', 'send session-append 1 to B', 'send session-append 1 to C'].sort(), log.join('\n'))
+  assert.ok(log.indexOf('commit session-entries') === 2, `frames first, commit last:\n${log.join('\n')}`)
+  assert.is(answered, false, 'no answer before the standbys ack')
+  ackAll(host, sent, before)
+  const result = await appended
+  assert.is(result.status, 200)
+  assert.is(result.body.index, 2)
+  host.stop()
+})
+
+test('host: a later input never overtakes an uncommitted batch (commit first, then its reply)', async () => {
+  const { host, log, sent } = makeHost()
+  const config = defaultConfig()
+  let sessionId = ''
+  for (let i = 0; placeGroup(new FakeDirectory('A', ['A', 'B', 'C']).alive(), sessionId = `log:${i.toString(16).padStart(16, '0')}`, 'log', null, config.sessions)?.members[0] !== 'A'; i++);
+  const tokenHash = hashToken(`${sessionId}~x`)
+  const opened = host.request({ type: 'open', sessionId, terminalId: 't', service: 'log', position: null, tokenHash })
+  await turn()
+  ackAll(host, sent, 0)
+  await opened
+  log.length = 0
+  const before = sent.length
+  const appended = host.request({ type: 'append', sessionId, tokenHash, clientSeq: 1, op: { append: 'a' } })
+  // The entries leave in the drain of this turn; the commit is deferred to the
+  // next check phase. A stop in between still commits before it answers.
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.ok(log.includes('send session-append 1 to B'), log.join('\n'))
+  assert.not.ok(log.includes('commit session-entries'), log.join('\n'))
+  ackAll(host, sent, before)
+  host.stop()
+  assert.ok(log.includes('commit session-entries'), 'stop finishes the deferred commit')
+  const result = await appended
+  assert.is(result.status, 503, 'a stopping agent answers 503 (never 200 without a commit)')
+})
+
+test.run()
