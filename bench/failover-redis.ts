@@ -7,119 +7,22 @@
 // acknowledged write on the new primary and counts the acknowledged writes the
 // new primary does not hold (lost).
 //
-// The RESP client is a minimal one over node:net (no dependency): commands are
-// arrays of bulk strings, replies parsed as simple strings, errors, integers,
-// bulk strings and arrays.
+// The RESP client is bench/resp.ts, shared with the replication comparison.
 
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createConnection, createServer } from 'node:net'
-import type { Socket } from 'node:net'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { log, sleep } from './lib.ts'
+import { RespClient } from './resp.ts'
+import type { RespValue } from './resp.ts'
 
-export type Resp = string | number | null | Error | Resp[]
-
-// ---- RESP over a socket ----------------------------------------------------
-
-export class RespConnection {
-  readonly #socket: Socket
-  #buffer: Buffer = Buffer.alloc(0)
-  readonly #waiting: Array<{ resolve: (r: Resp) => void; reject: (e: Error) => void }> = []
-  #failed: Error | null = null
-
-  private constructor (socket: Socket) {
-    this.#socket = socket
-    socket.setNoDelay(true)
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk))
-    const fail = (error: Error): void => {
-      if (this.#failed === null) this.#failed = error
-      for (const w of this.#waiting.splice(0)) w.reject(this.#failed)
-    }
-    socket.on('error', fail)
-    socket.on('close', () => fail(new Error('connection closed')))
-  }
-
-  static async connect (port: number, timeoutMs: number): Promise<RespConnection> {
-    return await new Promise((resolve, reject) => {
-      const socket = createConnection({ host: '127.0.0.1', port })
-      const timer = setTimeout(() => { socket.destroy(); reject(new Error('connect timeout')) }, timeoutMs)
-      socket.once('connect', () => { clearTimeout(timer); resolve(new RespConnection(socket)) })
-      socket.once('error', (error) => { clearTimeout(timer); reject(error) })
-    })
-  }
-
-  // One command; rejects on a transport failure or after timeoutMs (the
-  // connection is then useless: it is destroyed).
-  async command (args: Array<string | number>, timeoutMs: number): Promise<Resp> {
-    if (this.#failed !== null) throw this.#failed
-    const parts = [`*${args.length}\r\n`]
-    for (const arg of args) {
-      const text = String(arg)
-      parts.push(`$${Buffer.byteLength(text)}\r\n${text}\r\n`)
-    }
-    return await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => { this.close(); reject(new Error(`no answer within ${timeoutMs} ms`)) }, timeoutMs)
-      this.#waiting.push({
-        resolve: (r) => { clearTimeout(timer); resolve(r) },
-        reject: (e) => { clearTimeout(timer); reject(e) }
-      })
-      this.#socket.write(parts.join(''))
-    })
-  }
-
-  close (): void {
-    this.#socket.destroy()
-  }
-
-  #onData (chunk: Buffer): void {
-    this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk])
-    for (;;) {
-      const parsed = parseResp(this.#buffer, 0)
-      if (parsed === null) return
-      this.#buffer = this.#buffer.subarray(parsed.end)
-      this.#waiting.shift()?.resolve(parsed.value)
-    }
-  }
-}
-
-// One reply starting at `at`, or null when the buffer does not hold all of it yet.
-export function parseResp (buffer: Buffer, at: number): { value: Resp; end: number } | null {
-  const eol = buffer.indexOf('\r\n', at)
-  if (eol < 0) return null
-  const type = String.fromCharCode(buffer[at])
-  const line = buffer.toString('utf8', at + 1, eol)
-  if (type === '+') return { value: line, end: eol + 2 }
-  if (type === '-') return { value: new Error(line), end: eol + 2 }
-  if (type === ':') return { value: Number(line), end: eol + 2 }
-  if (type === '$') {
-    const length = Number(line)
-    if (length < 0) return { value: null, end: eol + 2 }
-    if (buffer.length < eol + 2 + length + 2) return null
-    return { value: buffer.toString('utf8', eol + 2, eol + 2 + length), end: eol + 2 + length + 2 }
-  }
-  if (type === '*') {
-    const count = Number(line)
-    if (count < 0) return { value: null, end: eol + 2 }
-    const items: Resp[] = []
-    let end = eol + 2
-    for (let i = 0; i < count; i++) {
-      const item = parseResp(buffer, end)
-      if (item === null) return null
-      items.push(item.value)
-      end = item.end
-    }
-    return { value: items, end }
-  }
-  throw new Error(`not RESP: ${JSON.stringify(buffer.toString('utf8', at, Math.min(buffer.length, at + 40)))}`)
-}
-
-async function once (port: number, args: Array<string | number>, timeoutMs = 1_000): Promise<Resp> {
-  const c = await RespConnection.connect(port, timeoutMs)
+async function once (port: number, args: Array<string | number>, timeoutMs = 1_000): Promise<RespValue> {
+  const c = await RespClient.connect(port, timeoutMs)
   try {
-    return await c.command(args, timeoutMs)
+    return await c.call(args, timeoutMs)
   } finally {
     c.close()
   }
@@ -283,18 +186,18 @@ export class RedisWriter {
 
   async #run (): Promise<void> {
     let port = this.#cluster.primary
-    let connection: RespConnection | null = null
+    let connection: RespClient | null = null
     // A request timeout like the EdgeClient's: a frozen primary is left after it.
     const timeoutMs = 800
     for (let seq = 1; !this.stopped;) {
       try {
-        connection ??= await RespConnection.connect(port, timeoutMs)
-        const pushed = await connection.command(['RPUSH', KEY, String(seq).padEnd(this.#valueBytes, '.')], timeoutMs)
+        connection ??= await RespClient.connect(port, timeoutMs)
+        const pushed = await connection.call(['RPUSH', KEY, String(seq).padEnd(this.#valueBytes, '.')], timeoutMs)
         if (pushed instanceof Error) throw pushed
         this.accepted.push({ seq, port, atMs: Date.now() })
         let ok = true
         if (this.#waitReplicas > 0) {
-          const replicas = await connection.command(['WAIT', this.#waitReplicas, 1_000], 1_000 + timeoutMs)
+          const replicas = await connection.call(['WAIT', this.#waitReplicas, 1_000], 1_000 + timeoutMs)
           ok = typeof replicas === 'number' && replicas >= this.#waitReplicas
         }
         if (ok) this.acked.push({ seq, port, atMs: Date.now() })
