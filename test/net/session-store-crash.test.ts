@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SessionStore } from '../../agent/runtime/session-store.ts'
 import type { StoredSession } from '../../agent/sessions/types.ts'
+import { seededRng } from '../fixtures/mutate.ts'
 
 const KILLS = 5
 const BATCH_SIZE = 16
@@ -30,17 +31,6 @@ const ROUND_TIMEOUT_MS = 10_000
 const WRITER = new URL('../fixtures/store-writer.ts', import.meta.url).pathname
 const SEED = process.env.SEED === undefined ? randomInt(2 ** 31) : Number(process.env.SEED)
 
-// mulberry32: small, seeded, good enough to place kills.
-function seeded (seed: number): (below: number) => number {
-  let a = seed >>> 0
-  return (below) => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * below)
-  }
-}
 
 type Run = { reported: number; signal: NodeJS.Signals | null; stderr: string }
 
@@ -95,7 +85,7 @@ function check (path: string, reported: number, previous: number): number {
 
 test(`every reported commit survives ${KILLS} SIGKILLs of the writer (SEED=${SEED})`, async () => {
   console.log(`SEED=${SEED} (replay: SEED=${SEED} node test/net/session-store-crash.test.ts)`)
-  const next = seeded(SEED)
+  const next = seededRng(SEED)
   const dir = mkdtempSync(join(tmpdir(), 'edge-agent-store-crash-'))
   try {
     const path = join(dir, 'sessions.db')
