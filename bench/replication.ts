@@ -18,7 +18,7 @@
 // Run alone: node bench/replication.ts   (or node bench/run.ts replication)
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EdgeClient } from '../agent/client/index.ts'
 import type { Session } from '../agent/client/index.ts'
@@ -47,6 +47,9 @@ export type ReplicationResult = {
   ceilingShare: { deltasPerSec: number; framesPerSec: number; share: number; mode: string; concurrency: number }
   acknowledged: number
   problems: string[]
+  // 1-minute load average when each part began and at the end: on a shared box
+  // the rates move with it (absent in results written before it was recorded).
+  load?: Array<{ part: string; loadAverage: number }>
 }
 
 export type ReplicationOptions = { concurrency?: number[]; valueBytes?: number; batch?: number; windowSeconds?: number; repeats?: number; warmUpSeconds?: number }
@@ -303,13 +306,20 @@ export async function benchReplication (options: ReplicationOptions = {}): Promi
     warmUpSeconds: options.warmUpSeconds ?? 1
   }
   const problems: string[] = []
+  const load: Array<{ part: string; loadAverage: number }> = []
+  const noteLoad = (part: string): void => { load.push({ part, loadAverage: Math.round(loadavg()[0] * 10) / 10 }) }
   // BENCH_REPL_PARTS=edge (say) measures only some parts (while profiling).
   const parts = (process.env.BENCH_REPL_PARTS ?? 'raw,redis,edge').split(',')
+  noteLoad('raw stream')
   const none = { rows: [] as Row[], version: '-', acknowledged: 0 }
   const rawStream = parts.includes('raw') ? await benchRawStream({ frameBytes: opts.valueBytes, repeats: opts.repeats }) : { frameBytes: opts.valueBytes, durationMs: 0, repeats: 0, oneWayFramesPerSec: NaN, oneWayRuns: [], echoRoundTripsPerSec: NaN, echoRuns: [] }
+  noteLoad('Redis, no persistence')
   const plain = parts.includes('redis') ? await benchRedis('no-persistence', opts, problems) : none
+  noteLoad('Redis, AOF')
   const aof = parts.includes('redis') ? await benchRedis('appendfsync-always', opts, problems) : none
+  noteLoad('edge-agent')
   const edge = parts.includes('edge') ? await benchEdgeAgent(opts, problems) : none
+  noteLoad('end')
   const rows = [...plain.rows, ...aof.rows, ...edge.rows]
   const best = edge.rows.reduce((a, b) => b.median.writesPerSec > a.median.writesPerSec ? b : a, edge.rows[0] ?? row('edge-agent', 'not measured', 0, 1, { windows: [{ writesPerSec: NaN, p50: NaN, p99: NaN, n: 0 }], unacknowledged: 0 }))
   return {
@@ -322,7 +332,8 @@ export async function benchReplication (options: ReplicationOptions = {}): Promi
     rawStream,
     ceilingShare: { deltasPerSec: best.median.writesPerSec, framesPerSec: rawStream.oneWayFramesPerSec, share: best.median.writesPerSec / rawStream.oneWayFramesPerSec, mode: best.mode, concurrency: best.concurrency },
     acknowledged: plain.acknowledged + aof.acknowledged + edge.acknowledged,
-    problems
+    problems,
+    load
   }
 }
 
@@ -358,6 +369,7 @@ export function replicationMarkdown (r: ReplicationResult): string[] {
     `Replication as a share of it: edge-agent's best acknowledged deltas/s (${s.mode}, ${s.concurrency} terminals: ${fmt(s.deltasPerSec)}; each delta of ${r.valueBytes} bytes sent to two standbys, ` +
     `logged and fsynced on three agents, acknowledged to the terminal) over the raw stream's one-way frames/s of the same size: ${fmt(100 * s.share, 1)}%.`, '',
     `The check after the runs: ${r.acknowledged} acknowledged writes; ${r.problems.length === 0 ? 'every edge-agent delta present once, in order, in its session; every Redis key acknowledged by `WAIT 2` present on both replicas' : 'PROBLEMS: ' + r.problems.join('; ')}.`)
+  if (r.load !== undefined) lines.push('', `Machine load (1-minute average; the box's cores are shared with other work, and rates move with it) when each part began: ${r.load.map((l) => `${l.part} ${l.loadAverage}`).join(', ')}.`)
   return lines
 }
 
