@@ -50,9 +50,10 @@ import { closeSync, existsSync, fsync, fsyncSync, openSync } from 'node:fs'
 import { DatabaseSync } from 'node:sqlite'
 import type { StatementSync } from 'node:sqlite'
 import { crc32 } from 'node:zlib'
-import type { EntryBody, GroupConfig, LogEntry, SessionInfo, SessionSnapshotBody } from '../../protocol/messages.ts'
+import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
 import type { SessionDurable, StoredSession } from '../sessions/types.ts'
 import { checkWalFile } from './wal-check.ts'
+import { isEntryBody, isSnapshot, parseJson } from './session-store-shapes.ts'
 
 // Bump on any change of the tables or of a row's encoding, with a migration.
 export const SESSION_STORE_SCHEMA_VERSION = 1
@@ -526,55 +527,4 @@ function sqliteMessage (error: unknown): string {
   const errstr = (error as { errstr?: unknown } | null)?.errstr
   if (typeof errstr === 'string') return error instanceof Error && error.message !== errstr ? `${errstr}: ${error.message}` : errstr
   return error instanceof Error ? error.message : String(error)
-}
-
-function parseJson (text: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
-}
-
-// ---- shapes (what was written is checked by CRC; these catch what was written wrong) ----
-
-type Obj = Record<string, unknown>
-
-function isObject (value: unknown): value is Obj {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
-function isCount (value: unknown): value is number {
-  return Number.isSafeInteger(value) && (value as number) >= 0
-}
-
-function isConfig (value: unknown): value is GroupConfig {
-  return isObject(value) && Array.isArray(value.members) && value.members.every((m) => typeof m === 'string') &&
-    (value.witness === null || typeof value.witness === 'string')
-}
-
-function isInfo (value: unknown): value is SessionInfo {
-  if (!isObject(value)) return false
-  const strings = [value.sessionId, value.service, value.terminalId, value.tokenHash].every((s) => typeof s === 'string')
-  const position = value.position
-  return strings && (position === null || (isObject(position) && typeof position.lat === 'number' && typeof position.lon === 'number'))
-}
-
-function isEntryBody (value: unknown): value is EntryBody {
-  if (!isObject(value)) return false
-  switch (value.kind) {
-    case 'create': return isInfo(value.info) && isConfig(value.config)
-    case 'delta': return Number.isSafeInteger(value.clientSeq) && 'op' in value
-    case 'config': return isConfig(value.config)
-    case 'epoch':
-    case 'close': return true
-    default: return false
-  }
-}
-
-function isSnapshot (value: unknown): value is SessionSnapshotBody {
-  if (!isObject(value) || !isCount(value.index) || !isCount(value.indexEpoch)) return false
-  const dedup = value.dedup
-  return isInfo(value.info) && isConfig(value.config) && 'state' in value && isObject(dedup) &&
-    Number.isSafeInteger(dedup.lastClientSeq) && Array.isArray(dedup.recent)
 }
