@@ -18,7 +18,7 @@
 // Run alone: node bench/replication.ts   (or node bench/run.ts replication)
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EdgeClient } from '../agent/client/index.ts'
 import type { Session } from '../agent/client/index.ts'
@@ -47,6 +47,9 @@ export type ReplicationResult = {
   ceilingShare: { deltasPerSec: number; framesPerSec: number; share: number; mode: string; concurrency: number }
   acknowledged: number
   problems: string[]
+  // 1-minute load average when each part began and at the end: on a shared box
+  // the rates move with it (absent in results written before it was recorded).
+  load?: Array<{ part: string; loadAverage: number }>
 }
 
 export type ReplicationOptions = { concurrency?: number[]; valueBytes?: number; batch?: number; windowSeconds?: number; repeats?: number; warmUpSeconds?: number }
@@ -303,13 +306,20 @@ export async function benchReplication (options: ReplicationOptions = {}): Promi
     warmUpSeconds: options.warmUpSeconds ?? 1
   }
   const problems: string[] = []
+  const load: Array<{ part: string; loadAverage: number }> = []
+  const noteLoad = (part: string): void => { load.push({ part, loadAverage: Math.round(loadavg()[0] * 10) / 10 }) }
   // BENCH_REPL_PARTS=edge (say) measures only some parts (while profiling).
   const parts = (process.env.BENCH_REPL_PARTS ?? 'raw,redis,edge').split(',')
+  noteLoad('raw stream')
   const none = { rows: [] as Row[], version: '-', acknowledged: 0 }
   const rawStream = parts.includes('raw') ? await benchRawStream({ frameBytes: opts.valueBytes, repeats: opts.repeats }) : { frameBytes: opts.valueBytes, durationMs: 0, repeats: 0, oneWayFramesPerSec: NaN, oneWayRuns: [], echoRoundTripsPerSec: NaN, echoRuns: [] }
+  noteLoad('Redis, no persistence')
   const plain = parts.includes('redis') ? await benchRedis('no-persistence', opts, problems) : none
+  noteLoad('Redis, AOF')
   const aof = parts.includes('redis') ? await benchRedis('appendfsync-always', opts, problems) : none
+  noteLoad('edge-agent')
   const edge = parts.includes('edge') ? await benchEdgeAgent(opts, problems) : none
+  noteLoad('end')
   const rows = [...plain.rows, ...aof.rows, ...edge.rows]
   const best = edge.rows.reduce((a, b) => b.median.writesPerSec > a.median.writesPerSec ? b : a, edge.rows[0] ?? row('edge-agent', 'not measured', 0, 1, { windows: [{ writesPerSec: NaN, p50: NaN, p99: NaN, n: 0 }], unacknowledged: 0 }))
   return {
@@ -322,7 +332,8 @@ export async function benchReplication (options: ReplicationOptions = {}): Promi
     rawStream,
     ceilingShare: { deltasPerSec: best.median.writesPerSec, framesPerSec: rawStream.oneWayFramesPerSec, share: best.median.writesPerSec / rawStream.oneWayFramesPerSec, mode: best.mode, concurrency: best.concurrency },
     acknowledged: plain.acknowledged + aof.acknowledged + edge.acknowledged,
-    problems
+    problems,
+    load
   }
 }
 
@@ -334,7 +345,7 @@ export function replicationMarkdown (r: ReplicationResult): string[] {
     `Batched rows: ${r.batch} writes per request (Redis: ${r.batch} SETs and one \`WAIT 2\` written together; edge-agent: one \`appendMany\`); their latency is per request. ` +
     `What has been fsynced when each system acknowledges: Redis with AOF (\`appendonly yes\`, \`appendfsync always\` on all three): the primary's AOF (it fsyncs before it answers SET); ` +
     `\`WAIT 2\` then waits for both replicas to have received the write, not to have fsynced it. Redis without persistence (\`appendonly no\`, \`save ""\`): nothing; both replicas received it. ` +
-    `edge-agent (its defaults: SQLite WAL, synchronous=FULL, one fsync per event-loop turn): all three agents, owner and both standbys, have fsynced the delta (the owner sends the entries to its standbys first and fsyncs while they travel; each standby acks only after its fsync; the answer waits for the owner's fsync and both acks), ` +
+    `edge-agent (its defaults: SQLite WAL, the WAL fsynced in the thread pool before anything that depends on it leaves, one fsync per group of event-loop turns): all three agents, owner and both standbys, have fsynced the delta (the owner sends the entries to its standbys first and fsyncs while they travel; each standby acks only after its fsync; the answer waits for the owner's fsync and both acks), ` +
     `with the per-session rate limits lifted (${BENCH_SESSION_LIMITS.requestsPerS} requests/s, ${BENCH_SESSION_LIMITS.bytesPerS} B/s: at the default 1 MiB/s a session caps at about 3,800 deltas/s of 256 bytes).`, '',
     'CPU µs per acknowledged write: user + system CPU time of each server process over the measured windows (Redis primary / replica / replica; edge-agent owner / standby / standby) and of the bench process driving the clients, divided by the writes acknowledged in them. On a shared box wall-clock rates swing; CPU per write is the steadier figure.', '',
     '| system | mode | clients | writes/s | p50 ms | p99 ms | CPU µs/write, servers | CPU µs/write, client |', '|---|---|---|---|---|---|---|---|']
@@ -358,6 +369,7 @@ export function replicationMarkdown (r: ReplicationResult): string[] {
     `Replication as a share of it: edge-agent's best acknowledged deltas/s (${s.mode}, ${s.concurrency} terminals: ${fmt(s.deltasPerSec)}; each delta of ${r.valueBytes} bytes sent to two standbys, ` +
     `logged and fsynced on three agents, acknowledged to the terminal) over the raw stream's one-way frames/s of the same size: ${fmt(100 * s.share, 1)}%.`, '',
     `The check after the runs: ${r.acknowledged} acknowledged writes; ${r.problems.length === 0 ? 'every edge-agent delta present once, in order, in its session; every Redis key acknowledged by `WAIT 2` present on both replicas' : 'PROBLEMS: ' + r.problems.join('; ')}.`)
+  if (r.load !== undefined) lines.push('', `Machine load (1-minute average; the box's cores are shared with other work, and rates move with it) when each part began: ${r.load.map((l) => `${l.part} ${l.loadAverage}`).join(', ')}.`)
   return lines
 }
 

@@ -10,6 +10,7 @@ import type { Message, SessionMessage } from '../protocol/messages.ts'
 import { SimSessionDisk } from './disk.ts'
 import { orderAroundCommit } from '../agent/sessions/commit-order.ts'
 import type { SessionDurable } from '../agent/sessions/types.ts'
+import { ticksLast } from '../agent/runtime/driver.ts'
 
 export type NodeState = 'running' | 'paused' | 'crashed'
 
@@ -51,6 +52,10 @@ export class SimNode {
   // A step whose early frames have left and whose commit has not happened yet:
   // lost if the node crashes first.
   #uncommitted: { durable: SessionDurable[]; late: SessionEffect[] } | null = null
+  // Sessions inputs that arrived during that commit: stepped after it, as one
+  // batch (the real host's driver holds them while its fsync runs).
+  #held: SessionInput[] = []
+  #tickHeld = false
 
   constructor (id: PeerKey, index: number, host: NodeHost) {
     this.id = id
@@ -75,6 +80,8 @@ export class SimNode {
     this.inbox = []
     this.tickAtMs = Infinity
     this.#uncommitted = null
+    this.#held = []
+    this.#tickHeld = false
   }
 
   command (command: Command): void {
@@ -117,7 +124,9 @@ export class SimNode {
   tick (): void {
     const now = this.#host.nowMs
     if (this.membership !== null) this.#performMembership(this.membership.step({ kind: 'tick', nowMs: now }))
-    if (this.sessions !== null) this.#performSessions(this.sessions.step({ kind: 'tick', nowMs: now }))
+    if (this.sessions === null) return
+    if (this.#uncommitted !== null) this.#tickHeld = true
+    else this.#performSessions(this.sessions.step({ kind: 'tick', nowMs: now }))
   }
 
   #deliver (item: Queued): void {
@@ -133,6 +142,8 @@ export class SimNode {
   #run (item: Queued): void {
     if (item.core === 'membership') {
       if (this.membership !== null) this.#performMembership(this.membership.step(item.input))
+    } else if (this.#uncommitted !== null) {
+      this.#held.push(item.input)
     } else if (this.sessions !== null) {
       this.#performSessions(this.sessions.step(item.input))
     }
@@ -142,7 +153,8 @@ export class SimNode {
   schedule (): void {
     const membership = this.membership
     if (membership === null || this.state !== 'running') return
-    const wake = Math.min(membership.nextWakeMs(), this.sessions?.nextWakeMs() ?? Infinity)
+    // The sessions core's wake-up waits for a commit under way (its tick is held).
+    const wake = Math.min(membership.nextWakeMs(), this.#uncommitted === null ? (this.sessions?.nextWakeMs() ?? Infinity) : Infinity)
     if (!Number.isFinite(wake) || wake >= this.tickAtMs) return
     this.tickAtMs = wake
     this.#host.at(wake, () => {
@@ -169,7 +181,8 @@ export class SimNode {
   // agent/sessions/commit-order.ts): an owner's entries to standbys leave at once,
   // the commit takes fsyncMs, then the rest leaves (acks, votes, replies). A
   // crash in between loses the step's records: what the checkers must survive.
-  // A later step finishes an unfinished commit first, as the real host does.
+  // Sessions inputs arriving meanwhile wait and are stepped after the commit,
+  // as one batch, as the real host's driver holds them during its fsync.
   #performSessions (effects: SessionEffect[]): void {
     this.#finishCommit()
     const durable: SessionDurable[] = []
@@ -185,7 +198,9 @@ export class SimNode {
     this.#uncommitted = uncommitted
     this.#host.at(this.#host.nowMs + this.#host.fsyncMs, () => {
       // A frozen process finishes its fsync when it resumes.
-      if (this.#uncommitted === uncommitted && this.state === 'running') this.#finishCommit()
+      if (this.#uncommitted !== uncommitted || this.state !== 'running') return
+      this.#finishCommit()
+      this.schedule()
     })
   }
 
@@ -195,6 +210,14 @@ export class SimNode {
     this.#uncommitted = null
     this.disk.apply(uncommitted.durable)
     for (const effect of uncommitted.late) this.#sessionEffect(effect)
+    if (this.#tickHeld) this.#held.push({ kind: 'tick', nowMs: this.#host.nowMs })
+    const held = ticksLast(this.#held)
+    this.#held = []
+    this.#tickHeld = false
+    if (held.length === 0 || this.sessions === null) return
+    const effects: SessionEffect[] = []
+    for (const input of held) for (const effect of this.sessions.step(input)) effects.push(effect)
+    this.#performSessions(effects)
   }
 
   #sessionEffect (effect: SessionEffect): void {

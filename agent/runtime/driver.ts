@@ -10,6 +10,11 @@
 // done (setImmediate): one transaction, so one fsync, for all of them instead of
 // one each. Messages keep their order (ticks go last, see ticksLast) and nothing
 // leaves before its writes are durable; the cost is one hop through the event loop.
+//
+// `hold()` keeps the core from stepping anything new (inputs are queued, ticks
+// too) until `release()`: the host holds the driver while a batch's fsync runs
+// off the event loop, so the core never sees an input before the batch before
+// it is durable, and the next batch takes everything that arrived meanwhile.
 
 export interface SteppedCore<I, E> {
   step (input: I): E[]
@@ -51,6 +56,7 @@ export class CoreDriver<I extends { nowMs: number }, E> {
   #timer: NodeJS.Timeout | null = null
   #timerAtMs = Infinity
   #stopped = false
+  #held = false
 
   constructor (core: SteppedCore<I, E>, clock: Clock, perform: (effects: E[]) => void, options: DriverOptions = {}) {
     this.#core = core
@@ -69,6 +75,20 @@ export class CoreDriver<I extends { nowMs: number }, E> {
       return
     }
     this.#queue.push(timed)
+    if (!this.#held) this.#flush ??= setImmediate(() => { this.#drain() })
+  }
+
+  // Queue inputs without stepping them, until release() (group commit only).
+  hold (): void {
+    this.#held = true
+  }
+
+  // Steps what was queued meanwhile, as one batch, in the next check phase
+  // (after the I/O of this turn, so that joins the batch too).
+  release (): void {
+    if (!this.#held) return
+    this.#held = false
+    if (this.#stopped || this.#queue.length === 0) return
     this.#flush ??= setImmediate(() => { this.#drain() })
   }
 
@@ -83,6 +103,7 @@ export class CoreDriver<I extends { nowMs: number }, E> {
 
   #drain (): void {
     this.#flush = null
+    if (this.#held) return
     const inputs = ticksLast(this.#queue)
     this.#queue = []
     const effects: E[] = []

@@ -3,12 +3,27 @@
 // votedFor), the commit index, the snapshot and the log entries after it.
 //
 // Durability policy. The core hands over one step's SessionDurable records and
-// may send or reply only once they are durable, so `apply` writes them in one
-// transaction, and `synchronous=FULL` in WAL mode fsyncs the WAL at every
-// commit: when `apply` returns, the step survives a crash of the process, the
-// kernel or the power (one fsync per step, however many records: group commit).
-// A failed commit (an fsync error above all) throws; the host must stop rather
-// than carry on with state it cannot trust to be on disk.
+// may send or reply only once they are durable. `write` puts them in the WAL in
+// one transaction (SQLite `synchronous=NORMAL`: no fsync at commit), `sync`
+// fsyncs the WAL file in libuv's thread pool and calls back once the fsync
+// returned: from then on every transaction written before the call survives a
+// crash of the process, the kernel or the power. That is exactly what
+// `synchronous=FULL` does inside COMMIT (one fsync of the WAL after the commit
+// frame), moved off the event loop so that the agent keeps reading its sockets
+// while the disk works. The host sends nothing that depends on a write before
+// its sync has called back (sessions-host.ts). `apply` = write + a blocking
+// fsync, for tools and tests. One fsync per batch of steps, however many
+// records: group commit. A failed write or fsync (EIO above all) is reported;
+// the host must stop rather than carry on with state it cannot trust to be on
+// disk.
+//
+// Why an fsync of our own descriptor of the -wal file is SQLite's fsync: fsync
+// flushes the file (inode), whichever descriptor wrote it; SQLite never deletes
+// or replaces the -wal file while this connection is open (it rewrites it from
+// the start after a checkpoint, same file); with `synchronous=NORMAL` it still
+// fsyncs the WAL before every checkpoint and the database file after it, and the
+// new WAL header after a restart, inside the COMMIT that runs them. So a sync
+// that returns covers every frame committed before it, as FULL's would.
 //
 // Torn writes. Every WAL frame carries a checksum chained over the frames before
 // it, and a transaction counts only once its commit frame is whole: when the
@@ -31,12 +46,14 @@
 // (CRC-32 rather than a cryptographic hash: the threat is bit rot and torn
 // sectors, and anyone able to rewrite the file could recompute any unkeyed hash.)
 
+import { closeSync, existsSync, fsync, fsyncSync, openSync } from 'node:fs'
 import { DatabaseSync } from 'node:sqlite'
 import type { StatementSync } from 'node:sqlite'
 import { crc32 } from 'node:zlib'
-import type { EntryBody, GroupConfig, LogEntry, SessionInfo, SessionSnapshotBody } from '../../protocol/messages.ts'
+import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
 import type { SessionDurable, StoredSession } from '../sessions/types.ts'
 import { checkWalFile } from './wal-check.ts'
+import { isEntryBody, isSnapshot, parseJson } from './session-store-shapes.ts'
 
 // Bump on any change of the tables or of a row's encoding, with a migration.
 export const SESSION_STORE_SCHEMA_VERSION = 1
@@ -157,6 +174,9 @@ export class SessionStore {
   // Dropped for a session whose log is cut, snapshotted or deleted, and whole
   // when a transaction fails.
   readonly #lastIndexes = new Map<string, number>()
+  // Our descriptor of the -wal file, opened at the first write (the file exists
+  // from then on while the connection is open), for sync().
+  #walFd: number | null = null
 
   private constructor (db: DatabaseSync, path: string) {
     this.#db = db
@@ -178,14 +198,19 @@ export class SessionStore {
     try {
       configure(db, path)
       ensureSchema(db, path)
-      return new SessionStore(db, path)
+      const store = new SessionStore(db, path)
+      // A new store's schema (written without an fsync) is durable before use.
+      store.#walFd = existsSync(`${path}-wal`) ? openSync(`${path}-wal`, 'r') : null
+      store.syncNow()
+      return store
     } catch (error) {
       db.close()
       throw openFailure(path, error)
     }
   }
 
-  // Writes the commit indexes still kept (apply()), then closes.
+  // Writes the commit indexes still kept (write()), makes everything written
+  // durable, then closes.
   close (): void {
     if (!this.#db.isOpen) return
     if (this.#laterCommits.size > 0) {
@@ -199,6 +224,13 @@ export class SessionStore {
         if (this.#db.isTransaction) this.#sql.rollback.run()
       }
     }
+    try {
+      this.syncNow()
+    } catch {
+      // Closing: the host has already stopped on a failed sync, or never needed it.
+    }
+    if (this.#walFd !== null) closeSync(this.#walFd)
+    this.#walFd = null
     this.#db.close()
   }
 
@@ -243,22 +275,30 @@ export class SessionStore {
     }
   }
 
-  // Applies one step's records in order, in one transaction (one fsync). On any
-  // error nothing of the batch remains and the error is rethrown.
+  // Applies one step's records and makes them durable before it returns:
+  // write() then a blocking fsync (syncNow). Throws on any error.
+  apply (records: SessionDurable[]): void {
+    if (this.write(records)) this.syncNow()
+  }
+
+  // Writes one step's records in order, in one transaction, durable once a
+  // sync() started after it has called back. True when it wrote something that
+  // needs that sync; false when there was nothing to make durable. On any error
+  // nothing of the batch remains and the error is rethrown.
   //
   // A batch of commit-index records only is not written on its own: it is kept
   // and written at the start of the next batch (or at close()). The commit index
   // is advisory (a restart recomputes it from the group; restoreReplica clamps it
   // to the log), so losing the newest one in a crash costs a re-commit, no more.
   // This saves the owner a transaction (WAL writes, a commit) per turn of acks.
-  apply (records: SessionDurable[]): void {
-    if (records.length === 0) return
+  write (records: SessionDurable[]): boolean {
+    if (records.length === 0) return false
     if (records.every((record) => record.kind === 'session-commit')) {
       for (const record of records) {
         if (record.kind !== 'session-commit') continue
         this.#laterCommits.set(record.sessionId, Math.max(record.commitIndex, this.#laterCommits.get(record.sessionId) ?? 0))
       }
-      return
+      return false
     }
     // Kept commit indexes are older than this batch: they go first (a delete in
     // the batch must come after them, or they would create the session again).
@@ -272,6 +312,34 @@ export class SessionStore {
       if (this.#db.isTransaction) this.#sql.rollback.run()
       throw this.#translate(error)
     }
+    this.#walFd ??= openSync(`${this.path}-wal`, 'r')
+    return true
+  }
+
+  // Fsyncs the WAL in libuv's thread pool (the event loop goes on); `done` gets
+  // null once every transaction written before this call is durable, or the
+  // error. One at a time is enough: the host starts the next after this one.
+  sync (done: (error: Error | null) => void): void {
+    const fd = this.#walFd
+    if (fd === null) {
+      queueMicrotask(() => { done(null) })
+      return
+    }
+    fsync(fd, (error) => { done(error === null ? null : this.#syncFailure(error)) })
+  }
+
+  // The same, blocking.
+  syncNow (): void {
+    if (this.#walFd === null) return
+    try {
+      fsyncSync(this.#walFd)
+    } catch (error) {
+      throw this.#syncFailure(error)
+    }
+  }
+
+  #syncFailure (error: unknown): Error {
+    return new SessionStoreError(`session store ${this.path}: fsync of the write-ahead log failed: ${(error as Error).message}`, { cause: error })
   }
 
   #takeLaterCommits (): SessionDurable[] {
@@ -412,7 +480,8 @@ export class SessionStore {
 }
 
 function configure (db: DatabaseSync, path: string): void {
-  db.exec('PRAGMA synchronous = FULL')
+  // The WAL's fsync at each commit is sync()'s (see the top of this file).
+  db.exec('PRAGMA synchronous = NORMAL')
   db.exec('PRAGMA foreign_keys = ON')
   const problems = (db.prepare('PRAGMA quick_check').all() as Array<{ quick_check: string }>).map((row) => row.quick_check)
   if (problems.length !== 1 || problems[0] !== 'ok') throw corrupt(path, `quick_check: ${problems.slice(0, 3).join('; ')}`)
@@ -458,55 +527,4 @@ function sqliteMessage (error: unknown): string {
   const errstr = (error as { errstr?: unknown } | null)?.errstr
   if (typeof errstr === 'string') return error instanceof Error && error.message !== errstr ? `${errstr}: ${error.message}` : errstr
   return error instanceof Error ? error.message : String(error)
-}
-
-function parseJson (text: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
-}
-
-// ---- shapes (what was written is checked by CRC; these catch what was written wrong) ----
-
-type Obj = Record<string, unknown>
-
-function isObject (value: unknown): value is Obj {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
-function isCount (value: unknown): value is number {
-  return Number.isSafeInteger(value) && (value as number) >= 0
-}
-
-function isConfig (value: unknown): value is GroupConfig {
-  return isObject(value) && Array.isArray(value.members) && value.members.every((m) => typeof m === 'string') &&
-    (value.witness === null || typeof value.witness === 'string')
-}
-
-function isInfo (value: unknown): value is SessionInfo {
-  if (!isObject(value)) return false
-  const strings = [value.sessionId, value.service, value.terminalId, value.tokenHash].every((s) => typeof s === 'string')
-  const position = value.position
-  return strings && (position === null || (isObject(position) && typeof position.lat === 'number' && typeof position.lon === 'number'))
-}
-
-function isEntryBody (value: unknown): value is EntryBody {
-  if (!isObject(value)) return false
-  switch (value.kind) {
-    case 'create': return isInfo(value.info) && isConfig(value.config)
-    case 'delta': return Number.isSafeInteger(value.clientSeq) && 'op' in value
-    case 'config': return isConfig(value.config)
-    case 'epoch':
-    case 'close': return true
-    default: return false
-  }
-}
-
-function isSnapshot (value: unknown): value is SessionSnapshotBody {
-  if (!isObject(value) || !isCount(value.index) || !isCount(value.indexEpoch)) return false
-  const dedup = value.dedup
-  return isInfo(value.info) && isConfig(value.config) && 'state' in value && isObject(dedup) &&
-    Number.isSafeInteger(dedup.lastClientSeq) && Array.isArray(dedup.recent)
 }

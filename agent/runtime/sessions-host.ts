@@ -4,7 +4,9 @@
 // hooks. A batch's effects wait for its commit, except an owner's entries to its
 // standbys, which leave first so that the owner's fsync overlaps theirs
 // (agent/sessions/commit-order.ts says which frames and why that loses no
-// acknowledged write).
+// acknowledged write). The fsync runs in libuv's thread pool: meanwhile the
+// event loop reads sockets and parses requests, the driver queues what arrives
+// without stepping it, and the next batch takes all of it.
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
@@ -52,9 +54,12 @@ export class SessionsHost {
   readonly #pending = new Map<string, (reply: ClientReply) => void>()
   #nextRequest = 1
   #broken: string | null = null
-  // A batch whose early frames have left and whose commit (then late effects)
-  // runs at the next check phase, once those frames reached the socket.
+  // A batch whose early frames have left and whose write (then fsync, then late
+  // effects) runs at the next check phase, once those frames reached the socket.
   #deferred: { durable: SessionDurable[]; late: SessionEffect[]; immediate: NodeJS.Immediate } | null = null
+  // A batch written whose fsync runs in the thread pool; its late effects leave
+  // when it returns. The driver is held meanwhile.
+  #syncing: { late: SessionEffect[] } | null = null
 
   constructor (parts: SessionsHostParts) {
     this.#parts = parts
@@ -111,40 +116,91 @@ export class SessionsHost {
   stop (): void {
     // A batch already stepped is committed and answered, as it would have been
     // a moment later.
-    this.#finishDeferred()
+    this.#finishNow()
     this.#driver.stop()
     for (const resolve of this.#pending.values()) resolve({ status: 503, body: { error: 'the agent is stopping' } })
     this.#pending.clear()
   }
 
-  // Order: early frames (entries to standbys) at once; the commit (one
-  // transaction, one fsync) in the next check phase of the event loop, after the
-  // microtasks that carry those frames through libp2p to the socket; then
-  // everything else of the batch (acks, votes, replies, events). A later batch
-  // first finishes a deferred one, so the core never sees an input of a later
-  // turn before the batch before it is durable, and effects keep their order.
+  // Order: early frames (entries to standbys) at once; the write in the next
+  // check phase of the event loop, after the microtasks that carry those frames
+  // through libp2p to the socket; its fsync in the thread pool; then everything
+  // else of the batch (acks, votes, replies, events). From the write until the
+  // fsync has returned the driver is held, so the core never sees an input of a
+  // later turn before the batch before it is durable, and effects keep their order.
   #perform (effects: SessionEffect[]): void {
-    if (!this.#finishDeferred()) return
     const durable: SessionDurable[] = []
     for (const effect of effects) if (effect.kind === 'persist') durable.push(effect.record)
     const { early, late } = orderAroundCommit(effects, durable)
-    if (early.length === 0) {
-      if (durable.length > 0 && !this.#commit(durable)) return
+    if (durable.length === 0) {
       for (const effect of late) this.#effect(effect)
       return
     }
+    this.#driver.hold()
+    if (early.length === 0) {
+      this.#write(durable, late)
+      return
+    }
     for (const effect of early) this.#effect(effect)
-    this.#deferred = { durable, late, immediate: setImmediate(() => { this.#finishDeferred() }) }
+    const deferred = { durable, late, immediate: setImmediate(() => {
+      if (this.#deferred !== deferred) return
+      this.#deferred = null
+      this.#write(deferred.durable, deferred.late)
+    }) }
+    this.#deferred = deferred
   }
 
-  #finishDeferred (): boolean {
+  // Writes a batch (one transaction), then fsyncs it off the event loop and
+  // sends its late effects. Nothing to make durable: they go at once.
+  #write (durable: SessionDurable[], late: SessionEffect[]): void {
+    let wrote: boolean
+    try {
+      wrote = this.#parts.store.write(durable)
+    } catch (error) {
+      this.#fail(error)
+      return
+    }
+    if (!wrote) {
+      this.#release(late)
+      return
+    }
+    const syncing = { late }
+    this.#syncing = syncing
+    this.#parts.store.sync((error) => {
+      // Finished already by stop(), or the store broke.
+      if (this.#syncing !== syncing) return
+      this.#syncing = null
+      if (error !== null) {
+        this.#fail(error)
+        return
+      }
+      this.#release(late)
+    })
+  }
+
+  #release (late: SessionEffect[]): void {
+    for (const effect of late) this.#effect(effect)
+    this.#driver.release()
+  }
+
+  // Commits whatever was stepped, blocking, and sends its late effects (stop).
+  #finishNow (): void {
     const deferred = this.#deferred
-    if (deferred === null) return true
+    const syncing = this.#syncing
     this.#deferred = null
-    clearImmediate(deferred.immediate)
-    if (!this.#commit(deferred.durable)) return false
-    for (const effect of deferred.late) this.#effect(effect)
-    return true
+    this.#syncing = null
+    try {
+      if (deferred !== null) {
+        clearImmediate(deferred.immediate)
+        this.#parts.store.write(deferred.durable)
+      }
+      if (deferred !== null || syncing !== null) this.#parts.store.syncNow()
+    } catch (error) {
+      this.#fail(error)
+      return
+    }
+    for (const effect of syncing?.late ?? []) this.#effect(effect)
+    for (const effect of deferred?.late ?? []) this.#effect(effect)
   }
 
   #effect (effect: SessionEffect): void {
@@ -157,21 +213,17 @@ export class SessionsHost {
   }
 
   // Nothing of a step but its early frames leaves the box unless its writes are
-  // durable. A store that cannot write (disk full, I/O error) stops this agent's
-  // sessions: it answers 503 and sends nothing more, and its group's other
-  // members carry on (frames that left early were acknowledged to nobody).
-  #commit (durable: SessionDurable[]): boolean {
-    try {
-      this.#parts.store.apply(durable)
-      return true
-    } catch (error) {
-      this.#broken = (error as Error).message
-      this.#parts.log.fatal({ err: error }, 'the session store failed; this agent stops serving sessions')
-      this.#driver.stop()
-      for (const resolve of this.#pending.values()) resolve({ status: 503, body: { error: 'the session store failed on this agent' } })
-      this.#pending.clear()
-      return false
-    }
+  // durable. A store that cannot write or fsync (disk full, I/O error) stops this
+  // agent's sessions: it answers 503 and sends nothing more, and its group's
+  // other members carry on (frames that left early were acknowledged to nobody).
+  #fail (error: unknown): void {
+    this.#broken = (error as Error).message
+    this.#deferred = null
+    this.#syncing = null
+    this.#parts.log.fatal({ err: error }, 'the session store failed; this agent stops serving sessions')
+    this.#driver.stop()
+    for (const resolve of this.#pending.values()) resolve({ status: 503, body: { error: 'the session store failed on this agent' } })
+    this.#pending.clear()
   }
 
   #reply (requestId: string, reply: ClientReply): void {

@@ -18,7 +18,10 @@
 //   concern counted, as before. The owner counts itself towards the write concern
 //   with entries of an earlier step only once that step has committed: the host
 //   commits a step before it steps any later input (no ack can be processed
-//   between the send and the commit of the entries it acknowledges).
+//   between the send and the commit of the entries it acknowledges). With the
+//   fsync off the event loop (sessions-host.ts) this still holds: the driver
+//   queues every input from the step until its fsync has returned, and "late"
+//   means after that return, not after the write.
 // - If the owner dies after sending and before committing, standbys hold entries
 //   the owner lost. None of them was acknowledged (the answer waited for the
 //   commit). On restart the owner is a standby of its stored epoch (replica.ts,

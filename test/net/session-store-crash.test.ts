@@ -6,6 +6,9 @@
 //
 // SIGKILL loses the process, not the page cache, so this proves atomicity and
 // recovery, not fsync; the torn-WAL unit test stands in for the power cut.
+// Twice: with `apply` (write and a blocking fsync), and with `write` + `sync`
+// (the fsync in libuv's thread pool, as the agent commits), so kills also land
+// between a write and the return of its fsync.
 //
 //   SEED=123 node test/net/session-store-crash.test.ts     replays one run
 
@@ -36,9 +39,9 @@ type Run = { reported: number; signal: NodeJS.Signals | null; stderr: string }
 
 // Starts the writer, kills it after `commits` reports plus `delayMs`, and
 // resolves with the highest index it reported committed.
-function runAndKill (path: string, epoch: number, commits: number, delayMs: number): Promise<Run> {
+function runAndKill (path: string, epoch: number, commits: number, delayMs: number, mode: 'apply' | 'sync'): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WRITER, path, String(BATCH_SIZE), String(epoch)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [WRITER, path, String(BATCH_SIZE), String(epoch), mode], { stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
     let armed = false
@@ -83,24 +86,26 @@ function check (path: string, reported: number, previous: number): number {
   }
 }
 
-test(`every reported commit survives ${KILLS} SIGKILLs of the writer (SEED=${SEED})`, async () => {
-  console.log(`SEED=${SEED} (replay: SEED=${SEED} node test/net/session-store-crash.test.ts)`)
-  const next = seededRng(SEED)
-  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-store-crash-'))
-  try {
-    const path = join(dir, 'sessions.db')
-    let last = 0
-    for (let round = 1; round <= KILLS; round++) {
-      const commits = 1 + next(MAX_COMMITS_BEFORE_KILL)
-      const delayMs = next(MAX_KILL_DELAY_MS + 1)
-      const run = await runAndKill(path, round, commits, delayMs)
-      assert.is(run.signal, 'SIGKILL', `writer ended on its own: ${run.stderr}`)
-      last = check(path, run.reported, last)
-      console.log(`  kill ${round}: after ${commits} reports + ${delayMs} ms; reported ${run.reported}, store holds ${last}`)
+for (const mode of ['apply', 'sync'] as const) {
+  test(`every reported commit survives ${KILLS} SIGKILLs of the writer (${mode}, SEED=${SEED})`, async () => {
+    console.log(`SEED=${SEED} (replay: SEED=${SEED} node test/net/session-store-crash.test.ts)`)
+    const next = seededRng(SEED)
+    const dir = mkdtempSync(join(tmpdir(), 'edge-agent-store-crash-'))
+    try {
+      const path = join(dir, 'sessions.db')
+      let last = 0
+      for (let round = 1; round <= KILLS; round++) {
+        const commits = 1 + next(MAX_COMMITS_BEFORE_KILL)
+        const delayMs = next(MAX_KILL_DELAY_MS + 1)
+        const run = await runAndKill(path, round, commits, delayMs, mode)
+        assert.is(run.signal, 'SIGKILL', `writer ended on its own: ${run.stderr}`)
+        last = check(path, run.reported, last)
+        console.log(`  ${mode} kill ${round}: after ${commits} reports + ${delayMs} ms; reported ${run.reported}, store holds ${last}`)
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
-})
+  })
+}
 
 test.run()

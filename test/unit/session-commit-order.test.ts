@@ -50,7 +50,10 @@ test('rule: only entries frames of sessions whose step only appends leave early'
 
 type Happening = string
 
-function makeHost (): { host: SessionsHost; log: Happening[]; sent: Array<{ to: string; message: SessionMessage }> } {
+// The store writes at once and fsyncs when told: `syncs` holds the callbacks of
+// fsyncs under way; with `autoSync` each returns in the next check phase.
+function makeHost (autoSync = true): { host: SessionsHost; log: Happening[]; sent: Array<{ to: string; message: SessionMessage }>; syncs: Array<(error: Error | null) => void> } {
+  const syncs: Array<(error: Error | null) => void> = []
   const log: Happening[] = []
   const sent: Array<{ to: string; message: SessionMessage }> = []
   const net = {
@@ -65,7 +68,14 @@ function makeHost (): { host: SessionsHost; log: Happening[]; sent: Array<{ to: 
   } as unknown as Net
   const store = {
     load: () => [],
-    apply (records: SessionDurable[]) { log.push(`commit ${records.map((r) => r.kind).join(',')}`) }
+    write (records: SessionDurable[]) { log.push(`commit ${records.map((r) => r.kind).join(',')}`); return true },
+    sync (done: (error: Error | null) => void) {
+      log.push('fsync started')
+      const finish = (error: Error | null): void => { log.push('fsync returned'); done(error) }
+      if (autoSync) setImmediate(() => { finish(null) })
+      else syncs.push(finish)
+    },
+    syncNow () { log.push('fsync (blocking)') }
   } as unknown as SessionStore
   const host = new SessionsHost({
     config: defaultConfig(),
@@ -77,7 +87,7 @@ function makeHost (): { host: SessionsHost; log: Happening[]; sent: Array<{ to: 
     onEvent: () => {},
     services: new Map(BUILT_IN_SERVICES)
   })
-  return { host, log, sent }
+  return { host, log, sent, syncs }
 }
 
 const turn = async (): Promise<void> => { for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve)) }
@@ -117,6 +127,7 @@ test('host: the entries frame leaves before the owner commits, the answer after 
   await turn()
   assert.equal(log.slice(0, 3).sort(), ['commit session-entries', 'send session-append 1 to B', 'send session-append 1 to C'].sort(), log.join('\n'))
   assert.ok(log.indexOf('commit session-entries') === 2, `frames first, commit last:\n${log.join('\n')}`)
+  assert.equal(log.slice(3, 5), ['fsync started', 'fsync returned'], log.join('\n'))
   assert.is(answered, false, 'no answer before the standbys ack')
   ackAll(host, sent, before)
   const result = await appended
@@ -146,8 +157,74 @@ test('host: a later input never overtakes an uncommitted batch (commit first, th
   ackAll(host, sent, before)
   host.stop()
   assert.ok(log.includes('commit session-entries'), 'stop finishes the deferred commit')
+  assert.ok(log.indexOf('fsync (blocking)') > log.indexOf('commit session-entries'), log.join('\n'))
   const result = await appended
   assert.is(result.status, 503, 'a stopping agent answers 503 (never 200 without a commit)')
+})
+
+test('host: while a batch fsyncs off the event loop, later inputs wait and then go in one batch; the answer waits for the fsync', async () => {
+  const { host, log, sent, syncs } = makeHost(false)
+  const config = defaultConfig()
+  let sessionId = ''
+  for (let i = 0; placeGroup(new FakeDirectory('A', ['A', 'B', 'C']).alive(), sessionId = `log:${i.toString(16).padStart(16, '0')}`, 'log', null, config.sessions)?.members[0] !== 'A'; i++);
+  const tokenHash = hashToken(`${sessionId}~x`)
+  const returnSyncs = (): void => { for (const done of syncs.splice(0)) done(null) }
+  const opened = host.request({ type: 'open', sessionId, terminalId: 't', service: 'log', position: null, tokenHash })
+  await turn()
+  // The creation is written; its frames wait for its fsync.
+  assert.not.ok(log.some((l) => l.startsWith('send')), log.join('\n'))
+  returnSyncs()
+  await turn()
+  ackAll(host, sent, 0)
+  await turn()
+  returnSyncs()
+  assert.is((await opened).status, 201)
+
+  log.length = 0
+  const before = sent.length
+  let answered = 0
+  const first = host.request({ type: 'append', sessionId, tokenHash, clientSeq: 1, op: { append: 'a' } }).then((r) => { answered++; return r })
+  await turn()
+  assert.equal(log.filter((l) => l.startsWith('commit')), ['commit session-entries'], log.join('\n'))
+  assert.is(syncs.length, 1, 'the fsync is under way')
+  // The acks and a second append arrive during the fsync: not stepped yet.
+  ackAll(host, sent, before)
+  const second = host.request({ type: 'append', sessionId, tokenHash, clientSeq: 2, op: { append: 'b' } }).then((r) => { answered++; return r })
+  await turn()
+  assert.is(answered, 0, 'no answer before the owner\'s fsync returned, whatever the acks say')
+  assert.is(sent.length, before + 2, 'the second append is not stepped while the first fsyncs')
+  returnSyncs()
+  await turn()
+  // One batch: the acks commit the first append, the second is logged and its
+  // entries sent; the first's answer is a late effect of that batch.
+  assert.is(sent.length, before + 4, log.join('\n'))
+  assert.is(syncs.length, 1)
+  assert.is(answered, 0)
+  returnSyncs()
+  assert.is((await first).status, 200)
+  assert.is(answered, 1)
+  ackAll(host, sent, before + 2)
+  await turn()
+  returnSyncs()
+  await turn()
+  assert.is((await second).status, 200)
+  host.stop()
+})
+
+test('host: a failed fsync stops the sessions and answers 503, never 200', async () => {
+  const { host, log, sent, syncs } = makeHost(false)
+  const config = defaultConfig()
+  let sessionId = ''
+  for (let i = 0; placeGroup(new FakeDirectory('A', ['A', 'B', 'C']).alive(), sessionId = `log:${i.toString(16).padStart(16, '0')}`, 'log', null, config.sessions)?.members[0] !== 'A'; i++);
+  const tokenHash = hashToken(`${sessionId}~x`)
+  const opened = host.request({ type: 'open', sessionId, terminalId: 't', service: 'log', position: null, tokenHash })
+  await turn()
+  for (const done of syncs.splice(0)) done(new Error('EIO'))
+  assert.is((await opened).status, 503)
+  assert.not.ok(log.some((l) => l.startsWith('send')), 'nothing left after the failed fsync')
+  assert.is(sent.length, 0)
+  assert.is((await host.request({ type: 'list' })).status, 503)
+  host.stop()
 })
 
 test.run()

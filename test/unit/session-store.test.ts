@@ -202,6 +202,30 @@ test('a commit-only batch costs no transaction: written with the next batch, bef
   })
 })
 
+test('write() says whether a sync is needed; sync() calls back from the thread pool, once per call, and what was written is there after a reopen', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-store-'))
+  try {
+    const path = join(dir, 'sessions.db')
+    const store = SessionStore.open(path)
+    assert.is(store.write([]), false, 'nothing to write')
+    assert.is(store.write([entries('s', [create('s'), ...deltas(2, 4, 1)])]), true)
+    assert.is(store.write([{ kind: 'session-commit', sessionId: 's', commitIndex: 3 }]), false, 'a commit-only batch is kept, nothing to fsync')
+    let returned = 0
+    let sameTick = true
+    const synced = new Promise<Error | null>((resolve) => { store.sync((error) => { returned++; resolve(error) }) })
+    sameTick = returned > 0
+    assert.is(await synced, null)
+    assert.not.ok(sameTick, 'the callback comes later, never from inside sync()')
+    assert.is(returned, 1)
+    store.close()
+    const [session] = loadFrom(path)
+    assert.is(session.entries.length, 4)
+    assert.is(session.commitIndex, 3, 'the kept commit index is written at close')
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
 test('records that would leave a log load() cannot read are refused', () => {
   withDir((dir) => {
     withStore(join(dir, 'sessions.db'), (store) => {
