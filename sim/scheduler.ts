@@ -1,7 +1,7 @@
 // Virtual time: a priority queue of callbacks ordered by (time, insertion order).
 // Nothing here reads the wall clock, so a run depends only on its seed.
 //
-// A run at 1,000 nodes queues tens of millions of events, so the heap keeps no
+// A run at 1,000 nodes runs millions of events, so the heap keeps no
 // object per event: times and insertion numbers sit in typed arrays beside an
 // array of callbacks, and sifting moves a hole instead of swapping.
 
