@@ -204,9 +204,9 @@ export class SimCluster {
       const other = this.#byId.get(peer)
       if (other === undefined || !this.network.canReach(peer, id)) continue
       this.scheduler.after(this.network.delay(), () => other.hint('disconnected', id))
-      other.peers.delete(id)
+      other.dropPeer(node)
     }
-    node.peers.clear()
+    node.clearPeers()
   }
 
   restart (id: PeerKey): void {
@@ -406,8 +406,8 @@ export class SimCluster {
     from.traffic.bytesOut += bytes
     this.sent.set(message.type, (this.sent.get(message.type) ?? 0) + 1)
     if (target === undefined || delay === null) return
-    from.peers.add(to)
-    target.peers.add(from.id)
+    from.addPeer(target)
+    target.addPeer(from)
     this.scheduler.after(delay, () => this.#arrive(target, from.id, 'direct', frame, bytes, message))
   }
 
@@ -421,13 +421,15 @@ export class SimCluster {
       }
     }
     const flood = this.#mesh.flood(from, this.nodes, this.#meshLinks)
-    for (const [index, copies] of flood.sent) {
-      this.nodes[index].traffic.messagesOut += copies
-      this.nodes[index].traffic.bytesOut += copies * bytes
-    }
-    for (const [index, copies] of flood.received) {
-      this.nodes[index].traffic.messagesIn += copies
-      this.nodes[index].traffic.bytesIn += copies * bytes
+    for (let index = 0; index < flood.sent.length; index++) {
+      const sent = flood.sent[index]
+      const received = flood.received[index]
+      if (sent === 0 && received === 0) continue
+      const traffic = this.nodes[index].traffic
+      traffic.messagesOut += sent
+      traffic.bytesOut += sent * bytes
+      traffic.messagesIn += received
+      traffic.bytesIn += received * bytes
     }
     const now = this.nowMs
     for (const { node, atMs } of flood.deliveries) {

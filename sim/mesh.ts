@@ -32,11 +32,11 @@ export type MeshLinks = {
 }
 
 // Per publish: when each reached node gets it, and the copies each node sent
-// and received (duplicates included).
+// and received (duplicates included), by node index.
 export type MeshFlood = {
   deliveries: Array<{ node: number; atMs: number }>
-  sent: Map<number, number>
-  received: Map<number, number>
+  sent: Int32Array
+  received: Int32Array
 }
 
 export class GossipMesh {
@@ -74,15 +74,16 @@ export class GossipMesh {
     this.grow(peers.length)
     const arrival = new Float64Array(peers.length).fill(Infinity)
     const parent = new Int32Array(peers.length).fill(-1)
-    const sent = new Map<number, number>()
-    const received = new Map<number, number>()
+    const sent = new Int32Array(peers.length)
+    const received = new Int32Array(peers.length)
     const deliveries: MeshFlood['deliveries'] = []
     const heap = new MinHeap()
     arrival[publisher.index] = 0
     heap.push(0, publisher.index)
     let lastMs = 0
-    for (let top = heap.pop(); top !== null; top = heap.pop()) {
-      const [atMs, node] = top
+    while (heap.size > 0) {
+      const atMs = heap.topTime
+      const node = heap.pop()
       if (atMs > arrival[node]) continue
       const peer = peers[node]
       if (node !== publisher.index) {
@@ -92,10 +93,10 @@ export class GossipMesh {
       if (peer.state !== 'running') continue
       for (const next of this.#links[node]) {
         if (next === parent[node] || peers[next].state === 'crashed') continue
-        sent.set(node, (sent.get(node) ?? 0) + 1)
+        sent[node]++
         const delay = links.transit(peer.id, peers[next].id)
         if (delay === null) continue
-        received.set(next, (received.get(next) ?? 0) + 1)
+        received[next]++
         if (atMs + delay < arrival[next]) {
           arrival[next] = atMs + delay
           parent[next] = node
@@ -108,8 +109,8 @@ export class GossipMesh {
       if (peer.state === 'crashed' || arrival[peer.index] !== Infinity || !links.canReach(publisher.id, peer.id)) continue
       const delay = links.transit(publisher.id, peer.id)
       if (delay === null) continue
-      sent.set(publisher.index, (sent.get(publisher.index) ?? 0) + 1)
-      received.set(peer.index, (received.get(peer.index) ?? 0) + 1)
+      sent[publisher.index]++
+      received[peer.index]++
       deliveries.push({ node: peer.index, atMs: lastMs + MESH_HEARTBEAT_MS + delay })
     }
     return { deliveries, sent, received }
@@ -138,11 +139,20 @@ class MinHeap {
     nodes[i] = node
   }
 
-  pop (): [number, number] | null {
+  get size (): number {
+    return this.#times.length
+  }
+
+  // The earliest time (the heap must not be empty).
+  get topTime (): number {
+    return this.#times[0]
+  }
+
+  // Removes the earliest entry and returns its node (the heap must not be empty).
+  pop (): number {
     const times = this.#times
     const nodes = this.#nodes
-    if (times.length === 0) return null
-    const top: [number, number] = [times[0], nodes[0]]
+    const top = nodes[0]
     const lastTime = times.pop() as number
     const lastNode = nodes.pop() as number
     const n = times.length

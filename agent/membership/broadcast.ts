@@ -5,7 +5,10 @@
 
 import type { Update } from '../../protocol/messages.ts'
 
-type Item = { subject: string; update: Update; bytes: number; transmits: number }
+// `prev`/`next` link the item into its bucket: a list in insertion order (what a
+// Set iterates in), without a hash operation per move.
+type Item = { subject: string; update: Update; bytes: number; transmits: number; prev: Item | null; next: Item | null }
+type Bucket = { head: Item | null; tail: Item | null }
 
 // Framing around an update's signed bytes and signature: kind byte and two
 // length prefixes.
@@ -25,7 +28,7 @@ export function updateSubject (update: Update): string {
 export class BroadcastQueue {
   // Items by subject, and the same items bucketed by how often they were sent.
   #bySubject = new Map<string, Item>()
-  #buckets: Array<Set<Item>> = []
+  #buckets: Bucket[] = []
 
   get size (): number {
     return this.#bySubject.size
@@ -34,17 +37,17 @@ export class BroadcastQueue {
   enqueue (update: Update): void {
     const subject = updateSubject(update)
     const old = this.#bySubject.get(subject)
-    if (old !== undefined) this.#bucket(old.transmits).delete(old)
-    const item: Item = { subject, update, bytes: updateBytes(update), transmits: 0 }
+    if (old !== undefined) unlink(this.#buckets[old.transmits], old)
+    const item: Item = { subject, update, bytes: updateBytes(update), transmits: 0, prev: null, next: null }
     this.#bySubject.set(subject, item)
-    this.#bucket(0).add(item)
+    append(this.#bucket(0), item)
   }
 
   // Drops any item about `subject` (e.g. a member was reaped).
   drop (subject: string): void {
     const item = this.#bySubject.get(subject)
     if (item === undefined) return
-    this.#bucket(item.transmits).delete(item)
+    unlink(this.#buckets[item.transmits], item)
     this.#bySubject.delete(subject)
   }
 
@@ -66,9 +69,7 @@ export class BroadcastQueue {
     // member's record after a mass join) on every probe.
     let misses = 0
     for (let t = 0; t < this.#buckets.length && used < budgetBytes && misses < MAX_MISSES; t++) {
-      const bucket = this.#buckets[t]
-      if (bucket.size === 0) continue
-      for (const item of bucket) {
+      for (let item = this.#buckets[t].head; item !== null; item = item.next) {
         if (item === aboutRecipient) continue
         if (used + item.bytes > budgetBytes) {
           if (++misses >= MAX_MISSES) break
@@ -79,22 +80,43 @@ export class BroadcastQueue {
         if (used >= budgetBytes) break
       }
     }
-    for (const item of chosen) this.#sent(item, limit)
-    return chosen.map((item) => item.update)
+    const updates: Update[] = new Array(chosen.length)
+    for (let i = 0; i < chosen.length; i++) {
+      this.#sent(chosen[i], limit)
+      updates[i] = chosen[i].update
+    }
+    return updates
   }
 
   #sent (item: Item, limit: number): void {
-    this.#bucket(item.transmits).delete(item)
+    unlink(this.#buckets[item.transmits], item)
     item.transmits++
     if (item.transmits >= limit) {
       this.#bySubject.delete(item.subject)
       return
     }
-    this.#bucket(item.transmits).add(item)
+    append(this.#bucket(item.transmits), item)
   }
 
-  #bucket (transmits: number): Set<Item> {
-    while (this.#buckets.length <= transmits) this.#buckets.push(new Set())
+  #bucket (transmits: number): Bucket {
+    while (this.#buckets.length <= transmits) this.#buckets.push({ head: null, tail: null })
     return this.#buckets[transmits]
   }
+}
+
+function append (bucket: Bucket, item: Item): void {
+  item.prev = bucket.tail
+  item.next = null
+  if (bucket.tail === null) bucket.head = item
+  else bucket.tail.next = item
+  bucket.tail = item
+}
+
+function unlink (bucket: Bucket, item: Item): void {
+  if (item.prev === null) bucket.head = item.next
+  else item.prev.next = item.next
+  if (item.next === null) bucket.tail = item.prev
+  else item.next.prev = item.prev
+  item.prev = null
+  item.next = null
 }

@@ -324,6 +324,7 @@ export class MemberTable {
 
   // Suspicions whose deadline has passed.
   expiredSuspicions (nowMs: number): Member[] {
+    if (this.#suspects.size === 0) return []
     const expired: Member[] = []
     for (const n of this.#suspects) {
       const suspicion = this.#c.suspicions.get(n)
@@ -334,6 +335,7 @@ export class MemberTable {
 
   // Suspicions whose next check is due.
   dueChecks (nowMs: number): Member[] {
+    if (this.#suspects.size === 0) return []
     const due: Member[] = []
     for (const n of this.#suspects) {
       const suspicion = this.#c.suspicions.get(n)
@@ -343,6 +345,8 @@ export class MemberTable {
   }
 
   earliestSuspicionDeadlineMs (): number {
+    // Asked after every step; most tables hold no suspect.
+    if (this.#suspects.size === 0) return Infinity
     let earliest = Infinity
     for (const n of this.#suspects) {
       const suspicion = this.#c.suspicions.get(n)
