@@ -22,8 +22,10 @@ export interface DetectorHost {
   probeableIds (): PeerKey[]
   // Up to `count` random alive members other than us and `exclude`.
   randomAlive (count: number, exclude: PeerKey[]): PeerKey[]
-  // A probe of `target` failed for good.
-  probeFailed (target: PeerKey): void
+  // The incarnation of `target` in our table (0 when unknown).
+  incarnationOf (id: PeerKey): number
+  // A probe of `target`, started when its incarnation was `incarnation`, failed for good.
+  probeFailed (target: PeerKey, incarnation: number): void
 }
 
 export class FailureDetector {
@@ -156,6 +158,23 @@ export class FailureDetector {
     this.#startProbe(peer)
   }
 
+  // The transport could not reach `peer` (a dial refused or timed out). Our own
+  // probe of it skips the rest of its direct wait. Without one, we start one only
+  // if `act()` (the membership's damping of transport hints in a large cluster)
+  // and only if the failed dial was not a relay's ping: the member that asked us
+  // is probing the peer already, and a probe of our own would ask three more
+  // members, whose relays would fail in turn and start probes of their own: a
+  // cascade across the whole cluster on every crash.
+  unreachable (peer: PeerKey, nowMs: number, act: () => boolean): void {
+    this.#now = nowMs
+    const probe = this.#prober.probeOf(peer)
+    if (probe !== null) {
+      if (probe.phase === 'direct') this.#goIndirect(probe)
+      return
+    }
+    if (!this.#prober.isRelayingTo(peer) && act()) this.hint(peer, true, nowMs)
+  }
+
   adjustHealth (delta: number, reason: string): void {
     const next = clampHealth(this.#health + delta, this.#config.awarenessMax)
     if (next === this.#health) return
@@ -179,7 +198,7 @@ export class FailureDetector {
   #startProbe (target: PeerKey): void {
     const graceMs = this.#connected.has(target) ? 0 : this.#config.firstContactGraceMs
     const probe = this.#prober.start(
-      target, this.#now,
+      target, this.#host.incarnationOf(target), this.#now,
       scaleByHealth(this.#config.probeTimeoutMs, this.#health) + graceMs,
       scaleByHealth(this.#config.probeIntervalMs, this.#health) + graceMs
     )
@@ -202,6 +221,6 @@ export class FailureDetector {
     // which points at our own side.
     const missedNacks = probe.expectedNacks > 0 ? probe.expectedNacks - probe.nacks : 1
     this.adjustHealth(missedNacks, 'probe failed without enough nacks')
-    this.#host.probeFailed(probe.target)
+    this.#host.probeFailed(probe.target, probe.incarnation)
   }
 }

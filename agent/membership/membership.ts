@@ -93,7 +93,8 @@ export class Membership {
       isProbeable: (id) => this.#isProbeable(id),
       probeableIds: () => this.#probeableIds(),
       randomAlive: (count, exclude) => this.#randomAlive(count, exclude),
-      probeFailed: (target) => this.#probeFailed(target)
+      incarnationOf: (id) => this.#table.get(id)?.statusIncarnation ?? 0,
+      probeFailed: (target, incarnation) => this.#probeFailed(target, incarnation)
     }, options.nowMs)
     this.#antiEntropy = new AntiEntropy(options.config, options.random, this.#table, this.id, {
       send: (to, message) => this.#send(to, message),
@@ -237,11 +238,17 @@ export class Membership {
 
   // ---- accusations --------------------------------------------------------
 
-  #probeFailed (target: PeerKey): void {
+  // A probe failed: suspect the incarnation it probed. If the member's record
+  // moved on meanwhile (it refuted a suspicion, or restarted), the failure says
+  // nothing about the new one; accusing it anyway would invite a refutation, and
+  // every probe still in flight from before would accuse the next one: a storm of
+  // suspicions and refutations after a quick restart. (memberlist accuses the
+  // incarnation it probed, too.)
+  #probeFailed (target: PeerKey, incarnation: number): void {
     const member = this.#table.get(target)
-    if (member !== undefined && (member.status === 'alive' || member.status === 'suspect')) {
-      this.#accuse('suspect', member, member.statusIncarnation)
-    }
+    if (member === undefined || (member.status !== 'alive' && member.status !== 'suspect')) return
+    if (member.statusIncarnation !== incarnation) return
+    this.#accuse('suspect', member, incarnation)
   }
 
   #accuse (kind: 'suspect' | 'dead', member: Member, incarnation: number, publish = true): void {
@@ -497,7 +504,7 @@ export class Membership {
       case 'leave': return this.#leave()
       case 'update-self': return this.#updateSelf(command.patch)
       case 'disconnected': return this.#detector.disconnected(command.peer, this.#now, this.#actOnTransportHint())
-      case 'unreachable': return this.#detector.hint(command.peer, true, this.#now)
+      case 'unreachable': return this.#detector.unreachable(command.peer, this.#now, () => this.#actOnTransportHint())
     }
   }
 

@@ -6,6 +6,9 @@
 export type Probe = {
   seq: number
   target: string
+  // The target's incarnation when the probe started: a failure accuses that one
+  // (a record that moved on since, refuted or restarted, is not what failed).
+  incarnation: number
   startMs: number
   // When the direct ping has waited long enough and indirect probes start.
   directDeadlineMs: number
@@ -78,10 +81,11 @@ export class Prober {
     return false
   }
 
-  start (target: string, nowMs: number, directTimeoutMs: number, totalMs: number): Probe {
+  start (target: string, incarnation: number, nowMs: number, directTimeoutMs: number, totalMs: number): Probe {
     const probe: Probe = {
       seq: this.nextSeq(),
       target,
+      incarnation,
       startMs: nowMs,
       directDeadlineMs: nowMs + directTimeoutMs,
       endMs: nowMs + totalMs,
@@ -91,6 +95,12 @@ export class Prober {
     }
     this.#probes.set(probe.seq, probe)
     return probe
+  }
+
+  // We are pinging `target` for another member's probe (a relay not yet acked).
+  isRelayingTo (target: string): boolean {
+    for (const relay of this.#relays.values()) if (relay.target === target) return true
+    return false
   }
 
   probeOf (target: string): Probe | null {

@@ -163,6 +163,48 @@ test('a refused dial ends the probe one indirect window later, whatever the firs
   assert.ok(out.some((e) => e.kind === 'event' && e.event.type === 'member-status' && e.event.id === target && e.event.status === 'suspect'))
 })
 
+test('a relay whose ping to the target is refused starts no probe of its own (no cascade); a refused dial outside a relay does', () => {
+  const m = core()
+  for (const id of ['a', 'b', 'c', 'x']) m.step(gossip(id, [signedRecord(recordOf(id))], 0))
+  // 'a' asks us to probe 'x' for it: we ping 'x'.
+  const relayed = m.step({ kind: 'receive', nowMs: 10, from: 'a', channel: 'direct', message: { type: 'ping-req', seq: 7, target: 'x', updates: [] } })
+  assert.ok(relayed.some((e) => e.kind === 'send' && e.to === 'x' && e.message.type === 'ping'))
+  // The dial to 'x' is refused: 'a' is probing it already; we add nothing.
+  const refused = m.step({ kind: 'command', nowMs: 15, command: { type: 'unreachable', peer: 'x' } })
+  assert.not.ok(refused.some((e) => e.kind === 'send' && (e.message.type === 'ping' || e.message.type === 'ping-req')), 'no probe of our own, no ping-reqs')
+  // A refused dial to a member we are not relaying to (say, a push-pull) is a hint worth a probe.
+  const other = m.step({ kind: 'command', nowMs: 20, command: { type: 'unreachable', peer: 'b' } })
+  assert.ok(other.some((e) => e.kind === 'send' && e.to === 'b' && e.message.type === 'ping'))
+})
+
+test('a probe that fails after its target\'s record moved on (refuted, restarted) accuses nobody', () => {
+  const m = core()
+  for (const id of ['a', 'b', 'c', 'd']) m.step(gossip(id, [signedRecord(recordOf(id))], 0))
+  let now = 0
+  let ping: Effect | undefined
+  while (ping === undefined) {
+    now = m.nextWakeMs()
+    ping = m.step({ kind: 'tick', nowMs: now }).find((e) => e.kind === 'send' && e.message.type === 'ping')
+  }
+  if (ping.kind !== 'send') throw new Error('unreachable')
+  const target = ping.to
+  // The target restarts with a new incarnation while our probe of the old one is out.
+  m.step(gossip(target, [signedRecord(recordOf(target, 2))], now + 1))
+  const out: Effect[] = []
+  for (let wake = m.nextWakeMs(); wake <= now + (config.probeIntervalMs + config.firstContactGraceMs) * 2; wake = m.nextWakeMs()) {
+    // Only the stale probe goes unanswered; later probes are acked.
+    const effects = m.step({ kind: 'tick', nowMs: wake })
+    out.push(...effects)
+    for (const e of effects) {
+      if (e.kind === 'send' && e.message.type === 'ping' && e.message.seq !== ping.message.seq) {
+        out.push(...m.step({ kind: 'receive', nowMs: wake + 1, from: e.to, channel: 'direct', message: { type: 'ack', seq: e.message.seq, updates: [] } }))
+      }
+    }
+  }
+  assert.ok(out.some((e) => e.kind === 'event' && e.event.type === 'probe' && e.event.target === target && e.event.result === 'failed'), 'the stale probe failed')
+  assert.not.ok(out.some((e) => e.kind === 'event' && e.event.type === 'member-status' && e.event.id === target && e.event.status === 'suspect'), 'no suspicion of the new incarnation')
+})
+
 test('a backlog of messages read after one stall counts as one stall', () => {
   const m = core()
   for (const id of ['a', 'b', 'c']) m.step(gossip(id, [signedRecord(recordOf(id))], 0))
