@@ -2,8 +2,8 @@
 // unless its name says otherwise, and each comment says what it feeds.
 //
 // The `lan` profile is the default. It is tuned so that, on a LAN or on one
-// machine, every survivor reaches a `dead` verdict within about 2 s of a crash or
-// freeze at 20 nodes, while a 300 ms event-loop stall or 10% message loss produces
+// machine, every survivor reaches a `dead` verdict about 1 s after a crash and
+// (median) about 2 s after a freeze at 20 nodes, while a 300 ms event-loop stall or 10% message loss produces
 // no false verdict, and so that an agent at rest sends no more bytes than serf at
 // its defaults (see README, "How failure detection works", for the arithmetic).
 // The probe period sets the bandwidth (each probe is a ping and an ack over TCP,
