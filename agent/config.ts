@@ -296,6 +296,12 @@ function isObject (value: unknown): value is Record<string, unknown> {
 // Settings as they come from a config file or from flags: unparsed, by key.
 export type RawSettings = Record<string, unknown>
 
+// Settings of earlier versions, with what to write instead: an old config file
+// is refused with a sentence that says how to fix it.
+const REPLACED_MEMBERSHIP_KEYS: Record<string, string> = {
+  suspicionMult: "the minimum suspicion timeout is now 'suspicionMinMs' (ms, × log10 N above 10 members; it no longer scales with probeIntervalMs), and the confirmations that reach it 'suspicionConfirmations' (the old suspicionMult − 2)"
+}
+
 const SETTERS: Record<string, (config: AgentConfig, value: unknown) => void> = {
   listen: (c, v) => { c.listen = parseMultiaddrList(v, 'listen') },
   bootstrap: (c, v) => { c.bootstrap = parseMultiaddrList(v, 'bootstrap') },
@@ -353,6 +359,8 @@ const SETTERS: Record<string, (config: AgentConfig, value: unknown) => void> = {
   membership: (c, v) => {
     if (!isObject(v)) throw new ConfigError(`'membership' must be an object of timings (got ${JSON.stringify(v)})`)
     for (const key of Object.keys(v)) {
+      const replaced = REPLACED_MEMBERSHIP_KEYS[key]
+      if (replaced !== undefined) throw new ConfigError(`membership setting '${key}' was replaced: ${replaced}`)
       if (!(MEMBERSHIP_KEYS as string[]).includes(key)) throw new ConfigError(`unknown membership setting '${key}' (known: ${MEMBERSHIP_KEYS.join(', ')})`)
     }
     c.membership = { ...c.membership, ...v as Partial<MembershipConfig> }

@@ -29,6 +29,22 @@ export type AgentAtRest = {
   payloadBytesPerSecPerNode: Spread
 }
 
+// `dead` verdicts about agents that were never killed or frozen, as printed by
+// every agent process of the run (the killed ones' old processes included). One
+// failure seen by 19 survivors is 19 verdicts, so they are also counted as
+// distinct (member, incarnation) pairs; and split by when they happened: while
+// the agents were starting (before the cluster first converged) or after.
+export type FalseVerdicts = {
+  total: number
+  startUp: number
+  afterConvergence: number
+  // Distinct (member, incarnation) pairs declared dead after convergence.
+  distinctAfterConvergence: number
+  // Of the verdicts after convergence: how many an agent gave within 30 s of
+  // its own restart or SIGCONT (a victim judging others on resuming).
+  byResumedVictims: number
+}
+
 export type AgentDetectionResult = {
   nodes: number
   rounds: number
@@ -36,12 +52,14 @@ export type AgentDetectionResult = {
   kill: Detection
   stop: Detection
   atRest: AgentAtRest
-  falseDeadVerdicts: number
+  falseDeadVerdicts: FalseVerdicts
 }
 
 export type AgentDetectionOptions = {
   rounds: number
   restSeconds: number
+  // Seconds between convergence and the measurement at rest (see DetectionOptions).
+  settleSeconds: number
   counter: SentBytes | null
   // false: load never sampled (membership alone); true: the defaults.
   loadSampling: boolean
@@ -83,13 +101,28 @@ async function verdicts (survivors: AgentProcess[], victim: AgentProcess, sinceM
   return { first: Math.min(...times), last: Math.max(...times) }
 }
 
-// Dead verdicts about agents that were never killed or frozen.
-function falseVerdicts (cluster: LocalCluster, victims: Set<string>): number {
-  let count = 0
-  for (const agent of cluster.agents) {
-    count += agent.events.filter((e) => e.event === 'member' && e.status === 'dead' && !victims.has(String(e.id))).length
+const RESUMED_WINDOW_MS = 30_000
+
+// Dead verdicts about agents that were never killed or frozen (see FalseVerdicts).
+// `resumedAt`: when each victim agent (by name) restarted or got SIGCONT.
+export function falseVerdicts (processes: AgentProcess[], victims: Set<string>, convergedAtMs: number, resumedAt: Map<string, number[]>): FalseVerdicts {
+  const result: FalseVerdicts = { total: 0, startUp: 0, afterConvergence: 0, distinctAfterConvergence: 0, byResumedVictims: 0 }
+  const distinct = new Set<string>()
+  for (const agent of processes) {
+    for (const e of agent.events) {
+      if (e.event !== 'member' || e.status !== 'dead' || victims.has(String(e.id))) continue
+      result.total++
+      if (e.atMs < convergedAtMs) {
+        result.startUp++
+        continue
+      }
+      result.afterConvergence++
+      distinct.add(`${String(e.id)}@${String(e.incarnation)}`)
+      if ((resumedAt.get(agent.name) ?? []).some((t) => e.atMs >= t && e.atMs - t < RESUMED_WINDOW_MS)) result.byResumedVictims++
+    }
   }
-  return count
+  result.distinctAfterConvergence = distinct.size
+  return result
 }
 
 export function detection (rounds: DetectionRound[]): Detection {
@@ -112,9 +145,14 @@ export async function benchAgentDetection (nodes: number, options: AgentDetectio
   log(`detection: starting ${nodes} agents on 127.0.0.1 (lan profile${options.loadSampling ? '' : ', load sampling off'})`)
   const cluster = await LocalCluster.start({ nodes, services: 'log', configure: (i) => ({ extraArgs, cgroup: cgroups[i] }), startTimeoutMs: 120_000 })
   const victims = new Set<string>()
+  // Every process of the run: a restart replaces the killed one in the cluster.
+  const processes = [...cluster.agents]
+  const resumedAt = new Map<string, number[]>()
+  const resumed = (name: string): void => { resumedAt.set(name, [...resumedAt.get(name) ?? [], Date.now()]) }
   try {
     await cluster.waitConverged(CONVERGE_MS)
-    await sleep(3_000)
+    const convergedAtMs = Date.now()
+    await sleep(options.settleSeconds * 1000)
     log(`detection: ${nodes} agents at rest for ${options.restSeconds} s`)
     const atRest = await measureAtRest(cluster, options.restSeconds, options.counter, names)
     const kills: DetectionRound[] = []
@@ -127,7 +165,8 @@ export async function benchAgentDetection (nodes: number, options: AgentDetectio
       let t0 = Date.now()
       crashed.signal('SIGKILL')
       kills.push(await verdicts(survivors, crashed, t0))
-      await cluster.restart(index)
+      resumed(crashed.name)
+      processes.push(await cluster.restart(index))
       await cluster.waitConverged(CONVERGE_MS)
       const frozen = cluster.agents[1 + (2 * round + 1) % (nodes - 1)]
       victims.add(frozen.id)
@@ -136,6 +175,7 @@ export async function benchAgentDetection (nodes: number, options: AgentDetectio
       frozen.signal('SIGSTOP')
       stops.push(await verdicts(others, frozen, t0))
       frozen.signal('SIGCONT')
+      resumed(frozen.name)
       await cluster.waitConverged(CONVERGE_MS)
       log(`detection: edge-agent ×${nodes} round ${round + 1}/${options.rounds}: SIGKILL first ${kills[round].first} last ${kills[round].last} ms; SIGSTOP first ${stops[round].first} last ${stops[round].last} ms`)
     }
@@ -146,7 +186,7 @@ export async function benchAgentDetection (nodes: number, options: AgentDetectio
       kill: detection(kills),
       stop: detection(stops),
       atRest,
-      falseDeadVerdicts: falseVerdicts(cluster, victims)
+      falseDeadVerdicts: falseVerdicts(processes, victims, convergedAtMs, resumedAt)
     }
   } finally {
     await cluster.destroy()

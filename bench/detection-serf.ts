@@ -140,7 +140,7 @@ class SerfCluster {
   }
 }
 
-export type SerfDetectionOptions = { rounds: number; restSeconds: number; counter: SentBytes | null; basePort: number }
+export type SerfDetectionOptions = { rounds: number; restSeconds: number; settleSeconds: number; counter: SentBytes | null; basePort: number }
 
 export async function benchSerfDetection (nodes: number, variant: SerfVariant, options: SerfDetectionOptions): Promise<SerfDetectionResult> {
   const names = Array.from({ length: nodes }, (_, i) => `serf${variant.key === 'defaults' ? 'd' : 'p'}${nodes}-${i}`)
@@ -151,7 +151,7 @@ export async function benchSerfDetection (nodes: number, variant: SerfVariant, o
     await cluster.waitAlive(1)
     for (let i = 1; i < nodes; i++) cluster.start(i, true)
     await cluster.waitAlive(nodes)
-    await sleep(3_000)
+    await sleep(options.settleSeconds * 1000)
     log(`detection: ${nodes} serf agents at rest for ${options.restSeconds} s`)
     const sent0 = options.counter?.read()
     const t0rest = Date.now()

@@ -11,7 +11,7 @@ import { membershipProfile } from '../agent/membership/config.ts'
 import { fmt, log } from './lib.ts'
 import type { Spread } from './lib.ts'
 import { benchAgentDetection } from './detection-real.ts'
-import type { AgentAtRest, AgentDetectionResult, Detection } from './detection-real.ts'
+import type { AgentAtRest, AgentDetectionResult, Detection, FalseVerdicts } from './detection-real.ts'
 import { benchSerfDetection, serfVariants, serfVersion } from './detection-serf.ts'
 import type { SerfDetectionResult } from './detection-serf.ts'
 import { SentBytes } from './sent-bytes.ts'
@@ -27,6 +27,7 @@ export type DetectionSize = {
 export type DetectionResult = {
   rounds: number
   restSeconds: number
+  settleSeconds: number
   probe: { intervalMs: number; timeoutMs: number }
   serfVersion: string | null
   // Why a part was not measured (serf missing, no per-process counters…).
@@ -37,7 +38,12 @@ export type DetectionResult = {
   load: Array<{ run: string; loadAverage: number }>
 }
 
-export type DetectionOptions = { sizes: number[]; rounds: number; restSeconds: number }
+// settleSeconds: how long every system runs after its cluster converged before
+// its bytes at rest are counted, so that the count is the steady state and not
+// the end of the joins (a joiner's record is piggybacked on probes by every
+// member a few times over, as in memberlist: at 20 edge-agents probing every
+// 1.5 s that takes tens of seconds).
+export type DetectionOptions = { sizes: number[]; rounds: number; restSeconds: number; settleSeconds: number }
 
 const SERF_BASE_PORTS = { defaults: 17946, 'equal-probe': 18946 }
 
@@ -80,21 +86,21 @@ export async function benchDetection (options: DetectionOptions): Promise<Detect
   const load: DetectionResult['load'] = []
   const noteLoad = (run: string): void => { load.push({ run, loadAverage: Math.round(loadavg()[0] * 10) / 10 }) }
   for (const nodes of options.sizes) {
-    const { rounds, restSeconds } = options
+    const { rounds, restSeconds, settleSeconds } = options
     noteLoad(`edge-agent ×${nodes}`)
-    const edgeAgent = await attempt(`edge-agent ×${nodes}`, async () => await counted(skipped, async (counter) => await benchAgentDetection(nodes, { rounds, restSeconds, counter, loadSampling: true })))
-    const membershipOnly = await attempt(`edge-agent ×${nodes} without load sampling`, async () => await counted(skipped, async (counter) => (await benchAgentDetection(nodes, { rounds: 0, restSeconds, counter, loadSampling: false })).atRest))
+    const edgeAgent = await attempt(`edge-agent ×${nodes}`, async () => await counted(skipped, async (counter) => await benchAgentDetection(nodes, { rounds, restSeconds, settleSeconds, counter, loadSampling: true })))
+    const membershipOnly = await attempt(`edge-agent ×${nodes} without load sampling`, async () => await counted(skipped, async (counter) => (await benchAgentDetection(nodes, { rounds: 0, restSeconds, settleSeconds, counter, loadSampling: false })).atRest))
     const serfRuns: DetectionSize['serf'] = []
     if (!('skipped' in serf)) {
       for (const variant of variants) {
         noteLoad(`${variant.key} serf ×${nodes}`)
-        const run = await attempt(`${variant.key} serf ×${nodes}`, async () => await counted(skipped, async (counter) => await benchSerfDetection(nodes, variant, { rounds, restSeconds, counter, basePort: SERF_BASE_PORTS[variant.key] })))
+        const run = await attempt(`${variant.key} serf ×${nodes}`, async () => await counted(skipped, async (counter) => await benchSerfDetection(nodes, variant, { rounds, restSeconds, settleSeconds, counter, basePort: SERF_BASE_PORTS[variant.key] })))
         serfRuns.push('failed' in run ? { variant: variant.label, failed: run.failed } : run)
       }
     }
     sizes.push({ nodes, edgeAgent, membershipOnly, serf: serfRuns })
   }
-  return { rounds: options.rounds, restSeconds: options.restSeconds, probe: { intervalMs: lan.probeIntervalMs, timeoutMs: lan.probeTimeoutMs }, serfVersion: 'version' in serf ? serf.version : null, skipped, sizes, load }
+  return { rounds: options.rounds, restSeconds: options.restSeconds, settleSeconds: options.settleSeconds, probe: { intervalMs: lan.probeIntervalMs, timeoutMs: lan.probeTimeoutMs }, serfVersion: 'version' in serf ? serf.version : null, skipped, sizes, load }
 }
 
 // ---- markdown ------------------------------------------------------------------
@@ -113,6 +119,15 @@ function rows (size: DetectionSize): Row[] {
   if (measured(size.edgeAgent)) out.push({ label: 'edge-agent, defaults (lan)', kill: size.edgeAgent.kill, stop: size.edgeAgent.stop, sent: size.edgeAgent.atRest.sent })
   for (const s of size.serf) if (serfMeasured(s)) out.push({ label: s.variant, kill: s.kill, stop: s.stop, sent: s.atRest.sent })
   return out
+}
+
+// Dead verdicts about agents that were neither killed nor frozen, with when they
+// happened: one failure seen by every survivor counts once per survivor.
+function falseDeadText (f: FalseVerdicts): string {
+  if (f.total === 0) return 'false dead verdicts (about agents never killed or frozen, over the whole run): 0'
+  return `false dead verdicts (about agents never killed or frozen, every agent's, over the whole run): ${f.total}; ` +
+    `${f.startUp} while the agents were starting (before the cluster first converged), ${f.afterConvergence} after ` +
+    `(${f.distinctAfterConvergence} distinct member-incarnations; ${f.byResumedVictims} given by a victim within 30 s of its restart or SIGCONT)`
 }
 
 // One sentence on the issue's goal: at least 3× faster than serf's defaults at
@@ -142,7 +157,7 @@ function goal (sizes: DetectionSize[]): string {
 
 export function detectionMarkdown (r: DetectionResult): string[] {
   const lines = [`## Failure detection beside serf, real processes on loopback, ${r.rounds} rounds`, '',
-    'Each system runs alone, one after the other in the same run: first at rest for ' +
+    `Each system runs alone, one after the other in the same run: ${r.settleSeconds} s after its cluster converged, at rest for ` +
     `${r.restSeconds} s, then ${r.rounds} rounds of one SIGKILL (the victim restarts) and one SIGSTOP (then SIGCONT). ` +
     'Times: ms from the signal to the first and to the last survivor\'s verdict (edge-agent: `dead`; serf: `EventMemberFailed` in its log), median / max over the rounds. ' +
     'Bytes: every IP packet a process sends (UDP and TCP, headers included), counted by the kernel per process (a cgroup each, one nftables counter per cgroup: bench/sent-bytes.ts), ' +
@@ -164,7 +179,7 @@ export function detectionMarkdown (r: DetectionResult): string[] {
       }
       const packets = e.atRest.sent?.packetsPerSecPerNode.median ?? NaN
       lines.push(`- edge-agent at rest, its own counts: ${fmt(e.atRest.messagesPerSecPerNode.median, 1)} messages/s per node (${fmt(packets / e.atRest.messagesPerSecPerNode.median, 1)} IP packets per message), ` +
-        `${fmt(e.atRest.payloadBytesPerSecPerNode.median)} B/s of message payload (the rest of the bytes above is libp2p framing, noise, yamux, gossipsub and TCP/IP headers); false dead verdicts ${e.falseDeadVerdicts}.`)
+        `${fmt(e.atRest.payloadBytesPerSecPerNode.median)} B/s of message payload (the rest of the bytes above is libp2p framing, noise, yamux, gossipsub and TCP/IP headers); ${falseDeadText(e.falseDeadVerdicts)}.`)
       const silent = [e.atRest.sent, ...size.serf.filter(serfMeasured).map((s) => s.atRest.sent)].flatMap((s) => s?.silent ?? [])
       if (silent.length > 0) lines.push(`- WARNING: no packet counted for ${silent.join(', ')}: their byte figures are wrong.`)
     }

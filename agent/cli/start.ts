@@ -28,8 +28,9 @@ Options (a flag overrides --config, which overrides the profile's defaults):
   --data-dir <path>          identity key, incarnation and sessions.db
                              (default $XDG_STATE_HOME/edge-agent or ~/.local/state/edge-agent)
   --cluster <name>           cluster name; agents of other clusters are ignored (default "default")
-  --profile <lan|wan|local>  failure-detection timings (default lan: 200 ms probes,
-                             100 ms probe timeout, dead within ~2 s of a crash)
+  --profile <lan|wan|local>  failure-detection timings (default lan: a probe every
+                             1.25 s, 100 ms probe timeout, 500 ms minimum suspicion:
+                             dead within ~1 s of a crash, ~2 s of a freeze)
   --config <file.json>       settings file (keys: listen, bootstrap, http, services,
                              position, region, zone, dataDir, cluster, profile,
                              logLevel, json, loadSampleIntervalMs, leaveDrainMs,
@@ -69,7 +70,7 @@ Options (a flag overrides --config, which overrides the profile's defaults):
   --package-pull-interval-ms <ms>
                              how often the agent pulls a random peer's package
                              index to catch up on missed deploys (default 2000;
-                             backs off to 16 × this while nothing is new)
+                             backs off to 128 × this while nothing is new)
   --service-request-limit <n>
                              requests by URL (/{service}/…) in flight before this
                              agent redirects (307) to a less busy agent of its

@@ -60,11 +60,16 @@ export type DeployConfig = {
 
 export const DEFAULT_DEPLOY_CONFIG: DeployConfig = { pullIntervalMs: 2_000, fetchTimeoutMs: 10_000, loadThreshold: 0.9 }
 
-// While pulls bring nothing new, each waits twice as long as the last, up to
-// this many pullIntervalMs (32 s by default): a quiet cluster does not pay an
-// index exchange per agent every 2 s. Anything new (a deploy, a push, an index
-// with a newer announcement) brings the pace back to pullIntervalMs.
-export const PULL_BACKOFF_MAX = 16
+// While pulls bring nothing new, each waits PULL_BACKOFF_FACTOR times as long as
+// the last, up to PULL_BACKOFF_MAX pullIntervalMs (256 s by default): a quiet
+// cluster does not pay an index exchange per agent every few seconds. Each pull
+// is a new stream, about ten packets and 1 kB with TCP's: doubling up to 32 s,
+// as before, cost each agent ~30 B/s at rest and ~90 B/s in its first minute,
+// a third of serf's whole budget. Anything new (a deploy, a push, an index with
+// a newer announcement) brings the pace back to pullIntervalMs; deploys push to
+// their targets, so the pull only catches up what a push missed.
+export const PULL_BACKOFF_FACTOR = 4
+export const PULL_BACKOFF_MAX = 128
 
 type Fetching = { ref: PackageRef; from: PeerKey; untilMs: number; tried: Set<PeerKey> }
 
@@ -155,7 +160,7 @@ export class Distribution {
     }
     if (this.#now < this.#nextPullMs) return
     this.#nextPullMs = this.#now + this.#pullGapMs
-    this.#pullGapMs = Math.min(this.#pullGapMs * 2, this.#config.pullIntervalMs * PULL_BACKOFF_MAX)
+    this.#pullGapMs = Math.min(this.#pullGapMs * PULL_BACKOFF_FACTOR, this.#config.pullIntervalMs * PULL_BACKOFF_MAX)
     const peers = this.#directory.alive().filter((r) => r.id !== this.self)
     if (peers.length > 0) out.push({ kind: 'pull', from: peers[this.#random.nextInt(peers.length)].id })
   }

@@ -2,12 +2,18 @@
 // unless its name says otherwise, and each comment says what it feeds.
 //
 // The `lan` profile is the default. It is tuned so that, on a LAN or on one
-// machine, every survivor reaches a `dead` verdict within about 2 s of a crash or
-// freeze at 10 nodes, while a 300 ms event-loop stall or 10% message loss produces
-// no false verdict (see README, "Failure detection", for the arithmetic).
+// machine, every survivor reaches a `dead` verdict about 1 s after a crash and
+// (median) about 2 s after a freeze at 20 nodes, while a 300 ms event-loop stall or 10% message loss produces
+// no false verdict, and so that an agent at rest sends no more bytes than serf at
+// its defaults (see README, "How failure detection works", for the arithmetic).
+// The probe period sets the bandwidth (each probe is a ping and an ack over TCP,
+// about 280 bytes on the wire with the TCP acknowledgements) and the time until a
+// frozen member is first probed; the suspicion timeout is its own setting, so
+// probing less often does not also stretch every verdict.
 
 export type MembershipConfig = {
-  // One member is probed per period (SWIM). Also the unit of the suspicion timeout.
+  // One member is probed per period (SWIM): the bandwidth at rest, and on average
+  // about one period until someone probes a member that froze.
   probeIntervalMs: number
   // How long the direct ping waits for its ack before indirect probes start.
   // Scaled by the local health multiplier (Lifeguard), so a slow node waits longer.
@@ -19,11 +25,18 @@ export type MembershipConfig = {
   firstContactGraceMs: number
   // Members asked to probe the target on our behalf when the direct ping fails.
   indirectChecks: number
-  // Minimum suspicion timeout = suspicionMult × max(1, log10(N)) × probeIntervalMs.
-  suspicionMult: number
+  // Minimum suspicion timeout = suspicionMinMs × max(1, log10(N)): how long a
+  // suspect confirmed by suspicionConfirmations others has to refute. A member
+  // that stalls for less than this (plus the ~200 ms a failed probe takes) is
+  // never declared dead.
+  suspicionMinMs: number
   // Maximum suspicion timeout = suspicionMaxTimeoutMult × minimum. Independent
   // confirmations shrink the timeout from the maximum towards the minimum.
   suspicionMaxTimeoutMult: number
+  // Independent confirmations (Lifeguard's k; memberlist's suspicionMult − 2) that
+  // bring a suspicion to its minimum timeout; fewer when the cluster cannot
+  // supply them.
+  suspicionConfirmations: number
   // Ceiling of the local health multiplier (Lifeguard's LHM): timeouts are scaled
   // by (score + 1), score in 0..awarenessMax - 1.
   awarenessMax: number
@@ -65,20 +78,21 @@ export type ProfileName = 'lan' | 'wan' | 'local'
 export const PROFILE_NAMES: readonly ProfileName[] = ['lan', 'wan', 'local']
 
 const lan: MembershipConfig = {
-  probeIntervalMs: 200,
+  probeIntervalMs: 1_250,
   probeTimeoutMs: 100,
   firstContactGraceMs: 500,
   indirectChecks: 3,
-  suspicionMult: 4,
-  suspicionMaxTimeoutMult: 2,
+  suspicionMinMs: 500,
+  suspicionMaxTimeoutMult: 3,
+  suspicionConfirmations: 2,
   awarenessMax: 8,
   retransmitMult: 4,
   piggybackMaxBytes: 2048,
-  pushPullIntervalMs: 10_000,
+  pushPullIntervalMs: 60_000,
   reconnectIntervalMs: 5_000,
-  recordRefreshIntervalMs: 60_000,
-  recordMinIntervalMs: 5_000,
-  loadChangeThreshold: 0.05,
+  recordRefreshIntervalMs: 1_800_000,
+  recordMinIntervalMs: 60_000,
+  loadChangeThreshold: 0.1,
   deadReapMs: 60 * 60_000,
   joinRetryMs: 1_000,
   stallThresholdMs: 50,
@@ -88,33 +102,35 @@ const lan: MembershipConfig = {
 // Round trips of 100–300 ms and real packet loss: slower probes, longer suspicion.
 const wan: MembershipConfig = {
   ...lan,
-  probeIntervalMs: 1_000,
+  probeIntervalMs: 2_000,
   probeTimeoutMs: 500,
   firstContactGraceMs: 2_000,
-  suspicionMult: 6,
+  suspicionMinMs: 6_000,
   suspicionMaxTimeoutMult: 3,
-  pushPullIntervalMs: 30_000,
+  pushPullIntervalMs: 60_000,
   reconnectIntervalMs: 30_000,
-  recordRefreshIntervalMs: 120_000,
-  recordMinIntervalMs: 15_000,
+  recordRefreshIntervalMs: 3_600_000,
+  recordMinIntervalMs: 120_000,
   deadReapMs: 6 * 60 * 60_000,
   joinRetryMs: 2_000,
   stallThresholdMs: 250
 }
 
-// Several agents on one machine (demos, development): faster probes, fewer
-// indirect checks, short memory for the dead.
+// Several agents on one machine (demos, development): fast probes and short
+// suspicions (bandwidth is free on loopback), fewer indirect checks, short memory
+// for the dead.
 const local: MembershipConfig = {
   ...lan,
   probeIntervalMs: 100,
   probeTimeoutMs: 50,
   indirectChecks: 2,
-  suspicionMult: 4,
+  suspicionMinMs: 400,
   suspicionMaxTimeoutMult: 2,
   pushPullIntervalMs: 5_000,
   reconnectIntervalMs: 2_000,
   recordRefreshIntervalMs: 30_000,
   recordMinIntervalMs: 2_000,
+  loadChangeThreshold: 0.05,
   deadReapMs: 10 * 60_000,
   joinRetryMs: 500,
   stallThresholdMs: 40
@@ -133,8 +149,9 @@ const RULES: Rule[] = [
   { key: 'probeTimeoutMs', min: 1, max: 600_000, integer: true },
   { key: 'firstContactGraceMs', min: 0, max: 600_000, integer: true },
   { key: 'indirectChecks', min: 0, max: 16, integer: true },
-  { key: 'suspicionMult', min: 1, max: 100, integer: false },
+  { key: 'suspicionMinMs', min: 1, max: 3_600_000, integer: true },
   { key: 'suspicionMaxTimeoutMult', min: 1, max: 100, integer: false },
+  { key: 'suspicionConfirmations', min: 0, max: 100, integer: true },
   { key: 'awarenessMax', min: 1, max: 64, integer: true },
   { key: 'retransmitMult', min: 1, max: 100, integer: true },
   { key: 'piggybackMaxBytes', min: 0, max: 200_000, integer: true },

@@ -4,22 +4,25 @@
 // Above this many members, periodic gossip periods grow in proportion to N.
 export const GOSSIP_SCALE_THRESHOLD = 32
 
-// Suspicion timeout bounds (Lifeguard, as in memberlist):
-//   min = suspicionMult × max(1, log10(N)) × probeIntervalMs
+// Suspicion timeout bounds (Lifeguard, as in memberlist, but with the minimum
+// given in ms rather than as a multiple of the probe period, so that probing
+// less often at rest does not also stretch every verdict):
+//   min = suspicionMinMs × max(1, log10(N))
 //   max = suspicionMaxTimeoutMult × min
 export function suspicionBoundsMs (
-  n: number, suspicionMult: number, maxMult: number, probeIntervalMs: number
+  n: number, suspicionMinMs: number, maxMult: number
 ): { minMs: number; maxMs: number } {
   const nodeScale = Math.max(1, Math.log10(Math.max(1, n)))
-  const minMs = Math.floor(suspicionMult * nodeScale * probeIntervalMs)
+  const minMs = Math.floor(suspicionMinMs * nodeScale)
   return { minMs, maxMs: Math.floor(maxMult * minMs) }
 }
 
 // How many independent confirmations a suspicion expects before it reaches its
-// minimum timeout. Neither the suspect nor we can confirm, hence n - 2; when the
-// cluster is too small to supply them, none are expected and the minimum applies.
-export function expectedConfirmations (n: number, suspicionMult: number): number {
-  const k = Math.floor(suspicionMult - 2)
+// minimum timeout (`wanted`: suspicionConfirmations). Neither the suspect nor we
+// can confirm, hence n - 2; when the cluster is too small to supply them, none
+// are expected and the minimum applies.
+export function expectedConfirmations (n: number, wanted: number): number {
+  const k = Math.floor(wanted)
   return n - 2 < k ? 0 : Math.max(0, k)
 }
 

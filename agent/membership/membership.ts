@@ -261,7 +261,7 @@ export class Membership {
     this.#afterAccusation(outcome, update, this.id)
     // A confirmation beyond the k that Lifeguard counts shortens nobody's
     // timeout: keep it to ourselves (it still rides on probes).
-    const needed = outcome.kind !== 'confirmed' || outcome.confirmations <= expectedConfirmations(this.#table.liveCount, this.#config.suspicionMult)
+    const needed = outcome.kind !== 'confirmed' || outcome.confirmations <= expectedConfirmations(this.#table.liveCount, this.#config.suspicionConfirmations)
     if (publish && needed) this.#publish([update])
     // Tell the accused directly too: if it is alive it refutes at once.
     if (kind === 'suspect') this.#send(member.id, { type: 'gossip', updates: [update] })
@@ -272,7 +272,7 @@ export class Membership {
   #publishedSuspicion (member: Member): boolean {
     const accusers = member.suspicion?.accusers
     if (accusers === undefined || !accusers.has(this.id)) return false
-    const k = expectedConfirmations(this.#table.liveCount, this.#config.suspicionMult)
+    const k = expectedConfirmations(this.#table.liveCount, this.#config.suspicionConfirmations)
     let position = 0
     for (const accuser of accusers) {
       if (accuser === this.id) return position <= k
@@ -283,8 +283,8 @@ export class Membership {
 
   readonly #suspicionDeadline = (startMs: number, confirmations: number): number => {
     const n = this.#table.liveCount
-    const { minMs, maxMs } = suspicionBoundsMs(n, this.#config.suspicionMult, this.#config.suspicionMaxTimeoutMult, this.#config.probeIntervalMs)
-    const k = expectedConfirmations(n, this.#config.suspicionMult)
+    const { minMs, maxMs } = suspicionBoundsMs(n, this.#config.suspicionMinMs, this.#config.suspicionMaxTimeoutMult)
+    const k = expectedConfirmations(n, this.#config.suspicionConfirmations)
     return startMs + suspicionTimeoutMs(confirmations, k, minMs, maxMs)
   }
 
@@ -308,7 +308,7 @@ export class Membership {
   // long timeout.
   #maybeConfirm (member: Member): void {
     const n = this.#table.liveCount
-    const k = expectedConfirmations(n, this.#config.suspicionMult)
+    const k = expectedConfirmations(n, this.#config.suspicionConfirmations)
     const chance = Math.min(1, (k + 1) / Math.max(1, n - 2))
     if (this.#random.nextFloat() < chance) this.#detector.hint(member.id, false, this.#now)
   }
@@ -320,7 +320,7 @@ export class Membership {
   // current record (refuting if it had not yet). A real failure has gathered its
   // confirmations by then and costs nothing.
   #checkSuspects (): void {
-    const k = expectedConfirmations(this.#table.liveCount, this.#config.suspicionMult)
+    const k = expectedConfirmations(this.#table.liveCount, this.#config.suspicionConfirmations)
     for (const member of this.#table.dueChecks(this.#now)) {
       const suspicion = member.suspicion
       if (suspicion === null) continue

@@ -135,17 +135,17 @@ export const MAX_INCOMING_PENDING_CONNECTIONS = 64
 // Upper bound on any dial libp2p performs; each of our dials passes its own,
 // usually shorter, AbortSignal.
 export const MAX_DIAL_TIMEOUT_MS = 30_000
-// libp2p's connection monitor pings every connection (/ipfs/ping/1.0.0) and aborts
-// it when the ping fails. Kept on: it tears down connections to frozen or
-// half-open peers, which ends our stalled streams and frees their queues. SWIM does
-// the real failure detection; these are deliberately slower than a probe period
-// so a busy machine does not churn connections. Every ping opens a stream and
-// negotiates a protocol: at libp2p's 10 s default this cost each of 10 agents
-// ~560 B/s on the wire, several times our own probes' payload; once a minute is
-// plenty for cleaning up.
-export const CONNECTION_PING_INTERVAL_MS = 60_000
-export const CONNECTION_PING_TIMEOUT_MIN_MS = 5_000
-export const CONNECTION_PING_TIMEOUT_MAX_MS = 15_000
+// libp2p's connection monitor (a /ipfs/ping/1.0.0 stream on every connection
+// every interval) and yamux's keep-alive pings (every 30 s per connection) are
+// both off. Each cost every connection packets at rest whatever the cluster was
+// doing: at 20 agents the monitor alone, once a minute, was ~20 packets and
+// ~1.5 kB per connection, about 500 B/s per agent, more than all of SWIM's
+// probes. They found nothing SWIM does not: a frozen or vanished peer stops
+// answering probes and is declared dead in about 2 s, a stream it stops reading
+// is aborted by the write-stall check below (WRITE_STALL_MIN_MS), and the kernel
+// closes a connection to a vanished host once data sent on it goes unacknowledged.
+export const CONNECTION_MONITOR_ENABLED = false
+export const YAMUX_KEEP_ALIVE = false
 
 // --- identity -------------------------------------------------------------------
 

@@ -16,8 +16,7 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { DirectChannelName, GossipVerdict, Net, NetHandlers, NetOptions, NetRefusal, NetStats } from './types.ts'
 import { MAX_ADDRS, MAX_GOSSIP_FRAME_BYTES } from '../../protocol/limits.ts'
 import {
-  CLUSTER_NAME_PATTERN, CONNECTION_PING_INTERVAL_MS, CONNECTION_PING_TIMEOUT_MAX_MS,
-  CONNECTION_PING_TIMEOUT_MIN_MS, GOSSIP_DECODE_LIMITS, GOSSIP_MAX_RPC_BYTES,
+  CLUSTER_NAME_PATTERN, CONNECTION_MONITOR_ENABLED, GOSSIP_DECODE_LIMITS, GOSSIP_MAX_RPC_BYTES,
   GOSSIP_MESH, GOSSIP_MESSAGES_PER_PEER, GOSSIP_OUTBOUND_BUFFER_BYTES, INBOUND_CONNECTIONS_PER_HOST_PER_S, MAX_CONNECTIONS,
   MAX_DIAL_TIMEOUT_MS, MAX_INCOMING_PENDING_CONNECTIONS, MEMBERSHIP_FRAMES_PER_PEER, RATE_TRACKED_PEERS,
   REQUEST_SERVE_TIMEOUT_MS, SESSION_FRAMES_PER_PEER, directProtocol, gossipTopic, packagesProtocol, replicationProtocol
@@ -81,12 +80,8 @@ async function createNode (options: NetOptions, privateKey: PrivateKey): Promise
       // whom to reach is the agent's decision.
       reconnectRetries: 0
     },
-    connectionMonitor: {
-      enabled: true,
-      pingInterval: CONNECTION_PING_INTERVAL_MS,
-      pingTimeout: { minTimeout: CONNECTION_PING_TIMEOUT_MIN_MS, maxTimeout: CONNECTION_PING_TIMEOUT_MAX_MS },
-      abortConnectionOnPingFailure: true
-    },
+    // Off: see CONNECTION_MONITOR_ENABLED (SWIM is the failure detector).
+    connectionMonitor: { enabled: CONNECTION_MONITOR_ENABLED },
     services: {
       identify: identify(),
       ping: ping(),

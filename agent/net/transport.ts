@@ -9,6 +9,7 @@ import type { AbortOptions, ConnectionProtector, MultiaddrConnection } from '@li
 import type { Libp2pOptions } from 'libp2p'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { PSK_BYTES } from './cluster-key.ts'
+import { YAMUX_KEEP_ALIVE } from './constants.ts'
 import { installHalfWindowUpdates } from './yamux-window.ts'
 
 // Called once per connection whose peer did not prove it holds the cluster key.
@@ -19,7 +20,8 @@ export function connectionStack (psk: Uint8Array | undefined, onKeyRefused: KeyR
   return {
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // No keep-alive pings: see YAMUX_KEEP_ALIVE.
+    streamMuxers: [yamux({ enableKeepAlive: YAMUX_KEEP_ALIVE })],
     ...(psk === undefined
       ? {}
       : {

@@ -52,11 +52,18 @@ test('a core that acknowledges before replicating is caught by the lost-delta ch
   scenario.workload.deltaIntervalMs = 5
   // Slow links widen the window between an acknowledgement and its replication.
   scenario.link = { lossRate: 0, delayMinMs: 20, delayMaxMs: 40 }
-  const broken = runVirtual({ seed, scenario, plantedFault: 'ack-before-replication' })
-  const lost = broken.checkers.find((c) => c.name.startsWith('no acknowledged delta lost'))
-  assert.ok(lost !== undefined && !lost.ok, 'the checker caught it')
-  assert.not.ok(broken.ok)
-  assert.ok(runVirtual({ seed, scenario }).ok, 'and the real core passes the same run')
+  // The planted bug loses a delta only when an owner dies inside the window
+  // between its acknowledgement and its replication, which one run may not hit
+  // (seed 52 alone stopped hitting it when membership timings changed): the
+  // checker must catch it within a few consecutive seeds.
+  const seeds = [seed, seed + 1, seed + 2, seed + 3]
+  const caughtBy = seeds.find((s) => {
+    const broken = runVirtual({ seed: s, scenario, plantedFault: 'ack-before-replication' })
+    const lost = broken.checkers.find((c) => c.name.startsWith('no acknowledged delta lost'))
+    return lost !== undefined && !lost.ok && !broken.ok
+  })
+  assert.ok(caughtBy !== undefined, `the checker caught it with one of seeds ${seeds.join(', ')}`)
+  assert.ok(runVirtual({ seed: caughtBy, scenario }).ok, `and the real core passes the same run (seed ${caughtBy})`)
 }))
 
 test('scenario files: every field checked, refusals name the field', () => {

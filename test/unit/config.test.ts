@@ -73,7 +73,8 @@ test('host:port accepts names, IPv4, bracketed IPv6 and port 0; refuses the rest
 test('unknown settings and bad values are refused, naming the setting', () => {
   assert.match(refusal(() => buildConfig({ colour: 'blue' }, {})), "unknown setting 'colour' in config file")
   assert.match(refusal(() => buildConfig({ membership: { probeIntervalMillis: 1 } }, {})), "unknown membership setting 'probeIntervalMillis'")
-  assert.match(refusal(() => buildConfig({ membership: { probeTimeoutMs: 300 } }, {})), "'probeTimeoutMs' must be less than 'probeIntervalMs' (got 300 >= 200)")
+  assert.match(refusal(() => buildConfig({ membership: { suspicionMult: 4 } }, {})), "membership setting 'suspicionMult' was replaced: the minimum suspicion timeout is now 'suspicionMinMs'")
+  assert.match(refusal(() => buildConfig({ membership: { probeTimeoutMs: 1250 } }, {})), "'probeTimeoutMs' must be less than 'probeIntervalMs' (got 1250 >= 1250)")
   assert.match(refusal(() => buildConfig({}, { profile: 'fast' })), "'profile' must be one of lan, wan, local")
   assert.match(refusal(() => buildConfig({}, { bootstrap: 'example.com:7701' })), "'bootstrap' entry is not a multiaddr")
   assert.match(refusal(() => buildConfig({}, { region: 'eu west' })), "'region' must be up to 64")

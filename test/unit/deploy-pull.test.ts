@@ -3,7 +3,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { SeededRandom } from '../../agent/core/random.ts'
-import { Distribution, PULL_BACKOFF_MAX } from '../../agent/deploy/distribution.ts'
+import { Distribution, PULL_BACKOFF_FACTOR, PULL_BACKOFF_MAX } from '../../agent/deploy/distribution.ts'
 import { FakeDirectory } from './session-fixtures.ts'
 
 const SEED = 5
@@ -25,12 +25,14 @@ test(`a quiet agent's pulls back off to ${PULL_BACKOFF_MAX} × the interval; a n
     random: new SeededRandom(SEED),
     nowMs: 0
   })
-  const quiet = pullsBetween(core, 0, 200_000)
+  const horizonMs = 4 * PULL_BACKOFF_MAX * BASE_MS
+  const quiet = pullsBetween(core, 0, horizonMs)
   const gaps = quiet.slice(1).map((t, i) => t - quiet[i])
-  assert.equal(gaps.slice(0, 4), [BASE_MS, 2 * BASE_MS, 4 * BASE_MS, 8 * BASE_MS], 'doubling while nothing is new')
-  assert.ok(gaps.slice(4).every((g) => g === PULL_BACKOFF_MAX * BASE_MS), `then capped: ${gaps.join(', ')}`)
+  const expected = gaps.map((_, i) => Math.min(PULL_BACKOFF_FACTOR ** i, PULL_BACKOFF_MAX) * BASE_MS)
+  assert.equal(gaps, expected, `× ${PULL_BACKOFF_FACTOR} while nothing is new, then capped`)
+  assert.ok(gaps.at(-1) === PULL_BACKOFF_MAX * BASE_MS, `reached the cap: ${gaps.join(', ')}`)
 
-  const now = 200_100
+  const now = horizonMs + 100
   const ref = { name: 'cart', version: '2.0.0', hash: 'ab'.repeat(32), policy: 'nodes:B', issuedAtMs: 1 }
   core.step({ kind: 'index', nowMs: now, from: 'B', entries: [{ ref, held: true }] })
   const after = pullsBetween(core, now, now + 2 * BASE_MS)

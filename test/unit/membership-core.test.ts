@@ -133,12 +133,14 @@ test('a probe whose ack is read right after a local stall does not fail', () => 
   }
   assert.ok(ping !== undefined && ping.kind === 'send' && ping.message.type === 'ping')
   const seq = ping.message.seq
-  // The event loop stalls for 500 ms: the overdue timer runs first, then the ack.
-  const late = m.step({ kind: 'tick', nowMs: now + 500 })
+  // The event loop stalls for 500 ms past the core's next wake-up (the ping's
+  // deadline or the next probe): the overdue timer runs first, then the ack.
+  const stalledUntil = m.nextWakeMs() + 500
+  const late = m.step({ kind: 'tick', nowMs: stalledUntil })
   assert.ok(events(late).includes('stall'))
   assert.ok(m.health > 0, 'local health degraded by the stall')
   assert.not.ok(late.some((e) => e.kind === 'send' && e.message.type === 'ping-req'), 'no indirect probes for a stall')
-  const acked = m.step({ kind: 'receive', nowMs: now + 501, from: 'a', channel: 'direct', message: { type: 'ack', seq, updates: [] } })
+  const acked = m.step({ kind: 'receive', nowMs: stalledUntil + 1, from: 'a', channel: 'direct', message: { type: 'ack', seq, updates: [] } })
   assert.ok(acked.some((e) => e.kind === 'event' && e.event.type === 'probe' && e.event.result === 'ack'))
 })
 
@@ -186,8 +188,9 @@ test('a probe that fails after its target\'s record moved on (refuted, restarted
     now = m.nextWakeMs()
     ping = m.step({ kind: 'tick', nowMs: now }).find((e) => e.kind === 'send' && e.message.type === 'ping')
   }
-  if (ping.kind !== 'send') throw new Error('unreachable')
+  if (ping.kind !== 'send' || ping.message.type !== 'ping') throw new Error('unreachable')
   const target = ping.to
+  const staleSeq = ping.message.seq
   // The target restarts with a new incarnation while our probe of the old one is out.
   m.step(gossip(target, [signedRecord(recordOf(target, 2))], now + 1))
   const out: Effect[] = []
@@ -196,7 +199,7 @@ test('a probe that fails after its target\'s record moved on (refuted, restarted
     const effects = m.step({ kind: 'tick', nowMs: wake })
     out.push(...effects)
     for (const e of effects) {
-      if (e.kind === 'send' && e.message.type === 'ping' && e.message.seq !== ping.message.seq) {
+      if (e.kind === 'send' && e.message.type === 'ping' && e.message.seq !== staleSeq) {
         out.push(...m.step({ kind: 'receive', nowMs: wake + 1, from: e.to, channel: 'direct', message: { type: 'ack', seq: e.message.seq, updates: [] } }))
       }
     }
@@ -241,13 +244,18 @@ test('load moves below the threshold are not published; larger ones are, at most
   advance(m, 2_000)
   const small = answered(m, { kind: 'command', nowMs: 2_000, command: { type: 'update-self', patch: { load: { score: 0.01, sessions: 0, elu: 0.01, cpu: 0.01 } } } })
   assert.equal(small, [])
-  advance(m, 6_000)
-  const big = answered(m, { kind: 'command', nowMs: 6_000, command: { type: 'update-self', patch: { load: { score: 0.5, sessions: 0, elu: 0.5, cpu: 0.1 } } } })
+  // The join published the record at 0: a load change may go out once the limit is past.
+  const limitMs = config.recordMinIntervalMs
+  const t1 = limitMs + 1_000
+  advance(m, t1)
+  const big = answered(m, { kind: 'command', nowMs: t1, command: { type: 'update-self', patch: { load: { score: 0.5, sessions: 0, elu: 0.5, cpu: 0.1 } } } })
   assert.is(big.filter((e) => e.kind === 'publish').length, 1)
-  const soon = answered(m, { kind: 'command', nowMs: 6_100, command: { type: 'update-self', patch: { load: { score: 0.9, sessions: 0, elu: 0.9, cpu: 0.1 } } } })
+  const soon = answered(m, { kind: 'command', nowMs: t1 + 100, command: { type: 'update-self', patch: { load: { score: 0.9, sessions: 0, elu: 0.9, cpu: 0.1 } } } })
   assert.is(soon.filter((e) => e.kind === 'publish').length, 0, 'rate-limited')
-  const later = advance(m, 11_000)
-  assert.is(later.filter((e) => e.kind === 'publish').length, 1, 'published when the limit allows')
+  const later = advance(m, t1 + limitMs - 1)
+  assert.is(later.filter((e) => e.kind === 'publish').length, 0, `not before ${limitMs} ms`)
+  const due = advance(m, t1 + limitMs + 100)
+  assert.is(due.filter((e) => e.kind === 'publish').length, 1, 'published when the limit allows')
   assert.is(m.record.load.score, 0.9)
   const pings = later.filter((e) => e.kind === 'send' && e.message.type === 'ping')
   assert.ok(pings.length > 10, `probes ran (${pings.length})`)

@@ -6,24 +6,33 @@ import {
 } from '../../agent/membership/math.ts'
 import { checkMembershipConfig, membershipProfile } from '../../agent/membership/config.ts'
 
-test('suspicionBoundsMs() scales the minimum with log10(N), never below one probe unit', () => {
-  const cases: Array<[number, number, number, number, number, number]> = [
-    // n, mult, maxMult, intervalMs, minMs, maxMs
-    [1, 4, 2, 200, 800, 1600],
-    [5, 4, 2, 200, 800, 1600],
-    [10, 4, 2, 200, 800, 1600],
-    [100, 4, 2, 200, 1600, 3200],
-    [1000, 4, 2, 200, 2400, 4800],
-    [10, 6, 3, 1000, 6000, 18000]
+test('suspicionBoundsMs() scales the minimum with log10(N), never below suspicionMinMs', () => {
+  const cases: Array<[number, number, number, number, number]> = [
+    // n, suspicionMinMs, maxMult, minMs, maxMs
+    [1, 500, 3, 500, 1500],
+    [5, 500, 3, 500, 1500],
+    [10, 500, 3, 500, 1500],
+    [20, 500, 3, 650, 1950],
+    [100, 500, 3, 1000, 3000],
+    [1000, 500, 3, 1500, 4500],
+    [10, 6000, 3, 6000, 18000]
   ]
-  for (const [n, mult, maxMult, interval, min, max] of cases) {
-    assert.equal(suspicionBoundsMs(n, mult, maxMult, interval), { minMs: min, maxMs: max }, `n=${n}`)
+  for (const [n, minBase, maxMult, min, max] of cases) {
+    assert.equal(suspicionBoundsMs(n, minBase, maxMult), { minMs: min, maxMs: max }, `n=${n}`)
   }
 })
 
-test('expectedConfirmations() is suspicionMult - 2, or 0 when the cluster cannot supply them', () => {
-  const cases: Array<[number, number, number]> = [[10, 4, 2], [4, 4, 2], [3, 4, 0], [2, 4, 0], [100, 6, 4], [100, 2, 0]]
-  for (const [n, mult, k] of cases) assert.is(expectedConfirmations(n, mult), k, `n=${n} mult=${mult}`)
+test('suspicionBoundsMs() does not depend on the probe interval: probing less often keeps verdicts as fast', () => {
+  for (const profile of ['lan', 'wan', 'local'] as const) {
+    const config = membershipProfile(profile)
+    const bounds = suspicionBoundsMs(10, config.suspicionMinMs, config.suspicionMaxTimeoutMult)
+    assert.is(bounds.minMs, config.suspicionMinMs, profile)
+  }
+})
+
+test('expectedConfirmations() is suspicionConfirmations, or 0 when the cluster cannot supply them', () => {
+  const cases: Array<[number, number, number]> = [[10, 2, 2], [4, 2, 2], [3, 2, 0], [2, 2, 0], [100, 4, 4], [100, 0, 0]]
+  for (const [n, wanted, k] of cases) assert.is(expectedConfirmations(n, wanted), k, `n=${n} wanted=${wanted}`)
 })
 
 test('suspicionTimeoutMs() starts at the maximum and reaches the minimum after k confirmations', () => {
@@ -78,10 +87,10 @@ test('checkMembershipConfig() refuses a probe timeout not below the interval, in
 })
 
 test('checkMembershipConfig() names fields that are not numbers, fractional or out of range', () => {
-  const config = { ...membershipProfile('lan'), indirectChecks: 2.5, suspicionMult: Number.NaN, leaveFanout: -1 }
+  const config = { ...membershipProfile('lan'), indirectChecks: 2.5, suspicionMinMs: Number.NaN, leaveFanout: -1 }
   const problems = checkMembershipConfig(config)
   assert.ok(problems.some((p) => p.startsWith("'indirectChecks' must be a whole number")), problems.join('; '))
-  assert.ok(problems.some((p) => p.startsWith("'suspicionMult' must be a number")), problems.join('; '))
+  assert.ok(problems.some((p) => p.startsWith("'suspicionMinMs' must be a number")), problems.join('; '))
   assert.ok(problems.some((p) => p.startsWith("'leaveFanout' must be between 0 and")), problems.join('; '))
 })
 
