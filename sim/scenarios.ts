@@ -102,9 +102,12 @@ export const BUILT_IN: Record<string, Scenario> = {
   partition: {
     ...BASE,
     name: 'partition',
-    description: 'splits and heals: the cluster splits in two, or a minority is cut off, for 3-10 s at a time',
+    description: 'splits and heals: the cluster splits in two, or a minority is cut off, for 5-10 s at a time',
     nodes: 12,
-    random: { everyS: 12, faults: ['partition'], downS: [3, 10], maxDown: 1 }
+    // At least four lan probe periods (1.25 s): long enough for the other side to
+    // probe every cut-off node and reach a verdict. A shorter cut may heal unseen,
+    // which is fine in production but checks nothing here.
+    random: { everyS: 12, faults: ['partition'], downS: [5, 10], maxDown: 1 }
   },
   gray: {
     ...BASE,
