@@ -6,7 +6,7 @@
 import type { SessionAppend, SessionSnapshot, SessionVote, SessionVoteRequest } from '../../protocol/messages.ts'
 import { MAX_SESSION_ENTRIES } from '../../protocol/limits.ts'
 import type { PeerKey } from '../core/io.ts'
-import { checkOwner, deferTo, NOT_A_MEMBER, SHIELD_REFUSAL, VOTED_ELSEWHERE } from './election.ts'
+import { checkOwner, deferTo, NOT_A_MEMBER, rivalRefusal, SHIELD_REFUSAL, VOTED_ELSEWHERE } from './election.ts'
 import { ReplicaLog } from './log.ts'
 import { leaseValid, stepDown, withinBytes } from './owner.ts'
 import { applyCommitted, config, loadSnapshotState, maybeSnapshot, newReplica } from './replica.ts'
@@ -160,6 +160,8 @@ function voteRefusal (ctx: Ctx, r: Replica, req: SessionVoteRequest): string | n
   if (req.epoch < r.epoch) return `stale epoch ${req.epoch} < ${r.epoch}`
   if (req.epoch === r.epoch && r.votedFor !== null && r.votedFor !== req.candidate) return `${VOTED_ELSEWHERE} ${r.votedFor} in epoch ${r.epoch}`
   if (!config(r).members.includes(req.candidate)) return `${req.candidate} ${NOT_A_MEMBER}`
+  const rival = rivalRefusal(ctx, r, req.candidate, req.epoch, req.preVote)
+  if (rival !== null) return rival
   if (r.role === 'owner' && leaseValid(ctx, r)) return 'the owner holds its lease'
   // The promise behind the owner's lease: no vote while the owner was heard within
   // ownerTimeoutMs, unless this member itself saw it die (diagnosis failed, or
