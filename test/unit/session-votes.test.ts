@@ -13,7 +13,7 @@ import type { Replica } from '../../agent/sessions/replica.ts'
 import type { PeerKey } from '../../agent/core/io.ts'
 import type { GroupConfig, SessionVote, SessionVoteRequest } from '../../protocol/messages.ts'
 import {
-  FakeCtx, FakeDirectory, LAN, SESSION, ackFrom, entriesWithEpochs, epochsOf, ownerGroup, standby, terminal, voteRequest
+  FakeCtx, FakeDirectory, GROUP, LAN, SESSION, ackFrom, entriesWithEpochs, epochsOf, ownerGroup, standby, terminal, voteRequest
 } from './session-fixtures.ts'
 
 // B, a standby of A's group {A, B, C}, holding entries of `epochs`, which last
@@ -254,6 +254,18 @@ test('in a group of five a standby stands with a pre-vote first, then a persiste
   onVote(ctx, r, 'D', granted({ ...voteBase, preVote: false }))
   assert.is(r.role, 'owner')
   assert.equal(epochsOf(r.log), [1, 1, 1, 2])
+})
+
+// Found by the real-process bench: the first standby's loop was busy and saw
+// the owner's connection close 300 ms after the second, which then sat out its
+// 200 ms stagger before asking for a vote.
+test('in a group of three the second standby stands a quarter stagger after it gives up on the owner; in a group of five a whole one', () => {
+  for (const [group, peers, second] of [[GROUP, ['A', 'B', 'C'], LAN.candidateStaggerMs / 4], [FIVE, FIVE.members, LAN.candidateStaggerMs]] as const) {
+    const ctx = new FakeCtx('C', new FakeDirectory('C', [...peers]))
+    const r = standby(ctx, entriesWithEpochs([1, 1, 1], group), { commitIndex: 2, heardOwnerAgoMs: 100 })
+    ownerHint(ctx, r, 'A', true)
+    assert.equal([r.ownerGone, r.electionAtMs - ctx.now], [true, second], `C, second in the queue of ${group.members.length}`)
+  }
 })
 
 // Both standbys of a group of three may stand at once (they saw the owner die at
