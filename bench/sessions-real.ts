@@ -14,7 +14,7 @@
 // and placement would otherwise refuse busy agents.
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EdgeClient } from '../agent/client/index.ts'
 import type { Session } from '../agent/client/index.ts'
@@ -38,6 +38,9 @@ export type SessionsRealResult = {
   failedRounds: string[]
   acknowledged: number
   problems: string[]
+  // The box's 1-minute load average when the bench started, when the takeover
+  // rounds started and at the end: the figures are only as quiet as the box.
+  loadAverage?: { start: number; takeovers: number; end: number }
 }
 
 export type SessionsRealOptions = { nodes?: number; takeoverRounds?: number; concurrency?: number[]; valueBytes?: number; windowSeconds?: number; sessions?: number }
@@ -51,12 +54,15 @@ const GROUP_SIZE = 3
 // protocol; the replication figures measure the flood.
 export const TAKEOVER_GAP_MS = 10
 
+const round2 = (x: number): number => Math.round(x * 100) / 100
+
 export function latencies (values: number[]): Latencies {
   return { n: values.length, p50: percentile(values, 50), p99: percentile(values, 99), max: values.length === 0 ? NaN : Math.max(...values) }
 }
 
 export async function benchRealSessions (options: SessionsRealOptions = {}): Promise<SessionsRealResult> {
   const nodes = options.nodes ?? 10
+  const loadAtStart = loadavg()[0]
   const valueBytes = options.valueBytes ?? 256
   const configDir = mkdtempSync(join(tmpdir(), 'edge-agent-bench-'))
   const configFile = join(configDir, 'agent.json')
@@ -71,8 +77,10 @@ export async function benchRealSessions (options: SessionsRealOptions = {}): Pro
     for (const concurrency of options.concurrency ?? [1, 16, 64]) {
       replication.push(await replicationRun(client, cluster.agents[0], concurrency, valueBytes, options.windowSeconds ?? 10))
     }
+    const loadAtTakeovers = loadavg()[0]
     const takeovers = await takeoverRounds(cluster, client, options.sessions ?? 5, options.takeoverRounds ?? 50, valueBytes)
-    return { nodes, replicas: GROUP_SIZE - 1, valueBytes, replication, ...takeovers }
+    const loadAverage = { start: round2(loadAtStart), takeovers: round2(loadAtTakeovers), end: round2(loadavg()[0]) }
+    return { nodes, replicas: GROUP_SIZE - 1, valueBytes, replication, ...takeovers, loadAverage }
   } finally {
     client.destroy()
     await cluster.destroy()
