@@ -417,6 +417,36 @@ function freshOwner (): { ctx: FakeCtx; r: Replica } {
   return { ctx, r }
 }
 
+// Found by the real-process bench (SIGSTOP rounds): a standby diagnosing the
+// frozen owner granted the other standby's vote, then gave up on the old owner
+// at its diagnosis deadline and stood for the next epoch, and the owner just
+// elected, whose lease was not in yet, granted it and stepped down.
+test('a member that grants a vote drops its pending diagnosis of the old owner and does not stand at its deadline', () => {
+  const { ctx, r } = voter([1, 1, 1], { heardOwnerAgoMs: LAN.ownerTimeoutMs })
+  watchOwner(ctx, r)
+  assert.ok(r.diagnosis !== null, 'diagnosing A')
+  const vote = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 2, lastIndex: 3 }))
+  assert.ok(vote.granted, vote.reason)
+  assert.is(r.diagnosis, null)
+  ctx.take()
+  ctx.now += LAN.diagnoseTimeoutMs + 1
+  watchOwner(ctx, r)
+  watchOwner(ctx, r)
+  assert.equal([r.ownerGone, r.role, ctx.sends('session-vote-request')], [false, 'standby', []], 'it waits for C')
+})
+
+test('an owner elected moments ago refuses a rival for a later epoch; a vote timeout later, still without its lease, it grants', () => {
+  const { ctx, r } = freshOwner()
+  const refused = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 3, lastIndex: 4, lastEpoch: 2, commitIndex: 3 }))
+  assert.not.ok(refused.granted)
+  assert.ok(refused.reason.startsWith('the owner was just elected'), refused.reason)
+  assert.equal([refused.epoch, r.role, r.epoch], [2, 'owner', 2])
+  ctx.now += LAN.voteTimeoutMs
+  const granted = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 3, lastIndex: 4, lastEpoch: 2, commitIndex: 3 }))
+  assert.ok(granted.granted, granted.reason)
+  assert.equal([r.role, r.epoch, r.votedFor], ['standby', 3, 'C'])
+})
+
 test('a new owner takes the next delta before its group answered, and acknowledges it only once the group holds it', () => {
   const { ctx, r } = freshOwner()
   clientAppend(ctx, r, terminal('t-3'), 3, { append: 'x' })
