@@ -182,7 +182,11 @@ async function takeoverRound (cluster: LocalCluster, sessions: Session[], writer
   const t0 = Date.now()
   victim.signal(signal)
   try {
-    const samples = await Promise.all(affected.map(async ({ i, epoch }) => await waitTakeover(writers[i], t0, epoch, 15_000)))
+    const samples = await Promise.all(affected.map(async ({ i, epoch }) => await waitTakeover(writers[i], t0, epoch, 15_000))).catch((error: Error) => {
+      // A round without a takeover: what the agents did, for diagnosis.
+      for (const { i } of affected) explainSlow(cluster, sessions[i].sessionId, victim, t0, Date.now() - t0)
+      throw error
+    })
     for (const [k, ms] of samples.entries()) if (ms > SLOW_TAKEOVER_MS) explainSlow(cluster, sessions[affected[k].i].sessionId, victim, t0, ms)
     return samples
   } finally {
