@@ -4,7 +4,10 @@
 // Takeover budget with the lan profile: a frozen owner misses heartbeats for
 // ownerTimeoutMs (400), the first standby diagnoses it (diagnoseTimeoutMs, 150)
 // and wins a vote in one round trip: about 0.6 s to a serving new owner. A killed
-// owner closes its streams, so the standbys skip most of the wait.
+// owner closes its streams, so the standbys skip most of the wait: a refused
+// redial (or a third of diagnoseTimeoutMs), one vote round trip (no pre-vote in
+// a group of three), and the terminal's request, held at the winner, is served
+// as it takes the epoch.
 
 import type { ProfileName } from '../membership/config.ts'
 

@@ -6,7 +6,7 @@
 import type { SessionAppend, SessionSnapshot, SessionVote, SessionVoteRequest } from '../../protocol/messages.ts'
 import { MAX_SESSION_ENTRIES } from '../../protocol/limits.ts'
 import type { PeerKey } from '../core/io.ts'
-import { checkOwner, deferTo, NOT_A_MEMBER, SHIELD_REFUSAL, VOTED_ELSEWHERE } from './election.ts'
+import { checkOwner, deferTo, NOT_A_MEMBER, rivalRefusal, SHIELD_REFUSAL, VOTED_ELSEWHERE } from './election.ts'
 import { ReplicaLog } from './log.ts'
 import { leaseValid, stepDown, withinBytes } from './owner.ts'
 import { applyCommitted, config, loadSnapshotState, maybeSnapshot, newReplica } from './replica.ts'
@@ -150,8 +150,13 @@ export function onVoteRequest (ctx: Ctx, r: Replica, from: PeerKey, req: Session
   if (req.epoch > r.epoch) stepDown(ctx, r, req.epoch, null, `${req.candidate} stands for epoch ${req.epoch}`)
   r.votedFor = req.candidate
   ctx.persist({ kind: 'session-meta', sessionId: r.id, epoch: r.epoch, votedFor: req.candidate })
-  // Give the candidate time to show up as owner before standing ourselves.
+  // Give the candidate time to show up as owner before standing ourselves: a
+  // diagnosis of the old owner still pending would otherwise give up on it at
+  // its deadline and stand for the next epoch, unseating the candidate we just
+  // elected before its first append reaches us (seen in the bench's SIGSTOP
+  // rounds: promoted, then demoted 0-100 ms later).
   r.ownerGone = false
+  r.diagnosis = null
   r.lastOwnerContactMs = ctx.now
   ctx.send(from, vote(r, req.epoch, true, false, 'granted', r.log.slice(req.commitIndex + 1, MAX_SESSION_ENTRIES)))
 }
@@ -160,7 +165,13 @@ function voteRefusal (ctx: Ctx, r: Replica, req: SessionVoteRequest): string | n
   if (req.epoch < r.epoch) return `stale epoch ${req.epoch} < ${r.epoch}`
   if (req.epoch === r.epoch && r.votedFor !== null && r.votedFor !== req.candidate) return `${VOTED_ELSEWHERE} ${r.votedFor} in epoch ${r.epoch}`
   if (!config(r).members.includes(req.candidate)) return `${req.candidate} ${NOT_A_MEMBER}`
+  const rival = rivalRefusal(ctx, r, req.candidate, req.epoch, req.preVote)
+  if (rival !== null) return rival
   if (r.role === 'owner' && leaseValid(ctx, r)) return 'the owner holds its lease'
+  // A majority elected us within the last vote timeout and our lease is not
+  // yet in (no member answered our first append): a rival asking for a later
+  // epoch now is one that has not heard of our win, not one that saw us fail.
+  if (r.role === 'owner' && ctx.now - r.promotedAtMs < ctx.config.voteTimeoutMs) return `${JUST_ELECTED} in epoch ${r.epoch}`
   // The promise behind the owner's lease: no vote while the owner was heard within
   // ownerTimeoutMs, unless this member itself saw it die (diagnosis failed, or
   // the connection closed and nothing came since).
@@ -178,6 +189,9 @@ function voteRefusal (ctx: Ctx, r: Replica, req: SessionVoteRequest): string | n
   if (withinBytes(tail).length < tail.length) return 'the candidate is too far behind to complete in one vote'
   return null
 }
+
+// The refusal of an owner elected moments ago, before its lease is in.
+export const JUST_ELECTED = 'the owner was just elected'
 
 function vote (r: Replica, epoch: number, granted: boolean, preVote: boolean, reason: string, tail: SessionVote['tail']): SessionVote {
   return {

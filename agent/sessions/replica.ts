@@ -11,7 +11,7 @@ import type { PeerKey, Random } from '../core/io.ts'
 import type { SessionsConfig } from './config.ts'
 import { ReplicaLog } from './log.ts'
 import type { Service } from './services.ts'
-import type { ClientReply, MemberDirectory, SessionDurable, SessionEvent, SessionRole, StoredSession } from './types.ts'
+import type { ClientReply, MemberDirectory, SessionCommand, SessionDurable, SessionEvent, SessionRole, StoredSession } from './types.ts'
 
 export interface Ctx {
   readonly self: PeerKey
@@ -70,6 +70,10 @@ export type Candidacy = {
   extended: number
 }
 
+// A terminal's request held while the session changes owner (parked.ts).
+export type ParkableCommand = Extract<SessionCommand, { type: 'append' | 'append-batch' | 'get' | 'close' }>
+export type Parked = { command: ParkableCommand; deadlineMs: number }
+
 export type Repair = { adding: PeerKey; asWitness: boolean; removing: PeerKey | null; startedMs: number; phase: 'catch-up' }
 
 export type Replica = {
@@ -123,6 +127,8 @@ export type Replica = {
   readableFromIndex: number
   // The group (as JSON) whose members we last asked the host to connect to.
   connectedTo: readonly PeerKey[]
+  // Terminals' requests held while the owner is in doubt, oldest first.
+  parked: Parked[]
 }
 
 // The owner's lease counts a member's promise for only this share of
@@ -164,7 +170,8 @@ export function newReplica (info: SessionInfo, nowMs: number): Replica {
     forgottenBy: new Set(),
     defunct: false,
     readableFromIndex: 0,
-    connectedTo: []
+    connectedTo: [],
+    parked: []
   }
 }
 

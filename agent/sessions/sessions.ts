@@ -16,7 +16,8 @@ import {
 import { clientAppendBatch } from './deltas.ts'
 import { HashRing, placeGroup, serviceCapacity } from './placement.ts'
 import { config, newReplica, restoreReplica, voters } from './replica.ts'
-import type { Ctx, Replica, ReplyTarget } from './replica.ts'
+import type { Ctx, ParkableCommand, Replica, ReplyTarget } from './replica.ts'
+import { dueParked, nextParkedDeadline, park } from './parked.ts'
 import type { Service } from './services.ts'
 import type { ClientReply, MemberDirectory, SessionCommand, SessionEffect, SessionInput, StoredSession } from './types.ts'
 
@@ -123,7 +124,7 @@ export class Sessions {
     for (const pending of this.#pending.values()) next = Math.min(next, pending.deadlineMs)
     for (const r of this.#replicas.values()) {
       if (r.role === 'owner') next = Math.min(next, r.heartbeatAtMs, nextWaiterDeadline(r))
-      else next = Math.min(next, nextElectionWake(r) + (r.role === 'standby' && !r.ownerGone && r.diagnosis === null ? this.#config.ownerTimeoutMs : 0))
+      else next = Math.min(next, nextParkedDeadline(r), nextElectionWake(r) + (r.role === 'standby' && !r.ownerGone && r.diagnosis === null ? this.#config.ownerTimeoutMs : 0))
     }
     return next
   }
@@ -197,6 +198,14 @@ export class Sessions {
   }
 
   #tickReplica (ctx: Ctx, r: Replica): void {
+    this.#tickRole(ctx, r)
+    // Requests held while the owner was in doubt: served, redirected or refused
+    // as soon as that is settled (or their window ends).
+    if (this.#replicas.get(r.id) !== r) return
+    for (const held of dueParked(r, ctx.now)) this.#serveOrRedirect(ctx, r, held.command, false)
+  }
+
+  #tickRole (ctx: Ctx, r: Replica): void {
     if (r.role !== 'owner' && (r.defunct || (r.closed && r.appliedIndex >= r.commitIndex))) return this.#forget(ctx, r)
     if (r.role === 'owner') {
       if (ctx.now >= r.heartbeatAtMs) heartbeat(ctx, r)
@@ -219,6 +228,8 @@ export class Sessions {
     this.#replicas.delete(r.id)
     ctx.persist({ kind: 'session-delete', sessionId: r.id })
     ctx.emit({ type: 'session-closed', sessionId: r.id })
+    // Held requests are answered as if they arrived now (found elsewhere, or not).
+    for (const held of r.parked.splice(0)) this.#locate(held.command)
   }
 
   // ---- messages between agents -------------------------------------------
@@ -297,7 +308,17 @@ export class Sessions {
     if (r === undefined) return this.#locate(command)
     if (!this.#tokensEqual(r.info.tokenHash, command.tokenHash)) return ctx.reply(target, { status: 401, body: { error: 'this token does not open this session' } })
     if (command.type === 'resume') return ctx.reply(target, { status: 200, body: this.#view(r) })
-    if (r.role !== 'owner') return this.#redirect(ctx, target, r, command.type)
+    this.#serveOrRedirect(ctx, r, command, true)
+  }
+
+  // The owner serves; another member redirects to it, or holds the request
+  // while the owner is in doubt (parked.ts) when `mayPark`.
+  #serveOrRedirect (ctx: Ctx, r: Replica, command: ParkableCommand, mayPark: boolean): void {
+    const target: ReplyTarget = { local: command.requestId }
+    if (r.role !== 'owner') {
+      if (mayPark && park(r, command, ctx.now, this.#config)) return
+      return this.#redirect(ctx, target, r, command.type)
+    }
     if (command.type === 'append') return clientAppend(ctx, r, target, command.clientSeq, command.op)
     if (command.type === 'append-batch') return clientAppendBatch(ctx, r, target, command.clientSeq, command.ops)
     if (command.type === 'get') return this.#get(ctx, target, r)

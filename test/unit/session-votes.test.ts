@@ -1,7 +1,8 @@
 // Votes: what a member grants and refuses (one vote per epoch, persisted before
 // it leaves; no vote for a candidate behind the acknowledged log, for a
 // non-member, or while the owner is heard; pre-votes change nothing), and a
-// standby's candidacy from pre-vote to owner.
+// standby's candidacy to owner: straight to the real vote where one more vote
+// is a majority (a group of three), through a pre-vote in larger groups.
 
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -9,9 +10,10 @@ import { onVote, ownerHint, watchOwner } from '../../agent/sessions/election.ts'
 import { onVoteRequest } from '../../agent/sessions/follower.ts'
 import { clientAppend } from '../../agent/sessions/owner.ts'
 import type { Replica } from '../../agent/sessions/replica.ts'
-import type { SessionVote, SessionVoteRequest } from '../../protocol/messages.ts'
+import type { PeerKey } from '../../agent/core/io.ts'
+import type { GroupConfig, SessionVote, SessionVoteRequest } from '../../protocol/messages.ts'
 import {
-  FakeCtx, FakeDirectory, LAN, SESSION, ackFrom, entriesWithEpochs, epochsOf, ownerGroup, standby, terminal, voteRequest
+  FakeCtx, FakeDirectory, GROUP, LAN, SESSION, ackFrom, entriesWithEpochs, epochsOf, ownerGroup, standby, terminal, voteRequest
 } from './session-fixtures.ts'
 
 // B, a standby of A's group {A, B, C}, holding entries of `epochs`, which last
@@ -96,7 +98,9 @@ test('a member that heard the owner within ownerTimeoutMs refuses, unless it saw
     if (c.saw === 'the membership declares A dead') ctx.directory.set('A', 'dead')
     if (c.saw === 'the transport cannot reach A') ownerHint(ctx, r, 'A', true)
     watchOwner(ctx, r)
-    const vote = ask(ctx, r, voteRequest({ candidate: c.candidate, epoch: 2, lastIndex: 3 }))
+    // Epoch 3: B, having seen A die, stands for epoch 2 itself (first in the
+    // queue), and refuses a rival behind it for that epoch (see below).
+    const vote = ask(ctx, r, voteRequest({ candidate: c.candidate, epoch: 3, lastIndex: 3 }))
     assert.is(vote.granted, c.granted, `${name}: ${vote.reason}`)
     if (!c.granted) assert.ok(vote.reason.includes('was heard'), vote.reason)
   }
@@ -184,7 +188,21 @@ function granted (from: SessionVote, tail: SessionVote['tail'] = []): SessionVot
   return { ...from, granted: true, reason: 'granted', tail }
 }
 
-test('a standby that saw its owner die stands: pre-vote first, then a persisted real vote, then owner', () => {
+// A group of five: a candidate needs two votes besides its own, so it asks for a
+// pre-vote first.
+const FIVE: GroupConfig = { members: ['A', 'B', 'C', 'D', 'E'], witness: null }
+
+// B, a standby of A's group of five, standing once it sees A dead.
+function candidateOfFive (self: PeerKey = 'B'): { ctx: FakeCtx; r: Replica } {
+  const ctx = new FakeCtx(self, new FakeDirectory(self, FIVE.members))
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1], FIVE), { commitIndex: 2, heardOwnerAgoMs: 100 })
+  ctx.directory.set('A', 'dead')
+  watchOwner(ctx, r)
+  watchOwner(ctx, r)
+  return { ctx, r }
+}
+
+test('a standby that saw its owner die, where one more vote is a majority, asks for the real vote at once and casts its own as it wins', () => {
   // B holds 1..3 (committed 2); C holds 1..5 of epoch 1.
   const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
   const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
@@ -192,37 +210,97 @@ test('a standby that saw its owner die stands: pre-vote first, then a persisted 
   watchOwner(ctx, r)
   assert.equal([r.ownerGone, r.electionAtMs], [true, ctx.now], 'first in the queue: stands at once')
   watchOwner(ctx, r)
-
-  const pre = ctx.sends('session-vote-request').map((s) => ({ to: s.to, ...(s.message as SessionVoteRequest) }))
-  assert.equal(pre.map((p) => [p.to, p.epoch, p.preVote, p.lastIndex, p.commitIndex]), [['A', 2, true, 3, 2], ['C', 2, true, 3, 2]])
-  assert.equal([r.role, r.epoch], ['candidate', 1], 'the pre-vote raises no epoch')
+  const asked = ctx.sends('session-vote-request').map((s) => ({ to: s.to, ...(s.message as SessionVoteRequest) }))
+  assert.equal(asked.map((p) => [p.to, p.epoch, p.preVote, p.lastIndex, p.commitIndex]), [['A', 2, false, 3, 2], ['C', 2, false, 3, 2]])
+  assert.equal([r.role, r.epoch, r.votedFor], ['candidate', 1, null], 'no epoch raised, no vote cast, before a grant')
   assert.equal(ctx.persists(), [])
-
-  ctx.take()
-  const voteBase: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 2, granted: true, preVote: true, reason: 'would vote', lastIndex: 5, lastEpoch: 1, commitIndex: 2, tail: [] }
-  onVote(ctx, r, 'C', voteBase)
-  assert.equal([r.epoch, r.votedFor], [2, 'B'])
-  const persisted = ctx.indexOf((e) => e.kind === 'persist' && e.record.kind === 'session-meta' && e.record.epoch === 2 && e.record.votedFor === 'B')
-  const firstRequest = ctx.indexOf((e) => e.kind === 'send' && e.message.type === 'session-vote-request')
-  assert.ok(persisted >= 0 && persisted < firstRequest, 'votedFor self is persisted before the real requests leave')
-  assert.equal(ctx.sends('session-vote-request').map((s) => (s.message as SessionVoteRequest).preVote), [false, false])
   assert.equal(ctx.events('election-started').length, 1)
 
   ctx.take()
   const cTail = entriesWithEpochs([1, 1, 1, 1, 1]).slice(2)
-  onVote(ctx, r, 'C', granted({ ...voteBase, preVote: false }, cTail))
+  const vote: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 2, granted: true, preVote: false, reason: 'granted', lastIndex: 5, lastEpoch: 1, commitIndex: 2, tail: cTail }
+  onVote(ctx, r, 'C', vote)
   assert.is(r.role, 'owner')
+  assert.equal([r.epoch, r.votedFor], [2, 'B'])
+  const persisted = ctx.indexOf((e) => e.kind === 'persist' && e.record.kind === 'session-meta' && e.record.epoch === 2 && e.record.votedFor === 'B')
+  const firstAppend = ctx.indexOf((e) => e.kind === 'send' && e.message.type === 'session-append')
+  assert.ok(persisted >= 0 && persisted < firstAppend, 'its own vote is persisted in the step that wins, before its first append')
   assert.equal(epochsOf(r.log), [1, 1, 1, 1, 1, 2], 'the log is completed from C\'s tail, then an epoch entry')
-  assert.equal(r.log.entry(6)?.body.kind, 'epoch')
   assert.equal(ctx.events('promoted').length, 1)
 })
 
-test('a candidate ignores votes of another epoch or the wrong phase, and steps down on a later epoch', () => {
-  const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
-  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2 })
-  ctx.directory.set('A', 'dead')
-  watchOwner(ctx, r)
-  watchOwner(ctx, r)
+test('in a group of five a standby stands with a pre-vote first, then a persisted real vote, then owner', () => {
+  const { ctx, r } = candidateOfFive()
+  const pre = ctx.sends('session-vote-request').map((s) => ({ to: s.to, ...(s.message as SessionVoteRequest) }))
+  assert.equal(pre.map((p) => [p.to, p.epoch, p.preVote]), [['A', 2, true], ['C', 2, true], ['D', 2, true], ['E', 2, true]])
+  assert.equal([r.role, r.epoch], ['candidate', 1], 'the pre-vote raises no epoch')
+  assert.equal(ctx.persists(), [])
+
+  ctx.take()
+  const voteBase: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 2, granted: true, preVote: true, reason: 'would vote', lastIndex: 3, lastEpoch: 1, commitIndex: 2, tail: [] }
+  onVote(ctx, r, 'C', voteBase)
+  assert.equal([r.epoch, r.candidacy?.pre], [1, true], 'one pre-vote of the two needed')
+  onVote(ctx, r, 'D', voteBase)
+  assert.equal([r.epoch, r.votedFor], [2, 'B'])
+  const persisted = ctx.indexOf((e) => e.kind === 'persist' && e.record.kind === 'session-meta' && e.record.epoch === 2 && e.record.votedFor === 'B')
+  const firstRequest = ctx.indexOf((e) => e.kind === 'send' && e.message.type === 'session-vote-request')
+  assert.ok(persisted >= 0 && persisted < firstRequest, 'votedFor self is persisted before the real requests leave')
+  assert.equal(ctx.sends('session-vote-request').map((s) => (s.message as SessionVoteRequest).preVote), [false, false, false, false])
+  assert.equal(ctx.events('election-started').length, 1)
+
+  ctx.take()
+  onVote(ctx, r, 'C', granted({ ...voteBase, preVote: false }))
+  assert.is(r.role, 'candidate')
+  onVote(ctx, r, 'D', granted({ ...voteBase, preVote: false }))
+  assert.is(r.role, 'owner')
+  assert.equal(epochsOf(r.log), [1, 1, 1, 2])
+})
+
+// Found by the real-process bench: the first standby's loop was busy and saw
+// the owner's connection close 300 ms after the second, which then sat out its
+// 200 ms stagger before asking for a vote.
+test('in a group of three the second standby stands a quarter stagger after it gives up on the owner; in a group of five a whole one', () => {
+  for (const [group, peers, second] of [[GROUP, ['A', 'B', 'C'], LAN.candidateStaggerMs / 4], [FIVE, FIVE.members, LAN.candidateStaggerMs]] as const) {
+    const ctx = new FakeCtx('C', new FakeDirectory('C', [...peers]))
+    const r = standby(ctx, entriesWithEpochs([1, 1, 1], group), { commitIndex: 2, heardOwnerAgoMs: 100 })
+    ownerHint(ctx, r, 'A', true)
+    assert.equal([r.ownerGone, r.electionAtMs - ctx.now], [true, second], `C, second in the queue of ${group.members.length}`)
+  }
+})
+
+// Both standbys of a group of three may stand at once (they saw the owner die at
+// the same moment). Neither has cast its own vote yet; the one behind in the
+// queue grants the one ahead, which refuses it: one exchange, one owner.
+test('two standbys of a group of three standing at once settle in one exchange: the one ahead wins', () => {
+  const stand = (self: PeerKey): { ctx: FakeCtx; r: Replica } => {
+    const ctx = new FakeCtx(self, new FakeDirectory(self, ['A', 'B', 'C']))
+    const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+    ctx.directory.set('A', 'dead')
+    watchOwner(ctx, r)
+    ctx.now = r.electionAtMs
+    watchOwner(ctx, r)
+    return { ctx, r }
+  }
+  const b = stand('B')
+  const c = stand('C')
+  assert.equal([b.r.role, c.r.role], ['candidate', 'candidate'])
+  const toC = b.ctx.sends('session-vote-request').find((s) => s.to === 'C')?.message as SessionVoteRequest
+  const toB = c.ctx.sends('session-vote-request').find((s) => s.to === 'B')?.message as SessionVoteRequest
+  const fromB = ask(b.ctx, b.r, toB)
+  assert.not.ok(fromB.granted, 'B, ahead, refuses C')
+  assert.ok(fromB.reason.startsWith('already voted for B'), fromB.reason)
+  assert.equal([b.r.role, b.r.epoch], ['candidate', 1])
+  const fromC = ask(c.ctx, c.r, toC)
+  assert.ok(fromC.granted, fromC.reason)
+  assert.equal([c.r.role, c.r.epoch, c.r.votedFor, c.r.candidacy], ['standby', 2, 'B', null], 'C, behind, voted for B and stopped standing')
+  onVote(b.ctx, b.r, 'C', fromC)
+  assert.equal([b.r.role, b.r.epoch, b.r.votedFor], ['owner', 2, 'B'])
+  onVote(c.ctx, c.r, 'B', fromB)
+  assert.equal([c.r.role, c.r.epoch], ['standby', 2], 'B\'s refusal changes nothing more at C')
+})
+
+test('a candidate of a group of five ignores votes of another epoch or the wrong phase, and steps down on a later epoch', () => {
+  const { ctx, r } = candidateOfFive()
   const base: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 2, granted: true, preVote: false, reason: 'granted', lastIndex: 3, lastEpoch: 1, commitIndex: 2, tail: [] }
   onVote(ctx, r, 'C', base)
   assert.equal([r.role, r.epoch], ['candidate', 1], 'a real vote during the pre-vote does not count')
@@ -253,10 +331,10 @@ test('a member refusing because it heard the owner lately checks on the owner, a
 // Found by the real-process bench: both standbys, having seen the owner die a
 // few hundred ms apart, passed their pre-votes and split the real vote; each
 // waited out the vote timeout and a back-off before trying again (1-1.6 s).
-test('a standby behind a candidate in the queue steps aside once it grants it a pre-vote', () => {
-  // C is second in the queue of {A, B, C} once A is gone; B is first.
-  const ctx = new FakeCtx('C', new FakeDirectory('C', ['A', 'B', 'C']))
-  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+test('a standby of a group of five behind a candidate in the queue steps aside once it grants it a pre-vote', () => {
+  // C is second in the queue of {A, B, C, D, E} once A is gone; B is first.
+  const ctx = new FakeCtx('C', new FakeDirectory('C', FIVE.members))
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1], FIVE), { commitIndex: 2, heardOwnerAgoMs: 100 })
   ctx.directory.set('A', 'dead')
   watchOwner(ctx, r)
   assert.equal(r.electionAtMs, ctx.now + LAN.candidateStaggerMs, 'second in the queue')
@@ -270,8 +348,8 @@ test('a standby behind a candidate in the queue steps aside once it grants it a 
   ask(ctx, r, voteRequest({ candidate: 'B', epoch: 2, lastIndex: 3, commitIndex: 2, preVote: true }))
   assert.is(r.role, 'standby')
   // B, first in the queue, does not step aside for C.
-  const first = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
-  const b = standby(first, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+  const first = new FakeCtx('B', new FakeDirectory('B', FIVE.members))
+  const b = standby(first, entriesWithEpochs([1, 1, 1], FIVE), { commitIndex: 2, heardOwnerAgoMs: 100 })
   first.directory.set('A', 'dead')
   watchOwner(first, b)
   const at = b.electionAtMs
@@ -279,18 +357,17 @@ test('a standby behind a candidate in the queue steps aside once it grants it a 
   assert.is(b.electionAtMs, at)
 })
 
-test('a candidate whose real vote is split stands down at once, not at the deadline', () => {
-  const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
-  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
-  ctx.directory.set('A', 'dead')
-  watchOwner(ctx, r)
-  watchOwner(ctx, r)
+test('a candidate of a group of five whose real vote is split stands down at once, not at the deadline', () => {
+  const { ctx, r } = candidateOfFive()
   const base: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 2, granted: true, preVote: true, reason: 'would vote', lastIndex: 3, lastEpoch: 1, commitIndex: 2, tail: [] }
   onVote(ctx, r, 'C', base)
+  onVote(ctx, r, 'D', base)
   assert.equal([r.role, r.candidacy?.pre, r.epoch], ['candidate', false, 2])
   ctx.take()
-  // A is dead; C voted for itself in epoch 2: no majority can remain.
+  // A is dead; C and D voted for C in epoch 2: B and E cannot make three.
   onVote(ctx, r, 'C', { ...base, preVote: false, granted: false, reason: 'already voted for C in epoch 2' })
+  assert.is(r.role, 'candidate', 'B, D and E could still make a majority')
+  onVote(ctx, r, 'D', { ...base, preVote: false, granted: false, reason: 'already voted for C in epoch 2' })
   assert.is(r.role, 'standby')
   assert.equal(ctx.events('election-lost').map((e) => 'reason' in e ? e.reason : ''), ['split vote'])
 })
@@ -306,7 +383,7 @@ test('a candidate told by a member of its epoch that it is not in the group stop
   watchOwner(ctx, r)
   watchOwner(ctx, r)
   assert.is(r.role, 'candidate')
-  const base: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 1, granted: false, preVote: true, reason: 'B is not a member of the group', lastIndex: 4, lastEpoch: 1, commitIndex: 4, tail: [] }
+  const base: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 1, granted: false, preVote: false, reason: 'B is not a member of the group', lastIndex: 4, lastEpoch: 1, commitIndex: 4, tail: [] }
   onVote(ctx, r, 'C', base)
   assert.is(r.role, 'standby')
   assert.ok(r.orphanedAtMs !== null)
@@ -333,13 +410,42 @@ function freshOwner (): { ctx: FakeCtx; r: Replica } {
   ctx.directory.set('A', 'dead')
   watchOwner(ctx, r)
   watchOwner(ctx, r)
-  const vote: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 2, granted: true, preVote: true, reason: 'would vote', lastIndex: 3, lastEpoch: 1, commitIndex: 3, tail: [] }
+  const vote: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 2, granted: true, preVote: false, reason: 'granted', lastIndex: 3, lastEpoch: 1, commitIndex: 3, tail: [] }
   onVote(ctx, r, 'C', vote)
-  onVote(ctx, r, 'C', { ...vote, preVote: false, reason: 'granted' })
   if (r.role !== 'owner') throw new Error(`B did not win (${r.role})`)
   ctx.take()
   return { ctx, r }
 }
+
+// Found by the real-process bench (SIGSTOP rounds): a standby diagnosing the
+// frozen owner granted the other standby's vote, then gave up on the old owner
+// at its diagnosis deadline and stood for the next epoch, and the owner just
+// elected, whose lease was not in yet, granted it and stepped down.
+test('a member that grants a vote drops its pending diagnosis of the old owner and does not stand at its deadline', () => {
+  const { ctx, r } = voter([1, 1, 1], { heardOwnerAgoMs: LAN.ownerTimeoutMs })
+  watchOwner(ctx, r)
+  assert.ok(r.diagnosis !== null, 'diagnosing A')
+  const vote = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 2, lastIndex: 3 }))
+  assert.ok(vote.granted, vote.reason)
+  assert.is(r.diagnosis, null)
+  ctx.take()
+  ctx.now += LAN.diagnoseTimeoutMs + 1
+  watchOwner(ctx, r)
+  watchOwner(ctx, r)
+  assert.equal([r.ownerGone, r.role, ctx.sends('session-vote-request')], [false, 'standby', []], 'it waits for C')
+})
+
+test('an owner elected moments ago refuses a rival for a later epoch; a vote timeout later, still without its lease, it grants', () => {
+  const { ctx, r } = freshOwner()
+  const refused = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 3, lastIndex: 4, lastEpoch: 2, commitIndex: 3 }))
+  assert.not.ok(refused.granted)
+  assert.ok(refused.reason.startsWith('the owner was just elected'), refused.reason)
+  assert.equal([refused.epoch, r.role, r.epoch], [2, 'owner', 2])
+  ctx.now += LAN.voteTimeoutMs
+  const granted = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 3, lastIndex: 4, lastEpoch: 2, commitIndex: 3 }))
+  assert.ok(granted.granted, granted.reason)
+  assert.equal([r.role, r.epoch, r.votedFor], ['standby', 3, 'C'])
+})
 
 test('a new owner takes the next delta before its group answered, and acknowledges it only once the group holds it', () => {
   const { ctx, r } = freshOwner()
@@ -391,7 +497,7 @@ test('a candidate whose missing votes are only silence waits two more vote timeo
   assert.is(gaveUp.ctx.events('election-lost').length, 1, 'silent for three vote timeouts: lost')
 
   const refused = stand()
-  onVote(refused.ctx, refused.r, 'C', { ...vote, granted: false, epoch: 1, reason: 'the candidate lacks acknowledged entries' })
+  onVote(refused.ctx, refused.r, 'C', { ...vote, granted: false, preVote: false, epoch: 1, reason: 'the candidate lacks acknowledged entries' })
   refused.ctx.now += LAN.voteTimeoutMs
   watchOwner(refused.ctx, refused.r)
   assert.equal([refused.r.role, refused.ctx.events('election-lost').length], ['standby', 1], 'a real refusal: lost at the first deadline')
