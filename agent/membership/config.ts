@@ -91,7 +91,7 @@ const lan: MembershipConfig = {
   pushPullIntervalMs: 60_000,
   reconnectIntervalMs: 5_000,
   recordRefreshIntervalMs: 1_800_000,
-  recordMinIntervalMs: 60_000,
+  recordMinIntervalMs: 10_000,
   loadChangeThreshold: 0.1,
   deadReapMs: 60 * 60_000,
   joinRetryMs: 1_000,
@@ -110,7 +110,7 @@ const wan: MembershipConfig = {
   pushPullIntervalMs: 60_000,
   reconnectIntervalMs: 30_000,
   recordRefreshIntervalMs: 3_600_000,
-  recordMinIntervalMs: 120_000,
+  recordMinIntervalMs: 30_000,
   deadReapMs: 6 * 60 * 60_000,
   joinRetryMs: 2_000,
   stallThresholdMs: 250

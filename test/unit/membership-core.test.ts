@@ -258,7 +258,7 @@ test('load moves below the threshold are not published; larger ones are, at most
   assert.is(due.filter((e) => e.kind === 'publish').length, 1, 'published when the limit allows')
   assert.is(m.record.load.score, 0.9)
   const pings = later.filter((e) => e.kind === 'send' && e.message.type === 'ping')
-  assert.ok(pings.length > 10, `probes ran (${pings.length})`)
+  assert.ok(pings.length >= 5, `probes ran (${pings.length})`)
   const ownOnPings = pings.flatMap((e) => e.kind === 'send' && e.message.type === 'ping' ? e.message.updates : [])
     .filter((u) => u.kind === 'record' && u.signed.record.id === 'me')
   assert.is(ownOnPings.length, 0, 'load changes are not piggybacked')
