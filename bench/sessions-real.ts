@@ -60,6 +60,9 @@ export function latencies (values: number[]): Latencies {
   return { n: values.length, p50: percentile(values, 50), p99: percentile(values, 99), max: values.length === 0 ? NaN : Math.max(...values) }
 }
 
+// See benchRealSessions: the lan profile's recordMinIntervalMs plus a margin.
+const LOAD_SETTLE_MS = 12_000
+
 export async function benchRealSessions (options: SessionsRealOptions = {}): Promise<SessionsRealResult> {
   const nodes = options.nodes ?? 10
   const loadAtStart = loadavg()[0]
@@ -73,6 +76,11 @@ export async function benchRealSessions (options: SessionsRealOptions = {}): Pro
   const client = new EdgeClient({ agents: cluster.agents.map((a) => a.http) })
   try {
     await cluster.waitConverged(60_000)
+    // Sessions are placed by load, and an agent's first load reaches the others
+    // at most recordMinIntervalMs (10 s on lan) after its join record, which says 0:
+    // until then agent0, whose own view is current and high from start-up, ranks
+    // last and no session lands on it. Let the load records settle first.
+    await sleep(LOAD_SETTLE_MS)
     const replication: ReplicationRun[] = []
     for (const concurrency of options.concurrency ?? [1, 16, 64]) {
       replication.push(await replicationRun(client, cluster.agents[0], concurrency, valueBytes, options.windowSeconds ?? 10))
