@@ -122,17 +122,21 @@ test('a stale accusation about ourselves is answered with our current record', (
     answer.message.updates[0].kind === 'record' && answer.message.updates[0].signed.record.incarnation === 6)
 })
 
+// Ticks the core at each wake-up until it sends its first ping (within 5 s);
+// returns the ping and the time it went out.
+function firstPing (m: Membership): { ping: Effect & { kind: 'send' }; seq: number; nowMs: number } {
+  for (let now = 0; now < 5_000;) {
+    now = m.nextWakeMs()
+    const ping = m.step({ kind: 'tick', nowMs: now }).find((e) => e.kind === 'send' && e.message.type === 'ping')
+    if (ping !== undefined && ping.kind === 'send' && ping.message.type === 'ping') return { ping, seq: ping.message.seq, nowMs: now }
+  }
+  throw new Error('no ping within 5 s')
+}
+
 test('a probe whose ack is read right after a local stall does not fail', () => {
   const m = core()
   m.step(gossip('a', [signedRecord(recordOf('a'))], 0))
-  let now = 0
-  let ping: Effect | undefined
-  while (ping === undefined && now < 5_000) {
-    now = m.nextWakeMs()
-    ping = m.step({ kind: 'tick', nowMs: now }).find((e) => e.kind === 'send' && e.message.type === 'ping')
-  }
-  assert.ok(ping !== undefined && ping.kind === 'send' && ping.message.type === 'ping')
-  const seq = ping.message.seq
+  const { seq } = firstPing(m)
   // The event loop stalls for 500 ms past the core's next wake-up (the ping's
   // deadline or the next probe): the overdue timer runs first, then the ack.
   const stalledUntil = m.nextWakeMs() + 500
@@ -147,13 +151,7 @@ test('a probe whose ack is read right after a local stall does not fail', () => 
 test('a refused dial ends the probe one indirect window later, whatever the first-contact grace', () => {
   const m = core()
   for (const id of ['a', 'b', 'c', 'd']) m.step(gossip(id, [signedRecord(recordOf(id))], 0))
-  let now = 0
-  let ping: Effect | undefined
-  while (ping === undefined) {
-    now = m.nextWakeMs()
-    ping = m.step({ kind: 'tick', nowMs: now }).find((e) => e.kind === 'send' && e.message.type === 'ping')
-  }
-  if (ping.kind !== 'send') throw new Error('unreachable')
+  const { ping, nowMs: now } = firstPing(m)
   const target = ping.to
   // Never contacted, so the direct wait would be probeTimeoutMs + firstContactGraceMs;
   // the transport reports the dial refused 5 ms in.
@@ -182,15 +180,8 @@ test('a relay whose ping to the target is refused starts no probe of its own (no
 test('a probe that fails after its target\'s record moved on (refuted, restarted) accuses nobody', () => {
   const m = core()
   for (const id of ['a', 'b', 'c', 'd']) m.step(gossip(id, [signedRecord(recordOf(id))], 0))
-  let now = 0
-  let ping: Effect | undefined
-  while (ping === undefined) {
-    now = m.nextWakeMs()
-    ping = m.step({ kind: 'tick', nowMs: now }).find((e) => e.kind === 'send' && e.message.type === 'ping')
-  }
-  if (ping.kind !== 'send' || ping.message.type !== 'ping') throw new Error('unreachable')
+  const { ping, seq: staleSeq, nowMs: now } = firstPing(m)
   const target = ping.to
-  const staleSeq = ping.message.seq
   // The target restarts with a new incarnation while our probe of the old one is out.
   m.step(gossip(target, [signedRecord(recordOf(target, 2))], now + 1))
   const out: Effect[] = []
