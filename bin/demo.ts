@@ -6,6 +6,8 @@
 // Real processes, real sockets, real signals.
 
 import { EdgeClient } from '../agent/client/index.ts'
+import { membershipProfile } from '../agent/membership/config.ts'
+import { suspicionBoundsMs } from '../agent/membership/math.ts'
 import type { Session } from '../agent/client/index.ts'
 import { formatMembersTable } from '../agent/runtime/view.ts'
 import type { MembersJson } from '../agent/runtime/view.ts'
@@ -165,7 +167,9 @@ async function sessionsAct (cluster: LocalCluster): Promise<string[]> {
 }
 
 async function main (): Promise<number> {
-  say(`Starting ${NODES} edge agents on 127.0.0.1 (profile lan: probe every 200 ms, suspicion 0.8-1.6 s)…`)
+  const lan = membershipProfile('lan')
+  const suspicion = suspicionBoundsMs(NODES, lan.suspicionMinMs, lan.suspicionMaxTimeoutMult)
+  say(`Starting ${NODES} edge agents on 127.0.0.1 (profile lan: probe every ${lan.probeIntervalMs} ms, suspicion ${suspicion.minMs / 1000}-${suspicion.maxMs / 1000} s)…`)
   const cluster = await LocalCluster.start({ nodes: NODES, services: 'log,kv', configure: (i) => SITES[i] })
   try {
     say('\nAct 1: membership.')
