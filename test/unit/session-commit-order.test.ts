@@ -93,6 +93,14 @@ function makeHost (autoSync = true): { host: SessionsHost; log: Happening[]; sen
 const turn = async (): Promise<void> => { for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve)) }
 
 // Acks every append sent so far that is not acked yet, as both standbys would.
+// The first session id whose group, placed among A, B and C, has A as its owner.
+function sessionOwnedByA (config: ReturnType<typeof defaultConfig>): string {
+  for (let i = 0; ; i++) {
+    const sessionId = `log:${i.toString(16).padStart(16, '0')}`
+    if (placeGroup(new FakeDirectory('A', ['A', 'B', 'C']).alive(), sessionId, 'log', null, config.sessions)?.members[0] === 'A') return sessionId
+  }
+}
+
 function ackAll (host: SessionsHost, sent: Array<{ to: string; message: SessionMessage }>, from: number): void {
   for (const { to, message } of sent.slice(from)) {
     if (message.type !== 'session-append') continue
@@ -139,8 +147,7 @@ test('host: the entries frame leaves before the owner commits, the answer after 
 test('host: a later input never overtakes an uncommitted batch (commit first, then its reply)', async () => {
   const { host, log, sent } = makeHost()
   const config = defaultConfig()
-  let sessionId = ''
-  for (let i = 0; placeGroup(new FakeDirectory('A', ['A', 'B', 'C']).alive(), sessionId = `log:${i.toString(16).padStart(16, '0')}`, 'log', null, config.sessions)?.members[0] !== 'A'; i++);
+  const sessionId = sessionOwnedByA(config)
   const tokenHash = hashToken(`${sessionId}~x`)
   const opened = host.request({ type: 'open', sessionId, terminalId: 't', service: 'log', position: null, tokenHash })
   await turn()
@@ -165,8 +172,7 @@ test('host: a later input never overtakes an uncommitted batch (commit first, th
 test('host: while a batch fsyncs off the event loop, later inputs wait and then go in one batch; the answer waits for the fsync', async () => {
   const { host, log, sent, syncs } = makeHost(false)
   const config = defaultConfig()
-  let sessionId = ''
-  for (let i = 0; placeGroup(new FakeDirectory('A', ['A', 'B', 'C']).alive(), sessionId = `log:${i.toString(16).padStart(16, '0')}`, 'log', null, config.sessions)?.members[0] !== 'A'; i++);
+  const sessionId = sessionOwnedByA(config)
   const tokenHash = hashToken(`${sessionId}~x`)
   const returnSyncs = (): void => { for (const done of syncs.splice(0)) done(null) }
   const opened = host.request({ type: 'open', sessionId, terminalId: 't', service: 'log', position: null, tokenHash })
@@ -214,8 +220,7 @@ test('host: while a batch fsyncs off the event loop, later inputs wait and then 
 test('host: a failed fsync stops the sessions and answers 503, never 200', async () => {
   const { host, log, sent, syncs } = makeHost(false)
   const config = defaultConfig()
-  let sessionId = ''
-  for (let i = 0; placeGroup(new FakeDirectory('A', ['A', 'B', 'C']).alive(), sessionId = `log:${i.toString(16).padStart(16, '0')}`, 'log', null, config.sessions)?.members[0] !== 'A'; i++);
+  const sessionId = sessionOwnedByA(config)
   const tokenHash = hashToken(`${sessionId}~x`)
   const opened = host.request({ type: 'open', sessionId, terminalId: 't', service: 'log', position: null, tokenHash })
   await turn()
