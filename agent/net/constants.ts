@@ -155,6 +155,24 @@ export const IDENTITY_FILE = 'identity.key'
 export const PUBLIC_KEY_CACHE_ENTRIES = 10_000
 
 // Gossipsub mesh degrees for the membership topic (see libp2p.ts): D peers in the
-// mesh, between Dlo and Dhi before grafting or pruning, IHAVE gossip to Dlazy
-// others, Dout outbound peers kept, Dscore kept by score when pruning.
-export const GOSSIP_MESH = { D: 3, Dlo: 2, Dhi: 6, Dlazy: 3, Dout: 1, Dscore: 1 }
+// mesh, between Dlo and Dhi before grafting or pruning, Dout outbound peers kept,
+// Dscore kept by score when pruning.
+//
+// No IHAVE gossip (Dlazy 0, gossipFactor 0). Gossipsub's lazy gossip repairs a
+// message the mesh lost by advertising, every heartbeat (1 s), the ids of the last
+// three heartbeats' messages to Dlazy peers outside the mesh. Membership has its
+// own repair (suspicions and verdicts ride on probes, push-pull reconciles whole
+// tables), and over TCP the mesh loses a message only with a connection. At 20
+// agents the advertisements alone were ~1.8 kB/s per agent at rest (ids are 46
+// bytes: the publisher's id and a sequence number), more than all of SWIM.
+export const GOSSIP_MESH = { D: 3, Dlo: 2, Dhi: 6, Dlazy: 0, gossipFactor: 0, Dout: 1, Dscore: 1 }
+// Gossipsub's peer scoring, changed in one place: no penalty for sharing an IP.
+// Its default (P6: -5 × (peers on one IP beyond 10)²) guards open networks
+// against one host posing as many peers. Here every peer has proven the cluster
+// key, and several agents behind one address are normal (NAT, a box running a
+// few agents, the simulator's --real clusters on 127.0.0.1). With the default,
+// 20 agents on one address scored each other -500: below gossipsub's graylist
+// threshold (-80), so none was grafted into a mesh and their messages were
+// dropped; a suspicion then reached most members only by IHAVE a heartbeat later,
+// too late to count as a confirmation, and each waited out the longest timeout.
+export const GOSSIP_SCORE_PARAMS = { IPColocationFactorWeight: 0 }

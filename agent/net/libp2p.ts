@@ -17,7 +17,7 @@ import type { DirectChannelName, GossipVerdict, Net, NetHandlers, NetOptions, Ne
 import { MAX_ADDRS, MAX_GOSSIP_FRAME_BYTES } from '../../protocol/limits.ts'
 import {
   CLUSTER_NAME_PATTERN, CONNECTION_MONITOR_ENABLED, GOSSIP_DECODE_LIMITS, GOSSIP_MAX_RPC_BYTES,
-  GOSSIP_MESH, GOSSIP_MESSAGES_PER_PEER, GOSSIP_OUTBOUND_BUFFER_BYTES, INBOUND_CONNECTIONS_PER_HOST_PER_S, MAX_CONNECTIONS,
+  GOSSIP_MESH, GOSSIP_MESSAGES_PER_PEER, GOSSIP_SCORE_PARAMS, GOSSIP_OUTBOUND_BUFFER_BYTES, INBOUND_CONNECTIONS_PER_HOST_PER_S, MAX_CONNECTIONS,
   MAX_DIAL_TIMEOUT_MS, MAX_INCOMING_PENDING_CONNECTIONS, MEMBERSHIP_FRAMES_PER_PEER, RATE_TRACKED_PEERS,
   REQUEST_SERVE_TIMEOUT_MS, SESSION_FRAMES_PER_PEER, directProtocol, gossipTopic, packagesProtocol, replicationProtocol
 } from './constants.ts'
@@ -96,6 +96,7 @@ async function createNode (options: NetOptions, privateKey: PrivateKey): Promise
         // that; forwarding adds a hop of a few ms at most.
         ...GOSSIP_MESH,
         floodPublish: false,
+        scoreParams: GOSSIP_SCORE_PARAMS,
         // Every peer runs this agent: no floodsub fallback, no peer exchange, and
         // no topic but ours.
         fallbackToFloodsub: false,

@@ -232,6 +232,29 @@ netTest('a gossip reaches the others with the publisher as from, and a reject ve
   assert.ok(a.net.stats().gossipFramesOut >= 2)
 })
 
+netTest('twelve nets on one address form a mesh: each publish reaches every other by forwarding alone', async (cleanup) => {
+  // Twelve peers on 127.0.0.1 is over gossipsub's default IP-colocation allowance
+  // (10): with its default penalty they score each other below zero, nobody
+  // grafts anybody, and, with IHAVE gossip off, a publish reaches no one.
+  const nodes: Node[] = []
+  for (let i = 0; i < 12; i++) nodes.push(await startNode(cleanup))
+  for (let i = 1; i < nodes.length; i++) {
+    for (let j = 0; j < i; j++) assert.is(await nodes[i].net.dial(nodes[j].net.addrs()[0], 5_000), nodes[j].net.id)
+  }
+  // The mesh forms at gossipsub's heartbeats (1 s): publish until all hear one.
+  const heardFrom = (node: Node, prefix: string): boolean => node.gossip.some((r) => r.text.startsWith(prefix))
+  for (let i = 0; !nodes.slice(1).every((n) => heardFrom(n, 'warm')); i++) {
+    assert.ok(i < 80, `after ${i} publishes only ${nodes.slice(1).filter((n) => heardFrom(n, 'warm')).length} of 11 heard node 0`)
+    nodes[0].net.publish(text(`warm${i}`))
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  // Now one publish from each node: each reaches all eleven others.
+  for (const [k, publisher] of nodes.entries()) publisher.net.publish(text(`round-${k}`))
+  await waitFor('every node to hear every other node\'s one publish', () =>
+    nodes.every((n, i) => nodes.every((_, k) => k === i || n.gossip.some((r) => r.text === `round-${k}`))), 5_000)
+  for (const [i, n] of nodes.entries()) assert.ok(n.gossip.every((r) => r.text !== `round-${i}`), `node ${i} heard its own publish`)
+})
+
 netTest('publish with no peers neither throws nor rejects', async (cleanup) => {
   const a = await startNode(cleanup)
   a.net.publish(text('alone'))
