@@ -3,12 +3,24 @@
 // placement uses is the largest of the three (sessions as a share of capacity):
 // a box is as busy as its busiest resource.
 //
-// Utilisation and CPU are smoothed (exponentially weighted, weight SMOOTHING on
-// the newest sample, so a step shows ~90% after 6 samples): one-second samples
-// jump by more than the change threshold all the time, and every accepted change
-// is a re-signed record published to the whole cluster.
+// Utilisation and CPU are smoothed (see smoothLoad): one-second samples jump by
+// more than the change threshold all the time, and every accepted change is a
+// re-signed record published to the whole cluster.
 
-const SMOOTHING = 0.3
+// Weight of the newest sample when it is above the average (a rise shows ~90%
+// after 6 samples) and when it is below (a fall shows ~90% after 45).
+export const SMOOTHING_UP = 0.3
+export const SMOOTHING_DOWN = 0.05
+
+// Rises fast, falls slowly. A busy box must leave placement within seconds; a box
+// that became idle loses little by rejoining it half a minute later. And a load
+// that only jitters settles near the top of its jitter instead of crossing the
+// change threshold up and down every few seconds: with one weight (0.3) both
+// ways, 20 agents sharing a box each re-published its record every 10 s (the
+// most the rate limit allows) at rest, ~2 kB/s per agent once forwarded.
+export function smoothLoad (previous: number, sample: number): number {
+  return previous + (sample > previous ? SMOOTHING_UP : SMOOTHING_DOWN) * (sample - previous)
+}
 
 import { cpus } from 'node:os'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
@@ -62,9 +74,8 @@ export class LoadSampler {
     this.#lagP99Ms = this.#delay.percentile(99) / 1e6
     this.#delay.reset()
     const clamp = (v: number): number => Math.min(1, Math.max(0, Number.isFinite(v) ? v : 0))
-    const smooth = (previous: number, sample: number): number => previous + SMOOTHING * (sample - previous)
-    this.#smoothElu = smooth(this.#smoothElu, clamp(elu))
-    this.#smoothCpu = smooth(this.#smoothCpu, clamp(cpu))
+    this.#smoothElu = smoothLoad(this.#smoothElu, clamp(elu))
+    this.#smoothCpu = smoothLoad(this.#smoothCpu, clamp(cpu))
     return { score: loadScore(this.#smoothElu, this.#smoothCpu, sessions, capacity), sessions, elu: this.#smoothElu, cpu: this.#smoothCpu }
   }
 
