@@ -60,8 +60,9 @@ export function latencies (values: number[]): Latencies {
   return { n: values.length, p50: percentile(values, 50), p99: percentile(values, 99), max: values.length === 0 ? NaN : Math.max(...values) }
 }
 
-// See benchRealSessions: the lan profile's recordMinIntervalMs plus a margin.
-const LOAD_SETTLE_MS = 12_000
+// See benchRealSessions: the ~22 s the load average takes to forget start-up
+// (agent/runtime/load.ts) plus a margin.
+const LOAD_SETTLE_MS = 25_000
 
 export async function benchRealSessions (options: SessionsRealOptions = {}): Promise<SessionsRealResult> {
   const nodes = options.nodes ?? 10
@@ -79,7 +80,8 @@ export async function benchRealSessions (options: SessionsRealOptions = {}): Pro
     // Sessions are placed by load, and an agent's first load reaches the others
     // at most recordMinIntervalMs (10 s on lan) after its join record, which says 0:
     // until then agent0, whose own view is current and high from start-up, ranks
-    // last and no session lands on it. Let the load records settle first.
+    // last and no session lands on it. Let the load averages forget start-up and
+    // the records settle first.
     await sleep(LOAD_SETTLE_MS)
     const replication: ReplicationRun[] = []
     for (const concurrency of options.concurrency ?? [1, 16, 64]) {

@@ -7,19 +7,17 @@
 // more than the change threshold all the time, and every accepted change is a
 // re-signed record published to the whole cluster.
 
-// Weight of the newest sample when it is above the average (a rise shows ~90%
-// after 6 samples) and when it is below (a fall shows ~90% after 45).
-export const SMOOTHING_UP = 0.3
-export const SMOOTHING_DOWN = 0.05
+// Weight of the newest sample in the average: a step shows half in 7 one-second
+// samples and ~90% in 22.
+export const SMOOTHING = 0.1
 
-// Rises fast, falls slowly. A busy box must leave placement within seconds; a box
-// that became idle loses little by rejoining it half a minute later. And a load
-// that only jitters settles near the top of its jitter instead of crossing the
-// change threshold up and down every few seconds: with one weight (0.3) both
-// ways, 20 agents sharing a box each re-published its record every 10 s (the
-// most the rate limit allows) at rest, ~2 kB/s per agent once forwarded.
+// A busy box leaves placement within seconds, and a load that only jitters stays
+// put instead of crossing the change threshold up and down: with a weight of 0.3
+// (half a step in 2 s), 20 agents sharing a box each re-published its record every
+// 10 s at rest (the most the rate limit allows), ~2 kB/s per agent once
+// forwarded; with 0.1, a seeded hour of jitter of σ 0.1 gives no change at all.
 export function smoothLoad (previous: number, sample: number): number {
-  return previous + (sample > previous ? SMOOTHING_UP : SMOOTHING_DOWN) * (sample - previous)
+  return previous + SMOOTHING * (sample - previous)
 }
 
 import { cpus } from 'node:os'
