@@ -162,7 +162,7 @@ test('a snapshot deletes the entries it covers, a truncate the tail, and the com
   })
 })
 
-test('entry records of one batch are stored as one run, and a commit-only batch (kept for the next batch or close) survives a reopen', () => {
+test('entry records of one batch are stored as one run, and a kept commit index (written at close) survives a reopen', () => {
   withDir((dir) => {
     const path = join(dir, 'sessions.db')
     withStore(path, (store) => {
