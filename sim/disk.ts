@@ -48,6 +48,14 @@ export class SimSessionDisk {
     for (const record of [...this.#commits.due(), ...rest]) this.#apply(record)
   }
 
+  // What a crash now would leave of a session: its stored commit index (not a
+  // kept one) and its last entry's index; null when it has no row.
+  onDisk (sessionId: string): { commitIndex: number; lastIndex: number } | null {
+    const row = this.#sessions.get(sessionId)
+    if (row === undefined) return null
+    return { commitIndex: row.commitIndex, lastIndex: row.entries.at(-1)?.index ?? row.snapshot?.index ?? 0 }
+  }
+
   // The process died: what it kept in memory is gone.
   crash (): void {
     this.#commits = new KeptCommitIndexes()
