@@ -1,15 +1,21 @@
 // A simulated node's disk for sessions: what survives a crash. It applies the
 // core's durable records with the same meaning and the same refusals as the
 // SQLite store (agent/runtime/session-store.ts), so a core bug that would corrupt
-// the real store fails the simulation instead.
+// the real store fails the simulation instead. Commit indexes are kept in memory
+// and written as the real store writes them (session-store-commits.ts: once a
+// session's runs COMMIT_INDEX_WRITE_EVERY entries ahead of the stored one), so a
+// crash loses the kept ones here too, and a restarted node comes back with the
+// stale commit index the real one would have.
 
 import type { LogEntry, SessionSnapshotBody } from '../protocol/messages.ts'
 import type { SessionDurable, StoredSession } from '../agent/sessions/types.ts'
+import { KeptCommitIndexes } from '../agent/runtime/session-store-commits.ts'
 
 type Stored = { epoch: number; votedFor: string | null; commitIndex: number; snapshot: SessionSnapshotBody | null; entries: LogEntry[] }
 
 export class SimSessionDisk {
   readonly #sessions = new Map<string, Stored>()
+  #commits = new KeptCommitIndexes()
   writes = 0
 
   get size (): number {
@@ -17,14 +23,42 @@ export class SimSessionDisk {
   }
 
   load (): StoredSession[] {
-    return [...this.#sessions.entries()].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([sessionId, s]) => ({
-      sessionId, epoch: s.epoch, votedFor: s.votedFor, commitIndex: s.commitIndex, snapshot: s.snapshot, entries: [...s.entries]
-    }))
+    return [...this.#sessions.entries()].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([sessionId, s]) => {
+      this.#commits.stored(sessionId, s.commitIndex)
+      const commitIndex = Math.max(s.commitIndex, this.#commits.get(sessionId) ?? 0)
+      return { sessionId, epoch: s.epoch, votedFor: s.votedFor, commitIndex, snapshot: s.snapshot, entries: [...s.entries] }
+    })
   }
 
+  // As SessionStore.write: commit indexes kept, the due ones written before the
+  // batch's other records; a batch of commit indexes only writes nothing.
   apply (records: SessionDurable[]): void {
-    if (records.length > 0) this.writes++
-    for (const record of records) this.#apply(record)
+    this.#commits.begin()
+    const rest: SessionDurable[] = []
+    for (const record of records) {
+      if (record.kind === 'session-commit') {
+        this.#commits.keep(record)
+        continue
+      }
+      if (record.kind === 'session-delete') this.#commits.forget(record.sessionId)
+      rest.push(record)
+    }
+    if (rest.length === 0) return
+    this.writes++
+    for (const record of [...this.#commits.due(), ...rest]) this.#apply(record)
+  }
+
+  // What a crash now would leave of a session: its stored commit index (not a
+  // kept one) and its last entry's index; null when it has no row.
+  onDisk (sessionId: string): { commitIndex: number; lastIndex: number } | null {
+    const row = this.#sessions.get(sessionId)
+    if (row === undefined) return null
+    return { commitIndex: row.commitIndex, lastIndex: row.entries.at(-1)?.index ?? row.snapshot?.index ?? 0 }
+  }
+
+  // The process died: what it kept in memory is gone.
+  crash (): void {
+    this.#commits = new KeptCommitIndexes()
   }
 
   #row (sessionId: string): Stored {
@@ -63,6 +97,7 @@ export class SimSessionDisk {
       }
       case 'session-commit':
         row.commitIndex = Math.max(row.commitIndex, record.commitIndex)
+        this.#commits.stored(record.sessionId, row.commitIndex)
     }
   }
 

@@ -103,6 +103,7 @@ export class SimNode {
 
   crash (): void {
     this.state = 'crashed'
+    this.disk.crash()
     this.membership = null
     this.sessions = null
     this.inbox = []

@@ -1,6 +1,13 @@
 // A bounded queue of frames that a libp2p stream's sink drains. send() pushes and
 // never waits; the sink pulls length-prefixed batches at the pace the peer accepts.
 //
+// Frames pushed in one synchronous run (a host sending one batch's effects: an
+// owner's entries for many sessions, a standby's acks for them) leave as one
+// batch: a sink waiting for the next frame gets it a microtask later, with
+// whatever else was pushed meanwhile. Handing it the first frame at once would
+// send that frame alone, through its own yamux frame, noise encryption and
+// socket write, and the rest as a second batch: two of each per peer per batch.
+//
 // The queue is its own async iterator (`[Symbol.asyncIterator]()` returns `this`):
 // when a stream is reset, libp2p's sink calls `return()` on the iterator of the
 // source it was given, and that must reach the very iterator the sink is awaiting,
@@ -24,6 +31,8 @@ export class FrameQueue implements AsyncIterableIterator<Uint8ArrayList, undefin
   private queuedBytes = 0
   private finished = false
   private waiter: Waiter | null = null
+  // A microtask is about to hand the waiting sink what was pushed.
+  private handing = false
   private readonly limits: FrameQueueLimits
   // Called with the frames and payload bytes each time the sink takes a batch.
   private readonly onTaken: (frames: number, bytes: number) => void
@@ -54,12 +63,21 @@ export class FrameQueue implements AsyncIterableIterator<Uint8ArrayList, undefin
     if (this.length === 0) this.waitingSinceMs = Date.now()
     this.frames.push(frame)
     this.queuedBytes += frame.length
-    const waiter = this.waiter
-    if (waiter !== null) {
-      this.waiter = null
-      waiter({ done: false, value: this.takeBatch() })
+    if (this.waiter !== null && !this.handing) {
+      this.handing = true
+      queueMicrotask(() => { this.handOver() })
     }
     return true
+  }
+
+  // The sink waits: it gets every frame pushed since it began waiting, as one
+  // batch (unless end() answered it meanwhile).
+  private handOver (): void {
+    this.handing = false
+    const waiter = this.waiter
+    if (waiter === null || this.length === 0) return
+    this.waiter = null
+    waiter({ done: false, value: this.takeBatch() })
   }
 
   // Ends the iteration; frames still queued stay counted in `length`.

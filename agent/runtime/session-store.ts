@@ -54,6 +54,7 @@ import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
 import type { SessionDurable, StoredSession } from '../sessions/types.ts'
 import { checkWalFile } from './wal-check.ts'
 import { isEntryBody, isSnapshot, parseJson } from './session-store-shapes.ts'
+import { KeptCommitIndexes } from './session-store-commits.ts'
 
 // Bump on any change of the tables or of a row's encoding, with a migration.
 export const SESSION_STORE_SCHEMA_VERSION = 1
@@ -167,8 +168,8 @@ export class SessionStore {
   readonly path: string
   readonly #db: DatabaseSync
   readonly #sql: Statements
-  // Commit indexes of commit-only batches, not written yet (see apply()).
-  readonly #laterCommits = new Map<string, number>()
+  // Commit indexes given and not written yet (session-store-commits.ts).
+  readonly #commits = new KeptCommitIndexes()
   // The last stored entry index of sessions whose row exists, as this store
   // wrote them: an append then costs one INSERT per entry, not two lookups more.
   // Dropped for a session whose log is cut, snapshotted or deleted, and whole
@@ -213,8 +214,8 @@ export class SessionStore {
   // durable, then closes.
   close (): void {
     if (!this.#db.isOpen) return
-    if (this.#laterCommits.size > 0) {
-      const records = this.#takeLaterCommits()
+    if (this.#commits.size > 0) {
+      const records = this.#commits.all()
       try {
         this.#sql.begin.run()
         for (const record of records) this.#applyOne(record)
@@ -286,29 +287,34 @@ export class SessionStore {
   // needs that sync; false when there was nothing to make durable. On any error
   // nothing of the batch remains and the error is rethrown.
   //
-  // A batch of commit-index records only is not written on its own: it is kept
-  // and written at the start of the next batch (or at close()). The commit index
-  // is advisory (a restart recomputes it from the group; restoreReplica clamps it
-  // to the log), so losing the newest one in a crash costs a re-commit, no more.
-  // This saves the owner a transaction (WAL writes, a commit) per turn of acks.
+  // Commit-index records are kept, not written with their batch: a session's
+  // is written once it runs COMMIT_INDEX_WRITE_EVERY entries ahead of the stored
+  // one, and at close() (session-store-commits.ts says why that loses nothing
+  // but a re-commit after a crash). So a batch of them only writes nothing.
   write (records: SessionDurable[]): boolean {
     if (records.length === 0) return false
-    if (records.every((record) => record.kind === 'session-commit')) {
-      for (const record of records) {
-        if (record.kind !== 'session-commit') continue
-        this.#laterCommits.set(record.sessionId, Math.max(record.commitIndex, this.#laterCommits.get(record.sessionId) ?? 0))
+    this.#commits.begin()
+    const rest: SessionDurable[] = []
+    for (const record of records) {
+      if (record.kind === 'session-commit') {
+        this.#commits.keep(record)
+        continue
       }
-      return false
+      // A commit index kept from before a delete must not create the session again.
+      if (record.kind === 'session-delete') this.#commits.forget(record.sessionId)
+      rest.push(record)
     }
-    // Kept commit indexes are older than this batch: they go first (a delete in
-    // the batch must come after them, or they would create the session again).
-    const all = this.#laterCommits.size === 0 ? records : [...this.#takeLaterCommits(), ...records]
+    if (rest.length === 0) return false
+    // Commit indexes due are older than this batch's records: they go first.
+    const due = this.#commits.due()
     this.#sql.begin.run()
     try {
-      for (const record of coalesceEntries(all)) this.#applyOne(record)
+      for (const record of due) this.#applyOne(record)
+      for (const record of coalesceEntries(rest)) this.#applyOne(record)
       this.#sql.commit.run()
     } catch (error) {
       this.#lastIndexes.clear()
+      this.#commits.rollback()
       if (this.#db.isTransaction) this.#sql.rollback.run()
       throw this.#translate(error)
     }
@@ -340,12 +346,6 @@ export class SessionStore {
 
   #syncFailure (error: unknown): Error {
     return new SessionStoreError(`session store ${this.path}: fsync of the write-ahead log failed: ${(error as Error).message}`, { cause: error })
-  }
-
-  #takeLaterCommits (): SessionDurable[] {
-    const records: SessionDurable[] = [...this.#laterCommits].map(([sessionId, commitIndex]) => ({ kind: 'session-commit', sessionId, commitIndex }))
-    this.#laterCommits.clear()
-    return records
   }
 
   #applyOne (record: SessionDurable): void {
@@ -387,6 +387,7 @@ export class SessionStore {
 
   #putSession (id: string, state: HardState): void {
     this.#sql.putSession.run({ id, ...state, crc: sessionCrc(id, state) })
+    this.#commits.stored(id, state.commitIndex)
   }
 
   // The store holds what load() can read back: a log with a hole or a repeated
@@ -442,8 +443,9 @@ export class SessionStore {
     if (row.crc !== sessionCrc(id, state)) throw this.#corruptSession(id, 'its hard state fails its checksum')
     const snapshot = this.#loadSnapshot(id)
     const entries = this.#loadEntries(id, snapshot === null ? 0 : snapshot.index)
-    // A commit index kept for the next batch (apply()) is newer than the row's.
-    const commitIndex = Math.max(state.commitIndex, this.#laterCommits.get(id) ?? 0)
+    // A commit index kept, not written yet (write()), is newer than the row's.
+    this.#commits.stored(id, state.commitIndex)
+    const commitIndex = Math.max(state.commitIndex, this.#commits.get(id) ?? 0)
     return { sessionId: id, ...state, commitIndex, snapshot, entries }
   }
 

@@ -43,6 +43,12 @@ export function becomeOwner (ctx: Ctx, r: Replica, previousOwner: PeerKey | null
   r.readableFromIndex = r.log.lastIndex
   ctx.emit({ type: 'promoted', sessionId: r.id, service: r.info.service, epoch: r.epoch, previousOwner, tookMs })
   replicateAll(ctx, r)
+  // A group of one (replicas 0) gets no ack that would commit the epoch entry:
+  // it commits here, with everything before it. Without this, a restarted
+  // single agent whose stored commit index lags its log (commit indexes are
+  // written lazily) waited forever: a retried delta found in that tail waits
+  // for its commit, and no new delta comes to trigger one.
+  advanceCommit(ctx, r)
 }
 
 // The highest client sequence number in the log, committed or not.

@@ -138,4 +138,37 @@ test('owner SIGKILLed after sending entries, before committing them: nothing ack
   assert.ok(back.commitIndex >= (ownerState(cluster, terminal.sessionId)?.commitIndex ?? Infinity) - 40, 'and caught up')
 }))
 
+
+// A group of one (replicas 0): the agent's store is the only copy, and it
+// writes commit indexes lazily (the simulated disk as the real store), so the
+// restarted agent finds its newest acknowledged deltas beyond its stored commit
+// index and must commit them again as it becomes owner. (The real hang this
+// guards against, a retried delta found in that tail, needs a SIGKILL after the
+// write and before the fsync returned, which the simulator does not model for a
+// group of one: test/unit/session-regressions.test.ts and
+// test/net/agent-crash.test.ts pin it.)
+test('a single agent SIGKILLed with a stale stored commit index and restarted: every acknowledged op once, in order', () => withSeed(FILE, seedFor(64), (seed) => {
+  const cluster = sessionCluster(seed, 1, { fsyncMs: 5, sessionsPatch: { replicas: 0 } })
+  const acks = recordOwnerAcks(cluster)
+  const terminal = openTerminal(cluster, 'batcher', 'n0')
+  const w = writeBatches(cluster, terminal, 30, 40)
+  const owner = 'n0'
+  // Strike while the disk holds committed deltas whose commit index it has not
+  // written yet, and the next batch is in flight.
+  const tail = (): boolean => {
+    const held = cluster.node(owner).disk.onDisk(terminal.sessionId)
+    return held !== null && held.commitIndex < held.lastIndex
+  }
+  assert.ok(cluster.runUntil(() => w.batchesDone >= 10 && w.inFlight && tail(), 20_000), 'caught the disk with an unwritten commit index')
+  cluster.crash(owner)
+  cluster.runUntil(() => false, 200)
+  cluster.restart(owner)
+  assert.ok(cluster.runUntil(() => w.batchesDone >= 30, 60_000, 10), `only ${w.batchesDone} of 30 batches acknowledged`)
+  assert.equal(w.problems, [])
+  assert.ok(w.retries > 0, 'the crash made the terminal retry a batch')
+  assert.equal(checkOwners(acks), [])
+  assert.equal(checkLog(cluster, terminal, w.acked), [])
+  assert.is(w.acked.length, 30 * 40)
+}))
+
 test.run()

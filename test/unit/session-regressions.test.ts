@@ -1,4 +1,4 @@
-// Regressions: three bugs the unit tests of the sessions core found (each test
+// Regressions: bugs the tests of the sessions core found (each test
 // failed against the code before its fix). The comments above each test describe
 // the bug as it was.
 
@@ -100,6 +100,25 @@ test('a new owner serves reads only once the first entry of its epoch commits', 
   ackFrom(ctx, r, 'C', { ok: true, matchIndex: 3, lastIndex: 3 })
   assert.is(r.commitIndex, 3)
   assert.is(readRefusal(ctx, r), null)
+})
+
+// owner.ts becomeOwner() logged the epoch entry and waited for acks to commit
+// it. A group of one (replicas 0) gets none: a restarted single agent whose
+// stored commit index lags its log (the store writes commit indexes lazily)
+// never committed again. The terminal's retry of a delta in that tail waited
+// for its commit (503 at each deadline, forever), and reads were refused as
+// "the new owner is still committing its first entry".
+test('a group of one commits its epoch entry, and the tail before it, as it becomes owner', () => {
+  const ctx = new FakeCtx('A', new FakeDirectory('A', ['A']), 10_000)
+  const r = standby(ctx, [createEntry(1, { members: ['A'], witness: null }), deltaEntry(2, 1), deltaEntry(3, 1)], { commitIndex: 1, owner: null })
+  r.epoch = 2
+  becomeOwner(ctx, r, null, 0)
+  assert.is(r.log.lastIndex, 4, 'the epoch entry')
+  assert.is(r.commitIndex, 4, 'committed with everything before it')
+  assert.is(readRefusal(ctx, r), null)
+  // The retry of the delta that was in flight at the crash is a duplicate now.
+  clientAppend(ctx, r, terminal('t1'), 2, { append: 'v3' })
+  assert.equal(ctx.replies().map((x) => [x.status, x.body.index, x.body.duplicate]), [[200, 3, true]])
 })
 
 test.run()

@@ -5,6 +5,7 @@ import { DatabaseSync } from 'node:sqlite'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SessionStore, SessionStoreError } from '../../agent/runtime/session-store.ts'
+import { COMMIT_INDEX_WRITE_EVERY } from '../../agent/runtime/session-store-commits.ts'
 import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
 import type { SessionDurable, StoredSession } from '../../agent/sessions/types.ts'
 
@@ -161,7 +162,7 @@ test('a snapshot deletes the entries it covers, a truncate the tail, and the com
   })
 })
 
-test('entry records of one batch are stored as one run, and a commit-only batch (kept for the next batch or close) survives a reopen', () => {
+test('entry records of one batch are stored as one run, and a kept commit index (written at close) survives a reopen', () => {
   withDir((dir) => {
     const path = join(dir, 'sessions.db')
     withStore(path, (store) => {
@@ -175,7 +176,7 @@ test('entry records of one batch are stored as one run, and a commit-only batch 
   })
 })
 
-test('a commit-only batch costs no transaction: written with the next batch, before it (a later delete stays deleted)', () => {
+test('commit indexes are kept, not written with their batch, until one runs COMMIT_INDEX_WRITE_EVERY entries ahead of the stored value (a delete stays deleted, a failed batch keeps nothing)', () => {
   withDir((dir) => {
     const path = join(dir, 'sessions.db')
     const onDisk = (): number | undefined => {
@@ -186,19 +187,39 @@ test('a commit-only batch costs no transaction: written with the next batch, bef
         db.close()
       }
     }
+    const every = COMMIT_INDEX_WRITE_EVERY
     withStore(path, (store) => {
-      store.apply([entries('s', [create('s'), ...deltas(2, 6, 1)])])
+      store.apply([entries('s', [create('s'), ...deltas(2, every + 10, 1)])])
       store.apply([{ kind: 'session-commit', sessionId: 's', commitIndex: 4 }])
       store.apply([{ kind: 'session-commit', sessionId: 's', commitIndex: 6 }, { kind: 'session-commit', sessionId: 's', commitIndex: 5 }])
       assert.is(onDisk(), 0, 'not written yet')
       assert.is(store.load()[0].commitIndex, 6, 'load() sees it')
-      store.apply([entries('s', [delta(7, 1)])])
-      assert.is(onDisk(), 6, 'written with the next batch')
-      store.apply([{ kind: 'session-commit', sessionId: 's', commitIndex: 7 }])
+      // Riding with entries: still kept while under the threshold.
+      store.apply([entries('s', [delta(every + 11, 1)]), { kind: 'session-commit', sessionId: 's', commitIndex: every - 1 }])
+      assert.is(onDisk(), 0, 'less than COMMIT_INDEX_WRITE_EVERY ahead: kept')
+      store.apply([entries('s', [delta(every + 12, 1)]), { kind: 'session-commit', sessionId: 's', commitIndex: every + 1 }])
+      assert.is(onDisk(), every + 1, 'written once far enough ahead, with the batch that made it so')
+      store.apply([entries('s', [delta(every + 13, 1)]), { kind: 'session-commit', sessionId: 's', commitIndex: every + 5 }])
+      assert.is(onDisk(), every + 1, 'counted from the stored value')
+      // A failed batch keeps none of its commit indexes.
+      caught(() => store.apply([{ kind: 'session-commit', sessionId: 's', commitIndex: every + 9 }, entries('s', [delta(every + 20, 1)])]))
+      assert.is(store.load()[0].commitIndex, every + 5, 'the failed batch\'s commit index is gone')
+      store.apply([{ kind: 'session-commit', sessionId: 's', commitIndex: every + 7 }])
       store.apply([{ kind: 'session-delete', sessionId: 's' }])
       assert.equal(store.load(), [])
     })
-    assert.equal(loadFrom(path), [])
+    assert.equal(loadFrom(path), [], 'the kept commit index did not create the deleted session again at close')
+  })
+})
+
+test('a kept commit index is written at close and survives a reopen', () => {
+  withDir((dir) => {
+    const path = join(dir, 'sessions.db')
+    withStore(path, (store) => {
+      store.apply([entries('s', [create('s'), ...deltas(2, 6, 1)]), { kind: 'session-commit', sessionId: 's', commitIndex: 3 }])
+      store.apply([entries('s', [delta(7, 1)]), { kind: 'session-commit', sessionId: 's', commitIndex: 5 }])
+    })
+    assert.is(loadFrom(path)[0].commitIndex, 5)
   })
 })
 
