@@ -8,7 +8,7 @@
 //   BENCH_ROUNDS=5                           kill/freeze rounds per detection benchmark
 //   BENCH_DETECTION_SIZES=5,20               cluster sizes of the detection comparison with serf
 //   BENCH_REST_S=30                          seconds at rest (bytes sent) per system and size there
-//   BENCH_SETTLE_S=30                        seconds from convergence to that measurement (the joins' end)
+//   BENCH_SETTLE_S=90                        seconds from convergence to that measurement (the joins' and start-up load's end)
 //   BENCH_MEMORY_SESSIONS=1000               sessions opened by the memory benchmark
 //   BENCH_MEMORY_OPENERS=1                   terminals opening them at once
 //   BENCH_TAKEOVERS=50                       SIGKILL rounds and SIGSTOP rounds of session owners
@@ -210,7 +210,7 @@ async function main (): Promise<void> {
   if (want('deploy')) results.deploy = await benchDeploy()
   if (want('detection')) {
     const sizes = (process.env.BENCH_DETECTION_SIZES ?? '5,20').split(',').map(Number)
-    results.detection = await benchDetection({ sizes, rounds, restSeconds: Number(process.env.BENCH_REST_S ?? 30), settleSeconds: Number(process.env.BENCH_SETTLE_S ?? 30) })
+    results.detection = await benchDetection({ sizes, rounds, restSeconds: Number(process.env.BENCH_REST_S ?? 30), settleSeconds: Number(process.env.BENCH_SETTLE_S ?? 90) })
   }
   if (want('memory')) results.memory = await benchMemory({ nodes: 5, sessions: Number(process.env.BENCH_MEMORY_SESSIONS ?? 1000) })
   if (want('failover')) results.failover = await benchFailover(Number(process.env.BENCH_FAILOVER_ROUNDS ?? 5))
