@@ -7,23 +7,24 @@
 // more than the change threshold all the time, and every accepted change is a
 // re-signed record published to the whole cluster.
 
+import { cpus } from 'node:os'
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
+import type { EventLoopUtilization, ELDHistogram } from 'node:perf_hooks'
+import type { Load } from '../../protocol/messages.ts'
+
 // Weight of the newest sample in the average: a step shows half in 7 one-second
 // samples and ~90% in 22.
 export const SMOOTHING = 0.1
 
 // A busy box leaves placement within seconds, and a load that only jitters stays
 // put instead of crossing the change threshold up and down: with a weight of 0.3
-// (half a step in 2 s), 20 agents sharing a box each re-published its record every
-// 10 s at rest (the most the rate limit allows), ~2 kB/s per agent once
-// forwarded; with 0.1, a seeded hour of jitter of σ 0.1 gives no change at all.
+// (half a step in 2 s), 20 agents sharing a busy box each re-published its record
+// every 10 s at rest (the most the rate limit allows); with 0.1, an hour of
+// jitter of σ 0.1 crosses the threshold about a tenth as often or less
+// (test/unit/load.test.ts).
 export function smoothLoad (previous: number, sample: number): number {
   return previous + SMOOTHING * (sample - previous)
 }
-
-import { cpus } from 'node:os'
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
-import type { EventLoopUtilization, ELDHistogram } from 'node:perf_hooks'
-import type { Load } from '../../protocol/messages.ts'
 
 type CpuTimes = { busy: number; total: number }
 
