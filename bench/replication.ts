@@ -203,6 +203,9 @@ async function checkRedis (replicas: number[], keys: string[], value: string): P
 
 type Terminal = { session: Session; acked: string[]; next: number }
 
+// Bytes of values a terminal writes to one session before it opens another.
+const ROTATE_BYTES = 8 * 1024 * 1024
+
 async function benchEdgeAgent (opts: Required<ReplicationOptions>, problems: string[]): Promise<{ rows: Row[]; acknowledged: number }> {
   const configDir = mkdtempSync(join(tmpdir(), 'edge-agent-bench-'))
   const configFile = join(configDir, 'agent.json')
@@ -220,13 +223,24 @@ async function benchEdgeAgent (opts: Required<ReplicationOptions>, problems: str
     await cluster.waitConverged(60_000)
     const owner = cluster.agents[0]
     for (const concurrency of opts.concurrency) {
-      const terminals = (await sessionsOwnedBy(client, owner.id, concurrency, `r${concurrency}`)).map((session) => ({ session, acked: [], next: 0 }) as Terminal)
-      const value = (t: Terminal, w: number): string => `c${concurrency}w${w}n${++t.next}-`.padEnd(opts.valueBytes, '.')
-      try {
-        for (const batch of [1, opts.batch]) {
+      // Fresh sessions for each mode, and a terminal moves on to a new session
+      // once it has written ROTATE_BYTES to one: a session's state is capped
+      // (MAX_STATE_BYTES, 16 MiB: the agent answers 413 beyond it), and one
+      // client's appendMany() writes more than that in a run on a quiet box.
+      for (const batch of [1, opts.batch]) {
+        const tag = `r${concurrency}b${batch}`
+        const terminals = (await sessionsOwnedBy(client, owner.id, concurrency, tag)).map((session) => ({ session, acked: [], next: 0 }) as Terminal)
+        const retired: Terminal[] = []
+        const value = (t: Terminal, w: number): string => `c${concurrency}w${w}n${++t.next}-`.padEnd(opts.valueBytes, '.')
+        try {
           const mode = batch === 1 ? 'append(), one delta per request' : `appendMany(), ${batch} deltas per request`
           rows.push(row('edge-agent (3 agents, R = 2)', mode, concurrency, batch, await load(concurrency, opts.warmUpSeconds * 1_000, opts.windowSeconds * 1_000, opts.repeats, async (w) => {
-            const t = terminals[w]
+            let t = terminals[w]
+            if ((t.acked.length + batch) * opts.valueBytes > ROTATE_BYTES) {
+              retired.push(t)
+              const [session] = await sessionsOwnedBy(client, owner.id, 1, `${tag}w${w}s${retired.length}`)
+              t = terminals[w] = { session, acked: [], next: t.next }
+            }
             if (batch === 1) {
               const v = value(t, w)
               await t.session.append({ append: v })
@@ -238,13 +252,13 @@ async function benchEdgeAgent (opts: Required<ReplicationOptions>, problems: str
             t.acked.push(...values)
             return batch
           }, cluster.agents.map((a) => a.pid))))
+          for (const t of [...retired, ...terminals]) {
+            acknowledged += t.acked.length
+            problems.push(...(await checkLog(t)).map((p) => `edge-agent ${t.session.sessionId}: ${p}`))
+          }
+        } finally {
+          await Promise.all([...retired, ...terminals].map(async (t) => await t.session.close().catch(() => undefined)))
         }
-        for (const t of terminals) {
-          acknowledged += t.acked.length
-          problems.push(...(await checkLog(t)).map((p) => `edge-agent ${t.session.sessionId}: ${p}`))
-        }
-      } finally {
-        await Promise.all(terminals.map(async (t) => await t.session.close().catch(() => undefined)))
       }
     }
     return { rows, acknowledged }
