@@ -33,16 +33,7 @@ export class SimSessionDisk {
   // As SessionStore.write: commit indexes kept, the due ones written before the
   // batch's other records; a batch of commit indexes only writes nothing.
   apply (records: SessionDurable[]): void {
-    this.#commits.begin()
-    const rest: SessionDurable[] = []
-    for (const record of records) {
-      if (record.kind === 'session-commit') {
-        this.#commits.keep(record)
-        continue
-      }
-      if (record.kind === 'session-delete') this.#commits.forget(record.sessionId)
-      rest.push(record)
-    }
+    const rest = this.#commits.beginBatch(records)
     if (rest.length === 0) return
     this.writes++
     for (const record of [...this.#commits.due(), ...rest]) this.#apply(record)

@@ -86,6 +86,23 @@ export class KeptCommitIndexes {
     this.#undo = []
   }
 
+  // Begins a batch's transaction and keeps its commit indexes; returns the
+  // batch's other records, in order. A commit index kept from before a delete
+  // in the batch is forgotten, so it cannot create the session again.
+  beginBatch (records: SessionDurable[]): SessionDurable[] {
+    this.begin()
+    const rest: SessionDurable[] = []
+    for (const record of records) {
+      if (record.kind === 'session-commit') {
+        this.keep(record)
+        continue
+      }
+      if (record.kind === 'session-delete') this.forget(record.sessionId)
+      rest.push(record)
+    }
+    return rest
+  }
+
   // The transaction failed: kept values are as they were before it began, and
   // stored ones unknown (its rows were not written).
   rollback (): void {

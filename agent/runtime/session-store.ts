@@ -293,17 +293,7 @@ export class SessionStore {
   // but a re-commit after a crash). So a batch of them only writes nothing.
   write (records: SessionDurable[]): boolean {
     if (records.length === 0) return false
-    this.#commits.begin()
-    const rest: SessionDurable[] = []
-    for (const record of records) {
-      if (record.kind === 'session-commit') {
-        this.#commits.keep(record)
-        continue
-      }
-      // A commit index kept from before a delete must not create the session again.
-      if (record.kind === 'session-delete') this.#commits.forget(record.sessionId)
-      rest.push(record)
-    }
+    const rest = this.#commits.beginBatch(records)
     if (rest.length === 0) return false
     // Commit indexes due are older than this batch's records: they go first.
     const due = this.#commits.due()
