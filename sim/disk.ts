@@ -24,8 +24,7 @@ export class SimSessionDisk {
 
   load (): StoredSession[] {
     return [...this.#sessions.entries()].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([sessionId, s]) => {
-      this.#commits.stored(sessionId, s.commitIndex)
-      const commitIndex = Math.max(s.commitIndex, this.#commits.get(sessionId) ?? 0)
+      const commitIndex = this.#commits.loaded(sessionId, s.commitIndex)
       return { sessionId, epoch: s.epoch, votedFor: s.votedFor, commitIndex, snapshot: s.snapshot, entries: [...s.entries] }
     })
   }

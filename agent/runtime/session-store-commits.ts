@@ -37,16 +37,18 @@ export class KeptCommitIndexes {
     return this.#kept.size
   }
 
-  // The newest kept value of a session (load() reports it).
-  get (sessionId: string): number | undefined {
-    return this.#kept.get(sessionId)
-  }
-
   // A commit index never goes down: a late or reordered record is ignored.
-  keep (record: CommitRecord): void {
+  #keep (record: CommitRecord): void {
     const current = this.#kept.get(record.sessionId)
     if (current !== undefined && current >= record.commitIndex) return
     this.#set(record.sessionId, record.commitIndex)
+  }
+
+  // A session's row was read back with `commitIndex`: the index to report is
+  // the newer of it and a value kept, not written yet.
+  loaded (sessionId: string, commitIndex: number): number {
+    this.stored(sessionId, commitIndex)
+    return Math.max(commitIndex, this.#kept.get(sessionId) ?? 0)
   }
 
   // The session's row now holds `commitIndex` (written or loaded).
@@ -57,7 +59,7 @@ export class KeptCommitIndexes {
   }
 
   // The session is deleted: nothing of it may be written again.
-  forget (sessionId: string): void {
+  #forget (sessionId: string): void {
     this.#stored.delete(sessionId)
     if (this.#kept.has(sessionId)) this.#set(sessionId, undefined)
   }
@@ -82,7 +84,7 @@ export class KeptCommitIndexes {
   }
 
   // A transaction begins: changes from now on are undone by rollback().
-  begin (): void {
+  #begin (): void {
     this.#undo = []
   }
 
@@ -90,14 +92,14 @@ export class KeptCommitIndexes {
   // batch's other records, in order. A commit index kept from before a delete
   // in the batch is forgotten, so it cannot create the session again.
   beginBatch (records: SessionDurable[]): SessionDurable[] {
-    this.begin()
+    this.#begin()
     const rest: SessionDurable[] = []
     for (const record of records) {
       if (record.kind === 'session-commit') {
-        this.keep(record)
+        this.#keep(record)
         continue
       }
-      if (record.kind === 'session-delete') this.forget(record.sessionId)
+      if (record.kind === 'session-delete') this.#forget(record.sessionId)
       rest.push(record)
     }
     return rest

@@ -434,8 +434,7 @@ export class SessionStore {
     const snapshot = this.#loadSnapshot(id)
     const entries = this.#loadEntries(id, snapshot === null ? 0 : snapshot.index)
     // A commit index kept, not written yet (write()), is newer than the row's.
-    this.#commits.stored(id, state.commitIndex)
-    const commitIndex = Math.max(state.commitIndex, this.#commits.get(id) ?? 0)
+    const commitIndex = this.#commits.loaded(id, state.commitIndex)
     return { sessionId: id, ...state, commitIndex, snapshot, entries }
   }
 
