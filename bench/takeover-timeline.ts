@@ -61,11 +61,19 @@ LocalCluster.start = async (...args: Parameters<typeof LocalCluster.start>) => {
   return cluster
 }
 
+// The bench restarts each SIGKILLed agent in place; the old process's events
+// (the first half of every round it took part in) are kept here.
+const retired: Cluster['agents'] = []
+const restart = LocalCluster.prototype.restart
+LocalCluster.prototype.restart = async function (this: Cluster, index: number) {
+  retired.push(this.agents[index])
+  return await restart.call(this, index)
+}
 const result = await benchRealSessions({ takeoverRounds: rounds, concurrency: [] })
 
 type Row = Record<string, number | string>
 const rows: Row[] = []
-const c = cluster as unknown as Cluster
+const c = { agents: [...(cluster as unknown as Cluster).agents, ...retired] }
 for (const [k, s] of signals.entries()) {
   const end = Math.min(s.atMs + 15_000, signals[k + 1]?.atMs ?? Infinity)
   const window = (e: { atMs: number }): boolean => e.atMs >= s.atMs && e.atMs <= end

@@ -126,6 +126,13 @@ export class DirectChannel {
     if (peerId !== null) this.openOutbound(peer, peerId)
   }
 
+  // Peers with an open outbound stream (dialled and negotiated).
+  openStreams (): number {
+    let open = 0
+    for (const out of this.outbound.values()) if (out.stream !== null) open++
+    return open
+  }
+
   // Ends the peer's stream without reporting it; queued frames are discarded.
   forget (peer: string): void {
     const out = this.outbound.get(peer)

@@ -286,7 +286,9 @@ class Libp2pNet implements Net {
       gossipBytesOut: this.gossip.bytesOut,
       gossipFramesIn: this.gossip.framesIn,
       gossipBytesIn: this.gossip.bytesIn,
-      sendQueueDrops: d.queueDrops + r.queueDrops
+      sendQueueDrops: d.queueDrops + r.queueDrops,
+      directStreamsOut: this.direct.openStreams(),
+      sessionStreamsOut: this.replication.openStreams()
     }
   }
 

@@ -84,6 +84,9 @@ export type NetStats = {
   sessionBytesIn: number
   // Frames dropped because a peer's send queue was full.
   sendQueueDrops: number
+  // Peers this node holds an open outbound stream to, per channel.
+  directStreamsOut: number
+  sessionStreamsOut: number
 }
 
 export interface Net {

@@ -174,6 +174,14 @@ export class AgentMetrics {
         this.set({ direction: 'in', channel: 'sessions' }, s.sessionBytesIn)
       }
     })
+    new Gauge({
+      name: 'edge_agent_streams_open', help: 'Peers this agent holds an open outbound stream to, by channel (direct: membership, sessions: replication)', labelNames: ['channel'], registers,
+      collect () {
+        const s = sources.net()
+        this.set({ channel: 'direct' }, s.directStreamsOut)
+        this.set({ channel: 'sessions' }, s.sessionStreamsOut)
+      }
+    })
     new Gauge({ name: 'edge_agent_send_queue_drops_total', help: 'Frames dropped because a peer\'s send queue was full', registers, collect () { this.set(sources.net().sendQueueDrops) } })
   }
 

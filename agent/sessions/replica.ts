@@ -125,8 +125,9 @@ export type Replica = {
   // Owner side: reads are served once the commit index reaches this (the first
   // entry of our epoch).
   readableFromIndex: number
-  // The group (as JSON) whose members we last asked the host to connect to.
-  connectedTo: readonly PeerKey[]
+  // The members of the group we last asked the host to connect to, each with the
+  // incarnation its record had then (-1: no record yet).
+  connectedTo: ReadonlyArray<{ peer: PeerKey; incarnation: number }>
   // Terminals' requests held while the owner is in doubt, oldest first.
   parked: Parked[]
 }
