@@ -47,6 +47,18 @@ export const SEND_BATCH_MAX_BYTES = 64 * 1024
 // timeout, if longer) is treated as stalled (a frozen peer holds the TCP
 // connection open but grants no yamux window): it is aborted and reported.
 export const WRITE_STALL_MIN_MS = 2_000
+// After a failed dial (refused, timed out) a peer is not dialled again for this
+// long, doubling with each failure in a row up to the maximum: frames sent to it
+// meanwhile are dropped (edge_agent_redial_held_total) instead of each starting
+// a dial of its own. A machine whose agent crashed refuses at once, so every
+// send was a dial: a candidate's vote requests every 25 ms, a new owner's
+// appends, probes, from every survivor at once, while those survivors most need
+// the CPU (bench/takeover-timeline.ts counted ~10 refused dials per survivor in
+// the 400 ms after a SIGKILL). The failure itself is reported once, as before.
+// A peer that connects to us, whose record brings its addresses again (it
+// restarted), or that a group asks to connect to is dialled at once.
+export const REDIAL_BACKOFF_MIN_MS = 250
+export const REDIAL_BACKOFF_MAX_MS = 2_000
 // The slowest peer still considered alive, bytes per second: the stall allowance
 // grows by the time the last batch needs at this rate, so a 32 MiB table frame on
 // a slow link (32 s at 1 MiB/s) is not mistaken for a frozen peer.

@@ -16,7 +16,7 @@ import { MAX_FRAME_BYTES, MAX_TABLE_FRAME_BYTES } from '../../protocol/limits.ts
 import { FrameQueue } from './frame-queue.ts'
 import {
   DIRECT_MAX_STREAMS, MAX_INBOUND_STREAMS_PER_PEER, PEEK_MAX_STREAMS, RATE_TRACKED_PEERS, PEEK_SERVE_TIMEOUT_MS, SEND_BATCH_MAX_BYTES,
-  SEND_QUEUE_MAX_BYTES, SEND_QUEUE_MAX_FRAMES, WRITE_STALL_MIN_BYTES_PER_S, WRITE_STALL_MIN_MS,
+  REDIAL_BACKOFF_MAX_MS, REDIAL_BACKOFF_MIN_MS, SEND_QUEUE_MAX_BYTES, SEND_QUEUE_MAX_FRAMES, WRITE_STALL_MIN_BYTES_PER_S, WRITE_STALL_MIN_MS,
   peekProtocol
 } from './constants.ts'
 import { guard, toError, warnOnce } from './guard.ts'
@@ -29,6 +29,8 @@ export type DirectCounters = {
   framesIn: number
   bytesIn: number
   queueDrops: number
+  // Frames dropped because their peer failed a dial moments ago (redial backoff).
+  redialHeld: number
 }
 
 // One peer's outbound side: its queue and, once open, its stream.
@@ -57,8 +59,11 @@ export type DirectOptions = {
   frameRate: BucketLimit
 }
 
+// Peers whose redial backoff is remembered at most (a cluster is 10-50 nodes).
+const BACKOFF_TRACKED_PEERS = 1_024
+
 export class DirectChannel {
-  readonly counters: DirectCounters = { framesOut: 0, bytesOut: 0, framesIn: 0, bytesIn: 0, queueDrops: 0 }
+  readonly counters: DirectCounters = { framesOut: 0, bytesOut: 0, framesIn: 0, bytesIn: 0, queueDrops: 0, redialHeld: 0 }
   private readonly node: Libp2p
   private readonly handlers: NetHandlers
   private readonly direct: string
@@ -68,6 +73,8 @@ export class DirectChannel {
   private readonly stallMs: number
   private readonly outbound = new Map<string, Outbound>()
   private readonly inboundStreams = new Map<string, number>()
+  // Peers whose last dial failed: not dialled again before untilMs (REDIAL_BACKOFF_*).
+  private readonly backoff = new Map<string, { untilMs: number; backoffMs: number }>()
   private readonly frameRate: BucketMap
   private stopped = false
 
@@ -104,6 +111,10 @@ export class DirectChannel {
     }
     let out = this.outbound.get(peer)
     if (out === undefined) {
+      if (this.backingOff(peer)) {
+        this.counters.redialHeld++
+        return
+      }
       const peerId = parsePeerId(peer)
       if (peerId === null) {
         // Reported later, never from inside the caller's send().
@@ -119,9 +130,11 @@ export class DirectChannel {
   }
 
   // Opens the stream to `peer` now, so that its first frame does not wait for
-  // stream negotiation.
+  // stream negotiation. Asked for rarely (a group formed, a member restarted),
+  // so it dials even while the peer's redial backoff lasts.
   open (peer: string): void {
     if (this.stopped || this.outbound.has(peer)) return
+    this.backoff.delete(peer)
     const peerId = parsePeerId(peer)
     if (peerId !== null) this.openOutbound(peer, peerId)
   }
@@ -133,8 +146,29 @@ export class DirectChannel {
     return open
   }
 
+  // The peer may be reachable again (it connected to us, or its record came
+  // with its addresses): the next send dials at once.
+  reachableAgain (peer: string): void {
+    this.backoff.delete(peer)
+  }
+
+  private backingOff (peer: string): boolean {
+    const wait = this.backoff.get(peer)
+    return wait !== undefined && Date.now() < wait.untilMs
+  }
+
+  // A dial failed: no other before the backoff, which doubles while they keep failing.
+  private backOff (peer: string): void {
+    const previous = this.backoff.get(peer)
+    const backoffMs = previous === undefined ? REDIAL_BACKOFF_MIN_MS : Math.min(previous.backoffMs * 2, REDIAL_BACKOFF_MAX_MS)
+    // Peers come from the member table, but the map is bounded all the same.
+    if (previous === undefined && this.backoff.size >= BACKOFF_TRACKED_PEERS) this.backoff.clear()
+    this.backoff.set(peer, { untilMs: Date.now() + backoffMs, backoffMs })
+  }
+
   // Ends the peer's stream without reporting it; queued frames are discarded.
   forget (peer: string): void {
+    this.backoff.delete(peer)
     const out = this.outbound.get(peer)
     if (out === undefined) return
     this.outbound.delete(peer)
@@ -163,9 +197,11 @@ export class DirectChannel {
     try {
       stream = await this.node.dialProtocol(peerId, this.direct, { signal: AbortSignal.timeout(this.dialTimeoutMs) })
     } catch {
+      if (!out.closing) this.backOff(out.peer)
       this.fail(out)
       return
     }
+    this.backoff.delete(out.peer)
     if (out.closing) {
       stream.abort(new Error('stream no longer wanted'))
       return

@@ -156,6 +156,13 @@ class Libp2pNet implements Net {
   private readonly gossipRate = new BucketMap(GOSSIP_MESSAGES_PER_PEER, RATE_TRACKED_PEERS)
   private readonly gossipDropping = new Set<string>()
   private stopping: Promise<void> | null = null
+  // A peer that connected (either way) may be dialled again at once.
+  private readonly onPeerConnect = (event: CustomEvent<PeerId>): void => {
+    const peer = event.detail.toString()
+    this.direct.reachableAgain(peer)
+    this.replication.reachableAgain(peer)
+  }
+
   private readonly onPeerDisconnect = (event: CustomEvent<PeerId>): void => {
     const peer = event.detail.toString()
     guard('onDisconnected', () => { this.handlers.onDisconnected(peer) })
@@ -182,6 +189,7 @@ class Libp2pNet implements Net {
     await this.requests.register(this.handlers.onRequest?.bind(this.handlers))
     this.node.services.pubsub.topicValidators.set(this.topic, (source, message) => this.validate(source, message))
     this.node.addEventListener('peer:disconnect', this.onPeerDisconnect)
+    this.node.addEventListener('peer:connect', this.onPeerConnect)
     await this.node.start()
     this.node.services.pubsub.subscribe(this.topic)
   }
@@ -235,6 +243,9 @@ class Libp2pNet implements Net {
     const multiaddrs = parseAddrsOf(peer, addrs)
     if (multiaddrs.length === 0) return
     this.node.peerStore.merge(peerId, { multiaddrs }).catch(() => {})
+    // Its record came again (a restart announces a new one): worth a dial.
+    this.direct.reachableAgain(peer)
+    this.replication.reachableAgain(peer)
   }
 
   async dial (addr: string, timeoutMs: number): Promise<string> {
@@ -287,6 +298,7 @@ class Libp2pNet implements Net {
       gossipFramesIn: this.gossip.framesIn,
       gossipBytesIn: this.gossip.bytesIn,
       sendQueueDrops: d.queueDrops + r.queueDrops,
+      redialHeld: d.redialHeld + r.redialHeld,
       directStreamsOut: this.direct.openStreams(),
       sessionStreamsOut: this.replication.openStreams()
     }
@@ -298,6 +310,7 @@ class Libp2pNet implements Net {
       this.direct.stop()
       this.replication.stop()
       this.node.removeEventListener('peer:disconnect', this.onPeerDisconnect)
+      this.node.removeEventListener('peer:connect', this.onPeerConnect)
       this.stopping = Promise.resolve(this.node.stop()).catch(() => {})
     }
     await this.stopping

@@ -84,6 +84,8 @@ export type NetStats = {
   sessionBytesIn: number
   // Frames dropped because a peer's send queue was full.
   sendQueueDrops: number
+  // Frames dropped because their peer failed a dial moments ago (REDIAL_BACKOFF_*).
+  redialHeld: number
   // Peers this node holds an open outbound stream to, per channel.
   directStreamsOut: number
   sessionStreamsOut: number

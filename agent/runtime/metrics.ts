@@ -182,6 +182,7 @@ export class AgentMetrics {
         this.set({ channel: 'sessions' }, s.sessionStreamsOut)
       }
     })
+    new Gauge({ name: 'edge_agent_redial_held_total', help: 'Frames dropped because their peer failed a dial moments ago (redial backoff: 250 ms, doubling to 2 s)', registers, collect () { this.set(sources.net().redialHeld) } })
     new Gauge({ name: 'edge_agent_send_queue_drops_total', help: 'Frames dropped because a peer\'s send queue was full', registers, collect () { this.set(sources.net().sendQueueDrops) } })
   }
 
