@@ -54,7 +54,9 @@ export const WRITE_STALL_MIN_MS = 2_000
 // send was a dial: a candidate's vote requests every 25 ms, a new owner's
 // appends, probes, from every survivor at once, while those survivors most need
 // the CPU (bench/takeover-timeline.ts counted ~10 refused dials per survivor in
-// the 400 ms after a SIGKILL). The failure itself is reported once, as before.
+// the 400 ms after a SIGKILL). On the sessions channel the failure is reported
+// once; on the membership channel every held frame is reported too, so that a
+// probe still goes indirect at once.
 // A peer that connects to us, whose record brings its addresses again (it
 // restarted), or that a group asks to connect to is dialled at once.
 export const REDIAL_BACKOFF_MIN_MS = 250

@@ -113,6 +113,12 @@ export class DirectChannel {
     if (out === undefined) {
       if (this.backingOff(peer)) {
         this.counters.redialHeld++
+        // A SWIM probe learns at once that its target cannot be reached (and
+        // goes indirect), as it did when each send was a refused dial; the
+        // sessions channel's frames (vote requests every 25 ms, appends per
+        // batch) were reported when the dial failed, and each report steps
+        // every session, so they are not reported again.
+        if (this.channel === 'membership') queueMicrotask(() => { guard('onUnreachable', () => { this.handlers.onUnreachable(peer) }) })
         return
       }
       const peerId = parsePeerId(peer)

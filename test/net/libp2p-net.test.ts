@@ -303,34 +303,41 @@ netTest('after a refused dial the peer is not dialled again for a while; its rec
   const ghost = (await generateIdentity()).id
   const refusing = [`/ip4/127.0.0.1/tcp/${await closedPort()}`]
   a.net.learnAddrs(ghost, refusing)
-  a.net.send(ghost, text('one'))
+  a.net.send(ghost, text('one'), 'sessions')
   await waitFor('the refusal', () => a.unreachable.length === 1, PROMPT_MS)
-  // Within the backoff: dropped at once, no dial, nothing more reported.
-  for (let i = 0; i < 50; i++) a.net.send(ghost, text(`again ${i}`))
+  // Within the backoff: dropped at once, no dial, and on the sessions channel
+  // nothing more reported.
+  for (let i = 0; i < 50; i++) a.net.send(ghost, text(`again ${i}`), 'sessions')
   assert.is(a.net.stats().redialHeld, 50)
   await new Promise((resolve) => setTimeout(resolve, 100))
   assert.equal(a.unreachable, [ghost], 'one dial, one report')
+  // The membership channel backs off on its own, and reports each held frame
+  // (a probe goes indirect at once, as after a refused dial).
+  a.net.send(ghost, text('probe'))
+  await waitFor('the membership refusal', () => a.unreachable.length === 2, PROMPT_MS)
+  a.net.send(ghost, text('probe again'))
+  assert.is(a.net.stats().redialHeld, 51)
+  await waitFor('the held probe reported', () => a.unreachable.length === 3, PROMPT_MS)
   // Its record again (as after a restart): the next send dials.
   a.net.learnAddrs(ghost, refusing)
-  a.net.send(ghost, text('after the record'))
-  await waitFor('the second refusal', () => a.unreachable.length === 2, PROMPT_MS)
-  assert.is(a.net.stats().redialHeld, 50)
+  a.net.send(ghost, text('after the record'), 'sessions')
+  await waitFor('the next refusal', () => a.unreachable.length === 4, PROMPT_MS)
+  assert.is(a.net.stats().redialHeld, 51)
   // A group asking for the stream dials at once too.
   a.net.connect(ghost, 'sessions')
+  await waitFor('the refusal of the connect', () => a.unreachable.length === 5, PROMPT_MS)
   a.net.send(ghost, text('held'), 'sessions')
-  await waitFor('the third refusal', () => a.unreachable.length === 3, PROMPT_MS)
-  a.net.send(ghost, text('held'), 'sessions')
-  assert.is(a.net.stats().redialHeld, 51)
+  assert.is(a.net.stats().redialHeld, 52)
   // A peer that is back and connects to us: frames to it flow at once.
   const b = await startNode(cleanup)
   a.net.learnAddrs(b.net.id, [`/ip4/127.0.0.1/tcp/${await closedPort()}`])
-  a.net.send(b.net.id, text('lost'))
+  a.net.send(b.net.id, text('lost'), 'sessions')
   await waitFor('the refusal of b', () => a.unreachable.includes(b.net.id), PROMPT_MS)
   b.net.learnAddrs(a.net.id, a.net.addrs())
   b.net.send(a.net.id, text('back'))
   await waitFor('a to hear from b', () => a.direct.some((r) => r.text === 'back'))
   const held = a.net.stats().redialHeld
-  a.net.send(b.net.id, text('found'))
+  a.net.send(b.net.id, text('found'), 'sessions')
   assert.is(a.net.stats().redialHeld, held, 'not held: b connected')
   await waitFor('b to receive', () => b.direct.some((r) => r.text === 'found'))
 })
