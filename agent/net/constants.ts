@@ -47,18 +47,19 @@ export const SEND_BATCH_MAX_BYTES = 64 * 1024
 // timeout, if longer) is treated as stalled (a frozen peer holds the TCP
 // connection open but grants no yamux window): it is aborted and reported.
 export const WRITE_STALL_MIN_MS = 2_000
-// After a failed dial (refused, timed out) a peer is not dialled again for this
-// long, doubling with each failure in a row up to the maximum: frames sent to it
-// meanwhile are dropped (edge_agent_redial_held_total) instead of each starting
-// a dial of its own. A machine whose agent crashed refuses at once, so every
-// send was a dial: a candidate's vote requests every 25 ms, a new owner's
-// appends, probes, from every survivor at once, while those survivors most need
-// the CPU (bench/takeover-timeline.ts counted ~10 refused dials per survivor in
-// the 400 ms after a SIGKILL). On the sessions channel the failure is reported
-// once; on the membership channel every held frame is reported too, so that a
-// probe still goes indirect at once.
-// A peer that connects to us, whose record brings its addresses again (it
-// restarted), or that a group asks to connect to is dialled at once.
+// Sessions channel: after a failed dial (refused, timed out) a peer is not
+// dialled again for this long, doubling with each failure in a row up to the
+// maximum: frames sent to it meanwhile are dropped (edge_agent_redial_held_total)
+// instead of each starting a dial of its own. A machine whose agent crashed
+// refuses at once, so every send was a dial: a candidate's vote requests every
+// 25 ms and a new owner's heartbeats and appends, for every session, from every
+// survivor at once, while those survivors most need the CPU
+// (bench/takeover-timeline.ts counted ~10 refused dials per survivor in the
+// 400 ms after a SIGKILL). The failure is reported once, when the dial fails. A
+// peer that connects to us, whose record brings its addresses again (it
+// restarted), or that a group asks to connect to is dialled at once. The
+// membership channel has no backoff: SWIM sends a dead peer a few frames a
+// second, and a probe must learn at once that its target refused.
 export const REDIAL_BACKOFF_MIN_MS = 250
 export const REDIAL_BACKOFF_MAX_MS = 2_000
 // The slowest peer still considered alive, bytes per second: the stall allowance

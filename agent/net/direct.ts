@@ -57,6 +57,8 @@ export type DirectOptions = {
   dialTimeoutMs: number
   // Inbound frames per peer and second on this protocol.
   frameRate: BucketLimit
+  // Whether a failed dial holds back the next ones (REDIAL_BACKOFF_*).
+  redialBackoff: boolean
 }
 
 // Peers whose redial backoff is remembered at most (a cluster is 10-50 nodes).
@@ -76,6 +78,7 @@ export class DirectChannel {
   // Peers whose last dial failed: not dialled again before untilMs (REDIAL_BACKOFF_*).
   private readonly backoff = new Map<string, { untilMs: number; backoffMs: number }>()
   private readonly frameRate: BucketMap
+  private readonly redialBackoff: boolean
   private stopped = false
 
   constructor (options: DirectOptions) {
@@ -87,6 +90,7 @@ export class DirectChannel {
     this.dialTimeoutMs = options.dialTimeoutMs
     this.stallMs = Math.max(options.dialTimeoutMs, WRITE_STALL_MIN_MS)
     this.frameRate = new BucketMap(options.frameRate, RATE_TRACKED_PEERS)
+    this.redialBackoff = options.redialBackoff
   }
 
   // Registers the protocols; called before libp2p starts listening.
@@ -111,14 +115,9 @@ export class DirectChannel {
     }
     let out = this.outbound.get(peer)
     if (out === undefined) {
+      // Reported when the dial failed; each report steps every session.
       if (this.backingOff(peer)) {
         this.counters.redialHeld++
-        // A SWIM probe learns at once that its target cannot be reached (and
-        // goes indirect), as it did when each send was a refused dial; the
-        // sessions channel's frames (vote requests every 25 ms, appends per
-        // batch) were reported when the dial failed, and each report steps
-        // every session, so they are not reported again.
-        if (this.channel === 'membership') queueMicrotask(() => { guard('onUnreachable', () => { this.handlers.onUnreachable(peer) }) })
         return
       }
       const peerId = parsePeerId(peer)
@@ -203,7 +202,7 @@ export class DirectChannel {
     try {
       stream = await this.node.dialProtocol(peerId, this.direct, { signal: AbortSignal.timeout(this.dialTimeoutMs) })
     } catch {
-      if (!out.closing) this.backOff(out.peer)
+      if (!out.closing && this.redialBackoff) this.backOff(out.peer)
       this.fail(out)
       return
     }

@@ -177,8 +177,8 @@ class Libp2pNet implements Net {
     this.handlers = handlersOf('direct')
     this.topic = gossipTopic(options.cluster)
     const channel = { node, cluster: options.cluster, dialTimeoutMs: options.dialTimeoutMs }
-    this.direct = new DirectChannel({ ...channel, handlers: handlersOf('direct'), protocol: directProtocol(options.cluster), channel: 'membership', servesPeek: true, frameRate: MEMBERSHIP_FRAMES_PER_PEER })
-    this.replication = new DirectChannel({ ...channel, handlers: handlersOf('sessions'), protocol: replicationProtocol(options.cluster), channel: 'sessions', servesPeek: false, frameRate: SESSION_FRAMES_PER_PEER })
+    this.direct = new DirectChannel({ ...channel, handlers: handlersOf('direct'), protocol: directProtocol(options.cluster), channel: 'membership', servesPeek: true, frameRate: MEMBERSHIP_FRAMES_PER_PEER, redialBackoff: false })
+    this.replication = new DirectChannel({ ...channel, handlers: handlersOf('sessions'), protocol: replicationProtocol(options.cluster), channel: 'sessions', servesPeek: false, frameRate: SESSION_FRAMES_PER_PEER, redialBackoff: true })
     this.requests = new RequestChannel(node, packagesProtocol(options.cluster), REQUEST_SERVE_TIMEOUT_MS)
   }
 
