@@ -9,6 +9,7 @@ import type {
 import { MAX_DEDUP_RECENT } from '../../protocol/limits.ts'
 import type { PeerKey, Random } from '../core/io.ts'
 import type { SessionsConfig } from './config.ts'
+import type { AskedStreams } from './group-streams.ts'
 import { ReplicaLog } from './log.ts'
 import type { Service } from './services.ts'
 import type { ClientReply, MemberDirectory, SessionCommand, SessionDurable, SessionEvent, SessionRole, StoredSession } from './types.ts'
@@ -125,9 +126,9 @@ export type Replica = {
   // Owner side: reads are served once the commit index reaches this (the first
   // entry of our epoch).
   readableFromIndex: number
-  // The members of the group we last asked the host to connect to, each with the
-  // incarnation its record had then (-1: no record yet).
-  connectedTo: ReadonlyArray<{ peer: PeerKey; incarnation: number }>
+  // The members of the group we last asked the host to connect to
+  // (group-streams.ts).
+  connectedTo: AskedStreams
   // Terminals' requests held while the owner is in doubt, oldest first.
   parked: Parked[]
 }

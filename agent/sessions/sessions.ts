@@ -15,6 +15,7 @@ import {
 } from './owner.ts'
 import { clientAppendBatch } from './deltas.ts'
 import { HashRing, placeGroup, serviceCapacity } from './placement.ts'
+import { streamsToAsk } from './group-streams.ts'
 import { config, newReplica, restoreReplica, voters } from './replica.ts'
 import type { Ctx, ParkableCommand, Replica, ReplyTarget } from './replica.ts'
 import { dueParked, nextParkedDeadline, park } from './parked.ts'
@@ -265,32 +266,12 @@ export class Sessions {
   }
 
   // Asks the host to keep streams open to the other members of a group we are
-  // in: once per group change, and again to a member whose record shows a new
-  // incarnation (it restarted, or refuted a suspicion). A restarted member's
-  // streams died with its old process, and nothing else reopens them between
-  // standbys, which exchange nothing until their owner fails: without this the
-  // takeover after the next owner failure would first dial (TCP, noise, yamux;
-  // 100-300 ms on a busy box, measured in bench/takeover-timeline.ts), and a
-  // restarted member, which connects before it has learnt its peers'
-  // addresses, would never retry. Opening a stream that is open is a no-op.
+  // in (agent/sessions/group-streams.ts says when and why).
   #connectGroup (r: Replica): void {
-    const group = voters(r)
-    if (this.#connectedToAll(r, group)) return
-    r.connectedTo = group.map((peer) => ({ peer, incarnation: this.#incarnationOf(peer) }))
-    for (const peer of group) if (peer !== this.self) this.#out.push({ kind: 'connect', peer })
-  }
-
-  #connectedToAll (r: Replica, group: readonly PeerKey[]): boolean {
-    if (r.connectedTo.length !== group.length) return false
-    for (let i = 0; i < group.length; i++) {
-      const was = r.connectedTo[i]
-      if (was.peer !== group[i] || was.incarnation !== this.#incarnationOf(group[i])) return false
-    }
-    return true
-  }
-
-  #incarnationOf (peer: PeerKey): number {
-    return this.#directory.record(peer)?.incarnation ?? -1
+    const asked = streamsToAsk(r.connectedTo, voters(r), (peer) => this.#directory.record(peer)?.incarnation ?? -1)
+    if (asked === null) return
+    r.connectedTo = asked
+    for (const { peer } of asked) if (peer !== this.self) this.#out.push({ kind: 'connect', peer })
   }
 
   #onVoteRequest (ctx: Ctx, from: PeerKey, message: Extract<SessionMessage, { type: 'session-vote-request' }>): void {
