@@ -129,6 +129,8 @@ export type Replica = {
   // The members of the group we last asked the host to connect to
   // (group-streams.ts).
   connectedTo: AskedStreams
+  // When their incarnations were last compared (STREAMS_RECHECK_MS).
+  streamsCheckedAtMs: number
   // Terminals' requests held while the owner is in doubt, oldest first.
   parked: Parked[]
 }
@@ -173,6 +175,7 @@ export function newReplica (info: SessionInfo, nowMs: number): Replica {
     defunct: false,
     readableFromIndex: 0,
     connectedTo: [],
+    streamsCheckedAtMs: 0,
     parked: []
   }
 }

@@ -15,7 +15,7 @@ import {
 } from './owner.ts'
 import { clientAppendBatch } from './deltas.ts'
 import { HashRing, placeGroup, serviceCapacity } from './placement.ts'
-import { streamsToAsk } from './group-streams.ts'
+import { STREAMS_RECHECK_MS, streamsToAsk } from './group-streams.ts'
 import { config, newReplica, restoreReplica, voters } from './replica.ts'
 import type { Ctx, ParkableCommand, Replica, ReplyTarget } from './replica.ts'
 import { dueParked, nextParkedDeadline, park } from './parked.ts'
@@ -268,7 +268,9 @@ export class Sessions {
   // Asks the host to keep streams open to the other members of a group we are
   // in (agent/sessions/group-streams.ts says when and why).
   #connectGroup (r: Replica): void {
-    const asked = streamsToAsk(r.connectedTo, voters(r), (peer) => this.#directory.record(peer)?.incarnation ?? -1)
+    const recheck = this.#now - r.streamsCheckedAtMs >= STREAMS_RECHECK_MS
+    if (recheck) r.streamsCheckedAtMs = this.#now
+    const asked = streamsToAsk(r.connectedTo, voters(r), (peer) => this.#directory.record(peer)?.incarnation ?? -1, recheck)
     if (asked === null) return
     r.connectedTo = asked
     for (const { peer } of asked) if (peer !== this.self) this.#out.push({ kind: 'connect', peer })
