@@ -156,10 +156,10 @@ class Libp2pNet implements Net {
   private readonly gossipRate = new BucketMap(GOSSIP_MESSAGES_PER_PEER, RATE_TRACKED_PEERS)
   private readonly gossipDropping = new Set<string>()
   private stopping: Promise<void> | null = null
-  // A peer that connected (either way) may be dialled again at once.
+  // A peer that connected (either way) may be dialled again at once (only the
+  // sessions channel holds redials back).
   private readonly onPeerConnect = (event: CustomEvent<PeerId>): void => {
     const peer = event.detail.toString()
-    this.direct.reachableAgain(peer)
     this.replication.reachableAgain(peer)
   }
 
@@ -244,7 +244,6 @@ class Libp2pNet implements Net {
     if (multiaddrs.length === 0) return
     this.node.peerStore.merge(peerId, { multiaddrs }).catch(() => {})
     // Its record came again (a restart announces a new one): worth a dial.
-    this.direct.reachableAgain(peer)
     this.replication.reachableAgain(peer)
   }
 
