@@ -18,7 +18,7 @@ import { createLibp2p, type Libp2p } from 'libp2p'
 import { multiaddr } from '@multiformats/multiaddr'
 import * as lp from 'it-length-prefixed'
 import { pipe } from 'it-pipe'
-import { Uint8ArrayList } from 'uint8arraylist'
+import { lengthPrefixed, varintBytes } from './frame-queue.ts'
 import type { Stream } from '@libp2p/interface'
 import { generateIdentity, privateKeyOf } from './identity.ts'
 import { connectionStack } from './transport.ts'
@@ -165,18 +165,24 @@ function * framesUntil (mode: StreamBenchMode, frame: Uint8Array, deadline: numb
   while (performance.now() < deadline) yield frame
 }
 
-// Gathers encoded chunks into writes of up to `maxBytes` (a chunk is never split).
-function batches (maxBytes: number): (source: Iterable<Uint8Array>) => Generator<Uint8ArrayList> {
+// Gathers frames into writes of up to `maxBytes` of length-prefixed frames (a
+// frame is never split), each one contiguous buffer, as direct.ts's FrameQueue
+// writes them (agent/net/frame-queue.ts says why one buffer).
+function batches (maxBytes: number): (source: Iterable<Uint8Array>) => Generator<Uint8Array> {
   return function * (source) {
-    let batch = new Uint8ArrayList()
-    for (const chunk of source) {
-      if (batch.byteLength > 0 && batch.byteLength + chunk.byteLength > maxBytes) {
-        yield batch
-        batch = new Uint8ArrayList()
+    let batch: Uint8Array[] = []
+    let encoded = 0
+    for (const frame of source) {
+      const bytes = varintBytes(frame.length) + frame.length
+      if (batch.length > 0 && encoded + bytes > maxBytes) {
+        yield lengthPrefixed(batch, 0, batch.length, encoded)
+        batch = []
+        encoded = 0
       }
-      batch.append(chunk)
+      batch.push(frame)
+      encoded += bytes
     }
-    if (batch.byteLength > 0) yield batch
+    if (batch.length > 0) yield lengthPrefixed(batch, 0, batch.length, encoded)
   }
 }
 
@@ -187,8 +193,8 @@ function batches (maxBytes: number): (source: Iterable<Uint8Array>) => Generator
 // are paid for.
 //
 // Writes are batched by default (batchBytes = 64 KiB, like direct.ts), because it
-// is by far the faster honest way. lp.encode yields the length prefix and the
-// payload as two chunks; unbatched, every chunk becomes its own yamux frame and
+// is by far the faster honest way. Unbatched, lp.encode yields the length prefix
+// and the payload as two chunks, and every chunk becomes its own yamux frame and
 // noise message. Measured with 256-byte frames on a 2-vCPU box: ~80-120k frames/s
 // batched, ~9-14k unbatched (two writes per frame), ~11-24k with one write per
 // frame. Unbatched, the receiver is the bottleneck and the yamux window (which
@@ -203,7 +209,7 @@ async function sendOneWay (stream: Stream, frameBytes: number, durationMs: numbe
   const started = performance.now()
   const frames = framesUntil('one-way', frame, started + durationMs)
   if (batchBytes > 0) {
-    await pipe(frames, (source) => lp.encode(source), batches(batchBytes), stream.sink)
+    await pipe(frames, batches(batchBytes), stream.sink)
   } else {
     await pipe(frames, (source) => lp.encode(source), stream.sink)
   }
