@@ -27,6 +27,10 @@ export type AgentAtRest = {
   // The agent's own messages (every channel) and their payload, per agent.
   messagesPerSecPerNode: Spread
   payloadBytesPerSecPerNode: Spread
+  // Records the agents published on the gossip topic in the window, all agents
+  // together (at rest: load changes and refreshes; each costs every member a few
+  // forwarded copies). Absent in results written before it was counted.
+  publishes?: number
 }
 
 // `dead` verdicts about agents that were never killed or frozen, as printed by
@@ -65,14 +69,15 @@ export type AgentDetectionOptions = {
   loadSampling: boolean
 }
 
-async function sentByAgent (agent: AgentProcess): Promise<{ messages: number; bytes: number }> {
+async function sentByAgent (agent: AgentProcess): Promise<{ messages: number; bytes: number; published: number }> {
   const text = await (await fetch(`${agent.http}/metrics`)).text()
   const total = (metric: string): number => {
     let sum = 0
     for (const match of text.matchAll(new RegExp(`^${metric}\\{direction="out",channel="[a-z]+"\\} (\\d+)`, 'gm'))) sum += Number(match[1])
     return sum
   }
-  return { messages: total('edge_agent_messages_total'), bytes: total('edge_agent_bytes_total') }
+  const published = Number(/^edge_agent_messages_total\{direction="out",channel="gossip"\} (\d+)/m.exec(text)?.[1] ?? 0)
+  return { messages: total('edge_agent_messages_total'), bytes: total('edge_agent_bytes_total'), published }
 }
 
 // Nothing talks to the agents' HTTP APIs between the two kernel readings.
@@ -89,7 +94,8 @@ async function measureAtRest (cluster: LocalCluster, seconds: number, counter: S
     seconds: elapsed,
     sent: sent0 === undefined || sent1 === undefined ? null : sentRate(sent0, sent1, names, elapsed),
     messagesPerSecPerNode: spread(app1.map((b, i) => (b.messages - app0[i].messages) / elapsed)),
-    payloadBytesPerSecPerNode: spread(app1.map((b, i) => (b.bytes - app0[i].bytes) / elapsed))
+    payloadBytesPerSecPerNode: spread(app1.map((b, i) => (b.bytes - app0[i].bytes) / elapsed)),
+    publishes: app1.reduce((sum, b, i) => sum + b.published - app0[i].published, 0)
   }
 }
 

@@ -184,6 +184,12 @@ export function detectionMarkdown (r: DetectionResult): string[] {
       const packets = e.atRest.sent?.packetsPerSecPerNode.median ?? NaN
       lines.push(`- edge-agent at rest, its own counts: ${fmt(e.atRest.messagesPerSecPerNode.median, 1)} messages/s per node (${fmt(packets / e.atRest.messagesPerSecPerNode.median, 1)} IP packets per message), ` +
         `${fmt(e.atRest.payloadBytesPerSecPerNode.median)} B/s of message payload (the rest of the bytes above is libp2p framing, noise, yamux, gossipsub and TCP/IP headers); ${falseDeadText(e.falseDeadVerdicts)}.`)
+      if (e.atRest.publishes !== undefined) {
+        const off = measured(size.membershipOnly) ? size.membershipOnly.publishes : undefined
+        lines.push(`- Records the ${size.nodes} agents published in the ${fmt(e.atRest.seconds)} s at rest, all together: ${e.atRest.publishes}${off === undefined ? '' : ` (${off} with load sampling off)`}. ` +
+          'At rest a record is published when its smoothed load moves by `loadChangeThreshold` (0.1), at most every 10 s per agent; each publish costs every member a few forwarded copies, so a handful of them moves the bytes per node above. ' +
+          'Agents sharing one box all read its CPU: one burst of other work on the box can make each of them publish once.')
+      }
       const silent = [e.atRest.sent, ...size.serf.filter(serfMeasured).map((s) => s.atRest.sent)].flatMap((s) => s?.silent ?? [])
       if (silent.length > 0) lines.push(`- WARNING: no packet counted for ${silent.join(', ')}: their byte figures are wrong.`)
     }
