@@ -12,7 +12,9 @@
 // them: noise encrypts a list by calling the cipher once per buffer in it, and a
 // list of prefixes and frames cost two cipher calls per frame (at rest, ~12,000
 // calls a second on an agent holding ~300 session copies, for ~64 encryptions).
-// One copy into one buffer makes it one call per batch.
+// One copy into one buffer makes it one call per batch. (A lone frame is copied
+// too: the largest, a snapshot of a few MiB, costs noise far more to encrypt than
+// to copy, and is rare.)
 //
 // The queue is its own async iterator (`[Symbol.asyncIterator]()` returns `this`):
 // when a stream is reset, libp2p's sink calls `return()` on the iterator of the

@@ -195,9 +195,10 @@ function batches (maxBytes: number): (source: Iterable<Uint8Array>) => Generator
 // Writes are batched by default (batchBytes = 64 KiB, like direct.ts), because it
 // is by far the faster honest way. Unbatched, lp.encode yields the length prefix
 // and the payload as two chunks, and every chunk becomes its own yamux frame and
-// noise message. Measured with 256-byte frames on a 2-vCPU box: ~80-120k frames/s
-// batched, ~9-14k unbatched (two writes per frame), ~11-24k with one write per
-// frame. Unbatched, the receiver is the bottleneck and the yamux window (which
+// noise message. Measured with 256-byte frames on a 2-vCPU box: ~330-400k
+// frames/s batched into one buffer, ~80-150k batched as a list of prefixes and
+// frames (noise then calls its cipher twice per frame), ~9-14k unbatched (two
+// writes per frame), ~11-24k with one write per frame. Unbatched, the receiver is the bottleneck and the yamux window (which
 // grows to 16 MiB) lets the sender queue seconds of backlog: a 3 s run took 5-11 s
 // until the count came back, all of which is in the reported rate.
 async function sendOneWay (stream: Stream, frameBytes: number, durationMs: number, batchBytes: number): Promise<StreamBenchResult> {
