@@ -22,6 +22,7 @@
 // so a pending `next()` resolves at once instead of waiting for the next frame.
 
 import { Uint8ArrayList } from 'uint8arraylist'
+import { varintBytes } from '../../protocol/wire.ts'
 
 export type FrameQueueLimits = {
   maxFrames: number
@@ -168,13 +169,4 @@ export function lengthPrefixed (frames: Uint8Array[], from: number, to: number, 
     at += frame.length
   }
   return out
-}
-
-export function varintBytes (n: number): number {
-  let bytes = 1
-  while (n >= 0x80) {
-    n >>>= 7
-    bytes++
-  }
-  return bytes
 }
