@@ -199,9 +199,9 @@ function batches (maxBytes: number): (source: Iterable<Uint8Array>) => Generator
 // noise message. Measured with 256-byte frames on a 2-vCPU box: ~330-400k
 // frames/s batched into one buffer, ~80-150k batched as a list of prefixes and
 // frames (noise then calls its cipher twice per frame), ~9-14k unbatched (two
-// writes per frame), ~11-24k with one write per frame. Unbatched, the receiver is the bottleneck and the yamux window (which
-// grows to 16 MiB) lets the sender queue seconds of backlog: a 3 s run took 5-11 s
-// until the count came back, all of which is in the reported rate.
+// writes per frame), ~11-24k with one write per frame. Unbatched, the receiver
+// is the bottleneck and the yamux window (which grows to 16 MiB) lets the sender
+// queue seconds of backlog: a 3 s run took 5-11 s until the count came back, all of which is in the reported rate.
 async function sendOneWay (stream: Stream, frameBytes: number, durationMs: number, batchBytes: number): Promise<StreamBenchResult> {
   const frame = payload(frameBytes)
   const replies = lp.decode(stream.source, { maxDataLength: MAX_BENCH_FRAME_BYTES })[Symbol.asyncIterator]()
