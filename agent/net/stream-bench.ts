@@ -201,7 +201,8 @@ function batches (maxBytes: number): (source: Iterable<Uint8Array>) => Generator
 // frames (noise then calls its cipher twice per frame), ~9-14k unbatched (two
 // writes per frame), ~11-24k with one write per frame. Unbatched, the receiver
 // is the bottleneck and the yamux window (which grows to 16 MiB) lets the sender
-// queue seconds of backlog: a 3 s run took 5-11 s until the count came back, all of which is in the reported rate.
+// queue seconds of backlog: a 3 s run took 5-11 s until the count came back,
+// all of which is in the reported rate.
 async function sendOneWay (stream: Stream, frameBytes: number, durationMs: number, batchBytes: number): Promise<StreamBenchResult> {
   const frame = payload(frameBytes)
   const replies = lp.decode(stream.source, { maxDataLength: MAX_BENCH_FRAME_BYTES })[Symbol.asyncIterator]()
