@@ -11,6 +11,7 @@ import { clampHealth, scaleByHealth } from './math.ts'
 import { Prober } from './prober.ts'
 import type { Probe } from './prober.ts'
 import { rateAllowed } from './rate.ts'
+import type { ProbeRing } from './ring.ts'
 
 // What the detector needs from the membership it serves.
 export interface DetectorHost {
@@ -26,6 +27,9 @@ export interface DetectorHost {
   incarnationOf (id: PeerKey): number
   // A probe of `target`, started when its incarnation was `incarnation`, failed for good.
   probeFailed (target: PeerKey, incarnation: number): void
+  // The live members in id order (ring.ts), or null in a cluster too large to keep it.
+  probeRing (): ProbeRing | null
+  readonly selfId: PeerKey
 }
 
 export class FailureDetector {
@@ -40,12 +44,19 @@ export class FailureDetector {
   #health = 0
   #nextProbeMs: number
   #now = 0
+  // Added to our clock to place the probe periods on a grid every member shares
+  // (see #probeNext).
+  readonly #clockOffsetMs: number
 
-  constructor (config: MembershipConfig, random: Random, host: DetectorHost, nowMs: number) {
+  // `clockOffsetMs`: the wall-clock time (ms since the epoch) when `nowMs` was
+  // 0, so that every agent's probe periods start at the same moments; 0 when
+  // all members share one clock (the simulator).
+  constructor (config: MembershipConfig, random: Random, host: DetectorHost, nowMs: number, clockOffsetMs = 0) {
     this.#config = config
     this.#random = random
     this.#host = host
-    this.#nextProbeMs = nowMs + random.nextInt(Math.max(1, config.probeIntervalMs))
+    this.#clockOffsetMs = clockOffsetMs
+    this.#nextProbeMs = this.#slotStartMs(this.#slotAt(nowMs) + 1)
   }
 
   get health (): number {
@@ -158,6 +169,36 @@ export class FailureDetector {
     this.#startProbe(peer)
   }
 
+  // `accuser` suspects `suspect`: should we probe it now to confirm? Lifeguard
+  // shrinks a suspicion's timeout as independent confirmations arrive; rather
+  // than wait for the suspect's turn, `count` members probe it at once. With
+  // the ring they are the next `count` members due to probe it by the
+  // schedule, from this period on, the accuser left out: everyone holding the
+  // same ring agrees who they are, so exactly that many probe. A real failure
+  // is then confirmed within one probe's time, and a false suspicion gathers no
+  // confirmations and keeps its long timeout. Without the ring, each member
+  // probes with probability count / (N − 2).
+  confirm (suspect: PeerKey, accuser: PeerKey, count: number, liveCount: number, nowMs: number): void {
+    this.#now = nowMs
+    const ring = this.#host.probeRing()
+    let due = false
+    if (ring === null) {
+      due = this.#random.nextFloat() < Math.min(1, count / Math.max(1, liveCount - 2))
+    } else {
+      const slot = this.#slotAt(nowMs)
+      // Probers of consecutive periods are distinct for N − 1 periods.
+      const periods = Math.min(count + 1, ring.size - 1)
+      let found = 0
+      for (let i = 0; i < periods && found < count && !due; i++) {
+        const prober = ring.proberOf(suspect, slot + i)
+        if (prober === null || prober === accuser) continue
+        found++
+        due = prober === this.#host.selfId
+      }
+    }
+    if (due) this.hint(suspect, false, nowMs)
+  }
+
   // The transport could not reach `peer` (a dial refused or timed out). Our own
   // probe of it skips the rest of its direct wait. Without one, we start one only
   // if `act()` (the membership's damping of transport hints in a large cluster)
@@ -184,15 +225,43 @@ export class FailureDetector {
 
   // ---- probing ------------------------------------------------------------
 
+  // One probe per period, at the start of each period of a grid all members
+  // share (wall-clock time divided into probe intervals). The target comes from
+  // the ring (ring.ts): in each period every live member is probed by exactly
+  // one other, so a member that freezes is probed within one period. Views that
+  // disagree for a moment (a join not yet heard everywhere) only probe one
+  // member twice and another not at all in that period. Above the ring's size
+  // cap, the shuffled round-robin of SWIM as memberlist runs it.
   #probeNext (): void {
-    const target = this.#prober.nextTarget(
-      () => this.#host.probeableIds(),
-      (id) => this.#host.isProbeable(id),
-      (ids) => this.#random.shuffle(ids)
-    )
-    // A node in poor health probes less often, as well as waiting longer.
-    this.#nextProbeMs = this.#now + scaleByHealth(this.#config.probeIntervalMs, this.#health)
+    const slot = this.#slotAt(this.#now)
+    // A node in poor health probes less often, as well as waiting longer: it
+    // sits out `health` periods.
+    this.#nextProbeMs = this.#slotStartMs(slot + 1 + this.#health)
+    const target = this.#nextTarget(slot)
     if (target !== null) this.#startProbe(target)
+  }
+
+  #nextTarget (slot: number): PeerKey | null {
+    const ring = this.#host.probeRing()
+    if (ring === null) {
+      return this.#prober.nextTarget(
+        () => this.#host.probeableIds(),
+        (id) => this.#host.isProbeable(id),
+        (ids) => this.#random.shuffle(ids)
+      )
+    }
+    const target = ring.target(this.#host.selfId, slot)
+    // Already under probe (a hint got there first): this period's probe is that one.
+    if (target === null || !this.#host.isProbeable(target) || this.#prober.isProbing(target)) return null
+    return target
+  }
+
+  #slotAt (nowMs: number): number {
+    return Math.floor((nowMs + this.#clockOffsetMs) / this.#config.probeIntervalMs)
+  }
+
+  #slotStartMs (slot: number): number {
+    return slot * this.#config.probeIntervalMs - this.#clockOffsetMs
   }
 
   #startProbe (target: PeerKey): void {

@@ -33,6 +33,10 @@ export type MembershipOptions = {
   // The numbering of member ids behind the member table (numbers.ts). Omitted,
   // the table has its own; the simulator shares one among all its nodes.
   memberNumbers?: MemberNumbers
+  // The wall-clock time (ms since the epoch) at `nowMs` = 0: it puts every
+  // agent's probe periods on one grid (detector.ts). Omitted, 0: all members
+  // share one clock, as in the simulator.
+  clockOffsetMs?: number
 }
 
 // Incarnations are safe integers on the wire; never refute past this.
@@ -94,8 +98,10 @@ export class Membership {
       probeableIds: () => this.#probeableIds(),
       randomAlive: (count, exclude) => this.#randomAlive(count, exclude),
       incarnationOf: (id) => this.#table.get(id)?.statusIncarnation ?? 0,
-      probeFailed: (target, incarnation) => this.#probeFailed(target, incarnation)
-    }, options.nowMs)
+      probeFailed: (target, incarnation) => this.#probeFailed(target, incarnation),
+      probeRing: () => this.#table.probeRing(),
+      selfId: this.id
+    }, options.nowMs, options.clockOffsetMs ?? 0)
     this.#antiEntropy = new AntiEntropy(options.config, options.random, this.#table, this.id, {
       send: (to, message) => this.#send(to, message),
       randomAlive: (count, exclude) => this.#randomAlive(count, exclude),
@@ -118,7 +124,12 @@ export class Membership {
       // stall). The input goes first: an answer read at its deadline counts.
       if (timersDue && !this.#leaving) this.#onTick()
     }
-    this.#wakeAtMs = this.#computeWakeMs()
+    // Not before now: an input can move a deadline behind us (a confirmation
+    // shortens a suspicion that began long ago). The host then ticks at once,
+    // and that tick must not be measured against the past deadline and taken
+    // for a stall of our own (which would extend every suspicion and degrade
+    // local health: a slower verdict for nothing).
+    this.#wakeAtMs = Math.max(this.#now, this.#computeWakeMs())
     const out = this.#out
     // Not kept until the next input: a merge of a large table returns an event
     // per member learnt.
@@ -209,7 +220,7 @@ export class Membership {
     const lateMs = this.#now - this.#wakeAtMs
     if (lateMs <= this.#config.stallThresholdMs) return
     const extendMs = lateMs + this.#config.stallThresholdMs
-    this.#table.extendSuspicions(extendMs)
+    this.#table.extendSuspicions(extendMs, this.#now + this.#config.stallThresholdMs)
     this.#emit({ type: 'stall', lateMs })
     this.#detector.stalled(extendMs)
   }
@@ -298,19 +309,16 @@ export class Membership {
     }
     if (outcome.kind === 'died') this.#detector.removed(member.id)
     this.#emit({ type: 'member-status', id: member.id, status: member.status, previous: outcome.previous, incarnation: member.statusIncarnation, by })
-    if (outcome.kind === 'suspected' && by !== this.id) this.#maybeConfirm(member)
+    if (outcome.kind === 'suspected' && by !== this.id) this.#maybeConfirm(member, by)
   }
 
-  // Lifeguard shrinks a suspicion's timeout as independent confirmations arrive.
-  // Rather than wait for the suspect's turn in our round, a few members (k + 1
-  // expected, cluster-wide) probe it now: a real failure is confirmed within one
-  // probe period, and a false suspicion gathers no confirmations and keeps its
-  // long timeout.
-  #maybeConfirm (member: Member): void {
+  // Lifeguard shrinks a suspicion's timeout as independent confirmations
+  // arrive: k + 1 members probe the suspect now rather than at its turn (which
+  // ones: detector.ts, confirm()).
+  #maybeConfirm (member: Member, accuser: PeerKey): void {
     const n = this.#table.liveCount
     const k = expectedConfirmations(n, this.#config.suspicionConfirmations)
-    const chance = Math.min(1, (k + 1) / Math.max(1, n - 2))
-    if (this.#random.nextFloat() < chance) this.#detector.hint(member.id, false, this.#now)
+    this.#detector.confirm(member.id, accuser, k + 1, n, this.#now)
   }
 
   // Gossip reaches most members fast but not all (10% loss loses one in ten

@@ -7,6 +7,7 @@ import type {
   Accusation, DigestEntry, MemberStatus, NodeRecord, SignedAccusation, SignedRecord
 } from '../../protocol/messages.ts'
 import { MemberNumbers } from './numbers.ts'
+import { PROBE_RING_MAX, ProbeRing } from './ring.ts'
 
 export type Suspicion = {
   startMs: number
@@ -14,6 +15,11 @@ export type Suspicion = {
   // the suspicion, the others are Lifeguard's independent confirmations.
   accusers: Set<string>
   deadlineMs: number
+  // No confirmation brings the deadline before this: after a local stall, the
+  // backlog read once we run again (a refutation among it) must be read first,
+  // though it may also hold confirmations that, counted from the start, put
+  // the deadline long past (see extendSuspicions).
+  floorMs: number
   // When to show the suspect the accusation directly (see Membership #checkSuspects).
   checkAtMs: number
   checks: number
@@ -168,6 +174,9 @@ export class MemberTable {
   #live = 0
   // Suspect members are few; tracked apart so timers do not scan the whole table.
   readonly #suspects = new Set<number>()
+  // Live members in id order, for the probe schedule (ring.ts); dropped above
+  // PROBE_RING_MAX live members and rebuilt when asked for below it again.
+  #ring: ProbeRing | null = new ProbeRing()
 
   // `numbers`: the simulator shares one numbering among all its tables.
   constructor (numbers: MemberNumbers = new MemberNumbers()) {
@@ -220,6 +229,33 @@ export class MemberTable {
 
   get suspectCount (): number {
     return this.#suspects.size
+  }
+
+  // The live members (self included) in id order, or null above
+  // PROBE_RING_MAX live members: there the ring is not kept, since every
+  // table holding every id in order would cost the simulator N² memory, and
+  // the detector falls back to its shuffled round-robin.
+  probeRing (): ProbeRing | null {
+    if (this.#live > PROBE_RING_MAX) return null
+    if (this.#ring === null) {
+      const ids: string[] = []
+      const status = this.#c.status
+      for (let n = 0; n < status.length; n++) {
+        if (status[n] === STATUS_CODES.alive || status[n] === STATUS_CODES.suspect) ids.push(this.#numbers.idOf(n))
+      }
+      this.#ring = ProbeRing.of(ids)
+    }
+    return this.#ring
+  }
+
+  #ringEnter (n: number): void {
+    if (this.#ring === null) return
+    if (this.#live > PROBE_RING_MAX) this.#ring = null
+    else this.#ring.add(this.#numbers.idOf(n))
+  }
+
+  #ringLeave (n: number): void {
+    this.#ring?.remove(this.#numbers.idOf(n))
   }
 
   // Adds the local node's own entry; it is kept alive by its owner, not by rules.
@@ -299,7 +335,7 @@ export class MemberTable {
       current.accusers.add(accusation.accuser)
       member.statusIncarnation = Math.max(member.statusIncarnation, accusation.incarnation)
       const confirmations = current.accusers.size - 1
-      current.deadlineMs = deadlineMs(current.startMs, confirmations)
+      current.deadlineMs = Math.max(current.floorMs, deadlineMs(current.startMs, confirmations))
       return { kind: 'confirmed', member, confirmations }
     }
     this.#setStatus(member, 'suspect', accusation.incarnation, nowMs, signed)
@@ -308,6 +344,7 @@ export class MemberTable {
       startMs: nowMs,
       accusers: new Set([accusation.accuser]),
       deadlineMs: deadline,
+      floorMs: nowMs,
       checkAtMs: nowMs + Math.floor((deadline - nowMs) / 3),
       checks: 0
     })
@@ -356,11 +393,15 @@ export class MemberTable {
   }
 
   // Moves every suspicion's clock forward by a local stall: nothing could be heard
-  // during it, so it must not count against the suspect.
-  extendSuspicions (byMs: number): void {
+  // during it, so it must not count against the suspect. Until `floorMs` no
+  // confirmation ends a suspicion: the backlog read after the stall holds the
+  // confirmations sent during it, counted from the start, but may hold the
+  // suspect's refutation too.
+  extendSuspicions (byMs: number, floorMs: number): void {
     for (const n of this.#suspects) {
       const suspicion = this.#c.suspicions.get(n)
       if (suspicion === undefined) continue
+      suspicion.floorMs = Math.max(suspicion.floorMs, floorMs)
       suspicion.startMs += byMs
       suspicion.deadlineMs += byMs
       suspicion.checkAtMs += byMs
@@ -409,7 +450,11 @@ export class MemberTable {
     const was = member.status
     const wasLive = was === 'alive' || was === 'suspect'
     const isLive = status === 'alive' || status === 'suspect'
-    if (wasLive !== isLive) this.#live += isLive ? 1 : -1
+    if (wasLive !== isLive) {
+      this.#live += isLive ? 1 : -1
+      if (isLive) this.#ringEnter(n)
+      else this.#ringLeave(n)
+    }
     if (was !== status) {
       // When a member became suspect, dead or left (what reaping reads).
       if (status === 'alive') c.since.delete(n)
@@ -435,6 +480,7 @@ export class MemberTable {
     this.#c.lastHeard[n] = nowMs
     this.#size++
     this.#live++
+    this.#ringEnter(n)
     return new Member(this.#c, n)
   }
 }

@@ -218,7 +218,10 @@ export class Agent {
       config: config.membership,
       random: new SeededRandom(randomBytes(4).readUInt32LE(0)),
       auth: identity.auth,
-      nowMs: monotonic.nowMs()
+      nowMs: monotonic.nowMs(),
+      // performance.now() counts from timeOrigin: agents on NTP-synchronised
+      // boxes then start their probe periods together.
+      clockOffsetMs: performance.timeOrigin
     })
     agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core, store, faults, stored, psk })
     agent.#begin()

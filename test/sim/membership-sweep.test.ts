@@ -80,12 +80,15 @@ function runSeed (seed: number): void {
     }
   }
 
-  // Liveness phase: every fault heals; the cluster must converge.
+  // Liveness phase: every fault heals; the cluster must converge. A suspicion
+  // raised across the partition, or of a frozen node, may still run out just
+  // after the heal (before the refutation arrives): those faults count until now.
+  if (cluster.network.partitioned) partitionedSince = cluster.nowMs
   cluster.heal()
   cluster.setLink({ lossRate: 0 })
   for (const n of cluster.nodes) {
-    if (n.state === 'paused') cluster.resume(n.id)
-    if (n.state === 'crashed') cluster.restart(n.id)
+    if (n.state === 'paused') { disturb(n.id); cluster.resume(n.id) }
+    if (n.state === 'crashed') { disturb(n.id); cluster.restart(n.id) }
   }
   const healedAt = cluster.nowMs
   const converged = cluster.runUntil(() => cluster.converged(), LIVENESS_LIMIT_MS, 10)

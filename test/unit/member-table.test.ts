@@ -118,9 +118,24 @@ test('reap() forgets dead and left members older than the cut-off, and only them
 test('extendSuspicions() moves deadlines by a local stall', () => {
   const table = tableWith(record('a', 1, 0))
   table.applyAccusation(null, accuse('suspect', 'a', 1, 'x'), 0, deadline)
-  table.extendSuspicions(300)
+  table.extendSuspicions(300, 0)
   assert.equal(table.expiredSuspicions(1000), [])
   assert.is(table.expiredSuspicions(1300).length, 1)
+})
+
+test('after a stall, a confirmation read in the backlog does not end the suspicion before the floor', () => {
+  const table = tableWith(record('a', 1, 0))
+  // Suspected at 0 (deadline 1,000, 100 ms less per confirmation); we stall
+  // from 200 to 5,000: start moves to 4,800, deadline to 5,800.
+  table.applyAccusation(null, accuse('suspect', 'a', 1, 'x'), 0, deadline)
+  table.extendSuspicions(4_800, 5_050)
+  // The backlog: confirmations sent during the stall put the deadline at
+  // 4,800 + 700, then 4,800 + 200 (before now) without the floor.
+  for (const [i, by] of ['y', 'z', 'w', 'v', 'u', 't', 's', 'r'].entries()) {
+    table.applyAccusation(null, accuse('suspect', 'a', 1, by), 5_000 + i, (start, confirmations) => start + 1000 - confirmations * 100)
+  }
+  assert.equal(table.expiredSuspicions(5_010), [], 'the rest of the backlog (a refutation perhaps) is read first')
+  assert.is(table.expiredSuspicions(5_050).length, 1)
 })
 
 test('claimIsNewer() and knowsMore() drive the push-pull digest', () => {

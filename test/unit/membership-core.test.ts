@@ -215,6 +215,28 @@ test('a backlog of messages read after one stall counts as one stall', () => {
   assert.ok(m.nextWakeMs() > wake + 409, 'due timers ran on the way')
 })
 
+test('a confirmation that moves a suspicion\'s deadline into the past ends it at once, and is not taken for a stall', () => {
+  const m = core()
+  const ids = ['a', 'b', 'c', 'd', 'x']
+  for (const id of ids) m.step(gossip(id, [signedRecord(recordOf(id))], 0))
+  advance(m, 1_000)
+  // Suspected at 1,000: 6 live members, so 2 confirmations are expected and the
+  // timeout runs from 1,500 ms (none) down to 500 ms (two).
+  m.step(gossip('a', [signedAccusation({ kind: 'suspect', subject: 'x', incarnation: 1, accuser: 'a' })], 1_000))
+  advance(m, 1_600)
+  assert.is(m.statusOf('x'), 'suspect')
+  // Two confirmations at 1,600: the deadline is now 1,500, already behind us.
+  m.step(gossip('b', [signedAccusation({ kind: 'suspect', subject: 'x', incarnation: 1, accuser: 'b' })], 1_600))
+  m.step(gossip('c', [signedAccusation({ kind: 'suspect', subject: 'x', incarnation: 1, accuser: 'c' })], 1_600))
+  assert.is(m.nextWakeMs(), 1_600, 'the host is asked to tick now, not at a moment already past')
+  // The host ticks as soon as it can, a few ms later.
+  const out = m.step({ kind: 'tick', nowMs: 1_603 })
+  assert.not.ok(events(out).includes('stall'), 'not a stall: our own deadline moved, the event loop did not')
+  assert.is(m.health, 0)
+  assert.ok(events(out).includes('suspicion-expired'))
+  assert.is(m.statusOf('x'), 'dead')
+})
+
 test('a leave publishes a left record and tells members directly, then the core goes quiet', () => {
   const m = core()
   for (const id of ['a', 'b', 'c']) m.step(gossip(id, [signedRecord(recordOf(id))], 0))
