@@ -3,6 +3,7 @@
 // and after a freeze, and bytes sent per node per second at rest, at N nodes.
 
 import { SimCluster } from '../sim/cluster.ts'
+import { SeededRandom, deriveSeed } from '../agent/core/random.ts'
 import type { PeerKey } from '../agent/core/io.ts'
 import { log, spread } from './lib.ts'
 import type { Spread } from './lib.ts'
@@ -21,7 +22,12 @@ export type SimDetectionResult = {
   peakRssMiB: number
 }
 
-function verdictRound (cluster: SimCluster, victim: PeerKey, fault: (id: PeerKey) => void): DetectionRound {
+// The fault strikes at a random moment of the probe period (`phase`): in
+// virtual time the rounds would otherwise fall at the same point of it each
+// time (just after convergence, which follows a probe), and a freeze's wait
+// for its first probe would be the same in every round.
+function verdictRound (cluster: SimCluster, victim: PeerKey, fault: (id: PeerKey) => void, phase: SeededRandom): DetectionRound {
+  cluster.run(phase.nextInt(cluster.config.probeIntervalMs))
   const seen = new Map<PeerKey, number>()
   const started = cluster.nowMs
   cluster.onEvent(({ atMs, node, event }) => {
@@ -57,15 +63,16 @@ export function benchSimDetection (nodes: number, rounds: number, seed: number):
   const messages = cluster.nodes.map((n, i) => (n.traffic.messagesOut - before[i].messagesOut) / (restMs / 1000))
   const kills: DetectionRound[] = []
   const stops: DetectionRound[] = []
+  const phase = new SeededRandom(deriveSeed(seed, 3))
   for (let round = 0; round < rounds; round++) {
     const crashed = cluster.nodes[(7 + 13 * round) % nodes].id
     victims.add(crashed)
-    kills.push(verdictRound(cluster, crashed, (id) => cluster.crash(id)))
+    kills.push(verdictRound(cluster, crashed, (id) => cluster.crash(id), phase))
     cluster.restart(crashed)
     cluster.runUntil(() => cluster.converged(), 60_000, 50)
     const frozen = cluster.nodes[(11 + 17 * round) % nodes].id
     victims.add(frozen)
-    stops.push(verdictRound(cluster, frozen, (id) => cluster.pause(id)))
+    stops.push(verdictRound(cluster, frozen, (id) => cluster.pause(id), phase))
     cluster.resume(frozen)
     cluster.runUntil(() => cluster.converged(), 60_000, 50)
     peakRss = Math.max(peakRss, process.memoryUsage().rss)
