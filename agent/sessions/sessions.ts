@@ -289,6 +289,13 @@ export class Sessions {
   // lease, and runs its service.
   #onDiagnose (ctx: Ctx, from: PeerKey, sessionId: string, nonce: number): void {
     const r = this.#replicas.get(sessionId)
+    // A member our group no longer counts (replaced while it was frozen or cut
+    // off) still holds its old copy and diagnoses us as its owner. Answered,
+    // it would go on doing so every ownerTimeoutMs for good, never told it is
+    // out. Unanswered, it gives us up, stands for election, and the members
+    // refuse it as not a member: it retires its copy (the orphan path, as for
+    // a member removed while it was down).
+    if (r !== undefined && r.role === 'owner' && !config(r).members.includes(from) && config(r).witness !== from) return
     const serving = r !== undefined && r.role === 'owner' && leaseValid(ctx, r) && ctx.service(r.info.service) !== null
     ctx.send(from, { type: 'session-diagnosis', sessionId, nonce, epoch: r?.epoch ?? 0, serving, commitIndex: r?.commitIndex ?? 0 })
   }

@@ -4,6 +4,7 @@
 // order kept, at most one owner acknowledging per epoch.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
+import { ORPHAN_GRACE_MS } from '../../agent/sessions/election.ts'
 import { checkOwners, checkTerminal, ownerState, recordOwnerAcks } from '../../sim/checkers.ts'
 import { seedFor, withSeed } from './helpers.ts'
 import { finish, openTerminal, replicaOf, sessionCluster } from './session-helpers.ts'
@@ -60,6 +61,36 @@ test('owner frozen and resumed: a standby takes over; the old owner demotes and 
   const now = ownerState(cluster, terminal.sessionId)
   assert.is(old?.role, 'standby')
   assert.is(old?.commitIndex, now?.commitIndex, 'and caught up')
+}))
+
+test('owner frozen until the group replaced it: back, it is told it is out, goes quiet, and retires its copy', () => withSeed(FILE, seedFor(41), (seed) => {
+  const cluster = sessionCluster(seed, 5, { trace: true })
+  const acks = recordOwnerAcks(cluster)
+  const terminal = openTerminal(cluster, 't1', 'n0')
+  terminal.appendMany(80, 10)
+  cluster.runUntil(() => terminal.acks.length >= 20, 10_000)
+  const owner = terminal.owner as string
+  const sessionId = terminal.sessionId
+  cluster.pause(owner)
+  // The membership's verdict (at most ~2 s) plus repairDelayMs (2 s).
+  cluster.run(6_000)
+  const held = ownerState(cluster, sessionId)
+  assert.not.ok(replicaOf(cluster, held?.owner as string, sessionId)?.log.config?.members.includes(owner), 'replaced while frozen')
+  cluster.resume(owner)
+  assert.ok(finish(cluster, [terminal], 80))
+  cluster.run(5_000)
+  assert.equal(checkOwners(acks), [])
+  assert.equal(checkTerminal(cluster, terminal), [])
+  const old = replicaOf(cluster, owner, sessionId)
+  assert.ok(old !== undefined && old.orphanedAtMs !== null, 'the members told it it is not one of them')
+  assert.ok(cluster.trace.some((e) => e.node === owner && e.event.type === 'election-lost'), 'it stood once and was refused')
+  // Quiet since: it no longer diagnoses the new owner every ownerTimeoutMs.
+  const quietFrom = cluster.nowMs - 3_000
+  const late = cluster.trace.filter((e) => e.node === owner && e.atMs >= quietFrom && (e.event.type === 'owner-suspected' || e.event.type === 'election-started'))
+  assert.equal(late.map((e) => e.event.type), [])
+  cluster.run(ORPHAN_GRACE_MS + 30_000)
+  assert.is(replicaOf(cluster, owner, sessionId), undefined, 'its copy is deleted after the orphan grace')
+  assert.equal(checkTerminal(cluster, terminal), [])
 }))
 
 test('standby SIGKILL: writes go on, and the group is repaired back to three members', () => withSeed(FILE, seedFor(34), (seed) => {
