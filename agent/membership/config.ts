@@ -3,7 +3,7 @@
 //
 // The `lan` profile is the default. It is tuned so that, on a LAN or on one
 // machine, every survivor reaches a `dead` verdict about 1 s after a crash and
-// (median) about 2 s after a freeze at 20 nodes, while a 300 ms event-loop stall or 10% message loss produces
+// at most about 2 s after a freeze, while a 300 ms event-loop stall or 10% message loss produces
 // no false verdict, and so that an agent at rest sends no more bytes than serf at
 // its defaults (see README, "How failure detection works", for the arithmetic).
 // The probe period sets the bandwidth (each probe is a ping and an ack over TCP,
@@ -12,8 +12,9 @@
 // probing less often does not also stretch every verdict.
 
 export type MembershipConfig = {
-  // One member is probed per period (SWIM): the bandwidth at rest, and on average
-  // about one period until someone probes a member that froze.
+  // One probe per member per period, on a schedule every member shares
+  // (detector.ts, ring.ts): the bandwidth at rest, and at most one period until
+  // someone probes a member that froze.
   probeIntervalMs: number
   // How long the direct ping waits for its ack before indirect probes start.
   // Scaled by the local health multiplier (Lifeguard), so a slow node waits longer.
