@@ -6,6 +6,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { ORPHAN_GRACE_MS } from '../../agent/sessions/election.ts'
 import { checkOwners, checkTerminal, ownerState, recordOwnerAcks } from '../../sim/checkers.ts'
+import type { SimCluster } from '../../sim/cluster.ts'
 import { seedFor, withSeed } from './helpers.ts'
 import { finish, openTerminal, replicaOf, sessionCluster } from './session-helpers.ts'
 
@@ -37,7 +38,9 @@ test('owner SIGKILL: a standby takes over and every acknowledged delta survives,
   assert.ok(takeover < 1_000, `first acknowledgement by the new owner ${takeover.toFixed(0)} ms after the kill`)
 }))
 
-test('owner frozen and resumed: a standby takes over; the old owner demotes and catches up', () => withSeed(FILE, seedFor(33), (seed) => {
+// Five nodes, a terminal appending 80 deltas; its owner is frozen for
+// `frozenMs` once 20 are acknowledged, then resumed and the terminal finishes.
+function freezeOwner (seed: number, frozenMs: number, checkWhileFrozen: (cluster: SimCluster, owner: string, sessionId: string) => void = () => {}) {
   const cluster = sessionCluster(seed, 5, { trace: true })
   const acks = recordOwnerAcks(cluster)
   const terminal = openTerminal(cluster, 't1', 'n0')
@@ -46,12 +49,18 @@ test('owner frozen and resumed: a standby takes over; the old owner demotes and 
   const owner = terminal.owner as string
   const frozenAt = cluster.nowMs
   cluster.pause(owner)
+  cluster.run(frozenMs)
+  checkWhileFrozen(cluster, owner, terminal.sessionId)
+  cluster.resume(owner)
+  assert.ok(finish(cluster, [terminal], 80))
+  return { cluster, acks, terminal, owner, frozenAt, sessionId: terminal.sessionId }
+}
+
+test('owner frozen and resumed: a standby takes over; the old owner demotes and catches up', () => withSeed(FILE, seedFor(33), (seed) => {
   // Shorter than the membership's verdict (0.7–2 s after a freeze) plus
   // repairDelayMs (2 s): the group still counts the old owner when it returns.
   // (Frozen longer, it is replaced in the group: see the next test.)
-  cluster.run(2_000)
-  cluster.resume(owner)
-  assert.ok(finish(cluster, [terminal], 80))
+  const { cluster, acks, terminal, owner, frozenAt } = freezeOwner(seed, 2_000)
   cluster.run(1_000)
   assert.equal(checkOwners(acks), [])
   assert.equal(checkTerminal(cluster, terminal), [])
@@ -64,20 +73,11 @@ test('owner frozen and resumed: a standby takes over; the old owner demotes and 
 }))
 
 test('owner frozen until the group replaced it: back, it is told it is out, goes quiet, and retires its copy', () => withSeed(FILE, seedFor(41), (seed) => {
-  const cluster = sessionCluster(seed, 5, { trace: true })
-  const acks = recordOwnerAcks(cluster)
-  const terminal = openTerminal(cluster, 't1', 'n0')
-  terminal.appendMany(80, 10)
-  cluster.runUntil(() => terminal.acks.length >= 20, 10_000)
-  const owner = terminal.owner as string
-  const sessionId = terminal.sessionId
-  cluster.pause(owner)
   // The membership's verdict (at most ~2 s) plus repairDelayMs (2 s).
-  cluster.run(6_000)
-  const held = ownerState(cluster, sessionId)
-  assert.not.ok(replicaOf(cluster, held?.owner as string, sessionId)?.log.config?.members.includes(owner), 'replaced while frozen')
-  cluster.resume(owner)
-  assert.ok(finish(cluster, [terminal], 80))
+  const { cluster, acks, terminal, owner, sessionId } = freezeOwner(seed, 6_000, (cluster, owner, sessionId) => {
+    const held = ownerState(cluster, sessionId)
+    assert.not.ok(replicaOf(cluster, held?.owner as string, sessionId)?.log.config?.members.includes(owner), 'replaced while frozen')
+  })
   cluster.run(5_000)
   assert.equal(checkOwners(acks), [])
   assert.equal(checkTerminal(cluster, terminal), [])
