@@ -1,6 +1,6 @@
 // The probe ring: the live members (alive or suspect, the local node included)
 // in id order. Every member whose view agrees holds the same ring, so the probe
-// schedule built on it (detector.ts, `scheduledTarget`) is one shared plan: in
+// schedule built on it (detector.ts, #probeNext) is one shared plan: in
 // each probe period every member probes a different member, and every member is
 // probed by exactly one other. SWIM's own choice (a random member, or a shuffled
 // round-robin as in memberlist) probes each member once per period only on

@@ -415,3 +415,11 @@ function appendConfig (ctx: Ctx, r: Replica, next: { members: PeerKey[]; witness
   replicateAll(ctx, r)
   advanceCommit(ctx, r)
 }
+
+// Whether the group, as this owner holds it, counts `peer`: a member, the
+// witness, or the agent being brought up to date to join. The owner answers
+// the service diagnosis (M2.1) only of those (sessions.ts, #onDiagnose).
+export function countsInGroup (r: Replica, peer: PeerKey): boolean {
+  const group = config(r)
+  return group.members.includes(peer) || group.witness === peer || r.repair?.adding === peer
+}

@@ -10,7 +10,7 @@ import type { SessionsConfig } from './config.ts'
 import { ORPHAN_GRACE_MS, UNKNOWN_SESSION, nextElectionWake, onDiagnosis, onVote, ownerHint, watchOwner } from './election.ts'
 import { onAppend, onSnapshot, onVoteRequest } from './follower.ts'
 import {
-  advanceCommit, appendEntry, becomeOwner, clientAppend, expireWaiters, heartbeat, leaseValid, maintainGroup, readRefusal,
+  advanceCommit, appendEntry, becomeOwner, clientAppend, countsInGroup, expireWaiters, heartbeat, leaseValid, maintainGroup, readRefusal,
   memberLost, nextWaiterDeadline, onAck, wait
 } from './owner.ts'
 import { clientAppendBatch } from './deltas.ts'
@@ -294,8 +294,9 @@ export class Sessions {
     // it would go on doing so every ownerTimeoutMs for good, never told it is
     // out. Unanswered, it gives us up, stands for election, and the members
     // refuse it as not a member: it retires its copy (the orphan path, as for
-    // a member removed while it was down).
-    if (r !== undefined && r.role === 'owner' && !config(r).members.includes(from) && config(r).witness !== from) return
+    // a member removed while it was down). An agent we are bringing up to
+    // date to add it is not in the group yet, but is answered.
+    if (r !== undefined && r.role === 'owner' && !countsInGroup(r, from)) return
     const serving = r !== undefined && r.role === 'owner' && leaseValid(ctx, r) && ctx.service(r.info.service) !== null
     ctx.send(from, { type: 'session-diagnosis', sessionId, nonce, epoch: r?.epoch ?? 0, serving, commitIndex: r?.commitIndex ?? 0 })
   }

@@ -4,7 +4,7 @@
 
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { becomeOwner, clientAppend, expireWaiters, maintainGroup, memberLost, onAck } from '../../agent/sessions/owner.ts'
+import { becomeOwner, clientAppend, countsInGroup, expireWaiters, maintainGroup, memberLost, onAck } from '../../agent/sessions/owner.ts'
 import { config, voters } from '../../agent/sessions/replica.ts'
 import type { Replica } from '../../agent/sessions/replica.ts'
 import type { SessionsConfig } from '../../agent/sessions/config.ts'
@@ -313,6 +313,16 @@ test('a two-member group gets a witness once the witness holds the log', () => {
   assert.equal(r.commitIndex, 1, 'the witness is a live voter: under "all" it must hold the change too')
   ackFrom(ctx, r, 'W')
   assert.equal(r.commitIndex, 2)
+})
+
+test('the owner counts its members, its witness and the agent it is adding; not an agent it replaced', () => {
+  const { r } = ownerGroup({ group: { members: ['A', 'B', 'C'], witness: null } })
+  assert.ok(countsInGroup(r, 'B') && countsInGroup(r, 'C'))
+  assert.not.ok(countsInGroup(r, 'X'), 'X is out of the group: its diagnosis goes unanswered')
+  r.repair = { adding: 'X', asWitness: false, removing: null, startedMs: 0, phase: 'catch-up' }
+  assert.ok(countsInGroup(r, 'X'), 'being brought up to date to join')
+  const witnessed = ownerGroup({ group: { members: ['A', 'B'], witness: 'W' } }).r
+  assert.ok(countsInGroup(witnessed, 'W'))
 })
 
 test.run()
