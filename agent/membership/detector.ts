@@ -231,7 +231,8 @@ export class FailureDetector {
   // one other, so a member that freezes is probed within one period. Views that
   // disagree for a moment (a join not yet heard everywhere) only probe one
   // member twice and another not at all in that period. Above the ring's size
-  // cap, the shuffled round-robin of SWIM as memberlist runs it.
+  // cap, and while our local health is poor, the shuffled round-robin of SWIM
+  // as memberlist runs it.
   #probeNext (): void {
     const slot = this.#slotAt(this.#now)
     // A node in poor health probes less often, as well as waiting longer: it
@@ -243,7 +244,12 @@ export class FailureDetector {
 
   #nextTarget (slot: number): PeerKey | null {
     const ring = this.#host.probeRing()
-    if (ring === null) {
+    // In poor health we sit out periods, and the periods we keep would give
+    // targets in step with the ones we skip: sitting out 2 of every 3 periods
+    // among 4 members, every probe would go to the same member and the others
+    // would never be probed. Our slots in the schedule go unserved either way;
+    // the round-robin reaches every member in turn.
+    if (ring === null || this.#health > 0) {
       return this.#prober.nextTarget(
         () => this.#host.probeableIds(),
         (id) => this.#host.isProbeable(id),

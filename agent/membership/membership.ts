@@ -347,6 +347,11 @@ export class Membership {
     if (claimIncarnation < this.#own.record.incarnation) return this.#answerStale(from)
     if (claimIncarnation >= MAX_INCARNATION) return
     this.#own.refute(claimIncarnation)
+    // The stale answers' rate limit keeps a member from being sent the same
+    // record over and over; the new incarnation is news to every one of them
+    // (one that missed this refutation must not wait a probe period for it,
+    // while its suspicion of us runs out).
+    this.#lastStaleAnswerMs.clear()
     this.#out.push({ kind: 'persist', record: { kind: 'incarnation', incarnation: this.#own.record.incarnation } })
     setSelfRecord(this.#self, this.#own.signed)
     this.#emit({ type: 'refuted', incarnation: this.#own.record.incarnation, accusation, by })

@@ -122,6 +122,27 @@ test('a stale accusation about ourselves is answered with our current record', (
     answer.message.updates[0].kind === 'record' && answer.message.updates[0].signed.record.incarnation === 6)
 })
 
+test('a stale accusation is answered again, inside the rate limit, once our record has moved on', () => {
+  const m = core('me', 6)
+  const recordSentTo = (effects: Effect[], to: string): number | null => {
+    for (const e of effects) {
+      if (e.kind !== 'send' || e.to !== to || e.message.type !== 'gossip') continue
+      const update = e.message.updates[0]
+      if (update?.kind === 'record') return update.signed.record.incarnation
+    }
+    return null
+  }
+  const stale = (incarnation: number, nowMs: number): Input => gossip('c', [signedAccusation({ kind: 'suspect', subject: 'me', incarnation, accuser: 'b' })], nowMs, 'direct')
+  assert.is(recordSentTo(m.step(stale(5, 10)), 'c'), 6)
+  assert.is(recordSentTo(m.step(stale(5, 20)), 'c'), null, 'the same answer is not repeated within the rate limit')
+  // Someone else suspects our current incarnation: we refute, to 7.
+  m.step(gossip('d', [signedAccusation({ kind: 'suspect', subject: 'me', incarnation: 6, accuser: 'd' })], 30, 'direct'))
+  assert.is(m.incarnation, 7)
+  // c still holds the suspicion of 6 (it missed the refutation): it is told now,
+  // not a probe period later, when its suspicion may have run out.
+  assert.is(recordSentTo(m.step(stale(6, 40)), 'c'), 7)
+})
+
 // Ticks the core at each wake-up until it sends its first ping (within 5 s);
 // returns the ping and the time it went out.
 function firstPing (m: Membership): { ping: Effect & { kind: 'send' }; seq: number; nowMs: number } {
@@ -235,6 +256,25 @@ test('a confirmation that moves a suspicion\'s deadline into the past ends it at
   assert.is(m.health, 0)
   assert.ok(events(out).includes('suspicion-expired'))
   assert.is(m.statusOf('x'), 'dead')
+})
+
+test('cut off from everyone (no ack, no nack: health at its worst), an agent still probes, and suspects, every member', () => {
+  const m = core()
+  const ids = ['a', 'b', 'c']
+  // Heard directly: connected, so a probe gets no first-contact grace.
+  for (const id of ids) m.step(gossip(id, [signedRecord(recordOf(id))], 0, 'direct'))
+  // Tick at every wake-up for 15 s and answer nothing. Each failed probe
+  // raises local health, which stretches the next probes' timeouts and spaces
+  // them out: the agent must not spend them all on the same member.
+  const probed = new Set<string>()
+  for (let wake = m.nextWakeMs(); wake <= 15_000; wake = m.nextWakeMs()) {
+    for (const e of m.step({ kind: 'tick', nowMs: wake })) {
+      if (e.kind === 'send' && e.message.type === 'ping') probed.add(e.to)
+    }
+  }
+  assert.ok(m.health > 1, `health ${m.health}`)
+  assert.equal([...probed].sort(), ids)
+  for (const id of ids) assert.ok(m.statusOf(id) === 'suspect' || m.statusOf(id) === 'dead', `${id}: ${String(m.statusOf(id))}`)
 })
 
 test('a leave publishes a left record and tells members directly, then the core goes quiet', () => {
