@@ -47,6 +47,17 @@ export function varintBytes (value: number): number {
   return n
 }
 
+// Writes `value` (a non-negative safe integer) as an unsigned LEB128 varint into
+// `buf` at `at`, which has room for it; returns the position after it.
+export function putVarint (buf: Uint8Array, at: number, value: number): number {
+  while (value >= 128) {
+    buf[at++] = (value % 128) | 0x80
+    value = Math.floor(value / 128)
+  }
+  buf[at++] = value
+  return at
+}
+
 export class Writer {
   #buf: Uint8Array
   #view: DataView
@@ -129,14 +140,7 @@ export class Writer {
 
   // The caller has checked the value and reserved room for its bytes.
   #putVarint (value: number): void {
-    const buf = this.#buf
-    let pos = this.#pos
-    while (value >= 128) {
-      buf[pos++] = (value % 128) | 0x80
-      value = Math.floor(value / 128)
-    }
-    buf[pos++] = value
-    this.#pos = pos
+    this.#pos = putVarint(this.#buf, this.#pos, value)
   }
 
   #reserve (extra: number): void {

@@ -22,7 +22,7 @@
 // so a pending `next()` resolves at once instead of waiting for the next frame.
 
 import { Uint8ArrayList } from 'uint8arraylist'
-import { varintBytes } from '../../protocol/wire.ts'
+import { putVarint, varintBytes } from '../../protocol/wire.ts'
 
 export type FrameQueueLimits = {
   maxFrames: number
@@ -159,12 +159,7 @@ export function lengthPrefixed (frames: Uint8Array[], from: number, to: number, 
   let at = 0
   for (let i = from; i < to; i++) {
     const frame = frames[i]
-    let n = frame.length
-    while (n >= 0x80) {
-      out[at++] = (n & 0x7f) | 0x80
-      n >>>= 7
-    }
-    out[at++] = n
+    at = putVarint(out, at, frame.length)
     out.set(frame, at)
     at += frame.length
   }
