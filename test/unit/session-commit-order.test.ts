@@ -7,6 +7,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import pino from 'pino'
 import { defaultConfig } from '../../agent/config.ts'
+import { checkSessionsConfig } from '../../agent/sessions/config.ts'
 import { orderAroundCommit } from '../../agent/sessions/commit-order.ts'
 import { placeGroup } from '../../agent/sessions/placement.ts'
 import { BUILT_IN_SERVICES } from '../../agent/sessions/services.ts'
@@ -50,6 +51,19 @@ test('rule: only entries frames of sessions whose step only appends leave early'
 
 type Happening = string
 
+// The host runs on the wall clock. These tests count and order the frames of
+// single steps, so its timers must not fire in the middle of one: on a loaded
+// box a turn can outlast the lan profile's 100 ms heartbeat, and an owner's
+// heartbeat then joins an append's batch (a CI run saw exactly that). With these
+// timings no heartbeat, diagnosis or write timeout falls within a test.
+function quietConfig (): ReturnType<typeof defaultConfig> {
+  const config = defaultConfig()
+  config.sessions = { ...config.sessions, heartbeatMs: 30_000, ownerTimeoutMs: 60_000, writeTimeoutMs: 60_000 }
+  const problems = checkSessionsConfig(config.sessions)
+  if (problems.length > 0) throw new Error(problems.join('; '))
+  return config
+}
+
 // The store writes at once and fsyncs when told: `syncs` holds the callbacks of
 // fsyncs under way; with `autoSync` each returns in the next check phase.
 function makeHost (autoSync = true): { host: SessionsHost; log: Happening[]; sent: Array<{ to: string; message: SessionMessage }>; syncs: Array<(error: Error | null) => void> } {
@@ -78,7 +92,7 @@ function makeHost (autoSync = true): { host: SessionsHost; log: Happening[]; sen
     syncNow () { log.push('fsync (blocking)') }
   } as unknown as SessionStore
   const host = new SessionsHost({
-    config: defaultConfig(),
+    config: quietConfig(),
     directory: new FakeDirectory('A', ['A', 'B', 'C']),
     net,
     store,
@@ -87,8 +101,15 @@ function makeHost (autoSync = true): { host: SessionsHost; log: Happening[]; sen
     onEvent: () => {},
     services: new Map(BUILT_IN_SERVICES)
   })
+  hosts.push(host)
   return { host, log, sent, syncs }
 }
+
+// Every host is stopped after its test, passed or failed: a host left running
+// keeps its timers, and the test file would never exit (the CI run above was
+// killed after 300 s for that).
+const hosts: SessionsHost[] = []
+test.after.each(() => { for (const host of hosts.splice(0)) host.stop() })
 
 const turn = async (): Promise<void> => { for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve)) }
 
