@@ -203,6 +203,9 @@ async function checkRedis (replicas: number[], keys: string[], value: string): P
 
 type Terminal = { session: Session; acked: string[]; next: number }
 
+// BENCH_REPL_BATCHES=1 (say) measures only those edge-agent modes (while profiling).
+const onlyBatches = process.env.BENCH_REPL_BATCHES?.split(',').map(Number) ?? null
+
 // Bytes of values a terminal writes to one session before it opens another.
 const ROTATE_BYTES = 8 * 1024 * 1024
 
@@ -227,7 +230,7 @@ async function benchEdgeAgent (opts: Required<ReplicationOptions>, problems: str
       // once it has written ROTATE_BYTES to one: a session's state is capped
       // (MAX_STATE_BYTES, 16 MiB: the agent answers 413 beyond it), and one
       // client's appendMany() writes more than that in a run on a quiet box.
-      for (const batch of [1, opts.batch]) {
+      for (const batch of [1, opts.batch].filter((b) => onlyBatches === null || onlyBatches.includes(b))) {
         const tag = `r${concurrency}b${batch}`
         const terminals = (await sessionsOwnedBy(client, owner.id, concurrency, tag)).map((session) => ({ session, acked: [], next: 0 }) as Terminal)
         const retired: Terminal[] = []
