@@ -207,9 +207,12 @@ export class SimNode {
   }
 
   // The order of the real host (agent/runtime/sessions-host.ts, rule in
-  // agent/sessions/commit-order.ts): an owner's entries to standbys leave at once,
-  // the commit takes fsyncMs, then the rest leaves (acks, votes, replies). A
-  // crash in between loses the step's records: what the checkers must survive.
+  // agent/sessions/commit-order.ts): an owner's entries to standbys and answers
+  // acknowledging entries of earlier steps leave at once, the commit takes
+  // fsyncMs, then the rest leaves (acks, votes, other replies). A crash in
+  // between loses the step's records: what the checkers must survive. A step
+  // whose records are only commit indexes writes nothing (the real store keeps
+  // them, session-store-commits.ts), so it has no commit to wait for.
   // Sessions inputs arriving meanwhile wait and are stepped after the commit,
   // as one batch, as the real host's driver holds them during its fsync.
   #performSessions (effects: SessionEffect[]): void {
@@ -219,7 +222,7 @@ export class SimNode {
     const durable: SessionDurable[] = []
     for (const effect of effects) if (effect.kind === 'persist') durable.push(effect.record)
     const { early, late } = orderAroundCommit(effects, durable)
-    if (early.length === 0 || this.#host.fsyncMs <= 0) {
+    if (early.length === 0 || this.#host.fsyncMs <= 0 || durable.every((record) => record.kind === 'session-commit')) {
       this.disk.apply(durable)
       for (const effect of effects) this.#sessionEffect(effect)
       return

@@ -2,8 +2,9 @@
 // durable store (one transaction, so one fsync, per batch of core steps, the
 // inputs of one event-loop turn: group commit), terminals' requests, and role
 // hooks. A batch's effects wait for its commit, except an owner's entries to its
-// standbys, which leave first so that the owner's fsync overlaps theirs
-// (agent/sessions/commit-order.ts says which frames and why that loses no
+// standbys, which leave first so that the owner's fsync overlaps theirs, and
+// answers to terminals that acknowledge only entries an earlier batch stored
+// (agent/sessions/commit-order.ts says which effects and why that loses no
 // acknowledged write). The fsync runs in libuv's thread pool: meanwhile the
 // event loop reads sockets and parses requests, the driver queues what arrives
 // without stepping it, and the next batch takes all of it.

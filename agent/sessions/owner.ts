@@ -266,10 +266,10 @@ function answerWaiters (ctx: Ctx, r: Replica): void {
 function answer (ctx: Ctx, r: Replica, index: number, waiter: Waiter): void {
   if (waiter.kind === 'append') {
     ctx.emit({ type: 'acknowledged', sessionId: r.id, epoch: r.epoch, index, clientSeq: waiter.clientSeq })
-    ctx.reply(waiter.target, { status: 200, body: { index, epoch: r.epoch } })
+    ctx.reply(waiter.target, { status: 200, body: { index, epoch: r.epoch } }, { sessionId: r.id, index })
   } else if (waiter.kind === 'batch') {
     for (const item of waiter.items) if (!item.duplicate) ctx.emit({ type: 'acknowledged', sessionId: r.id, epoch: r.epoch, index: item.index, clientSeq: item.clientSeq })
-    ctx.reply(waiter.target, batchReply(r, waiter.items, waiter.refused))
+    ctx.reply(waiter.target, batchReply(r, waiter.items, waiter.refused), { sessionId: r.id, index })
   } else if (waiter.kind === 'open') {
     ctx.reply(waiter.target, { status: 201, body: { sessionId: r.id, service: r.info.service, epoch: r.epoch, config: config(r) } })
   } else {

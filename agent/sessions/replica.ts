@@ -12,7 +12,7 @@ import type { SessionsConfig } from './config.ts'
 import type { AskedStreams } from './group-streams.ts'
 import { ReplicaLog } from './log.ts'
 import type { Service } from './services.ts'
-import type { ClientReply, MemberDirectory, SessionCommand, SessionDurable, SessionEvent, SessionRole, StoredSession } from './types.ts'
+import type { Acknowledges, ClientReply, MemberDirectory, SessionCommand, SessionDurable, SessionEvent, SessionRole, StoredSession } from './types.ts'
 
 export interface Ctx {
   readonly self: PeerKey
@@ -23,7 +23,7 @@ export interface Ctx {
   send (to: PeerKey, message: SessionMessage): void
   persist (record: SessionDurable): void
   emit (event: SessionEvent): void
-  reply (target: ReplyTarget, reply: ClientReply): void
+  reply (target: ReplyTarget, reply: ClientReply, acknowledges?: Acknowledges): void
   service (name: string): Service | null
 }
 

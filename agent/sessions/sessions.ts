@@ -20,7 +20,7 @@ import { config, newReplica, restoreReplica, voters } from './replica.ts'
 import type { Ctx, ParkableCommand, Replica, ReplyTarget } from './replica.ts'
 import { dueParked, nextParkedDeadline, park } from './parked.ts'
 import type { Service } from './services.ts'
-import type { ClientReply, MemberDirectory, SessionCommand, SessionEffect, SessionInput, StoredSession } from './types.ts'
+import type { Acknowledges, ClientReply, MemberDirectory, SessionCommand, SessionEffect, SessionInput, StoredSession } from './types.ts'
 
 export type SessionsOptions = {
   directory: MemberDirectory
@@ -160,18 +160,18 @@ export class Sessions {
       send: (to, message) => { if (to !== this.self) this.#out.push({ kind: 'send', to, message }) },
       persist: (record) => { this.#out.push({ kind: 'persist', record }) },
       emit: (event) => { this.#out.push({ kind: 'event', event }) },
-      reply: (target, reply) => this.#reply(target, reply),
+      reply: (target, reply, acknowledges) => this.#reply(target, reply, acknowledges),
       service: (name) => this.#services.get(name) ?? null
     }
   }
 
-  #reply (target: ReplyTarget, reply: ClientReply): void {
+  #reply (target: ReplyTarget, reply: ClientReply, acknowledges?: Acknowledges): void {
     if ('local' in target) {
       const body = reply.body as { sessionId?: string; service?: string; epoch?: number; config?: GroupConfig }
       // A session created here: the terminal gets the full view of its group.
       const created = reply.status === 201 && body.config !== undefined && body.sessionId !== undefined
       const view = created ? { ...this.#viewOf(body.sessionId as string, body.service ?? '', body.epoch ?? 0, this.self, body.config as GroupConfig) } : reply.body
-      this.#out.push({ kind: 'reply', requestId: target.local, reply: { ...reply, body: view } })
+      this.#out.push(acknowledges === undefined ? { kind: 'reply', requestId: target.local, reply: { ...reply, body: view } } : { kind: 'reply', requestId: target.local, reply: { ...reply, body: view }, acknowledges })
       return
     }
     // Another agent forwarded a terminal's open: answer it in kind.

@@ -85,7 +85,13 @@ export type SessionEffect =
   | { kind: 'connect'; peer: PeerKey }
   | { kind: 'persist'; record: SessionDurable }
   | { kind: 'event'; event: SessionEvent }
-  | { kind: 'reply'; requestId: string; reply: ClientReply }
+  // `acknowledges`: this reply reports log entries of the session up to `index`
+  // as committed, and promises nothing else of its step. commit-order.ts lets it
+  // leave before the step's own commit when those entries were stored by an
+  // earlier step (already durable), not by this one.
+  | { kind: 'reply'; requestId: string; reply: ClientReply; acknowledges?: Acknowledges }
+
+export type Acknowledges = { sessionId: string; index: number }
 
 // The membership table as the sessions core reads it (read-only; the host steps
 // both cores, so reads are as deterministic as the inputs).

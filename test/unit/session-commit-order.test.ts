@@ -47,6 +47,36 @@ test('rule: only entries frames of sessions whose step only appends leave early'
   }
 })
 
+test('rule: an answer acknowledging only entries stored by earlier steps leaves early; one covering this step\'s entries waits', () => {
+  // entry 2 of 's' is stored by this step.
+  const records: SessionDurable[] = [{ kind: 'session-entries', sessionId: 's', entries: [entry] }, { kind: 'session-commit', sessionId: 's', commitIndex: 1 }]
+  const answer = (sessionId: string, index: number): SessionEffect => ({ kind: 'reply', requestId: `r-${sessionId}-${index}`, reply: { status: 200, body: { index } }, acknowledges: { sessionId, index } })
+  const older = answer('s', 1)
+  const covering = answer('s', 2)
+  const beyond = answer('s', 3)
+  const otherSession = answer('t', 7)
+  const order = orderAroundCommit([older, covering, beyond, otherSession, reply], records)
+  assert.equal(order.early, [older, otherSession])
+  assert.equal(order.late, [covering, beyond, reply], 'an answer that covers an entry of this step, or says nothing of what it acknowledges, waits')
+  // Two records of one session in a step: the lowest index stored counts.
+  const two: SessionDurable[] = [
+    { kind: 'session-entries', sessionId: 's', entries: [{ ...entry, index: 5 }] },
+    { kind: 'session-entries', sessionId: 's', entries: [{ ...entry, index: 3 }, { ...entry, index: 4 }] }
+  ]
+  assert.equal(orderAroundCommit([answer('s', 2), answer('s', 3)], two).early, [answer('s', 2)])
+  // A step that stores anything else of the session holds its answers.
+  for (const held of [
+    { kind: 'session-meta', sessionId: 's', epoch: 2, votedFor: 'A' },
+    { kind: 'session-truncate', sessionId: 's', fromIndex: 9 },
+    { kind: 'session-snapshot', sessionId: 's', snapshot: {} as never },
+    { kind: 'session-delete', sessionId: 's' }
+  ] as SessionDurable[]) {
+    assert.equal(orderAroundCommit([older, otherSession], [held]).early, [otherSession], held.kind)
+  }
+  // Nothing to commit: nothing is reordered.
+  assert.equal(orderAroundCommit([older], []), { early: [], late: [older] })
+})
+
 // ---- the real host, with a network and a store that record what happens ----
 
 type Happening = string
@@ -66,7 +96,7 @@ function quietConfig (): ReturnType<typeof defaultConfig> {
 
 // The store writes at once and fsyncs when told: `syncs` holds the callbacks of
 // fsyncs under way; with `autoSync` each returns in the next check phase.
-function makeHost (autoSync = true): { host: SessionsHost; log: Happening[]; sent: Array<{ to: string; message: SessionMessage }>; syncs: Array<(error: Error | null) => void> } {
+function makeHost (autoSync = true, config = quietConfig()): { host: SessionsHost; log: Happening[]; sent: Array<{ to: string; message: SessionMessage }>; syncs: Array<(error: Error | null) => void> } {
   const syncs: Array<(error: Error | null) => void> = []
   const log: Happening[] = []
   const sent: Array<{ to: string; message: SessionMessage }> = []
@@ -92,7 +122,7 @@ function makeHost (autoSync = true): { host: SessionsHost; log: Happening[]; sen
     syncNow () { log.push('fsync (blocking)') }
   } as unknown as SessionStore
   const host = new SessionsHost({
-    config: quietConfig(),
+    config,
     directory: new FakeDirectory('A', ['A', 'B', 'C']),
     net,
     store,
@@ -223,12 +253,15 @@ test('host: while a batch fsyncs off the event loop, later inputs wait and then 
   returnSyncs()
   await turn()
   // One batch: the acks commit the first append, the second is logged and its
-  // entries sent; the first's answer is a late effect of that batch.
+  // entries sent. The first's answer reports only an entry the batch before
+  // stored and fsynced, so it leaves with the entries, before this batch's fsync;
+  // the second's waits.
   assert.is(sent.length, before + 4, log.join('\n'))
   assert.is(syncs.length, 1)
-  assert.is(answered, 0)
-  returnSyncs()
+  assert.is(answered, 1, 'the first answer does not wait for the fsync of the second append')
   assert.is((await first).status, 200)
+  returnSyncs()
+  await turn()
   assert.is(answered, 1)
   ackAll(host, sent, before + 2)
   await turn()
@@ -236,6 +269,32 @@ test('host: while a batch fsyncs off the event loop, later inputs wait and then 
   await turn()
   assert.is((await second).status, 200)
   host.stop()
+})
+
+test('host: with no standbys (R = 0) an append commits in its own step, and its answer waits for that step\'s fsync', async () => {
+  const config = quietConfig()
+  config.sessions = { ...config.sessions, replicas: 0 }
+  const { host, log, syncs } = makeHost(false, config)
+  const sessionId = sessionOwnedByA(config)
+  const tokenHash = hashToken(`${sessionId}~x`)
+  const returnSyncs = (): void => { for (const done of syncs.splice(0)) done(null) }
+  const opened = host.request({ type: 'open', sessionId, terminalId: 't', service: 'log', position: null, tokenHash })
+  await turn()
+  returnSyncs()
+  assert.is((await opened).status, 201)
+  await turn()
+  returnSyncs()
+  log.length = 0
+  let answered = false
+  const appended = host.request({ type: 'append', sessionId, tokenHash, clientSeq: 1, op: { append: 'a' } }).then((r) => { answered = true; return r })
+  await turn()
+  const commits = log.filter((l) => l.startsWith('commit'))
+  assert.ok(commits.length === 1 && commits[0].startsWith('commit session-entries'), log.join('\n'))
+  assert.is(syncs.length, 1, 'the fsync is under way')
+  await turn()
+  assert.is(answered, false, 'no answer before the fsync of the entry it acknowledges')
+  returnSyncs()
+  assert.is((await appended).status, 200)
 })
 
 test('host: a failed fsync stops the sessions and answers 503, never 200', async () => {
