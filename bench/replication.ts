@@ -382,7 +382,8 @@ export function replicationMarkdown (r: ReplicationResult): string[] {
   }
   const s = r.ceilingShare
   lines.push('', `Transport ceiling, same run: one libp2p stream (TCP + noise + yamux) between two processes, ${r.rawStream.frameBytes}-byte length-prefixed frames written back to back: ` +
-    `${fmt(r.rawStream.oneWayFramesPerSec)} frames/s one-way (median of ${r.rawStream.repeats}), ${fmt(r.rawStream.echoRoundTripsPerSec)} round trips/s with one frame in flight. ` +
+    `${fmt(r.rawStream.oneWayFramesPerSec)} frames/s one-way (median of ${r.rawStream.repeats}), ${fmt(r.rawStream.echoRoundTripsPerSec)} round trips/s with one frame in flight` +
+    `${r.rawStream.tcpEchoRoundTripsPerSec === undefined ? '' : ` (plain TCP between two Node processes, same frames: ${fmt(r.rawStream.tcpEchoRoundTripsPerSec)} round trips/s, ${fmt(r.rawStream.tcpEchoRoundTripsPerSec / r.rawStream.echoRoundTripsPerSec, 1)}× as many)`}. ` +
     `Replication as a share of it: edge-agent's best acknowledged deltas/s (${s.mode}, ${s.concurrency} terminals: ${fmt(s.deltasPerSec)}; each delta of ${r.valueBytes} bytes sent to two standbys, ` +
     `logged and fsynced on three agents, acknowledged to the terminal) over the raw stream's one-way frames/s of the same size: ${fmt(100 * s.share, 1)}%.`, '',
     `The check after the runs: ${r.acknowledged} acknowledged writes; ${r.problems.length === 0 ? 'every edge-agent delta present once, in order, in its session; every Redis key acknowledged by `WAIT 2` present on both replicas' : 'PROBLEMS: ' + r.problems.join('; ')}.`)

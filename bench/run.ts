@@ -125,7 +125,8 @@ function sessionsMarkdown (s: NonNullable<Results['sessions']>): string[] {
     '| terminals | appends/s | p50 ms | p99 ms | max ms | share of the raw one-way frame rate |', '|---|---|---|---|---|---|']
   for (const run of s.replication) lines.push(`| ${run.concurrency} | ${fmt(run.appendsPerSec)} | ${fmt(run.latencyMs.p50)} | ${fmt(run.latencyMs.p99)} | ${fmt(run.latencyMs.max)} | ${fmt(100 * run.appendsPerSec / raw.oneWayFramesPerSec, 1)}% |`)
   lines.push('', `Transport ceiling, same run: one libp2p stream (TCP + noise + yamux) between two processes, ${raw.frameBytes}-byte length-prefixed frames: ` +
-    `${fmt(raw.oneWayFramesPerSec)} frames/s one-way in 64 KiB writes (median of ${raw.repeats}), ${fmt(raw.echoRoundTripsPerSec)} round trips/s with one frame in flight.`)
+    `${fmt(raw.oneWayFramesPerSec)} frames/s one-way in 64 KiB writes (median of ${raw.repeats}), ${fmt(raw.echoRoundTripsPerSec)} round trips/s with one frame in flight` +
+    `${raw.tcpEchoRoundTripsPerSec === undefined ? '' : ` (plain TCP between two Node processes: ${fmt(raw.tcpEchoRoundTripsPerSec)} round trips/s)`}.`)
   return lines
 }
 

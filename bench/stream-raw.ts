@@ -6,10 +6,14 @@
 // One-way: frames of frameBytes written back to back for durationMs (in 64 KiB
 // writes, as direct.ts batches them), rate = frames the receiver counted / time
 // until its count came back. Echo: one frame in flight, round trips per second.
+// Beside it, the same echo over a plain TCP socket (node:net, no noise, no yamux,
+// no stream iterators) between two Node processes: what one hop costs without the
+// libp2p stack, for the replication path's two hops per acknowledged write.
 //
 // Run alone: node bench/stream-raw.ts   (JSON on stdout, progress on stderr)
 
 import { spawn, type ChildProcess } from 'node:child_process'
+import { connect } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { isMain, runStreamBenchSender } from '../agent/net/stream-bench.ts'
 import { fmt, log, median } from './lib.ts'
@@ -22,6 +26,9 @@ export type RawStreamResult = {
   oneWayRuns: number[]
   echoRoundTripsPerSec: number
   echoRuns: number[]
+  // Plain TCP echo, one frame in flight (absent in results written before it was measured).
+  tcpEchoRoundTripsPerSec?: number
+  tcpEchoRuns?: number[]
 }
 
 const RECEIVER_SCRIPT = fileURLToPath(new URL('../agent/net/stream-bench.ts', import.meta.url))
@@ -66,6 +73,7 @@ export async function benchRawStream (opts: { frameBytes?: number, durationMs?: 
       log(`stream-raw: echo ${i + 1}/${repeats}: ${run.frames} round trips in ${fmt(run.seconds, 2)} s = ${fmt(run.framesPerSec)} /s`)
     }
 
+    const tcpEchoRuns = await benchTcpEcho(frameBytes, repeats)
     return {
       frameBytes,
       durationMs,
@@ -73,8 +81,64 @@ export async function benchRawStream (opts: { frameBytes?: number, durationMs?: 
       oneWayFramesPerSec: median(oneWayRuns),
       oneWayRuns,
       echoRoundTripsPerSec: median(echoRuns),
-      echoRuns
+      echoRuns,
+      tcpEchoRoundTripsPerSec: median(tcpEchoRuns),
+      tcpEchoRuns
     }
+  } finally {
+    await stopChild(child)
+    process.off('exit', killOnExit)
+  }
+}
+
+// A node:net echo server in its own process on 127.0.0.1 (port 0): prints
+// {"port": n}, echoes every byte back, exits when its stdin closes.
+const TCP_ECHO_SERVER = `
+const net = require('node:net')
+const server = net.createServer((socket) => { socket.setNoDelay(true); socket.pipe(socket) })
+server.listen(0, '127.0.0.1', () => { process.stdout.write(JSON.stringify({ addr: String(server.address().port) }) + '\\n') })
+process.stdin.on('end', () => process.exit(0))
+process.stdin.resume()
+`
+
+// Round trips per second of one frameBytes frame in flight over plain TCP, one
+// run of ECHO_DURATION_MS per repeat (after a warm-up).
+async function benchTcpEcho (frameBytes: number, repeats: number): Promise<number[]> {
+  const child = spawn(process.execPath, ['-e', TCP_ECHO_SERVER], { stdio: ['pipe', 'pipe', 'inherit'] })
+  child.stdin?.on('error', () => {})
+  const killOnExit = (): void => { child.kill('SIGKILL') }
+  process.on('exit', killOnExit)
+  try {
+    const port = Number(await receiverAddr(child))
+    const socket = connect({ host: '127.0.0.1', port, noDelay: true })
+    await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+    const frame = Buffer.alloc(frameBytes, 0x61)
+    let pending = 0
+    let wake: (() => void) | null = null
+    socket.on('data', (chunk: Buffer) => {
+      pending -= chunk.length
+      if (pending <= 0 && wake !== null) { const w = wake; wake = null; w() }
+    })
+    const run = async (ms: number): Promise<number> => {
+      const started = performance.now()
+      let trips = 0
+      while (performance.now() - started < ms) {
+        pending = frameBytes
+        const back = new Promise<void>((resolve) => { wake = resolve })
+        socket.write(frame)
+        await back
+        trips++
+      }
+      return trips / ((performance.now() - started) / 1_000)
+    }
+    await run(WARM_UP_MS)
+    const runs: number[] = []
+    for (let i = 0; i < repeats; i++) {
+      runs.push(await run(ECHO_DURATION_MS))
+      log(`stream-raw: plain TCP echo ${i + 1}/${repeats}: ${fmt(runs[i])} /s`)
+    }
+    socket.destroy()
+    return runs
   } finally {
     await stopChild(child)
     process.off('exit', killOnExit)
