@@ -57,10 +57,17 @@ export class ContinuousWriter {
 
   // Checks the session's state against what was acknowledged: every value once,
   // in order (a log service). Returns problems, empty when all is well.
+  //
+  // The writer may still be running: what it saw acknowledged before the read
+  // went out must be in the state the read returns; an append acknowledged while
+  // the read is under way may or may not be. (Its small answer can overtake the
+  // read's, which carries the whole state: a check that listed the acks after the
+  // read returned reported such an append missing, though a read a moment later
+  // had it.)
   async check (): Promise<string[]> {
+    const expected = this.acked.map((a) => a.value)
     const state = await this.session.get()
     const values = Array.isArray(state.state) ? state.state as string[] : []
-    const expected = this.acked.map((a) => a.value)
     const problems: string[] = []
     if (new Set(values).size !== values.length) problems.push('a value appears twice')
     const at = new Map(values.map((v, i) => [v, i]))
