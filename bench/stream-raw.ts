@@ -91,8 +91,9 @@ export async function benchRawStream (opts: { frameBytes?: number, durationMs?: 
   }
 }
 
-// A node:net echo server in its own process on 127.0.0.1 (port 0): prints
-// {"port": n}, echoes every byte back, exits when its stdin closes.
+// A node:net echo server in its own process on 127.0.0.1 (port 0): prints its
+// port as {"addr": "<port>"} (the libp2p receiver's first line, so
+// receiverAddr() reads both), echoes every byte back, exits when its stdin closes.
 const TCP_ECHO_SERVER = `
 const net = require('node:net')
 const server = net.createServer((socket) => { socket.setNoDelay(true); socket.pipe(socket) })
