@@ -26,6 +26,13 @@ const append = (sessionId: string): SessionEffect => ({
 const ack: SessionEffect = { kind: 'send', to: 'A', message: { type: 'session-append-ack', sessionId: 's', epoch: 1, seq: 1, ok: true, matchIndex: 2, lastIndex: 2 } }
 const reply: SessionEffect = { kind: 'reply', requestId: 'r1', reply: { status: 200, body: {} } }
 const persist = (record: SessionDurable): SessionEffect => ({ kind: 'persist', record })
+// Records of session 's' other than log appends and commit indexes.
+const recordsThatHold = [
+  { kind: 'session-meta', sessionId: 's', epoch: 2, votedFor: 'A' },
+  { kind: 'session-truncate', sessionId: 's', fromIndex: 2 },
+  { kind: 'session-snapshot', sessionId: 's', snapshot: {} as never },
+  { kind: 'session-delete', sessionId: 's' }
+] as SessionDurable[]
 
 test('rule: only entries frames of sessions whose step only appends leave early', () => {
   const entries = persist({ kind: 'session-entries', sessionId: 's', entries: [entry] })
@@ -36,12 +43,7 @@ test('rule: only entries frames of sessions whose step only appends leave early'
   // Nothing to commit: nothing is reordered.
   assert.equal(orderAroundCommit([append('s'), reply], []), { early: [], late: [append('s'), reply] })
   // A step that stores an epoch or vote, a truncation or a snapshot of that session holds its frames.
-  for (const held of [
-    { kind: 'session-meta', sessionId: 's', epoch: 2, votedFor: 'A' },
-    { kind: 'session-truncate', sessionId: 's', fromIndex: 2 },
-    { kind: 'session-snapshot', sessionId: 's', snapshot: {} as never },
-    { kind: 'session-delete', sessionId: 's' }
-  ] as SessionDurable[]) {
+  for (const held of recordsThatHold) {
     const records = [held, { kind: 'session-entries', sessionId: 's', entries: [entry] } as SessionDurable]
     assert.equal(orderAroundCommit([append('s'), append('t')], records).early, [append('t')], held.kind)
   }
@@ -65,12 +67,7 @@ test('rule: an answer acknowledging only entries stored by earlier steps leaves 
   ]
   assert.equal(orderAroundCommit([answer('s', 2), answer('s', 3)], two).early, [answer('s', 2)])
   // A step that stores anything else of the session holds its answers.
-  for (const held of [
-    { kind: 'session-meta', sessionId: 's', epoch: 2, votedFor: 'A' },
-    { kind: 'session-truncate', sessionId: 's', fromIndex: 9 },
-    { kind: 'session-snapshot', sessionId: 's', snapshot: {} as never },
-    { kind: 'session-delete', sessionId: 's' }
-  ] as SessionDurable[]) {
+  for (const held of recordsThatHold) {
     assert.equal(orderAroundCommit([older, otherSession], [held]).early, [otherSession], held.kind)
   }
   // Nothing to commit: nothing is reordered.
