@@ -41,6 +41,9 @@ export class FailureDetector {
   // Peers we have heard from directly since their last disconnect: there is a live
   // connection, so a ping costs no connection setup.
   readonly #connected = new Set<PeerKey>()
+  // When we last started a probe of each member (our clock, ms): in poor health
+  // the next target is the member probed longest ago (#leastRecentlyProbed).
+  readonly #lastProbedMs = new Map<PeerKey, number>()
   #health = 0
   #nextProbeMs: number
   #now = 0
@@ -248,7 +251,12 @@ export class FailureDetector {
     // targets in step with the ones we skip: sitting out 2 of every 3 periods
     // among 4 members, every probe would go to the same member and the others
     // would never be probed. Our slots in the schedule go unserved either way;
-    // the round-robin reaches every member in turn.
+    // the member probed longest ago is next, so each is probed once before any
+    // is probed twice.
+    if (ring !== null && this.#health > 0) {
+      const target = this.#leastRecentlyProbed(ring, slot)
+      if (target !== undefined) return target
+    }
     if (ring === null || this.#health > 0) {
       return this.#prober.nextTarget(
         () => this.#host.probeableIds(),
@@ -262,6 +270,29 @@ export class FailureDetector {
     return target
   }
 
+  // The probeable member we last probed longest ago (never first), taken in ring
+  // order from this period's scheduled target; null when none is free to probe,
+  // undefined when we are not in the ring. At most the ring's size cap to scan,
+  // and only in poor health. (The shuffled round-robin, used before, could probe
+  // one member again before reaching the others: cut off from 3 members, the
+  // fourth probe came ~11 s after the first.)
+  #leastRecentlyProbed (ring: ProbeRing, slot: number): PeerKey | null | undefined {
+    const self = this.#host.selfId
+    if (ring.target(self, slot) === null) return undefined
+    let best: PeerKey | null = null
+    let bestMs = Infinity
+    for (let k = 0; k < ring.size - 1; k++) {
+      const id = ring.target(self, slot + k) as PeerKey
+      if (!this.#host.isProbeable(id) || this.#prober.isProbing(id)) continue
+      const at = this.#lastProbedMs.get(id) ?? -Infinity
+      if (at < bestMs) {
+        best = id
+        bestMs = at
+      }
+    }
+    return best
+  }
+
   #slotAt (nowMs: number): number {
     return Math.floor((nowMs + this.#clockOffsetMs) / this.#config.probeIntervalMs)
   }
@@ -271,6 +302,7 @@ export class FailureDetector {
   }
 
   #startProbe (target: PeerKey): void {
+    this.#noteProbed(target)
     const graceMs = this.#connected.has(target) ? 0 : this.#config.firstContactGraceMs
     const probe = this.#prober.start(
       target, this.#host.incarnationOf(target), this.#now,
@@ -278,6 +310,19 @@ export class FailureDetector {
       scaleByHealth(this.#config.probeIntervalMs, this.#health) + graceMs
     )
     this.#host.send(target, { type: 'ping', seq: probe.seq, updates: this.#host.piggyback(target) })
+  }
+
+  // Kept only while the ring is (above its cap the round-robin needs none);
+  // entries of members no longer in it are dropped once they outnumber it.
+  #noteProbed (target: PeerKey): void {
+    const ring = this.#host.probeRing()
+    if (ring === null) {
+      this.#lastProbedMs.clear()
+      return
+    }
+    this.#lastProbedMs.set(target, this.#now)
+    if (this.#lastProbedMs.size <= 2 * ring.size) return
+    for (const id of this.#lastProbedMs.keys()) if (!ring.has(id)) this.#lastProbedMs.delete(id)
   }
 
   #goIndirect (probe: Probe): void {

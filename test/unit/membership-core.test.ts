@@ -28,9 +28,9 @@ function signedAccusation (accusation: Accusation, signer = accusation.accuser):
   return { kind: 'accusation', signed: { accusation, bytes, sig: new SimAuth(signer).sign(bytes) } }
 }
 
-function core (id = 'me', incarnation = 1): Membership {
+function core (id = 'me', incarnation = 1, seed = 1): Membership {
   const { seq: _seq, status: _status, ...self } = recordOf(id, incarnation)
-  return new Membership({ self, config, random: new SeededRandom(1), auth: new SimAuth(id), nowMs: 0 })
+  return new Membership({ self, config, random: new SeededRandom(seed), auth: new SimAuth(id), nowMs: 0 })
 }
 
 // Steps the core; every ping it sends is answered 1 ms later, as a healthy
@@ -275,6 +275,30 @@ test('cut off from everyone (no ack, no nack: health at its worst), an agent sti
   assert.ok(m.health > 1, `health ${m.health}`)
   assert.equal([...probed].sort(), ids)
   for (const id of ids) assert.ok(m.statusOf(id) === 'suspect' || m.statusOf(id) === 'dead', `${id}: ${String(m.statusOf(id))}`)
+})
+
+test('cut off, an agent probes every member once before it probes any twice, and declares them all dead in time', () => {
+  for (let seed = 1; seed <= 30; seed++) for (const ids of [['a', 'b', 'c'], ['a', 'b', 'c', 'd', 'e'], ['m', 'n', 'o', 'p', 'q', 'r', 's']]) {
+    const m = core('me', 1, seed)
+    for (const id of ids) m.step(gossip(id, [signedRecord(recordOf(id))], 0, 'direct'))
+    const pings: string[] = []
+    const deadAt = new Map<string, number>()
+    for (let wake = m.nextWakeMs(); wake <= 60_000 && deadAt.size < ids.length; wake = m.nextWakeMs()) {
+      for (const e of m.step({ kind: 'tick', nowMs: wake })) {
+        if (e.kind === 'send' && e.message.type === 'ping') pings.push(e.to)
+      }
+      for (const id of ids) if (!deadAt.has(id) && m.statusOf(id) === 'dead') deadAt.set(id, wake)
+    }
+    // Each probe of a member no one answers is one more failure: before the
+    // change the shuffled round-robin could spend one on a member just probed.
+    const firstRound = pings.slice(0, ids.length)
+    assert.equal([...firstRound].sort(), ids, `seed ${seed}: first ${ids.length} probes: ${pings.join(' ')}`)
+    assert.is(deadAt.size, ids.length, `seed ${seed}: declared dead: ${[...deadAt.keys()].join(', ')}`)
+    // With 3 others, the lan profile's numbers: the third probe ~6.9 s after the
+    // first (health 0, 1, 2 periods sat out), its timeout scaled by health, then
+    // the suspicion's maximum (1.5 s, no confirmations can come).
+    if (ids.length === 3) assert.ok(Math.max(...deadAt.values()) < 12_000, `seed ${seed}: last verdict at ${Math.max(...deadAt.values())} ms`)
+  }
 })
 
 test('a leave publishes a left record and tells members directly, then the core goes quiet', () => {
