@@ -233,9 +233,9 @@ export class FailureDetector {
   // the ring (ring.ts): in each period every live member is probed by exactly
   // one other, so a member that freezes is probed within one period. Views that
   // disagree for a moment (a join not yet heard everywhere) only probe one
-  // member twice and another not at all in that period. Above the ring's size
-  // cap, and while our local health is poor, the shuffled round-robin of SWIM
-  // as memberlist runs it.
+  // member twice and another not at all in that period. While our local health
+  // is poor, the member we probed longest ago (#nextTarget); above the ring's
+  // size cap, the shuffled round-robin of SWIM as memberlist runs it.
   #probeNext (): void {
     const slot = this.#slotAt(this.#now)
     // A node in poor health probes less often, as well as waiting longer: it
@@ -253,18 +253,16 @@ export class FailureDetector {
     // would never be probed. Our slots in the schedule go unserved either way;
     // the member probed longest ago is next, so each is probed once before any
     // is probed twice.
-    if (ring !== null && this.#health > 0) {
-      const target = this.#leastRecentlyProbed(ring, slot)
-      if (target !== undefined) return target
-    }
-    if (ring === null || this.#health > 0) {
+    // Undefined: no ring (above its cap), or we are in poor health and not in it.
+    let target: PeerKey | null | undefined
+    if (ring !== null) target = this.#health > 0 ? this.#leastRecentlyProbed(ring, slot) : ring.target(this.#host.selfId, slot)
+    if (target === undefined) {
       return this.#prober.nextTarget(
         () => this.#host.probeableIds(),
         (id) => this.#host.isProbeable(id),
         (ids) => this.#random.shuffle(ids)
       )
     }
-    const target = ring.target(this.#host.selfId, slot)
     // Already under probe (a hint got there first): this period's probe is that one.
     if (target === null || !this.#host.isProbeable(target) || this.#prober.isProbing(target)) return null
     return target

@@ -171,7 +171,7 @@ export class Sessions {
       // A session created here: the terminal gets the full view of its group.
       const created = reply.status === 201 && body.config !== undefined && body.sessionId !== undefined
       const view = created ? { ...this.#viewOf(body.sessionId as string, body.service ?? '', body.epoch ?? 0, this.self, body.config as GroupConfig) } : reply.body
-      this.#out.push(acknowledges === undefined ? { kind: 'reply', requestId: target.local, reply: { ...reply, body: view } } : { kind: 'reply', requestId: target.local, reply: { ...reply, body: view }, acknowledges })
+      this.#out.push({ kind: 'reply', requestId: target.local, reply: { ...reply, body: view }, ...(acknowledges === undefined ? {} : { acknowledges }) })
       return
     }
     // Another agent forwarded a terminal's open: answer it in kind.
