@@ -19,17 +19,19 @@ export function suspicionBoundsMs (
 
 // How many independent confirmations a suspicion expects before it reaches its
 // minimum timeout (`wanted`: suspicionConfirmations). Neither the suspect nor we
-// can confirm, hence n - 2; when the cluster is too small to supply them, none
-// are expected and the minimum applies.
+// can confirm, hence at most n - 2: in a cluster of 3 the one other member's
+// confirmation takes a suspicion to its minimum.
 export function expectedConfirmations (n: number, wanted: number): number {
-  const k = Math.floor(wanted)
-  return n - 2 < k ? 0 : Math.max(0, k)
+  return Math.max(0, Math.min(Math.floor(wanted), n - 2))
 }
 
 // Total suspicion timeout after `confirmations` independent confirmations out of
-// `k` expected: falls logarithmically from max to min.
+// `k` expected: falls logarithmically from max to min. With none expected (two
+// members, or suspicionConfirmations 0) nothing can shorten it: the maximum.
+// (memberlist takes the minimum there, but its minimum is 4 probe periods; ours
+// is shorter than one, and a refutation lost once would not be sent again in time.)
 export function suspicionTimeoutMs (confirmations: number, k: number, minMs: number, maxMs: number): number {
-  if (k < 1) return minMs
+  if (k < 1) return maxMs
   const fraction = Math.log(confirmations + 1) / Math.log(k + 1)
   const raw = Math.floor(maxMs - fraction * (maxMs - minMs))
   return Math.max(minMs, raw)

@@ -363,8 +363,14 @@ export class Membership {
     if (from !== by && from !== this.id) this.#send(from, { type: 'gossip', updates: [update] })
   }
 
+  // At most one answer per peer per quarter of the minimum suspicion: a member
+  // holding a suspicion of us shows it to us again a third and two thirds of the
+  // way to its deadline (#checkSuspects), and each showing must get its own
+  // answer, or one lost answer (and a confirmation that shortens the deadline)
+  // makes a false verdict. Once per probe period was too rare for that.
   #answerStale (peer: PeerKey): void {
-    if (peer === this.id || !rateAllowed(this.#lastStaleAnswerMs, peer, this.#now, this.#config.probeIntervalMs)) return
+    const gapMs = Math.floor(this.#config.suspicionMinMs / 4)
+    if (peer === this.id || !rateAllowed(this.#lastStaleAnswerMs, peer, this.#now, gapMs)) return
     this.#send(peer, { type: 'gossip', updates: [this.#ownUpdate()] })
   }
 

@@ -11,7 +11,7 @@ import { SimCluster } from '../../sim/cluster.ts'
 import { withSeed } from './helpers.ts'
 
 const FILE = 'test/sim/membership-sweep.test.ts'
-const SEEDS = Number(process.env.SEEDS ?? 40)
+const SEEDS = Number(process.env.SEEDS ?? 200)
 const FIRST_SEED = Number(process.env.SEED ?? 1000)
 const CHAOS_MS = 60_000
 const LIVENESS_LIMIT_MS = 30_000

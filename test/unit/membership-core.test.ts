@@ -141,6 +141,11 @@ test('a stale accusation is answered again, inside the rate limit, once our reco
   // c still holds the suspicion of 6 (it missed the refutation): it is told now,
   // not a probe period later, when its suspicion may have run out.
   assert.is(recordSentTo(m.step(stale(6, 40)), 'c'), 7)
+  // c shows its suspicion again a third of the way to its deadline (at least
+  // suspicionMinMs / 3 later): that showing is answered too, in case the first
+  // answer was lost.
+  const again = 40 + Math.ceil(config.suspicionMinMs / 3)
+  assert.is(recordSentTo(m.step(stale(6, again)), 'c'), 7, `shown again at ${again} ms`)
 })
 
 // Ticks the core at each wake-up until it sends its first ping (within 5 s);
@@ -296,8 +301,9 @@ test('cut off, an agent probes every member once before it probes any twice, and
     assert.is(deadAt.size, ids.length, `seed ${seed}: declared dead: ${[...deadAt.keys()].join(', ')}`)
     // With 3 others, the lan profile's numbers: the third probe ~6.9 s after the
     // first (health 0, 1, 2 periods sat out), its timeout scaled by health, then
-    // the suspicion's maximum (1.5 s, no confirmations can come).
-    if (ids.length === 3) assert.ok(Math.max(...deadAt.values()) < 12_000, `seed ${seed}: last verdict at ${Math.max(...deadAt.values())} ms`)
+    // the suspicion's maximum (1.5 s: cut off, it hears no confirmation; that
+    // holds in a view of 3 too, where one confirmation could shorten it): 12.75 s.
+    if (ids.length === 3) assert.ok(Math.max(...deadAt.values()) <= 13_000, `seed ${seed}: last verdict at ${Math.max(...deadAt.values())} ms`)
   }
 })
 

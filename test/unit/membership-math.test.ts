@@ -30,8 +30,8 @@ test('suspicionBoundsMs() does not depend on the probe interval: probing less of
   }
 })
 
-test('expectedConfirmations() is suspicionConfirmations, or 0 when the cluster cannot supply them', () => {
-  const cases: Array<[number, number, number]> = [[10, 2, 2], [4, 2, 2], [3, 2, 0], [2, 2, 0], [100, 4, 4], [100, 0, 0]]
+test('expectedConfirmations() is suspicionConfirmations, or as many as the cluster can supply (n − 2)', () => {
+  const cases: Array<[number, number, number]> = [[10, 2, 2], [4, 2, 2], [3, 2, 1], [2, 2, 0], [1, 2, 0], [100, 4, 4], [100, 0, 0]]
   for (const [n, wanted, k] of cases) assert.is(expectedConfirmations(n, wanted), k, `n=${n} wanted=${wanted}`)
 })
 
@@ -43,10 +43,13 @@ test('suspicionTimeoutMs() starts at the maximum and reaches the minimum after k
   assert.ok(one > 800 && one < 1600, `one confirmation lands between: ${one}`)
   // log(2)/log(3) of the way down
   assert.is(one, Math.floor(1600 - (Math.log(2) / Math.log(3)) * 800))
+  // In a cluster of 3, the one confirmation possible takes it to the minimum.
+  assert.is(suspicionTimeoutMs(1, 1, 800, 1600), 800)
 })
 
-test('suspicionTimeoutMs() uses the minimum when no confirmations are expected', () => {
-  assert.is(suspicionTimeoutMs(0, 0, 800, 1600), 800)
+test('suspicionTimeoutMs() keeps the maximum when no confirmation is possible', () => {
+  assert.is(suspicionTimeoutMs(0, 0, 800, 1600), 1600)
+  assert.is(suspicionTimeoutMs(3, 0, 800, 1600), 1600)
 })
 
 test('remainingSuspicionMs() subtracts the time already elapsed', () => {
