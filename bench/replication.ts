@@ -21,7 +21,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EdgeClient } from '../agent/client/index.ts'
-import type { Session } from '../agent/client/index.ts'
+import type { Session, Transport } from '../agent/client/index.ts'
 import { LocalCluster } from '../sim/processes.ts'
 import { startRedisTrio, RespClient, RespError } from './replication-redis.ts'
 import type { RedisDurability } from './replication-redis.ts'
@@ -203,8 +203,12 @@ async function checkRedis (replicas: number[], keys: string[], value: string): P
 
 type Terminal = { session: Session; acked: string[]; next: number }
 
-// BENCH_REPL_BATCHES=1 (say) measures only those edge-agent modes (while profiling).
+// BENCH_REPL_BATCHES=1 (say) measures only those edge-agent modes (while profiling);
+// BENCH_REPL_TRANSPORTS=stream (or http) only appends on that transport.
 const onlyBatches = process.env.BENCH_REPL_BATCHES?.split(',').map(Number) ?? null
+const onlyTransports = process.env.BENCH_REPL_TRANSPORTS?.split(',') ?? null
+const EDGE = 'edge-agent (3 agents, R = 2)'
+const EDGE_HTTP = 'edge-agent (3 agents, R = 2, appends over HTTP)'
 
 // Bytes of values a terminal writes to one session before it opens another.
 const ROTATE_BYTES = 8 * 1024 * 1024
@@ -219,7 +223,11 @@ async function benchEdgeAgent (opts: Required<ReplicationOptions>, problems: str
   writeFileSync(configFile, JSON.stringify({ sessions: { loadThreshold: 1 }, limits: { sessionRequestsPerS: BENCH_SESSION_LIMITS.requestsPerS, sessionBytesPerS: BENCH_SESSION_LIMITS.bytesPerS } }))
   log('replication: starting 3 agents')
   const cluster = await LocalCluster.start({ nodes: 3, services: 'log', configure: () => ({ extraArgs: ['--config', configFile] }) })
-  const client = new EdgeClient({ agents: cluster.agents.map((a) => a.http) })
+  // Appends on the deltas stream (the client's default), and over HTTP to show
+  // what the stream saves; batches on the stream only.
+  const clients = { stream: new EdgeClient({ agents: cluster.agents.map((a) => a.http), transport: 'stream' }), http: new EdgeClient({ agents: cluster.agents.map((a) => a.http), transport: 'http' }) }
+  const modes = ([[1, 'stream'], [1, 'http'], [opts.batch, 'stream']] as Array<[number, Transport]>)
+    .filter(([b, t]) => (onlyBatches === null || onlyBatches.includes(b)) && (onlyTransports === null || onlyTransports.includes(t)))
   const rows: Row[] = []
   let acknowledged = 0
   try {
@@ -230,14 +238,15 @@ async function benchEdgeAgent (opts: Required<ReplicationOptions>, problems: str
       // once it has written ROTATE_BYTES to one: a session's state is capped
       // (MAX_STATE_BYTES, 16 MiB: the agent answers 413 beyond it), and one
       // client's appendMany() writes more than that in a run on a quiet box.
-      for (const batch of [1, opts.batch].filter((b) => onlyBatches === null || onlyBatches.includes(b))) {
-        const tag = `r${concurrency}b${batch}`
+      for (const [batch, transport] of modes) {
+        const client = clients[transport]
+        const tag = `r${concurrency}b${batch}${transport[0]}`
         const terminals = (await sessionsOwnedBy(client, owner.id, concurrency, tag)).map((session) => ({ session, acked: [], next: 0 }) as Terminal)
         const retired: Terminal[] = []
         const value = (t: Terminal, w: number): string => `c${concurrency}w${w}n${++t.next}-`.padEnd(opts.valueBytes, '.')
         try {
-          const mode = batch === 1 ? 'append(), one delta per request' : `appendMany(), ${batch} deltas per request`
-          rows.push(row('edge-agent (3 agents, R = 2)', mode, concurrency, batch, await load(concurrency, opts.warmUpSeconds * 1_000, opts.windowSeconds * 1_000, opts.repeats, async (w) => {
+          const mode = (batch === 1 ? 'append(), one delta per request' : `appendMany(), ${batch} deltas per request`) + (transport === 'http' ? ', HTTP' : '')
+          rows.push(row(transport === 'http' ? EDGE_HTTP : EDGE, mode, concurrency, batch, await load(concurrency, opts.warmUpSeconds * 1_000, opts.windowSeconds * 1_000, opts.repeats, async (w) => {
             let t = terminals[w]
             if ((t.acked.length + batch) * opts.valueBytes > ROTATE_BYTES) {
               retired.push(t)
@@ -266,7 +275,8 @@ async function benchEdgeAgent (opts: Required<ReplicationOptions>, problems: str
     }
     return { rows, acknowledged }
   } finally {
-    client.destroy()
+    clients.stream.destroy()
+    clients.http.destroy()
     // NODE_OPTIONS=--cpu-prof: a graceful stop lets the agents write their profiles.
     if (process.env.NODE_OPTIONS?.includes('--cpu-prof') === true) await Promise.all(cluster.agents.map(async (a) => await a.stop()))
     await cluster.destroy()
@@ -357,7 +367,7 @@ export async function benchReplication (options: ReplicationOptions = {}): Promi
 export function replicationMarkdown (r: ReplicationResult): string[] {
   const lines = [`## Replication side by side: Redis ${r.redisVersion} \`WAIT 2\` vs edge-agent R = 2 (3 processes each, loopback)`, '',
     `Acknowledged writes per second and request latency (ms), ${r.valueBytes}-byte values, every client with one request in flight ` +
-    `(a Redis connection; an edge-agent terminal with its own session, through the EdgeClient and the HTTP API). A write counts once both replicas (Redis: \`WAIT 2\` ` +
+    `(a Redis connection; an edge-agent terminal with its own session, through the EdgeClient: its appends on the deltas stream, one kept connection per agent, and in the rows marked HTTP one HTTP request each). A write counts once both replicas (Redis: \`WAIT 2\` ` +
     `answered 2 within ${WAIT_TIMEOUT_MS} ms) or both standbys (edge-agent: every member logged and fsynced it) hold it. Median of ${r.repeats} consecutive ${r.windowSeconds}-s windows. ` +
     `Batched rows: ${r.batch} writes per request (Redis: ${r.batch} SETs and one \`WAIT 2\` written together; edge-agent: one \`appendMany\`); their latency is per request. ` +
     `What has been fsynced when each system acknowledges: Redis with AOF (\`appendonly yes\`, \`appendfsync always\` on all three): the primary's AOF (it fsyncs before it answers SET); ` +
@@ -370,15 +380,18 @@ export function replicationMarkdown (r: ReplicationResult): string[] {
     const cpu = row.cpuUsPerWrite
     lines.push(`| ${row.system} | ${row.mode} | ${row.concurrency} | ${fmt(row.median.writesPerSec)} | ${fmt(row.median.p50, 1)} | ${fmt(row.median.p99, 1)} | ${cpu === undefined ? '-' : cpu.servers.map((c) => fmt(c)).join(' / ')} | ${cpu === undefined ? '-' : fmt(cpu.client)} |`)
   }
-  const find = (system: string, batch: number, c: number): Row | undefined => r.rows.find((x) => x.system.startsWith(system) && x.batch === batch && x.concurrency === c && x.mode.includes('WAIT') === system.startsWith('Redis'))
-  lines.push('', 'Ratio edge-agent / Redis `WAIT 2` (writes/s, same clients, same batching):', '', '| clients | vs Redis no persistence, one write | vs Redis AOF always, one write | vs no persistence, batched | vs AOF always, batched |', '|---|---|---|---|---|')
+  const find = (system: string, batch: number, c: number): Row | undefined => r.rows.find((x) => (system === EDGE || system === EDGE_HTTP ? x.system === system : x.system.startsWith(system)) && x.batch === batch && x.concurrency === c && x.mode.includes('WAIT') === system.startsWith('Redis'))
+  lines.push('', 'Ratio edge-agent / Redis `WAIT 2` (writes/s, same clients, same batching):', '', '| clients | vs Redis no persistence, one write | vs Redis AOF always, one write | vs no persistence, batched | vs AOF always, batched | edge-agent deltas stream / HTTP, one write |', '|---|---|---|---|---|---|')
   for (const c of [...new Set(r.rows.map((x) => x.concurrency))]) {
     const ratio = (batch: number, redis: string): string => {
-      const e = find('edge-agent', batch, c)
+      const e = find(EDGE, batch, c)
       const x = find(redis, batch, c)
       return e === undefined || x === undefined ? '-' : `${fmt(e.median.writesPerSec / x.median.writesPerSec, 2)}×`
     }
-    lines.push(`| ${c} | ${ratio(1, 'Redis (no')} | ${ratio(1, 'Redis (AOF')} | ${ratio(r.batch, 'Redis (no')} | ${ratio(r.batch, 'Redis (AOF')} |`)
+    const e = find(EDGE, 1, c)
+    const h = find(EDGE_HTTP, 1, c)
+    const transports = e === undefined || h === undefined ? '-' : `${fmt(e.median.writesPerSec / h.median.writesPerSec, 2)}×`
+    lines.push(`| ${c} | ${ratio(1, 'Redis (no')} | ${ratio(1, 'Redis (AOF')} | ${ratio(r.batch, 'Redis (no')} | ${ratio(r.batch, 'Redis (AOF')} | ${transports} |`)
   }
   const s = r.ceilingShare
   lines.push('', `Transport ceiling, same run: one libp2p stream (TCP + noise + yamux) between two processes, ${r.rawStream.frameBytes}-byte length-prefixed frames written back to back: ` +

@@ -28,8 +28,10 @@ export const CLIENT_DEFAULTS = {
   // adding orphan sessions to the load.)
   requestTimeoutMs: 800,
   // One operation across every retry. Past it an append's outcome is unknown.
-  deadlineMs: 15_000
-} as const
+  deadlineMs: 15_000,
+  // Appends on the deltas stream (one kept connection per agent, pipelined).
+  transport: 'stream' as 'stream' | 'http'
+}
 
 
 // ---- the client and its sessions -----------------------------------------------
@@ -267,7 +269,7 @@ export class Session {
     const onDeadline = (a: Attempts): Error => new OutcomeUnknownError(
       `${what}: not acknowledged within ${this.#exchanger.settings.deadlineMs} ms (last: ${a.last}); its outcome is unknown and the next append re-sends it with the same clientSeqs${earlier === null ? '' : '; ' + earlier}`,
       a.lastStatus, a.lastError, a.lastAgent, first)
-    const exchanged = await this.#exchanger.exchange(this.#route, { method: 'POST', path: `${this.#path}/batch`, token: this.token, body: { clientSeq: first, ops: ops.map((p) => p.op) }, what, onDeadline })
+    const exchanged = await this.#exchanger.exchange(this.#route, { method: 'POST', path: `${this.#path}/batch`, token: this.token, body: { clientSeq: first, ops: ops.map((p) => p.op) }, what, onDeadline, stream: { sessionId: this.sessionId } })
     const status = exchanged.reply.status
     if (status === 200) {
       const answer = decoded(what, exchanged, (body) => decodeBatch(body, first, ops.length))
@@ -309,7 +311,7 @@ export class Session {
     const onDeadline = (a: Attempts): Error => new OutcomeUnknownError(
       `${what}: not acknowledged within ${this.#exchanger.settings.deadlineMs} ms (last: ${a.last}); its outcome is unknown and the next append() re-sends it with the same clientSeq${earlier === null ? '' : '; ' + earlier}`,
       a.lastStatus, a.lastError, a.lastAgent, seq)
-    const exchanged = await this.#exchanger.exchange(this.#route, { method: 'POST', path: `${this.#path}/deltas`, token: this.token, body: { clientSeq: seq, op: pending.op }, what, onDeadline })
+    const exchanged = await this.#exchanger.exchange(this.#route, { method: 'POST', path: `${this.#path}/deltas`, token: this.token, body: { clientSeq: seq, op: pending.op }, what, onDeadline, stream: { sessionId: this.sessionId } })
     const status = exchanged.reply.status
     if (status === 200) return this.#acknowledge(pending, decoded(what, exchanged, decodeAck), exchanged.agent)
     if (status === 409) return await this.#settleConflict(pending, what, exchanged)
@@ -392,7 +394,9 @@ function checkOptions (options: EdgeClientOptions): Settings {
   if (!Number.isInteger(requestTimeoutMs) || requestTimeoutMs < 1) throw new TypeError(`Cannot create EdgeClient: 'requestTimeoutMs' must be a positive whole number of ms (got ${requestTimeoutMs})`)
   if (!Number.isInteger(deadlineMs) || deadlineMs < requestTimeoutMs) throw new TypeError(`Cannot create EdgeClient: 'deadlineMs' must be a whole number of ms, at least 'requestTimeoutMs' (got ${deadlineMs} < ${requestTimeoutMs})`)
   if (options.ca !== undefined && typeof options.ca !== 'string' && !Buffer.isBuffer(options.ca)) throw new TypeError("Cannot create EdgeClient: 'ca' must be PEM text or a Buffer")
-  return { agents: [...new Set(agents.map(base))], requestTimeoutMs, deadlineMs, ...(options.ca === undefined ? {} : { ca: options.ca }) }
+  const transport = options.transport ?? CLIENT_DEFAULTS.transport
+  if (transport !== 'stream' && transport !== 'http') throw new TypeError(`Cannot create EdgeClient: 'transport' must be 'stream' or 'http' (got ${String(transport)})`)
+  return { agents: [...new Set(agents.map(base))], requestTimeoutMs, deadlineMs, transport, ...(options.ca === undefined ? {} : { ca: options.ca }) }
 }
 
 function checkOpen (request: OpenRequest): void {

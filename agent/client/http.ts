@@ -56,7 +56,7 @@ export function keepAliveConnections (ca?: string | Buffer): Connections {
 }
 
 // Node's `ca` replaces the default roots; a private CA should add to them.
-function withSystemRoots (ca: string | Buffer): string[] {
+export function withSystemRoots (ca: string | Buffer): string[] {
   return [...tlsRootCertificates, ca.toString()]
 }
 

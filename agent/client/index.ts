@@ -4,3 +4,4 @@ export { BatchRefusedError, CLIENT_DEFAULTS, EdgeClient, EdgeClientError, Outcom
 export type {
   AppendResult, EdgeClientOptions, GroupMember, OpenRequest, OwnerRef, PendingOp, Role, SavedSession, SessionJson, SessionState, SessionSummary
 } from './edge-client.ts'
+export type { Transport } from './route.ts'

@@ -6,6 +6,7 @@
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { closeConnections, keepAliveConnections, NetworkError, requestJson } from './http.ts'
+import { DeltaStreams } from './deltas-stream.ts'
 import type { Connections, HttpReply } from './http.ts'
 import { EdgeClientError } from './types.ts'
 import type { GroupMember, OwnerRef } from './types.ts'
@@ -118,6 +119,8 @@ type Call = {
   // before the next one: it may still be working on the first request, and
   // recognises the retry (open's `openKey`).
   sameAgentFirst?: boolean
+  // An append or a batch of this session: it may go on the deltas stream.
+  stream?: { sessionId: string }
 }
 
 // An answer to act on. `uncertain`: an earlier attempt may have taken effect
@@ -139,19 +142,23 @@ export type Attempts = {
   polls: number
 }
 
-export type Settings = { agents: string[]; requestTimeoutMs: number; deadlineMs: number; ca?: string | Buffer }
+export type Transport = 'stream' | 'http'
+export type Settings = { agents: string[]; requestTimeoutMs: number; deadlineMs: number; transport: Transport; ca?: string | Buffer }
 
 export class Exchanger {
   readonly settings: Settings
   readonly #connections: Connections
+  readonly #streams: DeltaStreams | null
 
   constructor (settings: Settings) {
     this.settings = settings
     this.#connections = keepAliveConnections(settings.ca)
+    this.#streams = settings.transport === 'stream' ? new DeltaStreams(settings.ca) : null
   }
 
   destroy (): void {
     closeConnections(this.#connections)
+    this.#streams?.destroy()
   }
 
   async exchange (route: Route, call: Call): Promise<Exchanged> {
@@ -174,13 +181,17 @@ export class Exchanger {
     }
   }
 
-  // One request; a reset on a reused kept-alive connection is retried once at
-  // once, as the agent may have closed that connection as the request left.
+  // One request (an append or a batch on the deltas stream when it may); a reset
+  // on a reused kept-alive connection is retried once at once, as the agent may
+  // have closed that connection as the request left.
   async #attempt (agent: string, call: Call, timeoutMs: number): Promise<HttpReply | NetworkError> {
     const spec = { url: agent + call.path, method: call.method, token: call.token, body: call.body, timeoutMs }
     for (let tries = 0; ; tries++) {
       try {
-        return await requestJson(this.#connections, spec)
+        const streamed = call.stream === undefined || call.token === undefined || this.#streams === null
+          ? null
+          : await this.#streams.request({ agent, sessionId: call.stream.sessionId, token: call.token, body: call.body as Record<string, unknown>, timeoutMs })
+        return streamed ?? await requestJson(this.#connections, spec)
       } catch (error) {
         if (!(error instanceof NetworkError)) throw error
         if (tries > 0 || !error.reusedSocket || error.code !== 'ECONNRESET') return error

@@ -14,6 +14,11 @@ export type EdgeClientOptions = {
   requestTimeoutMs?: number
   // @default 15000
   deadlineMs?: number
+  // How appends travel: 'stream', every append and batch to an agent on one
+  // kept connection, pipelined (the deltas stream; an agent without it is asked
+  // over HTTP), or 'http', one HTTP request each.
+  // @default 'stream'
+  transport?: 'stream' | 'http'
   // PEM certificate(s) to trust for https agents besides the system's roots
   // (an agent started with a self-signed --tls-cert, or a private CA).
   ca?: string | Buffer

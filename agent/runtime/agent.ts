@@ -31,6 +31,8 @@ import { SessionStore } from './session-store.ts'
 import { SessionsHost } from './sessions-host.ts'
 import { registerFaultRoutes } from './faults-http.ts'
 import { registerSessionRoutes } from './sessions-http.ts'
+import { serveDeltasStream } from './deltas-stream.ts'
+import { DELTAS_STREAM_PATH, DELTAS_STREAM_PROTOCOL } from '../../protocol/deltas-stream.ts'
 import { SingletonKeeper } from './singletons.ts'
 import { DeployHost } from './deploy-host.ts'
 import { registerDeployRoutes } from './deploy-http.ts'
@@ -63,6 +65,7 @@ export class Agent {
   readonly #dataDir: DataDir
   readonly #net: Net
   readonly #http: HttpApi
+  readonly #limits: HttpLimits
   readonly #metrics: AgentMetrics
   readonly #load = new LoadSampler()
   readonly #core: Membership
@@ -81,7 +84,7 @@ export class Agent {
   #stopping: Promise<void> | null = null
 
   private constructor (parts: {
-    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore, faults: FaultGate | null, stored: StoredSession[], psk: Uint8Array | undefined
+    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore, faults: FaultGate | null, stored: StoredSession[], psk: Uint8Array | undefined, limits: HttpLimits
   }) {
     this.config = parts.config
     this.#log = parts.log
@@ -90,6 +93,7 @@ export class Agent {
     this.#net = parts.net
     this.#faults = parts.faults
     this.#http = parts.http
+    this.#limits = parts.limits
     this.httpUrl = parts.httpUrl
     this.#core = parts.core
     this.id = parts.core.id
@@ -223,7 +227,7 @@ export class Agent {
       // boxes then start their probe periods together.
       clockOffsetMs: performance.timeOrigin
     })
-    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core, store, faults, stored, psk })
+    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core, store, faults, stored, psk, limits })
     agent.#begin()
     return agent
   }
@@ -473,7 +477,18 @@ export class Agent {
     this.#http.route('GET', /^\/v1\/health$/, () => ({ status: 200, body: { ok: true, id: this.id, incarnation: this.#core.incarnation } }))
     this.#http.route('GET', /^\/v1\/members$/, () => ({ status: 200, body: membersJson(this.id, this.members()) }))
     this.#http.route('GET', /^\/metrics$/, async () => ({ status: 200, raw: await this.#metrics.text(), headers: { 'content-type': this.#metrics.contentType } }))
-    registerSessionRoutes(this.#http, this.#sessions, this.#deploy, (limit) => this.#metrics.limitExceeded(limit))
+    const appends = registerSessionRoutes(this.#http, this.#sessions, this.#deploy, (limit) => this.#metrics.limitExceeded(limit))
+    this.#http.upgrade(DELTAS_STREAM_PATH, DELTAS_STREAM_PROTOCOL, (socket, head, request) => {
+      serveDeltasStream(socket, head, request.socket.remoteAddress ?? 'unknown', {
+        appends,
+        admit: (terminal, bytes, session) => this.#limits.admitParts(terminal, bytes, session),
+        onError: (error) => this.#log.error({ err: error }, 'deltas stream handler failed'),
+        onRefused: (terminal, reason) => this.#logRejection(terminal, `deltas stream: ${reason}`),
+        onOpened: () => this.#metrics.deltasStreamOpened(),
+        onClosed: () => this.#metrics.deltasStreamClosed(),
+        onAnswered: (status) => this.#metrics.deltasStreamAnswered(status)
+      })
+    })
     registerDeployRoutes(this.#http, {
       deploy: this.#deploy,
       sessions: this.#sessions,

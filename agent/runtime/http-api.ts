@@ -6,6 +6,7 @@ import { createServer, STATUS_CODES } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 
 export type Reply = {
   status: number
@@ -31,6 +32,9 @@ export type Route = { method: string; pattern: RegExp; handler: RouteHandler }
 // Runs before routing; a Reply refuses the request unread (rate limits).
 export type Admission = (request: IncomingMessage, url: URL) => Reply | null
 
+// Takes over an upgraded connection (the deltas stream); the 101 is its to send.
+export type UpgradeHandler = (socket: Duplex, head: Buffer, request: IncomingMessage) => void
+
 export type HttpOptions = {
   onError: (error: unknown) => void
   // PEM certificate chain and private key: HTTPS only.
@@ -45,6 +49,10 @@ export class HttpApi {
   readonly #admit: Admission
   readonly secure: boolean
   #held = 0
+  // Upgrade protocol (lower case) → its path and handler.
+  readonly #upgrades = new Map<string, { path: string; handler: UpgradeHandler }>()
+  // Upgraded connections leave the server's books: close() ends them itself.
+  readonly #upgraded = new Set<Duplex>()
 
   constructor (options: HttpOptions) {
     this.#onError = options.onError
@@ -58,6 +66,36 @@ export class HttpApi {
     this.#server.headersTimeout = 5_000
     this.#server.keepAliveTimeout = 5_000
     this.#server.on('clientError', (error, socket) => { malformed(error, socket as Socket) })
+    this.#server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => { this.#onUpgrade(request, socket, head) })
+  }
+
+  // `GET <path>` with `Upgrade: <protocol>` hands the connection to `handler`.
+  upgrade (path: string, protocol: string, handler: UpgradeHandler): void {
+    this.#upgrades.set(protocol.toLowerCase(), { path, handler })
+  }
+
+  #onUpgrade (request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => { socket.destroy() })
+    const url = new URL(request.url ?? '/', 'http://agent')
+    const protocol = String(request.headers.upgrade ?? '').toLowerCase()
+    const upgrade = this.#upgrades.get(protocol)
+    let refusal: Reply | null
+    if (upgrade !== undefined && upgrade.path === url.pathname && request.method === 'GET') {
+      refusal = this.#admit(request, url)
+    } else {
+      const offered = [...this.#upgrades].map(([p, u]) => `GET ${u.path} with Upgrade: ${p}`).join(', ')
+      const known = [...this.#upgrades.values()].some((u) => u.path === url.pathname)
+      refusal = { status: known ? 400 : 404, body: { error: `no upgrade to ${JSON.stringify(protocol)} at ${request.method ?? '?'} ${url.pathname}; this agent offers ${offered === '' ? 'none' : offered}` } }
+    }
+    if (refusal !== null) {
+      const body = JSON.stringify(refusal.body) + '\n'
+      const retry = refusal.headers?.['retry-after']
+      socket.end(`HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\nconnection: close\r\ncontent-type: application/json\r\n${retry === undefined ? '' : `retry-after: ${retry}\r\n`}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+      return
+    }
+    this.#upgraded.add(socket)
+    socket.on('close', () => { this.#upgraded.delete(socket) })
+    upgrade?.handler(socket, head, request)
   }
 
   route (method: string, pattern: RegExp, handler: RouteHandler): void {
@@ -78,6 +116,7 @@ export class HttpApi {
   }
 
   async close (): Promise<void> {
+    for (const socket of this.#upgraded) socket.destroy()
     this.#server.closeAllConnections()
     await new Promise<void>((resolve) => this.#server.close(() => resolve()))
   }

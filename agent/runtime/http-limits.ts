@@ -43,7 +43,12 @@ export class HttpLimits {
   admit (request: IncomingMessage, url: URL, nowMs = performance.now()): Reply | null {
     const terminal = request.socket.remoteAddress ?? 'unknown'
     const bytes = Math.max(0, Number(request.headers['content-length'] ?? 0) || 0)
-    const session = sessionOf(request, url)
+    return this.admitParts(terminal, bytes, sessionOf(request, url), nowMs)
+  }
+
+  // The same check for a request that came another way (a deltas-stream frame:
+  // its connection's address, its size, the session it names).
+  admitParts (terminal: string, bytes: number, session: string | null, nowMs = performance.now()): Reply | null {
     // A loopback client is a process on this box: a local proxy fronting many
     // terminals (one address for all of them) or a co-located service. Only its
     // sessions' limits apply.

@@ -72,6 +72,8 @@ export class AgentMetrics {
   readonly #packagesRefused: Counter<'reason'>
   readonly #packagesStored: Counter<'via'>
   readonly #serviceRedirects: Counter
+  readonly #streamConnections: Gauge
+  readonly #streamRequests: Counter<'result'>
 
   constructor (sources: MetricsSources) {
     const registers = [this.registry]
@@ -105,6 +107,8 @@ export class AgentMetrics {
     this.#packagesRefused = new Counter({ name: 'edge_agent_packages_refused_total', help: 'Service packages or announcements refused, by reason (malformed, too-large, untrusted, bad-signature, hash-mismatch, manifest-mismatch, cluster-key: sealed for a cluster key this agent lacks, decrypt-failed)', labelNames: ['reason'], registers })
     this.#packagesStored = new Counter({ name: 'edge_agent_packages_stored_total', help: 'Service packages this agent stored, by how they came (deploy, push, fetch)', labelNames: ['via'], registers })
     this.#serviceRedirects = new Counter({ name: 'edge_agent_service_redirects_total', help: 'Requests by URL this agent answered with 307 because it was over its load or request limit', registers })
+    this.#streamConnections = new Gauge({ name: 'edge_agent_deltas_stream_connections', help: 'Terminal connections open on the deltas stream (README, "The deltas stream")', registers })
+    this.#streamRequests = new Counter({ name: 'edge_agent_deltas_stream_requests_total', help: 'Appends and batches answered on the deltas stream, by result (ok: 2xx, refused: any other status)', labelNames: ['result'], registers })
     this.#gauges(sources, registers)
     if (typeof sources.faults === 'function') this.#faultGauges(sources.faults, registers)
     new Gauge({
@@ -223,6 +227,18 @@ export class AgentMetrics {
 
   packageStored (via: string): void {
     this.#packagesStored.inc({ via })
+  }
+
+  deltasStreamOpened (): void {
+    this.#streamConnections.inc()
+  }
+
+  deltasStreamClosed (): void {
+    this.#streamConnections.dec()
+  }
+
+  deltasStreamAnswered (status: number): void {
+    this.#streamRequests.inc({ result: status >= 200 && status < 300 ? 'ok' : 'refused' })
   }
 
   serviceRedirected (): void {

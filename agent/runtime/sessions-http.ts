@@ -21,6 +21,7 @@ const MAX_BODY_BYTES = MAX_OP_BYTES + 4_096
 const SESSION_PATH = /^\/v1\/sessions\/([^/]+)$/
 const DELTAS_PATH = /^\/v1\/sessions\/([^/]+)\/deltas$/
 const BATCH_PATH = /^\/v1\/sessions\/([^/]+)\/batch$/
+const SESSION_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 type Parsed<T> = { ok: true; value: T } | { ok: false; reply: Reply }
 
@@ -77,7 +78,7 @@ function sessionIdOf (raw: string): Parsed<string> {
   } catch {
     return refuse(400, 'the session id is not valid URL encoding')
   }
-  if (!/^[A-Za-z0-9._:-]{1,128}$/.test(id)) return refuse(400, `not a session id: ${JSON.stringify(id)}`)
+  if (!SESSION_ID.test(id)) return refuse(400, `not a session id: ${JSON.stringify(id)}`)
   return { ok: true, value: id }
 }
 
@@ -150,8 +151,49 @@ function unwrapReply (reply: ClientReply): ClientReply {
   return { ...reply, body: { ...reply.body, state: w.state, serviceVersion: w.version, ...(w.error !== undefined ? { serviceError: w.error } : {}) } }
 }
 
-export function registerSessionRoutes (http: HttpApi, host: SessionsHost, deploy: DeployHost, onLimit: (limit: 'request-body-size') => void = () => {}): void {
+// Appends, after the transport (an HTTP request or a deltas-stream frame) has
+// given the session id, the token and the body: one delta ({clientSeq, op}) or
+// a batch ({clientSeq, ops}). Both transports share this, so they check and
+// answer alike.
+export type SessionAppends = {
+  delta: (sessionId: string, token: string, body: Record<string, unknown>) => Promise<Reply>
+  batch: (sessionId: string, token: string, body: Record<string, unknown>) => Promise<Reply>
+}
+
+export function sessionAppends (host: SessionsHost, deploy: DeployHost): SessionAppends {
+  // Ops of a deployed service carry a version stamp (DeployHost.stampFor).
+  const versionOf = (sessionId: string): string | null => {
+    const deployed = deployedOf(deploy, sessionId)
+    return deployed === null ? null : deploy.stampFor(deployed, host.members(sessionId) ?? [])
+  }
+  return {
+    delta: async (sessionId, token, body) => {
+      const { clientSeq, op } = body
+      if (typeof clientSeq !== 'number' || !Number.isSafeInteger(clientSeq) || clientSeq < 1) return { status: 400, body: { error: "'clientSeq' must be a whole number ≥ 1" } }
+      if (op === undefined) return { status: 400, body: { error: "'op' is required" } }
+      const version = versionOf(sessionId)
+      const stamped = version === null ? op as JsonValue : stampOp(version, op as JsonValue)
+      return toHttp(await host.request({ type: 'append', sessionId, tokenHash: hashToken(token), clientSeq, op: stamped }))
+    },
+    batch: async (sessionId, token, body) => {
+      const { clientSeq, ops } = body
+      if (typeof clientSeq !== 'number' || !Number.isSafeInteger(clientSeq) || clientSeq < 1) return { status: 400, body: { error: "'clientSeq' must be a whole number ≥ 1 (the first op's)" } }
+      if (!Array.isArray(ops) || ops.length === 0 || ops.length > MAX_BATCH_OPS) return { status: 400, body: { error: `'ops' must be a list of 1-${MAX_BATCH_OPS} ops` } }
+      const version = versionOf(sessionId)
+      const stamped = version === null ? ops as JsonValue[] : (ops as JsonValue[]).map((op) => stampOp(version, op))
+      return toHttp(await host.request({ type: 'append-batch', sessionId, tokenHash: hashToken(token), clientSeq, ops: stamped }))
+    }
+  }
+}
+
+// A session id as a deltas-stream frame names it (not URL-encoded), or the refusal.
+export function checkSessionId (id: string): Reply | null {
+  return SESSION_ID.test(id) ? null : { status: 400, body: { error: `not a session id: ${JSON.stringify(id)}` } }
+}
+
+export function registerSessionRoutes (http: HttpApi, host: SessionsHost, deploy: DeployHost, onLimit: (limit: 'request-body-size') => void = () => {}): SessionAppends {
   const opens = new OpenRetries()
+  const appends = sessionAppends(host, deploy)
   http.route('GET', /^\/v1\/sessions$/, async () => toHttp(await host.request({ type: 'list' })))
 
   http.route('POST', /^\/v1\/sessions$/, async (request) => {
@@ -188,14 +230,7 @@ export function registerSessionRoutes (http: HttpApi, host: SessionsHost, deploy
     if (token === null) return { status: 401, body: { error: 'an Authorization: Bearer <token> header is required' } }
     const body = await readJson(request, onLimit)
     if (!body.ok) return body.reply
-    const { clientSeq, op } = body.value
-    if (typeof clientSeq !== 'number' || !Number.isSafeInteger(clientSeq) || clientSeq < 1) return { status: 400, body: { error: "'clientSeq' must be a whole number ≥ 1" } }
-    if (op === undefined) return { status: 400, body: { error: "'op' is required" } }
-    // Ops of a deployed service carry a version stamp (DeployHost.stampFor).
-    const deployed = deployedOf(deploy, id.value)
-    const version = deployed === null ? null : deploy.stampFor(deployed, host.members(id.value) ?? [])
-    const stamped = version === null ? op as JsonValue : stampOp(version, op as JsonValue)
-    return toHttp(await host.request({ type: 'append', sessionId: id.value, tokenHash: hashToken(token), clientSeq, op: stamped }))
+    return await appends.delta(id.value, token, body.value)
   })
 
   // A batch of deltas: {"clientSeq": first, "ops": [op, …]}, the ops taking
@@ -207,13 +242,7 @@ export function registerSessionRoutes (http: HttpApi, host: SessionsHost, deploy
     if (token === null) return { status: 401, body: { error: 'an Authorization: Bearer <token> header is required' } }
     const body = await readJson(request, onLimit, MAX_BATCH_BYTES)
     if (!body.ok) return body.reply
-    const { clientSeq, ops } = body.value
-    if (typeof clientSeq !== 'number' || !Number.isSafeInteger(clientSeq) || clientSeq < 1) return { status: 400, body: { error: "'clientSeq' must be a whole number ≥ 1 (the first op's)" } }
-    if (!Array.isArray(ops) || ops.length === 0 || ops.length > MAX_BATCH_OPS) return { status: 400, body: { error: `'ops' must be a list of 1-${MAX_BATCH_OPS} ops` } }
-    const deployed = deployedOf(deploy, id.value)
-    const version = deployed === null ? null : deploy.stampFor(deployed, host.members(id.value) ?? [])
-    const stamped = version === null ? ops as JsonValue[] : (ops as JsonValue[]).map((op) => stampOp(version, op))
-    return toHttp(await host.request({ type: 'append-batch', sessionId: id.value, tokenHash: hashToken(token), clientSeq, ops: stamped }))
+    return await appends.batch(id.value, token, body.value)
   })
 
   http.route('GET', SESSION_PATH, async (request, params) => {
@@ -232,4 +261,5 @@ export function registerSessionRoutes (http: HttpApi, host: SessionsHost, deploy
     if (token === null) return { status: 401, body: { error: 'an Authorization: Bearer <token> header is required' } }
     return toHttp(await host.request({ type: 'close', sessionId: id.value, tokenHash: hashToken(token) }))
   })
+  return appends
 }

@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
+import { DeltaStreams } from '../../agent/client/deltas-stream.ts'
 import { EdgeClient } from '../../agent/client/index.ts'
 import { AgentProcess, runCli } from '../../sim/processes.ts'
 import { MAX_OP_BYTES } from '../../protocol/limits.ts'
@@ -159,9 +160,17 @@ test('TLS: the API speaks https; EdgeClient, session and peek work given the CA,
   try {
     const session = await client.open({ terminalId: 'kiosk-5', service: 'log' })
     await session.append({ append: 'over tls' })
+    // The deltas stream is upgraded from the same https port, inside TLS.
+    const streams = new DeltaStreams(readFileSync(cert))
+    try {
+      const streamed = await streams.request({ agent: a.http, sessionId: session.sessionId, token: session.token, body: { clientSeq: 2, op: { append: 'streamed over tls' } }, timeoutMs: 5_000 })
+      assert.is(streamed?.status, 200, JSON.stringify(streamed))
+    } finally {
+      streams.destroy()
+    }
     const cli = await runCli(['session', 'get', session.sessionId, '--token', session.token, '--agent', a.http, '--ca', cert])
     assert.is(cli.code, 0, cli.stderr)
-    assert.equal((JSON.parse(cli.stdout) as { state: unknown }).state, ['over tls'])
+    assert.equal((JSON.parse(cli.stdout) as { state: unknown }).state, ['over tls', 'streamed over tls'])
     const peek = await runCli(['peek', a.http, '--ca', cert, '--json'])
     assert.is(peek.code, 0, peek.stderr)
     assert.is((JSON.parse(peek.stdout) as { self: string }).self, a.id)
