@@ -6,9 +6,9 @@
 // and so are the errors: no answer is a NetworkError with the code HTTP would
 // give (ECONNREFUSED, ECONNRESET, ETIMEDOUT).
 //
-// An agent that answers the upgrade with 404 (an older one) is asked over HTTP
-// from then on; any other refusal of the upgrade sends that one request over
-// HTTP. A request not answered in time closes the connection if nothing at all
+// An agent that refuses the upgrade for good (404: an older one; another 4xx: a
+// proxy between that does not pass upgrades) is asked over HTTP from then on;
+// a refusal that may pass (408, 429, 5xx) sends that one request over HTTP. A request not answered in time closes the connection if nothing at all
 // came back meanwhile: the agent may be frozen, and the other requests on it
 // are better retried on a fresh one.
 
@@ -189,7 +189,11 @@ export class DeltaStreams {
       request.on('response', (response: IncomingMessage) => {
         clearTimeout(timer)
         response.resume()
-        resolve(response.statusCode === 404 ? 'http' : null)
+        // A refusal that will not change (an agent without the stream: 404, or a
+        // proxy that does not pass upgrades: 400…) is remembered; one that may
+        // (429, 408, 5xx) sends only this request over HTTP.
+        const status = response.statusCode ?? 0
+        resolve(status >= 400 && status < 500 && status !== 408 && status !== 429 ? 'http' : null)
       })
       request.on('error', (error: NodeJS.ErrnoException) => {
         clearTimeout(timer)

@@ -1,14 +1,17 @@
 // The EdgeClient against fake agents: node:http servers on 127.0.0.1 in this
 // process, each playing the terminal API from a script (an owner, a standby that
 // redirects, an agent that refuses, dies or freezes). Every request is recorded,
-// so the tests read the clientSeqs each agent saw.
+// so the tests read the clientSeqs each agent saw. Appends and batches come on
+// the deltas stream (the client's default transport): the fake turns each frame
+// into the HTTP request it stands for, so one script serves both transports.
 
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { spawn } from 'node:child_process'
 import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
+import { DELTAS_STREAM_PROTOCOL, encodeFrame, FrameReader } from '../../protocol/deltas-stream.ts'
 import { UsageError } from '../../agent/cli/args.ts'
 import { runSession } from '../../agent/cli/session.ts'
 import { BatchRefusedError, EdgeClient, EdgeClientError, OutcomeUnknownError, RollbackError } from '../../agent/client/index.ts'
@@ -33,11 +36,13 @@ class FakeAgent {
   inFlight = 0
   maxInFlight = 0
   readonly #server: Server
+  readonly #streams = new Set<Socket>()
 
   constructor (id: string, script: Script) {
     this.id = id
     this.script = script
     this.#server = createServer((request, response) => { void this.#handle(request, response) })
+    this.#server.on('upgrade', (request: IncomingMessage, socket: Socket) => { this.#stream(request, socket) })
   }
 
   async listen (): Promise<void> {
@@ -48,6 +53,7 @@ class FakeAgent {
   // The agent dies: open connections drop, new ones are refused.
   async stop (): Promise<void> {
     if (!this.#server.listening) return
+    for (const socket of this.#streams) socket.destroy()
     this.#server.closeAllConnections()
     await new Promise<void>((resolve) => this.#server.close(() => resolve()))
   }
@@ -56,18 +62,43 @@ class FakeAgent {
     return this.seen.filter((s) => s.path.endsWith('/deltas')).map((s) => s.body.clientSeq as number)
   }
 
+  #stream (request: IncomingMessage, socket: Socket): void {
+    if (request.headers.upgrade !== DELTAS_STREAM_PROTOCOL) return void socket.destroy()
+    this.#streams.add(socket)
+    socket.on('close', () => this.#streams.delete(socket))
+    socket.on('error', () => {})
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${DELTAS_STREAM_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`)
+    const reader = new FrameReader()
+    socket.on('data', (chunk: Buffer) => {
+      for (const frame of reader.push(chunk).frames) {
+        const { id, session, token, ...body } = JSON.parse(frame.toString()) as Record<string, unknown>
+        const path = `/v1/sessions/${encodeURIComponent(String(session))}/${'ops' in body ? 'batch' : 'deltas'}`
+        void this.#answer({ method: 'POST', path, token: String(token), body }).then((answer) => {
+          if (answer === 'hang' || socket.destroyed) return
+          const retry = answer.headers?.['retry-after']
+          socket.write(encodeFrame({ id, status: answer.status, body: answer.body ?? {}, ...(answer.headers?.location === undefined ? {} : { location: answer.headers.location }), ...(retry === undefined ? {} : { retryAfterMs: Number(retry) * 1000 }) }))
+        })
+      }
+    })
+  }
+
+  async #answer (seen: Seen): Promise<Answer> {
+    this.seen.push(seen)
+    this.inFlight += 1
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight)
+    const answer = await this.script(seen)
+    if (answer !== 'hang') this.inFlight -= 1
+    return answer
+  }
+
   async #handle (request: IncomingMessage, response: ServerResponse): Promise<void> {
     const chunks: Buffer[] = []
     for await (const chunk of request) chunks.push(chunk as Buffer)
     const text = Buffer.concat(chunks).toString('utf8')
     const auth = request.headers.authorization
     const seen = { method: request.method ?? '', path: request.url ?? '', token: auth === undefined ? null : auth.replace(/^Bearer /, ''), body: text === '' ? {} : JSON.parse(text) }
-    this.seen.push(seen)
-    this.inFlight += 1
-    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight)
-    const answer = await this.script(seen)
+    const answer = await this.#answer(seen)
     if (answer === 'hang') return
-    this.inFlight -= 1
     response.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers })
     response.end(JSON.stringify(answer.body ?? {}))
   }
@@ -86,8 +117,11 @@ async function agent (id: string, script: Script = () => ({ status: 500, body: {
 // Generous by default, so a loaded test box never times a request out by
 // accident; the tests about timeouts set their own (and assert only what holds
 // however many extra retries a slow box causes).
+// test/unit/edge-client-http.test.ts runs every test again with transport 'http'.
+const TRANSPORT = process.env.EDGE_CLIENT_TEST_TRANSPORT === 'http' ? 'http' : 'stream'
+
 function client (options: Partial<EdgeClientOptions> & { agents: string[] }): EdgeClient {
-  const made = new EdgeClient({ requestTimeoutMs: 2_000, deadlineMs: 10_000, ...options })
+  const made = new EdgeClient({ requestTimeoutMs: 2_000, deadlineMs: 10_000, transport: TRANSPORT, ...options })
   clients.push(made)
   return made
 }
