@@ -44,6 +44,7 @@ class StreamConnection {
   #sent = 0
   // When the last bytes arrived (performance.now()).
   #lastReadMs = 0
+  #corked = false
 
   constructor (socket: Socket, head: Buffer, onClosed: () => void) {
     this.#socket = socket
@@ -79,6 +80,16 @@ class StreamConnection {
         timer
       })
       this.#socket.ref()
+      // Requests made in one turn (terminals answered together ask again
+      // together) leave in one write.
+      if (!this.#corked) {
+        this.#corked = true
+        this.#socket.cork()
+        process.nextTick(() => {
+          this.#corked = false
+          this.#socket.uncork()
+        })
+      }
       this.#socket.write(encodeFrame({ id, session: call.sessionId, token: call.token, ...call.body }))
     })
   }

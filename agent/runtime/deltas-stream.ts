@@ -53,8 +53,20 @@ export function serveDeltasStream (socket: Duplex, head: Buffer, remoteAddress: 
     if (inFlight >= maxInFlight || writeBlocked) socket.pause()
     else if (inFlight <= maxInFlight / 2) socket.resume()
   }
+  let corked = false
   const send = (reply: StreamReply): void => {
     if (socket.destroyed || !socket.writable) return
+    // Replies finished in one turn (an owner acknowledges a batch of appends at
+    // once) leave in one write: a write is a system call, and on loopback the
+    // receiver's TCP work is done in it too.
+    if (!corked) {
+      corked = true
+      socket.cork()
+      process.nextTick(() => {
+        corked = false
+        socket.uncork()
+      })
+    }
     if (!socket.write(encodeFrame(reply))) {
       writeBlocked = true
       flow()
