@@ -69,10 +69,13 @@ class StreamConnection {
       const timer = setTimeout(() => {
         this.#pending.delete(id)
         reject(new NetworkError(`POST ${call.agent}${DELTAS_STREAM_PATH} (${call.sessionId}): no answer within ${call.timeoutMs} ms`, 'ETIMEDOUT', false))
-        // Nothing heard since it left: the agent or the path is gone, and the
-        // other requests are better retried on a fresh connection. Answers to
-        // others still coming: only this one is slow (its late answer is dropped).
-        if (this.#lastReadMs <= sentAt) this.destroy()
+        // Nothing heard since it left: the agent is frozen or the path is gone.
+        // The other requests on the connection fail as timed out too, so the
+        // client asks the next member at once, as it does after a timeout,
+        // instead of asking this agent again on a fresh connection and waiting
+        // out a second timeout. Answers to others still coming: only this one
+        // is slow (its late answer is dropped).
+        if (this.#lastReadMs <= sentAt) this.#fail('ETIMEDOUT', `nothing came back for ${call.timeoutMs} ms`)
       }, call.timeoutMs)
       this.#pending.set(id, {
         resolve,
