@@ -5,8 +5,9 @@
 //    without an fsynced AOF; plain SET for reference;
 //  - edge-agent, a cluster of 3 agents (R = 2: owner + 2 standbys, write concern
 //    every live member, each fsyncs before it acknowledges), through the
-//    EdgeClient and the HTTP API: append() (one delta per request) and
-//    appendMany() (a batch per request); Redis gets the matching pipelined form
+//    EdgeClient: append() (one delta per request, on the deltas stream and, for
+//    comparison, over HTTP) and appendMany() (a batch per request, on the
+//    stream); Redis gets the matching pipelined form
 //    (the batch's SETs and one WAIT 2, written together);
 //  - the transport ceiling: raw frames/s of one libp2p stream (bench/stream-raw.ts).
 // Every client (a Redis connection, a terminal with its own session) has one

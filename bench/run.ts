@@ -121,7 +121,7 @@ function sessionsMarkdown (s: NonNullable<Results['sessions']>): string[] {
     `Failed rounds: ${s.failedRounds.length === 0 ? 'none' : s.failedRounds.join('; ')}. The check after all rounds: ${s.acknowledged} acknowledged appends, ` +
     `${s.problems.length === 0 ? 'every one present once, in order' : 'PROBLEMS: ' + s.problems.join('; ')}.` +
     (s.loadAverage === undefined ? '' : ` Box load average (1 min, ${cpus().length} cores) at the start, when the takeover rounds began, at the end: ${s.loadAverage.start}, ${s.loadAverage.takeovers}, ${s.loadAverage.end}.`), '',
-    `Replication: acknowledged appends per second for one owner (agent0), ${s.valueBytes}-byte values, one session per terminal, one append in flight each, through the EdgeClient and the HTTP API.`, '',
+    `Replication: acknowledged appends per second for one owner (agent0), ${s.valueBytes}-byte values, one session per terminal, one append in flight each, through the EdgeClient (appends on the deltas stream).`, '',
     '| terminals | appends/s | p50 ms | p99 ms | max ms | share of the raw one-way frame rate |', '|---|---|---|---|---|---|']
   for (const run of s.replication) lines.push(`| ${run.concurrency} | ${fmt(run.appendsPerSec)} | ${fmt(run.latencyMs.p50)} | ${fmt(run.latencyMs.p99)} | ${fmt(run.latencyMs.max)} | ${fmt(100 * run.appendsPerSec / raw.oneWayFramesPerSec, 1)}% |`)
   lines.push('', `Transport ceiling, same run: one libp2p stream (TCP + noise + yamux) between two processes, ${raw.frameBytes}-byte length-prefixed frames: ` +

@@ -2,7 +2,7 @@
 //  1. replication: acknowledged appends per second and their latency for one
 //     owner (agent0) with R = 2 and fixed-size values, at several client
 //     concurrencies (one session per concurrent terminal, one append in flight
-//     each, through the EdgeClient and the HTTP API);
+//     each, through the EdgeClient: appends on the deltas stream);
 //  2. takeover: rounds of SIGKILL (then restart from the data directory) and of
 //     SIGSTOP (then SIGCONT) of the owner of one of `sessions` sessions while
 //     their terminals keep appending; ms from the signal to the terminal's first
