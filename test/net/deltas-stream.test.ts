@@ -4,9 +4,16 @@
 // connection gets the HTTP API's answers (401, 307, 400) frame by frame; a frame
 // that is not JSON is refused and the connection goes on; a frame over the
 // limit is refused and the connection closed; the agent keeps serving. A client
-// meeting an agent without the stream (404 to the upgrade) uses HTTP.
+// meeting an agent without the stream (404 to the upgrade) uses HTTP. Seeded
+// random frames (bytes, JSON, envelopes with wrong values, a live session's
+// token with garbage bodies) all get a 2xx-4xx answer with a reason, never a 5xx,
+// while a real terminal's appends go on.
+//
+//   SEED=123 node test/net/deltas-stream.test.ts     replays the random frames
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
+import fc from 'fast-check'
+import { randomInt } from 'node:crypto'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { connect } from 'node:net'
@@ -18,6 +25,7 @@ import { LocalCluster } from '../../sim/processes.ts'
 import { within } from '../fixtures/timeout.ts'
 
 const TEST_TIMEOUT_MS = 120_000
+const SEED = process.env.SEED === undefined ? randomInt(2 ** 31) : Number(process.env.SEED)
 let cluster: LocalCluster | null = null
 
 async function agents (): Promise<LocalCluster> {
@@ -189,6 +197,57 @@ test('a raw connection gets the HTTP API answers frame by frame; bad frames are 
     assert.is((await fetch(`${owner.http}/v1/health`)).status, 200)
     assert.ok(await metric(owner.http, /^edge_agent_deltas_stream_requests_total\{result="refused"\} (\d+)/m) >= 4)
     await session.close()
+  } finally {
+    client.destroy()
+  }
+})(), TEST_TIMEOUT_MS))
+
+test('random frames get a 2xx-4xx answer each, with a reason, never a 5xx; a terminal appending meanwhile loses nothing', () => within((async () => {
+  console.log(`  deltas stream fuzz SEED=${SEED} (replay: SEED=${SEED} node test/net/deltas-stream.test.ts)`)
+  const c = await agents()
+  const client = new EdgeClient({ agents: c.agents.map((a) => a.http) })
+  try {
+    const victim = await client.open({ terminalId: 'fuzzed', service: 'log' })
+    const bystander = await client.open({ terminalId: 'bystander', service: 'log' })
+    const owner = c.agents.find((a) => a.id === victim.owner?.id)
+    assert.ok(owner !== undefined)
+    const anything = fc.oneof(fc.jsonValue(), fc.string(), fc.integer(), fc.constant(null), fc.double())
+    const envelope = fc.record({
+      id: fc.oneof(fc.integer({ min: 1, max: 1_000_000 }), anything),
+      session: fc.oneof(fc.constant(victim.sessionId), fc.string({ maxLength: 200 }), anything),
+      token: fc.oneof(fc.constant(victim.token), fc.constant(`${victim.sessionId}~${'00'.repeat(32)}`), fc.string(), anything),
+      clientSeq: fc.oneof(fc.integer({ min: -5, max: 1_000_000 }), anything),
+      op: fc.oneof(fc.record({ append: fc.string() }), anything),
+      ops: fc.oneof(fc.array(fc.record({ append: fc.string() }), { maxLength: 5 }), anything)
+    }, { requiredKeys: [] })
+    const frame = fc.oneof(
+      envelope.map((e) => encodeFrame(e)),
+      fc.jsonValue().map((v) => lengthPrefixed(JSON.stringify(v))),
+      fc.uint8Array({ maxLength: 300 }).map((b) => lengthPrefixed(Buffer.from(b).toString('latin1')))
+    )
+    const frames = fc.sample(frame, { numRuns: 300, seed: SEED })
+    const raw = await rawStream(owner.http)
+    assert.ok(typeof raw !== 'string', String(raw))
+    if (typeof raw === 'string') return
+    const appended: string[] = []
+    const appending = (async () => {
+      for (let i = 0; i < 40; i++) {
+        await bystander.append({ append: `b${i}` })
+        appended.push(`b${i}`)
+      }
+    })()
+    for (const f of frames) raw.send(f)
+    for (let i = 0; i < frames.length; i++) {
+      const answer = await raw.next()
+      const status = answer.status as number
+      assert.ok(status >= 200 && status < 500, `SEED=${SEED}: answer ${i} is ${JSON.stringify(answer).slice(0, 300)}`)
+      if (status >= 300 && status !== 307) assert.type((answer.body as { error?: unknown }).error, 'string', `SEED=${SEED}: ${JSON.stringify(answer).slice(0, 300)}`)
+    }
+    await appending
+    raw.socket.destroy()
+    assert.equal((await bystander.get()).state, appended)
+    assert.is((await fetch(`${owner.http}/v1/health`)).status, 200)
+    await Promise.all([victim.close(), bystander.close()])
   } finally {
     client.destroy()
   }
