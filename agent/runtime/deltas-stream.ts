@@ -67,7 +67,7 @@ export function serveDeltasStream (socket: Duplex, head: Buffer, remoteAddress: 
         socket.uncork()
       })
     }
-    if (!socket.write(encodeFrame(reply))) {
+    if (!socket.write(encodeFrame(reply)) && !writeBlocked) {
       writeBlocked = true
       flow()
       socket.once('drain', () => { writeBlocked = false; flow() })
