@@ -7,7 +7,8 @@
 // meeting an agent without the stream (404 to the upgrade) uses HTTP. Seeded
 // random frames (bytes, JSON, envelopes with wrong values, a live session's
 // token with garbage bodies) all get a 2xx-4xx answer with a reason, never a 5xx,
-// while a real terminal's appends go on.
+// while a real terminal's appends go on. A terminal that stops reading its
+// replies stops being read, and gets every reply once it reads again.
 //
 //   SEED=123 node test/net/deltas-stream.test.ts     replays the random frames
 import { test } from 'uvu'
@@ -251,6 +252,36 @@ test('random frames get a 2xx-4xx answer each, with a reason, never a 5xx; a ter
   } finally {
     client.destroy()
   }
+})(), TEST_TIMEOUT_MS))
+
+test('a terminal that stops reading its replies is not read either, and loses nothing once it reads again', () => within((async () => {
+  const c = await agents()
+  const owner = c.agents[0]
+  const raw = await rawStream(owner.http)
+  assert.ok(typeof raw !== 'string', String(raw))
+  if (typeof raw === 'string') return
+  // Refused at once (not a session id: no lookup, no rate limit), so the agent
+  // answers as fast as it reads; with the terminal not reading, its replies fill
+  // the socket buffers (more than the kernel's on both sides hold).
+  const total = 200_000
+  raw.socket.pause()
+  let queued = 0
+  for (let id = 1; id <= total; id++) {
+    if (!raw.socket.write(encodeFrame({ id, session: 'not a session', token: 'x', clientSeq: 1, op: 1 }))) queued++
+  }
+  await new Promise((resolve) => setTimeout(resolve, 1_000))
+  assert.ok(raw.socket.writableLength > 0, 'the agent stopped reading: our requests wait in our own buffer')
+  raw.socket.resume()
+  const seen = new Set<number>()
+  for (let i = 0; i < total; i++) {
+    const answer = await raw.next()
+    assert.is(answer.status, 400, JSON.stringify(answer))
+    seen.add(answer.id as number)
+  }
+  assert.is(seen.size, total, 'one answer per request')
+  assert.ok(queued > 0)
+  raw.socket.destroy()
+  assert.is((await fetch(`${owner.http}/v1/health`)).status, 200)
 })(), TEST_TIMEOUT_MS))
 
 test('an agent without the deltas stream (404 to the upgrade) is asked over HTTP, and not asked to upgrade again', () => within((async () => {
