@@ -77,8 +77,11 @@ export function serveDeltasStream (socket: Duplex, head: Buffer, remoteAddress: 
     const body = (typeof reply.body === 'object' && reply.body !== null ? reply.body : {}) as Record<string, unknown>
     options.onAnswered?.(reply.status)
     const location = reply.headers?.location
+    // The wait in ms: the body's when it says (a 429's, a 503's), else the
+    // Retry-After header's whole seconds.
     const retryAfter = reply.headers?.['retry-after']
-    send({ id, status: reply.status, body, ...(location === undefined ? {} : { location }), ...(retryAfter === undefined ? {} : { retryAfterMs: Number(retryAfter) * 1000 }) })
+    const retryAfterMs = typeof body.retryAfterMs === 'number' ? body.retryAfterMs : retryAfter === undefined ? undefined : Number(retryAfter) * 1000
+    send({ id, status: reply.status, body, ...(location === undefined ? {} : { location }), ...(retryAfterMs === undefined ? {} : { retryAfterMs }) })
   }
 
   const handle = async (frame: Buffer): Promise<void> => {

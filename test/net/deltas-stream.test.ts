@@ -169,6 +169,21 @@ test('a raw connection gets the HTTP API answers frame by frame; bad frames are 
     const after = await raw.next()
     assert.equal({ id: after.id, status: after.status }, { id: 6, status: 200 })
 
+    // Over the session's rate (200 requests/s, a burst of 400, by default): 429
+    // with the wait in ms, as the HTTP body gives it (not Retry-After's whole
+    // seconds). Wrong token, so nothing is appended.
+    const flood = 420
+    for (let id = 100; id < 100 + flood; id++) raw.send({ id, session: session.sessionId, token: `${session.sessionId}~wrong`, clientSeq: 9, op: { append: 'no' } })
+    let limited: Record<string, unknown> | null = null
+    for (let i = 0; i < flood; i++) {
+      const answer = await raw.next()
+      if (answer.status === 429) limited ??= answer
+    }
+    assert.ok(limited !== null, 'the flood met the session rate limit')
+    const body = limited.body as { retryAfterMs: number; limit: string }
+    assert.is(body.limit, 'session-requests')
+    assert.is(limited.retryAfterMs, body.retryAfterMs)
+
     // Over the limit: refused, and the connection closed (nothing after a bad
     // length can be trusted to be a frame).
     const huge = Buffer.alloc(4)
