@@ -52,6 +52,35 @@ export function encodeFrame (value: object): Buffer {
   return frame
 }
 
+// Where frames are written: a socket (only what the writer needs of one).
+export type FrameSink = { cork: () => void; uncork: () => void; write: (chunk: Buffer) => boolean }
+
+// Writes frames; those written in one turn of the event loop (an owner's replies
+// to a batch it acknowledged at once, a client's requests from terminals answered
+// together) leave in one write: a write is a system call, and on loopback the
+// receiver's TCP work is done in it too. write() returns the sink's answer
+// (false: it is buffering past its high-water mark).
+export class FrameWriter {
+  readonly #sink: FrameSink
+  #corked = false
+
+  constructor (sink: FrameSink) {
+    this.#sink = sink
+  }
+
+  write (value: object): boolean {
+    if (!this.#corked) {
+      this.#corked = true
+      this.#sink.cork()
+      process.nextTick(() => {
+        this.#corked = false
+        this.#sink.uncork()
+      })
+    }
+    return this.#sink.write(encodeFrame(value))
+  }
+}
+
 // Cuts a byte stream into frames. push() returns the complete frames the chunk
 // finished, or an error once a header announces more than `maxBytes` (nothing
 // after it can be trusted to be a frame boundary).

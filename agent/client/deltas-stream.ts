@@ -16,7 +16,7 @@ import { request as httpRequest } from 'node:http'
 import type { IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import type { Socket } from 'node:net'
-import { DELTAS_STREAM_PATH, DELTAS_STREAM_PROTOCOL, encodeFrame, FrameReader, parseStreamReply } from '../../protocol/deltas-stream.ts'
+import { DELTAS_STREAM_PATH, DELTAS_STREAM_PROTOCOL, FrameReader, FrameWriter, parseStreamReply } from '../../protocol/deltas-stream.ts'
 import type { HttpReply } from './http.ts'
 import { NetworkError, withSystemRoots } from './http.ts'
 
@@ -35,6 +35,7 @@ type Pending = { resolve: (reply: HttpReply) => void; reject: (error: NetworkErr
 class StreamConnection {
   readonly #socket: Socket
   readonly #reader = new FrameReader()
+  readonly #writer: FrameWriter
   readonly #pending = new Map<number, Pending>()
   readonly #onClosed: () => void
   #nextId = 1
@@ -44,10 +45,10 @@ class StreamConnection {
   #sent = 0
   // When the last bytes arrived (performance.now()).
   #lastReadMs = 0
-  #corked = false
 
   constructor (socket: Socket, head: Buffer, onClosed: () => void) {
     this.#socket = socket
+    this.#writer = new FrameWriter(socket)
     this.#onClosed = onClosed
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => { this.#read(chunk) })
@@ -83,17 +84,7 @@ class StreamConnection {
         timer
       })
       this.#socket.ref()
-      // Requests made in one turn (terminals answered together ask again
-      // together) leave in one write.
-      if (!this.#corked) {
-        this.#corked = true
-        this.#socket.cork()
-        process.nextTick(() => {
-          this.#corked = false
-          this.#socket.uncork()
-        })
-      }
-      this.#socket.write(encodeFrame({ id, session: call.sessionId, token: call.token, ...call.body }))
+      this.#writer.write({ id, session: call.sessionId, token: call.token, ...call.body })
     })
   }
 

@@ -8,8 +8,8 @@
 // not read either while the terminal is not reading its answers. A connection
 // silent for `idleTimeoutMs` with nothing in flight is closed.
 
-import type { Duplex } from 'node:stream'
-import { DELTAS_STREAM_PROTOCOL, encodeFrame, FrameReader, parseStreamRequest } from '../../protocol/deltas-stream.ts'
+import type { Socket } from 'node:net'
+import { DELTAS_STREAM_PROTOCOL, FrameReader, FrameWriter, parseStreamRequest } from '../../protocol/deltas-stream.ts'
 import type { StreamReply } from '../../protocol/deltas-stream.ts'
 import type { Reply } from './http-api.ts'
 import type { SessionAppends } from './sessions-http.ts'
@@ -36,38 +36,21 @@ export type DeltasStreamOptions = {
   idleTimeoutMs?: number
 }
 
-export function serveDeltasStream (socket: Duplex, head: Buffer, remoteAddress: string, options: DeltasStreamOptions): void {
+export function serveDeltasStream (socket: Socket, head: Buffer, remoteAddress: string, options: DeltasStreamOptions): void {
   const maxInFlight = options.maxInFlight ?? STREAM_DEFAULTS.maxInFlight
   const idleTimeoutMs = options.idleTimeoutMs ?? STREAM_DEFAULTS.idleTimeoutMs
   const reader = new FrameReader()
   let inFlight = 0
   let writeBlocked = false
   let broken = false
-  let idleTimer: ReturnType<typeof setTimeout> | null = null
-
-  const idle = (): void => {
-    if (idleTimer !== null) clearTimeout(idleTimer)
-    idleTimer = inFlight === 0 && !broken ? setTimeout(() => { socket.end() }, idleTimeoutMs) : null
-  }
   const flow = (): void => {
     if (inFlight >= maxInFlight || writeBlocked) socket.pause()
     else if (inFlight <= maxInFlight / 2) socket.resume()
   }
-  let corked = false
+  const writer = new FrameWriter(socket)
   const send = (reply: StreamReply): void => {
     if (socket.destroyed || !socket.writable) return
-    // Replies finished in one turn (an owner acknowledges a batch of appends at
-    // once) leave in one write: a write is a system call, and on loopback the
-    // receiver's TCP work is done in it too.
-    if (!corked) {
-      corked = true
-      socket.cork()
-      process.nextTick(() => {
-        corked = false
-        socket.uncork()
-      })
-    }
-    if (!socket.write(encodeFrame(reply)) && !writeBlocked) {
+    if (!writer.write(reply) && !writeBlocked) {
       writeBlocked = true
       flow()
       socket.once('drain', () => { writeBlocked = false; flow() })
@@ -116,11 +99,9 @@ export function serveDeltasStream (socket: Duplex, head: Buffer, remoteAddress: 
       void handle(frame).finally(() => {
         inFlight--
         flow()
-        idle()
       })
     }
     flow()
-    idle()
     if (error !== null) {
       // Past a bad length nothing is a frame boundary any more: say why and close.
       broken = true
@@ -132,12 +113,11 @@ export function serveDeltasStream (socket: Duplex, head: Buffer, remoteAddress: 
 
   socket.on('data', onData)
   options.onOpened?.()
-  socket.on('close', () => {
-    if (idleTimer !== null) clearTimeout(idleTimer)
-    options.onClosed?.()
-  })
+  socket.on('close', () => { options.onClosed?.() })
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${DELTAS_STREAM_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`)
-  if ('setNoDelay' in socket && typeof socket.setNoDelay === 'function') socket.setNoDelay(true)
+  socket.setNoDelay(true)
+  // Silent this long (no byte either way) with nothing in flight: closed. With
+  // requests in flight it waits: their answers are activity and re-arm it.
+  socket.setTimeout(idleTimeoutMs, () => { if (inFlight === 0) socket.end() })
   if (head.length > 0) onData(head)
-  idle()
 }

@@ -33,7 +33,7 @@ export type Route = { method: string; pattern: RegExp; handler: RouteHandler }
 export type Admission = (request: IncomingMessage, url: URL) => Reply | null
 
 // Takes over an upgraded connection (the deltas stream); the 101 is its to send.
-export type UpgradeHandler = (socket: Duplex, head: Buffer, request: IncomingMessage) => void
+export type UpgradeHandler = (socket: Socket, head: Buffer, request: IncomingMessage) => void
 
 export type HttpOptions = {
   onError: (error: unknown) => void
@@ -52,7 +52,7 @@ export class HttpApi {
   // Upgrade protocol (lower case) → its path and handler.
   readonly #upgrades = new Map<string, { path: string; handler: UpgradeHandler }>()
   // Upgraded connections leave the server's books: close() ends them itself.
-  readonly #upgraded = new Set<Duplex>()
+  readonly #upgraded = new Set<Socket>()
 
   constructor (options: HttpOptions) {
     this.#onError = options.onError
@@ -66,7 +66,9 @@ export class HttpApi {
     this.#server.headersTimeout = 5_000
     this.#server.keepAliveTimeout = 5_000
     this.#server.on('clientError', (error, socket) => { malformed(error, socket as Socket) })
-    this.#server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => { this.#onUpgrade(request, socket, head) })
+    // node:http types it a Duplex; from a net or tls server it is a net.Socket
+    // (a TLSSocket is one).
+    this.#server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => { this.#onUpgrade(request, socket as Socket, head) })
   }
 
   // `GET <path>` with `Upgrade: <protocol>` hands the connection to `handler`.
@@ -74,7 +76,7 @@ export class HttpApi {
     this.#upgrades.set(protocol.toLowerCase(), { path, handler })
   }
 
-  #onUpgrade (request: IncomingMessage, socket: Duplex, head: Buffer): void {
+  #onUpgrade (request: IncomingMessage, socket: Socket, head: Buffer): void {
     socket.on('error', () => { socket.destroy() })
     const url = new URL(request.url ?? '/', 'http://agent')
     const protocol = String(request.headers.upgrade ?? '').toLowerCase()
