@@ -2,7 +2,7 @@
 // and bench/results/latest.md. Comparisons run in the same process, one after the
 // other, on the same machine, and are reported as ratios.
 //
-//   node bench/run.ts [detection] [memory] [sim] [sessions] [replication] [failover] [simscale] [deploy] [fuzz] [flood]   only some of them (default: all);
+//   node bench/run.ts [detection] [memory] [sim] [sessions] [replication] [store] [failover] [simscale] [deploy] [fuzz] [flood]   only some of them (default: all);
 //   node bench/run.ts render                  rewrite latest.md from latest.json, measuring nothing
 //                                            the other sections keep their last figures
 //   BENCH_ROUNDS=5                           kill/freeze rounds per detection benchmark
@@ -46,6 +46,8 @@ import type { FloodResult } from './flood.ts'
 import { benchReplication, replicationMarkdown } from './replication.ts'
 import type { ReplicationResult } from './replication.ts'
 import { benchFailover, failoverMarkdown } from './failover.ts'
+import { benchStore, storeMarkdown } from './store.ts'
+import type { StoreResult } from './store.ts'
 import type { FailoverResult } from './failover.ts'
 import { fmt, log } from './lib.ts'
 import type { Spread } from './lib.ts'
@@ -66,6 +68,7 @@ type Results = {
   sim?: SimDetectionResult[]
   sessions?: SessionsRealResult & { rawStream: RawStreamResult }
   replication?: ReplicationResult
+  store?: StoreResult
   simScale?: SimScaleRun[]
   deploy?: DeployBenchResult
   fuzz?: FuzzResult
@@ -91,6 +94,7 @@ function markdown (r: Results): string {
   if (r.memory !== undefined) lines.push('', ...memoryMarkdown(r.memory))
   if (r.sessions !== undefined) lines.push('', ...sessionsMarkdown(r.sessions))
   if (r.replication !== undefined) lines.push('', ...replicationMarkdown(r.replication))
+  if (r.store !== undefined) lines.push('', ...storeMarkdown(r.store))
   if (r.simScale !== undefined) lines.push('', ...simScaleMarkdown(r.simScale))
   if (r.deploy !== undefined) lines.push('', ...deployMarkdown(r.deploy))
   if (r.fuzz !== undefined) lines.push('', ...fuzzMarkdown(r.fuzz))
@@ -193,7 +197,7 @@ async function main (): Promise<void> {
   // The 10-node `real` and `serf` sections became `detection` (5 and 20 nodes).
   for (const stale of ['realDetection', 'serf']) delete (results as Record<string, unknown>)[stale]
   for (const stale of ['real', 'serf']) delete results.measured[stale]
-  for (const name of ['detection', 'memory', 'sim', 'sessions', 'replication', 'failover', 'simscale', 'deploy', 'fuzz', 'flood']) if (want(name)) results.measured[name] = results.date
+  for (const name of ['detection', 'memory', 'sim', 'sessions', 'replication', 'store', 'failover', 'simscale', 'deploy', 'fuzz', 'flood']) if (want(name)) results.measured[name] = results.date
   if (want('fuzz')) {
     const seed = process.env.BENCH_FUZZ_SEED === undefined ? undefined : Number(process.env.BENCH_FUZZ_SEED)
     results.fuzz = benchFuzz(Number(process.env.BENCH_FUZZ_INPUTS ?? 1_000_000), seed)
@@ -208,6 +212,7 @@ async function main (): Promise<void> {
     results.sessions = { ...await benchRealSessions({ takeoverRounds: takeovers }), rawStream }
   }
   if (want('replication')) results.replication = await benchReplication()
+  if (want('store')) results.store = benchStore()
   if (want('deploy')) results.deploy = await benchDeploy()
   if (want('detection')) {
     const sizes = (process.env.BENCH_DETECTION_SIZES ?? '5,20').split(',').map(Number)

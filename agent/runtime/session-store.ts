@@ -61,53 +61,18 @@ import type { SessionDurable, StoredSession } from '../sessions/types.ts'
 import { checkWalFile } from './wal-check.ts'
 import { isEntryBody, isSnapshot, parseJson } from './session-store-shapes.ts'
 import { KeptCommitIndexes } from './session-store-commits.ts'
+import { DEAD_ROWS, EntrySeqs } from './session-store-seqs.ts'
+import { SessionStoreError, configure, corrupt, ensureSchema, isDamage, openFailure, sqliteMessage } from './session-store-schema.ts'
 
-// Bump on any change of the tables or of a row's encoding, with a migration.
-export const SESSION_STORE_SCHEMA_VERSION = 1
-
-// SQLite primary result codes that mean the file itself is damaged.
-const SQLITE_CORRUPT = 11
-const SQLITE_NOTADB = 26
-
-export class SessionStoreError extends Error {
-  override name = 'SessionStoreError'
-}
+export { SESSION_STORE_SCHEMA_VERSION, SessionStoreError } from './session-store-schema.ts'
+import type { DeadRowLimits, EntryRun } from './session-store-seqs.ts'
 
 // What check() found in a sound store.
 export type StoreSummary = { sessions: number; entries: number; snapshots: number; walFrames: number }
 
-// Entries and snapshots are rowid tables (an op may be 64 KiB, a snapshot many
-// MiB: too large for WITHOUT ROWID); the primary keys keep each session's
-// entries together and in index order. Bodies are the JSON of EntryBody and
-// SessionSnapshotBody; `crc` is rowCrc() of the row's key and content.
-const SCHEMA = `
-  CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT, WITHOUT ROWID;
-  CREATE TABLE sessions (
-    session_id TEXT PRIMARY KEY,
-    epoch INTEGER NOT NULL,
-    voted_for TEXT,
-    commit_index INTEGER NOT NULL,
-    crc INTEGER NOT NULL
-  ) STRICT, WITHOUT ROWID;
-  CREATE TABLE snapshots (
-    session_id TEXT PRIMARY KEY REFERENCES sessions (session_id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    body TEXT NOT NULL,
-    crc INTEGER NOT NULL
-  ) STRICT;
-  CREATE TABLE entries (
-    session_id TEXT NOT NULL REFERENCES sessions (session_id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    epoch INTEGER NOT NULL,
-    body TEXT NOT NULL,
-    crc INTEGER NOT NULL,
-    PRIMARY KEY (session_id, idx)
-  ) STRICT;
-`
-
 type SessionRow = { session_id: string; epoch: number; voted_for: string | null; commit_index: number; crc: number }
 type SnapshotRow = { idx: number; body: string; crc: number }
-type EntryRow = { idx: number; epoch: number; body: string; crc: number }
+type EntryRow = { seq: number; session_id: string; idx: number; epoch: number; body: string; crc: number }
 type HardState = { epoch: number; votedFor: string | null; commitIndex: number }
 
 // The key fields go in as a JSON array, so no two different rows hash the same
@@ -158,15 +123,20 @@ function prepareStatements (db: DatabaseSync) {
     countSessions: db.prepare('SELECT count(*) AS n FROM sessions'),
     allSessions: db.prepare('SELECT session_id, epoch, voted_for, commit_index, crc FROM sessions ORDER BY session_id'),
     snapshotIndex: db.prepare('SELECT idx FROM snapshots WHERE session_id = $id'),
-    lastIndex: db.prepare(`SELECT coalesce((SELECT max(idx) FROM entries WHERE session_id = $id),
-      (SELECT idx FROM snapshots WHERE session_id = $id), 0) AS last`),
     getSnapshot: db.prepare('SELECT idx, body, crc FROM snapshots WHERE session_id = $id'),
     putSnapshot: db.prepare(`INSERT INTO snapshots (session_id, idx, body, crc) VALUES ($id, $idx, $body, $crc)
       ON CONFLICT (session_id) DO UPDATE SET idx = excluded.idx, body = excluded.body, crc = excluded.crc`),
     insertEntry: db.prepare('INSERT INTO entries (session_id, idx, epoch, body, crc) VALUES ($id, $idx, $epoch, $body, $crc)'),
-    deleteFrom: db.prepare('DELETE FROM entries WHERE session_id = $id AND idx >= $idx'),
-    deleteUpTo: db.prepare('DELETE FROM entries WHERE session_id = $id AND idx <= $idx'),
-    entries: db.prepare('SELECT idx, epoch, body, crc FROM entries WHERE session_id = $id ORDER BY idx')
+    // $seqs: a JSON array of seqs (one statement for a snapshot's whole prefix).
+    deleteEntries: db.prepare('DELETE FROM entries WHERE seq IN (SELECT value FROM json_each($seqs))'),
+    allEntries: db.prepare('SELECT seq, session_id, idx, epoch, body, crc FROM entries ORDER BY seq'),
+    nextSeq: db.prepare('SELECT coalesce(max(seq), 0) + 1 AS next FROM entries'),
+    // The rows of $seqs (a JSON array) again, as seqs $base, $base + 1, … in that order.
+    copyEntries: db.prepare(`INSERT INTO entries (seq, session_id, idx, epoch, body, crc)
+      SELECT $base + j.key, e.session_id, e.idx, e.epoch, e.body, e.crc FROM json_each($seqs) AS j JOIN entries AS e ON e.seq = j.value`),
+    deleteBelow: db.prepare('DELETE FROM entries WHERE seq < $cutoff'),
+    entrySeqs: db.prepare(`SELECT entries.seq, entries.session_id, entries.idx, coalesce(snapshots.idx, 0) AS snapshot_idx
+      FROM entries LEFT JOIN snapshots ON snapshots.session_id = entries.session_id ORDER BY entries.seq`)
   } satisfies Record<string, StatementSync>
 }
 
@@ -176,16 +146,18 @@ export class SessionStore {
   readonly #sql: Statements
   // Commit indexes given and not written yet (session-store-commits.ts).
   readonly #commits = new KeptCommitIndexes()
-  // The last stored entry index of sessions whose row exists, as this store
-  // wrote them: an append then costs one INSERT per entry, not two lookups more.
-  // Dropped for a session whose log is cut, snapshotted or deleted, and whole
-  // when a transaction fails.
-  readonly #lastIndexes = new Map<string, number>()
+  // The seq of each session's stored entries (session-store-seqs.ts): read from
+  // the table at the first write, kept as the store writes, and read again
+  // after a transaction that failed. A session listed here has its row.
+  #seqs: EntrySeqs | null = null
   // Our descriptor of the -wal file, opened at the first write (the file exists
   // from then on while the connection is open), for sync().
   #walFd: number | null = null
 
-  private constructor (db: DatabaseSync, path: string) {
+  readonly #deadRows: DeadRowLimits
+
+  private constructor (db: DatabaseSync, path: string, deadRows: DeadRowLimits) {
+    this.#deadRows = deadRows
     this.#db = db
     this.path = path
     this.#sql = prepareStatements(db)
@@ -193,7 +165,7 @@ export class SessionStore {
 
   // Opens (or creates) the store at `path`; throws SessionStoreError when the
   // file is damaged, not a session store, or from a newer schema.
-  static open (path: string): SessionStore {
+  static open (path: string, options: { deadRows?: DeadRowLimits } = {}): SessionStore {
     const wal = checkWalFile(`${path}-wal`)
     if (wal.problem !== null) throw corrupt(path, `${path}-wal: ${wal.problem}`)
     let db: DatabaseSync
@@ -205,7 +177,7 @@ export class SessionStore {
     try {
       configure(db, path)
       ensureSchema(db, path)
-      const store = new SessionStore(db, path)
+      const store = new SessionStore(db, path, options.deadRows ?? DEAD_ROWS)
       // A new store's schema (written without an fsync) is durable before use.
       store.#walFd = existsSync(`${path}-wal`) ? openSync(`${path}-wal`, 'r') : null
       store.syncNow()
@@ -251,7 +223,11 @@ export class SessionStore {
     this.#sql.beginRead.run()
     try {
       const rows = this.#sql.allSessions.all() as SessionRow[]
-      return rows.map((row) => this.#loadSession(row))
+      const entryRows = this.#entryRowsBySession()
+      const sessions = rows.map((row) => this.#loadSession(row, entryRows.get(row.session_id) ?? []))
+      for (const row of rows) entryRows.delete(row.session_id)
+      for (const [id, orphans] of entryRows) throw this.#corruptSession(id, `${orphans.length} stored entries belong to no stored session`)
+      return sessions
     } catch (error) {
       throw this.#translate(error)
     } finally {
@@ -305,11 +281,13 @@ export class SessionStore {
     const due = this.#commits.due()
     this.#sql.begin.run()
     try {
+      this.#seqs ??= this.#readSeqs()
       for (const record of due) this.#applyOne(record)
       for (const record of coalesceEntries(rest)) this.#applyOne(record)
+      if (this.#seqs.reclaimDue()) this.#reclaim()
       this.#sql.commit.run()
     } catch (error) {
-      this.#lastIndexes.clear()
+      this.#seqs = null
       this.#commits.rollback()
       if (this.#db.isTransaction) this.#sql.rollback.run()
       throw this.#translate(error)
@@ -346,7 +324,6 @@ export class SessionStore {
 
   #applyOne (record: SessionDurable): void {
     const id = record.sessionId
-    if (record.kind === 'session-truncate' || record.kind === 'session-snapshot' || record.kind === 'session-delete') this.#lastIndexes.delete(id)
     switch (record.kind) {
       case 'session-meta': {
         const state = this.#hardState(id)
@@ -363,7 +340,8 @@ export class SessionStore {
         return
       }
       case 'session-delete':
-        // Entries and snapshot follow by ON DELETE CASCADE.
+        this.#deleteEntries(this.#seqsNow().remove(id))
+        // The snapshot follows by ON DELETE CASCADE.
         this.#sql.deleteSession.run({ id })
         return
       default:
@@ -389,39 +367,60 @@ export class SessionStore {
   // The store holds what load() can read back: a log with a hole or a repeated
   // index would make the agent refuse to start, so it is refused here instead.
   #appendEntries (id: string, entries: LogEntry[]): void {
-    let last = this.#lastIndexes.get(id)
-    if (last === undefined) {
-      this.#hardState(id)
-      last = this.#lastIndex(id)
-    }
-    // Until this run is stored, a failure leaves `last` unknown.
-    this.#lastIndexes.delete(id)
+    const seqs = this.#seqsNow()
+    const run = seqs.get(id) ?? this.#startRun(id)
     for (const entry of entries) {
+      const last = seqs.last(run)
       if (entry.index !== last + 1) throw new Error(`session store: session ${id}: entry ${entry.index} does not follow ${last} (a bug in the sessions core)`)
       const body = JSON.stringify(entry.body)
       const crc = rowCrc([id, entry.index, entry.epoch], body)
-      this.#sql.insertEntry.run({ id, idx: entry.index, epoch: entry.epoch, body, crc })
-      last = entry.index
+      const { lastInsertRowid } = this.#sql.insertEntry.run({ id, idx: entry.index, epoch: entry.epoch, body, crc })
+      seqs.push(run, Number(lastInsertRowid))
     }
-    this.#lastIndexes.set(id, last)
+  }
+
+  // A session not in #seqs has no entries stored: its next one follows its
+  // snapshot (or is the first). Its row is created if it has none.
+  #startRun (id: string): EntryRun {
+    this.#hardState(id)
+    return this.#seqsNow().start(id, this.#snapshotIndex(id))
   }
 
   // Snapshotted entries are committed; only a divergent tail may be cut.
   #truncate (id: string, fromIndex: number): void {
-    this.#hardState(id)
+    const run = this.#seqsNow().get(id) ?? this.#startRun(id)
     const snapshotIndex = this.#snapshotIndex(id)
     if (!(fromIndex > snapshotIndex)) throw new Error(`session store: session ${id}: cannot truncate from ${fromIndex}, entries up to ${snapshotIndex} are in the snapshot (a bug in the sessions core)`)
-    this.#sql.deleteFrom.run({ id, idx: fromIndex })
+    this.#deleteEntries(this.#seqsNow().cutFrom(run, fromIndex))
   }
 
   // An older snapshot would leave a hole between it and the entries kept.
   #putSnapshot (id: string, snapshot: SessionSnapshotBody): void {
-    this.#hardState(id)
+    const run = this.#seqsNow().get(id) ?? this.#startRun(id)
     const current = this.#snapshotIndex(id)
     if (snapshot.index < current) throw new Error(`session store: session ${id}: snapshot at ${snapshot.index} is older than the stored one at ${current} (a bug in the sessions core)`)
     const body = JSON.stringify(snapshot)
     this.#sql.putSnapshot.run({ id, idx: snapshot.index, body, crc: rowCrc([id, snapshot.index], body) })
-    this.#sql.deleteUpTo.run({ id, idx: snapshot.index })
+    this.#seqsNow().bury(id, this.#seqsNow().cutUpTo(run, snapshot.index))
+  }
+
+  #deleteEntries (seqs: number[]): void {
+    if (seqs.length > 0) this.#sql.deleteEntries.run({ seqs: JSON.stringify(seqs) })
+  }
+
+  // Frees the rows snapshots left dead (session-store-seqs.ts): the live rows
+  // of the runs to move are copied to the end of the table with new seqs, in
+  // the plan's order; everything below the cutoff goes, and so do the moved
+  // runs' old rows above it.
+  #reclaim (): void {
+    const seqs = this.#seqsNow()
+    const nextSeq = (this.#sql.nextSeq.get() as { next: number }).next
+    const plan = seqs.planReclaim(nextSeq)
+    const moved = plan.move.flatMap((run) => run.seqs)
+    if (moved.length > 0) this.#sql.copyEntries.run({ seqs: JSON.stringify(moved), base: nextSeq })
+    this.#sql.deleteBelow.run({ cutoff: plan.cutoff })
+    this.#deleteEntries(moved.filter((seq) => seq >= plan.cutoff))
+    this.#deleteEntries(seqs.reclaimed(plan, nextSeq))
   }
 
   #snapshotIndex (id: string): number {
@@ -429,16 +428,50 @@ export class SessionStore {
     return row === undefined ? 0 : row.idx
   }
 
-  #lastIndex (id: string): number {
-    return (this.#sql.lastIndex.get({ id }) as { last: number }).last
+  // Inside write()'s transaction, which read them first.
+  #seqsNow (): EntrySeqs {
+    if (this.#seqs === null) throw new Error('session store: entry seqs read outside a write (a bug in the store)')
+    return this.#seqs
   }
 
-  #loadSession (row: SessionRow): StoredSession {
+  // Every session's entry seqs, from one scan of the table (the first write,
+  // and the first after a failed one). A session's rows ascend by seq in index
+  // order (session-store-seqs.ts); load() has checked they are consecutive.
+  // Rows its snapshot covers are dead.
+  #readSeqs (): EntrySeqs {
+    const seqs = new EntrySeqs(this.#deadRows)
+    for (const row of this.#sql.entrySeqs.iterate() as Iterable<{ seq: number; session_id: string; idx: number; snapshot_idx: number }>) {
+      if (row.idx <= row.snapshot_idx) {
+        seqs.bury(row.session_id, [row.seq])
+        continue
+      }
+      const run = seqs.get(row.session_id) ?? seqs.start(row.session_id, row.idx - 1)
+      if (row.idx !== seqs.last(run) + 1) throw this.#corruptSession(row.session_id, `entry ${row.idx} found where ${seqs.last(run) + 1} should be`)
+      seqs.push(run, row.seq)
+    }
+    return seqs
+  }
+
+  // One scan of the entries table, by session, each session's rows in index
+  // order (as written; sorted so that a row moved out of place is reported as
+  // the index found where another should be).
+  #entryRowsBySession (): Map<string, EntryRow[]> {
+    const bySession = new Map<string, EntryRow[]>()
+    for (const row of this.#sql.allEntries.iterate() as Iterable<EntryRow>) {
+      const rows = bySession.get(row.session_id)
+      if (rows === undefined) bySession.set(row.session_id, [row])
+      else rows.push(row)
+    }
+    for (const rows of bySession.values()) rows.sort((a, b) => a.idx - b.idx)
+    return bySession
+  }
+
+  #loadSession (row: SessionRow, entryRows: EntryRow[]): StoredSession {
     const id = row.session_id
     const state = { epoch: row.epoch, votedFor: row.voted_for, commitIndex: row.commit_index }
     if (row.crc !== sessionCrc(id, state)) throw this.#corruptSession(id, 'its hard state fails its checksum')
     const snapshot = this.#loadSnapshot(id)
-    const entries = this.#loadEntries(id, snapshot === null ? 0 : snapshot.index)
+    const entries = this.#loadEntries(id, snapshot === null ? 0 : snapshot.index, entryRows)
     // A commit index kept, not written yet (write()), is newer than the row's.
     const commitIndex = this.#commits.loaded(id, state.commitIndex)
     return { sessionId: id, ...state, commitIndex, snapshot, entries }
@@ -453,9 +486,11 @@ export class SessionStore {
     return snapshot
   }
 
-  #loadEntries (id: string, snapshotIndex: number): LogEntry[] {
+  // Rows at or below the snapshot are dead (session-store-seqs.ts): skipped.
+  #loadEntries (id: string, snapshotIndex: number, rows: EntryRow[]): LogEntry[] {
     const entries: LogEntry[] = []
-    for (const row of this.#sql.entries.iterate({ id }) as Iterable<EntryRow>) {
+    for (const row of rows) {
+      if (row.idx <= snapshotIndex) continue
       const expected = snapshotIndex + entries.length + 1
       if (row.idx !== expected) throw this.#corruptSession(id, `entry ${row.idx} found where ${expected} should be`)
       if (row.crc !== rowCrc([id, row.idx, row.epoch], row.body)) throw this.#corruptSession(id, `entry ${row.idx} fails its checksum`)
@@ -474,54 +509,4 @@ export class SessionStore {
   #translate (error: unknown): unknown {
     return isDamage(error) ? corrupt(this.path, sqliteMessage(error), error) : error
   }
-}
-
-function configure (db: DatabaseSync, path: string): void {
-  // The WAL's fsync at each commit is sync()'s (see the top of this file).
-  db.exec('PRAGMA synchronous = NORMAL')
-  db.exec('PRAGMA foreign_keys = ON')
-  const problems = (db.prepare('PRAGMA quick_check').all() as Array<{ quick_check: string }>).map((row) => row.quick_check)
-  if (problems.length !== 1 || problems[0] !== 'ok') throw corrupt(path, `quick_check: ${problems.slice(0, 3).join('; ')}`)
-  const mode = (db.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode: string }).journal_mode
-  if (mode !== 'wal') throw new SessionStoreError(`session store ${path}: cannot use write-ahead logging (journal mode stays ${mode}); put the data directory on a local filesystem`)
-}
-
-// A file without tables is new (SQLite makes an empty file a database); one with
-// tables must be a session store of this schema version.
-function ensureSchema (db: DatabaseSync, path: string): void {
-  const tables = (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'").all() as Array<{ name: string }>).map((row) => row.name)
-  if (tables.length === 0) {
-    db.exec(`BEGIN IMMEDIATE; ${SCHEMA}; INSERT INTO meta (key, value) VALUES ('schema_version', ${SESSION_STORE_SCHEMA_VERSION}); COMMIT`)
-    return
-  }
-  if (!tables.includes('meta')) throw new SessionStoreError(`${path} is an SQLite database but not an edge-agent session store (no meta table); refusing to use it. Point the agent at its own data directory.`)
-  const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: number } | undefined
-  if (row === undefined) throw corrupt(path, 'no schema version')
-  if (row.value !== SESSION_STORE_SCHEMA_VERSION) {
-    throw new SessionStoreError(`session store ${path} has schema version ${row.value}, and this edge-agent reads only version ${SESSION_STORE_SCHEMA_VERSION} (was it written by a newer edge-agent?); refusing to open it. Run the edge-agent that wrote it, or move the file away to start without the sessions it holds.`)
-  }
-}
-
-function corrupt (path: string, why: string, cause?: unknown): SessionStoreError {
-  return new SessionStoreError(
-    `session store ${path} is corrupt (${why}); the agent refuses to serve sessions from it. ` +
-    `Move it away (with ${path}-wal and ${path}-shm, if present) to start without the sessions it held: ` +
-    'the other members of each session\'s group still have them.', { cause })
-}
-
-function openFailure (path: string, error: unknown): unknown {
-  if (error instanceof SessionStoreError) return error
-  if (isDamage(error)) return corrupt(path, sqliteMessage(error), error)
-  return new SessionStoreError(`session store ${path} could not be opened: ${sqliteMessage(error)}`, { cause: error })
-}
-
-function isDamage (error: unknown): boolean {
-  const code = (error as { errcode?: unknown } | null)?.errcode
-  return typeof code === 'number' && ((code & 0xff) === SQLITE_CORRUPT || (code & 0xff) === SQLITE_NOTADB)
-}
-
-function sqliteMessage (error: unknown): string {
-  const errstr = (error as { errstr?: unknown } | null)?.errstr
-  if (typeof errstr === 'string') return error instanceof Error && error.message !== errstr ? `${errstr}: ${error.message}` : errstr
-  return error instanceof Error ? error.message : String(error)
 }

@@ -4,7 +4,7 @@ import { copyFileSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, s
 import { DatabaseSync } from 'node:sqlite'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { SessionStore, SessionStoreError } from '../../agent/runtime/session-store.ts'
+import { SessionStore, SessionStoreError, SESSION_STORE_SCHEMA_VERSION } from '../../agent/runtime/session-store.ts'
 import { COMMIT_INDEX_WRITE_EVERY } from '../../agent/runtime/session-store-commits.ts'
 import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
 import type { SessionDurable, StoredSession } from '../../agent/sessions/types.ts'
@@ -350,9 +350,9 @@ test('a store from a newer schema version is refused with a clear message', () =
     const path = join(dir, 'sessions.db')
     withStore(path, (store) => store.apply([entries('s', [create('s')])]))
     const db = new DatabaseSync(path)
-    db.exec("UPDATE meta SET value = 2 WHERE key = 'schema_version'")
+    db.exec(`UPDATE meta SET value = ${SESSION_STORE_SCHEMA_VERSION + 1} WHERE key = 'schema_version'`)
     db.close()
-    assertStoreError(caught(() => SessionStore.open(path)), path, 'schema version 2', 'reads only version 1', 'newer edge-agent')
+    assertStoreError(caught(() => SessionStore.open(path)), path, `schema version ${SESSION_STORE_SCHEMA_VERSION + 1}`, `reads only version ${SESSION_STORE_SCHEMA_VERSION}`, 'newer edge-agent')
   })
 })
 

@@ -1,0 +1,211 @@
+// Where each session's log entries sit in the session store's entries table,
+// and which rows to reclaim.
+//
+// The entries table is keyed by `seq`, its rowid, in the order rows were
+// written: every insert lands on the table's last pages. Keyed by (session_id,
+// idx), as schema version 1 was, a group commit of 64 sessions' appends
+// dirtied a leaf page of the key's index for every session or few (bench/store.ts
+// measures both layouts side by side). The store reads the table by session
+// only at load, which scans it whole anyway; the rows to delete (a snapshot's
+// prefix, a truncated tail, a deleted session) it finds here, by seq.
+//
+// Per session, a run: the index of its first stored entry and the seq of each
+// entry from there, in index order. Seqs grow with the index within a run: a
+// run is written in index order, only its prefix or tail is ever deleted, and a
+// reclaim (below) moves it whole, in order, to the end of the table.
+//
+// Reclaiming. The rows a snapshot covers are dead, not deleted at once: a
+// session's 1,000 entries between two snapshots were written by 1,000 group
+// commits, one row on each of 1,000 pages shared with other sessions' rows, and
+// deleting them one by one rewrites ~1,000 pages (4 MiB of WAL) for one
+// session. Load skips them instead (an entry at or below its session's snapshot
+// is covered by it; after a restart they are found dead again by that rule).
+// Once DEAD_ROWS.reclaim of them wait, the oldest part of the table is cut off
+// whole, `DELETE … WHERE seq < cutoff`, which frees pages without rewriting any:
+// the cutoff is the oldest live row, unless the sessions holding the oldest live
+// rows have few of them (a session gone quiet), in which case their live rows
+// are copied to the end of the table first and the cutoff moves past them
+// (planReclaim weighs rows copied against dead rows freed). A truncated tail is
+// deleted at once (its indexes are written again), and so is a session's every
+// row, live or dead, when it is deleted (no row may outlive its session).
+
+export type DeadRowLimits = {
+  // Dead rows that start a reclaim (4,096: ~1.3 MiB of 256-byte deltas' rows).
+  // When a reclaim leaves many behind (held back by sessions whose live rows
+  // are many and old), the next waits for twice as many…
+  reclaim: number
+  // …and from this many (65,536) they are deleted one by one, in seq order.
+  deleteOneByOne: number
+}
+
+export const DEAD_ROWS: DeadRowLimits = { reclaim: 4_096, deleteOneByOne: 65_536 }
+
+export type EntryRun = {
+  // Index of the entry seqs[0] belongs to; with no entries, the index the
+  // next one must have.
+  first: number
+  seqs: number[]
+}
+
+export type ReclaimPlan = {
+  // Every row below this seq is deleted (live ones of `move` copied first).
+  cutoff: number
+  // Runs whose rows are copied to the end of the table, with new seqs.
+  move: EntryRun[]
+}
+
+export class EntrySeqs {
+  readonly #runs = new Map<string, EntryRun>()
+  // Seqs of rows covered by a snapshot, not deleted yet, by session.
+  #dead = new Map<string, number[]>()
+  #deadCount = 0
+  readonly #limits: DeadRowLimits
+  // Dead rows at which the next reclaim starts.
+  #reclaimAt: number
+
+  constructor (limits: DeadRowLimits = DEAD_ROWS) {
+    this.#limits = limits
+    this.#reclaimAt = limits.reclaim
+  }
+
+  get (sessionId: string): EntryRun | undefined {
+    return this.#runs.get(sessionId)
+  }
+
+  runs (): IterableIterator<EntryRun> {
+    return this.#runs.values()
+  }
+
+  // The index of the session's last stored entry (first - 1 when it has none).
+  last (run: EntryRun): number {
+    return run.first + run.seqs.length - 1
+  }
+
+  // A session with no entry after `lastIndex` (its snapshot's, or 0).
+  start (sessionId: string, lastIndex: number): EntryRun {
+    const run = { first: lastIndex + 1, seqs: [] }
+    this.#runs.set(sessionId, run)
+    return run
+  }
+
+  // The session's next entry was stored as row `seq`.
+  push (run: EntryRun, seq: number): void {
+    run.seqs.push(seq)
+  }
+
+  // The seqs of entries at `fromIndex` and after, removed from the run.
+  cutFrom (run: EntryRun, fromIndex: number): number[] {
+    const keep = Math.max(0, Math.min(run.seqs.length, fromIndex - run.first))
+    return run.seqs.splice(keep)
+  }
+
+  // The seqs of entries up to `index`, removed from the run; the run then
+  // starts after `index` (a snapshot at or beyond the log leaves it empty).
+  cutUpTo (run: EntryRun, index: number): number[] {
+    const count = Math.max(0, Math.min(run.seqs.length, index - run.first + 1))
+    const cut = run.seqs.splice(0, count)
+    run.first = Math.max(run.first + count, index + 1)
+    return cut
+  }
+
+  // The session is gone; the seqs of its rows, live and dead.
+  remove (sessionId: string): number[] {
+    const run = this.#runs.get(sessionId)
+    const dead = this.#dead.get(sessionId) ?? []
+    this.#runs.delete(sessionId)
+    this.#dead.delete(sessionId)
+    this.#deadCount -= dead.length
+    return [...(run?.seqs ?? []), ...dead]
+  }
+
+  // Rows of the session found dead, or made dead by a snapshot.
+  bury (sessionId: string, seqs: number[]): void {
+    if (seqs.length === 0) return
+    const dead = this.#dead.get(sessionId)
+    if (dead === undefined) this.#dead.set(sessionId, seqs)
+    else for (const seq of seqs) dead.push(seq)
+    this.#deadCount += seqs.length
+  }
+
+  get deadCount (): number {
+    return this.#deadCount
+  }
+
+  reclaimDue (): boolean {
+    return this.#deadCount >= this.#reclaimAt
+  }
+
+  // What to reclaim; `nextSeq` is the seq the next row written gets.
+  planReclaim (nextSeq: number): ReclaimPlan {
+    const dead: number[] = []
+    for (const seqs of this.#dead.values()) for (const seq of seqs) dead.push(seq)
+    return planReclaim([...this.#runs.values()], dead.sort((a, b) => a - b), nextSeq)
+  }
+
+  // The plan was carried out: the moved runs' rows now have seqs from
+  // `firstNewSeq` on, in the order of `plan.move` and of each run; rows below
+  // the cutoff are gone. Returns the dead rows left, ascending, when so many
+  // are left that they must be deleted one by one now.
+  reclaimed (plan: ReclaimPlan, firstNewSeq: number): number[] {
+    let next = firstNewSeq
+    for (const run of plan.move) for (let i = 0; i < run.seqs.length; i++) run.seqs[i] = next++
+    this.#deadCount = 0
+    for (const [sessionId, seqs] of this.#dead) {
+      const left = seqs.filter((seq) => seq >= plan.cutoff)
+      if (left.length === 0) this.#dead.delete(sessionId)
+      else this.#dead.set(sessionId, left)
+      this.#deadCount += left.length
+    }
+    if (this.#deadCount >= this.#limits.deleteOneByOne) {
+      const all: number[] = []
+      for (const seqs of this.#dead.values()) for (const seq of seqs) all.push(seq)
+      this.#dead.clear()
+      this.#deadCount = 0
+      this.#reclaimAt = this.#limits.reclaim
+      return all.sort((a, b) => a - b)
+    }
+    this.#reclaimAt = Math.max(this.#limits.reclaim, 2 * this.#deadCount)
+    return []
+  }
+}
+
+// The cutoff that frees the most dead rows for the fewest live rows copied.
+// Runs are taken oldest first (by their oldest row): cutting at the oldest row
+// of run k means copying runs 0..k-1 whole (a run is moved whole, so that its
+// rows never straddle the cut). Dead rows freed count one each, rows copied
+// one each against; no run moved, the cutoff is the oldest live row.
+export function planReclaim (runs: EntryRun[], deadAscending: number[], nextSeq: number): ReclaimPlan {
+  const live = runs.filter((run) => run.seqs.length > 0).map((run) => ({ run, oldest: minOf(run.seqs) }))
+  live.sort((a, b) => a.oldest - b.oldest)
+  const cutAt = (k: number): number => k < live.length ? live[k].oldest : nextSeq
+  let best = 0
+  let bestScore = countBelow(deadAscending, cutAt(0))
+  let copied = 0
+  for (let k = 1; k <= live.length; k++) {
+    copied += live[k - 1].run.seqs.length
+    const score = countBelow(deadAscending, cutAt(k)) - copied
+    if (score > bestScore) {
+      best = k
+      bestScore = score
+    }
+  }
+  return { cutoff: cutAt(best), move: live.slice(0, best).map((l) => l.run) }
+}
+
+function minOf (values: number[]): number {
+  let min = Infinity
+  for (const value of values) if (value < min) min = value
+  return min
+}
+
+// How many of the ascending values are below `limit`.
+function countBelow (ascending: number[], limit: number): number {
+  let lo = 0
+  let hi = ascending.length
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1
+    if (ascending[mid] < limit) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
