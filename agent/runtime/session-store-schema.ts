@@ -14,7 +14,6 @@ export class SessionStoreError extends Error {
   override name = 'SessionStoreError'
 }
 
-
 // Entries and snapshots are rowid tables (an op may be 64 KiB, a snapshot many
 // MiB: too large for WITHOUT ROWID). Entries are keyed by `seq`, in the order
 // they were written, with no index by session: every insert goes to the end of
