@@ -21,7 +21,8 @@
 // session. Load skips them instead (an entry at or below its session's snapshot
 // is covered by it; after a restart they are found dead again by that rule).
 // Once DEAD_ROWS.reclaim of them wait, the oldest part of the table is cut off
-// whole, `DELETE … WHERE seq < cutoff`, which frees pages without rewriting any:
+// whole, `DELETE … WHERE seq < cutoff`, which walks the pages in order and
+// writes each at most once (its leaves are freed) instead of once per row:
 // the cutoff is the oldest live row, unless the sessions holding the oldest live
 // rows have few of them (a session gone quiet), in which case their live rows
 // are copied to the end of the table first and the cutoff moves past them

@@ -62,10 +62,10 @@ import { checkWalFile } from './wal-check.ts'
 import { isEntryBody, isSnapshot, parseJson } from './session-store-shapes.ts'
 import { KeptCommitIndexes } from './session-store-commits.ts'
 import { DEAD_ROWS, EntrySeqs } from './session-store-seqs.ts'
+import type { DeadRowLimits, EntryRun } from './session-store-seqs.ts'
 import { SessionStoreError, configure, corrupt, ensureSchema, isDamage, openFailure, sqliteMessage } from './session-store-schema.ts'
 
 export { SESSION_STORE_SCHEMA_VERSION, SessionStoreError } from './session-store-schema.ts'
-import type { DeadRowLimits, EntryRun } from './session-store-seqs.ts'
 
 // What check() found in a sound store.
 export type StoreSummary = { sessions: number; entries: number; snapshots: number; walFrames: number }
@@ -228,7 +228,8 @@ export class SessionStore {
       const entryRows = this.#entryRowsBySession()
       const sessions = rows.map((row) => this.#loadSession(row, entryRows.get(row.session_id) ?? []))
       for (const row of rows) entryRows.delete(row.session_id)
-      for (const [id, orphans] of entryRows) throw this.#corruptSession(id, `${orphans.length} stored entries belong to no stored session`)
+      const [orphan] = entryRows
+      if (orphan !== undefined) throw this.#corruptSession(orphan[0], `${orphan[1].length} stored entries belong to no stored session`)
       return sessions
     } catch (error) {
       throw this.#translate(error)
@@ -438,8 +439,8 @@ export class SessionStore {
 
   // Every session's entry seqs, from one scan of the table (the first write,
   // and the first after a failed one). A session's rows ascend by seq in index
-  // order (session-store-seqs.ts); load() has checked they are consecutive.
-  // Rows its snapshot covers are dead.
+  // order (session-store-seqs.ts), and must be consecutive, as load() checks
+  // too. Rows its snapshot covers are dead.
   #readSeqs (): EntrySeqs {
     const seqs = new EntrySeqs(this.#deadRows)
     for (const row of this.#sql.entrySeqs.iterate() as Iterable<{ seq: number; session_id: string; idx: number; snapshot_idx: number }>) {
