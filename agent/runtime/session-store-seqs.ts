@@ -30,6 +30,8 @@
 // deleted at once (its indexes are written again), and so is a session's every
 // row, live or dead, when it is deleted (no row may outlive its session).
 
+import { lowerBound } from '../core/sorted.ts'
+
 export type DeadRowLimits = {
   // Dead rows that start a reclaim (4,096: ~1.3 MiB of 256-byte deltas' rows).
   // When a reclaim leaves many behind (held back by sessions whose live rows
@@ -180,11 +182,11 @@ export function planReclaim (runs: EntryRun[], deadAscending: number[], nextSeq:
   live.sort((a, b) => a.oldest - b.oldest)
   const cutAt = (k: number): number => k < live.length ? live[k].oldest : nextSeq
   let best = 0
-  let bestScore = countBelow(deadAscending, cutAt(0))
+  let bestScore = lowerBound(deadAscending, cutAt(0))
   let copied = 0
   for (let k = 1; k <= live.length; k++) {
     copied += live[k - 1].run.seqs.length
-    const score = countBelow(deadAscending, cutAt(k)) - copied
+    const score = lowerBound(deadAscending, cutAt(k)) - copied
     if (score > bestScore) {
       best = k
       bestScore = score
@@ -197,16 +199,4 @@ function minOf (values: number[]): number {
   let min = Infinity
   for (const value of values) if (value < min) min = value
   return min
-}
-
-// How many of the ascending values are below `limit`.
-function countBelow (ascending: number[], limit: number): number {
-  let lo = 0
-  let hi = ascending.length
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1
-    if (ascending[mid] < limit) lo = mid + 1
-    else hi = mid
-  }
-  return lo
 }

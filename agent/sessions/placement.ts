@@ -9,6 +9,7 @@
 
 import type { GroupConfig, NodeRecord, Position } from '../../protocol/messages.ts'
 import type { SessionsConfig } from './config.ts'
+import { lowerBound } from '../core/sorted.ts'
 
 const EARTH_RADIUS_KM = 6371
 
@@ -99,7 +100,7 @@ export class HashRing {
   walk (key: string, count: number): string[] {
     const total = this.#ids.length
     const want = Math.min(count, this.size)
-    const start = lowerBound(this.#hashes, hash32(key))
+    const start = firstAtOrAfter(this.#hashes, hash32(key))
     const found: string[] = []
     const seen = new Set<string>()
     for (let step = 0; step < total && found.length < want; step++) {
@@ -121,15 +122,9 @@ function largestCapacityById (nodes: RingNode[]): Map<string, number> {
 }
 
 // Index of the first hash ≥ target, or 0 when every hash is below it (wrap around).
-function lowerBound (hashes: Uint32Array, target: number): number {
-  let lo = 0
-  let hi = hashes.length
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1
-    if (hashes[mid] < target) lo = mid + 1
-    else hi = mid
-  }
-  return lo === hashes.length ? 0 : lo
+function firstAtOrAfter (hashes: Uint32Array, target: number): number {
+  const at = lowerBound(hashes, target)
+  return at === hashes.length ? 0 : at
 }
 
 // One record per id, sorted by id, so nothing downstream depends on input order.
