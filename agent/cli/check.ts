@@ -17,7 +17,8 @@ agent runs the same checks, but SQLite's quick one, at every start and refuses
 to start from a store that fails them.
 
 Takes the directory's lock: stop the agent first (a running agent holds it).
-Opening the store recovers its write-ahead log, as a start would.
+Opening the store recovers its write-ahead log and migrates a store written
+by an earlier edge-agent to this one's schema, as a start would.
 
   --data-dir <path>     the agent's data directory (required)
   --json                print the result as JSON
