@@ -75,10 +75,6 @@ export class EntrySeqs {
     return this.#runs.get(sessionId)
   }
 
-  runs (): IterableIterator<EntryRun> {
-    return this.#runs.values()
-  }
-
   // The index of the session's last stored entry (first - 1 when it has none).
   last (run: EntryRun): number {
     return run.first + run.seqs.length - 1
@@ -130,10 +126,6 @@ export class EntrySeqs {
     this.#deadCount += seqs.length
   }
 
-  get deadCount (): number {
-    return this.#deadCount
-  }
-
   reclaimDue (): boolean {
     return this.#deadCount >= this.#reclaimAt
   }
@@ -178,7 +170,8 @@ export class EntrySeqs {
 // rows never straddle the cut). Dead rows freed count one each, rows copied
 // one each against; no run moved, the cutoff is the oldest live row.
 export function planReclaim (runs: EntryRun[], deadAscending: number[], nextSeq: number): ReclaimPlan {
-  const live = runs.filter((run) => run.seqs.length > 0).map((run) => ({ run, oldest: minOf(run.seqs) }))
+  // A run's seqs ascend (see the top of this file): its oldest row is its first.
+  const live = runs.filter((run) => run.seqs.length > 0).map((run) => ({ run, oldest: run.seqs[0] }))
   live.sort((a, b) => a.oldest - b.oldest)
   const cutAt = (k: number): number => k < live.length ? live[k].oldest : nextSeq
   let best = 0
@@ -195,8 +188,3 @@ export function planReclaim (runs: EntryRun[], deadAscending: number[], nextSeq:
   return { cutoff: cutAt(best), move: live.slice(0, best).map((l) => l.run) }
 }
 
-function minOf (values: number[]): number {
-  let min = Infinity
-  for (const value of values) if (value < min) min = value
-  return min
-}
