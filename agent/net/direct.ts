@@ -16,7 +16,7 @@ import { MAX_FRAME_BYTES, MAX_TABLE_FRAME_BYTES } from '../../protocol/limits.ts
 import { FrameQueue } from './frame-queue.ts'
 import {
   DIRECT_MAX_STREAMS, MAX_INBOUND_STREAMS_PER_PEER, PEEK_MAX_STREAMS, RATE_TRACKED_PEERS, PEEK_SERVE_TIMEOUT_MS, SEND_BATCH_MAX_BYTES,
-  REDIAL_BACKOFF_MAX_MS, REDIAL_BACKOFF_MIN_MS, SEND_QUEUE_MAX_BYTES, SEND_QUEUE_MAX_FRAMES, WRITE_STALL_MIN_BYTES_PER_S, WRITE_STALL_MIN_MS,
+  SEND_QUEUE_MAX_BYTES, SEND_QUEUE_MAX_FRAMES, WRITE_STALL_MIN_BYTES_PER_S, WRITE_STALL_MIN_MS,
   peekProtocol
 } from './constants.ts'
 import { guard, toError, warnOnce } from './guard.ts'
@@ -57,8 +57,10 @@ export type DirectOptions = {
   dialTimeoutMs: number
   // Inbound frames per peer and second on this protocol.
   frameRate: BucketLimit
-  // Whether a failed dial holds back the next ones (REDIAL_BACKOFF_*).
-  redialBackoff: boolean
+  // Whether a failed dial holds back the next ones, and for how long: the first
+  // wait after a failure, doubling up to max while dials keep failing (ms;
+  // REDIAL_BACKOFF_* by default). null: never held back.
+  redialBackoffMs: { min: number; max: number } | null
 }
 
 // Peers whose redial backoff is remembered at most (a cluster is 10-50 nodes).
@@ -78,7 +80,7 @@ export class DirectChannel {
   // Peers whose last dial failed: not dialled again before untilMs (REDIAL_BACKOFF_*).
   private readonly backoff = new Map<string, { untilMs: number; backoffMs: number }>()
   private readonly frameRate: BucketMap
-  private readonly redialBackoff: boolean
+  private readonly redialBackoffMs: { min: number; max: number } | null
   private stopped = false
 
   constructor (options: DirectOptions) {
@@ -90,7 +92,7 @@ export class DirectChannel {
     this.dialTimeoutMs = options.dialTimeoutMs
     this.stallMs = Math.max(options.dialTimeoutMs, WRITE_STALL_MIN_MS)
     this.frameRate = new BucketMap(options.frameRate, RATE_TRACKED_PEERS)
-    this.redialBackoff = options.redialBackoff
+    this.redialBackoffMs = options.redialBackoffMs
   }
 
   // Registers the protocols; called before libp2p starts listening.
@@ -164,8 +166,10 @@ export class DirectChannel {
 
   // A dial failed: no other before the backoff, which doubles while they keep failing.
   private backOff (peer: string): void {
+    const limits = this.redialBackoffMs
+    if (limits === null) return
     const previous = this.backoff.get(peer)
-    const backoffMs = previous === undefined ? REDIAL_BACKOFF_MIN_MS : Math.min(previous.backoffMs * 2, REDIAL_BACKOFF_MAX_MS)
+    const backoffMs = previous === undefined ? limits.min : Math.min(previous.backoffMs * 2, limits.max)
     // Peers come from the member table, but the map is bounded all the same.
     if (previous === undefined && this.backoff.size >= BACKOFF_TRACKED_PEERS) this.backoff.clear()
     this.backoff.set(peer, { untilMs: Date.now() + backoffMs, backoffMs })
@@ -202,7 +206,7 @@ export class DirectChannel {
     try {
       stream = await this.node.dialProtocol(peerId, this.direct, { signal: AbortSignal.timeout(this.dialTimeoutMs) })
     } catch {
-      if (!out.closing && this.redialBackoff) this.backOff(out.peer)
+      if (!out.closing) this.backOff(out.peer)
       this.fail(out)
       return
     }

@@ -18,7 +18,7 @@ import { MAX_ADDRS, MAX_GOSSIP_FRAME_BYTES } from '../../protocol/limits.ts'
 import {
   CLUSTER_NAME_PATTERN, CONNECTION_MONITOR_ENABLED, GOSSIP_DECODE_LIMITS, GOSSIP_MAX_RPC_BYTES,
   GOSSIP_MESH, GOSSIP_MESSAGES_PER_PEER, GOSSIP_SCORE_PARAMS, GOSSIP_OUTBOUND_BUFFER_BYTES, INBOUND_CONNECTIONS_PER_HOST_PER_S, MAX_CONNECTIONS,
-  MAX_DIAL_TIMEOUT_MS, MAX_INCOMING_PENDING_CONNECTIONS, MEMBERSHIP_FRAMES_PER_PEER, RATE_TRACKED_PEERS,
+  MAX_DIAL_TIMEOUT_MS, MAX_INCOMING_PENDING_CONNECTIONS, MEMBERSHIP_FRAMES_PER_PEER, RATE_TRACKED_PEERS, REDIAL_BACKOFF_MAX_MS, REDIAL_BACKOFF_MIN_MS,
   REQUEST_SERVE_TIMEOUT_MS, SESSION_FRAMES_PER_PEER, directProtocol, gossipTopic, packagesProtocol, replicationProtocol
 } from './constants.ts'
 import { BucketMap } from '../core/token-bucket.ts'
@@ -177,8 +177,8 @@ class Libp2pNet implements Net {
     this.handlers = handlersOf('direct')
     this.topic = gossipTopic(options.cluster)
     const channel = { node, cluster: options.cluster, dialTimeoutMs: options.dialTimeoutMs }
-    this.direct = new DirectChannel({ ...channel, handlers: handlersOf('direct'), protocol: directProtocol(options.cluster), channel: 'membership', servesPeek: true, frameRate: MEMBERSHIP_FRAMES_PER_PEER, redialBackoff: false })
-    this.replication = new DirectChannel({ ...channel, handlers: handlersOf('sessions'), protocol: replicationProtocol(options.cluster), channel: 'sessions', servesPeek: false, frameRate: SESSION_FRAMES_PER_PEER, redialBackoff: true })
+    this.direct = new DirectChannel({ ...channel, handlers: handlersOf('direct'), protocol: directProtocol(options.cluster), channel: 'membership', servesPeek: true, frameRate: MEMBERSHIP_FRAMES_PER_PEER, redialBackoffMs: null })
+    this.replication = new DirectChannel({ ...channel, handlers: handlersOf('sessions'), protocol: replicationProtocol(options.cluster), channel: 'sessions', servesPeek: false, frameRate: SESSION_FRAMES_PER_PEER, redialBackoffMs: options.redialBackoffMs ?? { min: REDIAL_BACKOFF_MIN_MS, max: REDIAL_BACKOFF_MAX_MS } })
     this.requests = new RequestChannel(node, packagesProtocol(options.cluster), REQUEST_SERVE_TIMEOUT_MS)
   }
 

@@ -55,6 +55,11 @@ export type NetOptions = {
   // The fault-injection gate (a test facility, --fault-injection): every message
   // in and out passes its rules. Absent in production.
   faults?: FaultGate
+  // How long a failed dial holds back the next ones on the sessions channel:
+  // the first wait, doubling up to max while dials keep failing (ms). Absent:
+  // REDIAL_BACKOFF_MIN_MS / _MAX_MS (250 ms / 2 s); tests lengthen it so that a
+  // slow box still sends within it.
+  redialBackoffMs?: { min: number; max: number }
 }
 
 // An opaque identity: the libp2p private key stays inside agent/net/.

@@ -16,7 +16,9 @@ import { windowUpdates } from '../../agent/net/yamux-window.ts'
 
 const CLUSTER = 'net-test'
 const LOOPBACK = '/ip4/127.0.0.1/tcp/0'
-const TEST_TIMEOUT_MS = 20_000
+// A hard bound per test, generous: twelve nets and their 66 dials take ~3 s on
+// an idle box and ~11 s on a loaded one.
+const TEST_TIMEOUT_MS = 60_000
 // What "promptly" means for a refused dial or a stopped peer on loopback.
 const PROMPT_MS = 3_000
 
@@ -83,7 +85,7 @@ type Node = {
   peek: Uint8Array
 }
 
-async function startNode (cleanup: Cleanup, options: { psk?: Uint8Array, dialTimeoutMs?: number } = {}): Promise<Node> {
+async function startNode (cleanup: Cleanup, options: { psk?: Uint8Array, dialTimeoutMs?: number, redialBackoffMs?: { min: number, max: number } } = {}): Promise<Node> {
   const node: Omit<Node, 'net'> = {
     direct: [],
     gossip: [],
@@ -98,6 +100,7 @@ async function startNode (cleanup: Cleanup, options: { psk?: Uint8Array, dialTim
     cluster: CLUSTER,
     psk: options.psk,
     dialTimeoutMs: options.dialTimeoutMs ?? 2_000,
+    redialBackoffMs: options.redialBackoffMs,
     handlers: {
       onDirect: (from, frame) => { node.direct.push({ from, text: str(frame) }) },
       onGossip: (from, frame) => {
@@ -299,7 +302,9 @@ netTest('a refused dial is reported once, promptly, and a malformed id does not 
 })
 
 netTest('after a refused dial the peer is not dialled again for a while; its record or a connection ends the wait', async (cleanup) => {
-  const a = await startNode(cleanup)
+  // A backoff of 10 s (the default starts at 250 ms), so that the sends below
+  // fall within it however slow the box is.
+  const a = await startNode(cleanup, { redialBackoffMs: { min: 10_000, max: 60_000 } })
   const ghost = (await generateIdentity()).id
   const refusing = [`/ip4/127.0.0.1/tcp/${await closedPort()}`]
   a.net.learnAddrs(ghost, refusing)
@@ -343,7 +348,9 @@ netTest('after a refused dial the peer is not dialled again for a while; its rec
 })
 
 netTest('a dial that hangs blocks nobody, bounds the queue and is reported once', async (cleanup) => {
-  const a = await startNode(cleanup, { dialTimeoutMs: 1_000 })
+  // 3 s: b's connection (TCP, noise, yamux) must be up before the hanging dial
+  // times out, on a loaded box too.
+  const a = await startNode(cleanup, { dialTimeoutMs: 3_000 })
   const b = await startNode(cleanup)
   introduce(a, b)
   const ghost = (await generateIdentity()).id
@@ -355,7 +362,7 @@ netTest('a dial that hangs blocks nobody, bounds the queue and is reported once'
   assert.is(a.net.stats().sendQueueDrops, 1_100 - 1_024)
   await waitFor('b to receive while the other dial hangs', () => b.direct.length === 1)
   assert.equal(a.unreachable, [], 'the hanging dial has not timed out yet')
-  await waitFor('the dial timeout to be reported', () => a.unreachable.length > 0, 5_000)
+  await waitFor('the dial timeout to be reported', () => a.unreachable.length > 0, 10_000)
   await new Promise((resolve) => setTimeout(resolve, 100))
   assert.equal(a.unreachable, [ghost])
 })
@@ -438,8 +445,11 @@ netTest('a frozen peer (SIGSTOP) blocks neither other peers nor the event loop',
   }
   await waitFor('b to receive every round meanwhile', () => b.direct.length === rounds)
   assert.equal(b.direct.map((r) => r.text), Array.from({ length: rounds }, (_, i) => `r${i}`))
-  assert.ok(rounds > 10, `the frozen peer was reported after ${rounds} rounds only`)
-  assert.ok(maxLagMs < 500, `event loop stalled for ${maxLagMs} ms`)
+  assert.ok(rounds > 5, `the frozen peer was reported after ${rounds} rounds only`)
+  // A loop blocked by the frozen peer would stall for the whole freeze (until
+  // the 2 s write-stall verdict and beyond); a loaded box's GC pauses stay well
+  // under this (up to ~400 ms seen beside four busy loops).
+  assert.ok(maxLagMs < 1_500, `event loop stalled for ${maxLagMs} ms`)
 })
 
 // A net in a child process, to be frozen with SIGSTOP.

@@ -62,7 +62,9 @@ test('a frame over MAX_FRAME_BYTES ends the stream and is counted as frame-size'
 test('a flood of frames from one peer is cut to its rate and counted as message-rate', () => withTimeout((async () => {
   const a = await agent()
   const before = await limits(a.http)
-  const frames = MEMBERSHIP_FRAMES_PER_PEER.burst + 4_000
+  // The bucket refills while the agent reads: ten times the burst over it, so
+  // that only a box taking over 20 s to read 80 KiB of frames would not drop any.
+  const frames = MEMBERSHIP_FRAMES_PER_PEER.burst + 40_000
   const bytes = new Uint8Array(frames * 2)
   for (let i = 0; i < frames; i++) bytes.set([1, 0], i * 2)
   await writeRawOverLibp2p(a.addrs[0], 'default', bytes, 10_000, undefined, true)
@@ -74,7 +76,8 @@ test('streams beyond the per-peer limit are reset and counted as streams-per-pee
   const a = await agent()
   const before = await limits(a.http)
   const extra = 4
-  const result = await openRawStreams(a.addrs[0], 'default', MAX_INBOUND_STREAMS_PER_PEER + extra, 500)
+  // Held 2 s: time for every reset to arrive on a loaded box.
+  const result = await openRawStreams(a.addrs[0], 'default', MAX_INBOUND_STREAMS_PER_PEER + extra, 2_000)
   assert.is(result.accepted, MAX_INBOUND_STREAMS_PER_PEER)
   assert.is(result.refused, extra)
   assert.is((await limits(a.http))['streams-per-peer'], before['streams-per-peer'] + extra)

@@ -66,7 +66,8 @@ test('a corrupt key file is refused with its path; no key warns that the cluster
   assert.is(missing.code, 1)
   assert.match(missing.stderr, `cannot read cluster key file ${join(dir, 'nope.key')}: ENOENT`)
   const open = await agent('open-warning', [])
-  await new Promise((resolve) => setTimeout(resolve, 200))
+  // stderr is its own pipe: the warning may arrive after the start line.
+  for (let waited = 0; !open.stderr.includes('this cluster is open') && waited < 5_000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50))
   assert.match(open.stderr, 'this cluster is open')
   await open.stop()
 })()))

@@ -51,7 +51,7 @@ test('the partition scenario on 5 real agents: cut-off nodes are declared dead b
   // dead by every survivor.
   for (const d of cut) assert.ok(d.firstSuspicionMs !== null, `the other side suspected ${d.node}: ${JSON.stringify(d)}`)
   assert.ok(cut.some((d: Detection) => d.lastDeadMs !== null), `every survivor declared a cut-off node dead: ${JSON.stringify(cut)}`)
-  assert.ok(result.traffic.series.length >= 20, `traffic sampled during the run (${result.traffic.series.length} samples)`)
+  assert.ok(result.traffic.series.length >= 15, `traffic sampled during the run (${result.traffic.series.length} samples)`)
   assert.ok(result.traffic.messagesPerNodePerSec > 0)
   assert.equal(result.checkers.filter((c: { ok: boolean }) => !c.ok), [])
 })

@@ -316,10 +316,11 @@ test('a standby still pointing at the owner that just died is asked again, not s
   const ack = await session.append('two')
   assert.equal(ack, { index: 2, epoch: 2, duplicate: false })
   assert.equal(b.deltaSeqs(), [2, 2, 2, 2, 2])
-  // Four short waits (20 ms each) at B: neither a loop spinning between B and
-  // the refused port, nor the 100 ms pauses of a redirect loop.
+  // Four short waits (20 ms each) at B, no more: five requests to B, and not a
+  // loop spinning between B and the refused port (the lower bound) nor one
+  // pausing for rounds (the upper bound, loose for a loaded box: ~170 ms idle).
   const took = performance.now() - started
-  assert.ok(took >= 80 && took < 400, `took ${took} ms`)
+  assert.ok(took >= 80 && took < 1_000, `took ${took} ms`)
 })
 
 test('after a frozen owner times out, a standby redirecting to it is polled until it names the new owner', async () => {
@@ -396,10 +397,11 @@ test('an open whose answer times out is asked again of the same agent, with the 
   const a = await agent('A', (seen) => {
     if (seen.path !== '/v1/sessions') return owner(log, 1, () => view(a, []))(seen)
     opens += 1
-    // The first answer comes too late for the client; the retry is answered.
-    return opens === 1 ? new Promise((resolve) => setTimeout(() => resolve({ status: 201, body: { ...view(a, []), token: TOKEN, epoch: 1 } }), 500)) : { status: 201, body: { ...view(a, []), token: TOKEN, epoch: 1 } }
+    // The first answer comes too late for the client; the retry is answered
+    // (within the 1 s timeout however loaded the box).
+    return opens === 1 ? new Promise((resolve) => setTimeout(() => resolve({ status: 201, body: { ...view(a, []), token: TOKEN, epoch: 1 } }), 3_000)) : { status: 201, body: { ...view(a, []), token: TOKEN, epoch: 1 } }
   })
-  const session = await client({ agents: [a.url, b.url], requestTimeoutMs: 200 }).open({ terminalId: 't1', service: 'log' })
+  const session = await client({ agents: [a.url, b.url], requestTimeoutMs: 1_000 }).open({ terminalId: 't1', service: 'log' })
   assert.is(session.sessionId, SESSION_ID)
   const keys = a.seen.filter((s) => s.path === '/v1/sessions').map((s) => s.body.openKey)
   assert.is(keys.length, 2, 'A was asked twice')

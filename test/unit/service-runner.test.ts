@@ -29,13 +29,13 @@ export function apply (state, op) {
 `)
 
 test('a throw fails the call with its message; a loop times out and the worker is replaced', () => {
-  const runner = new ServiceRunner('faulty@1', FAULTY, 100)
+  const runner = new ServiceRunner('faulty@1', FAULTY, 1_000)
   assert.equal(runner.call('apply', [1, 2]), { ok: true, value: 3, missing: false })
   const thrown = runner.call('apply', [1, 'throw'])
   assert.equal(thrown, { ok: false, error: 'faulty@1: apply failed: TypeError: bad op' })
   const looped = runner.call('apply', [1, 'loop'])
   assert.not.ok(looped.ok)
-  if (!looped.ok) assert.match(looped.error, /did not answer within 100 ms/)
+  if (!looped.ok) assert.match(looped.error, /did not answer within 1000 ms/)
   assert.is(runner.restarts, 1)
   // The next call runs on a fresh worker.
   assert.equal(runner.call('apply', [40, 2]), { ok: true, value: 42, missing: false })
@@ -123,7 +123,7 @@ test('validate refuses unstamped ops, unknown versions, refused ops and ops whos
   assert.match(String((service.validate(stampOp('9', 'x'), null) as { reason: string }).reason), /cart@9 is not installed/)
   assert.equal(service.validate(stampOp('1', 42), service.initial()), { ok: false, reason: 'an item name, or null to clear' })
   const faulty = new DeployedService('f')
-  faulty.add({ ref: { name: 'f', version: '1', hash: 'f'.repeat(64), policy: 'all', issuedAtMs: 1 }, runner: new ServiceRunner('f@1', FAULTY, 100) })
+  faulty.add({ ref: { name: 'f', version: '1', hash: 'f'.repeat(64), policy: 'all', issuedAtMs: 1 }, runner: new ServiceRunner('f@1', FAULTY, 1_000) })
   const check = faulty.validate(stampOp('1', 'throw'), faulty.initial())
   assert.equal(check, { ok: false, reason: 'f@1: apply failed: TypeError: bad op' })
   // apply on a member where it still fails keeps the state and records why.
