@@ -139,6 +139,10 @@ function checkOptions (options: NetOptions): void {
   if (!(Number.isFinite(options.dialTimeoutMs) && options.dialTimeoutMs > 0)) {
     throw new Error(`Cannot start: 'dialTimeoutMs' must be a positive number of milliseconds (got ${options.dialTimeoutMs})`)
   }
+  const backoff = options.redialBackoffMs
+  if (backoff !== undefined && !(Number.isFinite(backoff.min) && backoff.min > 0 && Number.isFinite(backoff.max) && backoff.max >= backoff.min)) {
+    throw new Error(`Cannot start: 'redialBackoffMs' must be { min, max } in milliseconds with 0 < min <= max (got ${JSON.stringify(backoff)})`)
+  }
 }
 
 class Libp2pNet implements Net {

@@ -489,6 +489,8 @@ netTest('createNet refuses bad options and a busy port with a clear error', asyn
   }
   await rejects(createNet({ ...base, cluster: 'a/b' }), /'cluster' must be/)
   await rejects(createNet({ ...base, dialTimeoutMs: 0 }), /'dialTimeoutMs' must be/)
+  await rejects(createNet({ ...base, redialBackoffMs: { min: 500, max: 100 } }), /'redialBackoffMs' must be/)
+  await rejects(createNet({ ...base, redialBackoffMs: { min: 0, max: 100 } }), /'redialBackoffMs' must be/)
   await rejects(createNet({ ...base, identity: { id: a.net.id, auth: base.identity.auth } }), /identity was not made by/)
   const busy = a.net.addrs()[0].replace(/\/p2p\/.*$/, '')
   await rejects(createNet({ ...base, listen: [busy] }), (err) => err.message.startsWith(`Cannot start the libp2p node on ${busy}: `))
