@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AgentProcess, runCli } from '../../sim/processes.ts'
-import { within } from '../fixtures/timeout.ts'
+import { until, within } from '../fixtures/timeout.ts'
 
 const TIMEOUT_MS = 90_000
 const dir = mkdtempSync(join(tmpdir(), 'edge-private-'))
@@ -67,7 +67,7 @@ test('a corrupt key file is refused with its path; no key warns that the cluster
   assert.match(missing.stderr, `cannot read cluster key file ${join(dir, 'nope.key')}: ENOENT`)
   const open = await agent('open-warning', [])
   // stderr is its own pipe: the warning may arrive after the start line.
-  for (let waited = 0; !open.stderr.includes('this cluster is open') && waited < 5_000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50))
+  await until(() => open.stderr.includes('this cluster is open'), 5_000)
   assert.match(open.stderr, 'this cluster is open')
   await open.stop()
 })()))

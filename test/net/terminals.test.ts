@@ -14,7 +14,7 @@ import { DeltaStreams } from '../../agent/client/deltas-stream.ts'
 import { EdgeClient } from '../../agent/client/index.ts'
 import { AgentProcess, runCli } from '../../sim/processes.ts'
 import { MAX_OP_BYTES } from '../../protocol/limits.ts'
-import { within } from '../fixtures/timeout.ts'
+import { until, within } from '../fixtures/timeout.ts'
 
 const TIMEOUT_MS = 90_000
 const dir = mkdtempSync(join(tmpdir(), 'edge-terminals-'))
@@ -193,7 +193,7 @@ test('TLS: the API speaks https; EdgeClient, session and peek work given the CA,
 test('an HTTP API bound beyond loopback without TLS warns at start', () => withTimeout((async () => {
   const a = await agent('exposed', [], '0.0.0.0')
   // stderr is its own pipe: the warning may arrive after the start line.
-  for (let waited = 0; !a.stderr.includes('reachable beyond this machine without TLS') && waited < 5_000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50))
+  await until(() => a.stderr.includes('reachable beyond this machine without TLS'), 5_000)
   assert.match(a.stderr, 'reachable beyond this machine without TLS')
   const local = await agent('loopback')
   await new Promise((resolve) => setTimeout(resolve, 200))
