@@ -5,26 +5,18 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import fc from 'fast-check'
-import { mkdtempSync, rmSync } from 'node:fs'
 import { DatabaseSync } from 'node:sqlite'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SessionStore, SessionStoreError, SESSION_STORE_SCHEMA_VERSION } from '../../agent/runtime/session-store.ts'
 import { DEAD_ROWS, planReclaim } from '../../agent/runtime/session-store-seqs.ts'
 import { checkWalFile } from '../../agent/runtime/wal-check.ts'
 import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
 import type { SessionDurable, StoredSession } from '../../agent/sessions/types.ts'
+import { withDir as withTempDir } from '../fixtures/temp-dir.ts'
 
 const SEED = Number(process.env.STORE_SEED ?? 20261123)
 
-function withDir (run: (dir: string) => void): void {
-  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-seqs-'))
-  try {
-    run(dir)
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
-}
+const withDir = (run: (dir: string) => void): void => { withTempDir('seqs', run) }
 
 function loadFrom (path: string): StoredSession[] {
   const store = SessionStore.open(path)

@@ -8,16 +8,9 @@ import { SessionStore, SessionStoreError, SESSION_STORE_SCHEMA_VERSION } from '.
 import { COMMIT_INDEX_WRITE_EVERY } from '../../agent/runtime/session-store-commits.ts'
 import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
 import type { SessionDurable, StoredSession } from '../../agent/sessions/types.ts'
+import { withDir as withTempDir } from '../fixtures/temp-dir.ts'
 
-// A temporary data directory for one test, removed whatever happens.
-function withDir (run: (dir: string) => void): void {
-  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-store-'))
-  try {
-    run(dir)
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
-}
+const withDir = (run: (dir: string) => void): void => { withTempDir('store', run) }
 
 function withStore (path: string, run: (store: SessionStore) => void): void {
   const store = SessionStore.open(path)

@@ -3,21 +3,14 @@
 // `edge-agent check` runs.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { copyFileSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { SessionStore, SessionStoreError } from '../../agent/runtime/session-store.ts'
 import { checkWal } from '../../agent/runtime/wal-check.ts'
 import type { LogEntry } from '../../protocol/messages.ts'
+import { withDir as withTempDir } from '../fixtures/temp-dir.ts'
 
-function withDir (run: (dir: string) => void): void {
-  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-check-'))
-  try {
-    run(dir)
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
-}
+const withDir = (run: (dir: string) => void): void => { withTempDir('check', run) }
 
 function caught (run: () => unknown): Error {
   try {
