@@ -41,9 +41,6 @@ export class FailureDetector {
   // Peers we have heard from directly since their last disconnect: there is a live
   // connection, so a ping costs no connection setup.
   readonly #connected = new Set<PeerKey>()
-  // When we last started a probe of each member (our clock, ms): in poor health
-  // the next target is the member probed longest ago (#leastRecentlyProbed).
-  readonly #lastProbedMs = new Map<PeerKey, number>()
   #health = 0
   #nextProbeMs: number
   #now = 0
@@ -105,9 +102,20 @@ export class FailureDetector {
     this.#connected.delete(id)
   }
 
-  // A direct message arrived from `peer`.
+  // A direct message arrived from `peer`. If we are probing it, that answers the
+  // probe as an ack would: the member was up after the probe began. In poor
+  // health a probe's windows stretch to several periods; without this, a probe
+  // whose ping and relays were all lost could fail seconds after the member had
+  // last talked to us, and accuse it on stale evidence (traced in the
+  // membership sweep: a probe started at health 5 failed 7.5 s later, after two
+  // exchanges with its target, and the suspicion ran out unrefuted under loss).
   heard (peer: PeerKey): void {
     this.#connected.add(peer)
+    const probe = this.#prober.probeOf(peer)
+    if (probe === null) return
+    this.#prober.finish(probe)
+    this.#host.emit({ type: 'probe', target: peer, result: 'ack' })
+    this.adjustHealth(-1, 'probe acknowledged')
   }
 
   // The transport's connection to `peer` closed: probe it now (a crashed peer
@@ -233,62 +241,57 @@ export class FailureDetector {
   // the ring (ring.ts): in each period every live member is probed by exactly
   // one other, so a member that freezes is probed within one period. Views that
   // disagree for a moment (a join not yet heard everywhere) only probe one
-  // member twice and another not at all in that period. While our local health
-  // is poor, the member we probed longest ago (#nextTarget); above the ring's
-  // size cap, the shuffled round-robin of SWIM as memberlist runs it.
+  // member twice and another not at all in that period. Above the ring's size
+  // cap, the shuffled round-robin of SWIM as memberlist runs it.
+  //
+  // In poor local health we still probe every period, with our timeouts
+  // stretched (#startProbe). Lifeguard, as memberlist runs it, also probes less
+  // often; here that would leave our scheduled target unprobed in each period
+  // we sat out, and nobody else knows to cover it: a member that froze then
+  // waited a period more for its first probe (48 of 1,000 simulated freezes
+  // just after a restart and a stall of 1–3 other members: last verdict up to
+  // 3.4 s, against at most 2.0 s now). A real failure still ends our probe early:
+  // the intermediaries' nacks (at 80% of their own, unstretched, timeout) say
+  // they could not reach the target either. Without those nacks our health
+  // rises further, and our stretched timeouts keep us slow to accuse.
   #probeNext (): void {
     const slot = this.#slotAt(this.#now)
-    // A node in poor health probes less often, as well as waiting longer: it
-    // sits out `health` periods.
-    this.#nextProbeMs = this.#slotStartMs(slot + 1 + this.#health)
+    this.#nextProbeMs = this.#slotStartMs(slot + 1)
     const target = this.#nextTarget(slot)
     if (target !== null) this.#startProbe(target)
+    this.#warmUp(slot + 1)
+  }
+
+  // A first probe of a member waits `firstContactGraceMs` more for the
+  // connection (#startProbe); a member that froze before our first probe of it
+  // was noticed that much later (traced after a restart: the restarted agent,
+  // connected to nobody, was the frozen member's scheduled prober). So next
+  // period's target, if we have not heard from it directly since its last
+  // disconnect, gets a ping now: the connection opens a period early, and the
+  // probe that follows needs no grace. Its ack matches no probe (Prober.ack)
+  // and only marks the member heard. At rest every member is connected and no
+  // such ping is sent; after a restart, one per period at most.
+  #warmUp (slot: number): void {
+    const ring = this.#host.probeRing()
+    const next = ring === null ? null : ring.target(this.#host.selfId, slot)
+    if (next === null || this.#connected.has(next) || !this.#host.isProbeable(next) || this.#prober.isProbing(next)) return
+    this.#host.send(next, { type: 'ping', seq: this.#prober.nextSeq(), updates: this.#host.piggyback(next) })
   }
 
   #nextTarget (slot: number): PeerKey | null {
     const ring = this.#host.probeRing()
-    // In poor health we sit out periods, and the periods we keep would give
-    // targets in step with the ones we skip: sitting out 2 of every 3 periods
-    // among 4 members, every probe would go to the same member and the others
-    // would never be probed. Our slots in the schedule go unserved either way;
-    // the member probed longest ago is next, so each is probed once before any
-    // is probed twice.
-    // Undefined: no ring (above its cap), or we are in poor health and not in it.
-    let target: PeerKey | null | undefined
-    if (ring !== null) target = this.#health > 0 ? this.#leastRecentlyProbed(ring, slot) : ring.target(this.#host.selfId, slot)
-    if (target === undefined) {
+    if (ring === null) {
       return this.#prober.nextTarget(
         () => this.#host.probeableIds(),
         (id) => this.#host.isProbeable(id),
         (ids) => this.#random.shuffle(ids)
       )
     }
-    // Already under probe (a hint got there first): this period's probe is that one.
+    // Null from the ring: we are not in it (yet), or alone in it. Already under
+    // probe (a hint got there first): this period's probe is that one.
+    const target = ring.target(this.#host.selfId, slot)
     if (target === null || !this.#host.isProbeable(target) || this.#prober.isProbing(target)) return null
     return target
-  }
-
-  // The probeable member we last probed longest ago (never first), taken in ring
-  // order from this period's scheduled target; null when none is free to probe,
-  // undefined when we are not in the ring. At most the ring's size cap to scan,
-  // and only in poor health. (The shuffled round-robin, used before, could probe
-  // one member again before reaching the others: cut off from 3 members, the
-  // fourth probe came ~11 s after the first.)
-  #leastRecentlyProbed (ring: ProbeRing, slot: number): PeerKey | null | undefined {
-    const self = this.#host.selfId
-    if (ring.target(self, slot) === null) return undefined
-    let best: PeerKey | null = null
-    let bestMs = Infinity
-    for (let k = 0; k < ring.size - 1; k++) {
-      const id = ring.target(self, slot + k) as PeerKey
-      if (!this.#host.isProbeable(id) || this.#prober.isProbing(id)) continue
-      const at = this.#lastProbedMs.get(id) ?? -Infinity
-      if (at < bestMs) {
-        best = id
-        bestMs = at
-      }
-    }
-    return best
   }
 
   #slotAt (nowMs: number): number {
@@ -300,7 +303,6 @@ export class FailureDetector {
   }
 
   #startProbe (target: PeerKey): void {
-    this.#noteProbed(target)
     const graceMs = this.#connected.has(target) ? 0 : this.#config.firstContactGraceMs
     const probe = this.#prober.start(
       target, this.#host.incarnationOf(target), this.#now,
@@ -308,19 +310,6 @@ export class FailureDetector {
       scaleByHealth(this.#config.probeIntervalMs, this.#health) + graceMs
     )
     this.#host.send(target, { type: 'ping', seq: probe.seq, updates: this.#host.piggyback(target) })
-  }
-
-  // Kept only while the ring is (above its cap the round-robin needs none);
-  // entries of members no longer in it are dropped once they outnumber it.
-  #noteProbed (target: PeerKey): void {
-    const ring = this.#host.probeRing()
-    if (ring === null) {
-      this.#lastProbedMs.clear()
-      return
-    }
-    this.#lastProbedMs.set(target, this.#now)
-    if (this.#lastProbedMs.size <= 2 * ring.size) return
-    for (const id of this.#lastProbedMs.keys()) if (!ring.has(id)) this.#lastProbedMs.delete(id)
   }
 
   #goIndirect (probe: Probe): void {

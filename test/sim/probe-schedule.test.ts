@@ -74,4 +74,49 @@ test(`a freeze at any moment is suspected within one probe period, and dead ever
   }
 })
 
+// The same bound just after a restart, with one to three other members' event
+// loops stalled for 250–650 ms (on one box, a restarting agent's CPU takes
+// other agents' turns): their local health goes up, and the restarted agent is
+// connected to nobody. Before, a member in poor health sat out probe periods
+// (Lifeguard as memberlist runs it), leaving its scheduled targets unprobed,
+// and the restarted agent's first probe of each member waited
+// firstContactGraceMs for the connection: 48 of 1,000 seeds exceeded this
+// bound, the last verdict up to 3.4 s after the freeze.
+test(`a freeze just after a restart and stalls elsewhere is still suspected within one probe period (${SEEDS * 5} seeds)`, () => {
+  for (let seed = FIRST_SEED; seed < FIRST_SEED + SEEDS * 5; seed++) {
+    withSeed(FILE, seed, () => {
+      const random = new SeededRandom(deriveSeed(seed, 6))
+      const nodes = 4 + random.nextInt(13)
+      const cluster = new SimCluster({ seed, nodes })
+      startConverged(cluster)
+      cluster.run(nodes * PERIOD_MS + random.nextInt(PERIOD_MS))
+      const restarted = cluster.nodes[random.nextInt(nodes)].id
+      cluster.crash(restarted)
+      cluster.run(200 + random.nextInt(2_000))
+      cluster.restart(restarted)
+      cluster.run(500 + random.nextInt(1_500))
+      const stalled = random.shuffle(cluster.ids.filter((id) => id !== restarted)).slice(0, 1 + random.nextInt(Math.min(3, nodes - 3)))
+      for (const id of stalled) cluster.pause(id)
+      cluster.run(250 + random.nextInt(400))
+      for (const id of stalled) cluster.resume(id)
+      cluster.run(random.nextInt(2_000))
+      const others = cluster.ids.filter((id) => id !== restarted && !stalled.includes(id))
+      const victim = others[random.nextInt(others.length)]
+      const suspect = watchStatus(cluster, 'suspect')
+      const dead = watchStatus(cluster, 'dead')
+      const frozenAt = cluster.nowMs
+      cluster.pause(victim)
+      cluster.runUntil(() => (dead.get(victim)?.size ?? 0) === nodes - 1, 20_000)
+      const verdicts = [...(dead.get(victim)?.values() ?? [])].map((t) => t - frozenAt)
+      assert.is(verdicts.length, nodes - 1, `${nodes} nodes: every survivor reached a verdict`)
+      const suspectedAfter = Math.min(...(suspect.get(victim)?.values() ?? [])) - frozenAt
+      const probeMs = lan.probeTimeoutMs + 200
+      assert.ok(suspectedAfter <= PERIOD_MS + probeMs, `${nodes} nodes, ${restarted} restarted, ${stalled.join(' ')} stalled: first suspected after ${suspectedAfter.toFixed(0)} ms`)
+      const { minMs } = suspicionBoundsMs(nodes - 1, lan.suspicionMinMs, lan.suspicionMaxTimeoutMult)
+      const last = Math.max(...verdicts)
+      assert.ok(last <= PERIOD_MS + probeMs + minMs + 300, `${nodes} nodes: last verdict after ${last.toFixed(0)} ms`)
+    })
+  }
+})
+
 test.run()

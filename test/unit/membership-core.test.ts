@@ -174,6 +174,22 @@ test('a probe whose ack is read right after a local stall does not fail', () => 
   assert.ok(acked.some((e) => e.kind === 'event' && e.event.type === 'probe' && e.event.result === 'ack'))
 })
 
+test('a direct message from the member under probe answers the probe: lost pings and relays cannot accuse it later', () => {
+  const m = core()
+  for (const id of ['a', 'b', 'c', 'd']) m.step(gossip(id, [signedRecord(recordOf(id))], 0, 'direct'))
+  const { ping, nowMs: now } = firstPing(m)
+  const target = ping.to
+  // Our ping (or its ack) is lost; the target's own probe of us arrives.
+  const out = m.step({ kind: 'receive', nowMs: now + 50, from: target, channel: 'direct', message: { type: 'ping', seq: 99, updates: [] } })
+  assert.ok(out.some((e) => e.kind === 'event' && e.event.type === 'probe' && e.event.target === target && e.event.result === 'ack'), 'the probe ends as acknowledged')
+  // No indirect probes, and no failure once every window of that probe is past.
+  const later: Effect[] = []
+  for (let wake = m.nextWakeMs(); wake <= now + 3 * config.probeIntervalMs; wake = m.nextWakeMs()) later.push(...m.step({ kind: 'tick', nowMs: wake }))
+  assert.not.ok(later.some((e) => e.kind === 'send' && e.message.type === 'ping-req' && e.message.target === target && e.to !== target), 'no ping-req about the target')
+  assert.not.ok(later.some((e) => e.kind === 'event' && e.event.type === 'probe' && e.event.target === target && e.event.result === 'failed'), 'no failed probe of the target')
+  assert.is(m.statusOf(target), 'alive')
+})
+
 test('a refused dial ends the probe one indirect window later, whatever the first-contact grace', () => {
   const m = core()
   for (const id of ['a', 'b', 'c', 'd']) m.step(gossip(id, [signedRecord(recordOf(id))], 0))
@@ -282,28 +298,34 @@ test('cut off from everyone (no ack, no nack: health at its worst), an agent sti
   for (const id of ids) assert.ok(m.statusOf(id) === 'suspect' || m.statusOf(id) === 'dead', `${id}: ${String(m.statusOf(id))}`)
 })
 
-test('cut off, an agent probes every member once before it probes any twice, and declares them all dead in time', () => {
+test('cut off, an agent probes a different member each period until its view changes, and declares them all dead in time', () => {
   for (let seed = 1; seed <= 30; seed++) for (const ids of [['a', 'b', 'c'], ['a', 'b', 'c', 'd', 'e'], ['m', 'n', 'o', 'p', 'q', 'r', 's']]) {
     const m = core('me', 1, seed)
     for (const id of ids) m.step(gossip(id, [signedRecord(recordOf(id))], 0, 'direct'))
-    const pings: string[] = []
+    const probes: Array<{ to: string, atMs: number }> = []
     const deadAt = new Map<string, number>()
     for (let wake = m.nextWakeMs(); wake <= 60_000 && deadAt.size < ids.length; wake = m.nextWakeMs()) {
-      for (const e of m.step({ kind: 'tick', nowMs: wake })) {
-        if (e.kind === 'send' && e.message.type === 'ping') pings.push(e.to)
-      }
+      // A period's probe is its first ping; a second warms up the connection
+      // to the next period's target (nobody here ever answers).
+      const sent = m.step({ kind: 'tick', nowMs: wake }).filter((e) => e.kind === 'send' && e.message.type === 'ping')
+      if (sent.length > 0 && sent[0].kind === 'send') probes.push({ to: sent[0].to, atMs: wake })
       for (const id of ids) if (!deadAt.has(id) && m.statusOf(id) === 'dead') deadAt.set(id, wake)
     }
-    // Each probe of a member no one answers is one more failure: before the
-    // change the shuffled round-robin could spend one on a member just probed.
-    const firstRound = pings.slice(0, ids.length)
-    assert.equal([...firstRound].sort(), ids, `seed ${seed}: first ${ids.length} probes: ${pings.join(' ')}`)
+    const trail = `seed ${seed}: probes ${probes.map((p) => p.to).join(' ')}`
+    // Until a verdict changes the ring, each period's target is another member
+    // (its rotation), poor health or not: no probe is spent on a member just probed.
+    const firstVerdictMs = Math.min(...deadAt.values())
+    const before = probes.filter((p) => p.atMs < firstVerdictMs).map((p) => p.to)
+    assert.is(new Set(before).size, before.length, trail)
+    assert.is(new Set(probes.map((p) => p.to)).size, ids.length, trail)
     assert.is(deadAt.size, ids.length, `seed ${seed}: declared dead: ${[...deadAt.keys()].join(', ')}`)
-    // With 3 others, the lan profile's numbers: the third probe ~6.9 s after the
-    // first (health 0, 1, 2 periods sat out), its timeout scaled by health, then
-    // the suspicion's maximum (1.5 s: cut off, it hears no confirmation; that
-    // holds in a view of 3 too, where one confirmation could shorten it): 12.75 s.
-    if (ids.length === 3) assert.ok(Math.max(...deadAt.values()) <= 13_000, `seed ${seed}: last verdict at ${Math.max(...deadAt.values())} ms`)
+    // Slow to accuse all the same: each failed probe without nacks raises local
+    // health, which stretches the next probes' timeouts (by health + 1), and a
+    // suspicion with no confirmation runs its maximum. With 3 others, the lan
+    // profile's numbers: the last verdict at 9 s (12.75 s when an agent in poor
+    // health also sat out periods).
+    const lastMs = Math.max(...deadAt.values())
+    if (ids.length === 3) assert.ok(lastMs >= 6_000 && lastMs <= 10_000, `seed ${seed}: last verdict at ${lastMs} ms`)
   }
 })
 
