@@ -336,6 +336,9 @@ export class MemberTable {
       member.statusIncarnation = Math.max(member.statusIncarnation, accusation.incarnation)
       const confirmations = current.accusers.size - 1
       current.deadlineMs = Math.max(current.floorMs, deadlineMs(current.startMs, confirmations))
+      // A shorter deadline brings the showing to the suspect (Membership
+      // #checkSuspects) before it: at two thirds of the way, or now.
+      if (current.checks < 2) current.checkAtMs = Math.min(current.checkAtMs, Math.max(nowMs, current.startMs + Math.floor(2 * (current.deadlineMs - current.startMs) / 3)))
       return { kind: 'confirmed', member, confirmations }
     }
     this.#setStatus(member, 'suspect', accusation.incarnation, nowMs, signed)

@@ -113,6 +113,27 @@ test('a suspicion about ourselves is refuted: incarnation raised, persisted, pub
   assert.ok(events(out).includes('refuted'))
 })
 
+test('a suspicion is shown to the suspect before its deadline, also once confirmations have shortened it', () => {
+  const m = core()
+  for (const id of ['a', 'b', 'c', 'd', 'e']) m.step(gossip(id, [signedRecord(recordOf(id))], 0, 'direct'))
+  const accuse = (accuser: string, nowMs: number): Effect[] => m.step(gossip(accuser, [signedAccusation({ kind: 'suspect', subject: 'a', incarnation: 1, accuser })], nowMs))
+  const shownAt: number[] = []
+  const watch = (effects: Effect[], nowMs: number): void => {
+    for (const e of effects) if (e.kind === 'send' && e.to === 'a' && e.message.type === 'gossip' && e.message.updates.some((u) => u.kind === 'accusation')) shownAt.push(nowMs)
+  }
+  watch(accuse('b', 10), 10)
+  // Two more accusers: the suspicion is at its minimum, 500 ms from its start.
+  watch(accuse('c', 20), 20)
+  watch(accuse('d', 30), 30)
+  let deadAt = Infinity
+  for (let wake = m.nextWakeMs(); wake <= 2_000 && deadAt === Infinity; wake = m.nextWakeMs()) {
+    watch(m.step({ kind: 'tick', nowMs: wake }), wake)
+    if (m.statusOf('a') === 'dead') deadAt = wake
+  }
+  assert.is(deadAt, 10 + config.suspicionMinMs, 'the confirmed suspicion ran its minimum')
+  assert.ok(shownAt.some((t) => t > 30 && t < deadAt), `shown to the suspect at ${shownAt.join(', ')} ms, before ${deadAt}`)
+})
+
 test('a stale accusation about ourselves is answered with our current record', () => {
   const m = core('me', 6)
   const out = m.step(gossip('c', [signedAccusation({ kind: 'suspect', subject: 'me', incarnation: 5, accuser: 'b' })], 10, 'direct'))
@@ -267,9 +288,14 @@ test('a confirmation that moves a suspicion\'s deadline into the past ends it at
   m.step(gossip('a', [signedAccusation({ kind: 'suspect', subject: 'x', incarnation: 1, accuser: 'a' })], 1_000))
   advance(m, 1_600)
   assert.is(m.statusOf('x'), 'suspect')
-  // Two confirmations at 1,600: the deadline is now 1,500, already behind us.
-  m.step(gossip('b', [signedAccusation({ kind: 'suspect', subject: 'x', incarnation: 1, accuser: 'b' })], 1_600))
-  m.step(gossip('c', [signedAccusation({ kind: 'suspect', subject: 'x', incarnation: 1, accuser: 'c' })], 1_600))
+  // Two confirmations at 1,600, in one message (a table exchange can carry
+  // both): the deadline is now 1,500, already behind us. (Had they come in two
+  // steps, the first would have moved the showing to the suspect to 1,600, and
+  // the second step, with that timer due, would have ended the suspicion itself.)
+  m.step(gossip('b', [
+    signedAccusation({ kind: 'suspect', subject: 'x', incarnation: 1, accuser: 'b' }),
+    signedAccusation({ kind: 'suspect', subject: 'x', incarnation: 1, accuser: 'c' })
+  ], 1_600, 'direct'))
   assert.is(m.nextWakeMs(), 1_600, 'the host is asked to tick now, not at a moment already past')
   // The host ticks as soon as it can, a few ms later.
   const out = m.step({ kind: 'tick', nowMs: 1_603 })
