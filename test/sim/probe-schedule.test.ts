@@ -42,6 +42,29 @@ test('at rest, every member is probed exactly once in every probe period', () =>
   }
 }))
 
+// Freezes `victim` and checks the schedule's bound: suspected within one
+// period and the probe, dead at every survivor once the suspicion has run its
+// minimum.
+function freezeIsSuspectedWithinOnePeriod (cluster: SimCluster, victim: string, label: string): void {
+  const survivors = cluster.nodes.length - 1
+  const suspect = watchStatus(cluster, 'suspect')
+  const dead = watchStatus(cluster, 'dead')
+  const frozenAt = cluster.nowMs
+  cluster.pause(victim)
+  cluster.runUntil(() => (dead.get(victim)?.size ?? 0) === survivors, 20_000)
+  const verdicts = [...(dead.get(victim)?.values() ?? [])].map((t) => t - frozenAt)
+  assert.is(verdicts.length, survivors, `${label}: every survivor reached a verdict`)
+  // One period to the probe; the probe itself fails once its direct
+  // timeout (100 ms) and the intermediaries' nacks (at 80 ms) are in.
+  const suspectedAfter = Math.min(...(suspect.get(victim)?.values() ?? [])) - frozenAt
+  const probeMs = lan.probeTimeoutMs + 200
+  assert.ok(suspectedAfter <= PERIOD_MS + probeMs, `${label}: first suspected after ${suspectedAfter.toFixed(0)} ms`)
+  // Then the suspicion at its minimum: the other members confirm it at once.
+  const { minMs } = suspicionBoundsMs(survivors, lan.suspicionMinMs, lan.suspicionMaxTimeoutMult)
+  const last = Math.max(...verdicts)
+  assert.ok(last <= PERIOD_MS + probeMs + minMs + 300, `${label}: last verdict after ${last.toFixed(0)} ms`)
+}
+
 test(`a freeze at any moment is suspected within one probe period, and dead everywhere soon after (${SEEDS} seeds)`, () => {
   for (let seed = FIRST_SEED; seed < FIRST_SEED + SEEDS; seed++) {
     withSeed(FILE, seed, () => {
@@ -53,23 +76,7 @@ test(`a freeze at any moment is suspected within one probe period, and dead ever
       // probed every other once: a first probe also waits for the connection
       // (firstContactGraceMs). Then a moment anywhere in a period.
       cluster.run(nodes * PERIOD_MS + random.nextInt(PERIOD_MS))
-      const suspect = watchStatus(cluster, 'suspect')
-      const dead = watchStatus(cluster, 'dead')
-      const victim = cluster.nodes[random.nextInt(nodes)].id
-      const frozenAt = cluster.nowMs
-      cluster.pause(victim)
-      cluster.runUntil(() => (dead.get(victim)?.size ?? 0) === nodes - 1, 20_000)
-      const suspectedAfter = Math.min(...(suspect.get(victim)?.values() ?? [])) - frozenAt
-      const verdicts = [...(dead.get(victim)?.values() ?? [])].map((t) => t - frozenAt)
-      assert.is(verdicts.length, nodes - 1, `${nodes} nodes: every survivor reached a verdict`)
-      // One period to the probe; the probe itself fails once its direct
-      // timeout (100 ms) and the intermediaries' nacks (at 80 ms) are in.
-      const probeMs = lan.probeTimeoutMs + 200
-      assert.ok(suspectedAfter <= PERIOD_MS + probeMs, `${nodes} nodes: first suspected after ${suspectedAfter.toFixed(0)} ms`)
-      // Then the suspicion at its minimum: the other members confirm it at once.
-      const { minMs } = suspicionBoundsMs(nodes - 1, lan.suspicionMinMs, lan.suspicionMaxTimeoutMult)
-      const last = Math.max(...verdicts)
-      assert.ok(last <= PERIOD_MS + probeMs + minMs + 300, `${nodes} nodes: last verdict after ${last.toFixed(0)} ms`)
+      freezeIsSuspectedWithinOnePeriod(cluster, cluster.nodes[random.nextInt(nodes)].id, `${nodes} nodes`)
     })
   }
 })
@@ -101,20 +108,7 @@ test(`a freeze just after a restart and stalls elsewhere is still suspected with
       for (const id of stalled) cluster.resume(id)
       cluster.run(random.nextInt(2_000))
       const others = cluster.ids.filter((id) => id !== restarted && !stalled.includes(id))
-      const victim = others[random.nextInt(others.length)]
-      const suspect = watchStatus(cluster, 'suspect')
-      const dead = watchStatus(cluster, 'dead')
-      const frozenAt = cluster.nowMs
-      cluster.pause(victim)
-      cluster.runUntil(() => (dead.get(victim)?.size ?? 0) === nodes - 1, 20_000)
-      const verdicts = [...(dead.get(victim)?.values() ?? [])].map((t) => t - frozenAt)
-      assert.is(verdicts.length, nodes - 1, `${nodes} nodes: every survivor reached a verdict`)
-      const suspectedAfter = Math.min(...(suspect.get(victim)?.values() ?? [])) - frozenAt
-      const probeMs = lan.probeTimeoutMs + 200
-      assert.ok(suspectedAfter <= PERIOD_MS + probeMs, `${nodes} nodes, ${restarted} restarted, ${stalled.join(' ')} stalled: first suspected after ${suspectedAfter.toFixed(0)} ms`)
-      const { minMs } = suspicionBoundsMs(nodes - 1, lan.suspicionMinMs, lan.suspicionMaxTimeoutMult)
-      const last = Math.max(...verdicts)
-      assert.ok(last <= PERIOD_MS + probeMs + minMs + 300, `${nodes} nodes: last verdict after ${last.toFixed(0)} ms`)
+      freezeIsSuspectedWithinOnePeriod(cluster, others[random.nextInt(others.length)], `${nodes} nodes, ${restarted} restarted, ${stalled.join(' ')} stalled`)
     })
   }
 })
