@@ -114,8 +114,7 @@ export class FailureDetector {
     const probe = this.#prober.probeOf(peer)
     if (probe === null) return
     this.#prober.finish(probe)
-    this.#host.emit({ type: 'probe', target: peer, result: 'ack' })
-    this.adjustHealth(-1, 'probe acknowledged')
+    this.#answered(peer, 'ack')
   }
 
   // The transport's connection to `peer` closed: probe it now (a crashed peer
@@ -140,13 +139,16 @@ export class FailureDetector {
     this.#now = nowMs
     const match = this.#prober.ack(seq)
     if (match.kind === 'probe') {
-      const result = from === match.probe.target ? 'ack' : 'indirect-ack'
-      this.#host.emit({ type: 'probe', target: match.probe.target, result })
-      this.adjustHealth(-1, 'probe acknowledged')
+      this.#answered(match.probe.target, from === match.probe.target ? 'ack' : 'indirect-ack')
     } else if (match.kind === 'relay') {
       const relay = match.relay
       this.#host.send(relay.requester, { type: 'ack', seq: relay.requesterSeq, updates: this.#host.piggyback(relay.requester) })
     }
+  }
+
+  #answered (target: PeerKey, result: 'ack' | 'indirect-ack'): void {
+    this.#host.emit({ type: 'probe', target, result })
+    this.adjustHealth(-1, 'probe acknowledged')
   }
 
   onPingReq (from: PeerKey, seq: number, target: PeerKey, self: PeerKey, nowMs: number): void {
