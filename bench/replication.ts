@@ -35,7 +35,11 @@ export type Window = { writesPerSec: number; p50: number; p99: number; n: number
 // each server process (Redis primary, replica, replica; edge-agent owner,
 // standby, standby) and the bench's own process (the clients).
 export type CpuPerWrite = { servers: number[]; client: number }
-export type Row = { system: string; mode: string; concurrency: number; batch: number; windows: Window[]; median: Window; unacknowledged: number; cpuUsPerWrite?: CpuPerWrite }
+export type Row = { system: string; mode: string; concurrency: number; batch: number; windows: Window[]; median: Window; unacknowledged: number; cpuUsPerWrite?: CpuPerWrite; stallMs?: number }
+
+// The longest event-loop stall of the servers over the measured windows: reset
+// when they begin, read when they end.
+type Stall = { reset: () => Promise<void>; longestMs: () => Promise<number> }
 export type ReplicationResult = {
   valueBytes: number
   batch: number
@@ -81,7 +85,7 @@ function cpuNow (pids: number[]): { servers: number[]; client: number } {
   return { servers: pids.map(cpuSecondsOf), client: (own.user + own.system) / 1e6 }
 }
 
-async function load (workers: number, warmUpMs: number, windowMs: number, repeats: number, one: (worker: number) => Promise<number>, pids: number[] = []): Promise<{ windows: Window[]; unacknowledged: number; cpuUsPerWrite: CpuPerWrite }> {
+async function load (workers: number, warmUpMs: number, windowMs: number, repeats: number, one: (worker: number) => Promise<number>, pids: number[] = [], stall?: Stall): Promise<{ windows: Window[]; unacknowledged: number; cpuUsPerWrite: CpuPerWrite; stallMs?: number }> {
   const samples: Sample[] = []
   let stop = false
   let unacknowledged = 0
@@ -102,8 +106,10 @@ async function load (workers: number, warmUpMs: number, windowMs: number, repeat
   const t0 = performance.now() + warmUpMs
   await sleep(warmUpMs)
   const cpuFrom = cpuNow(pids)
+  await stall?.reset()
   await sleep(windowMs * repeats)
   const cpuTo = cpuNow(pids)
+  const stallMs = await stall?.longestMs()
   const measuredWrites = samples.filter((s) => s.atMs > t0).reduce((sum, s) => sum + s.writes, 0)
   stop = true
   await Promise.all(loops)
@@ -118,17 +124,18 @@ async function load (workers: number, warmUpMs: number, windowMs: number, repeat
   }
   const perWrite = (seconds: number): number => 1e6 * seconds / Math.max(1, measuredWrites)
   const cpuUsPerWrite = { servers: cpuTo.servers.map((c, i) => perWrite(c - cpuFrom.servers[i])), client: perWrite(cpuTo.client - cpuFrom.client) }
-  return { windows, unacknowledged, cpuUsPerWrite }
+  return { windows, unacknowledged, cpuUsPerWrite, ...(stallMs === undefined ? {} : { stallMs }) }
 }
 
 function medianWindow (windows: Window[]): Window {
   return { writesPerSec: median(windows.map((w) => w.writesPerSec)), p50: median(windows.map((w) => w.p50)), p99: median(windows.map((w) => w.p99)), n: windows.reduce((s, w) => s + w.n, 0) }
 }
 
-function row (system: string, mode: string, concurrency: number, batch: number, measured: { windows: Window[]; unacknowledged: number; cpuUsPerWrite?: CpuPerWrite }): Row {
-  const r = { system, mode, concurrency, batch, windows: measured.windows, median: medianWindow(measured.windows), unacknowledged: measured.unacknowledged, cpuUsPerWrite: measured.cpuUsPerWrite }
+function row (system: string, mode: string, concurrency: number, batch: number, measured: { windows: Window[]; unacknowledged: number; cpuUsPerWrite?: CpuPerWrite; stallMs?: number }): Row {
+  const r = { system, mode, concurrency, batch, windows: measured.windows, median: medianWindow(measured.windows), unacknowledged: measured.unacknowledged, cpuUsPerWrite: measured.cpuUsPerWrite, stallMs: measured.stallMs }
   const cpu = r.cpuUsPerWrite === undefined ? '' : `; CPU µs/write: servers ${r.cpuUsPerWrite.servers.map((c) => fmt(c)).join(' / ')}, client ${fmt(r.cpuUsPerWrite.client)}`
-  log(`replication: ${system} ${mode}, ${concurrency} client(s): ${fmt(r.median.writesPerSec)} writes/s, p50 ${fmt(r.median.p50, 1)} ms, p99 ${fmt(r.median.p99, 1)} ms${cpu}`)
+  const stall = r.stallMs === undefined ? '' : `; longest event-loop stall ${fmt(r.stallMs)} ms`
+  log(`replication: ${system} ${mode}, ${concurrency} client(s): ${fmt(r.median.writesPerSec)} writes/s, p50 ${fmt(r.median.p50, 1)} ms, p99 ${fmt(r.median.p99, 1)} ms${cpu}${stall}`)
   return r
 }
 
@@ -231,6 +238,13 @@ async function benchEdgeAgent (opts: Required<ReplicationOptions>, problems: str
     .filter(([b, t]) => (onlyBatches === null || onlyBatches.includes(b)) && (onlyTransports === null || onlyTransports.includes(t)))
   const rows: Row[] = []
   let acknowledged = 0
+  // prom-client's event-loop lag maximum (its histogram, at 10 ms resolution,
+  // starts over at each scrape of /metrics).
+  const scrape = async (): Promise<number[]> => await Promise.all(cluster.agents.map(async (a) => {
+    const text = await (await fetch(`${a.http}/metrics`)).text()
+    return 1_000 * Number(/^edge_agent_process_nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(text)?.[1] ?? NaN)
+  }))
+  const stall: Stall = { reset: async () => { await scrape() }, longestMs: async () => Math.max(...(await scrape())) }
   try {
     await cluster.waitConverged(60_000)
     const owner = cluster.agents[0]
@@ -264,7 +278,7 @@ async function benchEdgeAgent (opts: Required<ReplicationOptions>, problems: str
             await t.session.appendMany(values.map((v) => ({ append: v })))
             t.acked.push(...values)
             return batch
-          }, cluster.agents.map((a) => a.pid))))
+          }, cluster.agents.map((a) => a.pid), stall)))
           for (const t of [...retired, ...terminals]) {
             acknowledged += t.acked.length
             problems.push(...(await checkLog(t)).map((p) => `edge-agent ${t.session.sessionId}: ${p}`))
@@ -376,10 +390,11 @@ export function replicationMarkdown (r: ReplicationResult): string[] {
     `edge-agent (its defaults: SQLite WAL, the WAL fsynced in the thread pool before anything that depends on it leaves, one fsync per group of event-loop turns): all three agents, owner and both standbys, have fsynced the delta (the owner sends the entries to its standbys first and fsyncs while they travel; each standby acks only after its fsync; the answer waits for the owner's fsync and both acks), ` +
     `with the per-session rate limits lifted (${BENCH_SESSION_LIMITS.requestsPerS} requests/s, ${BENCH_SESSION_LIMITS.bytesPerS} B/s: at the default 1 MiB/s a session caps at about 3,800 deltas/s of 256 bytes).`, '',
     'CPU µs per acknowledged write: user + system CPU time of each server process over the measured windows (Redis primary / replica / replica; edge-agent owner / standby / standby) and of the bench process driving the clients, divided by the writes acknowledged in them. On a shared box wall-clock rates swing; CPU per write is the steadier figure.', '',
-    '| system | mode | clients | writes/s | p50 ms | p99 ms | CPU µs/write, servers | CPU µs/write, client |', '|---|---|---|---|---|---|---|---|']
+    'Longest stall: the longest any edge-agent agent\'s event loop was blocked during the measured windows, ms (prom-client\'s event-loop lag maximum from each agent\'s /metrics, 10 ms resolution); while it is blocked an agent answers nothing, membership probes included.', '',
+    '| system | mode | clients | writes/s | p50 ms | p99 ms | CPU µs/write, servers | CPU µs/write, client | longest stall, ms |', '|---|---|---|---|---|---|---|---|---|']
   for (const row of r.rows) {
     const cpu = row.cpuUsPerWrite
-    lines.push(`| ${row.system} | ${row.mode} | ${row.concurrency} | ${fmt(row.median.writesPerSec)} | ${fmt(row.median.p50, 1)} | ${fmt(row.median.p99, 1)} | ${cpu === undefined ? '-' : cpu.servers.map((c) => fmt(c)).join(' / ')} | ${cpu === undefined ? '-' : fmt(cpu.client)} |`)
+    lines.push(`| ${row.system} | ${row.mode} | ${row.concurrency} | ${fmt(row.median.writesPerSec)} | ${fmt(row.median.p50, 1)} | ${fmt(row.median.p99, 1)} | ${cpu === undefined ? '-' : cpu.servers.map((c) => fmt(c)).join(' / ')} | ${cpu === undefined ? '-' : fmt(cpu.client)} | ${row.stallMs === undefined ? '-' : fmt(row.stallMs)} |`)
   }
   const find = (system: string, batch: number, c: number): Row | undefined => r.rows.find((x) => (system === EDGE || system === EDGE_HTTP ? x.system === system : x.system.startsWith(system)) && x.batch === batch && x.concurrency === c && x.mode.includes('WAIT') === system.startsWith('Redis'))
   lines.push('', 'Ratio edge-agent / Redis `WAIT 2` (writes/s, same clients, same batching):', '', '| clients | vs Redis no persistence, one write | vs Redis AOF always, one write | vs no persistence, batched | vs AOF always, batched | edge-agent deltas stream / HTTP, one write |', '|---|---|---|---|---|---|')
