@@ -49,8 +49,11 @@ const SCHEMA = `
 `
 
 export function configure (db: DatabaseSync, path: string): void {
-  // The WAL's fsync at each commit is sync()'s (see the top of session-store.ts).
-  db.exec('PRAGMA synchronous = NORMAL')
+  // Every fsync is the store's own, off the event loop: the WAL's after each
+  // commit (sync()), the database file's after each checkpoint, which the store
+  // runs itself (checkpoint()). See the top of session-store.ts.
+  db.exec('PRAGMA synchronous = OFF')
+  db.exec('PRAGMA wal_autocheckpoint = 0')
   db.exec('PRAGMA foreign_keys = ON')
   const problems = (db.prepare('PRAGMA quick_check').all() as Array<{ quick_check: string }>).map((row) => row.quick_check)
   if (problems.length !== 1 || problems[0] !== 'ok') throw corrupt(path, `quick_check: ${problems.slice(0, 3).join('; ')}`)

@@ -4,7 +4,7 @@
 //
 // Durability policy. The core hands over one step's SessionDurable records and
 // may send or reply only once they are durable. `write` puts them in the WAL in
-// one transaction (SQLite `synchronous=NORMAL`: no fsync at commit), `sync`
+// one transaction (SQLite `synchronous=OFF`: SQLite itself never fsyncs), `sync`
 // fsyncs the WAL file in libuv's thread pool and calls back once the fsync
 // returned: from then on every transaction written before the call survives a
 // crash of the process, the kernel or the power. That is exactly what
@@ -12,18 +12,33 @@
 // frame), moved off the event loop so that the agent keeps reading its sockets
 // while the disk works. The host sends nothing that depends on a write before
 // its sync has called back (sessions-host.ts). `apply` = write + a blocking
-// fsync, for tools and tests. One fsync per batch of steps, however many
-// records: group commit. A failed write or fsync (EIO above all) is reported;
-// the host must stop rather than carry on with state it cannot trust to be on
-// disk.
+// fsync (and checkpoint when due), for tools and tests. One fsync per batch of
+// steps, however many records: group commit. A failed write, fsync or
+// checkpoint (EIO above all) is reported; the host must stop rather than carry
+// on with state it cannot trust to be on disk.
 //
-// Why an fsync of our own descriptor of the -wal file is SQLite's fsync: fsync
-// flushes the file (inode), whichever descriptor wrote it; SQLite never deletes
-// or replaces the -wal file while this connection is open (it rewrites it from
-// the start after a checkpoint, same file); with `synchronous=NORMAL` it still
-// fsyncs the WAL before every checkpoint and the database file after it, and the
-// new WAL header after a restart, inside the COMMIT that runs them. So a sync
-// that returns covers every frame committed before it, as FULL's would.
+// Checkpoints, ours too. SQLite's automatic checkpoint runs inside the COMMIT
+// that takes the WAL past 1,000 pages and, at `synchronous=NORMAL`, fsyncs the
+// WAL and then the database file there, on the event loop: with a snapshot of
+// several MiB in the batch that blocked the agent 60-175 ms (three agents on one
+// disk), every session and the membership with it. So automatic checkpoints are
+// off (`wal_autocheckpoint=0`) and the host runs them: once a sync() has
+// returned (the frames to copy are durable, the order NORMAL keeps) and
+// checkpointDue() says the WAL holds CHECKPOINT_FRAMES not yet copied,
+// checkpoint() copies them into the database file (a PASSIVE checkpoint: writes
+// to the page cache, no fsync) and fdatasyncs the database file in the thread
+// pool. Until that returns nothing is written: the next write transaction may
+// restart the WAL from its start, overwriting frames whose pages must be on disk
+// first. write() and syncNow() make sure of that themselves (a blocking fsync of
+// the database file if one is still under way). close() sets `synchronous=FULL`
+// so that SQLite's own last checkpoint, at close, fsyncs as it must.
+//
+// Why an fsync of our own descriptor of a file is SQLite's fsync: fsync flushes
+// the file (inode), whichever descriptor wrote it; SQLite never deletes or
+// replaces the -wal file while this connection is open (it rewrites it from the
+// start after a checkpoint, same file). So a sync that returns covers every
+// frame committed before it, as FULL's would, and the database file's fsync
+// after a checkpoint is the one NORMAL would have made.
 //
 // The sync is fdatasync(2), as PostgreSQL's WAL defaults to on Linux: the data,
 // and the metadata needed to read it back (the size, when the WAL grew), but
@@ -59,6 +74,7 @@ import { crc32 } from 'node:zlib'
 import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
 import type { SessionDurable, StoredSession } from '../sessions/types.ts'
 import { checkWalFile } from './wal-check.ts'
+import { WalIndex } from './wal-index.ts'
 import { isEntryBody, isSnapshot, parseJson } from './session-store-shapes.ts'
 import { KeptCommitIndexes } from './session-store-commits.ts'
 import { DEAD_ROWS, EntrySeqs } from './session-store-seqs.ts'
@@ -86,6 +102,12 @@ function sessionCrc (sessionId: string, state: HardState): number {
 }
 
 type Statements = ReturnType<typeof prepareStatements>
+
+// A checkpoint once this many WAL frames (pages of 4 KiB) wait to be copied:
+// SQLite's own automatic checkpoint's default.
+export const CHECKPOINT_FRAMES = 1_000
+// When the WAL index cannot be read: a checkpoint every this many writes.
+const CHECKPOINT_FALLBACK_WRITES = 250
 
 // Consecutive entry records of one session become one (the owner logs a batch
 // of deltas one record each): the session row and its last index are then
@@ -137,6 +159,7 @@ function prepareStatements (db: DatabaseSync) {
     copyEntries: db.prepare(`INSERT INTO entries (seq, session_id, idx, epoch, body, crc)
       SELECT $base + j.key, e.session_id, e.idx, e.epoch, e.body, e.crc FROM json_each($seqs) AS j JOIN entries AS e ON e.seq = j.value`),
     deleteBelow: db.prepare('DELETE FROM entries WHERE seq < $cutoff'),
+    checkpoint: db.prepare('PRAGMA wal_checkpoint(PASSIVE)'),
     entrySeqs: db.prepare(`SELECT entries.seq, entries.session_id, entries.idx, coalesce(snapshots.idx, 0) AS snapshot_idx
       FROM entries LEFT JOIN snapshots ON snapshots.session_id = entries.session_id ORDER BY entries.seq`)
   } satisfies Record<string, StatementSync>
@@ -155,6 +178,14 @@ export class SessionStore {
   // Our descriptor of the -wal file, opened at the first write (the file exists
   // from then on while the connection is open), for sync().
   #walFd: number | null = null
+  // Our descriptor of the database file, for a checkpoint's fsync, and whether
+  // one is under way (no write until it returned: see the top of this file).
+  #dbFd: number | null = null
+  #dbSyncPending = false
+  // Writes since the last checkpoint: the fallback measure when the WAL index
+  // cannot be read (wal-index.ts).
+  #writesSinceCheckpoint = 0
+  readonly #walIndex: WalIndex
 
   readonly #deadRows: DeadRowLimits
 
@@ -163,6 +194,7 @@ export class SessionStore {
     this.#db = db
     this.path = path
     this.#sql = prepareStatements(db)
+    this.#walIndex = new WalIndex(`${path}-shm`)
   }
 
   // Opens (or creates) the store at `path`; throws SessionStoreError when the
@@ -182,6 +214,7 @@ export class SessionStore {
       const store = new SessionStore(db, path, options.deadRows ?? DEAD_ROWS)
       // A new store's schema (written without an fsync) is durable before use.
       store.#walFd = existsSync(`${path}-wal`) ? openSync(`${path}-wal`, 'r') : null
+      store.#dbFd = openSync(path, 'r')
       store.syncNow()
       return store
     } catch (error) {
@@ -210,8 +243,16 @@ export class SessionStore {
     } catch {
       // Closing: the host has already stopped on a failed sync, or never needed it.
     }
-    if (this.#walFd !== null) closeSync(this.#walFd)
-    this.#walFd = null
+    for (const fd of [this.#walFd, this.#dbFd]) if (fd !== null) closeSync(fd)
+    this.#walFd = this.#dbFd = null
+    this.#walIndex.close()
+    // SQLite checkpoints the whole WAL as the last connection closes, then
+    // deletes it: with FULL it fsyncs the database file before that.
+    try {
+      this.#db.exec('PRAGMA synchronous = FULL')
+    } catch {
+      // Closing a store that failed: SQLite closes it as it can.
+    }
     this.#db.close()
   }
 
@@ -264,7 +305,9 @@ export class SessionStore {
   // Applies one step's records and makes them durable before it returns:
   // write() then a blocking fsync (syncNow). Throws on any error.
   apply (records: SessionDurable[]): void {
-    if (this.write(records)) this.syncNow()
+    if (!this.write(records)) return
+    this.syncNow()
+    if (this.checkpointDue()) this.checkpointNow()
   }
 
   // Writes one step's records in order, in one transaction, durable once a
@@ -282,6 +325,8 @@ export class SessionStore {
     if (rest.length === 0) return false
     // Commit indexes due are older than this batch's records: they go first.
     const due = this.#commits.due()
+    // This transaction may restart the WAL over frames a checkpoint copied.
+    if (this.#dbSyncPending) this.#syncDatabaseNow()
     this.#sql.begin.run()
     try {
       this.#seqs ??= this.#readSeqs()
@@ -296,6 +341,7 @@ export class SessionStore {
       throw this.#translate(error)
     }
     this.#walFd ??= openSync(`${this.path}-wal`, 'r')
+    this.#writesSinceCheckpoint++
     return true
   }
 
@@ -311,8 +357,9 @@ export class SessionStore {
     fdatasync(fd, (error) => { done(error === null ? null : this.#syncFailure(error)) })
   }
 
-  // The same, blocking.
+  // The same, blocking (and the database file's, if a checkpoint's is under way).
   syncNow (): void {
+    if (this.#dbSyncPending) this.#syncDatabaseNow()
     if (this.#walFd === null) return
     try {
       fdatasyncSync(this.#walFd)
@@ -321,9 +368,74 @@ export class SessionStore {
     }
   }
 
-  #syncFailure (error: unknown): Error {
-    return new SessionStoreError(`session store ${this.path}: fsync of the write-ahead log failed: ${(error as Error).message}`, { cause: error })
+  #syncFailure (error: unknown, file = 'write-ahead log'): Error {
+    return new SessionStoreError(`session store ${this.path}: fsync of the ${file} failed: ${(error as Error).message}`, { cause: error })
   }
+
+  // True when the WAL holds CHECKPOINT_FRAMES frames not yet copied into the
+  // database file: time for checkpoint(), once a sync() has returned.
+  checkpointDue (): boolean {
+    const frames = this.#walIndex.framesToCopy()
+    return frames === null ? this.#writesSinceCheckpoint >= CHECKPOINT_FALLBACK_WRITES : frames >= CHECKPOINT_FRAMES
+  }
+
+  // Copies the WAL's durable frames into the database file (no fsync: SQLite
+  // runs with synchronous=OFF), then fdatasyncs the database file in libuv's
+  // thread pool; `done` gets null once it is durable, or the error. Call it only
+  // after a sync() that followed the last write() has returned, and write
+  // nothing before `done` (write() would otherwise wait for that fsync itself,
+  // blocking). A failed checkpoint calls back with the error too.
+  checkpoint (done: (error: Error | null) => void): void {
+    try {
+      this.#copyWal()
+    } catch (error) {
+      queueMicrotask(() => { done(error as Error) })
+      return
+    }
+    const fd = this.#dbFd
+    if (fd === null) {
+      queueMicrotask(() => { done(null) })
+      return
+    }
+    this.#dbSyncPending = true
+    fdatasync(fd, (error) => {
+      if (this.#dbFd !== fd) return
+      if (error !== null) {
+        done(this.#syncFailure(error, 'database file'))
+        return
+      }
+      this.#dbSyncPending = false
+      done(null)
+    })
+  }
+
+  // The same, blocking (tools: apply()).
+  checkpointNow (): void {
+    this.#copyWal()
+    this.#syncDatabaseNow()
+  }
+
+  #copyWal (): void {
+    try {
+      this.#sql.checkpoint.get()
+    } catch (error) {
+      throw new SessionStoreError(`session store ${this.path}: checkpoint of the write-ahead log failed: ${sqliteMessage(error)}`, { cause: error })
+    }
+    this.#writesSinceCheckpoint = 0
+    this.#dbSyncPending = this.#dbFd !== null
+  }
+
+  #syncDatabaseNow (): void {
+    if (this.#dbFd === null) return
+    try {
+      fdatasyncSync(this.#dbFd)
+    } catch (error) {
+      throw this.#syncFailure(error, 'database file')
+    }
+    this.#dbSyncPending = false
+  }
+
+
 
   #applyOne (record: SessionDurable): void {
     const id = record.sessionId

@@ -7,7 +7,9 @@
 // (agent/sessions/commit-order.ts says which effects and why that loses no
 // acknowledged write). The fsync runs in libuv's thread pool: meanwhile the
 // event loop reads sockets and parses requests, the driver queues what arrives
-// without stepping it, and the next batch takes all of it.
+// without stepping it, and the next batch takes all of it. When the WAL has
+// grown enough, the store's checkpoint (its fsync in the thread pool too) runs
+// after a batch's fsync, its late effects sent, before the next batch.
 
 import { hash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
@@ -61,6 +63,9 @@ export class SessionsHost {
   // A batch written whose fsync runs in the thread pool; its late effects leave
   // when it returns. The driver is held meanwhile.
   #syncing: { late: SessionEffect[] } | null = null
+  // A checkpoint whose fsync of the database file runs in the thread pool (the
+  // store's, session-store.ts); the driver stays held until it returns.
+  #checkpointing: object | null = null
 
   constructor (parts: SessionsHostParts) {
     this.#parts = parts
@@ -175,7 +180,23 @@ export class SessionsHost {
         this.#fail(error)
         return
       }
-      this.#release(late)
+      if (this.#parts.store.checkpointDue()) this.#checkpoint(late)
+      else this.#release(late)
+    })
+  }
+
+  // The batch is durable: its late effects leave now. The checkpoint copies the
+  // WAL into the database file and fsyncs that off the event loop; the driver
+  // stays held until then, as the next write may restart the WAL.
+  #checkpoint (late: SessionEffect[]): void {
+    for (const effect of late) this.#effect(effect)
+    const checkpointing = {}
+    this.#checkpointing = checkpointing
+    this.#parts.store.checkpoint((error) => {
+      if (this.#checkpointing !== checkpointing) return
+      this.#checkpointing = null
+      if (error !== null) this.#fail(error)
+      else this.#driver.release()
     })
   }
 
@@ -190,6 +211,9 @@ export class SessionsHost {
     const syncing = this.#syncing
     this.#deferred = null
     this.#syncing = null
+    // A checkpoint's fsync still under way is the store's to finish (write()
+    // and syncNow() wait for it).
+    this.#checkpointing = null
     try {
       if (deferred !== null) {
         clearImmediate(deferred.immediate)
@@ -221,6 +245,7 @@ export class SessionsHost {
     this.#broken = (error as Error).message
     this.#deferred = null
     this.#syncing = null
+    this.#checkpointing = null
     this.#parts.log.fatal({ err: error }, 'the session store failed; this agent stops serving sessions')
     this.#driver.stop()
     for (const resolve of this.#pending.values()) resolve({ status: 503, body: { error: 'the session store failed on this agent' } })

@@ -8,7 +8,9 @@
 // recovery, not fsync; the torn-WAL unit test stands in for the power cut.
 // Twice: with `apply` (write and a blocking fsync), and with `write` + `sync`
 // (the fsync in libuv's thread pool, as the agent commits), so kills also land
-// between a write and the return of its fsync.
+// between a write and the return of its fsync. Both again with entries of
+// 12 KB, so that a checkpoint (the store's own, after a batch's fsync) comes
+// every ~20 batches and kills land inside checkpoints and their fsyncs too.
 //
 //   SEED=123 node test/net/session-store-crash.test.ts     replays one run
 
@@ -39,9 +41,9 @@ type Run = { reported: number; signal: NodeJS.Signals | null; stderr: string }
 
 // Starts the writer, kills it after `commits` reports plus `delayMs`, and
 // resolves with the highest index it reported committed.
-function runAndKill (path: string, epoch: number, commits: number, delayMs: number, mode: 'apply' | 'sync'): Promise<Run> {
+function runAndKill (path: string, epoch: number, commits: number, delayMs: number, mode: 'apply' | 'sync', pad: number): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WRITER, path, String(BATCH_SIZE), String(epoch), mode], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [WRITER, path, String(BATCH_SIZE), String(epoch), mode, String(pad)], { stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
     let armed = false
@@ -67,7 +69,7 @@ function lastIndex (session: StoredSession): number {
 
 // The store after a kill: one session, entries consecutive after the snapshot
 // (load() checks that), whole batches only, each entry the one written there.
-function check (path: string, reported: number, previous: number): number {
+function check (path: string, reported: number, previous: number, pad: number): number {
   const store = SessionStore.open(path)
   try {
     const sessions = store.load()
@@ -77,7 +79,7 @@ function check (path: string, reported: number, previous: number): number {
     assert.ok(last >= reported, `reported ${reported} committed, store ends at ${last}`)
     assert.ok(last >= previous, `store went back from ${previous} to ${last}`)
     assert.is(last % BATCH_SIZE, 0, `store ends at ${last}, inside a batch`)
-    for (const entry of session.entries) assert.equal(entry.body.kind === 'delta' ? entry.body.op : null, { n: entry.index, pad: 'p'.repeat(200) })
+    for (const entry of session.entries) assert.equal(entry.body.kind === 'delta' ? entry.body.op : null, { n: entry.index, pad: 'p'.repeat(pad) })
     if (session.snapshot !== null) assert.equal(session.snapshot.state, { upTo: session.snapshot.index })
     assert.ok(session.commitIndex <= last)
     return last
@@ -86,8 +88,8 @@ function check (path: string, reported: number, previous: number): number {
   }
 }
 
-for (const mode of ['apply', 'sync'] as const) {
-  test(`every reported commit survives ${KILLS} SIGKILLs of the writer (${mode}, SEED=${SEED})`, async () => {
+for (const [mode, pad] of [['apply', 200], ['sync', 200], ['apply', 12_000], ['sync', 12_000]] as const) {
+  test(`every reported commit survives ${KILLS} SIGKILLs of the writer (${mode}, entries of ${pad} B, SEED=${SEED})`, async () => {
     console.log(`SEED=${SEED} (replay: SEED=${SEED} node test/net/session-store-crash.test.ts)`)
     const next = seededRng(SEED)
     const dir = mkdtempSync(join(tmpdir(), 'edge-agent-store-crash-'))
@@ -97,9 +99,9 @@ for (const mode of ['apply', 'sync'] as const) {
       for (let round = 1; round <= KILLS; round++) {
         const commits = 1 + next(MAX_COMMITS_BEFORE_KILL)
         const delayMs = next(MAX_KILL_DELAY_MS + 1)
-        const run = await runAndKill(path, round, commits, delayMs, mode)
+        const run = await runAndKill(path, round, commits, delayMs, mode, pad)
         assert.is(run.signal, 'SIGKILL', `writer ended on its own: ${run.stderr}`)
-        last = check(path, run.reported, last)
+        last = check(path, run.reported, last, pad)
         console.log(`  ${mode} kill ${round}: after ${commits} reports + ${delayMs} ms; reported ${run.reported}, store holds ${last}`)
       }
     } finally {

@@ -92,9 +92,13 @@ function quietConfig (): ReturnType<typeof defaultConfig> {
 }
 
 // The store writes at once and fsyncs when told: `syncs` holds the callbacks of
-// fsyncs under way; with `autoSync` each returns in the next check phase.
-function makeHost (autoSync = true, config = quietConfig()): { host: SessionsHost; log: Happening[]; sent: Array<{ to: string; message: SessionMessage }>; syncs: Array<(error: Error | null) => void> } {
+// fsyncs under way; with `autoSync` each returns in the next check phase. A
+// checkpoint is due while `checkpoint.due` is set; its fsync's callback waits
+// in `checkpoints`.
+function makeHost (autoSync = true, config = quietConfig()): { host: SessionsHost; log: Happening[]; sent: Array<{ to: string; message: SessionMessage }>; syncs: Array<(error: Error | null) => void>; checkpoint: { due: boolean }; checkpoints: Array<(error: Error | null) => void> } {
   const syncs: Array<(error: Error | null) => void> = []
+  const checkpoint = { due: false }
+  const checkpoints: Array<(error: Error | null) => void> = []
   const log: Happening[] = []
   const sent: Array<{ to: string; message: SessionMessage }> = []
   const net = {
@@ -116,7 +120,13 @@ function makeHost (autoSync = true, config = quietConfig()): { host: SessionsHos
       if (autoSync) setImmediate(() => { finish(null) })
       else syncs.push(finish)
     },
-    syncNow () { log.push('fsync (blocking)') }
+    syncNow () { log.push('fsync (blocking)') },
+    checkpointDue: () => checkpoint.due,
+    checkpoint (done: (error: Error | null) => void) {
+      log.push('checkpoint started')
+      checkpoint.due = false
+      checkpoints.push((error) => { log.push('checkpoint returned'); done(error) })
+    }
   } as unknown as SessionStore
   const host = new SessionsHost({
     config,
@@ -129,7 +139,7 @@ function makeHost (autoSync = true, config = quietConfig()): { host: SessionsHos
     services: new Map(BUILT_IN_SERVICES)
   })
   hosts.push(host)
-  return { host, log, sent, syncs }
+  return { host, log, sent, syncs, checkpoint, checkpoints }
 }
 
 // Every host is stopped after its test, passed or failed: a host left running
@@ -292,6 +302,60 @@ test('host: with no standbys (R = 0) an append commits in its own step, and its 
   assert.is(answered, false, 'no answer before the fsync of the entry it acknowledges')
   returnSyncs()
   assert.is((await appended).status, 200)
+})
+
+test('host: a due checkpoint runs after a batch\'s fsync, its effects sent first; later inputs wait until the checkpoint\'s fsync returned', async () => {
+  const config = quietConfig()
+  config.sessions = { ...config.sessions, replicas: 0 }
+  const { host, log, syncs, checkpoint, checkpoints } = makeHost(false, config)
+  const sessionId = sessionOwnedByA(config)
+  const tokenHash = hashToken(`${sessionId}~x`)
+  const returnSyncs = (): void => { for (const done of syncs.splice(0)) done(null) }
+  const opened = host.request({ type: 'open', sessionId, terminalId: 't', service: 'log', position: null, tokenHash })
+  await turn()
+  returnSyncs()
+  assert.is((await opened).status, 201)
+  await turn()
+  returnSyncs()
+  log.length = 0
+  checkpoint.due = true
+  let answered = 0
+  const first = host.request({ type: 'append', sessionId, tokenHash, clientSeq: 1, op: { append: 'a' } }).then((r) => { answered++; return r })
+  await turn()
+  returnSyncs()
+  await turn()
+  assert.is(answered, 1, 'the batch\'s answer leaves once its WAL fsync returned, before the checkpoint\'s')
+  assert.is((await first).status, 200)
+  assert.equal(log.slice(-2), ['fsync returned', 'checkpoint started'], log.join('\n'))
+  // An input arriving during the checkpoint's fsync is not stepped: its write
+  // could restart the WAL over frames not yet in the durable database file.
+  const second = host.request({ type: 'append', sessionId, tokenHash, clientSeq: 2, op: { append: 'b' } }).then((r) => { answered++; return r })
+  await turn()
+  assert.is(log.filter((l) => l.startsWith('commit')).length, 1, log.join('\n'))
+  assert.is(checkpoints.length, 1)
+  for (const done of checkpoints.splice(0)) done(null)
+  await turn()
+  assert.is(log.filter((l) => l.startsWith('commit')).length, 2, `stepped and written once the checkpoint returned:\n${log.join('\n')}`)
+  assert.ok(log.findLastIndex((l) => l.startsWith('commit session-entries')) > log.indexOf('checkpoint returned'), log.join('\n'))
+  returnSyncs()
+  assert.is((await second).status, 200)
+  assert.is(answered, 2)
+})
+
+test('host: a failed checkpoint stops the sessions like a failed fsync', async () => {
+  const config = quietConfig()
+  config.sessions = { ...config.sessions, replicas: 0 }
+  const { host, syncs, checkpoint, checkpoints } = makeHost(false, config)
+  const sessionId = sessionOwnedByA(config)
+  const tokenHash = hashToken(`${sessionId}~x`)
+  checkpoint.due = true
+  const opened = host.request({ type: 'open', sessionId, terminalId: 't', service: 'log', position: null, tokenHash })
+  await turn()
+  for (const done of syncs.splice(0)) done(null)
+  assert.is((await opened).status, 201, 'the open was durable before the checkpoint began')
+  assert.is(checkpoints.length, 1)
+  for (const done of checkpoints.splice(0)) done(new Error('EIO'))
+  assert.is((await host.request({ type: 'list' })).status, 503)
 })
 
 test('host: a failed fsync stops the sessions and answers 503, never 200', async () => {

@@ -4,7 +4,8 @@ import { copyFileSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, s
 import { DatabaseSync } from 'node:sqlite'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { SessionStore, SessionStoreError, SESSION_STORE_SCHEMA_VERSION } from '../../agent/runtime/session-store.ts'
+import { CHECKPOINT_FRAMES, SessionStore, SessionStoreError, SESSION_STORE_SCHEMA_VERSION } from '../../agent/runtime/session-store.ts'
+import { checkWalFile } from '../../agent/runtime/wal-check.ts'
 import { COMMIT_INDEX_WRITE_EVERY } from '../../agent/runtime/session-store-commits.ts'
 import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
 import type { SessionDurable, StoredSession } from '../../agent/sessions/types.ts'
@@ -351,6 +352,63 @@ test('a store from a newer schema version is refused with a clear message', () =
 
 // What a power cut halfway through the last commit leaves: the WAL ends inside
 // that commit's frames. Recovery drops the torn transaction and keeps the rest.
+test('SQLite never checkpoints by itself; checkpoint() copies the WAL into the database file once due, calls back after that file\'s fsync, and the WAL then starts over', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-store-'))
+  try {
+    const path = join(dir, 'sessions.db')
+    const store = SessionStore.open(path)
+    const sync = async (): Promise<void> => { await new Promise<void>((resolve, reject) => { store.sync((error) => { if (error === null) resolve(); else reject(error) }) }) }
+    store.write([entries('s', [create('s')])])
+    await sync()
+    const databaseBytes = statSync(path).size
+    assert.not.ok(store.checkpointDue())
+    // ~2 KiB deltas, 40 a batch: about 20 WAL pages a batch.
+    let last = 1
+    while (!store.checkpointDue()) {
+      assert.ok(last < 4_000, 'a checkpoint comes due well before 8 MiB of WAL')
+      store.write([entries('s', deltas(last + 1, last + 40, 1, 2_000))])
+      last += 40
+      await sync()
+    }
+    const frames = checkWalFile(path + '-wal').validFrames
+    assert.ok(frames >= CHECKPOINT_FRAMES && frames < CHECKPOINT_FRAMES + 100, `due at ${frames} frames`)
+    assert.is(statSync(path).size, databaseBytes, 'no automatic checkpoint wrote the database file')
+    let sameTick = true
+    const done = new Promise<Error | null>((resolve) => { store.checkpoint(resolve) })
+    sameTick = false
+    assert.is(await done, null)
+    assert.not.ok(sameTick)
+    assert.ok(statSync(path).size > databaseBytes + 2_000_000, `the pages are in the database file (${databaseBytes} → ${statSync(path).size} bytes)`)
+    assert.not.ok(store.checkpointDue())
+    store.write([entries('s', deltas(last + 1, last + 1, 1))])
+    await sync()
+    assert.ok(checkWalFile(path + '-wal').validFrames < 10, 'the next write restarted the WAL from its start')
+    store.close()
+    const [session] = loadFrom(path)
+    assert.is(session.entries.length, last + 1)
+    assert.equal(session.entries.at(-1), delta(last + 1, 1))
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('apply() (tools) checkpoints by itself when due: the WAL stays near CHECKPOINT_FRAMES pages', () => {
+  withDir((dir) => {
+    const path = join(dir, 'sessions.db')
+    let most = 0
+    withStore(path, (store) => {
+      store.apply([entries('s', [create('s')])])
+      for (let from = 2; from < 6_000; from += 40) {
+        store.apply([entries('s', deltas(from, from + 39, 1, 2_000))])
+        most = Math.max(most, checkWalFile(path + '-wal').validFrames)
+      }
+    })
+    assert.ok(most >= CHECKPOINT_FRAMES - 100 && most < CHECKPOINT_FRAMES + 100, `the WAL reached ${most} frames`)
+    const [session] = loadFrom(path)
+    assert.is(session.entries.length, 6_001)
+  })
+})
+
 test('a write-ahead log torn inside its last commit loses that commit only', () => {
   withDir((dir) => {
     const path = join(dir, 'sessions.db')
