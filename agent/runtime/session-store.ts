@@ -72,6 +72,7 @@ import { DatabaseSync } from 'node:sqlite'
 import type { StatementSync } from 'node:sqlite'
 import { crc32 } from 'node:zlib'
 import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
+import { snapshotJson } from '../sessions/snapshot-text.ts'
 import type { SessionDurable, StoredSession } from '../sessions/types.ts'
 import { checkWalFile } from './wal-check.ts'
 import { WalIndex } from './wal-index.ts'
@@ -514,7 +515,7 @@ export class SessionStore {
     const run = this.#seqsNow().get(id) ?? this.#startRun(id)
     const current = this.#snapshotIndex(id)
     if (snapshot.index < current) throw new Error(`session store: session ${id}: snapshot at ${snapshot.index} is older than the stored one at ${current} (a bug in the sessions core)`)
-    const body = JSON.stringify(snapshot)
+    const body = snapshotJson(snapshot)
     this.#sql.putSnapshot.run({ id, idx: snapshot.index, body, crc: rowCrc([id, snapshot.index], body) })
     this.#seqsNow().bury(id, this.#seqsNow().cutUpTo(run, snapshot.index))
   }

@@ -11,6 +11,7 @@ import type { PeerKey, Random } from '../core/io.ts'
 import type { SessionsConfig } from './config.ts'
 import type { AskedStreams } from './group-streams.ts'
 import { ReplicaLog } from './log.ts'
+import { keepStateText, keptStateBytes } from './snapshot-text.ts'
 import type { Service } from './services.ts'
 import type { Acknowledges, ClientReply, MemberDirectory, SessionCommand, SessionDurable, SessionEvent, SessionRole, StoredSession } from './types.ts'
 
@@ -277,7 +278,7 @@ export function maybeSnapshot (ctx: Ctx, r: Replica): void {
   if (snapshot === null) return
   r.log.compact({ index: snapshot.index, epoch: snapshot.indexEpoch, config: snapshot.config }, snapshot.index + 1 - ctx.config.maxBatchEntries)
   ctx.persist({ kind: 'session-snapshot', sessionId: r.id, snapshot })
-  r.stateBytes = snapshotStateBytes.get(snapshot) ?? JSON.stringify(snapshot.state).length
+  r.stateBytes = keptStateBytes(snapshot) ?? JSON.stringify(snapshot.state).length
   r.bytesSinceSnapshot = 0
   ctx.emit({ type: 'snapshot-taken', sessionId: r.id, index: snapshot.index })
 }
@@ -297,11 +298,9 @@ export function snapshotAt (r: Replica, index: number): SessionSnapshotBody | nu
     state: JSON.parse(text) as JsonValue,
     dedup: { lastClientSeq: r.dedup.lastClientSeq, recent: r.dedup.recent.map(([s, i]) => [s, i] as [number, number]) }
   }
-  snapshotStateBytes.set(snapshot, text.length)
+  keepStateText(snapshot, text)
   return snapshot
 }
-
-const snapshotStateBytes = new WeakMap<SessionSnapshotBody, number>()
 
 // The answer a retried delta gets: the index it was logged at, if remembered.
 export function dedupIndex (r: Replica, clientSeq: number): number | null {
