@@ -49,6 +49,8 @@ export type SessionsConfig = {
   // many times the state's size (bytes of JSON): a snapshot costs the whole
   // state, so a state that grows with its log (the `log` service) is snapshotted
   // at geometrically spaced points and costs O(1) per delta, not O(state).
+  // Each session multiplies it by its own factor of 1 to 1.5 (replica.ts,
+  // snapshotSpread), so that sessions growing alike snapshot in different turns.
   // 0: every snapshotEveryEntries, whatever the state's size.
   snapshotLogRatio: number
   // Entries sent in one append frame.

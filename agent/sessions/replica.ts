@@ -12,6 +12,7 @@ import type { SessionsConfig } from './config.ts'
 import type { AskedStreams } from './group-streams.ts'
 import { ReplicaLog } from './log.ts'
 import { keepStateText, keptStateBytes } from './snapshot-text.ts'
+import { hash32 } from './placement.ts'
 import type { Service } from './services.ts'
 import type { Acknowledges, ClientReply, MemberDirectory, SessionCommand, SessionDurable, SessionEvent, SessionRole, StoredSession } from './types.ts'
 
@@ -268,12 +269,18 @@ function remember (dedup: Dedup, clientSeq: number, index: number): void {
 // last snapshot, and forgets the entries before the last `maxBatchEntries`: they
 // stay available a while for a lagging standby or a candidate's completion.
 export function maybeSnapshot (ctx: Ctx, r: Replica): void {
-  if (r.appliedIndex - r.log.snapshotIndex < ctx.config.snapshotEveryEntries) return
+  const spread = snapshotSpread(r.id)
+  if (r.appliedIndex - r.log.snapshotIndex < ctx.config.snapshotEveryEntries * spread) return
   // Amortised (config.ts, snapshotLogRatio): the state is serialised, stored and
   // fsynced whole, so wait until the log since the last snapshot is as large as
   // the state was then (stateBytes counts every op since on top of that size,
-  // an upper bound for the size limit, so it is taken off here).
-  if (r.bytesSinceSnapshot < ctx.config.snapshotLogRatio * (r.stateBytes - r.bytesSinceSnapshot)) return
+  // an upper bound for the size limit, so it is taken off here). Each session
+  // waits a little longer, both in entries and in bytes, by a factor from its
+  // id (snapshotSpread): sessions that grow at one rate, as terminals opened
+  // together and written alike do, would otherwise reach every snapshot point
+  // in the same turn, and an agent then serialised and stored dozens of their
+  // states in one stall.
+  if (r.bytesSinceSnapshot < ctx.config.snapshotLogRatio * spread * (r.stateBytes - r.bytesSinceSnapshot)) return
   const snapshot = snapshotAt(r, r.appliedIndex)
   if (snapshot === null) return
   r.log.compact({ index: snapshot.index, epoch: snapshot.indexEpoch, config: snapshot.config }, snapshot.index + 1 - ctx.config.maxBatchEntries)
@@ -281,6 +288,12 @@ export function maybeSnapshot (ctx: Ctx, r: Replica): void {
   r.stateBytes = keptStateBytes(snapshot) ?? JSON.stringify(snapshot.state).length
   r.bytesSinceSnapshot = 0
   ctx.emit({ type: 'snapshot-taken', sessionId: r.id, index: snapshot.index })
+}
+
+// 1 to 1.5, a pure function of the session id (every member agrees, and the
+// simulator replays it).
+export function snapshotSpread (sessionId: string): number {
+  return 1 + (hash32(sessionId) % 1_024) / 2_048
 }
 
 export function snapshotAt (r: Replica, index: number): SessionSnapshotBody | null {

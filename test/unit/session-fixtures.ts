@@ -249,7 +249,7 @@ export function renewLease (ctx: FakeCtx, r: Replica, peers: PeerKey[]): void {
   for (const peer of peers) ackFrom(ctx, r, peer, { matchIndex: r.progress.get(peer)?.matchIndex ?? 0 })
 }
 
-export type OwnerOptions = { group?: GroupConfig; peers?: Array<PeerKey | { id: PeerKey; services: string[] }>; config?: Partial<SessionsConfig>; now?: number }
+export type OwnerOptions = { group?: GroupConfig; peers?: Array<PeerKey | { id: PeerKey; services: string[] }>; config?: Partial<SessionsConfig>; now?: number; sessionId?: string }
 
 // A session just created at A (epoch 1): the create entry is held by every other
 // voter and committed, and A holds its lease. Effects so far are dropped.
@@ -258,10 +258,11 @@ export function ownerGroup (options: OwnerOptions = {}): { ctx: FakeCtx; r: Repl
   const voters = group.witness === null ? group.members : [...group.members, group.witness]
   const directory = new FakeDirectory('A', options.peers ?? voters)
   const ctx = new FakeCtx('A', directory, options.now ?? 10_000, options.config)
-  const r = newReplica(INFO, ctx.now)
+  const info = options.sessionId === undefined ? INFO : { ...INFO, sessionId: options.sessionId }
+  const r = newReplica(info, ctx.now)
   r.epoch = 1
   r.votedFor = 'A'
-  appendEntry(ctx, r, { kind: 'create', info: INFO, config: group })
+  appendEntry(ctx, r, { kind: 'create', info, config: group })
   becomeOwner(ctx, r, null, 0)
   heartbeat(ctx, r)
   for (const peer of voters) if (peer !== 'A') ackFrom(ctx, r, peer, { matchIndex: 1 })
