@@ -436,8 +436,6 @@ export class SessionStore {
     this.#dbSyncPending = false
   }
 
-
-
   #applyOne (record: SessionDurable): void {
     const id = record.sessionId
     switch (record.kind) {

@@ -6,10 +6,11 @@
 // Format"). The session store checkpoints by itself (session-store.ts) and asks
 // this after each batch's fsync: one pread of 100 bytes.
 //
-// Advisory: SQLite may be writing the header while it is read, and an unknown
-// layout reads as nonsense; either way the answer only moves a checkpoint.
-// Null when the file cannot be read or the numbers make no sense: the store
-// then counts its writes instead.
+// The layout is part of SQLite's file format: processes linked with different
+// SQLite versions share one WAL index, so it does not change between versions.
+// Advisory all the same: SQLite may be writing the header while it is read, and
+// a torn read only moves a checkpoint by a batch. Null when the file cannot be
+// read or the numbers make no sense: the store then counts its writes instead.
 
 import { closeSync, openSync, readSync } from 'node:fs'
 import { endianness } from 'node:os'
