@@ -278,10 +278,13 @@ test('host: while a batch fsyncs off the event loop, later inputs wait and then 
   host.stop()
 })
 
-test('host: with no standbys (R = 0) an append commits in its own step, and its answer waits for that step\'s fsync', async () => {
+// A host with no standbys (R = 0) and one session opened at it, its creation
+// fsynced; the log cleared.
+async function openedWithoutStandbys (): Promise<ReturnType<typeof makeHost> & { sessionId: string; tokenHash: string; returnSyncs: () => void }> {
   const config = quietConfig()
   config.sessions = { ...config.sessions, replicas: 0 }
-  const { host, log, syncs } = makeHost(false, config)
+  const made = makeHost(false, config)
+  const { host, log, syncs } = made
   const sessionId = sessionOwnedByA(config)
   const tokenHash = hashToken(`${sessionId}~x`)
   const returnSyncs = (): void => { for (const done of syncs.splice(0)) done(null) }
@@ -292,6 +295,11 @@ test('host: with no standbys (R = 0) an append commits in its own step, and its 
   await turn()
   returnSyncs()
   log.length = 0
+  return { ...made, sessionId, tokenHash, returnSyncs }
+}
+
+test('host: with no standbys (R = 0) an append commits in its own step, and its answer waits for that step\'s fsync', async () => {
+  const { host, log, syncs, sessionId, tokenHash, returnSyncs } = await openedWithoutStandbys()
   let answered = false
   const appended = host.request({ type: 'append', sessionId, tokenHash, clientSeq: 1, op: { append: 'a' } }).then((r) => { answered = true; return r })
   await turn()
@@ -305,19 +313,7 @@ test('host: with no standbys (R = 0) an append commits in its own step, and its 
 })
 
 test('host: a due checkpoint runs after a batch\'s fsync, its effects sent first; later inputs wait until the checkpoint\'s fsync returned', async () => {
-  const config = quietConfig()
-  config.sessions = { ...config.sessions, replicas: 0 }
-  const { host, log, syncs, checkpoint, checkpoints } = makeHost(false, config)
-  const sessionId = sessionOwnedByA(config)
-  const tokenHash = hashToken(`${sessionId}~x`)
-  const returnSyncs = (): void => { for (const done of syncs.splice(0)) done(null) }
-  const opened = host.request({ type: 'open', sessionId, terminalId: 't', service: 'log', position: null, tokenHash })
-  await turn()
-  returnSyncs()
-  assert.is((await opened).status, 201)
-  await turn()
-  returnSyncs()
-  log.length = 0
+  const { host, log, checkpoint, checkpoints, sessionId, tokenHash, returnSyncs } = await openedWithoutStandbys()
   checkpoint.due = true
   let answered = 0
   const first = host.request({ type: 'append', sessionId, tokenHash, clientSeq: 1, op: { append: 'a' } }).then((r) => { answered++; return r })
