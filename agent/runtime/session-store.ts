@@ -398,7 +398,6 @@ export class SessionStore {
       queueMicrotask(() => { done(null) })
       return
     }
-    this.#dbSyncPending = true
     fdatasync(fd, (error) => {
       if (this.#dbFd !== fd) return
       if (error !== null) {
