@@ -11,7 +11,7 @@ import type { PeerKey, Random } from '../core/io.ts'
 import type { SessionsConfig } from './config.ts'
 import type { AskedStreams } from './group-streams.ts'
 import { ReplicaLog } from './log.ts'
-import { keepStateText, keptStateBytes } from './snapshot-text.ts'
+import { keptStateBytes, snapshotOfText } from './snapshot-text.ts'
 import { hash32 } from './placement.ts'
 import type { Service } from './services.ts'
 import type { Acknowledges, ClientReply, MemberDirectory, SessionCommand, SessionDurable, SessionEvent, SessionRole, StoredSession } from './types.ts'
@@ -208,8 +208,9 @@ export function loadSnapshotState (r: Replica, snapshot: SessionSnapshotBody): v
   r.info = snapshot.info
   // A copy: services may change the live state in place, and the snapshot may be
   // shared (the simulator hands the same message object to every receiver).
-  r.state = JSON.parse(JSON.stringify(snapshot.state)) as JsonValue
-  r.stateBytes = JSON.stringify(snapshot.state).length
+  const text = JSON.stringify(snapshot.state)
+  r.state = JSON.parse(text) as JsonValue
+  r.stateBytes = text.length
   r.bytesSinceSnapshot = 0
   r.dedup = { lastClientSeq: snapshot.dedup.lastClientSeq, recent: snapshot.dedup.recent.map(([s, i]) => [s, i]) }
   r.appliedIndex = snapshot.index
@@ -300,19 +301,12 @@ export function snapshotAt (r: Replica, index: number): SessionSnapshotBody | nu
   const indexEpoch = r.log.epochAt(index)
   const config = r.log.configAt(index)
   if (indexEpoch === null || config === null || index !== r.appliedIndex) return null
-  // A JSON copy: services may change the live state in place. Its text's
-  // length is the state's size (kept, so that the state is not serialised again).
+  // A JSON copy, as text: services may change the live state in place. Its
+  // length is the state's size; it is parsed only if someone reads the
+  // snapshot's state (snapshot-text.ts): the store writes the text.
   const text = JSON.stringify(r.state)
-  const snapshot = {
-    index,
-    indexEpoch,
-    info: r.info,
-    config,
-    state: JSON.parse(text) as JsonValue,
-    dedup: { lastClientSeq: r.dedup.lastClientSeq, recent: r.dedup.recent.map(([s, i]) => [s, i] as [number, number]) }
-  }
-  keepStateText(snapshot, text)
-  return snapshot
+  const dedup = { lastClientSeq: r.dedup.lastClientSeq, recent: r.dedup.recent.map(([s, i]) => [s, i] as [number, number]) }
+  return snapshotOfText({ index, indexEpoch, info: r.info, config }, text, dedup)
 }
 
 // The answer a retried delta gets: the index it was logged at, if remembered.
