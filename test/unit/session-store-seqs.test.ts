@@ -8,7 +8,8 @@ import fc from 'fast-check'
 import { DatabaseSync } from 'node:sqlite'
 import { join } from 'node:path'
 import { SessionStore, SessionStoreError, SESSION_STORE_SCHEMA_VERSION } from '../../agent/runtime/session-store.ts'
-import { DEAD_ROWS, planReclaim } from '../../agent/runtime/session-store-seqs.ts'
+import { DEAD_ROWS, EntrySeqs, planReclaim } from '../../agent/runtime/session-store-seqs.ts'
+import type { DeadRowLimits } from '../../agent/runtime/session-store-seqs.ts'
 import { checkWalFile } from '../../agent/runtime/wal-check.ts'
 import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
 import type { SessionDurable, StoredSession } from '../../agent/sessions/types.ts'
@@ -133,23 +134,112 @@ test('planReclaim: the oldest live row is the cutoff; a quiet session\'s few old
   const dead = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i)
   // Steady state: every run's rows are recent, the dead ones older.
   let plan = planReclaim([run(1, [101, 103]), run(1, [102, 104])], dead(1, 100), 105)
-  assert.equal(plan, { cutoff: 101, move: [] })
+  assert.equal(plan, { cutoff: 101, move: [], capped: false })
   // A quiet run of 2 rows at seqs 5 and 6 holds back 98 dead rows: moved.
   const quiet = run(1, [5, 6])
   plan = planReclaim([run(1, [101, 103]), quiet], [...dead(1, 4), ...dead(7, 100)], 105)
-  assert.equal(plan, { cutoff: 101, move: [quiet] })
+  assert.equal(plan, { cutoff: 101, move: [quiet], capped: false })
   // A run of 60 old rows holding back 40 dead rows is left where it is.
   plan = planReclaim([run(1, [...dead(1, 30), ...dead(71, 100)]), run(1, [101])], dead(31, 70), 102)
-  assert.equal(plan, { cutoff: 1, move: [] })
+  assert.equal(plan, { cutoff: 1, move: [], capped: false })
   // No live row at all: everything goes.
   plan = planReclaim([run(5, [])], dead(1, 9), 10)
-  assert.equal(plan, { cutoff: 10, move: [] })
+  assert.equal(plan, { cutoff: 10, move: [], capped: false })
+})
+
+test('planReclaim with a budget: a plan over it is carried out in parts, oldest rows first, each within the budget', () => {
+  const dead = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i)
+  // Three quiet runs of 2 old rows each hold back 90 dead rows: the whole plan
+  // moves all three (6 rows copied, 96 freed) and touches 6 × 2 + 90 + 6 rows.
+  const quiet = [run(1, [1, 2]), run(1, [3, 4]), run(1, [5, 6])]
+  const busy = run(1, [101])
+  const deadRows = dead(7, 100)
+  assert.equal(planReclaim([busy, ...quiet], deadRows, 102), { cutoff: 101, move: quiet, capped: false })
+  assert.equal(planReclaim([busy, ...quiet], deadRows, 102, 200), { cutoff: 101, move: quiet, capped: false }, 'within the budget: whole')
+  // A budget of 10 rows: two runs (8 rows touched); the third still holds the
+  // cut at its oldest row. The next part moves it and frees 6 dead rows.
+  assert.equal(planReclaim([busy, ...quiet], deadRows, 102, 10), { cutoff: 5, move: quiet.slice(0, 2), capped: true })
+  const moved = [run(1, [102, 103]), run(1, [104, 105])]
+  assert.equal(planReclaim([busy, quiet[2], ...moved], deadRows, 106, 10), { cutoff: 13, move: [quiet[2]], capped: true })
+  // Dead rows below the oldest live row only: up to the budget of them.
+  assert.equal(planReclaim([run(1, [60])], dead(1, 59), 61, 10), { cutoff: 11, move: [], capped: true })
+  // One run larger than the budget, and nothing else to free: it moves alone.
+  const big = run(1, dead(1, 20))
+  assert.equal(planReclaim([big, run(1, [200])], dead(21, 199), 201, 10), { cutoff: 21, move: [big], capped: true })
+  // Nothing worth moving: no plan, whatever the budget.
+  assert.equal(planReclaim([run(1, [...dead(1, 30), ...dead(71, 100)]), run(1, [101])], dead(31, 70), 102, 10), { cutoff: 1, move: [], capped: false })
+})
+
+// The store's reclaim (session-store.ts) on a model of the table: returns the
+// rows it touched (copied twice, deleted once).
+function reclaimModel (seqs: EntrySeqs, rows: Set<number>, next: { seq: number }): number {
+  const plan = seqs.planReclaim(next.seq)
+  const moved = plan.move.flatMap((r) => r.seqs)
+  const movedSet = new Set(moved)
+  let touched = 2 * moved.length
+  for (const seq of [...rows]) if (seq < plan.cutoff && !movedSet.has(seq)) { rows.delete(seq); touched++ }
+  for (const seq of moved) rows.delete(seq)
+  const base = next.seq
+  for (let i = 0; i < moved.length; i++) rows.add(base + i)
+  next.seq += moved.length
+  for (const seq of seqs.reclaimed(plan, base)) { rows.delete(seq); touched++ }
+  return touched
+}
+
+// 64 sessions appended to alike, 50 entries each per batch, each snapshotting
+// every 1,000–1,500 entries (as snapshotSpread spreads them): every live run
+// reaches back ~1,000 entries of each session, interleaved.
+function writtenAlike (limits: DeadRowLimits): { worst: number; total: number; maxDead: number; appended: number } {
+  const seqs = new EntrySeqs(limits)
+  const rows = new Set<number>()
+  const next = { seq: 1 }
+  const ids = Array.from({ length: 64 }, (_, i) => `s${i}`)
+  const every = new Map(ids.map((id, i) => [id, 1_000 + Math.round((i * 37 % 64) * 500 / 64)]))
+  const applied = new Map(ids.map((id) => [id, 0]))
+  const snapped = new Map(ids.map((id) => [id, 0]))
+  for (const id of ids) seqs.start(id, 0)
+  let worst = 0
+  let total = 0
+  let maxDead = 0
+  let appended = 0
+  for (let batch = 0; batch < 250; batch++) {
+    for (const id of ids) {
+      const run = seqs.get(id)!
+      for (let i = 0; i < 50; i++) { seqs.push(run, next.seq); rows.add(next.seq++) }
+      appended += 50
+      applied.set(id, applied.get(id)! + 50)
+      if (applied.get(id)! - snapped.get(id)! >= every.get(id)!) {
+        snapped.set(id, applied.get(id)!)
+        seqs.bury(id, seqs.cutUpTo(run, applied.get(id)!))
+      }
+    }
+    if (seqs.reclaimDue()) {
+      const touched = reclaimModel(seqs, rows, next)
+      worst = Math.max(worst, touched)
+      total += touched
+    }
+    const live = ids.reduce((n, id) => n + seqs.get(id)!.seqs.length, 0)
+    maxDead = Math.max(maxDead, rows.size - live)
+  }
+  return { worst, total, maxDead, appended }
+}
+
+test('sessions written alike: each reclaim touches at most the budget, for about the same work in all; without a budget one touched ~100,000 rows', () => {
+  const budgeted = writtenAlike(DEAD_ROWS)
+  const whole = writtenAlike({ ...DEAD_ROWS, budget: Infinity })
+  console.log(`64 sessions alike, 800,000 entries: rows touched by one reclaim at most ${budgeted.worst} (budget ${DEAD_ROWS.budget}), ${whole.worst} without; in all ${budgeted.total} and ${whole.total}; dead rows at most ${budgeted.maxDead} and ${whole.maxDead}`)
+  assert.ok(whole.worst > 8 * DEAD_ROWS.budget, 'the scenario does hold plans far over the budget')
+  assert.ok(budgeted.worst <= DEAD_ROWS.budget, `one reclaim touched ${budgeted.worst} rows`)
+  // Parts add up to about the work of whole plans, and keep up with the writes.
+  assert.ok(budgeted.total <= 1.5 * whole.total, `${budgeted.total} rows touched in all, against ${whole.total}`)
+  // More dead rows wait meanwhile (skipped by load: disk space, not state).
+  assert.ok(budgeted.maxDead <= 3 * whole.maxDead, `${budgeted.maxDead} dead rows at once, against ${whole.maxDead}`)
 })
 
 test('a quiet session holding back a reclaim has its rows copied to the end of the table; the rest is freed, and all of it loads after a reopen', () => {
   withDir((dir) => {
     const path = join(dir, 'sessions.db')
-    const deadRows = { reclaim: 40, deleteOneByOne: 1000 }
+    const deadRows = { reclaim: 40, deleteOneByOne: 1000, budget: 1000 }
     let store = SessionStore.open(path, { deadRows })
     try {
       store.apply([entries('quiet', [entry('quiet', 1), entry('quiet', 2)])])
@@ -299,13 +389,14 @@ function assertMatches (loaded: StoredSession[], model: Model, context: string):
 }
 
 test(`any sequence of appends, truncates, snapshots, deletes and reopens loads as the model says (fast-check seed ${SEED}; STORE_SEED=n replays)`, () => {
-  fc.assert(fc.property(fc.array(fc.array(op, { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 25 }), (batches) => {
+  fc.assert(fc.property(fc.array(fc.array(op, { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 25 }), fc.constantFrom(2, 5, 1_000_000), (batches, budget) => {
     let ok = true
     withDir((dir) => {
       const path = join(dir, 'sessions.db')
       const model: Model = new Map()
-      // Small limits, so that reclaims (and deletes one by one) happen within a few batches.
-      const deadRows = { reclaim: 4, deleteOneByOne: 24 }
+      // Small limits, so that reclaims (and deletes one by one) happen within a
+      // few batches, whole or in parts.
+      const deadRows = { reclaim: 4, deleteOneByOne: 24, budget }
       let store = SessionStore.open(path, { deadRows })
       try {
         for (const [b, batch] of batches.entries()) {
