@@ -53,6 +53,11 @@ export type SessionsConfig = {
   // snapshotSpread), so that sessions growing alike snapshot in different turns.
   // 0: every snapshotEveryEntries, whatever the state's size.
   snapshotLogRatio: number
+  // Bytes of session state this agent snapshots per second at most, counted
+  // over 50 ms windows (snapshot-budget.ts): sessions whose snapshot points come
+  // together wait a window or a few instead of stalling the agent in one turn.
+  // 0: no limit.
+  snapshotBytesPerS: number
   // Entries sent in one append frame.
   maxBatchEntries: number
   // Placement: eligible nodes are under this load (0..1; 1 turns the filter off).
@@ -88,6 +93,7 @@ const lan: SessionsConfig = {
   maxCandidateLagEntries: 1_000,
   snapshotEveryEntries: 1_000,
   snapshotLogRatio: 1,
+  snapshotBytesPerS: 32 * 1_048_576,
   maxBatchEntries: 512,
   loadThreshold: 0.9,
   candidateWindow: 6,
@@ -133,6 +139,7 @@ const RULES: Rule[] = [
   { key: 'maxCandidateLagEntries', min: 0, max: 1_000_000, integer: true },
   { key: 'snapshotEveryEntries', min: 10, max: 10_000_000, integer: true },
   { key: 'snapshotLogRatio', min: 0, max: 100, integer: false },
+  { key: 'snapshotBytesPerS', min: 0, max: 1e12, integer: true },
   { key: 'maxBatchEntries', min: 1, max: 4_096, integer: true },
   { key: 'loadThreshold', min: 0, max: 1, integer: false },
   { key: 'candidateWindow', min: 1, max: 64, integer: true },

@@ -12,6 +12,8 @@ import type { SessionsConfig } from './config.ts'
 import type { AskedStreams } from './group-streams.ts'
 import { ReplicaLog } from './log.ts'
 import { keptStateBytes, snapshotOfText } from './snapshot-text.ts'
+import { SNAPSHOT_MAX_WAIT_MS } from './snapshot-budget.ts'
+import type { SnapshotBudget } from './snapshot-budget.ts'
 import { hash32 } from './placement.ts'
 import type { Service } from './services.ts'
 import type { Acknowledges, ClientReply, MemberDirectory, SessionCommand, SessionDurable, SessionEvent, SessionRole, StoredSession } from './types.ts'
@@ -22,6 +24,8 @@ export interface Ctx {
   readonly directory: MemberDirectory
   readonly random: Random
   readonly now: number
+  // This agent's snapshots, counted across its sessions (snapshot-budget.ts).
+  readonly snapshotBudget: SnapshotBudget
   send (to: PeerKey, message: SessionMessage): void
   persist (record: SessionDurable): void
   emit (event: SessionEvent): void
@@ -95,6 +99,8 @@ export type Replica = {
   stateBytes: number
   // Bytes of ops applied since the last snapshot (taken, installed or loaded).
   bytesSinceSnapshot: number
+  // Since when its due snapshot has waited for the agent's snapshot budget.
+  snapshotWaitingSinceMs: number | null
   dedup: Dedup
   role: SessionRole
   owner: PeerKey | null
@@ -154,6 +160,7 @@ export function newReplica (info: SessionInfo, nowMs: number): Replica {
     state: null,
     stateBytes: 0,
     bytesSinceSnapshot: 0,
+    snapshotWaitingSinceMs: null,
     dedup: { lastClientSeq: 0, recent: [] },
     role: 'standby',
     owner: null,
@@ -212,6 +219,7 @@ export function loadSnapshotState (r: Replica, snapshot: SessionSnapshotBody): v
   r.state = JSON.parse(text) as JsonValue
   r.stateBytes = text.length
   r.bytesSinceSnapshot = 0
+  r.snapshotWaitingSinceMs = null
   r.dedup = { lastClientSeq: snapshot.dedup.lastClientSeq, recent: snapshot.dedup.recent.map(([s, i]) => [s, i]) }
   r.appliedIndex = snapshot.index
   r.commitIndex = Math.max(r.commitIndex, snapshot.index)
@@ -282,6 +290,15 @@ export function maybeSnapshot (ctx: Ctx, r: Replica): void {
   // in the same turn, and an agent then serialised and stored dozens of their
   // states in one stall.
   if (r.bytesSinceSnapshot < ctx.config.snapshotLogRatio * spread * (r.stateBytes - r.bytesSinceSnapshot)) return
+  // Due, but the agent snapshotted its share of state lately: a later step,
+  // unless it has waited SNAPSHOT_MAX_WAIT_MS already (whatever the order in
+  // which the agent's sessions step, none waits longer).
+  const overdue = r.snapshotWaitingSinceMs !== null && ctx.now - r.snapshotWaitingSinceMs >= SNAPSHOT_MAX_WAIT_MS
+  if (!ctx.snapshotBudget.take(ctx.now, r.stateBytes, overdue)) {
+    r.snapshotWaitingSinceMs ??= ctx.now
+    return
+  }
+  r.snapshotWaitingSinceMs = null
   const snapshot = snapshotAt(r, r.appliedIndex)
   if (snapshot === null) return
   r.log.compact({ index: snapshot.index, epoch: snapshot.indexEpoch, config: snapshot.config }, snapshot.index + 1 - ctx.config.maxBatchEntries)

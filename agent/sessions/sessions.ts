@@ -17,6 +17,7 @@ import { clientAppendBatch } from './deltas.ts'
 import { HashRing, placeGroup, serviceCapacity } from './placement.ts'
 import { STREAMS_RECHECK_MS, streamsToAsk } from './group-streams.ts'
 import { config, newReplica, restoreReplica, voters } from './replica.ts'
+import { SnapshotBudget } from './snapshot-budget.ts'
 import type { Ctx, ParkableCommand, Replica, ReplyTarget } from './replica.ts'
 import { dueParked, nextParkedDeadline, park } from './parked.ts'
 import type { Service } from './services.ts'
@@ -60,6 +61,7 @@ export class Sessions {
   readonly #directory: MemberDirectory
   readonly #config: SessionsConfig
   readonly #random: Random
+  readonly #snapshotBudget: SnapshotBudget
   readonly #services: ReadonlyMap<string, Service>
   readonly #tokensEqual: (a: string, b: string) => boolean
   readonly #replicas = new Map<string, Replica>()
@@ -73,6 +75,7 @@ export class Sessions {
     this.#directory = options.directory
     this.#config = options.config
     this.#random = options.random
+    this.#snapshotBudget = new SnapshotBudget(options.config.snapshotBytesPerS)
     this.#services = options.services
     this.#tokensEqual = options.tokenHashesEqual ?? constantTimeEqual
     this.#now = options.nowMs
@@ -157,6 +160,7 @@ export class Sessions {
       directory: this.#directory,
       random: this.#random,
       now: this.#now,
+      snapshotBudget: this.#snapshotBudget,
       send: (to, message) => { if (to !== this.self) this.#out.push({ kind: 'send', to, message }) },
       persist: (record) => { this.#out.push({ kind: 'persist', record }) },
       emit: (event) => { this.#out.push({ kind: 'event', event }) },

@@ -10,6 +10,7 @@ import { ReplicaLog } from '../../agent/sessions/log.ts'
 import { appendEntry, becomeOwner, heartbeat, onAck } from '../../agent/sessions/owner.ts'
 import { applyCommitted, newReplica } from '../../agent/sessions/replica.ts'
 import type { Ctx, Replica, ReplyTarget } from '../../agent/sessions/replica.ts'
+import { SnapshotBudget } from '../../agent/sessions/snapshot-budget.ts'
 import { BUILT_IN_SERVICES } from '../../agent/sessions/services.ts'
 import type { Service } from '../../agent/sessions/services.ts'
 import type { ClientReply, MemberDirectory, SessionDurable, SessionEvent } from '../../agent/sessions/types.ts'
@@ -80,6 +81,8 @@ export class FakeCtx implements Ctx {
   readonly directory: FakeDirectory
   readonly random = new SeededRandom(7)
   now: number
+  // Its own unless a test shares one between contexts (one agent's sessions).
+  snapshotBudget: SnapshotBudget
   // Effects since the last take(), in the order they were produced.
   effects: Recorded[] = []
   // Every append or snapshot ever sent, per peer (acks echo their seq).
@@ -90,6 +93,7 @@ export class FakeCtx implements Ctx {
     this.directory = directory
     this.now = now
     this.config = { ...LAN, ...config }
+    this.snapshotBudget = new SnapshotBudget(this.config.snapshotBytesPerS)
   }
 
   send (to: PeerKey, message: SessionMessage): void {
