@@ -214,13 +214,19 @@ export function planReclaim (runs: EntryRun[], deadAscending: number[], nextSeq:
   const rowsOf = (k: number): number => live[k].run.seqs.length
   const whole = bestCut(live.length, cutAt, deadAscending, rowsOf)
   if (whole.touched <= budget || whole.score <= 0) return { cutoff: whole.cutoff, move: live.slice(0, whole.moved).map((l) => l.run), capped: false }
+  // As many of the plan's runs as fit with every dead row below the next one,
+  // so that the cut passes the runs moved (their rows above a cut would be
+  // deleted one by one, each rewriting its page)…
   let moved = 0
   let copied = 0
-  while (moved < whole.moved && 2 * (copied + rowsOf(moved)) <= budget) copied += rowsOf(moved++)
-  if (moved === 0 && lowerBound(deadAscending, cutAt(0)) === 0) copied += rowsOf(moved++)
-  const room = Math.max(0, budget - 2 * copied)
-  const cutoff = lowerBound(deadAscending, cutAt(moved)) > room ? deadAscending[room] : cutAt(moved)
-  return { cutoff, move: live.slice(0, moved).map((l) => l.run), capped: true }
+  while (moved < whole.moved && 2 * (copied + rowsOf(moved)) + lowerBound(deadAscending, cutAt(moved + 1)) <= budget) copied += rowsOf(moved++)
+  if (moved > 0) return { cutoff: cutAt(moved), move: live.slice(0, moved).map((l) => l.run), capped: true }
+  // …or none: the dead rows below the oldest live row, up to the budget; or,
+  // when there are none, the oldest run alone and the cut where the budget ends.
+  if (lowerBound(deadAscending, cutAt(0)) > 0) return { cutoff: Math.min(cutAt(0), deadAscending[budget] ?? Infinity), move: [], capped: true }
+  const room = Math.max(0, budget - 2 * rowsOf(0))
+  const cutoff = lowerBound(deadAscending, cutAt(1)) > room ? deadAscending[room] : cutAt(1)
+  return { cutoff, move: [live[0].run], capped: true }
 }
 
 type Cut = { cutoff: number; moved: number; score: number; touched: number }
