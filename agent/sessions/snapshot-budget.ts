@@ -1,6 +1,6 @@
 // How much session state one agent snapshots in a short time. A snapshot is
 // serialised and stored on the event loop (replica.ts snapshotAt, the store's
-// write), at ~10-15 ms per MiB on this project's 2-core box, and sessions
+// write), several ms per MiB of state on this project's 2-core box, and sessions
 // written alike reach their snapshot points together: at 64 terminals an
 // agent's turn held ten snapshots and stalled for ~200 ms, answering nothing,
 // membership probes included. A snapshot is only compaction, so it can wait:
