@@ -141,9 +141,7 @@ export class EntrySeqs {
 
   // What to reclaim; `nextSeq` is the seq the next row written gets.
   planReclaim (nextSeq: number): ReclaimPlan {
-    const dead: number[] = []
-    for (const seqs of this.#dead.values()) for (const seq of seqs) dead.push(seq)
-    return planReclaim([...this.#runs.values()], dead.sort((a, b) => a - b), nextSeq, this.#limits.budget)
+    return planReclaim([...this.#runs.values()], this.#deadAscending(), nextSeq, this.#limits.budget)
   }
 
   // The plan was carried out: the moved runs' rows now have seqs from
@@ -153,34 +151,35 @@ export class EntrySeqs {
   reclaimed (plan: ReclaimPlan, firstNewSeq: number): number[] {
     let next = firstNewSeq
     for (const run of plan.move) for (let i = 0; i < run.seqs.length; i++) run.seqs[i] = next++
-    this.#deadCount = 0
-    for (const [sessionId, seqs] of this.#dead) {
-      const left = seqs.filter((seq) => seq >= plan.cutoff)
-      if (left.length === 0) this.#dead.delete(sessionId)
-      else this.#dead.set(sessionId, left)
-      this.#deadCount += left.length
-    }
+    this.#keepDeadFrom(plan.cutoff)
     // Past deleteOneByOne dead rows (and no plan under way in parts), the
     // oldest `budget` of them are deleted one by one, and as many more at each
     // write until they are fewer.
     if (!plan.capped && this.#deadCount >= this.#limits.deleteOneByOne) {
-      const all: number[] = []
-      for (const seqs of this.#dead.values()) for (const seq of seqs) all.push(seq)
-      all.sort((a, b) => a - b)
-      const doomed = all.slice(0, this.#limits.budget)
-      const last = doomed[doomed.length - 1]
-      this.#deadCount = 0
-      for (const [sessionId, seqs] of this.#dead) {
-        const left = seqs.filter((seq) => seq > last)
-        if (left.length === 0) this.#dead.delete(sessionId)
-        else this.#dead.set(sessionId, left)
-        this.#deadCount += left.length
-      }
+      const doomed = this.#deadAscending().slice(0, this.#limits.budget)
+      this.#keepDeadFrom(doomed[doomed.length - 1] + 1)
       this.#reclaimAt = this.#deadCount >= this.#limits.deleteOneByOne ? 1 : this.#waitFor()
       return doomed
     }
     this.#reclaimAt = plan.capped ? 1 : this.#waitFor()
     return []
+  }
+
+  #deadAscending (): number[] {
+    const dead: number[] = []
+    for (const seqs of this.#dead.values()) for (const seq of seqs) dead.push(seq)
+    return dead.sort((a, b) => a - b)
+  }
+
+  // Forgets the dead rows below `seq` (deleted), and counts the rest.
+  #keepDeadFrom (seq: number): void {
+    this.#deadCount = 0
+    for (const [sessionId, seqs] of this.#dead) {
+      const left = seqs.filter((s) => s >= seq)
+      if (left.length === 0) this.#dead.delete(sessionId)
+      else this.#dead.set(sessionId, left)
+      this.#deadCount += left.length
+    }
   }
 
   // Dead rows at which the next reclaim starts, after one that left
