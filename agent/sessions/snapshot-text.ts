@@ -49,13 +49,16 @@ export function keptStateBytes (snapshot: SessionSnapshotBody): number | null {
 }
 
 // JSON.stringify(snapshot), the same text, built around the kept state text if
-// there is one (which is then forgotten; the state is still read from it). Keys in the order snapshotAt gives
-// them (replica.ts); test/unit/snapshot-text.test.ts holds the two equal.
+// there is one (which is then forgotten; the state can still be read from it).
+// Keys in the order snapshotAt gives them (replica.ts);
+// test/unit/snapshot-text.test.ts holds the two equal.
 export function snapshotJson (snapshot: SessionSnapshotBody): string {
   const stateText = stateTexts.get(snapshot)
   if (stateText === undefined) return JSON.stringify(snapshot)
   stateTexts.delete(snapshot)
-  const { state: _state, dedup, ...head } = snapshot
+  // The other keys, without reading `state` (that would parse it).
+  const head: Record<string, unknown> = {}
+  for (const key of Object.keys(snapshot)) if (key !== 'state' && key !== 'dedup') head[key] = snapshot[key as keyof SessionSnapshotBody]
   const headText = JSON.stringify(head)
-  return `${headText.slice(0, -1)}${headText.length > 2 ? ',' : ''}"state":${stateText},"dedup":${JSON.stringify(dedup)}}`
+  return `${headText.slice(0, -1)}${headText.length > 2 ? ',' : ''}"state":${stateText},"dedup":${JSON.stringify(snapshot.dedup)}}`
 }

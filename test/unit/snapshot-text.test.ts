@@ -36,6 +36,25 @@ test('the text built around the kept state text is JSON.stringify(snapshot), onc
   assert.is(snapshotJson(snapshotOf('no text kept')), JSON.stringify(snapshotOf('no text kept')))
 })
 
+test('the store\'s text is built without parsing the state', () => {
+  const text = JSON.stringify({ items: ['a', 'b'] })
+  const snapshot = snapshotOfText(FIELDS, text, { lastClientSeq: 4, recent: [] })
+  const expected = JSON.stringify(snapshotOf({ items: ['a', 'b'] }, []))
+  const parse = JSON.parse
+  let parsedState = 0
+  JSON.parse = ((source: string, reviver?: Parameters<typeof JSON.parse>[1]) => {
+    if (source === text) parsedState++
+    return parse(source, reviver)
+  }) as typeof JSON.parse
+  try {
+    assert.is(snapshotJson(snapshot), expected)
+  } finally {
+    JSON.parse = parse
+  }
+  assert.is(parsedState, 0)
+  assert.equal(snapshot.state, { items: ['a', 'b'] }, 'read afterwards, it is parsed then')
+})
+
 test('the state is parsed when first read, once; from then on it is the snapshot\'s, changes included', () => {
   const snapshot = takenOf({ items: ['a'] })
   assert.equal(Object.keys(snapshot), ['index', 'indexEpoch', 'info', 'config', 'state', 'dedup'])
