@@ -149,8 +149,8 @@ test('planReclaim: the oldest live row is the cutoff; a quiet session\'s few old
 
 test('planReclaim with a budget: a plan over it is carried out in parts, oldest rows first, each within the budget', () => {
   const dead = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i)
-  // Three quiet runs of 2 old rows each hold back 90 dead rows: the whole plan
-  // moves all three (6 rows copied, 96 freed) and touches 6 × 2 + 90 + 6 rows.
+  // Three quiet runs of 2 old rows each hold back 94 dead rows: the whole plan
+  // moves all three (6 rows copied) and frees the 94, touching 94 + 2 × 6 rows.
   const quiet = [run(1, [1, 2]), run(1, [3, 4]), run(1, [5, 6])]
   const busy = run(1, [101])
   const deadRows = dead(7, 100)
