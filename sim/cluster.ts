@@ -55,6 +55,11 @@ export type SimOptions = {
   // step after it (agent/sessions/commit-order.ts), so a crash can fall between
   // an owner's send and its commit, as on a real agent. 0: commit, then send.
   fsyncMs?: number
+  // Check each sessions core's wake-up heap against a scan of every session at
+  // every nextWakeMs, and throw where they differ (Sessions' verifyWake). On by
+  // default, so every test and sweep checks it; `edge-agent sim` turns it off,
+  // as the scan costs what the heap saves.
+  verifyWake?: boolean
 }
 
 export type NodePlacement = { position: { lat: number; lon: number } | null; region: string; zone: string }
@@ -111,7 +116,8 @@ export class SimCluster {
       joinSpreadMs: options.joinSpreadMs ?? 1_000,
       trace: options.trace ?? false,
       decodeFrames: options.decodeFrames ?? false,
-      fsyncMs: options.fsyncMs ?? 1
+      fsyncMs: options.fsyncMs ?? 1,
+      verifyWake: options.verifyWake ?? true
     }
     this.#random = new SeededRandom(deriveSeed(options.seed, 0x5eed))
     this.network = new SimNetwork(new SeededRandom(deriveSeed(options.seed, 0x0e7)), { ...DEFAULT_LINK, ...options.link })
@@ -350,7 +356,8 @@ export class SimCluster {
         random: new SeededRandom(deriveSeed(this.seed, node.index * 104729 + node.diskIncarnation)),
         services: BUILT_IN_SERVICES,
         stored: node.disk.load(),
-        nowMs: this.nowMs
+        nowMs: this.nowMs,
+        verifyWake: this.#options.verifyWake
       })
     if (join) node.command({ type: 'join', peers: this.#bootstrapFor(node) })
     else node.schedule()

@@ -15,6 +15,7 @@
 
 import { GOSSIP_MESH } from '../agent/net/constants.ts'
 import type { SeededRandom } from '../agent/core/random.ts'
+import { MinHeap } from '../agent/core/min-heap.ts'
 
 // Gossipsub's heartbeat, which repairs the mesh (its default, 1 s).
 export const MESH_HEARTBEAT_MS = 1_000
@@ -77,7 +78,7 @@ export class GossipMesh {
     const sent = new Int32Array(peers.length)
     const received = new Int32Array(peers.length)
     const deliveries: MeshFlood['deliveries'] = []
-    const heap = new MinHeap()
+    const heap = new MinHeap<number>()
     arrival[publisher.index] = 0
     heap.push(0, publisher.index)
     let lastMs = 0
@@ -114,61 +115,5 @@ export class GossipMesh {
       deliveries.push({ node: peer.index, atMs: lastMs + MESH_HEARTBEAT_MS + delay })
     }
     return { deliveries, sent, received }
-  }
-}
-
-// A binary heap of (time, node), smallest time first.
-class MinHeap {
-  readonly #times: number[] = []
-  readonly #nodes: number[] = []
-
-  push (time: number, node: number): void {
-    const times = this.#times
-    const nodes = this.#nodes
-    let i = times.length
-    times.push(time)
-    nodes.push(node)
-    while (i > 0) {
-      const up = (i - 1) >> 1
-      if (times[up] <= time) break
-      times[i] = times[up]
-      nodes[i] = nodes[up]
-      i = up
-    }
-    times[i] = time
-    nodes[i] = node
-  }
-
-  get size (): number {
-    return this.#times.length
-  }
-
-  // The earliest time (the heap must not be empty).
-  get topTime (): number {
-    return this.#times[0]
-  }
-
-  // Removes the earliest entry and returns its node (the heap must not be empty).
-  pop (): number {
-    const times = this.#times
-    const nodes = this.#nodes
-    const top = nodes[0]
-    const lastTime = times.pop() as number
-    const lastNode = nodes.pop() as number
-    const n = times.length
-    if (n === 0) return top
-    let i = 0
-    for (;;) {
-      const left = 2 * i + 1
-      if (left >= n) break
-      const child = left + 1 < n && times[left + 1] < times[left] ? left + 1 : left
-      if (times[child] >= lastTime) break
-      times[i] = times[child]
-      nodes[i] = nodes[child]
-      i = child
-    }
-    times[i] = lastTime
-    nodes[i] = lastNode
-    return top
   }
 }

@@ -25,6 +25,8 @@ export type VirtualRunOptions = {
   warmStart?: boolean
   // Test-only: the checkers must catch a broken core. Never set by the CLI.
   plantedFault?: 'ack-before-replication'
+  // SimOptions.verifyWake (default on); the CLI turns it off.
+  verifyWake?: boolean
 }
 
 // A node counts as healthy and reachable for the false-positive count when it
@@ -64,7 +66,8 @@ export function runVirtual (options: VirtualRunOptions): SimRunResult {
     link: scenario.link,
     joinSpreadMs: Math.max(1_000, scenario.nodes * 5),
     services: () => scenario.placement.services.map((name) => ({ name, version: '1', capacity: scenario.placement.capacity })),
-    placement: (i) => placement[i]
+    placement: (i) => placement[i],
+    ...(options.verifyWake === undefined ? {} : { verifyWake: options.verifyWake })
   })
   const ids = cluster.ids
   const durationMs = scenario.durationS * 1_000

@@ -139,6 +139,9 @@ export type Replica = {
   connectedTo: AskedStreams
   // When their incarnations were last compared (STREAMS_RECHECK_MS).
   streamsCheckedAtMs: number
+  // The wake-up the core last filed for this session (Sessions.nextWakeMs;
+  // NaN: none filed yet).
+  wakeFiledMs: number
   // Terminals' requests held while the owner is in doubt, oldest first.
   parked: Parked[]
 }
@@ -185,6 +188,7 @@ export function newReplica (info: SessionInfo, nowMs: number): Replica {
     readableFromIndex: 0,
     connectedTo: [],
     streamsCheckedAtMs: 0,
+    wakeFiledMs: NaN,
     parked: []
   }
 }
@@ -231,9 +235,22 @@ export function config (r: Replica): GroupConfig {
 }
 
 // Voting members: data members and the witness (which holds the log too).
-export function voters (r: Replica): PeerKey[] {
-  const c = config(r)
-  return c.witness === null ? [...c.members] : [...c.members, c.witness]
+// Asked for several times per message (routing, the lease, the commit, the
+// group's streams), so each config's list is built once and shared: it is
+// frozen, and callers that need their own copy make it. Configs are never
+// changed in place (a change is a new log entry with a new config).
+const VOTERS = new WeakMap<GroupConfig, readonly PeerKey[]>()
+const NO_VOTERS: readonly PeerKey[] = Object.freeze([])
+
+export function voters (r: Replica): readonly PeerKey[] {
+  const c = r.log.config
+  if (c === null) return NO_VOTERS
+  let list = VOTERS.get(c)
+  if (list === undefined) {
+    list = Object.freeze(c.witness === null ? [...c.members] : [...c.members, c.witness])
+    VOTERS.set(c, list)
+  }
+  return list
 }
 
 // A member the membership no longer counts on: dead, left, or unknown.
