@@ -7,20 +7,20 @@
 import type { GroupConfig, SessionInfo, SessionMessage } from '../../protocol/messages.ts'
 import type { PeerKey, Random } from '../core/io.ts'
 import type { SessionsConfig } from './config.ts'
-import { ORPHAN_GRACE_MS, UNKNOWN_SESSION, nextElectionWake, onDiagnosis, onVote, ownerHint, watchOwner } from './election.ts'
+import { ORPHAN_GRACE_MS, UNKNOWN_SESSION, onDiagnosis, onVote, ownerHint, watchOwner } from './election.ts'
 import { onAppend, onSnapshot, onVoteRequest } from './follower.ts'
 import {
   advanceCommit, appendEntry, becomeOwner, clientAppend, countsInGroup, expireWaiters, heartbeat, leaseValid, maintainGroup, readRefusal,
-  memberLost, nextWaiterDeadline, onAck, wait
+  memberLost, onAck, wait
 } from './owner.ts'
 import { clientAppendBatch } from './deltas.ts'
 import { HashRing, placeGroup, serviceCapacity } from './placement.ts'
 import { STREAMS_RECHECK_MS, streamsToAsk } from './group-streams.ts'
 import { config, newReplica, restoreReplica, voters } from './replica.ts'
 import { SnapshotBudget } from './snapshot-budget.ts'
-import { MinHeap } from '../core/min-heap.ts'
+import { SessionWakes } from './wakes.ts'
 import type { Ctx, ParkableCommand, Replica, ReplyTarget } from './replica.ts'
-import { dueParked, nextParkedDeadline, park } from './parked.ts'
+import { dueParked, park } from './parked.ts'
 import type { Service } from './services.ts'
 import type { Acknowledges, ClientReply, MemberDirectory, SessionCommand, SessionEffect, SessionInput, StoredSession } from './types.ts'
 
@@ -74,12 +74,8 @@ export class Sessions {
   #out: SessionEffect[] = []
   #now: number
   #ctxObject: Ctx | null = null
-  // Wake-ups (nextWakeMs): each session's filed time, the heap of them (stale
-  // entries are dropped when they surface), and what must be filed again.
-  readonly #wakes = new MinHeap<Replica>()
-  readonly #wakeTouched = new Set<Replica>()
-  #wakeAll = true
-  readonly #verifyWake: boolean
+  // The sessions' wake-ups, kept in a heap (nextWakeMs).
+  readonly #wakes: SessionWakes
 
   constructor (options: SessionsOptions) {
     this.self = options.directory.self
@@ -89,7 +85,7 @@ export class Sessions {
     this.#snapshotBudget = new SnapshotBudget(options.config.snapshotBytesPerS)
     this.#services = options.services
     this.#tokensEqual = options.tokenHashesEqual ?? constantTimeEqual
-    this.#verifyWake = options.verifyWake ?? false
+    this.#wakes = new SessionWakes(options.config.ownerTimeoutMs, options.verifyWake ?? false)
     this.#now = options.nowMs
     const ctx = this.#ctx()
     for (const stored of options.stored) {
@@ -112,10 +108,10 @@ export class Sessions {
       if (r !== undefined) {
         this.#tickReplica(this.#ctx(), r)
         this.#connectGroup(r)
-        this.#wakeTouched.add(r)
+        this.#wakes.touched(r)
       } else if (id === null) {
         // session-open, -opened, -location: may create a session here.
-        this.#wakeAll = true
+        this.#wakes.touchedAll()
       }
       return this.#out
     }
@@ -131,72 +127,22 @@ export class Sessions {
         if (r !== undefined) {
           this.#tickReplica(this.#ctx(), r)
           this.#connectGroup(r)
-          this.#wakeTouched.add(r)
+          this.#wakes.touched(r)
         }
         return this.#out
       }
     }
     this.#onTick()
     for (const r of this.#replicas.values()) this.#connectGroup(r)
-    this.#wakeAll = true
+    this.#wakes.touchedAll()
     return this.#out
   }
 
-  // The earliest time anything here is due. A step about one session changes
-  // only that session's timers (the others are due where they were), so the
-  // wake-ups are kept in a heap: such a step re-files its session's, O(log n),
-  // instead of each call scanning every session. The simulator asks after every
-  // message: with 1,000 idle sessions on 5 nodes the scan made it ~4× slower.
-  // The agent asks once per batch of steps (group commit), so it gains less:
-  // the scan was 6% of an idle agent's CPU at ~600 copies, too little to show
-  // against its noise. A tick, or a step that may create sessions, re-files all.
+  // The earliest time anything here is due (wakes.ts keeps the sessions').
   nextWakeMs (): number {
     let next = Infinity
-    // (Empty maps and sets are not iterated or cleared: the simulator asks each
-    // of its nodes here after every step, most of them holding nothing, and
-    // V8's Set.clear() allocates a new table even when empty.)
     if (this.#pending.size > 0) for (const pending of this.#pending.values()) next = Math.min(next, pending.deadlineMs)
-    if (this.#wakeAll || this.#wakes.size > 2 * this.#replicas.size + 64) {
-      this.#wakeAll = false
-      if (this.#wakeTouched.size > 0) this.#wakeTouched.clear()
-      this.#wakes.clear()
-      for (const r of this.#replicas.values()) {
-        r.wakeFiledMs = NaN
-        this.#fileWake(r)
-      }
-    } else if (this.#wakeTouched.size > 0) {
-      for (const r of this.#wakeTouched) if (this.#replicas.get(r.id) === r) this.#fileWake(r)
-      this.#wakeTouched.clear()
-    }
-    // Entries of sessions forgotten, replaced, or due elsewhere since are dropped.
-    while (this.#wakes.size > 0) {
-      const r = this.#wakes.topValue
-      const held = this.#replicas.get(r.id) === r
-      if (held && r.wakeFiledMs === this.#wakes.topTime) break
-      // Filed again in full should it ever be held again.
-      if (!held) r.wakeFiledMs = NaN
-      this.#wakes.pop()
-    }
-    if (this.#wakes.size > 0) next = Math.min(next, this.#wakes.topTime)
-    if (this.#verifyWake) {
-      let scanned = Infinity
-      for (const pending of this.#pending.values()) scanned = Math.min(scanned, pending.deadlineMs)
-      for (const r of this.#replicas.values()) scanned = Math.min(scanned, this.#wakeOf(r))
-      if (scanned !== next) throw new Error(`sessions core: the wake-up heap says ${next}, a scan of every session ${scanned}`)
-    }
-    return next
-  }
-
-  #fileWake (r: Replica): void {
-    const at = this.#wakeOf(r)
-    if (r.wakeFiledMs === at) return
-    r.wakeFiledMs = at
-    if (at !== Infinity) this.#wakes.push(at, r)
-  }
-
-  #wakeOf (r: Replica): number {
-    if (r.role === 'owner') return Math.min(r.heartbeatAtMs, nextWaiterDeadline(r))
-    return Math.min(nextParkedDeadline(r), nextElectionWake(r) + (r.role === 'standby' && !r.ownerGone && r.diagnosis === null ? this.#config.ownerTimeoutMs : 0))
+    return this.#wakes.next(this.#replicas, next)
   }
 
   // What this agent holds, for GET /v1/sessions and metrics.
