@@ -92,7 +92,8 @@ export class SimCluster {
   readonly #services: (index: number) => ServiceOffer[]
   readonly #placement: ((index: number) => NodePlacement) | null
   readonly #host: NodeHost
-  readonly #requests = new Map<string, (outcome: RequestOutcome) => void>()
+  // Terminals' requests an agent holds, unanswered: which agent, and the answer's way back.
+  readonly #requests = new Map<string, { agent: PeerKey; onOutcome: (outcome: RequestOutcome) => void }>()
   // One numbering of member ids for every node's member table: the ids are the
   // simulated nodes, so no table needs an id-to-number map of its own.
   readonly #memberNumbers = new MemberNumbers(true)
@@ -206,6 +207,14 @@ export class SimCluster {
     const node = this.node(id)
     if (node.state === 'crashed') return
     node.crash()
+    // Its terminals' connections are reset (the kernel closes a killed
+    // process's sockets): a request it held fails now, not at the terminal's
+    // own timeout. A frozen agent's requests still wait for that timeout.
+    for (const [requestId, held] of this.#requests) {
+      if (held.agent !== id) continue
+      this.#requests.delete(requestId)
+      this.scheduler.after(this.network.delay(), () => held.onOutcome({ status: 0, body: { error: 'connection reset' } }))
+    }
     for (const peer of node.peers) {
       const other = this.#byId.get(peer)
       if (other === undefined || !this.network.canReach(peer, id)) continue
@@ -260,25 +269,26 @@ export class SimCluster {
   // ---- terminals ----------------------------------------------------------
 
   // A terminal's request to an agent, over the simulated network. A crashed
-  // agent refuses the connection; a frozen one never answers (the terminal's own
-  // timeout decides); a partition between terminals and agents is not modelled.
+  // agent refuses the connection (and resets those it held when it crashed); a
+  // frozen one never answers (the terminal's own timeout decides); a partition
+  // between terminals and agents is not modelled.
   request (agent: PeerKey, command: DistributiveOmit<Exclude<SessionCommand, { type: 'disconnected' | 'unreachable' }>, 'requestId'>, onOutcome: (outcome: RequestOutcome) => void): void {
     const node = this.node(agent)
     const requestId = `r${this.#nextRequest++}`
     const delay = this.network.delay()
     this.scheduler.after(delay, () => {
       if (node.state === 'crashed') return this.scheduler.after(delay, () => onOutcome({ status: 0, body: { error: 'connection refused' } }))
-      this.#requests.set(requestId, onOutcome)
+      this.#requests.set(requestId, { agent, onOutcome })
       node.sessionCommand({ ...command, requestId } as SessionCommand)
     })
   }
 
   #replyFrom (node: SimNode, requestId: string, reply: ClientReply): void {
-    const onOutcome = this.#requests.get(requestId)
-    if (onOutcome === undefined) return
+    const held = this.#requests.get(requestId)
+    if (held === undefined) return
     this.#requests.delete(requestId)
     void node
-    this.scheduler.after(this.network.delay(), () => onOutcome(reply))
+    this.scheduler.after(this.network.delay(), () => held.onOutcome(reply))
   }
 
   // ---- views --------------------------------------------------------------

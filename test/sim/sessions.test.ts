@@ -38,6 +38,29 @@ test('owner SIGKILL: a standby takes over and every acknowledged delta survives,
   assert.ok(takeover < 1_000, `first acknowledgement by the new owner ${takeover.toFixed(0)} ms after the kill`)
 }))
 
+// A killed agent's sockets are closed by the kernel: a terminal whose request
+// the owner held at the kill hears of it at once and retries at the new owner,
+// instead of waiting out its own request timeout (5 s here). Commits take 20 ms
+// so that the request is surely held when the owner dies.
+test('owner SIGKILL with a request in flight: the terminal\'s connection is reset, it does not wait for its timeout', () => withSeed(FILE, seedFor(42), (seed) => {
+  const cluster = sessionCluster(seed, 5, { fsyncMs: 20 })
+  const terminal = openTerminal(cluster, 't1', 'n0', 5_000)
+  terminal.appendMany(40, 10)
+  cluster.runUntil(() => terminal.acks.length >= 10, 10_000)
+  // The next append leaves 10 ms after this ack and reaches the owner within 3.
+  const at = cluster.nowMs + 15
+  cluster.runUntil(() => cluster.nowMs >= at, 100)
+  assert.ok(terminal.busy, 'a request is in flight')
+  const owner = terminal.owner as string
+  const killedAt = cluster.nowMs
+  cluster.crash(owner)
+  assert.ok(finish(cluster, [terminal], 40))
+  assert.is(terminal.failed, 0, terminal.errors.join('; '))
+  assert.equal(checkTerminal(cluster, terminal), [])
+  const takeover = terminal.takeovers[0] - killedAt
+  assert.ok(takeover < 1_000, `first acknowledgement by the new owner ${takeover.toFixed(0)} ms after the kill`)
+}))
+
 // Five nodes, a terminal appending 80 deltas; its owner is frozen for
 // `frozenMs` once 20 are acknowledged, then resumed and the terminal finishes.
 function freezeOwner (seed: number, frozenMs: number, checkWhileFrozen: (cluster: SimCluster, owner: string, sessionId: string) => void = () => {}) {
