@@ -36,6 +36,8 @@ import type { Latencies, SessionsRealResult } from './sessions-real.ts'
 import { benchRawStream } from './stream-raw.ts'
 import type { RawStreamResult } from './stream-raw.ts'
 import { benchSimScale, simScalePlan } from './sim-scale.ts'
+import { benchSimSessions } from './sim-sessions.ts'
+import type { SimSessionsResult } from './sim-sessions.ts'
 import type { SimScaleRun } from './sim-scale.ts'
 import { benchDeploy, deployMarkdown } from './deploy.ts'
 import type { DeployBenchResult } from './deploy.ts'
@@ -49,7 +51,7 @@ import { benchFailover, failoverMarkdown } from './failover.ts'
 import { benchStore, storeMarkdown } from './store.ts'
 import type { StoreResult } from './store.ts'
 import type { FailoverResult } from './failover.ts'
-import { fmt, log } from './lib.ts'
+import { fmt, log, median } from './lib.ts'
 import type { Spread } from './lib.ts'
 
 const selected = process.argv.slice(2)
@@ -70,6 +72,7 @@ type Results = {
   replication?: ReplicationResult
   store?: StoreResult
   simScale?: SimScaleRun[]
+  simSessions?: SimSessionsResult
   deploy?: DeployBenchResult
   fuzz?: FuzzResult
   flood?: FloodResult
@@ -95,7 +98,7 @@ function markdown (r: Results): string {
   if (r.sessions !== undefined) lines.push('', ...sessionsMarkdown(r.sessions))
   if (r.replication !== undefined) lines.push('', ...replicationMarkdown(r.replication))
   if (r.store !== undefined) lines.push('', ...storeMarkdown(r.store))
-  if (r.simScale !== undefined) lines.push('', ...simScaleMarkdown(r.simScale))
+  if (r.simScale !== undefined) lines.push('', ...simScaleMarkdown(r.simScale, r.simSessions))
   if (r.deploy !== undefined) lines.push('', ...deployMarkdown(r.deploy))
   if (r.fuzz !== undefined) lines.push('', ...fuzzMarkdown(r.fuzz))
   if (r.flood !== undefined) lines.push('', ...floodMarkdown(r.flood))
@@ -136,7 +139,7 @@ function sessionsMarkdown (s: NonNullable<Results['sessions']>): string[] {
 
 const q = (x: { p50: number | null; p99: number | null }): string => `${x.p50 === null ? '-' : fmt(x.p50)} / ${x.p99 === null ? '-' : fmt(x.p99)}`
 
-function simScaleMarkdown (runs: SimScaleRun[]): string[] {
+function simScaleMarkdown (runs: SimScaleRun[], idle?: SimSessionsResult): string[] {
   const lines = ['## `edge-agent sim` at scale (virtual time, churn scenario with sessions)', '',
     'One process per size. Wall and CPU time include the nodes joining and converging before the chaos phase (on a shared box the wall time also measures the neighbours; the CPU time is the run\'s own). ' +
     'Sizes marked (warm) began converged (`--warm-start`: every node handed every record in one exchange) instead of joining cold. ' +
@@ -146,6 +149,11 @@ function simScaleMarkdown (runs: SimScaleRun[]): string[] {
   for (const r of runs) {
     if ('failed' in r) lines.push(`| ${r.nodes} | ${r.durationS} | did not complete: ${r.failed} | | | | | | | | | | | |`)
     else lines.push(`| ${r.nodes}${r.warmStart === true ? ' (warm)' : ''} | ${r.durationS} | ${r.ok ? 'PASS' : 'FAIL'} | ${fmt(r.wallSeconds, 1)} | ${fmt(r.cpuSeconds ?? NaN, 1)} | ${fmt(r.peakRssMiB)} | ${fmt(r.nodeSecondsPerWallSecond)} | ${q(r.dissemination)} | ${q(r.lastDeadMs)} | ${q(r.takeover)} | ${fmt(r.bytesPerNodePerSec)} | ${fmt(r.messagesPerNodePerSec, 1)} | ${r.acknowledged} | ${r.falseDead} |`)
+  }
+  if (idle !== undefined) {
+    lines.push('', `Idle sessions in the simulator (bench/sim-sessions.ts): ${idle.sessions.toLocaleString('en')} sessions on ${idle.nodes} nodes, left idle (heartbeats and acks only), ` +
+      `${idle.cpuMsPerVirtualS.length} windows of ${idle.windowVirtualS} virtual s: ${fmt(median(idle.cpuMsPerVirtualS))} ms of CPU per virtual second, median (${idle.cpuMsPerVirtualS.map((x) => fmt(x)).join(', ')}); ` +
+      `${fmt(idle.nodeSecondsPerWallSecond, 1)} node-s per wall s.`)
   }
   return lines
 }
@@ -206,6 +214,7 @@ async function main (): Promise<void> {
   if (want('simscale')) {
     const sizes = (process.env.BENCH_SIM_SIZES ?? '100,1000').split(',').map(Number)
     results.simScale = simScalePlan(sizes).map((p) => benchSimScale(p.nodes, p.durationS, p.warmStart))
+    results.simSessions = benchSimSessions()
   }
   if (want('sessions')) {
     const rawStream = await benchRawStream()
