@@ -7,9 +7,7 @@
 //
 //   node bench/sim-sessions.ts            1,000 sessions on 5 nodes, 5 windows of 10 virtual s
 
-import { sessionsProfile } from '../agent/sessions/config.ts'
-import { SimCluster } from '../sim/cluster.ts'
-import { SimTerminal } from '../sim/terminal.ts'
+import { openTerminal, sessionCluster } from '../test/sim/session-helpers.ts'
 import { log, median } from './lib.ts'
 
 export type SimSessionsResult = {
@@ -25,18 +23,9 @@ export type SimSessionsResult = {
 export function benchSimSessions (nodes = 5, sessions = 1_000, windows = 5, windowVirtualS = 10, seed = 7): SimSessionsResult {
   log(`sim sessions: ${sessions} idle sessions on ${nodes} nodes`)
   // The heap is checked against a scan of every session only in tests.
-  const cluster = new SimCluster({ seed, nodes, sessions: sessionsProfile('lan'), verifyWake: false })
-  cluster.start()
-  if (!cluster.runUntil(() => cluster.running().length === nodes && cluster.converged(), 30_000, 10)) throw new Error('sim sessions: the cluster did not converge')
+  const cluster = sessionCluster(seed, nodes, { verifyWake: false })
   const ids = cluster.running().map((n) => n.id)
-  for (let i = 0; i < sessions; i++) {
-    const terminal = new SimTerminal(cluster, { terminalId: `idle-${i}`, entry: ids[i % ids.length], requestTimeoutMs: 600 })
-    let done = false
-    let opened = false
-    terminal.open((ok) => { done = true; opened = ok })
-    cluster.runUntil(() => done, 10_000)
-    if (!opened) throw new Error(`sim sessions: session ${i + 1} could not be opened: ${terminal.errors.join('; ')}`)
-  }
+  for (let i = 0; i < sessions; i++) openTerminal(cluster, `idle-${i}`, ids[i % ids.length])
   cluster.runUntil(() => false, 5_000)
   const cpuMsPerVirtualS: number[] = []
   const wall0 = performance.now()
