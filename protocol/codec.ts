@@ -48,7 +48,11 @@ const FRAME_LIMIT_BYTES: Record<MessageTypeName, number> = {
   'session-locate': MAX_SESSION_CONTROL_FRAME_BYTES,
   'session-location': MAX_SESSION_GROUP_FRAME_BYTES,
   'session-diagnose': MAX_SESSION_CONTROL_FRAME_BYTES,
-  'session-diagnosis': MAX_SESSION_CONTROL_FRAME_BYTES
+  'session-diagnosis': MAX_SESSION_CONTROL_FRAME_BYTES,
+  'session-quiesce': MAX_SESSION_CONTROL_FRAME_BYTES,
+  'session-quiesced': MAX_SESSION_CONTROL_FRAME_BYTES,
+  'session-beat': MAX_SESSION_CONTROL_FRAME_BYTES,
+  'session-beat-ack': MAX_SESSION_CONTROL_FRAME_BYTES
 }
 
 const TYPE_BY_NUMBER = new Map<number, MessageTypeName>(

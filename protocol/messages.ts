@@ -28,7 +28,11 @@ export const MESSAGE_TYPE = {
   'session-locate': 18,
   'session-location': 19,
   'session-diagnose': 20,
-  'session-diagnosis': 21
+  'session-diagnosis': 21,
+  'session-quiesce': 22,
+  'session-quiesced': 23,
+  'session-beat': 24,
+  'session-beat-ack': 25
 } as const
 
 export type MessageTypeName = keyof typeof MESSAGE_TYPE
@@ -293,9 +297,32 @@ export type SessionDiagnosis = {
   commitIndex: number
 }
 
+// Quiet sessions (agent/sessions/quiet.ts). Owner to member: nothing has
+// happened in this session for a while and every member holds all of it up to
+// `index` (of epoch `indexEpoch`), committed; the owner stops sending it
+// heartbeats and keeps the member's promise alive with one beat per pair of
+// agents instead. `boot` names the owner's process, `seq` orders this request
+// among the owner's appends of the session.
+export type SessionQuiesce = { type: 'session-quiesce'; sessionId: string; epoch: number; seq: number; index: number; indexEpoch: number; boot: number }
+
+// Member to owner: the session is quiet here (ok) under the member's token
+// (`boot`, `gen`), which its beat acks repeat while the promise stands; not ok
+// when the member's copy does not match.
+export type SessionQuiesced = { type: 'session-quiesced'; sessionId: string; epoch: number; seq: number; ok: boolean; boot: number; gen: number }
+
+// Owner agent to member agent, every heartbeat while it owns quiet sessions
+// there: "I am alive" for all of them at once.
+export type SessionBeat = { type: 'session-beat'; boot: number; seq: number }
+
+// Member agent to owner agent: the beat `seq` arrived; `boot`/`gen` is the
+// member's token for that owner (it changes when the member stops honouring a
+// quiet session on its own: its restart, a vote, a silent owner).
+export type SessionBeatAck = { type: 'session-beat-ack'; seq: number; boot: number; gen: number }
+
 export type SessionMessage =
   | SessionAppend | SessionAppendAck | SessionVoteRequest | SessionVote | SessionSnapshot
   | SessionOpen | SessionOpened | SessionLocate | SessionLocation | SessionDiagnose | SessionDiagnosis
+  | SessionQuiesce | SessionQuiesced | SessionBeat | SessionBeatAck
 
 export type Message = MembershipMessage | SessionMessage
 

@@ -20,6 +20,10 @@
 //   session-location      requestId, sessionId, found flag, epoch, owner, config, tokenHash
 //   session-diagnose      sessionId, nonce
 //   session-diagnosis     sessionId, nonce, epoch, serving flag, commitIndex
+//   session-quiesce       sessionId, epoch, seq, index, indexEpoch, boot
+//   session-quiesced      sessionId, epoch, seq, ok flag, boot, gen
+//   session-beat          boot, seq
+//   session-beat-ack      seq, boot, gen
 // with
 //   entries   count (≤ MAX_SESSION_ENTRIES), then per entry: index, epoch, kind u8,
 //             and the kind's fields: 1 create (info, config), 2 delta (clientSeq,
@@ -128,6 +132,31 @@ export function writeSessionBody (w: Writer, m: SessionMessage): void {
       writeFlag(w, m.serving, 'serving')
       w.varint(m.commitIndex)
       return
+    case 'session-quiesce':
+      writeText(w, m.sessionId, SESSION_ID, 'sessionId')
+      w.varint(m.epoch)
+      w.varint(m.seq)
+      w.varint(m.index)
+      w.varint(m.indexEpoch)
+      w.varint(m.boot)
+      return
+    case 'session-quiesced':
+      writeText(w, m.sessionId, SESSION_ID, 'sessionId')
+      w.varint(m.epoch)
+      w.varint(m.seq)
+      writeFlag(w, m.ok, 'ok')
+      w.varint(m.boot)
+      w.varint(m.gen)
+      return
+    case 'session-beat':
+      w.varint(m.boot)
+      w.varint(m.seq)
+      return
+    case 'session-beat-ack':
+      w.varint(m.seq)
+      w.varint(m.boot)
+      w.varint(m.gen)
+      return
   }
 }
 
@@ -216,6 +245,31 @@ export function readSessionBody (r: Reader, type: SessionTypeName): SessionMessa
       const epoch = r.varint('epoch')
       const serving = readFlag(r, 'serving')
       return { type, sessionId, nonce, epoch, serving, commitIndex: r.varint('commitIndex') }
+    }
+    case 'session-quiesce': {
+      const sessionId = readText(r, SESSION_ID, 'sessionId')
+      const epoch = r.varint('epoch')
+      const seq = r.varint('seq')
+      const index = r.varint('index')
+      const indexEpoch = r.varint('indexEpoch')
+      return { type, sessionId, epoch, seq, index, indexEpoch, boot: r.varint('boot') }
+    }
+    case 'session-quiesced': {
+      const sessionId = readText(r, SESSION_ID, 'sessionId')
+      const epoch = r.varint('epoch')
+      const seq = r.varint('seq')
+      const ok = readFlag(r, 'ok')
+      const boot = r.varint('boot')
+      return { type, sessionId, epoch, seq, ok, boot, gen: r.varint('gen') }
+    }
+    case 'session-beat': {
+      const boot = r.varint('boot')
+      return { type, boot, seq: r.varint('seq') }
+    }
+    case 'session-beat-ack': {
+      const seq = r.varint('seq')
+      const boot = r.varint('boot')
+      return { type, seq, boot, gen: r.varint('gen') }
     }
   }
 }

@@ -20,7 +20,7 @@ import type {
 
 // ---------------------------------------------------------------- fixtures
 
-// The membership types; session-codec.test.ts covers the session types (11–21).
+// The membership types; session-codec.test.ts covers the session types (11–25).
 type MembershipTypeName = MembershipMessage['type']
 const ALL_TYPES = Object.keys(MESSAGE_TYPE) as MessageTypeName[]
 const TYPES = ALL_TYPES.filter((type): type is MembershipTypeName => !type.startsWith('session-'))
@@ -375,7 +375,11 @@ test('maxFrameBytes() gives each message type its limit', () => {
     'session-locate': MAX_SESSION_CONTROL_FRAME_BYTES,
     'session-location': MAX_SESSION_GROUP_FRAME_BYTES,
     'session-diagnose': MAX_SESSION_CONTROL_FRAME_BYTES,
-    'session-diagnosis': MAX_SESSION_CONTROL_FRAME_BYTES
+    'session-diagnosis': MAX_SESSION_CONTROL_FRAME_BYTES,
+    'session-quiesce': MAX_SESSION_CONTROL_FRAME_BYTES,
+    'session-quiesced': MAX_SESSION_CONTROL_FRAME_BYTES,
+    'session-beat': MAX_SESSION_CONTROL_FRAME_BYTES,
+    'session-beat-ack': MAX_SESSION_CONTROL_FRAME_BYTES
   }
   for (const type of ALL_TYPES) assert.is(maxFrameBytes(type), expected[type], type)
 })
@@ -404,7 +408,7 @@ test('decode() refuses a frame of another protocol version', () => {
 test('decode() refuses unknown message types', () => {
   refused(decode(frame(99)), 'unknown message type 99')
   refused(decode(frame(0)), 'unknown message type 0')
-  refused(decode(frame(22)), 'unknown message type 22')
+  refused(decode(frame(26)), 'unknown message type 26')
 })
 
 for (const type of TYPES) {

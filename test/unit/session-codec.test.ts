@@ -72,7 +72,11 @@ const SAMPLES: Record<SessionTypeName, SessionMessage> = {
   'session-locate': { type: 'session-locate', requestId: 13, sessionId: SID },
   'session-location': { type: 'session-location', requestId: 13, sessionId: SID, found: true, epoch: 3, owner: PEER_A, config: TRIO, tokenHash: HASH },
   'session-diagnose': { type: 'session-diagnose', sessionId: SID, nonce: 2 ** 40 },
-  'session-diagnosis': { type: 'session-diagnosis', sessionId: SID, nonce: 2 ** 40, epoch: 3, serving: true, commitIndex: 4 }
+  'session-diagnosis': { type: 'session-diagnosis', sessionId: SID, nonce: 2 ** 40, epoch: 3, serving: true, commitIndex: 4 },
+  'session-quiesce': { type: 'session-quiesce', sessionId: SID, epoch: 3, seq: 18, index: 7, indexEpoch: 3, boot: 2 ** 40 },
+  'session-quiesced': { type: 'session-quiesced', sessionId: SID, epoch: 3, seq: 18, ok: true, boot: 2 ** 40, gen: 2 },
+  'session-beat': { type: 'session-beat', boot: 2 ** 40, seq: 5 },
+  'session-beat-ack': { type: 'session-beat-ack', seq: 5, boot: 2 ** 40, gen: 2 }
 }
 
 function nested (depth: number): JsonValue {
@@ -104,7 +108,11 @@ const WORST: Record<Exclude<SessionTypeName, 'session-append' | 'session-vote' |
   'session-locate': { type: 'session-locate', requestId: MAX, sessionId: LONG_SID },
   'session-location': { type: 'session-location', requestId: MAX, sessionId: LONG_SID, found: true, epoch: MAX, owner: LONG_PEER, config: MAX_CONFIG, tokenHash: HASH },
   'session-diagnose': { type: 'session-diagnose', sessionId: LONG_SID, nonce: MAX },
-  'session-diagnosis': { type: 'session-diagnosis', sessionId: LONG_SID, nonce: MAX, epoch: MAX, serving: false, commitIndex: MAX }
+  'session-diagnosis': { type: 'session-diagnosis', sessionId: LONG_SID, nonce: MAX, epoch: MAX, serving: false, commitIndex: MAX },
+  'session-quiesce': { type: 'session-quiesce', sessionId: LONG_SID, epoch: MAX, seq: MAX, index: MAX, indexEpoch: MAX, boot: MAX },
+  'session-quiesced': { type: 'session-quiesced', sessionId: LONG_SID, epoch: MAX, seq: MAX, ok: true, boot: MAX, gen: MAX },
+  'session-beat': { type: 'session-beat', boot: MAX, seq: MAX },
+  'session-beat-ack': { type: 'session-beat-ack', seq: MAX, boot: MAX, gen: MAX }
 }
 
 const manyDeltas = (first: number, count: number, epoch: number): LogEntry[] =>
@@ -134,6 +142,9 @@ const EDGES: Array<[string, SessionMessage]> = [
   ['a location not found: no owner, empty group, no token hash', { type: 'session-location', requestId: 1, sessionId: SID, found: false, epoch: 0, owner: '', config: EMPTY_GROUP, tokenHash: '' }],
   ['a location whose owner is unknown', { type: 'session-location', requestId: 1, sessionId: SID, found: true, epoch: 4, owner: '', config: PAIR, tokenHash: HASH }],
   ['a diagnosis that is not serving', { type: 'session-diagnosis', sessionId: SID, nonce: 0, epoch: 0, serving: false, commitIndex: 0 }],
+  ['a quiesced that is not ok', { type: 'session-quiesced', sessionId: SID, epoch: 3, seq: 18, ok: false, boot: 0, gen: 0 }],
+  ['a beat of zeros', { type: 'session-beat', boot: 0, seq: 0 }],
+  ['a beat ack of zeros', { type: 'session-beat-ack', seq: 0, boot: 0, gen: 0 }],
   ...Object.values(WORST).map((m): [string, SessionMessage] => [`the largest ${m.type}`, m])
 ]
 
@@ -184,7 +195,11 @@ const RAW = {
   'session-locate': { requestId: vi(13), sessionId: txt(SID) },
   'session-location': { requestId: vi(13), sessionId: txt(SID), found: u8(1), epoch: vi(3), owner: txt(PEER_A), config: RAW_PAIR, tokenHash: txt(HASH) },
   'session-diagnose': { sessionId: txt(SID), nonce: vi(99) },
-  'session-diagnosis': { sessionId: txt(SID), nonce: vi(99), epoch: vi(3), serving: u8(1), commitIndex: vi(4) }
+  'session-diagnosis': { sessionId: txt(SID), nonce: vi(99), epoch: vi(3), serving: u8(1), commitIndex: vi(4) },
+  'session-quiesce': { sessionId: txt(SID), epoch: vi(3), seq: vi(2), index: vi(5), indexEpoch: vi(3), boot: vi(300) },
+  'session-quiesced': { sessionId: txt(SID), epoch: vi(3), seq: vi(2), ok: u8(1), boot: vi(300), gen: vi(1) },
+  'session-beat': { boot: vi(300), seq: vi(8) },
+  'session-beat-ack': { seq: vi(8), boot: vi(300), gen: vi(1) }
 } satisfies Record<SessionTypeName, Record<string, Part>>
 
 // What the RAW frames mean.
@@ -202,7 +217,11 @@ const RAW_MEANS: Record<SessionTypeName, SessionMessage> = {
   'session-locate': { type: 'session-locate', requestId: 13, sessionId: SID },
   'session-location': { type: 'session-location', requestId: 13, sessionId: SID, found: true, epoch: 3, owner: PEER_A, config: PAIR, tokenHash: HASH },
   'session-diagnose': { type: 'session-diagnose', sessionId: SID, nonce: 99 },
-  'session-diagnosis': { type: 'session-diagnosis', sessionId: SID, nonce: 99, epoch: 3, serving: true, commitIndex: 4 }
+  'session-diagnosis': { type: 'session-diagnosis', sessionId: SID, nonce: 99, epoch: 3, serving: true, commitIndex: 4 },
+  'session-quiesce': { type: 'session-quiesce', sessionId: SID, epoch: 3, seq: 2, index: 5, indexEpoch: 3, boot: 300 },
+  'session-quiesced': { type: 'session-quiesced', sessionId: SID, epoch: 3, seq: 2, ok: true, boot: 300, gen: 1 },
+  'session-beat': { type: 'session-beat', boot: 300, seq: 8 },
+  'session-beat-ack': { type: 'session-beat-ack', seq: 8, boot: 300, gen: 1 }
 }
 
 function frame (type: SessionTypeName | number, parts: Part[]): Uint8Array {
@@ -301,7 +320,7 @@ test('the largest control and group frames fit their limits with the documented 
   // limits.ts quotes these two: the largest of each class.
   assert.is(sizes['session-vote-request'], 295)
   assert.is(sizes['session-opened'], 2_876)
-  for (const type of ['session-append-ack', 'session-locate', 'session-diagnose', 'session-diagnosis']) assert.ok(sizes[type] <= 294, type)
+  for (const type of ['session-append-ack', 'session-locate', 'session-diagnose', 'session-diagnosis', 'session-quiesce', 'session-quiesced', 'session-beat', 'session-beat-ack']) assert.ok(sizes[type] <= 294, type)
   for (const type of ['session-open', 'session-location']) assert.ok(sizes[type] <= 2_876, type)
 })
 
@@ -361,7 +380,7 @@ test('decode() refuses a bad sessionId in every type that carries one', () => {
     ['a'.repeat(MAX_SESSION_ID_CHARS + 1), `sessionId of ${MAX_SESSION_ID_CHARS + 1} bytes exceeds the ${MAX_SESSION_ID_CHARS}-byte limit`],
     [Uint8Array.of(0x61, 0xff), 'sessionId is not valid UTF-8']
   ]
-  assert.is(TYPES_WITH_SESSION_ID.length, 9)
+  assert.is(TYPES_WITH_SESSION_ID.length, 11)
   for (const type of TYPES_WITH_SESSION_ID) {
     for (const [value, fragment] of bad) refused(decode(raw(type, { sessionId: txt(value) } as never)), fragment)
     const longest = type === 'session-snapshot' ? { sessionId: txt(LONG_SID), info: rawInfo({ sessionId: LONG_SID }) } : { sessionId: txt(LONG_SID) }
@@ -455,7 +474,7 @@ test('decode() refuses positions as records do, wherever a session info appears'
   assert.is(none.type === 'session-open' && none.info.position, null)
 })
 
-const NUMBER_FIELDS = new Set(['epoch', 'seq', 'prevIndex', 'prevEpoch', 'commitIndex', 'matchIndex', 'lastIndex', 'lastEpoch', 'requestId', 'status', 'nonce', 'index', 'indexEpoch', 'lastClientSeq'])
+const NUMBER_FIELDS = new Set(['epoch', 'seq', 'prevIndex', 'prevEpoch', 'commitIndex', 'matchIndex', 'lastIndex', 'lastEpoch', 'requestId', 'status', 'nonce', 'index', 'indexEpoch', 'lastClientSeq', 'boot', 'gen'])
 
 test('decode() refuses a varint over MAX_SAFE_INTEGER or not minimal in every number field of every type', () => {
   let checked = 0
@@ -468,7 +487,7 @@ test('decode() refuses a varint over MAX_SAFE_INTEGER or not minimal in every nu
       checked++
     }
   }
-  assert.is(checked, 33)
+  assert.is(checked, 47)
 })
 
 test('decode() refuses an opened status outside 100..599', () => {
@@ -481,8 +500,11 @@ test('decode() refuses boolean bytes other than 0 and 1', () => {
   refused(decode(raw('session-vote', { granted: u8(255) })), 'granted byte 255 is neither 0 nor 1')
   refused(decode(raw('session-location', { found: u8(2) })), 'found byte 2 is neither 0 nor 1')
   refused(decode(raw('session-diagnosis', { serving: u8(7) })), 'serving byte 7 is neither 0 nor 1')
+  refused(decode(raw('session-quiesced', { ok: u8(7) })), 'ok byte 7 is neither 0 nor 1')
   const nack = ok(decode(raw('session-append-ack', { ok: u8(0) })))
   assert.is(nack.type === 'session-append-ack' && nack.ok, false)
+  const declined = ok(decode(raw('session-quiesced', { ok: u8(0) })))
+  assert.is(declined.type === 'session-quiesced' && declined.ok, false)
 })
 
 // ---------------------------------------------------------------- groups
@@ -683,6 +705,11 @@ test('encode() throws RangeError for every message a peer would refuse', () => {
     ['a number for a boolean', { ...SAMPLES['session-append-ack'], ok: 1 } as unknown as Message],
     ['negative epoch', { ...SAMPLES['session-diagnosis'], epoch: -1 } as Message],
     ['fractional seq', { ...SAMPLES['session-append-ack'], seq: 1.5 } as Message],
+    ['a number for ok in a quiesced', { ...SAMPLES['session-quiesced'], ok: 1 } as unknown as Message],
+    ['bad sessionId in a quiesce', { ...SAMPLES['session-quiesce'], sessionId: 'a b' } as Message],
+    ['fractional boot in a beat', { ...SAMPLES['session-beat'], boot: 1.5 } as Message],
+    ['negative gen in a beat ack', { ...SAMPLES['session-beat-ack'], gen: -1 } as Message],
+    ['boot over MAX_SAFE_INTEGER in a quiesce', { ...SAMPLES['session-quiesce'], boot: 2 ** 53 } as Message],
     ['non-consecutive entries', appendOf([delta(2, 1, 1), delta(4, 1, 2)])],
     ['first entry not after prevIndex', appendOf([delta(3, 1, 1)])],
     ['entry epoch above the message epoch', appendOf([delta(2, 4, 1)])],
@@ -732,7 +759,7 @@ function neverThrows (bytes: Uint8Array): boolean {
 }
 
 test(`decode() never throws on random bodies behind a session header (fast-check seed ${SEED})`, () => {
-  const arbitrary = fc.tuple(fc.integer({ min: 11, max: 21 }), fc.uint8Array({ maxLength: 600 }))
+  const arbitrary = fc.tuple(fc.integer({ min: 11, max: 25 }), fc.uint8Array({ maxLength: 600 }))
   fc.assert(fc.property(arbitrary, ([type, body]) => {
     const bytes = new Uint8Array(body.length + 2)
     bytes[0] = PROTOCOL_VERSION
