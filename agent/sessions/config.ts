@@ -74,6 +74,10 @@ export type SessionsConfig = {
   weightDistance: number
   // Sessions this agent holds at most (as owner or standby).
   maxSessions: number
+  // An owner whose session has logged nothing for this long (and is otherwise
+  // settled) asks its members to go quiet: no per-session heartbeats, one beat
+  // per pair of agents instead (quiet.ts). 0: never.
+  quietAfterMs: number
   // Test only, never read from flags or files: makes the core wrong on purpose
   // so a test can show the simulator's checkers catch it.
   plantedFault?: 'ack-before-replication'
@@ -101,7 +105,8 @@ const lan: SessionsConfig = {
   weightRing: 1,
   weightLoad: 1,
   weightDistance: 1,
-  maxSessions: 100_000
+  maxSessions: 100_000,
+  quietAfterMs: 1_000
 }
 
 const wan: SessionsConfig = {
@@ -113,7 +118,8 @@ const wan: SessionsConfig = {
   voteTimeoutMs: 1_500,
   writeTimeoutMs: 5_000,
   memberStaleMs: 5_000,
-  repairDelayMs: 10_000
+  repairDelayMs: 10_000,
+  quietAfterMs: 5_000
 }
 
 const local: SessionsConfig = { ...lan }
@@ -147,7 +153,8 @@ const RULES: Rule[] = [
   { key: 'weightRing', min: 0, max: 100, integer: false },
   { key: 'weightLoad', min: 0, max: 100, integer: false },
   { key: 'weightDistance', min: 0, max: 100, integer: false },
-  { key: 'maxSessions', min: 1, max: 10_000_000, integer: true }
+  { key: 'maxSessions', min: 1, max: 10_000_000, integer: true },
+  { key: 'quietAfterMs', min: 0, max: 86_400_000, integer: true }
 ]
 
 export const SESSIONS_KEYS: string[] = [...RULES.map((rule) => rule.key), 'writeConcern']

@@ -71,6 +71,8 @@ export function appendEntry (ctx: Ctx, r: Replica, body: EntryBody): number {
   const index = r.log.lastIndex + 1
   const entry = { index, epoch: r.epoch, body }
   r.log.append(entry)
+  r.activeAtMs = ctx.now
+  r.quietAsk = null
   ctx.persist({ kind: 'session-entries', sessionId: r.id, entries: [entry] })
   return index
 }
@@ -159,6 +161,7 @@ export function heartbeat (ctx: Ctx, r: Replica): void {
   // session, in syscalls and encryption).
   const hb = ctx.config.heartbeatMs
   r.heartbeatAtMs = (Math.floor(ctx.now / hb) + 1) * hb
+  if (ctx.quiet.holdsHeartbeat(ctx, r)) return
   for (const [peer, progress] of r.progress) replicateTo(ctx, r, peer, progress, true)
 }
 
@@ -202,7 +205,7 @@ export function leaseValid (ctx: Ctx, r: Replica): boolean {
   for (const peer of group) {
     if (peer === ctx.self) continue
     const p = r.progress.get(peer)
-    if (p !== undefined && p.promiseUntilMs > ctx.now) promised++
+    if (p !== undefined && (p.promiseUntilMs > ctx.now || (r.quiet !== null && ctx.quiet.promiseUntil(ctx, r, peer) > ctx.now))) promised++
   }
   return promised >= majority(group.length)
 }

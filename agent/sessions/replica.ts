@@ -10,6 +10,7 @@ import { MAX_DEDUP_RECENT } from '../../protocol/limits.ts'
 import type { PeerKey, Random } from '../core/io.ts'
 import type { SessionsConfig } from './config.ts'
 import type { AskedStreams } from './group-streams.ts'
+import type { QuietAsk, QuietMember, QuietOwner, QuietPeers } from './quiet.ts'
 import { ReplicaLog } from './log.ts'
 import { keptStateBytes, snapshotOfText } from './snapshot-text.ts'
 import { SNAPSHOT_MAX_WAIT_MS } from './snapshot-budget.ts'
@@ -26,6 +27,8 @@ export interface Ctx {
   readonly now: number
   // This agent's snapshots, counted across its sessions (snapshot-budget.ts).
   readonly snapshotBudget: SnapshotBudget
+  // Quiet sessions' beats and tokens (quiet.ts).
+  readonly quiet: QuietPeers
   send (to: PeerKey, message: SessionMessage): void
   persist (record: SessionDurable): void
   emit (event: SessionEvent): void
@@ -144,6 +147,12 @@ export type Replica = {
   wakeFiledMs: number
   // Terminals' requests held while the owner is in doubt, oldest first.
   parked: Parked[]
+  // Quiet (quiet.ts): as owner or member, or null; an owner's request under way.
+  quiet: QuietOwner | QuietMember | null
+  quietAsk: QuietAsk | null
+  // Owner side: when an entry was last logged (or the session woke), for
+  // quietAfterMs.
+  activeAtMs: number
 }
 
 // The owner's lease counts a member's promise for only this share of
@@ -189,7 +198,10 @@ export function newReplica (info: SessionInfo, nowMs: number): Replica {
     connectedTo: [],
     streamsCheckedAtMs: 0,
     wakeFiledMs: NaN,
-    parked: []
+    parked: [],
+    quiet: null,
+    quietAsk: null,
+    activeAtMs: nowMs
   }
 }
 

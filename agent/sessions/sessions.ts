@@ -19,6 +19,7 @@ import { STREAMS_RECHECK_MS, streamsToAsk } from './group-streams.ts'
 import { config, newReplica, restoreReplica, voters } from './replica.ts'
 import { SnapshotBudget } from './snapshot-budget.ts'
 import { SessionWakes } from './wakes.ts'
+import { QuietPeers } from './quiet.ts'
 import type { Ctx, ParkableCommand, Replica, ReplyTarget } from './replica.ts'
 import { dueParked, park } from './parked.ts'
 import type { Service } from './services.ts'
@@ -37,6 +38,9 @@ export type SessionsOptions = {
   // Check every nextWakeMs against a scan of every session, and throw if they
   // differ (the simulator does, so its sweeps check the wake-up heap).
   verifyWake?: boolean
+  // This process's name in quiet sessions' tokens (quiet.ts), below 2^48; the
+  // host draws it at each start. Default: drawn from `random`.
+  bootId?: number
 }
 
 // Constant-time equality of two hex hashes: every character is looked at, so the
@@ -76,6 +80,8 @@ export class Sessions {
   #ctxObject: Ctx | null = null
   // The sessions' wake-ups, kept in a heap (nextWakeMs).
   readonly #wakes: SessionWakes
+  // Quiet sessions' beats and tokens (quiet.ts).
+  readonly #quiet: QuietPeers
 
   constructor (options: SessionsOptions) {
     this.self = options.directory.self
@@ -86,6 +92,7 @@ export class Sessions {
     this.#services = options.services
     this.#tokensEqual = options.tokenHashesEqual ?? constantTimeEqual
     this.#wakes = new SessionWakes(options.config.ownerTimeoutMs, options.verifyWake ?? false)
+    this.#quiet = new QuietPeers(options.bootId ?? QuietPeers.drawBoot((n) => options.random.nextInt(n)), (r) => this.#wakes.touched(r))
     this.#now = options.nowMs
     const ctx = this.#ctx()
     for (const stored of options.stored) {
@@ -99,11 +106,23 @@ export class Sessions {
     this.#out = []
     this.#now = input.nowMs
     if (input.kind === 'receive') {
+      const message = input.message
+      // Beats concern the agents' quiet sessions together (quiet.ts).
+      if (message.type === 'session-beat') {
+        this.#quiet.onBeat(this.#ctx(), input.from, message)
+        return this.#out
+      }
+      if (message.type === 'session-beat-ack') {
+        this.#quiet.onBeatAck(this.#ctx(), input.from, message)
+        return this.#out
+      }
       // A message concerns one session: only that one is looked at again, so a
       // burst of appends costs O(messages), not O(messages x sessions). Every
       // other replica's timers are due at nextWakeMs, when the host ticks.
-      this.#onMessage(input.from, input.message)
-      const id = 'sessionId' in input.message ? input.message.sessionId : null
+      const id = 'sessionId' in message ? message.sessionId : null
+      const quiet = id === null ? undefined : this.#replicas.get(id)
+      if (quiet !== undefined && quiet.quiet !== null) this.#quiet.onMessageFor(this.#ctx(), quiet, input.from, message)
+      this.#onMessage(input.from, message)
       const r = id === null ? undefined : this.#replicas.get(id)
       if (r !== undefined) {
         this.#tickReplica(this.#ctx(), r)
@@ -116,6 +135,7 @@ export class Sessions {
       return this.#out
     }
     if (input.kind === 'command') {
+      this.#wakeFor(input.command)
       this.#onCommand(input.command)
       // A terminal's request about one session, like a message: only that
       // session is looked at again (a burst of appends from many terminals then
@@ -140,7 +160,7 @@ export class Sessions {
 
   // The earliest time anything here is due (wakes.ts keeps the sessions').
   nextWakeMs (): number {
-    let next = Infinity
+    let next = this.#quiet.nextWakeMs(this.#ctx())
     if (this.#pending.size > 0) for (const pending of this.#pending.values()) next = Math.min(next, pending.deadlineMs)
     return this.#wakes.next(this.#replicas, next)
   }
@@ -162,6 +182,21 @@ export class Sessions {
     return this.#replicas.get(sessionId)
   }
 
+  // Sessions held quiet here, as owner or member (quiet.ts).
+  quietCount (): number {
+    return this.#quiet.count()
+  }
+
+  // A terminal's request wakes its quiet session where this agent owns it
+  // (a read or a resume need not: the lease holds through the beats); a lost
+  // peer wakes whatever is quiet with it.
+  #wakeFor (command: SessionCommand): void {
+    if (command.type === 'disconnected' || command.type === 'unreachable') return this.#quiet.peerLost(this.#ctx(), command.peer)
+    if (command.type === 'open' || command.type === 'list' || command.type === 'get' || command.type === 'resume') return
+    const r = this.#replicas.get(command.sessionId)
+    if (r?.quiet?.kind === 'owner') this.#quiet.wakeOwner(this.#ctx(), r)
+  }
+
   // ---- plumbing -----------------------------------------------------------
 
   // The window the per-session functions get on this core: one object for the
@@ -178,6 +213,7 @@ export class Sessions {
       random: this.#random,
       get now () { return core.#now },
       snapshotBudget: this.#snapshotBudget,
+      quiet: this.#quiet,
       send: (to, message) => { if (to !== this.self) this.#out.push({ kind: 'send', to, message }) },
       persist: (record) => { this.#out.push({ kind: 'persist', record }) },
       emit: (event) => { this.#out.push({ kind: 'event', event }) },
@@ -217,7 +253,8 @@ export class Sessions {
       this.#pending.delete(id)
       this.#out.push({ kind: 'reply', requestId: pending.requestId, reply: { status: 503, body: { error: pending.kind === 'open' ? 'the owner-to-be did not answer in time' : 'could not find the session in time', retryAfterMs: 200 } } })
     }
-    for (const r of [...this.#replicas.values()]) this.#tickReplica(ctx, r)
+    this.#quiet.tick(ctx)
+    for (const r of [...this.#replicas.values()]) if (r.quiet === null) this.#tickReplica(ctx, r)
   }
 
   #tickReplica (ctx: Ctx, r: Replica): void {
@@ -229,11 +266,13 @@ export class Sessions {
   }
 
   #tickRole (ctx: Ctx, r: Replica): void {
+    if (r.quiet !== null) return
     if (r.role !== 'owner' && (r.defunct || (r.closed && r.appliedIndex >= r.commitIndex))) return this.#forget(ctx, r)
     if (r.role === 'owner') {
       if (ctx.now >= r.heartbeatAtMs) heartbeat(ctx, r)
       expireWaiters(ctx, r)
       maintainGroup(ctx, r)
+      this.#quiet.maybeQuiesce(ctx, r)
       if (r.closed) {
         // The members hold the close but may not know it committed: tell them
         // now, as nothing will after this (else they would stand for election
@@ -248,6 +287,7 @@ export class Sessions {
   }
 
   #forget (ctx: Ctx, r: Replica): void {
+    this.#quiet.forget(ctx, r)
     this.#replicas.delete(r.id)
     ctx.persist({ kind: 'session-delete', sessionId: r.id })
     ctx.emit({ type: 'session-closed', sessionId: r.id })
@@ -279,6 +319,10 @@ export class Sessions {
       case 'session-opened': return this.#onOpened(message.requestId, message.status, message.reason, message.epoch, message.owner, message.config)
       case 'session-locate': return this.#onLocate(from, message.requestId, message.sessionId)
       case 'session-location': return this.#onLocation(message)
+      case 'session-quiesce': return this.#quiet.onQuiesce(ctx, this.#replicas.get(message.sessionId), from, message)
+      case 'session-quiesced': return this.#withReplica(message.sessionId, (r) => this.#quiet.onQuiesced(ctx, r, from, message))
+      // Handled in step().
+      case 'session-beat': case 'session-beat-ack': return
     }
   }
 
@@ -289,8 +333,12 @@ export class Sessions {
 
   // Asks the host to keep streams open to the other members of a group we are
   // in (agent/sessions/group-streams.ts says when and why).
+  // Quiet sessions too (quiet.ts): a member restarted while they were quiet
+  // is reached again before the next takeover needs it.
   #connectGroup (r: Replica): void {
     const recheck = this.#now - r.streamsCheckedAtMs >= STREAMS_RECHECK_MS
+    // Nothing changes a quiet session's group (any change wakes it first).
+    if (r.quiet !== null && !recheck) return
     if (recheck) r.streamsCheckedAtMs = this.#now
     const asked = streamsToAsk(r.connectedTo, voters(r), (peer) => this.#directory.record(peer)?.incarnation ?? -1, recheck)
     if (asked === null) return

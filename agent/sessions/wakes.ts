@@ -82,6 +82,8 @@ export class SessionWakes {
   }
 
   #wakeOf (r: Replica): number {
+    // A quiet session's timers are its agent's beats (quiet.ts).
+    if (r.quiet !== null) return Infinity
     if (r.role === 'owner') return Math.min(r.heartbeatAtMs, nextWaiterDeadline(r))
     return Math.min(nextParkedDeadline(r), nextElectionWake(r) + (r.role === 'standby' && !r.ownerGone && r.diagnosis === null ? this.#ownerTimeoutMs : 0))
   }

@@ -2,6 +2,7 @@
 // in order, a member directory whose statuses the test sets, log entries for the
 // `log` service, and replicas built through the exported functions.
 
+import { QuietPeers } from '../../agent/sessions/quiet.ts'
 import { SeededRandom } from '../../agent/core/random.ts'
 import type { PeerKey } from '../../agent/core/io.ts'
 import { sessionsProfile } from '../../agent/sessions/config.ts'
@@ -83,6 +84,7 @@ export class FakeCtx implements Ctx {
   now: number
   // Its own unless a test shares one between contexts (one agent's sessions).
   snapshotBudget: SnapshotBudget
+  readonly quiet = new QuietPeers(1, () => {})
   // Effects since the last take(), in the order they were produced.
   effects: Recorded[] = []
   // Every append or snapshot ever sent, per peer (acks echo their seq).
