@@ -105,6 +105,7 @@ export class Agent {
       net: () => this.#net.stats(),
       eventLoopLagP99Ms: () => this.#load.eventLoopLagP99Ms,
       sessions: () => this.#sessions.list(),
+      quietSessions: () => this.#sessions.quietCount(),
       faults: parts.faults === null ? null : () => (parts.faults as FaultGate).counts()
     })
     this.#store = parts.store

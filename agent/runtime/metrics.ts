@@ -17,6 +17,8 @@ export type MetricsSources = {
   net: () => NetStats
   eventLoopLagP99Ms: () => number
   sessions: () => Array<{ role: string }>
+  // Sessions held quiet (agent/sessions/quiet.ts), as owner or member.
+  quietSessions?: () => number
   // The fault-injection gate's counts; null when the gate is off (no metric then).
   faults?: (() => FaultCounts) | null
 }
@@ -119,6 +121,8 @@ export class AgentMetrics {
         for (const [role, count] of counts) this.set({ role }, count)
       }
     })
+    const quiet = sources.quietSessions
+    if (quiet !== undefined) new Gauge({ name: 'edge_agent_sessions_quiet', help: 'Sessions held quiet here (owner or member): idle, kept by one beat per pair of agents instead of per-session heartbeats', registers, collect () { this.set(quiet()) } })
   }
 
   observeSession (event: SessionEvent): void {

@@ -76,7 +76,9 @@ export class SessionsHost {
       services: parts.services,
       stored: parts.stored ?? parts.store.load(),
       nowMs: monotonic.nowMs(),
-      tokenHashesEqual
+      tokenHashesEqual,
+      // Names this process in quiet sessions' tokens: never the same twice.
+      bootId: randomBytes(6).readUIntLE(0, 6)
     })
     this.#driver = new CoreDriver(this.#core, monotonic, (effects) => this.#perform(effects), { groupCommit: true })
     this.#driver.step({ kind: 'tick' })
@@ -88,6 +90,10 @@ export class SessionsHost {
 
   list (): ReturnType<Sessions['list']> {
     return this.#core.list()
+  }
+
+  quietCount (): number {
+    return this.#core.quietCount()
   }
 
   members (sessionId: string): string[] | null {

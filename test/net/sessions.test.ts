@@ -124,4 +124,50 @@ test('a terminal appends through an owner SIGKILL and an owner SIGSTOP; nothing 
   }
 })()))
 
+// Quiet sessions (agent/sessions/quiet.ts) on real agents: idle sessions stop
+// their per-session heartbeats (the agents' metric counts every copy quiet),
+// and an owner SIGKILLed while its session is quiet is taken over: the
+// terminal's next appends are acknowledged by a standby, nothing lost.
+test('idle sessions go quiet on real agents; an owner SIGKILLed while quiet is taken over, nothing acknowledged lost', () => withTimeout((async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-quiet-'))
+  const configFile = join(dir, 'config.json')
+  writeFileSync(configFile, JSON.stringify({ sessions: { loadThreshold: 1, quietAfterMs: 500 } }))
+  const cluster = await LocalCluster.start({ nodes: 3, services: 'log', configure: () => ({ extraArgs: ['--config', configFile] }) })
+  const client = new EdgeClient({ agents: cluster.agents.map((a) => a.http), requestTimeoutMs: 500, deadlineMs: 20_000 })
+  const quietCopies = async (): Promise<number> => {
+    let total = 0
+    for (const agent of cluster.agents) {
+      if (!agent.running) continue
+      const text = await (await fetch(`${agent.http}/metrics`)).text()
+      total += Number(/^edge_agent_sessions_quiet (\d+)/m.exec(text)?.[1] ?? NaN)
+    }
+    return total
+  }
+  try {
+    await cluster.waitConverged(30_000)
+    const sessions = []
+    for (let i = 0; i < 3; i++) sessions.push(await client.open({ terminalId: `idle-${i}`, service: 'log' }))
+    for (const session of sessions) for (let i = 0; i < 3; i++) await session.append({ append: `before-${i}` })
+    const deadline = Date.now() + 15_000
+    let quiet = await quietCopies()
+    while (quiet < 9 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      quiet = await quietCopies()
+    }
+    assert.is(quiet, 9, 'every copy of the 3 sessions (owner and two standbys each) is quiet')
+
+    const session = sessions[0]
+    const owner = agentById(cluster, (session.owner as { id: string }).id)
+    owner.signal('SIGKILL')
+    for (let i = 0; i < 5; i++) await session.append({ append: `after-${i}` })
+    assert.is.not((session.owner as { id: string }).id, owner.id, 'a standby took over')
+    const state = await session.get()
+    assert.equal(state.state, ['before-0', 'before-1', 'before-2', 'after-0', 'after-1', 'after-2', 'after-3', 'after-4'])
+  } finally {
+    client.destroy()
+    await cluster.destroy()
+    rmSync(dir, { recursive: true, force: true })
+  }
+})()))
+
 test.run()
