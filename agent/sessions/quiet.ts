@@ -267,7 +267,9 @@ export class QuietPeers {
   // A frame about a quiet session: wakes it unless harmless.
   onMessageFor (ctx: Ctx, r: Replica, from: PeerKey, msg: SessionMessage): void {
     const q = r.quiet
-    if (q === null) return
+    // Another agent looking for the session (a terminal's request there) only
+    // reads who owns it.
+    if (q === null || msg.type === 'session-locate') return
     if (q.kind === 'owner') {
       const harmless = msg.type === 'session-quiesced' || (msg.type === 'session-append-ack' && msg.epoch === r.epoch && msg.ok)
       if (!harmless) this.wakeOwner(ctx, r)

@@ -179,6 +179,11 @@ test('quiet member: an append sent before the request changes nothing; one sent 
   early.ctx.quiet.onBeat(early.ctx, 'A', { type: 'session-beat', boot: 500, seq: 1 })
   assert.is((early.ctx.sends('session-beat-ack')[0].message as { gen: number }).gen, 0, 'woken by its owner: same token')
 
+  const located = member()
+  located.ctx.quiet.onQuiesce(located.ctx, located.r, 'A', request())
+  located.ctx.quiet.onMessageFor(located.ctx, located.r, 'C', { type: 'session-locate', requestId: 1, sessionId: SESSION })
+  assert.is(located.r.quiet?.kind, 'member', 'another agent looking for the session only reads')
+
   const vote = member()
   vote.ctx.quiet.onQuiesce(vote.ctx, vote.r, 'A', request())
   vote.ctx.quiet.onMessageFor(vote.ctx, vote.r, 'C', { type: 'session-vote-request', sessionId: SESSION, epoch: 2, candidate: 'C', lastIndex: 2, lastEpoch: 1, commitIndex: 2, preVote: true })
