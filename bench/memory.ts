@@ -24,10 +24,13 @@ export type MemorySample = {
   opened: number
   // Per agent, in cluster order.
   held: number[]
+  // Of those, the copies held quiet (agent/sessions/quiet.ts; absent in older results).
+  quiet?: number[]
   rssMiB: number[]
   heapUsedMiB: number[]
-  // CPU time over the sample's 4 s, % of one core (idle sessions are not free:
-  // each owner heartbeats its standbys every sessions.heartbeatMs).
+  // CPU time over the sample's 4 s, % of one core (an awake session's owner
+  // heartbeats its standbys every sessions.heartbeatMs; a quiet one's agent
+  // beats each peer once for all of them).
   cpuPercent: number[]
 }
 
@@ -73,11 +76,12 @@ const MiB = 2 ** 20
 // Terminals opening sessions at once.
 const OPEN_CONCURRENCY = Number(process.env.BENCH_MEMORY_OPENERS ?? 1)
 
-async function read (agent: AgentProcess): Promise<{ held: number; rss: number; heap: number }> {
+async function read (agent: AgentProcess): Promise<{ held: number; quiet: number; rss: number; heap: number }> {
   const text = await (await fetch(`${agent.http}/metrics`)).text()
   const rssKiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${agent.pid}/status`, 'utf8'))?.[1] ?? NaN)
   return {
     held: metricSum(text, 'edge_agent_sessions'),
+    quiet: metricSum(text, 'edge_agent_sessions_quiet'),
     rss: rssKiB / 1024,
     heap: metricSum(text, 'edge_agent_process_nodejs_heap_size_used_bytes') / MiB
   }
@@ -98,10 +102,10 @@ async function sample (agents: AgentProcess[], opened: number): Promise<MemorySa
     if (i > 0) await sleep(1_000)
     reads.push(await Promise.all(agents.map(read)))
   }
-  const per = (k: 'held' | 'rss' | 'heap', pick: (xs: number[]) => number): number[] => agents.map((_, a) => pick(reads.map((r) => r[a][k])))
+  const per = (k: 'held' | 'quiet' | 'rss' | 'heap', pick: (xs: number[]) => number): number[] => agents.map((_, a) => pick(reads.map((r) => r[a][k])))
   const elapsed = (Date.now() - t0) / 1000
   const cpuPercent = agents.map((a, i) => 100 * (cpuSeconds(a.pid) - cpu0[i]) / elapsed)
-  const s = { opened, held: per('held', median), rssMiB: per('rss', median), heapUsedMiB: per('heap', (xs) => Math.min(...xs)), cpuPercent }
+  const s = { opened, held: per('held', median), quiet: per('quiet', median), rssMiB: per('rss', median), heapUsedMiB: per('heap', (xs) => Math.min(...xs)), cpuPercent }
   log(`memory: ${opened} sessions open: CPU ${cpuPercent.map((x) => x.toFixed(0)).join(', ')}%; RSS ${s.rssMiB.map((x) => x.toFixed(1)).join(', ')} MiB; heap ${s.heapUsedMiB.map((x) => x.toFixed(1)).join(', ')} MiB; held ${s.held.join(', ')}`)
   return s
 }
@@ -191,13 +195,14 @@ export function memoryMarkdown (m: MemoryResult): string[] {
   const lines = [`## Memory, ${m.nodes} real agents on loopback (lan profile, R = 2)`, '',
     'Per agent, five reads 1 s apart: resident set size (/proc, the median) and V8 heap in use (/metrics, the least: no collection is forced), ' +
     `at rest, then after opening sessions through the EdgeClient (one terminal each, ${OPEN_CONCURRENCY} at a time, no appends; each session is held by its owner and two standbys). ` +
+    'A session that has logged nothing for quietAfterMs (1 s) goes quiet: its heartbeats stop and one beat per pair of agents keeps it (README, "Quiet sessions"); the quiet copies are in parentheses. ' +
     `${m.sessions} sessions opened in ${fmt(m.openSeconds, 1)} s (including the samples)${m.openFailures > 0 ? `, ${m.openFailures} opens refused and retried` : ''}.`, '',
     '| sessions open | copies held per agent | RSS MiB per agent, median (max) | heap MiB per agent, median (max) | CPU % of a core per agent, median (max) |', '|---|---|---|---|---|']
   for (const s of m.samples) {
     const rss = spread(s.rssMiB)
     const heap = spread(s.heapUsedMiB)
     const cpu = spread(s.cpuPercent)
-    lines.push(`| ${s.opened} | ${s.held.join(', ')} | ${fmt(rss.median, 1)} (${fmt(rss.max, 1)}) | ${fmt(heap.median, 1)} (${fmt(heap.max, 1)}) | ${fmt(cpu.median)} (${fmt(cpu.max)}) |`)
+    lines.push(`| ${s.opened} | ${s.held.map((n, i) => s.quiet === undefined ? `${n}` : `${n} (${s.quiet[i]})`).join(', ')} | ${fmt(rss.median, 1)} (${fmt(rss.max, 1)}) | ${fmt(heap.median, 1)} (${fmt(heap.max, 1)}) | ${fmt(cpu.median)} (${fmt(cpu.max)}) |`)
   }
   lines.push('', `At rest: RSS ${fmt(m.atRest.rssMiB.median, 1)} MiB per agent (median), heap ${fmt(m.atRest.heapUsedMiB.median, 1)} MiB. ` +
     `Per open session, growth of the whole cluster / sessions: RSS ${fmt(m.perSession.rssKiB, 1)} KiB, heap ${fmt(m.perSession.heapKiB, 1)} KiB; ` +

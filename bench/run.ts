@@ -124,7 +124,10 @@ function sessionsMarkdown (s: NonNullable<Results['sessions']>): string[] {
     `(${s.sessions} sessions with terminals appending ${s.valueBytes}-byte values; killed owners restart from their data directory, frozen ones get SIGCONT; the groups settle between rounds).`, '',
     '| | rounds | p50 | p99 | max | takeovers |', '|---|---|---|---|---|---|',
     `| SIGKILL of the owner | ${s.kill.rounds} | ${lat(s.kill)} |`,
-    `| SIGSTOP of the owner | ${s.stop.rounds} | ${lat(s.stop)} |`, '',
+    `| SIGSTOP of the owner | ${s.stop.rounds} | ${lat(s.stop)} |`,
+    ...(s.quietKill === undefined ? [] : [`| SIGKILL of the owner, sessions quiet | ${s.quietKill.rounds} | ${lat(s.quietKill)} |`]),
+    ...(s.quietStop === undefined ? [] : [`| SIGSTOP of the owner, sessions quiet | ${s.quietStop.rounds} | ${lat(s.quietStop)} |`]), '',
+    ...(s.quietKill === undefined ? [] : ['Rows marked "sessions quiet": the terminals idle until every copy of their sessions is quiet (README, "Quiet sessions": no heartbeats, one beat per pair of agents), then appending again from the signal on.', '']),
     `Failed rounds: ${s.failedRounds.length === 0 ? 'none' : s.failedRounds.join('; ')}. The check after all rounds: ${s.acknowledged} acknowledged appends, ` +
     `${s.problems.length === 0 ? 'every one present once, in order' : 'PROBLEMS: ' + s.problems.join('; ')}.` +
     (s.loadAverage === undefined ? '' : ` Box load average (1 min, ${cpus().length} cores) at the start, when the takeover rounds began, at the end: ${s.loadAverage.start}, ${s.loadAverage.takeovers}, ${s.loadAverage.end}.`), '',
@@ -151,9 +154,11 @@ function simScaleMarkdown (runs: SimScaleRun[], idle?: SimSessionsResult): strin
     else lines.push(`| ${r.nodes}${r.warmStart === true ? ' (warm)' : ''} | ${r.durationS} | ${r.ok ? 'PASS' : 'FAIL'} | ${fmt(r.wallSeconds, 1)} | ${fmt(r.cpuSeconds ?? NaN, 1)} | ${fmt(r.peakRssMiB)} | ${fmt(r.nodeSecondsPerWallSecond)} | ${q(r.dissemination)} | ${q(r.lastDeadMs)} | ${q(r.takeover)} | ${fmt(r.bytesPerNodePerSec)} | ${fmt(r.messagesPerNodePerSec, 1)} | ${r.acknowledged} | ${r.falseDead} |`)
   }
   if (idle !== undefined) {
-    lines.push('', `Idle sessions in the simulator (bench/sim-sessions.ts): ${idle.sessions.toLocaleString('en')} sessions on ${idle.nodes} nodes, left idle (heartbeats and acks only), ` +
-      `${idle.cpuMsPerVirtualS.length} windows of ${idle.windowVirtualS} virtual s: ${fmt(median(idle.cpuMsPerVirtualS))} ms of CPU per virtual second, median (${idle.cpuMsPerVirtualS.map((x) => fmt(x)).join(', ')}); ` +
-      `${fmt(idle.nodeSecondsPerWallSecond, 1)} node-s per wall s.`)
+    const awake = idle.awakeCpuMsPerVirtualS ?? []
+    lines.push('', `Idle sessions in the simulator (bench/sim-sessions.ts): ${idle.sessions.toLocaleString('en')} sessions on ${idle.nodes} nodes, left idle, ` +
+      `${idle.cpuMsPerVirtualS.length} windows of ${idle.windowVirtualS} virtual s: quiet (the defaults: one beat per pair of nodes) ${fmt(median(idle.cpuMsPerVirtualS))} ms of CPU per virtual second, median (${idle.cpuMsPerVirtualS.map((x) => fmt(x)).join(', ')}); ` +
+      `${fmt(idle.nodeSecondsPerWallSecond, 1)} node-s per wall s` +
+      (awake.length === 0 ? '.' : `; awake (quietAfterMs 0: every session heartbeated), alternate windows of a second cluster in the same process: ${fmt(median(awake))} ms (${awake.map((x) => fmt(x)).join(', ')}), ${fmt(median(awake) / median(idle.cpuMsPerVirtualS), 1)}× the quiet figure.`))
   }
   return lines
 }

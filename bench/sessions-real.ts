@@ -35,6 +35,10 @@ export type SessionsRealResult = {
   sessions: number
   kill: Latencies & { rounds: number; samples: number[] }
   stop: Latencies & { rounds: number; samples: number[] }
+  // The same with every session quiet when the signal comes (the terminals
+  // idle, then appending again from the signal on); absent in older results.
+  quietKill?: Latencies & { rounds: number; samples: number[] }
+  quietStop?: Latencies & { rounds: number; samples: number[] }
   failedRounds: string[]
   acknowledged: number
   problems: string[]
@@ -43,7 +47,7 @@ export type SessionsRealResult = {
   loadAverage?: { start: number; takeovers: number; end: number }
 }
 
-export type SessionsRealOptions = { nodes?: number; takeoverRounds?: number; concurrency?: number[]; valueBytes?: number; windowSeconds?: number; sessions?: number }
+export type SessionsRealOptions = { nodes?: number; takeoverRounds?: number; quietRounds?: number; concurrency?: number[]; valueBytes?: number; windowSeconds?: number; sessions?: number }
 
 const GROUP_SIZE = 3
 
@@ -88,7 +92,7 @@ export async function benchRealSessions (options: SessionsRealOptions = {}): Pro
       replication.push(await replicationRun(client, cluster.agents[0], concurrency, valueBytes, options.windowSeconds ?? 10))
     }
     const loadAtTakeovers = loadavg()[0]
-    const takeovers = await takeoverRounds(cluster, client, options.sessions ?? 5, options.takeoverRounds ?? 50, valueBytes)
+    const takeovers = await takeoverRounds(cluster, client, options.sessions ?? 5, options.takeoverRounds ?? 50, options.quietRounds ?? QUIET_ROUNDS, valueBytes)
     const loadAverage = { start: round2(loadAtStart), takeovers: round2(loadAtTakeovers), end: round2(loadavg()[0]) }
     return { nodes, replicas: GROUP_SIZE - 1, valueBytes, replication, ...takeovers, loadAverage }
   } finally {
@@ -141,12 +145,14 @@ async function replicationRun (client: EdgeClient, owner: AgentProcess, concurre
 
 type TakeoverFigures = Omit<SessionsRealResult, 'nodes' | 'replicas' | 'valueBytes' | 'replication'>
 
-async function takeoverRounds (cluster: LocalCluster, client: EdgeClient, count: number, rounds: number, valueBytes: number): Promise<TakeoverFigures> {
+async function takeoverRounds (cluster: LocalCluster, client: EdgeClient, count: number, rounds: number, quietRounds: number, valueBytes: number): Promise<TakeoverFigures> {
   const sessions: Session[] = []
   for (let i = 0; i < count; i++) sessions.push(await client.open({ terminalId: `takeover-${i}`, service: 'log' }))
   const writers = sessions.map((s, i) => new ContinuousWriter(s, `t${i}-`, TAKEOVER_GAP_MS, valueBytes))
   const kill: number[] = []
   const stop: number[] = []
+  const quietKill: number[] = []
+  const quietStop: number[] = []
   const failedRounds: string[] = []
   try {
     await Promise.all(writers.map(async (w) => await w.waitFor(20)))
@@ -164,6 +170,25 @@ async function takeoverRounds (cluster: LocalCluster, client: EdgeClient, count:
         await settle(cluster, sessions)
       }
     }
+    // The terminals go idle until every copy of their sessions is quiet, and
+    // write again from the signal on.
+    for (const signal of BENCH_SIGNALS) {
+      for (let round = 0; round < quietRounds; round++) {
+        try {
+          for (const w of writers) w.pause()
+          await untilQuiet(cluster, count * GROUP_SIZE, 20_000)
+          const samples = await takeoverRound(cluster, sessions, writers, round % count, signal, () => { for (const w of writers) w.resume() })
+          ;(signal === 'SIGKILL' ? quietKill : quietStop).push(...samples)
+          log(`sessions: quiet ${signal} round ${round + 1}/${quietRounds}: ${samples.join(', ')} ms`)
+        } catch (error) {
+          failedRounds.push(`quiet ${signal} round ${round + 1}: ${(error as Error).message}`)
+          log(`sessions: quiet ${signal} round ${round + 1} failed: ${(error as Error).message}`)
+          for (const w of writers) w.resume()
+          await recover(cluster)
+        }
+        await settle(cluster, sessions)
+      }
+    }
     await Promise.all(writers.map(async (w) => await w.stop()))
     const problems: string[] = []
     for (const [i, w] of writers.entries()) {
@@ -174,6 +199,7 @@ async function takeoverRounds (cluster: LocalCluster, client: EdgeClient, count:
       sessions: count,
       kill: { ...latencies(kill), rounds, samples: kill },
       stop: { ...latencies(stop), rounds, samples: stop },
+      ...(quietRounds > 0 ? { quietKill: { ...latencies(quietKill), rounds: quietRounds, samples: quietKill }, quietStop: { ...latencies(quietStop), rounds: quietRounds, samples: quietStop } } : {}),
       failedRounds,
       acknowledged: writers.reduce((sum, w) => sum + w.acked.length, 0),
       problems
@@ -185,12 +211,13 @@ async function takeoverRounds (cluster: LocalCluster, client: EdgeClient, count:
 
 // Signals the owner of sessions[target]; resolves with the takeover time of
 // every session it owned, then brings it back (restart or SIGCONT).
-async function takeoverRound (cluster: LocalCluster, sessions: Session[], writers: ContinuousWriter[], target: number, signal: 'SIGKILL' | 'SIGSTOP'): Promise<number[]> {
+async function takeoverRound (cluster: LocalCluster, sessions: Session[], writers: ContinuousWriter[], target: number, signal: 'SIGKILL' | 'SIGSTOP', afterSignal: () => void = () => {}): Promise<number[]> {
   const victim = cluster.agents.find((a) => a.id === sessions[target].owner?.id)
   if (victim === undefined) throw new Error(`the owner of ${sessions[target].sessionId} is unknown`)
   const affected = sessions.map((s, i) => ({ i, epoch: s.epoch })).filter(({ i }) => sessions[i].owner?.id === victim.id)
   const t0 = Date.now()
   victim.signal(signal)
+  afterSignal()
   try {
     const samples = await Promise.all(affected.map(async ({ i, epoch }) => await waitTakeover(writers[i], t0, epoch, 15_000))).catch((error: Error) => {
       // A round without a takeover: what the agents did, for diagnosis.
@@ -203,6 +230,26 @@ async function takeoverRound (cluster: LocalCluster, sessions: Session[], writer
     if (signal === 'SIGSTOP') victim.signal('SIGCONT')
     else await cluster.restart(cluster.agents.indexOf(victim))
   }
+}
+
+// Rounds per signal with every session quiet at the signal (BENCH_QUIET_TAKEOVERS, default 10).
+const QUIET_ROUNDS = Number(process.env.BENCH_QUIET_TAKEOVERS ?? 10)
+
+// Until the running agents hold `copies` quiet session copies in all
+// (edge_agent_sessions_quiet).
+async function untilQuiet (cluster: LocalCluster, copies: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  let quiet = 0
+  while (Date.now() < deadline) {
+    quiet = 0
+    for (const agent of cluster.running()) {
+      const text = await (await fetch(`${agent.http}/metrics`)).text()
+      quiet += Number(/^edge_agent_sessions_quiet (\d+)/m.exec(text)?.[1] ?? 0)
+    }
+    if (quiet >= copies) return
+    await sleep(100)
+  }
+  throw new Error(`only ${quiet} of ${copies} session copies quiet after ${timeoutMs} ms`)
 }
 
 // Which signals' rounds run (BENCH_SIGNALS, default both): SIGKILL,SIGSTOP.

@@ -12,6 +12,8 @@ export class ContinuousWriter {
   stopped = false
   error: Error | null = null
   readonly done: Promise<void>
+  // Set by pause(): the next append waits for resume().
+  #paused: { promise: Promise<void>; resume: () => void } | null = null
 
   // padTo: values are padded with '.' to this many characters (benchmarks use
   // 256-byte values); 0 leaves them short.
@@ -19,6 +21,8 @@ export class ContinuousWriter {
     this.session = session
     this.done = (async () => {
       for (let i = 1; !this.stopped; i++) {
+        if (this.#paused !== null) await this.#paused.promise
+        if (this.stopped) return
         const value = `${prefix}${i}`.padEnd(padTo, '.')
         const started = Date.now()
         try {
@@ -50,8 +54,24 @@ export class ContinuousWriter {
     return first === undefined ? NaN : first.atMs - t0
   }
 
+  // Holds the next append (the one in flight completes) until resume(): the
+  // terminal goes idle, as the benchmark's quiet-session rounds need.
+  pause (): void {
+    if (this.#paused !== null) return
+    let resume = (): void => {}
+    const promise = new Promise<void>((resolve) => { resume = resolve })
+    this.#paused = { promise, resume }
+  }
+
+  resume (): void {
+    const paused = this.#paused
+    this.#paused = null
+    paused?.resume()
+  }
+
   async stop (): Promise<void> {
     this.stopped = true
+    this.resume()
     await this.done
   }
 
