@@ -5,6 +5,7 @@
 
 import { SeededRandom, deriveSeed } from '../agent/core/random.ts'
 import { sessionsProfile } from '../agent/sessions/config.ts'
+import type { SessionsConfig } from '../agent/sessions/config.ts'
 import { checkOwners, checkTerminal, ownershipSettled, recordOwnerAcks } from './checkers.ts'
 import { SimCluster } from './cluster.ts'
 import { SimTerminal } from './terminal.ts'
@@ -19,10 +20,12 @@ export type ChaosOptions = {
   // Highest loss rate the chaos phase sets.
   maxLossRate: number
   trace: boolean
+  // Changes to the lan sessions profile (the sweep's quick-quiet variant).
+  sessions: Partial<SessionsConfig>
 }
 
 export const DEFAULT_CHAOS: ChaosOptions = {
-  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false
+  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false, sessions: {}
 }
 
 export type ChaosResult = {
@@ -40,7 +43,7 @@ export function runChaos (seed: number, options: Partial<ChaosOptions> = {}): Ch
   const o = { ...DEFAULT_CHAOS, ...options }
   const random = new SeededRandom(deriveSeed(seed, 0x5e55))
   const nodes = o.minNodes + random.nextInt(o.maxNodes - o.minNodes + 1)
-  const cluster = new SimCluster({ seed, nodes, sessions: sessionsProfile('lan'), trace: o.trace })
+  const cluster = new SimCluster({ seed, nodes, sessions: { ...sessionsProfile('lan'), ...o.sessions }, trace: o.trace })
   ;(globalThis as { __simNow?: () => number }).__simNow = () => cluster.nowMs
   cluster.start()
   if (!cluster.runUntil(() => cluster.running().length === nodes && cluster.converged(), 30_000, 10)) {

@@ -304,6 +304,7 @@ export class QuietPeers {
   // The timers: beats to send, members no longer heard, owners no longer
   // beating. Runs at every tick of the core.
   tick (ctx: Ctx): void {
+    if (this.#with.size === 0 && this.#under.size === 0) return
     let beating = false
     for (const [peer, shared] of this.#with) {
       if (shared.size === 0) {
@@ -337,8 +338,10 @@ export class QuietPeers {
     }
   }
 
-  // The earliest of those timers (Infinity: none).
+  // The earliest of those timers (Infinity: none). The simulator asks every
+  // node after every step: with nothing quiet it must not even iterate.
   nextWakeMs (ctx: Ctx): number {
+    if (this.#with.size === 0 && this.#under.size === 0) return Infinity
     let next = Infinity
     for (const [peer, shared] of this.#with) {
       if (shared.size === 0) continue

@@ -20,4 +20,17 @@ test(`${SEEDS} seeds from ${FIRST_SEED}: nothing acknowledged lost or duplicated
   assert.equal(failures, [], `${failures.length} of ${SEEDS} seeds failed`)
 })
 
+// Sessions going quiet and waking all through the chaos: quiet after 150 ms
+// idle, less than the terminals' gaps between appends (50-150 ms) allow at
+// times, so requests, beats and wake-ups interleave with the faults.
+const QUICK_QUIET_SEEDS = Math.ceil(SEEDS / 2)
+test(`${QUICK_QUIET_SEEDS} seeds from ${FIRST_SEED} with quietAfterMs 150: the same checks while sessions go quiet and wake between appends`, () => {
+  const failures: string[] = []
+  for (let seed = FIRST_SEED; seed < FIRST_SEED + QUICK_QUIET_SEEDS; seed++) {
+    const result = runChaos(seed, { sessions: { quietAfterMs: 150 } })
+    if (result.problems.length > 0) failures.push(`SEED=${seed} quietAfterMs 150 (${result.nodes} nodes; replay: SEED=${seed} SEEDS=1 node ${FILE}):\n      ${result.problems.join('\n      ')}`)
+  }
+  assert.equal(failures, [], `${failures.length} of ${QUICK_QUIET_SEEDS} seeds failed`)
+})
+
 test.run()
