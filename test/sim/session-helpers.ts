@@ -33,3 +33,25 @@ export function finish (cluster: SimCluster, terminals: SimTerminal[], total: nu
 export function replicaOf (cluster: SimCluster, node: PeerKey, sessionId: string) {
   return cluster.node(node).sessions?.replica(sessionId)
 }
+
+// Reads the session at every running node every 4 ms until the terminal holds
+// `untilAcks` acknowledgements; `stale` collects every answer showing less
+// than was acknowledged when the read was sent.
+export function pollReads (cluster: SimCluster, terminal: SimTerminal, untilAcks: number): { stale: string[]; reads: () => number } {
+  const stale: string[] = []
+  let reads = 0
+  const poll = (): void => {
+    for (const node of cluster.running()) {
+      const seen = terminal.lastIndex
+      cluster.request(node.id, { type: 'get', sessionId: terminal.sessionId, tokenHash: terminal.tokenHash }, (outcome) => {
+        if (outcome.status !== 200) return
+        reads++
+        const index = Number(outcome.body.index)
+        if (index < seen) stale.push(`${node.id} answered index ${index} at ${cluster.nowMs.toFixed(0)} ms, after ${seen} was acknowledged`)
+      })
+    }
+    if (terminal.acks.length < untilAcks) cluster.scheduler.after(4, poll)
+  }
+  poll()
+  return { stale, reads: () => reads }
+}

@@ -9,7 +9,7 @@ import { checkOwners, checkTerminal, ownerState, recordOwnerAcks } from '../../s
 import type { SimCluster } from '../../sim/cluster.ts'
 import type { SimTerminal } from '../../sim/terminal.ts'
 import { seedFor, withSeed } from './helpers.ts'
-import { finish, openTerminal, replicaOf, sessionCluster } from './session-helpers.ts'
+import { finish, openTerminal, pollReads, replicaOf, sessionCluster } from './session-helpers.ts'
 
 const FILE = 'test/sim/session-quiet.test.ts'
 
@@ -135,28 +135,14 @@ test('reads while quiet are served on the beats\' lease without waking; a quiet 
   assert.is(served, 5, 'reads at the quiet owner answered')
   assert.ok(quietEverywhere(cluster, t), 'still quiet after reads')
 
-  const stale: string[] = []
-  let reads = 0
-  const poll = (): void => {
-    for (const node of cluster.running()) {
-      const seen = t.lastIndex
-      cluster.request(node.id, { type: 'get', sessionId: t.sessionId, tokenHash: t.tokenHash }, (outcome) => {
-        if (outcome.status !== 200) return
-        reads++
-        const index = Number(outcome.body.index)
-        if (index < seen) stale.push(`${node.id} answered index ${index} at ${cluster.nowMs.toFixed(0)} ms, after ${seen} was acknowledged`)
-      })
-    }
-    if (t.acks.length < 45) cluster.scheduler.after(4, poll)
-  }
   const rest = cluster.ids.filter((id) => id !== owner)
   cluster.partition([[owner], rest])
-  poll()
+  const { stale, reads } = pollReads(cluster, t, 45)
   t.appendMany(40, 5)
   assert.ok(finish(cluster, [t], 45, 30_000))
   cluster.heal()
   cluster.run(2_000)
-  assert.ok(reads > 50, `${reads} reads answered`)
+  assert.ok(reads() > 50, `${reads()} reads answered`)
   assert.equal(stale, [])
   assert.equal(checkOwners(acks), [])
   assert.equal(checkTerminal(cluster, t), [])

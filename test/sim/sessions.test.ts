@@ -8,7 +8,7 @@ import { ORPHAN_GRACE_MS } from '../../agent/sessions/election.ts'
 import { checkOwners, checkTerminal, ownerState, recordOwnerAcks } from '../../sim/checkers.ts'
 import type { SimCluster } from '../../sim/cluster.ts'
 import { seedFor, withSeed } from './helpers.ts'
-import { finish, openTerminal, replicaOf, sessionCluster } from './session-helpers.ts'
+import { finish, openTerminal, pollReads, replicaOf, sessionCluster } from './session-helpers.ts'
 
 const FILE = 'test/sim/sessions.test.ts'
 
@@ -270,21 +270,7 @@ test('reads never show less than was acknowledged, across takeovers', () => with
   const terminal = openTerminal(cluster, 't1', 'n0')
   terminal.appendMany(300, 2)
   assert.ok(cluster.runUntil(() => terminal.acks.length >= 20, 10_000))
-  const stale: string[] = []
-  let reads = 0
-  const poll = (): void => {
-    for (const node of cluster.running()) {
-      const seen = terminal.lastIndex
-      cluster.request(node.id, { type: 'get', sessionId: terminal.sessionId, tokenHash: terminal.tokenHash }, (outcome) => {
-        if (outcome.status !== 200) return
-        reads++
-        const index = Number(outcome.body.index)
-        if (index < seen) stale.push(`${node.id} answered index ${index} at ${cluster.nowMs.toFixed(0)} ms, after ${seen} was acknowledged`)
-      })
-    }
-    if (terminal.acks.length < 300) cluster.scheduler.after(4, poll)
-  }
-  poll()
+  const { stale, reads } = pollReads(cluster, terminal, 300)
   for (let round = 0; round < 3; round++) {
     cluster.runUntil(() => terminal.acks.length >= 50 + round * 80, 20_000)
     const owner = terminal.owner as string
@@ -293,7 +279,7 @@ test('reads never show less than was acknowledged, across takeovers', () => with
     cluster.restart(owner)
   }
   assert.ok(finish(cluster, [terminal], 300))
-  assert.ok(reads > 100, `${reads} reads answered`)
+  assert.ok(reads() > 100, `${reads()} reads answered`)
   assert.equal(stale, [])
 }))
 
