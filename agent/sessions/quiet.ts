@@ -28,7 +28,8 @@
 //   computes is always backed by a member that refreshes the session from
 //   those beats.
 // - Anything that happens to a quiet session wakes it first: a terminal's
-//   write, any frame about it but a harmless late ack, a lost connection, a
+//   write, any frame about it but a harmless late ack or another agent's
+//   `session-locate` (it only reads who owns it), a lost connection, a
 //   member gone quiet (no beat ack for memberStaleMs) or no longer alive. An
 //   owner that wakes carries its members' beat promises over to the session's
 //   own lease and heartbeats at once; its next appends (later `seq` than the
