@@ -166,9 +166,9 @@ export class Sessions {
   }
 
   // What this agent holds, for GET /v1/sessions and metrics.
-  list (): Array<{ sessionId: string; service: string; role: string; epoch: number; index: number; owner: PeerKey | null; members: PeerKey[] }> {
+  list (): Array<{ sessionId: string; service: string; role: string; epoch: number; index: number; owner: PeerKey | null; members: PeerKey[]; quiet: boolean }> {
     return [...this.#replicas.values()].map((r) => ({
-      sessionId: r.id, service: r.info.service, role: r.role, epoch: r.epoch, index: r.commitIndex, owner: r.owner, members: [...voters(r)]
+      sessionId: r.id, service: r.info.service, role: r.role, epoch: r.epoch, index: r.commitIndex, owner: r.owner, members: [...voters(r)], quiet: r.quiet !== null
     }))
   }
 

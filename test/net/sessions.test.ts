@@ -155,6 +155,10 @@ test('idle sessions go quiet on real agents; an owner SIGKILLed while quiet is t
       quiet = await quietCopies()
     }
     assert.is(quiet, 9, 'every copy of the 3 sessions (owner and two standbys each) is quiet')
+    for (const agent of cluster.agents) {
+      const list = await (await fetch(`${agent.http}/v1/sessions`)).json() as { sessions: Array<{ quiet: boolean }> }
+      assert.ok(list.sessions.length > 0 && list.sessions.every((x) => x.quiet), `${agent.name}: GET /v1/sessions shows every copy quiet`)
+    }
 
     const session = sessions[0]
     const owner = agentById(cluster, (session.owner as { id: string }).id)
