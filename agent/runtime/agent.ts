@@ -105,7 +105,6 @@ export class Agent {
       net: () => this.#net.stats(),
       eventLoopLagP99Ms: () => this.#load.eventLoopLagP99Ms,
       sessions: () => this.#sessions.list(),
-      quietSessions: () => this.#sessions.quietCount(),
       faults: parts.faults === null ? null : () => (parts.faults as FaultGate).counts()
     })
     this.#store = parts.store

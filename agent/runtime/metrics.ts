@@ -16,9 +16,8 @@ export type MetricsSources = {
   incarnation: () => number
   net: () => NetStats
   eventLoopLagP99Ms: () => number
-  sessions: () => Array<{ role: string }>
-  // Sessions held quiet (agent/sessions/quiet.ts), as owner or member.
-  quietSessions?: () => number
+  // `quiet`: held quiet here (agent/sessions/quiet.ts).
+  sessions: () => Array<{ role: string; quiet?: boolean }>
   // The fault-injection gate's counts; null when the gate is off (no metric then).
   faults?: (() => FaultCounts) | null
 }
@@ -121,8 +120,10 @@ export class AgentMetrics {
         for (const [role, count] of counts) this.set({ role }, count)
       }
     })
-    const quiet = sources.quietSessions
-    if (quiet !== undefined) new Gauge({ name: 'edge_agent_sessions_quiet', help: 'Sessions held quiet here (owner or member): idle, kept by one beat per pair of agents instead of per-session heartbeats', registers, collect () { this.set(quiet()) } })
+    new Gauge({
+      name: 'edge_agent_sessions_quiet', help: 'Sessions held quiet here (owner or member): idle, kept by one beat per pair of agents instead of per-session heartbeats', registers,
+      collect () { this.set(sources.sessions().filter((session) => session.quiet === true).length) }
+    })
   }
 
   observeSession (event: SessionEvent): void {

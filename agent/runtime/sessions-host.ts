@@ -92,9 +92,6 @@ export class SessionsHost {
     return this.#core.list()
   }
 
-  quietCount (): number {
-    return this.#core.quietCount()
-  }
 
   members (sessionId: string): string[] | null {
     return this.#core.members(sessionId)

@@ -41,14 +41,14 @@
 import type { SessionBeat, SessionBeatAck, SessionMessage, SessionQuiesce, SessionQuiesced } from '../../protocol/messages.ts'
 import type { PeerKey } from '../core/io.ts'
 import { heartbeat, leaseValid } from './owner.ts'
-import { LEASE_SAFETY, applyCommitted, config, maybeSnapshot, memberGone, voters } from './replica.ts'
+import { LEASE_SAFETY, applyCommitted, config, maybeSnapshot, voters } from './replica.ts'
 import type { Ctx, Replica } from './replica.ts'
 
 export type QuietToken = { boot: number; gen: number }
 // Owner side: the token each member said yes with.
-export type QuietOwner = { kind: 'owner'; members: Map<PeerKey, QuietToken>; seq: number }
+export type QuietOwner = { kind: 'owner'; members: Map<PeerKey, QuietToken> }
 // Member side: quiet under this owner's process, since its request `seq`.
-export type QuietMember = { kind: 'member'; owner: PeerKey; ownerBoot: number; epoch: number; seq: number }
+export type QuietMember = { kind: 'member'; owner: PeerKey; ownerBoot: number; seq: number }
 // Owner side: a request sent, the members' answers so far.
 // `open` until answered by all, or given up.
 export type QuietAsk = { seq: number; index: number; atMs: number; acks: Map<PeerKey, QuietToken>; open: boolean }
@@ -95,15 +95,6 @@ export class QuietPeers {
     return (nextInt(2 ** 24) * 2 ** 24 + nextInt(2 ** 24)) % BOOT_LIMIT
   }
 
-  // Quiet sessions held (owner or member), for metrics.
-  count (): number {
-    const owned = new Set<Replica>()
-    for (const set of this.#with.values()) for (const r of set) owned.add(r)
-    let n = owned.size
-    for (const set of this.#under.values()) n += set.size
-    return n
-  }
-
   // ---- owner side ---------------------------------------------------------
 
   // Called at the owner's tick: asks the members to go quiet once the session
@@ -144,7 +135,8 @@ export class QuietPeers {
     const ask = r.quietAsk
     if (r.role !== 'owner' || r.quiet !== null || ask === null || !ask.open || msg.seq !== ask.seq || msg.epoch !== r.epoch || ask.index !== r.log.lastIndex) return
     this.#silentUntil.delete(from)
-    if (!msg.ok || !membersOf(ctx, r).includes(from)) return
+    const members = membersOf(ctx, r)
+    if (!msg.ok || !members.includes(from)) return
     ask.acks.set(from, { boot: msg.boot, gen: msg.gen })
     this.#heard.set(from, ctx.now)
     // The member refreshed the session when the request reached it: a promise
@@ -154,14 +146,14 @@ export class QuietPeers {
       p.promiseUntilMs = Math.max(p.promiseUntilMs, ask.atMs + ctx.config.ownerTimeoutMs * LEASE_SAFETY)
       p.lastAckMs = ctx.now
     }
-    if (ask.acks.size < membersOf(ctx, r).length) return
+    if (ask.acks.size < members.length) return
     if (settled(ctx, r)) this.#enterOwner(ctx, r)
     else ask.open = false
   }
 
   #enterOwner (ctx: Ctx, r: Replica): void {
     const ask = r.quietAsk as QuietAsk
-    r.quiet = { kind: 'owner', members: new Map(ask.acks), seq: ask.seq }
+    r.quiet = { kind: 'owner', members: new Map(ask.acks) }
     r.quietAsk = null
     for (const peer of r.quiet.members.keys()) setOf(this.#with, peer).add(r)
     if (this.#nextBeatAtMs === -Infinity || this.#nextBeatAtMs < ctx.now) this.#nextBeatAtMs = gridAfter(ctx.now, ctx.config.heartbeatMs)
@@ -223,7 +215,7 @@ export class QuietPeers {
       r.lastOwnerContactMs = ctx.now
       // A beat from a new boot of the owner wakes what was quiet under the old.
       this.#beat(ctx, from, msg.boot)
-      r.quiet = { kind: 'member', owner: from, ownerBoot: msg.boot, epoch: msg.epoch, seq: msg.seq }
+      r.quiet = { kind: 'member', owner: from, ownerBoot: msg.boot, seq: msg.seq }
       setOf(this.#under, from).add(r)
       this.#touched(r)
     }
@@ -313,7 +305,7 @@ export class QuietPeers {
         continue
       }
       const heard = this.#heard.get(peer) ?? -Infinity
-      if (ctx.now - heard >= ctx.config.memberStaleMs || memberGone(ctx.directory.status(peer)) || ctx.directory.status(peer) === 'suspect') {
+      if (ctx.now - heard >= ctx.config.memberStaleMs || ctx.directory.status(peer) !== 'alive') {
         for (const r of [...shared]) this.wakeOwner(ctx, r)
         continue
       }

@@ -182,11 +182,6 @@ export class Sessions {
     return this.#replicas.get(sessionId)
   }
 
-  // Sessions held quiet here, as owner or member (quiet.ts).
-  quietCount (): number {
-    return this.#quiet.count()
-  }
-
   // A terminal's request wakes its quiet session where this agent owns it
   // (a read or a resume need not: the lease holds through the beats); a lost
   // peer wakes whatever is quiet with it.
