@@ -22,7 +22,14 @@ import type { SessionDurable } from '../agent/sessions/types.ts'
 import { fmt } from './lib.ts'
 
 export type StoreRow = { layout: string; sessionsPerBatch: number; batches: number; cpuUsPerEntry: number; fsyncMsPerBatch: number; walFramesPerBatch: number }
-export type StoreResult = { valueBytes: number; snapshotEvery: number; rows: StoreRow[] }
+export type DeleteRow = {
+  scenario: string; deletedSessions: number; entriesEach: number; keptSessions: number
+  // Schema version 2's delete: every row of the deleted sessions in the delete's own write.
+  atOnceMs: number
+  // Graves: the delete's write, then the kept sessions' writes until the rows are reclaimed.
+  deleteWriteMs: number; longestLaterWriteMs: number; laterWrites: number; totalMs: number
+}
+export type StoreResult = { valueBytes: number; snapshotEvery: number; rows: StoreRow[]; deletes?: DeleteRow[] }
 
 const VALUE_BYTES = 256
 // Each session is snapshotted every this many entries (the agent's default
@@ -196,6 +203,114 @@ function measure (name: string, make: (dir: string) => Layout, sessionsPerBatch:
   }
 }
 
+// ---- deleting sessions -------------------------------------------------------
+
+// `sessions` sessions of `entries` entries each, one entry of each per group
+// commit (interleaved, as the agent writes them), in a store at `path`.
+function fillInterleaved (path: string, sessions: string[], entries: number): void {
+  const store = SessionStore.open(path)
+  try {
+    for (let index = 1; index <= entries; index++) {
+      store.write(sessions.map((sessionId) => ({ kind: 'session-entries', sessionId, entries: [{ index, epoch: 1, body: delta(index) }] })))
+      if (index % 100 === 0) store.syncNow()
+    }
+  } finally {
+    store.close()
+  }
+}
+
+// Schema version 2 deleted a session's rows, live and dead, with it: one
+// DELETE by seq for each session (its seqs from the store's map in memory;
+// here read first, untimed), in the delete's own transaction.
+function deleteAtOnce (path: string, doomed: string[]): number {
+  const db = new DatabaseSync(path)
+  try {
+    const seqsOf = db.prepare('SELECT json_group_array(seq) AS seqs FROM entries WHERE session_id = ?')
+    const seqs = doomed.map((id) => (seqsOf.get(id) as { seqs: string }).seqs)
+    const remove = db.prepare('DELETE FROM entries WHERE seq IN (SELECT value FROM json_each(?))')
+    const removeSession = db.prepare('DELETE FROM sessions WHERE session_id = ?')
+    const started = performance.now()
+    db.exec('BEGIN IMMEDIATE')
+    doomed.forEach((id, i) => { remove.run(seqs[i]); removeSession.run(id) })
+    db.exec('COMMIT')
+    return performance.now() - started
+  } finally {
+    db.close()
+  }
+}
+
+// The store: the delete's write, then one entry for each kept session per
+// write (and an fsync each, untimed) until only their rows are left. The kept
+// sessions hold `from` - 1 entries each already.
+function deleteWithGraves (path: string, doomed: string[], kept: string[], from: number): Omit<DeleteRow, 'scenario' | 'deletedSessions' | 'entriesEach' | 'keptSessions' | 'atOnceMs'> {
+  const store = SessionStore.open(path)
+  const rows = new DatabaseSync(path, { readOnly: true })
+  const count = rows.prepare('SELECT count(*) AS n FROM entries')
+  const writeKept = (index: number): void => { store.write(kept.map((sessionId) => ({ kind: 'session-entries', sessionId, entries: [{ index, epoch: 1, body: delta(index) }] }))) }
+  try {
+    // A first write reads the rows' seqs (once per start of the agent), untimed.
+    writeKept(from)
+    store.syncNow()
+    let started = performance.now()
+    store.write(doomed.map((sessionId) => ({ kind: 'session-delete', sessionId })))
+    const deleteWriteMs = performance.now() - started
+    let totalMs = deleteWriteMs
+    let longest = 0
+    let writes = 0
+    store.syncNow()
+    for (let index = from + 1; (count.get() as { n: number }).n > kept.length * (index - 1) && writes < 1_000; index++) {
+      started = performance.now()
+      writeKept(index)
+      const ms = performance.now() - started
+      store.syncNow()
+      totalMs += ms
+      longest = Math.max(longest, ms)
+      writes++
+    }
+    return { deleteWriteMs, longestLaterWriteMs: longest, laterWrites: writes, totalMs }
+  } finally {
+    rows.close()
+    store.close()
+  }
+}
+
+// `kept` of the `sessions` filled go on writing; with none, a new session writes.
+const DELETE_SCENARIOS = [
+  { scenario: '64 sessions written alike, 63 deleted', sessions: 64, kept: 1, entries: 2_000 },
+  { scenario: '64 sessions written alike, 56 deleted', sessions: 64, kept: 8, entries: 2_000 },
+  { scenario: 'one session of 65,000 entries deleted', sessions: 1, kept: 0, entries: 65_000 }
+]
+
+export function benchDeletes (): DeleteRow[] {
+  return DELETE_SCENARIOS.map(({ scenario, sessions: n, kept: k, entries }) => {
+    const sessions = ids(n)
+    const kept = k > 0 ? sessions.slice(0, k) : ['cart:writer']
+    const doomed = sessions.slice(k)
+    // Side by side, alternating, twice each (the mean of the two).
+    const runs: Array<{ atOnceMs: number; graves: ReturnType<typeof deleteWithGraves> }> = []
+    for (let round = 0; round < 2; round++) {
+      const dir = mkdtempSync(join(tmpdir(), 'edge-agent-bench-store-'))
+      try {
+        fillInterleaved(join(dir, 'a.db'), sessions, entries)
+        fillInterleaved(join(dir, 'b.db'), sessions, entries)
+        const atOnceMs = deleteAtOnce(join(dir, 'a.db'), doomed)
+        runs.push({ atOnceMs, graves: deleteWithGraves(join(dir, 'b.db'), doomed, kept, k > 0 ? entries + 1 : 1) })
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    }
+    const mean = (f: (r: typeof runs[number]) => number): number => (f(runs[0]) + f(runs[1])) / 2
+    return {
+      scenario, deletedSessions: doomed.length, entriesEach: entries, keptSessions: k,
+      atOnceMs: mean((r) => r.atOnceMs),
+      deleteWriteMs: mean((r) => r.graves.deleteWriteMs),
+      longestLaterWriteMs: mean((r) => r.graves.longestLaterWriteMs),
+      laterWrites: mean((r) => r.graves.laterWrites),
+      totalMs: mean((r) => r.graves.totalMs)
+    }
+  })
+}
+
 export function benchStore (): StoreResult {
   const rows: StoreRow[] = []
   for (const sessionsPerBatch of [1, 16, 64]) {
@@ -208,7 +323,7 @@ export function benchStore (): StoreResult {
       rows.push({ ...x, cpuUsPerEntry: (x.cpuUsPerEntry + y.cpuUsPerEntry) / 2, fsyncMsPerBatch: (x.fsyncMsPerBatch + y.fsyncMsPerBatch) / 2, walFramesPerBatch: (x.walFramesPerBatch + y.walFramesPerBatch) / 2 })
     }
   }
-  return { valueBytes: VALUE_BYTES, snapshotEvery: SNAPSHOT_EVERY, rows }
+  return { valueBytes: VALUE_BYTES, snapshotEvery: SNAPSHOT_EVERY, rows, deletes: benchDeletes() }
 }
 
 export function storeMarkdown (r: StoreResult): string[] {
@@ -224,6 +339,15 @@ export function storeMarkdown (r: StoreResult): string[] {
     ratios.push(`${n} per batch: ${fmt(before.cpuUsPerEntry / now.cpuUsPerEntry, 1)}× less CPU, ${fmt(before.walFramesPerBatch / now.walFramesPerBatch, 1)}× fewer WAL pages`)
   }
   lines.push('', `Version 1 layout / edge-agent: ${ratios.join('; ')}.`)
+  if (r.deletes === undefined) return lines
+  lines.push('', '### Deleting sessions', '',
+    'Sessions of 256-byte deltas written one entry each per group commit (interleaved, as the agent writes them), then deleted in one write, as a burst of closes does. ' +
+    'Schema version 2 deleted every row of a deleted session in that write (its statements, run bare on the same table). ' +
+    'Now the rows wait under a grave and the reclaims free them at the next writes, at most 8,192 rows each (the kept sessions write one entry each per write). ' +
+    'Milliseconds of the event loop inside write() (the fsync, in the thread pool, excluded); two runs of each, alternating, averaged.', '',
+    '| scenario | rows deleted | at once (version 2): the delete\'s write, ms | graves: the delete\'s write, ms | graves: longest later write, ms | writes until reclaimed | graves: all writes, ms |', '|---|---|---|---|---|---|---|')
+  for (const d of r.deletes) lines.push(`| ${d.scenario} | ${d.deletedSessions * d.entriesEach} | ${fmt(d.atOnceMs, 1)} | ${fmt(d.deleteWriteMs, 1)} | ${fmt(d.longestLaterWriteMs, 1)} | ${fmt(d.laterWrites, 0)} | ${fmt(d.totalMs, 1)} |`)
+  lines.push('', `Longest write, at once / graves: ${r.deletes.map((d) => `${d.scenario}: ${fmt(d.atOnceMs / Math.max(d.deleteWriteMs, d.longestLaterWriteMs), 1)}×`).join('; ')}.`)
   return lines
 }
 

@@ -4,7 +4,7 @@
 import type { DatabaseSync } from 'node:sqlite'
 
 // Bump on any change of the tables or of a row's encoding, with a migration.
-export const SESSION_STORE_SCHEMA_VERSION = 2
+export const SESSION_STORE_SCHEMA_VERSION = 3
 
 // SQLite primary result codes that mean the file itself is damaged.
 const SQLITE_CORRUPT = 11
@@ -30,6 +30,14 @@ const ENTRIES_TABLE = `
     crc INTEGER NOT NULL
   ) STRICT;
 `
+// A deleted session whose entry rows are not all deleted yet: every row of it
+// in the entries table is dead, reclaimed with the others (session-store-seqs.ts
+// says why a session's rows are not deleted with it). A grave and a session row
+// never share an id: a session stored again takes its grave's rows first.
+// `crc` is rowCrc() of [session_id]. Version 3 added this table.
+const GRAVES_TABLE = `
+  CREATE TABLE graves (session_id TEXT PRIMARY KEY, crc INTEGER NOT NULL) STRICT, WITHOUT ROWID;
+`
 const SCHEMA = `
   CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT, WITHOUT ROWID;
   CREATE TABLE sessions (
@@ -46,6 +54,7 @@ const SCHEMA = `
     crc INTEGER NOT NULL
   ) STRICT;
   ${ENTRIES_TABLE}
+  ${GRAVES_TABLE}
 `
 
 export function configure (db: DatabaseSync, path: string): void {
@@ -76,6 +85,10 @@ export function ensureSchema (db: DatabaseSync, path: string): void {
     migrateFromVersion1(db)
     return
   }
+  if (row.value === 2) {
+    migrateFromVersion2(db)
+    return
+  }
   if (row.value !== SESSION_STORE_SCHEMA_VERSION) {
     throw new SessionStoreError(`session store ${path} has schema version ${row.value}, and this edge-agent reads only version ${SESSION_STORE_SCHEMA_VERSION} (was it written by a newer edge-agent?); refusing to open it. Run the edge-agent that wrote it, or move the file away to start without the sessions it holds.`)
   }
@@ -84,8 +97,8 @@ export function ensureSchema (db: DatabaseSync, path: string): void {
 // Version 1 keyed entries by (session_id, idx), with a foreign key to their
 // session. Version 2 keys them by seq (ENTRIES_TABLE): the rows are copied in
 // session and index order, so each session's seqs ascend with its indexes, and
-// the copy, the swap and the new version commit together (open() fsyncs it
-// before the store is used). Rows and their checksums are copied as they were;
+// the copy, the swap, the (empty) graves of version 3 and the new version
+// commit together (open() fsyncs it before the store is used). Rows and their checksums are copied as they were;
 // load() checks them as always.
 function migrateFromVersion1 (db: DatabaseSync): void {
   db.exec(`BEGIN IMMEDIATE;
@@ -93,6 +106,16 @@ function migrateFromVersion1 (db: DatabaseSync): void {
     INSERT INTO entries_v2 (session_id, idx, epoch, body, crc) SELECT session_id, idx, epoch, body, crc FROM entries ORDER BY session_id, idx;
     DROP TABLE entries;
     ALTER TABLE entries_v2 RENAME TO entries;
+    ${GRAVES_TABLE}
+    UPDATE meta SET value = ${SESSION_STORE_SCHEMA_VERSION} WHERE key = 'schema_version';
+    COMMIT`)
+}
+
+// Version 3 only adds the graves table, empty: a version 2 store deleted a
+// session's rows with it.
+function migrateFromVersion2 (db: DatabaseSync): void {
+  db.exec(`BEGIN IMMEDIATE;
+    ${GRAVES_TABLE}
     UPDATE meta SET value = ${SESSION_STORE_SCHEMA_VERSION} WHERE key = 'schema_version';
     COMMIT`)
 }

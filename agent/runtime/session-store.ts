@@ -160,6 +160,9 @@ function prepareStatements (db: DatabaseSync) {
     copyEntries: db.prepare(`INSERT INTO entries (seq, session_id, idx, epoch, body, crc)
       SELECT $base + j.key, e.session_id, e.idx, e.epoch, e.body, e.crc FROM json_each($seqs) AS j JOIN entries AS e ON e.seq = j.value`),
     deleteBelow: db.prepare('DELETE FROM entries WHERE seq < $cutoff'),
+    putGrave: db.prepare('INSERT INTO graves (session_id, crc) VALUES ($id, $crc) ON CONFLICT (session_id) DO NOTHING'),
+    deleteGrave: db.prepare('DELETE FROM graves WHERE session_id = $id'),
+    allGraves: db.prepare('SELECT session_id, crc FROM graves'),
     checkpoint: db.prepare('PRAGMA wal_checkpoint(PASSIVE)'),
     entrySeqs: db.prepare(`SELECT entries.seq, entries.session_id, entries.idx, coalesce(snapshots.idx, 0) AS snapshot_idx
       FROM entries LEFT JOIN snapshots ON snapshots.session_id = entries.session_id ORDER BY entries.seq`)
@@ -176,6 +179,9 @@ export class SessionStore {
   // the table at the first write, kept as the store writes, and read again
   // after a transaction that failed. A session listed here has its row.
   #seqs: EntrySeqs | null = null
+  // The graves (deleted sessions whose rows wait to be reclaimed), read and
+  // dropped with #seqs.
+  #graves = new Set<string>()
   // Our descriptor of the -wal file, opened at the first write (the file exists
   // from then on while the connection is open), for sync().
   #walFd: number | null = null
@@ -232,6 +238,7 @@ export class SessionStore {
       const records = this.#commits.all()
       try {
         this.#sql.begin.run()
+        this.#seqs ??= this.#readSeqs()
         for (const record of records) this.#applyOne(record)
         this.#sql.commit.run()
       } catch {
@@ -268,8 +275,13 @@ export class SessionStore {
     try {
       const rows = this.#sql.allSessions.all() as SessionRow[]
       const entryRows = this.#entryRowsBySession()
-      const sessions = rows.map((row) => this.#loadSession(row, entryRows.get(row.session_id) ?? []))
-      for (const row of rows) entryRows.delete(row.session_id)
+      const graves = this.#readGraves()
+      const sessions = rows.map((row) => {
+        if (graves.has(row.session_id)) throw this.#corruptSession(row.session_id, 'it is stored and has a grave (deleted) too')
+        return this.#loadSession(row, entryRows.get(row.session_id) ?? [])
+      })
+      // A grave's rows are dead, skipped.
+      for (const id of [...rows.map((row) => row.session_id), ...graves]) entryRows.delete(id)
       const [orphan] = entryRows
       if (orphan !== undefined) throw this.#corruptSession(orphan[0], `${orphan[1].length} stored entries belong to no stored session`)
       return sessions
@@ -453,7 +465,11 @@ export class SessionStore {
         return
       }
       case 'session-delete':
-        this.#deleteEntries(this.#seqsNow().remove(id))
+        // Its rows wait for the reclaims, under a grave (session-store-seqs.ts).
+        if (this.#seqsNow().entomb(id)) {
+          this.#sql.putGrave.run({ id, crc: rowCrc([id]) })
+          this.#graves.add(id)
+        }
         // The snapshot follows by ON DELETE CASCADE.
         this.#sql.deleteSession.run({ id })
         return
@@ -467,6 +483,11 @@ export class SessionStore {
   #hardState (id: string): HardState {
     const row = this.#sql.getSession.get({ id }) as SessionRow | undefined
     if (row !== undefined) return { epoch: row.epoch, votedFor: row.voted_for, commitIndex: row.commit_index }
+    // Stored again while its grave waits: the old rows go first, at once.
+    if (this.#graves.delete(id)) {
+      this.#deleteEntries(this.#seqsNow().remove(id))
+      this.#sql.deleteGrave.run({ id })
+    }
     const state = { epoch: 0, votedFor: null, commitIndex: 0 }
     this.#putSession(id, state)
     return state
@@ -534,6 +555,11 @@ export class SessionStore {
     this.#sql.deleteBelow.run({ cutoff: plan.cutoff })
     this.#deleteEntries(moved.filter((seq) => seq >= plan.cutoff))
     this.#deleteEntries(seqs.reclaimed(plan, nextSeq))
+    for (const id of this.#graves) {
+      if (seqs.hasDead(id)) continue
+      this.#sql.deleteGrave.run({ id })
+      this.#graves.delete(id)
+    }
   }
 
   #snapshotIndex (id: string): number {
@@ -553,8 +579,9 @@ export class SessionStore {
   // too. Rows its snapshot covers are dead.
   #readSeqs (): EntrySeqs {
     const seqs = new EntrySeqs(this.#deadRows)
+    this.#graves = this.#readGraves()
     for (const row of this.#sql.entrySeqs.iterate() as Iterable<{ seq: number; session_id: string; idx: number; snapshot_idx: number }>) {
-      if (row.idx <= row.snapshot_idx) {
+      if (row.idx <= row.snapshot_idx || this.#graves.has(row.session_id)) {
         seqs.bury(row.session_id, [row.seq])
         continue
       }
@@ -563,6 +590,15 @@ export class SessionStore {
       seqs.push(run, row.seq)
     }
     return seqs
+  }
+
+  #readGraves (): Set<string> {
+    const graves = new Set<string>()
+    for (const row of this.#sql.allGraves.iterate() as Iterable<{ session_id: string; crc: number }>) {
+      if (row.crc !== rowCrc([row.session_id])) throw this.#corruptSession(row.session_id, 'its grave (a deleted session) fails its checksum')
+      graves.add(row.session_id)
+    }
+    return graves
   }
 
   // One scan of the entries table, by session, each session's rows in index

@@ -101,8 +101,10 @@ test('a truncate deletes its rows at once; a snapshot\'s rows wait, skipped by l
     } finally {
       store.close()
     }
-    assert.equal(rowsOf(path), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((idx) => ['a', idx]), 'a deleted session takes its rows, live and dead, and no other')
-    const [a] = loadFrom(path)
+    assert.equal(rowsOf(path).filter(([id]) => id === 'b').length, 10, 'a deleted session\'s rows, live and dead, wait for a reclaim')
+    assert.equal(sql<{ session_id: string }>(path, 'SELECT session_id FROM graves'), [{ session_id: 'b' }], 'under a grave')
+    const [a, ...others] = loadFrom(path)
+    assert.equal(others, [], 'load skips a grave\'s rows')
     assert.equal(a.entries.map((e) => [e.index, e.epoch]), [[5, 1], [6, 1], [7, 1], [8, 1], [9, 2], [10, 2]])
 
     // DEAD_ROWS.reclaim dead rows are reclaimed together, by the batch that makes them so many.
@@ -120,7 +122,8 @@ test('a truncate deletes its rows at once; a snapshot\'s rows wait, skipped by l
       store.apply([entries('a', Array.from({ length: per }, (_, i) => entry('a', index + 1 + i)))])
       index += per
       store.apply([{ kind: 'session-snapshot', sessionId: 'a', snapshot: snapshot('a', index - 1) }])
-      assert.equal(rowsOf(path), [['a', index]], 'only the live row is left')
+      assert.equal(rowsOf(path), [['a', index]], 'only the live row is left, the grave\'s rows gone too')
+      assert.equal(sql(path, 'SELECT session_id FROM graves'), [], 'and the grave with them')
       assert.equal(store.load()[0].entries.map((e) => e.index), [index])
     } finally {
       store.close()
@@ -280,6 +283,39 @@ test('entries of no stored session are reported at load, naming the session', ()
   })
 })
 
+// Turns a store back into version 2's: no graves (it deleted a session's rows
+// with it).
+function downgradeToVersion2 (path: string): void {
+  const db = new DatabaseSync(path)
+  db.exec(`BEGIN;
+    DROP TABLE graves;
+    UPDATE meta SET value = 2 WHERE key = 'schema_version';
+    COMMIT`)
+  db.close()
+}
+
+test('a version 2 store is migrated at open: graves added, the same sessions load, and a delete then leaves a grave', () => {
+  withDir((dir) => {
+    const path = join(dir, 'sessions.db')
+    let store = SessionStore.open(path)
+    for (let index = 1; index <= 10; index++) store.apply([entries('a', [entry('a', index)]), entries('b', [entry('b', index)])])
+    const before = store.load()
+    store.close()
+    downgradeToVersion2(path)
+    assert.equal(sql<{ n: number }>(path, "SELECT count(*) AS n FROM sqlite_schema WHERE name = 'graves'"), [{ n: 0 }])
+    store = SessionStore.open(path)
+    try {
+      assert.equal(store.load(), before)
+      store.apply([{ kind: 'session-delete', sessionId: 'b' }])
+    } finally {
+      store.close()
+    }
+    assert.equal(sql<{ value: number }>(path, "SELECT value FROM meta WHERE key = 'schema_version'"), [{ value: SESSION_STORE_SCHEMA_VERSION }])
+    assert.equal(sql<{ session_id: string }>(path, 'SELECT session_id FROM graves'), [{ session_id: 'b' }])
+    assert.equal(loadFrom(path).map((s) => s.sessionId), ['a'])
+  })
+})
+
 // Turns a version 2 store back into version 1's layout: entries keyed by
 // (session_id, idx), with a foreign key to their session.
 function downgradeToVersion1 (path: string): void {
@@ -296,6 +332,7 @@ function downgradeToVersion1 (path: string): void {
     INSERT INTO entries_v1 SELECT session_id, idx, epoch, body, crc FROM entries;
     DROP TABLE entries;
     ALTER TABLE entries_v1 RENAME TO entries;
+    DROP TABLE graves;
     UPDATE meta SET value = 1 WHERE key = 'schema_version';
     COMMIT`)
   db.close()
@@ -419,11 +456,16 @@ test(`any sequence of appends, truncates, snapshots, deletes and reopens loads a
       assertMatches(loadFrom(path), model, 'after the last reopen')
       // Rows a snapshot covers may wait to be deleted (DEAD_ROWS.reclaim); no
       // other row may be left over, and none of a session that is gone.
+      // A deleted session's rows wait too, under its grave; a grave has rows
+      // (it goes with its last one) and never shares its id with a session.
       const live = sql<{ n: number }>(path, `SELECT count(*) AS n FROM entries LEFT JOIN snapshots USING (session_id)
-        WHERE entries.idx > coalesce(snapshots.idx, 0)`)[0].n
-      const orphans = sql<{ n: number }>(path, 'SELECT count(*) AS n FROM entries WHERE session_id NOT IN (SELECT session_id FROM sessions)')[0].n
+        WHERE entries.idx > coalesce(snapshots.idx, 0) AND entries.session_id NOT IN (SELECT session_id FROM graves)`)[0].n
+      const orphans = sql<{ n: number }>(path, `SELECT count(*) AS n FROM entries
+        WHERE session_id NOT IN (SELECT session_id FROM sessions) AND session_id NOT IN (SELECT session_id FROM graves)`)[0].n
+      const emptyGraves = sql<{ n: number }>(path, 'SELECT count(*) AS n FROM graves WHERE session_id NOT IN (SELECT session_id FROM entries)')[0].n
+      const stored = sql<{ n: number }>(path, 'SELECT count(*) AS n FROM graves WHERE session_id IN (SELECT session_id FROM sessions)')[0].n
       const modelled = [...model.values()].reduce((n, s) => n + s.entries.length, 0)
-      ok = live === modelled && orphans === 0
+      ok = live === modelled && orphans === 0 && emptyGraves === 0 && stored === 0
     })
     return ok
   }), { seed: SEED, numRuns: 150 })
