@@ -21,7 +21,10 @@
 //   so for a session on its own (no beat for ownerTimeoutMs, a beat from
 //   another boot of the owner, a vote request, any frame but the owner's)
 //   changes its token for that owner (`gen`), which every later beat ack
-//   carries; a restarted member has a new boot, so a new token too.
+//   carries; a restarted member has a new boot, so a new token too. A gen is
+//   drawn from one counter for all owners, never reused in a process: the
+//   entries about an owner nothing is quiet under any more can be dropped,
+//   and the one made when it comes back cannot match a token it still holds.
 // - The owner counts a beat ack toward a quiet session's lease only if its
 //   token is the one the member said yes with; an ack with another token wakes
 //   every quiet session it shares with that member. So the lease the owner
@@ -70,9 +73,10 @@ export class QuietPeers {
   // This process's name in tokens and beats: drawn once per start.
   readonly boot: number
   readonly #touched: (r: Replica) => void
-  // Member side: the token per owner, the last beat per owner, the sessions
-  // quiet under each owner.
+  // Member side: the token per owner (and the last gen drawn), the last beat
+  // per owner, the sessions quiet under each owner.
   readonly #gens = new Map<PeerKey, number>()
+  #lastGen = -1
   readonly #beatsFrom = new Map<PeerKey, { atMs: number; boot: number }>()
   readonly #under = new Map<PeerKey, Set<Replica>>()
   // Owner side: beats sent, the last ack and when each member was last heard,
@@ -84,6 +88,8 @@ export class QuietPeers {
   readonly #acks = new Map<PeerKey, { sentAtMs: number; boot: number; gen: number }>()
   readonly #heard = new Map<PeerKey, number>()
   readonly #with = new Map<PeerKey, Set<Replica>>()
+  // When the entries about peers nothing is quiet with are next dropped.
+  #pruneAtMs = -Infinity
 
   constructor (boot: number, touched: (r: Replica) => void) {
     this.boot = boot
@@ -219,7 +225,7 @@ export class QuietPeers {
       setOf(this.#under, from).add(r)
       this.#touched(r)
     }
-    ctx.send(from, { type: 'session-quiesced', sessionId: msg.sessionId, epoch: msg.epoch, seq: msg.seq, ok, boot: this.boot, gen: this.#gens.get(from) ?? 0 })
+    ctx.send(from, { type: 'session-quiesced', sessionId: msg.sessionId, epoch: msg.epoch, seq: msg.seq, ok, boot: this.boot, gen: this.#genFor(from) })
   }
 
   #mayQuiesce (r: Replica, from: PeerKey, msg: SessionQuiesce): boolean {
@@ -239,14 +245,23 @@ export class QuietPeers {
     const beat = this.#beatsFrom.get(q.owner)
     if (beat !== undefined && beat.boot === q.ownerBoot) r.lastOwnerContactMs = Math.max(r.lastOwnerContactMs, beat.atMs)
     this.#under.get(q.owner)?.delete(r)
-    if (onItsOwn) this.#gens.set(q.owner, (this.#gens.get(q.owner) ?? 0) + 1)
+    if (onItsOwn) this.#gens.set(q.owner, ++this.#lastGen)
     r.quiet = null
     this.#touched(r)
   }
 
   onBeat (ctx: Ctx, from: PeerKey, msg: SessionBeat): void {
     this.#beat(ctx, from, msg.boot)
-    ctx.send(from, { type: 'session-beat-ack', seq: msg.seq, boot: this.boot, gen: this.#gens.get(from) ?? 0 })
+    ctx.send(from, { type: 'session-beat-ack', seq: msg.seq, boot: this.boot, gen: this.#genFor(from) })
+  }
+
+  #genFor (owner: PeerKey): number {
+    let gen = this.#gens.get(owner)
+    if (gen === undefined) {
+      gen = ++this.#lastGen
+      this.#gens.set(owner, gen)
+    }
+    return gen
   }
 
   #beat (ctx: Ctx, from: PeerKey, boot: number): void {
@@ -297,6 +312,7 @@ export class QuietPeers {
   // The timers: beats to send, members no longer heard, owners no longer
   // beating. Runs at every tick of the core.
   tick (ctx: Ctx): void {
+    if (ctx.now >= this.#pruneAtMs) this.#prune(ctx)
     if (this.#with.size === 0 && this.#under.size === 0) return
     let beating = false
     for (const [peer, shared] of this.#with) {
@@ -329,6 +345,30 @@ export class QuietPeers {
       // goes on to watch it (sessions.ts), from the last beat heard.
       if (beat === undefined || ctx.now - beat.atMs >= ctx.config.ownerTimeoutMs) for (const r of [...under]) this.wakeMember(ctx, r, true)
     }
+  }
+
+  // Drops what is kept about peers nothing is quiet with any more (peers that
+  // left, above all), once it can no longer matter: an owner's last beat once
+  // ownerTimeoutMs old, then its gen (a new one is drawn if it comes back); a
+  // member's last ack once memberStaleMs old (a quiet session with it would
+  // have woken by then); silences that ran out. At most once per
+  // ownerTimeoutMs; not a timer of its own (nextWakeMs): any later tick will do.
+  #prune (ctx: Ctx): void {
+    this.#pruneAtMs = ctx.now + ctx.config.ownerTimeoutMs
+    const quietUnder = (owner: PeerKey): boolean => (this.#under.get(owner)?.size ?? 0) > 0
+    for (const [owner, beat] of this.#beatsFrom) if (!quietUnder(owner) && ctx.now - beat.atMs >= ctx.config.ownerTimeoutMs) this.#beatsFrom.delete(owner)
+    for (const owner of this.#gens.keys()) if (!quietUnder(owner) && !this.#beatsFrom.has(owner)) this.#gens.delete(owner)
+    for (const [peer, heard] of this.#heard) {
+      if ((this.#with.get(peer)?.size ?? 0) > 0 || ctx.now - heard < ctx.config.memberStaleMs) continue
+      this.#heard.delete(peer)
+      this.#acks.delete(peer)
+    }
+    for (const [peer, until] of this.#silentUntil) if (until <= ctx.now) this.#silentUntil.delete(peer)
+  }
+
+  // Peers something is kept about (tests).
+  keptPeers (): { owners: number; members: number; silent: number } {
+    return { owners: new Set([...this.#gens.keys(), ...this.#beatsFrom.keys()]).size, members: new Set([...this.#heard.keys(), ...this.#acks.keys()]).size, silent: this.#silentUntil.size }
   }
 
   // The earliest of those timers (Infinity: none). The simulator asks every

@@ -215,4 +215,46 @@ test('quiet member: beats count as its owner heard; a beat from another boot of 
   assert.is((other.ctx.sends('session-beat-ack')[0].message as { gen: number }).gen, 1)
 })
 
+test('what is kept about peers nothing is quiet with any more is dropped, and a gen drawn again never matches a token the owner still holds', () => {
+  // Member side: yes to A (gen 0), then woken on its own (a vote request: gen 1).
+  const { ctx, r } = member()
+  ctx.quiet.onQuiesce(ctx, r, 'A', request())
+  ctx.quiet.onBeat(ctx, 'A', { type: 'session-beat', boot: 500, seq: 1 })
+  ctx.quiet.onMessageFor(ctx, r, 'C', { type: 'session-vote-request', sessionId: SESSION, epoch: 2, candidate: 'C', lastIndex: 2, lastEpoch: 1, commitIndex: 2, preVote: true })
+  assert.is(r.quiet, null)
+  ctx.quiet.tick(ctx)
+  assert.equal(ctx.quiet.keptPeers().owners, 1, 'A beat within ownerTimeoutMs: kept')
+  // A falls silent (it left, say): its beat and gen go after ownerTimeoutMs.
+  ctx.now += 2 * ctx.config.ownerTimeoutMs
+  ctx.quiet.tick(ctx)
+  assert.equal(ctx.quiet.keptPeers(), { owners: 0, members: 0, silent: 0 })
+  // A comes back still holding the yes (gen 0): the ack's gen is a new one.
+  ctx.take()
+  ctx.quiet.onBeat(ctx, 'A', { type: 'session-beat', boot: 500, seq: 2 })
+  const gen = (ctx.sends('session-beat-ack')[0].message as { gen: number }).gen
+  assert.ok(gen !== 0 && gen !== 1, `gen ${gen}: drawn again, never one given before`)
+
+  // Owner side: a quiet session with B and C wakes; their acks go after
+  // memberStaleMs, and a silence once it ran out.
+  const owner = quietOwner()
+  owner.ctx.now += owner.ctx.config.heartbeatMs
+  beatRound(owner.ctx, [['B', 0], ['C', 0]])
+  owner.ctx.quiet.forget(owner.ctx, owner.r)
+  owner.ctx.quiet.tick(owner.ctx)
+  assert.is(owner.ctx.quiet.keptPeers().members, 2, 'heard within memberStaleMs: kept')
+  owner.ctx.now += owner.ctx.config.memberStaleMs + owner.ctx.config.ownerTimeoutMs
+  owner.ctx.quiet.tick(owner.ctx)
+  assert.equal(owner.ctx.quiet.keptPeers(), { owners: 0, members: 0, silent: 0 })
+
+  const silent = idleOwner()
+  const [asked] = ask(silent.ctx, silent.r)
+  yes(silent.ctx, silent.r, 'B', asked)
+  silent.ctx.now += silent.ctx.config.heartbeatMs
+  heartbeat(silent.ctx, silent.r)
+  assert.is(silent.ctx.quiet.keptPeers().silent, 1, 'C said nothing: left alone for a minute')
+  silent.ctx.now += QUIET_SILENT_PEER_MS
+  silent.ctx.quiet.tick(silent.ctx)
+  assert.is(silent.ctx.quiet.keptPeers().silent, 0)
+})
+
 test.run()
