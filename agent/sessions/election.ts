@@ -269,8 +269,30 @@ export function onVote (ctx: Ctx, r: Replica, from: PeerKey, vote: SessionVote):
     return
   }
   if (!vote.granted || vote.epoch !== c.epoch) return
+  // A grant answering an earlier request of ours in this epoch (sent before a
+  // candidacy that stood again, say: a candidate frozen with requests out, or
+  // working through a backlog) carries the voter's entries after that request's
+  // commit index. Entries up to ours are committed, the same on every log, so a
+  // tail from further back is cut to ours (completeLog). A tail that starts
+  // after ours (a request sent before a restart, whose commit index we had
+  // not stored yet) leaves a hole we cannot check, so that vote is not
+  // counted: winning without the entries only it holds could drop acknowledged
+  // ones. (Before, a tail not starting exactly after ours was ignored and the
+  // vote counted: SEED=30508 of the sessions sweep lost five acknowledged
+  // deltas that way.)
+  if (!c.pre && !completes(vote, c.commitIndex)) {
+    c.refusals.set(from, `its vote's entries start after ${c.commitIndex + 1}`)
+    return
+  }
   c.votes.set(from, vote)
   maybeWin(ctx, r)
+}
+
+// Whether a granted vote's tail joins our log at or before `commitIndex` + 1.
+// (An empty one: the voter held nothing after the request's commit index, all
+// of it committed, so held here too.)
+function completes (vote: SessionVote, commitIndex: number): boolean {
+  return vote.tail.length === 0 || vote.tail[0].index <= commitIndex + 1
 }
 
 // A member granted `candidate` a pre-vote: the candidate will likely stand for
@@ -333,17 +355,21 @@ function maybeWin (ctx: Ctx, r: Replica): void {
 }
 
 // Everything acknowledged is on a majority, so on at least one voter: the most
-// up-to-date log among the voters and us holds it. Adopt that log's tail.
+// up-to-date log among the voters and us holds it. Adopt that log's tail, from
+// after our commit index (onVote counted only votes whose tails reach back to
+// it; a tail reaching further back repeats committed entries we hold).
 function completeLog (ctx: Ctx, r: Replica, commitIndex: number, votes: SessionVote[]): void {
   let best: SessionVote | null = null
   for (const vote of votes) {
     const than = best === null ? [r.log.lastEpoch, r.log.lastIndex] : [best.lastEpoch, best.lastIndex]
     if (ReplicaLog.compare(vote.lastEpoch, vote.lastIndex, than[0], than[1]) > 0 && vote.tail.length > 0) best = vote
   }
-  if (best === null || best.tail[0].index !== commitIndex + 1) return
+  if (best === null) return
+  const tail = best.tail.filter((entry) => entry.index > commitIndex)
+  if (tail.length === 0 || tail[0].index !== commitIndex + 1) return
   if (r.log.lastIndex > commitIndex) truncate(ctx, r, commitIndex + 1)
-  for (const entry of best.tail) r.log.append(entry)
-  ctx.persist({ kind: 'session-entries', sessionId: r.id, entries: best.tail })
+  for (const entry of tail) r.log.append(entry)
+  ctx.persist({ kind: 'session-entries', sessionId: r.id, entries: tail })
 }
 
 function loseElection (ctx: Ctx, r: Replica, reason: string): void {

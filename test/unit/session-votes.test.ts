@@ -229,6 +229,38 @@ test('a standby that saw its owner die, where one more vote is a majority, asks 
   assert.equal(ctx.events('promoted').length, 1)
 })
 
+test('a grant answering an earlier request (its tail from an older commit index) completes the log from ours; one whose tail starts after it is not counted (SEED=30508)', () => {
+  // B holds 1..4 (committed 3) and stands; C holds 1..6 of epoch 1, the last
+  // two acknowledged by the old owner with C's ack.
+  const stand = (): { ctx: FakeCtx; r: Replica } => {
+    const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+    const r = standby(ctx, entriesWithEpochs([1, 1, 1, 1]), { commitIndex: 3, heardOwnerAgoMs: 100 })
+    ctx.directory.set('A', 'dead')
+    watchOwner(ctx, r)
+    watchOwner(ctx, r)
+    assert.is(r.candidacy?.commitIndex, 3)
+    ctx.take()
+    return { ctx, r }
+  }
+  const cLog = entriesWithEpochs([1, 1, 1, 1, 1, 1])
+  const grant = (fromIndex: number): SessionVote => ({ type: 'session-vote', sessionId: SESSION, epoch: 2, granted: true, preVote: false, reason: 'granted', lastIndex: 6, lastEpoch: 1, commitIndex: 3, tail: cLog.slice(fromIndex - 1) })
+
+  // C answered a request B sent while it had committed up to 2: its tail starts at 3.
+  const early = stand()
+  onVote(early.ctx, early.r, 'C', grant(3))
+  assert.is(early.r.role, 'owner')
+  assert.equal(epochsOf(early.r.log), [1, 1, 1, 1, 1, 1, 2], 'entries 5 and 6 adopted, not dropped')
+  const adopted = early.ctx.persists().flatMap((record) => record.kind === 'session-entries' ? record.entries.map((e) => e.index) : [])
+  assert.equal(adopted.slice(0, 3), [4, 5, 6], 'C\'s entries after B\'s commit index are stored')
+
+  // A tail from 5 leaves entry 4 unknown: the vote is not counted, and B is not owner.
+  const late = stand()
+  onVote(late.ctx, late.r, 'C', grant(5))
+  assert.is(late.r.role, 'candidate')
+  assert.equal(late.r.log.lastIndex, 4)
+  assert.match(late.r.candidacy?.refusals.get('C') ?? '', /entries start after 4/)
+})
+
 test('in a group of five a standby stands with a pre-vote first, then a persisted real vote, then owner', () => {
   const { ctx, r } = candidateOfFive()
   const pre = ctx.sends('session-vote-request').map((s) => ({ to: s.to, ...(s.message as SessionVoteRequest) }))
