@@ -69,105 +69,30 @@
 
 import { closeSync, existsSync, fdatasync, fdatasyncSync, openSync } from 'node:fs'
 import { DatabaseSync } from 'node:sqlite'
-import type { StatementSync } from 'node:sqlite'
-import { crc32 } from 'node:zlib'
 import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
 import { snapshotJson } from '../sessions/snapshot-text.ts'
 import type { SessionDurable, StoredSession } from '../sessions/types.ts'
 import { checkWalFile } from './wal-check.ts'
 import { WalIndex } from './wal-index.ts'
-import { isEntryBody, isSnapshot, parseJson } from './session-store-shapes.ts'
 import { KeptCommitIndexes } from './session-store-commits.ts'
+import { corruptSession, loadSessions, readGraves } from './session-store-load.ts'
+import { coalesceEntries, prepareStatements, rowCrc, sessionCrc } from './session-store-sql.ts'
+import type { HardState, SessionRow, Statements } from './session-store-sql.ts'
 import { DEAD_ROWS, EntrySeqs } from './session-store-seqs.ts'
 import type { DeadRowLimits, EntryRun } from './session-store-seqs.ts'
 import { SessionStoreError, configure, corrupt, ensureSchema, isDamage, openFailure, sqliteMessage } from './session-store-schema.ts'
 
 export { SESSION_STORE_SCHEMA_VERSION, SessionStoreError } from './session-store-schema.ts'
+export { coalesceEntries } from './session-store-sql.ts'
 
 // What check() found in a sound store.
 export type StoreSummary = { sessions: number; entries: number; snapshots: number; walFrames: number }
-
-type SessionRow = { session_id: string; epoch: number; voted_for: string | null; commit_index: number; crc: number }
-type SnapshotRow = { idx: number; body: string; crc: number }
-type EntryRow = { seq: number; session_id: string; idx: number; epoch: number; body: string; crc: number }
-type HardState = { epoch: number; votedFor: string | null; commitIndex: number }
-
-// The key fields go in as a JSON array, so no two different rows hash the same
-// text (a body moved to another index or session fails its check).
-function rowCrc (key: unknown[], content = ''): number {
-  return crc32(content, crc32(JSON.stringify(key)))
-}
-
-function sessionCrc (sessionId: string, state: HardState): number {
-  return rowCrc([sessionId, state.epoch, state.votedFor, state.commitIndex])
-}
-
-type Statements = ReturnType<typeof prepareStatements>
 
 // A checkpoint once this many WAL frames (pages of 4 KiB) wait to be copied:
 // SQLite's own automatic checkpoint's default.
 export const CHECKPOINT_FRAMES = 1_000
 // When the WAL index cannot be read: a checkpoint every this many writes.
 const CHECKPOINT_FALLBACK_WRITES = 250
-
-// Consecutive entry records of one session become one (the owner logs a batch
-// of deltas one record each): the session row and its last index are then
-// looked up once per run of entries, not once per entry. Order is kept.
-export function coalesceEntries (records: SessionDurable[]): SessionDurable[] {
-  const out: SessionDurable[] = []
-  // The run being merged: a copy, so the callers' records are left as they were.
-  let run: (SessionDurable & { kind: 'session-entries' }) | null = null
-  for (const record of records) {
-    if (record.kind === 'session-entries' && run !== null && run.sessionId === record.sessionId) {
-      for (const entry of record.entries) run.entries.push(entry)
-      continue
-    }
-    if (record.kind === 'session-entries') {
-      run = { ...record, entries: [...record.entries] }
-      out.push(run)
-    } else {
-      run = null
-      out.push(record)
-    }
-  }
-  return out
-}
-
-function prepareStatements (db: DatabaseSync) {
-  return {
-    begin: db.prepare('BEGIN IMMEDIATE'),
-    beginRead: db.prepare('BEGIN'),
-    commit: db.prepare('COMMIT'),
-    rollback: db.prepare('ROLLBACK'),
-    getSession: db.prepare('SELECT epoch, voted_for, commit_index FROM sessions WHERE session_id = $id'),
-    putSession: db.prepare(`INSERT INTO sessions (session_id, epoch, voted_for, commit_index, crc) VALUES ($id, $epoch, $votedFor, $commitIndex, $crc)
-      ON CONFLICT (session_id) DO UPDATE SET epoch = excluded.epoch, voted_for = excluded.voted_for, commit_index = excluded.commit_index, crc = excluded.crc`),
-    deleteSession: db.prepare('DELETE FROM sessions WHERE session_id = $id'),
-    countSessions: db.prepare('SELECT count(*) AS n FROM sessions'),
-    allSessions: db.prepare('SELECT session_id, epoch, voted_for, commit_index, crc FROM sessions ORDER BY session_id'),
-    snapshotIndex: db.prepare('SELECT idx FROM snapshots WHERE session_id = $id'),
-    getSnapshot: db.prepare('SELECT idx, body, crc FROM snapshots WHERE session_id = $id'),
-    putSnapshot: db.prepare(`INSERT INTO snapshots (session_id, idx, body, crc) VALUES ($id, $idx, $body, $crc)
-      ON CONFLICT (session_id) DO UPDATE SET idx = excluded.idx, body = excluded.body, crc = excluded.crc`),
-    // Positional, unlike the others: one run per entry on every member, and
-    // binding by name cost ~2 µs more per run (3.0 against 1.0 µs, node:sqlite).
-    insertEntry: db.prepare('INSERT INTO entries (session_id, idx, epoch, body, crc) VALUES (?, ?, ?, ?, ?)'),
-    // $seqs: a JSON array of seqs (one statement for a snapshot's whole prefix).
-    deleteEntries: db.prepare('DELETE FROM entries WHERE seq IN (SELECT value FROM json_each($seqs))'),
-    allEntries: db.prepare('SELECT seq, session_id, idx, epoch, body, crc FROM entries ORDER BY seq'),
-    nextSeq: db.prepare('SELECT coalesce(max(seq), 0) + 1 AS next FROM entries'),
-    // The rows of $seqs (a JSON array) again, as seqs $base, $base + 1, … in that order.
-    copyEntries: db.prepare(`INSERT INTO entries (seq, session_id, idx, epoch, body, crc)
-      SELECT $base + j.key, e.session_id, e.idx, e.epoch, e.body, e.crc FROM json_each($seqs) AS j JOIN entries AS e ON e.seq = j.value`),
-    deleteBelow: db.prepare('DELETE FROM entries WHERE seq < $cutoff'),
-    putGrave: db.prepare('INSERT INTO graves (session_id, crc) VALUES ($id, $crc) ON CONFLICT (session_id) DO NOTHING'),
-    deleteGrave: db.prepare('DELETE FROM graves WHERE session_id = $id'),
-    allGraves: db.prepare('SELECT session_id, crc FROM graves'),
-    checkpoint: db.prepare('PRAGMA wal_checkpoint(PASSIVE)'),
-    entrySeqs: db.prepare(`SELECT entries.seq, entries.session_id, entries.idx, coalesce(snapshots.idx, 0) AS snapshot_idx
-      FROM entries LEFT JOIN snapshots ON snapshots.session_id = entries.session_id ORDER BY entries.seq`)
-  } satisfies Record<string, StatementSync>
-}
 
 export class SessionStore {
   readonly path: string
@@ -273,18 +198,7 @@ export class SessionStore {
   load (): StoredSession[] {
     this.#sql.beginRead.run()
     try {
-      const rows = this.#sql.allSessions.all() as SessionRow[]
-      const entryRows = this.#entryRowsBySession()
-      const graves = this.#readGraves()
-      const sessions = rows.map((row) => {
-        if (graves.has(row.session_id)) throw this.#corruptSession(row.session_id, 'it is stored and has a grave (deleted) too')
-        return this.#loadSession(row, entryRows.get(row.session_id) ?? [])
-      })
-      // A grave's rows are dead, skipped.
-      for (const id of [...rows.map((row) => row.session_id), ...graves]) entryRows.delete(id)
-      const [orphan] = entryRows
-      if (orphan !== undefined) throw this.#corruptSession(orphan[0], `${orphan[1].length} stored entries belong to no stored session`)
-      return sessions
+      return loadSessions(this.#sql, this.path, this.#commits)
     } catch (error) {
       throw this.#translate(error)
     } finally {
@@ -579,7 +493,7 @@ export class SessionStore {
   // too. Rows its snapshot covers are dead.
   #readSeqs (): EntrySeqs {
     const seqs = new EntrySeqs(this.#deadRows)
-    this.#graves = this.#readGraves()
+    this.#graves = readGraves(this.#sql, this.path)
     for (const row of this.#sql.entrySeqs.iterate() as Iterable<{ seq: number; session_id: string; idx: number; snapshot_idx: number }>) {
       if (row.idx <= row.snapshot_idx || this.#graves.has(row.session_id)) {
         seqs.bury(row.session_id, [row.seq])
@@ -592,66 +506,8 @@ export class SessionStore {
     return seqs
   }
 
-  #readGraves (): Set<string> {
-    const graves = new Set<string>()
-    for (const row of this.#sql.allGraves.iterate() as Iterable<{ session_id: string; crc: number }>) {
-      if (row.crc !== rowCrc([row.session_id])) throw this.#corruptSession(row.session_id, 'its grave (a deleted session) fails its checksum')
-      graves.add(row.session_id)
-    }
-    return graves
-  }
-
-  // One scan of the entries table, by session, each session's rows in index
-  // order (as written; sorted so that a row moved out of place is reported as
-  // the index found where another should be).
-  #entryRowsBySession (): Map<string, EntryRow[]> {
-    const bySession = new Map<string, EntryRow[]>()
-    for (const row of this.#sql.allEntries.iterate() as Iterable<EntryRow>) {
-      const rows = bySession.get(row.session_id)
-      if (rows === undefined) bySession.set(row.session_id, [row])
-      else rows.push(row)
-    }
-    for (const rows of bySession.values()) rows.sort((a, b) => a.idx - b.idx)
-    return bySession
-  }
-
-  #loadSession (row: SessionRow, entryRows: EntryRow[]): StoredSession {
-    const id = row.session_id
-    const state = { epoch: row.epoch, votedFor: row.voted_for, commitIndex: row.commit_index }
-    if (row.crc !== sessionCrc(id, state)) throw this.#corruptSession(id, 'its hard state fails its checksum')
-    const snapshot = this.#loadSnapshot(id)
-    const entries = this.#loadEntries(id, snapshot === null ? 0 : snapshot.index, entryRows)
-    // A commit index kept, not written yet (write()), is newer than the row's.
-    const commitIndex = this.#commits.loaded(id, state.commitIndex)
-    return { sessionId: id, ...state, commitIndex, snapshot, entries }
-  }
-
-  #loadSnapshot (id: string): SessionSnapshotBody | null {
-    const row = this.#sql.getSnapshot.get({ id }) as SnapshotRow | undefined
-    if (row === undefined) return null
-    if (row.crc !== rowCrc([id, row.idx], row.body)) throw this.#corruptSession(id, 'its snapshot fails its checksum')
-    const snapshot = parseJson(row.body)
-    if (!isSnapshot(snapshot) || snapshot.index !== row.idx) throw this.#corruptSession(id, 'its snapshot does not decode')
-    return snapshot
-  }
-
-  // Rows at or below the snapshot are dead (session-store-seqs.ts): skipped.
-  #loadEntries (id: string, snapshotIndex: number, rows: EntryRow[]): LogEntry[] {
-    const entries: LogEntry[] = []
-    for (const row of rows) {
-      if (row.idx <= snapshotIndex) continue
-      const expected = snapshotIndex + entries.length + 1
-      if (row.idx !== expected) throw this.#corruptSession(id, `entry ${row.idx} found where ${expected} should be`)
-      if (row.crc !== rowCrc([id, row.idx, row.epoch], row.body)) throw this.#corruptSession(id, `entry ${row.idx} fails its checksum`)
-      const body = parseJson(row.body)
-      if (!isEntryBody(body)) throw this.#corruptSession(id, `entry ${row.idx} does not decode`)
-      entries.push({ index: row.idx, epoch: row.epoch, body })
-    }
-    return entries
-  }
-
   #corruptSession (id: string, why: string): SessionStoreError {
-    return corrupt(this.path, `session ${JSON.stringify(id)}: ${why}`)
+    return corruptSession(this.path, id, why)
   }
 
   // SQLite noticing damage mid-query is the same news as a failed checksum.
