@@ -2,7 +2,8 @@
 // of terminals made at this agent. One deterministic state machine over
 // replicas (owner.ts, follower.ts, election.ts do the per-session work): it
 // routes messages by session, answers terminals (or redirects them to the
-// owner), creates sessions at their owner, and finds sessions it does not hold.
+// owner), creates sessions at their owner, and finds sessions it does not hold
+// (remote.ts, for the requests that wait on another agent).
 
 import type { GroupConfig, SessionInfo, SessionMessage } from '../../protocol/messages.ts'
 import type { PeerKey, Random } from '../core/io.ts'
@@ -14,9 +15,10 @@ import {
   memberLost, onAck, wait
 } from './owner.ts'
 import { clientAppendBatch } from './deltas.ts'
-import { HashRing, placeGroup, serviceCapacity } from './placement.ts'
+import { placeGroup } from './placement.ts'
 import { STREAMS_RECHECK_MS, streamsToAsk } from './group-streams.ts'
-import { config, newReplica, restoreReplica, voters } from './replica.ts'
+import { newReplica, restoreReplica, voters } from './replica.ts'
+import { CHANGING_OWNER_RETRY_MS, RemoteRequests, pathFor, viewOf, viewOfReplica } from './remote.ts'
 import { SnapshotBudget } from './snapshot-budget.ts'
 import { SessionWakes } from './wakes.ts'
 import { QuietPeers } from './quiet.ts'
@@ -51,19 +53,6 @@ export function constantTimeEqual (a: string, b: string): boolean {
   return diff === 0
 }
 
-type Pending =
-  | { kind: 'open'; requestId: string; deadlineMs: number; info: SessionInfo }
-  | { kind: 'locate'; requestId: string; deadlineMs: number; command: SessionCommand; asked: number; answered: number; found: boolean }
-
-// Agents asked at once when looking for a session this agent does not hold.
-const LOCATE_FANOUT = 10
-// How long an agent waits for another to create or find a session, ms.
-const REMOTE_TIMEOUT_MS = 2_000
-// The retry a terminal is told while its session changes owner, ms: a takeover
-// completes within a few round trips of the standbys' verdict, and a terminal
-// sleeping a whole heartbeat past it would add that much to every takeover.
-export const CHANGING_OWNER_RETRY_MS = 25
-
 export class Sessions {
   readonly self: PeerKey
   readonly #directory: MemberDirectory
@@ -73,8 +62,8 @@ export class Sessions {
   readonly #services: ReadonlyMap<string, Service>
   readonly #tokensEqual: (a: string, b: string) => boolean
   readonly #replicas = new Map<string, Replica>()
-  readonly #pending = new Map<number, Pending>()
-  #nextRequestId = 1
+  // Requests waiting on another agent (remote.ts).
+  readonly #remote: RemoteRequests
   #out: SessionEffect[] = []
   #now: number
   #ctxObject: Ctx | null = null
@@ -94,6 +83,9 @@ export class Sessions {
     this.#wakes = new SessionWakes(options.config.ownerTimeoutMs, options.verifyWake ?? false)
     this.#quiet = new QuietPeers(options.bootId ?? QuietPeers.drawBoot((n) => options.random.nextInt(n)), (r) => this.#wakes.touched(r))
     this.#now = options.nowMs
+    this.#remote = new RemoteRequests({
+      self: this.self, directory: this.#directory, config: this.#config, tokensEqual: this.#tokensEqual, now: () => this.#now, emit: (effect) => { this.#out.push(effect) }
+    })
     const ctx = this.#ctx()
     for (const stored of options.stored) {
       const replica = restoreReplica(stored, ctx)
@@ -160,8 +152,7 @@ export class Sessions {
 
   // The earliest time anything here is due (wakes.ts keeps the sessions').
   nextWakeMs (): number {
-    let next = this.#quiet.nextWakeMs(this.#ctx())
-    if (this.#pending.size > 0) for (const pending of this.#pending.values()) next = Math.min(next, pending.deadlineMs)
+    const next = Math.min(this.#quiet.nextWakeMs(this.#ctx()), this.#remote.nextDeadlineMs())
     return this.#wakes.next(this.#replicas, next)
   }
 
@@ -223,7 +214,7 @@ export class Sessions {
       const body = reply.body as { sessionId?: string; service?: string; epoch?: number; config?: GroupConfig }
       // A session created here: the terminal gets the full view of its group.
       const created = reply.status === 201 && body.config !== undefined && body.sessionId !== undefined
-      const view = created ? { ...this.#viewOf(body.sessionId as string, body.service ?? '', body.epoch ?? 0, this.self, body.config as GroupConfig) } : reply.body
+      const view = created ? { ...viewOf(this.#directory, body.sessionId as string, body.service ?? '', body.epoch ?? 0, this.self, body.config as GroupConfig) } : reply.body
       this.#out.push({ kind: 'reply', requestId: target.local, reply: { ...reply, body: view }, ...(acknowledges === undefined ? {} : { acknowledges }) })
       return
     }
@@ -243,11 +234,7 @@ export class Sessions {
 
   #onTick (): void {
     const ctx = this.#ctx()
-    for (const [id, pending] of this.#pending) {
-      if (pending.deadlineMs > this.#now) continue
-      this.#pending.delete(id)
-      this.#out.push({ kind: 'reply', requestId: pending.requestId, reply: { status: 503, body: { error: pending.kind === 'open' ? 'the owner-to-be did not answer in time' : 'could not find the session in time', retryAfterMs: 200 } } })
-    }
+    this.#remote.expire()
     this.#quiet.tick(ctx)
     for (const r of [...this.#replicas.values()]) if (r.quiet === null) this.#tickReplica(ctx, r)
   }
@@ -287,7 +274,7 @@ export class Sessions {
     ctx.persist({ kind: 'session-delete', sessionId: r.id })
     ctx.emit({ type: 'session-closed', sessionId: r.id })
     // Held requests are answered as if they arrived now (found elsewhere, or not).
-    for (const held of r.parked.splice(0)) this.#locate(held.command)
+    for (const held of r.parked.splice(0)) this.#remote.locate(held.command)
   }
 
   // ---- messages between agents -------------------------------------------
@@ -311,9 +298,9 @@ export class Sessions {
       case 'session-diagnose': return this.#onDiagnose(ctx, from, message.sessionId, message.nonce)
       case 'session-diagnosis': return this.#withReplica(message.sessionId, (r) => onDiagnosis(ctx, r, from, message))
       case 'session-open': return this.#createHere(ctx, { peer: from, requestId: message.requestId }, message.info, message.config)
-      case 'session-opened': return this.#onOpened(message.requestId, message.status, message.reason, message.epoch, message.owner, message.config)
-      case 'session-locate': return this.#onLocate(from, message.requestId, message.sessionId)
-      case 'session-location': return this.#onLocation(message)
+      case 'session-opened': return this.#remote.onOpened(message)
+      case 'session-locate': return this.#remote.onLocate(from, message.requestId, message.sessionId, this.#replicas.get(message.sessionId))
+      case 'session-location': return this.#remote.onLocation(message)
       case 'session-quiesce': return this.#quiet.onQuiesce(ctx, this.#replicas.get(message.sessionId), from, message)
       case 'session-quiesced': return this.#withReplica(message.sessionId, (r) => this.#quiet.onQuiesced(ctx, r, from, message))
       // Handled in step().
@@ -381,7 +368,7 @@ export class Sessions {
     if (command.type === 'open') return this.#open(ctx, command)
     const target: ReplyTarget = { local: command.requestId }
     const r = this.#replicas.get(command.sessionId)
-    if (r === undefined) return this.#locate(command)
+    if (r === undefined) return this.#remote.locate(command)
     if (!this.#tokensEqual(r.info.tokenHash, command.tokenHash)) return ctx.reply(target, { status: 401, body: { error: 'this token does not open this session' } })
     if (command.type === 'resume') return ctx.reply(target, { status: 200, body: this.#view(r) })
     this.#serveOrRedirect(ctx, r, command, true)
@@ -409,9 +396,7 @@ export class Sessions {
     if (group === null) return ctx.reply(target, { status: 503, body: { error: `no agent offers ${command.service} under the load threshold`, retryAfterMs: 1_000 } })
     const owner = group.members[0]
     if (owner === this.self) return this.#createHere(ctx, target, info, group)
-    const requestId = this.#nextRequestId++
-    this.#pending.set(requestId, { kind: 'open', requestId: command.requestId, deadlineMs: this.#now + REMOTE_TIMEOUT_MS, info })
-    ctx.send(owner, { type: 'session-open', requestId, info, config: group })
+    this.#remote.open(owner, command.requestId, info, group)
   }
 
   // Creates a session with this agent as its owner, at epoch 1; the terminal is
@@ -436,17 +421,6 @@ export class Sessions {
     advanceCommit(ctx, r)
   }
 
-  #onOpened (requestId: number, status: number, reason: string, epoch: number, owner: PeerKey, group: GroupConfig): void {
-    const pending = this.#pending.get(requestId)
-    if (pending === undefined || pending.kind !== 'open') return
-    this.#pending.delete(requestId)
-    if (status !== 201) {
-      this.#out.push({ kind: 'reply', requestId: pending.requestId, reply: { status, body: { error: reason } } })
-      return
-    }
-    this.#out.push({ kind: 'reply', requestId: pending.requestId, reply: { status: 201, body: this.#viewOf(pending.info.sessionId, pending.info.service, epoch, owner, group) } })
-  }
-
   #get (ctx: Ctx, target: ReplyTarget, r: Replica): void {
     const refusal = readRefusal(ctx, r)
     if (refusal !== null) return ctx.reply(target, { status: 503, body: { error: refusal, retryAfterMs: this.#config.heartbeatMs } })
@@ -467,89 +441,8 @@ export class Sessions {
     ctx.reply(target, { status: 307, location: http + pathFor(r.id, kind), body: { ...this.#view(r) } })
   }
 
-  // ---- finding a session held elsewhere ---------------------------------
-
-  #locate (command: SessionCommand): void {
-    if (command.type === 'open' || command.type === 'list' || command.type === 'disconnected' || command.type === 'unreachable') return
-    const service = serviceOf(command.sessionId)
-    const holders = new HashRing(
-      this.#directory.alive().filter((r) => r.id !== this.self && serviceCapacity(r, service) > 0).map((r) => ({ id: r.id, capacity: serviceCapacity(r, service) })),
-      this.#config.vnodesPer100Capacity
-    ).walk(command.sessionId, LOCATE_FANOUT)
-    if (holders.length === 0) {
-      this.#out.push({ kind: 'reply', requestId: command.requestId, reply: { status: 404, body: { error: 'no such session' } } })
-      return
-    }
-    const requestId = this.#nextRequestId++
-    this.#pending.set(requestId, { kind: 'locate', requestId: command.requestId, deadlineMs: this.#now + REMOTE_TIMEOUT_MS, command, asked: holders.length, answered: 0, found: false })
-    for (const peer of holders) this.#out.push({ kind: 'send', to: peer, message: { type: 'session-locate', requestId, sessionId: command.sessionId } })
-  }
-
-  #onLocate (from: PeerKey, requestId: number, sessionId: string): void {
-    const r = this.#replicas.get(sessionId)
-    const owner = r === undefined ? '' : (r.role === 'owner' ? this.self : (r.ownerGone ? '' : (r.owner ?? '')))
-    this.#out.push({
-      kind: 'send', to: from, message: {
-        type: 'session-location', requestId, sessionId, found: r !== undefined, epoch: r?.epoch ?? 0, owner,
-        config: r === undefined ? { members: [this.self], witness: null } : config(r), tokenHash: r?.info.tokenHash ?? '0'.repeat(64)
-      }
-    })
-  }
-
-  #onLocation (message: Extract<SessionMessage, { type: 'session-location' }>): void {
-    const pending = this.#pending.get(message.requestId)
-    if (pending === undefined || pending.kind !== 'locate') return
-    pending.answered++
-    pending.found ||= message.found
-    const command = pending.command as Exclude<SessionCommand, { type: 'open' | 'list' | 'disconnected' | 'unreachable' }>
-    // Wait for a holder that knows the owner; with none, a holder that knows the
-    // session at all makes it "changing owner" (503), never "no such session".
-    if (!message.found || message.owner === '') {
-      if (pending.answered < pending.asked) return
-      this.#pending.delete(message.requestId)
-      const status = pending.found ? 503 : 404
-      this.#out.push({ kind: 'reply', requestId: pending.requestId, reply: { status, body: { error: status === 404 ? 'no such session' : 'the session is changing owner; retry', retryAfterMs: status === 404 ? 200 : CHANGING_OWNER_RETRY_MS } } })
-      return
-    }
-    this.#pending.delete(message.requestId)
-    const target = pending.requestId
-    if (!this.#tokensEqual(message.tokenHash, command.tokenHash)) return void this.#out.push({ kind: 'reply', requestId: target, reply: { status: 401, body: { error: 'this token does not open this session' } } })
-    const service = serviceOf(command.sessionId)
-    const view = this.#viewOf(command.sessionId, service, message.epoch, message.owner, message.config)
-    if (command.type === 'resume') return void this.#out.push({ kind: 'reply', requestId: target, reply: { status: 200, body: view } })
-    const http = this.#directory.record(message.owner)?.http ?? ''
-    if (message.owner === '' || http === '') return void this.#out.push({ kind: 'reply', requestId: target, reply: { status: 503, body: { error: 'the session is changing owner; retry', retryAfterMs: CHANGING_OWNER_RETRY_MS } } })
-    this.#out.push({ kind: 'reply', requestId: target, reply: { status: 307, location: http + pathFor(command.sessionId, command.type), body: view } })
-  }
-
-  // ---- views ----------------------------------------------------------------
-
   #view (r: Replica): Record<string, unknown> {
-    const owner = r.role === 'owner' ? this.self : (r.ownerGone ? '' : (r.owner ?? ''))
-    return this.#viewOf(r.id, r.info.service, r.epoch, owner, config(r))
-  }
-
-  // The terminal's view: the owner, then the backup connection queue (the other
-  // members in priority order), then the witness.
-  #viewOf (sessionId: string, service: string, epoch: number, owner: PeerKey, group: GroupConfig): Record<string, unknown> {
-    const http = (id: PeerKey): string => this.#directory.record(id)?.http ?? ''
-    const standbys = group.members.filter((m) => m !== owner)
-    const queue = [
-      ...(owner === '' ? [] : [{ id: owner, http: http(owner), role: 'owner' }]),
-      ...standbys.map((id) => ({ id, http: http(id), role: 'standby' })),
-      ...(group.witness === null ? [] : [{ id: group.witness, http: http(group.witness), role: 'witness' }])
-    ]
-    return { sessionId, service, epoch, owner: owner === '' ? null : { id: owner, http: http(owner) }, group: queue, config: group }
+    return viewOfReplica(this.self, this.#directory, r)
   }
 }
 
-// Session ids are "<service>:<random>"; a service name never holds a colon.
-export function serviceOf (sessionId: string): string {
-  return sessionId.split(':')[0]
-}
-
-function pathFor (sessionId: string, kind: SessionCommand['type']): string {
-  const base = `/v1/sessions/${encodeURIComponent(sessionId)}`
-  if (kind === 'append-batch') return `${base}/batch`
-  return kind === 'append' ? `${base}/deltas` : base
-}
