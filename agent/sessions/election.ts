@@ -269,6 +269,16 @@ export function onVote (ctx: Ctx, r: Replica, from: PeerKey, vote: SessionVote):
     return
   }
   if (!vote.granted || vote.epoch !== c.epoch) return
+  // Only the voters of our group as our log has it now count. A member removed
+  // since we asked it (a request of an earlier candidacy, answered late by a
+  // member frozen meanwhile) would otherwise make a majority of a group it is
+  // not in: SEED=931 of a 3-terminal sweep elected a member of a group of two
+  // with the vote of an old third member, while the other member, cut off,
+  // went on acknowledging alone.
+  if (!voters(r).includes(from)) {
+    c.refusals.set(from, 'not a voter of our group')
+    return
+  }
   // A grant answering an earlier request of ours in this epoch (sent before a
   // candidacy that stood again, say: a candidate frozen with requests out, or
   // working through a backlog) carries the voter's entries after that request's
@@ -338,7 +348,9 @@ function holdsClose (r: Replica): boolean {
 function maybeWin (ctx: Ctx, r: Replica): void {
   const c = r.candidacy
   if (c === null) return
-  if (c.votes.size + 1 < majority(voters(r).length)) return
+  const group = voters(r)
+  for (const peer of c.votes.keys()) if (!group.includes(peer)) c.votes.delete(peer)
+  if (c.votes.size + 1 < majority(group.length)) return
   if (c.pre) return startRealElection(ctx, r)
   if (r.epoch < c.epoch) {
     // A direct candidacy: our own vote is cast now, persisted in this step, so

@@ -261,6 +261,23 @@ test('a grant answering an earlier request (its tail from an older commit index)
   assert.match(late.r.candidacy?.refusals.get('C') ?? '', /entries start after 4/)
 })
 
+test('a grant from a member not in the candidate\'s group (asked before it was removed) is not counted (SEED=931 of a 3-terminal sweep)', () => {
+  // The group is {A, B} now; C was a member when B first asked.
+  const pair: GroupConfig = { members: ['A', 'B'], witness: null }
+  const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1], pair), { commitIndex: 3, heardOwnerAgoMs: 100 })
+  ctx.directory.set('A', 'dead')
+  watchOwner(ctx, r)
+  watchOwner(ctx, r)
+  assert.is(r.role, 'candidate')
+  const epoch = r.candidacy?.epoch ?? 0
+  onVote(ctx, r, 'C', { type: 'session-vote', sessionId: SESSION, epoch, granted: true, preVote: false, reason: 'granted', lastIndex: 3, lastEpoch: 1, commitIndex: 3, tail: [] })
+  assert.is(r.role, 'candidate', 'one vote of {A, B} is missing: A\'s')
+  assert.is(r.candidacy?.refusals.get('C'), 'not a voter of our group')
+  onVote(ctx, r, 'A', { type: 'session-vote', sessionId: SESSION, epoch, granted: true, preVote: false, reason: 'granted', lastIndex: 3, lastEpoch: 1, commitIndex: 3, tail: [] })
+  assert.is(r.role, 'owner', 'A\'s vote is the majority')
+})
+
 test('in a group of five a standby stands with a pre-vote first, then a persisted real vote, then owner', () => {
   const { ctx, r } = candidateOfFive()
   const pre = ctx.sends('session-vote-request').map((s) => ({ to: s.to, ...(s.message as SessionVoteRequest) }))
