@@ -6,6 +6,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { runChaos } from '../../sim/chaos.ts'
+import type { ChaosOptions } from '../../sim/chaos.ts'
 
 const FILE = 'test/sim/sessions-sweep.test.ts'
 const SEEDS = Number(process.env.SEEDS ?? 200)
@@ -31,6 +32,26 @@ test(`${QUICK_QUIET_SEEDS} seeds from ${FIRST_SEED} with quietAfterMs 150: the s
     if (result.problems.length > 0) failures.push(`SEED=${seed} quietAfterMs 150 (${result.nodes} nodes; replay: SEED=${seed} SEEDS=1 node ${FILE}):\n      ${result.problems.join('\n      ')}`)
   }
   assert.equal(failures, [], `${failures.length} of ${QUICK_QUIET_SEEDS} seeds failed`)
+})
+
+// Seeds that once lost acknowledged deltas, each with the options it ran with:
+// replayed on every run, whatever SEED and SEEDS say.
+// - 30508: a candidate frozen with vote requests out counted, once resumed, a
+//   grant whose tail started before its commit index, and won without it.
+// - 931 (3 terminals, 4-8 nodes, 30 s of chaos): a grant from a member removed
+//   since it was asked made a majority of a group of two.
+const REGRESSIONS: Array<{ seed: number; options: Partial<ChaosOptions> }> = [
+  { seed: 30508, options: {} },
+  { seed: 30508, options: { sessions: { quietAfterMs: 150 } } },
+  { seed: 931, options: { terminals: 3, appends: 40, chaosMs: 30_000, minNodes: 4, maxNodes: 8 } }
+]
+test(`${REGRESSIONS.length} seeds that once failed: the same checks`, () => {
+  const failures: string[] = []
+  for (const { seed, options } of REGRESSIONS) {
+    const result = runChaos(seed, options)
+    if (result.problems.length > 0) failures.push(`SEED=${seed} ${JSON.stringify(options)} (${result.nodes} nodes):\n      ${result.problems.join('\n      ')}`)
+  }
+  assert.equal(failures, [], `${failures.length} of ${REGRESSIONS.length} seeds failed`)
 })
 
 test.run()
