@@ -164,6 +164,12 @@ export function onVoteRequest (ctx: Ctx, r: Replica, from: PeerKey, req: Session
 function voteRefusal (ctx: Ctx, r: Replica, req: SessionVoteRequest): string | null {
   if (req.epoch < r.epoch) return `stale epoch ${req.epoch} < ${r.epoch}`
   if (req.epoch === r.epoch && r.votedFor !== null && r.votedFor !== req.candidate) return `${VOTED_ELSEWHERE} ${r.votedFor} in epoch ${r.epoch}`
+  // Our latest config, committed or not. Votes go to shorter logs here (the
+  // grant hands over the entries the candidate lacks), so this refusal carries
+  // safety as well as the orphan path: relaxed to "absent from the committed
+  // config too" (to end a deadlock of two uncommitted changes, SEED=2253 of a
+  // 5-terminal chaos sweep), a member dropped two changes ago won with a group
+  // that missed an acknowledged delta (SEED=2759 of the same sweep).
   if (!config(r).members.includes(req.candidate)) return `${req.candidate} ${NOT_A_MEMBER}`
   const rival = rivalRefusal(ctx, r, req.candidate, req.epoch, req.preVote)
   if (rival !== null) return rival
