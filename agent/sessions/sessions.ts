@@ -67,6 +67,8 @@ export class Sessions {
   #out: SessionEffect[] = []
   #now: number
   #ctxObject: Ctx | null = null
+  // The wake-up last asked for (nextWakeMs): a step far later means we stalled.
+  #wakeAskedMs = Infinity
   // The sessions' wake-ups, kept in a heap (nextWakeMs).
   readonly #wakes: SessionWakes
   // Quiet sessions' beats and tokens (quiet.ts).
@@ -97,6 +99,8 @@ export class Sessions {
   step (input: SessionInput): SessionEffect[] {
     this.#out = []
     this.#now = input.nowMs
+    if (input.nowMs - this.#wakeAskedMs > this.#config.ownerTimeoutMs) this.#afterStall()
+    this.#wakeAskedMs = Infinity
     if (input.kind === 'receive') {
       const message = input.message
       // Beats concern the agents' quiet sessions together (quiet.ts).
@@ -153,7 +157,8 @@ export class Sessions {
   // The earliest time anything here is due (wakes.ts keeps the sessions').
   nextWakeMs (): number {
     const next = Math.min(this.#quiet.nextWakeMs(this.#ctx()), this.#remote.nextDeadlineMs())
-    return this.#wakes.next(this.#replicas, next)
+    this.#wakeAskedMs = this.#wakes.next(this.#replicas, next)
+    return this.#wakeAskedMs
   }
 
   // What this agent holds, for GET /v1/sessions and metrics.
@@ -181,6 +186,21 @@ export class Sessions {
     if (command.type === 'open' || command.type === 'list' || command.type === 'get' || command.type === 'resume') return
     const r = this.#replicas.get(command.sessionId)
     if (r?.quiet?.kind === 'owner') this.#quiet.wakeOwner(this.#ctx(), r)
+  }
+
+  // This agent stalled (frozen, or its event loop blocked) for longer than
+  // ownerTimeoutMs: what an owner knew of its members' deaths is as old as the
+  // stall, and the inputs waiting may say the world moved on (a new epoch).
+  // The repair delay starts again before any member is dropped: an owner frozen
+  // through a takeover, once resumed, dropped the new owner from its group
+  // before reading the new epoch in its backlog, and two uncommitted group
+  // changes then refused each other's candidates for good (a 5-terminal chaos
+  // sweep, SEED=2253).
+  #afterStall (): void {
+    for (const r of this.#replicas.values()) {
+      if (r.role !== 'owner') continue
+      for (const p of r.progress.values()) if (p.deadSinceMs !== null) p.deadSinceMs = this.#now
+    }
   }
 
   // ---- plumbing -----------------------------------------------------------

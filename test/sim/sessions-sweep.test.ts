@@ -34,16 +34,21 @@ test(`${QUICK_QUIET_SEEDS} seeds from ${FIRST_SEED} with quietAfterMs 150: the s
   assert.equal(failures, [], `${failures.length} of ${QUICK_QUIET_SEEDS} seeds failed`)
 })
 
-// Seeds that once lost acknowledged deltas, each with the options it ran with:
-// replayed on every run, whatever SEED and SEEDS say.
+// Seeds that once lost acknowledged deltas or never served again, each with the
+// options it ran with: replayed on every run, whatever SEED and SEEDS say.
 // - 30508: a candidate frozen with vote requests out counted, once resumed, a
 //   grant whose tail started before its commit index, and won without it.
 // - 931 (3 terminals, 4-8 nodes, 30 s of chaos): a grant from a member removed
 //   since it was asked made a majority of a group of two.
+// - 2253 (5 terminals, 5-9 nodes, 25 s of chaos; liveness, nothing lost): an
+//   owner frozen through a takeover dropped the new owner from its group as
+//   soon as it resumed, and two uncommitted group changes refused each other's
+//   candidates for good.
 const REGRESSIONS: Array<{ seed: number; options: Partial<ChaosOptions> }> = [
   { seed: 30508, options: {} },
   { seed: 30508, options: { sessions: { quietAfterMs: 150 } } },
-  { seed: 931, options: { terminals: 3, appends: 40, chaosMs: 30_000, minNodes: 4, maxNodes: 8 } }
+  { seed: 931, options: { terminals: 3, appends: 40, chaosMs: 30_000, minNodes: 4, maxNodes: 8 } },
+  { seed: 2253, options: { terminals: 5, appends: 30, chaosMs: 25_000, minNodes: 5, maxNodes: 9 } }
 ]
 test(`${REGRESSIONS.length} seeds that once failed: the same checks`, () => {
   const failures: string[] = []
