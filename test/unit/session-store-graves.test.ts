@@ -10,8 +10,9 @@ import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
 import { SessionStore, SessionStoreError } from '../../agent/runtime/session-store.ts'
 import type { LogEntry } from '../../protocol/messages.ts'
-import type { SessionDurable, StoredSession } from '../../agent/sessions/types.ts'
+import type { SessionDurable } from '../../agent/sessions/types.ts'
 import { withDir as withTempDir } from '../fixtures/temp-dir.ts'
+import { caught, loadFrom, sql } from '../fixtures/store.ts'
 
 const withDir = (run: (dir: string) => void): void => { withTempDir('graves', run) }
 
@@ -25,35 +26,8 @@ function entry (sessionId: string, index: number, epoch = 1): LogEntry {
 const append = (sessionId: string, index: number, epoch = 1): SessionDurable => ({ kind: 'session-entries', sessionId, entries: [entry(sessionId, index, epoch)] })
 const remove = (sessionId: string): SessionDurable => ({ kind: 'session-delete', sessionId })
 
-function sql<T> (path: string, query: string): T[] {
-  const db = new DatabaseSync(path)
-  try {
-    return db.prepare(query).all().map((row) => ({ ...row })) as T[]
-  } finally {
-    db.close()
-  }
-}
-
 const count = (path: string, table: string): number => sql<{ n: number }>(path, `SELECT count(*) AS n FROM ${table}`)[0].n
 const graves = (path: string): string[] => sql<{ session_id: string }>(path, 'SELECT session_id FROM graves ORDER BY session_id').map((row) => row.session_id)
-
-function loadFrom (path: string): StoredSession[] {
-  const store = SessionStore.open(path)
-  try {
-    return store.load()
-  } finally {
-    store.close()
-  }
-}
-
-function failure (run: () => unknown): Error {
-  try {
-    run()
-  } catch (error) {
-    return error as Error
-  }
-  throw new Error('expected an error')
-}
 
 test('deleting 64 interleaved sessions removes no entry row at once beyond the budget; later writes free them all, at most the budget each, and the graves go with the last rows', () => {
   withDir((dir) => {
@@ -137,7 +111,7 @@ test('a grave that fails its checksum, or that names a stored session, is report
     const db = new DatabaseSync(path)
     db.exec("UPDATE graves SET crc = crc + 1 WHERE session_id = 'b'")
     db.close()
-    let error = failure(() => loadFrom(path))
+    let error = caught(() => loadFrom(path))
     assert.instance(error, SessionStoreError)
     assert.match(error.message, /session "b": its grave \(a deleted session\) fails its checksum/)
 
@@ -149,7 +123,7 @@ test('a grave that fails its checksum, or that names a stored session, is report
     const forged = new DatabaseSync(path)
     forged.prepare('INSERT INTO graves (session_id, crc) VALUES (?, ?)').run('a', crc32(JSON.stringify(['a'])))
     forged.close()
-    error = failure(() => loadFrom(path))
+    error = caught(() => loadFrom(path))
     assert.instance(error, SessionStoreError)
     assert.match(error.message, /session "a": it is stored and has a grave \(deleted\) too/)
   })

@@ -14,28 +14,11 @@ import { checkWalFile } from '../../agent/runtime/wal-check.ts'
 import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
 import type { SessionDurable, StoredSession } from '../../agent/sessions/types.ts'
 import { withDir as withTempDir } from '../fixtures/temp-dir.ts'
+import { loadFrom, sql } from '../fixtures/store.ts'
 
 const SEED = Number(process.env.STORE_SEED ?? 20261123)
 
 const withDir = (run: (dir: string) => void): void => { withTempDir('seqs', run) }
-
-function loadFrom (path: string): StoredSession[] {
-  const store = SessionStore.open(path)
-  try {
-    return store.load()
-  } finally {
-    store.close()
-  }
-}
-
-function sql<T> (path: string, query: string): T[] {
-  const db = new DatabaseSync(path)
-  try {
-    return db.prepare(query).all().map((row) => ({ ...row })) as T[]
-  } finally {
-    db.close()
-  }
-}
 
 const CONFIG = { members: ['peer-a', 'peer-b'], witness: 'peer-w' }
 const INFO = { sessionId: 's', service: 'cart', terminalId: 'till-7', tokenHash: 'ab'.repeat(32), position: { lat: 52.52, lon: 13.405 } }

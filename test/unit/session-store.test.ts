@@ -10,6 +10,7 @@ import { COMMIT_INDEX_WRITE_EVERY } from '../../agent/runtime/session-store-comm
 import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
 import type { SessionDurable, StoredSession } from '../../agent/sessions/types.ts'
 import { withDir as withTempDir } from '../fixtures/temp-dir.ts'
+import { caught, loadFrom } from '../fixtures/store.ts'
 
 const withDir = (run: (dir: string) => void): void => { withTempDir('store', run) }
 
@@ -20,21 +21,6 @@ function withStore (path: string, run: (store: SessionStore) => void): void {
   } finally {
     store.close()
   }
-}
-
-function loadFrom (path: string): StoredSession[] {
-  let loaded: StoredSession[] = []
-  withStore(path, (store) => { loaded = store.load() })
-  return loaded
-}
-
-function caught (run: () => unknown): Error {
-  try {
-    run()
-  } catch (error) {
-    return error as Error
-  }
-  throw new Error('expected an error, none was thrown')
 }
 
 function assertStoreError (error: Error, ...parts: string[]): void {
