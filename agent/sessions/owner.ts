@@ -354,8 +354,17 @@ export function maintainGroup (ctx: Ctx, r: Replica): void {
   if (c.members.length !== 2 && c.witness !== null) appendConfig(ctx, r, { members: c.members, witness: null }, 'the witness is no longer needed')
 }
 
-// The last config entry is committed: the next change may start.
+// The next change may start: an entry of this owner's epoch is committed (its
+// epoch entry, becomeOwner()), and so is the last config entry. The first
+// condition is Raft's rule for single-member changes (Ongaro, raft-dev, 2015):
+// until the new owner commits in its epoch, a change some earlier owner logged
+// may sit uncommitted on other members, and a change made on top of a config
+// that never commits can pair with it into two configs whose majorities do not
+// overlap. Committing the epoch entry first settles every earlier change: it
+// commits the ones in this log, and ends any other (their owner's epoch is
+// over, and its entries are truncated where they conflict).
 function configSettled (r: Replica): boolean {
+  if (r.log.epochAt(r.commitIndex) !== r.epoch) return false
   for (let i = r.log.lastIndex; i > r.commitIndex; i--) {
     const kind = r.log.entry(i)?.body.kind
     if (kind === 'config' || kind === 'create') return false

@@ -295,6 +295,31 @@ test('a member dead for repairDelayMs is removed first; the replacement joins on
   assert.equal(ctx.events('group-changed').length, 1)
 })
 
+// Raft's rule for single-member changes (owner.ts, configSettled): a change made
+// before the new owner's epoch commits can sit on a config some earlier owner
+// logged and never committed.
+test('a new owner changes its group only once an entry of its epoch is committed', () => {
+  const directory = new FakeDirectory('A', ['A', 'B', 'C'])
+  const ctx = new FakeCtx('A', directory, 10_000)
+  const r = standby(ctx, [createEntry(), deltaEntry(2, 1)], { epoch: 2, commitIndex: 1, owner: null, votedFor: 'A' })
+  becomeOwner(ctx, r, null, 0)
+  directory.set('C', 'dead')
+  const start = ctx.now
+  for (const at of [start, start + LAN.repairDelayMs, start + 10 * LAN.repairDelayMs]) {
+    ctx.now = at
+    maintainGroup(ctx, r)
+    assert.equal([r.log.lastIndex, config(r).members, ctx.events('group-changed')], [3, ['A', 'B', 'C'], []], `no change ${at - start} ms after C died, the epoch entry uncommitted`)
+  }
+  ackFrom(ctx, r, 'B')
+  assert.is(r.commitIndex, 3, 'B holds the epoch entry: it commits')
+  const committedAt = ctx.now
+  maintainGroup(ctx, r)
+  assert.equal(config(r).members, ['A', 'B', 'C'], 'the repair delay starts when the change may')
+  ctx.now = committedAt + LAN.repairDelayMs
+  maintainGroup(ctx, r)
+  assert.equal(config(r), { members: ['A', 'B'], witness: null }, 'then C goes')
+})
+
 test('a two-member group gets a witness once the witness holds the log', () => {
   const { ctx, r } = ownerGroup({
     group: { members: ['A', 'B'], witness: null },
