@@ -158,19 +158,26 @@ export function onVoteRequest (ctx: Ctx, r: Replica, from: PeerKey, req: Session
   r.ownerGone = false
   r.diagnosis = null
   r.lastOwnerContactMs = ctx.now
-  ctx.send(from, vote(r, req.epoch, true, false, 'granted', r.log.slice(req.commitIndex + 1, MAX_SESSION_ENTRIES)))
+  const tail = config(r).members.includes(req.candidate) ? r.log.slice(req.commitIndex + 1, MAX_SESSION_ENTRIES) : []
+  ctx.send(from, vote(r, req.epoch, true, false, 'granted', tail))
 }
 
 function voteRefusal (ctx: Ctx, r: Replica, req: SessionVoteRequest): string | null {
   if (req.epoch < r.epoch) return `stale epoch ${req.epoch} < ${r.epoch}`
   if (req.epoch === r.epoch && r.votedFor !== null && r.votedFor !== req.candidate) return `${VOTED_ELSEWHERE} ${r.votedFor} in epoch ${r.epoch}`
-  // Our latest config, committed or not. Votes go to shorter logs here (the
-  // grant hands over the entries the candidate lacks), so this refusal carries
-  // safety as well as the orphan path: relaxed to "absent from the committed
-  // config too" (to end a deadlock of two uncommitted changes, SEED=2253 of a
-  // 5-terminal chaos sweep), a member dropped two changes ago won with a group
-  // that missed an acknowledged delta (SEED=2759 of the same sweep).
-  if (!config(r).members.includes(req.candidate)) return `${req.candidate} ${NOT_A_MEMBER}`
+  // A candidate absent from our latest config (committed or not) gets a vote
+  // only as Raft gives one: its log at least as up to date as ours, so that the
+  // grant hands it nothing (completeLog takes only a longer tail than its own),
+  // and only if it was a member in some config of our log (never a witness,
+  // never a peer that was not in the group). Votes to shorter logs, which hand
+  // over the entries the candidate lacks, go to members only: relaxed to
+  // "absent from the committed config too", a member dropped two changes ago
+  // won with a group that missed an acknowledged delta (SEED=2759 of a
+  // 5-terminal chaos sweep). Refused outright, a member whose change was the
+  // later one was refused for good by one holding an older owner's uncommitted
+  // change (which the new epoch truncates), and took itself for removed
+  // (SEED=2253 of the same sweep).
+  if (!config(r).members.includes(req.candidate) && !upToDateFormerMember(r, req)) return `${req.candidate} ${NOT_A_MEMBER}`
   const rival = rivalRefusal(ctx, r, req.candidate, req.epoch, req.preVote)
   if (rival !== null) return rival
   if (r.role === 'owner' && leaseValid(ctx, r)) return 'the owner holds its lease'
@@ -194,6 +201,10 @@ function voteRefusal (ctx: Ctx, r: Replica, req: SessionVoteRequest): string | n
   const tail = r.log.slice(req.commitIndex + 1, MAX_SESSION_ENTRIES)
   if (withinBytes(tail).length < tail.length) return 'the candidate is too far behind to complete in one vote'
   return null
+}
+
+function upToDateFormerMember (r: Replica, req: SessionVoteRequest): boolean {
+  return r.log.hadMember(req.candidate) && ReplicaLog.compare(req.lastEpoch, req.lastIndex, r.log.lastEpoch, r.log.lastIndex) >= 0
 }
 
 // The refusal of an owner elected moments ago, before its lease is in.

@@ -83,6 +83,14 @@ export class ReplicaLog {
     return found
   }
 
+  // Whether `peer` is a data member of any config this log holds (its
+  // snapshot's, or a config entry's, committed or not).
+  hadMember (peer: string): boolean {
+    if (this.#snapshot.config?.members.includes(peer) ?? false) return true
+    for (const change of this.#configs) if (change.config.members.includes(peer)) return true
+    return false
+  }
+
   append (entry: LogEntry): void {
     if (entry.index !== this.lastIndex + 1) throw new Error(`log: entry ${entry.index} does not follow ${this.lastIndex}`)
     this.#entries.push(entry)

@@ -13,7 +13,7 @@ import type { Replica } from '../../agent/sessions/replica.ts'
 import type { PeerKey } from '../../agent/core/io.ts'
 import type { GroupConfig, SessionVote, SessionVoteRequest } from '../../protocol/messages.ts'
 import {
-  FakeCtx, FakeDirectory, GROUP, LAN, SESSION, ackFrom, entriesWithEpochs, epochsOf, ownerGroup, standby, terminal, voteRequest
+  FakeCtx, FakeDirectory, GROUP, LAN, SESSION, ackFrom, configEntry, entriesWithEpochs, epochsOf, ownerGroup, standby, terminal, voteRequest
 } from './session-fixtures.ts'
 
 // B, a standby of A's group {A, B, C}, holding entries of `epochs`, which last
@@ -119,6 +119,27 @@ test('a non-member gets no vote, nor does the witness', () => {
     assert.ok(vote.reason.includes('not a member'), vote.reason)
     assert.equal([r.epoch, r.votedFor], [1, null])
   }
+})
+
+// B holds an uncommitted change of an older owner (epoch 1) that dropped C; C
+// went on in epoch 2 and holds a later log. Refused as a non-member, C took
+// itself for removed and the session had no owner for good (SEED=2253 of a
+// 5-terminal chaos sweep): follower.ts, voteRefusal.
+test('a former member absent from our uncommitted config gets a vote only with a log at least as up to date as ours, and no tail', () => {
+  const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C', 'D']))
+  const r = standby(ctx, [...entriesWithEpochs([1, 1]), configEntry(3, 1, ['A', 'B'])], { commitIndex: 2, heardOwnerAgoMs: LAN.ownerTimeoutMs })
+  const cases: Array<{ name: string; candidate: string; lastEpoch: number; lastIndex: number; granted: boolean }> = [
+    { name: 'C, behind our log', candidate: 'C', lastEpoch: 1, lastIndex: 2, granted: false },
+    { name: 'D, never a member, with a later log', candidate: 'D', lastEpoch: 2, lastIndex: 4, granted: false },
+    { name: 'C, with a later epoch', candidate: 'C', lastEpoch: 2, lastIndex: 3, granted: true }
+  ]
+  for (const [i, c] of cases.entries()) {
+    const vote = ask(ctx, r, voteRequest({ candidate: c.candidate, epoch: 2 + i, lastEpoch: c.lastEpoch, lastIndex: c.lastIndex, commitIndex: 2 }))
+    assert.is(vote.granted, c.granted, `${c.name}: ${vote.reason}`)
+    if (!c.granted) assert.ok(vote.reason.includes('not a member'), vote.reason)
+    else assert.equal(vote.tail, [], 'the grant hands a non-member nothing')
+  }
+  assert.equal([r.epoch, r.votedFor], [4, 'C'])
 })
 
 test('a request from an earlier epoch is refused with the voter\'s epoch', () => {
