@@ -8,7 +8,7 @@ import fc from 'fast-check'
 import { DatabaseSync } from 'node:sqlite'
 import { join } from 'node:path'
 import { SessionStore, SessionStoreError, SESSION_STORE_SCHEMA_VERSION } from '../../agent/runtime/session-store.ts'
-import { DEAD_ROWS, EntrySeqs, planReclaim } from '../../agent/runtime/session-store-seqs.ts'
+import { DEAD_ROWS, EntrySeqs, RECLAIM_COST, planReclaim } from '../../agent/runtime/session-store-seqs.ts'
 import type { DeadRowLimits } from '../../agent/runtime/session-store-seqs.ts'
 import { checkWalFile } from '../../agent/runtime/wal-check.ts'
 import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
@@ -136,17 +136,33 @@ test('planReclaim: the oldest live row is the cutoff; a quiet session\'s few old
 test('planReclaim with a budget: a plan over it is carried out in parts, oldest rows first, each within the budget', () => {
   const dead = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i)
   // Three quiet runs of 2 old rows each hold back 94 dead rows: the whole plan
-  // moves all three (6 rows copied) and frees the 94, touching 94 + 2 × 6 rows.
+  // moves all three (6 rows copied) and frees the 94. Its cost (RECLAIM_COST):
+  // 94 dead rows, and 6 rows copied (4 each) whose old rows go in the range
+  // below the cut (1 each): 124.
   const quiet = [run(1, [1, 2]), run(1, [3, 4]), run(1, [5, 6])]
   const busy = run(1, [101])
   const deadRows = dead(7, 100)
   assert.equal(planReclaim([busy, ...quiet], deadRows, 102), { cutoff: 101, move: quiet, capped: false })
-  assert.equal(planReclaim([busy, ...quiet], deadRows, 102, 200), { cutoff: 101, move: quiet, capped: false }, 'within the budget: whole')
-  // A budget of 10 rows: two runs (8 rows touched); the third still holds the
-  // cut at its oldest row. The next part moves it and frees 6 dead rows.
-  assert.equal(planReclaim([busy, ...quiet], deadRows, 102, 10), { cutoff: 5, move: quiet.slice(0, 2), capped: true })
+  assert.equal(planReclaim([busy, ...quiet], deadRows, 102, 124), { cutoff: 101, move: quiet, capped: false }, 'within the budget: whole')
+  // A budget of 30: two runs (20); the third still holds the cut at its oldest
+  // row. The next part moves it, its rows counted as deleted one by one (26),
+  // and frees the 4 dead rows the rest of the budget holds.
+  assert.equal(planReclaim([busy, ...quiet], deadRows, 102, 30), { cutoff: 5, move: quiet.slice(0, 2), capped: true })
   const moved = [run(1, [102, 103]), run(1, [104, 105])]
-  assert.equal(planReclaim([busy, quiet[2], ...moved], deadRows, 106, 10), { cutoff: 13, move: [quiet[2]], capped: true })
+  assert.equal(planReclaim([busy, quiet[2], ...moved], deadRows, 106, 30), { cutoff: 11, move: [quiet[2]], capped: true })
+  // A run moved whose old rows lie above the cut costs more: 13 a row (copied,
+  // then deleted one by one). Two runs interleaved with dead rows up to seq 40:
+  // moving the first with the cut at the second's oldest row leaves its later
+  // rows above the cut.
+  const spread = run(1, [1, 3, 21, 23])
+  const other = run(1, [2, 4, 22, 24])
+  const deadSpread = [...dead(5, 20), ...dead(25, 40)]
+  // The whole plan (both runs, cut at 41): 32 dead rows, 8 rows copied and
+  // deleted in the range: 72. Within a budget of 72; at 71, the first run alone
+  // with the cut at seq 2 costs 4 × 4 + 1 + 9 × 3 = 44, and nothing more fits.
+  assert.equal(planReclaim([spread, other], deadSpread, 41, 72), { cutoff: 41, move: [spread, other], capped: false })
+  assert.equal(planReclaim([spread, other], deadSpread, 41, 71), { cutoff: 2, move: [spread], capped: true })
+  assert.equal(planReclaim([spread, other], deadSpread, 41, 43).move, [spread], 'one run at least, when nothing else can go')
   // Dead rows below the oldest live row only: up to the budget of them.
   assert.equal(planReclaim([run(1, [60])], dead(1, 59), 61, 10), { cutoff: 11, move: [], capped: true })
   // One run larger than the budget, and nothing else to free: it moves alone.
@@ -220,6 +236,19 @@ test('sessions written alike: each reclaim touches at most the budget, for about
   assert.ok(budgeted.total <= 1.5 * whole.total, `${budgeted.total} rows touched in all, against ${whole.total}`)
   // More dead rows wait meanwhile (skipped by load: disk space, not state).
   assert.ok(budgeted.maxDead <= 3 * whole.maxDead, `${budgeted.maxDead} dead rows at once, against ${whole.maxDead}`)
+})
+
+test('dead rows past deleteOneByOne go one by one, as many a write as the budget holds at RECLAIM_COST.deleteOneByOne each', () => {
+  const seqs = new EntrySeqs({ reclaim: 4, deleteOneByOne: 24, budget: 90 })
+  const live = seqs.start('live', 0)
+  for (let seq = 1; seq <= 60; seq++) seqs.push(live, seq)
+  seqs.bury('gone', Array.from({ length: 40 }, (_, i) => 61 + i))
+  assert.ok(seqs.reclaimDue())
+  const plan = seqs.planReclaim(101)
+  assert.equal(plan, { cutoff: 1, move: [], capped: false }, 'moving 60 live rows to free 40 is not worth it')
+  const perWrite = Math.floor(90 / RECLAIM_COST.deleteOneByOne)
+  assert.equal(seqs.reclaimed(plan, 101), Array.from({ length: perWrite }, (_, i) => 61 + i), `${perWrite} of the 40, oldest first`)
+  assert.ok(seqs.reclaimDue(), 'the rest at the next write')
 })
 
 test('a quiet session holding back a reclaim has its rows copied to the end of the table; the rest is freed, and all of it loads after a reopen', () => {
