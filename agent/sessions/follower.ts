@@ -204,7 +204,8 @@ function voteRefusal (ctx: Ctx, r: Replica, req: SessionVoteRequest): string | n
 }
 
 function upToDateFormerMember (r: Replica, req: SessionVoteRequest): boolean {
-  return r.log.hadMember(req.candidate) && ReplicaLog.compare(req.lastEpoch, req.lastIndex, r.log.lastEpoch, r.log.lastIndex) >= 0
+  return config(r).witness !== req.candidate && r.log.hadMember(req.candidate) &&
+    ReplicaLog.compare(req.lastEpoch, req.lastIndex, r.log.lastEpoch, r.log.lastIndex) >= 0
 }
 
 // The refusal of an owner elected moments ago, before its lease is in.

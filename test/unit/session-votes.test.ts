@@ -140,6 +140,11 @@ test('a former member absent from our uncommitted config gets a vote only with a
     else assert.equal(vote.tail, [], 'the grant hands a non-member nothing')
   }
   assert.equal([r.epoch, r.votedFor], [4, 'C'])
+  // A former member that is now the witness gets nothing, whatever its log.
+  const w = standby(ctx, [...entriesWithEpochs([1, 1]), configEntry(3, 1, ['A', 'B'], 'C')], { commitIndex: 2, heardOwnerAgoMs: LAN.ownerTimeoutMs })
+  const vote = ask(ctx, w, voteRequest({ candidate: 'C', epoch: 2, lastEpoch: 2, lastIndex: 4, commitIndex: 2 }))
+  assert.is(vote.granted, false, vote.reason)
+  assert.ok(vote.reason.includes('not a member'), vote.reason)
 })
 
 test('a request from an earlier epoch is refused with the voter\'s epoch', () => {
