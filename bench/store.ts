@@ -28,8 +28,12 @@ export type DeleteRow = {
   atOnceMs: number
   // Graves: the delete's write, then the kept sessions' writes until the rows are reclaimed.
   deleteWriteMs: number; longestLaterWriteMs: number; laterWrites: number; totalMs: number
-  // The longest checkpoint run after those writes (absent in runs before it was measured).
-  longestCheckpointMs?: number
+  // The longest checkpoint after those writes: its copy of the WAL into the
+  // database file (on the event loop) and that file's fdatasync (in the thread
+  // pool, in the agent), each the longest of the run. Absent in runs before
+  // they were measured apart.
+  longestCheckpointCopyMs?: number
+  longestCheckpointFsyncMs?: number
 }
 export type StoreResult = { valueBytes: number; snapshotEvery: number; rows: StoreRow[]; deletes?: DeleteRow[] }
 
@@ -259,16 +263,22 @@ function deleteWithGraves (path: string, doomed: string[], kept: string[], from:
     let totalMs = deleteWriteMs
     let longest = 0
     let writes = 0
-    let longestCheckpointMs = 0
+    let longestCheckpointCopyMs = 0
+    let longestCheckpointFsyncMs = 0
     // As the agent does (sessions-host.ts): once the fsync returned, a checkpoint
-    // when the WAL holds enough frames; it copies the WAL into the database
-    // file on the event loop too.
+    // when the WAL holds enough frames. checkpoint() copies the WAL into the
+    // database file on the event loop and starts that file's fdatasync in the
+    // thread pool; syncNow() waits for an fdatasync of it here (the agent's
+    // event loop goes on meanwhile, its session writes held).
     const syncAndCheckpoint = (): void => {
       store.syncNow()
       if (!store.checkpointDue()) return
       const at = performance.now()
-      store.checkpointNow()
-      longestCheckpointMs = Math.max(longestCheckpointMs, performance.now() - at)
+      store.checkpoint(() => {})
+      const copied = performance.now()
+      store.syncNow()
+      longestCheckpointCopyMs = Math.max(longestCheckpointCopyMs, copied - at)
+      longestCheckpointFsyncMs = Math.max(longestCheckpointFsyncMs, performance.now() - copied)
     }
     syncAndCheckpoint()
     for (let index = from + 1; (count.get() as { n: number }).n > kept.length * (index - 1) && writes < 1_000; index++) {
@@ -280,7 +290,7 @@ function deleteWithGraves (path: string, doomed: string[], kept: string[], from:
       longest = Math.max(longest, ms)
       writes++
     }
-    return { deleteWriteMs, longestLaterWriteMs: longest, laterWrites: writes, totalMs, longestCheckpointMs }
+    return { deleteWriteMs, longestLaterWriteMs: longest, laterWrites: writes, totalMs, longestCheckpointCopyMs, longestCheckpointFsyncMs }
   } finally {
     rows.close()
     store.close()
@@ -321,7 +331,8 @@ export function benchDeletes (): DeleteRow[] {
       longestLaterWriteMs: mean((r) => r.graves.longestLaterWriteMs),
       laterWrites: mean((r) => r.graves.laterWrites),
       totalMs: mean((r) => r.graves.totalMs),
-      longestCheckpointMs: mean((r) => r.graves.longestCheckpointMs ?? 0)
+      longestCheckpointCopyMs: mean((r) => r.graves.longestCheckpointCopyMs ?? 0),
+      longestCheckpointFsyncMs: mean((r) => r.graves.longestCheckpointFsyncMs ?? 0)
     }
   })
 }
@@ -361,9 +372,10 @@ export function storeMarkdown (r: StoreResult): string[] {
     'Now the rows wait under a grave and the reclaims free them at the next writes (the kept sessions write one entry each per write), each within a budget of 8,192 rows deleted in a range: ' +
     'a row moved (a kept session\'s run copied to the end of the table, so that the cut can pass it) counts 5, or 13 when its old row lies above the cut and is deleted one by one (RECLAIM_COST, agent/runtime/session-store-seqs.ts); at least one run moves per write. ' +
     'Milliseconds of the event loop inside write() (the fsync, in the thread pool, excluded); two runs of each, alternating, averaged. ' +
-    'After each write\'s fsync a checkpoint runs when due, as in the agent; it copies the WAL into the database file on the event loop too (its longest, last column; not counted in the others).', '',
-    '| scenario | rows deleted | at once (version 2): the delete\'s write, ms | graves: the delete\'s write, ms | graves: longest later write, ms | writes until reclaimed | graves: all writes, ms | graves: longest checkpoint, ms |', '|---|---|---|---|---|---|---|---|')
-  for (const d of r.deletes) lines.push(`| ${d.scenario} | ${d.deletedSessions * d.entriesEach} | ${fmt(d.atOnceMs, 1)} | ${fmt(d.deleteWriteMs, 1)} | ${fmt(d.longestLaterWriteMs, 1)} | ${fmt(d.laterWrites, 0)} | ${fmt(d.totalMs, 1)} | ${d.longestCheckpointMs === undefined ? '-' : fmt(d.longestCheckpointMs, 1)} |`)
+    'After each write\'s fsync a checkpoint runs when due, as in the agent: it copies the WAL into the database file on the event loop (the longest copy: next to last column), then fdatasyncs that file in the thread pool, the agent\'s session writes held meanwhile but its event loop free (the longest fdatasync: last column). Neither is counted in the other columns.', '',
+    '| scenario | rows deleted | at once (version 2): the delete\'s write, ms | graves: the delete\'s write, ms | graves: longest later write, ms | writes until reclaimed | graves: all writes, ms | checkpoint: longest copy (event loop), ms | checkpoint: longest fdatasync (thread pool), ms |', '|---|---|---|---|---|---|---|---|---|')
+  const ms = (value: number | undefined): string => value === undefined ? '-' : fmt(value, 1)
+  for (const d of r.deletes) lines.push(`| ${d.scenario} | ${d.deletedSessions * d.entriesEach} | ${fmt(d.atOnceMs, 1)} | ${fmt(d.deleteWriteMs, 1)} | ${fmt(d.longestLaterWriteMs, 1)} | ${fmt(d.laterWrites, 0)} | ${fmt(d.totalMs, 1)} | ${ms(d.longestCheckpointCopyMs)} | ${ms(d.longestCheckpointFsyncMs)} |`)
   lines.push('', `Longest write, at once / graves: ${r.deletes.map((d) => `${d.scenario}: ${fmt(d.atOnceMs / Math.max(d.deleteWriteMs, d.longestLaterWriteMs), 1)}×`).join('; ')}.`)
   return lines
 }
