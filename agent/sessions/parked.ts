@@ -32,8 +32,11 @@ export function ownerInDoubt (r: Replica): boolean {
 }
 
 // Holds the request if the owner is in doubt and there is room; false: answer now.
+// A copy dropped from its group (orphanedAtMs) will not hear the new owner: it
+// holds nothing, and what it holds when dropped goes at once (sessions.ts finds
+// the session elsewhere for them).
 export function park (r: Replica, command: ParkableCommand, nowMs: number, config: SessionsConfig): boolean {
-  if (r.role === 'owner' || !ownerInDoubt(r) || r.parked.length >= MAX_PARKED) return false
+  if (r.role === 'owner' || r.orphanedAtMs !== null || !ownerInDoubt(r) || r.parked.length >= MAX_PARKED) return false
   r.parked.push({ command, deadlineMs: nowMs + parkWindowMs(config) })
   return true
 }
@@ -42,7 +45,7 @@ export function park (r: Replica, command: ParkableCommand, nowMs: number, confi
 // member owns the session or knows who does, else those past their window.
 export function dueParked (r: Replica, nowMs: number): Parked[] {
   if (r.parked.length === 0) return []
-  if (r.role === 'owner' || !ownerInDoubt(r)) return r.parked.splice(0)
+  if (r.role === 'owner' || r.orphanedAtMs !== null || !ownerInDoubt(r)) return r.parked.splice(0)
   const due = r.parked.filter((p) => p.deadlineMs <= nowMs)
   if (due.length > 0) r.parked = r.parked.filter((p) => p.deadlineMs > nowMs)
   return due

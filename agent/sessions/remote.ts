@@ -80,14 +80,17 @@ export class RemoteRequests {
   }
 
   // Asks the agents likeliest to hold the session (the service's placement
-  // ring) who owns it.
-  locate (command: SessionCommand): void {
+  // ring) who owns it, and `also` (alive ones: the members a stale copy of ours
+  // last knew, which the ring may not reach once repairs moved the group).
+  locate (command: SessionCommand, also: readonly PeerKey[] = []): void {
     if (command.type === 'open' || command.type === 'list' || command.type === 'disconnected' || command.type === 'unreachable') return
     const service = serviceOf(command.sessionId)
-    const holders = new HashRing(
-      this.#o.directory.alive().filter((r) => r.id !== this.#o.self && serviceCapacity(r, service) > 0).map((r) => ({ id: r.id, capacity: serviceCapacity(r, service) })),
+    const alive = this.#o.directory.alive().filter((r) => r.id !== this.#o.self)
+    const ring = new HashRing(
+      alive.filter((r) => serviceCapacity(r, service) > 0).map((r) => ({ id: r.id, capacity: serviceCapacity(r, service) })),
       this.#o.config.vnodesPer100Capacity
     ).walk(command.sessionId, LOCATE_FANOUT)
+    const holders = [...new Set([...ring, ...also.filter((peer) => alive.some((r) => r.id === peer))])]
     if (holders.length === 0) return this.#reply(command.requestId, { status: 404, body: { error: 'no such session' } })
     const requestId = this.#nextRequestId++
     this.#pending.set(requestId, { kind: 'locate', requestId: command.requestId, deadlineMs: this.#o.now() + REMOTE_TIMEOUT_MS, command, asked: holders.length, answered: 0, found: false })

@@ -17,7 +17,7 @@ import {
 import { clientAppendBatch } from './deltas.ts'
 import { placeGroup } from './placement.ts'
 import { STREAMS_RECHECK_MS, streamsToAsk } from './group-streams.ts'
-import { newReplica, restoreReplica, voters } from './replica.ts'
+import { config, newReplica, restoreReplica, voters } from './replica.ts'
 import { CHANGING_OWNER_RETRY_MS, RemoteRequests, pathFor, viewOf, viewOfReplica } from './remote.ts'
 import { SnapshotBudget } from './snapshot-budget.ts'
 import { SessionWakes } from './wakes.ts'
@@ -390,14 +390,28 @@ export class Sessions {
     const r = this.#replicas.get(command.sessionId)
     if (r === undefined) return this.#remote.locate(command)
     if (!this.#tokensEqual(r.info.tokenHash, command.tokenHash)) return ctx.reply(target, { status: 401, body: { error: 'this token does not open this session' } })
+    if (r.orphanedAtMs !== null) return this.#locateElsewhere(r, command)
     if (command.type === 'resume') return ctx.reply(target, { status: 200, body: this.#view(r) })
     this.#serveOrRedirect(ctx, r, command, true)
+  }
+
+  // Our copy was dropped from its group by a later epoch (orphanedAtMs): it
+  // cannot name the owner, and its group is stale. Answered from it (503, its
+  // view), a terminal would keep asking its members, this agent among them, until
+  // the copy is forgotten (ORPHAN_GRACE_MS, 10 minutes): with one standby (R = 1)
+  // its view may name no other data member at all. So the request goes as it
+  // would at an agent without a copy, to the ring's holders and to the members
+  // this copy last knew, witness included: one of them knows the owner.
+  #locateElsewhere (r: Replica, command: SessionCommand): void {
+    const group = config(r)
+    this.#remote.locate(command, group.witness === null ? group.members : [...group.members, group.witness])
   }
 
   // The owner serves; another member redirects to it, or holds the request
   // while the owner is in doubt (parked.ts) when `mayPark`.
   #serveOrRedirect (ctx: Ctx, r: Replica, command: ParkableCommand, mayPark: boolean): void {
     const target: ReplyTarget = { local: command.requestId }
+    if (r.role !== 'owner' && r.orphanedAtMs !== null) return this.#locateElsewhere(r, command)
     if (r.role !== 'owner') {
       if (mayPark && park(r, command, ctx.now, this.#config)) return
       return this.#redirect(ctx, target, r, command.type)

@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert'
 import type { PeerKey } from '../../agent/core/io.ts'
 import type { SessionsConfig } from '../../agent/sessions/config.ts'
 import { parkWindowMs } from '../../agent/sessions/parked.ts'
+import { config } from '../../agent/sessions/replica.ts'
 import type { RequestOutcome, SimCluster } from '../../sim/cluster.ts'
 import { checkOwners, checkTerminal, ownerState, recordOwnerAcks } from '../../sim/checkers.ts'
 import type { SimTerminal } from '../../sim/terminal.ts'
@@ -108,6 +109,40 @@ test('a member that hears its owner answers at once with a redirect, as before',
   assert.is(got.outcome.status, 307)
   assert.is(cluster.nodeForUrl((got.outcome as { location?: string }).location ?? '')?.id, owner)
   assert.ok(got.atMs - sentAt < 50, 'not held')
+}))
+
+// A copy dropped from its group by a later epoch (orphaned) cannot name the
+// owner and holds a stale group. Answered from it, a terminal asked it again and
+// again: with one standby (R = 1) its view could name no other data member, and
+// the terminal waited until the copy was forgotten, 10 minutes later (the
+// sessions sweep with replicas 1 found 36 such seeds in 2,000, SEED=168 among
+// them). It now finds the session as an agent without a copy does.
+test('a member dropped from its group while frozen sends a request to the owner (307), not a 503 from its stale copy', () => withSeed(FILE, seedFor(65), (seed) => {
+  const { cluster, terminal, acks } = idleSession(seed)
+  const [owner, first] = terminal.queue
+  const replicaAt = (node: PeerKey) => cluster.nodes.find((n) => n.id === node)?.sessions?.replica(terminal.sessionId)
+  cluster.pause(first)
+  // The owner replaces it (repairDelayMs after its dead verdict).
+  const replaced = cluster.runUntil(() => {
+    const r = replicaAt(owner)
+    return r !== undefined && !config(r).members.includes(first) && config(r).witness !== first
+  }, 20_000, 10)
+  assert.ok(replaced, `${owner} dropped ${first} from the group`)
+  cluster.resume(first)
+  // It gives the owner up, stands, and is refused as not a member.
+  assert.ok(cluster.runUntil(() => replicaAt(first)?.orphanedAtMs != null, 10_000, 5), `${first} learnt it was dropped`)
+  assert.ok(config(replicaAt(first)!).members.includes(first), 'its copy still names it a member (stale)')
+  const sentAt = cluster.nowMs
+  const answer = appendAt(cluster, terminal, first, terminal.seq + 1)
+  cluster.runUntil(() => answer() !== null, 5_000)
+  const got = answer() as Answer
+  assert.is(got.outcome.status, 307, JSON.stringify(got.outcome.body))
+  assert.is(cluster.nodeForUrl((got.outcome as { location?: string }).location ?? '')?.id, ownerState(cluster, terminal.sessionId)?.owner)
+  const group = (got.outcome.body as { group?: Array<{ id: string }> }).group ?? []
+  assert.not.ok(group.some((g) => g.id === first), `the view it passes on is the group's own: ${JSON.stringify(group)}`)
+  assert.ok(got.atMs - sentAt < 100, `answered ${(got.atMs - sentAt).toFixed(0)} ms after it was sent, not held`)
+  cluster.run(500)
+  assert.equal(checkOwners(acks), [])
 }))
 
 test.run()
