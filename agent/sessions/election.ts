@@ -348,9 +348,9 @@ function holdsClose (r: Replica): boolean {
 function maybeWin (ctx: Ctx, r: Replica): void {
   const c = r.candidacy
   if (c === null) return
-  const group = voters(r)
-  for (const peer of c.votes.keys()) if (!group.includes(peer)) c.votes.delete(peer)
-  if (c.votes.size + 1 < majority(group.length)) return
+  const before = voters(r)
+  for (const peer of c.votes.keys()) if (!before.includes(peer)) c.votes.delete(peer)
+  if (c.votes.size + 1 < majority(before.length)) return
   if (c.pre) return startRealElection(ctx, r)
   if (r.epoch < c.epoch) {
     // A direct candidacy: our own vote is cast now, persisted in this step, so
@@ -363,6 +363,24 @@ function maybeWin (ctx: Ctx, r: Replica): void {
   }
   if (r.epoch !== c.epoch || r.votedFor !== ctx.self) return loseElection(ctx, r, `epoch ${c.epoch} was given to ${r.votedFor ?? 'nobody'}`)
   completeLog(ctx, r, c.commitIndex, [...c.votes.values()])
+  // The votes were counted against the group our own log held. The tail just
+  // adopted may hold another: later group changes (we were frozen through
+  // them), or a later epoch's entries in place of an uncommitted change of
+  // ours. Raft's election is safe because the winner's log is at least as up
+  // to date as each voter's and its voters are a majority of the group its own
+  // log holds; with the tail, the winner's log is the best voter's, so its
+  // voters must be a majority of that log's group. Counted against the old
+  // group instead, the sweep with replicas 3 lost acknowledged deltas twice:
+  // SEED=1797 elected a member frozen since the group's first changes with
+  // the votes of two members dropped since, one of which handed over those
+  // changes; SEED=2528 elected a member whose own uncommitted change had cut
+  // its group to three, with the vote of a member holding a later epoch's
+  // first entries, which replaced that change. Neither majority met the one
+  // that had acknowledged the deltas.
+  if (!config(r).members.includes(ctx.self)) return loseElection(ctx, r, 'the log our voters hold has a group without us')
+  const group = voters(r)
+  for (const peer of c.votes.keys()) if (!group.includes(peer)) c.votes.delete(peer)
+  if (c.votes.size + 1 < majority(group.length)) return
   becomeOwner(ctx, r, r.owner, ctx.now - r.suspectedAtMs)
 }
 

@@ -304,6 +304,37 @@ test('a grant from a member not in the candidate\'s group (asked before it was r
   assert.is(r.role, 'owner', 'A\'s vote is the majority')
 })
 
+test('votes are counted again against the group of the log a grant hands over (SEED=2528 and SEED=1797 of the sweep with replicas 3)', () => {
+  // B holds {A, B, C}'s first two entries (committed 1) and stands: one vote
+  // beside its own is a majority of that group. C's grant hands over a tail in
+  // which A added D: a majority of {A, B, C, D} is three.
+  const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C', 'D']))
+  const r = standby(ctx, entriesWithEpochs([1, 1]), { commitIndex: 1, heardOwnerAgoMs: 100 })
+  ctx.directory.set('A', 'dead')
+  watchOwner(ctx, r)
+  watchOwner(ctx, r)
+  assert.is(r.role, 'candidate')
+  const epoch = r.candidacy?.epoch ?? 0
+  const tail = [...entriesWithEpochs([1, 1]).slice(1), configEntry(3, 1, ['A', 'B', 'C', 'D'])]
+  onVote(ctx, r, 'C', { type: 'session-vote', sessionId: SESSION, epoch, granted: true, preVote: false, reason: 'granted', lastIndex: 3, lastEpoch: 1, commitIndex: 1, tail })
+  assert.equal(r.log.config?.members, ['A', 'B', 'C', 'D'], 'the tail is adopted')
+  assert.is(r.role, 'candidate', 'two votes of {A, B, C, D} are not a majority')
+  assert.equal(ctx.events('promoted'), [])
+  onVote(ctx, r, 'D', { type: 'session-vote', sessionId: SESSION, epoch, granted: true, preVote: false, reason: 'granted', lastIndex: 3, lastEpoch: 1, commitIndex: 1, tail: [] })
+  assert.is(r.role, 'owner', 'D\'s vote is the third')
+
+  // A tail whose group drops the candidate: it does not take the session.
+  const ctx2 = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+  const r2 = standby(ctx2, entriesWithEpochs([1, 1]), { commitIndex: 1, heardOwnerAgoMs: 100 })
+  ctx2.directory.set('A', 'dead')
+  watchOwner(ctx2, r2)
+  watchOwner(ctx2, r2)
+  const tail2 = [...entriesWithEpochs([1, 1]).slice(1), configEntry(3, 1, ['A', 'C'])]
+  onVote(ctx2, r2, 'C', { type: 'session-vote', sessionId: SESSION, epoch: r2.candidacy?.epoch ?? 0, granted: true, preVote: false, reason: 'granted', lastIndex: 3, lastEpoch: 1, commitIndex: 1, tail: tail2 })
+  assert.is(r2.role, 'standby')
+  assert.match(JSON.stringify(ctx2.events('election-lost')), /a group without us/)
+})
+
 test('in a group of five a standby stands with a pre-vote first, then a persisted real vote, then owner', () => {
   const { ctx, r } = candidateOfFive()
   const pre = ctx.sends('session-vote-request').map((s) => ({ to: s.to, ...(s.message as SessionVoteRequest) }))
