@@ -252,10 +252,17 @@ export function onVote (ctx: Ctx, r: Replica, from: PeerKey, vote: SessionVote):
   const c = r.candidacy
   if (r.role !== 'candidate' || c === null || vote.preVote !== c.pre) return
   if (!vote.granted) c.refusals.set(from, vote.reason)
-  // A member of our epoch whose config no longer has us: we were removed (while
-  // we were down, say) and our copy of the group is stale. Stop standing (we
-  // would be refused forever); an owner that still counts us clears this.
-  if (!vote.granted && vote.epoch >= r.epoch && vote.reason.endsWith(NOT_A_MEMBER) && vote.reason.startsWith(ctx.self)) {
+  // A member of our epoch, or one whose log is at least as up to date as ours,
+  // whose config no longer has us: we were removed (while we were down, say)
+  // and our copy of the group is stale. Stop standing (we would be refused
+  // forever); an owner that still counts us clears this. The log matters when
+  // we hold a later epoch than the group: one we stood for and never won.
+  // Refused by the owner and a member of the earlier epoch only, two members
+  // dropped since stood for ever, holding their terminal's requests and
+  // answering them from their stale view (SEED=1875 of a sweep with replicas 3).
+  const removed = !vote.granted && vote.reason.endsWith(NOT_A_MEMBER) && vote.reason.startsWith(ctx.self) &&
+    (vote.epoch >= r.epoch || ReplicaLog.compare(vote.lastEpoch, vote.lastIndex, r.log.lastEpoch, r.log.lastIndex) >= 0)
+  if (removed) {
     r.orphanedAtMs ??= ctx.now
     return loseElection(ctx, r, `removed from the group (${from}: ${vote.reason})`)
   }

@@ -509,6 +509,29 @@ test('a candidate told by a member of its epoch that it is not in the group stop
 })
 
 
+test('a candidate holding a later epoch than the group stops standing when a member whose log is at least as up to date says it is not in the group (SEED=1875)', () => {
+  // B stood for epoch 4 once and lost; the group went on in an earlier epoch
+  // without it. Its refusals come from that epoch.
+  const stand = (): { ctx: FakeCtx; r: Replica } => {
+    const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+    const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100, epoch: 4 })
+    ctx.directory.set('A', 'dead')
+    watchOwner(ctx, r)
+    watchOwner(ctx, r)
+    assert.is(r.role, 'candidate')
+    return { ctx, r }
+  }
+  const refusal = (lastIndex: number): SessionVote => ({ type: 'session-vote', sessionId: SESSION, epoch: 3, granted: false, preVote: false, reason: 'B is not a member of the group', lastIndex, lastEpoch: 1, commitIndex: 2, tail: [] })
+  const ahead = stand()
+  onVote(ahead.ctx, ahead.r, 'C', refusal(5))
+  assert.is(ahead.r.role, 'standby')
+  assert.ok(ahead.r.orphanedAtMs !== null, 'a log ahead of ours has a later group: we were dropped')
+  // A voter behind us may hold a group we have since changed: no verdict.
+  const behind = stand()
+  onVote(behind.ctx, behind.r, 'C', refusal(2))
+  assert.equal([behind.r.role, behind.r.orphanedAtMs], ['candidate', null])
+})
+
 // B wins epoch 2 with C's vote (A dead): the owner of a log complete up to clientSeq 2.
 function freshOwner (): { ctx: FakeCtx; r: Replica } {
   const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
