@@ -173,12 +173,20 @@ export class SimTerminal {
 
   #learn (body: Record<string, unknown>): void {
     const group = body.group as GroupView | undefined
-    if (group !== undefined && group.length > 0) this.queue = group.filter((g) => g.role !== 'witness').map((g) => g.id)
+    if (group !== undefined && group.length > 0) {
+      const queue = group.filter((g) => g.role !== 'witness').map((g) => g.id)
+      // As the EdgeClient (agent/client/route.ts): from the top only when the
+      // queue changed, so two agents that keep answering 503 with the same view
+      // cannot bounce the terminal between them. Reset at every answer, it
+      // asked the first two of a stale view's four members for good
+      // (SEED=1875 of a sweep with replicas 3), never the two that served.
+      if (queue.join(' ') !== this.queue.join(' ')) this.#cursor = 0
+      this.queue = queue
+    }
     const owner = body.owner as { id: string } | null | undefined
     this.owner = owner === null || owner === undefined ? null : owner.id
     // Epochs are learnt from acknowledgements only: a standby's view may carry
     // the epoch of an election that was never won.
-    this.#cursor = 0
   }
 
   #acked (seq: number, value: string, body: Record<string, unknown>, agent: PeerKey, startedAt: number): void {
