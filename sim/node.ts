@@ -245,7 +245,10 @@ export class SimNode {
     this.disk.apply(uncommitted.durable)
     for (const effect of uncommitted.late) this.#sessionEffect(effect)
     if (this.#tickHeld) this.#held.push({ kind: 'tick', nowMs: this.#host.nowMs })
-    const held = ticksLast(this.#held)
+    // Stepped at the time they are stepped, as the real driver does (driver.ts):
+    // after a freeze during the fsync, not at a time from before it.
+    const now = this.#host.nowMs
+    const held = ticksLast(this.#held.map((input) => input.nowMs < now ? { ...input, nowMs: now } : input))
     this.#held = []
     this.#tickHeld = false
     if (held.length === 0 || this.sessions === null) return

@@ -104,7 +104,15 @@ export class CoreDriver<I extends { nowMs: number }, E> {
   #drain (): void {
     this.#flush = null
     if (this.#held) return
-    const inputs = ticksLast(this.#queue)
+    // Stepped at the time they are stepped, not the time they were read: a
+    // batch held behind an fsync when the process froze would otherwise be
+    // stepped, at SIGCONT, at a time from before the freeze, and an owner judge
+    // its lease by it (acknowledging, or serving a read, seconds after a new
+    // owner took over: SEED=549 of a sweep with write concern majority). Later
+    // is the safe side everywhere: a lease looks shorter, an owner heard later
+    // shields its votes a little longer.
+    const now = this.#clock.nowMs()
+    const inputs = ticksLast(this.#queue.map((input) => input.nowMs < now ? { ...input, nowMs: now } : input))
     this.#queue = []
     const effects: E[] = []
     for (const input of inputs) {

@@ -36,4 +36,29 @@ test('group commit: a message queued with a tick is stepped before it, effects i
   assert.equal(batches, [['receive vote', 'tick@101']])
 })
 
+// An owner's batch held behind its fsync when the process froze: at SIGCONT the
+// acks read before the freeze must be judged at the time they are stepped, or
+// the owner's lease looks valid seconds after it ran out (SEED=549 of a sweep
+// with write concern majority acknowledged in epoch 1 after epoch 2 had).
+test('group commit: inputs held behind an fsync are stepped at the time they are stepped, not the time they were read', async () => {
+  const seen: string[] = []
+  const core = {
+    step (input: In): string[] {
+      seen.push(`${input.kind === 'tick' ? 'tick' : input.id}@${input.nowMs}`)
+      return []
+    },
+    nextWakeMs: () => Infinity
+  }
+  let now = 100
+  const driver = new CoreDriver<In, string>(core, { nowMs: () => now }, () => {}, { groupCommit: true })
+  driver.hold()
+  driver.step({ kind: 'receive', id: 'ack' })
+  now = 5_100
+  driver.step({ kind: 'receive', id: 'later' })
+  driver.release()
+  await new Promise((resolve) => setImmediate(resolve))
+  driver.stop()
+  assert.equal(seen, ['ack@5100', 'later@5100'])
+})
+
 test.run()
