@@ -76,6 +76,10 @@ for (const { name, options } of VARIANTS) {
 // - 168 (replicas 1, 3-6 nodes; liveness, nothing lost): a copy dropped from
 //   its group answered its terminal from its stale view, which named only
 //   itself, and the terminal asked it again for 10 minutes.
+// - 549 (5 terminals, 5-9 nodes, write concern majority): an owner frozen with
+//   acks held behind its fsync stepped them at SIGCONT at a time from before
+//   the freeze, judged its lease valid by it, and acknowledged in epoch 1 after
+//   epoch 2 had.
 const REGRESSIONS: Array<{ seed: number; options: Partial<ChaosOptions> }> = [
   { seed: 30508, options: {} },
   { seed: 30508, options: { sessions: { quietAfterMs: 150 } } },
@@ -83,7 +87,8 @@ const REGRESSIONS: Array<{ seed: number; options: Partial<ChaosOptions> }> = [
   { seed: 2253, options: { terminals: 5, appends: 30, chaosMs: 25_000, minNodes: 5, maxNodes: 9 } },
   { seed: 2528, options: { terminals: 3, minNodes: 5, maxNodes: 8, sessions: { replicas: 3 } } },
   { seed: 1797, options: { terminals: 3, minNodes: 5, maxNodes: 8, sessions: { replicas: 3 } } },
-  { seed: 168, options: { minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } }
+  { seed: 168, options: { minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } },
+  { seed: 549, options: { terminals: 5, appends: 30, chaosMs: 25_000, minNodes: 5, maxNodes: 9, sessions: { writeConcern: 'majority' } } }
 ]
 test(`${REGRESSIONS.length} seeds that once failed: the same checks`, () => {
   const failures: string[] = []
