@@ -46,7 +46,11 @@ const VARIANTS: Array<{ name: string; options: Partial<ChaosOptions> }> = [
   // Groups of other sizes, and the other write concern (README, "Sessions").
   { name: 'replicas 1 (two members, and a witness when one is lost), 3-6 nodes', options: { minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } },
   { name: 'replicas 3, 3 terminals, 5-8 nodes', options: { terminals: 3, minNodes: 5, maxNodes: 8, sessions: { replicas: 3 } } },
-  { name: 'write concern majority, replicas 3, 3 terminals, 5-8 nodes', options: { terminals: 3, minNodes: 5, maxNodes: 8, sessions: { replicas: 3, writeConcern: 'majority' } } }
+  { name: 'write concern majority, replicas 3, 3 terminals, 5-8 nodes', options: { terminals: 3, minNodes: 5, maxNodes: 8, sessions: { replicas: 3, writeConcern: 'majority' } } },
+  // Snapshots all through the chaos (at the defaults a sweep's 30 appends never
+  // reach one): compaction, snapshots installed on members behind, elections
+  // over compacted logs.
+  { name: 'a snapshot every 5 entries', options: { sessions: { snapshotEveryEntries: 5, snapshotLogRatio: 0 } } }
 ]
 for (const { name, options } of VARIANTS) {
   test(`${VARIANT_SEEDS} seeds from ${FIRST_SEED}, ${name}: the same checks`, () => {
