@@ -10,7 +10,7 @@ import type { Message, SessionMessage } from '../protocol/messages.ts'
 import { SimSessionDisk } from './disk.ts'
 import { orderAroundCommit } from '../agent/sessions/commit-order.ts'
 import type { SessionDurable } from '../agent/sessions/types.ts'
-import { ticksLast } from '../agent/runtime/driver.ts'
+import { heldBatch } from '../agent/runtime/driver.ts'
 
 export type NodeState = 'running' | 'paused' | 'crashed'
 
@@ -245,10 +245,7 @@ export class SimNode {
     this.disk.apply(uncommitted.durable)
     for (const effect of uncommitted.late) this.#sessionEffect(effect)
     if (this.#tickHeld) this.#held.push({ kind: 'tick', nowMs: this.#host.nowMs })
-    // Stepped at the time they are stepped, as the real driver does (driver.ts):
-    // after a freeze during the fsync, not at a time from before it.
-    const now = this.#host.nowMs
-    const held = ticksLast(this.#held.map((input) => input.nowMs < now ? { ...input, nowMs: now } : input))
+    const held = heldBatch(this.#held, this.#host.nowMs)
     this.#held = []
     this.#tickHeld = false
     if (held.length === 0 || this.sessions === null) return

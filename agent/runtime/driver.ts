@@ -46,6 +46,18 @@ export function ticksLast<I extends { nowMs: number }> (inputs: I[]): I[] {
   return [...rest, { ...ticks[ticks.length - 1], nowMs: latest }]
 }
 
+// A batch of inputs held (a turn's, or those read during an fsync), in the order
+// and at the time they are stepped: `nowMs`, not the time they were read. A
+// batch held behind an fsync when the process froze would otherwise be stepped,
+// at SIGCONT, at a time from before the freeze, and an owner judge its lease by
+// it (acknowledging, or serving a read, seconds after a new owner took over:
+// SEED=549 of a sweep with write concern majority). Later is the safe side
+// everywhere: a lease looks shorter, an owner heard later shields its votes a
+// little longer. The simulator's node steps its held batch with this too.
+export function heldBatch<I extends { nowMs: number }> (inputs: I[], nowMs: number): I[] {
+  return ticksLast(inputs.map((input) => input.nowMs < nowMs ? { ...input, nowMs } : input))
+}
+
 export class CoreDriver<I extends { nowMs: number }, E> {
   readonly #core: SteppedCore<I, E>
   readonly #perform: (effects: E[]) => void
@@ -104,15 +116,7 @@ export class CoreDriver<I extends { nowMs: number }, E> {
   #drain (): void {
     this.#flush = null
     if (this.#held) return
-    // Stepped at the time they are stepped, not the time they were read: a
-    // batch held behind an fsync when the process froze would otherwise be
-    // stepped, at SIGCONT, at a time from before the freeze, and an owner judge
-    // its lease by it (acknowledging, or serving a read, seconds after a new
-    // owner took over: SEED=549 of a sweep with write concern majority). Later
-    // is the safe side everywhere: a lease looks shorter, an owner heard later
-    // shields its votes a little longer.
-    const now = this.#clock.nowMs()
-    const inputs = ticksLast(this.#queue.map((input) => input.nowMs < now ? { ...input, nowMs: now } : input))
+    const inputs = heldBatch(this.#queue, this.#clock.nowMs())
     this.#queue = []
     const effects: E[] = []
     for (const input of inputs) {

@@ -354,10 +354,7 @@ function holdsClose (r: Replica): boolean {
 
 function maybeWin (ctx: Ctx, r: Replica): void {
   const c = r.candidacy
-  if (c === null) return
-  const before = voters(r)
-  for (const peer of c.votes.keys()) if (!before.includes(peer)) c.votes.delete(peer)
-  if (c.votes.size + 1 < majority(before.length)) return
+  if (c === null || !votesMakeMajority(r, c)) return
   if (c.pre) return startRealElection(ctx, r)
   if (r.epoch < c.epoch) {
     // A direct candidacy: our own vote is cast now, persisted in this step, so
@@ -385,10 +382,16 @@ function maybeWin (ctx: Ctx, r: Replica): void {
   // first entries, which replaced that change. Neither majority met the one
   // that had acknowledged the deltas.
   if (!config(r).members.includes(ctx.self)) return loseElection(ctx, r, 'the log our voters hold has a group without us')
+  if (!votesMakeMajority(r, c)) return
+  becomeOwner(ctx, r, r.owner, ctx.now - r.suspectedAtMs)
+}
+
+// Our vote and those of the voters of the group our log holds now (others'
+// are dropped) make a majority of it.
+function votesMakeMajority (r: Replica, c: Candidacy): boolean {
   const group = voters(r)
   for (const peer of c.votes.keys()) if (!group.includes(peer)) c.votes.delete(peer)
-  if (c.votes.size + 1 < majority(group.length)) return
-  becomeOwner(ctx, r, r.owner, ctx.now - r.suspectedAtMs)
+  return c.votes.size + 1 >= majority(group.length)
 }
 
 // Everything acknowledged is on a majority, so on at least one voter: the most

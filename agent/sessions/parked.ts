@@ -32,17 +32,16 @@ export function ownerInDoubt (r: Replica): boolean {
 }
 
 // Holds the request if the owner is in doubt and there is room; false: answer now.
-// A copy dropped from its group (orphanedAtMs) will not hear the new owner: it
-// holds nothing, and what it holds when dropped goes at once (sessions.ts finds
-// the session elsewhere for them).
 export function park (r: Replica, command: ParkableCommand, nowMs: number, config: SessionsConfig): boolean {
-  if (r.role === 'owner' || r.orphanedAtMs !== null || !ownerInDoubt(r) || r.parked.length >= MAX_PARKED) return false
+  if (r.role === 'owner' || !ownerInDoubt(r) || r.parked.length >= MAX_PARKED) return false
   r.parked.push({ command, deadlineMs: nowMs + parkWindowMs(config) })
   return true
 }
 
 // The held requests to act on now, taken off the list: all of them once this
-// member owns the session or knows who does, else those past their window.
+// member owns the session or knows who does, or was dropped from the group (it
+// will not hear the new owner; sessions.ts finds the session elsewhere for
+// them), else those past their window.
 export function dueParked (r: Replica, nowMs: number): Parked[] {
   if (r.parked.length === 0) return []
   if (r.role === 'owner' || r.orphanedAtMs !== null || !ownerInDoubt(r)) return r.parked.splice(0)
