@@ -6,7 +6,8 @@
 import { SeededRandom, deriveSeed } from '../agent/core/random.ts'
 import { sessionsProfile } from '../agent/sessions/config.ts'
 import type { SessionsConfig } from '../agent/sessions/config.ts'
-import { checkOwners, checkTerminal, ownershipSettled, recordOwnerAcks } from './checkers.ts'
+import { checkOwners, checkReads, checkTerminal, ownershipSettled, recordOwnerAcks } from './checkers.ts'
+import type { Read } from './checkers.ts'
 import { SimCluster } from './cluster.ts'
 import { SimTerminal } from './terminal.ts'
 
@@ -22,10 +23,14 @@ export type ChaosOptions = {
   trace: boolean
   // Changes to the lan sessions profile (the sweep's quick-quiet variant).
   sessions: Partial<SessionsConfig>
+  // Each terminal's reader sends a GET about every this many ms (0: no reads),
+  // from the first append until the run is judged, to the owner the terminal
+  // knows or to any agent; checkReads judges what they were answered.
+  readEveryMs: number
 }
 
 export const DEFAULT_CHAOS: ChaosOptions = {
-  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false, sessions: {}
+  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false, sessions: {}, readEveryMs: 0
 }
 
 export type ChaosResult = {
@@ -51,6 +56,7 @@ export function runChaos (seed: number, options: Partial<ChaosOptions> = {}): Ch
   }
   const acks = recordOwnerAcks(cluster)
   const terminals = openTerminals(cluster, random, o)
+  const reads = o.readEveryMs > 0 ? startReads(cluster, new SeededRandom(deriveSeed(seed, 0x4ead)), terminals, o.readEveryMs) : null
   const faults = chaos(cluster, random, o)
   healAll(cluster, faults)
   // Service must resume: once a terminal is done with the chaos-time appends,
@@ -65,6 +71,11 @@ export function runChaos (seed: number, options: Partial<ChaosOptions> = {}): Ch
   // believing in an old owner); the final state is read from a settled owner.
   const settled = cluster.runUntil(() => terminals.every((t) => ownershipSettled(cluster, t.sessionId)), o.livenessLimitMs, 10)
   const problems = [...checkOwners(acks), ...terminals.flatMap((t) => checkTerminal(cluster, t))]
+  if (reads !== null) {
+    reads.stop()
+    problems.push(...terminals.flatMap((t) => checkReads(cluster, t, reads.answered.filter((r) => r.terminal === t))))
+    faults.push(`${reads.answered.length} reads answered 200`)
+  }
   if (!settled) problems.push(`ownership did not settle on one node per session within ${o.livenessLimitMs} ms`)
   if (!resumed) problems.push(`service did not resume within ${o.livenessLimitMs} ms of healing: ${terminals.map((t) => `${t.id} ${t.acks.length}/${o.appends + 1}`).join(', ')}`)
   return { seed, nodes, problems, resumed, faults, cluster, terminals }
@@ -81,6 +92,33 @@ function openTerminals (cluster: SimCluster, random: SeededRandom, o: ChaosOptio
     terminals.push(terminal)
   }
   return terminals
+}
+
+// Each terminal's reader: a GET every readEveryMs (± half), half of them to the
+// owner the terminal knows, the others to any agent (an old owner, a standby, a
+// crashed one), so that a read reaches whoever still believes it owns the
+// session. Only 200 answers are judged; the rest are refusals or redirects.
+function startReads (cluster: SimCluster, random: SeededRandom, terminals: SimTerminal[], everyMs: number): { answered: Read[]; stop: () => void } {
+  const answered: Read[] = []
+  let stopped = false
+  for (const terminal of terminals) {
+    const next = (): void => {
+      if (stopped) return
+      const ids = cluster.ids
+      const agent = terminal.owner !== null && random.nextInt(2) === 0 ? terminal.owner : ids[random.nextInt(ids.length)]
+      const sentAtMs = cluster.nowMs
+      // Every append acknowledged to the terminal by now must be in the answer.
+      const ackedBefore = terminal.acks.length
+      cluster.request(agent, { type: 'get', sessionId: terminal.sessionId, tokenHash: terminal.tokenHash }, (outcome) => {
+        if (outcome.status !== 200) return
+        const state = (outcome.body as { state?: unknown }).state
+        answered.push({ terminal, agent, sentAtMs, answeredAtMs: cluster.nowMs, ackedBefore, values: Array.isArray(state) ? state as string[] : [] })
+      })
+      cluster.scheduler.after(Math.ceil(everyMs / 2) + random.nextInt(everyMs), next)
+    }
+    next()
+  }
+  return { answered, stop: () => { stopped = true } }
 }
 
 function chaos (cluster: SimCluster, random: SeededRandom, o: ChaosOptions): string[] {

@@ -63,6 +63,35 @@ export function ownershipSettled (cluster: SimCluster, sessionId: string): boole
   return owners === 1 && committed
 }
 
+// A read answered 200: what the terminal had been acknowledged when it sent the
+// GET (its first `ackedBefore` acks), and the state it got (a log service: the list).
+export type Read = { terminal: SimTerminal; agent: PeerKey; sentAtMs: number; answeredAtMs: number; ackedBefore: number; values: string[] }
+
+// Reads are linearizable: each answer holds every delta acknowledged before the
+// GET was sent, holds only a prefix of the session's final log (nothing that was
+// later dropped), and never less than a read answered before it was sent.
+export function checkReads (cluster: SimCluster, terminal: SimTerminal, reads: Read[]): string[] {
+  const problems: string[] = []
+  const held = ownerState(cluster, terminal.sessionId)
+  const final = held !== null && Array.isArray(held.state) ? held.state as string[] : null
+  const describe = (read: Read): string => `the read sent to ${read.agent} at ${read.sentAtMs.toFixed(0)} ms (answered at ${read.answeredAtMs.toFixed(0)} ms, ${read.values.length} values)`
+  for (const read of reads) {
+    const have = new Set(read.values)
+    const missing = terminal.acks.slice(0, read.ackedBefore).filter((ack) => !have.has(ack.value))
+    if (missing.length > 0) problems.push(`${terminal.sessionId}: stale read: ${describe(read)} lacks ${missing.length} delta(s) acknowledged before it was sent, ${missing[0].value} (acknowledged at ${missing[0].atMs.toFixed(0)} ms) first`)
+    if (final !== null) {
+      const at = read.values.findIndex((value, i) => final[i] !== value)
+      if (at >= 0) problems.push(`${terminal.sessionId}: ${describe(read)} has ${read.values[at]} at ${at}, where the final log has ${final[at] ?? 'nothing'}`)
+    }
+  }
+  const bySent = [...reads].sort((a, b) => a.sentAtMs - b.sentAtMs)
+  for (const later of bySent) {
+    const earlier = reads.find((read) => read.answeredAtMs < later.sentAtMs && read.values.length > later.values.length)
+    if (earlier !== undefined) problems.push(`${terminal.sessionId}: ${describe(later)} has fewer values than ${describe(earlier)}, answered before it was sent`)
+  }
+  return problems
+}
+
 // Every acknowledged delta present exactly once, in order; nothing duplicated.
 export function checkTerminal (cluster: SimCluster, terminal: SimTerminal): string[] {
   const problems = [...terminal.violations]

@@ -288,7 +288,10 @@ export class SimCluster {
     if (held === undefined) return
     this.#requests.delete(requestId)
     void node
-    this.scheduler.after(this.network.delay(), () => held.onOutcome(reply))
+    // A copy, as the wire makes one: a GET's state is the replica's own object,
+    // which later applies change in place.
+    const sent = structuredClone(reply)
+    this.scheduler.after(this.network.delay(), () => held.onOutcome(sent))
   }
 
   // ---- views --------------------------------------------------------------

@@ -80,7 +80,7 @@ export type SessionsConfig = {
   quietAfterMs: number
   // Test only, never read from flags or files: makes the core wrong on purpose
   // so a test can show the simulator's checkers catch it.
-  plantedFault?: 'ack-before-replication'
+  plantedFault?: 'ack-before-replication' | 'read-without-lease'
 }
 
 const lan: SessionsConfig = {

@@ -456,7 +456,9 @@ export class Sessions {
   }
 
   #get (ctx: Ctx, target: ReplyTarget, r: Replica): void {
-    const refusal = readRefusal(ctx, r)
+    // A broken core for the simulator's read checker (it must catch it): an
+    // owner serves reads without its lease, a cut-off one from a stale state.
+    const refusal = ctx.config.plantedFault === 'read-without-lease' ? null : readRefusal(ctx, r)
     if (refusal !== null) return ctx.reply(target, { status: 503, body: { error: refusal, retryAfterMs: this.#config.heartbeatMs } })
     ctx.reply(target, { status: 200, body: { ...this.#view(r), index: r.commitIndex, state: r.state, lastClientSeq: r.dedup.lastClientSeq } })
   }
