@@ -10,6 +10,7 @@ import type { Libp2pOptions } from 'libp2p'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { PSK_BYTES } from './cluster-key.ts'
 import { YAMUX_KEEP_ALIVE } from './constants.ts'
+import { noiseCrypto } from './noise-crypto.ts'
 import { installHalfWindowUpdates } from './yamux-window.ts'
 
 // Called once per connection whose peer did not prove it holds the cluster key.
@@ -19,7 +20,8 @@ export function connectionStack (psk: Uint8Array | undefined, onKeyRefused: KeyR
   installHalfWindowUpdates()
   return {
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    // Noise's own crypto with each key prepared once (noise-crypto.ts).
+    connectionEncrypters: [noise({ crypto: noiseCrypto })],
     // No keep-alive pings: see YAMUX_KEEP_ALIVE.
     streamMuxers: [yamux({ enableKeepAlive: YAMUX_KEEP_ALIVE })],
     ...(psk === undefined
