@@ -11,7 +11,7 @@ import type { PeerKey } from '../core/io.ts'
 import { ReplicaLog } from './log.ts'
 import { becomeOwner, stepDown } from './owner.ts'
 import { truncate } from './follower.ts'
-import { config, majority, memberGone, voters } from './replica.ts'
+import { config, forgottenByMajority, majority, memberGone, voters } from './replica.ts'
 import type { Candidacy, Ctx, Replica } from './replica.ts'
 
 // The end of the refusal of a candidate the voter's config does not have.
@@ -327,29 +327,10 @@ export function deferTo (ctx: Ctx, r: Replica, candidate: PeerKey): void {
   }
 }
 
-// A member without the session. When so many have forgotten it that no
-// majority can ever vote again, and our log holds its close, the session was
-// closed while our copy of the commit index was behind (the owner forgot it
-// before we heard the close committed): forget it too, instead of standing for
-// election forever.
-// Without the close (we were cut off when it happened), we cannot tell a closed
-// session from one whose other members lost their disks: either way nobody can
-// serve it again, so we stop standing and forget it after the orphan grace,
-// unless an owner speaks up meanwhile.
+// A member without the session (replica.ts, forgottenByMajority, says what we
+// make of it): we stop standing once no majority can ever vote again.
 function onForgotten (ctx: Ctx, r: Replica, from: PeerKey): void {
-  const group = voters(r)
-  if (!group.includes(from)) return
-  r.forgottenBy.add(from)
-  const left = group.filter((peer) => !r.forgottenBy.has(peer)).length
-  if (left >= majority(group.length)) return
-  if (holdsClose(r)) r.defunct = true
-  else r.orphanedAtMs ??= ctx.now
-}
-
-function holdsClose (r: Replica): boolean {
-  if (r.closed) return true
-  for (let i = r.log.lastIndex; i > r.commitIndex; i--) if (r.log.entry(i)?.body.kind === 'close') return true
-  return false
+  forgottenByMajority(ctx, r, from)
 }
 
 function maybeWin (ctx: Ctx, r: Replica): void {

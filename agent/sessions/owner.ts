@@ -6,7 +6,7 @@ import type { EntryBody, LogEntry, SessionAppendAck } from '../../protocol/messa
 import { MAX_SESSION_ENTRIES } from '../../protocol/limits.ts'
 import type { PeerKey } from '../core/io.ts'
 import { replacementFor, witnessFor } from './placement.ts'
-import { LEASE_SAFETY, applyCommitted, config, majority, maybeSnapshot, memberGone, snapshotAt, voters } from './replica.ts'
+import { LEASE_SAFETY, applyCommitted, config, forgottenByMajority, majority, maybeSnapshot, memberGone, snapshotAt, voters } from './replica.ts'
 import { batchReply } from './replica.ts'
 import type { Ctx, Progress, Replica, Waiter } from './replica.ts'
 
@@ -173,11 +173,23 @@ export function onAck (ctx: Ctx, r: Replica, from: PeerKey, ack: SessionAppendAc
   // A member of the group in a later epoch: someone else owns the session now.
   if (ack.epoch > r.epoch && voters(r).includes(from)) return stepDown(ctx, r, ack.epoch, null, `${from} is in epoch ${ack.epoch}`)
   if (ack.epoch !== r.epoch) return
+  // A member that held our entries and now holds nothing of the session forgot
+  // it (forgottenByMajority): the session was closed, or a later epoch's group
+  // dropped that member. Its refusal promises nothing and says nothing of its
+  // liveness: counted as an ack, it kept an owner cut off through a takeover
+  // and a close serving reads from its stale state under a lease renewed by
+  // members that had forgotten the session, for good. Once no majority is left
+  // that holds it, we step down.
+  if (!ack.ok && ack.lastIndex === 0 && ack.matchIndex === 0 && p.matchIndex > 0) {
+    if (forgottenByMajority(ctx, r, from)) stepDown(ctx, r, r.epoch, null, 'a majority of the group forgot the session')
+    return
+  }
   p.lastAckMs = ctx.now
   p.deadSinceMs = null
   const sentAt = p.sentAtMs.get(ack.seq)
   if (sentAt !== undefined) p.promiseUntilMs = Math.max(p.promiseUntilMs, sentAt + ctx.config.ownerTimeoutMs * LEASE_SAFETY)
   if (ack.ok) {
+    if (r.forgottenBy.size > 0) r.forgottenBy.delete(from)
     p.matchIndex = Math.max(p.matchIndex, ack.matchIndex)
     p.nextIndex = Math.max(p.nextIndex, p.matchIndex + 1)
     advanceCommit(ctx, r)

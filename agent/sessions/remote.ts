@@ -97,8 +97,16 @@ export class RemoteRequests {
     for (const peer of holders) this.#o.emit({ kind: 'send', to: peer, message: { type: 'session-locate', requestId, sessionId: command.sessionId } })
   }
 
-  // Another agent asks about a session; `r` is our copy, if any.
-  onLocate (from: PeerKey, requestId: number, sessionId: string, r: Replica | undefined): void {
+  // Another agent asks about a session; `held` is our copy, if any.
+  onLocate (from: PeerKey, requestId: number, sessionId: string, held: Replica | undefined): void {
+    // A copy given up (orphaned: dropped by a later epoch's group, or left
+    // alone by members that forgot the session; defunct: closed) serves nothing
+    // and will never be owned again unless an owner takes it back: it answers
+    // as if it held nothing. Counted as found, it kept a closed session
+    // "changing owner" (503) for the ten minutes its one restarted member's
+    // copy waited to be forgotten, and the terminal's close never got an
+    // answer (a sweep with closes, SEED=171).
+    const r = held === undefined || held.orphanedAtMs !== null || held.defunct ? undefined : held
     const owner = r === undefined ? '' : ownerOf(this.#o.self, r)
     this.#o.emit({
       kind: 'send', to: from, message: {
@@ -112,11 +120,17 @@ export class RemoteRequests {
     const pending = this.#pending.get(message.requestId)
     if (pending === undefined || pending.kind !== 'locate') return
     pending.answered++
-    pending.found ||= message.found
+    // A holder that names us as the owner holds a stale copy: we locate a
+    // session because we hold none, or none we may serve. Taken at its word, we
+    // sent the terminal to ourselves, again and again: a witness that missed a
+    // session's close kept its copy, naming the owner that closed and forgot it
+    // (a sweep with closes and replicas 1, SEED=979).
+    const stale = message.owner === this.#o.self
+    pending.found ||= message.found && !stale
     const command = pending.command
     // Wait for a holder that knows the owner; with none, a holder that knows the
     // session at all makes it "changing owner" (503), never "no such session".
-    if (!message.found || message.owner === '') {
+    if (!message.found || message.owner === '' || stale) {
       if (pending.answered < pending.asked) return
       this.#pending.delete(message.requestId)
       const status = pending.found ? 503 : 404

@@ -274,6 +274,35 @@ export function majority (count: number): number {
   return Math.floor(count / 2) + 1
 }
 
+// `from`, a voter of our group, told us it knows nothing of the session (a vote
+// refused as an unknown session; an append refused with nothing held, by a
+// member that held our entries before). A member forgets a session only once it
+// applied its close, or once a later epoch's group dropped it and it gave its
+// copy up. When so many have forgotten it that no majority can ever vote or
+// acknowledge again, the session is over for us, and true is returned: with the
+// close in our log, it was closed while our copy of the commit index was behind
+// (the owner forgot it before we heard the close committed), and our copy is
+// defunct, forgotten at once; without it (we were cut off when it happened),
+// we cannot tell a closed session from one whose other members lost their
+// disks: either way nobody can serve it again, so our copy is orphaned,
+// forgotten after the orphan grace unless an owner speaks up meanwhile.
+export function forgottenByMajority (ctx: Ctx, r: Replica, from: PeerKey): boolean {
+  const group = voters(r)
+  if (!group.includes(from)) return false
+  r.forgottenBy.add(from)
+  const left = group.filter((peer) => !r.forgottenBy.has(peer)).length
+  if (left >= majority(group.length)) return false
+  if (holdsClose(r)) r.defunct = true
+  else r.orphanedAtMs ??= ctx.now
+  return true
+}
+
+function holdsClose (r: Replica): boolean {
+  if (r.closed) return true
+  for (let i = r.log.lastIndex; i > r.commitIndex; i--) if (r.log.entry(i)?.body.kind === 'close') return true
+  return false
+}
+
 // Applies committed entries to the service state, in order.
 export function applyCommitted (ctx: Ctx, r: Replica): void {
   const service = ctx.service(r.info.service)

@@ -53,6 +53,12 @@ export function constantTimeEqual (a: string, b: string): boolean {
   return diff === 0
 }
 
+// How long, and for how many sessions at most, an agent remembers sessions it
+// forgot because they were closed (Sessions, #refuseClosed): a day, 100,000
+// (about 10 MiB).
+export const CLOSED_REMEMBERED_MS = 24 * 60 * 60 * 1000
+const MAX_CLOSED_REMEMBERED = 100_000
+
 export class Sessions {
   readonly self: PeerKey
   readonly #directory: MemberDirectory
@@ -62,6 +68,9 @@ export class Sessions {
   readonly #services: ReadonlyMap<string, Service>
   readonly #tokensEqual: (a: string, b: string) => boolean
   readonly #replicas = new Map<string, Replica>()
+  // Sessions this agent held and forgot because they were closed: the epoch it
+  // was in and when (see #refuseClosed).
+  readonly #closed = new Map<string, { epoch: number; atMs: number }>()
   // Requests waiting on another agent (remote.ts).
   readonly #remote: RemoteRequests
   #out: SessionEffect[] = []
@@ -269,7 +278,7 @@ export class Sessions {
 
   #tickRole (ctx: Ctx, r: Replica): void {
     if (r.quiet !== null) return
-    if (r.role !== 'owner' && (r.defunct || (r.closed && r.appliedIndex >= r.commitIndex))) return this.#forget(ctx, r)
+    if (r.role !== 'owner' && (r.defunct || (r.closed && r.appliedIndex >= r.commitIndex))) return this.#forget(ctx, r, true)
     if (r.role === 'owner') {
       if (ctx.now >= r.heartbeatAtMs) heartbeat(ctx, r)
       expireWaiters(ctx, r)
@@ -280,17 +289,24 @@ export class Sessions {
         // now, as nothing will after this (else they would stand for election
         // in a session nobody serves).
         heartbeat(ctx, r)
-        return this.#forget(ctx, r)
+        return this.#forget(ctx, r, true)
       }
       return
     }
     watchOwner(ctx, r)
-    if (r.orphanedAtMs !== null && ctx.now - r.orphanedAtMs > ORPHAN_GRACE_MS && ctx.now - r.lastOwnerContactMs > ORPHAN_GRACE_MS) this.#forget(ctx, r)
+    if (r.orphanedAtMs !== null && ctx.now - r.orphanedAtMs > ORPHAN_GRACE_MS && ctx.now - r.lastOwnerContactMs > ORPHAN_GRACE_MS) this.#forget(ctx, r, false)
   }
 
-  #forget (ctx: Ctx, r: Replica): void {
+  // `closed`: the session was closed (or our copy is defunct: a majority forgot
+  // it and we hold its close), so it is remembered as closed (#refuseClosed).
+  #forget (ctx: Ctx, r: Replica, closed: boolean): void {
     this.#quiet.forget(ctx, r)
     this.#replicas.delete(r.id)
+    if (closed) {
+      this.#closed.delete(r.id)
+      this.#closed.set(r.id, { epoch: r.epoch, atMs: ctx.now })
+      if (this.#closed.size > MAX_CLOSED_REMEMBERED) this.#closed.delete(this.#closed.keys().next().value as string)
+    }
     ctx.persist({ kind: 'session-delete', sessionId: r.id })
     ctx.emit({ type: 'session-closed', sessionId: r.id })
     // Held requests are answered as if they arrived now (found elsewhere, or not).
@@ -303,11 +319,13 @@ export class Sessions {
     const ctx = this.#ctx()
     switch (message.type) {
       case 'session-append': {
+        if (this.#refuseClosed(ctx, from, message)) return
         const r = onAppend(ctx, this.#replicas.get(message.sessionId), from, message)
         if (r !== null) this.#replicas.set(r.id, r)
         return
       }
       case 'session-snapshot': {
+        if (this.#refuseClosed(ctx, from, message)) return
         const r = onSnapshot(ctx, this.#replicas.get(message.sessionId), from, message)
         this.#replicas.set(r.id, r)
         return
@@ -326,6 +344,30 @@ export class Sessions {
       // Handled in step().
       case 'session-beat': case 'session-beat-ack': return
     }
+  }
+
+  // An append or snapshot for a session we forgot because it was closed comes
+  // from an owner that missed the close: cut off while a later epoch's owner
+  // closed it. Taken as a new session (from its create entry or a snapshot),
+  // it gave that owner its majority back, and the closed session served reads
+  // from a stale state and acknowledged deltas in an epoch already succeeded
+  // (a chaos sweep with closes, SEED=517). It is refused in a later epoch than
+  // the sender's, so the sender steps down; with no member holding the session
+  // it then gives its copy up (replica.ts, forgottenByMajority). Remembered in
+  // memory for CLOSED_REMEMBERED_MS, at most MAX_CLOSED_REMEMBERED sessions:
+  // after a restart, or longer away than that, an owner that missed the close
+  // can still bring it back (README, "Closing").
+  #refuseClosed (ctx: Ctx, from: PeerKey, message: Extract<SessionMessage, { type: 'session-append' | 'session-snapshot' }>): boolean {
+    if (this.#replicas.has(message.sessionId)) return false
+    const closed = this.#closed.get(message.sessionId)
+    if (closed === undefined) return false
+    if (ctx.now - closed.atMs > CLOSED_REMEMBERED_MS) {
+      this.#closed.delete(message.sessionId)
+      return false
+    }
+    const epoch = Math.max(closed.epoch, message.epoch + 1)
+    ctx.send(from, { type: 'session-append-ack', sessionId: message.sessionId, epoch, seq: message.seq, ok: false, matchIndex: 0, lastIndex: 0 })
+    return true
   }
 
   #withReplica (sessionId: string, act: (r: Replica) => void): void {

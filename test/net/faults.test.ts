@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { EdgeClient } from '../../agent/client/index.ts'
 import { AgentProcess, LocalCluster } from '../../sim/processes.ts'
 
 const CLUSTER_TEST_TIMEOUT_MS = 90_000
@@ -87,6 +88,40 @@ timedTest('a partition cuts agent3 off: both sides declare the other dead; after
   for (const a of others) {
     const back = a.events.find((e) => e.event === 'member' && e.id === victim.id && e.status === 'alive' && e.atMs >= healAt)
     assert.ok(back !== undefined, `${a.name} saw ${victim.name} alive again`)
+  }
+})
+
+// The owner cut off (the gate's partition), the others elect another, which
+// acknowledges more and then closes the session; healed, the old owner meets
+// members that forgot it. Before, it took their "nothing held" for acks, kept
+// its lease, and served GETs of the closed session from its stale state for
+// good (README, "Closing"; test/unit/session-closed.test.ts).
+timedTest('a session closed while its owner was cut off: healed, the old owner answers 404, not its stale state', CLUSTER_TEST_TIMEOUT_MS, async () => {
+  if (cluster === null) throw new Error('the cluster did not start (see the first test)')
+  const agents = cluster.agents
+  await cluster.waitConverged(CONVERGE_TIMEOUT_MS)
+  const client = new EdgeClient({ agents: agents.map((a) => a.http), requestTimeoutMs: 500, deadlineMs: 20_000 })
+  try {
+    const session = await client.open({ terminalId: 'closed-while-cut-off', service: 'log' })
+    for (let i = 0; i < 5; i++) await session.append({ append: `before-${i}` })
+    const old = agents.find((a) => a.id === session.owner?.id)
+    assert.ok(old !== undefined, 'the owner is one of the agents')
+    const others = agents.filter((a) => a !== old)
+    for (const agent of others) assert.is((await call(`${agent.http}/v1/faults`, 'POST', { seed: 3, blockedPeers: [old.id] })).status, 200)
+    assert.is((await call(`${old.http}/v1/faults`, 'POST', { seed: 4, blockedPeers: others.map((a) => a.id) })).status, 200)
+    // The terminal reaches a new owner on the majority side.
+    for (let i = 0; i < 3; i++) await session.append({ append: `after-${i}` })
+    assert.is.not(session.owner?.id, old.id, 'another agent took over')
+    await session.close()
+    for (const agent of agents) assert.is((await call(`${agent.http}/v1/faults`, 'DELETE')).status, 200)
+    await cluster.waitConverged(CONVERGE_TIMEOUT_MS)
+    // Its heartbeats meet the members that forgot the session within ~100 ms.
+    await new Promise((resolve) => setTimeout(resolve, 2_000))
+    const response = await fetch(`${old.http}/v1/sessions/${encodeURIComponent(session.sessionId)}`, { headers: { authorization: `Bearer ${session.token}` }, redirect: 'manual', signal: AbortSignal.timeout(5_000) })
+    const body = await response.text()
+    assert.is(response.status, 404, `the old owner answered ${response.status}: ${body.slice(0, 300)}`)
+  } finally {
+    client.destroy()
   }
 })
 

@@ -261,6 +261,36 @@ test('close while a standby is cut off: it gives up on the session instead of el
   assert.is(electionsSince(cluster, terminal.sessionId, settled), 0, 'and stands no more')
 }))
 
+// The owner is cut off, the majority side elects another, which acknowledges
+// more deltas and then closes the session; every member forgets it. Back, the
+// old owner's heartbeats met members that knew nothing of the session, and it
+// took their refusals for acks: its lease stayed valid, so for good it served
+// reads from its stale state (without the deltas the new owner acknowledged)
+// of a session that no longer existed. Now the members' "nothing held" counts
+// for nothing, and once a majority of its group has said it, it steps down.
+test('close while the owner is cut off: back, it stops serving the session instead of answering reads from its stale state', () => withSeed(FILE, seedFor(43), (seed) => {
+  const cluster = sessionCluster(seed, 5, { trace: true })
+  const terminal = openTerminal(cluster, 't1', 'n0')
+  terminal.appendMany(10, 10)
+  assert.ok(cluster.runUntil(() => terminal.acks.length >= 10, 10_000))
+  const old = terminal.owner as string
+  cluster.partition([[old], cluster.ids.filter((id) => id !== old)])
+  terminal.appendMany(3, 10)
+  assert.ok(cluster.runUntil(() => terminal.acks.length >= 13, 20_000), 'the majority side serves the terminal')
+  assert.is.not(terminal.owner, old)
+  assert.is(closeSession(cluster, terminal), 200)
+  cluster.run(3_000)
+  cluster.heal()
+  cluster.run(5_000)
+  let answer: { status: number; body: Record<string, unknown> } | null = null
+  cluster.request(old, { type: 'get', sessionId: terminal.sessionId, tokenHash: terminal.tokenHash }, (outcome) => { answer = outcome })
+  assert.ok(cluster.runUntil(() => answer !== null, 5_000))
+  const got = answer as unknown as { status: number; body: Record<string, unknown> }
+  assert.is(got.status, 404, `the old owner answered ${got.status} ${JSON.stringify(got.body).slice(0, 200)}`)
+  assert.is.not(replicaOf(cluster, old, terminal.sessionId)?.role, 'owner')
+  for (const id of cluster.ids.filter((id) => id !== old)) assert.is(replicaOf(cluster, id, terminal.sessionId), undefined, `${id} forgot it`)
+}))
+
 // Reads against every node while owners crash: no read shows less than the
 // terminal had seen acknowledged when it asked (the precise case, a member's
 // refusal renewing a new owner's lease before its commit index caught up, is

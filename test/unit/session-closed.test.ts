@@ -1,0 +1,95 @@
+// An owner that missed its session's close. Cut off while a later epoch's owner
+// closed the session, it comes back to members that forgot it. Two faults a
+// chaos sweep with closes found (README, "Closing"):
+//  - a member that had held the owner's entries answered "nothing held", and
+//    the owner took that for an ack: its lease stayed valid, and it served
+//    reads of the closed session from its stale state, for good (14 of 200
+//    seeds, SEED=145 among them);
+//  - a member that had never acked the owner was sent the session from its
+//    create entry and took it as a new session: the owner had its majority
+//    back and acknowledged deltas in an epoch already succeeded (SEED=517).
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { SeededRandom } from '../../agent/core/random.ts'
+import { onAck, leaseValid } from '../../agent/sessions/owner.ts'
+import { BUILT_IN_SERVICES } from '../../agent/sessions/services.ts'
+import { CLOSED_REMEMBERED_MS, Sessions } from '../../agent/sessions/sessions.ts'
+import type { SessionEffect } from '../../agent/sessions/types.ts'
+import type { SessionAppend, SessionAppendAck } from '../../protocol/messages.ts'
+import { FakeDirectory, GROUP, INFO, LAN, SESSION, createEntry, deltaEntry, ownerGroup } from './session-fixtures.ts'
+
+// What a member answers when it knows nothing of the session.
+function nothingHeld (epoch: number, seq: number): SessionAppendAck {
+  return { type: 'session-append-ack', sessionId: SESSION, epoch, seq, ok: false, matchIndex: 0, lastIndex: 0 }
+}
+
+test('an owner whose members answer "nothing held" after holding its entries: no lease from them, and it steps down once no majority holds the session', () => {
+  const { ctx, r } = ownerGroup()
+  assert.ok(leaseValid(ctx, r))
+  // Much later (the lease has run out), B and C answer a heartbeat with nothing held.
+  ctx.now += 10 * LAN.ownerTimeoutMs
+  assert.not.ok(leaseValid(ctx, r))
+  onAck(ctx, r, 'B', nothingHeld(1, 99))
+  assert.not.ok(leaseValid(ctx, r), 'a member that forgot the session renews no lease')
+  assert.is(r.role, 'owner', 'one of three forgetting it leaves a majority')
+  onAck(ctx, r, 'C', nothingHeld(1, 100))
+  assert.is.not(r.role, 'owner', 'two of three: no majority holds it, the owner steps down')
+  assert.ok(r.orphanedAtMs !== null, 'and, without the close in its log, gives its copy up after the orphan grace')
+  assert.not.ok(leaseValid(ctx, r))
+})
+
+test('a new member (nothing matched yet) answering "nothing held" is sent the session from its start, as before', () => {
+  const { ctx, r } = ownerGroup({ group: { members: ['A', 'B', 'C', 'D'], witness: null }, peers: ['A', 'B', 'C', 'D'] })
+  const d = r.progress.get('D')
+  assert.ok(d !== undefined)
+  d.matchIndex = 0
+  d.nextIndex = 2
+  onAck(ctx, r, 'D', nothingHeld(1, 1))
+  assert.is(r.role, 'owner')
+  const sent = ctx.sends('session-append').filter((s) => s.to === 'D').map((s) => s.message as SessionAppend)
+  assert.equal(sent.at(-1)?.prevIndex, 0, 'resent from the create entry')
+})
+
+// A member B of a session owned by A, through the sessions core.
+function memberThatSawTheClose (): { core: Sessions; now: number } {
+  const directory = new FakeDirectory('B', ['A', 'B', 'C'])
+  const core = new Sessions({ directory, config: LAN, random: new SeededRandom(7), services: BUILT_IN_SERVICES, stored: [], nowMs: 0 })
+  const append = (fields: Partial<SessionAppend> & Pick<SessionAppend, 'prevIndex' | 'entries'>, nowMs: number): SessionEffect[] =>
+    core.step({ kind: 'receive', nowMs, from: 'A', message: { type: 'session-append', sessionId: SESSION, epoch: 3, seq: nowMs, prevEpoch: 3, commitIndex: 0, ...fields } })
+  append({ prevIndex: 0, prevEpoch: 0, entries: [createEntry(3, GROUP), deltaEntry(2, 3)] }, 10)
+  append({ prevIndex: 2, entries: [{ index: 3, epoch: 3, body: { kind: 'close' } }], commitIndex: 3 }, 20)
+  core.step({ kind: 'tick', nowMs: 30 })
+  assert.is(core.replica(SESSION), undefined, 'the fixture: B forgot the closed session')
+  return { core, now: 40 }
+}
+
+test('a member that forgot a closed session refuses it from an owner that missed the close, in a later epoch, and does not take it up again', () => {
+  const { core, now } = memberThatSawTheClose()
+  // C owned epoch 2 and was cut off; it sends the session from its create entry.
+  const effects = core.step({ kind: 'receive', nowMs: now, from: 'C', message: { type: 'session-append', sessionId: SESSION, epoch: 2, seq: 5, prevIndex: 0, prevEpoch: 0, commitIndex: 1, entries: [{ ...createEntry(1, GROUP), body: { kind: 'create', info: INFO, config: GROUP } }] } })
+  assert.is(core.replica(SESSION), undefined, 'not created again')
+  const acks = effects.flatMap((e) => e.kind === 'send' && e.message.type === 'session-append-ack' ? [e.message] : [])
+  assert.equal(acks.length, 1)
+  assert.is(acks[0].ok, false)
+  assert.ok(acks[0].epoch > 2, `refused in epoch ${acks[0].epoch}, later than the sender's`)
+  // A snapshot is refused alike.
+  const snap = core.step({ kind: 'receive', nowMs: now + 1, from: 'C', message: { type: 'session-snapshot', sessionId: SESSION, epoch: 2, seq: 6, snapshot: { index: 1, indexEpoch: 1, info: INFO, config: GROUP, state: [], dedup: { lastClientSeq: 0, recent: [] } } } })
+  assert.is(core.replica(SESSION), undefined)
+  assert.ok(snap.some((e) => e.kind === 'send' && e.message.type === 'session-append-ack' && !e.message.ok))
+})
+
+test('the owner that missed the close steps down on that refusal', () => {
+  const { ctx, r } = ownerGroup()
+  onAck(ctx, r, 'B', { type: 'session-append-ack', sessionId: SESSION, epoch: 3, seq: 7, ok: false, matchIndex: 0, lastIndex: 0 })
+  assert.is.not(r.role, 'owner')
+  assert.is(r.epoch, 3)
+})
+
+test('a closed session is remembered for CLOSED_REMEMBERED_MS, then an append for it is taken as any other', () => {
+  const { core, now } = memberThatSawTheClose()
+  const later = now + CLOSED_REMEMBERED_MS + 1
+  core.step({ kind: 'receive', nowMs: later, from: 'C', message: { type: 'session-append', sessionId: SESSION, epoch: 4, seq: 5, prevIndex: 0, prevEpoch: 0, commitIndex: 1, entries: [createEntry(4, GROUP)] } })
+  assert.ok(core.replica(SESSION) !== undefined)
+})
+
+test.run()
