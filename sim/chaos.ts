@@ -27,10 +27,14 @@ export type ChaosOptions = {
   // from the first append until the run is judged, to the owner the terminal
   // knows or to any agent; checkReads judges what they were answered.
   readEveryMs: number
+  // Each terminal closes its session once its appends are acknowledged, in the
+  // chaos; then no agent may serve it again (and no read sent after the close
+  // was acknowledged may be answered), and no running agent may own it.
+  close: boolean
 }
 
 export const DEFAULT_CHAOS: ChaosOptions = {
-  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false, sessions: {}, readEveryMs: 0
+  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false, sessions: {}, readEveryMs: 0, close: false
 }
 
 export type ChaosResult = {
@@ -55,40 +59,56 @@ export function runChaos (seed: number, options: Partial<ChaosOptions> = {}): Ch
     return { seed, nodes, problems: ['the cluster did not converge before the chaos'], resumed: false, faults: [], cluster, terminals: [] }
   }
   const acks = recordOwnerAcks(cluster)
-  const terminals = openTerminals(cluster, random, o)
+  // Each terminal's close, once answered (200, or 404: sim/terminal.ts).
+  const closes = new Map<SimTerminal, number>()
+  const terminals = openTerminals(cluster, random, o, (t) => t.close((status) => { closes.set(t, status) }))
   const reads = o.readEveryMs > 0 ? startReads(cluster, new SeededRandom(deriveSeed(seed, 0x4ead)), terminals, o.readEveryMs) : null
   const faults = chaos(cluster, random, o)
   healAll(cluster, faults)
+  // A close answered 404 in the chaos may have met a partition, not a closed
+  // session: it is sent again, and now must be answered (200, or 404 with
+  // everything healed).
+  for (const t of terminals) {
+    if (closes.get(t) !== 404) continue
+    closes.delete(t)
+    t.close((status) => { closes.set(t, status) })
+  }
   // Service must resume: once a terminal is done with the chaos-time appends,
   // it makes one more, which must be acknowledged within the liveness bound.
   const healedAt = cluster.nowMs
-  const resumed = cluster.runUntil(() => {
-    for (const t of terminals) if (!t.busy && t.acks.length === o.appends && t.seq === o.appends) t.append(() => {})
-    return terminals.every((t) => !t.busy && t.acks.length === o.appends + 1)
-  }, o.livenessLimitMs, 10)
+  // With closes: every close must be answered instead.
+  const resumed = o.close
+    ? cluster.runUntil(() => terminals.every((t) => closes.has(t)), o.livenessLimitMs, 10)
+    : cluster.runUntil(() => {
+      for (const t of terminals) if (!t.busy && t.acks.length === o.appends && t.seq === o.appends) t.append(() => {})
+      return terminals.every((t) => !t.busy && t.acks.length === o.appends + 1)
+    }, o.livenessLimitMs, 10)
   if (resumed) faults.push(`${cluster.nowMs.toFixed(0)} ms: every terminal served again, ${(cluster.nowMs - healedAt).toFixed(0)} ms after healing`)
   // Elections may still be settling (a member frozen through the chaos comes back
   // believing in an old owner); the final state is read from a settled owner.
-  const settled = cluster.runUntil(() => terminals.every((t) => ownershipSettled(cluster, t.sessionId)), o.livenessLimitMs, 10)
-  const problems = [...checkOwners(acks), ...terminals.flatMap((t) => checkTerminal(cluster, t))]
+  // A closed session is settled once no running agent owns it.
+  const settledOne = (t: SimTerminal): boolean => o.close ? cluster.running().every((n) => n.sessions?.replica(t.sessionId)?.role !== 'owner') : ownershipSettled(cluster, t.sessionId)
+  const settled = cluster.runUntil(() => terminals.every(settledOne), o.livenessLimitMs, 10)
+  const problems = [...checkOwners(acks), ...(o.close ? [] : terminals.flatMap((t) => checkTerminal(cluster, t)))]
+  if (o.close) faults.push(`closes answered: ${terminals.map((t) => `${t.id} ${closes.get(t) ?? 'none'}`).join(', ')}`)
   if (reads !== null) {
     reads.stop()
     problems.push(...terminals.flatMap((t) => checkReads(cluster, t, reads.answered.filter((r) => r.terminal === t))))
     faults.push(`${reads.answered.length} reads answered 200`)
   }
-  if (!settled) problems.push(`ownership did not settle on one node per session within ${o.livenessLimitMs} ms`)
-  if (!resumed) problems.push(`service did not resume within ${o.livenessLimitMs} ms of healing: ${terminals.map((t) => `${t.id} ${t.acks.length}/${o.appends + 1}`).join(', ')}`)
+  if (!settled) problems.push(o.close ? `a closed session is still owned ${o.livenessLimitMs} ms after healing` : `ownership did not settle on one node per session within ${o.livenessLimitMs} ms`)
+  if (!resumed) problems.push(o.close ? `a close was not answered within ${o.livenessLimitMs} ms of healing` : `service did not resume within ${o.livenessLimitMs} ms of healing: ${terminals.map((t) => `${t.id} ${t.acks.length}/${o.appends + 1}`).join(', ')}`)
   return { seed, nodes, problems, resumed, faults, cluster, terminals }
 }
 
-function openTerminals (cluster: SimCluster, random: SeededRandom, o: ChaosOptions): SimTerminal[] {
+function openTerminals (cluster: SimCluster, random: SeededRandom, o: ChaosOptions, close: (t: SimTerminal) => void): SimTerminal[] {
   const terminals: SimTerminal[] = []
   for (let i = 0; i < o.terminals; i++) {
     const terminal = new SimTerminal(cluster, { terminalId: `t${i}`, entry: cluster.ids[random.nextInt(cluster.ids.length)], requestTimeoutMs: 600 })
     let done = false
     terminal.open(() => { done = true })
     cluster.runUntil(() => done, 10_000)
-    terminal.appendMany(o.appends, 50 + random.nextInt(100))
+    terminal.appendMany(o.appends, 50 + random.nextInt(100), o.close ? () => close(terminal) : undefined)
     terminals.push(terminal)
   }
   return terminals

@@ -72,7 +72,8 @@ export type Read = { terminal: SimTerminal; agent: PeerKey; sentAtMs: number; an
 // later dropped), and never less than a read answered before it was sent.
 export function checkReads (cluster: SimCluster, terminal: SimTerminal, reads: Read[]): string[] {
   const problems: string[] = []
-  const held = ownerState(cluster, terminal.sessionId)
+  // A closed session has no final log to compare with.
+  const held = terminal.closedAtMs === null ? ownerState(cluster, terminal.sessionId) : null
   const final = held !== null && Array.isArray(held.state) ? held.state as string[] : null
   const describe = (read: Read): string => `the read sent to ${read.agent} at ${read.sentAtMs.toFixed(0)} ms (answered at ${read.answeredAtMs.toFixed(0)} ms, ${read.values.length} values)`
   for (const read of reads) {
@@ -84,6 +85,10 @@ export function checkReads (cluster: SimCluster, terminal: SimTerminal, reads: R
       if (at >= 0) problems.push(`${terminal.sessionId}: ${describe(read)} has ${read.values[at]} at ${at}, where the final log has ${final[at] ?? 'nothing'}`)
     }
   }
+  // A session whose close was acknowledged is gone: no agent may serve it.
+  const closedAt = terminal.closedAtMs
+  const afterClose = closedAt === null ? undefined : reads.find((read) => read.sentAtMs > closedAt)
+  if (afterClose !== undefined && closedAt !== null) problems.push(`${terminal.sessionId}: ${describe(afterClose)} was served, after the close was acknowledged at ${closedAt.toFixed(0)} ms`)
   const bySent = [...reads].sort((a, b) => a.sentAtMs - b.sentAtMs)
   for (const later of bySent) {
     const earlier = reads.find((read) => read.answeredAtMs < later.sentAtMs && read.values.length > later.values.length)

@@ -41,6 +41,8 @@ export class SimTerminal {
   seq = 0
   failed = 0
   takeovers: number[] = []
+  // When a close of the session was acknowledged (200), or null.
+  closedAtMs: number | null = null
   readonly #cluster: SimCluster
   readonly #options: Required<TerminalOptions>
   #cursor = 0
@@ -99,36 +101,59 @@ export class SimTerminal {
     const seq = this.seq
     const value = `${this.id}:${seq}`.padEnd(this.#options.valueBytes, '.')
     const startedAt = this.#cluster.nowMs
-    this.#busy = true
     const deadline = this.#cluster.nowMs + this.#options.appendDeadlineMs
-    let failures = 0
-    let settled = false
     let reported = false
-    const attempt = (): void => {
-      if (settled) return
+    const command = { type: 'append' as const, sessionId: this.sessionId, tokenHash: this.tokenHash, clientSeq: seq, op: { append: value } as JsonValue }
+    this.#untilAnswered(command, (outcome) => outcome.status === 200, (outcome, agent) => {
+      this.#acked(seq, value, outcome.body, agent, startedAt)
+      onDone(true)
+    }, () => {
       if (this.#cluster.nowMs > deadline && !reported) {
         reported = true
         this.errors.push(`seq ${seq} not acknowledged within ${this.#options.appendDeadlineMs} ms (still retrying)`)
       }
+    })
+  }
+
+  // Closes the session. `onDone` gets 200 (closed) or 404 (no agent found the
+  // session: a close whose answer was lost took effect, or, under a partition,
+  // its holders could not be reached).
+  close (onDone: (status: number) => void): void {
+    this.#untilAnswered({ type: 'close', sessionId: this.sessionId, tokenHash: this.tokenHash }, (outcome) => outcome.status === 200 || outcome.status === 404, (outcome) => {
+      if (outcome.status === 200) this.closedAtMs = this.#cluster.nowMs
+      onDone(outcome.status)
+    })
+  }
+
+  // Sends `command` until an answer `final` accepts, as the EdgeClient does: to
+  // the owner it knows, following 307s, walking the backup queue on refusal or
+  // timeout, the same request each time (an append keeps its sequence number, so
+  // a retry is never applied twice). `settle` gets that answer and the agent
+  // that gave it; `beforeEach` runs before every attempt.
+  #untilAnswered (command: Parameters<SimCluster['request']>[1], final: (outcome: RequestOutcome) => boolean, settle: (outcome: RequestOutcome, agent: PeerKey) => void, beforeEach: () => void = () => {}): void {
+    this.#busy = true
+    let failures = 0
+    let settled = false
+    const attempt = (): void => {
+      if (settled) return
+      beforeEach()
       const target = this.#target()
-      const sentAt = this.#cluster.nowMs
       let answered = false
       const onOutcome = (outcome: RequestOutcome): void => {
-        if (outcome.status === 200 && !settled) {
+        if (settled) return
+        if (final(outcome)) {
           settled = true
           this.#busy = false
-          this.#acked(seq, value, outcome.body, target, startedAt)
-          return onDone(true)
+          return settle(outcome, target)
         }
-        if (answered || settled) return
+        if (answered) return
         answered = true
         this.#next(outcome, target, () => attempt(), ++failures)
       }
-      this.#cluster.request(target, { type: 'append', sessionId: this.sessionId, tokenHash: this.tokenHash, clientSeq: seq, op: { append: value } as JsonValue }, onOutcome)
+      this.#cluster.request(target, command, onOutcome)
       this.#cluster.scheduler.after(this.#options.requestTimeoutMs, () => {
         if (answered || settled) return
         answered = true
-        void sentAt
         this.#next({ status: 0, body: { error: 'timeout' } }, target, () => attempt(), ++failures)
       })
     }

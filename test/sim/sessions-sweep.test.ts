@@ -56,7 +56,11 @@ const VARIANTS: Array<{ name: string; options: Partial<ChaosOptions> }> = [
   // Reads all through the chaos, to the owner and to any agent (an old owner
   // cut off, a frozen one, a standby): the owner's lease, awake and quiet.
   { name: 'a GET about every 150 ms per terminal', options: { readEveryMs: 150 } },
-  { name: 'a GET about every 150 ms per terminal, quietAfterMs 150', options: { readEveryMs: 150, sessions: { quietAfterMs: 150 } } }
+  { name: 'a GET about every 150 ms per terminal, quietAfterMs 150', options: { readEveryMs: 150, sessions: { quietAfterMs: 150 } } },
+  // Each terminal closes its session after its appends, in the chaos: no read
+  // sent after the close was acknowledged may be served, and no running agent
+  // may still own the session once everything healed.
+  { name: 'every terminal closes its session after its appends, with readers', options: { readEveryMs: 150, close: true } }
 ]
 for (const { name, options } of VARIANTS) {
   test(`${VARIANT_SEEDS} seeds from ${FIRST_SEED}, ${name}: the same checks`, () => {
@@ -103,6 +107,16 @@ test('an owner serving reads without its lease: the read checker reports stale r
 //   acks held behind its fsync stepped them at SIGCONT at a time from before
 //   the freeze, judged its lease valid by it, and acknowledged in epoch 1 after
 //   epoch 2 had.
+// - 145 (closes, with readers): the owner, cut off while another was elected
+//   and closed the session, came back and took its members' "nothing held"
+//   for acks: its lease held, and it served reads of the closed session.
+// - 517 (closes, with readers): on the fix for 145, a member that had never
+//   acked that owner was sent the session from its create entry, took it as a
+//   new one, and gave the old owner its majority back: it acknowledged in
+//   epoch 2 after epoch 3 had. Members now remember closed sessions.
+// - 171 (closes, with readers; liveness): a close committed by a takeover, its
+//   answer lost; a restarted member's copy, given up, still counted as
+//   "changing owner", and the terminal's close got 503 for ten minutes.
 const REGRESSIONS: Array<{ seed: number; options: Partial<ChaosOptions> }> = [
   { seed: 30508, options: {} },
   { seed: 30508, options: { sessions: { quietAfterMs: 150 } } },
@@ -111,7 +125,10 @@ const REGRESSIONS: Array<{ seed: number; options: Partial<ChaosOptions> }> = [
   { seed: 2528, options: { terminals: 3, minNodes: 5, maxNodes: 8, sessions: { replicas: 3 } } },
   { seed: 1797, options: { terminals: 3, minNodes: 5, maxNodes: 8, sessions: { replicas: 3 } } },
   { seed: 168, options: { minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } },
-  { seed: 549, options: { terminals: 5, appends: 30, chaosMs: 25_000, minNodes: 5, maxNodes: 9, sessions: { writeConcern: 'majority' } } }
+  { seed: 549, options: { terminals: 5, appends: 30, chaosMs: 25_000, minNodes: 5, maxNodes: 9, sessions: { writeConcern: 'majority' } } },
+  { seed: 145, options: { readEveryMs: 150, close: true } },
+  { seed: 517, options: { readEveryMs: 150, close: true } },
+  { seed: 171, options: { readEveryMs: 150, close: true } }
 ]
 test(`${REGRESSIONS.length} seeds that once failed: the same checks`, () => {
   const failures: string[] = []
