@@ -9,15 +9,14 @@
 
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
-import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto'
-import type { ICryptoInterface } from '@chainsafe/libp2p-noise'
-import { noiseCrypto } from '../agent/net/noise-crypto.ts'
+import { libraryNoiseCrypto, noiseCrypto } from '../agent/net/noise-crypto.ts'
+import type { NoiseCrypto } from '../agent/net/noise-crypto.ts'
 import { fmt, median } from './lib.ts'
 
 const SIZES = [100, 450, 1100, 1300, 24_000]
 const ROUNDS = 7
 
-function usPerCall (crypto: ICryptoInterface, size: number, open: boolean): number {
+function usPerCall (crypto: NoiseCrypto, size: number, open: boolean): number {
   const k = new Uint8Array(randomBytes(32))
   const nonce = new Uint8Array(12)
   const ad = new Uint8Array(0)
@@ -41,7 +40,7 @@ export function benchNoiseCrypto (): NoiseCryptoRow[] {
     for (const op of ['seal', 'open'] as const) {
       const runs: { d: number[]; a: number[] } = { d: [], a: [] }
       for (let round = 0; round < ROUNDS; round++) {
-        runs.d.push(usPerCall(defaultCrypto, size, op === 'open'))
+        runs.d.push(usPerCall(libraryNoiseCrypto, size, op === 'open'))
         runs.a.push(usPerCall(noiseCrypto, size, op === 'open'))
       }
       rows.push({ size, op, defaultUs: median(runs.d), agentUs: median(runs.a) })

@@ -73,7 +73,13 @@ function decrypt (ciphertext: Uint8Array | Uint8ArrayList, nonce: Uint8Array, ad
   return output
 }
 
-export const noiseCrypto: ICryptoInterface = {
+export type NoiseCrypto = ICryptoInterface
+
+// The library's own, for bench/noise-crypto.ts to measure beside ours (only
+// agent/net imports libp2p packages: test/unit/purity.test.ts).
+export const libraryNoiseCrypto: NoiseCrypto = defaultCrypto
+
+export const noiseCrypto: NoiseCrypto = {
   ...defaultCrypto,
   chaCha20Poly1305Encrypt: encrypt,
   chaCha20Poly1305Decrypt: decrypt
