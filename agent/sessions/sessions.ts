@@ -7,6 +7,7 @@
 
 import type { GroupConfig, SessionInfo, SessionMessage } from '../../protocol/messages.ts'
 import type { PeerKey, Random } from '../core/io.ts'
+import { ClosedSessions } from './closed.ts'
 import type { SessionsConfig } from './config.ts'
 import { ORPHAN_GRACE_MS, UNKNOWN_SESSION, onDiagnosis, onVote, ownerHint, watchOwner } from './election.ts'
 import { onAppend, onSnapshot, onVoteRequest } from './follower.ts'
@@ -53,12 +54,6 @@ export function constantTimeEqual (a: string, b: string): boolean {
   return diff === 0
 }
 
-// How long, and for how many sessions at most, an agent remembers sessions it
-// forgot because they were closed (Sessions, #refuseClosed): a day, 100,000
-// (about 10 MiB).
-export const CLOSED_REMEMBERED_MS = 24 * 60 * 60 * 1000
-const MAX_CLOSED_REMEMBERED = 100_000
-
 export class Sessions {
   readonly self: PeerKey
   readonly #directory: MemberDirectory
@@ -68,9 +63,8 @@ export class Sessions {
   readonly #services: ReadonlyMap<string, Service>
   readonly #tokensEqual: (a: string, b: string) => boolean
   readonly #replicas = new Map<string, Replica>()
-  // Sessions this agent held and forgot because they were closed: the epoch it
-  // was in and when (see #refuseClosed).
-  readonly #closed = new Map<string, { epoch: number; atMs: number }>()
+  // Sessions this agent forgot because they were closed (closed.ts).
+  readonly #closed = new ClosedSessions()
   // Requests waiting on another agent (remote.ts).
   readonly #remote: RemoteRequests
   #out: SessionEffect[] = []
@@ -302,11 +296,7 @@ export class Sessions {
   #forget (ctx: Ctx, r: Replica, closed: boolean): void {
     this.#quiet.forget(ctx, r)
     this.#replicas.delete(r.id)
-    if (closed) {
-      this.#closed.delete(r.id)
-      this.#closed.set(r.id, { epoch: r.epoch, atMs: ctx.now })
-      if (this.#closed.size > MAX_CLOSED_REMEMBERED) this.#closed.delete(this.#closed.keys().next().value as string)
-    }
+    if (closed) this.#closed.remember(r.id, r.epoch, ctx.now)
     ctx.persist({ kind: 'session-delete', sessionId: r.id })
     ctx.emit({ type: 'session-closed', sessionId: r.id })
     // Held requests are answered as if they arrived now (found elsewhere, or not).
@@ -347,25 +337,11 @@ export class Sessions {
   }
 
   // An append or snapshot for a session we forgot because it was closed comes
-  // from an owner that missed the close: cut off while a later epoch's owner
-  // closed it. Taken as a new session (from its create entry or a snapshot),
-  // it gave that owner its majority back, and the closed session served reads
-  // from a stale state and acknowledged deltas in an epoch already succeeded
-  // (a chaos sweep with closes, SEED=517). It is refused in a later epoch than
-  // the sender's, so the sender steps down; with no member holding the session
-  // it then gives its copy up (replica.ts, forgottenByMajority). Remembered in
-  // memory for CLOSED_REMEMBERED_MS, at most MAX_CLOSED_REMEMBERED sessions:
-  // after a restart, or longer away than that, an owner that missed the close
-  // can still bring it back (README, "Closing").
+  // from an owner that missed the close: refused in a later epoch (closed.ts).
   #refuseClosed (ctx: Ctx, from: PeerKey, message: Extract<SessionMessage, { type: 'session-append' | 'session-snapshot' }>): boolean {
     if (this.#replicas.has(message.sessionId)) return false
-    const closed = this.#closed.get(message.sessionId)
-    if (closed === undefined) return false
-    if (ctx.now - closed.atMs > CLOSED_REMEMBERED_MS) {
-      this.#closed.delete(message.sessionId)
-      return false
-    }
-    const epoch = Math.max(closed.epoch, message.epoch + 1)
+    const epoch = this.#closed.refusalEpoch(message.sessionId, message.epoch, ctx.now)
+    if (epoch === null) return false
     ctx.send(from, { type: 'session-append-ack', sessionId: message.sessionId, epoch, seq: message.seq, ok: false, matchIndex: 0, lastIndex: 0 })
     return true
   }
