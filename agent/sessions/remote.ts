@@ -28,6 +28,8 @@ export type SessionRequest = Exclude<SessionCommand, { type: 'open' | 'list' | '
 type Pending =
   | { kind: 'open'; requestId: string; deadlineMs: number; info: SessionInfo }
   | { kind: 'locate'; requestId: string; deadlineMs: number; command: SessionRequest; asked: number; answered: number; found: boolean }
+  // A witness asking its members whether they still hold its session.
+  | { kind: 'probe'; deadlineMs: number; sessionId: string }
 
 export type RemoteOptions = {
   self: PeerKey
@@ -37,6 +39,8 @@ export type RemoteOptions = {
   // The current step's time, and where its effects go.
   now: () => number
   emit: (effect: SessionEffect) => void
+  // `peer`'s answer to probe(): whether it holds the session, and its group.
+  probed: (sessionId: string, peer: PeerKey, found: boolean, group: GroupConfig) => void
 }
 
 export class RemoteRequests {
@@ -60,6 +64,7 @@ export class RemoteRequests {
     for (const [id, pending] of this.#pending) {
       if (pending.deadlineMs > this.#o.now()) continue
       this.#pending.delete(id)
+      if (pending.kind === 'probe') continue
       this.#reply(pending.requestId, { status: 503, body: { error: pending.kind === 'open' ? 'the owner-to-be did not answer in time' : 'could not find the session in time', retryAfterMs: 200 } })
     }
   }
@@ -97,6 +102,16 @@ export class RemoteRequests {
     for (const peer of holders) this.#o.emit({ kind: 'send', to: peer, message: { type: 'session-locate', requestId, sessionId: command.sessionId } })
   }
 
+  // Asks `peers` (those alive) whether they hold the session; each answer goes
+  // to `probed` (replica.ts, witnessProbeAtMs).
+  probe (sessionId: string, peers: readonly PeerKey[]): void {
+    const alive = peers.filter((peer) => peer !== this.#o.self && this.#o.directory.status(peer) === 'alive')
+    if (alive.length === 0) return
+    const requestId = this.#nextRequestId++
+    this.#pending.set(requestId, { kind: 'probe', deadlineMs: this.#o.now() + REMOTE_TIMEOUT_MS, sessionId })
+    for (const peer of alive) this.#o.emit({ kind: 'send', to: peer, message: { type: 'session-locate', requestId, sessionId } })
+  }
+
   // Another agent asks about a session; `held` is our copy, if any.
   onLocate (from: PeerKey, requestId: number, sessionId: string, held: Replica | undefined): void {
     // A copy given up (orphaned: dropped by a later epoch's group, or left
@@ -116,8 +131,12 @@ export class RemoteRequests {
     })
   }
 
-  onLocation (message: Extract<SessionMessage, { type: 'session-location' }>): void {
+  onLocation (from: PeerKey, message: Extract<SessionMessage, { type: 'session-location' }>): void {
     const pending = this.#pending.get(message.requestId)
+    if (pending?.kind === 'probe') {
+      if (message.sessionId === pending.sessionId) this.#o.probed(pending.sessionId, from, message.found, message.config)
+      return
+    }
     if (pending === undefined || pending.kind !== 'locate') return
     pending.answered++
     // A holder that names us as the owner holds a stale copy: we locate a

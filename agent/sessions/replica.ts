@@ -134,6 +134,9 @@ export type Replica = {
   // Set when the session can never be served again and we hold its close: the
   // host forgets it at the next tick.
   defunct: boolean
+  // A witness: when it last asked the members whether they still hold the
+  // session (witnessProbeAtMs).
+  witnessProbedAtMs: number
   // Owner side: reads are served once the commit index reaches this (the first
   // entry of our epoch).
   readableFromIndex: number
@@ -194,6 +197,7 @@ export function newReplica (info: SessionInfo, nowMs: number): Replica {
     orphanedAtMs: null,
     forgottenBy: new Set(),
     defunct: false,
+    witnessProbedAtMs: -Infinity,
     readableFromIndex: 0,
     connectedTo: [],
     streamsCheckedAtMs: 0,
@@ -206,7 +210,12 @@ export function newReplica (info: SessionInfo, nowMs: number): Replica {
 }
 
 // A replica as the store gave it back after a restart: everything up to the
-// stored commit index is applied again; its role waits for the group.
+// stored commit index is applied again. It waits for an owner as a standby, or
+// as the witness its stored group names: restored as a standby, a witness could
+// neither stand (not a member) nor ask its members whether they still hold the
+// session (witnessProbeAtMs), and one that missed its session's close while it
+// was down kept the copy for good (a sweep with closes and replicas 1,
+// SEED=1675).
 export function restoreReplica (stored: StoredSession, ctx: Ctx): Replica | null {
   const log = ReplicaLog.from(stored.snapshot, stored.entries)
   const info = stored.snapshot?.info ?? infoFromLog(log)
@@ -219,6 +228,7 @@ export function restoreReplica (stored: StoredSession, ctx: Ctx): Replica | null
   r.commitIndex = Math.min(Math.max(stored.commitIndex, r.appliedIndex), log.lastIndex)
   applyCommitted(ctx, r)
   r.lastOwnerContactMs = ctx.now
+  if (config(r).witness === ctx.self) r.role = 'witness'
   return r
 }
 
@@ -295,6 +305,25 @@ export function forgottenByMajority (ctx: Ctx, r: Replica, from: PeerKey): boole
   if (holdsClose(r)) r.defunct = true
   else r.orphanedAtMs ??= ctx.now
   return true
+}
+
+// A witness never stands for election, so it never hears a vote refused as an
+// unknown session: when the close of its session did not reach it (the closing
+// owner tells its members once, then forgets), it kept its copy for good, and
+// its session answered "changing owner" (503) to every terminal (a sweep with
+// closes and replicas 1, SEED=484). So a witness that has heard from no owner
+// for this many owner timeouts asks the group's members whether they hold the
+// session (session-locate), and again as long as the silence lasts; answers of
+// members that do not count toward forgottenByMajority, and an answer whose
+// group no longer has us makes our copy an orphan. A live session's owner
+// heartbeats its witness (or beats for it while quiet: a quiet copy asks
+// nothing), so this costs only silent witnesses.
+export const WITNESS_PROBE_OWNER_TIMEOUTS = 5
+
+// When a witness next asks its members (Infinity: not a witness that would).
+export function witnessProbeAtMs (r: Replica, ownerTimeoutMs: number): number {
+  if (r.role !== 'witness' || r.orphanedAtMs !== null || r.defunct) return Infinity
+  return Math.max(r.lastOwnerContactMs, r.witnessProbedAtMs) + WITNESS_PROBE_OWNER_TIMEOUTS * ownerTimeoutMs
 }
 
 function holdsClose (r: Replica): boolean {

@@ -18,7 +18,7 @@ import {
 import { clientAppendBatch } from './deltas.ts'
 import { placeGroup } from './placement.ts'
 import { STREAMS_RECHECK_MS, streamsToAsk } from './group-streams.ts'
-import { config, newReplica, restoreReplica, voters } from './replica.ts'
+import { config, forgottenByMajority, newReplica, restoreReplica, voters, witnessProbeAtMs } from './replica.ts'
 import { CHANGING_OWNER_RETRY_MS, RemoteRequests, pathFor, viewOf, viewOfReplica } from './remote.ts'
 import { SnapshotBudget } from './snapshot-budget.ts'
 import { SessionWakes } from './wakes.ts'
@@ -89,7 +89,18 @@ export class Sessions {
     this.#quiet = new QuietPeers(options.bootId ?? QuietPeers.drawBoot((n) => options.random.nextInt(n)), (r) => this.#wakes.touched(r))
     this.#now = options.nowMs
     this.#remote = new RemoteRequests({
-      self: this.self, directory: this.#directory, config: this.#config, tokensEqual: this.#tokensEqual, now: () => this.#now, emit: (effect) => { this.#out.push(effect) }
+      self: this.self, directory: this.#directory, config: this.#config, tokensEqual: this.#tokensEqual, now: () => this.#now, emit: (effect) => { this.#out.push(effect) },
+      // A witness's members answering whether they still hold its session
+      // (replica.ts, witnessProbeAtMs): one that does not counts toward
+      // forgottenByMajority; one whose group has us neither as witness nor as
+      // member says a later group dropped us (the orphan path, as for a member).
+      probed: (sessionId, peer, found, group) => {
+        const r = this.#replicas.get(sessionId)
+        if (r?.role !== 'witness') return
+        if (!found) forgottenByMajority(this.#ctx(), r, peer)
+        else if (group.witness !== this.self && !group.members.includes(this.self)) r.orphanedAtMs ??= this.#now
+        this.#wakes.touched(r)
+      }
     })
     const ctx = this.#ctx()
     for (const stored of options.stored) {
@@ -288,6 +299,10 @@ export class Sessions {
       return
     }
     watchOwner(ctx, r)
+    if (ctx.now >= witnessProbeAtMs(r, ctx.config.ownerTimeoutMs)) {
+      r.witnessProbedAtMs = ctx.now
+      this.#remote.probe(r.id, config(r).members)
+    }
     if (r.orphanedAtMs !== null && ctx.now - r.orphanedAtMs > ORPHAN_GRACE_MS && ctx.now - r.lastOwnerContactMs > ORPHAN_GRACE_MS) this.#forget(ctx, r, false)
   }
 
@@ -328,7 +343,7 @@ export class Sessions {
       case 'session-open': return this.#createHere(ctx, { peer: from, requestId: message.requestId }, message.info, message.config)
       case 'session-opened': return this.#remote.onOpened(message)
       case 'session-locate': return this.#remote.onLocate(from, message.requestId, message.sessionId, this.#replicas.get(message.sessionId))
-      case 'session-location': return this.#remote.onLocation(message)
+      case 'session-location': return this.#remote.onLocation(from, message)
       case 'session-quiesce': return this.#quiet.onQuiesce(ctx, this.#replicas.get(message.sessionId), from, message)
       case 'session-quiesced': return this.#withReplica(message.sessionId, (r) => this.#quiet.onQuiesced(ctx, r, from, message))
       // Handled in step().

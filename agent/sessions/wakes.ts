@@ -12,6 +12,7 @@ import { MinHeap } from '../core/min-heap.ts'
 import { nextElectionWake } from './election.ts'
 import { nextWaiterDeadline } from './owner.ts'
 import { nextParkedDeadline } from './parked.ts'
+import { witnessProbeAtMs } from './replica.ts'
 import type { Replica } from './replica.ts'
 
 export class SessionWakes {
@@ -85,6 +86,6 @@ export class SessionWakes {
     // A quiet session's timers are its agent's beats (quiet.ts).
     if (r.quiet !== null) return Infinity
     if (r.role === 'owner') return Math.min(r.heartbeatAtMs, nextWaiterDeadline(r))
-    return Math.min(nextParkedDeadline(r), nextElectionWake(r) + (r.role === 'standby' && !r.ownerGone && r.diagnosis === null ? this.#ownerTimeoutMs : 0))
+    return Math.min(nextParkedDeadline(r), nextElectionWake(r) + (r.role === 'standby' && !r.ownerGone && r.diagnosis === null ? this.#ownerTimeoutMs : 0), witnessProbeAtMs(r, this.#ownerTimeoutMs))
   }
 }

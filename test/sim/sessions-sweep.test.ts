@@ -60,7 +60,8 @@ const VARIANTS: Array<{ name: string; options: Partial<ChaosOptions> }> = [
   // Each terminal closes its session after its appends, in the chaos: no read
   // sent after the close was acknowledged may be served, and no running agent
   // may still own the session once everything healed.
-  { name: 'every terminal closes its session after its appends, with readers', options: { readEveryMs: 150, close: true } }
+  { name: 'every terminal closes its session after its appends, with readers', options: { readEveryMs: 150, close: true } },
+  { name: 'closes with readers, replicas 1 (a witness in every group that loses a member), 3-6 nodes', options: { readEveryMs: 150, close: true, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } }
 ]
 for (const { name, options } of VARIANTS) {
   test(`${VARIANT_SEEDS} seeds from ${FIRST_SEED}, ${name}: the same checks`, () => {
@@ -114,6 +115,9 @@ test('an owner serving reads without its lease: the read checker reports stale r
 //   acked that owner was sent the session from its create entry, took it as a
 //   new one, and gave the old owner its majority back: it acknowledged in
 //   epoch 2 after epoch 3 had. Members now remember closed sessions.
+// - 484 and 1675 (closes, with readers, replicas 1; liveness): a witness that
+//   missed the close, and one restarted after it (restored as a standby), kept
+//   their copies for good, and the session answered "changing owner".
 // - 171 (closes, with readers; liveness): a close committed by a takeover, its
 //   answer lost; a restarted member's copy, given up, still counted as
 //   "changing owner", and the terminal's close got 503 for ten minutes.
@@ -128,7 +132,9 @@ const REGRESSIONS: Array<{ seed: number; options: Partial<ChaosOptions> }> = [
   { seed: 549, options: { terminals: 5, appends: 30, chaosMs: 25_000, minNodes: 5, maxNodes: 9, sessions: { writeConcern: 'majority' } } },
   { seed: 145, options: { readEveryMs: 150, close: true } },
   { seed: 517, options: { readEveryMs: 150, close: true } },
-  { seed: 171, options: { readEveryMs: 150, close: true } }
+  { seed: 171, options: { readEveryMs: 150, close: true } },
+  { seed: 484, options: { readEveryMs: 150, close: true, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } },
+  { seed: 1675, options: { readEveryMs: 150, close: true, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } }
 ]
 test(`${REGRESSIONS.length} seeds that once failed: the same checks`, () => {
   const failures: string[] = []

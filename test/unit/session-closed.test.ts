@@ -16,8 +16,9 @@ import { BUILT_IN_SERVICES } from '../../agent/sessions/services.ts'
 import { CLOSED_REMEMBERED_MS } from '../../agent/sessions/closed.ts'
 import { Sessions } from '../../agent/sessions/sessions.ts'
 import type { SessionEffect } from '../../agent/sessions/types.ts'
-import type { SessionAppend, SessionAppendAck } from '../../protocol/messages.ts'
+import type { SessionAppend, SessionAppendAck, SessionMessage } from '../../protocol/messages.ts'
 import { FakeDirectory, GROUP, INFO, LAN, SESSION, createEntry, deltaEntry, ownerGroup } from './session-fixtures.ts'
+import { WITNESS_PROBE_OWNER_TIMEOUTS } from '../../agent/sessions/replica.ts'
 
 // What a member answers when it knows nothing of the session.
 function nothingHeld (epoch: number, seq: number): SessionAppendAck {
@@ -91,6 +92,75 @@ test('a closed session is remembered for CLOSED_REMEMBERED_MS, then an append fo
   const later = now + CLOSED_REMEMBERED_MS + 1
   core.step({ kind: 'receive', nowMs: later, from: 'C', message: { type: 'session-append', sessionId: SESSION, epoch: 4, seq: 5, prevIndex: 0, prevEpoch: 0, commitIndex: 1, entries: [createEntry(4, GROUP)] } })
   assert.ok(core.replica(SESSION) !== undefined)
+})
+
+// A witness C of A and B's session, through the sessions core: it got the
+// session and a delta, then nothing (the close, told once, did not reach it).
+function silentWitness (): { core: Sessions; sentAt: number } {
+  const directory = new FakeDirectory('C', ['A', 'B', 'C'])
+  const core = new Sessions({ directory, config: LAN, random: new SeededRandom(7), services: BUILT_IN_SERVICES, stored: [], nowMs: 0 })
+  const group = { members: ['A', 'B'], witness: 'C' }
+  core.step({ kind: 'receive', nowMs: 10, from: 'A', message: { type: 'session-append', sessionId: SESSION, epoch: 1, seq: 1, prevIndex: 0, prevEpoch: 0, commitIndex: 2, entries: [createEntry(1, group), deltaEntry(2, 1)] } })
+  // A heartbeat: C knows its role once it holds the group.
+  core.step({ kind: 'receive', nowMs: 20, from: 'A', message: { type: 'session-append', sessionId: SESSION, epoch: 1, seq: 2, prevIndex: 2, prevEpoch: 1, commitIndex: 2, entries: [] } })
+  assert.is(core.replica(SESSION)?.role, 'witness', 'the fixture: C is the witness')
+  return { core, sentAt: 20 }
+}
+
+function locates (effects: SessionEffect[]): Array<{ to: string; requestId: number }> {
+  return effects.flatMap((e) => e.kind === 'send' && e.message.type === 'session-locate' ? [{ to: e.to, requestId: e.message.requestId }] : [])
+}
+
+function location (requestId: number, found: boolean): SessionMessage {
+  return { type: 'session-location', requestId, sessionId: SESSION, found, epoch: found ? 1 : 0, owner: found ? 'A' : '', config: { members: ['A', 'B'], witness: 'C' }, tokenHash: '0'.repeat(64) }
+}
+
+test('a witness that hears no owner asks the members; when no majority holds the session it gives its copy up and answers "not here"', () => {
+  const { core, sentAt } = silentWitness()
+  const probeAt = sentAt + WITNESS_PROBE_OWNER_TIMEOUTS * LAN.ownerTimeoutMs
+  assert.ok(core.nextWakeMs() <= probeAt, 'the witness wakes for its probe')
+  assert.equal(locates(core.step({ kind: 'tick', nowMs: probeAt - 1 })), [])
+  const asked = locates(core.step({ kind: 'tick', nowMs: probeAt }))
+  assert.equal(asked.map((a) => a.to).sort(), ['A', 'B'])
+  core.step({ kind: 'receive', nowMs: probeAt + 5, from: 'A', message: location(asked[0].requestId, false) })
+  assert.is(core.replica(SESSION)?.orphanedAtMs, null, 'one of three forgetting it proves nothing')
+  core.step({ kind: 'receive', nowMs: probeAt + 6, from: 'B', message: location(asked[0].requestId, false) })
+  assert.ok(core.replica(SESSION)?.orphanedAtMs !== null, 'no majority holds it: given up')
+  // Another agent looking for the session is told it is not here.
+  const answer = core.step({ kind: 'receive', nowMs: probeAt + 10, from: 'D', message: { type: 'session-locate', requestId: 77, sessionId: SESSION } })
+  const reply = answer.flatMap((e) => e.kind === 'send' && e.message.type === 'session-location' ? [e.message] : [])
+  assert.equal(reply.map((m) => m.found), [false])
+  // And it asks no more.
+  assert.equal(locates(core.step({ kind: 'tick', nowMs: probeAt * 3 })), [])
+})
+
+test('a witness whose members still hold the session keeps it, and asks again only after another silence', () => {
+  const { core, sentAt } = silentWitness()
+  const every = WITNESS_PROBE_OWNER_TIMEOUTS * LAN.ownerTimeoutMs
+  const asked = locates(core.step({ kind: 'tick', nowMs: sentAt + every }))
+  core.step({ kind: 'receive', nowMs: sentAt + every + 5, from: 'A', message: location(asked[0].requestId, true) })
+  core.step({ kind: 'receive', nowMs: sentAt + every + 6, from: 'B', message: location(asked[0].requestId, false) })
+  assert.is(core.replica(SESSION)?.orphanedAtMs, null)
+  assert.equal(locates(core.step({ kind: 'tick', nowMs: sentAt + every + 100 })), [])
+  assert.equal(locates(core.step({ kind: 'tick', nowMs: sentAt + 2 * every })).length, 2)
+})
+
+test('a witness whose members name a group without it takes its copy for dropped, and asks no more', () => {
+  const { core, sentAt } = silentWitness()
+  const asked = locates(core.step({ kind: 'tick', nowMs: sentAt + WITNESS_PROBE_OWNER_TIMEOUTS * LAN.ownerTimeoutMs }))
+  core.step({ kind: 'receive', nowMs: sentAt + 3_000, from: 'A', message: { ...location(asked[0].requestId, true), config: { members: ['A', 'B'], witness: 'D' } } as SessionMessage })
+  assert.ok(core.replica(SESSION)?.orphanedAtMs !== null)
+  assert.equal(locates(core.step({ kind: 'tick', nowMs: sentAt + 60_000 })), [])
+})
+
+test('a witness restarted with its copy waits as the witness its stored group names, and asks the members after a silence', () => {
+  const directory = new FakeDirectory('C', ['A', 'B', 'C'])
+  const group = { members: ['A', 'B'], witness: 'C' }
+  const stored = { sessionId: SESSION, epoch: 1, votedFor: null, commitIndex: 2, snapshot: null, entries: [createEntry(1, group), deltaEntry(2, 1)] }
+  const core = new Sessions({ directory, config: LAN, random: new SeededRandom(7), services: BUILT_IN_SERVICES, stored: [stored], nowMs: 1_000 })
+  assert.is(core.replica(SESSION)?.role, 'witness', 'restored as a standby, it could neither stand nor ask')
+  const asked = locates(core.step({ kind: 'tick', nowMs: 1_000 + WITNESS_PROBE_OWNER_TIMEOUTS * LAN.ownerTimeoutMs }))
+  assert.equal(asked.map((a) => a.to).sort(), ['A', 'B'])
 })
 
 test.run()
