@@ -61,7 +61,8 @@ export function runChaos (seed: number, options: Partial<ChaosOptions> = {}): Ch
   const acks = recordOwnerAcks(cluster)
   // Each terminal's close, once answered (200, or 404: sim/terminal.ts).
   const closes = new Map<SimTerminal, number>()
-  const terminals = openTerminals(cluster, random, o, (t) => t.close((status) => { closes.set(t, status) }))
+  const close = (t: SimTerminal): void => { t.close((status) => { closes.set(t, status) }) }
+  const terminals = openTerminals(cluster, random, o, close)
   const reads = o.readEveryMs > 0 ? startReads(cluster, new SeededRandom(deriveSeed(seed, 0x4ead)), terminals, o.readEveryMs) : null
   const faults = chaos(cluster, random, o)
   healAll(cluster, faults)
@@ -71,7 +72,7 @@ export function runChaos (seed: number, options: Partial<ChaosOptions> = {}): Ch
   for (const t of terminals) {
     if (closes.get(t) !== 404) continue
     closes.delete(t)
-    t.close((status) => { closes.set(t, status) })
+    close(t)
   }
   // Service must resume: once a terminal is done with the chaos-time appends,
   // it makes one more, which must be acknowledged within the liveness bound.

@@ -88,7 +88,7 @@ export function checkReads (cluster: SimCluster, terminal: SimTerminal, reads: R
   // A session whose close was acknowledged is gone: no agent may serve it.
   const closedAt = terminal.closedAtMs
   const afterClose = closedAt === null ? undefined : reads.find((read) => read.sentAtMs > closedAt)
-  if (afterClose !== undefined && closedAt !== null) problems.push(`${terminal.sessionId}: ${describe(afterClose)} was served, after the close was acknowledged at ${closedAt.toFixed(0)} ms`)
+  if (afterClose !== undefined) problems.push(`${terminal.sessionId}: ${describe(afterClose)} was served, after the close was acknowledged at ${(closedAt ?? 0).toFixed(0)} ms`)
   const bySent = [...reads].sort((a, b) => a.sentAtMs - b.sentAtMs)
   for (const later of bySent) {
     const earlier = reads.find((read) => read.answeredAtMs < later.sentAtMs && read.values.length > later.values.length)

@@ -326,6 +326,15 @@ export function witnessProbeAtMs (r: Replica, ownerTimeoutMs: number): number {
   return Math.max(r.lastOwnerContactMs, r.witnessProbedAtMs) + WITNESS_PROBE_OWNER_TIMEOUTS * ownerTimeoutMs
 }
 
+// A member's answer to our probe: it does not hold the session (counted toward
+// forgottenByMajority), or it does with a group that has us neither as witness
+// nor as member (a later group dropped us: the orphan path, as for a member).
+export function onWitnessProbeAnswer (ctx: Ctx, r: Replica, peer: PeerKey, found: boolean, group: GroupConfig): void {
+  if (r.role !== 'witness') return
+  if (!found) forgottenByMajority(ctx, r, peer)
+  else if (group.witness !== ctx.self && !group.members.includes(ctx.self)) r.orphanedAtMs ??= ctx.now
+}
+
 function holdsClose (r: Replica): boolean {
   if (r.closed) return true
   for (let i = r.log.lastIndex; i > r.commitIndex; i--) if (r.log.entry(i)?.body.kind === 'close') return true

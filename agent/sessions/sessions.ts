@@ -18,7 +18,7 @@ import {
 import { clientAppendBatch } from './deltas.ts'
 import { placeGroup } from './placement.ts'
 import { STREAMS_RECHECK_MS, streamsToAsk } from './group-streams.ts'
-import { config, forgottenByMajority, newReplica, restoreReplica, voters, witnessProbeAtMs } from './replica.ts'
+import { config, newReplica, onWitnessProbeAnswer, restoreReplica, voters, witnessProbeAtMs } from './replica.ts'
 import { CHANGING_OWNER_RETRY_MS, RemoteRequests, pathFor, viewOf, viewOfReplica } from './remote.ts'
 import { SnapshotBudget } from './snapshot-budget.ts'
 import { SessionWakes } from './wakes.ts'
@@ -90,17 +90,11 @@ export class Sessions {
     this.#now = options.nowMs
     this.#remote = new RemoteRequests({
       self: this.self, directory: this.#directory, config: this.#config, tokensEqual: this.#tokensEqual, now: () => this.#now, emit: (effect) => { this.#out.push(effect) },
-      // A witness's members answering whether they still hold its session
-      // (replica.ts, witnessProbeAtMs): one that does not counts toward
-      // forgottenByMajority; one whose group has us neither as witness nor as
-      // member says a later group dropped us (the orphan path, as for a member).
-      probed: (sessionId, peer, found, group) => {
-        const r = this.#replicas.get(sessionId)
-        if (r?.role !== 'witness') return
-        if (!found) forgottenByMajority(this.#ctx(), r, peer)
-        else if (group.witness !== this.self && !group.members.includes(this.self)) r.orphanedAtMs ??= this.#now
+      // A witness's members answering whether they still hold its session.
+      probed: (sessionId, peer, found, group) => this.#withReplica(sessionId, (r) => {
+        onWitnessProbeAnswer(this.#ctx(), r, peer, found, group)
         this.#wakes.touched(r)
-      }
+      })
     })
     const ctx = this.#ctx()
     for (const stored of options.stored) {
