@@ -11,7 +11,7 @@ import type { PeerKey } from '../core/io.ts'
 import { ReplicaLog } from './log.ts'
 import { becomeOwner, stepDown } from './owner.ts'
 import { truncate } from './follower.ts'
-import { config, forgottenByMajority, majority, memberGone, voters } from './replica.ts'
+import { config, forgottenByMajority, majority, memberGone, promiseEndMs, promiseHolds, voters } from './replica.ts'
 import type { Candidacy, Ctx, Replica } from './replica.ts'
 
 // The end of the refusal of a candidate the voter's config does not have.
@@ -45,15 +45,17 @@ export function watchOwner (ctx: Ctx, r: Replica): void {
     r.diagnosis = null
     ownerGone(ctx, r, `no answer to the service diagnosis in time (${r.ownerLostMs === null ? 'its heartbeats stopped' : 'the connection to it was lost'})`)
   }
-  if (r.ownerGone && ctx.now >= r.electionAtMs) standForElection(ctx, r)
+  // Our own vote is a vote too: no candidacy while our promise to the owner
+  // holds (replica.ts, promiseHolds).
+  if (r.ownerGone && ctx.now >= r.electionAtMs && !promiseHolds(ctx, r)) standForElection(ctx, r)
 }
 
-export function nextElectionWake (r: Replica): number {
+export function nextElectionWake (r: Replica, self: PeerKey, ownerTimeoutMs: number): number {
   if (r.role === 'candidate' && r.candidacy !== null) return Math.min(r.candidacy.deadlineMs, r.candidacy.resendAtMs)
   if (r.role !== 'standby') return Infinity
   if (r.diagnosis !== null) return r.diagnosis.deadlineMs
-  if (r.ownerGone) return r.electionAtMs
-  return r.lastOwnerContactMs
+  if (r.ownerGone) return Math.max(r.electionAtMs, promiseEndMs(r, self, ownerTimeoutMs))
+  return r.lastOwnerContactMs + ownerTimeoutMs
 }
 
 // The transport lost the owner (a closed stream is a hint: diagnose now), or

@@ -9,7 +9,7 @@ import type { PeerKey } from '../core/io.ts'
 import { checkOwner, deferTo, NOT_A_MEMBER, rivalRefusal, SHIELD_REFUSAL, VOTED_ELSEWHERE } from './election.ts'
 import { ReplicaLog } from './log.ts'
 import { leaseValid, stepDown, withinBytes } from './owner.ts'
-import { applyCommitted, config, loadSnapshotState, maybeSnapshot, newReplica } from './replica.ts'
+import { applyCommitted, config, loadSnapshotState, maybeSnapshot, newReplica, promiseHolds } from './replica.ts'
 import type { Ctx, Replica } from './replica.ts'
 
 // An append from the owner of `msg.epoch`. Returns the replica (created when the
@@ -185,12 +185,13 @@ function voteRefusal (ctx: Ctx, r: Replica, req: SessionVoteRequest): string | n
   // yet in (no member answered our first append): a rival asking for a later
   // epoch now is one that has not heard of our win, not one that saw us fail.
   if (r.role === 'owner' && ctx.now - r.promotedAtMs < ctx.config.voteTimeoutMs) return `${JUST_ELECTED} in epoch ${r.epoch}`
-  // The promise behind the owner's lease: no vote while the owner was heard within
-  // ownerTimeoutMs, unless this member itself saw it die (diagnosis failed, or
-  // the connection closed and nothing came since).
-  const heardOwner = r.owner !== null && r.owner !== ctx.self && r.owner !== req.candidate && !r.ownerGone && r.ownerLostMs === null &&
-    ctx.now - r.lastOwnerContactMs < ctx.config.ownerTimeoutMs
-  if (heardOwner) return `${SHIELD_REFUSAL} ${r.owner} was heard ${Math.round(ctx.now - r.lastOwnerContactMs)} ms ago`
+  // The promise behind the owner's lease (replica.ts, promiseHolds): no vote
+  // while it holds, whatever the membership or a diagnosis says.
+  if (r.owner !== req.candidate && promiseHolds(ctx, r)) {
+    return ctx.now < r.restartShieldUntilMs
+      ? `${SHIELD_REFUSAL} this agent followed before it restarted may still count on its promise`
+      : `${SHIELD_REFUSAL} ${r.owner} was heard ${Math.round(ctx.now - r.lastOwnerContactMs)} ms ago`
+  }
   // No vote for a candidate missing what we know was acknowledged.
   const committedEpoch = r.log.epochAt(r.commitIndex) ?? 0
   if (ReplicaLog.compare(req.lastEpoch, req.lastIndex, committedEpoch, r.commitIndex) < 0) return 'the candidate lacks acknowledged entries'

@@ -85,7 +85,7 @@ export class Sessions {
     this.#snapshotBudget = new SnapshotBudget(options.config.snapshotBytesPerS)
     this.#services = options.services
     this.#tokensEqual = options.tokenHashesEqual ?? constantTimeEqual
-    this.#wakes = new SessionWakes(options.config.ownerTimeoutMs, options.verifyWake ?? false)
+    this.#wakes = new SessionWakes(options.directory.self, options.config.ownerTimeoutMs, options.verifyWake ?? false)
     this.#quiet = new QuietPeers(options.bootId ?? QuietPeers.drawBoot((n) => options.random.nextInt(n)), (r) => this.#wakes.touched(r))
     this.#now = options.nowMs
     this.#remote = new RemoteRequests({

@@ -14,17 +14,20 @@ import { nextWaiterDeadline } from './owner.ts'
 import { nextParkedDeadline } from './parked.ts'
 import { witnessProbeAtMs } from './replica.ts'
 import type { Replica } from './replica.ts'
+import type { PeerKey } from '../core/io.ts'
 
 export class SessionWakes {
   readonly #heap = new MinHeap<Replica>()
   readonly #touched = new Set<Replica>()
   #all = true
   readonly #ownerTimeoutMs: number
+  readonly #self: PeerKey
   // Check every answer against a scan of every session, and throw if they
   // differ (the simulator does, so its tests and sweeps check the heap).
   readonly #verify: boolean
 
-  constructor (ownerTimeoutMs: number, verify: boolean) {
+  constructor (self: PeerKey, ownerTimeoutMs: number, verify: boolean) {
+    this.#self = self
     this.#ownerTimeoutMs = ownerTimeoutMs
     this.#verify = verify
   }
@@ -86,6 +89,6 @@ export class SessionWakes {
     // A quiet session's timers are its agent's beats (quiet.ts).
     if (r.quiet !== null) return Infinity
     if (r.role === 'owner') return Math.min(r.heartbeatAtMs, nextWaiterDeadline(r))
-    return Math.min(nextParkedDeadline(r), nextElectionWake(r) + (r.role === 'standby' && !r.ownerGone && r.diagnosis === null ? this.#ownerTimeoutMs : 0), witnessProbeAtMs(r, this.#ownerTimeoutMs))
+    return Math.min(nextParkedDeadline(r), nextElectionWake(r, this.#self, this.#ownerTimeoutMs), witnessProbeAtMs(r, this.#ownerTimeoutMs))
   }
 }

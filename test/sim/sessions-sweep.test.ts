@@ -9,6 +9,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { runChaos } from '../../sim/chaos.ts'
 import type { ChaosOptions } from '../../sim/chaos.ts'
+import { sessionsProfile } from '../../agent/sessions/config.ts'
 
 const FILE = 'test/sim/sessions-sweep.test.ts'
 const SEEDS = Number(process.env.SEEDS ?? 200)
@@ -40,6 +41,7 @@ test(`${QUICK_QUIET_SEEDS} seeds from ${FIRST_SEED} with quietAfterMs 150: the s
 // the 3- and 5-terminal shapes found SEED=931 and SEED=2253 below, which the
 // default sweep never reached. Longer sweeps of each: README, "Sessions".
 const VARIANT_SEEDS = Math.ceil(SEEDS / 4)
+const WAN_SESSIONS_WITH_READERS: Partial<ChaosOptions> = { chaosMs: 40_000, livenessLimitMs: 120_000, readEveryMs: 300, close: true, sessions: sessionsProfile('wan') }
 const VARIANTS: Array<{ name: string; options: Partial<ChaosOptions> }> = [
   { name: '3 terminals, 4-8 nodes, 30 s of chaos', options: { terminals: 3, appends: 40, chaosMs: 30_000, minNodes: 4, maxNodes: 8 } },
   { name: '5 terminals, 5-9 nodes, 25 s of chaos', options: { terminals: 5, appends: 30, chaosMs: 25_000, minNodes: 5, maxNodes: 9 } },
@@ -61,7 +63,10 @@ const VARIANTS: Array<{ name: string; options: Partial<ChaosOptions> }> = [
   // sent after the close was acknowledged may be served, and no running agent
   // may still own the session once everything healed.
   { name: 'every terminal closes its session after its appends, with readers', options: { readEveryMs: 150, close: true } },
-  { name: 'closes with readers, replicas 1 (a witness in every group that loses a member), 3-6 nodes', options: { readEveryMs: 150, close: true, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } }
+  { name: 'closes with readers, replicas 1 (a witness in every group that loses a member), 3-6 nodes', options: { readEveryMs: 150, close: true, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } },
+  // Session timings slower than the membership's: its verdict on a cut-off
+  // owner comes well within the promise behind the owner's lease (SEED=296).
+  { name: 'the wan session timings (ownerTimeoutMs 2.5 s) on the lan membership, readers and closes, 40 s of chaos', options: WAN_SESSIONS_WITH_READERS }
 ]
 for (const { name, options } of VARIANTS) {
   test(`${VARIANT_SEEDS} seeds from ${FIRST_SEED}, ${name}: the same checks`, () => {
@@ -121,6 +126,11 @@ test('an owner serving reads without its lease: the read checker reports stale r
 // - 171 (closes, with readers; liveness): a close committed by a takeover, its
 //   answer lost; a restarted member's copy, given up, still counted as
 //   "changing owner", and the terminal's close got 503 for ten minutes.
+// - 296 (the wan session timings on the lan membership, readers and closes):
+//   the membership declared the cut-off owner dead 840 ms after the cut, and
+//   a standby voted at once, inside the 2.5 s promise behind the owner's
+//   lease; the old owner served a read 1.7 s after the cut that lacked four
+//   acknowledged deltas. The promise now holds whatever the membership says.
 const REGRESSIONS: Array<{ seed: number; options: Partial<ChaosOptions> }> = [
   { seed: 30508, options: {} },
   { seed: 30508, options: { sessions: { quietAfterMs: 150 } } },
@@ -134,7 +144,8 @@ const REGRESSIONS: Array<{ seed: number; options: Partial<ChaosOptions> }> = [
   { seed: 517, options: { readEveryMs: 150, close: true } },
   { seed: 171, options: { readEveryMs: 150, close: true } },
   { seed: 484, options: { readEveryMs: 150, close: true, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } },
-  { seed: 1675, options: { readEveryMs: 150, close: true, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } }
+  { seed: 1675, options: { readEveryMs: 150, close: true, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } },
+  { seed: 296, options: WAN_SESSIONS_WITH_READERS }
 ]
 test(`${REGRESSIONS.length} seeds that once failed: the same checks`, () => {
   const failures: string[] = []

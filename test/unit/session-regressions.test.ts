@@ -4,7 +4,7 @@
 
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { onVote, watchOwner } from '../../agent/sessions/election.ts'
+import { onVote, ownerHint, watchOwner } from '../../agent/sessions/election.ts'
 import { onAppend, onVoteRequest } from '../../agent/sessions/follower.ts'
 import { becomeOwner, clientAppend, leaseValid, maintainGroup, readRefusal } from '../../agent/sessions/owner.ts'
 import { config } from '../../agent/sessions/replica.ts'
@@ -23,8 +23,10 @@ test('a delta lost to truncation is taken again when its first owner regains own
   ackFrom(ctx, r, 'B', { epoch: 2, ok: false, matchIndex: 0, lastIndex: 1 })
   onAppend(ctx, r, 'B', appendMsg({ epoch: 2, prevIndex: 1, prevEpoch: 1, entries: [epochEntry(2, 2)], commitIndex: 2 }))
   assert.equal([r.role, r.log.entry(2)?.body.kind, r.commitIndex], ['standby', 'epoch', 2])
-  // B dies; A wins epoch 3 with C's vote.
+  // B dies (its connection closes, and the membership says so); A wins epoch 3
+  // with C's vote.
   directory.set('B', 'dead')
+  ownerHint(ctx, r, 'B', false)
   watchOwner(ctx, r)
   watchOwner(ctx, r)
   const vote: SessionVote = { type: 'session-vote', sessionId: SESSION, epoch: 3, granted: true, preVote: true, reason: 'would vote', lastIndex: 2, lastEpoch: 2, commitIndex: 2, tail: [] }

@@ -6,10 +6,12 @@
 
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { onVote, ownerHint, watchOwner } from '../../agent/sessions/election.ts'
+import { nextElectionWake, onVote, ownerHint, watchOwner } from '../../agent/sessions/election.ts'
 import { onVoteRequest } from '../../agent/sessions/follower.ts'
 import { clientAppend } from '../../agent/sessions/owner.ts'
+import { restoreReplica } from '../../agent/sessions/replica.ts'
 import type { Replica } from '../../agent/sessions/replica.ts'
+import type { StoredSession } from '../../agent/sessions/types.ts'
 import type { PeerKey } from '../../agent/core/io.ts'
 import type { GroupConfig, SessionVote, SessionVoteRequest } from '../../protocol/messages.ts'
 import {
@@ -81,22 +83,32 @@ test('a candidate that lacks acknowledged entries gets no vote', () => {
   }
 })
 
-test('a member that heard the owner within ownerTimeoutMs refuses, unless it saw the owner die', () => {
-  type Sight = 'nothing' | 'the membership declares A dead' | 'the transport cannot reach A'
+// The promise behind the owner's lease (replica.ts, promiseHolds). The
+// membership's verdict used to end it: with session timings slower than the
+// membership's, a standby voted 840 ms after the owner was cut off, inside a
+// promise of 2.5 s, and the old owner served a stale read under its lease
+// (SEED=296 of a chaos sweep with readers and the wan session timings).
+test('a member that heard the owner within ownerTimeoutMs refuses, whatever the membership says, unless its connection to the owner closed', () => {
+  type Sight = 'nothing' | 'the membership declares A dead' | 'the transport cannot reach A' | 'the connection to A closed' | 'the membership declares A dead, and the connection closed'
   const cases: Array<{ heardAgo: number; saw: Sight; candidate: string; granted: boolean }> = [
     { heardAgo: 100, saw: 'nothing', candidate: 'C', granted: false },
     { heardAgo: LAN.ownerTimeoutMs - 1, saw: 'nothing', candidate: 'C', granted: false },
     { heardAgo: LAN.ownerTimeoutMs, saw: 'nothing', candidate: 'C', granted: true },
-    { heardAgo: 100, saw: 'the membership declares A dead', candidate: 'C', granted: true },
+    { heardAgo: 100, saw: 'the membership declares A dead', candidate: 'C', granted: false },
+    { heardAgo: LAN.ownerTimeoutMs - 1, saw: 'the membership declares A dead', candidate: 'C', granted: false },
+    { heardAgo: LAN.ownerTimeoutMs, saw: 'the membership declares A dead', candidate: 'C', granted: true },
     { heardAgo: 100, saw: 'the transport cannot reach A', candidate: 'C', granted: true },
+    { heardAgo: 100, saw: 'the connection to A closed', candidate: 'C', granted: true },
+    { heardAgo: 100, saw: 'the membership declares A dead, and the connection closed', candidate: 'C', granted: true },
     // The owner itself standing again (after a restart, say) is no rival to itself.
     { heardAgo: 100, saw: 'nothing', candidate: 'A', granted: true }
   ]
   for (const c of cases) {
     const name = `A heard ${c.heardAgo} ms ago, saw ${c.saw}, ${c.candidate} asks`
     const { ctx, r } = voter([1, 1, 1], { heardOwnerAgoMs: c.heardAgo })
-    if (c.saw === 'the membership declares A dead') ctx.directory.set('A', 'dead')
+    if (c.saw.startsWith('the membership declares A dead')) ctx.directory.set('A', 'dead')
     if (c.saw === 'the transport cannot reach A') ownerHint(ctx, r, 'A', true)
+    if (c.saw.includes('the connection') && c.saw.includes('closed')) ownerHint(ctx, r, 'A', false)
     watchOwner(ctx, r)
     // Epoch 3: B, having seen A die, stands for epoch 2 itself (first in the
     // queue), and refuses a rival behind it for that epoch (see below).
@@ -221,7 +233,7 @@ const FIVE: GroupConfig = { members: ['A', 'B', 'C', 'D', 'E'], witness: null }
 // B, a standby of A's group of five, standing once it sees A dead.
 function candidateOfFive (self: PeerKey = 'B'): { ctx: FakeCtx; r: Replica } {
   const ctx = new FakeCtx(self, new FakeDirectory(self, FIVE.members))
-  const r = standby(ctx, entriesWithEpochs([1, 1, 1], FIVE), { commitIndex: 2, heardOwnerAgoMs: 100 })
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1], FIVE), { commitIndex: 2, heardOwnerAgoMs: LAN.ownerTimeoutMs })
   ctx.directory.set('A', 'dead')
   watchOwner(ctx, r)
   watchOwner(ctx, r)
@@ -231,7 +243,7 @@ function candidateOfFive (self: PeerKey = 'B'): { ctx: FakeCtx; r: Replica } {
 test('a standby that saw its owner die, where one more vote is a majority, asks for the real vote at once and casts its own as it wins', () => {
   // B holds 1..3 (committed 2); C holds 1..5 of epoch 1.
   const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
-  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: LAN.ownerTimeoutMs })
   ctx.directory.set('A', 'dead')
   watchOwner(ctx, r)
   assert.equal([r.ownerGone, r.electionAtMs], [true, ctx.now], 'first in the queue: stands at once')
@@ -260,7 +272,7 @@ test('a grant answering an earlier request (its tail from an older commit index)
   // two acknowledged by the old owner with C's ack.
   const stand = (): { ctx: FakeCtx; r: Replica } => {
     const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
-    const r = standby(ctx, entriesWithEpochs([1, 1, 1, 1]), { commitIndex: 3, heardOwnerAgoMs: 100 })
+    const r = standby(ctx, entriesWithEpochs([1, 1, 1, 1]), { commitIndex: 3, heardOwnerAgoMs: LAN.ownerTimeoutMs })
     ctx.directory.set('A', 'dead')
     watchOwner(ctx, r)
     watchOwner(ctx, r)
@@ -291,7 +303,7 @@ test('a grant from a member not in the candidate\'s group (asked before it was r
   // The group is {A, B} now; C was a member when B first asked.
   const pair: GroupConfig = { members: ['A', 'B'], witness: null }
   const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
-  const r = standby(ctx, entriesWithEpochs([1, 1, 1], pair), { commitIndex: 3, heardOwnerAgoMs: 100 })
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1], pair), { commitIndex: 3, heardOwnerAgoMs: LAN.ownerTimeoutMs })
   ctx.directory.set('A', 'dead')
   watchOwner(ctx, r)
   watchOwner(ctx, r)
@@ -309,7 +321,7 @@ test('votes are counted again against the group of the log a grant hands over (S
   // beside its own is a majority of that group. C's grant hands over a tail in
   // which A added D: a majority of {A, B, C, D} is three.
   const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C', 'D']))
-  const r = standby(ctx, entriesWithEpochs([1, 1]), { commitIndex: 1, heardOwnerAgoMs: 100 })
+  const r = standby(ctx, entriesWithEpochs([1, 1]), { commitIndex: 1, heardOwnerAgoMs: LAN.ownerTimeoutMs })
   ctx.directory.set('A', 'dead')
   watchOwner(ctx, r)
   watchOwner(ctx, r)
@@ -325,7 +337,7 @@ test('votes are counted again against the group of the log a grant hands over (S
 
   // A tail whose group drops the candidate: it does not take the session.
   const ctx2 = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
-  const r2 = standby(ctx2, entriesWithEpochs([1, 1]), { commitIndex: 1, heardOwnerAgoMs: 100 })
+  const r2 = standby(ctx2, entriesWithEpochs([1, 1]), { commitIndex: 1, heardOwnerAgoMs: LAN.ownerTimeoutMs })
   ctx2.directory.set('A', 'dead')
   watchOwner(ctx2, r2)
   watchOwner(ctx2, r2)
@@ -380,7 +392,7 @@ test('in a group of three the second standby stands a quarter stagger after it g
 test('two standbys of a group of three standing at once settle in one exchange: the one ahead wins', () => {
   const stand = (self: PeerKey): { ctx: FakeCtx; r: Replica } => {
     const ctx = new FakeCtx(self, new FakeDirectory(self, ['A', 'B', 'C']))
-    const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+    const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: LAN.ownerTimeoutMs })
     ctx.directory.set('A', 'dead')
     watchOwner(ctx, r)
     ctx.now = r.electionAtMs
@@ -421,16 +433,65 @@ test('a candidate of a group of five ignores votes of another epoch or the wrong
 // by the other, still shielding the owner it heard lately, lost its election and
 // backed off, and takeovers took 1-2.5 s. Now a shielding refusal makes the voter
 // check on the owner at once, and the candidate's next request is granted.
-test('a member refusing because it heard the owner lately checks on the owner, and grants once it fails', () => {
+test('a member refusing because it heard the owner lately checks on the owner; once the owner fails the check it grants as soon as its promise has run out', () => {
   const { ctx, r } = voter([1, 1, 1], { heardOwnerAgoMs: 50 })
   const refused = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 2, lastIndex: 3, preVote: true }))
   assert.not.ok(refused.granted)
   const diagnoses = ctx.sends('session-diagnose')
   assert.equal(diagnoses.map((d) => d.to), ['A'], 'a diagnosis went to the owner')
-  // A is dead: the diagnosis goes unanswered.
+  // A is cut off: the diagnosis goes unanswered, well within the promise.
   ctx.now += LAN.diagnoseTimeoutMs + 1
   watchOwner(ctx, r)
+  assert.ok(r.ownerGone)
+  const early = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 2, lastIndex: 3, preVote: true }))
+  assert.not.ok(early.granted, 'A may still count on the promise behind its lease')
+  assert.ok(early.reason.includes('was heard'), early.reason)
+  ctx.now = r.lastOwnerContactMs + LAN.ownerTimeoutMs
   const granted = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 2, lastIndex: 3, preVote: true }))
+  assert.ok(granted.granted, granted.reason)
+})
+
+// Our own vote counts as much as one we give: a standby that saw the owner
+// declared dead does not stand while its promise holds (a candidate of a group
+// of three casts its own vote as it wins; the other member's grant, past its
+// own promise, would otherwise make a majority with an owner still counting
+// on ours). The connection closing ends the wait.
+test('a standby told by the membership that the owner is dead stands only once its own promise has run out, or at once when its connection to the owner closes', () => {
+  for (const closes of [false, true]) {
+    const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+    const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+    ctx.directory.set('A', 'dead')
+    watchOwner(ctx, r)
+    assert.ok(r.ownerGone)
+    if (closes) {
+      ownerHint(ctx, r, 'A', false)
+      watchOwner(ctx, r)
+      assert.is(r.role, 'candidate', 'the connection closed: it stands at once')
+      continue
+    }
+    watchOwner(ctx, r)
+    assert.is(r.role, 'standby', 'the promise holds: no candidacy')
+    assert.equal(ctx.sends('session-vote-request'), [])
+    assert.is(nextElectionWake(r, 'B', LAN.ownerTimeoutMs), r.lastOwnerContactMs + LAN.ownerTimeoutMs, 'it wakes when the promise ends')
+    ctx.now = r.lastOwnerContactMs + LAN.ownerTimeoutMs
+    watchOwner(ctx, r)
+    assert.is(r.role, 'candidate')
+  }
+})
+
+// A member restarted from its store may have promised an owner just before it
+// stopped; it keeps that promise for ownerTimeoutMs from its start.
+test('a member restarted from its store refuses votes for ownerTimeoutMs from its start', () => {
+  const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+  const stored: StoredSession = { sessionId: SESSION, epoch: 1, votedFor: 'A', commitIndex: 2, snapshot: null, entries: entriesWithEpochs([1, 1, 1]) }
+  const r = restoreReplica(stored, ctx)
+  if (r === null) throw new Error('not restored')
+  assert.is(r.owner, null)
+  const refused = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 2, lastIndex: 3 }))
+  assert.not.ok(refused.granted)
+  assert.ok(refused.reason.startsWith('the owner') && refused.reason.includes('restarted'), refused.reason)
+  ctx.now += LAN.ownerTimeoutMs
+  const granted = ask(ctx, r, voteRequest({ candidate: 'C', epoch: 2, lastIndex: 3 }))
   assert.ok(granted.granted, granted.reason)
 })
 
@@ -440,7 +501,7 @@ test('a member refusing because it heard the owner lately checks on the owner, a
 test('a standby of a group of five behind a candidate in the queue steps aside once it grants it a pre-vote', () => {
   // C is second in the queue of {A, B, C, D, E} once A is gone; B is first.
   const ctx = new FakeCtx('C', new FakeDirectory('C', FIVE.members))
-  const r = standby(ctx, entriesWithEpochs([1, 1, 1], FIVE), { commitIndex: 2, heardOwnerAgoMs: 100 })
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1], FIVE), { commitIndex: 2, heardOwnerAgoMs: LAN.ownerTimeoutMs })
   ctx.directory.set('A', 'dead')
   watchOwner(ctx, r)
   assert.equal(r.electionAtMs, ctx.now + LAN.candidateStaggerMs, 'second in the queue')
@@ -455,7 +516,7 @@ test('a standby of a group of five behind a candidate in the queue steps aside o
   assert.is(r.role, 'standby')
   // B, first in the queue, does not step aside for C.
   const first = new FakeCtx('B', new FakeDirectory('B', FIVE.members))
-  const b = standby(first, entriesWithEpochs([1, 1, 1], FIVE), { commitIndex: 2, heardOwnerAgoMs: 100 })
+  const b = standby(first, entriesWithEpochs([1, 1, 1], FIVE), { commitIndex: 2, heardOwnerAgoMs: LAN.ownerTimeoutMs })
   first.directory.set('A', 'dead')
   watchOwner(first, b)
   const at = b.electionAtMs
@@ -484,7 +545,7 @@ test('a candidate of a group of five whose real vote is split stands down at onc
 // each time with "<it> is not a member of the group" in the same epoch.
 test('a candidate told by a member of its epoch that it is not in the group stops standing', () => {
   const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
-  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: LAN.ownerTimeoutMs })
   ctx.directory.set('A', 'dead')
   watchOwner(ctx, r)
   watchOwner(ctx, r)
@@ -500,7 +561,7 @@ test('a candidate told by a member of its epoch that it is not in the group stop
   assert.equal(ctx.sends('session-vote-request'), [], 'it stands no more')
   // Another candidate's refusal naming someone else changes nothing.
   const other = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
-  const b = standby(other, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+  const b = standby(other, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: LAN.ownerTimeoutMs })
   other.directory.set('A', 'dead')
   watchOwner(other, b)
   watchOwner(other, b)
@@ -514,7 +575,7 @@ test('a candidate holding a later epoch than the group stops standing when a mem
   // without it. Its refusals come from that epoch.
   const stand = (): { ctx: FakeCtx; r: Replica } => {
     const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
-    const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100, epoch: 4 })
+    const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: LAN.ownerTimeoutMs, epoch: 4 })
     ctx.directory.set('A', 'dead')
     watchOwner(ctx, r)
     watchOwner(ctx, r)
@@ -535,7 +596,7 @@ test('a candidate holding a later epoch than the group stops standing when a mem
 // B wins epoch 2 with C's vote (A dead): the owner of a log complete up to clientSeq 2.
 function freshOwner (): { ctx: FakeCtx; r: Replica } {
   const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
-  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 3, heardOwnerAgoMs: 100 })
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 3, heardOwnerAgoMs: LAN.ownerTimeoutMs })
   ctx.directory.set('A', 'dead')
   watchOwner(ctx, r)
   watchOwner(ctx, r)
@@ -597,7 +658,7 @@ test('a new owner without answers refuses what is out of sequence, and anything 
 test('a candidate whose missing votes are only silence waits two more vote timeouts; any other refusal loses at the deadline', () => {
   const stand = (): { ctx: FakeCtx; r: Replica } => {
     const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
-    const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: 100 })
+    const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2, heardOwnerAgoMs: LAN.ownerTimeoutMs })
     ctx.directory.set('A', 'dead')
     watchOwner(ctx, r)
     watchOwner(ctx, r)
