@@ -11,7 +11,7 @@ import type { PeerKey } from '../core/io.ts'
 import { ReplicaLog } from './log.ts'
 import { becomeOwner, stepDown } from './owner.ts'
 import { truncate } from './follower.ts'
-import { config, forgottenByMajority, majority, memberGone, promiseEndMs, promiseHolds, voters } from './replica.ts'
+import { config, forgottenByMajority, majority, memberGone, voters } from './replica.ts'
 import type { Candidacy, Ctx, Replica } from './replica.ts'
 
 // The end of the refusal of a candidate the voter's config does not have.
@@ -31,6 +31,34 @@ export const SHIELD_REFUSAL = 'the owner'
 // its copy before deleting it.
 export const ORPHAN_GRACE_MS = 10 * 60_000
 
+// The promise behind an owner's lease (owner.ts, leaseValid): an owner counts a
+// member's acknowledgement as its promise to vote for no one else, itself
+// included, for LEASE_SAFETY × ownerTimeoutMs from when it sent what the member
+// acknowledged. The member keeps it for ownerTimeoutMs from when it heard the
+// owner: no vote for another candidate, and no candidacy of its own, unless its
+// connection to the owner closed since (the transport saw the owner's process
+// go: a killed process's kernel closes its sockets, a dial to it is refused).
+// A verdict of the membership or a failed diagnosis does not end it: either can
+// come within the promise (a membership that suspected the owner before its
+// last heartbeat got through, with session timings slower than the
+// membership's; a diagnosis asked for by another member's candidacy), while
+// the owner, cut off, still serves reads under the lease it counts on (SEED=296
+// of a chaos sweep with readers and the wan session timings on the lan
+// membership: the membership's verdict 840 ms after the cut, a standby's vote
+// at once, a new owner 30 ms later, and the old one answering a read 1.7 s
+// after the cut with four acknowledged deltas missing). A member restarted
+// from its store may have promised before it stopped: it keeps that for
+// ownerTimeoutMs from its start.
+export function promiseHolds (ctx: Ctx, r: Replica): boolean {
+  return ctx.now < promiseEndMs(r, ctx.self, ctx.config.ownerTimeoutMs)
+}
+
+// When the promise ends, absent news from the owner.
+export function promiseEndMs (r: Replica, self: PeerKey, ownerTimeoutMs: number): number {
+  const heard = r.owner !== null && r.owner !== self && r.ownerLostMs === null ? r.lastOwnerContactMs + ownerTimeoutMs : -Infinity
+  return Math.max(heard, r.restartShieldUntilMs)
+}
+
 export function watchOwner (ctx: Ctx, r: Replica): void {
   if (r.role === 'candidate') return candidacyTick(ctx, r)
   if (r.role !== 'standby') return
@@ -46,7 +74,7 @@ export function watchOwner (ctx: Ctx, r: Replica): void {
     ownerGone(ctx, r, `no answer to the service diagnosis in time (${r.ownerLostMs === null ? 'its heartbeats stopped' : 'the connection to it was lost'})`)
   }
   // Our own vote is a vote too: no candidacy while our promise to the owner
-  // holds (replica.ts, promiseHolds).
+  // holds (promiseHolds, above).
   if (r.ownerGone && ctx.now >= r.electionAtMs && !promiseHolds(ctx, r)) standForElection(ctx, r)
 }
 

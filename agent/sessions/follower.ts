@@ -6,10 +6,10 @@
 import type { SessionAppend, SessionSnapshot, SessionVote, SessionVoteRequest } from '../../protocol/messages.ts'
 import { MAX_SESSION_ENTRIES } from '../../protocol/limits.ts'
 import type { PeerKey } from '../core/io.ts'
-import { checkOwner, deferTo, NOT_A_MEMBER, rivalRefusal, SHIELD_REFUSAL, VOTED_ELSEWHERE } from './election.ts'
+import { checkOwner, deferTo, NOT_A_MEMBER, promiseHolds, rivalRefusal, SHIELD_REFUSAL, VOTED_ELSEWHERE } from './election.ts'
 import { ReplicaLog } from './log.ts'
 import { leaseValid, stepDown, withinBytes } from './owner.ts'
-import { applyCommitted, config, loadSnapshotState, maybeSnapshot, newReplica, promiseHolds } from './replica.ts'
+import { applyCommitted, config, loadSnapshotState, maybeSnapshot, newReplica } from './replica.ts'
 import type { Ctx, Replica } from './replica.ts'
 
 // An append from the owner of `msg.epoch`. Returns the replica (created when the
@@ -185,7 +185,7 @@ function voteRefusal (ctx: Ctx, r: Replica, req: SessionVoteRequest): string | n
   // yet in (no member answered our first append): a rival asking for a later
   // epoch now is one that has not heard of our win, not one that saw us fail.
   if (r.role === 'owner' && ctx.now - r.promotedAtMs < ctx.config.voteTimeoutMs) return `${JUST_ELECTED} in epoch ${r.epoch}`
-  // The promise behind the owner's lease (replica.ts, promiseHolds): no vote
+  // The promise behind the owner's lease (election.ts, promiseHolds): no vote
   // while it holds, whatever the membership or a diagnosis says.
   if (r.owner !== req.candidate && promiseHolds(ctx, r)) {
     return ctx.now < r.restartShieldUntilMs

@@ -237,34 +237,6 @@ export function restoreReplica (stored: StoredSession, ctx: Ctx): Replica | null
   return r
 }
 
-// The promise behind an owner's lease (owner.ts, leaseValid): an owner counts a
-// member's acknowledgement as its promise to vote for no one else, itself
-// included, for LEASE_SAFETY × ownerTimeoutMs from when it sent what the member
-// acknowledged. The member keeps it for ownerTimeoutMs from when it heard the
-// owner: no vote for another candidate, and no candidacy of its own, unless its
-// connection to the owner closed since (the transport saw the owner's process
-// go: a killed process's kernel closes its sockets, a dial to it is refused).
-// A verdict of the membership or a failed diagnosis does not end it: either can
-// come within the promise (a membership that suspected the owner before its
-// last heartbeat got through, with session timings slower than the
-// membership's; a diagnosis asked for by another member's candidacy), while
-// the owner, cut off, still serves reads under the lease it counts on (SEED=296
-// of a chaos sweep with readers and the wan session timings on the lan
-// membership: the membership's verdict 840 ms after the cut, a standby's vote
-// at once, a new owner 30 ms later, and the old one answering a read 1.7 s
-// after the cut with four acknowledged deltas missing). A member restarted
-// from its store may have promised before it stopped: it keeps that for
-// ownerTimeoutMs from its start.
-export function promiseHolds (ctx: Ctx, r: Replica): boolean {
-  return ctx.now < promiseEndMs(r, ctx.self, ctx.config.ownerTimeoutMs)
-}
-
-// When the promise ends, absent news from the owner.
-export function promiseEndMs (r: Replica, self: PeerKey, ownerTimeoutMs: number): number {
-  const heard = r.owner !== null && r.owner !== self && r.ownerLostMs === null ? r.lastOwnerContactMs + ownerTimeoutMs : -Infinity
-  return Math.max(heard, r.restartShieldUntilMs)
-}
-
 function infoFromLog (log: ReplicaLog): SessionInfo | null {
   const first = log.entry(1)
   return first !== null && first.body.kind === 'create' ? first.body.info : null

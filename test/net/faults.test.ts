@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EdgeClient } from '../../agent/client/index.ts'
 import { AgentProcess, LocalCluster } from '../../sim/processes.ts'
+import { timedTest } from './timed-test.ts'
 
 const CLUSTER_TEST_TIMEOUT_MS = 90_000
 const TEST_TIMEOUT_MS = 30_000
@@ -23,20 +24,6 @@ const VERDICT_TIMEOUT_MS = 15_000
 // 12.75 s after its first failed probe (test/unit/membership-core.test.ts).
 const CUT_OFF_VERDICTS_TIMEOUT_MS = 25_000
 const CONVERGE_TIMEOUT_MS = 30_000
-
-function timedTest (name: string, timeoutMs: number, body: () => Promise<void>): void {
-  test(name, async () => {
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`test timed out after ${timeoutMs} ms`)), timeoutMs)
-    })
-    try {
-      await Promise.race([body(), timeout])
-    } finally {
-      clearTimeout(timer)
-    }
-  })
-}
 
 async function call (url: string, method: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
   const response = await fetch(url, { method, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(5_000) })

@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EdgeClient } from '../../agent/client/index.ts'
 import { LocalCluster } from '../../sim/processes.ts'
+import { timedTest } from './timed-test.ts'
 
 const TEST_TIMEOUT_MS = 120_000
 const CONVERGE_TIMEOUT_MS = 30_000
@@ -28,20 +29,6 @@ const OWNER_TIMEOUT_MS = 2_500
 const LEASE_MS = 0.8 * OWNER_TIMEOUT_MS
 // How long the reader keeps asking the old owner after the cut.
 const READ_FOR_MS = 6_000
-
-function timedTest (name: string, timeoutMs: number, body: () => Promise<void>): void {
-  test(name, async () => {
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`test timed out after ${timeoutMs} ms`)), timeoutMs)
-    })
-    try {
-      await Promise.race([body(), timeout])
-    } finally {
-      clearTimeout(timer)
-    }
-  })
-}
 
 async function call (url: string, method: string, body?: unknown): Promise<number> {
   const response = await fetch(url, { method, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(5_000) })

@@ -83,7 +83,7 @@ test('a candidate that lacks acknowledged entries gets no vote', () => {
   }
 })
 
-// The promise behind the owner's lease (replica.ts, promiseHolds). The
+// The promise behind the owner's lease (agent/sessions/election.ts, promiseHolds). The
 // membership's verdict used to end it: with session timings slower than the
 // membership's, a standby voted 840 ms after the owner was cut off, inside a
 // promise of 2.5 s, and the old owner served a stale read under its lease
