@@ -131,6 +131,7 @@ test('an owner serving reads without its lease: the read checker reports stale r
 //   a standby voted at once, inside the 2.5 s promise behind the owner's
 //   lease; the old owner served a read 1.7 s after the cut that lacked four
 //   acknowledged deltas. The promise now holds whatever the membership says.
+//   407, the same shape, failed the same way.
 const REGRESSIONS: Array<{ seed: number; options: Partial<ChaosOptions> }> = [
   { seed: 30508, options: {} },
   { seed: 30508, options: { sessions: { quietAfterMs: 150 } } },
@@ -145,7 +146,8 @@ const REGRESSIONS: Array<{ seed: number; options: Partial<ChaosOptions> }> = [
   { seed: 171, options: { readEveryMs: 150, close: true } },
   { seed: 484, options: { readEveryMs: 150, close: true, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } },
   { seed: 1675, options: { readEveryMs: 150, close: true, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } },
-  { seed: 296, options: WAN_SESSIONS_WITH_READERS }
+  { seed: 296, options: WAN_SESSIONS_WITH_READERS },
+  { seed: 407, options: WAN_SESSIONS_WITH_READERS }
 ]
 test(`${REGRESSIONS.length} seeds that once failed: the same checks`, () => {
   const failures: string[] = []
