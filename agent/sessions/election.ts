@@ -54,7 +54,7 @@ export function promiseHolds (ctx: Ctx, r: Replica): boolean {
 }
 
 // When the promise ends, absent news from the owner.
-export function promiseEndMs (r: Replica, self: PeerKey, ownerTimeoutMs: number): number {
+function promiseEndMs (r: Replica, self: PeerKey, ownerTimeoutMs: number): number {
   const heard = r.owner !== null && r.owner !== self && r.ownerLostMs === null ? r.lastOwnerContactMs + ownerTimeoutMs : -Infinity
   return Math.max(heard, r.restartShieldUntilMs)
 }
