@@ -4,6 +4,8 @@
 // seed sweep in CI and for replaying one seed with a trace.
 
 import { SeededRandom, deriveSeed } from '../agent/core/random.ts'
+import { membershipProfile } from '../agent/membership/config.ts'
+import type { ProfileName } from '../agent/membership/config.ts'
 import { sessionsProfile } from '../agent/sessions/config.ts'
 import type { SessionsConfig } from '../agent/sessions/config.ts'
 import { checkOwners, checkReads, checkTerminal, ownershipSettled, recordOwnerAcks } from './checkers.ts'
@@ -31,10 +33,14 @@ export type ChaosOptions = {
   // chaos; then no agent may serve it again (and no read sent after the close
   // was acknowledged may be answered), and no running agent may own it.
   close: boolean
+  // Every node on its own clock (SimOptions.clocks), or null: virtual time.
+  clocks: { maxDrift: number } | null
+  // The membership profile (default lan).
+  membership: ProfileName
 }
 
 export const DEFAULT_CHAOS: ChaosOptions = {
-  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false, sessions: {}, readEveryMs: 0, close: false
+  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false, sessions: {}, readEveryMs: 0, close: false, clocks: null, membership: 'lan'
 }
 
 export type ChaosResult = {
@@ -52,7 +58,7 @@ export function runChaos (seed: number, options: Partial<ChaosOptions> = {}): Ch
   const o = { ...DEFAULT_CHAOS, ...options }
   const random = new SeededRandom(deriveSeed(seed, 0x5e55))
   const nodes = o.minNodes + random.nextInt(o.maxNodes - o.minNodes + 1)
-  const cluster = new SimCluster({ seed, nodes, sessions: { ...sessionsProfile('lan'), ...o.sessions }, trace: o.trace })
+  const cluster = new SimCluster({ seed, nodes, config: membershipProfile(o.membership), sessions: { ...sessionsProfile('lan'), ...o.sessions }, trace: o.trace, ...(o.clocks === null ? {} : { clocks: o.clocks }) })
   ;(globalThis as { __simNow?: () => number }).__simNow = () => cluster.nowMs
   cluster.start()
   if (!cluster.runUntil(() => cluster.running().length === nodes && cluster.converged(), 30_000, 10)) {

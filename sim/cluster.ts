@@ -60,6 +60,15 @@ export type SimOptions = {
   // default, so every test and sweep checks it; `edge-agent sim` turns it off,
   // as the scan costs what the heap saves.
   verifyWake?: boolean
+  // Each node keeps its own monotonic clock, as a real agent does
+  // (performance.now()): at every start it reads a random 0 to 1,000 ms, whatever
+  // the others read, and it runs, for that life, at a rate drawn uniformly from
+  // [1 − maxDrift, 1 + maxDrift] local ms per virtual ms. Timers fire when the
+  // node's own clock reaches them. Off (the default): every node reads virtual
+  // time. The cores must be right either way: nothing compares one node's
+  // times with another's, and a bound on time (a lease) must hold while clocks
+  // run at different rates within the bound it assumes.
+  clocks?: { maxDrift: number }
 }
 
 export type NodePlacement = { position: { lat: number; lon: number } | null; region: string; zone: string }
@@ -86,9 +95,12 @@ export class SimCluster {
   readonly #byId = new Map<PeerKey, SimNode>()
   readonly #listeners: Array<(entry: TraceEntry) => void> = []
   readonly #random: SeededRandom
+  // Draws the nodes' clocks (SimOptions.clocks), apart from #random, so that
+  // turning clocks on leaves the other draws as they were.
+  readonly #clockRandom: SeededRandom
   readonly #mesh: GossipMesh
   readonly #meshLinks: MeshLinks
-  readonly #options: Required<Omit<SimOptions, 'config' | 'link' | 'sessions' | 'services' | 'placement'>>
+  readonly #options: Required<Omit<SimOptions, 'config' | 'link' | 'sessions' | 'services' | 'placement' | 'clocks'>> & { clocks: { maxDrift: number } | null }
   readonly #services: (index: number) => ServiceOffer[]
   readonly #placement: ((index: number) => NodePlacement) | null
   readonly #host: NodeHost
@@ -118,9 +130,11 @@ export class SimCluster {
       trace: options.trace ?? false,
       decodeFrames: options.decodeFrames ?? false,
       fsyncMs: options.fsyncMs ?? 1,
-      verifyWake: options.verifyWake ?? true
+      verifyWake: options.verifyWake ?? true,
+      clocks: options.clocks ?? null
     }
     this.#random = new SeededRandom(deriveSeed(options.seed, 0x5eed))
+    this.#clockRandom = new SeededRandom(deriveSeed(options.seed, 0xc10c))
     this.network = new SimNetwork(new SeededRandom(deriveSeed(options.seed, 0x0e7)), { ...DEFAULT_LINK, ...options.link })
     this.#mesh = new GossipMesh(new SeededRandom(deriveSeed(options.seed, 0x3e5)))
     const network = this.network
@@ -303,8 +317,9 @@ export class SimCluster {
   }
 
   view (observer: PeerKey): PeekMember[] {
-    const core = this.node(observer).membership
-    return core === null ? [] : core.snapshot(this.nowMs)
+    const node = this.node(observer)
+    const core = node.membership
+    return core === null ? [] : core.snapshot(node.nowMs)
   }
 
   running (): SimNode[] {
@@ -352,12 +367,14 @@ export class SimCluster {
     node.state = 'running'
     node.inbox = []
     node.tickAtMs = Infinity
+    const clocks = this.#options.clocks
+    if (clocks !== null) node.setClock(this.#clockRandom.nextFloat() * 1_000, 1 + (2 * this.#clockRandom.nextFloat() - 1) * clocks.maxDrift)
     const membership = new Membership({
       self: this.#recordFor(node, node.diskIncarnation),
       config: this.config,
       random: new SeededRandom(deriveSeed(this.seed, node.index * 7919 + node.diskIncarnation)),
       auth: new SimAuth(node.id),
-      nowMs: this.nowMs,
+      nowMs: node.nowMs,
       memberNumbers: this.#memberNumbers
     })
     node.membership = membership
@@ -369,7 +386,7 @@ export class SimCluster {
         random: new SeededRandom(deriveSeed(this.seed, node.index * 104729 + node.diskIncarnation)),
         services: BUILT_IN_SERVICES,
         stored: node.disk.load(),
-        nowMs: this.nowMs,
+        nowMs: node.nowMs,
         verifyWake: this.#options.verifyWake
       })
     if (join) node.command({ type: 'join', peers: this.#bootstrapFor(node) })

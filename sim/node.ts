@@ -33,6 +33,9 @@ type Queued =
   | { core: 'membership'; input: Input }
   | { core: 'sessions'; input: SessionInput }
 
+// More ticks than this in a row at one time is a core that never gets due.
+const MAX_WAKES_AT_ONE_TIME = 1_000
+
 export class SimNode {
   readonly id: PeerKey
   readonly index: number
@@ -52,7 +55,20 @@ export class SimNode {
   // ~3% of a 1,000-node run.
   #peerBits = new Uint8Array(0)
   readonly traffic: Traffic = { messagesOut: 0, bytesOut: 0, messagesIn: 0, bytesIn: 0 }
+  // When the next tick is due, on this node's own clock (nowMs below).
   tickAtMs = Infinity
+  // This life's own clock (SimOptions.clocks), or null: the node reads virtual
+  // time. bootLocalMs: what it read at boot; bootMs: the virtual time of the
+  // boot; rate: local ms per virtual ms.
+  #clock: { bootLocalMs: number; bootMs: number; rate: number } | null = null
+  // A timer set for local time T fires at the virtual time that maps to T; the
+  // clock then reads at least T (float rounding must not leave the core a hair
+  // short of its own wake-up, which would set the same timer again forever).
+  #clockFloorMs = -Infinity
+  // Ticks in a row at one local time: a core whose nextWakeMs names a time
+  // its tick does not treat as due would be woken at that time forever.
+  #wakesAtOneTime = 0
+  #lastWakeMs = NaN
   readonly #host: NodeHost
   // A step whose early frames have left and whose commit has not happened yet:
   // lost if the node crashes first.
@@ -66,6 +82,29 @@ export class SimNode {
     this.id = id
     this.index = index
     this.#host = host
+  }
+
+  // This node's monotonic clock, the only time its cores see: a real agent
+  // reads performance.now(), which starts near 0 when its process starts and
+  // runs at its machine's rate.
+  get nowMs (): number {
+    const clock = this.#clock
+    if (clock === null) return this.#host.nowMs
+    return Math.max(this.#clockFloorMs, clock.bootLocalMs + clock.rate * (this.#host.nowMs - clock.bootMs))
+  }
+
+  // A new life's clock: it reads `localMs` now and runs at `rate`.
+  setClock (localMs: number, rate: number): void {
+    this.#clock = { bootLocalMs: localMs, bootMs: this.#host.nowMs, rate }
+    this.#clockFloorMs = -Infinity
+  }
+
+  // The virtual time at which this node's clock reads `localMs` (now, if it
+  // already has).
+  #virtualAt (localMs: number): number {
+    const clock = this.#clock
+    if (clock === null) return localMs
+    return Math.max(this.#host.nowMs, clock.bootMs + (localMs - clock.bootLocalMs) / clock.rate)
   }
 
   addPeer (peer: SimNode): void {
@@ -114,19 +153,19 @@ export class SimNode {
   }
 
   command (command: Command): void {
-    this.#deliver({ core: 'membership', input: { kind: 'command', nowMs: this.#host.nowMs, command } })
+    this.#deliver({ core: 'membership', input: { kind: 'command', nowMs: this.nowMs, command } })
   }
 
   sessionCommand (command: SessionCommand): void {
     if (this.sessions === null && this.state !== 'paused') return
-    this.#deliver({ core: 'sessions', input: { kind: 'command', nowMs: this.#host.nowMs, command } })
+    this.#deliver({ core: 'sessions', input: { kind: 'command', nowMs: this.nowMs, command } })
   }
 
   receive (from: PeerKey, channel: 'direct' | 'gossip', message: Message): void {
     if (message.type.startsWith('session-')) {
-      this.#deliver({ core: 'sessions', input: { kind: 'receive', nowMs: this.#host.nowMs, from, message: message as SessionMessage } })
+      this.#deliver({ core: 'sessions', input: { kind: 'receive', nowMs: this.nowMs, from, message: message as SessionMessage } })
     } else {
-      this.#deliver({ core: 'membership', input: { kind: 'receive', nowMs: this.#host.nowMs, from, channel, message } })
+      this.#deliver({ core: 'membership', input: { kind: 'receive', nowMs: this.nowMs, from, channel, message } })
     }
   }
 
@@ -145,13 +184,13 @@ export class SimNode {
     this.tick()
     for (const item of queued) {
       if (this.state !== 'running') break
-      this.#run({ ...item, input: { ...item.input, nowMs: this.#host.nowMs } } as Queued)
+      this.#run({ ...item, input: { ...item.input, nowMs: this.nowMs } } as Queued)
     }
     this.schedule()
   }
 
   tick (): void {
-    const now = this.#host.nowMs
+    const now = this.nowMs
     if (this.membership !== null) this.#performMembership(this.membership.step({ kind: 'tick', nowMs: now }))
     if (this.sessions === null) return
     if (this.#uncommitted !== null) this.#tickHeld = true
@@ -186,9 +225,15 @@ export class SimNode {
     const wake = Math.min(membership.nextWakeMs(), this.#uncommitted === null ? (this.sessions?.nextWakeMs() ?? Infinity) : Infinity)
     if (!Number.isFinite(wake) || wake >= this.tickAtMs) return
     this.tickAtMs = wake
-    this.#host.at(wake, () => {
+    this.#host.at(this.#virtualAt(wake), () => {
       if (this.membership !== membership || this.tickAtMs !== wake) return
       this.tickAtMs = Infinity
+      this.#clockFloorMs = Math.max(this.#clockFloorMs, wake)
+      this.#wakesAtOneTime = wake === this.#lastWakeMs ? this.#wakesAtOneTime + 1 : 0
+      this.#lastWakeMs = wake
+      if (this.#wakesAtOneTime > MAX_WAKES_AT_ONE_TIME) {
+        throw new Error(`${this.id}: woken ${this.#wakesAtOneTime} times at ${wake} ms (membership wake ${membership.nextWakeMs()}, sessions ${this.sessions?.nextWakeMs() ?? 'none'}): a core's nextWakeMs names a time its tick does not treat as due`)
+      }
       if (this.state !== 'running') return
       this.tick()
       this.schedule()
@@ -244,8 +289,8 @@ export class SimNode {
     this.#uncommitted = null
     this.disk.apply(uncommitted.durable)
     for (const effect of uncommitted.late) this.#sessionEffect(effect)
-    if (this.#tickHeld) this.#held.push({ kind: 'tick', nowMs: this.#host.nowMs })
-    const held = heldBatch(this.#held, this.#host.nowMs)
+    if (this.#tickHeld) this.#held.push({ kind: 'tick', nowMs: this.nowMs })
+    const held = heldBatch(this.#held, this.nowMs)
     this.#held = []
     this.#tickHeld = false
     if (held.length === 0 || this.sessions === null) return
