@@ -67,8 +67,10 @@ export function watchOwner (ctx: Ctx, r: Replica): void {
     const status = ctx.directory.status(owner)
     if (status === 'dead' || status === 'left') ownerGone(ctx, r, `the membership declared ${owner} ${status}`)
   }
-  const silentMs = ctx.now - r.lastOwnerContactMs
-  if (!r.ownerGone && r.diagnosis === null && silentMs >= ctx.config.ownerTimeoutMs) diagnose(ctx, r, `no heartbeat for ${Math.round(silentMs)} ms`)
+  // Due at the very time nextElectionWake names (the same sum: a difference
+  // compared with ownerTimeoutMs can fall a rounding short of it, and the host
+  // would wake the core at that time again and again).
+  if (!r.ownerGone && r.diagnosis === null && ctx.now >= r.lastOwnerContactMs + ctx.config.ownerTimeoutMs) diagnose(ctx, r, `no heartbeat for ${Math.round(ctx.now - r.lastOwnerContactMs)} ms`)
   if (r.diagnosis !== null && ctx.now >= r.diagnosis.deadlineMs) {
     r.diagnosis = null
     ownerGone(ctx, r, `no answer to the service diagnosis in time (${r.ownerLostMs === null ? 'its heartbeats stopped' : 'the connection to it was lost'})`)

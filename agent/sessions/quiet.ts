@@ -336,7 +336,9 @@ export class QuietPeers {
         continue
       }
       const heard = this.#heard.get(peer) ?? -Infinity
-      if (ctx.now - heard >= ctx.config.memberStaleMs || ctx.directory.status(peer) !== 'alive') {
+      // Each bound here is the sum nextWakeMs names, not a difference: a
+      // difference can fall a rounding short of it and never be due.
+      if (ctx.now >= heard + ctx.config.memberStaleMs || ctx.directory.status(peer) !== 'alive') {
         for (const r of [...shared]) this.wakeOwner(ctx, r)
         continue
       }
@@ -358,7 +360,7 @@ export class QuietPeers {
       const beat = this.#beatsFrom.get(owner)
       // Woken as an awake session would start to doubt its owner: the tick
       // goes on to watch it (sessions.ts), from the last beat heard.
-      if (beat === undefined || ctx.now - beat.atMs >= ctx.config.ownerTimeoutMs) for (const r of [...under]) this.wakeMember(ctx, r, true)
+      if (beat === undefined || ctx.now >= beat.atMs + ctx.config.ownerTimeoutMs) for (const r of [...under]) this.wakeMember(ctx, r, true)
     }
   }
 

@@ -714,4 +714,23 @@ test('a standby that lost its connection to the owner gives it a third of the di
   assert.is(b.ownerGone, true)
 })
 
+
+// A host wakes the core at the time nextElectionWake names, and the core must
+// then find it due. Times are fractional (performance.now(), or a simulated
+// clock of its own): at 1000.0411 + 400 the difference back is
+// 399.9999999999999, a rounding short of ownerTimeoutMs, and a due check made
+// as a difference left the standby waiting at that very time, which the
+// simulator then woke again and again without end.
+test('a standby woken at the time nextElectionWake names starts its diagnosis then, whatever the rounding of fractional times', () => {
+  const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']), 1000.0411)
+  const r = standby(ctx, entriesWithEpochs([1, 1, 1]), { commitIndex: 2 })
+  assert.is(r.lastOwnerContactMs, 1000.0411)
+  assert.ok((1000.0411 + LAN.ownerTimeoutMs) - 1000.0411 < LAN.ownerTimeoutMs, 'the rounding this test is about')
+  const wake = nextElectionWake(r, 'B', LAN.ownerTimeoutMs)
+  ctx.now = wake
+  watchOwner(ctx, r)
+  assert.ok(r.diagnosis !== null, 'diagnosing at the wake-up it asked for')
+  assert.ok(nextElectionWake(r, 'B', LAN.ownerTimeoutMs) > wake, 'and asking for a later one')
+})
+
 test.run()
