@@ -72,11 +72,28 @@ export function orderAroundCommit (effects: SessionEffect[], durable: SessionDur
   }
   const early: SessionEffect[] = []
   const late: SessionEffect[] = []
+  // The `acknowledged` events an answer emits just before it (owner.ts,
+  // answer): they leave with it, early or late, so the record of an
+  // acknowledgement is made when the terminal is told, not a stalled fsync
+  // later (a simulated disk stall showed an ack "after" a later epoch's that
+  // the terminal had been sent two seconds before it).
+  let pending: SessionEffect[] = []
   for (const effect of effects) {
-    if (effect.kind === 'send' && effect.message.type === 'session-append' && !(held?.has(effect.message.sessionId) ?? false)) early.push(effect)
-    else if (effect.kind === 'reply' && effect.acknowledges !== undefined && acknowledgesOnlyStored(effect.acknowledges, held, firstStored)) early.push(effect)
-    else late.push(effect)
+    if (effect.kind === 'event' && effect.event.type === 'acknowledged') {
+      pending.push(effect)
+      continue
+    }
+    const leaves = (
+      (effect.kind === 'send' && effect.message.type === 'session-append' && !(held?.has(effect.message.sessionId) ?? false)) ||
+      (effect.kind === 'reply' && effect.acknowledges !== undefined && acknowledgesOnlyStored(effect.acknowledges, held, firstStored)))
+    if (pending.length > 0) {
+      const withThis = effect.kind === 'reply' && leaves ? early : late
+      for (const event of pending) withThis.push(event)
+      pending = []
+    }
+    ;(leaves ? early : late).push(effect)
   }
+  for (const event of pending) late.push(event)
   return { early, late }
 }
 

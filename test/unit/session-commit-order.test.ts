@@ -49,6 +49,22 @@ test('rule: only entries frames of sessions whose step only appends leave early'
   }
 })
 
+test('rule: an answer\'s acknowledged events leave with it, early or late (a disk stall recorded an ack 2 s after the terminal was told)', () => {
+  const records: SessionDurable[] = [{ kind: 'session-entries', sessionId: 's', entries: [entry] }]
+  const event = (index: number): SessionEffect => ({ kind: 'event', event: { type: 'acknowledged', sessionId: 's', epoch: 1, index, clientSeq: index } })
+  const answer = (index: number): SessionEffect => ({ kind: 'reply', requestId: `r${index}`, reply: { status: 200, body: { index } }, acknowledges: { sessionId: 's', index } })
+  const other: SessionEffect = { kind: 'event', event: { type: 'promoted', sessionId: 's', service: 'log', epoch: 1, previousOwner: null, tookMs: 0 } }
+  // Entry 1 was stored by an earlier step: its answer and its event leave at
+  // once; entry 2 is this step's: both wait. A batch's events (two before one
+  // answer) go together; other events wait, as before.
+  const effects = [event(1), answer(1), event(2), answer(2), other, event(0), event(1), answer(1)]
+  const order = orderAroundCommit(effects, records)
+  assert.equal(order.early, [effects[0], effects[1], effects[5], effects[6], effects[7]])
+  assert.equal(order.late, [effects[2], effects[3], effects[4]])
+  // An event with no answer after it waits.
+  assert.equal(orderAroundCommit([answer(1), event(1)], records), { early: [answer(1)], late: [event(1)] })
+})
+
 test('rule: an answer acknowledging only entries stored by earlier steps leaves early; one covering this step\'s entries waits', () => {
   // entry 2 of 's' is stored by this step.
   const records: SessionDurable[] = [{ kind: 'session-entries', sessionId: 's', entries: [entry] }, { kind: 'session-commit', sessionId: 's', commitIndex: 1 }]
