@@ -386,6 +386,7 @@ export class SimCluster {
         random: new SeededRandom(deriveSeed(this.seed, node.index * 104729 + node.diskIncarnation)),
         services: BUILT_IN_SERVICES,
         stored: node.disk.load(),
+        closed: node.disk.loadClosed(),
         nowMs: node.nowMs,
         verifyWake: this.#options.verifyWake
       })

@@ -8,13 +8,17 @@
 // stale commit index the real one would have.
 
 import type { LogEntry, SessionSnapshotBody } from '../protocol/messages.ts'
-import type { SessionDurable, StoredSession } from '../agent/sessions/types.ts'
+import type { ClosedSession, SessionDurable, StoredSession } from '../agent/sessions/types.ts'
+import { MAX_CLOSED } from '../agent/sessions/closed.ts'
 import { KeptCommitIndexes } from '../agent/runtime/session-store-commits.ts'
 
 type Stored = { epoch: number; votedFor: string | null; commitIndex: number; snapshot: SessionSnapshotBody | null; entries: LogEntry[] }
 
 export class SimSessionDisk {
   readonly #sessions = new Map<string, Stored>()
+  // Sessions deleted as closed, oldest first, the last MAX_CLOSED (as the
+  // store's closed table).
+  readonly #closed = new Map<string, number>()
   #commits = new KeptCommitIndexes()
   writes = 0
 
@@ -27,6 +31,11 @@ export class SimSessionDisk {
       const commitIndex = this.#commits.loaded(sessionId, s.commitIndex)
       return { sessionId, epoch: s.epoch, votedFor: s.votedFor, commitIndex, snapshot: s.snapshot, entries: [...s.entries] }
     })
+  }
+
+  // As SessionStore.loadClosed.
+  loadClosed (): ClosedSession[] {
+    return [...this.#closed].map(([sessionId, epoch]) => ({ sessionId, epoch }))
   }
 
   // As SessionStore.write: commit indexes kept, the due ones written before the
@@ -63,6 +72,11 @@ export class SimSessionDisk {
   #apply (record: SessionDurable): void {
     if (record.kind === 'session-delete') {
       this.#sessions.delete(record.sessionId)
+      if (record.closedEpoch !== undefined) {
+        this.#closed.delete(record.sessionId)
+        this.#closed.set(record.sessionId, record.closedEpoch)
+        if (this.#closed.size > MAX_CLOSED) this.#closed.delete(this.#closed.keys().next().value as string)
+      }
       return
     }
     const row = this.#row(record.sessionId)

@@ -59,7 +59,7 @@ export async function runCheck (argv: string[]): Promise<number> {
     try {
       const summary = store.check()
       report(json, { ok: true, dataDir: dir, incarnation, store: { path, ...summary } },
-        `${dir}: ok, incarnation ${incarnation}; ${path}: ${summary.sessions} sessions, ${summary.entries} log entries, ${summary.snapshots} snapshots (${summary.walFrames} frames in the write-ahead log)`)
+        `${dir}: ok, incarnation ${incarnation}; ${path}: ${summary.sessions} sessions, ${summary.entries} log entries, ${summary.snapshots} snapshots, ${summary.closed} closed sessions remembered (${summary.walFrames} frames in the write-ahead log)`)
     } finally {
       store.close()
     }

@@ -4,7 +4,7 @@
 // other row of no stored session reported as damage.
 
 import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
-import type { StoredSession } from '../sessions/types.ts'
+import type { ClosedSession, StoredSession } from '../sessions/types.ts'
 import type { KeptCommitIndexes } from './session-store-commits.ts'
 import { SessionStoreError, corrupt } from './session-store-schema.ts'
 import { isEntryBody, isSnapshot, parseJson } from './session-store-shapes.ts'
@@ -34,6 +34,16 @@ export function readGraves (sql: Statements, path: string): Set<string> {
     graves.add(row.session_id)
   }
   return graves
+}
+
+// The sessions remembered as closed, oldest first, each against its CRC.
+export function loadClosed (sql: Statements, path: string): ClosedSession[] {
+  const closed: ClosedSession[] = []
+  for (const row of sql.allClosed.iterate() as Iterable<{ session_id: string; epoch: number; crc: number }>) {
+    if (row.crc !== rowCrc([row.session_id, row.epoch])) throw corruptSession(path, row.session_id, 'its mark as closed fails its checksum')
+    closed.push({ sessionId: row.session_id, epoch: row.epoch })
+  }
+  return closed
 }
 
 // One scan of the entries table, by session, each session's rows in index

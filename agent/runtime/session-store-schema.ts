@@ -4,7 +4,7 @@
 import type { DatabaseSync } from 'node:sqlite'
 
 // Bump on any change of the tables or of a row's encoding, with a migration.
-export const SESSION_STORE_SCHEMA_VERSION = 3
+export const SESSION_STORE_SCHEMA_VERSION = 4
 
 // SQLite primary result codes that mean the file itself is damaged.
 const SQLITE_CORRUPT = 11
@@ -38,6 +38,14 @@ const ENTRIES_TABLE = `
 const GRAVES_TABLE = `
   CREATE TABLE graves (session_id TEXT PRIMARY KEY, crc INTEGER NOT NULL) STRICT, WITHOUT ROWID;
 `
+// Sessions deleted because they were closed (session-delete's closedEpoch), in
+// the order they were, the last MAX_CLOSED of them (agent/sessions/closed.ts):
+// read back at start, so a member restarted after a close still refuses an
+// owner that missed it. `crc` is rowCrc() of [session_id, epoch]. Version 4
+// added this table.
+const CLOSED_TABLE = `
+  CREATE TABLE closed (seq INTEGER PRIMARY KEY, session_id TEXT NOT NULL UNIQUE, epoch INTEGER NOT NULL, crc INTEGER NOT NULL) STRICT;
+`
 const SCHEMA = `
   CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT, WITHOUT ROWID;
   CREATE TABLE sessions (
@@ -55,6 +63,7 @@ const SCHEMA = `
   ) STRICT;
   ${ENTRIES_TABLE}
   ${GRAVES_TABLE}
+  ${CLOSED_TABLE}
 `
 
 export function configure (db: DatabaseSync, path: string): void {
@@ -89,6 +98,10 @@ export function ensureSchema (db: DatabaseSync, path: string): void {
     migrateFromVersion2(db)
     return
   }
+  if (row.value === 3) {
+    migrateFromVersion3(db)
+    return
+  }
   if (row.value !== SESSION_STORE_SCHEMA_VERSION) {
     throw new SessionStoreError(`session store ${path} has schema version ${row.value}, and this edge-agent reads only version ${SESSION_STORE_SCHEMA_VERSION} (was it written by a newer edge-agent?); refusing to open it. Run the edge-agent that wrote it, or move the file away to start without the sessions it holds.`)
   }
@@ -97,8 +110,8 @@ export function ensureSchema (db: DatabaseSync, path: string): void {
 // Version 1 keyed entries by (session_id, idx), with a foreign key to their
 // session. Version 2 keys them by seq (ENTRIES_TABLE): the rows are copied in
 // session and index order, so each session's seqs ascend with its indexes, and
-// the copy, the swap, the (empty) graves of version 3 and the new version
-// commit together (open() fsyncs it before the store is used). Rows and their checksums are copied as they were;
+// the copy, the swap, the (empty) graves of version 3, the (empty) closed
+// table of version 4 and the new version commit together (open() fsyncs it before the store is used). Rows and their checksums are copied as they were;
 // load() checks them as always.
 function migrateFromVersion1 (db: DatabaseSync): void {
   db.exec(`BEGIN IMMEDIATE;
@@ -107,15 +120,26 @@ function migrateFromVersion1 (db: DatabaseSync): void {
     DROP TABLE entries;
     ALTER TABLE entries_v2 RENAME TO entries;
     ${GRAVES_TABLE}
+    ${CLOSED_TABLE}
     UPDATE meta SET value = ${SESSION_STORE_SCHEMA_VERSION} WHERE key = 'schema_version';
     COMMIT`)
 }
 
 // Version 3 only adds the graves table, empty: a version 2 store deleted a
-// session's rows with it.
+// session's rows with it; and version 4 the closed table, empty.
 function migrateFromVersion2 (db: DatabaseSync): void {
   db.exec(`BEGIN IMMEDIATE;
     ${GRAVES_TABLE}
+    ${CLOSED_TABLE}
+    UPDATE meta SET value = ${SESSION_STORE_SCHEMA_VERSION} WHERE key = 'schema_version';
+    COMMIT`)
+}
+
+// Version 4 only adds the closed table, empty: a version 3 store remembered
+// closed sessions in memory only.
+function migrateFromVersion3 (db: DatabaseSync): void {
+  db.exec(`BEGIN IMMEDIATE;
+    ${CLOSED_TABLE}
     UPDATE meta SET value = ${SESSION_STORE_SCHEMA_VERSION} WHERE key = 'schema_version';
     COMMIT`)
 }

@@ -76,6 +76,12 @@ export function prepareStatements (db: DatabaseSync) {
     putGrave: db.prepare('INSERT INTO graves (session_id, crc) VALUES ($id, $crc) ON CONFLICT (session_id) DO NOTHING'),
     deleteGrave: db.prepare('DELETE FROM graves WHERE session_id = $id'),
     allGraves: db.prepare('SELECT session_id, crc FROM graves'),
+    // Remembered again: to the end of the order.
+    deleteClosed: db.prepare('DELETE FROM closed WHERE session_id = $id'),
+    putClosed: db.prepare('INSERT INTO closed (session_id, epoch, crc) VALUES ($id, $epoch, $crc)'),
+    // The last $keep by seq stay.
+    trimClosed: db.prepare('DELETE FROM closed WHERE seq <= (SELECT max(seq) FROM closed) - $keep'),
+    allClosed: db.prepare('SELECT session_id, epoch, crc FROM closed ORDER BY seq'),
     checkpoint: db.prepare('PRAGMA wal_checkpoint(PASSIVE)'),
     entrySeqs: db.prepare(`SELECT entries.seq, entries.session_id, entries.idx, coalesce(snapshots.idx, 0) AS snapshot_idx
       FROM entries LEFT JOIN snapshots ON snapshots.session_id = entries.session_id ORDER BY entries.seq`)

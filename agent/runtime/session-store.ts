@@ -71,11 +71,12 @@ import { closeSync, existsSync, fdatasync, fdatasyncSync, openSync } from 'node:
 import { DatabaseSync } from 'node:sqlite'
 import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
 import { snapshotJson } from '../sessions/snapshot-text.ts'
-import type { SessionDurable, StoredSession } from '../sessions/types.ts'
+import type { ClosedSession, SessionDurable, StoredSession } from '../sessions/types.ts'
 import { checkWalFile } from './wal-check.ts'
 import { WalIndex } from './wal-index.ts'
 import { KeptCommitIndexes } from './session-store-commits.ts'
-import { corruptSession, loadSessions, readGraves } from './session-store-load.ts'
+import { corruptSession, loadClosed, loadSessions, readGraves } from './session-store-load.ts'
+import { MAX_CLOSED } from '../sessions/closed.ts'
 import { coalesceEntries, prepareStatements, rowCrc, sessionCrc } from './session-store-sql.ts'
 import type { HardState, SessionRow, Statements } from './session-store-sql.ts'
 import { DEAD_ROWS, EntrySeqs } from './session-store-seqs.ts'
@@ -86,7 +87,7 @@ export { SESSION_STORE_SCHEMA_VERSION, SessionStoreError } from './session-store
 export { coalesceEntries } from './session-store-sql.ts'
 
 // What check() found in a sound store.
-export type StoreSummary = { sessions: number; entries: number; snapshots: number; walFrames: number }
+export type StoreSummary = { sessions: number; closed: number; entries: number; snapshots: number; walFrames: number }
 
 // A checkpoint once this many WAL frames (pages of 4 KiB) wait to be copied:
 // SQLite's own automatic checkpoint's default.
@@ -206,6 +207,19 @@ export class SessionStore {
     }
   }
 
+  // The sessions remembered as closed, oldest first (the last MAX_CLOSED
+  // deleted as closed), each checked against its CRC.
+  loadClosed (): ClosedSession[] {
+    this.#sql.beginRead.run()
+    try {
+      return loadClosed(this.#sql, this.path)
+    } catch (error) {
+      throw this.#translate(error)
+    } finally {
+      this.#sql.commit.run()
+    }
+  }
+
   // The whole store, checked as `edge-agent check` reports it: SQLite's full
   // integrity_check (every page, index and constraint, beyond open's
   // quick_check), foreign keys, then every session loaded (checksums, order,
@@ -221,8 +235,10 @@ export class SessionStore {
       throw this.#translate(error)
     }
     const sessions = this.load()
+    const closed = this.loadClosed()
     return {
       sessions: sessions.length,
+      closed: closed.length,
       entries: sessions.reduce((n, s) => n + s.entries.length, 0),
       snapshots: sessions.filter((s) => s.snapshot !== null).length,
       walFrames
@@ -386,6 +402,11 @@ export class SessionStore {
         }
         // The snapshot follows by ON DELETE CASCADE.
         this.#sql.deleteSession.run({ id })
+        if (record.closedEpoch !== undefined) {
+          this.#sql.deleteClosed.run({ id })
+          this.#sql.putClosed.run({ id, epoch: record.closedEpoch, crc: rowCrc([id, record.closedEpoch]) })
+          this.#sql.trimClosed.run({ keep: MAX_CLOSED })
+        }
         return
       default:
         throw new Error(`session store: unknown record ${JSON.stringify((record as { kind: unknown }).kind)}`)

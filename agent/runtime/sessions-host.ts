@@ -75,6 +75,7 @@ export class SessionsHost {
       random: new SeededRandom(randomBytes(4).readUInt32LE(0)),
       services: parts.services,
       stored: parts.stored ?? parts.store.load(),
+      closed: parts.store.loadClosed(),
       nowMs: monotonic.nowMs(),
       tokenHashesEqual,
       // Names this process in quiet sessions' tokens: never the same twice.

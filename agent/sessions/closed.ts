@@ -10,13 +10,19 @@
 // already succeeded (a chaos sweep with closes, SEED=517). Refused in a later
 // epoch than the sender's, the sender steps down; with no member holding the
 // session it then gives its copy up (replica.ts, forgottenByMajority).
-// Remembered in memory for CLOSED_REMEMBERED_MS, at most MAX_CLOSED sessions:
-// after a restart, or longer away than that, an owner that missed the close
-// can still bring it back (README, "Closing").
+// Remembered for CLOSED_REMEMBERED_MS, at most MAX_CLOSED sessions, and stored
+// (the store keeps the last MAX_CLOSED: session-delete's closedEpoch), so a
+// member restarted after the close refuses too. Remembered in memory only, a
+// member that closed the session and then restarted took it from the old owner
+// as a new one, and that owner, cut off through the close, had its majority
+// again: it served reads of the closed session without what a later epoch had
+// acknowledged, for good (chaos sweeps with slow disks, SEED=409 with
+// `replicas` 1 and 547 on own clocks). After longer away than that, an owner
+// that missed the close can still bring it back (README, "Closing").
 
 export const CLOSED_REMEMBERED_MS = 24 * 60 * 60 * 1000
-// About 10 MiB.
-const MAX_CLOSED = 100_000
+// About 10 MiB in memory.
+export const MAX_CLOSED = 100_000
 
 export class ClosedSessions {
   readonly #closed = new Map<string, { epoch: number; atMs: number }>()

@@ -26,7 +26,7 @@ import { QuietPeers } from './quiet.ts'
 import type { Ctx, ParkableCommand, Replica, ReplyTarget } from './replica.ts'
 import { dueParked, park } from './parked.ts'
 import type { Service } from './services.ts'
-import type { Acknowledges, ClientReply, MemberDirectory, SessionCommand, SessionEffect, SessionInput, StoredSession } from './types.ts'
+import type { Acknowledges, ClientReply, ClosedSession, MemberDirectory, SessionCommand, SessionEffect, SessionInput, StoredSession } from './types.ts'
 
 export type SessionsOptions = {
   directory: MemberDirectory
@@ -34,6 +34,8 @@ export type SessionsOptions = {
   random: Random
   services: ReadonlyMap<string, Service>
   stored: StoredSession[]
+  // Sessions remembered as closed (the store's, oldest first; default none).
+  closed?: ClosedSession[]
   nowMs: number
   // Compares a stored token hash with a presented one in constant time. The host
   // passes node:crypto's timingSafeEqual; the default is the same in plain code.
@@ -96,6 +98,9 @@ export class Sessions {
         this.#wakes.touched(r)
       })
     })
+    // Remembered for CLOSED_REMEMBERED_MS from this start: a monotonic clock's
+    // times do not survive a restart, so their age is not known.
+    for (const closed of options.closed ?? []) this.#closed.remember(closed.sessionId, closed.epoch, options.nowMs)
     const ctx = this.#ctx()
     for (const stored of options.stored) {
       const replica = restoreReplica(stored, ctx)
@@ -306,7 +311,7 @@ export class Sessions {
     this.#quiet.forget(ctx, r)
     this.#replicas.delete(r.id)
     if (closed) this.#closed.remember(r.id, r.epoch, ctx.now)
-    ctx.persist({ kind: 'session-delete', sessionId: r.id })
+    ctx.persist({ kind: 'session-delete', sessionId: r.id, ...(closed ? { closedEpoch: r.epoch } : {}) })
     ctx.emit({ type: 'session-closed', sessionId: r.id })
     // Held requests are answered as if they arrived now (found elsewhere, or not).
     for (const held of r.parked.splice(0)) this.#remote.locate(held.command)

@@ -46,7 +46,13 @@ export type SessionDurable =
   // Remembers how far the log is known to be acknowledged (lazy: not needed for
   // safety, saves replay after a restart).
   | { kind: 'session-commit'; sessionId: string; commitIndex: number }
-  | { kind: 'session-delete'; sessionId: string }
+  // Forgets the session. `closedEpoch`: it was closed (our copy in that epoch),
+  // and is remembered as closed (closed.ts), across restarts too.
+  | { kind: 'session-delete'; sessionId: string; closedEpoch?: number }
+
+// A session remembered as closed, as the store gives it back at start (oldest
+// first).
+export type ClosedSession = { sessionId: string; epoch: number }
 
 // A session as the store gives it back at start.
 export type StoredSession = {

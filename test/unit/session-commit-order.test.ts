@@ -129,6 +129,7 @@ function makeHost (autoSync = true, config = quietConfig()): { host: SessionsHos
   } as unknown as Net
   const store = {
     load: () => [],
+    loadClosed: () => [],
     write (records: SessionDurable[]) { log.push(`commit ${records.map((r) => r.kind).join(',')}`); return true },
     sync (done: (error: Error | null) => void) {
       log.push('fsync started')

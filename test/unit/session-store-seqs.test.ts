@@ -301,6 +301,7 @@ function downgradeToVersion2 (path: string): void {
   const db = new DatabaseSync(path)
   db.exec(`BEGIN;
     DROP TABLE graves;
+    DROP TABLE closed;
     UPDATE meta SET value = 2 WHERE key = 'schema_version';
     COMMIT`)
   db.close()
@@ -345,6 +346,7 @@ function downgradeToVersion1 (path: string): void {
     DROP TABLE entries;
     ALTER TABLE entries_v1 RENAME TO entries;
     DROP TABLE graves;
+    DROP TABLE closed;
     UPDATE meta SET value = 1 WHERE key = 'schema_version';
     COMMIT`)
   db.close()
