@@ -37,10 +37,12 @@ export type ChaosOptions = {
   clocks: { maxDrift: number } | null
   // The membership profile (default lan).
   membership: ProfileName
+  // Disks that stall now and then (SimOptions.slowFsyncs), or null.
+  slowFsyncs: { share: number; maxMs: number } | null
 }
 
 export const DEFAULT_CHAOS: ChaosOptions = {
-  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false, sessions: {}, readEveryMs: 0, close: false, clocks: null, membership: 'lan'
+  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false, sessions: {}, readEveryMs: 0, close: false, clocks: null, membership: 'lan', slowFsyncs: null
 }
 
 export type ChaosResult = {
@@ -58,7 +60,7 @@ export function runChaos (seed: number, options: Partial<ChaosOptions> = {}): Ch
   const o = { ...DEFAULT_CHAOS, ...options }
   const random = new SeededRandom(deriveSeed(seed, 0x5e55))
   const nodes = o.minNodes + random.nextInt(o.maxNodes - o.minNodes + 1)
-  const cluster = new SimCluster({ seed, nodes, config: membershipProfile(o.membership), sessions: { ...sessionsProfile('lan'), ...o.sessions }, trace: o.trace, ...(o.clocks === null ? {} : { clocks: o.clocks }) })
+  const cluster = new SimCluster({ seed, nodes, config: membershipProfile(o.membership), sessions: { ...sessionsProfile('lan'), ...o.sessions }, trace: o.trace, ...(o.clocks === null ? {} : { clocks: o.clocks }), ...(o.slowFsyncs === null ? {} : { slowFsyncs: o.slowFsyncs }) })
   ;(globalThis as { __simNow?: () => number }).__simNow = () => cluster.nowMs
   cluster.start()
   if (!cluster.runUntil(() => cluster.running().length === nodes && cluster.converged(), 30_000, 10)) {

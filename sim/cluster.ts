@@ -69,6 +69,13 @@ export type SimOptions = {
   // times with another's, and a bound on time (a lease) must hold while clocks
   // run at different rates within the bound it assumes.
   clocks?: { maxDrift: number }
+  // Disks that stall: every commit of session records takes fsyncMs, except a
+  // `share` of them (0-1) that take up to `maxMs` more (uniform), as an SD
+  // card or a busy disk does now and then. Meanwhile the node's sessions core
+  // waits, as the real host's does for its fsync (its inputs held, its tick
+  // too), while its membership carries on. Off by default; when on, a
+  // standby's commit (and so its ack) takes its time as well.
+  slowFsyncs?: { share: number; maxMs: number }
 }
 
 export type NodePlacement = { position: { lat: number; lon: number } | null; region: string; zone: string }
@@ -98,9 +105,13 @@ export class SimCluster {
   // Draws the nodes' clocks (SimOptions.clocks), apart from #random, so that
   // turning clocks on leaves the other draws as they were.
   readonly #clockRandom: SeededRandom
+  // Draws the slow fsyncs (SimOptions.slowFsyncs), apart from the rest too.
+  readonly #fsyncRandom: SeededRandom
+  // Until when each stalled disk stalls (stallDisk), virtual ms.
+  readonly #diskStalls = new Map<PeerKey, number>()
   readonly #mesh: GossipMesh
   readonly #meshLinks: MeshLinks
-  readonly #options: Required<Omit<SimOptions, 'config' | 'link' | 'sessions' | 'services' | 'placement' | 'clocks'>> & { clocks: { maxDrift: number } | null }
+  readonly #options: Required<Omit<SimOptions, 'config' | 'link' | 'sessions' | 'services' | 'placement' | 'clocks' | 'slowFsyncs'>> & { clocks: { maxDrift: number } | null }
   readonly #services: (index: number) => ServiceOffer[]
   readonly #placement: ((index: number) => NodePlacement) | null
   readonly #host: NodeHost
@@ -135,6 +146,7 @@ export class SimCluster {
     }
     this.#random = new SeededRandom(deriveSeed(options.seed, 0x5eed))
     this.#clockRandom = new SeededRandom(deriveSeed(options.seed, 0xc10c))
+    this.#fsyncRandom = new SeededRandom(deriveSeed(options.seed, 0xf5c))
     this.network = new SimNetwork(new SeededRandom(deriveSeed(options.seed, 0x0e7)), { ...DEFAULT_LINK, ...options.link })
     this.#mesh = new GossipMesh(new SeededRandom(deriveSeed(options.seed, 0x3e5)))
     const network = this.network
@@ -147,7 +159,14 @@ export class SimCluster {
       record: (node, event) => this.#record(node, event),
       reply: (node, requestId, reply) => this.#replyFrom(node, requestId, reply),
       at: (atMs, run) => this.scheduler.at(atMs, run),
-      fsyncMs: options.fsyncMs ?? 1
+      fsyncMs: options.fsyncMs ?? 1,
+      commitsWait: (node) => options.slowFsyncs !== undefined || (this.#diskStalls.get(node.id) ?? -Infinity) > this.nowMs,
+      fsyncDelayMs: (node) => {
+        const fsyncMs = options.fsyncMs ?? 1
+        const slow = options.slowFsyncs
+        const drawn = slow === undefined || this.#fsyncRandom.nextFloat() >= slow.share ? fsyncMs : fsyncMs + this.#fsyncRandom.nextFloat() * slow.maxMs
+        return Math.max(drawn, (this.#diskStalls.get(node.id) ?? -Infinity) - this.nowMs)
+      }
     }
     for (let i = 0; i < options.nodes; i++) this.#addNode()
   }
@@ -242,6 +261,13 @@ export class SimCluster {
     const node = this.node(id)
     if (node.state !== 'crashed') return
     this.#boot(node)
+  }
+
+  // The node's disk stalls for `forMs`: a commit of session records begun
+  // meanwhile returns only when the stall ends (the node's sessions core waits
+  // for it, its membership carries on).
+  stallDisk (id: PeerKey, forMs: number): void {
+    this.#diskStalls.set(id, this.nowMs + forMs)
   }
 
   // SIGSTOP: the process is frozen but its sockets stay open, so messages are

@@ -27,6 +27,12 @@ export interface NodeHost {
   // How long a commit of session records takes when frames left before it
   // (virtual ms; SimOptions.fsyncMs).
   readonly fsyncMs: number
+  // Slow fsyncs are simulated (SimOptions.slowFsyncs) or this node's disk is
+  // stalled (SimCluster.stallDisk): every commit of session records takes its
+  // time (fsyncDelayMs()), not only one with frames out before it.
+  commitsWait (node: SimNode): boolean
+  // How long this node's commit takes (virtual ms): fsyncMs, or a stall.
+  fsyncDelayMs (node: SimNode): number
 }
 
 type Queued =
@@ -267,7 +273,12 @@ export class SimNode {
     const durable: SessionDurable[] = []
     for (const effect of effects) if (effect.kind === 'persist') durable.push(effect.record)
     const { early, late } = orderAroundCommit(effects, durable)
-    if (early.length === 0 || this.#host.fsyncMs <= 0 || durable.every((record) => record.kind === 'session-commit')) {
+    // Commit indexes only (or nothing at all): nothing to wait for. Otherwise
+    // the commit takes its time where frames left before it, or, with slow
+    // fsyncs simulated, always: a standby's ack then waits for it too.
+    const onlyCommits = durable.every((record) => record.kind === 'session-commit')
+    const waits = !onlyCommits && (this.#host.commitsWait(this) || (early.length > 0 && this.#host.fsyncMs > 0))
+    if (!waits) {
       this.disk.apply(durable)
       for (const effect of effects) this.#sessionEffect(effect)
       return
@@ -275,7 +286,7 @@ export class SimNode {
     for (const effect of early) this.#sessionEffect(effect)
     const uncommitted = { durable, late }
     this.#uncommitted = uncommitted
-    this.#host.at(this.#host.nowMs + this.#host.fsyncMs, () => {
+    this.#host.at(this.#host.nowMs + this.#host.fsyncDelayMs(this), () => {
       // A frozen process finishes its fsync when it resumes.
       if (this.#uncommitted !== uncommitted || this.state !== 'running') return
       this.#finishCommit()

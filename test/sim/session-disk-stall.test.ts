@@ -1,0 +1,66 @@
+// A disk that stalls (SimCluster.stallDisk, SimOptions.slowFsyncs): an SD card
+// or a busy disk can hold an fsync for seconds. Meanwhile the agent's sessions
+// wait for it, as the real host's do (agent/runtime/sessions-host.ts holds a
+// session's inputs and ticks while its fsync runs), but its membership carries
+// on and answers probes: the membership calls it alive while its sessions say
+// nothing. The group must carry on without it, lose nothing acknowledged, and
+// serve no stale read.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { checkOwners, checkTerminal, ownerState, recordOwnerAcks } from '../../sim/checkers.ts'
+import { seedFor, withSeed } from './helpers.ts'
+import { finish, openTerminal, pollReads, sessionCluster } from './session-helpers.ts'
+
+const FILE = 'test/sim/session-disk-stall.test.ts'
+const STALL_MS = 3_000
+
+test(`the owner's disk stalls for ${STALL_MS} ms while its terminal appends: a standby takes over, the membership still calling the owner alive; nothing lost, no stale read`, () => withSeed(FILE, seedFor(81), (seed) => {
+  const cluster = sessionCluster(seed, 5)
+  const acks = recordOwnerAcks(cluster)
+  const t = openTerminal(cluster, 'term', cluster.ids[0])
+  t.appendMany(5, 5)
+  assert.ok(finish(cluster, [t], 5, 10_000))
+  const owner = t.owner as string
+  const epoch = t.epoch
+  cluster.stallDisk(owner, STALL_MS)
+  const stalledAt = cluster.nowMs
+  const { stale, reads } = pollReads(cluster, t, 45)
+  t.appendMany(40, 5)
+  assert.ok(finish(cluster, [t], 45, 30_000), 'every append acknowledged')
+  const moved = t.acks.find((ack) => ack.atMs > stalledAt && ack.agent !== owner)
+  assert.ok(moved !== undefined, 'acknowledged by another agent')
+  assert.ok(moved.atMs - stalledAt < STALL_MS, `by a new owner ${Math.round(moved.atMs - stalledAt)} ms into the stall, before it ended`)
+  assert.ok(t.epoch > epoch, 'in a later epoch')
+  assert.is(cluster.statusSeenBy(cluster.ids.find((id) => id !== owner) as string, owner), 'alive', 'the membership still calls the stalled owner alive')
+  cluster.run(STALL_MS + 2_000)
+  assert.ok(reads() > 50, `${reads()} reads answered`)
+  assert.equal(stale, [])
+  assert.equal(checkOwners(acks), [])
+  assert.equal(checkTerminal(cluster, t), [])
+  assert.ok(ownerState(cluster, t.sessionId)?.owner !== owner, 'the old owner, its disk back, did not take the session back')
+}))
+
+test(`a standby's disk stalls for ${STALL_MS} ms: the owner carries on without it after memberStaleMs, and it catches up`, () => withSeed(FILE, seedFor(82), (seed) => {
+  const cluster = sessionCluster(seed, 5)
+  const acks = recordOwnerAcks(cluster)
+  const t = openTerminal(cluster, 'term', cluster.ids[0])
+  t.appendMany(5, 5)
+  assert.ok(finish(cluster, [t], 5, 10_000))
+  const owner = t.owner as string
+  const standby = t.queue.find((id) => id !== owner) as string
+  cluster.stallDisk(standby, STALL_MS)
+  const stalledAt = cluster.nowMs
+  t.appendMany(40, 5)
+  assert.ok(finish(cluster, [t], 45, 30_000), 'every append acknowledged')
+  const during = t.acks.filter((ack) => ack.atMs > stalledAt && ack.atMs < stalledAt + STALL_MS)
+  assert.ok(during.length >= 30, `${during.length} appends acknowledged during the stall`)
+  const slowest = Math.max(...during.map((ack) => ack.latencyMs))
+  assert.ok(slowest <= cluster.sessionsConfig!.memberStaleMs + 200, `the slowest ${Math.round(slowest)} ms: about memberStaleMs at most`)
+  cluster.run(STALL_MS + 3_000)
+  assert.equal(checkOwners(acks), [])
+  assert.equal(checkTerminal(cluster, t), [])
+  const held = cluster.node(standby).sessions?.replica(t.sessionId)
+  assert.is(held?.log.lastIndex, ownerState(cluster, t.sessionId)?.commitIndex, 'the standby caught up once its disk came back')
+}))
+
+test.run()
