@@ -19,11 +19,13 @@ export function recordOwnerAcks (cluster: SimCluster): OwnerAck[] {
 // At most one owner acknowledges per session epoch, and acknowledgements of a
 // session never go back to an earlier epoch: two owners never both acknowledge
 // in overlapping time.
+// Judged in the order the owners decided (an event's time is its step's, even
+// when it was recorded after a stalled fsync: sim/node.ts).
 export function checkOwners (acks: OwnerAck[]): string[] {
   const problems: string[] = []
   const ownerOf = new Map<string, PeerKey>()
   const lastEpoch = new Map<string, number>()
-  for (const ack of acks) {
+  for (const ack of [...acks].sort((a, b) => a.atMs - b.atMs)) {
     const key = `${ack.sessionId}@${ack.epoch}`
     const owner = ownerOf.get(key)
     if (owner !== undefined && owner !== ack.node) problems.push(`${ack.sessionId}: ${owner} and ${ack.node} both acknowledged in epoch ${ack.epoch}`)

@@ -156,7 +156,7 @@ export class SimCluster {
       get nowMs () { return scheduler.nowMs },
       send: (from, to, message) => this.#send(from, to, message),
       publish: (from, message) => this.#publish(from, message),
-      record: (node, event) => this.#record(node, event),
+      record: (node, event, atMs) => this.#record(node, event, atMs),
       reply: (node, requestId, reply) => this.#replyFrom(node, requestId, reply),
       at: (atMs, run) => this.scheduler.at(atMs, run),
       fsyncMs: options.fsyncMs ?? 1,
@@ -517,8 +517,8 @@ export class SimCluster {
     target.receive(from, channel, decoded.value)
   }
 
-  #record (node: SimNode, event: AgentEvent | SessionEvent): void {
-    const entry: TraceEntry = { atMs: this.nowMs, node: node.id, event }
+  #record (node: SimNode, event: AgentEvent | SessionEvent, atMs = this.nowMs): void {
+    const entry: TraceEntry = { atMs, node: node.id, event }
     if (this.#options.trace) this.trace.push(entry)
     for (const listener of this.#listeners) listener(entry)
   }

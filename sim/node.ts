@@ -21,7 +21,8 @@ export interface NodeHost {
   readonly nowMs: number
   send (from: SimNode, to: PeerKey, message: Message): void
   publish (from: SimNode, message: Message): void
-  record (node: SimNode, event: AgentEvent | SessionEvent): void
+  // `atMs`: when the step that produced the event ran (default: now).
+  record (node: SimNode, event: AgentEvent | SessionEvent, atMs?: number): void
   reply (node: SimNode, requestId: string, reply: ClientReply): void
   at (atMs: number, run: () => void): void
   // How long a commit of session records takes when frames left before it
@@ -78,7 +79,7 @@ export class SimNode {
   readonly #host: NodeHost
   // A step whose early frames have left and whose commit has not happened yet:
   // lost if the node crashes first.
-  #uncommitted: { durable: SessionDurable[]; late: SessionEffect[] } | null = null
+  #uncommitted: { durable: SessionDurable[]; late: SessionEffect[]; stepMs: number } | null = null
   // Sessions inputs that arrived during that commit: stepped after it, as one
   // batch (the real host's driver holds them while its fsync runs).
   #held: SessionInput[] = []
@@ -284,7 +285,7 @@ export class SimNode {
       return
     }
     for (const effect of early) this.#sessionEffect(effect)
-    const uncommitted = { durable, late }
+    const uncommitted = { durable, late, stepMs: this.#host.nowMs }
     this.#uncommitted = uncommitted
     this.#host.at(this.#host.nowMs + this.#host.fsyncDelayMs(this), () => {
       // A frozen process finishes its fsync when it resumes.
@@ -299,7 +300,7 @@ export class SimNode {
     if (uncommitted === null) return
     this.#uncommitted = null
     this.disk.apply(uncommitted.durable)
-    for (const effect of uncommitted.late) this.#sessionEffect(effect)
+    for (const effect of uncommitted.late) this.#sessionEffect(effect, uncommitted.stepMs)
     if (this.#tickHeld) this.#held.push({ kind: 'tick', nowMs: this.nowMs })
     const held = heldBatch(this.#held, this.nowMs)
     this.#held = []
@@ -310,10 +311,14 @@ export class SimNode {
     this.#performSessions(effects)
   }
 
-  #sessionEffect (effect: SessionEffect): void {
+  // An event is recorded at the time of the step that produced it, even when
+  // it waited for the step's commit: an owner's 'acknowledged' records when it
+  // decided, on the lease it held then, which a stalled fsync may delay by
+  // seconds (the answer is as true then: its entries were committed).
+  #sessionEffect (effect: SessionEffect, stepMs?: number): void {
     switch (effect.kind) {
       case 'send': this.#host.send(this, effect.to, effect.message); break
-      case 'event': this.#host.record(this, effect.event); break
+      case 'event': this.#host.record(this, effect.event, stepMs); break
       case 'reply': this.#host.reply(this, effect.requestId, effect.reply)
     }
   }

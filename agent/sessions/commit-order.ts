@@ -73,10 +73,10 @@ export function orderAroundCommit (effects: SessionEffect[], durable: SessionDur
   const early: SessionEffect[] = []
   const late: SessionEffect[] = []
   // The `acknowledged` events an answer emits just before it (owner.ts,
-  // answer): they leave with it, early or late, so the record of an
-  // acknowledgement is made when the terminal is told, not a stalled fsync
-  // later (a simulated disk stall showed an ack "after" a later epoch's that
-  // the terminal had been sent two seconds before it).
+  // answer): they leave with it, early or late, so an acknowledgement is
+  // counted (edge_agent_session_deltas_acknowledged_total) when the terminal is
+  // told: not a stalled fsync later, and not never, when the fsync fails after
+  // the answer left early.
   let pending: SessionEffect[] = []
   for (const effect of effects) {
     if (effect.kind === 'event' && effect.event.type === 'acknowledged') {

@@ -49,7 +49,7 @@ test('rule: only entries frames of sessions whose step only appends leave early'
   }
 })
 
-test('rule: an answer\'s acknowledged events leave with it, early or late (a disk stall recorded an ack 2 s after the terminal was told)', () => {
+test('rule: an answer\'s acknowledged events leave with it, early or late (counted when the terminal is told, not after a stalled or failed fsync)', () => {
   const records: SessionDurable[] = [{ kind: 'session-entries', sessionId: 's', entries: [entry] }]
   const event = (index: number): SessionEffect => ({ kind: 'event', event: { type: 'acknowledged', sessionId: 's', epoch: 1, index, clientSeq: index } })
   const answer = (index: number): SessionEffect => ({ kind: 'reply', requestId: `r${index}`, reply: { status: 200, body: { index } }, acknowledges: { sessionId: 's', index } })
