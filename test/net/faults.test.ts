@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EdgeClient } from '../../agent/client/index.ts'
-import { AgentProcess, LocalCluster } from '../../sim/processes.ts'
+import { AgentProcess, LocalCluster, runCli } from '../../sim/processes.ts'
 import { timedTest } from './timed-test.ts'
 
 const CLUSTER_TEST_TIMEOUT_MS = 90_000
@@ -107,6 +107,69 @@ timedTest('a session closed while its owner was cut off: healed, the old owner a
     const response = await fetch(`${old.http}/v1/sessions/${encodeURIComponent(session.sessionId)}`, { headers: { authorization: `Bearer ${session.token}` }, redirect: 'manual', signal: AbortSignal.timeout(5_000) })
     const body = await response.text()
     assert.is(response.status, 404, `the old owner answered ${response.status}: ${body.slice(0, 300)}`)
+  } finally {
+    client.destroy()
+  }
+})
+
+// The same, and every agent that closed the session is then SIGKILLed and
+// restarted from its data directory before the old owner is healed: the close
+// is in their stores (schema version 4: `edge-agent check` counts it) and
+// everyone answers 404. (These members had acked the old owner, so its lease
+// would not count their "nothing held" even had they forgotten the close; the
+// path where a restarted member that never acked it takes the session as new,
+// SEED=409 of a sweep with disks that stall, is replayed in
+// test/sim/sessions-sweep.test.ts and pinned in
+// test/unit/session-store-closed.test.ts.)
+timedTest('a session closed while its owner was cut off, and its closers restarted before healing: the close is in their stores, and everyone answers 404', 150_000, async () => {
+  if (cluster === null) throw new Error('the cluster did not start (see the first test)')
+  const live = cluster
+  await live.waitConverged(CONVERGE_TIMEOUT_MS)
+  const client = new EdgeClient({ agents: live.agents.map((a) => a.http), requestTimeoutMs: 500, deadlineMs: 20_000 })
+  let old: AgentProcess | undefined
+  try {
+    const session = await client.open({ terminalId: 'closed-then-restarted', service: 'log' })
+    for (let i = 0; i < 5; i++) await session.append({ append: `before-${i}` })
+    old = live.agents.find((a) => a.id === session.owner?.id)
+    assert.ok(old !== undefined, 'the owner is one of the agents')
+    const cutOff = old
+    const others = live.agents.filter((a) => a !== cutOff)
+    for (const agent of others) assert.is((await call(`${agent.http}/v1/faults`, 'POST', { seed: 5, blockedPeers: [cutOff.id] })).status, 200)
+    assert.is((await call(`${cutOff.http}/v1/faults`, 'POST', { seed: 6, blockedPeers: others.map((a) => a.id) })).status, 200)
+    for (let i = 0; i < 3; i++) await session.append({ append: `after-${i}` })
+    assert.is.not(session.owner?.id, cutOff.id, 'another agent took over')
+    const closingOwner = session.owner?.id
+    await session.close()
+    client.destroy()
+    // One at a time, so that each restarts into the others' cluster (its own
+    // gate has no rule: the old owner's still blocks it).
+    for (const agent of others) {
+      const index = live.agents.indexOf(agent)
+      agent.signal('SIGKILL')
+      await agent.exited
+      await live.restart(index)
+      await live.waitConverged(CONVERGE_TIMEOUT_MS, live.agents.filter((a) => a.id !== cutOff.id))
+    }
+    assert.is((await call(`${cutOff.http}/v1/faults`, 'DELETE')).status, 200)
+    await live.waitConverged(CONVERGE_TIMEOUT_MS)
+    await new Promise((resolve) => setTimeout(resolve, 2_000))
+    const response = await fetch(`${cutOff.http}/v1/sessions/${encodeURIComponent(session.sessionId)}`, { headers: { authorization: `Bearer ${session.token}` }, redirect: 'manual', signal: AbortSignal.timeout(5_000) })
+    const body = await response.text()
+    assert.is(response.status, 404, `the old owner answered ${response.status}: ${body.slice(0, 300)}`)
+    for (const agent of live.agents.filter((a) => a.id !== cutOff.id)) {
+      const held = await fetch(`${agent.http}/v1/sessions/${encodeURIComponent(session.sessionId)}`, { headers: { authorization: `Bearer ${session.token}` }, redirect: 'manual', signal: AbortSignal.timeout(5_000) })
+      await held.text()
+      assert.is(held.status, 404, `${agent.name} answered ${held.status}`)
+    }
+    // The new owner closed it: stopped, its store holds the mark. Then it is
+    // started again for the tests after this one.
+    const closer = live.agents.find((a) => a.id === closingOwner)
+    assert.ok(closer !== undefined, 'the owner that closed it is one of the agents')
+    await closer.stop()
+    const checked = await runCli(['check', '--data-dir', closer.options.dataDir, '--json'])
+    assert.is(checked.code, 0, checked.stderr)
+    assert.ok((JSON.parse(checked.stdout) as { store: { closed: number } }).store.closed >= 1, checked.stdout)
+    await live.restart(live.agents.indexOf(closer))
   } finally {
     client.destroy()
   }
