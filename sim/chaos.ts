@@ -39,10 +39,15 @@ export type ChaosOptions = {
   membership: ProfileName
   // Disks that stall now and then (SimOptions.slowFsyncs), or null.
   slowFsyncs: { share: number; maxMs: number } | null
+  // Gray failures, or null: after each chaos step, with probability 0.3, a
+  // random node's every message in and out takes up to maxExtraMs longer
+  // (uniform), or a slow node recovers (SimNetwork.slow). Drawn apart from the
+  // other faults, so the rest of a seed's course starts the same.
+  slowNodes: { maxExtraMs: number } | null
 }
 
 export const DEFAULT_CHAOS: ChaosOptions = {
-  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false, sessions: {}, readEveryMs: 0, close: false, clocks: null, membership: 'lan', slowFsyncs: null
+  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false, sessions: {}, readEveryMs: 0, close: false, clocks: null, membership: 'lan', slowFsyncs: null, slowNodes: null
 }
 
 export type ChaosResult = {
@@ -72,7 +77,7 @@ export function runChaos (seed: number, options: Partial<ChaosOptions> = {}): Ch
   const close = (t: SimTerminal): void => { t.close((status) => { closes.set(t, status) }) }
   const terminals = openTerminals(cluster, random, o, close)
   const reads = o.readEveryMs > 0 ? startReads(cluster, new SeededRandom(deriveSeed(seed, 0x4ead)), terminals, o.readEveryMs) : null
-  const faults = chaos(cluster, random, o)
+  const faults = chaos(cluster, random, o, new SeededRandom(deriveSeed(seed, 0x5105)))
   healAll(cluster, faults)
   // A close answered 404 in the chaos may have met a partition, not a closed
   // session: it is sent again, and now must be answered (200, or 404 with
@@ -150,7 +155,7 @@ function startReads (cluster: SimCluster, random: SeededRandom, terminals: SimTe
   return { answered, stop: () => { stopped = true } }
 }
 
-function chaos (cluster: SimCluster, random: SeededRandom, o: ChaosOptions): string[] {
+function chaos (cluster: SimCluster, random: SeededRandom, o: ChaosOptions, grayRandom: SeededRandom): string[] {
   const faults: string[] = []
   const log = (text: string): void => { faults.push(`${cluster.nowMs.toFixed(0)} ms: ${text}`) }
   const end = cluster.nowMs + o.chaosMs
@@ -180,6 +185,19 @@ function chaos (cluster: SimCluster, random: SeededRandom, o: ChaosOptions): str
         cluster.setLink({ lossRate })
       }
     }
+    if (o.slowNodes !== null && grayRandom.nextFloat() < 0.3) {
+      const slow = cluster.network.slowNodes
+      if (slow.length > 0 && grayRandom.nextInt(2) === 0) {
+        const id = slow[grayRandom.nextInt(slow.length)]
+        log(`${id} fast again`)
+        cluster.network.slow(id, 0)
+      } else {
+        const id = ids[grayRandom.nextInt(ids.length)]
+        const extraMs = 1 + grayRandom.nextFloat() * o.slowNodes.maxExtraMs
+        log(`${id} slow: +${extraMs.toFixed(0)} ms each way`)
+        cluster.network.slow(id, extraMs)
+      }
+    }
   }
   return faults
 }
@@ -188,6 +206,7 @@ function healAll (cluster: SimCluster, faults: string[]): void {
   faults.push(`${cluster.nowMs.toFixed(0)} ms: heal everything`)
   cluster.heal()
   cluster.setLink({ lossRate: 0 })
+  for (const id of cluster.network.slowNodes) cluster.network.slow(id, 0)
   for (const node of cluster.nodes) {
     if (node.state === 'paused') cluster.resume(node.id)
     if (node.state === 'crashed') cluster.restart(node.id)
