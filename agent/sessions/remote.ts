@@ -85,8 +85,15 @@ export class RemoteRequests {
   }
 
   // Asks the agents likeliest to hold the session (the service's placement
-  // ring) who owns it, and `also` (alive ones: the members a stale copy of ours
-  // last knew, which the ring may not reach once repairs moved the group).
+  // ring of alive agents) who owns it, and `also`: the members a stale copy of
+  // ours last knew, which the ring may not reach once repairs moved the group.
+  // Those are asked whatever our view says of them (except those that left):
+  // our copy shows the session existed, and an agent just back from a freeze
+  // or a partition still holds them dead for a while. Left out, it asked only
+  // a member dropped from the group, heard "not held", and told the terminal
+  // "no such session" while the owner it held dead served it (a chaos sweep
+  // with slow nodes, disks and own clocks, replicas 1: SEED=655). One that
+  // does not answer leaves the request to the deadline: 503, retry.
   locate (command: SessionCommand, also: readonly PeerKey[] = []): void {
     if (command.type === 'open' || command.type === 'list' || command.type === 'disconnected' || command.type === 'unreachable') return
     const service = serviceOf(command.sessionId)
@@ -95,7 +102,8 @@ export class RemoteRequests {
       alive.filter((r) => serviceCapacity(r, service) > 0).map((r) => ({ id: r.id, capacity: serviceCapacity(r, service) })),
       this.#o.config.vnodesPer100Capacity
     ).walk(command.sessionId, LOCATE_FANOUT)
-    const holders = [...new Set([...ring, ...also.filter((peer) => alive.some((r) => r.id === peer))])]
+    const asked = also.filter((peer) => peer !== this.#o.self && this.#o.directory.status(peer) !== null && this.#o.directory.status(peer) !== 'left')
+    const holders = [...new Set([...ring, ...asked])]
     if (holders.length === 0) return this.#reply(command.requestId, { status: 404, body: { error: 'no such session' } })
     const requestId = this.#nextRequestId++
     this.#pending.set(requestId, { kind: 'locate', requestId: command.requestId, deadlineMs: this.#o.now() + REMOTE_TIMEOUT_MS, command, asked: holders.length, answered: 0, found: false })

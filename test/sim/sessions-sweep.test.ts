@@ -91,7 +91,12 @@ const VARIANTS: Array<{ name: string; options: Partial<ChaosOptions> }> = [
   { name: 'disks that stall (5% of commits up to 800 ms longer), readers and closes', options: { ...SLOW_DISKS, readEveryMs: 150, close: true } },
   { name: 'disks that stall, readers and closes, replicas 1, 3-6 nodes', options: { ...SLOW_DISKS, readEveryMs: 150, close: true, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } },
   { name: 'disks that stall, quietAfterMs 150, readers', options: { ...SLOW_DISKS, readEveryMs: 150, sessions: { quietAfterMs: 150 } } },
-  { name: 'disks that stall, a snapshot every 5 entries, readers', options: { ...SLOW_DISKS, readEveryMs: 150, sessions: { snapshotEveryEntries: 5, snapshotLogRatio: 0 } } }
+  { name: 'disks that stall, a snapshot every 5 entries, readers', options: { ...SLOW_DISKS, readEveryMs: 150, sessions: { snapshotEveryEntries: 5, snapshotLogRatio: 0 } } },
+  // Gray failures (sim/chaos.ts, slowNodes): a node whose every message takes
+  // up to 1.5 s longer each way, alive to the membership's patient probes.
+  { name: 'nodes that turn slow (up to 1.5 s more each way), readers and closes', options: { slowNodes: { maxExtraMs: 1_500 }, readEveryMs: 150, close: true } },
+  // Everything at once: own clocks, disks that stall, slow nodes.
+  { name: 'own clocks, disks that stall and slow nodes at once, readers and closes', options: { ...OWN_CLOCKS, ...SLOW_DISKS, slowNodes: { maxExtraMs: 1_500 }, readEveryMs: 150, close: true } }
 ]
 for (const { name, options } of VARIANTS) {
   test(`${VARIANT_SEEDS} seeds from ${FIRST_SEED}, ${name}: the same checks`, () => {
@@ -116,6 +121,8 @@ test('an owner serving reads without its lease: the read checker reports stale r
   }
   assert.ok(caught !== null, 'no stale read reported in 30 seeds with the lease check removed')
 })
+
+const EVERYTHING_R1: Partial<ChaosOptions> = { ...OWN_CLOCKS, ...SLOW_DISKS, slowNodes: { maxExtraMs: 1_500 }, readEveryMs: 150, close: true, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } }
 
 // Seeds that once lost acknowledged deltas or never served again, each with the
 // options it ran with: replayed on every run, whatever SEED and SEEDS say.
@@ -176,6 +183,12 @@ test('an owner serving reads without its lease: the read checker reports stale r
 //   acknowledge after epoch 2 had. The owner had decided before epoch 2 began,
 //   and its answer's entries were committed: the checker now judges acks in
 //   the order of the steps that made them (sim/node.ts, sim/checkers.ts).
+// - 655 and 386 (own clocks, disks that stall and slow nodes at once, readers
+//   and closes, replicas 1; liveness): an agent back from a freeze, holding the
+//   session's owner dead, asked only the alive agents about a terminal's
+//   close, heard "not held" from a member dropped from the group, and answered
+//   "no such session" for a session its own copy showed existed. It now asks
+//   every member its copy names (agent/sessions/remote.ts, locate).
 const REGRESSIONS: Array<{ seed: number; options: Partial<ChaosOptions> }> = [
   { seed: 30508, options: {} },
   { seed: 30508, options: { sessions: { quietAfterMs: 150 } } },
@@ -197,7 +210,9 @@ const REGRESSIONS: Array<{ seed: number; options: Partial<ChaosOptions> }> = [
   { seed: 409, options: { ...SLOW_DISKS, readEveryMs: 150, close: true, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } },
   { seed: 547, options: { readEveryMs: 200, close: true, clocks: { maxDrift: 0.1 }, slowFsyncs: { share: 0.03, maxMs: 2_000 } } },
   { seed: 283, options: { readEveryMs: 200, close: true, slowFsyncs: { share: 0.03, maxMs: 2_000 } } },
-  { seed: 1034, options: { ...SLOW_DISKS, readEveryMs: 150, sessions: { quietAfterMs: 150 } } }
+  { seed: 1034, options: { ...SLOW_DISKS, readEveryMs: 150, sessions: { quietAfterMs: 150 } } },
+  { seed: 655, options: EVERYTHING_R1 },
+  { seed: 386, options: EVERYTHING_R1 }
 ]
 test(`${REGRESSIONS.length} seeds that once failed: the same checks`, () => {
   const failures: string[] = []

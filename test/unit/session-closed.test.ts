@@ -17,7 +17,7 @@ import { CLOSED_REMEMBERED_MS } from '../../agent/sessions/closed.ts'
 import { Sessions } from '../../agent/sessions/sessions.ts'
 import type { SessionEffect } from '../../agent/sessions/types.ts'
 import type { SessionAppend, SessionAppendAck, SessionMessage } from '../../protocol/messages.ts'
-import { FakeDirectory, GROUP, INFO, LAN, SESSION, createEntry, deltaEntry, ownerGroup } from './session-fixtures.ts'
+import { FakeDirectory, GROUP, INFO, LAN, SESSION, createEntry, deltaEntry, nodeRecord, ownerGroup } from './session-fixtures.ts'
 import { WITNESS_PROBE_OWNER_TIMEOUTS } from '../../agent/sessions/replica.ts'
 
 // What a member answers when it knows nothing of the session.
@@ -96,8 +96,7 @@ test('a closed session is remembered for CLOSED_REMEMBERED_MS, then an append fo
 
 // A witness C of A and B's session, through the sessions core: it got the
 // session and a delta, then nothing (the close, told once, did not reach it).
-function silentWitness (): { core: Sessions; sentAt: number } {
-  const directory = new FakeDirectory('C', ['A', 'B', 'C'])
+function silentWitness (directory = new FakeDirectory('C', ['A', 'B', 'C'])): { core: Sessions; sentAt: number } {
   const core = new Sessions({ directory, config: LAN, random: new SeededRandom(7), services: BUILT_IN_SERVICES, stored: [], nowMs: 0 })
   const group = { members: ['A', 'B'], witness: 'C' }
   core.step({ kind: 'receive', nowMs: 10, from: 'A', message: { type: 'session-append', sessionId: SESSION, epoch: 1, seq: 1, prevIndex: 0, prevEpoch: 0, commitIndex: 2, entries: [createEntry(1, group), deltaEntry(2, 1)] } })
@@ -132,6 +131,33 @@ test('a witness that hears no owner asks the members; when no majority holds the
   assert.equal(reply.map((m) => m.found), [false])
   // And it asks no more.
   assert.equal(locates(core.step({ kind: 'tick', nowMs: probeAt * 3 })), [])
+})
+
+// SEED=655 (slow nodes, disks and own clocks, replicas 1): an agent back from
+// a freeze held the owner dead, asked only the ring's alive agents about a
+// terminal's request, heard "not held" from a member dropped from the group,
+// and answered "no such session" for a session its own copy shows existed.
+test('a copy given up: a terminal\'s request asks every member the copy names, one held dead too, and waits for them', () => {
+  const directory = new FakeDirectory('C', ['A', 'B', 'C'])
+  const { core, sentAt } = silentWitness(directory)
+  const asked = locates(core.step({ kind: 'tick', nowMs: sentAt + WITNESS_PROBE_OWNER_TIMEOUTS * LAN.ownerTimeoutMs }))
+  const at = sentAt + WITNESS_PROBE_OWNER_TIMEOUTS * LAN.ownerTimeoutMs + 5
+  core.step({ kind: 'receive', nowMs: at, from: 'A', message: location(asked[0].requestId, false) })
+  core.step({ kind: 'receive', nowMs: at + 1, from: 'B', message: location(asked[0].requestId, false) })
+  assert.ok(core.replica(SESSION)?.orphanedAtMs !== null, 'the fixture: its copy given up')
+  directory.set('A', 'dead')
+  directory.records.set('A', { ...nodeRecord('A'), http: 'http://a.example:8080' })
+  const get = { kind: 'command', nowMs: at + 10, command: { type: 'get', requestId: 'g1', sessionId: SESSION, tokenHash: INFO.tokenHash } } as const
+  const ask = locates(core.step(get))
+  assert.equal(ask.map((a) => a.to).sort(), ['A', 'B'], 'A, held dead, is asked too')
+  const replies = (effects: SessionEffect[]): number[] => effects.flatMap((e) => e.kind === 'reply' ? [e.reply.status] : [])
+  assert.equal(replies(core.step({ kind: 'receive', nowMs: at + 12, from: 'B', message: location(ask[0].requestId, false) })), [], 'no answer on B\'s "not held" alone')
+  const found: SessionMessage = { ...(location(ask[0].requestId, true) as Extract<SessionMessage, { type: 'session-location' }>), tokenHash: INFO.tokenHash }
+  assert.equal(replies(core.step({ kind: 'receive', nowMs: at + 13, from: 'A', message: found })), [307], 'sent to the owner A names')
+  // A member that does not answer leaves the request to the deadline: 503.
+  const again = locates(core.step({ ...get, nowMs: at + 20, command: { ...get.command, requestId: 'g2' } }))
+  core.step({ kind: 'receive', nowMs: at + 22, from: 'B', message: location(again[0].requestId, false) })
+  assert.equal(replies(core.step({ kind: 'tick', nowMs: at + 20 + 2_001 })), [503])
 })
 
 test('a witness whose members still hold the session keeps it, and asks again only after another silence', () => {
