@@ -323,11 +323,23 @@ export function forgottenByMajority (ctx: Ctx, r: Replica, from: PeerKey): boole
 // group no longer has us makes our copy an orphan. A live session's owner
 // heartbeats its witness (or beats for it while quiet: a quiet copy asks
 // nothing), so this costs only silent witnesses.
+// A standby that is not a member of its own group (it holds the change that
+// dropped it, never told it was committed) cannot stand either, and asks the
+// same way: otherwise, its owner gone after closing the session, it answered
+// every other agent's "where is this session?" with "held, owner unknown", and
+// the terminal's close got "changing owner" (503) for good (a sweep with own
+// clocks, stalling disks and slow nodes, replicas 1: SEED=2785).
 export const WITNESS_PROBE_OWNER_TIMEOUTS = 5
 
-// When a witness next asks its members (Infinity: not a witness that would).
-export function witnessProbeAtMs (r: Replica, ownerTimeoutMs: number): number {
-  if (r.role !== 'witness' || r.orphanedAtMs !== null || r.defunct) return Infinity
+// A copy that never stands for election: a witness, or a standby its own group
+// no longer names.
+function neverStands (r: Replica, self: PeerKey): boolean {
+  return r.role === 'witness' || (r.role === 'standby' && !config(r).members.includes(self))
+}
+
+// When such a copy next asks its members (Infinity: not one that would).
+export function witnessProbeAtMs (r: Replica, self: PeerKey, ownerTimeoutMs: number): number {
+  if (!neverStands(r, self) || r.orphanedAtMs !== null || r.defunct) return Infinity
   return Math.max(r.lastOwnerContactMs, r.witnessProbedAtMs) + WITNESS_PROBE_OWNER_TIMEOUTS * ownerTimeoutMs
 }
 
@@ -335,7 +347,7 @@ export function witnessProbeAtMs (r: Replica, ownerTimeoutMs: number): number {
 // forgottenByMajority), or it does with a group that has us neither as witness
 // nor as member (a later group dropped us: the orphan path, as for a member).
 export function onWitnessProbeAnswer (ctx: Ctx, r: Replica, peer: PeerKey, found: boolean, group: GroupConfig): void {
-  if (r.role !== 'witness') return
+  if (!neverStands(r, ctx.self)) return
   if (!found) forgottenByMajority(ctx, r, peer)
   else if (group.witness !== ctx.self && !group.members.includes(ctx.self)) r.orphanedAtMs ??= ctx.now
 }

@@ -298,7 +298,7 @@ export class Sessions {
       return
     }
     watchOwner(ctx, r)
-    if (ctx.now >= witnessProbeAtMs(r, ctx.config.ownerTimeoutMs)) {
+    if (ctx.now >= witnessProbeAtMs(r, ctx.self, ctx.config.ownerTimeoutMs)) {
       r.witnessProbedAtMs = ctx.now
       this.#remote.probe(r.id, config(r).members)
     }

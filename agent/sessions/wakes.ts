@@ -89,6 +89,6 @@ export class SessionWakes {
     // A quiet session's timers are its agent's beats (quiet.ts).
     if (r.quiet !== null) return Infinity
     if (r.role === 'owner') return Math.min(r.heartbeatAtMs, nextWaiterDeadline(r))
-    return Math.min(nextParkedDeadline(r), nextElectionWake(r, this.#self, this.#ownerTimeoutMs), witnessProbeAtMs(r, this.#ownerTimeoutMs))
+    return Math.min(nextParkedDeadline(r), nextElectionWake(r, this.#self, this.#ownerTimeoutMs), witnessProbeAtMs(r, this.#self, this.#ownerTimeoutMs))
   }
 }

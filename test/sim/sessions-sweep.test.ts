@@ -189,6 +189,12 @@ const EVERYTHING_R1: Partial<ChaosOptions> = { ...OWN_CLOCKS, ...SLOW_DISKS, slo
 //   close, heard "not held" from a member dropped from the group, and answered
 //   "no such session" for a session its own copy showed existed. It now asks
 //   every member its copy names (agent/sessions/remote.ts, locate).
+// - 2785 (the same options; liveness): a standby held the change that dropped
+//   it from the group, never told it committed; the owner then closed the
+//   session and forgot it. The standby could not stand and answered "held,
+//   owner unknown" to every agent looking for the session: the terminal's
+//   close got 503 for good. It now asks the members, as a silent witness does
+//   (agent/sessions/replica.ts, witnessProbeAtMs).
 const REGRESSIONS: Array<{ seed: number; options: Partial<ChaosOptions> }> = [
   { seed: 30508, options: {} },
   { seed: 30508, options: { sessions: { quietAfterMs: 150 } } },
@@ -212,7 +218,8 @@ const REGRESSIONS: Array<{ seed: number; options: Partial<ChaosOptions> }> = [
   { seed: 283, options: { readEveryMs: 200, close: true, slowFsyncs: { share: 0.03, maxMs: 2_000 } } },
   { seed: 1034, options: { ...SLOW_DISKS, readEveryMs: 150, sessions: { quietAfterMs: 150 } } },
   { seed: 655, options: EVERYTHING_R1 },
-  { seed: 386, options: EVERYTHING_R1 }
+  { seed: 386, options: EVERYTHING_R1 },
+  { seed: 2785, options: EVERYTHING_R1 }
 ]
 test(`${REGRESSIONS.length} seeds that once failed: the same checks`, () => {
   const failures: string[] = []

@@ -17,7 +17,7 @@ import { CLOSED_REMEMBERED_MS } from '../../agent/sessions/closed.ts'
 import { Sessions } from '../../agent/sessions/sessions.ts'
 import type { SessionEffect } from '../../agent/sessions/types.ts'
 import type { SessionAppend, SessionAppendAck, SessionMessage } from '../../protocol/messages.ts'
-import { FakeDirectory, GROUP, INFO, LAN, SESSION, createEntry, deltaEntry, nodeRecord, ownerGroup } from './session-fixtures.ts'
+import { FakeDirectory, GROUP, INFO, LAN, SESSION, configEntry, createEntry, deltaEntry, nodeRecord, ownerGroup } from './session-fixtures.ts'
 import { WITNESS_PROBE_OWNER_TIMEOUTS } from '../../agent/sessions/replica.ts'
 
 // What a member answers when it knows nothing of the session.
@@ -158,6 +158,29 @@ test('a copy given up: a terminal\'s request asks every member the copy names, o
   const again = locates(core.step({ ...get, nowMs: at + 20, command: { ...get.command, requestId: 'g2' } }))
   core.step({ kind: 'receive', nowMs: at + 22, from: 'B', message: location(again[0].requestId, false) })
   assert.equal(replies(core.step({ kind: 'tick', nowMs: at + 20 + 2_001 })), [503])
+})
+
+// SEED=2785 (own clocks, stalling disks, slow nodes, replicas 1): B holds the
+// change that dropped it from A's group (never told it committed), then A
+// closed the session and forgot it. B could not stand, and answered every
+// "where is this session?" with "held, owner unknown": the terminal's close got
+// 503 for good. Like a silent witness, it now asks the members.
+test('a standby its own group no longer names, its owner silent, asks the members and gives its copy up when no majority holds it', () => {
+  const directory = new FakeDirectory('B', ['A', 'B', 'C', 'D'])
+  const core = new Sessions({ directory, config: LAN, random: new SeededRandom(9), services: BUILT_IN_SERVICES, stored: [], nowMs: 0 })
+  const group = { members: ['A', 'B'], witness: 'C' }
+  core.step({ kind: 'receive', nowMs: 10, from: 'A', message: { type: 'session-append', sessionId: SESSION, epoch: 1, seq: 1, prevIndex: 0, prevEpoch: 0, commitIndex: 2, entries: [createEntry(1, group), deltaEntry(2, 1), configEntry(3, 1, ['A', 'D'])] } })
+  const r = core.replica(SESSION)
+  assert.equal([r?.role, r?.log.lastIndex], ['standby', 3], 'the fixture: B holds the change that drops it')
+  const probeAt = 10 + WITNESS_PROBE_OWNER_TIMEOUTS * LAN.ownerTimeoutMs
+  assert.ok(core.nextWakeMs() <= probeAt, 'it wakes for its probe')
+  const asked = locates(core.step({ kind: 'tick', nowMs: probeAt }))
+  assert.equal(asked.map((a) => a.to).sort(), ['A', 'D'], 'the members of the group it holds')
+  core.step({ kind: 'receive', nowMs: probeAt + 5, from: 'A', message: location(asked[0].requestId, false) })
+  core.step({ kind: 'receive', nowMs: probeAt + 6, from: 'D', message: location(asked[0].requestId, false) })
+  assert.ok(core.replica(SESSION)?.orphanedAtMs !== null, 'no majority holds it: given up')
+  const answer = core.step({ kind: 'receive', nowMs: probeAt + 10, from: 'C', message: { type: 'session-locate', requestId: 78, sessionId: SESSION } })
+  assert.equal(answer.flatMap((e) => e.kind === 'send' && e.message.type === 'session-location' ? [e.message.found] : []), [false], 'and says so to an agent looking for it')
 })
 
 test('a witness whose members still hold the session keeps it, and asks again only after another silence', () => {
