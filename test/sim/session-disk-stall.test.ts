@@ -8,18 +8,27 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { checkOwners, checkTerminal, ownerState, recordOwnerAcks } from '../../sim/checkers.ts'
+import type { OwnerAck } from '../../sim/checkers.ts'
+import type { SimCluster } from '../../sim/cluster.ts'
+import type { SimTerminal } from '../../sim/terminal.ts'
 import { seedFor, withSeed } from './helpers.ts'
 import { finish, openTerminal, pollReads, sessionCluster } from './session-helpers.ts'
 
 const FILE = 'test/sim/session-disk-stall.test.ts'
 const STALL_MS = 3_000
 
-test(`the owner's disk stalls for ${STALL_MS} ms while its terminal appends: a standby takes over, the membership still calling the owner alive; nothing lost, no stale read`, () => withSeed(FILE, seedFor(81), (seed) => {
+// Five agents, one terminal that has 5 deltas acknowledged.
+function started (seed: number): { cluster: SimCluster; acks: OwnerAck[]; t: SimTerminal } {
   const cluster = sessionCluster(seed, 5)
   const acks = recordOwnerAcks(cluster)
   const t = openTerminal(cluster, 'term', cluster.ids[0])
   t.appendMany(5, 5)
   assert.ok(finish(cluster, [t], 5, 10_000))
+  return { cluster, acks, t }
+}
+
+test(`the owner's disk stalls for ${STALL_MS} ms while its terminal appends: a standby takes over, the membership still calling the owner alive; nothing lost, no stale read`, () => withSeed(FILE, seedFor(81), (seed) => {
+  const { cluster, acks, t } = started(seed)
   const owner = t.owner as string
   const epoch = t.epoch
   cluster.stallDisk(owner, STALL_MS)
@@ -41,11 +50,7 @@ test(`the owner's disk stalls for ${STALL_MS} ms while its terminal appends: a s
 }))
 
 test(`a standby's disk stalls for ${STALL_MS} ms: the owner carries on without it after memberStaleMs, and it catches up`, () => withSeed(FILE, seedFor(82), (seed) => {
-  const cluster = sessionCluster(seed, 5)
-  const acks = recordOwnerAcks(cluster)
-  const t = openTerminal(cluster, 'term', cluster.ids[0])
-  t.appendMany(5, 5)
-  assert.ok(finish(cluster, [t], 5, 10_000))
+  const { cluster, acks, t } = started(seed)
   const owner = t.owner as string
   const standby = t.queue.find((id) => id !== owner) as string
   cluster.stallDisk(standby, STALL_MS)
