@@ -23,6 +23,17 @@ export const VOTED_ELSEWHERE = 'already voted for'
 // The refusal of a member that does not hold the session at all.
 export const UNKNOWN_SESSION = 'unknown session'
 
+// The refusal of a member that forgot the session because it was closed (it
+// remembers that: closed.ts, stored across restarts). A candidate told so
+// gives its copy up as closed: no one can serve the session again. Before, it
+// counted as one member without the session; a candidate behind a witness
+// that held the close uncommitted (and so refused it as behind) stood for
+// good, and the terminal's close got 503 (SEED=1151 of a sweep with
+// `replicas` 1, own clocks, stalling disks and slow nodes, on a course that
+// the locate of agents' suspects made). An agent without this reads it as any
+// refusal.
+export const CLOSED_SESSION = 'closed session'
+
 // The start of a refusal that shields an owner heard within ownerTimeoutMs (or
 // of the owner's own, while it holds its lease).
 export const SHIELD_REFUSAL = 'the owner'
@@ -275,6 +286,10 @@ function candidacyTick (ctx: Ctx, r: Replica): void {
 
 export function onVote (ctx: Ctx, r: Replica, from: PeerKey, vote: SessionVote): void {
   if (!vote.granted && vote.epoch === 0 && vote.reason === UNKNOWN_SESSION) return onForgotten(ctx, r, from)
+  if (!vote.granted && vote.epoch === 0 && vote.reason === CLOSED_SESSION && voters(r).includes(from)) {
+    r.defunct = true
+    return loseElection(ctx, r, `${from} closed the session`)
+  }
   r.forgottenBy.delete(from)
   // A refusal from a later epoch: someone else's epoch is real.
   if (!vote.granted && vote.epoch > r.epoch) {

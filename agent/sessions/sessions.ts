@@ -9,7 +9,7 @@ import type { GroupConfig, SessionInfo, SessionMessage } from '../../protocol/me
 import type { PeerKey, Random } from '../core/io.ts'
 import { ClosedSessions } from './closed.ts'
 import type { SessionsConfig } from './config.ts'
-import { ORPHAN_GRACE_MS, UNKNOWN_SESSION, onDiagnosis, onVote, ownerHint, watchOwner } from './election.ts'
+import { CLOSED_SESSION, ORPHAN_GRACE_MS, UNKNOWN_SESSION, onDiagnosis, onVote, ownerHint, watchOwner } from './election.ts'
 import { onAppend, onSnapshot, onVoteRequest } from './follower.ts'
 import {
   advanceCommit, appendEntry, becomeOwner, clientAppend, countsInGroup, expireWaiters, heartbeat, leaseValid, maintainGroup, readRefusal,
@@ -383,7 +383,8 @@ export class Sessions {
   #onVoteRequest (ctx: Ctx, from: PeerKey, message: Extract<SessionMessage, { type: 'session-vote-request' }>): void {
     const r = this.#replicas.get(message.sessionId)
     if (r === undefined) {
-      ctx.send(from, { type: 'session-vote', sessionId: message.sessionId, epoch: 0, granted: false, preVote: message.preVote, reason: UNKNOWN_SESSION, lastIndex: 0, lastEpoch: 0, commitIndex: 0, tail: [] })
+      const reason = this.#closed.refusalEpoch(message.sessionId, 0, ctx.now) === null ? UNKNOWN_SESSION : CLOSED_SESSION
+      ctx.send(from, { type: 'session-vote', sessionId: message.sessionId, epoch: 0, granted: false, preVote: message.preVote, reason, lastIndex: 0, lastEpoch: 0, commitIndex: 0, tail: [] })
       return
     }
     onVoteRequest(ctx, r, from, message)

@@ -17,7 +17,8 @@ import { CLOSED_REMEMBERED_MS } from '../../agent/sessions/closed.ts'
 import { Sessions } from '../../agent/sessions/sessions.ts'
 import type { SessionEffect } from '../../agent/sessions/types.ts'
 import type { SessionAppend, SessionAppendAck, SessionMessage } from '../../protocol/messages.ts'
-import { FakeDirectory, GROUP, INFO, LAN, SESSION, configEntry, createEntry, deltaEntry, nodeRecord, ownerGroup } from './session-fixtures.ts'
+import { FakeCtx, FakeDirectory, GROUP, INFO, LAN, SESSION, configEntry, createEntry, deltaEntry, nodeRecord, ownerGroup, standby } from './session-fixtures.ts'
+import { CLOSED_SESSION, UNKNOWN_SESSION, onVote, watchOwner } from '../../agent/sessions/election.ts'
 import { WITNESS_PROBE_OWNER_TIMEOUTS } from '../../agent/sessions/replica.ts'
 
 // What a member answers when it knows nothing of the session.
@@ -181,6 +182,31 @@ test('a standby its own group no longer names, its owner silent, asks the member
   assert.ok(core.replica(SESSION)?.orphanedAtMs !== null, 'no majority holds it: given up')
   const answer = core.step({ kind: 'receive', nowMs: probeAt + 10, from: 'C', message: { type: 'session-locate', requestId: 78, sessionId: SESSION } })
   assert.equal(answer.flatMap((e) => e.kind === 'send' && e.message.type === 'session-location' ? [e.message.found] : []), [false], 'and says so to an agent looking for it')
+})
+
+// SEED=1151 (a course only an experiment made; README, "Slow nodes"): a
+// candidate whose log lagged the witness's (which held the close, uncommitted
+// in its view, and refused it as behind) stood for good after the owner closed
+// the session and forgot it. A member that remembers the close now says so, and
+// the candidate gives its copy up as closed.
+test('a member that remembers the session closed refuses a vote as "closed session", and the candidate gives its copy up as closed', () => {
+  const remembering = new Sessions({ directory: new FakeDirectory('A', ['A', 'B', 'C']), config: LAN, random: new SeededRandom(4), services: BUILT_IN_SERVICES, stored: [], closed: [{ sessionId: SESSION, epoch: 2 }], nowMs: 0 })
+  const request: SessionMessage = { type: 'session-vote-request', sessionId: SESSION, epoch: 3, candidate: 'B', lastIndex: 22, lastEpoch: 2, commitIndex: 0, preVote: false }
+  const refusal = remembering.step({ kind: 'receive', nowMs: 10, from: 'B', message: request }).flatMap((e) => e.kind === 'send' && e.message.type === 'session-vote' ? [e.message] : [])
+  assert.equal(refusal.map((v) => [v.granted, v.epoch, v.reason]), [[false, 0, CLOSED_SESSION]])
+  const forgetful = new Sessions({ directory: new FakeDirectory('A', ['A', 'B', 'C']), config: LAN, random: new SeededRandom(4), services: BUILT_IN_SERVICES, stored: [], nowMs: 0 })
+  const unknown = forgetful.step({ kind: 'receive', nowMs: 10, from: 'B', message: request }).flatMap((e) => e.kind === 'send' && e.message.type === 'session-vote' ? [e.message.reason] : [])
+  assert.equal(unknown, [UNKNOWN_SESSION], 'a session never held is only unknown')
+
+  // The candidate: B, standing in the group {A, B} with witness C.
+  const ctx = new FakeCtx('B', new FakeDirectory('B', ['A', 'B', 'C']))
+  const r = standby(ctx, [createEntry(1, GROUP), deltaEntry(2, 1)], { commitIndex: 1, heardOwnerAgoMs: LAN.ownerTimeoutMs })
+  ctx.directory.set('A', 'dead')
+  watchOwner(ctx, r)
+  watchOwner(ctx, r)
+  assert.is(r.role, 'candidate', 'the fixture: B stands')
+  onVote(ctx, r, 'A', { ...refusal[0], epoch: 0 })
+  assert.equal([r.role, r.defunct], ['standby', true], 'no longer standing, its copy closed')
 })
 
 test('a witness whose members still hold the session keeps it, and asks again only after another silence', () => {
