@@ -160,12 +160,12 @@ export class SimCluster {
       reply: (node, requestId, reply) => this.#replyFrom(node, requestId, reply),
       at: (atMs, run) => this.scheduler.at(atMs, run),
       fsyncMs: options.fsyncMs ?? 1,
-      commitsWait: (node) => options.slowFsyncs !== undefined || (this.#diskStalls.get(node.id) ?? -Infinity) > this.nowMs,
+      commitsWait: (node) => options.slowFsyncs !== undefined || this.#stalledUntil(node) > this.nowMs,
       fsyncDelayMs: (node) => {
-        const fsyncMs = options.fsyncMs ?? 1
+        const fsyncMs = this.#options.fsyncMs
         const slow = options.slowFsyncs
         const drawn = slow === undefined || this.#fsyncRandom.nextFloat() >= slow.share ? fsyncMs : fsyncMs + this.#fsyncRandom.nextFloat() * slow.maxMs
-        return Math.max(drawn, (this.#diskStalls.get(node.id) ?? -Infinity) - this.nowMs)
+        return Math.max(drawn, this.#stalledUntil(node) - this.nowMs)
       }
     }
     for (let i = 0; i < options.nodes; i++) this.#addNode()
@@ -268,6 +268,10 @@ export class SimCluster {
   // for it, its membership carries on).
   stallDisk (id: PeerKey, forMs: number): void {
     this.#diskStalls.set(id, this.nowMs + forMs)
+  }
+
+  #stalledUntil (node: SimNode): number {
+    return this.#diskStalls.get(node.id) ?? -Infinity
   }
 
   // SIGSTOP: the process is frozen but its sockets stay open, so messages are

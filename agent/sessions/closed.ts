@@ -34,6 +34,11 @@ export class ClosedSessions {
     if (this.#closed.size > MAX_CLOSED) this.#closed.delete(this.#closed.keys().next().value as string)
   }
 
+  // Whether we remember `sessionId` closed.
+  remembers (sessionId: string, nowMs: number): boolean {
+    return this.refusalEpoch(sessionId, 0, nowMs) !== null
+  }
+
   // The epoch to refuse a message of `epoch` about `sessionId` in (later than
   // the sender's), or null when we do not remember the session closed.
   refusalEpoch (sessionId: string, epoch: number, nowMs: number): number | null {

@@ -102,7 +102,10 @@ export class RemoteRequests {
       alive.filter((r) => serviceCapacity(r, service) > 0).map((r) => ({ id: r.id, capacity: serviceCapacity(r, service) })),
       this.#o.config.vnodesPer100Capacity
     ).walk(command.sessionId, LOCATE_FANOUT)
-    const asked = also.filter((peer) => peer !== this.#o.self && this.#o.directory.status(peer) !== null && this.#o.directory.status(peer) !== 'left')
+    const asked = also.filter((peer) => {
+      const status = this.#o.directory.status(peer)
+      return peer !== this.#o.self && status !== null && status !== 'left'
+    })
     const holders = [...new Set([...ring, ...asked])]
     if (holders.length === 0) return this.#reply(command.requestId, { status: 404, body: { error: 'no such session' } })
     const requestId = this.#nextRequestId++

@@ -383,7 +383,7 @@ export class Sessions {
   #onVoteRequest (ctx: Ctx, from: PeerKey, message: Extract<SessionMessage, { type: 'session-vote-request' }>): void {
     const r = this.#replicas.get(message.sessionId)
     if (r === undefined) {
-      const reason = this.#closed.refusalEpoch(message.sessionId, 0, ctx.now) === null ? UNKNOWN_SESSION : CLOSED_SESSION
+      const reason = this.#closed.remembers(message.sessionId, ctx.now) ? CLOSED_SESSION : UNKNOWN_SESSION
       ctx.send(from, { type: 'session-vote', sessionId: message.sessionId, epoch: 0, granted: false, preVote: message.preVote, reason, lastIndex: 0, lastEpoch: 0, commitIndex: 0, tail: [] })
       return
     }
