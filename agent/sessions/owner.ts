@@ -188,6 +188,13 @@ export function onAck (ctx: Ctx, r: Replica, from: PeerKey, ack: SessionAppendAc
   p.deadSinceMs = null
   const sentAt = p.sentAtMs.get(ack.seq)
   if (sentAt !== undefined) p.promiseUntilMs = Math.max(p.promiseUntilMs, sentAt + ctx.config.ownerTimeoutMs * LEASE_SAFETY)
+  // Sends up to this one are settled: an earlier send's ack, if it still
+  // comes, promises less. Kept until then, a busy session held 4,096 send
+  // times per member for good, and every send and ack paid for the big map.
+  for (const seq of p.sentAtMs.keys()) {
+    if (seq > ack.seq) break
+    p.sentAtMs.delete(seq)
+  }
   if (ack.ok) {
     if (r.forgottenBy.size > 0) r.forgottenBy.delete(from)
     p.matchIndex = Math.max(p.matchIndex, ack.matchIndex)
@@ -296,6 +303,7 @@ function answer (ctx: Ctx, r: Replica, index: number, waiter: Waiter): void {
 // may still commit later; its retry then gets its index, not a duplicate).
 export function expireWaiters (ctx: Ctx, r: Replica): void {
   for (const [index, list] of r.waiters) {
+    if (!list.some((waiter) => waiter.deadlineMs <= ctx.now)) continue
     const remaining = list.filter((waiter) => {
       if (waiter.deadlineMs > ctx.now) return true
       ctx.reply(waiter.target, { status: 503, body: { error: 'the write concern was not met in time; nothing was acknowledged', retryAfterMs: ctx.config.heartbeatMs } })
