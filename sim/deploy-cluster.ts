@@ -137,7 +137,8 @@ export class DeployCluster {
       self,
       status: (id) => this.#nodes.get(id)?.listed === true ? 'alive' : null,
       record: (id) => { const n = this.#nodes.get(id); return n === undefined ? null : this.#record(n) },
-      alive: () => [...this.#nodes.values()].filter((n) => n.listed || n.spec.id === self).map((n) => this.#record(n))
+      alive: () => [...this.#nodes.values()].filter((n) => n.listed || n.spec.id === self).map((n) => this.#record(n)),
+      joining: () => false
     }
   }
 

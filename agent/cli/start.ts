@@ -18,7 +18,9 @@ SIGINT/SIGTERM make it announce a graceful leave and stop.
 Options (a flag overrides --config, which overrides the profile's defaults):
   --listen <multiaddr,…>     libp2p listen addresses (default ${DEFAULT_LISTEN})
   --bootstrap <multiaddr,…>  agents to join through, e.g. /ip4/10.0.0.5/tcp/7701
-                             (default: none; start the first agent without it)
+                             (default: none; start the first agent without it).
+                             Until one of them answers, session lookups and
+                             opens at this agent get 503 (not joined yet)
   --http <host:port>         HTTP API address (default ${DEFAULT_HTTP}; port 0 picks one)
   --services <list>          services offered, each name[@version][:capacity],
                              e.g. log,kv@2:500 (default: none; version 1, capacity 100)

@@ -16,7 +16,9 @@ export type Channel = 'direct' | 'gossip'
 
 export type Command =
   // Contact these peers to join (push-pull with join=true); retried while alone.
-  | { type: 'join'; peers: PeerKey[] }
+  // `bootstrapping`: bootstrap addresses were given, though none has been
+  // resolved to a peer yet (`peers` empty until one answers a dial).
+  | { type: 'join'; peers: PeerKey[]; bootstrapping?: boolean }
   // Announce a graceful leave; the host stops after the announcement drains.
   | { type: 'leave' }
   // Change fields of the own record (load, services, position…).

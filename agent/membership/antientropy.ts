@@ -71,6 +71,8 @@ export class AntiEntropy {
   readonly #host: AntiEntropyHost
   readonly #lastIntroMs = new Map<string, number>()
   #bootstrap: string[] = []
+  // Bootstrap addresses were given (join's `bootstrapping`), resolved or not.
+  #bootstrapping = false
   #nextPushPullMs: number
   // The interval the pending first periodic exchange was drawn within, or null
   // once that exchange is past or a join set it (see #redrawFirstExchange).
@@ -113,8 +115,9 @@ export class AntiEntropy {
   }
 
   // Joins through these peers now, and again whenever we find ourselves alone.
-  join (peers: string[], nowMs: number): void {
+  join (peers: string[], nowMs: number, bootstrapping = false): void {
     this.#bootstrap = peers.filter((peer) => peer !== this.#self)
+    this.#bootstrapping ||= bootstrapping
     this.#retryJoin(nowMs)
     // Records published while we were joining reached the mesh before we were
     // in it, and the bootstrap peer's table may predate them: one more
@@ -167,6 +170,11 @@ export class AntiEntropy {
 
   #pushPull (peer: string, join: boolean): void {
     this.#host.send(peer, { type: 'push-pull-request', join, digest: digestOfTable(this.#table) })
+  }
+
+  // Whether this agent was given bootstrap peers to join through.
+  get hasBootstrap (): boolean {
+    return this.#bootstrapping || this.#bootstrap.length > 0
   }
 
   #alone (): boolean {

@@ -73,6 +73,9 @@ export class Membership {
   #wakeAtMs: number | null = null
   #leaving = false
   readonly #antiEntropy: AntiEntropy
+  // Whether another member's record has reached our table since we started
+  // (directory().joining).
+  #metAnother = false
   readonly #lastStaleAnswerMs = new Map<PeerKey, number>()
   #nextRefreshMs: number
   #nextReapMs: number
@@ -205,7 +208,8 @@ export class Membership {
         const records: NodeRecord[] = []
         for (const member of this.#table.all()) if (member.status === 'alive') records.push(member.signed.record)
         return records
-      }
+      },
+      joining: () => this.#antiEntropy.hasBootstrap && !this.#metAnother
     }
   }
 
@@ -448,6 +452,7 @@ export class Membership {
     if (worthPiggybacking(outcome, news)) this.#broadcasts.enqueue(update)
     const member = outcome.member
     if (outcome.kind === 'joined') {
+      if (member.id !== this.id) this.#metAnother = true
       this.#detector.added(member.id, this.#table.size)
       this.#emit({ type: 'member-joined', id: member.id, record: member.signed.record })
       return
@@ -520,7 +525,7 @@ export class Membership {
   #onCommand (command: Command): void {
     switch (command.type) {
       case 'join':
-        this.#antiEntropy.join(command.peers, this.#now)
+        this.#antiEntropy.join(command.peers, this.#now, command.bootstrapping === true)
         this.#publishOwnRecord()
         return
       case 'leave': return this.#leave()

@@ -243,7 +243,7 @@ export class Agent {
       this.#log.warn({ listen: this.config.listen }, 'this cluster is open: any libp2p node that reaches these addresses can join it and read its membership; create a key with `edge-agent keygen --cluster` and start every agent with --cluster-key')
     }
     if (this.#faults !== null) warnFaultInjection(this.#log, this.httpUrl)
-    this.#driver.step({ kind: 'command', command: { type: 'join', peers: [] } })
+    this.#driver.step({ kind: 'command', command: { type: 'join', peers: [], bootstrapping: this.config.bootstrap.length > 0 } })
     this.#loadTimer = setInterval(() => this.#sampleLoad(), this.config.loadSampleIntervalMs)
     this.#singletons.start()
     this.#deploy.begin()

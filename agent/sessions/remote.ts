@@ -17,6 +17,17 @@ import type { MemberDirectory, SessionCommand, SessionEffect } from './types.ts'
 const LOCATE_FANOUT = 10
 // How long an agent waits for another to create or find a session, ms.
 const REMOTE_TIMEOUT_MS = 2_000
+// What an agent that has not joined its cluster yet (directory.joining) answers
+// for a session it does not hold, and for an open: its table holds only itself,
+// so "no such session" would be a guess, and a new session's group would be
+// itself alone. A restarted agent asked at once answered 404 for every session
+// held elsewhere (the simulator: 20 seeds of 20, a resume sent as the agent
+// restarted), and a real one does so for as long as its bootstrap peers do not
+// answer. The terminal's client tries another agent.
+export function notJoinedReply (): { status: number; body: Record<string, unknown> } {
+  return { status: 503, body: { error: 'this agent has not joined its cluster yet (no bootstrap peer has answered); retry, or ask another agent', retryAfterMs: 200 } }
+}
+
 // The retry a terminal is told while its session changes owner, ms: a takeover
 // completes within a few round trips of the standbys' verdict, and a terminal
 // sleeping a whole heartbeat past it would add that much to every takeover.
@@ -107,7 +118,7 @@ export class RemoteRequests {
       return peer !== this.#o.self && status !== null && status !== 'left'
     })
     const holders = [...new Set([...ring, ...asked])]
-    if (holders.length === 0) return this.#reply(command.requestId, { status: 404, body: { error: 'no such session' } })
+    if (holders.length === 0) return this.#reply(command.requestId, this.#o.directory.joining() ? notJoinedReply() : { status: 404, body: { error: 'no such session' } })
     const requestId = this.#nextRequestId++
     this.#pending.set(requestId, { kind: 'locate', requestId: command.requestId, deadlineMs: this.#o.now() + REMOTE_TIMEOUT_MS, command, asked: holders.length, answered: 0, found: false })
     for (const peer of holders) this.#o.emit({ kind: 'send', to: peer, message: { type: 'session-locate', requestId, sessionId: command.sessionId } })
@@ -163,6 +174,7 @@ export class RemoteRequests {
     if (!message.found || message.owner === '' || stale) {
       if (pending.answered < pending.asked) return
       this.#pending.delete(message.requestId)
+      if (!pending.found && this.#o.directory.joining()) return this.#reply(pending.requestId, notJoinedReply())
       const status = pending.found ? 503 : 404
       return this.#reply(pending.requestId, { status, body: { error: status === 404 ? 'no such session' : 'the session is changing owner; retry', retryAfterMs: status === 404 ? 200 : CHANGING_OWNER_RETRY_MS } })
     }

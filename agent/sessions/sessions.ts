@@ -19,7 +19,7 @@ import { clientAppendBatch } from './deltas.ts'
 import { placeGroup } from './placement.ts'
 import { STREAMS_RECHECK_MS, streamsToAsk } from './group-streams.ts'
 import { config, newReplica, onWitnessProbeAnswer, restoreReplica, voters, witnessProbeAtMs } from './replica.ts'
-import { CHANGING_OWNER_RETRY_MS, RemoteRequests, pathFor, viewOf, viewOfReplica } from './remote.ts'
+import { CHANGING_OWNER_RETRY_MS, RemoteRequests, notJoinedReply, pathFor, viewOf, viewOfReplica } from './remote.ts'
 import { SnapshotBudget } from './snapshot-budget.ts'
 import { SessionWakes } from './wakes.ts'
 import { QuietPeers } from './quiet.ts'
@@ -458,6 +458,7 @@ export class Sessions {
   #open (ctx: Ctx, command: Extract<SessionCommand, { type: 'open' }>): void {
     const target: ReplyTarget = { local: command.requestId }
     if (!this.#services.has(command.service)) return ctx.reply(target, { status: 400, body: { error: `unknown service ${command.service} (known: ${[...this.#services.keys()].join(', ')})` } })
+    if (this.#directory.joining()) return ctx.reply(target, notJoinedReply())
     const info: SessionInfo = { sessionId: command.sessionId, service: command.service, terminalId: command.terminalId, tokenHash: command.tokenHash, position: command.position }
     const group = placeGroup(this.#directory.alive(), info.sessionId, info.service, info.position, this.#config)
     if (group === null) return ctx.reply(target, { status: 503, body: { error: `no agent offers ${command.service} under the load threshold`, retryAfterMs: 1_000 } })

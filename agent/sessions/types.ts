@@ -107,4 +107,8 @@ export interface MemberDirectory {
   record (id: PeerKey): NodeRecord | null
   // Alive members, self included, in no particular order.
   alive (): NodeRecord[]
+  // True from this agent's start while it has bootstrap peers to join and no
+  // other member's record has reached its table: it knows nothing of its
+  // cluster yet, so nothing it finds (or fails to find) says anything.
+  joining (): boolean
 }

@@ -403,4 +403,20 @@ test('a data change (services) is published at once', () => {
   assert.is(m.record.seq, 1)
 })
 
+test('directory().joining: from a join with bootstrap addresses (resolved or not) until another member\'s record arrives; never without them', () => {
+  const lone = core()
+  lone.step({ kind: 'command', nowMs: 0, command: { type: 'join', peers: [] } })
+  assert.is(lone.directory().joining(), false, 'no bootstrap: the first agent of its cluster, alone by design')
+  const m = core()
+  m.step({ kind: 'command', nowMs: 0, command: { type: 'join', peers: [], bootstrapping: true } })
+  assert.is(m.directory().joining(), true, 'bootstrap addresses given, none resolved yet')
+  m.step({ kind: 'command', nowMs: 100, command: { type: 'join', peers: ['b'] } })
+  assert.is(m.directory().joining(), true, 'resolved, but nobody has answered')
+  advance(m, 5_000)
+  assert.is(m.directory().joining(), true, 'still nobody')
+  m.step(gossip('b', [signedRecord(recordOf('b'))], 5_001, 'direct'))
+  assert.is(m.directory().joining(), false, 'b\'s record arrived')
+  assert.is(m.statusOf('b'), 'alive')
+})
+
 test.run()

@@ -63,6 +63,13 @@ export class FakeDirectory implements MemberDirectory {
     return this.records.get(id) ?? null
   }
 
+  // directory.joining(): set by a test of an agent that has not joined yet.
+  joiningNow = false
+
+  joining (): boolean {
+    return this.joiningNow
+  }
+
   alive (): NodeRecord[] {
     return [...this.records.values()].filter((record) => this.statuses.get(record.id) === 'alive')
   }
