@@ -74,4 +74,38 @@ test('an agent whose bootstrap peers do not answer says it has not joined (503) 
   }
 })(), 120_000))
 
+// A singleton's keeper creates the session when the agent is first on the
+// service's ring and a lookup says "no such session" (agent/runtime/singletons.ts).
+// An agent whose bootstrap peers do not answer sees only itself: before it
+// said 503 "not joined", it answered its own lookup 404 and created a second
+// singleton session beside the cluster's, a second leader.
+test('an agent that has not joined creates no second singleton session beside its cluster\'s', () => within((async () => {
+  const singleton = { services: 'log,leader', configure: () => ({ extraArgs: ['--singletons', 'leader'] }) }
+  const cluster = await LocalCluster.start({ nodes: 2, ...singleton })
+  const dataDir = mkdtempSync(join(tmpdir(), 'edge-agent-joining-'))
+  let lonely: AgentProcess | null = null
+  const holds = async (agent: AgentProcess): Promise<boolean> => {
+    const listed = await (await fetch(`${agent.http}/v1/sessions`)).json() as { sessions: Array<{ sessionId: string }> }
+    return listed.sessions.some((s) => s.sessionId === 'leader:singleton')
+  }
+  try {
+    await cluster.waitConverged(60_000)
+    const deadline = Date.now() + 30_000
+    while (!(await holds(cluster.agents[0]))) {
+      assert.ok(Date.now() < deadline, 'the cluster created its singleton session')
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    const bootstrap = cluster.agents[0].addrs.find((a) => a.startsWith('/ip4/127.0.0.1/tcp/')) as string
+    const nowhere = bootstrap.replace(/\/tcp\/\d+\//, `/tcp/${await closedPort()}/`)
+    lonely = await AgentProcess.start({ name: 'lonely', dataDir, bootstrap: [nowhere], services: 'log,leader', extraArgs: ['--singletons', 'leader'] })
+    // The keeper first looks 5 s after the start, then every 2 s.
+    await new Promise((resolve) => setTimeout(resolve, 9_500))
+    assert.is(await holds(lonely), false, 'the agent that has not joined holds no singleton session')
+  } finally {
+    lonely?.signal('SIGKILL')
+    await cluster.destroy()
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+})(), 120_000))
+
 test.run()
