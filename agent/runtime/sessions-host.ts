@@ -94,6 +94,11 @@ export class SessionsHost {
   }
 
 
+  // Whether this agent has not joined its cluster yet (MemberDirectory.joining).
+  get joining (): boolean {
+    return this.#parts.directory.joining()
+  }
+
   members (sessionId: string): string[] | null {
     return this.#core.members(sessionId)
   }

@@ -6,6 +6,7 @@
 import type { IncomingMessage } from 'node:http'
 import { MAX_BATCH_BYTES, MAX_BATCH_OPS, MAX_OP_BYTES, MAX_TERMINAL_ID_CHARS } from '../../protocol/limits.ts'
 import type { JsonValue, Position } from '../../protocol/messages.ts'
+import { notJoinedReply } from '../sessions/remote.ts'
 import { BUILT_IN_SERVICES } from '../sessions/services.ts'
 import type { ClientReply } from '../sessions/types.ts'
 import { ConfigError, parsePosition } from '../config.ts'
@@ -209,8 +210,11 @@ export function registerSessionRoutes (http: HttpApi, host: SessionsHost, deploy
     if (!open.ok) return open.reply
     const openKey = body.value.openKey
     if (openKey !== undefined && (typeof openKey !== 'string' || !OPEN_KEY.test(openKey))) return { status: 400, body: { error: "'openKey' must be 22-128 characters of A-Z a-z 0-9 _ -" } }
-    // A service this agent lacks: fetch its package first (M3.3).
+    // A service this agent lacks: fetch its package first (M3.3). Not joined
+    // yet, it knows no agent to fetch it from: 503 (retry), not 400 "unknown
+    // service", as the sessions core answers an open of a built-in meanwhile.
     const service = open.value.service
+    if (!BUILT_IN_SERVICES.has(service) && host.joining) return toHttp(notJoinedReply())
     if (!BUILT_IN_SERVICES.has(service) && !(await deploy.ensure(service))) {
       return { status: 400, body: { error: `unknown service ${service}: not a built-in (${[...BUILT_IN_SERVICES.keys()].join(', ')}), and no agent this one can reach has a package of that name` } }
     }

@@ -55,6 +55,9 @@ test('an agent whose bootstrap peers do not answer says it has not joined (503) 
       assert.is(got.status, 503, `${what} at the agent that has not joined: ${JSON.stringify(got)}`)
       assert.match(got.error, /not joined its cluster/, what)
     }
+    // A service to deploy: no agent to fetch it from yet, so not "unknown service" (400).
+    const deployed = await answer(await fetch(`${lonely.http}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ terminalId: 'another', service: 'tally' }) }))
+    assert.is(deployed.status, 503, `an open of a service to deploy: ${JSON.stringify(deployed)}`)
     const listed = await (await fetch(`${lonely.http}/v1/sessions`)).json() as { sessions: unknown[] }
     assert.equal(listed.sessions, [], 'it created no session of its own')
 
