@@ -50,6 +50,8 @@ test('an agent whose bootstrap peers do not answer says it has not joined (503) 
       resume: await answer(await fetch(`${agent.http}/v1/sessions`, { method: 'POST', headers: { authorization: `Bearer ${session.token}`, 'content-type': 'application/json' }, body: '{}', redirect: 'manual' })),
       open: await answer(await fetch(`${agent.http}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ terminalId: 'another', service: 'log' }) }))
     })
+    const health = async (agent: AgentProcess): Promise<unknown> => ((await (await fetch(`${agent.http}/v1/health`)).json()) as { joining?: unknown }).joining
+    assert.is(await health(lonely), true, '/v1/health says it is joining')
     const before = await ask(lonely)
     for (const [what, got] of Object.entries(before)) {
       assert.is(got.status, 503, `${what} at the agent that has not joined: ${JSON.stringify(got)}`)
@@ -65,6 +67,7 @@ test('an agent whose bootstrap peers do not answer says it has not joined (503) 
     await lonely.stop()
     lonely = await AgentProcess.start({ name: 'lonely', dataDir, bootstrap: [bootstrap], services: 'log' })
     await cluster.waitConverged(60_000, [...cluster.running(), lonely])
+    assert.is(await health(lonely), false, '/v1/health: joined')
     const after = await ask(lonely)
     assert.ok(after.get.status === 307 || after.get.status === 200, `read once joined: ${JSON.stringify(after.get)}`)
     assert.is(after.resume.status, 200, `resume once joined: ${JSON.stringify(after.resume)}`)
