@@ -93,7 +93,6 @@ export class SessionsHost {
     return this.#core.list()
   }
 
-
   // Whether this agent has not joined its cluster yet (MemberDirectory.joining).
   get joining (): boolean {
     return this.#parts.directory.joining()
