@@ -214,9 +214,11 @@ export function registerSessionRoutes (http: HttpApi, host: SessionsHost, deploy
     // yet, it knows no agent to fetch it from: 503 (retry), not 400 "unknown
     // service", as the sessions core answers an open of a built-in meanwhile.
     const service = open.value.service
-    if (!BUILT_IN_SERVICES.has(service) && host.joining) return toHttp(notJoinedReply())
-    if (!BUILT_IN_SERVICES.has(service) && !(await deploy.ensure(service))) {
-      return { status: 400, body: { error: `unknown service ${service}: not a built-in (${[...BUILT_IN_SERVICES.keys()].join(', ')}), and no agent this one can reach has a package of that name` } }
+    if (!BUILT_IN_SERVICES.has(service)) {
+      if (host.joining) return toHttp(notJoinedReply())
+      if (!(await deploy.ensure(service))) {
+        return { status: 400, body: { error: `unknown service ${service}: not a built-in (${[...BUILT_IN_SERVICES.keys()].join(', ')}), and no agent this one can reach has a package of that name` } }
+      }
     }
     const run = async (): Promise<Reply> => {
       const sessionId = newSessionId(open.value.service)
