@@ -2,13 +2,21 @@
 // to a file of the repository names a file that exists, and every #anchor names
 // a heading of the file it points into (GitHub's slugs). A README section once
 // vanished in an edit of a neighbouring paragraph while four links still
-// pointed at it; this test fails on that.
+// pointed at it; this test fails on that. Also: the README shows every command
+// of the CLI and names every flag of each command's --help.
 
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, normalize } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { CHECK_HELP } from '../../agent/cli/check.ts'
+import { DEPLOY_HELP, SERVICES_HELP } from '../../agent/cli/deploy.ts'
+import { KEYGEN_HELP } from '../../agent/cli/keygen.ts'
+import { PEEK_HELP } from '../../agent/cli/peek.ts'
+import { SESSION_HELP } from '../../agent/cli/session.ts'
+import { SIM_HELP } from '../../agent/cli/sim.ts'
+import { START_HELP } from '../../agent/cli/start.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const DOCS = ['README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)]
@@ -85,6 +93,18 @@ test('the README documents every command the CLI offers, each under its own word
   assert.ok(commands.length >= 8, `found the CLI's commands: ${commands.join(', ')}`)
   const missing = commands.filter((c) => !readme.includes(`edge-agent ${c}`))
   assert.equal(missing, [], `commands the README never shows: ${missing.join(', ')}`)
+})
+
+test('the README names every flag that a command\'s --help offers', () => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const helps = { start: START_HELP, peek: PEEK_HELP, session: SESSION_HELP, sim: SIM_HELP, deploy: DEPLOY_HELP, services: SERVICES_HELP, keygen: KEYGEN_HELP, check: CHECK_HELP }
+  const missing: string[] = []
+  for (const [command, help] of Object.entries(helps)) {
+    const flags = new Set([...help.matchAll(/--[a-z][a-z0-9-]*/g)].map((m) => m[0]))
+    assert.ok(flags.size > 0, `edge-agent ${command} --help names no flag`)
+    for (const flag of flags) if (!new RegExp(`${flag}(?![a-z0-9-])`).test(readme)) missing.push(`${command} ${flag}`)
+  }
+  assert.equal(missing, [], `flags the README never names: ${missing.join(', ')}`)
 })
 
 test.run()
