@@ -80,6 +80,16 @@ export function writeJson (w: Writer, value: JsonValue, maxBytes: number, field:
   }
 }
 
+// Why a value a terminal sent (parsed JSON, any depth) cannot be logged as an op,
+// or null: deeper than MAX_JSON_DEPTH, or more than `maxValues` values. Checked
+// before anything walks the value recursively (JSON.stringify overflows the
+// stack on a few thousand levels) and before it is logged: the replication
+// frame's encoder refuses the same values, and an entry it cannot send would
+// stall its session on every member that took it.
+export function jsonValueProblem (value: unknown, maxValues: number): string | null {
+  return jsonProblem(value, maxValues)
+}
+
 // The walk's work list, reused across calls: containers still to visit and their
 // depths, as a stack below walkTop. Slots are cleared as they are popped (and all of
 // them when a walk stops early), so the list never keeps a value alive; its length

@@ -12,6 +12,7 @@ import { redirectTarget } from '../deploy/policy.ts'
 import { BUILT_IN_SERVICES } from '../sessions/services.ts'
 import type { MemberDirectory } from '../sessions/types.ts'
 import type { JsonValue } from '../../protocol/messages.ts'
+import { jsonValueProblem } from '../../protocol/session-json.ts'
 import type { DeployHost } from './deploy-host.ts'
 import { unwrapState } from './deployed-service.ts'
 import type { HttpApi, Reply } from './http-api.ts'
@@ -136,6 +137,8 @@ async function handle (parts: DeployRoutesParts, request: IncomingMessage, name:
   let body: unknown = text === '' ? null : text
   if (/json/.test(request.headers['content-type'] ?? '') && text !== '') {
     try { body = JSON.parse(text) } catch { return { status: 400, body: { error: 'the body is not valid JSON' } } }
+    const shape = jsonValueProblem(body, MAX_SERVICE_BODY_BYTES)
+    if (shape !== null) return { status: 400, body: { error: `the body ${shape}` } }
   }
   const query = Object.fromEntries([...url.searchParams].filter(([k]) => k !== REDIRECTED_PARAM))
   const result = version.runner.call('request', [{ method: request.method, path, query, body }, state])

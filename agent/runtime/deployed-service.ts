@@ -22,6 +22,8 @@
 // under load) leaves the state as it was and records the error in it.
 
 import type { JsonValue } from '../../protocol/messages.ts'
+import { MAX_STATE_BYTES } from '../../protocol/limits.ts'
+import { jsonValueProblem } from '../../protocol/session-json.ts'
 import type { OpCheck, Service } from '../sessions/services.ts'
 import type { PackageRef } from '../deploy/distribution.ts'
 import { newer } from '../deploy/distribution.ts'
@@ -103,7 +105,11 @@ export class DeployedService implements Service {
     }
     if (state === undefined) return { ok: true }
     const dry = this.#step(JSON.parse(JSON.stringify(state)) as JsonValue, stamped)
-    return dry.ok ? { ok: true } : { ok: false, reason: dry.error }
+    if (!dry.ok) return { ok: false, reason: dry.error }
+    // A state the session codec cannot carry (deeper than its limit, say) could
+    // not be snapshotted to a member that lags: refused like any failing op.
+    const shape = jsonValueProblem(dry.value, MAX_STATE_BYTES)
+    return shape === null ? { ok: true } : { ok: false, reason: `${this.name}: the op would leave a state that ${shape}` }
   }
 
   apply (state: JsonValue, op: JsonValue): JsonValue {

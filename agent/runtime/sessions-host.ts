@@ -238,11 +238,27 @@ export class SessionsHost {
 
   #effect (effect: SessionEffect): void {
     switch (effect.kind) {
-      case 'send': this.#parts.net.send(effect.to, encode(effect.message), 'sessions'); break
+      case 'send': this.#send(effect.to, effect.message); break
       case 'connect': this.#parts.net.connect(effect.peer, 'sessions'); break
       case 'reply': this.#reply(effect.requestId, effect.reply); break
       case 'event': this.#onEvent(effect.event)
     }
+  }
+
+  // The core admits only what the codec can carry (agent/sessions/deltas.ts
+  // checks an op's depth and values before logging it), so a frame that cannot
+  // be encoded is a bug or a store written by an older agent. It must not take
+  // the agent down with every session it holds: the frame is not sent, and the
+  // log says which session and why.
+  #send (to: string, message: SessionMessage): void {
+    let frame: Uint8Array
+    try {
+      frame = encode(message)
+    } catch (error) {
+      this.#parts.log.error({ err: error, to, type: message.type, sessionId: 'sessionId' in message ? message.sessionId : undefined }, 'a session frame could not be encoded; it was not sent')
+      return
+    }
+    this.#parts.net.send(to, frame, 'sessions')
   }
 
   // Nothing of a step but its early frames leaves the box unless its writes are

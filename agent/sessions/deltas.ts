@@ -8,6 +8,7 @@
 
 import type { JsonValue } from '../../protocol/messages.ts'
 import { MAX_BATCH_OPS, MAX_OP_BYTES, MAX_STATE_BYTES } from '../../protocol/limits.ts'
+import { jsonValueProblem } from '../../protocol/session-json.ts'
 import { advanceCommit, appendEntry, freshOwner, leaseValid, replicateAll, wait } from './owner.ts'
 import { batchReply, dedupIndex } from './replica.ts'
 import type { BatchItem, BatchRefusal, Ctx, Replica, ReplyTarget } from './replica.ts'
@@ -57,16 +58,18 @@ export function admitDelta (ctx: Ctx, r: Replica, clientSeq: number, op: JsonVal
   if (clientSeq !== r.lastAcceptedSeq + 1) return refused(409, { error: `clientSeq must be ${r.lastAcceptedSeq + 1} (got ${clientSeq})`, expectedSeq: r.lastAcceptedSeq + 1 })
   const service = ctx.service(r.info.service)
   if (service === null) return refused(503, { error: `this agent does not run service ${r.info.service}` })
+  const shape = jsonValueProblem(op, MAX_OP_BYTES)
+  if (shape !== null) return refused(400, { error: `op ${shape}` })
   const check = service.validate(op, r.state)
   if (!check.ok) return refused(400, { error: check.reason })
   const opBytes = JSON.stringify(op).length
   if (opBytes > MAX_OP_BYTES) {
     ctx.emit({ type: 'limit', limit: 'delta-size', sessionId: r.id })
-    return refused(413, { error: `op of ${opBytes} bytes exceeds ${MAX_OP_BYTES}` })
+    return refused(413, { error: `op of ${opBytes} bytes exceeds ${MAX_OP_BYTES}`, limit: 'delta-size' })
   }
   if (r.stateBytes + batchBytes + opBytes > MAX_STATE_BYTES) {
     ctx.emit({ type: 'limit', limit: 'state-size', sessionId: r.id })
-    return refused(413, { error: `session state would exceed ${MAX_STATE_BYTES} bytes` })
+    return refused(413, { error: `session state would exceed ${MAX_STATE_BYTES} bytes`, limit: 'state-size' })
   }
   const index = appendEntry(ctx, r, { kind: 'delta', clientSeq, op })
   r.lastAcceptedSeq = clientSeq

@@ -53,20 +53,38 @@ export const kvService: Service = {
   apply: (state, op) => {
     const map = isObject(state) ? state : {}
     const o = op as { set?: { [key: string]: JsonValue }; delete?: string }
-    if (o.set !== undefined) for (const [key, value] of Object.entries(o.set)) map[key] = value
+    if (o.set !== undefined) for (const [key, value] of Object.entries(o.set)) setKey(map, key, value)
     if (o.delete !== undefined) delete map[o.delete]
     return map
   }
 }
 
-// counter: {"add": n} with n a finite number; the state is the sum.
+// A key is an own property whatever its name: `map[key] = value` with the key
+// "__proto__" would set the object's prototype and store nothing (acknowledged,
+// then missing from the state). JSON.parse and JSON.stringify treat such a key as
+// any other own property, so snapshots and peers keep it.
+function setKey (map: { [key: string]: JsonValue }, key: string, value: JsonValue): void {
+  if (key === '__proto__') Object.defineProperty(map, key, { value, writable: true, enumerable: true, configurable: true })
+  else map[key] = value
+}
+
+// counter: {"add": n} with n a number of magnitude at most 2^53 − 1 (fractions
+// allowed); the state is the sum. The bound keeps the sum finite: an add of
+// 1e308 was acknowledged, and the next one, overflowing, left the state as it
+// was, an acknowledged delta that changed nothing. From 0, a sum of adds within
+// the bound needs some 10^292 of them to reach Number.MAX_VALUE, and adding
+// 2^53 to MAX_VALUE rounds back to it (the sum stays a double, as in JSON).
+// apply keeps the state if a sum is not finite, so every member stays identical
+// whatever it is given.
+export const COUNTER_MAX_ADD = Number.MAX_SAFE_INTEGER
+
 export const counterService: Service = {
   name: 'counter',
   initial: () => 0,
   validate: (op) => {
     const n = onlyKey(op) === 'add' ? (op as { add: JsonValue }).add : undefined
-    if (typeof n === 'number' && Number.isFinite(n)) return { ok: true }
-    return { ok: false, reason: 'a counter op is {"add": n} with n a finite number' }
+    if (typeof n === 'number' && Number.isFinite(n) && Math.abs(n) <= COUNTER_MAX_ADD) return { ok: true }
+    return { ok: false, reason: `a counter op is {"add": n} with n a number of magnitude at most ${COUNTER_MAX_ADD}` }
   },
   apply: (state, op) => {
     const sum = (typeof state === 'number' ? state : 0) + (op as { add: number }).add
