@@ -96,7 +96,7 @@ function toHttp (reply: ClientReply, extra: Record<string, unknown> = {}): Reply
 function parseOpen (body: Record<string, unknown>): Parsed<{ terminalId: string; service: string; position: Position | null }> {
   const { terminalId, service, position } = body
   if (typeof terminalId !== 'string' || !/^[\x21-\x7e]+$/.test(terminalId) || terminalId.length > MAX_TERMINAL_ID_CHARS) {
-    return refuse(400, `'terminalId' must be 1-${MAX_TERMINAL_ID_CHARS} printable characters`)
+    return refuse(400, `'terminalId' must be 1-${MAX_TERMINAL_ID_CHARS} printable ASCII characters without spaces (! to ~)`)
   }
   if (typeof service !== 'string' || service.length > 64 || !SERVICE_NAME_PATTERN.test(service)) {
     return refuse(400, `'service' must be a service name: a built-in (${[...BUILT_IN_SERVICES.keys()].join(', ')}) or a deployed package`)
@@ -119,19 +119,24 @@ const OPEN_KEY = /^[A-Za-z0-9_-]{22,128}$/
 const OPEN_RETRY_MS = 120_000
 const MAX_OPEN_RETRIES = 10_000
 
+// A key sent again with another request (another terminalId, service or
+// position) is not a retry: 409, rather than the first request's session.
 class OpenRetries {
-  readonly #answers = new Map<string, { atMs: number; reply: Promise<Reply> }>()
+  readonly #answers = new Map<string, { atMs: number; request: string; reply: Promise<Reply> }>()
 
-  once (key: string, run: () => Promise<Reply>): Promise<Reply> {
+  once (key: string, request: string, run: () => Promise<Reply>): Promise<Reply> {
     const now = performance.now()
     for (const [k, v] of this.#answers) {
       if (now - v.atMs < OPEN_RETRY_MS && this.#answers.size < MAX_OPEN_RETRIES) break
       this.#answers.delete(k)
     }
     const seen = this.#answers.get(key)
-    if (seen !== undefined) return seen.reply
+    if (seen !== undefined) {
+      if (seen.request === request) return seen.reply
+      return Promise.resolve({ status: 409, body: { error: "this 'openKey' was sent with another request (terminalId, service or position) in the last 2 minutes: a retry repeats the request, a new open needs a new key" } })
+    }
     const reply = run()
-    this.#answers.set(key, { atMs: now, reply })
+    this.#answers.set(key, { atMs: now, request, reply })
     // A failed attempt (no session made) may be tried afresh.
     reply.then((r) => { if (r.status !== 201) this.#answers.delete(key) }, () => this.#answers.delete(key))
     return reply
@@ -226,7 +231,7 @@ export function registerSessionRoutes (http: HttpApi, host: SessionsHost, deploy
       const reply = await host.request({ type: 'open', sessionId, tokenHash: issued.tokenHash, ...open.value })
       return toHttp(reply, reply.status === 201 ? { token: issued.token } : {})
     }
-    return typeof openKey === 'string' ? opens.once(openKey, run) : run()
+    return typeof openKey === 'string' ? opens.once(openKey, JSON.stringify(open.value), run) : run()
   })
 
   http.route('POST', DELTAS_PATH, async (request, params) => {

@@ -45,7 +45,7 @@ async function call (url: string, init: { method?: string; token?: string; body?
   return { status: response.status, body: await response.json() as Record<string, unknown>, headers: response.headers }
 }
 
-test('an open asked again with the same openKey gets the same session and token; a bad key is refused', () => withTimeout((async () => {
+test('an open asked again with the same openKey gets the same session and token; the key with another request is 409; a bad key is refused', () => withTimeout((async () => {
   const a = await agent('open-retry')
   const url = `${a.http}/v1/sessions`
   const key = 'k'.repeat(11) + 'Z'.repeat(11) + '_-'
@@ -63,6 +63,13 @@ test('an open asked again with the same openKey gets the same session and token;
   }
   const other = await call(url, { method: 'POST', body: { terminalId: 't', service: 'log', openKey: key + 'x' } })
   assert.is.not(other.body.sessionId, first.body.sessionId)
+  // The same key with another request is not a retry: 409, no session, and not the first one's token.
+  for (const changed of [{ terminalId: 'u', service: 'log' }, { terminalId: 't', service: 'kv' }, { terminalId: 't', service: 'log', position: '40.4,-3.7' }]) {
+    const reused = await call(url, { method: 'POST', body: { ...changed, openKey: key } })
+    assert.is(reused.status, 409, JSON.stringify(changed))
+    assert.match(String(reused.body.error), /openKey/)
+    assert.is(reused.body.token, undefined)
+  }
   const listed = await call(url)
   assert.is((listed.body.sessions as unknown[]).length, 2, 'two keys, two sessions')
   const bad = await call(url, { method: 'POST', body: { terminalId: 't', service: 'log', openKey: 'short' } })
