@@ -15,6 +15,7 @@ import type { JsonValue } from '../../protocol/messages.ts'
 import { jsonValueProblem } from '../../protocol/session-json.ts'
 import type { DeployHost } from './deploy-host.ts'
 import { unwrapState } from './deployed-service.ts'
+import { continueBody } from './http-api.ts'
 import type { HttpApi, Reply } from './http-api.ts'
 import { MAX_BUNDLE_BYTES } from './package.ts'
 import { hashToken } from './sessions-host.ts'
@@ -41,6 +42,7 @@ export type DeployRoutesParts = {
 async function readBody (request: IncomingMessage, limit: number): Promise<Buffer | null> {
   const declared = Number(request.headers['content-length'] ?? 0)
   if (declared > limit) return null
+  continueBody(request)
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of request) {

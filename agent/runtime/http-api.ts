@@ -66,6 +66,14 @@ export class HttpApi {
     this.#server.headersTimeout = 5_000
     this.#server.keepAliveTimeout = 5_000
     this.#server.on('clientError', (error, socket) => { malformed(error, socket as Socket) })
+    // `Expect: 100-continue`: node would answer 100 at once, the client would
+    // then send a body the route refuses unread (a 413 by its declared length),
+    // and find the connection closed mid-send, often without the 413. The 100
+    // goes out only when a route starts reading the body (continueBody).
+    this.#server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
+      continues.set(request, () => { response.writeContinue() })
+      handler(request, response)
+    })
     // node:http types it a Duplex; from a net or tls server it is a net.Socket
     // (a TLSSocket is one).
     this.#server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => { this.#onUpgrade(request, socket as Socket, head) })
@@ -177,6 +185,17 @@ export class HttpApi {
     if (pathMatched) return { status: 405, body: { error: `method ${request.method} not allowed on ${url.pathname}` } }
     return { status: 404, body: { error: `no such endpoint: ${url.pathname}` } }
   }
+}
+
+const continues = new WeakMap<IncomingMessage, () => void>()
+
+// A route about to read the request's body: a client that asked to be told
+// (`Expect: 100-continue`) is told to send it now. Without the header, nothing.
+export function continueBody (request: IncomingMessage): void {
+  const send = continues.get(request)
+  if (send === undefined) return
+  continues.delete(request)
+  send()
 }
 
 // A request node's parser refuses (unknown method, bad header, bytes that are no

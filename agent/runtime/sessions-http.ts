@@ -10,6 +10,7 @@ import { notJoinedReply } from '../sessions/remote.ts'
 import { BUILT_IN_SERVICES } from '../sessions/services.ts'
 import type { ClientReply } from '../sessions/types.ts'
 import { ConfigError, parsePosition } from '../config.ts'
+import { continueBody } from './http-api.ts'
 import type { HttpApi, Reply } from './http-api.ts'
 import { hashToken, newSessionId, newToken } from './sessions-host.ts'
 import type { SessionsHost } from './sessions-host.ts'
@@ -40,6 +41,7 @@ export async function readJson (request: IncomingMessage, onLimit: (limit: 'requ
     onLimit('request-body-size')
     return tooLarge(`request body of ${declared} bytes exceeds ${maxBytes}${hint}`)
   }
+  continueBody(request)
   const chunks: Buffer[] = []
   let size = 0
   for await (const chunk of request) {

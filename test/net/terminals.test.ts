@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { DeltaStreams } from '../../agent/client/deltas-stream.ts'
@@ -205,6 +206,40 @@ test('an HTTP API bound beyond loopback without TLS warns at start', () => withT
   const local = await agent('loopback')
   await new Promise((resolve) => setTimeout(resolve, 200))
   assert.not.match(local.stderr, 'reachable beyond this machine')
+})()))
+
+// Raw HTTP/1.1 over one socket: everything the agent sent until it closed, or
+// until `settleMs` of silence after the first bytes.
+function rawExchange (http: string, head: string, body: Buffer | null, sendBodyAfter100: boolean): Promise<string> {
+  const { hostname, port } = new URL(http)
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname)
+    let got = ''
+    let timer: NodeJS.Timeout | null = null
+    const finish = (): void => { if (timer !== null) clearTimeout(timer); socket.destroy(); resolve(got) }
+    socket.on('data', (chunk) => {
+      got += chunk.toString('latin1')
+      if (sendBodyAfter100 && body !== null && got.startsWith('HTTP/1.1 100')) { socket.write(body); body = null }
+      if (timer !== null) clearTimeout(timer)
+      timer = setTimeout(finish, 1_000)
+    })
+    socket.on('close', finish)
+    socket.on('error', (error) => { if (got === '') reject(error); else finish() })
+    socket.write(head)
+  })
+}
+
+test('Expect: 100-continue: a body over the limit gets its 413 at once, no 100; one within it gets 100, then its answer', () => withTimeout((async () => {
+  const a = await agent('continue')
+  const big = 5 * 1024 * 1024
+  const refused = await rawExchange(a.http, `POST /v1/sessions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${big}\r\nexpect: 100-continue\r\n\r\n`, null, false)
+  assert.ok(refused.startsWith('HTTP/1.1 413'), refused.slice(0, 60))
+  assert.not.ok(refused.includes('100 Continue'))
+  assert.match(refused, '"limit":"request-body-size"')
+  const body = Buffer.from(JSON.stringify({ terminalId: 'cont', service: 'log' }))
+  const opened = await rawExchange(a.http, `POST /v1/sessions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n`, body, true)
+  assert.ok(opened.startsWith('HTTP/1.1 100 Continue'), opened.slice(0, 60))
+  assert.match(opened, 'HTTP/1.1 201')
 })()))
 
 test.after(async () => {
