@@ -49,6 +49,14 @@ export function unwrapState (state: JsonValue): Wrapped {
   return { version: null, state: null }
 }
 
+type Failed = { ok: false; error: string; unavailable?: boolean }
+
+// A failed call as the owner's answer to the op: the service's refusal is 400;
+// no working worker (still loading, timed out, crashed) is 503, worth a retry.
+function refusal (failed: Failed): OpCheck {
+  return failed.unavailable === true ? { ok: false, reason: failed.error, status: 503 } : { ok: false, reason: failed.error }
+}
+
 export class DeployedService implements Service {
   readonly name: string
   readonly #versions = new Map<string, Version>()
@@ -99,13 +107,13 @@ export class DeployedService implements Service {
     const version = this.#versions.get(stamped['@v'])
     if (version === undefined) return { ok: false, reason: `${this.name}@${stamped['@v']} is not installed on this agent` }
     const check = version.runner.call('validate', [stamped.op])
-    if (!check.ok) return { ok: false, reason: check.error }
+    if (!check.ok) return refusal(check)
     if (!check.missing && check.value !== true && check.value !== null) {
       return { ok: false, reason: typeof check.value === 'string' ? check.value : `${this.name} refused the op` }
     }
     if (state === undefined) return { ok: true }
     const dry = this.#step(JSON.parse(JSON.stringify(state)) as JsonValue, stamped)
-    if (!dry.ok) return { ok: false, reason: dry.error }
+    if (!dry.ok) return refusal(dry)
     // A state the session codec cannot carry (deeper than its limit, say) could
     // not be snapshotted to a member that lags: refused like any failing op.
     const shape = jsonValueProblem(dry.value, MAX_STATE_BYTES)
@@ -119,7 +127,7 @@ export class DeployedService implements Service {
     return { ...unwrapState(state), error: result.error }
   }
 
-  #step (raw: JsonValue, stamped: Stamped): { ok: true; value: JsonValue } | { ok: false; error: string } {
+  #step (raw: JsonValue, stamped: Stamped): { ok: true; value: JsonValue } | Failed {
     const w = unwrapState(raw)
     let version = w.version
     let state = w.state
@@ -127,7 +135,7 @@ export class DeployedService implements Service {
     if (version === null) {
       if (wanted === undefined) return { ok: false, error: `${this.name}@${stamped['@v']} is not installed on this agent` }
       const init = wanted.runner.call('initial', [])
-      if (!init.ok) return { ok: false, error: init.error }
+      if (!init.ok) return init
       version = stamped['@v']
       state = init.missing ? null : init.value as JsonValue
     } else if (version !== stamped['@v'] && wanted !== undefined) {
@@ -144,13 +152,13 @@ export class DeployedService implements Service {
     const runner = this.#versions.get(version)
     if (runner === undefined) return { ok: false, error: `${this.name}@${version}, which this session runs, is not installed on this agent` }
     const applied = runner.runner.call('apply', [state, stamped.op])
-    if (!applied.ok) return { ok: false, error: applied.error }
+    if (!applied.ok) return applied
     if (applied.missing) return { ok: false, error: `${this.name}@${version} exports no apply()` }
     return { ok: true, value: { version, state: applied.value as JsonValue } }
   }
 
   // Moves a session to `to` if it is at a clean point: null when it stays.
-  #move (from: Version | undefined, to: Version, fromVersion: string, state: JsonValue): { ok: true; value: { state: JsonValue } | null } | { ok: false; error: string } {
+  #move (from: Version | undefined, to: Version, fromVersion: string, state: JsonValue): { ok: true; value: { state: JsonValue } | null } | Failed {
     if (from !== undefined) {
       const clean = from.runner.call('isClean', [state])
       if (!clean.ok) return clean

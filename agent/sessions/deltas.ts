@@ -61,7 +61,7 @@ export function admitDelta (ctx: Ctx, r: Replica, clientSeq: number, op: JsonVal
   const shape = jsonValueProblem(op, MAX_OP_BYTES)
   if (shape !== null) return refused(400, { error: `op ${shape}` })
   const check = service.validate(op, r.state)
-  if (!check.ok) return refused(400, { error: check.reason })
+  if (!check.ok) return check.status === 503 ? refused(503, { error: check.reason, retryAfterMs: 1_000 }) : refused(400, { error: check.reason })
   const opBytes = JSON.stringify(op).length
   if (opBytes > MAX_OP_BYTES) {
     ctx.emit({ type: 'limit', limit: 'delta-size', sessionId: r.id })

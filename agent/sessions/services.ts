@@ -4,7 +4,9 @@
 
 import type { JsonValue } from '../../protocol/messages.ts'
 
-export type OpCheck = { ok: true } | { ok: false; reason: string }
+// `status`: 503 when the service cannot judge the op now (a deployed service
+// whose worker is loading or restarting); a refusal is 400.
+export type OpCheck = { ok: true } | { ok: false; reason: string; status?: 503 }
 
 export interface Service {
   readonly name: string

@@ -59,6 +59,45 @@ test('a module that fails to load fails every call with the load error', () => {
   runner.stop()
 })
 
+async function until<T> (probe: () => T | null, limitMs: number): Promise<T> {
+  const deadline = performance.now() + limitMs
+  for (;;) {
+    const seen = probe()
+    if (seen !== null) return seen
+    if (performance.now() > deadline) throw new Error(`nothing within ${limitMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+// A module that loads slowly (a busy box, a big import): the first call waits
+// for it up to the boot limit and fails as unavailable; later calls do not wait,
+// and go through once it has loaded. Before, the first timed-out boot failed
+// every later call until the agent restarted.
+test('a slow boot fails calls as unavailable until the module has loaded, then they go through', async () => {
+  const slow = module('slow.js', 'const t0 = Date.now(); while (Date.now() - t0 < 400) {}\nexport const apply = (s, op) => s + op\n')
+  const runner = new ServiceRunner('slow@1', slow, 1_000, { waitMs: 50, giveUpMs: 10_000 })
+  const first = runner.call('apply', [1, 2])
+  assert.equal(first.ok ? null : [first.unavailable, /still loading/.test(first.error)], [true, true])
+  const ok = await until(() => { const r = runner.call('apply', [1, 2]); return r.ok ? r : null }, 10_000)
+  assert.equal(ok, { ok: true, value: 3, missing: false })
+  assert.is(runner.restarts, 0)
+  runner.stop()
+})
+
+test('a module that never loads (a loop at import) is stopped after the give-up time and retried after a backoff', async () => {
+  const looping = module('looping.js', 'for (;;) {}\nexport const apply = () => 0\n')
+  const runner = new ServiceRunner('looping@1', looping, 1_000, { waitMs: 50, giveUpMs: 300 })
+  const first = runner.call('apply', [0, 1])
+  assert.ok(!first.ok && first.unavailable === true && /still loading/.test(first.error))
+  const stopped = await until(() => { const r = runner.call('apply', [0, 1]); return !r.ok && /was stopped/.test(r.error) ? r : null }, 10_000)
+  assert.is(stopped.ok, false)
+  assert.is(runner.restarts, 1, 'the looping worker was terminated')
+  const backingOff = runner.call('apply', [0, 1])
+  assert.ok(!backingOff.ok && backingOff.unavailable === true && /another starts in/.test(backingOff.error), JSON.stringify(backingOff))
+  assert.is(runner.restarts, 1, 'no new worker during the backoff')
+  runner.stop()
+})
+
 // A cart-like service: v1 keeps a list, v2 a map; a session moves at an empty cart.
 const V1 = module('v1.js', `
 export const initial = () => ({ items: [] })
