@@ -235,16 +235,36 @@ function rankedFrom (
 }
 
 // M0.4: the session's group, owner first, then standbys in priority order; null
-// when no node is eligible. Fewer than replicas + 1 eligible nodes give a smaller group.
+// when no node is eligible. With fewer than replicas + 1 eligible nodes, the
+// standbys are made up from agents over the load threshold (see overLoaded);
+// only a cluster with fewer agents offering the service gives a smaller group.
 export function placeGroup (
   records: NodeRecord[], sessionKey: string, service: string, terminal: Position | null, config: SessionsConfig
 ): GroupConfig | null {
-  const pool = eligible(canonical(records), service, config.loadThreshold)
+  const all = canonical(records)
+  const pool = eligible(all, service, config.loadThreshold)
   if (pool.length === 0) return null
   const ring = serviceRing(pool, service, config.vnodesPer100Capacity)
   const ranked = rankedFrom(pool, ring, sessionKey, new Set(), terminal, config)
   const members = ranked.slice(0, config.replicas + 1).map((record) => record.id)
+  members.push(...overLoaded(all, service, new Set(members), config.replicas + 1 - members.length))
   return { members, witness: witnessFor(records, sessionKey, members) }
+}
+
+// Standbys from agents over the load threshold, least loaded first (then by
+// id), when too few are under it. An overloaded agent is kept from owning new
+// sessions, not from holding their copies: a standby costs it about half an
+// owner's work, and the alternative, a group of one, holds every delta on one
+// box with nobody to take over. Before, with the other agents busy, an open
+// answered 201 with a group of the owner alone. Alive, offering the service, as
+// `eligible` asks; `taken` are already in the group.
+function overLoaded (records: NodeRecord[], service: string, taken: ReadonlySet<string>, wanted: number): string[] {
+  if (wanted <= 0) return []
+  return records
+    .filter((record) => record.status === 'alive' && serviceCapacity(record, service) > 0 && !taken.has(record.id))
+    .sort((a, b) => a.load.score - b.load.score || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    .slice(0, wanted)
+    .map((record) => record.id)
 }
 
 // A vote-only third party, so that two members can still form a majority when one
@@ -261,15 +281,19 @@ export function witnessFor (records: NodeRecord[], sessionKey: string, members: 
 }
 
 // Group repair: the best eligible node that is neither a member nor the witness,
-// ranked as placeGroup ranks; null when nobody is left.
+// ranked as placeGroup ranks, else the least loaded over the threshold; null
+// when nobody is left.
 export function replacementFor (
   records: NodeRecord[], sessionKey: string, service: string, terminal: Position | null,
   current: GroupConfig, config: SessionsConfig
 ): string | null {
-  const pool = eligible(canonical(records), service, config.loadThreshold)
-  if (pool.length === 0) return null
+  const all = canonical(records)
+  const pool = eligible(all, service, config.loadThreshold)
   const taken = new Set(current.witness === null ? current.members : [...current.members, current.witness])
-  const ring = serviceRing(pool, service, config.vnodesPer100Capacity)
-  const ranked = rankedFrom(pool, ring, sessionKey, taken, terminal, config)
-  return ranked.length === 0 ? null : ranked[0].id
+  if (pool.length > 0) {
+    const ring = serviceRing(pool, service, config.vnodesPer100Capacity)
+    const ranked = rankedFrom(pool, ring, sessionKey, taken, terminal, config)
+    if (ranked.length > 0) return ranked[0].id
+  }
+  return overLoaded(all, service, taken, 1)[0] ?? null
 }

@@ -168,13 +168,20 @@ test('placeGroup() never picks an ineligible node, however attractive', () => {
   }
 })
 
-test('placeGroup() gives a smaller group when fewer than replicas + 1 are eligible, and null when none is', () => {
-  const two = [node('a'), node('b'), node('busy', { load: 0.99 })]
+test('placeGroup() makes up standbys from agents over the load threshold, least loaded first; never an owner; null when none is under it', () => {
+  const two = [node('a'), node('b'), node('busy', { load: 0.99 }), node('busier', { load: 0.995 })]
   for (const key of keys(50)) {
     const group = place(two, key)
-    assert.equal([...group.members].sort(), ['a', 'b'])
-    assert.is(group.witness, 'busy')
+    assert.equal([...group.members.slice(0, 2)].sort(), ['a', 'b'], 'the eligible first, one of them the owner')
+    assert.is(group.members[2], 'busy', 'then the least loaded over the threshold')
+    assert.is(group.witness, null)
   }
+  // One agent under the threshold: it owns, the loaded ones stand by (before: a group of one).
+  for (const key of keys(50)) assert.equal(place([node('busier', { load: 0.995 }), node('free'), node('busy', { load: 0.99 })], key).members, ['free', 'busy', 'busier'])
+  // Fewer agents offering the service than replicas + 1: a smaller group, with a witness for two.
+  const pair = place([node('a'), node('b', { load: 0.99 }), node('other', { services: [{ name: 'log', version: '1', capacity: 100 }] })], 'k')
+  assert.equal(pair.members, ['a', 'b'])
+  assert.is(pair.witness, 'other')
   assert.equal(place([node('solo')], 'k').members, ['solo'])
   assert.is(placeGroup([node('busy', { load: 0.99 }), node('left', { status: 'left' })], 'k', 'kv', null, LAN), null)
   assert.is(placeGroup([], 'k', 'kv', null, LAN), null)
@@ -376,13 +383,13 @@ test('replacementFor() after a member leaves completes the group a fresh placeme
   }
 })
 
-test('replacementFor() returns null when every eligible node is already in the group', () => {
-  const table = [node('a'), node('b'), node('c'), node('busy', { load: 0.95 })]
-  const group = place(table, 'k')
-  assert.is(replacementFor(table, 'k', 'kv', null, group, LAN), null)
-  const pair = { members: ['a', 'b'], witness: 'c' }
-  assert.is(replacementFor(table, 'k', 'kv', null, pair, LAN), null)
-  assert.is(replacementFor([], 'k', 'kv', null, pair, LAN), null)
+test('replacementFor() takes an eligible node first, then the least loaded over the threshold, and null when every agent is taken', () => {
+  const table = [node('a'), node('b'), node('c'), node('busy', { load: 0.95 }), node('left', { load: 0.1, status: 'left' })]
+  assert.is(replacementFor(table, 'k', 'kv', null, { members: ['a', 'b'], witness: null }, LAN), 'c')
+  assert.is(replacementFor(table, 'k', 'kv', null, { members: ['a', 'b', 'c'], witness: null }, LAN), 'busy')
+  assert.is(replacementFor(table, 'k', 'kv', null, { members: ['a', 'b'], witness: 'c' }, LAN), 'busy')
+  assert.is(replacementFor(table, 'k', 'kv', null, { members: ['a', 'b', 'c', 'busy'], witness: null }, LAN), null)
+  assert.is(replacementFor([], 'k', 'kv', null, { members: ['a', 'b'], witness: 'c' }, LAN), null)
 })
 
 test.run()
