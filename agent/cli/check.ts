@@ -5,16 +5,19 @@
 import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { DataDir } from '../runtime/data-dir.ts'
-import { SessionStore } from '../runtime/session-store.ts'
+import { SessionStore, storeAbsence } from '../runtime/session-store.ts'
+import { checkIdentity } from '../net/identity.ts'
 import { parseFlags, UsageError } from './args.ts'
 
 export const CHECK_HELP = `Usage: edge-agent check --data-dir <path> [options]
 
 Checks an agent's data directory without starting the agent: the state file
-(incarnation, SHA-256), and the session store (sessions.db): its write-ahead
-log, SQLite's full integrity check, and the CRC-32 of every stored row. The
-agent runs the same checks, but SQLite's quick one, at every start and refuses
-to start from a store that fails them.
+(incarnation, SHA-256), the identity key (readable, its public key matching its
+private key), and the session store (sessions.db): its write-ahead log,
+SQLite's full integrity check, and the CRC-32 of every stored row. A key or a
+store missing (or an empty store) in a directory that has run before is damage
+too. The agent runs the same checks, but SQLite's quick one, at every start and
+refuses to start from a directory that fails them.
 
 Takes the directory's lock: stop the agent first (a running agent holds it).
 Opening the store recovers its write-ahead log and migrates a store written
@@ -50,16 +53,22 @@ export async function runCheck (argv: string[]): Promise<number> {
   try {
     dataDir.open()
     const incarnation = dataDir.readIncarnation()
+    // What a start would refuse, without creating or changing anything: the
+    // identity key (unreadable, or its halves not matching), a key or a store
+    // missing from a directory that has run.
+    const id = await checkIdentity(dir, incarnation)
     const path = join(dir, 'sessions.db')
+    const absent = storeAbsence(path, incarnation)
+    if (absent !== null) throw absent
     if (!existsSync(path)) {
-      report(json, { ok: true, dataDir: dir, incarnation, store: null }, `${dir}: ok, incarnation ${incarnation}, no session store yet`)
+      report(json, { ok: true, dataDir: dir, incarnation, id, store: null }, `${dir}: ok, incarnation ${incarnation}, ${id === null ? 'no identity key yet' : `id ${id}`}, no session store yet`)
       return 0
     }
     const store = SessionStore.open(path)
     try {
       const summary = store.check()
-      report(json, { ok: true, dataDir: dir, incarnation, store: { path, ...summary } },
-        `${dir}: ok, incarnation ${incarnation}; ${path}: ${summary.sessions} sessions, ${summary.entries} log entries, ${summary.snapshots} snapshots, ${summary.closed} closed sessions remembered (${summary.walFrames} frames in the write-ahead log)`)
+      report(json, { ok: true, dataDir: dir, incarnation, id, store: { path, ...summary } },
+        `${dir}: ok, incarnation ${incarnation}, id ${id ?? 'none yet'}; ${path}: ${summary.sessions} sessions, ${summary.entries} log entries, ${summary.snapshots} snapshots, ${summary.closed} closed sessions remembered (${summary.walFrames} frames in the write-ahead log)`)
     } finally {
       store.close()
     }

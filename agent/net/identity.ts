@@ -32,11 +32,14 @@ export function privateKeyOf (identity: Identity): Ed25519PrivateKey {
 
 // Loads the node's key from <dataDir>/identity.key, creating both on first start.
 // A file that exists but does not parse is never replaced: losing it would give
-// the node a new id, so the operator decides.
-export async function loadOrCreateIdentity (dataDir: string): Promise<Identity> {
+// the node a new id, so the operator decides. `ranBefore`: the data directory's
+// incarnation (0 on a first start); a key missing from a directory that has run
+// is refused too, since the node's sessions and record are under the old id.
+export async function loadOrCreateIdentity (dataDir: string, ranBefore = 0): Promise<Identity> {
   const path = join(dataDir, IDENTITY_FILE)
   const existing = await readIdentityFile(path)
   if (existing !== null) return identityFromKey(parseIdentityFile(path, existing))
+  if (ranBefore > 0) throw new Error(missingKey(path, ranBefore))
   const key = await newKey()
   try {
     await mkdir(dataDir, { recursive: true, mode: 0o700 })
@@ -45,6 +48,21 @@ export async function loadOrCreateIdentity (dataDir: string): Promise<Identity> 
     throw new Error(`Cannot create identity key ${path}: ${errorMessage(err)}`, { cause: err })
   }
   return identityFromKey(key)
+}
+
+function missingKey (path: string, incarnation: number): string {
+  return `identity key ${path} is missing, but this data directory has run before (incarnation ${incarnation}): its sessions and its record are under the old id. ` +
+    'Restore the key from a backup; or, to start as a new node (a new id, without those sessions), move state.json and sessions.db away too'
+}
+
+// What `edge-agent check` says of the key, without creating one: its id, or
+// null when there is none and the directory never ran. Throws as a start would.
+export async function checkIdentity (dataDir: string, ranBefore: number): Promise<string | null> {
+  const path = join(dataDir, IDENTITY_FILE)
+  const existing = await readIdentityFile(path)
+  if (existing !== null) return peerIdFromPrivateKey(parseIdentityFile(path, existing)).toString()
+  if (ranBefore > 0) throw new Error(missingKey(path, ranBefore))
+  return null
 }
 
 // A fresh identity that lives only in memory (tests, throwaway clients).
@@ -87,7 +105,25 @@ function parseIdentityFile (path: string, bytes: Uint8Array): Ed25519PrivateKey 
   if (key.type !== 'Ed25519') {
     throw new Error(`identity key ${path} is unreadable (a ${key.type} key, the agent needs Ed25519); move it away to start as a new node`)
   }
-  return key
+  // The file holds the seed and the public key; the id is the public key. A
+  // changed byte in either parsed, and the agent came up under another id that
+  // its own signatures did not match: cut off from its cluster and its
+  // sessions, without a word.
+  if (!publicHalfMatches(key as Ed25519PrivateKey)) {
+    throw new Error(`identity key ${path} is damaged: its public key does not match its private key; restore it from a backup, or move it away to start as a new node (with a new id)`)
+  }
+  return key as Ed25519PrivateKey
+}
+
+// PKCS#8 DER of an Ed25519 private key, before its 32-byte seed (RFC 8410).
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
+
+function publicHalfMatches (key: Ed25519PrivateKey): boolean {
+  if (key.raw.length !== 2 * ED25519_SEED_BYTES) return false
+  const seed = Buffer.from(key.raw.subarray(0, ED25519_SEED_BYTES))
+  const derived = createPublicKey(createPrivateKey({ format: 'der', type: 'pkcs8', key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]) }))
+  const x = derived.export({ format: 'jwk' }).x
+  return x === Buffer.from(key.raw.subarray(ED25519_SEED_BYTES)).toString('base64url') && x === Buffer.from(key.publicKey.raw).toString('base64url')
 }
 
 // tmp file + fsync + rename + fsync of the directory: after a crash the file is

@@ -27,7 +27,7 @@ import { limitOfDecodeReason } from './metrics.ts'
 import type { LimitLabel, PeerProtocol, RejectReason } from './metrics.ts'
 import { HttpLimits } from './http-limits.ts'
 import { membersJson } from './view.ts'
-import { SessionStore } from './session-store.ts'
+import { SessionStore, storeAbsence } from './session-store.ts'
 import { SessionsHost } from './sessions-host.ts'
 import { registerFaultRoutes } from './faults-http.ts'
 import { registerSessionRoutes } from './sessions-http.ts'
@@ -147,6 +147,8 @@ export class Agent {
       // A corrupt store refuses the start, before the agent listens or joins:
       // serving from it could serve wrong data. open() checks the write-ahead log
       // and the b-trees, load() every row's checksum.
+      const absent = storeAbsence(join(config.dataDir, 'sessions.db'), dataDir.readIncarnation())
+      if (absent !== null) throw absent
       store = SessionStore.open(join(config.dataDir, 'sessions.db'))
       const stored = store.load()
       return await Agent.#assemble(config, log, output, dataDir, store, options.faultInjection === true ? new FaultGate() : null, stored)
@@ -163,10 +165,11 @@ export class Agent {
     const psk = config.clusterKey === null ? undefined : readClusterKeyFile(config.clusterKey, (message) => log.warn(message))
     const allowPeers = readAllowlist(config)
     const tls = readTls(config)
-    const identity = await loadOrCreateIdentity(config.dataDir)
+    const ranBefore = dataDir.readIncarnation()
+    const identity = await loadOrCreateIdentity(config.dataDir, ranBefore)
     // Each start is a new incarnation, persisted before anyone hears of it, so a
     // restarted node overrides whatever the cluster remembers of its last life.
-    const incarnation = dataDir.readIncarnation() + 1
+    const incarnation = ranBefore + 1
     dataDir.writeIncarnation(incarnation)
     // The core's inputs are routed through `agent` once it exists.
     let agent: Agent | null = null

@@ -147,8 +147,8 @@ function migrateFromVersion3 (db: DatabaseSync): void {
 export function corrupt (path: string, why: string, cause?: unknown): SessionStoreError {
   return new SessionStoreError(
     `session store ${path} is corrupt (${why}); the agent refuses to serve sessions from it. ` +
-    `Move it away (with ${path}-wal and ${path}-shm, if present) to start without the sessions it held: ` +
-    'the other members of each session\'s group still have them.', { cause })
+    `Move it away (with ${path}-wal and ${path}-shm, if present), and state.json beside it, to start without the sessions it held: ` +
+    'the other members of each session\'s group still have them (the agent keeps its identity and rejoins with a higher incarnation).', { cause })
 }
 
 export function openFailure (path: string, error: unknown): unknown {

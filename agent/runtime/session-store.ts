@@ -67,7 +67,7 @@
 // (CRC-32 rather than a cryptographic hash: the threat is bit rot and torn
 // sectors, and anyone able to rewrite the file could recompute any unkeyed hash.)
 
-import { closeSync, existsSync, fdatasync, fdatasyncSync, openSync } from 'node:fs'
+import { closeSync, existsSync, fdatasync, fdatasyncSync, openSync, statSync } from 'node:fs'
 import { DatabaseSync } from 'node:sqlite'
 import type { LogEntry, SessionSnapshotBody } from '../../protocol/messages.ts'
 import { snapshotJson } from '../sessions/snapshot-text.ts'
@@ -94,6 +94,27 @@ export type StoreSummary = { sessions: number; closed: number; entries: number; 
 export const CHECKPOINT_FRAMES = 1_000
 // When the WAL index cannot be read: a checkpoint every this many writes.
 const CHECKPOINT_FALLBACK_WRITES = 250
+
+// A data directory that has run (incarnation ≥ 1) got its store at that first
+// start, before the incarnation was written: a missing or empty sessions.db is
+// damage, not a first start. Opened, SQLite would make a new empty store of it,
+// and the agent would answer 404 for sessions it had acknowledged. Null when
+// all is as it should be.
+export function storeAbsence (path: string, incarnation: number): SessionStoreError | null {
+  if (incarnation < 1) return null
+  let size: number
+  try {
+    size = statSync(path).size
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return null
+    size = -1
+  }
+  if (size > 0) return null
+  return new SessionStoreError(
+    `session store ${path} is ${size < 0 ? 'missing' : 'empty'}, but this data directory has run before (incarnation ${incarnation}): the sessions it held were in it. ` +
+    'Restore it from a backup; or, to start without them (the other members of each session\'s group still have them), move state.json away too: ' +
+    'the agent keeps its identity and rejoins with a higher incarnation.')
+}
 
 export class SessionStore {
   readonly path: string
@@ -131,7 +152,8 @@ export class SessionStore {
   }
 
   // Opens (or creates) the store at `path`; throws SessionStoreError when the
-  // file is damaged, not a session store, or from a newer schema.
+  // file is damaged, not a session store, or from a newer schema. Callers that
+  // know the data directory ran before check storeAbsence() first.
   static open (path: string, options: { deadRows?: DeadRowLimits } = {}): SessionStore {
     const wal = checkWalFile(`${path}-wal`)
     if (wal.problem !== null) throw corrupt(path, `${path}-wal: ${wal.problem}`)

@@ -142,6 +142,24 @@ test('a flipped byte in the write-ahead log or in a stored row: start refuses an
     file[at + 3] = '9'.charCodeAt(0)
     writeFileSync(db, file)
     await refused(rowCopy, db)
+
+    // An emptied store, and an identity key with a changed byte in its public
+    // half: both refused, named, and left as they were (before, SQLite made a new
+    // empty store of the first, and the second brought the agent up under an id
+    // its own signatures did not match).
+    const emptied = join(s.dir, 'store-emptied')
+    cpSync(s.dataDir, emptied, { recursive: true })
+    for (const f of ['sessions.db-wal', 'sessions.db-shm']) rmSync(join(emptied, f), { force: true })
+    writeFileSync(join(emptied, 'sessions.db'), '')
+    await refusedWith(emptied, join(emptied, 'sessions.db'), 'is empty, but this data directory has run before')
+    assert.is(readFileSync(join(emptied, 'sessions.db')).length, 0, 'the empty store is left as it was')
+    const rekeyed = join(s.dir, 'key-damaged')
+    cpSync(s.dataDir, rekeyed, { recursive: true })
+    const keyPath = join(rekeyed, 'identity.key')
+    const key = readFileSync(keyPath)
+    key[key.length - 1] ^= 0x01
+    writeFileSync(keyPath, key)
+    await refusedWith(rekeyed, keyPath, 'is damaged')
   } finally {
     client.destroy()
     await killNow(agent)
@@ -159,6 +177,16 @@ async function refused (dataDir: string, file: string): Promise<void> {
   const checked = await check(dataDir)
   assert.is(checked.code, 1)
   assert.ok(checked.stderr.includes(file), `check does not name ${file}: ${checked.stderr}`)
+}
+
+// Start and check both exit 1 naming `file` and saying `why`.
+async function refusedWith (dataDir: string, file: string, why: string): Promise<void> {
+  const start = await runCli(['start', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--http', '127.0.0.1:0', '--services', 'log'])
+  assert.is(start.code, 1, `start exited ${start.code}: ${start.stderr}`)
+  assert.ok(start.stderr.includes(file) && start.stderr.includes(why), `start: ${start.stderr}`)
+  const checked = await check(dataDir)
+  assert.is(checked.code, 1, `check exited ${checked.code}: ${checked.stderr}`)
+  assert.ok(checked.stderr.includes(file) && checked.stderr.includes(why), `check: ${checked.stderr}`)
 }
 
 test.run()

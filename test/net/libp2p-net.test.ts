@@ -5,10 +5,11 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer, type Server, type Socket } from 'node:net'
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createNet, generateIdentity, loadOrCreateIdentity, peekOverLibp2p } from '../../agent/net/libp2p.ts'
+import { checkIdentity } from '../../agent/net/identity.ts'
 import { writeRawOverLibp2p } from '../../agent/net/client.ts'
 import type { GossipVerdict, Net } from '../../agent/net/types.ts'
 import { MAX_FRAME_BYTES, MAX_GOSSIP_FRAME_BYTES } from '../../protocol/limits.ts'
@@ -528,6 +529,31 @@ netTest('a corrupt identity file is refused, named, and left in place', async (c
   await writeFile(path, new Uint8Array())
   await rejects(loadOrCreateIdentity(dir), (err: Error) => err.message.includes(path))
   assert.is((await readFile(path)).length, 0, 'an empty file is not replaced either')
+})
+
+// A changed byte in the key's public half (or its seed) parsed, and the agent
+// came up under another id that its own signatures did not match; a key
+// deleted from a directory that had run was silently replaced by a new one.
+netTest('an identity key whose halves do not match, or one missing after a run, is refused and left as it is', async (cleanup) => {
+  const dir = join(await tempDir(cleanup), 'data')
+  const first = await loadOrCreateIdentity(dir)
+  const path = join(dir, 'identity.key')
+  const good = new Uint8Array(await readFile(path))
+  assert.is(await checkIdentity(dir, 1), first.id)
+  for (const at of [4, good.length - 1]) {
+    const flipped = good.slice()
+    flipped[at] ^= 0x01
+    await writeFile(path, flipped)
+    await rejects(loadOrCreateIdentity(dir, 1), (err: Error) => err.message.includes(path) && err.message.includes('damaged'))
+    await rejects(checkIdentity(dir, 1), (err: Error) => err.message.includes('damaged'))
+    assert.equal(new Uint8Array(await readFile(path)), flipped, 'left in place')
+  }
+  await unlink(path)
+  await rejects(loadOrCreateIdentity(dir, 3), (err: Error) => err.message.includes('missing') && err.message.includes('incarnation 3'))
+  await rejects(checkIdentity(dir, 3), (err: Error) => err.message.includes('missing'))
+  assert.is(await checkIdentity(dir, 0), null, 'a directory that never ran has no key yet')
+  const fresh = await loadOrCreateIdentity(dir, 0)
+  assert.is.not(fresh.id, first.id)
 })
 
 netTest('auth signs and verifies synchronously, and refuses tampering and wrong signers', async () => {

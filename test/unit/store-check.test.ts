@@ -5,7 +5,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { copyFileSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { SessionStore, SessionStoreError } from '../../agent/runtime/session-store.ts'
+import { SessionStore, SessionStoreError, storeAbsence } from '../../agent/runtime/session-store.ts'
 import { checkWal } from '../../agent/runtime/wal-check.ts'
 import type { LogEntry } from '../../protocol/messages.ts'
 import { withDir as withTempDir } from '../fixtures/temp-dir.ts'
@@ -141,5 +141,22 @@ test('random bytes as a log never make the check throw', () => {
     assert.type(report.frames, 'number')
   }
 })
+
+// A directory that has run got its store at its first start: a store missing or
+// emptied since is damage. Opened, SQLite made a new empty store of a 0-byte
+// file (`edge-agent check` did too, erasing the evidence) and the agent answered
+// 404 for sessions it had acknowledged.
+test('storeAbsence: a missing or empty store is refused once the directory has run, and left as it is', () => withDir((dir) => {
+  const path = join(dir, 'sessions.db')
+  assert.is(storeAbsence(path, 0), null, 'a first start creates it')
+  const missing = storeAbsence(path, 2)
+  assert.ok(missing instanceof SessionStoreError)
+  assert.match(missing.message, `session store ${path} is missing, but this data directory has run before (incarnation 2)`)
+  writeFileSync(path, '')
+  assert.match(String(storeAbsence(path, 1)?.message), 'is empty')
+  assert.is(statSync(path).size, 0)
+  SessionStore.open(path).close()
+  assert.is(storeAbsence(path, 1), null, 'a store with its header')
+}))
 
 test.run()
