@@ -208,7 +208,7 @@ export async function runStart (argv: string[]): Promise<number> {
   try {
     agent = await Agent.start(config, log, output, { faultInjection: values['fault-injection'] === true })
   } catch (error) {
-    log.fatal({ err: error }, 'cannot start')
+    log.fatal({ error: (error as Error).message }, 'cannot start')
     process.stderr.write(`edge-agent start: ${(error as Error).message}\n`)
     return 1
   }

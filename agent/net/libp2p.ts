@@ -57,9 +57,18 @@ export async function createNet (options: NetOptions): Promise<Net> {
     await net.start()
   } catch (err) {
     await Promise.resolve(node.stop()).catch(() => {})
-    throw new Error(`Cannot start the libp2p node on ${options.listen.join(', ')}: ${errorMessage(err)}`, { cause: err })
+    throw new Error(`Cannot start the libp2p node on ${options.listen.join(', ')}: ${listenFailure(errorMessage(err))}`, { cause: err })
   }
   return net
+}
+
+// libp2p's listen failure is a paragraph advising a transport setting the user
+// cannot reach, then each address with its error's stack. The reasons alone, one
+// line: "/ip4/127.0.0.1/tcp/7701: listen EADDRINUSE: address already in use …".
+export function listenFailure (message: string): string {
+  const reasons = [...message.matchAll(/^\s*(\/\S+): (?:\w*Error: )?(.+)$/gm)].map((m) => `${m[1]}: ${m[2].trim()}`)
+  if (reasons.length > 0) return reasons.join('; ')
+  return message.split('\n').map((line) => line.trim()).filter((line) => line !== '' && !line.startsWith('at ')).join(' ')
 }
 
 async function createNode (options: NetOptions, privateKey: PrivateKey): Promise<Libp2p<Services>> {
