@@ -7,6 +7,8 @@ import { buildBundle, deployerKeyFile, generateDeployerKey, MAX_BUNDLE_BYTES, pa
 import { readClusterKeyFile } from '../net/cluster-key.ts'
 import { parsePolicy, POLICY_HELP } from '../deploy/policy.ts'
 import { parseFlags, UsageError } from './args.ts'
+import { httpCall } from './http-call.ts'
+import { readCa } from './session.ts'
 
 const DEFAULT_AGENT = 'http://127.0.0.1:7700'
 const DEFAULT_KEY = 'deployer.key'
@@ -17,8 +19,9 @@ export const DEPLOY_HELP = `Usage: edge-agent deploy <dir> --name <name> --polic
 Packs <dir> (a manifest.json {"name", "version", "entry"} and ES module code),
 signs it with your deployer key and hands it to an agent, which pushes it to
 the agents the policy names; those store it, run it and advertise name@version
-in their record. Agents that miss the push catch up by pulling (every 2 s by
-default). Prints {"name", "version", "hash", "targets", …} as JSON.
+in their record. Agents that miss the push catch up by pulling a peer's index
+(every 2 s by default, backing off ×4 to 128 × that, 256 s, while nothing is
+new). Prints {"name", "version", "hash", "targets", …} as JSON.
 
 Policies:
   all                 every healthy agent
@@ -43,6 +46,8 @@ Options:
                       --cluster-key can run it; others refuse it (reason
                       cluster-key). Name, version, policy and deployer stay
                       readable, and signed. Default: not encrypted
+  --ca <file>         PEM certificate to trust for an https agent (its
+                      --tls-cert, or the CA that signed it), besides the system's
   --timeout <ms>      give up after this long (default ${DEFAULT_TIMEOUT_MS})
   -h, --help          show this help
 
@@ -58,6 +63,7 @@ Prints one line per agent, or JSON with --json.
 
 Options:
   --json              print {"agents": [{"id", "http", "running", "error"?}, …]}
+  --ca <file>         PEM certificate to trust for https agents, besides the system's
   --timeout <ms>      per-agent timeout (default ${DEFAULT_TIMEOUT_MS})
   -h, --help          show this help`
 
@@ -70,7 +76,7 @@ function timeoutOf (value: string | boolean | undefined): number {
 
 export async function runDeploy (argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, {
-    name: { type: 'string' }, policy: { type: 'string' }, key: { type: 'string' }, to: { type: 'string' }, timeout: { type: 'string' }, 'cluster-key': { type: 'string' }, help: { type: 'boolean', short: 'h' }
+    name: { type: 'string' }, policy: { type: 'string' }, key: { type: 'string' }, to: { type: 'string' }, timeout: { type: 'string' }, 'cluster-key': { type: 'string' }, ca: { type: 'string' }, help: { type: 'boolean', short: 'h' }
   }, 1)
   if (values.help === true) { console.log(DEPLOY_HELP); return 0 }
   const dir = positionals[0]
@@ -92,37 +98,60 @@ export async function runDeploy (argv: string[]): Promise<number> {
     return 1
   }
   const to = typeof values.to === 'string' ? values.to.replace(/\/+$/, '') : DEFAULT_AGENT
+  const ca = typeof values.ca === 'string' ? readCa(values.ca) : undefined
   try {
-    const response = await fetch(`${to}/v1/packages`, {
-      method: 'POST', body: bundle, headers: { 'content-type': 'application/octet-stream' }, signal: AbortSignal.timeout(timeoutOf(values.timeout))
-    })
-    const body = await response.json() as Record<string, unknown>
+    const response = await httpCall(`${to}/v1/packages`, { method: 'POST', body: bundle, timeoutMs: timeoutOf(values.timeout), ...(ca === undefined ? {} : { ca }) })
+    const body = parseBody(response.text)
     if (response.status !== 201) {
-      process.stderr.write(`edge-agent deploy: ${to} refused the package (${response.status}): ${String(body.error)}\n`)
+      process.stderr.write(`edge-agent deploy: ${to} refused the package (${response.status}): ${String(body?.error ?? response.text.slice(0, 200))}\n`)
       return 1
     }
     console.log(JSON.stringify({ ...body, bytes: bundle.length, encrypted: typeof values['cluster-key'] === 'string' }))
     return 0
   } catch (error) {
-    process.stderr.write(`edge-agent deploy: cannot reach ${to}: ${(error as Error).message}\n`)
+    process.stderr.write(`edge-agent deploy: cannot reach ${to}: ${reason(error)}\n`)
     return 1
   }
+}
+
+function parseBody (text: string): Record<string, unknown> | null {
+  try {
+    const value: unknown = JSON.parse(text)
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? value as Record<string, unknown> : null
+  } catch {
+    return null
+  }
+}
+
+// An error's message with its code when the message lacks it (TLS: the
+// certificate problem, e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE; --ca fixes that).
+function reason (error: unknown): string {
+  const { message, code } = error as Error & { code?: string }
+  const text = code !== undefined && !message.includes(code) ? `${message} (${code})` : message
+  return /CERT|SIGNATURE|SELF_SIGNED|UNABLE_TO/.test(text) ? `${text}; for an agent with its own CA, pass --ca <file>` : text
 }
 
 type Member = { id: string; status: string; record?: { http?: string } | null; http?: string }
 
 export async function runServices (argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, { json: { type: 'boolean' }, timeout: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, 1)
+  const { values, positionals } = parseFlags(argv, { json: { type: 'boolean' }, timeout: { type: 'string' }, ca: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, 1)
   if (values.help === true) { console.log(SERVICES_HELP); return 0 }
   const base = (positionals[0] ?? DEFAULT_AGENT).replace(/\/+$/, '')
   const timeoutMs = timeoutOf(values.timeout)
+  const ca = typeof values.ca === 'string' ? readCa(values.ca) : undefined
+  const get = async (url: string): Promise<Record<string, unknown>> => {
+    const response = await httpCall(url, { timeoutMs, ...(ca === undefined ? {} : { ca }) })
+    const body = parseBody(response.text)
+    if (response.status !== 200 || body === null) throw new Error(`answered ${response.status}${body === null ? ', not a JSON object' : `: ${String(body.error)}`}`)
+    return body
+  }
   let members: Member[]
   try {
-    const response = await fetch(`${base}/v1/members`, { signal: AbortSignal.timeout(timeoutMs) })
-    const body = await response.json() as { members?: Member[] }
-    members = body.members ?? []
+    const body = await get(`${base}/v1/members`)
+    if (!Array.isArray(body.members)) throw new Error('its answer has no members: is it an edge-agent?')
+    members = (body.members as unknown[]).filter((m): m is Member => typeof m === 'object' && m !== null && typeof (m as Member).id === 'string')
   } catch (error) {
-    process.stderr.write(`edge-agent services: cannot reach ${base}: ${(error as Error).message}\n`)
+    process.stderr.write(`edge-agent services: cannot reach ${base}: ${reason(error)}\n`)
     return 1
   }
   const alive = members.filter((m) => m.status === 'alive')
@@ -130,11 +159,10 @@ export async function runServices (argv: string[]): Promise<number> {
     const http = m.http ?? m.record?.http ?? ''
     if (http === '') return { id: m.id, http, running: [], error: 'no HTTP address in its record' }
     try {
-      const response = await fetch(`${http}/v1/packages`, { signal: AbortSignal.timeout(timeoutMs) })
-      const body = await response.json() as { running?: Array<{ name: string; version: string; hash: string }> }
-      return { id: m.id, http, running: (body.running ?? []).map((r) => ({ name: r.name, version: r.version, hash: r.hash })) }
+      const body = await get(`${http}/v1/packages`) as { running?: Array<{ name: string; version: string; hash: string }> }
+      return { id: m.id, http, running: (Array.isArray(body.running) ? body.running : []).map((r) => ({ name: r.name, version: r.version, hash: r.hash })) }
     } catch (error) {
-      return { id: m.id, http, running: [], error: (error as Error).message }
+      return { id: m.id, http, running: [], error: reason(error) }
     }
   }))
   agents.sort((a, b) => a.id < b.id ? -1 : 1)

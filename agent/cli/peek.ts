@@ -1,8 +1,6 @@
 // `edge-agent peek`: the member table as one agent sees it, over HTTP or libp2p.
 
-import { get as plainGet } from 'node:http'
-import { get as httpsGet } from 'node:https'
-import { rootCertificates } from 'node:tls'
+import { httpCall } from './http-call.ts'
 import { readClusterKeyFile } from '../net/cluster-key.ts'
 import { readCa } from './session.ts'
 import { decode } from '../../protocol/codec.ts'
@@ -66,24 +64,29 @@ export async function fetchMembers (target: string, timeoutMs: number, cluster: 
     throw new PeekError(`${base} did not answer with JSON`)
   }
   if (typeof body !== 'object' || body === null || !Array.isArray(body.members)) throw new PeekError(`${base} did not answer with a member list`)
+  const bad = body.members.findIndex((m) => memberProblem(m) !== null)
+  if (bad >= 0) throw new PeekError(`${base} did not answer with an edge-agent member list: members[${bad}] ${memberProblem(body.members[bad])}`)
+  if (typeof body.self !== 'string') throw new PeekError(`${base} did not answer with an edge-agent member list: no 'self'`)
   return body
 }
 
-// node:http rather than fetch: fetch refuses some ports outright ("bad port").
+// What the table and --json print of a member, checked before printing: a
+// server that is not an edge-agent (or a broken one) gets a clear refusal,
+// not a TypeError from the formatter.
+function memberProblem (m: unknown): string | null {
+  if (typeof m !== 'object' || m === null) return 'is not an object'
+  const r = m as Record<string, unknown>
+  for (const key of ['id', 'ip', 'region', 'zone', 'status'] as const) if (typeof r[key] !== 'string') return `has no string '${key}'`
+  for (const key of ['incarnation', 'lastHeardMs'] as const) if (typeof r[key] !== 'number') return `has no number '${key}'`
+  if (!Array.isArray(r.services) || !r.services.every((o) => typeof o === 'object' && o !== null && typeof (o as Record<string, unknown>).name === 'string')) return "has no list of 'services'"
+  if (typeof r.load !== 'object' || r.load === null || typeof (r.load as Record<string, unknown>).score !== 'number') return "has no 'load.score'"
+  const pos = r.position
+  if (pos !== null && (typeof pos !== 'object' || typeof (pos as Record<string, unknown>).lat !== 'number' || typeof (pos as Record<string, unknown>).lon !== 'number')) return "has a 'position' that is neither null nor {lat, lon}"
+  return null
+}
+
 export function httpGet (url: string, timeoutMs: number, ca?: string): Promise<{ status: number; text: string }> {
-  const secure = url.startsWith('https:')
-  const get = secure ? httpsGet : plainGet
-  const options = secure && ca !== undefined ? { timeout: timeoutMs, ca: [...rootCertificates, ca] } : { timeout: timeoutMs }
-  return new Promise((resolve, reject) => {
-    const request = get(url, options, (response) => {
-      const chunks: Buffer[] = []
-      response.on('data', (chunk: Buffer) => chunks.push(chunk))
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }))
-      response.on('error', reject)
-    })
-    request.on('timeout', () => request.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })))
-    request.on('error', reject)
-  })
+  return httpCall(url, { timeoutMs, ...(ca === undefined ? {} : { ca }) })
 }
 
 async function fetchOverLibp2p (target: string, timeoutMs: number, cluster: string, psk?: Uint8Array): Promise<MembersJson> {

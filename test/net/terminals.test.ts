@@ -156,7 +156,7 @@ test('rate limits: a flooding session gets 429 with Retry-After; the client wait
 
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0
 
-test('TLS: the API speaks https; EdgeClient, session and peek work given the CA, and refuse without it', () => withTimeout((async () => {
+test('TLS: the API speaks https; EdgeClient, session, peek and services work given the CA, and refuse without it', () => withTimeout((async () => {
   if (!hasOpenssl) {
     console.log('  SKIPPED: openssl is not installed, so no certificate can be made for the TLS test')
     return
@@ -188,6 +188,13 @@ test('TLS: the API speaks https; EdgeClient, session and peek work given the CA,
     const untrusted = await runCli(['peek', a.http, '--json'])
     assert.is(untrusted.code, 1)
     assert.match(untrusted.stderr, /cannot reach https:.*(SELF_SIGNED|DEPTH_ZERO|UNABLE_TO_VERIFY)/)
+    // services (and deploy, which shares its requests) take the CA too; without it, the refusal says why.
+    const services = await runCli(['services', a.http, '--ca', cert, '--json'])
+    assert.is(services.code, 0, services.stderr)
+    assert.equal((JSON.parse(services.stdout) as { agents: Array<{ id: string; error?: string }> }).agents.map((x) => [x.id, x.error]), [[a.id, undefined]])
+    const servicesUntrusted = await runCli(['services', a.http])
+    assert.is(servicesUntrusted.code, 1)
+    assert.match(servicesUntrusted.stderr, /cannot reach https:.*(SELF_SIGNED|DEPTH_ZERO|UNABLE_TO_VERIFY).*--ca/)
     const plain = await runCli(['session', 'list', '--agent', a.http.replace('https:', 'http:'), '--timeout', '2000'])
     assert.is(plain.code, 1, 'plain http to a TLS agent gets nowhere')
   } finally {
