@@ -35,7 +35,14 @@ async function withStream<T> (what: string, target: string, protocol: string, ti
   const signal = AbortSignal.timeout(timeoutMs)
   const node = await createClientNode(psk)
   try {
-    const stream = await node.dialProtocol(addr, protocol, { signal })
+    const connection = await node.dial(addr, { signal })
+    // The address names the peer it expects (/p2p/<id>): an answer from another
+    // one (a box that took over the address) is not that peer's.
+    const expected = addr.getPeerId()
+    if (expected !== null && connection.remotePeer.toString() !== expected) {
+      throw new Error(`the node at this address is ${connection.remotePeer.toString()}, not ${expected}`)
+    }
+    const stream = await connection.newStream(protocol, { signal })
     // Reads are not signal-aware: aborting the stream ends a pending read.
     const onAbort = (): void => { stream.abort(new Error('timed out')) }
     signal.addEventListener('abort', onAbort, { once: true })

@@ -386,6 +386,10 @@ netTest('peekOverLibp2p returns the onPeek frame, and fails clearly', async (cle
   const refused = `/ip4/127.0.0.1/tcp/${await closedPort()}/p2p/${a.net.id}`
   await rejects(peekOverLibp2p(refused, CLUSTER, 2_000), (err: Error) => err.message.startsWith(`peek ${refused}: `))
   await rejects(peekOverLibp2p(a.net.addrs()[0], 'other-cluster', 2_000), /does not speak \/edge-agent\/other-cluster\/peek\/1\.0\.0/)
+  // The address with another peer's id: refused, not answered by whoever listens there.
+  const other = (await generateIdentity()).id
+  const impostor = a.net.addrs()[0].replace(/\/p2p\/.*$/, `/p2p/${other}`)
+  await rejects(peekOverLibp2p(impostor, CLUSTER, 5_000), (err: Error) => err.message.startsWith(`peek ${impostor}: `) && err.message.includes(other))
   const silent = `/ip4/127.0.0.1/tcp/${await silentServer(cleanup)}/p2p/${a.net.id}`
   await rejects(peekOverLibp2p(silent, CLUSTER, 500), /no answer within 500 ms/)
 })
