@@ -17,6 +17,7 @@ import { PEEK_HELP } from '../../agent/cli/peek.ts'
 import { SESSION_HELP } from '../../agent/cli/session.ts'
 import { SIM_HELP } from '../../agent/cli/sim.ts'
 import { START_HELP } from '../../agent/cli/start.ts'
+import { SETTING_KEYS } from '../../agent/config.ts'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
 const DOCS = ['README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)]
@@ -105,6 +106,19 @@ test('the README names every flag that a command\'s --help offers', () => {
     for (const flag of flags) if (!new RegExp(`${flag}(?![a-z0-9-])`).test(readme)) missing.push(`${command} ${flag}`)
   }
   assert.equal(missing, [], `flags the README never names: ${missing.join(', ')}`)
+})
+
+test('every setting of the config file is named in start --help and in the README\'s "Configuration file"; every start flag is in its table', () => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const from = readme.indexOf('### Configuration file')
+  const section = readme.slice(from, readme.indexOf('\n### ', from + 1))
+  const help = START_HELP.replace(/\s+/g, ' ')
+  const missing = SETTING_KEYS.filter((key) => !section.includes(`\`${key}\``)).map((key) => `README: ${key}`)
+  missing.push(...SETTING_KEYS.filter((key) => !new RegExp(`[ ,(]${key}[,{) ]`).test(help)).map((key) => `--help: ${key}`))
+  const table = readme.slice(readme.indexOf('### `edge-agent start`'), readme.indexOf('### `edge-agent keygen'))
+  const flags = new Set([...START_HELP.matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]))
+  missing.push(...[...flags].filter((flag) => !table.includes(`\`${flag}`)).map((flag) => `start table: ${flag}`))
+  assert.equal(missing, [], `not documented: ${missing.join(', ')}`)
 })
 
 test.run()
