@@ -66,7 +66,15 @@ export class AgentProcess {
     if (options.position !== undefined) args.push('--position', options.position)
     if (options.region !== undefined) args.push('--region', options.region)
     if (options.zone !== undefined) args.push('--zone', options.zone)
-    args.push(...options.extraArgs ?? [])
+    // A flag in extraArgs replaces the default above (the CLI refuses a flag given twice).
+    const extra = options.extraArgs ?? []
+    const overridden = new Set(extra.filter((a) => a.startsWith('--')).map((a) => a.split('=')[0]))
+    for (let i = 2; i < args.length; i++) {
+      if (!overridden.has(args[i])) continue
+      args.splice(i, args[i] === '--json' ? 1 : 2)
+      i--
+    }
+    args.push(...extra)
     // `ip netns exec` execs the command in place: the child's pid is the agent's,
     // so signals reach it directly. So does `sh` once it has joined the cgroup.
     const command = options.netns === undefined ? [process.execPath, ...args] : ['ip', 'netns', 'exec', options.netns.ns, process.execPath, ...args]

@@ -13,9 +13,19 @@ export type FlagSpec = NonNullable<ParseArgsConfig['options']>
 export function parseFlags (argv: string[], options: FlagSpec, maxPositionals: number): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
   let parsed
   try {
-    parsed = parseArgs({ args: joinNegativeValues(argv, options), options, strict: true, allowPositionals: true })
+    parsed = parseArgs({ args: joinNegativeValues(argv, options), options, strict: true, allowPositionals: true, tokens: true })
   } catch (error) {
     throw new UsageError(oneLine((error as Error).message))
+  }
+  // A flag given twice kept only its last value, silently: two --bootstrap
+  // addresses joined through the second alone. Lists are one comma-separated value.
+  const seen = new Set<string>()
+  for (const token of parsed.tokens) {
+    if (token.kind !== 'option' || options[token.name]?.multiple === true) continue
+    if (seen.has(token.name)) {
+      throw new UsageError(`--${token.name} is given twice; give each flag once (a list is one comma-separated value)`)
+    }
+    seen.add(token.name)
   }
   if (parsed.positionals.length > maxPositionals) {
     throw new UsageError(`unexpected argument '${parsed.positionals[maxPositionals]}'`)
