@@ -82,7 +82,9 @@ export function decodeState (body: Record<string, unknown>): SessionState {
     state: body.state,
     lastClientSeq: count(body, 'lastClientSeq'),
     owner: decodeOwner(body.owner),
-    group: group ?? []
+    group: group ?? [],
+    ...(typeof body.serviceVersion === 'string' || body.serviceVersion === null ? { serviceVersion: body.serviceVersion } : {}),
+    ...(typeof body.serviceError === 'string' ? { serviceError: body.serviceError } : {})
   }
 }
 

@@ -41,6 +41,10 @@ export type SessionState = {
   lastClientSeq: number
   owner: OwnerRef | null
   group: GroupMember[]
+  // Deployed services only: the package version the session runs, and the
+  // error of its last failed op on the answering agent, if any.
+  serviceVersion?: string | null
+  serviceError?: string
 }
 export type SessionSummary = { sessionId: string; [key: string]: unknown }
 
