@@ -5,7 +5,7 @@
 // (service-runner.ts) and advertises name@version in the node record.
 
 import { performance } from 'node:perf_hooks'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import { SeededRandom } from '../core/random.ts'
 import { Distribution } from '../deploy/distribution.ts'
@@ -33,6 +33,7 @@ export const ENSURE_TIMEOUT_MS = 15_000
 // Pushes in flight at once from one agent: a deploy to 50 targets must not open
 // 50 streams of 4 MiB each at the same moment.
 export const MAX_PUSHES_IN_FLIGHT = 8
+const MAX_REFUSALS_REMEMBERED = 4_096
 // Sessions a deployed service offers per agent in the record (placement weight).
 export const DEPLOYED_SERVICE_CAPACITY = 100
 
@@ -53,6 +54,28 @@ export type DeployHostParts = {
   line: (object: Record<string, unknown>) => void
   onRefused: (refusal: Refusal) => void
   onStored: (via: string) => void
+}
+
+// Every pull brings a peer's whole index, so the same refused announcement
+// comes back at every pull: it is counted once (edge_agent_packages_refused_total
+// rose by the number of such packages at every pull, on an agent that had
+// refused them all along). The memory is bounded; past it, counting starts afresh.
+export class OncePerAnnouncement {
+  readonly #seen = new Set<string>()
+  readonly #limit: number
+
+  constructor (limit = MAX_REFUSALS_REMEMBERED) {
+    this.#limit = limit
+  }
+
+  // True the first time this announcement is refused for this reason.
+  first (header: Uint8Array, refusal: Refusal): boolean {
+    const key = `${refusal}:${createHash('sha256').update(header).digest('hex')}`
+    if (this.#seen.has(key)) return false
+    if (this.#seen.size >= this.#limit) this.#seen.clear()
+    this.#seen.add(key)
+    return true
+  }
 }
 
 export type Accepted = { ok: true; ref: PackageRef; targets: string[] } | { ok: false; refusal: Refusal; reason: string }
@@ -275,14 +298,20 @@ export class DeployHost {
     const entries: IndexEntry[] = []
     for (const r of raw) {
       const checked = checkAnnouncement(r.header, r.sig, this.#parts.trusted)
-      if (!checked.ok) { this.#parts.onRefused(checked.refusal); continue }
+      if (!checked.ok) { this.#refusedInIndex(r.header, checked.refusal); continue }
       // A package sealed for a key this agent lacks: never a target, never fetched.
-      if (clusterKeyProblem(checked.value.clusterKeyId, this.#parts.packageKey) !== null) { this.#parts.onRefused('cluster-key'); continue }
+      if (clusterKeyProblem(checked.value.clusterKeyId, this.#parts.packageKey) !== null) { this.#refusedInIndex(r.header, 'cluster-key'); continue }
       const ref = refOf(checked.value)
       if (!this.#signed.has(ref.hash)) this.#signed.set(ref.hash, { announcement: checked.value, header: Buffer.from(r.header), sig: Buffer.from(r.sig) })
       entries.push({ ref, held: r.held })
     }
     if (entries.length > 0) this.#driver.step({ kind: 'index', from, entries })
+  }
+
+  readonly #indexRefusals = new OncePerAnnouncement()
+
+  #refusedInIndex (header: Uint8Array, refusal: Refusal): void {
+    if (this.#indexRefusals.first(header, refusal)) this.#parts.onRefused(refusal)
   }
 
   #start (ref: PackageRef): void {

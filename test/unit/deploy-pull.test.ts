@@ -5,6 +5,7 @@ import * as assert from 'uvu/assert'
 import { SeededRandom } from '../../agent/core/random.ts'
 import { Distribution, PULL_BACKOFF_FACTOR, PULL_BACKOFF_MAX } from '../../agent/deploy/distribution.ts'
 import { FakeDirectory } from './session-fixtures.ts'
+import { OncePerAnnouncement } from '../../agent/runtime/deploy-host.ts'
 
 const SEED = 5
 const BASE_MS = 2_000
@@ -37,6 +38,20 @@ test(`a quiet agent's pulls back off to ${PULL_BACKOFF_MAX} × the interval; a n
   core.step({ kind: 'index', nowMs: now, from: 'B', entries: [{ ref, held: true }] })
   const after = pullsBetween(core, now, now + 2 * BASE_MS)
   assert.ok(after.length > 0 && after[0] - now <= BASE_MS, `pulled again ${after[0] - now} ms after learning something new`)
+})
+
+// A refused announcement comes back with every pulled index: counted once per
+// announcement and reason, not once per pull.
+test('an announcement refused again at each pull is counted once; another one, or another reason, counts', () => {
+  const once = new OncePerAnnouncement(3)
+  const a = new TextEncoder().encode('announcement a')
+  const b = new TextEncoder().encode('announcement b')
+  const pulls = [1, 2, 3, 4, 5].map(() => once.first(a, 'untrusted'))
+  assert.equal(pulls, [true, false, false, false, false])
+  assert.ok(once.first(b, 'untrusted'))
+  assert.ok(once.first(a, 'cluster-key'))
+  assert.ok(once.first(new TextEncoder().encode('c'), 'untrusted'), 'past the limit the memory starts afresh')
+  assert.ok(once.first(a, 'untrusted'))
 })
 
 test.run()
