@@ -31,6 +31,16 @@ if (!fs.existsSync(entry)) {
   process.exit(1)
 }
 
+// Node 22 marks node:sqlite experimental and says so on stderr at every command
+// (Node 24 no longer does); the agent depends on it knowingly. Other warnings pass.
+var emitWarning = process.emitWarning
+process.emitWarning = function (warning, type) {
+  var kind = warning && warning.name ? warning.name : (typeof type === 'string' ? type : (type && type.type))
+  var text = typeof warning === 'string' ? warning : (warning && warning.message) || ''
+  if (kind === 'ExperimentalWarning' && /SQLite/.test(text)) return
+  return emitWarning.apply(process, arguments)
+}
+
 // import() written so that a parser without it (older than this check) never sees
 // it: the CLI is an ES module with top-level await, which require() cannot load.
 var load = new Function('specifier', 'return import(specifier)')
