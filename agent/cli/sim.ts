@@ -4,10 +4,10 @@
 // the seed and the options, byte for byte.
 
 import { spawn } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { accessSync, constants, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { totalmem } from 'node:os'
 import { getHeapStatistics } from 'node:v8'
-import { basename } from 'node:path'
+import { basename, dirname, resolve } from 'node:path'
 import type { SimHostFacts } from '../../sim/result.ts'
 import { renderReport } from '../../sim/report.ts'
 import { netnsUnavailable } from '../../sim/netns.ts'
@@ -95,6 +95,12 @@ export async function runSim (argv: string[]): Promise<number> {
   const seed = values.seed === undefined ? 1 : wholeNumber(values.seed, 'seed', 0, 0xffffffff)
   const report = typeof values.report === 'string' ? values.report : null
   if (report !== null && !report.endsWith('.html')) throw new UsageError(`--report needs a file name ending in .html (got ${report})`)
+  // Checked before the run, not after it: a report that cannot be written failed
+  // only once the whole run was done, with a stack trace.
+  if (report !== null) {
+    const problem = reportPathProblem(report)
+    if (problem !== null) throw new UsageError(`--report ${report}: ${problem}`)
+  }
   const real = values.real === true
   const netns = values.netns === true
   if (netns && !real) throw new UsageError('--netns needs --real (it puts real agent processes in network namespaces)')
@@ -174,6 +180,20 @@ function wholeNumber (value: string | boolean | undefined, name: string, min: nu
   const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : NaN
   if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be a whole number from ${min} to ${max} (got ${String(value)})`)
   return n
+}
+
+function reportPathProblem (path: string): string | null {
+  const dir = dirname(resolve(path))
+  try {
+    if (!statSync(dir).isDirectory()) return `${dir} is not a directory`
+    accessSync(dir, constants.W_OK)
+  } catch (error) {
+    return `cannot write in ${dir} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`
+  }
+  try {
+    if (statSync(path).isDirectory()) return 'is a directory'
+  } catch {}
+  return null
 }
 
 function replayLine (scenarioArg: string, scenario: Scenario, seed: number, json: boolean, report: string | null, real: 'gate' | 'netns' | null, warmStart: boolean): string {

@@ -70,7 +70,7 @@ export class DataDir {
       text = readFileSync(path, 'utf8')
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0
-      throw error
+      throw new DataDirError(`state file ${path} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); refusing to start. Fix it, or move it away to start with a fresh incarnation (the node keeps its identity).`)
     }
     const corrupt = (why: string): DataDirError => new DataDirError(
       `state file ${path} is corrupt (${why}); refusing to start. Move it away to start with a fresh incarnation (the node keeps its identity).`)

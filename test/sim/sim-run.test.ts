@@ -5,7 +5,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runVirtual } from '../../sim/runner.ts'
@@ -118,13 +118,15 @@ test('CLI: replay line first, table, --json identical across runs, --report writ
     assert.is(a.code, 0)
     assert.is(a.stdout, b.stdout)
     assert.is(JSON.parse(a.stdout).seed, 9)
-    for (const args of [['--nodes', 'x'], ['--scenario', 'nope'], ['--scenario', join(dir, 'missing.json')], ['--report', 'out.txt'], ['--real', '--scenario', 'scale']]) {
+    mkdirSync(dir + '.html')
+    for (const args of [['--nodes', 'x'], ['--scenario', 'nope'], ['--scenario', join(dir, 'missing.json')], ['--report', 'out.txt'], ['--report', join(dir, 'no-such-dir', 'r.html')], ['--report', dir + '.html'], ['--real', '--scenario', 'scale']]) {
       const refused = cli(args)
       assert.is(refused.code, 2, args.join(' '))
       assert.match(refused.stderr, /^edge-agent sim: /)
     }
   } finally {
     rmSync(dir, { recursive: true, force: true })
+    rmSync(dir + '.html', { recursive: true, force: true })
   }
 })
 

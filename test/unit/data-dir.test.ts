@@ -1,6 +1,6 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DataDir, DataDirError } from '../../agent/runtime/data-dir.ts'
@@ -71,6 +71,20 @@ test('a corrupt or tampered state file is reported with its path and left in pla
       assert.is(readFileSync(file, 'utf8'), content, 'left in place')
     }
     dir.close()
+  } finally {
+    rmSync(path, { recursive: true, force: true })
+  }
+})
+
+test('a state file that cannot be read (a directory in its place) is refused naming it, not with a bare EISDIR', () => {
+  const path = fresh()
+  try {
+    mkdirSync(join(path, 'state.json'))
+    const dir = new DataDir(path)
+    let refused: unknown = null
+    try { dir.readIncarnation() } catch (error) { refused = error }
+    assert.ok(refused instanceof DataDirError, String(refused))
+    assert.match(refused.message, `state file ${join(path, 'state.json')} cannot be read (EISDIR)`)
   } finally {
     rmSync(path, { recursive: true, force: true })
   }
