@@ -480,7 +480,7 @@ export class Agent {
     this.#http.route('GET', /^\/v1\/health$/, () => ({ status: 200, body: { ok: true, id: this.id, incarnation: this.#core.incarnation, joining: this.#core.directory().joining() } }))
     this.#http.route('GET', /^\/v1\/members$/, () => ({ status: 200, body: membersJson(this.id, this.members()) }))
     this.#http.route('GET', /^\/metrics$/, async () => ({ status: 200, raw: await this.#metrics.text(), headers: { 'content-type': this.#metrics.contentType } }))
-    const appends = registerSessionRoutes(this.#http, this.#sessions, this.#deploy, (limit) => this.#metrics.limitExceeded(limit))
+    const appends = registerSessionRoutes(this.#http, this.#sessions, this.#deploy, (limit) => this.#metrics.limitExceeded(limit), (sessionId, bytes) => this.#limits.chargeRead(sessionId, bytes))
     this.#http.upgrade(DELTAS_STREAM_PATH, DELTAS_STREAM_PROTOCOL, (socket, head, request) => {
       serveDeltasStream(socket, head, request.socket.remoteAddress ?? 'unknown', {
         appends,

@@ -62,6 +62,18 @@ export class HttpLimits {
     return null
   }
 
+  // A read's answer, charged to its session's byte budget once its size is
+  // known: a session's state is read back whole, so 600 concurrent reads of a
+  // 1 MB state sent 600 MB, stalled the owner 7 s (its lease ran out and its
+  // group took the session over) while the request limit let 400 of them in.
+  // A state larger than the burst costs the whole burst, so it can still be read,
+  // once per burst's worth of time. null when the budget covers it, else 429.
+  chargeRead (session: string, bytes: number, nowMs = performance.now()): Reply | null {
+    const cost = Math.min(bytes, 2 * this.#limits.sessionBytesPerS)
+    const taken = this.#buckets['session-bytes'].take(session, cost, nowMs)
+    return taken.ok ? null : this.#refuse('session-bytes', session, taken.waitMs)
+  }
+
   #refuse (limit: LimitName, key: string, waitMs: number): Reply {
     this.#onExceeded(limit)
     const [who, what] = limit.split('-') as ['terminal' | 'session', 'requests' | 'bytes']

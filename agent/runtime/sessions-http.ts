@@ -199,8 +199,58 @@ export function checkSessionId (id: string): Reply | null {
   return SESSION_ID.test(id) ? null : { status: 400, body: { error: `not a session id: ${JSON.stringify(id)}` } }
 }
 
-export function registerSessionRoutes (http: HttpApi, host: SessionsHost, deploy: DeployHost, onLimit: (limit: 'request-body-size') => void = () => {}): SessionAppends {
+// Reads of a session at one index share one serialisation of its state. 600
+// concurrent reads of a 1 MB state each serialised it: the owner's event loop
+// stalled 7 s, its lease ran out and its group took the session over. The text
+// of a session's committed state at an index never changes (the committed log is
+// the same on every member, and apply is deterministic), so it is kept per
+// session for the index it was read at, the most recent sessions first, within
+// a bound on entries and bytes.
+const STATE_TEXT_ENTRIES = 256
+const STATE_TEXT_BYTES = 64 * 1024 * 1024
+
+export class StateTexts {
+  readonly #texts = new Map<string, { index: number; text: string }>()
+  #bytes = 0
+  serialised = 0
+
+  // The reply of a read (GET /v1/sessions/{id}) with its state's text shared.
+  reply (sessionId: string, reply: Reply): Reply {
+    const body = reply.body as Record<string, unknown> | undefined
+    if (reply.status !== 200 || body === undefined || !('state' in body) || typeof body.index !== 'number') return reply
+    const { state, ...rest } = body
+    const head = JSON.stringify(rest)
+    return { status: 200, headers: { ...reply.headers, 'content-type': 'application/json' }, raw: `${head.slice(0, -1)}${head.length > 2 ? ',' : ''}"state":${this.text(sessionId, body.index, state)}}\n` }
+  }
+
+  text (sessionId: string, index: number, state: unknown): string {
+    const kept = this.#texts.get(sessionId)
+    if (kept !== undefined && kept.index === index) {
+      this.#texts.delete(sessionId)
+      this.#texts.set(sessionId, kept)
+      return kept.text
+    }
+    const text = JSON.stringify(state) ?? 'null'
+    this.serialised++
+    if (kept !== undefined) { this.#texts.delete(sessionId); this.#bytes -= kept.text.length }
+    this.#texts.set(sessionId, { index, text })
+    this.#bytes += text.length
+    for (const [id, entry] of this.#texts) {
+      if (this.#texts.size <= STATE_TEXT_ENTRIES && this.#bytes <= STATE_TEXT_BYTES) break
+      this.#texts.delete(id)
+      this.#bytes -= entry.text.length
+    }
+    return text
+  }
+}
+
+// A read's answer charged to its session's byte budget (HttpLimits.chargeRead):
+// the 429 to send instead, or null.
+export type ChargeRead = (sessionId: string, bytes: number) => Reply | null
+
+export function registerSessionRoutes (http: HttpApi, host: SessionsHost, deploy: DeployHost, onLimit: (limit: 'request-body-size') => void = () => {}, chargeRead: ChargeRead = () => null): SessionAppends {
   const opens = new OpenRetries()
+  const stateTexts = new StateTexts()
   const appends = sessionAppends(host, deploy)
   http.route('GET', /^\/v1\/sessions$/, async () => toHttp(await host.request({ type: 'list' })))
 
@@ -264,7 +314,8 @@ export function registerSessionRoutes (http: HttpApi, host: SessionsHost, deploy
     const token = bearer(request)
     if (token === null) return { status: 401, body: { error: 'an Authorization: Bearer <token> header is required' } }
     const reply = await host.request({ type: 'get', sessionId: id.value, tokenHash: hashToken(token) })
-    return toHttp(deployedOf(deploy, id.value) === null ? reply : unwrapReply(reply))
+    const answer = stateTexts.reply(id.value, toHttp(deployedOf(deploy, id.value) === null ? reply : unwrapReply(reply)))
+    return answer.raw === undefined ? answer : chargeRead(id.value, answer.raw.length) ?? answer
   })
 
   http.route('DELETE', SESSION_PATH, async (request, params) => {
