@@ -150,12 +150,13 @@ export function parsePosition (value: unknown, what = 'position'): Position {
   let lon: number
   if (typeof value === 'string') {
     const parts = value.split(',').map((part) => part.trim())
-    if (parts.length !== 2 || parts.some((part) => part === '')) throw new ConfigError(`'${what}' must be "lat,lon" in degrees (got "${value}")`)
+    // Decimal degrees only: Number() also took "0x10" and "0b101" (16, 5).
+    if (parts.length !== 2 || parts.some((part) => !/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(part))) throw new ConfigError(`'${what}' must be "lat,lon" in decimal degrees (got "${value}")`)
     lat = Number(parts[0])
     lon = Number(parts[1])
-  } else if (isObject(value) && 'lat' in value && 'lon' in value) {
-    lat = Number(value.lat)
-    lon = Number(value.lon)
+  } else if (isObject(value) && Object.keys(value).every((k) => k === 'lat' || k === 'lon') && typeof value.lat === 'number' && typeof value.lon === 'number') {
+    lat = value.lat
+    lon = value.lon
   } else {
     throw new ConfigError(`'${what}' must be "lat,lon" or {"lat":…,"lon":…} (got ${JSON.stringify(value)})`)
   }
@@ -167,10 +168,16 @@ export function parsePosition (value: unknown, what = 'position'): Position {
 // "name[@version][:capacity]", e.g. "log", "kv@2", "video@1.3:20".
 export function parseService (value: unknown): ServiceOffer {
   if (isObject(value)) {
+    // A typo ("capacty") was ignored and the default used: keys and types are checked.
+    const unknown = Object.keys(value).find((k) => k !== 'name' && k !== 'version' && k !== 'capacity')
+    if (unknown !== undefined) throw new ConfigError(`unknown key '${unknown}' in service ${JSON.stringify(value)} (keys: name, version, capacity)`)
+    if (typeof value.name !== 'string') throw new ConfigError(`a service needs a 'name' string (got ${JSON.stringify(value)})`)
+    if (value.version !== undefined && typeof value.version !== 'string') throw new ConfigError(`service version of ${value.name} must be a string (got ${JSON.stringify(value.version)})`)
+    if (value.capacity !== undefined && typeof value.capacity !== 'number') throw new ConfigError(`service capacity of ${value.name} must be a number (got ${JSON.stringify(value.capacity)})`)
     return checkService({
-      name: String(value.name ?? ''),
-      version: value.version === undefined ? DEFAULT_SERVICE_VERSION : String(value.version),
-      capacity: value.capacity === undefined ? DEFAULT_SERVICE_CAPACITY : Number(value.capacity)
+      name: value.name,
+      version: value.version ?? DEFAULT_SERVICE_VERSION,
+      capacity: value.capacity ?? DEFAULT_SERVICE_CAPACITY
     })
   }
   const match = typeof value === 'string' ? /^([^@:]+)(?:@([^:]+))?(?::(\d+))?$/.exec(value.trim()) : null
@@ -305,7 +312,10 @@ const REPLACED_MEMBERSHIP_KEYS: Record<string, string> = {
 const SETTERS: Record<string, (config: AgentConfig, value: unknown) => void> = {
   listen: (c, v) => { c.listen = parseMultiaddrList(v, 'listen') },
   bootstrap: (c, v) => { c.bootstrap = parseMultiaddrList(v, 'bootstrap') },
-  http: (c, v) => { c.http = parseHostPort(String(v), 'http') },
+  http: (c, v) => {
+    if (typeof v !== 'string') throw new ConfigError(`'http' must be "host:port" (got ${JSON.stringify(v)})`)
+    c.http = parseHostPort(v, 'http')
+  },
   services: (c, v) => { c.services = parseServices(v) },
   position: (c, v) => { c.position = v === null ? null : parsePosition(v) },
   region: (c, v) => { c.region = parseLabel(v, 'region') },

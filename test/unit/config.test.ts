@@ -53,6 +53,11 @@ test('bad services are refused with the reason', () => {
   assert.match(refusal(() => parseService('kv:-1')), 'service must be name[@version][:capacity]')
   assert.match(refusal(() => parseServices('log,log')), 'listed twice')
   assert.match(refusal(() => parseService({ name: 'x', capacity: 1.5 })), 'whole number of sessions')
+  // A typo or a wrong type was ignored or coerced, silently.
+  assert.match(refusal(() => parseService({ name: 'kv', capacty: 500 })), "unknown key 'capacty' in service")
+  assert.match(refusal(() => parseService({ name: 'kv', capacity: '500' })), 'capacity of kv must be a number')
+  assert.match(refusal(() => parseService({ name: 'kv', version: 2 })), 'version of kv must be a string')
+  assert.match(refusal(() => parseService({ capacity: 5 })), "needs a 'name' string")
 })
 
 test('positions: "lat,lon" or an object, in range', () => {
@@ -61,6 +66,10 @@ test('positions: "lat,lon" or an object, in range', () => {
   assert.match(refusal(() => parsePosition('91,0')), 'latitude must be between -90 and 90 (got 91)')
   assert.match(refusal(() => parsePosition('0,181')), 'longitude must be between -180 and 180')
   assert.match(refusal(() => parsePosition('north')), 'must be "lat,lon"')
+  assert.equal(parsePosition('-33.9,+151.2'), { lat: -33.9, lon: 151.2 })
+  for (const bad of ['0x10,0b101', '1,2,3', ' ,3']) assert.match(refusal(() => parsePosition(bad)), 'must be "lat,lon"')
+  for (const bad of [{ lat: null, lon: null }, { lat: '', lon: true }, { lat: 1, lon: 2, alt: 3 }]) assert.match(refusal(() => parsePosition(bad)), 'must be "lat,lon" or {"lat"')
+  assert.match(refusal(() => buildConfig({ http: ['127.0.0.1:22002'] }, {})), `'http' must be "host:port"`)
 })
 
 test('host:port accepts names, IPv4, bracketed IPv6 and port 0; refuses the rest', () => {
