@@ -149,9 +149,15 @@ async function handle (parts: DeployRoutesParts, request: IncomingMessage, name:
   return toReply(result.value, `${name}@${version.ref.version}`)
 }
 
-function toReply (value: unknown, label: string): Reply {
-  const r = (typeof value === 'object' && value !== null ? value : { body: value }) as { status?: unknown; body?: unknown; headers?: unknown }
-  const status = typeof r.status === 'number' && Number.isInteger(r.status) && r.status >= STATUS_MIN && r.status <= STATUS_MAX ? r.status : 200
+export function toReply (value: unknown, label: string): Reply {
+  // Nothing (undefined, a function, a symbol: null once through JSON) or a status
+  // out of range was answered 200 as if all was well: the service's bug is a 500.
+  if (value === null) return { status: 500, headers: { 'x-edge-service': label }, body: { error: `${label}: request() returned no answer (expected {status?, headers?, body})` } }
+  const r = (typeof value === 'object' ? value : { body: value }) as { status?: unknown; body?: unknown; headers?: unknown }
+  if (r.status !== undefined && !(typeof r.status === 'number' && Number.isInteger(r.status) && r.status >= STATUS_MIN && r.status <= STATUS_MAX)) {
+    return { status: 500, headers: { 'x-edge-service': label }, body: { error: `${label}: request() returned status ${JSON.stringify(r.status)}; a status is a whole number ${STATUS_MIN}-${STATUS_MAX}` } }
+  }
+  const status = typeof r.status === 'number' ? r.status : 200
   const headers: Record<string, string> = { 'x-edge-service': label }
   if (typeof r.headers === 'object' && r.headers !== null) {
     for (const [k, v] of Object.entries(r.headers)) if (/^[A-Za-z0-9-]{1,64}$/.test(k) && typeof v === 'string' && !/[\r\n]/.test(v)) headers[k.toLowerCase()] = v
