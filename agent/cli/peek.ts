@@ -95,7 +95,10 @@ async function fetchOverLibp2p (target: string, timeoutMs: number, cluster: stri
   try {
     frame = await peekOverLibp2p(target, cluster, timeoutMs, psk)
   } catch (error) {
-    throw new PeekError(`cannot peek ${target}: ${(error as Error).message}`)
+    // Without the key, a private cluster's handshake reads as garbage ("message
+    // length too long", "unexpected end of input"): say what is likely.
+    const hint = psk === undefined && /length too long|unexpected end|invalid|decrypt/i.test((error as Error).message) ? ' (a private cluster? pass its --cluster-key)' : ''
+    throw new PeekError(`cannot peek ${target}: ${(error as Error).message}${hint}`)
   }
   const decoded = decode(frame)
   if (!decoded.ok || decoded.value.type !== 'peek-reply') throw new PeekError(`${target} sent an invalid answer${decoded.ok ? '' : ': ' + decoded.reason}`)
