@@ -218,6 +218,10 @@ export function parseMultiaddrList (value: unknown, what: string): string[] {
   if (!Array.isArray(items) || items.some((item) => typeof item !== 'string')) throw new ConfigError(`'${what}' must be a list of multiaddrs (got ${JSON.stringify(value)})`)
   for (const item of items as string[]) {
     if (!item.startsWith('/') || /\s/.test(item)) throw new ConfigError(`'${what}' entry is not a multiaddr: "${item}" (expected e.g. /ip4/10.0.0.5/tcp/7701)`)
+    // A peer id after /p2p/ is base58btc (12D3KooW…, Qm…) or a base32 CID (b…):
+    // "/p2p/bogus" was taken and dialled for ever.
+    const peer = /\/p2p\/([^/]*)/.exec(item)?.[1]
+    if (peer !== undefined && !/^([1-9A-HJ-NP-Za-km-z]{46,100}|b[a-z2-7]{50,120})$/.test(peer)) throw new ConfigError(`'${what}' entry "${item}" has no peer id after /p2p/ (expected e.g. /p2p/12D3KooW…)`)
   }
   return items as string[]
 }

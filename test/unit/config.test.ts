@@ -86,6 +86,8 @@ test('unknown settings and bad values are refused, naming the setting', () => {
   assert.match(refusal(() => buildConfig({ membership: { probeTimeoutMs: 1250 } }, {})), "'probeTimeoutMs' must be less than 'probeIntervalMs' (got 1250 >= 1250)")
   assert.match(refusal(() => buildConfig({}, { profile: 'fast' })), "'profile' must be one of lan, wan, local")
   assert.match(refusal(() => buildConfig({}, { bootstrap: 'example.com:7701' })), "'bootstrap' entry is not a multiaddr")
+  assert.match(refusal(() => buildConfig({}, { bootstrap: '/ip4/127.0.0.1/tcp/7701/p2p/bogus' })), 'has no peer id after /p2p/')
+  assert.equal(buildConfig({}, { bootstrap: '/ip4/127.0.0.1/tcp/7701/p2p/12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK' }).bootstrap, ['/ip4/127.0.0.1/tcp/7701/p2p/12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK'])
   assert.match(refusal(() => buildConfig({}, { region: 'eu west' })), "'region' must be up to 64")
   assert.match(refusal(() => buildConfig({ json: 'yes' }, {})), "'json' must be true or false")
 })
