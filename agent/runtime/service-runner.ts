@@ -33,12 +33,12 @@ export const SERVICE_BOOT_BACKOFF_MAX_MS = 600_000
 // code space add a few MiB). A service that allocates beyond it is killed.
 export const SERVICE_HEAP_MB = 64
 
-// `unavailable`: the call failed for want of a working worker (loading, timed
-// out, crashed), not because the service refused it: worth retrying (503).
 // SERVICE_BOOT_TIMEOUT_MS and SERVICE_BOOT_GIVE_UP_MS (tests shorten them).
 export type BootLimits = { waitMs: number; giveUpMs: number }
 const BOOT_LIMITS: BootLimits = { waitMs: SERVICE_BOOT_TIMEOUT_MS, giveUpMs: SERVICE_BOOT_GIVE_UP_MS }
 
+// `unavailable`: the call failed for want of a working worker (loading, timed
+// out, crashed), not because the service refused it: worth retrying (503).
 export type CallResult = { ok: true; value: unknown; missing: boolean } | { ok: false; error: string; unavailable?: boolean }
 
 // A sealed package's code is never written to disk in clear: the worker gets

@@ -199,13 +199,14 @@ export function checkSessionId (id: string): Reply | null {
   return SESSION_ID.test(id) ? null : { status: 400, body: { error: `not a session id: ${JSON.stringify(id)}` } }
 }
 
-// Reads of a session at one index share one serialisation of its state. 600
-// concurrent reads of a 1 MB state each serialised it: the owner's event loop
-// stalled 7 s, its lease ran out and its group took the session over. The text
-// of a session's committed state at an index never changes (the committed log is
-// the same on every member, and apply is deterministic), so it is kept per
-// session for the index it was read at, the most recent sessions first, within
-// a bound on entries and bytes.
+// Reads of a session at one index share one serialisation of its state (each
+// read serialised it). What bounds a burst of reads is the byte charge
+// (ChargeRead below): 600 concurrent reads of a 1 MB state stalled the owner's
+// event loop 7 s, with or without this, until its lease ran out and its group
+// took the session over. The text of a session's committed state at an index
+// never changes (the committed log is the same on every member, and apply is
+// deterministic), so it is kept per session for the index it was read at, the
+// most recent sessions first, within a bound on entries and bytes.
 const STATE_TEXT_ENTRIES = 256
 const STATE_TEXT_BYTES = 64 * 1024 * 1024
 
