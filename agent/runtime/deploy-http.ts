@@ -120,7 +120,11 @@ async function handle (parts: DeployRoutesParts, request: IncomingMessage, name:
   const token = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '')?.[1]
   if (token !== undefined) {
     const sessionId = token.split('~')[0]
-    if (!sessionId.startsWith(`${name}:`)) return { status: 400, body: { error: `this token opens a session of another service than ${name}` } }
+    // A token is "<sessionId>~<secret>": one of another service's session is a
+    // token that does not open this one (401, as on every session route); one
+    // that is not a token at all too (it was 400 "another service").
+    if (!/^[A-Za-z0-9._:-]{1,128}~\S+$/.test(token)) return { status: 401, body: { error: 'the bearer token is not a session token (<sessionId>~<secret>, as an open returned it)' } }
+    if (!sessionId.startsWith(`${name}:`)) return { status: 401, body: { error: `this token opens a session of another service than ${name}` } }
     const reply = await parts.sessions.request({ type: 'get', sessionId, tokenHash: hashToken(token) })
     if (reply.status === 307 && reply.location !== undefined) {
       // The owner holds the state: send the terminal there, same path.

@@ -143,6 +143,11 @@ test('deploy to 4 agents, open a session on one without the package, redirect fr
     assert.match(String(((await sealedElsewhere.json()) as { error: string }).error), /cart@1\.0\.0 is encrypted for another cluster/)
     assert.match(await (await http(`${agents[2].http}/metrics`)).text(), /edge_agent_packages_refused_total\{reason="cluster-key"\} 1/)
     assert.is((await http(`${agents[2].http}/cart/catalog`)).status, 200)
+    // A bearer that is no session token, or one of another service's session: 401 (it was 400).
+    for (const bearer of ['garbage', `log:00000000000000aa~${'ab'.repeat(16)}`]) {
+      const wrong = await http(`${agents[2].http}/cart/catalog`, { headers: { authorization: `Bearer ${bearer}` } })
+      assert.is(wrong.status, 401, bearer)
+    }
 
     const services = await runCli(['services', agents[0].http])
     assert.is(services.code, 0, services.stderr)
