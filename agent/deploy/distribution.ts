@@ -165,15 +165,20 @@ export class Distribution {
     if (peers.length > 0) out.push({ kind: 'pull', from: peers[this.#random.nextInt(peers.length)].id })
   }
 
+  // The newest announcement per name wins, the same files included: deployed
+  // again under another policy, a later announcement of the same hash is news
+  // (it was ignored, so agents that learnt the package by pull kept the first
+  // policy).
   #learn (ref: PackageRef): boolean {
     const known = this.#latest.get(ref.name)
-    if (known !== undefined && (known.hash === ref.hash || !newer(ref, known))) return false
+    if (known !== undefined && !newer(ref, known)) return false
     this.#latest.set(ref.name, ref)
     return true
   }
 
   #onStored (ref: PackageRef, via: 'deploy' | 'push' | 'fetch', out: DeployEffect[]): void {
-    this.#stored.set(ref.hash, ref)
+    const kept = this.#stored.get(ref.hash)
+    if (kept === undefined || newer(ref, kept)) this.#stored.set(ref.hash, ref)
     this.#fetching.delete(ref.hash)
     this.#brisk()
     if (this.#learn(ref)) out.push({ kind: 'event', event: { type: 'announced', ref, from: via === 'deploy' ? null : this.self } })

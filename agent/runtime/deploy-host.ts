@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks'
 import { createHash, randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import { SeededRandom } from '../core/random.ts'
-import { Distribution } from '../deploy/distribution.ts'
+import { Distribution, newer } from '../deploy/distribution.ts'
 import type { DeployConfig, DeployEffect, DeployEvent, DeployInput, IndexEntry, PackageRef } from '../deploy/distribution.ts'
 import type { MemberDirectory } from '../sessions/types.ts'
 import type { Service } from '../sessions/services.ts'
@@ -204,6 +204,11 @@ export class DeployHost {
     }
   }
 
+  #newerThanKept (signed: SignedAnnouncement): boolean {
+    const kept = this.#signed.get(signed.announcement.hash)
+    return kept === undefined || newer(refOf(signed.announcement), refOf(kept.announcement))
+  }
+
   #indexEntry (e: IndexEntry): Array<{ held: boolean; signed: SignedAnnouncement }> {
     const signed = this.#signed.get(e.ref.hash)
     return signed === undefined ? [] : [{ held: e.held, signed }]
@@ -224,6 +229,13 @@ export class DeployHost {
       this.#signed.set(a.hash, opened.value.signed)
       this.#parts.onStored(via)
       this.#parts.log.info({ name: a.name, version: a.version, hash: a.hash, via, from }, 'stored a package')
+      this.#driver.step({ kind: 'stored', ref, via })
+    } else if (this.#newerThanKept(opened.value.signed)) {
+      // The same files under a later announcement (deployed again, under another
+      // policy, say): it replaces the one kept, in the store and in the index
+      // this agent serves, and the core pushes it on as a deploy.
+      this.#store.replaceBundle(a.hash, bundle)
+      this.#signed.set(a.hash, opened.value.signed)
       this.#driver.step({ kind: 'stored', ref, via })
     } else if (via === 'deploy') {
       // The same package deployed again: push it to the targets once more.
@@ -302,7 +314,8 @@ export class DeployHost {
       // A package sealed for a key this agent lacks: never a target, never fetched.
       if (clusterKeyProblem(checked.value.clusterKeyId, this.#parts.packageKey) !== null) { this.#refusedInIndex(r.header, 'cluster-key'); continue }
       const ref = refOf(checked.value)
-      if (!this.#signed.has(ref.hash)) this.#signed.set(ref.hash, { announcement: checked.value, header: Buffer.from(r.header), sig: Buffer.from(r.sig) })
+      const signed = { announcement: checked.value, header: Buffer.from(r.header), sig: Buffer.from(r.sig) }
+      if (this.#newerThanKept(signed)) this.#signed.set(ref.hash, signed)
       entries.push({ ref, held: r.held })
     }
     if (entries.length > 0) this.#driver.step({ kind: 'index', from, entries })

@@ -39,6 +39,12 @@ export class PackageStore {
     return code
   }
 
+  // The same files under a later signed announcement: the file holds the newer
+  // one, so fetches from this agent and its next start see it.
+  replaceBundle (hash: string, bundle: Uint8Array): void {
+    writeAtomic(this.dir, `${hash}.pkg`, bundle)
+  }
+
   bundle (hash: string): Uint8Array | null {
     try {
       return readFileSync(join(this.dir, `${hash}.pkg`))

@@ -152,6 +152,21 @@ test('deploy to 4 agents, open a session on one without the package, redirect fr
     const services = await runCli(['services', agents[0].http])
     assert.is(services.code, 0, services.stderr)
     assert.is(services.stdout.trim().split('\n').filter((l) => l.includes('cart@1.0.0')).length, 5, services.stdout)
+
+    // The same files deployed again under another policy (unencrypted, so the
+    // bytes and the hash are the same; a sealed package differs by its nonce):
+    // the later announcement wins. The entry agent kept the first one.
+    const plain = async (policy: string): Promise<string> => {
+      const r = await runCli(['deploy', CART, '--name', 'cart', '--policy', policy, '--key', keyFile, '--to', agents[1].http])
+      assert.is(r.code, 0, r.stderr)
+      return (JSON.parse(r.stdout) as { hash: string }).hash
+    }
+    const knownPolicy = async (a: AgentProcess): Promise<string | undefined> =>
+      ((await (await http(`${a.http}/v1/packages`)).json()) as { known: Array<{ name: string; policy: string }> }).known.find((k) => k.name === 'cart')?.policy
+    const firstHash = await plain(`nodes:${agents[0].id}`)
+    await until('the entry agent and the target know the first policy', async () => (await knownPolicy(agents[1])) === `nodes:${agents[0].id}` && (await knownPolicy(agents[0])) === `nodes:${agents[0].id}`, 20_000)
+    assert.is(await plain('all'), firstHash, 'the same files, the same hash')
+    await until('the entry agent and the target know the policy deployed last', async () => (await knownPolicy(agents[1])) === 'all' && (await knownPolicy(agents[0])) === 'all', 20_000)
     far.destroy()
   } catch (error) {
     for (const a of cluster?.agents ?? []) console.error(JSON.stringify((await a.members().catch(() => [])).map((m) => [m.id.slice(-6), m.status, (m as unknown as { load: unknown }).load])))

@@ -54,4 +54,26 @@ test('an announcement refused again at each pull is counted once; another one, o
   assert.ok(once.first(a, 'untrusted'))
 })
 
+// The same files deployed again under another policy: a later announcement of
+// the same hash. It was ignored ("already known"), so an agent that learnt the
+// package by pull kept the first policy and never ran it.
+test('a later announcement of the same package under another policy replaces the first: the index shows it, and a new target fetches', () => {
+  const core = new Distribution({
+    directory: new FakeDirectory('A', ['A', 'B', 'C']),
+    config: { pullIntervalMs: BASE_MS, fetchTimeoutMs: 5_000, loadThreshold: 0.9 },
+    random: new SeededRandom(SEED),
+    nowMs: 0
+  })
+  const first = { name: 'pol', version: '1.0.0', hash: 'cd'.repeat(32), policy: 'nodes:C', issuedAtMs: 1_000 }
+  const fetchesAfter = (ref: typeof first, nowMs: number): number =>
+    core.step({ kind: 'index', nowMs, from: 'B', entries: [{ ref, held: true }] }).filter((e) => e.kind === 'fetch').length
+  assert.is(fetchesAfter(first, 100), 0, 'A is no target of nodes:C')
+  const again = { ...first, policy: 'all', issuedAtMs: 2_000 }
+  assert.is(fetchesAfter(again, 200), 1, 'A is a target of all: it fetches')
+  assert.equal(core.latest('pol'), again)
+  assert.equal(core.index().map((e) => e.ref.policy), ['all'])
+  assert.is(fetchesAfter(first, 300), 0, 'the earlier announcement, seen again, changes nothing')
+  assert.equal(core.latest('pol'), again)
+})
+
 test.run()
