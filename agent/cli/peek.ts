@@ -96,8 +96,9 @@ async function fetchOverLibp2p (target: string, timeoutMs: number, cluster: stri
     frame = await peekOverLibp2p(target, cluster, timeoutMs, psk)
   } catch (error) {
     // Without the key, a private cluster's handshake reads as garbage ("message
-    // length too long", "unexpected end of input"): say what is likely.
-    const hint = psk === undefined && /length too long|unexpected end|invalid|decrypt/i.test((error as Error).message) ? ' (a private cluster? pass its --cluster-key)' : ''
+    // length too long", "unexpected end of input") or waits for bytes that never
+    // come ("no answer within"), depending on who speaks first: say what is likely.
+    const hint = psk === undefined && /length too long|unexpected end|invalid|decrypt|no answer within/i.test((error as Error).message) ? ' (a private cluster? pass its --cluster-key)' : ''
     throw new PeekError(`cannot peek ${target}: ${(error as Error).message}${hint}`)
   }
   const decoded = decode(frame)
