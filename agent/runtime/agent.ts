@@ -147,11 +147,13 @@ export class Agent {
       // A corrupt store refuses the start, before the agent listens or joins:
       // serving from it could serve wrong data. open() checks the write-ahead log
       // and the b-trees, load() every row's checksum.
-      const absent = storeAbsence(join(config.dataDir, 'sessions.db'), dataDir.readIncarnation())
+      // The last incarnation, read (and its checksum checked) once: 0 on a first start.
+      const ranBefore = dataDir.readIncarnation()
+      const absent = storeAbsence(join(config.dataDir, 'sessions.db'), ranBefore)
       if (absent !== null) throw absent
       store = SessionStore.open(join(config.dataDir, 'sessions.db'))
       const stored = store.load()
-      return await Agent.#assemble(config, log, output, dataDir, store, options.faultInjection === true ? new FaultGate() : null, stored)
+      return await Agent.#assemble(config, log, output, dataDir, ranBefore, store, options.faultInjection === true ? new FaultGate() : null, stored)
     } catch (error) {
       store?.close()
       dataDir.close()
@@ -159,13 +161,12 @@ export class Agent {
     }
   }
 
-  static async #assemble (config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, store: SessionStore, faults: FaultGate | null, stored: StoredSession[]): Promise<Agent> {
+  static async #assemble (config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, ranBefore: number, store: SessionStore, faults: FaultGate | null, stored: StoredSession[]): Promise<Agent> {
     // Files named by the configuration are read and checked before anything
     // listens: a bad one refuses the start with its path.
     const psk = config.clusterKey === null ? undefined : readClusterKeyFile(config.clusterKey, (message) => log.warn(message))
     const allowPeers = readAllowlist(config)
     const tls = readTls(config)
-    const ranBefore = dataDir.readIncarnation()
     const identity = await loadOrCreateIdentity(config.dataDir, ranBefore)
     // Each start is a new incarnation, persisted before anyone hears of it, so a
     // restarted node overrides whatever the cluster remembers of its last life.
