@@ -12,6 +12,8 @@ import { checkOwners, checkReads, checkTerminal, ownershipSettled, recordOwnerAc
 import type { Read } from './checkers.ts'
 import { SimCluster } from './cluster.ts'
 import { SimTerminal } from './terminal.ts'
+import { flakyServices } from './flaky-services.ts'
+import type { ServiceSwitch } from './flaky-services.ts'
 
 export type ChaosOptions = {
   minNodes: number
@@ -44,10 +46,15 @@ export type ChaosOptions = {
   // (uniform), or a slow node recovers (SimNetwork.slow). Drawn apart from the
   // other faults, so the rest of a seed's course starts the same.
   slowNodes: { maxExtraMs: number } | null
+  // Services that fail on one node for a while (sim/flaky-services.ts): after
+  // each chaos step, with probability 0.3, a random node's service stops
+  // applying (a deployed service's worker loading or timed out there), or one
+  // that stopped works again. Drawn apart from the other faults.
+  flakyServices: boolean
 }
 
 export const DEFAULT_CHAOS: ChaosOptions = {
-  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false, sessions: {}, readEveryMs: 0, close: false, clocks: null, membership: 'lan', slowFsyncs: null, slowNodes: null
+  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false, sessions: {}, readEveryMs: 0, close: false, clocks: null, membership: 'lan', slowFsyncs: null, slowNodes: null, flakyServices: false
 }
 
 export type ChaosResult = {
@@ -65,7 +72,8 @@ export function runChaos (seed: number, options: Partial<ChaosOptions> = {}): Ch
   const o = { ...DEFAULT_CHAOS, ...options }
   const random = new SeededRandom(deriveSeed(seed, 0x5e55))
   const nodes = o.minNodes + random.nextInt(o.maxNodes - o.minNodes + 1)
-  const cluster = new SimCluster({ seed, nodes, config: membershipProfile(o.membership), sessions: { ...sessionsProfile('lan'), ...o.sessions }, trace: o.trace, ...(o.clocks === null ? {} : { clocks: o.clocks }), ...(o.slowFsyncs === null ? {} : { slowFsyncs: o.slowFsyncs }) })
+  const flaky = o.flakyServices ? flakyServices(nodes) : null
+  const cluster = new SimCluster({ seed, nodes, config: membershipProfile(o.membership), sessions: { ...sessionsProfile('lan'), ...o.sessions }, trace: o.trace, ...(o.clocks === null ? {} : { clocks: o.clocks }), ...(o.slowFsyncs === null ? {} : { slowFsyncs: o.slowFsyncs }), ...(flaky === null ? {} : { serviceCode: flaky.serviceCode }) })
   ;(globalThis as { __simNow?: () => number }).__simNow = () => cluster.nowMs
   cluster.start()
   if (!cluster.runUntil(() => cluster.running().length === nodes && cluster.converged(), 30_000, 10)) {
@@ -77,8 +85,8 @@ export function runChaos (seed: number, options: Partial<ChaosOptions> = {}): Ch
   const close = (t: SimTerminal): void => { t.close((status) => { closes.set(t, status) }) }
   const terminals = openTerminals(cluster, random, o, close)
   const reads = o.readEveryMs > 0 ? startReads(cluster, new SeededRandom(deriveSeed(seed, 0x4ead)), terminals, o.readEveryMs) : null
-  const faults = chaos(cluster, random, o, new SeededRandom(deriveSeed(seed, 0x5105)))
-  healAll(cluster, faults)
+  const faults = chaos(cluster, random, o, new SeededRandom(deriveSeed(seed, 0x5105)), flaky?.switches ?? null, new SeededRandom(deriveSeed(seed, 0xf1a4)))
+  healAll(cluster, faults, flaky?.switches ?? null)
   // A close answered 404 in the chaos may have met a partition, not a closed
   // session: it is sent again, and now must be answered (200, or 404 with
   // everything healed).
@@ -155,7 +163,7 @@ function startReads (cluster: SimCluster, random: SeededRandom, terminals: SimTe
   return { answered, stop: () => { stopped = true } }
 }
 
-function chaos (cluster: SimCluster, random: SeededRandom, o: ChaosOptions, grayRandom: SeededRandom): string[] {
+function chaos (cluster: SimCluster, random: SeededRandom, o: ChaosOptions, grayRandom: SeededRandom, switches: ServiceSwitch[] | null, flakyRandom: SeededRandom): string[] {
   const faults: string[] = []
   const log = (text: string): void => { faults.push(`${cluster.nowMs.toFixed(0)} ms: ${text}`) }
   const end = cluster.nowMs + o.chaosMs
@@ -198,12 +206,25 @@ function chaos (cluster: SimCluster, random: SeededRandom, o: ChaosOptions, gray
         cluster.network.slow(id, extraMs)
       }
     }
+    if (switches !== null && flakyRandom.nextFloat() < 0.3) {
+      const broken = ids.filter((_, i) => switches[i].broken)
+      if (broken.length > 0 && flakyRandom.nextInt(2) === 0) {
+        const id = broken[flakyRandom.nextInt(broken.length)]
+        log(`${id}'s service works again`)
+        switches[ids.indexOf(id)].broken = false
+      } else {
+        const at = flakyRandom.nextInt(ids.length)
+        log(`${ids[at]}'s service cannot apply`)
+        switches[at].broken = true
+      }
+    }
   }
   return faults
 }
 
-function healAll (cluster: SimCluster, faults: string[]): void {
+function healAll (cluster: SimCluster, faults: string[], switches: ServiceSwitch[] | null): void {
   faults.push(`${cluster.nowMs.toFixed(0)} ms: heal everything`)
+  for (const s of switches ?? []) s.broken = false
   cluster.heal()
   cluster.setLink({ lossRate: 0 })
   for (const id of cluster.network.slowNodes) cluster.network.slow(id, 0)

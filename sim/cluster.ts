@@ -11,6 +11,7 @@ import { Membership } from '../agent/membership/membership.ts'
 import { MemberNumbers } from '../agent/membership/numbers.ts'
 import type { SessionsConfig } from '../agent/sessions/config.ts'
 import { BUILT_IN_SERVICES } from '../agent/sessions/services.ts'
+import type { Service } from '../agent/sessions/services.ts'
 import { Sessions } from '../agent/sessions/sessions.ts'
 import type { ClientReply, SessionCommand, SessionEvent } from '../agent/sessions/types.ts'
 import { decode, encode, frameBytes } from '../protocol/codec.ts'
@@ -35,6 +36,9 @@ export type SimOptions = {
   sessions?: SessionsConfig
   // The services each node offers (default: log, kv and counter, capacity 100).
   services?: (index: number) => ServiceOffer[]
+  // The code of those services on each node (default: the built-in ones). A
+  // test gives one node a service that fails as a deployed one can.
+  serviceCode?: (index: number) => ReadonlyMap<string, Service>
   // Where each node is (default: a grid around 40-50°N, regions r0-r2).
   placement?: (index: number) => NodePlacement
   link?: Partial<LinkModel>
@@ -111,8 +115,9 @@ export class SimCluster {
   readonly #diskStalls = new Map<PeerKey, number>()
   readonly #mesh: GossipMesh
   readonly #meshLinks: MeshLinks
-  readonly #options: Required<Omit<SimOptions, 'config' | 'link' | 'sessions' | 'services' | 'placement' | 'clocks' | 'slowFsyncs'>> & { clocks: { maxDrift: number } | null }
+  readonly #options: Required<Omit<SimOptions, 'config' | 'link' | 'sessions' | 'services' | 'serviceCode' | 'placement' | 'clocks' | 'slowFsyncs'>> & { clocks: { maxDrift: number } | null }
   readonly #services: (index: number) => ServiceOffer[]
+  readonly #serviceCode: (index: number) => ReadonlyMap<string, Service>
   readonly #placement: ((index: number) => NodePlacement) | null
   readonly #host: NodeHost
   // Terminals' requests an agent holds, unanswered: which agent, and the answer's way back.
@@ -132,6 +137,7 @@ export class SimCluster {
     this.config = options.config ?? membershipProfile('lan')
     this.sessionsConfig = options.sessions ?? null
     this.#services = options.services ?? (() => DEFAULT_SERVICES)
+    this.#serviceCode = options.serviceCode ?? (() => BUILT_IN_SERVICES)
     this.#placement = options.placement ?? null
     this.#options = {
       seed: options.seed,
@@ -414,7 +420,7 @@ export class SimCluster {
         directory: membership.directory(),
         config: this.sessionsConfig,
         random: new SeededRandom(deriveSeed(this.seed, node.index * 104729 + node.diskIncarnation)),
-        services: BUILT_IN_SERVICES,
+        services: this.#serviceCode(node.index),
         stored: node.disk.load(),
         closed: node.disk.loadClosed(),
         nowMs: node.nowMs,

@@ -18,12 +18,18 @@
 //
 // The owner dry-runs each op on a copy of the state before logging it, so a
 // throw or a timeout in service code refuses that op (HTTP 400 with the reason)
-// and nothing is logged. An apply that still fails on a member (a timeout
-// under load) leaves the state as it was and records the error in it.
+// and nothing is logged. An apply that still throws on a member (the same op
+// throws on every member) leaves the state as it was and records the error in
+// it. An apply that cannot run on this member now (its worker loading, timed
+// out or crashed, or the version not installed here yet) throws
+// ServiceUnavailable instead: the member applies nothing more of the session
+// until a retry succeeds (agent/sessions/apply.ts), so its state never lacks an
+// op the others applied.
 
 import type { JsonValue } from '../../protocol/messages.ts'
 import { MAX_STATE_BYTES } from '../../protocol/limits.ts'
 import { jsonValueProblem } from '../../protocol/session-json.ts'
+import { ServiceUnavailable } from '../sessions/services.ts'
 import type { OpCheck, Service } from '../sessions/services.ts'
 import type { PackageRef } from '../deploy/distribution.ts'
 import { newer } from '../deploy/distribution.ts'
@@ -50,6 +56,10 @@ export function unwrapState (state: JsonValue): Wrapped {
 }
 
 type Failed = { ok: false; error: string; unavailable?: boolean }
+
+function notInstalled (error: string): Failed {
+  return { ok: false, error, unavailable: true }
+}
 
 // A failed call as the owner's answer to the op: the service's refusal is 400;
 // no working worker (still loading, timed out, crashed) is 503, worth a retry.
@@ -124,6 +134,7 @@ export class DeployedService implements Service {
     if (!isObject(op) || typeof op[VERSION_STAMP] !== 'string') return state
     const result = this.#step(state, op as Stamped)
     if (result.ok) return result.value
+    if (result.unavailable === true) throw new ServiceUnavailable(result.error)
     return { ...unwrapState(state), error: result.error }
   }
 
@@ -133,14 +144,17 @@ export class DeployedService implements Service {
     let state = w.state
     const wanted = this.#versions.get(stamped['@v'])
     if (version === null) {
-      if (wanted === undefined) return { ok: false, error: `${this.name}@${stamped['@v']} is not installed on this agent` }
+      if (wanted === undefined) return notInstalled(`${this.name}@${stamped['@v']} is not installed on this agent`)
       const init = wanted.runner.call('initial', [])
       if (!init.ok) return init
       version = stamped['@v']
       state = init.missing ? null : init.value as JsonValue
     } else if (version !== stamped['@v'] && wanted !== undefined) {
       const current = this.#versions.get(version)
-      if (current === undefined || newer(wanted.ref, current.ref)) {
+      // Whether to move is the session's version's call (isClean): a member
+      // without it cannot decide as the others do.
+      if (current === undefined) return notInstalled(`${this.name}@${version}, which this session runs, is not installed on this agent`)
+      if (newer(wanted.ref, current.ref)) {
         const moved = this.#move(current, wanted, version, state)
         if (!moved.ok) return moved
         if (moved.value !== null) {
@@ -150,7 +164,7 @@ export class DeployedService implements Service {
       }
     }
     const runner = this.#versions.get(version)
-    if (runner === undefined) return { ok: false, error: `${this.name}@${version}, which this session runs, is not installed on this agent` }
+    if (runner === undefined) return notInstalled(`${this.name}@${version}, which this session runs, is not installed on this agent`)
     const applied = runner.runner.call('apply', [state, stamped.op])
     if (!applied.ok) return applied
     if (applied.missing) return { ok: false, error: `${this.name}@${version} exports no apply()` }
@@ -158,12 +172,10 @@ export class DeployedService implements Service {
   }
 
   // Moves a session to `to` if it is at a clean point: null when it stays.
-  #move (from: Version | undefined, to: Version, fromVersion: string, state: JsonValue): { ok: true; value: { state: JsonValue } | null } | Failed {
-    if (from !== undefined) {
-      const clean = from.runner.call('isClean', [state])
-      if (!clean.ok) return clean
-      if (!clean.missing && clean.value !== true) return { ok: true, value: null }
-    }
+  #move (from: Version, to: Version, fromVersion: string, state: JsonValue): { ok: true; value: { state: JsonValue } | null } | Failed {
+    const clean = from.runner.call('isClean', [state])
+    if (!clean.ok) return clean
+    if (!clean.missing && clean.value !== true) return { ok: true, value: null }
     const migrated: CallResult = to.runner.call('migrate', [state, fromVersion])
     if (!migrated.ok) return migrated
     return { ok: true, value: { state: migrated.missing ? state : migrated.value as JsonValue } }

@@ -11,6 +11,7 @@ import { MAX_BATCH_OPS, MAX_OP_BYTES, MAX_STATE_BYTES } from '../../protocol/lim
 import { jsonValueProblem } from '../../protocol/session-json.ts'
 import { advanceCommit, appendEntry, freshOwner, leaseValid, replicateAll, wait } from './owner.ts'
 import { batchReply, dedupIndex } from './replica.ts'
+import { APPLY_RETRY_MS, applyStalled } from './apply.ts'
 import type { BatchItem, BatchRefusal, Ctx, Replica, ReplyTarget } from './replica.ts'
 import type { ClientReply } from './types.ts'
 
@@ -58,6 +59,9 @@ export function admitDelta (ctx: Ctx, r: Replica, clientSeq: number, op: JsonVal
   if (clientSeq !== r.lastAcceptedSeq + 1) return refused(409, { error: `clientSeq must be ${r.lastAcceptedSeq + 1} (got ${clientSeq})`, expectedSeq: r.lastAcceptedSeq + 1 })
   const service = ctx.service(r.info.service)
   if (service === null) return refused(503, { error: `this agent does not run service ${r.info.service}` })
+  // The dry run below would judge the op against a state behind the log.
+  const stalled = applyStalled(r)
+  if (stalled !== null) return refused(503, { error: stalled, retryAfterMs: APPLY_RETRY_MS })
   const shape = jsonValueProblem(op, MAX_OP_BYTES)
   if (shape !== null) return refused(400, { error: `op ${shape}` })
   const check = service.validate(op, r.state)

@@ -159,9 +159,13 @@ function ownerGone (ctx: Ctx, r: Replica, reason: string): void {
 // the death (a busy box) then costs the next 50 ms on lan, not 200.
 export const DIRECT_STAGGER_SHARE = 1 / 4
 
+// A member whose service cannot apply its committed entries now (apply.ts)
+// stands after every other member in the queue: as owner it could serve
+// nothing until its service works again.
 function standAfterMs (ctx: Ctx, r: Replica): number {
-  const place = rank(ctx, r)
+  let place = rank(ctx, r)
   if (!Number.isFinite(place)) return Infinity
+  if (r.applyStall !== null) place += config(r).members.length
   return place * ctx.config.candidateStaggerMs * (directVote(r) ? DIRECT_STAGGER_SHARE : 1)
 }
 

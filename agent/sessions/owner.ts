@@ -8,6 +8,7 @@ import type { PeerKey } from '../core/io.ts'
 import { replacementFor, witnessFor } from './placement.ts'
 import { LEASE_SAFETY, applyCommitted, config, forgottenByMajority, majority, maybeSnapshot, memberGone, snapshotAt, voters } from './replica.ts'
 import { batchReply } from './replica.ts'
+import { applyStalled } from './apply.ts'
 import type { Ctx, Progress, Replica, Waiter } from './replica.ts'
 
 // Entries in flight to one member beyond its acknowledged index; past this the
@@ -236,7 +237,7 @@ export function leaseValid (ctx: Ctx, r: Replica): boolean {
 export function readRefusal (ctx: Ctx, r: Replica): string | null {
   if (!leaseValid(ctx, r)) return 'the owner cannot reach a majority of its group'
   if (r.commitIndex < r.readableFromIndex) return 'the new owner is still committing its first entry; retry'
-  return null
+  return applyStalled(r)
 }
 
 // Commits the highest index of this epoch that a majority of the group holds

@@ -6,12 +6,13 @@
 import type {
   Dedup, GroupConfig, JsonValue, SessionInfo, SessionMessage, SessionSnapshotBody, SessionVote
 } from '../../protocol/messages.ts'
-import { MAX_DEDUP_RECENT } from '../../protocol/limits.ts'
 import type { PeerKey, Random } from '../core/io.ts'
 import type { SessionsConfig } from './config.ts'
 import type { AskedStreams } from './group-streams.ts'
 import type { QuietAsk, QuietMember, QuietOwner, QuietPeers } from './quiet.ts'
 import { ReplicaLog } from './log.ts'
+import { applyCommitted, windowStart } from './apply.ts'
+import type { ApplyStall } from './apply.ts'
 import { keptStateBytes, snapshotOfText } from './snapshot-text.ts'
 import { SNAPSHOT_MAX_WAIT_MS } from './snapshot-budget.ts'
 import type { SnapshotBudget } from './snapshot-budget.ts'
@@ -104,6 +105,9 @@ export type Replica = {
   bytesSinceSnapshot: number
   // Since when its due snapshot has waited for the agent's snapshot budget.
   snapshotWaitingSinceMs: number | null
+  // The service could not apply the entry after appliedIndex here (apply.ts):
+  // nothing more is applied until a retry at `retryAtMs` succeeds.
+  applyStall: ApplyStall | null
   dedup: Dedup
   role: SessionRole
   owner: PeerKey | null
@@ -179,6 +183,7 @@ export function newReplica (info: SessionInfo, nowMs: number): Replica {
     stateBytes: 0,
     bytesSinceSnapshot: 0,
     snapshotWaitingSinceMs: null,
+    applyStall: null,
     dedup: { lastClientSeq: 0, recent: [] },
     role: 'standby',
     owner: null,
@@ -358,45 +363,6 @@ function holdsClose (r: Replica): boolean {
   return false
 }
 
-// Applies committed entries to the service state, in order.
-export function applyCommitted (ctx: Ctx, r: Replica): void {
-  const service = ctx.service(r.info.service)
-  while (r.appliedIndex < r.commitIndex) {
-    const entry = r.log.entry(r.appliedIndex + 1)
-    if (entry === null) break
-    const body = entry.body
-    if (body.kind === 'create') {
-      r.state = service === null ? null : service.initial()
-      r.stateBytes = JSON.stringify(r.state).length
-    } else if (body.kind === 'delta') {
-      if (service !== null) r.state = service.apply(r.state, body.op)
-      const opBytes = JSON.stringify(body.op).length
-      r.stateBytes += opBytes
-      r.bytesSinceSnapshot += opBytes
-      remember(r.dedup, body.clientSeq, entry.index)
-    } else if (body.kind === 'close') {
-      r.closed = true
-    }
-    r.appliedIndex = entry.index
-  }
-}
-
-// The window is the last MAX_DEDUP_RECENT pairs; the array may hold up to as
-// many again before it, dropped in one splice when it reaches twice the
-// window. Dropping the oldest pair at every delta moved the whole window each
-// time: 5% of a standby's CPU with batched appends (bench/replication.ts).
-function remember (dedup: Dedup, clientSeq: number, index: number): void {
-  dedup.lastClientSeq = Math.max(dedup.lastClientSeq, clientSeq)
-  dedup.recent.push([clientSeq, index])
-  if (dedup.recent.length >= 2 * MAX_DEDUP_RECENT) dedup.recent.splice(0, dedup.recent.length - MAX_DEDUP_RECENT)
-}
-
-// The first pair of the window in `recent` (those before it are kept only
-// until the next splice, and answer nothing).
-function windowStart (recent: Dedup['recent']): number {
-  return Math.max(0, recent.length - MAX_DEDUP_RECENT)
-}
-
 // Snapshots the applied state once enough entries have been applied since the
 // last snapshot, and forgets the entries before the last `maxBatchEntries`: they
 // stay available a while for a lagging standby or a candidate's completion.
@@ -457,6 +423,7 @@ export function dedupIndex (r: Replica, clientSeq: number): number | null {
 }
 
 export type { Random }
+export { applyCommitted }
 
 // A batch's answer: the acknowledged prefix, then the first refused delta if any
 // (nothing after it was logged). Nothing acknowledged: the refusal itself.

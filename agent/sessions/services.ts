@@ -15,8 +15,22 @@ export interface Service {
   // session's current state, for services that dry-run the op (deployed ones).
   validate (op: JsonValue, state?: JsonValue): OpCheck
   // Applies a validated op. May change `state` in place and return it: the core
-  // owns the state and copies it (as JSON) for snapshots.
+  // owns the state and copies it (as JSON) for snapshots. Throws
+  // ServiceUnavailable, with `state` untouched, when it cannot apply the op
+  // here now (a deployed service's worker loading, timed out or crashed, or
+  // its version not installed yet): the member then applies nothing more of
+  // the session until a retry succeeds (apply.ts).
   apply (state: JsonValue, op: JsonValue): JsonValue
+}
+
+// Not a verdict on the op: the service could not run here now, and the same op
+// would apply later. Every member must apply every committed op, in order, or
+// its state parts from the others' (and a takeover would serve the other state).
+export class ServiceUnavailable extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'ServiceUnavailable'
+  }
 }
 
 function isObject (value: JsonValue): value is { [key: string]: JsonValue } {

@@ -18,7 +18,7 @@ import {
 import { clientAppendBatch } from './deltas.ts'
 import { placeGroup } from './placement.ts'
 import { STREAMS_RECHECK_MS, streamsToAsk } from './group-streams.ts'
-import { config, newReplica, onWitnessProbeAnswer, restoreReplica, voters, witnessProbeAtMs } from './replica.ts'
+import { applyCommitted, config, maybeSnapshot, newReplica, onWitnessProbeAnswer, restoreReplica, voters, witnessProbeAtMs } from './replica.ts'
 import { CHANGING_OWNER_RETRY_MS, RemoteRequests, notJoinedReply, pathFor, viewOf, viewOfReplica } from './remote.ts'
 import { SnapshotBudget } from './snapshot-budget.ts'
 import { SessionWakes } from './wakes.ts'
@@ -269,7 +269,10 @@ export class Sessions {
     const ctx = this.#ctx()
     this.#remote.expire()
     this.#quiet.tick(ctx)
-    for (const r of [...this.#replicas.values()]) if (r.quiet === null) this.#tickReplica(ctx, r)
+    for (const r of [...this.#replicas.values()]) {
+      if (r.quiet === null) this.#tickReplica(ctx, r)
+      else this.#retryApply(ctx, r)
+    }
   }
 
   #tickReplica (ctx: Ctx, r: Replica): void {
@@ -280,7 +283,16 @@ export class Sessions {
     for (const held of dueParked(r, ctx.now)) this.#serveOrRedirect(ctx, r, held.command, false)
   }
 
+  // Its service could not apply an entry: time to ask it again (apply.ts),
+  // quiet or not (a quiet copy keeps no timers of its own).
+  #retryApply (ctx: Ctx, r: Replica): void {
+    if (r.applyStall === null || ctx.now < r.applyStall.retryAtMs) return
+    applyCommitted(ctx, r)
+    maybeSnapshot(ctx, r)
+  }
+
   #tickRole (ctx: Ctx, r: Replica): void {
+    this.#retryApply(ctx, r)
     if (r.quiet !== null) return
     if (r.role !== 'owner' && (r.defunct || (r.closed && r.appliedIndex >= r.commitIndex))) return this.#forget(ctx, r, true)
     if (r.role === 'owner') {

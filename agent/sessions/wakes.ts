@@ -86,9 +86,11 @@ export class SessionWakes {
   }
 
   #wakeOf (r: Replica): number {
-    // A quiet session's timers are its agent's beats (quiet.ts).
-    if (r.quiet !== null) return Infinity
-    if (r.role === 'owner') return Math.min(r.heartbeatAtMs, nextWaiterDeadline(r))
-    return Math.min(nextParkedDeadline(r), nextElectionWake(r, this.#self, this.#ownerTimeoutMs), witnessProbeAtMs(r, this.#self, this.#ownerTimeoutMs))
+    // A quiet session's timers are its agent's beats (quiet.ts), but for a
+    // retry of an entry its service could not apply (apply.ts).
+    const retry = r.applyStall?.retryAtMs ?? Infinity
+    if (r.quiet !== null) return retry
+    if (r.role === 'owner') return Math.min(r.heartbeatAtMs, nextWaiterDeadline(r), retry)
+    return Math.min(nextParkedDeadline(r), nextElectionWake(r, this.#self, this.#ownerTimeoutMs), witnessProbeAtMs(r, this.#self, this.#ownerTimeoutMs), retry)
   }
 }

@@ -95,6 +95,12 @@ const VARIANTS: Array<{ name: string; options: Partial<ChaosOptions> }> = [
   // Gray failures (sim/chaos.ts, slowNodes): a node whose every message takes
   // up to 1.5 s longer each way, alive to the membership's patient probes.
   { name: 'nodes that turn slow (up to 1.5 s more each way), readers and closes', options: { slowNodes: { maxExtraMs: 1_500 }, readEveryMs: 150, close: true } },
+  // A node whose service cannot apply for a while (sim/flaky-services.ts: a
+  // deployed service's worker loading or timed out there): its copies stop at
+  // the entry and catch up later, never skip it (agent/sessions/apply.ts).
+  // Skipping instead fails 21 of 100 seeds with readers (stale reads).
+  { name: 'services that cannot apply on a node for a while, readers and closes', options: { flakyServices: true, readEveryMs: 150, close: true } },
+  { name: 'services that cannot apply on a node for a while, readers, replicas 1, 3-6 nodes', options: { flakyServices: true, readEveryMs: 150, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } },
   // Everything at once: own clocks, disks that stall, slow nodes.
   { name: 'own clocks, disks that stall and slow nodes at once, readers and closes', options: { ...OWN_CLOCKS, ...SLOW_DISKS, slowNodes: { maxExtraMs: 1_500 }, readEveryMs: 150, close: true } }
 ]

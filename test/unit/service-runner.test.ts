@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ServiceRunner } from '../../agent/runtime/service-runner.ts'
 import { DeployedService, stampOp, unwrapState } from '../../agent/runtime/deployed-service.ts'
+import { ServiceUnavailable } from '../../agent/sessions/services.ts'
 import type { JsonValue } from '../../protocol/messages.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'runner-'))
@@ -169,6 +170,23 @@ test('validate refuses unstamped ops, unknown versions, refused ops and ops whos
   const after = faulty.apply({ version: '1', state: 5 }, stampOp('1', 'throw'))
   assert.equal(after, { version: '1', state: 5, error: 'f@1: apply failed: TypeError: bad op' })
   service.stop()
+  faulty.stop()
+})
+
+// An apply that cannot run on this member now is not a verdict on the op: it
+// must not be recorded in the state, or this member's state would lack an op
+// every other member applied (agent/sessions/apply.ts retries it).
+test('apply throws ServiceUnavailable, state untouched, when the worker times out or the version is not installed here', () => {
+  const faulty = new DeployedService('f')
+  faulty.add({ ref: { name: 'f', version: '1', hash: 'f'.repeat(64), policy: 'all', issuedAtMs: 1 }, runner: new ServiceRunner('f@1', FAULTY, 300) })
+  const state: JsonValue = { version: '1', state: 5 }
+  const before = JSON.stringify(state)
+  assert.throws(() => faulty.apply(state, stampOp('1', 'loop')), (error: unknown) => error instanceof ServiceUnavailable && /did not answer within 300 ms/.test((error as Error).message))
+  assert.throws(() => faulty.apply(faulty.initial(), stampOp('2', 1)), (error: unknown) => error instanceof ServiceUnavailable && /f@2 is not installed/.test((error as Error).message))
+  assert.throws(() => faulty.apply({ version: '7', state: 5 }, stampOp('1', 1)), (error: unknown) => error instanceof ServiceUnavailable && /f@7, which this session runs, is not installed/.test((error as Error).message))
+  assert.is(JSON.stringify(state), before)
+  // Once the worker answers again, the same op applies.
+  assert.equal(faulty.apply(state, stampOp('1', 2)), { version: '1', state: 7 })
   faulty.stop()
 })
 
