@@ -9,7 +9,7 @@
 
 import { createHash } from 'node:crypto'
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve, sep } from 'node:path'
 
 const STATE_FILE = 'state.json'
 const LOCK_FILE = 'agent.lock'
@@ -17,6 +17,23 @@ const STATE_FORMAT = 1
 
 export class DataDirError extends Error {
   override name = 'DataDirError'
+}
+
+// mkdirSync(path, { recursive: true }) never returns for a path under /proc
+// (Node keeps retrying while the kernel answers ENOENT for a parent that
+// exists): `start --data-dir /proc/x` hung without a word. One level at a time
+// instead, each error thrown as it comes (ENOENT, EACCES, ENOTDIR).
+function makeDirectory (path: string, mode: number): void {
+  let at: string = sep
+  for (const part of resolve(path).split(sep)) {
+    if (part === '') continue
+    at = join(at, part)
+    try {
+      mkdirSync(at, { mode })
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new DataDirError(`cannot create the data directory ${path}: ${(error as Error).message}`, { cause: error })
+    }
+  }
 }
 
 type StateFile = { format: number; incarnation: number; sha256: string }
@@ -36,7 +53,7 @@ export class DataDir {
   // Creates the directory (mode 0700) and takes the lock; refuses when a live
   // process holds it, takes over a lock left by a dead one.
   open (): void {
-    mkdirSync(this.path, { recursive: true, mode: 0o700 })
+    makeDirectory(this.path, 0o700)
     const lockPath = join(this.path, LOCK_FILE)
     for (let attempt = 0; attempt < 2; attempt++) {
       try {

@@ -1,6 +1,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DataDir, DataDirError } from '../../agent/runtime/data-dir.ts'
@@ -85,6 +86,33 @@ test('a state file that cannot be read (a directory in its place) is refused nam
     try { dir.readIncarnation() } catch (error) { refused = error }
     assert.ok(refused instanceof DataDirError, String(refused))
     assert.match(refused.message, `state file ${join(path, 'state.json')} cannot be read (EISDIR)`)
+  } finally {
+    rmSync(path, { recursive: true, force: true })
+  }
+})
+
+// Node's mkdirSync(…, { recursive: true }) never returns for a path under /proc
+// (it retries while the kernel answers ENOENT): `start --data-dir /proc/x` hung
+// without a word. Run in a child with a time limit, so the old code fails
+// instead of hanging the suite.
+test('a data directory that cannot be created (under /proc, under a file) is refused at once, naming it', () => {
+  const module = new URL('../../agent/runtime/data-dir.ts', import.meta.url).href
+  for (const [path, code] of [['/proc/edge-agent-test/x', 'ENOENT'], ['/etc/hostname/x', 'ENOTDIR']]) {
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', `import { DataDir } from ${JSON.stringify(module)}
+try { new DataDir(${JSON.stringify(path)}).open(); console.log('opened') } catch (error) { console.log(error.name + ': ' + error.message) }`], { encoding: 'utf8', timeout: 10_000 })
+    assert.is(child.signal, null, `${path}: the child was still running after 10 s`)
+    assert.match(child.stdout, `DataDirError: cannot create the data directory ${path}: ${code}`)
+  }
+})
+
+test('missing parents are created, each 0700', () => {
+  const path = fresh()
+  try {
+    const nested = join(path, 'a', 'b')
+    const dir = new DataDir(nested)
+    dir.open()
+    dir.close()
+    for (const p of [join(path, 'a'), nested]) assert.is(statSync(p).mode & 0o777, 0o700, p)
   } finally {
     rmSync(path, { recursive: true, force: true })
   }
