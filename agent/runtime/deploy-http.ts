@@ -29,6 +29,9 @@ const SERVICE_PATH = /^\/(?!v1(?:\/|$)|metrics$)([a-z0-9][a-z0-9._-]{0,63})(\/.*
 // even when it is busy too, so two busy agents never bounce a client between them.
 export const REDIRECTED_PARAM = 'edge-redirected'
 const STATUS_MIN = 200
+// How long a request by URL waits for its package's worker to load, ms (off
+// the agent's thread); past it the request is 503, as a worker that crashed.
+const URL_BOOT_WAIT_MS = 5_000
 const STATUS_MAX = 599
 
 export type DeployRoutesParts = {
@@ -147,8 +150,11 @@ async function handle (parts: DeployRoutesParts, request: IncomingMessage, name:
     if (shape !== null) return { status: 400, body: { error: `the body ${shape}` } }
   }
   const query = Object.fromEntries([...url.searchParams].filter(([k]) => k !== REDIRECTED_PARAM))
+  // A worker still loading (the package was just fetched, say) is waited for
+  // here without blocking the agent; the call itself would not wait.
+  await version.runner.whenLoaded(URL_BOOT_WAIT_MS)
   const result = version.runner.call('request', [{ method: request.method, path, query, body }, state])
-  if (!result.ok) return { status: 500, body: { error: result.error } }
+  if (!result.ok) return result.unavailable === true ? { status: 503, headers: { 'retry-after': '1' }, body: { error: result.error, retryAfterMs: 250 } } : { status: 500, body: { error: result.error } }
   if (result.missing) return { status: 404, body: { error: `${name}@${version.ref.version} has no request handler (export request())` } }
   return toReply(result.value, `${name}@${version.ref.version}`)
 }

@@ -18,12 +18,15 @@ import { performance } from 'node:perf_hooks'
 // the agent's thread waits for it, so this bounds how long a looping service
 // can stall the agent per call.
 export const SERVICE_CALL_TIMEOUT_MS = 200
-// Time a fresh worker may take to start and load the package's module before
-// the call waiting for it fails, ms. A call waits that long only while no boot
-// of this package has timed out: after one has (a slow module on a busy box, or
-// a loop at import), calls do not wait; they go through once the worker has
-// loaded, and fail at once (as unavailable, 503) until it has.
-export const SERVICE_BOOT_TIMEOUT_MS = 5_000
+// How long a call waits for a fresh worker to start and load the package's
+// module before it fails as unavailable (503; a member's apply waits at the op
+// and retries: agent/sessions/apply.ts), ms. The agent's thread is blocked
+// meanwhile, so this is short: at 5 s, a load on a busy box held the agent past
+// its membership probes. A call waits that long only while no boot of this
+// package has timed out: after one has, calls do not wait; they go through once
+// the worker has loaded, and fail at once until it has. The agent starts a
+// package's worker when it installs it, so it has usually loaded by the first op.
+export const SERVICE_BOOT_TIMEOUT_MS = 50
 // A worker still loading this long after it started is stopped (a loop at
 // import burns a core for good), and the next one starts after a backoff that
 // doubles from this, up to SERVICE_BOOT_BACKOFF_MAX_MS. Calls meanwhile fail at once.
@@ -78,6 +81,17 @@ export class ServiceRunner {
   // for it to boot.
   start (): void {
     this.#live ??= this.#spawn()
+  }
+
+  // Resolves once the worker has loaded the module (or failed to), or after
+  // `timeoutMs`, without blocking the agent's thread: for callers that can wait
+  // (a request by URL), so that they do not meet "still loading" where a
+  // blocking call may wait only SERVICE_BOOT_TIMEOUT_MS.
+  async whenLoaded (timeoutMs: number): Promise<void> {
+    const live = this.#live
+    if (live === null || live.booted) return
+    const waited = Atomics.waitAsync(live.words, 1, 0, timeoutMs)
+    if (waited.async) await waited.value
   }
 
   // Calls an export of the service module with JSON arguments. Never throws:

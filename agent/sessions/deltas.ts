@@ -65,7 +65,7 @@ export function admitDelta (ctx: Ctx, r: Replica, clientSeq: number, op: JsonVal
   const shape = jsonValueProblem(op, MAX_OP_BYTES)
   if (shape !== null) return refused(400, { error: `op ${shape}` })
   const check = service.validate(op, r.state)
-  if (!check.ok) return check.status === 503 ? refused(503, { error: check.reason, retryAfterMs: 1_000 }) : refused(400, { error: check.reason })
+  if (!check.ok) return check.status === 503 ? refused(503, { error: check.reason, retryAfterMs: SERVICE_RETRY_MS }) : refused(400, { error: check.reason })
   const opBytes = JSON.stringify(op).length
   if (opBytes > MAX_OP_BYTES) {
     ctx.emit({ type: 'limit', limit: 'delta-size', sessionId: r.id })
@@ -79,6 +79,11 @@ export function admitDelta (ctx: Ctx, r: Replica, clientSeq: number, op: JsonVal
   r.lastAcceptedSeq = clientSeq
   return { kind: 'logged', index, bytes: opBytes }
 }
+
+// When a terminal should try again after a service that could not judge its op
+// (a deployed service's worker still loading, which usually takes well under a
+// second), ms.
+const SERVICE_RETRY_MS = 250
 
 function refused (status: number, body: Record<string, unknown>): Admitted {
   return { kind: 'refused', reply: { status, body } }

@@ -12,7 +12,12 @@ import {
 import type { Announcement, PackageKey } from '../../agent/runtime/package.ts'
 import { generateClusterKey } from '../../agent/net/cluster-key.ts'
 import { PackageStore } from '../../agent/runtime/package-store.ts'
-import { ServiceRunner } from '../../agent/runtime/service-runner.ts'
+import { SERVICE_BOOT_GIVE_UP_MS, SERVICE_CALL_TIMEOUT_MS, ServiceRunner } from '../../agent/runtime/service-runner.ts'
+
+// These tests call a runner right after creating it: the call waits for the
+// worker to load, where the agent's own calls wait only SERVICE_BOOT_TIMEOUT_MS
+// (50 ms) and fail as unavailable until it has.
+const PATIENT = { waitMs: 10_000, giveUpMs: SERVICE_BOOT_GIVE_UP_MS }
 
 const CART = new URL('../../examples/cart', import.meta.url).pathname
 const KEY = parseDeployerKeyFile(deployerKeyFile(generateDeployerKey()), 'test.key')
@@ -130,7 +135,7 @@ test('a stored sealed package stays sealed on disk; a restart without the key re
 test('a sealed package runs from memory: relative imports and JSON resolve among its files only', () => {
   const opened = openBundle(buildBundle(CART, KEY, 'all', 5, 'cart', CLUSTER).bundle, TRUSTED, CLUSTER)
   if (!opened.ok) throw new Error(opened.reason)
-  const cart = new ServiceRunner('cart@1.0.0', { files: opened.value.files, entry: opened.value.manifest.entry })
+  const cart = new ServiceRunner('cart@1.0.0', { files: opened.value.files, entry: opened.value.manifest.entry }, SERVICE_CALL_TIMEOUT_MS, PATIENT)
   try {
     // validate() reads CATALOG from ./catalog.js, loaded from memory.
     const refused = cart.call('validate', [{ add: { sku: 'pear', qty: 1 } }])
@@ -144,7 +149,7 @@ test('a sealed package runs from memory: relative imports and JSON resolve among
     ['sub/data.json', Buffer.from('{"n": 1}')],
     ['x.js', Buffer.from("export const x = 'inside'")]
   ])
-  const runner = new ServiceRunner('mem@1', { files, entry: 'main.js' })
+  const runner = new ServiceRunner('mem@1', { files, entry: 'main.js' }, SERVICE_CALL_TIMEOUT_MS, PATIENT)
   try {
     assert.equal(runner.call('read', []), { ok: true, value: 65, missing: false })
     // ../ cannot climb out of the package: the import resolves to its own root.
@@ -152,7 +157,7 @@ test('a sealed package runs from memory: relative imports and JSON resolve among
   } finally {
     runner.stop()
   }
-  const broken = new ServiceRunner('broken@1', { files: new Map([['main.js', Buffer.from("import './gone.js'")]]), entry: 'main.js' })
+  const broken = new ServiceRunner('broken@1', { files: new Map([['main.js', Buffer.from("import './gone.js'")]]), entry: 'main.js' }, SERVICE_CALL_TIMEOUT_MS, PATIENT)
   try {
     const failed = broken.call('apply', [])
     assert.match(failed.ok ? 'loaded' : failed.error, /the package has no file gone\.js/)

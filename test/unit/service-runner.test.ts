@@ -5,7 +5,12 @@ import * as assert from 'uvu/assert'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ServiceRunner } from '../../agent/runtime/service-runner.ts'
+import { SERVICE_BOOT_GIVE_UP_MS, SERVICE_CALL_TIMEOUT_MS, ServiceRunner } from '../../agent/runtime/service-runner.ts'
+
+// These tests call a runner right after creating it: the call waits for the
+// worker to load, where the agent's own calls wait only SERVICE_BOOT_TIMEOUT_MS
+// (50 ms) and fail as unavailable until it has.
+const PATIENT = { waitMs: 10_000, giveUpMs: SERVICE_BOOT_GIVE_UP_MS }
 import { DeployedService, stampOp, unwrapState } from '../../agent/runtime/deployed-service.ts'
 import { ServiceUnavailable } from '../../agent/sessions/services.ts'
 import type { JsonValue } from '../../protocol/messages.ts'
@@ -30,7 +35,7 @@ export function apply (state, op) {
 `)
 
 test('a throw fails the call with its message; a loop times out and the worker is replaced', () => {
-  const runner = new ServiceRunner('faulty@1', FAULTY, 1_000)
+  const runner = new ServiceRunner('faulty@1', FAULTY, 1_000, PATIENT)
   assert.equal(runner.call('apply', [1, 2]), { ok: true, value: 3, missing: false })
   const thrown = runner.call('apply', [1, 'throw'])
   assert.equal(thrown, { ok: false, error: 'faulty@1: apply failed: TypeError: bad op' })
@@ -45,7 +50,7 @@ test('a throw fails the call with its message; a loop times out and the worker i
 })
 
 test('running out of memory kills only the worker', () => {
-  const runner = new ServiceRunner('faulty@1', FAULTY, 3_000)
+  const runner = new ServiceRunner('faulty@1', FAULTY, 3_000, PATIENT)
   const oom = runner.call('apply', [0, 'oom'])
   assert.not.ok(oom.ok)
   assert.equal(runner.call('apply', [1, 1]), { ok: true, value: 2, missing: false })
@@ -53,7 +58,7 @@ test('running out of memory kills only the worker', () => {
 })
 
 test('a module that fails to load fails every call with the load error', () => {
-  const runner = new ServiceRunner('broken@1', module('broken.js', 'export function apply ( {'), 100)
+  const runner = new ServiceRunner('broken@1', module('broken.js', 'export function apply ( {'), 100, PATIENT)
   const result = runner.call('apply', [0, 1])
   assert.not.ok(result.ok)
   if (!result.ok) assert.match(result.error, /broken@1: the package's entry module failed to load: SyntaxError/)
@@ -85,6 +90,35 @@ test('a slow boot fails calls as unavailable until the module has loaded, then t
   runner.stop()
 })
 
+// The agent's thread blocks while a call waits: a membership probe unanswered
+// for 100 ms is a miss, and a 5 s wait (the limit before) made peers suspect
+// the agent. A call now waits SERVICE_BOOT_TIMEOUT_MS (50 ms) at most; an op
+// answered 503 is retried by the terminal, and a member's apply waits at the
+// op (agent/sessions/apply.ts).
+test('by default a call does not wait for a module that takes 400 ms to load: unavailable at once', async () => {
+  const slow = module('slow-default.js', 'const t0 = Date.now(); while (Date.now() - t0 < 400) {}\nexport const apply = (s, op) => s + op\n')
+  const runner = new ServiceRunner('slow@2', slow)
+  const first = runner.call('apply', [1, 2])
+  assert.equal(first.ok ? null : [first.unavailable, /still loading/.test(first.error)], [true, true])
+  const ok = await until(() => { const r = runner.call('apply', [1, 2]); return r.ok ? r : null }, 10_000)
+  assert.equal(ok, { ok: true, value: 3, missing: false })
+  runner.stop()
+})
+
+// A request by URL can wait for the load without blocking the agent.
+test('whenLoaded() waits for the load off the thread; the call after it goes through with the default limits', async () => {
+  const slow = module('slow-async.js', 'const t0 = Date.now(); while (Date.now() - t0 < 400) {}\nexport const apply = (s, op) => s + op\n')
+  const runner = new ServiceRunner('slow@3', slow)
+  runner.start()
+  let ticks = 0
+  const timer = setInterval(() => { ticks++ }, 10)
+  await runner.whenLoaded(10_000)
+  clearInterval(timer)
+  assert.ok(ticks > 0, 'the event loop ran while the worker loaded')
+  assert.equal(runner.call('apply', [1, 2]), { ok: true, value: 3, missing: false })
+  runner.stop()
+})
+
 test('a module that never loads (a loop at import) is stopped after the give-up time and retried after a backoff', async () => {
   const looping = module('looping.js', 'for (;;) {}\nexport const apply = () => 0\n')
   const runner = new ServiceRunner('looping@1', looping, 1_000, { waitMs: 50, giveUpMs: 300 })
@@ -113,7 +147,7 @@ export const apply = (s, op) => { if (op === null) s.counts = {}; else s.counts[
 `)
 
 function version (v: string, path: string, issuedAtMs: number) {
-  return { ref: { name: 'cart', version: v, hash: v.repeat(64).slice(0, 64), policy: 'all', issuedAtMs }, runner: new ServiceRunner(`cart@${v}`, path) }
+  return { ref: { name: 'cart', version: v, hash: v.repeat(64).slice(0, 64), policy: 'all', issuedAtMs }, runner: new ServiceRunner(`cart@${v}`, path, SERVICE_CALL_TIMEOUT_MS, PATIENT) }
 }
 
 test('a session rolls forward to a newer version only at a clean point; the old version serves it until then', () => {
@@ -163,7 +197,7 @@ test('validate refuses unstamped ops, unknown versions, refused ops and ops whos
   assert.match(String((service.validate(stampOp('9', 'x'), null) as { reason: string }).reason), /cart@9 is not installed/)
   assert.equal(service.validate(stampOp('1', 42), service.initial()), { ok: false, reason: 'an item name, or null to clear' })
   const faulty = new DeployedService('f')
-  faulty.add({ ref: { name: 'f', version: '1', hash: 'f'.repeat(64), policy: 'all', issuedAtMs: 1 }, runner: new ServiceRunner('f@1', FAULTY, 1_000) })
+  faulty.add({ ref: { name: 'f', version: '1', hash: 'f'.repeat(64), policy: 'all', issuedAtMs: 1 }, runner: new ServiceRunner('f@1', FAULTY, 1_000, PATIENT) })
   const check = faulty.validate(stampOp('1', 'throw'), faulty.initial())
   assert.equal(check, { ok: false, reason: 'f@1: apply failed: TypeError: bad op' })
   // apply on a member where it still fails keeps the state and records why.
@@ -178,7 +212,7 @@ test('validate refuses unstamped ops, unknown versions, refused ops and ops whos
 // every other member applied (agent/sessions/apply.ts retries it).
 test('apply throws ServiceUnavailable, state untouched, when the worker times out or the version is not installed here', () => {
   const faulty = new DeployedService('f')
-  faulty.add({ ref: { name: 'f', version: '1', hash: 'f'.repeat(64), policy: 'all', issuedAtMs: 1 }, runner: new ServiceRunner('f@1', FAULTY, 300) })
+  faulty.add({ ref: { name: 'f', version: '1', hash: 'f'.repeat(64), policy: 'all', issuedAtMs: 1 }, runner: new ServiceRunner('f@1', FAULTY, 300, PATIENT) })
   const state: JsonValue = { version: '1', state: 5 }
   const before = JSON.stringify(state)
   assert.throws(() => faulty.apply(state, stampOp('1', 'loop')), (error: unknown) => error instanceof ServiceUnavailable && /did not answer within 300 ms/.test((error as Error).message))
