@@ -29,10 +29,10 @@ const SERVICE_PATH = /^\/(?!v1(?:\/|$)|metrics$)([a-z0-9][a-z0-9._-]{0,63})(\/.*
 // even when it is busy too, so two busy agents never bounce a client between them.
 export const REDIRECTED_PARAM = 'edge-redirected'
 const STATUS_MIN = 200
+const STATUS_MAX = 599
 // How long a request by URL waits for its package's worker to load, ms (off
 // the agent's thread); past it the request is 503, as a worker that crashed.
 const URL_BOOT_WAIT_MS = 5_000
-const STATUS_MAX = 599
 
 export type DeployRoutesParts = {
   deploy: DeployHost
