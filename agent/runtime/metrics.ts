@@ -101,7 +101,7 @@ export class AgentMetrics {
     this.#elections = new Counter({ name: 'edge_agent_session_elections_total', help: 'Elections this agent stood in, by outcome (started, lost)', labelNames: ['outcome'], registers })
     this.#groupChanges = new Counter({ name: 'edge_agent_session_group_changes_total', help: 'Group changes this agent made as owner (repairs)', registers })
     this.#truncated = new Counter({ name: 'edge_agent_session_entries_truncated_total', help: 'Unacknowledged entries dropped when a new owner replaced them', registers })
-    this.#applyStalls = new Counter({ name: 'edge_agent_session_apply_stalls_total', help: 'Times a session copy here stopped at a committed entry its service could not apply now (a deployed service\'s worker loading, timed out or crashed): it applies nothing more of the session until a retry, every second, succeeds', registers })
+    this.#applyStalls = new Counter({ name: 'edge_agent_session_apply_stalls_total', help: 'Times a session copy here waited 5 s or more at a committed entry its service could not apply (a deployed service\'s worker loading, timed out or crashed): it applies nothing more of the session until a retry, every second, succeeds', registers })
     this.#limits = new Counter({ name: 'edge_agent_limit_exceeded_total', help: 'Requests, frames, streams or sessions refused because they exceeded a limit (README, "Limits"), by limit', labelNames: ['limit'], registers })
     this.#refusedConnections = new Counter({ name: 'edge_agent_refused_connections_total', help: 'Connections refused: peer without the cluster key (cluster-key) or outside the allowlist (allowlist)', labelNames: ['reason'], registers })
     // Zero from the start, so a dashboard sees every label before the first refusal.

@@ -310,7 +310,7 @@ export class SessionsHost {
     if (event.type === 'group-changed') log.info({ session: event.sessionId, config: event.config, reason: event.reason }, 'session group changed')
     else if (event.type === 'truncated') log.warn({ session: event.sessionId, fromIndex: event.fromIndex, entries: event.entries }, 'dropped unacknowledged entries replaced by the new owner')
     else if (event.type === 'rejected') log.warn({ peer: event.from, reason: event.reason }, 'refused a session message')
-    else if (event.type === 'apply-stalled') log.warn({ session: event.sessionId, index: event.index, reason: event.reason }, 'the service cannot apply a committed op of this session now: its copy here waits at that op, retried every second (as owner it answers 503)')
+    else if (event.type === 'apply-stalled') log.warn({ session: event.sessionId, index: event.index, reason: event.reason, stalledMs: Math.round(event.stalledMs) }, 'the service has not been able to apply a committed op of this session: its copy here waits at that op, retried every second (as owner it answers 503)')
     else if (event.type === 'apply-resumed') log.info({ session: event.sessionId, index: event.index, stalledMs: Math.round(event.stalledMs) }, 'the service applied the op it could not apply before; the session\'s copy here is up to date')
     else log.debug({ event }, 'session event')
   }

@@ -23,8 +23,13 @@ import type { Ctx, Replica } from './replica.ts'
 // block the agent up to the service's time limit (200 ms), so a member whose
 // worker keeps timing out must not retry at every message.
 export const APPLY_RETRY_MS = 1_000
+// A stall is reported (event apply-stalled: a warning, a count) once it has
+// lasted this long, ms, and its end only if it was. A worker that is loading
+// when the agent starts, or that replaces one that timed out, stalls every copy
+// of its sessions for a second or so: that is not worth a line per session.
+export const APPLY_REPORT_AFTER_MS = 5_000
 
-export type ApplyStall = { index: number; reason: string; sinceMs: number; retryAtMs: number }
+export type ApplyStall = { index: number; reason: string; sinceMs: number; retryAtMs: number; reported: boolean }
 
 // Applies committed entries to the service state, in order, up to the first
 // one the service cannot apply now.
@@ -81,15 +86,18 @@ function stall (ctx: Ctx, r: Replica, index: number, reason: string): void {
     if (r.applyStall !== null) resumed(ctx, r)
     return
   }
-  const first = r.applyStall === null || r.applyStall.index !== index
-  r.applyStall = { index, reason, sinceMs: first ? ctx.now : (r.applyStall?.sinceMs ?? ctx.now), retryAtMs: ctx.now + APPLY_RETRY_MS }
-  if (first) ctx.emit({ type: 'apply-stalled', sessionId: r.id, index, reason })
+  const same = r.applyStall !== null && r.applyStall.index === index ? r.applyStall : null
+  if (same === null && r.applyStall !== null) resumed(ctx, r)
+  const sinceMs = same?.sinceMs ?? ctx.now
+  const report = same?.reported !== true && ctx.now - sinceMs >= APPLY_REPORT_AFTER_MS
+  r.applyStall = { index, reason, sinceMs, retryAtMs: ctx.now + APPLY_RETRY_MS, reported: report || (same?.reported ?? false) }
+  if (report) ctx.emit({ type: 'apply-stalled', sessionId: r.id, index, reason, stalledMs: ctx.now - sinceMs })
 }
 
 function resumed (ctx: Ctx, r: Replica): void {
   const stalled = r.applyStall
   r.applyStall = null
-  if (stalled !== null) ctx.emit({ type: 'apply-resumed', sessionId: r.id, index: stalled.index, stalledMs: ctx.now - stalled.sinceMs })
+  if (stalled?.reported === true) ctx.emit({ type: 'apply-resumed', sessionId: r.id, index: stalled.index, stalledMs: ctx.now - stalled.sinceMs })
 }
 
 // The window is the last MAX_DEDUP_RECENT pairs; the array may hold up to as

@@ -83,9 +83,10 @@ export type SessionEvent =
   | { type: 'rejected'; from: PeerKey; reason: string }
   // A terminal's request refused by a limit (README, "Limits").
   | { type: 'limit'; limit: 'sessions-per-agent' | 'delta-size' | 'state-size'; sessionId: string }
-  // This member's service could not apply a committed entry now (apply.ts), and
-  // applied it `stalledMs` later.
-  | { type: 'apply-stalled'; sessionId: string; index: number; reason: string }
+  // This member's service has not been able to apply a committed entry for
+  // `stalledMs` (apply.ts, APPLY_REPORT_AFTER_MS), and applied it `stalledMs` after
+  // it first tried.
+  | { type: 'apply-stalled'; sessionId: string; index: number; reason: string; stalledMs: number }
   | { type: 'apply-resumed'; sessionId: string; index: number; stalledMs: number }
 
 export type SessionEffect =

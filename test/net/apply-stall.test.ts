@@ -71,7 +71,7 @@ export function apply (state, op) {
     await session.append(0)
     for (const s of standbys) writeFileSync(join(flags, String(s.pid)), '')
     for (let i = 1; i <= 5; i++) await session.append(i)
-    await until('both standbys stopped at the op', async () => (await Promise.all(standbys.map(async (s) => await metric(s, 'edge_agent_session_apply_stalls_total')))).every((n) => n === 1), 10_000)
+    await until('both standbys stopped at the op', async () => (await Promise.all(standbys.map(async (s) => await metric(s, 'edge_agent_session_apply_stalls_total')))).every((n) => n === 1), 20_000)
     assert.is(await metric(owner, 'edge_agent_session_apply_stalls_total'), 0)
 
     owner.signal('SIGKILL')

@@ -88,14 +88,24 @@ test('a stalled standby stands after a healthy one, and catches up once its serv
   const cluster = sessionCluster(seed, 3, { serviceCode })
   const acks = recordOwnerAcks(cluster)
   const terminal = openTerminal(cluster, 't1', 'n0')
+  const events = stallEvents(cluster)
   const [owner, first, second] = terminal.queue
   const sw = switches[cluster.ids.indexOf(first)]
+  // A stall shorter than APPLY_REPORT_AFTER_MS is not reported.
+  sw.broken = true
+  terminal.appendMany(3, 10)
+  assert.ok(finish(cluster, [terminal], 3))
+  assert.ok(replicaOf(cluster, first, terminal.sessionId)?.applyStall !== null)
+  sw.broken = false
+  cluster.run(2 * APPLY_RETRY_MS)
+  assert.is(replicaOf(cluster, first, terminal.sessionId)?.applyStall, null)
+  assert.equal(events, [], 'a short stall is neither warned of nor counted')
   sw.broken = true
   terminal.appendMany(30, 10)
-  assert.ok(finish(cluster, [terminal], 30))
+  assert.ok(finish(cluster, [terminal], 33))
   cluster.crash(owner)
   terminal.appendMany(10, 10)
-  assert.ok(finish(cluster, [terminal], 40), `the healthy standby serves while the first cannot apply (${terminal.errors.join('; ')})`)
+  assert.ok(finish(cluster, [terminal], 43), `the healthy standby serves while the first cannot apply (${terminal.errors.join('; ')})`)
   assert.is(ownerState(cluster, terminal.sessionId)?.owner, second)
   const answer = read(cluster, second, terminal.sessionId, terminal.tokenHash)
   assert.is(answer.status, 200)
