@@ -17,6 +17,7 @@
 import { MAX_DEDUP_RECENT } from '../../protocol/limits.ts'
 import type { Dedup } from '../../protocol/messages.ts'
 import { ServiceUnavailable } from './services.ts'
+import { config } from './replica.ts'
 import type { Ctx, Replica } from './replica.ts'
 
 // How long a member waits before it asks its service again, ms. A call may
@@ -36,10 +37,19 @@ export type ApplyStall = { index: number; reason: string; sinceMs: number; retry
 export function applyCommitted (ctx: Ctx, r: Replica): void {
   if (r.applyStall !== null && ctx.now < r.applyStall.retryAtMs) return
   const service = ctx.service(r.info.service)
+  // A witness keeps no state. Any other member without the service's code (a
+  // deployed package not installed here yet) waits for it: it could stand for
+  // election once it installs the package, and must not do so with a state
+  // that skipped ops.
+  const waitsForCode = service === null && config(r).witness !== ctx.self
   while (r.appliedIndex < r.commitIndex) {
     const entry = r.log.entry(r.appliedIndex + 1)
     if (entry === null) break
     const body = entry.body
+    if (waitsForCode && (body.kind === 'create' || body.kind === 'delta')) {
+      stall(ctx, r, entry.index, `this agent does not run service ${r.info.service}`)
+      return
+    }
     if (body.kind === 'create') {
       r.state = service === null ? null : service.initial()
       r.stateBytes = JSON.stringify(r.state).length

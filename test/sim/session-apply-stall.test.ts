@@ -7,6 +7,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { APPLY_RETRY_MS } from '../../agent/sessions/apply.ts'
+import { BUILT_IN_SERVICES, logService } from '../../agent/sessions/services.ts'
 import type { SessionEvent } from '../../agent/sessions/types.ts'
 import { checkOwners, checkTerminal, ownerState, recordOwnerAcks } from '../../sim/checkers.ts'
 import type { SimCluster } from '../../sim/cluster.ts'
@@ -115,6 +116,29 @@ test('a stalled standby stands after a healthy one, and catches up once its serv
   assert.equal(checkTerminal(cluster, terminal), [])
   assert.equal(checkOwners(acks), [])
   assert.equal(replicaOf(cluster, first, terminal.sessionId)?.state, replicaOf(cluster, second, terminal.sessionId)?.state, 'the stalled standby caught up')
+}))
+
+// A member without the service's code at all (a deployed package not installed
+// there yet) but in the group: it waits for the code instead of skipping the
+// ops, and applies them once the code is there.
+test('a member without the service\'s code waits for it, then applies every op', () => withSeed(FILE, seedFor(4104), (seed) => {
+  const tables = Array.from({ length: 3 }, () => new Map(BUILT_IN_SERVICES))
+  const cluster = sessionCluster(seed, 3, { serviceCode: (i) => tables[i] })
+  const terminal = openTerminal(cluster, 't1', 'n0')
+  const member = terminal.queue[2]
+  const table = tables[cluster.ids.indexOf(member)]
+  table.delete('log')
+  terminal.appendMany(10, 10)
+  assert.ok(finish(cluster, [terminal], 10))
+  cluster.run(2 * APPLY_RETRY_MS)
+  const r = replicaOf(cluster, member, terminal.sessionId)
+  assert.match(String(r?.applyStall?.reason), /this agent does not run service log/)
+  assert.ok(r !== undefined && r.appliedIndex < r.commitIndex)
+  table.set('log', logService)
+  cluster.run(2 * APPLY_RETRY_MS)
+  assert.is(replicaOf(cluster, member, terminal.sessionId)?.applyStall, null)
+  assert.equal(replicaOf(cluster, member, terminal.sessionId)?.state, replicaOf(cluster, terminal.queue[0], terminal.sessionId)?.state)
+  assert.is((replicaOf(cluster, member, terminal.sessionId)?.state as unknown[]).length, 10)
 }))
 
 test('a member stalled when its session closes forgets the session all the same', () => withSeed(FILE, seedFor(4102), (seed) => {
