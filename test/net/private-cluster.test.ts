@@ -100,7 +100,7 @@ test('agents with the key join; another key or none cannot; an allowlist refuses
   const keyless = await runCli(['peek', a.addrs[0], '--json', '--timeout', '3000'])
   assert.is(keyless.code, 1)
   assert.match(keyless.stderr, `cannot peek ${a.addrs[0]}`)
-  assert.match(keyless.stderr, 'pass its --cluster-key', 'a refusal that says what is likely missing')
+  assert.match(keyless.stderr, 'pass its --cluster-key', `a refusal that says what is likely missing: ${keyless.stderr}`)
 
   // An allowlist on c: b is allowed, a is not. c holds the key, so only the
   // allowlist stands between a and c.
