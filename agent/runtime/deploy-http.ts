@@ -10,6 +10,7 @@ import type { IncomingMessage } from 'node:http'
 import type { AgentConfig } from '../config.ts'
 import { redirectTarget } from '../deploy/policy.ts'
 import { BUILT_IN_SERVICES } from '../sessions/services.ts'
+import { SERVICE_RETRY_MS } from '../sessions/deltas.ts'
 import type { MemberDirectory } from '../sessions/types.ts'
 import type { JsonValue } from '../../protocol/messages.ts'
 import { jsonValueProblem } from '../../protocol/session-json.ts'
@@ -154,7 +155,7 @@ async function handle (parts: DeployRoutesParts, request: IncomingMessage, name:
   // here without blocking the agent; the call itself would not wait.
   await version.runner.whenLoaded(URL_BOOT_WAIT_MS)
   const result = version.runner.call('request', [{ method: request.method, path, query, body }, state])
-  if (!result.ok) return result.unavailable === true ? { status: 503, headers: { 'retry-after': '1' }, body: { error: result.error, retryAfterMs: 250 } } : { status: 500, body: { error: result.error } }
+  if (!result.ok) return result.unavailable === true ? { status: 503, headers: { 'retry-after': '1' }, body: { error: result.error, retryAfterMs: SERVICE_RETRY_MS } } : { status: 500, body: { error: result.error } }
   if (result.missing) return { status: 404, body: { error: `${name}@${version.ref.version} has no request handler (export request())` } }
   return toReply(result.value, `${name}@${version.ref.version}`)
 }

@@ -72,7 +72,7 @@ export function applyCommitted (ctx: Ctx, r: Replica): void {
     }
     r.appliedIndex = entry.index
   }
-  if (r.applyStall !== null && r.appliedIndex >= r.applyStall.index) resumed(ctx, r)
+  resumeIfPast(ctx, r)
 }
 
 // The member's state is behind the entries it holds committed, and the owner
@@ -82,8 +82,9 @@ export function applyStalled (r: Replica): string | null {
   return `this agent's ${r.info.service} service cannot apply the session's committed ops now (${r.applyStall.reason}); it tries again every ${APPLY_RETRY_MS / 1000} s`
 }
 
-// A snapshot installed past the stalled entry (follower.ts) carries its effect.
-export function snapshotInstalled (ctx: Ctx, r: Replica): void {
+// The state is past the stalled entry: applied, or carried by a snapshot
+// installed past it (follower.ts).
+export function resumeIfPast (ctx: Ctx, r: Replica): void {
   if (r.applyStall !== null && r.appliedIndex >= r.applyStall.index) resumed(ctx, r)
 }
 

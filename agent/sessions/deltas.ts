@@ -81,9 +81,9 @@ export function admitDelta (ctx: Ctx, r: Replica, clientSeq: number, op: JsonVal
 }
 
 // When a terminal should try again after a service that could not judge its op
-// (a deployed service's worker still loading, which usually takes well under a
-// second), ms.
-const SERVICE_RETRY_MS = 250
+// or serve its request by URL (deploy-http.ts): a deployed service's worker
+// still loading, which usually takes well under a second, ms.
+export const SERVICE_RETRY_MS = 250
 
 function refused (status: number, body: Record<string, unknown>): Admitted {
   return { kind: 'refused', reply: { status, body } }

@@ -11,7 +11,7 @@ import { ReplicaLog } from './log.ts'
 import { leaseValid, stepDown, withinBytes } from './owner.ts'
 import { applyCommitted, config, loadSnapshotState, maybeSnapshot, newReplica } from './replica.ts'
 import type { Ctx, Replica } from './replica.ts'
-import { snapshotInstalled } from './apply.ts'
+import { resumeIfPast } from './apply.ts'
 
 // An append from the owner of `msg.epoch`. Returns the replica (created when the
 // append starts the session), or null when it cannot be taken.
@@ -124,7 +124,7 @@ export function onSnapshot (ctx: Ctx, existing: Replica | undefined, from: PeerK
     ctx.persist({ kind: 'session-snapshot', sessionId: r.id, snapshot })
     ctx.persist({ kind: 'session-truncate', sessionId: r.id, fromIndex: snapshot.index + 1 })
     ctx.emit({ type: 'snapshot-installed', sessionId: r.id, index: snapshot.index })
-    snapshotInstalled(ctx, r)
+    resumeIfPast(ctx, r)
   }
   // We match the owner up to the snapshot (committed there, so committed here
   // too), not necessarily beyond it: a tail we kept may still diverge.
