@@ -30,7 +30,7 @@ function simRun (policy: string, nodes: number, missedShare: number, seed: numbe
   const specs: SimNodeSpec[] = Array.from({ length: nodes }, (_, i) => ({
     id: `n${String(i).padStart(4, '0')}`, region: `r${i % 10}`, zone: i % 50 < 10 ? `dc${i % 3}` : 'edge', load: ((i * 7919) % 100) / 100
   }))
-  const config = { pullIntervalMs: 2_000, fetchTimeoutMs: 5_000, loadThreshold: 0.9 }
+  const config = { pullIntervalMs: 2_000, fetchTimeoutMs: 5_000, loadThreshold: 0.9, retireAfterMs: 300_000 }
   const cluster = new DeployCluster({ seed, nodes: specs, config })
   const missed = specs.filter((_, i) => i > 0 && i % Math.round(1 / missedShare) === 0).map((s) => s.id)
   if (missedShare > 0) for (const id of missed) cluster.crash(id)

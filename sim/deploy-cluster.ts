@@ -40,6 +40,10 @@ type SimNode = {
   listed: boolean
   running: Map<string, PackageRef>
   advertised: Map<string, string>
+  // Names drained: running, not advertised.
+  draining: Set<string>
+  // Services whose session copies the node holds (hold()).
+  held: Set<string>
   stored: Set<string>
   uplinkFreeAtMs: number
   wakeAtMs: number
@@ -48,6 +52,8 @@ type SimNode = {
 export class DeployCluster {
   readonly scheduler = new Scheduler()
   readonly refused: Array<{ node: string; verdict: string; via: string }> = []
+  // A service stopped on a node that holds copies of its sessions (never allowed).
+  readonly violations: string[] = []
   readonly #options: Required<DeploySimOptions>
   readonly #nodes = new Map<string, SimNode>()
   readonly #packages = new Map<string, SimPackage>()
@@ -89,6 +95,30 @@ export class DeployCluster {
     this.#step(id, { kind: 'need', nowMs: this.nowMs, name })
   }
 
+  // The services whose session copies a node holds (its host's usage report).
+  hold (id: string, names: string[]): void {
+    const node = this.#nodes.get(id)
+    if (node === undefined || !node.up) return
+    node.held = new Set(names)
+    this.#step(id, { kind: 'usage', nowMs: this.nowMs, held: names })
+  }
+
+  // Whether a node holds copies of sessions of `name` (hold()).
+  holds (id: string, name: string): boolean {
+    return this.#nodes.get(id)?.held.has(name) === true
+  }
+
+  // Whether a node is up (not crashed).
+  isUp (id: string): boolean {
+    return this.#nodes.get(id)?.up === true
+  }
+
+  // A node's load score changes (its record carries it at once).
+  setLoad (id: string, load: number): void {
+    const node = this.#nodes.get(id)
+    if (node !== undefined) node.spec = { ...node.spec, load }
+  }
+
   // A node pushes a package to another directly (a hostile node, say).
   pushFrom (from: string, to: string, pkg: SimPackage): void {
     this.#packages.set(pkg.ref.hash, pkg)
@@ -115,7 +145,7 @@ export class DeployCluster {
     const id = spec.id
     const core = new Distribution({ directory: this.#directory(id), config: this.#options.config, random: new SeededRandom(this.#random.nextInt(2 ** 31)), nowMs: this.nowMs, stored })
     const node: SimNode = {
-      spec, core, up: true, listed: true, running: new Map(), advertised: new Map(), stored: new Set(stored.map((s) => s.ref.hash)), uplinkFreeAtMs: 0, wakeAtMs: Infinity
+      spec, core, up: true, listed: true, running: new Map(), advertised: new Map(), draining: new Set(), held: new Set(), stored: new Set(stored.map((s) => s.ref.hash)), uplinkFreeAtMs: 0, wakeAtMs: Infinity
     }
     for (const ref of core.running()) this.#run(node, ref)
     this.#nodes.set(id, node)
@@ -180,6 +210,13 @@ export class DeployCluster {
       case 'fetch': return this.#fetch(self, effect.from, effect.hash)
       case 'pull': return this.#pull(self, effect.from)
       case 'run': return this.#run(node, effect.ref)
+      case 'drain': node.draining.add(effect.name); return this.#advertise(node, effect.name)
+      case 'undrain': node.draining.delete(effect.name); return this.#advertise(node, effect.name)
+      case 'retire':
+        if (node.held.has(effect.name)) this.violations.push(`${self} stopped ${effect.name} at ${this.nowMs} ms while holding copies of its sessions`)
+        for (const hash of effect.hashes) node.running.delete(hash)
+        node.draining.delete(effect.name)
+        return this.#advertise(node, effect.name)
       case 'event': return
     }
   }
@@ -224,10 +261,16 @@ export class DeployCluster {
     const since = this.runningSince.get(ref.hash) ?? new Map<string, number>()
     if (!since.has(node.spec.id)) since.set(node.spec.id, this.nowMs)
     this.runningSince.set(ref.hash, since)
-    // The newest running version is advertised once the record has spread.
+    this.#advertise(node, ref.name)
+  }
+
+  // The newest running version of `name`, unless drained, is advertised once
+  // the record has spread.
+  #advertise (node: SimNode, name: string): void {
     this.scheduler.after(this.#options.recordDelayMs, () => {
-      const newest = [...node.running.values()].filter((r) => r.name === ref.name).sort((a, b) => b.issuedAtMs - a.issuedAtMs)[0]
-      if (newest !== undefined) node.advertised.set(ref.name, newest.version)
+      const newest = [...node.running.values()].filter((r) => r.name === name).sort((a, b) => b.issuedAtMs - a.issuedAtMs)[0]
+      if (newest !== undefined && !node.draining.has(name)) node.advertised.set(name, newest.version)
+      else node.advertised.delete(name)
     })
   }
 }

@@ -17,6 +17,17 @@
 // - A stored package runs (effect 'run') unless this agent only received it as
 //   the deploy's entry point and is no target; the host then advertises the
 //   newest running version of each name in the node record.
+// - A package this agent runs but no longer wants is retired, in two steps:
+//   a name neither targeted here (by its newest announcement's policy, on this
+//   agent's table) nor asked for here (a request by URL, a session open) for
+//   `retireAfterMs` is drained (effect 'drain': the host stops advertising it,
+//   so no new group or request is placed here, but its workers keep serving the
+//   session copies this agent holds); once no copy of its sessions is held here
+//   (input 'usage') and the drain has lasted RETIRE_DRAIN_MS, it stops (effect
+//   'retire'). A target again, or asked for again, it is advertised again
+//   ('undrain'), or run again from the stored bundle. Without this, churn or
+//   load changes left a `replicas:<n>` or `auto` package running on every agent
+//   that was ever a target.
 
 import type { PeerKey, Random } from '../core/io.ts'
 import type { NodeRecord, Position } from '../../protocol/messages.ts'
@@ -35,18 +46,29 @@ export type DeployInput =
   | { kind: 'fetch-failed'; nowMs: number; from: PeerKey; hash: string; reason: string }
   // Something here needs service `name` (a request by URL, a session open).
   | { kind: 'need'; nowMs: number; name: string }
+  // The services whose sessions this agent holds copies of (it must keep
+  // running those), sent whenever the set changes.
+  | { kind: 'usage'; nowMs: number; held: string[] }
 
 export type DeployEffect =
   | { kind: 'push'; to: PeerKey; hash: string }
   | { kind: 'fetch'; from: PeerKey; hash: string }
   | { kind: 'pull'; from: PeerKey }
   | { kind: 'run'; ref: PackageRef }
+  // Stop advertising service `name` / advertise it again (its workers run on).
+  | { kind: 'drain'; name: string }
+  | { kind: 'undrain'; name: string }
+  // Stop every running version of `name` (their bundles stay stored).
+  | { kind: 'retire'; name: string; hashes: string[] }
   | { kind: 'event'; event: DeployEvent }
 
 export type DeployEvent =
   | { type: 'announced'; ref: PackageRef; from: PeerKey | null }
   | { type: 'targets'; ref: PackageRef; targets: string[] }
   | { type: 'fetch-exhausted'; ref: PackageRef; tried: string[] }
+  | { type: 'draining'; name: string; idleMs: number; held: boolean }
+  | { type: 'undrained'; name: string; reason: 'targeted' | 'asked' }
+  | { type: 'retired'; name: string; versions: string[] }
 
 export type DeployConfig = {
   // How often an agent pulls one peer's index (M3.5), ms.
@@ -56,9 +78,21 @@ export type DeployConfig = {
   // Load score at or above which an agent is "overloaded" for auto, replicas and
   // hub choice (the sessions core's loadThreshold).
   loadThreshold: number
+  // A running package neither targeted here nor asked for here in this long is
+  // drained, then retired (see above), ms; 0 keeps every package running.
+  retireAfterMs: number
 }
 
-export const DEFAULT_DEPLOY_CONFIG: DeployConfig = { pullIntervalMs: 2_000, fetchTimeoutMs: 10_000, loadThreshold: 0.9 }
+export const DEFAULT_DEPLOY_CONFIG: DeployConfig = { pullIntervalMs: 2_000, fetchTimeoutMs: 10_000, loadThreshold: 0.9, retireAfterMs: 300_000 }
+
+// How long a drained name keeps running at least, ms: a record that stopped
+// advertising it takes a moment to reach every table, and a group placed here
+// meanwhile must find it running. Longer than membership's spread on any
+// profile's links.
+export const RETIRE_DRAIN_MS = 10_000
+// How often, at most, whether each running name is still targeted is looked at
+// again while no other input comes, ms.
+export const RETIRE_CHECK_MS = 5_000
 
 // While pulls bring nothing new, each waits PULL_BACKOFF_FACTOR times as long as
 // the last, up to PULL_BACKOFF_MAX pullIntervalMs (256 s by default): a quiet
@@ -91,6 +125,12 @@ export class Distribution {
   readonly #holders = new Map<string, Set<PeerKey>>()
   // Names something here asked for (a request by URL) and does not yet run.
   readonly #needed = new Set<string>()
+  // Per running name: when it was last targeted here or asked for here.
+  readonly #wantedAtMs = new Map<string, number>()
+  // Names drained (no longer advertised) and since when.
+  readonly #draining = new Map<string, number>()
+  // Services whose session copies this agent holds (input 'usage').
+  #held = new Set<string>()
   #now: number
   #nextPullMs: number
   #pullGapMs: number
@@ -104,7 +144,10 @@ export class Distribution {
     this.#pullGapMs = options.config.pullIntervalMs
     for (const { ref, running } of options.stored ?? []) {
       this.#stored.set(ref.hash, ref)
-      if (running) this.#running.add(ref.hash)
+      if (running) {
+        this.#running.add(ref.hash)
+        this.#wantedAtMs.set(ref.name, options.nowMs)
+      }
       this.#learn(ref)
     }
   }
@@ -131,9 +174,15 @@ export class Distribution {
     return [...this.#running].map((h) => this.#stored.get(h)).filter((r): r is PackageRef => r !== undefined)
   }
 
+  // Names drained here: running for the copies held, not advertised.
+  draining (name: string): boolean {
+    return this.#draining.has(name)
+  }
+
   nextWakeMs (): number {
     let wake = this.#nextPullMs
     for (const f of this.#fetching.values()) wake = Math.min(wake, f.untilMs)
+    if (this.#config.retireAfterMs > 0 && this.#running.size > 0) wake = Math.min(wake, this.#now + RETIRE_CHECK_MS)
     return wake
   }
 
@@ -145,9 +194,11 @@ export class Distribution {
       case 'stored': this.#onStored(input.ref, input.via, out); break
       case 'index': this.#onIndex(input.from, input.entries, out); break
       case 'fetch-failed': this.#onFetchFailed(input.hash, input.from, out); break
-      case 'need': this.#needed.add(input.name); this.#onNeed(input.name, out); break
+      case 'need': this.#onNeed(input.name, out); break
+      case 'usage': this.#held = new Set(input.held); break
     }
     this.#reconcile(out)
+    this.#retire(out)
     return out
   }
 
@@ -213,6 +264,11 @@ export class Distribution {
   }
 
   #onNeed (name: string, out: DeployEffect[]): void {
+    if (this.#runsName(name)) {
+      this.#want(name, 'asked', out)
+      return
+    }
+    this.#needed.add(name)
     if (this.#latest.has(name)) return
     // Not even announced here yet: ask the nearest holder for its index.
     const order = fetchOrder(this.#offering(name, null), this.#here(), this.#config.loadThreshold)
@@ -262,6 +318,52 @@ export class Distribution {
     this.#running.add(ref.hash)
     this.#needed.delete(ref.name)
     out.push({ kind: 'run', ref })
+    // Its idle time starts now, unless the name already ran (a newer version
+    // fetched for the copies of a drained name leaves it drained).
+    if (!this.#wantedAtMs.has(ref.name)) this.#wantedAtMs.set(ref.name, this.#now)
+  }
+
+  // `name` is wanted here now: its idle time starts again, and a drained name
+  // is advertised again.
+  #want (name: string, reason: 'targeted' | 'asked', out: DeployEffect[]): void {
+    this.#wantedAtMs.set(name, this.#now)
+    if (!this.#draining.delete(name)) return
+    out.push({ kind: 'undrain', name })
+    out.push({ kind: 'event', event: { type: 'undrained', name, reason } })
+  }
+
+  // Drains the running names nobody here wanted for retireAfterMs, and stops
+  // the drained ones once no session copy here needs them.
+  #retire (out: DeployEffect[]): void {
+    if (this.#config.retireAfterMs === 0) return
+    const names = new Map<string, string[]>()
+    for (const hash of this.#running) {
+      const ref = this.#stored.get(hash)
+      if (ref !== undefined) names.set(ref.name, [...names.get(ref.name) ?? [], hash])
+    }
+    for (const [name, hashes] of names) {
+      const latest = this.#latest.get(name)
+      if (latest !== undefined && this.#targeted(latest)) {
+        this.#want(name, 'targeted', out)
+        continue
+      }
+      const wantedAt = this.#wantedAtMs.get(name) ?? this.#now
+      const drainedAt = this.#draining.get(name)
+      if (drainedAt === undefined) {
+        if (this.#now - wantedAt < this.#config.retireAfterMs) continue
+        this.#draining.set(name, this.#now)
+        out.push({ kind: 'drain', name })
+        out.push({ kind: 'event', event: { type: 'draining', name, idleMs: this.#now - wantedAt, held: this.#held.has(name) } })
+        continue
+      }
+      if (this.#held.has(name) || this.#now - drainedAt < RETIRE_DRAIN_MS) continue
+      for (const hash of hashes) this.#running.delete(hash)
+      this.#draining.delete(name)
+      this.#wantedAtMs.delete(name)
+      const versions = hashes.map((h) => this.#stored.get(h)?.version ?? h).sort()
+      out.push({ kind: 'retire', name, hashes })
+      out.push({ kind: 'event', event: { type: 'retired', name, versions } })
+    }
   }
 
   #runsName (name: string): boolean {

@@ -5,10 +5,12 @@ import * as assert from 'uvu/assert'
 import { DeployCluster } from '../../sim/deploy-cluster.ts'
 import type { SimNodeSpec, SimPackage } from '../../sim/deploy-cluster.ts'
 import { parsePolicy, resolveTargets } from '../../agent/deploy/policy.ts'
+import { RETIRE_CHECK_MS, RETIRE_DRAIN_MS } from '../../agent/deploy/distribution.ts'
+import { SeededRandom } from '../../agent/core/random.ts'
 import { seedFor, withSeed } from './helpers.ts'
 
 const FILE = 'test/sim/deploy.test.ts'
-const CONFIG = { pullIntervalMs: 2_000, fetchTimeoutMs: 5_000, loadThreshold: 0.9 }
+const CONFIG = { pullIntervalMs: 2_000, fetchTimeoutMs: 5_000, loadThreshold: 0.9, retireAfterMs: 300_000 }
 
 // 12 nodes in three regions; eu and us each have data-centre nodes, ap has none;
 // n11 is overloaded.
@@ -30,6 +32,17 @@ const NODES: SimNodeSpec[] = [
 function cart (policy: string, version = '1.0.0', issuedAtMs = 1, verdict: SimPackage['verdict'] = 'ok'): SimPackage {
   const hash = (version + policy + verdict).split('').map((c) => c.charCodeAt(0).toString(16)).join('').padEnd(64, '0').slice(0, 64)
   return { ref: { name: 'cart', version, hash, policy, issuedAtMs }, bytes: 2_000, verdict }
+}
+
+function targetsOf (policy: string, nodes: SimNodeSpec[]): string[] {
+  const parsed = parsePolicy(policy)
+  if (!parsed.ok) throw new Error(parsed.reason)
+  const table = nodes.map((n) => ({ id: n.id, addrs: [], ip: '', http: '', services: [], load: { score: n.load ?? 0, sessions: 0, elu: 0, cpu: 0 }, position: null, region: n.region ?? '', zone: n.zone ?? '', incarnation: 1, seq: 1, status: 'alive' as const }))
+  return resolveTargets(parsed.policy, table, 'cart', CONFIG.loadThreshold)
+}
+
+function advertisers (cluster: DeployCluster): string[] {
+  return cluster.ids().filter((id) => cluster.advertises(id, 'cart') !== null)
 }
 
 function runners (cluster: DeployCluster, hash: string): string[] {
@@ -132,6 +145,140 @@ test('forged and tampered packages are refused everywhere and never run', () => 
   cluster.scheduler.runUntil(20_000)
   for (const id of cluster.ids()) assert.equal(cluster.running(id), [], id)
   assert.equal(cluster.refused.map((r) => `${r.node}:${r.verdict}:${r.via}`).sort(), ['n00:forged:deploy', 'n02:tampered:push', 'n03:tampered:push', 'n04:tampered:push'])
+}))
+
+// Retirement (agent/deploy/distribution.ts): a package an agent runs but nobody
+// there wants any more is drained, then stopped.
+const RETIRE = { ...CONFIG, retireAfterMs: 60_000 }
+// From the moment a name stops being wanted to its retirement: the idle time,
+// the drain, one check period for each, and the record's spread.
+const RETIRED_WITHIN_MS = RETIRE.retireAfterMs + RETIRE_DRAIN_MS + 2 * RETIRE_CHECK_MS + 1_000
+
+test('replicas:3 after churn: the agent that stood in for a dead target retires once the target is back', () => withSeed(FILE, seedFor(77), (seed) => {
+  const cluster = new DeployCluster({ seed, nodes: NODES, config: RETIRE })
+  const pkg = cart('replicas:3')
+  const targets = targetsOf('replicas:3', NODES)
+  cluster.deploy('n05', pkg)
+  assert.ok(cluster.scheduler.runUntilTrue(everyTargetAdvertises(cluster, targets, '1.0.0'), 10_000, 10))
+  // A target dies; the others' tables drop it a second later, and the agent
+  // that is now third by rendezvous hashing fetches the package.
+  const dead = targets[0]
+  cluster.crash(dead, 1_000)
+  const standIns = targetsOf('replicas:3', NODES.filter((n) => n.id !== dead))
+  const standIn = standIns.find((id) => !targets.includes(id))
+  assert.ok(standIn !== undefined)
+  if (standIn === undefined) return
+  // A quiet agent steps at its pull (backed off to 256 s at most).
+  assert.ok(cluster.scheduler.runUntilTrue(() => cluster.advertises(standIn, 'cart') === '1.0.0', cluster.nowMs + 600_000, 10), `${standIn} stands in`)
+  cluster.scheduler.runUntil(cluster.nowMs + 2 * RETIRE.retireAfterMs)
+  assert.equal(advertisers(cluster).filter((id) => id !== dead), standIns.slice().sort(), 'the stand-in stays while it is a target')
+  const back = cluster.nowMs
+  cluster.restart(dead)
+  assert.ok(cluster.scheduler.runUntilTrue(() => cluster.advertises(dead, 'cart') === '1.0.0', back + 10_000, 10))
+  // Not before its idle time is up, and within it plus the drain after.
+  cluster.scheduler.runUntil(back + RETIRE.retireAfterMs - RETIRE_CHECK_MS)
+  assert.ok(cluster.running(standIn).length === 1 && cluster.advertises(standIn, 'cart') === '1.0.0', 'the stand-in runs on through its idle time')
+  cluster.scheduler.runUntil(back + RETIRED_WITHIN_MS)
+  assert.equal(runners(cluster, pkg.ref.hash), targets.slice().sort(), 'exactly the targets run cart again')
+  assert.equal(advertisers(cluster), targets.slice().sort())
+}))
+
+test('a drained agent keeps running a service while it holds copies of its sessions, and stops once it holds none', () => withSeed(FILE, seedFor(78), (seed) => {
+  const cluster = new DeployCluster({ seed, nodes: NODES, config: RETIRE })
+  const pkg = cart('nodes:n02')
+  cluster.deploy('n02', pkg)
+  cluster.scheduler.runUntil(2_000)
+  // n09 is asked for cart (a request by URL), fetches and runs it, and holds a
+  // copy of one of its sessions.
+  cluster.need('n09', 'cart')
+  assert.ok(cluster.scheduler.runUntilTrue(() => cluster.advertises('n09', 'cart') === '1.0.0', 20_000, 10))
+  cluster.hold('n09', ['cart'])
+  const asked = cluster.nowMs
+  // Past its idle time: drained (no longer offered), still running for the copy.
+  cluster.scheduler.runUntil(asked + RETIRED_WITHIN_MS + 60_000)
+  assert.is(cluster.advertises('n09', 'cart'), null, 'drained: not advertised')
+  assert.equal(cluster.running('n09'), [pkg.ref.hash], 'still running for the copy it holds')
+  // Asked for again: offered again at once, and idle from then on.
+  cluster.need('n09', 'cart')
+  cluster.scheduler.runUntil(cluster.nowMs + 1_000)
+  assert.is(cluster.advertises('n09', 'cart'), '1.0.0', 'asked again: advertised again')
+  cluster.scheduler.runUntil(cluster.nowMs + RETIRED_WITHIN_MS)
+  assert.is(cluster.advertises('n09', 'cart'), null)
+  // The copy goes (its session closed or moved): the service stops.
+  cluster.hold('n09', [])
+  cluster.scheduler.runUntil(cluster.nowMs + 1_000)
+  assert.equal(cluster.running('n09'), [], 'retired once no copy is held')
+  assert.equal(runners(cluster, pkg.ref.hash), ['n02'], 'the target never retires')
+  // Asked once more: it runs again from the bundle it kept, without a fetch.
+  const again = cluster.nowMs
+  cluster.need('n09', 'cart')
+  assert.ok(cluster.scheduler.runUntilTrue(() => cluster.advertises('n09', 'cart') === '1.0.0', again + 2_000, 10), 'runs again from its stored bundle')
+}))
+
+test('auto: an agent that stays overloaded stops offering the package, and takes it back once its load falls', () => withSeed(FILE, seedFor(79), (seed) => {
+  const cluster = new DeployCluster({ seed, nodes: NODES, config: RETIRE })
+  const pkg = cart('auto')
+  cluster.deploy('n00', pkg)
+  assert.ok(cluster.scheduler.runUntilTrue(() => cluster.advertises('n03', 'cart') === '1.0.0', 10_000, 10))
+  cluster.setLoad('n03', 0.97)
+  const loaded = cluster.nowMs
+  cluster.scheduler.runUntil(loaded + RETIRED_WITHIN_MS)
+  assert.equal(cluster.running('n03'), [], 'n03 retired cart')
+  assert.equal(runners(cluster, pkg.ref.hash), targetsOf('auto', NODES).filter((id) => id !== 'n03').sort())
+  cluster.setLoad('n03', 0.2)
+  // It notices at its next step: an agent that runs nothing steps at its pull.
+  assert.ok(cluster.scheduler.runUntilTrue(() => cluster.advertises('n03', 'cart') === '1.0.0', cluster.nowMs + 600_000, 10), 'a target again: runs it again')
+}))
+
+// Seeds of churn: crashes, restarts, load changes, session copies held and
+// released, requests by URL; then everything heals and settles. No agent ever
+// stops a service while it holds copies of its sessions, and afterwards exactly
+// the targets offer the package, and only they and the holders run it.
+const RETIRE_SWEEP_SEEDS = Number(process.env.RETIRE_SWEEP_SEEDS ?? 150)
+test(`retirement under churn, ${RETIRE_SWEEP_SEEDS} seeds: never while copies are held; settles to the targets`, () => {
+  const policies = ['replicas:3', 'auto', 'hub-per-region', 'nodes:n02,n07', 'regions:ap', 'all']
+  const first = seedFor(1_000)
+  for (let seed = first; seed < first + RETIRE_SWEEP_SEEDS; seed++) {
+    withSeed(FILE, seed, () => {
+      const rnd = new SeededRandom(seed)
+      const policy = policies[seed % policies.length]
+      const nodes = NODES.map((n) => ({ ...n }))
+      const cluster = new DeployCluster({ seed, nodes, config: RETIRE })
+      const pkg = cart(policy)
+      cluster.deploy(nodes[rnd.nextInt(nodes.length)].id, pkg)
+      const pick = (): SimNodeSpec => nodes[rnd.nextInt(nodes.length)]
+      for (let step = 0; step < 40; step++) {
+        cluster.scheduler.runUntil(cluster.nowMs + 5_000 + rnd.nextInt(40_000))
+        const node = pick()
+        const roll = rnd.nextInt(6)
+        if (roll === 0) cluster.crash(node.id, rnd.nextInt(3_000))
+        else if (roll === 1) cluster.restart(node.id)
+        else if (roll === 2) { node.load = rnd.nextInt(100) / 100; cluster.setLoad(node.id, node.load) }
+        else if (roll === 3 && cluster.running(node.id).length > 0) cluster.hold(node.id, ['cart'])
+        else if (roll === 4) cluster.hold(node.id, [])
+        else cluster.need(node.id, 'cart')
+      }
+      for (const n of nodes) cluster.restart(n.id)
+      // Settle: a target notices at its next step (a pull, 256 s apart at most),
+      // a stand-in retires within RETIRED_WITHIN_MS.
+      cluster.scheduler.runUntil(cluster.nowMs + 300_000 + RETIRED_WITHIN_MS + 60_000)
+      assert.equal(cluster.violations, [])
+      const targets = targetsOf(policy, nodes).sort()
+      const holders = cluster.ids().filter((id) => cluster.running(id).length > 0 && !targets.includes(id))
+      assert.equal(advertisers(cluster), targets, `${policy}: exactly the targets offer cart`)
+      for (const id of holders) assert.ok(cluster.holds(id, 'cart'), `${policy}: ${id} runs cart, is no target and holds no copy`)
+      for (const id of targets) assert.equal(cluster.running(id), [pkg.ref.hash], `${policy}: target ${id} runs cart`)
+    })
+  }
+})
+
+test('retireAfterMs 0 keeps every package running, as before', () => withSeed(FILE, seedFor(80), (seed) => {
+  const cluster = new DeployCluster({ seed, nodes: NODES, config: { ...CONFIG, retireAfterMs: 0 } })
+  const pkg = cart('nodes:n02')
+  cluster.deploy('n02', pkg)
+  cluster.need('n09', 'cart')
+  cluster.scheduler.runUntil(3_600_000)
+  assert.equal(runners(cluster, pkg.ref.hash), ['n02', 'n09'])
 }))
 
 test.run()

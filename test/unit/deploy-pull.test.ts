@@ -22,7 +22,7 @@ function pullsBetween (core: Distribution, fromMs: number, toMs: number): number
 test(`a quiet agent's pulls back off to ${PULL_BACKOFF_MAX} × the interval; a newer announcement brings the pace back (seed ${SEED})`, () => {
   const core = new Distribution({
     directory: new FakeDirectory('A', ['A', 'B', 'C']),
-    config: { pullIntervalMs: BASE_MS, fetchTimeoutMs: 5_000, loadThreshold: 0.9 },
+    config: { pullIntervalMs: BASE_MS, fetchTimeoutMs: 5_000, loadThreshold: 0.9, retireAfterMs: 300_000 },
     random: new SeededRandom(SEED),
     nowMs: 0
   })
@@ -60,7 +60,7 @@ test('an announcement refused again at each pull is counted once; another one, o
 test('a later announcement of the same package under another policy replaces the first: the index shows it, and a new target fetches', () => {
   const core = new Distribution({
     directory: new FakeDirectory('A', ['A', 'B', 'C']),
-    config: { pullIntervalMs: BASE_MS, fetchTimeoutMs: 5_000, loadThreshold: 0.9 },
+    config: { pullIntervalMs: BASE_MS, fetchTimeoutMs: 5_000, loadThreshold: 0.9, retireAfterMs: 300_000 },
     random: new SeededRandom(SEED),
     nowMs: 0
   })
