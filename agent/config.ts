@@ -47,6 +47,7 @@ export type AgentConfig = {
   trustedDeployers: string[]
   // How often the agent pulls a random peer's package index (M3.5), ms. Default 2,000.
   packagePullIntervalMs: number
+  packageRetireAfterMs: number
   // Requests by URL (/{service}/…) in flight at once before this agent answers
   // 307 to a less busy agent of its region (M3.4). Default 64.
   serviceRequestLimit: number
@@ -124,6 +125,7 @@ export function defaultConfig (profile: ProfileName = 'lan'): AgentConfig {
     dialTimeoutMs: 2_000,
     trustedDeployers: [],
     packagePullIntervalMs: 2_000,
+    packageRetireAfterMs: 300_000,
     serviceRequestLimit: 64,
     json: false,
     logLevel: 'info',
@@ -334,6 +336,7 @@ const SETTERS: Record<string, (config: AgentConfig, value: unknown) => void> = {
   dialTimeoutMs: (c, v) => { c.dialTimeoutMs = parseWholeMs(v, 'dialTimeoutMs', 50, 600_000) },
   trustedDeployers: (c, v) => { c.trustedDeployers = parseDeployerKeys(v) },
   packagePullIntervalMs: (c, v) => { c.packagePullIntervalMs = parseWholeMs(v, 'packagePullIntervalMs', 50, 3_600_000) },
+  packageRetireAfterMs: (c, v) => { c.packageRetireAfterMs = parseWholeMs(v, 'packageRetireAfterMs', 0, 604_800_000) },
   serviceRequestLimit: (c, v) => { c.serviceRequestLimit = parseWhole(v, 'serviceRequestLimit', 0, 1_000_000, ' of requests') },
   json: (c, v) => {
     if (typeof v !== 'boolean') throw new ConfigError(`'json' must be true or false (got ${JSON.stringify(v)})`)

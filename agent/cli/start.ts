@@ -43,7 +43,8 @@ Options (a flag overrides --config, which overrides the profile's defaults):
                              tlsKey, limits{terminalRequestsPerS,
                              terminalBytesPerS, sessionRequestsPerS,
                              sessionBytesPerS}, trustedDeployers,
-                             packagePullIntervalMs, serviceRequestLimit)
+                             packagePullIntervalMs, packageRetireAfterMs,
+                             serviceRequestLimit)
   --replicas <n>             standbys per session, R (default 2: an owner and two standbys)
   --write-concern <all|majority>
                              a delta is acknowledged once every live member of its
@@ -74,6 +75,12 @@ Options (a flag overrides --config, which overrides the profile's defaults):
                              how often the agent pulls a random peer's package
                              index to catch up on missed deploys (default 2000;
                              backs off to 128 × this while nothing is new)
+  --package-retire-after-ms <ms>
+                             a package this agent runs but is no longer a target
+                             of (churn, load) and nobody asked for here in this
+                             long stops being offered, and stops running once
+                             no copy of its sessions is held here (default
+                             300000; 0 keeps every package running)
   --service-request-limit <n>
                              requests by URL (/{service}/…) in flight before this
                              agent redirects (307) to a less busy agent of its
@@ -120,6 +127,7 @@ const FLAGS = {
   'tls-key': { type: 'string' },
   'trusted-deployers': { type: 'string' },
   'package-pull-interval-ms': { type: 'string' },
+  'package-retire-after-ms': { type: 'string' },
   'service-request-limit': { type: 'string' },
   json: { type: 'boolean' },
   'fault-injection': { type: 'boolean' },
@@ -192,6 +200,7 @@ export async function runStart (argv: string[]): Promise<number> {
     tlsKey: values['tls-key'],
     trustedDeployers: typeof values['trusted-deployers'] === 'string' ? readTrustedDeployers(values['trusted-deployers']) : undefined,
     packagePullIntervalMs: values['package-pull-interval-ms'],
+    packageRetireAfterMs: values['package-retire-after-ms'],
     serviceRequestLimit: values['service-request-limit'],
     json: values.json
   }

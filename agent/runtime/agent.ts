@@ -114,16 +114,18 @@ export class Agent {
       dataDir: parts.config.dataDir,
       trusted: new Set(parts.config.trustedDeployers),
       packageKey: parts.psk === undefined ? null : packageKeyOf(parts.psk),
-      config: { ...DEFAULT_DEPLOY_CONFIG, pullIntervalMs: parts.config.packagePullIntervalMs, loadThreshold: parts.config.sessions.loadThreshold },
+      config: { ...DEFAULT_DEPLOY_CONFIG, pullIntervalMs: parts.config.packagePullIntervalMs, retireAfterMs: parts.config.packageRetireAfterMs, loadThreshold: parts.config.sessions.loadThreshold },
       directory: this.#core.directory(),
       net: parts.net,
       services,
       baseOffers: parts.config.services,
       advertise: (offers) => this.#driver.step({ kind: 'command', command: { type: 'update-self', patch: { services: offers } } }),
+      heldServices: () => this.#sessions.services(),
       log: parts.log.child({ core: 'deploy' }),
       line: (o) => this.#output.line(o),
       onRefused: (refusal) => this.#metrics.packageRefused(refusal),
-      onStored: (via) => this.#metrics.packageStored(via)
+      onStored: (via) => this.#metrics.packageStored(via),
+      onRetired: () => this.#metrics.packageRetired()
     })
     this.#sessions = new SessionsHost({
       services,

@@ -36,6 +36,12 @@ export const MAX_PUSHES_IN_FLIGHT = 8
 const MAX_REFUSALS_REMEMBERED = 4_096
 // Sessions a deployed service offers per agent in the record (placement weight).
 export const DEPLOYED_SERVICE_CAPACITY = 100
+// How often the host tells the core which services its session copies use, and
+// fetches and runs any such service that does not run here, ms.
+export const USAGE_CHECK_MS = 5_000
+// A request for a service that runs here tells the core it was asked for (its
+// idle time starts again) at most this often per name, ms.
+const ASKED_NOTE_MS = 1_000
 
 export type DeployHostParts = {
   dataDir: string
@@ -50,10 +56,13 @@ export type DeployHostParts = {
   // Offers given with --services, which the record keeps beside deployed ones.
   baseOffers: ServiceOffer[]
   advertise: (offers: ServiceOffer[]) => void
+  // Services of the session copies this agent holds (their packages keep running).
+  heldServices: () => Set<string>
   log: Logger
   line: (object: Record<string, unknown>) => void
   onRefused: (refusal: Refusal) => void
   onStored: (via: string) => void
+  onRetired: (name: string) => void
 }
 
 // Every pull brings a peer's whole index, so the same refused announcement
@@ -95,6 +104,9 @@ export class DeployHost {
   readonly #waiting = new Map<string, Array<(ok: boolean) => void>>()
   readonly #targets = new Map<string, string[]>()
   readonly #pushQueue: Array<{ to: string; hash: string }> = []
+  readonly #askedAtMs = new Map<string, number>()
+  #held = ''
+  #usageTimer: NodeJS.Timeout | null = null
   #pushing = 0
   #stopped = false
 
@@ -124,10 +136,14 @@ export class DeployHost {
   begin (): void {
     this.#advertise()
     this.#driver.step({ kind: 'tick' })
+    this.#checkUsage()
+    this.#usageTimer = setInterval(() => { this.#checkUsage() }, USAGE_CHECK_MS)
+    this.#usageTimer.unref()
   }
 
   stop (): void {
     this.#stopped = true
+    if (this.#usageTimer !== null) clearInterval(this.#usageTimer)
     this.#driver.stop()
     for (const service of this.#deployed.values()) service.stop()
     for (const list of this.#waiting.values()) for (const resolve of list) resolve(false)
@@ -149,8 +165,8 @@ export class DeployHost {
   }
 
   // What this agent holds and runs, for GET /v1/packages.
-  status (): { running: Array<PackageRef & { restarts: number }>; known: Array<PackageRef & { held: boolean }> } {
-    const running = [...this.#deployed.values()].flatMap((s) => s.versions().map((v) => ({ ...v.ref, restarts: v.runner.restarts })))
+  status (): { running: Array<PackageRef & { restarts: number; draining: boolean }>; known: Array<PackageRef & { held: boolean }> } {
+    const running = [...this.#deployed.values()].flatMap((s) => s.versions().map((v) => ({ ...v.ref, restarts: v.runner.restarts, draining: this.#core.draining(s.name) })))
     return { running, known: this.#core.index().map((e) => ({ ...e.ref, held: e.held })) }
   }
 
@@ -168,7 +184,10 @@ export class DeployHost {
   // A name no agent advertises and no index has announced is unknown at once:
   // a stray URL must not make the agent wait or ask around.
   async ensure (name: string): Promise<boolean> {
-    if (this.deployed(name) !== null) return true
+    if (this.deployed(name) !== null) {
+      this.#asked(name)
+      return true
+    }
     if (this.#stopped) return false
     const offered = this.#parts.directory.alive().some((r) => r.id !== this.#parts.directory.self && r.services.some((s) => s.name === name))
     if (!offered && this.#core.latest(name) === null) return false
@@ -185,6 +204,30 @@ export class DeployHost {
     })
     this.#driver.step({ kind: 'need', name })
     return await done
+  }
+
+  // A service running here was asked for: it is not retired while asked for
+  // (a drained one is offered again).
+  #asked (name: string): void {
+    const now = monotonic.nowMs()
+    if (now - (this.#askedAtMs.get(name) ?? -Infinity) < ASKED_NOTE_MS) return
+    this.#askedAtMs.set(name, now)
+    this.#driver.step({ kind: 'need', name })
+  }
+
+  // The session copies held here keep their services running; a copy of a
+  // service that does not run here (a group placed here from a record older
+  // than its retirement) makes this agent fetch and run it again.
+  #checkUsage (): void {
+    if (this.#stopped) return
+    const held = this.#parts.heldServices()
+    for (const name of held) {
+      if (this.deployed(name) === null && !this.#parts.services.has(name) && this.#core.latest(name) !== null) void this.ensure(name)
+    }
+    const key = [...held].sort().join('\n')
+    if (key === this.#held) return
+    this.#held = key
+    this.#driver.step({ kind: 'usage', held: [...held] })
   }
 
   // The packages protocol's server side.
@@ -251,6 +294,8 @@ export class DeployHost {
       case 'fetch': void this.#fetch(effect.from, effect.hash); return
       case 'pull': void this.#pull(effect.from); return
       case 'run': this.#start(effect.ref); this.#advertise(); this.#store.markRunning(this.#core.running().map((r) => r.hash)); return
+      case 'drain': case 'undrain': this.#advertise(); return
+      case 'retire': this.#retire(effect.name, effect.hashes); return
       case 'event': this.#onEvent(effect.event)
     }
   }
@@ -345,11 +390,24 @@ export class DeployHost {
     for (const resolve of this.#waiting.get(ref.name) ?? []) resolve(true)
   }
 
+  #retire (name: string, hashes: string[]): void {
+    const service = this.#deployed.get(name)
+    if (service !== undefined) {
+      for (const hash of hashes) service.retire(hash)
+      if (service.newest() === null) {
+        this.#deployed.delete(name)
+        if (this.#parts.services.get(name) === service) this.#parts.services.delete(name)
+      }
+    }
+    this.#advertise()
+    this.#store.markRunning(this.#core.running().map((r) => r.hash))
+  }
+
   #advertise (): void {
     const offers = [...this.#parts.baseOffers]
     for (const [name, service] of this.#deployed) {
       const newest = service.newest()
-      if (newest === null || offers.some((o) => o.name === name)) continue
+      if (newest === null || this.#core.draining(name) || offers.some((o) => o.name === name)) continue
       offers.push({ name, version: newest.ref.version, capacity: DEPLOYED_SERVICE_CAPACITY })
     }
     this.#parts.advertise(offers)
@@ -358,6 +416,19 @@ export class DeployHost {
   #onEvent (event: DeployEvent): void {
     if (event.type === 'targets') this.#targets.set(event.ref.hash, event.targets)
     if (event.type === 'announced') this.#parts.log.info({ name: event.ref.name, version: event.ref.version, from: event.from }, 'learnt of a package')
+    if (event.type === 'draining') {
+      this.#parts.log.info({ name: event.name, idleMs: Math.round(event.idleMs), holdsSessions: event.held }, 'draining a package: this agent is no longer a target of its policy and nobody asked for it here; it stops offering it, and stops running it once it holds no copy of its sessions')
+      this.#parts.line({ event: 'package-draining', name: event.name, atMs: Date.now() })
+    }
+    if (event.type === 'undrained') {
+      this.#parts.log.info({ name: event.name, reason: event.reason }, 'offering a drained package again')
+      this.#parts.line({ event: 'package-undrained', name: event.name, reason: event.reason, atMs: Date.now() })
+    }
+    if (event.type === 'retired') {
+      this.#parts.log.info({ name: event.name, versions: event.versions }, 'stopped a package this agent no longer needs (its bundle stays stored)')
+      this.#parts.line({ event: 'package-retired', name: event.name, versions: event.versions, atMs: Date.now() })
+      this.#parts.onRetired(event.name)
+    }
     if (event.type === 'fetch-exhausted') this.#parts.log.warn({ name: event.ref.name, version: event.ref.version, tried: event.tried }, 'no holder answered a package fetch; retrying after the next pull')
   }
 }

@@ -107,6 +107,15 @@ export class DeployedService implements Service {
     for (const v of this.#versions.values()) v.runner.stop()
   }
 
+  // Stops and forgets the version of this package hash (a retirement).
+  retire (hash: string): void {
+    for (const [version, v] of this.#versions) {
+      if (v.ref.hash !== hash) continue
+      v.runner.stop()
+      this.#versions.delete(version)
+    }
+  }
+
   initial (): JsonValue {
     return { version: null, state: null }
   }

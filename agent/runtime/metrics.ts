@@ -73,6 +73,7 @@ export class AgentMetrics {
   readonly #refusedConnections: Counter<'reason'>
   readonly #packagesRefused: Counter<'reason'>
   readonly #packagesStored: Counter<'via'>
+  readonly #packagesRetired: Counter
   readonly #serviceRedirects: Counter
   readonly #streamConnections: Gauge
   readonly #streamRequests: Counter<'result'>
@@ -109,6 +110,7 @@ export class AgentMetrics {
     for (const reason of ['cluster-key', 'allowlist']) this.#refusedConnections.inc({ reason }, 0)
     this.#packagesRefused = new Counter({ name: 'edge_agent_packages_refused_total', help: 'Service packages or announcements refused, by reason (malformed, too-large, untrusted, bad-signature, hash-mismatch, manifest-mismatch, cluster-key: sealed for a cluster key this agent lacks, decrypt-failed)', labelNames: ['reason'], registers })
     this.#packagesStored = new Counter({ name: 'edge_agent_packages_stored_total', help: 'Service packages this agent stored, by how they came (deploy, push, fetch)', labelNames: ['via'], registers })
+    this.#packagesRetired = new Counter({ name: 'edge_agent_packages_retired_total', help: 'Services this agent stopped running because it was no longer a target of their policy, nobody asked for them here and it held no copy of their sessions', registers })
     this.#serviceRedirects = new Counter({ name: 'edge_agent_service_redirects_total', help: 'Requests by URL this agent answered with 307 because it was over its load or request limit', registers })
     this.#streamConnections = new Gauge({ name: 'edge_agent_deltas_stream_connections', help: 'Terminal connections open on the deltas stream (README, "The deltas stream")', registers })
     this.#streamRequests = new Counter({ name: 'edge_agent_deltas_stream_requests_total', help: 'Appends and batches answered on the deltas stream, by result (ok: 2xx, refused: any other status)', labelNames: ['result'], registers })
@@ -231,6 +233,10 @@ export class AgentMetrics {
 
   packageRefused (reason: string): void {
     this.#packagesRefused.inc({ reason })
+  }
+
+  packageRetired (): void {
+    this.#packagesRetired.inc()
   }
 
   packageStored (via: string): void {

@@ -93,6 +93,11 @@ export class SessionsHost {
     return this.#core.list()
   }
 
+  // Services of the session copies held here.
+  services (): Set<string> {
+    return this.#core.services()
+  }
+
   // Whether this agent has not joined its cluster yet (MemberDirectory.joining).
   get joining (): boolean {
     return this.#parts.directory.joining()

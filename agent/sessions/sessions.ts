@@ -181,6 +181,14 @@ export class Sessions {
     }))
   }
 
+  // The services of the sessions this agent holds a copy of (any role): the
+  // deploy host keeps their packages running (agent/deploy/distribution.ts).
+  services (): Set<string> {
+    const names = new Set<string>()
+    for (const r of this.#replicas.values()) names.add(r.info.service)
+    return names
+  }
+
   // The voting members of a session held here, or null.
   members (sessionId: string): PeerKey[] | null {
     const r = this.#replicas.get(sessionId)

@@ -178,4 +178,70 @@ test('deploy to 4 agents, open a session on one without the package, redirect fr
   }
 })()))
 
+// Retiring (agent/deploy/distribution.ts) on real agents: three agents, cart
+// deployed to the first two. The third runs it because a terminal opened a
+// session there; once nobody there asks for it (retire after 1 s here), it
+// stops offering cart but keeps running it for the copy of the session it
+// holds; the session closed, it stops running it; asked again, it runs it again
+// from the bundle it kept.
+test('an agent that is no target drains a package, keeps it for the copies it holds, then stops it', () => withTimeout((async () => {
+  const key = generateDeployerKey()
+  const keyDir = mkdtempSync(join(tmpdir(), 'edge-agent-retire-'))
+  const keyFile = join(keyDir, 'deployer.key')
+  writeFileSync(keyFile, deployerKeyFile(key), { mode: 0o600 })
+  const configFile = join(keyDir, 'config.json')
+  writeFileSync(configFile, JSON.stringify({ sessions: { loadThreshold: 1 }, packageRetireAfterMs: 1_000 }))
+  let cluster: LocalCluster | null = null
+  try {
+    cluster = await LocalCluster.start({
+      nodes: 3,
+      configure: () => ({ region: 'eu', extraArgs: ['--config', configFile, '--trusted-deployers', keyFile, '--package-pull-interval-ms', '500'] })
+    })
+    const agents = cluster.agents
+    await cluster.waitConverged(30_000)
+    const targets = agents.slice(0, 2).map((a) => a.id).sort()
+    const deployed = await runCli(['deploy', CART, '--name', 'cart', '--policy', `nodes:${targets.join(',')}`, '--key', keyFile, '--to', agents[0].http])
+    assert.is(deployed.code, 0, deployed.stderr)
+    await until('both targets advertise cart', async () => (await advertising(agents[2], 'cart', '1.0.0')).join() === targets.join(), 20_000)
+    const running = async (a: AgentProcess): Promise<Array<{ name: string; draining: boolean }>> =>
+      ((await (await http(`${a.http}/v1/packages`)).json()) as { running: Array<{ name: string; draining: boolean }> }).running
+
+    // A session opened at agent2: it fetches and runs cart, and with R = 2 on
+    // three agents that offer cart, holds a copy of the session.
+    const client = new EdgeClient({ agents: [agents[2].http], requestTimeoutMs: 15_000, deadlineMs: 30_000 })
+    const session = await client.open({ terminalId: 'kiosk-1', service: 'cart' })
+    await session.append({ add: { sku: 'apple', qty: 1 } })
+    const all = agents.map((a) => a.id).sort()
+    await until('all three agents advertise cart', async () => (await advertising(agents[0], 'cart', '1.0.0')).join() === all.join(), 20_000)
+    await until('agent2 holds a copy of the session', async () => ((await (await http(`${agents[2].http}/v1/sessions`)).json()) as { sessions: Array<{ sessionId: string }> }).sessions.some((s) => s.sessionId === session.sessionId), 20_000)
+
+    // Nobody asks agent2 for cart any more: within its idle time (1 s) and a
+    // check (5 s) it stops offering cart, and runs it on for its copy.
+    await until('agent2 drains cart', async () => (await running(agents[2])).some((r) => r.name === 'cart' && r.draining), 30_000)
+    await until('agent2 no longer advertises cart', async () => (await advertising(agents[0], 'cart', '1.0.0')).join() === targets.join(), 20_000)
+    await session.append({ add: { sku: 'milk', qty: 2 } })
+    assert.equal((await session.get()).state, { items: { apple: 1, milk: 2 }, orders: 0 })
+    assert.equal((await running(agents[2])).map((r) => r.name), ['cart'], 'still running for the copy it holds')
+
+    // The session closed, agent2 holds no copy: it stops running cart.
+    await session.close()
+    await until('agent2 stops running cart', async () => (await running(agents[2])).length === 0, 30_000)
+    assert.match(await (await http(`${agents[2].http}/metrics`)).text(), /edge_agent_packages_retired_total 1/)
+    assert.ok(agents[2].events.some((e) => e.event === 'package-retired' && (e as { name?: string }).name === 'cart'), 'a package-retired line')
+    // The targets never drain.
+    for (const a of agents.slice(0, 2)) assert.equal((await running(a)).map((r) => [r.name, r.draining]), [['cart', false]], a.name)
+    // Asked again by URL: it runs cart again from the bundle it kept.
+    const again = await http(`${agents[2].http}/cart/catalog`)
+    assert.is(again.status, 200)
+    assert.equal((await running(agents[2])).map((r) => [r.name, r.draining]), [['cart', false]])
+    client.destroy()
+  } catch (error) {
+    for (const a of cluster?.agents ?? []) console.error(`--- ${a.name} ${a.id} running=${String(a.running)}\n${a.stderr.slice(-3000)}`)
+    throw error
+  } finally {
+    await cluster?.destroy()
+    rmSync(keyDir, { recursive: true, force: true })
+  }
+})()))
+
 test.run()
