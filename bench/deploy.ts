@@ -2,6 +2,9 @@
 // - virtual time, 1,000 nodes in 10 regions: ms from the deploy to every targeted
 //   node advertising the package, per policy, and with 10 % of the nodes down
 //   during the deploy (they catch up by pull after restarting);
+// - virtual time, 1,000 nodes under an hour of rolling crashes: how many run a
+//   replicas:<n> package during the churn and once it has healed, with the
+//   retirement (agent/deploy/distribution.ts) and without it (retireAfterMs 0);
 // - 10 real agents on loopback: ms from POST /v1/packages to every target
 //   advertising name@version in the entry agent's member table; the first
 //   request by URL on an agent that must fetch the package, against a warm one;
@@ -16,12 +19,15 @@ import type { SimNodeSpec } from '../sim/deploy-cluster.ts'
 import { LocalCluster } from '../sim/processes.ts'
 import { parsePolicy, resolveTargets } from '../agent/deploy/policy.ts'
 import { buildBundle, deployerKeyFile, generateDeployerKey, MAX_BUNDLE_BYTES, MAX_FILES, MAX_UNPACKED_BYTES, parseDeployerKeyFile } from '../agent/runtime/package.ts'
+import { SeededRandom } from '../agent/core/random.ts'
+import { DEFAULT_DEPLOY_CONFIG } from '../agent/deploy/distribution.ts'
 import { log, median, sleep } from './lib.ts'
 
 const CART = new URL('../examples/cart', import.meta.url).pathname
 
 export type DeployBenchResult = {
   sim: Array<{ nodes: number; policy: string; targets: number; missedPush: number; allAdvertisingMs: number }>
+  churn?: ChurnResult[]
   real: { agents: number; rounds: number; allAdvertisingMs: number[]; firstRequestMs: number; warmRequestMs: number }
   limits: { bundleBytes: number; unpackedBytes: number; files: number; cartBundleBytes: number }
 }
@@ -48,6 +54,57 @@ function simRun (policy: string, nodes: number, missedShare: number, seed: numbe
   const start = 0
   const done = cluster.scheduler.runUntilTrue(() => targets.every((id) => cluster.advertises(id, 'cart') === '1.0.0'), 300_000, 10)
   return { nodes, policy, targets: targets.length, missedPush: missedShare > 0 ? missed.filter((id) => targets.includes(id)).length : 0, allAdvertisingMs: done ? cluster.nowMs - start : NaN }
+}
+
+export type ChurnResult = {
+  nodes: number; policy: string; retireAfterMs: number; churnMinutes: number; crashes: number
+  // Agents running the package: sampled every 10 s of the churn (median, max),
+  // and once every node is back and 15 minutes have passed.
+  runningMedian: number; runningMax: number; runningHealed: number; advertisingHealed: number; targetsHealed: number
+}
+
+// An hour of rolling crashes on `nodes` nodes: every 10 s one node that is up
+// crashes (the others' tables drop it 2 s later) and comes back 10 minutes
+// later, so about 60 are down at any time; then everyone is back for 15
+// minutes. The same seed, so the same crashes, with and without retirement.
+const DOWN_MS = 10 * 60_000
+
+export function churnRun (policy: string, nodes: number, retireAfterMs: number, seed: number): ChurnResult {
+  const specs: SimNodeSpec[] = Array.from({ length: nodes }, (_, i) => ({ id: `n${String(i).padStart(4, '0')}`, region: `r${i % 10}`, zone: 'edge', load: 0.2 }))
+  const config = { ...DEFAULT_DEPLOY_CONFIG, fetchTimeoutMs: 5_000, retireAfterMs }
+  const cluster = new DeployCluster({ seed, nodes: specs, config })
+  const random = new SeededRandom(seed)
+  const ref = { name: 'cart', version: '1.0.0', hash: 'c'.repeat(64), policy, issuedAtMs: 1 }
+  cluster.deploy(specs[0].id, { ref, bytes: 20_000, verdict: 'ok' })
+  const churnMs = 60 * 60_000
+  let crashes = 0
+  for (let at = 60_000; at < 60_000 + churnMs; at += 10_000) {
+    cluster.scheduler.at(at, () => {
+      const up = specs.filter((s) => cluster.isUp(s.id))
+      const victim = up[random.nextInt(up.length)].id
+      cluster.crash(victim, 2_000)
+      crashes++
+      cluster.scheduler.after(DOWN_MS, () => { cluster.restart(victim) })
+    })
+  }
+  const counts: number[] = []
+  const running = (): number => specs.filter((s) => cluster.isUp(s.id) && cluster.running(s.id).length > 0).length
+  for (let at = 60_000; at < 60_000 + churnMs; at += 10_000) {
+    cluster.scheduler.runUntil(at)
+    counts.push(running())
+  }
+  cluster.scheduler.runUntil(60_000 + churnMs + DOWN_MS)
+  for (const s of specs) cluster.restart(s.id)
+  cluster.scheduler.runUntil(cluster.nowMs + 15 * 60_000)
+  const parsed = parsePolicy(policy)
+  if (!parsed.ok) throw new Error(parsed.reason)
+  const table = specs.map((s) => ({ id: s.id, addrs: [], ip: '', http: '', services: [], load: { score: s.load ?? 0, sessions: 0, elu: 0, cpu: 0 }, position: null, region: s.region ?? '', zone: s.zone ?? '', incarnation: 1, seq: 1, status: 'alive' as const }))
+  return {
+    nodes, policy, retireAfterMs, churnMinutes: churnMs / 60_000, crashes,
+    runningMedian: median(counts), runningMax: Math.max(...counts), runningHealed: running(),
+    advertisingHealed: specs.filter((s) => cluster.advertises(s.id, 'cart') !== null).length,
+    targetsHealed: resolveTargets(parsed.policy, table, 'cart', config.loadThreshold).length
+  }
 }
 
 function versionDir (base: string, version: string): string {
@@ -116,9 +173,11 @@ export async function benchDeploy (): Promise<DeployBenchResult> {
     simRun('all', 1_000, 0.1, 1)
   ]
   for (const s of sim) log(`sim ${s.nodes} ${s.policy}${s.missedPush > 0 ? ` (${s.missedPush} missed the push)` : ''}: ${Math.round(s.allAdvertisingMs)} ms`)
+  const churn = [churnRun('replicas:50', 1_000, DEFAULT_DEPLOY_CONFIG.retireAfterMs, 1), churnRun('replicas:50', 1_000, 0, 1)]
+  for (const c of churn) log(`churn ${c.policy} retire ${c.retireAfterMs}: running median ${c.runningMedian}, max ${c.runningMax}, healed ${c.runningHealed} (targets ${c.targetsHealed})`)
   const real = await realRun(10, 3)
   const cartBundleBytes = buildBundle(CART, parseDeployerKeyFile(deployerKeyFile(generateDeployerKey()), 'k'), 'all', 1).bundle.length
-  return { sim, real, limits: { bundleBytes: MAX_BUNDLE_BYTES, unpackedBytes: MAX_UNPACKED_BYTES, files: MAX_FILES, cartBundleBytes } }
+  return { sim, churn, real, limits: { bundleBytes: MAX_BUNDLE_BYTES, unpackedBytes: MAX_UNPACKED_BYTES, files: MAX_FILES, cartBundleBytes } }
 }
 
 export function deployMarkdown (d: DeployBenchResult): string[] {
@@ -127,6 +186,15 @@ export function deployMarkdown (d: DeployBenchResult): string[] {
     `Virtual time, ${d.sim[0]?.nodes ?? 0} nodes in 10 regions (100 Mbit/s uplinks, 5 ms links, records spread in 300 ms, pull every 2 s): ms from the deploy to every targeted node advertising the package.`, '',
     '| policy | targets | of which missed the push | all advertising, ms |', '|---|---|---|---|']
   for (const s of d.sim) lines.push(`| ${s.policy} | ${s.targets} | ${s.missedPush} | ${f(s.allAdvertisingMs)} |`)
+  if (d.churn !== undefined && d.churn.length > 0) {
+    const c0 = d.churn[0]
+    lines.push('', `Retiring, virtual time: ${c0.nodes} nodes, \`${c0.policy}\`, ${c0.churnMinutes} minutes of rolling crashes (every 10 s one node crashes, the others' tables drop it 2 s later, it restarts 10 minutes later: ${c0.crashes} crashes, about 60 nodes down at a time), then every node back for 15 minutes. Agents running the package (up ones), sampled every 10 s of the churn, and once healed; the same seed, so the same crashes, in both rows.`, '',
+      '| retirement | running during churn, median | max | running once healed | advertising once healed | targets |', '|---|---|---|---|---|---|')
+    for (const c of d.churn) lines.push(`| ${c.retireAfterMs === 0 ? 'off (retireAfterMs 0, as before)' : `after ${c.retireAfterMs / 1000} s idle (default)`} | ${c.runningMedian} | ${c.runningMax} | ${c.runningHealed} | ${c.advertisingHealed} | ${c.targetsHealed} |`)
+    const off = d.churn.find((c) => c.retireAfterMs === 0)
+    const on = d.churn.find((c) => c.retireAfterMs !== 0)
+    if (off !== undefined && on !== undefined) lines.push('', `Agents running it once healed, without / with retirement: ${(off.runningHealed / on.runningHealed).toFixed(1)}× (${off.runningHealed} / ${on.runningHealed}, for ${on.targetsHealed} targets).`)
+  }
   const r = d.real
   lines.push('', `${r.agents} real agents on loopback: ms from POST /v1/packages at one agent to ${r.agents - 1} targets advertising the version in its member table (${r.rounds} deploys): ${r.allAdvertisingMs.map(f).join(', ')}.`,
     `First request by URL on the agent without the package (learn, fetch, start a worker, answer): ${f(r.firstRequestMs)} ms; later requests: ${r.warmRequestMs.toFixed(1)} ms (median of 20).`, '',
