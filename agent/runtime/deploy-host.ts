@@ -401,6 +401,14 @@ export class DeployHost {
     }
     this.#advertise()
     this.#store.markRunning(this.#core.running().map((r) => r.hash))
+    // The core decided on the copies held at the last report (up to
+    // USAGE_CHECK_MS old): a copy placed here since runs the service again now.
+    // (After this step's effects, so that its lines keep their order.)
+    setImmediate(() => {
+      if (!this.#parts.heldServices().has(name)) return
+      this.#held = ''
+      this.#checkUsage()
+    })
   }
 
   #advertise (): void {
