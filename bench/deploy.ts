@@ -57,19 +57,20 @@ function simRun (policy: string, nodes: number, missedShare: number, seed: numbe
 }
 
 export type ChurnResult = {
-  nodes: number; policy: string; retireAfterMs: number; churnMinutes: number; crashes: number
+  nodes: number; policy: string; retireAfterMs: number; churnMinutes: number; crashes: number; crashEveryMs: number; downMs: number
   // Agents running the package: sampled every 10 s of the churn (median, max),
   // and once every node is back and 15 minutes have passed.
   runningMedian: number; runningMax: number; runningHealed: number; advertisingHealed: number; targetsHealed: number
 }
 
-// An hour of rolling crashes on `nodes` nodes: every 10 s one node that is up
-// crashes (the others' tables drop it 2 s later) and comes back 10 minutes
-// later, so about 60 are down at any time; then everyone is back for 15
-// minutes. The same seed, so the same crashes, with and without retirement.
+// An hour of rolling crashes on `nodes` nodes: every `crashEveryMs` one node
+// that is up crashes (the others' tables drop it 2 s later) and comes back 10
+// minutes later; then everyone is back for 15 minutes. The same seed, so the
+// same crashes, with and without retirement. (Every node steps on each change
+// of its table, as agents do: the run costs nodes² per change, so 200 nodes.)
 const DOWN_MS = 10 * 60_000
 
-export function churnRun (policy: string, nodes: number, retireAfterMs: number, seed: number): ChurnResult {
+export function churnRun (policy: string, nodes: number, crashEveryMs: number, retireAfterMs: number, seed: number): ChurnResult {
   const specs: SimNodeSpec[] = Array.from({ length: nodes }, (_, i) => ({ id: `n${String(i).padStart(4, '0')}`, region: `r${i % 10}`, zone: 'edge', load: 0.2 }))
   const config = { ...DEFAULT_DEPLOY_CONFIG, fetchTimeoutMs: 5_000, retireAfterMs }
   const cluster = new DeployCluster({ seed, nodes: specs, config })
@@ -78,7 +79,7 @@ export function churnRun (policy: string, nodes: number, retireAfterMs: number, 
   cluster.deploy(specs[0].id, { ref, bytes: 20_000, verdict: 'ok' })
   const churnMs = 60 * 60_000
   let crashes = 0
-  for (let at = 60_000; at < 60_000 + churnMs; at += 10_000) {
+  for (let at = 60_000; at < 60_000 + churnMs; at += crashEveryMs) {
     cluster.scheduler.at(at, () => {
       const up = specs.filter((s) => cluster.isUp(s.id))
       const victim = up[random.nextInt(up.length)].id
@@ -100,7 +101,7 @@ export function churnRun (policy: string, nodes: number, retireAfterMs: number, 
   if (!parsed.ok) throw new Error(parsed.reason)
   const table = specs.map((s) => ({ id: s.id, addrs: [], ip: '', http: '', services: [], load: { score: s.load ?? 0, sessions: 0, elu: 0, cpu: 0 }, position: null, region: s.region ?? '', zone: s.zone ?? '', incarnation: 1, seq: 1, status: 'alive' as const }))
   return {
-    nodes, policy, retireAfterMs, churnMinutes: churnMs / 60_000, crashes,
+    nodes, policy, retireAfterMs, churnMinutes: churnMs / 60_000, crashes, crashEveryMs, downMs: DOWN_MS,
     runningMedian: median(counts), runningMax: Math.max(...counts), runningHealed: running(),
     advertisingHealed: specs.filter((s) => cluster.advertises(s.id, 'cart') !== null).length,
     targetsHealed: resolveTargets(parsed.policy, table, 'cart', config.loadThreshold).length
@@ -173,7 +174,7 @@ export async function benchDeploy (): Promise<DeployBenchResult> {
     simRun('all', 1_000, 0.1, 1)
   ]
   for (const s of sim) log(`sim ${s.nodes} ${s.policy}${s.missedPush > 0 ? ` (${s.missedPush} missed the push)` : ''}: ${Math.round(s.allAdvertisingMs)} ms`)
-  const churn = [churnRun('replicas:50', 1_000, DEFAULT_DEPLOY_CONFIG.retireAfterMs, 1), churnRun('replicas:50', 1_000, 0, 1)]
+  const churn = [churnRun('replicas:20', 200, 30_000, DEFAULT_DEPLOY_CONFIG.retireAfterMs, 1), churnRun('replicas:20', 200, 30_000, 0, 1)]
   for (const c of churn) log(`churn ${c.policy} retire ${c.retireAfterMs}: running median ${c.runningMedian}, max ${c.runningMax}, healed ${c.runningHealed} (targets ${c.targetsHealed})`)
   const real = await realRun(10, 3)
   const cartBundleBytes = buildBundle(CART, parseDeployerKeyFile(deployerKeyFile(generateDeployerKey()), 'k'), 'all', 1).bundle.length
@@ -188,7 +189,7 @@ export function deployMarkdown (d: DeployBenchResult): string[] {
   for (const s of d.sim) lines.push(`| ${s.policy} | ${s.targets} | ${s.missedPush} | ${f(s.allAdvertisingMs)} |`)
   if (d.churn !== undefined && d.churn.length > 0) {
     const c0 = d.churn[0]
-    lines.push('', `Retiring, virtual time: ${c0.nodes} nodes, \`${c0.policy}\`, ${c0.churnMinutes} minutes of rolling crashes (every 10 s one node crashes, the others' tables drop it 2 s later, it restarts 10 minutes later: ${c0.crashes} crashes, about 60 nodes down at a time), then every node back for 15 minutes. Agents running the package (up ones), sampled every 10 s of the churn, and once healed; the same seed, so the same crashes, in both rows.`, '',
+    lines.push('', `Retiring, virtual time: ${c0.nodes} nodes, \`${c0.policy}\`, ${c0.churnMinutes} minutes of rolling crashes (every ${c0.crashEveryMs / 1000} s one node crashes, the others' tables drop it 2 s later, it restarts ${c0.downMs / 60_000} minutes later: ${c0.crashes} crashes, about ${Math.round(c0.downMs / c0.crashEveryMs)} nodes down at a time; every node's core steps a second after each change of its table, as in the agent), then every node back for 15 minutes. Agents running the package (up ones), sampled every 10 s of the churn, and once healed; the same seed, so the same crashes, in both rows.`, '',
       '| retirement | running during churn, median | max | running once healed | advertising once healed | targets |', '|---|---|---|---|---|---|')
     for (const c of d.churn) lines.push(`| ${c.retireAfterMs === 0 ? 'off (retireAfterMs 0, as before)' : `after ${c.retireAfterMs / 1000} s idle (default)`} | ${c.runningMedian} | ${c.runningMax} | ${c.runningHealed} | ${c.advertisingHealed} | ${c.targetsHealed} |`)
     const off = d.churn.find((c) => c.retireAfterMs === 0)

@@ -7,7 +7,7 @@
 // records are assumed to spread in `recordDelayMs`).
 
 import { SeededRandom } from '../agent/core/random.ts'
-import { Distribution } from '../agent/deploy/distribution.ts'
+import { Distribution, TABLE_SETTLE_MS } from '../agent/deploy/distribution.ts'
 import type { DeployConfig, DeployEffect, DeployInput, PackageRef } from '../agent/deploy/distribution.ts'
 import type { MemberDirectory } from '../agent/sessions/types.ts'
 import type { NodeRecord } from '../protocol/messages.ts'
@@ -30,6 +30,10 @@ export type DeploySimOptions = {
   dialTimeoutMs?: number
   // How long a record change (a node now runs a package) takes to reach every table, ms.
   recordDelayMs?: number
+  // Each node's core steps 1 s after a change reaches its table (a node
+  // listed or dropped, a record changed), as the agent's host does
+  // (DeployHost.tableChanged); otherwise only at its own wakes (its pulls).
+  stepOnTableChange?: boolean
 }
 
 type SimNode = {
@@ -47,6 +51,8 @@ type SimNode = {
   stored: Set<string>
   uplinkFreeAtMs: number
   wakeAtMs: number
+  // A step after a table change is scheduled.
+  tableStepPending: boolean
 }
 
 export class DeployCluster {
@@ -62,7 +68,7 @@ export class DeployCluster {
   readonly runningSince = new Map<string, Map<string, number>>()
 
   constructor (options: DeploySimOptions) {
-    this.#options = { latencyMs: 5, uplinkBytesPerMs: 12_500, dialTimeoutMs: 2_000, recordDelayMs: 300, ...options }
+    this.#options = { latencyMs: 5, uplinkBytesPerMs: 12_500, dialTimeoutMs: 2_000, recordDelayMs: 300, stepOnTableChange: true, ...options }
     this.#random = new SeededRandom(options.seed)
     for (const spec of options.nodes) this.#add(spec, [])
   }
@@ -116,7 +122,9 @@ export class DeployCluster {
   // A node's load score changes (its record carries it at once).
   setLoad (id: string, load: number): void {
     const node = this.#nodes.get(id)
-    if (node !== undefined) node.spec = { ...node.spec, load }
+    if (node === undefined) return
+    node.spec = { ...node.spec, load }
+    this.#tableChanged(0)
   }
 
   // A node pushes a package to another directly (a hostile node, say).
@@ -130,7 +138,11 @@ export class DeployCluster {
     const node = this.#nodes.get(id)
     if (node === undefined) return
     node.up = false
-    this.scheduler.after(detectAfterMs, () => { if (!node.up) node.listed = false })
+    this.scheduler.after(detectAfterMs, () => {
+      if (node.up) return
+      node.listed = false
+      this.#tableChanged(0)
+    })
   }
 
   // Restarts a node with what it had stored (the data dir survives).
@@ -145,11 +157,30 @@ export class DeployCluster {
     const id = spec.id
     const core = new Distribution({ directory: this.#directory(id), config: this.#options.config, random: new SeededRandom(this.#random.nextInt(2 ** 31)), nowMs: this.nowMs, stored })
     const node: SimNode = {
-      spec, core, up: true, listed: true, running: new Map(), advertised: new Map(), draining: new Set(), held: new Set(), stored: new Set(stored.map((s) => s.ref.hash)), uplinkFreeAtMs: 0, wakeAtMs: Infinity
+      spec, core, up: true, listed: true, running: new Map(), advertised: new Map(), draining: new Set(), held: new Set(), stored: new Set(stored.map((s) => s.ref.hash)), uplinkFreeAtMs: 0, wakeAtMs: Infinity, tableStepPending: false
     }
     for (const ref of core.running()) this.#run(node, ref)
     this.#nodes.set(id, node)
     this.#wake(node)
+    this.#tableChanged(this.#options.recordDelayMs)
+  }
+
+  // A change reaches every table after `afterMs` (its own node's at once: the
+  // agent's host steps on its own load crossing the threshold too); each node
+  // steps 1 s after (DeployHost.tableChanged).
+  #tableChanged (afterMs: number): void {
+    if (!this.#options.stepOnTableChange) return
+    this.scheduler.after(afterMs, () => {
+      for (const node of this.#nodes.values()) {
+        if (!node.up || node.tableStepPending) continue
+        node.tableStepPending = true
+        const core = node.core
+        this.scheduler.after(TABLE_SETTLE_MS, () => {
+          node.tableStepPending = false
+          if (node.core === core) this.#step(node.spec.id, { kind: 'tick', nowMs: this.nowMs })
+        })
+      }
+    })
   }
 
   #record (node: SimNode): NodeRecord {
@@ -269,8 +300,10 @@ export class DeployCluster {
   #advertise (node: SimNode, name: string): void {
     this.scheduler.after(this.#options.recordDelayMs, () => {
       const newest = [...node.running.values()].filter((r) => r.name === name).sort((a, b) => b.issuedAtMs - a.issuedAtMs)[0]
+      const before = node.advertised.get(name)
       if (newest !== undefined && !node.draining.has(name)) node.advertised.set(name, newest.version)
       else node.advertised.delete(name)
+      if (node.advertised.get(name) !== before) this.#tableChanged(0)
     })
   }
 }

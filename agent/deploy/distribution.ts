@@ -93,6 +93,13 @@ export const RETIRE_DRAIN_MS = 10_000
 // How often, at most, whether each running name is still targeted is looked at
 // again while no other input comes, ms.
 export const RETIRE_CHECK_MS = 5_000
+// A change in the member table (a member joined, died, left, or changed its
+// record) makes the host step the core (a tick) this long after the first
+// change of a burst, ms: an agent that just became a target (a dead target's
+// stand-in under replicas:<n>, a new hub, an agent whose load fell under the
+// threshold) fetches the package within about a second, not at its next pull
+// (256 s apart in a quiet cluster).
+export const TABLE_SETTLE_MS = 1_000
 
 // While pulls bring nothing new, each waits PULL_BACKOFF_FACTOR times as long as
 // the last, up to PULL_BACKOFF_MAX pullIntervalMs (256 s by default): a quiet

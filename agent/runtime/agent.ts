@@ -81,6 +81,8 @@ export class Agent {
   #receiving: PeerProtocol = 'swim'
   readonly httpUrl: string
   #loadTimer: NodeJS.Timeout | null = null
+  // Whether the last load sample was at or over sessions.loadThreshold.
+  #overloaded = false
   #stopping: Promise<void> | null = null
 
   private constructor (parts: {
@@ -375,12 +377,17 @@ export class Agent {
     this.#metrics.observe(event, this.#receiving)
     switch (event.type) {
       case 'member-joined':
+        this.#deploy.tableChanged()
         this.#net.learnAddrs(event.id, event.record.addrs)
         this.#log.info({ member: event.id, ip: event.record.ip, services: event.record.services.map((s) => s.name) }, 'member joined')
         this.#output.line({ event: 'member', id: event.id, status: 'alive', previous: null, incarnation: event.record.incarnation, by: event.id, atMs: Date.now() })
         return
-      case 'member-updated': return this.#net.learnAddrs(event.id, event.record.addrs)
-      case 'member-status': return this.#onStatus(event)
+      case 'member-updated':
+        this.#deploy.tableChanged()
+        return this.#net.learnAddrs(event.id, event.record.addrs)
+      case 'member-status':
+        this.#deploy.tableChanged()
+        return this.#onStatus(event)
       case 'member-reaped':
         this.#net.forget(event.id)
         this.#log.info({ member: event.id }, 'member reaped')
@@ -447,6 +454,11 @@ export class Agent {
     const capacity = this.config.services.reduce((sum, s) => sum + s.capacity, 0)
     const load = this.#load.sample(this.#sessions.count, capacity)
     this.#driver.step({ kind: 'command', command: { type: 'update-self', patch: { load } } })
+    // Crossing the load threshold makes this agent a target of auto and
+    // replicas:<n> packages, or no longer one.
+    const overloaded = load.score >= this.config.sessions.loadThreshold
+    if (overloaded !== this.#overloaded) this.#deploy.tableChanged()
+    this.#overloaded = overloaded
   }
 
   // Resolves bootstrap multiaddrs to peer ids (dialling them), retrying with

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks'
 import { createHash, randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import { SeededRandom } from '../core/random.ts'
-import { Distribution, newer } from '../deploy/distribution.ts'
+import { Distribution, newer, TABLE_SETTLE_MS } from '../deploy/distribution.ts'
 import type { DeployConfig, DeployEffect, DeployEvent, DeployInput, IndexEntry, PackageRef } from '../deploy/distribution.ts'
 import type { MemberDirectory } from '../sessions/types.ts'
 import type { Service } from '../sessions/services.ts'
@@ -107,6 +107,7 @@ export class DeployHost {
   readonly #askedAtMs = new Map<string, number>()
   #held = ''
   #usageTimer: NodeJS.Timeout | null = null
+  #tableTimer: NodeJS.Timeout | null = null
   #pushing = 0
   #stopped = false
 
@@ -144,6 +145,7 @@ export class DeployHost {
   stop (): void {
     this.#stopped = true
     if (this.#usageTimer !== null) clearInterval(this.#usageTimer)
+    if (this.#tableTimer !== null) clearTimeout(this.#tableTimer)
     this.#driver.stop()
     for (const service of this.#deployed.values()) service.stop()
     for (const list of this.#waiting.values()) for (const resolve of list) resolve(false)
@@ -204,6 +206,16 @@ export class DeployHost {
     })
     this.#driver.step({ kind: 'need', name })
     return await done
+  }
+
+  // The member table changed: the core looks at its targets again shortly.
+  tableChanged (): void {
+    if (this.#stopped || this.#tableTimer !== null) return
+    this.#tableTimer = setTimeout(() => {
+      this.#tableTimer = null
+      this.#driver.step({ kind: 'tick' })
+    }, TABLE_SETTLE_MS)
+    this.#tableTimer.unref()
   }
 
   // A service running here was asked for: it is not retired while asked for

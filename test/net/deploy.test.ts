@@ -9,7 +9,7 @@
 // for another cluster is refused and counted.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EdgeClient } from '../../agent/client/index.ts'
@@ -183,7 +183,8 @@ test('deploy to 4 agents, open a session on one without the package, redirect fr
 // session there; once nobody there asks for it (retire after 1 s here), it
 // stops offering cart but keeps running it for the copy of the session it
 // holds; the session closed, it stops running it; asked again, it runs it again
-// from the bundle it kept.
+// from the bundle it kept. Then a replicas:1 package's holder is killed, and
+// another agent takes it up within seconds.
 test('an agent that is no target drains a package, keeps it for the copies it holds, then stops it', () => withTimeout((async () => {
   const key = generateDeployerKey()
   const keyDir = mkdtempSync(join(tmpdir(), 'edge-agent-retire-'))
@@ -195,7 +196,9 @@ test('an agent that is no target drains a package, keeps it for the copies it ho
   try {
     cluster = await LocalCluster.start({
       nodes: 3,
-      configure: () => ({ region: 'eu', extraArgs: ['--config', configFile, '--trusted-deployers', keyFile, '--package-pull-interval-ms', '500'] })
+      // Pulls every 0.1 s, backing off to 12.8 s: every agent learns of a
+      // deploy within seconds (the default backs off to 256 s).
+      configure: () => ({ region: 'eu', extraArgs: ['--config', configFile, '--trusted-deployers', keyFile, '--package-pull-interval-ms', '100'] })
     })
     const agents = cluster.agents
     await cluster.waitConverged(30_000)
@@ -235,6 +238,30 @@ test('an agent that is no target drains a package, keeps it for the copies it ho
     assert.is(again.status, 200)
     assert.equal((await running(agents[2])).map((r) => [r.name, r.draining]), [['cart', false]])
     client.destroy()
+
+    // replicas:1: one agent runs "shop". Killed, another takes it up within
+    // seconds (membership's verdict, then a step a second after the table
+    // changed), not at its next pull.
+    const shopDir = join(keyDir, 'shop')
+    mkdirSync(shopDir)
+    for (const file of ['cart.js', 'catalog.js']) writeFileSync(join(shopDir, file), readFileSync(join(CART, file)))
+    writeFileSync(join(shopDir, 'manifest.json'), JSON.stringify({ name: 'shop', version: '1.0.0', entry: 'cart.js' }))
+    const shop = await runCli(['deploy', shopDir, '--name', 'shop', '--policy', 'replicas:1', '--key', keyFile, '--to', agents[0].http])
+    assert.is(shop.code, 0, shop.stderr)
+    const [holder] = (JSON.parse(shop.stdout) as { targets: string[] }).targets
+    await until('the target advertises shop', async () => (await advertising(agents[0], 'shop', '1.0.0')).join() === holder, 20_000)
+    // Every agent learns of shop by pull first.
+    const index = agents.filter((a) => a.id !== holder)
+    await until('the others know shop', async () => {
+      for (const a of index) if (!((await (await http(`${a.http}/v1/packages`)).json()) as { known: Array<{ name: string }> }).known.some((k) => k.name === 'shop')) return false
+      return true
+    }, 30_000)
+    const victim = agents.find((a) => a.id === holder)!
+    const killedAt = Date.now()
+    victim.signal('SIGKILL')
+    const viewer = index[0]
+    await until('another agent advertises shop', async () => (await advertising(viewer, 'shop', '1.0.0')).some((id) => id !== holder), 15_000)
+    console.log(`replicas:1: a stand-in advertised shop ${Date.now() - killedAt} ms after its holder's SIGKILL`)
   } catch (error) {
     for (const a of cluster?.agents ?? []) console.error(`--- ${a.name} ${a.id} running=${String(a.running)}\n${a.stderr.slice(-3000)}`)
     throw error
