@@ -42,6 +42,15 @@ async function http (url: string, init: RequestInit = {}): Promise<Response> {
   }
 }
 
+// A fresh deployer key, written as a key file in a new temporary directory.
+function deployerKeyIn (prefix: string): { key: ReturnType<typeof generateDeployerKey>; keyDir: string; keyFile: string } {
+  const key = generateDeployerKey()
+  const keyDir = mkdtempSync(join(tmpdir(), prefix))
+  const keyFile = join(keyDir, 'deployer.key')
+  writeFileSync(keyFile, deployerKeyFile(key), { mode: 0o600 })
+  return { key, keyDir, keyFile }
+}
+
 async function until (what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await check())) {
@@ -51,11 +60,8 @@ async function until (what: string, check: () => Promise<boolean>, timeoutMs: nu
 }
 
 test('deploy to 4 agents, open a session on one without the package, redirect from an overloaded one, refuse an untrusted package', () => withTimeout((async () => {
-  const key = generateDeployerKey()
   // Every agent trusts this key, given as the key file itself.
-  const keyDir = mkdtempSync(join(tmpdir(), 'edge-agent-deployer-'))
-  const keyFile = join(keyDir, 'deployer.key')
-  writeFileSync(keyFile, deployerKeyFile(key), { mode: 0o600 })
+  const { key, keyDir, keyFile } = deployerKeyIn('edge-agent-deployer-')
   // No load filter: on one shared test machine every agent reads the machine's
   // CPU, often over 0.9 (as bench/sessions-real.ts does).
   const clusterKeyFile = join(keyDir, 'cluster.key')
@@ -186,10 +192,7 @@ test('deploy to 4 agents, open a session on one without the package, redirect fr
 // from the bundle it kept. Then one of a replicas:2 package's two holders is
 // killed, and the third agent takes it up within seconds.
 test('an agent that is no target drains a package, keeps it for the copies it holds, then stops it', () => withTimeout((async () => {
-  const key = generateDeployerKey()
-  const keyDir = mkdtempSync(join(tmpdir(), 'edge-agent-retire-'))
-  const keyFile = join(keyDir, 'deployer.key')
-  writeFileSync(keyFile, deployerKeyFile(key), { mode: 0o600 })
+  const { keyDir, keyFile } = deployerKeyIn('edge-agent-retire-')
   const configFile = join(keyDir, 'config.json')
   writeFileSync(configFile, JSON.stringify({ sessions: { loadThreshold: 1 }, packageRetireAfterMs: 1_000 }))
   let cluster: LocalCluster | null = null
