@@ -14,10 +14,9 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { DeployCluster } from '../sim/deploy-cluster.ts'
+import { DeployCluster, specTargets } from '../sim/deploy-cluster.ts'
 import type { SimNodeSpec } from '../sim/deploy-cluster.ts'
 import { LocalCluster } from '../sim/processes.ts'
-import { parsePolicy, resolveTargets } from '../agent/deploy/policy.ts'
 import { buildBundle, deployerKeyFile, generateDeployerKey, MAX_BUNDLE_BYTES, MAX_FILES, MAX_UNPACKED_BYTES, parseDeployerKeyFile } from '../agent/runtime/package.ts'
 import { SeededRandom } from '../agent/core/random.ts'
 import { DEFAULT_DEPLOY_CONFIG } from '../agent/deploy/distribution.ts'
@@ -41,10 +40,7 @@ function simRun (policy: string, nodes: number, missedShare: number, seed: numbe
   const missed = specs.filter((_, i) => i > 0 && i % Math.round(1 / missedShare) === 0).map((s) => s.id)
   if (missedShare > 0) for (const id of missed) cluster.crash(id)
   const ref = { name: 'cart', version: '1.0.0', hash: 'c'.repeat(64), policy, issuedAtMs: 1 }
-  const parsed = parsePolicy(policy)
-  if (!parsed.ok) throw new Error(parsed.reason)
-  const table = specs.map((s) => ({ id: s.id, addrs: [], ip: '', http: '', services: [], load: { score: s.load ?? 0, sessions: 0, elu: 0, cpu: 0 }, position: null, region: s.region ?? '', zone: s.zone ?? '', incarnation: 1, seq: 1, status: 'alive' as const }))
-  const targets = resolveTargets(parsed.policy, table, 'cart', config.loadThreshold)
+  const targets = specTargets(policy, specs, 'cart', config.loadThreshold)
   const bytes = readFileSync(join(CART, 'cart.js')).length + 1_000
   cluster.deploy(specs[0].id, { ref, bytes, verdict: 'ok' })
   if (missedShare > 0) {
@@ -97,14 +93,11 @@ export function churnRun (policy: string, nodes: number, crashEveryMs: number, r
   cluster.scheduler.runUntil(60_000 + churnMs + DOWN_MS)
   for (const s of specs) cluster.restart(s.id)
   cluster.scheduler.runUntil(cluster.nowMs + 15 * 60_000)
-  const parsed = parsePolicy(policy)
-  if (!parsed.ok) throw new Error(parsed.reason)
-  const table = specs.map((s) => ({ id: s.id, addrs: [], ip: '', http: '', services: [], load: { score: s.load ?? 0, sessions: 0, elu: 0, cpu: 0 }, position: null, region: s.region ?? '', zone: s.zone ?? '', incarnation: 1, seq: 1, status: 'alive' as const }))
   return {
     nodes, policy, retireAfterMs, churnMinutes: churnMs / 60_000, crashes, crashEveryMs, downMs: DOWN_MS,
     runningMedian: median(counts), runningMax: Math.max(...counts), runningHealed: running(),
     advertisingHealed: specs.filter((s) => cluster.advertises(s.id, 'cart') !== null).length,
-    targetsHealed: resolveTargets(parsed.policy, table, 'cart', config.loadThreshold).length
+    targetsHealed: specTargets(policy, specs, 'cart', config.loadThreshold).length
   }
 }
 

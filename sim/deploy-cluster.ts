@@ -11,6 +11,7 @@ import { Distribution, TABLE_SETTLE_MS } from '../agent/deploy/distribution.ts'
 import type { DeployConfig, DeployEffect, DeployInput, PackageRef } from '../agent/deploy/distribution.ts'
 import type { MemberDirectory } from '../agent/sessions/types.ts'
 import type { NodeRecord } from '../protocol/messages.ts'
+import { parsePolicy, resolveTargets } from '../agent/deploy/policy.ts'
 import { Scheduler } from './scheduler.ts'
 
 // What the host's checks would say of a package (agent/runtime/package.ts).
@@ -44,8 +45,6 @@ type SimNode = {
   listed: boolean
   running: Map<string, PackageRef>
   advertised: Map<string, string>
-  // Names drained: running, not advertised.
-  draining: Set<string>
   // Services whose session copies the node holds (hold()).
   held: Set<string>
   stored: Set<string>
@@ -53,6 +52,18 @@ type SimNode = {
   wakeAtMs: number
   // A step after a table change is scheduled.
   tableStepPending: boolean
+}
+
+// The targets of `policy` for package `name` on a table of every spec, alive at
+// its spec's load: what the agents resolve once every table is whole.
+export function specTargets (policy: string, specs: SimNodeSpec[], name: string, loadThreshold: number): string[] {
+  const parsed = parsePolicy(policy)
+  if (!parsed.ok) throw new Error(parsed.reason)
+  const table: NodeRecord[] = specs.map((s) => ({
+    id: s.id, addrs: [], ip: '', http: '', services: [], load: { score: s.load ?? 0, sessions: 0, elu: 0, cpu: 0 },
+    position: null, region: s.region ?? '', zone: s.zone ?? '', incarnation: 1, seq: 1, status: 'alive'
+  }))
+  return resolveTargets(parsed.policy, table, name, loadThreshold)
 }
 
 export class DeployCluster {
@@ -157,7 +168,7 @@ export class DeployCluster {
     const id = spec.id
     const core = new Distribution({ directory: this.#directory(id), config: this.#options.config, random: new SeededRandom(this.#random.nextInt(2 ** 31)), nowMs: this.nowMs, stored })
     const node: SimNode = {
-      spec, core, up: true, listed: true, running: new Map(), advertised: new Map(), draining: new Set(), held: new Set(), stored: new Set(stored.map((s) => s.ref.hash)), uplinkFreeAtMs: 0, wakeAtMs: Infinity, tableStepPending: false
+      spec, core, up: true, listed: true, running: new Map(), advertised: new Map(), held: new Set(), stored: new Set(stored.map((s) => s.ref.hash)), uplinkFreeAtMs: 0, wakeAtMs: Infinity, tableStepPending: false
     }
     for (const ref of core.running()) this.#run(node, ref)
     this.#nodes.set(id, node)
@@ -241,12 +252,10 @@ export class DeployCluster {
       case 'fetch': return this.#fetch(self, effect.from, effect.hash)
       case 'pull': return this.#pull(self, effect.from)
       case 'run': return this.#run(node, effect.ref)
-      case 'drain': node.draining.add(effect.name); return this.#advertise(node, effect.name)
-      case 'undrain': node.draining.delete(effect.name); return this.#advertise(node, effect.name)
+      case 'drain': case 'undrain': return this.#advertise(node, effect.name)
       case 'retire':
         if (node.held.has(effect.name)) this.violations.push(`${self} stopped ${effect.name} at ${this.nowMs} ms while holding copies of its sessions`)
         for (const hash of effect.hashes) node.running.delete(hash)
-        node.draining.delete(effect.name)
         return this.#advertise(node, effect.name)
       case 'event': return
     }
@@ -301,7 +310,7 @@ export class DeployCluster {
     this.scheduler.after(this.#options.recordDelayMs, () => {
       const newest = [...node.running.values()].filter((r) => r.name === name).sort((a, b) => b.issuedAtMs - a.issuedAtMs)[0]
       const before = node.advertised.get(name)
-      if (newest !== undefined && !node.draining.has(name)) node.advertised.set(name, newest.version)
+      if (newest !== undefined && !node.core.draining(name)) node.advertised.set(name, newest.version)
       else node.advertised.delete(name)
       if (node.advertised.get(name) !== before) this.#tableChanged(0)
     })

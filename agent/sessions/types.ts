@@ -84,8 +84,9 @@ export type SessionEvent =
   // A terminal's request refused by a limit (README, "Limits").
   | { type: 'limit'; limit: 'sessions-per-agent' | 'delta-size' | 'state-size'; sessionId: string }
   // This member's service has not been able to apply a committed entry for
-  // `stalledMs` (apply.ts, APPLY_REPORT_AFTER_MS), and applied it `stalledMs` after
-  // it first tried.
+  // `stalledMs` (reported once it is APPLY_REPORT_AFTER_MS, apply.ts); then,
+  // only after a reported stall, that it applied it `stalledMs` after it first
+  // tried.
   | { type: 'apply-stalled'; sessionId: string; index: number; reason: string; stalledMs: number }
   | { type: 'apply-resumed'; sessionId: string; index: number; stalledMs: number }
 

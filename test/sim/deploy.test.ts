@@ -2,9 +2,8 @@
 // Distribution core on every node. Each scenario prints its seed on failure.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { DeployCluster } from '../../sim/deploy-cluster.ts'
+import { DeployCluster, specTargets } from '../../sim/deploy-cluster.ts'
 import type { SimNodeSpec, SimPackage } from '../../sim/deploy-cluster.ts'
-import { parsePolicy, resolveTargets } from '../../agent/deploy/policy.ts'
 import { RETIRE_CHECK_MS, RETIRE_DRAIN_MS } from '../../agent/deploy/distribution.ts'
 import { SeededRandom } from '../../agent/core/random.ts'
 import { seedFor, withSeed } from './helpers.ts'
@@ -35,10 +34,7 @@ function cart (policy: string, version = '1.0.0', issuedAtMs = 1, verdict: SimPa
 }
 
 function targetsOf (policy: string, nodes: SimNodeSpec[]): string[] {
-  const parsed = parsePolicy(policy)
-  if (!parsed.ok) throw new Error(parsed.reason)
-  const table = nodes.map((n) => ({ id: n.id, addrs: [], ip: '', http: '', services: [], load: { score: n.load ?? 0, sessions: 0, elu: 0, cpu: 0 }, position: null, region: n.region ?? '', zone: n.zone ?? '', incarnation: 1, seq: 1, status: 'alive' as const }))
-  return resolveTargets(parsed.policy, table, 'cart', CONFIG.loadThreshold)
+  return specTargets(policy, nodes, 'cart', CONFIG.loadThreshold)
 }
 
 function advertisers (cluster: DeployCluster): string[] {
@@ -57,11 +53,7 @@ for (const policy of ['all', 'nodes:n02,n07', 'regions:eu,ap', 'hub-per-region',
   test(`deploy with ${policy}: exactly the targets run and advertise cart@1.0.0`, () => withSeed(FILE, seedFor(71), (seed) => {
     const cluster = new DeployCluster({ seed, nodes: NODES, config: CONFIG })
     const pkg = cart(policy)
-    const parsed = parsePolicy(policy)
-    assert.ok(parsed.ok)
-    if (!parsed.ok) return
-    const table = NODES.map((n) => ({ id: n.id, addrs: [], ip: '', http: '', services: [], load: { score: n.load ?? 0, sessions: 0, elu: 0, cpu: 0 }, position: null, region: n.region ?? '', zone: n.zone ?? '', incarnation: 1, seq: 1, status: 'alive' as const }))
-    const targets = resolveTargets(parsed.policy, table, 'cart', CONFIG.loadThreshold)
+    const targets = targetsOf(policy, NODES)
     assert.ok(cluster.deploy('n05', pkg))
     assert.ok(cluster.scheduler.runUntilTrue(everyTargetAdvertises(cluster, targets, '1.0.0'), 10_000, 10), `every target of ${policy} advertises within 10 s`)
     const tookMs = cluster.nowMs
