@@ -63,8 +63,8 @@ export type AgentConfig = {
   // PEM files: with both, the HTTP API speaks HTTPS only.
   tlsCert: string | null
   tlsKey: string | null
-  // Rate limits on the HTTP API (see README, "Limits").
-  limits: TerminalLimits
+  // Rate limits on the HTTP API, and when a peer is cut off (see README, "Limits").
+  limits: Limits
 }
 
 // Token buckets on the HTTP API. A terminal is a client IP address (every request
@@ -86,7 +86,26 @@ export const TERMINAL_LIMITS_DEFAULT: TerminalLimits = {
   sessionRequestsPerS: 200,
   sessionBytesPerS: 1024 * 1024
 }
-const LIMIT_KEYS = Object.keys(TERMINAL_LIMITS_DEFAULT)
+
+// A peer that keeps sending frames no agent sends (undecodable, of the wrong
+// type, statements in another's name, broken framing) past a token bucket of
+// `peerMalformedFramesPerS` (burst twice that) is hung up on and refused, both
+// ways, for `peerBlockMs` (0: never). Rate drops of well-formed frames do not
+// count: a busy honest peer is slowed, never cut off.
+export type PeerLimits = {
+  peerMalformedFramesPerS: number
+  peerBlockMs: number
+}
+
+export const PEER_LIMITS_DEFAULT: PeerLimits = {
+  // An agent of another version may send a frame this one cannot read now and
+  // then; a flood sends thousands a second.
+  peerMalformedFramesPerS: 100,
+  peerBlockMs: 60_000
+}
+
+export type Limits = TerminalLimits & PeerLimits
+const LIMIT_KEYS = [...Object.keys(TERMINAL_LIMITS_DEFAULT), ...Object.keys(PEER_LIMITS_DEFAULT)]
 
 export const DEFAULT_LISTEN = '/ip4/0.0.0.0/tcp/7701'
 export const DEFAULT_HTTP = '127.0.0.1:7700'
@@ -134,7 +153,7 @@ export function defaultConfig (profile: ProfileName = 'lan'): AgentConfig {
     allowPeersFile: null,
     tlsCert: null,
     tlsKey: null,
-    limits: { ...TERMINAL_LIMITS_DEFAULT }
+    limits: { ...TERMINAL_LIMITS_DEFAULT, ...PEER_LIMITS_DEFAULT }
   }
 }
 
@@ -246,6 +265,12 @@ function parseWhole (value: unknown, what: string, min: number, max: number, uni
   const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value
   if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) throw new ConfigError(`'${what}' must be a whole number${unit}, ${min}-${max} (got ${JSON.stringify(value)})`)
   return n
+}
+
+function parseLimit (key: string, value: unknown): number {
+  if (key === 'peerBlockMs') return parseWholeMs(value, `limits.${key}`, 0, 86_400_000)
+  const unit = key.endsWith('BytesPerS') ? ' of bytes/s' : key === 'peerMalformedFramesPerS' ? ' of frames/s' : ' of requests/s'
+  return parseWhole(value, `limits.${key}`, 1, 1_000_000_000, unit)
 }
 
 function parseWholeMs (value: unknown, what: string, min: number, max: number): number {
@@ -370,7 +395,7 @@ const SETTERS: Record<string, (config: AgentConfig, value: unknown) => void> = {
     if (!isObject(v)) throw new ConfigError(`'limits' must be an object of rates (got ${JSON.stringify(v)})`)
     for (const [key, value] of Object.entries(v)) {
       if (!LIMIT_KEYS.includes(key)) throw new ConfigError(`unknown limits setting '${key}' (known: ${LIMIT_KEYS.join(', ')})`)
-      c.limits = { ...c.limits, [key]: parseWhole(value, `limits.${key}`, 1, 1_000_000_000, key.endsWith('BytesPerS') ? ' of bytes/s' : ' of requests/s') }
+      c.limits = { ...c.limits, [key]: parseLimit(key, value) }
     }
   },
   membership: (c, v) => {

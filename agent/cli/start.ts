@@ -2,7 +2,7 @@
 
 import { readFileSync } from 'node:fs'
 import { pino } from 'pino'
-import { buildConfig, ConfigError, DEFAULT_HTTP, DEFAULT_LISTEN, TERMINAL_LIMITS_DEFAULT as L } from '../config.ts'
+import { buildConfig, ConfigError, DEFAULT_HTTP, DEFAULT_LISTEN, PEER_LIMITS_DEFAULT as P, TERMINAL_LIMITS_DEFAULT as L } from '../config.ts'
 import type { RawSettings } from '../config.ts'
 import { Agent } from '../runtime/agent.ts'
 import { parseFlags, UsageError } from './args.ts'
@@ -42,7 +42,8 @@ Options (a flag overrides --config, which overrides the profile's defaults):
                              clusterKey, allowPeers, allowPeersFile, tlsCert,
                              tlsKey, limits{terminalRequestsPerS,
                              terminalBytesPerS, sessionRequestsPerS,
-                             sessionBytesPerS}, trustedDeployers,
+                             sessionBytesPerS, peerMalformedFramesPerS,
+                             peerBlockMs}, trustedDeployers,
                              packagePullIntervalMs, packageRetireAfterMs,
                              serviceRequestLimit)
   --replicas <n>             standbys per session, R (default 2: an owner and two standbys)
@@ -98,7 +99,9 @@ Options (a flag overrides --config, which overrides the profile's defaults):
 
 The HTTP API is rate limited (429 with Retry-After): per terminal (client IP;
 not loopback) ${L.terminalRequestsPerS} requests/s and ${L.terminalBytesPerS / 1048576} MiB/s, per session ${L.sessionRequestsPerS} requests/s and ${L.sessionBytesPerS / 1048576} MiB/s,
-bursts twice that; change them with the config file's "limits" object.
+bursts twice that. A peer that sends over ${P.peerMalformedFramesPerS} malformed frames/s (burst twice that) is
+hung up on and its connections refused for ${P.peerBlockMs} ms. Change any of these with
+the config file's "limits" object.
 Logs are structured JSON (pino) on stderr.
 Exit codes: 0 after a clean stop, 1 when the agent cannot start, 2 on a usage error.`
 

@@ -22,6 +22,7 @@ import {
   REQUEST_SERVE_TIMEOUT_MS, SESSION_FRAMES_PER_PEER, directProtocol, gossipTopic, packagesProtocol, replicationProtocol
 } from './constants.ts'
 import { BucketMap } from '../core/token-bucket.ts'
+import { Blocklist } from './blocklist.ts'
 import { DirectChannel, parsePeerId } from './direct.ts'
 import { RequestChannel } from './requests.ts'
 import type { FaultChannel, FaultGate } from './fault-gate.ts'
@@ -46,13 +47,14 @@ const VERDICTS: Record<GossipVerdict, TopicValidatorResult> = {
 export async function createNet (options: NetOptions): Promise<Net> {
   checkOptions(options)
   const privateKey = privateKeyOf(options.identity)
+  const blocklist = new Blocklist()
   let node: Libp2p<Services>
   try {
-    node = await createNode(options, privateKey)
+    node = await createNode(options, privateKey, blocklist)
   } catch (err) {
     throw new Error(`Cannot start the libp2p node: ${errorMessage(err)}`, { cause: err })
   }
-  const net = new Libp2pNet(node, options)
+  const net = new Libp2pNet(node, options, blocklist)
   try {
     await net.start()
   } catch (err) {
@@ -71,7 +73,7 @@ export function listenFailure (message: string): string {
   return message.split('\n').map((line) => line.trim()).filter((line) => line !== '' && !line.startsWith('at ')).join(' ')
 }
 
-async function createNode (options: NetOptions, privateKey: PrivateKey): Promise<Libp2p<Services>> {
+async function createNode (options: NetOptions, privateKey: PrivateKey, blocklist: Blocklist): Promise<Libp2p<Services>> {
   const refused = (what: NetRefusal, peer: string, detail: string): void => {
     guard('onRefused', () => { options.handlers.onRefused?.(what, peer, detail) })
   }
@@ -79,7 +81,7 @@ async function createNode (options: NetOptions, privateKey: PrivateKey): Promise
     privateKey,
     addresses: { listen: options.listen },
     ...connectionStack(options.psk, (addr, detail) => { refused('cluster-key', addr, detail) }),
-    connectionGater: allowlistGater(options.allowPeers ?? null, refused),
+    connectionGater: gater(options.allowPeers ?? null, blocklist, refused),
     connectionManager: {
       maxConnections: MAX_CONNECTIONS,
       inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_HOST_PER_S,
@@ -121,18 +123,23 @@ async function createNode (options: NetOptions, privateKey: PrivateKey): Promise
   })
 }
 
-// The allowlist, checked once the peer has proven its id (after noise), both for
-// connections it opens and for ones we open; we do not even dial others.
-function allowlistGater (allowPeers: string[] | null, refused: (what: NetRefusal, peer: string, detail: string) => void): ConnectionGater {
-  if (allowPeers === null) return {}
-  const allowed = new Set(allowPeers)
+// The blocklist and the allowlist, checked once the peer has proven its id (after
+// noise), both for connections it opens and for ones we open; we do not even
+// dial a blocked peer, or one outside the allowlist.
+function gater (allowPeers: string[] | null, blocklist: Blocklist, refused: (what: NetRefusal, peer: string, detail: string) => void): ConnectionGater {
+  const allowed = allowPeers === null ? null : new Set(allowPeers)
   const deny = (direction: string) => (peerId: PeerId): boolean => {
-    if (allowed.has(peerId.toString())) return false
-    refused('allowlist', peerId.toString(), `${direction} connection from a peer outside the allowlist`)
+    const peer = peerId.toString()
+    if (blocklist.has(peer)) {
+      refused('blocked', peer, `${direction} connection from a peer blocked for malformed frames`)
+      return true
+    }
+    if (allowed === null || allowed.has(peer)) return false
+    refused('allowlist', peer, `${direction} connection from a peer outside the allowlist`)
     return true
   }
   return {
-    denyDialPeer: (peerId) => !allowed.has(peerId.toString()),
+    denyDialPeer: (peerId) => blocklist.has(peerId.toString()) || (allowed !== null && !allowed.has(peerId.toString())),
     denyInboundEncryptedConnection: deny('inbound'),
     denyOutboundEncryptedConnection: deny('outbound')
   }
@@ -168,6 +175,7 @@ class Libp2pNet implements Net {
   private readonly gossip = { framesOut: 0, bytesOut: 0, framesIn: 0, bytesIn: 0 }
   private readonly gossipRate = new BucketMap(GOSSIP_MESSAGES_PER_PEER, RATE_TRACKED_PEERS)
   private readonly gossipDropping = new Set<string>()
+  private readonly blocklist: Blocklist
   private stopping: Promise<void> | null = null
   // A peer that connected (either way) may be dialled again at once (only the
   // sessions channel holds redials back).
@@ -181,8 +189,9 @@ class Libp2pNet implements Net {
     guard('onDisconnected', () => { this.handlers.onDisconnected(peer) })
   }
 
-  constructor (node: Libp2p<Services>, options: NetOptions) {
+  constructor (node: Libp2p<Services>, options: NetOptions, blocklist: Blocklist) {
     this.node = node
+    this.blocklist = blocklist
     this.id = node.peerId.toString()
     this.gate = options.faults ?? null
     const gate = this.gate
@@ -291,6 +300,15 @@ class Libp2pNet implements Net {
     this.node.hangUp(peerId)
       .then(async () => { await this.node.peerStore.delete(peerId) })
       .catch(() => {})
+  }
+
+  block (peer: string, forMs: number): void {
+    const peerId = parsePeerId(peer)
+    if (peerId === null || this.stopping !== null || peer === this.id || !(forMs > 0)) return
+    this.blocklist.add(peer, forMs)
+    this.direct.forget(peer)
+    this.replication.forget(peer)
+    this.node.hangUp(peerId).catch(() => {})
   }
 
   stats (): NetStats {

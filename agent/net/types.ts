@@ -9,8 +9,9 @@ export type GossipVerdict = 'accept' | 'reject' | 'ignore'
 
 // What the transport refused on its own, before any frame reached the agent:
 // a connection from a peer without the cluster key or outside the allowlist, or
-// a peer over one of the per-peer limits (agent/net/constants.ts).
-export type NetRefusal = 'cluster-key' | 'allowlist' | 'frame-size' | 'message-rate' | 'streams-per-peer'
+// a peer over one of the per-peer limits (agent/net/constants.ts), or a
+// connection from (or a dial to) a peer the agent blocked (Net.block).
+export type NetRefusal = 'cluster-key' | 'allowlist' | 'blocked' | 'frame-size' | 'message-rate' | 'streams-per-peer'
 
 export type NetHandlers = {
   // A frame arrived from an authenticated remote peer on one of the direct
@@ -115,6 +116,10 @@ export interface Net {
   request (peer: string, frame: Uint8Array, timeoutMs: number): Promise<Uint8Array>
   // Drops connections to a peer (used after a member leaves or is reaped).
   forget (peer: string): void
+  // Hangs up on a peer and refuses it for `forMs`: its connections either way
+  // (reported through onRefused as 'blocked') and our dials to it (its frames
+  // are dropped as undeliverable, through onUnreachable).
+  block (peer: string, forMs: number): void
   stats (): NetStats
   stop (): Promise<void>
 }

@@ -26,6 +26,7 @@ import { AgentMetrics } from './metrics.ts'
 import { limitOfDecodeReason } from './metrics.ts'
 import type { LimitLabel, PeerProtocol, RejectReason } from './metrics.ts'
 import { HttpLimits } from './http-limits.ts'
+import { PeerStrikes } from './peer-strikes.ts'
 import { membersJson } from './view.ts'
 import { SessionStore, storeAbsence } from './session-store.ts'
 import { SessionsHost } from './sessions-host.ts'
@@ -75,6 +76,8 @@ export class Agent {
   readonly #singletons: SingletonKeeper
   readonly #deploy: DeployHost
   readonly #rejectLogged = new Map<string, number>()
+  // Malformed frames per peer, and the peers cut off for them.
+  readonly #strikes: PeerStrikes
   readonly #faults: FaultGate | null
   // The protocol of the message the membership core is stepping on, so that its
   // refusals are counted under it (steps and their effects are synchronous).
@@ -96,6 +99,7 @@ export class Agent {
     this.#faults = parts.faults
     this.#http = parts.http
     this.#limits = parts.limits
+    this.#strikes = new PeerStrikes(parts.config.limits)
     this.httpUrl = parts.httpUrl
     this.#core = parts.core
     this.id = parts.core.id
@@ -107,7 +111,8 @@ export class Agent {
       net: () => this.#net.stats(),
       eventLoopLagP99Ms: () => this.#load.eventLoopLagP99Ms,
       sessions: () => this.#sessions.list(),
-      faults: parts.faults === null ? null : () => (parts.faults as FaultGate).counts()
+      faults: parts.faults === null ? null : () => (parts.faults as FaultGate).counts(),
+      blockedPeers: () => this.#strikes.count(monotonic.nowMs())
     })
     this.#store = parts.store
     const services = servicesFor(parts.config.singletons)
@@ -302,6 +307,8 @@ export class Agent {
   // replication stream (the agent never sends them elsewhere); peek frames on
   // neither.
   #onDirect (from: PeerKey, frame: Uint8Array, channel: DirectChannelName): void {
+    // Frames still in flight from a peer just cut off.
+    if (this.#strikes.blocked(from, monotonic.nowMs())) return
     const protocol = protocolOf(channel)
     const decoded = decode(frame)
     if (!decoded.ok) return this.#rejected(from, 'decode', decoded.reason, protocol)
@@ -317,6 +324,7 @@ export class Agent {
     const protocol = protocolOf(channel)
     this.#metrics.refusedStream(reason, protocol)
     this.#logRejection(from, `${protocol} ${reason}: stream aborted`)
+    this.#strike(from, `${protocol} ${reason}`)
   }
 
   // A transport hint concerns both cores: membership probes the peer, sessions
@@ -328,6 +336,8 @@ export class Agent {
 
   // Runs inside gossipsub's validator: decide synchronously, feed the core after.
   #onGossip (from: PeerKey, frame: Uint8Array): GossipVerdict {
+    // Signed by a peer cut off: not its relay's fault.
+    if (this.#strikes.blocked(from, monotonic.nowMs())) return 'ignore'
     const decoded = decode(frame)
     if (!decoded.ok) {
       this.#rejected(from, 'decode', decoded.reason, 'gossip')
@@ -398,7 +408,11 @@ export class Agent {
         return
       case 'stall': this.#log.warn({ lateMs: Math.round(event.lateMs) }, 'event loop stalled; extending pending timeouts'); return
       case 'local-health': this.#log.debug({ score: event.score, reason: event.reason }, 'local health changed'); return
-      case 'rejected': return this.#logRejection(event.from, event.reason)
+      case 'rejected':
+        // A record or accusation that fails its signature, or one in another
+        // node's name: the membership core's refusals are all of what no agent sends.
+        this.#logRejection(event.from, event.reason)
+        return this.#strike(event.from, `${this.#receiving} ${event.reason}`)
       case 'left': this.#log.info('leave announced'); return
       default: this.#log.trace({ event }, 'membership event')
     }
@@ -418,10 +432,22 @@ export class Agent {
       if (limit !== null) this.#metrics.limitExceeded(limit)
     }
     this.#logRejection(from, `${protocol} ${reason}: ${detail}`)
+    if (reason !== 'other') this.#strike(from, `${protocol} ${reason}`)
+  }
+
+  // A frame no agent sends (peer-strikes.ts): past the peer's allowance, the
+  // transport hangs up on it and refuses it for limits.peerBlockMs.
+  #strike (from: PeerKey, what: string): void {
+    const block = this.#strikes.strike(from, monotonic.nowMs())
+    if (block === null) return
+    this.#net.block(from, block.forMs)
+    this.#metrics.peerBlocked()
+    this.#log.warn({ peer: from, forMs: block.forMs, last: what }, `blocked a peer for ${block.forMs} ms: it kept sending malformed frames (over ${this.config.limits.peerMalformedFramesPerS}/s); hung up, its connections refused`)
+    this.#output.line({ event: 'peer-blocked', peer: from, forMs: block.forMs, last: what, atMs: Date.now() })
   }
 
   #netRefused (what: NetRefusal, peer: string, detail: string): void {
-    if (what === 'cluster-key' || what === 'allowlist') {
+    if (what === 'cluster-key' || what === 'allowlist' || what === 'blocked') {
       this.#metrics.connectionRefused(what)
       this.#logRejection(peer, `connection refused (${what}): ${detail}`)
       return

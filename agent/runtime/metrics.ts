@@ -20,6 +20,8 @@ export type MetricsSources = {
   sessions: () => Array<{ role: string; quiet?: boolean }>
   // The fault-injection gate's counts; null when the gate is off (no metric then).
   faults?: (() => FaultCounts) | null
+  // Peers cut off now for malformed frames (peer-strikes.ts).
+  blockedPeers?: () => number
 }
 
 export type RejectReason = 'decode' | 'author' | 'signature' | 'type' | 'other'
@@ -33,7 +35,7 @@ export const LIMIT_LABELS: LimitLabel[] = [
   'frame-size', 'message-rate', 'streams-per-peer', 'records-per-exchange', 'sessions-per-agent', 'delta-size',
   'state-size', 'request-body-size', 'terminal-requests', 'terminal-bytes', 'session-requests', 'session-bytes'
 ]
-export type ConnectionRefusal = 'cluster-key' | 'allowlist'
+export type ConnectionRefusal = 'cluster-key' | 'allowlist' | 'blocked'
 
 // The decoders name the limit a frame broke in their reason (protocol/wire.ts):
 // "… count N exceeds the limit of M" for lists, "frame of N bytes exceeds …".
@@ -71,6 +73,7 @@ export class AgentMetrics {
   readonly #applyStalls: Counter
   readonly #limits: Counter<'limit'>
   readonly #refusedConnections: Counter<'reason'>
+  readonly #peersBlocked: Counter
   readonly #packagesRefused: Counter<'reason'>
   readonly #packagesStored: Counter<'via'>
   readonly #packagesRetired: Counter
@@ -104,10 +107,11 @@ export class AgentMetrics {
     this.#truncated = new Counter({ name: 'edge_agent_session_entries_truncated_total', help: 'Unacknowledged entries dropped when a new owner replaced them', registers })
     this.#applyStalls = new Counter({ name: 'edge_agent_session_apply_stalls_total', help: 'Times a session copy here waited 5 s or more at a committed entry its service could not apply (a deployed service\'s worker loading, timed out or crashed): it applies nothing more of the session until a retry, every second, succeeds', registers })
     this.#limits = new Counter({ name: 'edge_agent_limit_exceeded_total', help: 'Requests, frames, streams or sessions refused because they exceeded a limit (README, "Limits"), by limit', labelNames: ['limit'], registers })
-    this.#refusedConnections = new Counter({ name: 'edge_agent_refused_connections_total', help: 'Connections refused: peer without the cluster key (cluster-key) or outside the allowlist (allowlist)', labelNames: ['reason'], registers })
+    this.#refusedConnections = new Counter({ name: 'edge_agent_refused_connections_total', help: 'Connections refused: peer without the cluster key (cluster-key), outside the allowlist (allowlist), or blocked for malformed frames (blocked)', labelNames: ['reason'], registers })
+    this.#peersBlocked = new Counter({ name: 'edge_agent_peers_blocked_total', help: 'Times this agent cut a peer off (hung up, its connections refused for limits.peerBlockMs) because it kept sending malformed frames', registers })
     // Zero from the start, so a dashboard sees every label before the first refusal.
     for (const limit of LIMIT_LABELS) this.#limits.inc({ limit }, 0)
-    for (const reason of ['cluster-key', 'allowlist']) this.#refusedConnections.inc({ reason }, 0)
+    for (const reason of ['cluster-key', 'allowlist', 'blocked']) this.#refusedConnections.inc({ reason }, 0)
     this.#packagesRefused = new Counter({ name: 'edge_agent_packages_refused_total', help: 'Service packages or announcements refused, by reason (malformed, too-large, untrusted, bad-signature, hash-mismatch, manifest-mismatch, cluster-key: sealed for a cluster key this agent lacks, decrypt-failed)', labelNames: ['reason'], registers })
     this.#packagesStored = new Counter({ name: 'edge_agent_packages_stored_total', help: 'Service packages this agent stored, by how they came (deploy, push, fetch)', labelNames: ['via'], registers })
     this.#packagesRetired = new Counter({ name: 'edge_agent_packages_retired_total', help: 'Services this agent stopped running because it was no longer a target of their policy, nobody asked for them here and it held no copy of their sessions', registers })
@@ -124,6 +128,10 @@ export class AgentMetrics {
         for (const [role, count] of counts) this.set({ role }, count)
       }
     })
+    const blockedPeers = sources.blockedPeers
+    if (blockedPeers !== undefined) {
+      new Gauge({ name: 'edge_agent_peers_blocked', help: 'Peers cut off now for malformed frames (limits.peerBlockMs after each block)', registers, collect () { this.set(blockedPeers()) } })
+    }
     new Gauge({
       name: 'edge_agent_sessions_quiet', help: 'Sessions held quiet here (owner or member): idle, kept by one beat per pair of agents instead of per-session heartbeats', registers,
       collect () { this.set(sources.sessions().filter((session) => session.quiet === true).length) }
@@ -271,6 +279,10 @@ export class AgentMetrics {
 
   limitExceeded (limit: LimitLabel): void {
     this.#limits.inc({ limit })
+  }
+
+  peerBlocked (): void {
+    this.#peersBlocked.inc()
   }
 
   connectionRefused (reason: ConnectionRefusal): void {

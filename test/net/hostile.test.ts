@@ -11,6 +11,9 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { EdgeClient } from '../../agent/client/index.ts'
 import { writeRawOverLibp2p } from '../../agent/net/client.ts'
 import { spawn } from 'node:child_process'
@@ -125,8 +128,18 @@ function runAttack (args: string[], onPhase: (p: Phase) => void): Promise<Phase[
   })
 }
 
+// Agents that never cut a peer off (limits.peerBlockMs 0), so that every attack
+// below reaches the agent; the next test is about cutting off.
+function configWith (limits: Record<string, number>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-hostile-'))
+  const file = join(dir, 'agent.json')
+  writeFileSync(file, JSON.stringify({ limits }))
+  return file
+}
+
 test('a hostile peer on every protocol is refused and counted; the owner keeps acknowledging appends and loses none', () => withTimeout((async () => {
-  const cluster = await LocalCluster.start({ nodes: 3, services: 'log' })
+  const config = configWith({ peerBlockMs: 0 })
+  const cluster = await LocalCluster.start({ nodes: 3, services: 'log', configure: () => ({ extraArgs: ['--config', config] }) })
   const client = new EdgeClient({ agents: cluster.agents.map((a) => a.http) })
   try {
     await cluster.waitConverged(20_000)
@@ -179,6 +192,84 @@ test('a hostile peer on every protocol is refused and counted; the owner keeps a
     assert.is(writer.error, null)
     assert.equal(await writer.check(), [], 'every acknowledged append once, in order')
     assert.is(session.owner?.id, owner.id, 'no takeover: the owner was never unseated')
+  } finally {
+    client.destroy()
+    await cluster.destroy()
+  }
+})()))
+
+// Blocks of 3 s instead of 60 s, to see one end within the test.
+const BLOCK_MS = 3_000
+
+test('a peer flooding malformed frames is cut off: hung up on, refused until the block ends, cut off again when it comes back; no member is', () => withTimeout((async () => {
+  const config = configWith({ peerBlockMs: BLOCK_MS })
+  const cluster = await LocalCluster.start({ nodes: 3, services: 'log', configure: () => ({ extraArgs: ['--config', config] }) })
+  const client = new EdgeClient({ agents: cluster.agents.map((a) => a.http) })
+  try {
+    await cluster.waitConverged(20_000)
+    const session = await client.open({ terminalId: 'block-test', service: 'log' })
+    const owner = cluster.agents.find((a) => a.id === session.owner?.id)
+    assert.ok(owner !== undefined, 'the session has an owner')
+    const writer = new ContinuousWriter(session, 'b', 5)
+    await writer.waitFor(10)
+    const ackedAtStart = writer.acked.length
+    let attacker = ''
+    let reports: Phase[] = []
+    const attack = runAttack(['flood', owner.addrs[0], '12'], (p) => {
+      if (p.phase === 'flood-start') attacker = String(p.id)
+      reports.push(p)
+    })
+    const blocks = async (http: string): Promise<{ blocked: number; refusedConnections: number; refusedFrames: number }> => {
+      const text = await (await fetch(`${http}/metrics`)).text()
+      const value = (re: RegExp): number => Number(re.exec(text)?.[1] ?? NaN)
+      let refusedFrames = 0
+      for (const m of text.matchAll(/^edge_agent_refused_total\{[^}]*\} (\d+)/gm)) refusedFrames += Number(m[1])
+      return {
+        blocked: value(/^edge_agent_peers_blocked_total (\d+)/m),
+        refusedConnections: value(/^edge_agent_refused_connections_total\{reason="blocked"\} (\d+)/m),
+        refusedFrames
+      }
+    }
+    const until = async (what: string, ok: () => Promise<boolean>, ms: number): Promise<void> => {
+      const end = Date.now() + ms
+      while (!(await ok())) {
+        if (Date.now() > end) throw new Error(`${what} within ${ms} ms; the attacker reported ${JSON.stringify(reports.slice(-3))}`)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+    }
+    await until('a first block', async () => (await blocks(owner.http)).blocked >= 1, 10_000)
+    const blockedAt = Date.now()
+    // While the block lasts no frame of the attacker reaches the agent: its
+    // refusals stop growing, and its dials back are refused by the gater.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const a = await blocks(owner.http)
+    await new Promise((resolve) => setTimeout(resolve, 1_500))
+    const b = await blocks(owner.http)
+    assert.ok(Date.now() - blockedAt < BLOCK_MS, 'both samples inside the first block')
+    assert.is(b.blocked, 1, 'one block so far')
+    assert.is(b.refusedFrames, a.refusedFrames, `no frame refused while the peer is cut off: ${a.refusedFrames} then ${b.refusedFrames}`)
+    assert.ok(b.refusedConnections > a.refusedConnections, `its connections refused meanwhile: ${a.refusedConnections} then ${b.refusedConnections}`)
+    // Once the block ends it is let in, floods again, and is cut off again.
+    await until('a second block after the first ended', async () => (await blocks(owner.http)).blocked >= 2, BLOCK_MS + 5_000)
+    assert.ok(Date.now() - blockedAt >= BLOCK_MS - 100, 'the second block came only after the first ended')
+    const phases = await attack
+    const done = phases.find((p) => p.phase === 'flood')
+    console.log(`  the attacker: ${JSON.stringify(done)}; blocks: ${(await blocks(owner.http)).blocked}`)
+
+    const lines = owner.events.filter((e) => e.event === 'peer-blocked') as unknown as Array<{ peer: string; forMs: number }>
+    assert.ok(lines.length >= 2, 'a peer-blocked line per block')
+    for (const line of lines) {
+      assert.is(line.peer, attacker, 'only the attacker was cut off')
+      assert.is(line.forMs, BLOCK_MS)
+    }
+    for (const agent of cluster.agents.filter((x) => x !== owner)) assert.is((await blocks(agent.http)).blocked, 0, 'the agents not attacked cut nobody off')
+    await cluster.waitConverged(10_000)
+    assert.ok(writer.acked.length - ackedAtStart >= 20, `appends acknowledged during the attack: ${writer.acked.length - ackedAtStart}`)
+    await writer.stop()
+    assert.is(writer.error, null)
+    assert.equal(await writer.check(), [], 'every acknowledged append once, in order')
+    assert.is(session.owner?.id, owner.id, 'no takeover: the owner was never unseated')
+    reports = []
   } finally {
     client.destroy()
     await cluster.destroy()

@@ -84,6 +84,7 @@ type Node = {
   unreachable: string[]
   verdict: (text: string) => GossipVerdict
   peek: Uint8Array
+  refused: Array<{ what: string; peer: string }>
 }
 
 async function startNode (cleanup: Cleanup, options: { psk?: Uint8Array, dialTimeoutMs?: number, redialBackoffMs?: { min: number, max: number } } = {}): Promise<Node> {
@@ -93,7 +94,8 @@ async function startNode (cleanup: Cleanup, options: { psk?: Uint8Array, dialTim
     disconnected: [],
     unreachable: [],
     verdict: () => 'accept',
-    peek: new Uint8Array()
+    peek: new Uint8Array(),
+    refused: []
   }
   const net = await createNet({
     identity: await generateIdentity(),
@@ -110,7 +112,8 @@ async function startNode (cleanup: Cleanup, options: { psk?: Uint8Array, dialTim
       },
       onDisconnected: (peer) => { node.disconnected.push(peer) },
       onUnreachable: (peer) => { node.unreachable.push(peer) },
-      onPeek: () => node.peek
+      onPeek: () => node.peek,
+      onRefused: (what, peer) => { node.refused.push({ what, peer }) }
     }
   })
   cleanup.add(async () => { await net.stop() })
@@ -171,6 +174,35 @@ netTest('two nets exchange direct frames both ways, in order on one stream', asy
   assert.is(stats.sendQueueDrops, 0)
   assert.equal(a.unreachable, [])
   assert.ok(a.net.addrs().every((addr) => addr.startsWith('/ip4/127.0.0.1/tcp/') && addr.endsWith(`/p2p/${a.net.id}`)), a.net.addrs().join(' '))
+})
+
+netTest('block(): the peer is hung up on, its connections and our dials to it refused until the block ends', async (cleanup) => {
+  const a = await startNode(cleanup)
+  const b = await startNode(cleanup)
+  introduce(a, b)
+  b.net.send(a.net.id, text('before'))
+  await waitFor('a frame before the block', () => a.direct.some((r) => r.text === 'before'))
+  a.net.block(b.net.id, 1_500)
+  await waitFor('b hears the hang-up', () => b.disconnected.includes(a.net.id))
+  // b dials back: a refuses the connection once b has proven its id.
+  b.net.send(a.net.id, text('during'))
+  await waitFor('the connection refused as blocked', () => a.refused.some((r) => r.what === 'blocked' && r.peer === b.net.id))
+  // a does not even dial b.
+  a.net.send(b.net.id, text('to b during'))
+  await waitFor('a finds b unreachable', () => a.unreachable.includes(b.net.id))
+  assert.not.ok(a.direct.some((r) => r.text === 'during'), 'nothing from b while blocked')
+  assert.not.ok(b.direct.some((r) => r.text === 'to b during'), 'nothing to b while blocked')
+  // After the block both ways work again.
+  await new Promise((resolve) => setTimeout(resolve, 1_600))
+  let i = 0
+  await waitFor('frames from b again', () => {
+    b.net.send(a.net.id, text(`after${i++}`))
+    return a.direct.some((r) => r.text.startsWith('after'))
+  }, 15_000)
+  await waitFor('frames to b again', () => {
+    a.net.send(b.net.id, text(`back${i++}`))
+    return b.direct.some((r) => r.text.startsWith('back'))
+  }, 15_000)
 })
 
 netTest('yamux window updates go out per half window, not per frame, and flow control still holds', async (cleanup) => {

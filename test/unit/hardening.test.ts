@@ -10,7 +10,7 @@ import type { LimitName } from '../../agent/runtime/http-limits.ts'
 import { limitOfDecodeReason } from '../../agent/runtime/metrics.ts'
 import { tokenHashesEqual, hashToken } from '../../agent/runtime/sessions-host.ts'
 import { constantTimeEqual } from '../../agent/sessions/sessions.ts'
-import { buildConfig, ConfigError, parsePeerListFile, TERMINAL_LIMITS_DEFAULT } from '../../agent/config.ts'
+import { buildConfig, ConfigError, parsePeerListFile, PEER_LIMITS_DEFAULT, TERMINAL_LIMITS_DEFAULT } from '../../agent/config.ts'
 import { decode, encode } from '../../protocol/codec.ts'
 import { MAX_UPDATES } from '../../protocol/limits.ts'
 
@@ -124,7 +124,7 @@ test('config: cluster key, allowlist, TLS and limits are checked by name', () =>
   const config = buildConfig({ clusterKey: '/etc/edge/cluster.key', limits: { sessionRequestsPerS: 50 } }, { allowPeers: '12D3KooWAbCdEfGhJkLmNpQrStUvWxYz123456789abcdefghijk' })
   assert.is(config.clusterKey, '/etc/edge/cluster.key')
   assert.equal(config.allowPeers, ['12D3KooWAbCdEfGhJkLmNpQrStUvWxYz123456789abcdefghijk'])
-  assert.equal(config.limits, { ...TERMINAL_LIMITS_DEFAULT, sessionRequestsPerS: 50 })
+  assert.equal(config.limits, { ...TERMINAL_LIMITS_DEFAULT, ...PEER_LIMITS_DEFAULT, sessionRequestsPerS: 50 })
   const refusal = (fn: () => unknown): string => {
     try { fn() } catch (error) { assert.instance(error, ConfigError); return (error as Error).message }
     return assert.unreachable('expected a ConfigError') as never

@@ -8,7 +8,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { readFileSync } from 'node:fs'
-import { buildConfig, ConfigError, defaultConfig, SETTING_KEYS, TERMINAL_LIMITS_DEFAULT } from '../../agent/config.ts'
+import { buildConfig, ConfigError, defaultConfig, PEER_LIMITS_DEFAULT, SETTING_KEYS, TERMINAL_LIMITS_DEFAULT } from '../../agent/config.ts'
 import type { AgentConfig } from '../../agent/config.ts'
 import { MEMBERSHIP_KEYS, membershipProfile, PROFILE_NAMES } from '../../agent/membership/config.ts'
 import type { ProfileName } from '../../agent/membership/config.ts'
@@ -97,10 +97,11 @@ test('docs/configuration.md has a row for every key, with the code\'s default', 
     assert.equal(JSON.parse(cell[1]), fileForm(key, defaults), `${key} default`)
   }
   const limits = tableAfter(docs, '## `limits`')
-  assert.equal(limits.rows.map((row) => keysOf(row[0])[0]).sort(), Object.keys(TERMINAL_LIMITS_DEFAULT).sort())
+  const limitDefaults: Record<string, number> = { ...TERMINAL_LIMITS_DEFAULT, ...PEER_LIMITS_DEFAULT }
+  assert.equal(limits.rows.map((row) => keysOf(row[0])[0]).sort(), Object.keys(limitDefaults).sort())
   for (const row of limits.rows) {
-    const key = keysOf(row[0])[0] as keyof typeof TERMINAL_LIMITS_DEFAULT
-    assert.is(Number(row[2].replace(/`/g, '')), TERMINAL_LIMITS_DEFAULT[key], `limits.${key}`)
+    const key = keysOf(row[0])[0]
+    assert.is(Number(row[2].replace(/`/g, '')), limitDefaults[key], `limits.${key}`)
   }
 })
 
