@@ -11,10 +11,14 @@
 // taken) and the gossip topic. Killed owners restart from their data directory
 // and the groups settle between rounds. The result: p50 and p99 of both, their
 // ratio, the flood's rate, and the check that every acknowledged append is
-// present once, in order.
+// present once, in order. The attacker comes back like a real one (it reopens
+// ended streams and redials every 100 ms), and the agents cut it off as they do
+// by default (limits.peerBlockMs); bench/run.ts runs it once more with
+// peerBlockMs 0, agents that take the whole flood, for comparison.
 //
 //   node bench/flood.ts                    10 calm and 10 flood rounds
 //   BENCH_FLOOD_ROUNDS=3 node bench/flood.ts
+//   BENCH_FLOOD_BLOCK_MS=0 node bench/flood.ts   agents that never cut the peer off
 
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
@@ -24,6 +28,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { EdgeClient } from '../agent/client/index.ts'
+import { PEER_LIMITS_DEFAULT } from '../agent/config.ts'
 import type { Session } from '../agent/client/index.ts'
 import { LocalCluster } from '../sim/processes.ts'
 import { ContinuousWriter, waitTakeover } from '../sim/writer.ts'
@@ -46,6 +51,13 @@ export type FloodResult = {
   floodFramesPerSec: number
   // Refusals counted by the flooded agents (edge_agent_refused_total), over the flood rounds.
   refused: number
+  // The agents' limits.peerBlockMs (0: they never cut the hostile peer off), and
+  // over the flood rounds: how often the flooded agents cut it off
+  // (edge_agent_peers_blocked_total) and its connections they refused meanwhile
+  // (edge_agent_refused_connections_total{reason="blocked"}).
+  peerBlockMs: number
+  blocks: number
+  refusedConnections: number
   failedRounds: string[]
   // Appends a terminal gave up on (not acknowledged within the client's 15 s
   // deadline); the terminal then carries on with a new writer, its op re-sent.
@@ -82,24 +94,36 @@ async function stopFlood (flood: Flood): Promise<void> {
 
 // (0 when the agent does not answer: a flooded agent may not, and the figure is
 // then a lower bound.)
-async function refusedTotal (http: string): Promise<number> {
+type Counts = { refused: number; blocks: number; refusedConnections: number }
+
+async function countsOf (http: string): Promise<Counts> {
   let text = ''
   try {
     text = await (await fetch(`${http}/metrics`, { signal: AbortSignal.timeout(10_000) })).text()
   } catch {}
-  let sum = 0
-  for (const m of text.matchAll(/^edge_agent_refused_total\{[^}]*\} (\d+)/gm)) sum += Number(m[1])
-  return sum
+  let refused = 0
+  for (const m of text.matchAll(/^edge_agent_refused_total\{[^}]*\} (\d+)/gm)) refused += Number(m[1])
+  const blocks = Number(/^edge_agent_peers_blocked_total (\d+)/m.exec(text)?.[1] ?? 0)
+  const refusedConnections = Number(/^edge_agent_refused_connections_total\{reason="blocked"\} (\d+)/m.exec(text)?.[1] ?? 0)
+  return { refused, blocks, refusedConnections }
 }
 
-export async function benchFlood (options: { nodes?: number; sessions?: number; rounds?: number } = {}): Promise<FloodResult> {
+async function sumOf (agents: Array<{ http: string }>): Promise<Counts> {
+  const all = await Promise.all(agents.map(async (a) => await countsOf(a.http)))
+  return all.reduce((x, y) => ({ refused: x.refused + y.refused, blocks: x.blocks + y.blocks, refusedConnections: x.refusedConnections + y.refusedConnections }), { refused: 0, blocks: 0, refusedConnections: 0 })
+}
+
+// `peerBlockMs`: the agents' limits.peerBlockMs (default: theirs, 60 s; 0: they
+// never cut a peer off, and take the whole flood).
+export async function benchFlood (options: { nodes?: number; sessions?: number; rounds?: number; peerBlockMs?: number } = {}): Promise<FloodResult> {
   const nodes = options.nodes ?? 5
   const count = options.sessions ?? 3
   const rounds = options.rounds ?? 10
+  const peerBlockMs = options.peerBlockMs ?? PEER_LIMITS_DEFAULT.peerBlockMs
   const configDir = mkdtempSync(join(tmpdir(), 'edge-agent-flood-'))
   const configFile = join(configDir, 'agent.json')
-  writeFileSync(configFile, JSON.stringify({ sessions: { loadThreshold: 1 } }))
-  log(`flood: starting ${nodes} agents`)
+  writeFileSync(configFile, JSON.stringify({ sessions: { loadThreshold: 1 }, limits: { peerBlockMs } }))
+  log(`flood: starting ${nodes} agents (limits.peerBlockMs ${peerBlockMs})`)
   const cluster = await LocalCluster.start({ nodes, services: 'log', configure: () => ({ extraArgs: ['--config', configFile] }) })
   const client = new EdgeClient({ agents: cluster.agents.map((a) => a.http) })
   const sessions: Session[] = []
@@ -112,6 +136,8 @@ export async function benchFlood (options: { nodes?: number; sessions?: number; 
   let floodFrames = 0
   let floodMs = 0
   let refused = 0
+  let blocks = 0
+  let refusedConnections = 0
   try {
     await cluster.waitConverged(60_000)
     for (let i = 0; i < count; i++) sessions.push(await client.open({ terminalId: `flood-${i}`, service: 'log' }))
@@ -126,7 +152,7 @@ export async function benchFlood (options: { nodes?: number; sessions?: number; 
         const affected = sessions.map((s, i) => ({ i, epoch: s.epoch, group: s.group.map((m) => m.id) })).filter(({ i }) => sessions[i].owner?.id === victim.id)
         const takers = cluster.agents.filter((a) => a !== victim && affected.some((s) => s.group.includes(a.id)))
         let flood: Flood | null = null
-        const refusedBefore = flooded ? (await Promise.all(takers.map(async (a) => await refusedTotal(a.http)))).reduce((x, y) => x + y, 0) : 0
+        const before = flooded ? await sumOf(takers) : null
         if (flooded) {
           flood = startFlood(takers.map((a) => a.addrs[0]))
           await flood.started
@@ -144,7 +170,12 @@ export async function benchFlood (options: { nodes?: number; sessions?: number; 
             await stopFlood(flood)
             floodFrames += flood.frames
             floodMs += flood.ms
-            refused += (await Promise.all(takers.map(async (a) => await refusedTotal(a.http)))).reduce((x, y) => x + y, 0) - refusedBefore
+            const after = await sumOf(takers)
+            if (before !== null) {
+              refused += after.refused - before.refused
+              blocks += after.blocks - before.blocks
+              refusedConnections += after.refusedConnections - before.refusedConnections
+            }
           }
           await exited
           await cluster.restart(cluster.agents.indexOf(victim))
@@ -185,6 +216,9 @@ export async function benchFlood (options: { nodes?: number; sessions?: number; 
       ratioP99: flood.p99 / calm.p99,
       floodFramesPerSec: floodMs === 0 ? 0 : floodFrames / (floodMs / 1_000),
       refused,
+      peerBlockMs,
+      blocks,
+      refusedConnections,
       failedRounds,
       stalledAppends,
       acknowledged: [...writers, ...retired].reduce((n, w) => n + w.acked.length, 0),
@@ -199,6 +233,6 @@ export async function benchFlood (options: { nodes?: number; sessions?: number; 
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const result = await benchFlood({ rounds: Number(process.env.BENCH_FLOOD_ROUNDS ?? 10) })
+  const result = await benchFlood({ rounds: Number(process.env.BENCH_FLOOD_ROUNDS ?? 10), ...(process.env.BENCH_FLOOD_BLOCK_MS === undefined ? {} : { peerBlockMs: Number(process.env.BENCH_FLOOD_BLOCK_MS) }) })
   process.stdout.write(JSON.stringify({ ...result, calm: { ...result.calm, samples: undefined }, flood: { ...result.flood, samples: undefined } }, null, 2) + '\n')
 }

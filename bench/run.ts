@@ -76,6 +76,8 @@ type Results = {
   deploy?: DeployBenchResult
   fuzz?: FuzzResult
   flood?: FloodResult
+  // The same run with limits.peerBlockMs 0: agents that never cut the peer off.
+  floodUnblocked?: FloodResult
   failover?: FailoverResult
 }
 
@@ -101,7 +103,7 @@ function markdown (r: Results): string {
   if (r.simScale !== undefined) lines.push('', ...simScaleMarkdown(r.simScale, r.simSessions))
   if (r.deploy !== undefined) lines.push('', ...deployMarkdown(r.deploy))
   if (r.fuzz !== undefined) lines.push('', ...fuzzMarkdown(r.fuzz))
-  if (r.flood !== undefined) lines.push('', ...floodMarkdown(r.flood))
+  if (r.flood !== undefined) lines.push('', ...floodMarkdown(r.flood, r.floodUnblocked))
   if (r.failover !== undefined) lines.push('', ...failoverMarkdown(r.failover))
   if (r.sim !== undefined) {
     lines.push('', '## Failure detection in virtual time (lan profile, 1-3 ms links)', '',
@@ -174,18 +176,27 @@ function fuzzMarkdown (f: FuzzResult): string[] {
   return lines
 }
 
-function floodMarkdown (f: FloodResult): string[] {
-  return [`## Takeover under a flood from one hostile peer, ${f.nodes} real agents on loopback (lan profile, R = 2)`, '',
+function floodMarkdown (f: FloodResult, off: FloodResult | undefined): string[] {
+  const runs = [f, ...(off === undefined ? [] : [off])]
+  const rate = (r: FloodResult): string => `${fmt(r.floodFramesPerSec)} frames/s taken by the transport, ${r.refused.toLocaleString('en')} refusals counted by the flooded agents (edge_agent_refused_total)`
+  const setting = (r: FloodResult): string => r.peerBlockMs === undefined ? 'as before blocking existed' : r.peerBlockMs === 0 ? 'peerBlockMs 0: never cut off' : `cut off for ${r.peerBlockMs / 1000} s (the default)`
+  const lines = [`## Takeover under a flood from one hostile peer, ${f.nodes} real agents on loopback (lan profile, R = 2)`, '',
     `ms from an owner's SIGKILL to the terminal's first acknowledged append at the new owner, ${f.sessions} sessions appending; ${f.rounds} calm rounds alternating with ${f.rounds} rounds ` +
-    'in which one hostile peer (its own process) floods every agent that must take over, on the SWIM and replication streams and the gossip topic, from 1.5 s before the kill until the takeover.', '',
-    '| | p50 | p99 | max | takeovers |', '|---|---|---|---|---|',
-    `| calm | ${lat(f.calm)} |`,
-    `| under flood | ${lat(f.flood)} |`, '',
-    `Ratio flood / calm: p50 ${fmt(f.ratioP50, 2)}×, p99 ${fmt(f.ratioP99, 2)}× (over the takeovers measured). The flood: ${fmt(f.floodFramesPerSec)} frames/s taken by the transport, ` +
-    `${f.refused.toLocaleString('en')} refusals counted by the flooded agents (edge_agent_refused_total). ` +
-    `Rounds without a takeover figure: ${f.failedRounds.length === 0 ? 'none' : `${f.failedRounds.length} (${f.failedRounds.map((r) => r.split(':')[0]).join(', ')})`}; ` +
-    `appends a terminal gave up on (no answer within the client's 15 s deadline; the next append re-sends them): ${(f.stalledAppends ?? []).length}. ` +
-    `The check after all rounds: ${f.acknowledged} acknowledged appends, ${f.problems.length === 0 ? 'every one present once, in order' : 'PROBLEMS: ' + f.problems.join('; ')}.`]
+    'in which one hostile peer (its own process) floods every agent that must take over, on the SWIM and replication streams and the gossip topic (garbage and wrong-type frames), from 1.5 s before the kill until the takeover; ' +
+    'it reopens a stream the agent ends and redials every 100 ms when refused. ' +
+    (off === undefined ? '' : 'Two clusters one after the other in the same run: agents with the default limits, which cut a peer off once its malformed frames pass 100/s (burst 200; README, "Hostile input"), and agents with `limits.peerBlockMs` 0, which take the whole flood.'), '',
+    '| agents | rounds | p50 | p99 | max | takeovers |', '|---|---|---|---|---|---|']
+  for (const r of runs) lines.push(`| ${setting(r)} | calm | ${lat(r.calm)} |`, `| ${setting(r)} | under flood | ${lat(r.flood)} |`)
+  lines.push('')
+  for (const r of runs) {
+    lines.push(`${setting(r)}: ratio flood / calm p50 ${fmt(r.ratioP50, 2)}×, p99 ${fmt(r.ratioP99, 2)}×. The flood: ${rate(r)}` +
+      (r.blocks === undefined ? '. ' : `; the peer cut off ${r.blocks} times, ${r.refusedConnections.toLocaleString('en')} of its connections refused. `) +
+      `Rounds without a takeover figure: ${r.failedRounds.length === 0 ? 'none' : `${r.failedRounds.length} (${r.failedRounds.map((x) => x.split(':')[0]).join(', ')})`}; ` +
+      `appends a terminal gave up on (no answer within the client's 15 s deadline; the next append re-sends them): ${(r.stalledAppends ?? []).length}. ` +
+      `The check after all rounds: ${r.acknowledged} acknowledged appends, ${r.problems.length === 0 ? 'every one present once, in order' : 'PROBLEMS: ' + r.problems.join('; ')}.`, '')
+  }
+  if (off !== undefined) lines.push(`Cutting the peer off against taking the flood, under flood: p50 ${fmt(f.flood.p50 / off.flood.p50, 2)}×, p99 ${fmt(f.flood.p99 / off.flood.p99, 2)}×.`)
+  return lines
 }
 
 // Sections not run this time keep their last figures.
@@ -215,7 +226,10 @@ async function main (): Promise<void> {
     const seed = process.env.BENCH_FUZZ_SEED === undefined ? undefined : Number(process.env.BENCH_FUZZ_SEED)
     results.fuzz = benchFuzz(Number(process.env.BENCH_FUZZ_INPUTS ?? 1_000_000), seed)
   }
-  if (want('flood')) results.flood = await benchFlood({ rounds: Number(process.env.BENCH_FLOOD_ROUNDS ?? 10) })
+  if (want('flood')) {
+    results.flood = await benchFlood({ rounds: Number(process.env.BENCH_FLOOD_ROUNDS ?? 10) })
+    results.floodUnblocked = await benchFlood({ rounds: Number(process.env.BENCH_FLOOD_ROUNDS ?? 10), peerBlockMs: 0 })
+  }
   if (want('simscale')) {
     const sizes = (process.env.BENCH_SIM_SIZES ?? '100,1000').split(',').map(Number)
     results.simScale = simScalePlan(sizes).map((p) => benchSimScale(p.nodes, p.durationS, p.warmStart))
