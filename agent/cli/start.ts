@@ -216,7 +216,16 @@ export async function runStart (argv: string[]): Promise<number> {
     throw error
   }
   const log = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }))
-  const output = { line: config.json ? (o: Record<string, unknown>) => process.stdout.write(JSON.stringify(o) + '\n') : () => {} }
+  // A reader of stdout that goes away (a pipe to a tool that exited) must not
+  // take the agent down with it: the write's EPIPE comes as an 'error' event,
+  // which unhandled would end the process. The agent says so once and carries on.
+  let stdoutOpen = true
+  process.stdout.on('error', (error: Error) => {
+    if (!stdoutOpen) return
+    stdoutOpen = false
+    log.warn({ error: error.message }, 'stdout is closed: no more lines are written there; the agent carries on')
+  })
+  const output = { line: config.json ? (o: Record<string, unknown>) => { if (stdoutOpen) process.stdout.write(JSON.stringify(o) + '\n') } : () => {} }
   let agent: Agent
   try {
     agent = await Agent.start(config, log, output, { faultInjection: values['fault-injection'] === true })
@@ -226,7 +235,7 @@ export async function runStart (argv: string[]): Promise<number> {
     return 1
   }
   if (!config.json) {
-    process.stdout.write(`edge-agent ${agent.id} started\n  libp2p: ${agent.addrs.join(' ')}\n  http:   ${agent.httpUrl}\n`)
+    if (stdoutOpen) process.stdout.write(`edge-agent ${agent.id} started\n  libp2p: ${agent.addrs.join(' ')}\n  http:   ${agent.httpUrl}\n`)
   }
   return await new Promise<number>((resolve) => {
     let signals = 0

@@ -11,6 +11,10 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LocalCluster, runCli } from '../../sim/processes.ts'
@@ -35,6 +39,8 @@ const PLACES = [
   { position: '40.7128,-74.006', region: 'us-east', zone: 'nyc-1' },
   { position: '-33.8688,151.2093', region: 'ap-southeast', zone: 'syd-3' }
 ]
+
+const CLI = fileURLToPath(new URL('../../bin/edge-agent.ts', import.meta.url))
 
 let shared: LocalCluster | null = null
 
@@ -346,6 +352,38 @@ timedTest('start exits 1 on a corrupt state.json, naming the file, and leaves th
   assert.match(message, `state file ${statePath} is corrupt`)
   assert.ok(existsSync(statePath))
   assert.is(readFileSync(statePath, 'utf8'), garbage)
+})
+
+timedTest('an agent whose stdout reader goes away carries on: it says so once on stderr, keeps serving, and stops cleanly', TEST_TIMEOUT_MS, async (cleanup) => {
+  const spawnAgent = (dataDir: string, extra: string[]): ChildProcess => {
+    const child = spawn(process.execPath, [CLI, ...loopbackStart(dataDir), '--json', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] })
+    cleanup.push(() => { child.kill('SIGKILL') })
+    return child
+  }
+  const a = spawnAgent(tempDir(cleanup), [])
+  let stderr = ''
+  a.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const started = await new Promise<{ id: string; addrs: string[]; http: string }>((resolve, reject) => {
+    createInterface({ input: a.stdout! }).once('line', (line) => { resolve(JSON.parse(line)) })
+    a.once('exit', (code) => reject(new Error(`exited ${code}: ${stderr}`)))
+  })
+  // The reader goes: the agent's next line (B joining) meets a closed pipe.
+  a.stdout!.destroy()
+  const b = spawnAgent(tempDir(cleanup), ['--bootstrap', started.addrs[0]])
+  b.stdout!.resume()
+  b.stderr!.resume()
+  await eventually('A lists B alive', async () => {
+    const members = await getJson<MembersJson>(`${started.http}/v1/members`)
+    return members.members.filter((m) => m.status === 'alive').length === 2
+  })
+  await eventually('A says its stdout is closed', async () => stderr.includes('stdout is closed'))
+  assert.is(a.exitCode, null, `A still runs; stderr:\n${stderr.slice(-2000)}`)
+  assert.is((await getJson<{ ok: boolean }>(`${started.http}/v1/health`)).ok, true)
+  assert.is(stderr.split('stdout is closed').length - 1, 1, 'said once')
+  const exited = new Promise<number | null>((resolve) => a.once('exit', (code) => resolve(code)))
+  a.kill('SIGTERM')
+  assert.is(await exited, 0, `exit code after SIGTERM; stderr:\n${stderr.slice(-2000)}`)
+  b.kill('SIGKILL')
 })
 
 test.run()
