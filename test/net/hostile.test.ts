@@ -11,7 +11,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EdgeClient } from '../../agent/client/index.ts'
@@ -128,26 +128,38 @@ function runAttack (args: string[], onPhase: (p: Phase) => void): Promise<Phase[
   })
 }
 
-// Agents that never cut a peer off (limits.peerBlockMs 0), so that every attack
-// below reaches the agent; the next test is about cutting off.
-function configWith (limits: Record<string, number>): string {
+// Three agents with these `limits` and a session whose terminal appends every
+// 5 ms all along, already acknowledged ten times; `stop` ends it all.
+async function watchedOwner (limits: Record<string, number>, tag: string) {
   const dir = mkdtempSync(join(tmpdir(), 'edge-agent-hostile-'))
-  const file = join(dir, 'agent.json')
-  writeFileSync(file, JSON.stringify({ limits }))
-  return file
-}
-
-test('a hostile peer on every protocol is refused and counted; the owner keeps acknowledging appends and loses none', () => withTimeout((async () => {
-  const config = configWith({ peerBlockMs: 0 })
+  const config = join(dir, 'agent.json')
+  writeFileSync(config, JSON.stringify({ limits }))
   const cluster = await LocalCluster.start({ nodes: 3, services: 'log', configure: () => ({ extraArgs: ['--config', config] }) })
   const client = new EdgeClient({ agents: cluster.agents.map((a) => a.http) })
+  const stop = async (): Promise<void> => {
+    client.destroy()
+    await cluster.destroy()
+    rmSync(dir, { recursive: true, force: true })
+  }
   try {
     await cluster.waitConverged(20_000)
-    const session = await client.open({ terminalId: 'hostile-test', service: 'log' })
+    const session = await client.open({ terminalId: `${tag}-test`, service: 'log' })
     const owner = cluster.agents.find((a) => a.id === session.owner?.id)
     assert.ok(owner !== undefined, 'the session has an owner')
-    const writer = new ContinuousWriter(session, 'h', 5)
+    const writer = new ContinuousWriter(session, tag[0], 5)
     await writer.waitFor(10)
+    return { cluster, session, owner, writer, stop }
+  } catch (error) {
+    await stop()
+    throw error
+  }
+}
+
+// Agents that never cut a peer off (limits.peerBlockMs 0), so that every attack
+// reaches them; the next test is about cutting off.
+test('a hostile peer on every protocol is refused and counted; the owner keeps acknowledging appends and loses none', () => withTimeout((async () => {
+  const { session, owner, writer, stop } = await watchedOwner({ peerBlockMs: 0 }, 'hostile')
+  try {
     const calm = writer.acked.length
     await new Promise((resolve) => setTimeout(resolve, 2_000))
     console.log(`  before the attack: ${writer.acked.length - calm} appends acknowledged in 2 s`)
@@ -193,8 +205,7 @@ test('a hostile peer on every protocol is refused and counted; the owner keeps a
     assert.equal(await writer.check(), [], 'every acknowledged append once, in order')
     assert.is(session.owner?.id, owner.id, 'no takeover: the owner was never unseated')
   } finally {
-    client.destroy()
-    await cluster.destroy()
+    await stop()
   }
 })()))
 
@@ -202,19 +213,11 @@ test('a hostile peer on every protocol is refused and counted; the owner keeps a
 const BLOCK_MS = 3_000
 
 test('a peer flooding malformed frames is cut off: hung up on, refused until the block ends, cut off again when it comes back; no member is', () => withTimeout((async () => {
-  const config = configWith({ peerBlockMs: BLOCK_MS })
-  const cluster = await LocalCluster.start({ nodes: 3, services: 'log', configure: () => ({ extraArgs: ['--config', config] }) })
-  const client = new EdgeClient({ agents: cluster.agents.map((a) => a.http) })
+  const { cluster, session, owner, writer, stop } = await watchedOwner({ peerBlockMs: BLOCK_MS }, 'block')
   try {
-    await cluster.waitConverged(20_000)
-    const session = await client.open({ terminalId: 'block-test', service: 'log' })
-    const owner = cluster.agents.find((a) => a.id === session.owner?.id)
-    assert.ok(owner !== undefined, 'the session has an owner')
-    const writer = new ContinuousWriter(session, 'b', 5)
-    await writer.waitFor(10)
     const ackedAtStart = writer.acked.length
     let attacker = ''
-    let reports: Phase[] = []
+    const reports: Phase[] = []
     const attack = runAttack(['flood', owner.addrs[0], '12'], (p) => {
       if (p.phase === 'flood-start') attacker = String(p.id)
       reports.push(p)
@@ -269,10 +272,8 @@ test('a peer flooding malformed frames is cut off: hung up on, refused until the
     assert.is(writer.error, null)
     assert.equal(await writer.check(), [], 'every acknowledged append once, in order')
     assert.is(session.owner?.id, owner.id, 'no takeover: the owner was never unseated')
-    reports = []
   } finally {
-    client.destroy()
-    await cluster.destroy()
+    await stop()
   }
 })()))
 
