@@ -22,7 +22,7 @@ import {
   REQUEST_SERVE_TIMEOUT_MS, SESSION_FRAMES_PER_PEER, directProtocol, gossipTopic, packagesProtocol, replicationProtocol
 } from './constants.ts'
 import { BucketMap } from '../core/token-bucket.ts'
-import { Blocklist } from './blocklist.ts'
+import { Blocklist } from '../core/blocklist.ts'
 import { DirectChannel, parsePeerId } from './direct.ts'
 import { RequestChannel } from './requests.ts'
 import type { FaultChannel, FaultGate } from './fault-gate.ts'
@@ -32,6 +32,9 @@ import { connectionStack } from './transport.ts'
 
 export { loadOrCreateIdentity, generateIdentity } from './identity.ts'
 export { peekOverLibp2p } from './client.ts'
+
+// Peers the gater refuses at once (Net.block), at most.
+const MAX_BLOCKED_PEERS = 10_000
 
 // libp2p's peer id multiaddr component, /p2p/<id>.
 const P2P_CODE = 421
@@ -47,7 +50,7 @@ const VERDICTS: Record<GossipVerdict, TopicValidatorResult> = {
 export async function createNet (options: NetOptions): Promise<Net> {
   checkOptions(options)
   const privateKey = privateKeyOf(options.identity)
-  const blocklist = new Blocklist()
+  const blocklist = new Blocklist(MAX_BLOCKED_PEERS)
   let node: Libp2p<Services>
   try {
     node = await createNode(options, privateKey, blocklist)
@@ -130,7 +133,7 @@ function gater (allowPeers: string[] | null, blocklist: Blocklist, refused: (wha
   const allowed = allowPeers === null ? null : new Set(allowPeers)
   const deny = (direction: string) => (peerId: PeerId): boolean => {
     const peer = peerId.toString()
-    if (blocklist.has(peer)) {
+    if (blocklist.has(peer, performance.now())) {
       refused('blocked', peer, `${direction} connection from a peer blocked for malformed frames`)
       return true
     }
@@ -139,7 +142,7 @@ function gater (allowPeers: string[] | null, blocklist: Blocklist, refused: (wha
     return true
   }
   return {
-    denyDialPeer: (peerId) => blocklist.has(peerId.toString()) || (allowed !== null && !allowed.has(peerId.toString())),
+    denyDialPeer: (peerId) => blocklist.has(peerId.toString(), performance.now()) || (allowed !== null && !allowed.has(peerId.toString())),
     denyInboundEncryptedConnection: deny('inbound'),
     denyOutboundEncryptedConnection: deny('outbound')
   }
@@ -305,7 +308,8 @@ class Libp2pNet implements Net {
   block (peer: string, forMs: number): void {
     const peerId = parsePeerId(peer)
     if (peerId === null || this.stopping !== null || peer === this.id || !(forMs > 0)) return
-    this.blocklist.add(peer, forMs)
+    const now = performance.now()
+    this.blocklist.add(peer, now + forMs, now)
     this.direct.forget(peer)
     this.replication.forget(peer)
     this.node.hangUp(peerId).catch(() => {})

@@ -13,6 +13,7 @@
 // the token bucket lets `ratePerS` of them through for good (burst twice that),
 // which a flood passes within milliseconds.
 
+import { Blocklist } from '../core/blocklist.ts'
 import { BucketMap } from '../core/token-bucket.ts'
 
 // Peers tracked at once (buckets of peers that sent something malformed lately;
@@ -27,7 +28,7 @@ export class PeerStrikes {
   // Peers blocked now, until when (ms, the caller's clock): a peer is not blocked
   // again, nor reported, while its block lasts (frames still in flight from it
   // arrive after the hang-up).
-  readonly #until = new Map<string, number>()
+  readonly #blocked = new Blocklist(STRIKE_TRACKED_PEERS)
 
   constructor (limits: { peerMalformedFramesPerS: number; peerBlockMs: number }) {
     this.#blockMs = limits.peerBlockMs
@@ -41,36 +42,17 @@ export class PeerStrikes {
   strike (peer: string, nowMs: number): Block | null {
     if (this.#buckets === null || this.blocked(peer, nowMs)) return null
     if (this.#buckets.take(peer, 1, nowMs).ok) return null
-    if (this.#until.size >= STRIKE_TRACKED_PEERS) this.#sweep(nowMs)
     const untilMs = nowMs + this.#blockMs
-    this.#until.set(peer, untilMs)
+    this.#blocked.add(peer, untilMs, nowMs)
     return { peer, forMs: this.#blockMs, untilMs }
   }
 
   blocked (peer: string, nowMs: number): boolean {
-    const until = this.#until.get(peer)
-    if (until === undefined) return false
-    if (nowMs < until) return true
-    this.#until.delete(peer)
-    return false
+    return this.#blocked.has(peer, nowMs)
   }
 
   // Peers blocked at `nowMs`.
   count (nowMs: number): number {
-    this.#sweep(nowMs)
-    return this.#until.size
-  }
-
-  // Expired blocks go; if every one is live, the oldest half (a flood of fresh
-  // peer ids costs memory for at most STRIKE_TRACKED_PEERS of them; the
-  // transport keeps its own list, which expires on its own).
-  #sweep (nowMs: number): void {
-    for (const [peer, until] of this.#until) if (nowMs >= until) this.#until.delete(peer)
-    if (this.#until.size < STRIKE_TRACKED_PEERS) return
-    let drop = this.#until.size / 2
-    for (const peer of this.#until.keys()) {
-      if (drop-- <= 0) break
-      this.#until.delete(peer)
-    }
+    return this.#blocked.size(nowMs)
   }
 }

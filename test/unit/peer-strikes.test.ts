@@ -1,11 +1,11 @@
 // When an agent cuts a peer off (agent/runtime/peer-strikes.ts), how long the
-// transport's blocklist holds it (agent/net/blocklist.ts), and the two settings
+// blocklist holds it (agent/core/blocklist.ts), and the two settings
 // (limits.peerMalformedFramesPerS, limits.peerBlockMs). The real-network side is
 // test/net/hostile.test.ts.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { PeerStrikes, STRIKE_TRACKED_PEERS } from '../../agent/runtime/peer-strikes.ts'
-import { Blocklist } from '../../agent/net/blocklist.ts'
+import { Blocklist } from '../../agent/core/blocklist.ts'
 import { buildConfig, ConfigError, PEER_LIMITS_DEFAULT } from '../../agent/config.ts'
 
 test('a peer past its burst of malformed frames is blocked once, for peerBlockMs, and again only after the block ends', () => {
@@ -58,25 +58,20 @@ test('the blocks held stay bounded under a flood of fresh peer ids', () => {
 })
 
 test('Blocklist: a peer is refused until its block ends; a new block replaces the old one', () => {
-  let now = 1_000
-  const list = new Blocklist(() => now)
-  assert.not.ok(list.has('p'))
-  list.add('p', 500)
-  assert.ok(list.has('p'))
-  now = 1_499
-  assert.ok(list.has('p'))
-  now = 1_500
-  assert.not.ok(list.has('p'), 'expired')
-  list.add('p', 100)
-  list.add('p', 1_000)
-  now = 2_000
-  assert.ok(list.has('p'), 'the later block holds')
-  now = 2_500
-  assert.not.ok(list.has('p'))
+  const list = new Blocklist(10_000)
+  assert.not.ok(list.has('p', 1_000))
+  list.add('p', 1_500, 1_000)
+  assert.ok(list.has('p', 1_000))
+  assert.ok(list.has('p', 1_499))
+  assert.not.ok(list.has('p', 1_500), 'expired')
+  list.add('p', 1_600, 1_500)
+  list.add('p', 2_500, 1_500)
+  assert.ok(list.has('p', 2_000), 'the later block holds')
+  assert.not.ok(list.has('p', 2_500))
   // Bounded: the oldest go first.
-  for (let i = 0; i < 10_001; i++) list.add(`q${i}`, 60_000)
-  assert.not.ok(list.has('q0'), 'the oldest dropped past 10,000')
-  assert.ok(list.has('q10000'))
+  for (let i = 0; i < 10_001; i++) list.add(`q${i}`, 62_500, 2_500)
+  assert.not.ok(list.has('q0', 2_500), 'the oldest dropped past 10,000')
+  assert.ok(list.has('q10000', 2_500))
 })
 
 test('limits.peerMalformedFramesPerS and limits.peerBlockMs: defaults, 0 to never block, and clear errors', () => {
