@@ -103,7 +103,13 @@ bursts twice that. A peer that sends over ${P.peerMalformedFramesPerS} malformed
 hung up on and its connections refused for ${P.peerBlockMs} ms. Change any of these with
 the config file's "limits" object.
 Logs are structured JSON (pino) on stderr.
-Exit codes: 0 after a clean stop, 1 when the agent cannot start, 2 on a usage error.`
+Exit codes: 0 after a clean stop, 1 when the agent cannot start, 2 on a usage error,
+3 when its session store failed (a full disk, an I/O error): it left its cluster
+first, its groups took its sessions over, and a restart rejoins once the disk
+can be written again.`
+
+// The session store failed; the agent left its cluster first (Agent.#onStoreFailed).
+export const EXIT_STORE_FAILED = 3
 
 const FLAGS = {
   listen: { type: 'string' },
@@ -253,5 +259,10 @@ export async function runStart (argv: string[]): Promise<number> {
     }
     process.on('SIGINT', () => onSignal('SIGINT'))
     process.on('SIGTERM', () => onSignal('SIGTERM'))
+    // The agent has left its cluster and stopped (Agent.#onStoreFailed).
+    void agent.storeFailed.then((reason) => {
+      process.stderr.write(`edge-agent start: the session store failed (${reason}); this agent left its cluster and stopped\n`)
+      resolve(EXIT_STORE_FAILED)
+    })
   })
 }

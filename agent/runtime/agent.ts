@@ -87,6 +87,10 @@ export class Agent {
   // Whether the last load sample was at or over sessions.loadThreshold.
   #overloaded = false
   #stopping: Promise<void> | null = null
+  // Resolves with the reason once the session store failed and the agent has
+  // left its cluster and stopped (#onStoreFailed); never otherwise.
+  readonly storeFailed: Promise<string>
+  #storeFailedResolve: (reason: string) => void = () => {}
 
   private constructor (parts: {
     config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore, faults: FaultGate | null, stored: StoredSession[], psk: Uint8Array | undefined, limits: HttpLimits
@@ -115,6 +119,7 @@ export class Agent {
       blockedPeers: () => this.#strikes.count(monotonic.nowMs())
     })
     this.#store = parts.store
+    this.storeFailed = new Promise((resolve) => { this.#storeFailedResolve = resolve })
     const services = servicesFor(parts.config.singletons)
     // Deployed packages start before the sessions core replays its store.
     this.#deploy = new DeployHost({
@@ -143,7 +148,8 @@ export class Agent {
       stored: parts.stored,
       log: parts.log.child({ core: 'sessions' }),
       line: (o) => this.#output.line(o),
-      onEvent: (event) => this.#metrics.observeSession(event)
+      onEvent: (event) => this.#metrics.observeSession(event),
+      onFailed: (reason) => this.#onStoreFailed(reason)
     })
     this.#singletons = new SingletonKeeper(parts.config, this.#core.directory(), this.#sessions, parts.log)
   }
@@ -282,6 +288,24 @@ export class Agent {
     await this.#stopping
   }
 
+  // A store that cannot write or fsync (a full disk, an I/O error) can make
+  // nothing durable, so no session copy here can acknowledge, vote or take
+  // over. Staying a member whose copies are silent would cost every group that
+  // holds one: an owner's standbys wait out ownerTimeoutMs and a diagnosis, a
+  // standby's owner stalls memberStaleMs on writes, the group stays one copy
+  // short (repair replaces only members the membership calls gone), and new
+  // groups keep placing copies here. So the agent leaves its cluster, as on
+  // SIGTERM: members record `left`, standbys take over at once and groups
+  // repair, and the process ends (`edge-agent start` exits 3) for its service
+  // manager to restart it. A restart reopens the store as after a crash (what
+  // its last fsync covered) and, once the disk has room, rejoins with a new
+  // incarnation; while it is still full the restart fails before joining.
+  #onStoreFailed (reason: string): void {
+    this.#log.fatal({ reason }, 'the session store failed: this agent leaves its cluster and stops; its groups take over its sessions')
+    this.#output.line({ event: 'store-failed', id: this.id, error: reason, atMs: Date.now() })
+    void this.stop({ leave: true }).finally(() => { this.#storeFailedResolve(reason) })
+  }
+
   async #stop (leave: boolean): Promise<void> {
     if (leave) {
       this.#driver.step({ kind: 'command', command: { type: 'leave' } })
@@ -295,7 +319,13 @@ export class Agent {
     this.#load.stop()
     await this.#http.close()
     await this.#net.stop()
-    this.#store.close()
+    try {
+      this.#store.close()
+    } catch (error) {
+      // A store that failed closes as it can; what it held is what its last
+      // fsync covered.
+      this.#log.error({ err: error }, 'the session store did not close cleanly')
+    }
     this.#dataDir.close()
     this.#output.line({ event: 'stopped', id: this.id, left: leave, atMs: Date.now() })
     this.#log.info({ left: leave }, 'agent stopped')

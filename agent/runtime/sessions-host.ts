@@ -48,6 +48,9 @@ export type SessionsHostParts = {
   onEvent: (event: SessionEvent) => void
   // The service table, shared with the deploy host, which adds deployed services.
   services: Map<string, Service>
+  // Called once when the store fails (it cannot write or fsync): the agent
+  // leaves its cluster and exits (agent.ts says why).
+  onFailed?: (reason: string) => void
 }
 
 export class SessionsHost {
@@ -270,7 +273,9 @@ export class SessionsHost {
   // durable. A store that cannot write or fsync (disk full, I/O error) stops this
   // agent's sessions: it answers 503 and sends nothing more, and its group's
   // other members carry on (frames that left early were acknowledged to nobody).
+  // The agent is told, and leaves its cluster (onFailed).
   #fail (error: unknown): void {
+    if (this.#broken !== null) return
     this.#broken = (error as Error).message
     this.#deferred = null
     this.#syncing = null
@@ -279,6 +284,7 @@ export class SessionsHost {
     this.#driver.stop()
     for (const resolve of this.#pending.values()) resolve({ status: 503, body: { error: 'the session store failed on this agent' } })
     this.#pending.clear()
+    this.#parts.onFailed?.(this.#broken)
   }
 
   #reply (requestId: string, reply: ClientReply): void {

@@ -150,6 +150,8 @@ test('the systemd unit runs the installed binary with the example config, harden
   assert.is(one('Restart'), 'on-failure')
   // A usage error (a bad config) does not fix itself by restarting.
   assert.is(one('RestartPreventExitStatus'), '2')
+  // A full disk fails every start until it has room: systemd must not give up.
+  assert.is(one('StartLimitIntervalSec'), '0')
   for (const [key, value] of [['NoNewPrivileges', 'yes'], ['ProtectSystem', 'strict'], ['ProtectHome', 'yes'], ['PrivateTmp', 'yes']]) {
     assert.is(one(key), value, key)
   }
