@@ -42,6 +42,7 @@ export class NetnsLab {
   readonly #hub: string
   readonly #rootIf: string
   #bridges = 1
+  readonly #hosts = new Map<number, string>()
   #destroyed = false
   readonly #onExit = (): void => this.destroy()
   // Ctrl-C or a kill: Node would exit without its 'exit' event; clean up first.
@@ -103,8 +104,9 @@ export class NetnsLab {
     return `${this.#tag}-${i}`
   }
 
+  // Agent i's address: .2 and up, unless readdress() gave it another.
   host (i: number): string {
-    return `${this.#subnet}.${i + 2}`
+    return this.#hosts.get(i) ?? `${this.#subnet}.${i + 2}`
   }
 
   #port (i: number): string {
@@ -119,6 +121,19 @@ export class NetnsLab {
     }
     this.#bridges = Math.max(this.#bridges, sides.length)
     sides.forEach((side, s) => { for (const i of side) run(['-n', this.#hub, 'link', 'set', this.#port(i), 'master', `br${s}`]) })
+  }
+
+  // Takes agent i's address away and gives its eth0 `${subnet}.<last>`, as a
+  // DHCP lease that changes would: connections made through the old address
+  // stall, a wildcard listener goes on. (Removed first: deleting an address
+  // also deletes the secondary ones of its subnet.)
+  readdress (i: number, last: number): string {
+    const host = `${this.#subnet}.${last}`
+    const old = this.host(i)
+    run(['-n', this.ns(i), 'addr', 'del', `${old}/24`, 'dev', 'eth0'])
+    run(['-n', this.ns(i), 'addr', 'add', `${host}/24`, 'dev', 'eth0'])
+    this.#hosts.set(i, host)
+    return host
   }
 
   heal (): void {

@@ -16,7 +16,9 @@ the HTTP API (members, sessions, metrics).
 SIGINT/SIGTERM make it announce a graceful leave and stop.
 
 Options (a flag overrides --config, which overrides the profile's defaults):
-  --listen <multiaddr,…>     libp2p listen addresses (default ${DEFAULT_LISTEN})
+  --listen <multiaddr,…>     libp2p listen addresses (default ${DEFAULT_LISTEN}).
+                             On 0.0.0.0 the record follows the box's addresses,
+                             checked every loadSampleIntervalMs (1000 ms)
   --bootstrap <multiaddr,…>  agents to join through, e.g. /ip4/10.0.0.5/tcp/7701
                              (default: none; start the first agent without it).
                              Until one of them answers, session lookups and

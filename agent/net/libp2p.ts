@@ -180,6 +180,9 @@ class Libp2pNet implements Net {
   private readonly gossipDropping = new Set<string>()
   private readonly blocklist: Blocklist
   private stopping: Promise<void> | null = null
+  // The addresses each peer's record listed when last learnt (learnAddrs), to
+  // tell the ones it dropped; forgotten with the peer.
+  private readonly recordAddrs = new Map<string, Set<string>>()
   // A peer that connected (either way) may be dialled again at once (only the
   // sessions channel holds redials back).
   private readonly onPeerConnect = (event: CustomEvent<PeerId>): void => {
@@ -267,9 +270,51 @@ class Libp2pNet implements Net {
     if (peerId === null) return
     const multiaddrs = parseAddrsOf(peer, addrs)
     if (multiaddrs.length === 0) return
-    this.node.peerStore.merge(peerId, { multiaddrs }).catch(() => {})
+    const listed = new Set(multiaddrs.map((ma) => ma.toString()))
+    const before = this.recordAddrs.get(peer)
+    this.recordAddrs.set(peer, listed)
+    const dropped = before === undefined ? [] : [...before].filter((addr) => !listed.has(addr))
+    if (dropped.length === 0) this.node.peerStore.merge(peerId, { multiaddrs }).catch(() => {})
+    else this.dropPeerAddrs(peer, peerId, dropped, multiaddrs)
     // Its record came again (a restart announces a new one): worth a dial.
     this.replication.reachableAgain(peer)
+  }
+
+  // A peer's record no longer lists some addresses (its box lost them: a DHCP
+  // lease changed, a link failed over). They leave the peer store, or a dial
+  // would try them first and spend its timeout there; and a connection to one
+  // of their IPs is hung up: its packets go to an address nobody has, so it
+  // would stall until the socket's 2-minute inactivity timeout, and every send
+  // to the peer would take it (libp2p reuses a peer's first open connection).
+  // Only IPs the peer itself dropped count: a connection from an address its
+  // record never listed (a NAT's) is left alone.
+  private dropPeerAddrs (peer: string, peerId: PeerId, dropped: string[], multiaddrs: Multiaddr[]): void {
+    const goneIps = new Set(dropped.map(ipOf))
+    for (const ma of multiaddrs) goneIps.delete(ipOf(ma.toString()))
+    goneIps.delete(null)
+    const droppedSet = new Set(dropped)
+    void (async () => {
+      const held = await this.node.peerStore.get(peerId).then((p) => p.addresses.map((a) => a.multiaddr), () => [])
+      const kept = held.filter((ma) => !droppedSet.has(ma.toString()))
+      for (const ma of multiaddrs) if (!kept.some((k) => k.equals(ma))) kept.push(ma)
+      await this.node.peerStore.patch(peerId, { multiaddrs: kept })
+    })().catch(() => {})
+    if (goneIps.size === 0) return
+    const stale = this.node.getConnections(peerId).filter((c) => goneIps.has(ipOf(c.remoteAddr.toString())))
+    if (stale.length === 0) return
+    this.direct.forget(peer)
+    this.replication.forget(peer)
+    for (const connection of stale) connection.abort(new Error(`${peer} no longer has the address ${connection.remoteAddr.toString()}`))
+  }
+
+  dropConnections (): void {
+    if (this.stopping !== null) return
+    for (const connection of this.node.getConnections()) {
+      const peer = connection.remotePeer.toString()
+      this.direct.forget(peer)
+      this.replication.forget(peer)
+      connection.abort(new Error('this box lost the address the connection was made through'))
+    }
   }
 
   async dial (addr: string, timeoutMs: number): Promise<string> {
@@ -295,6 +340,7 @@ class Libp2pNet implements Net {
   }
 
   forget (peer: string): void {
+    this.recordAddrs.delete(peer)
     this.direct.forget(peer)
     this.replication.forget(peer)
     const peerId = parsePeerId(peer)
@@ -396,6 +442,11 @@ function gatedHandlers (handlers: NetHandlers, gate: FaultGate, channel: FaultCh
     // out), as if dropped.
     ...(onRequest === undefined ? {} : { onRequest: (from: string, frame: Uint8Array) => gate.blocks(from) ? new Promise<Uint8Array>(() => {}) : onRequest(from, frame) })
   }
+}
+
+// The IP of an /ip4/… or /ip6/… multiaddr, or null.
+function ipOf (addr: string): string | null {
+  return /^\/ip[46]\/([^/]+)/.exec(addr)?.[1] ?? null
 }
 
 // Parsable addresses of `peer`, without its /p2p/ suffix (the peer store keys

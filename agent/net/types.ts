@@ -116,6 +116,9 @@ export interface Net {
   request (peer: string, frame: Uint8Array, timeoutMs: number): Promise<Uint8Array>
   // Drops connections to a peer (used after a member leaves or is reaped).
   forget (peer: string): void
+  // Hangs up every connection: this box lost an address, and connections made
+  // through it stall instead of failing. Peers are dialled again as needed.
+  dropConnections (): void
   // Hangs up on a peer and refuses it for `forMs`: its connections either way
   // (reported through onRefused as 'blocked') and our dials to it (its frames
   // are dropped as undeliverable, through onUnreachable).

@@ -51,6 +51,24 @@ export function stripPeerId (addr: string): string {
   return addr.replace(/\/p2p\/[^/]+$/, '')
 }
 
+// The addresses a record lists: what the node listens on now (a wildcard
+// listener expanded to the box's current interface addresses), at most the
+// 16 a record carries.
+export function recordAddrs (net: { addrs: () => string[] }): string[] {
+  return net.addrs().map(stripPeerId).slice(0, 16)
+}
+
+// An /ip4/127.…/… or /ip6/::1/… multiaddr.
+export function isLoopbackAddr (addr: string): boolean {
+  return addr.startsWith('/ip4/127.') || addr.startsWith('/ip6/::1/')
+}
+
+export function sameMembers (a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false
+  const set = new Set(a)
+  return b.every((x) => set.has(x))
+}
+
 // The node's IP for its record: the first routable IPv4 it listens on, else the
 // first non-internal interface address, else loopback.
 export function pickIp (addrs: string[]): string {

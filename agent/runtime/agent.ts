@@ -17,7 +17,7 @@ import { createNet, loadOrCreateIdentity } from '../net/libp2p.ts'
 import type { DirectChannelName, GossipVerdict, Net, NetRefusal, StreamRefusal } from '../net/types.ts'
 import { readClusterKeyFile } from '../net/cluster-key.ts'
 import { packageKeyOf } from './package.ts'
-import { advertisedHttp, isLoopback, pickIp, readAllowlist, readTls, stripPeerId, warnFaultInjection } from './agent-setup.ts'
+import { advertisedHttp, isLoopback, pickIp, readAllowlist, readTls, recordAddrs, isLoopbackAddr, sameMembers, warnFaultInjection } from './agent-setup.ts'
 import { DataDir } from './data-dir.ts'
 import { CoreDriver } from './driver.ts'
 import { HttpApi } from './http-api.ts'
@@ -84,6 +84,8 @@ export class Agent {
   #receiving: PeerProtocol = 'swim'
   readonly httpUrl: string
   #loadTimer: NodeJS.Timeout | null = null
+  // The addresses this agent's record lists (#checkAddrs).
+  #advertised: string[]
   // Whether the last load sample was at or over sessions.loadThreshold.
   #overloaded = false
   #stopping: Promise<void> | null = null
@@ -119,6 +121,7 @@ export class Agent {
       blockedPeers: () => this.#strikes.count(monotonic.nowMs())
     })
     this.#store = parts.store
+    this.#advertised = recordAddrs(parts.net)
     this.storeFailed = new Promise((resolve) => { this.#storeFailedResolve = resolve })
     const services = servicesFor(parts.config.singletons)
     // Deployed packages start before the sessions core replays its store.
@@ -223,12 +226,12 @@ export class Agent {
       await net.stop()
       throw new Error(`cannot listen for HTTP on ${config.http.host}:${config.http.port}: ${(error as Error).message}`)
     }
-    const addrs = net.addrs().map(stripPeerId)
+    const addrs = recordAddrs(net)
     const ip = pickIp(addrs)
     const core = new Membership({
       self: {
         id: identity.id,
-        addrs: addrs.slice(0, 16),
+        addrs,
         ip,
         http: advertisedHttp(httpUrl, ip),
         services: config.services,
@@ -507,6 +510,7 @@ export class Agent {
   // ---- periodic work ------------------------------------------------------
 
   #sampleLoad (): void {
+    this.#checkAddrs()
     const capacity = this.config.services.reduce((sum, s) => sum + s.capacity, 0)
     const load = this.#load.sample(this.#sessions.count, capacity)
     this.#driver.step({ kind: 'command', command: { type: 'update-self', patch: { load } } })
@@ -515,6 +519,32 @@ export class Agent {
     const overloaded = load.score >= this.config.sessions.loadThreshold
     if (overloaded !== this.#overloaded) this.#deploy.tableChanged()
     this.#overloaded = overloaded
+  }
+
+  // A listener on 0.0.0.0 (the default) listens on whatever addresses the box
+  // has, and libp2p lists them as they are now. When they change (a DHCP lease,
+  // a failover link), the record must follow, or members keep dialling an
+  // address nobody has and terminals are sent to it. And connections made
+  // through an address the box lost do not fail, they stall (their packets have
+  // no way back), and libp2p would go on sending on them for the socket's
+  // 2-minute inactivity timeout; so they are hung up, and peers are dialled
+  // again from the addresses the box has now. Peers do the same on their side
+  // when the new record reaches them (Libp2pNet.learnAddrs). Checked at every
+  // load sample (loadSampleIntervalMs). A box left with loopback alone (a link
+  // down, a lease being renewed) keeps its record and its connections: if the
+  // same address comes back, they carry on.
+  #checkAddrs (): void {
+    const addrs = recordAddrs(this.#net)
+    if (!addrs.some((a) => !isLoopbackAddr(a)) || sameMembers(addrs, this.#advertised)) return
+    const lost = this.#advertised.filter((a) => !addrs.includes(a))
+    const ip = pickIp(addrs)
+    this.#advertised = addrs
+    this.#log.warn({ addrs, lost, ip }, lost.length > 0
+      ? 'this box\'s addresses changed: announcing them, and hanging up connections (those made through the lost addresses are dead)'
+      : 'this box\'s addresses changed: announcing them')
+    this.#output.line({ event: 'addrs-changed', id: this.id, addrs, lost, ip, atMs: Date.now() })
+    this.#driver.step({ kind: 'command', command: { type: 'update-self', patch: { addrs, ip, http: advertisedHttp(this.httpUrl, ip) } } })
+    if (lost.length > 0) this.#net.dropConnections()
   }
 
   // Resolves bootstrap multiaddrs to peer ids (dialling them), retrying with

@@ -87,7 +87,7 @@ type Node = {
   refused: Array<{ what: string; peer: string }>
 }
 
-async function startNode (cleanup: Cleanup, options: { psk?: Uint8Array, dialTimeoutMs?: number, redialBackoffMs?: { min: number, max: number } } = {}): Promise<Node> {
+async function startNode (cleanup: Cleanup, options: { psk?: Uint8Array, dialTimeoutMs?: number, redialBackoffMs?: { min: number, max: number }, listen?: string[] } = {}): Promise<Node> {
   const node: Omit<Node, 'net'> = {
     direct: [],
     gossip: [],
@@ -99,7 +99,7 @@ async function startNode (cleanup: Cleanup, options: { psk?: Uint8Array, dialTim
   }
   const net = await createNet({
     identity: await generateIdentity(),
-    listen: [LOOPBACK],
+    listen: options.listen ?? [LOOPBACK],
     cluster: CLUSTER,
     psk: options.psk,
     dialTimeoutMs: options.dialTimeoutMs ?? 2_000,
@@ -202,6 +202,36 @@ netTest('block(): the peer is hung up on, its connections and our dials to it re
   await waitFor('frames to b again', () => {
     a.net.send(b.net.id, text(`back${i++}`))
     return b.direct.some((r) => r.text.startsWith('back'))
+  }, 15_000)
+})
+
+// A peer whose box lost an address (a DHCP lease that changed): its record
+// lists the addresses it has now. A connection to an IP it no longer lists is
+// hung up (through a lost address it would stall, not fail), one to a port that
+// changed on an IP it still lists is not, and frames flow again over a new
+// connection. 127.0.0.2 stands in for the peer's new address (loopback too).
+netTest('learnAddrs(): a record that drops an IP hangs up our connections to it; frames go on over a new one', async (cleanup) => {
+  const a = await startNode(cleanup)
+  const b = await startNode(cleanup, { listen: ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.2/tcp/0'] })
+  const [first, second] = b.net.addrs()
+  assert.match(first, /^\/ip4\/127\.0\.0\.1\//)
+  assert.match(second, /^\/ip4\/127\.0\.0\.2\//)
+  a.net.learnAddrs(b.net.id, [first])
+  a.net.send(b.net.id, text('one'))
+  await waitFor('the first frame', () => b.direct.some((r) => r.text === 'one'))
+  // The same IP on another port (as a restart on port 0 announces): kept.
+  a.net.learnAddrs(b.net.id, [first.replace(/\/tcp\/\d+/, '/tcp/1'), first])
+  a.net.learnAddrs(b.net.id, [first.replace(/\/tcp\/\d+/, '/tcp/1')])
+  a.net.send(b.net.id, text('two'))
+  await waitFor('a frame on the same connection', () => b.direct.some((r) => r.text === 'two'))
+  assert.equal(b.disconnected, [], 'no hang-up while the IP is still listed')
+  // 127.0.0.1 is gone from b's record: a hangs up.
+  a.net.learnAddrs(b.net.id, [second])
+  await waitFor('b hears the hang-up', () => b.disconnected.includes(a.net.id))
+  let i = 0
+  await waitFor('frames to b again', () => {
+    a.net.send(b.net.id, text(`three${i++}`))
+    return b.direct.some((r) => r.text.startsWith('three'))
   }, 15_000)
 })
 
