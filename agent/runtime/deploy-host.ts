@@ -280,7 +280,9 @@ export class DeployHost {
     const a = opened.value.signed.announcement
     const ref = refOf(a)
     if (this.#core.stored(a.hash) === null) {
-      this.#entries.set(a.hash, this.#store.save(opened.value, bundle))
+      const saved = this.#storing(a, via, from, () => this.#store.save(opened.value, bundle))
+      if (!saved.ok) return saved
+      this.#entries.set(a.hash, saved.value)
       this.#signed.set(a.hash, opened.value.signed)
       this.#parts.onStored(via)
       this.#parts.log.info({ name: a.name, version: a.version, hash: a.hash, via, from }, 'stored a package')
@@ -289,7 +291,8 @@ export class DeployHost {
       // The same files under a later announcement (deployed again, under another
       // policy, say): it replaces the one kept, in the store and in the index
       // this agent serves, and the core pushes it on as a deploy.
-      this.#store.replaceBundle(a.hash, bundle)
+      const replaced = this.#storing(a, via, from, () => { this.#store.replaceBundle(a.hash, bundle) })
+      if (!replaced.ok) return replaced
       this.#signed.set(a.hash, opened.value.signed)
       this.#driver.step({ kind: 'stored', ref, via })
     } else if (via === 'deploy') {
@@ -299,13 +302,37 @@ export class DeployHost {
     return { ok: true, ref, targets: this.#targets.get(a.hash) ?? [] }
   }
 
+  // A write to the package store. One that fails (a full disk, an I/O error)
+  // is a 'storage' refusal: nothing of the package is kept or advertised, the
+  // deployer (or the pusher, or this agent's pull) is told why, and the agent
+  // carries on; a later push or pull tries again.
+  #storing<T> (a: SignedAnnouncement['announcement'], via: 'deploy' | 'push' | 'fetch', from: string | null, write: () => T): { ok: true; value: T } | { ok: false; refusal: Refusal; reason: string } {
+    try {
+      return { ok: true, value: write() }
+    } catch (error) {
+      this.#parts.onRefused('storage')
+      this.#parts.log.error({ from, via, name: a.name, version: a.version, hash: a.hash, err: error }, 'could not store a package')
+      return { ok: false, refusal: 'storage', reason: `this agent cannot store ${a.name}@${a.version}: ${(error as Error).message}` }
+    }
+  }
+
+  // Which packages run, for the next start (advisory: a write that fails costs
+  // only that a restart starts the set recorded before).
+  #markRunning (): void {
+    try {
+      this.#store.markRunning(this.#core.running().map((r) => r.hash))
+    } catch (error) {
+      this.#parts.log.warn({ err: error }, 'could not record which packages run; a restart starts the set recorded before')
+    }
+  }
+
   #perform (effect: DeployEffect): void {
     if (this.#stopped) return
     switch (effect.kind) {
       case 'push': this.#pushQueue.push({ to: effect.to, hash: effect.hash }); this.#drainPushes(); return
       case 'fetch': void this.#fetch(effect.from, effect.hash); return
       case 'pull': void this.#pull(effect.from); return
-      case 'run': this.#start(effect.ref); this.#advertise(); this.#store.markRunning(this.#core.running().map((r) => r.hash)); return
+      case 'run': this.#start(effect.ref); this.#advertise(); this.#markRunning(); return
       case 'drain': case 'undrain': this.#advertise(); return
       case 'retire': this.#retire(effect.name, effect.hashes); return
       case 'event': this.#onEvent(effect.event)
@@ -412,7 +439,7 @@ export class DeployHost {
       }
     }
     this.#advertise()
-    this.#store.markRunning(this.#core.running().map((r) => r.hash))
+    this.#markRunning()
     // The core decided on the copies held at the last report (up to
     // USAGE_CHECK_MS old): a copy placed here since runs the service again now.
     // (After this step's effects, so that its lines keep their order.)

@@ -57,7 +57,8 @@ async function readBody (request: IncomingMessage, limit: number): Promise<Buffe
   return Buffer.concat(chunks)
 }
 
-const REFUSAL_STATUS: Record<string, number> = { 'too-large': 413, untrusted: 403, 'bad-signature': 403, 'cluster-key': 403 }
+// 507 Insufficient Storage: the package is fine, this agent could not write it.
+const REFUSAL_STATUS: Record<string, number> = { 'too-large': 413, untrusted: 403, 'bad-signature': 403, 'cluster-key': 403, storage: 507 }
 
 export function registerDeployRoutes (http: HttpApi, parts: DeployRoutesParts): void {
   http.route('POST', /^\/v1\/packages$/, async (request) => {

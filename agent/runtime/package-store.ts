@@ -94,15 +94,21 @@ export class PackageStore {
     if (existsSync(entryPath)) return entryPath
     const tmp = join(this.dir, `.${hash}.${process.pid}.tmp`)
     rmSync(tmp, { recursive: true, force: true })
-    for (const [path, content] of opened.files) {
-      const target = join(tmp, path)
-      mkdirSync(dirname(target), { recursive: true })
-      writeFileSync(target, content)
+    try {
+      for (const [path, content] of opened.files) {
+        const target = join(tmp, path)
+        mkdirSync(dirname(target), { recursive: true })
+        writeFileSync(target, content)
+      }
+      if (!opened.files.has('package.json')) writeFileSync(join(tmp, 'package.json'), '{"type":"module"}\n')
+      rmSync(root, { recursive: true, force: true })
+      // Atomic on one file system.
+      renameSync(tmp, root)
+    } catch (error) {
+      // A full disk must not keep the part written.
+      rmSync(tmp, { recursive: true, force: true })
+      throw error
     }
-    if (!opened.files.has('package.json')) writeFileSync(join(tmp, 'package.json'), '{"type":"module"}\n')
-    rmSync(root, { recursive: true, force: true })
-    // Atomic on one file system.
-    renameSync(tmp, root)
     return entryPath
   }
 }

@@ -95,8 +95,10 @@ export type Announcement = {
 
 export type SignedAnnouncement = { announcement: Announcement; header: Uint8Array; sig: Uint8Array }
 
-export type Refusal = 'malformed' | 'too-large' | 'untrusted' | 'bad-signature' | 'hash-mismatch' | 'manifest-mismatch' | 'cluster-key' | 'decrypt-failed'
-export const REFUSALS: readonly Refusal[] = ['malformed', 'too-large', 'untrusted', 'bad-signature', 'hash-mismatch', 'manifest-mismatch', 'cluster-key', 'decrypt-failed']
+// 'storage': the package checked out, but this agent could not write it (a
+// full disk, an I/O error).
+export type Refusal = 'malformed' | 'too-large' | 'untrusted' | 'bad-signature' | 'hash-mismatch' | 'manifest-mismatch' | 'cluster-key' | 'decrypt-failed' | 'storage'
+export const REFUSALS: readonly Refusal[] = ['malformed', 'too-large', 'untrusted', 'bad-signature', 'hash-mismatch', 'manifest-mismatch', 'cluster-key', 'decrypt-failed', 'storage']
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; refusal: Refusal; reason: string }
 

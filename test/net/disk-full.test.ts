@@ -9,7 +9,9 @@
 // present once, in order, and new sessions open and append. With the space
 // freed, the victim starts again on its data directory (as its service manager
 // would), rejoins, its store passes `edge-agent check`, and it holds copies
-// again. Before the agent left on a failed store, the victim stayed a member
+// again. A second test deploys a package to an agent whose disk is full: it is
+// refused as 'storage' (HTTP 507, the reason named), nothing half-written stays,
+// the agent carries on, and the same deploy succeeds once there is room. Before the agent left on a failed store, the victim stayed a member
 // whose copies answered nothing: its standbys waited out ownerTimeoutMs and a
 // diagnosis, its owners' writes stalled memberStaleMs, new groups went on
 // placing copies there (opens waited 2.2 s), and it never came back without a
@@ -18,13 +20,13 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EdgeClient } from '../../agent/client/index.ts'
 import type { Session } from '../../agent/client/index.ts'
-import { LocalCluster, runCli } from '../../sim/processes.ts'
-import type { AgentProcess } from '../../sim/processes.ts'
+import { deployerKeyFile, generateDeployerKey } from '../../agent/runtime/package.ts'
+import { AgentProcess, LocalCluster, runCli } from '../../sim/processes.ts'
 import { ContinuousWriter, waitGroupRepaired } from '../../sim/writer.ts'
 import { within } from '../fixtures/timeout.ts'
 
@@ -88,11 +90,7 @@ test('an agent whose disk fills leaves its cluster and exits 3; its sessions car
     const ackedBefore = writers.map((w) => w.acked.length)
 
     // Fill the victim's disk; its next writes need room.
-    try {
-      execFileSync('dd', ['if=/dev/zero', `of=${join(small, 'fill')}`, 'bs=1M', 'count=64'], { stdio: 'pipe' })
-    } catch {
-      // dd stops at ENOSPC, as meant.
-    }
+    fill(small)
     const failed = await victim.waitFor((e) => e.event === 'store-failed', 30_000)
     assert.match(String(failed.error), /full/, 'the line names the cause')
     const code = await within(victim.exited, 15_000)
@@ -133,6 +131,65 @@ test('an agent whose disk fills leaves its cluster and exits 3; its sessions car
   } finally {
     for (const writer of writers) writer.stopped = true
     await cluster?.destroy()
+    try {
+      execFileSync('umount', [small], { stdio: 'pipe' })
+    } catch {
+      // Already gone.
+    }
+    rmSync(dir, { recursive: true, force: true })
+  }
+})(), TIMEOUT_MS))
+
+function fill (dir: string): void {
+  try {
+    execFileSync('dd', ['if=/dev/zero', `of=${join(dir, 'fill')}`, 'bs=1M', 'count=64'], { stdio: 'pipe' })
+  } catch {
+    // dd stops at ENOSPC, as meant.
+  }
+}
+
+test('a package deployed to an agent whose disk is full is refused as storage (507), leaves nothing half-written, and is stored once there is room', () => within((async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-diskfull-'))
+  const small = join(dir, 'small')
+  mkdirSync(small)
+  const unavailable = mountTmpfs(small, 16)
+  if (unavailable !== null) {
+    console.log(`\nskip: ${unavailable}`)
+    rmSync(dir, { recursive: true, force: true })
+    return
+  }
+  const keyFile = join(dir, 'deployer.key')
+  writeFileSync(keyFile, deployerKeyFile(generateDeployerKey()), { mode: 0o600 })
+  const cart = new URL('../../examples/cart', import.meta.url).pathname
+  const dataDir = join(small, 'agent')
+  let agent: AgentProcess | null = null
+  try {
+    agent = await AgentProcess.start({ name: 'full', dataDir, services: 'log', extraArgs: ['--trusted-deployers', keyFile] })
+    fill(small)
+    const refused = await runCli(['deploy', cart, '--name', 'cart', '--policy', 'all', '--key', keyFile, '--to', agent.http])
+    assert.is(refused.code, 1, refused.stdout)
+    assert.match(refused.stderr, /507/)
+    assert.match(refused.stderr, /cannot store cart@.*ENOSPC/)
+    const metrics = await (await fetch(`${agent.http}/metrics`)).text()
+    assert.match(metrics, /edge_agent_packages_refused_total\{reason="storage"\} 1/)
+    assert.equal(readdirSync(join(dataDir, 'packages')).filter((name) => name.endsWith('.tmp')), [], 'nothing half-written')
+    const packages = await (await fetch(`${agent.http}/v1/packages`)).json() as { running: unknown[] }
+    assert.is(packages.running.length, 0)
+    assert.ok(agent.running, 'the agent carries on')
+
+    rmSync(join(small, 'fill'))
+    const deployed = await runCli(['deploy', cart, '--name', 'cart', '--policy', 'all', '--key', keyFile, '--to', agent.http])
+    assert.is(deployed.code, 0, deployed.stderr)
+    const deadline = Date.now() + 20_000
+    for (;;) {
+      const now = await (await fetch(`${agent.http}/v1/packages`)).json() as { running: unknown[] }
+      if (now.running.length === 1) break
+      if (Date.now() > deadline) throw new Error('cart does not run after the second deploy')
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  } finally {
+    agent?.signal('SIGKILL')
+    await agent?.exited
     try {
       execFileSync('umount', [small], { stdio: 'pipe' })
     } catch {
