@@ -108,10 +108,13 @@ Logs are structured JSON (pino) on stderr.
 Exit codes: 0 after a clean stop, 1 when the agent cannot start, 2 on a usage error,
 3 when its session store failed (a full disk, an I/O error): it left its cluster
 first, its groups took its sessions over, and a restart rejoins once the disk
-can be written again.`
+can be written again; 4 when another node uses its identity (two boxes given one
+data directory): give this box its own by emptying its data directory.`
 
-// The session store failed; the agent left its cluster first (Agent.#onStoreFailed).
+// The agent stopped itself (Agent.halted): its session store failed (it left
+// its cluster first), or another node uses its identity.
 export const EXIT_STORE_FAILED = 3
+export const EXIT_IDENTITY_CONFLICT = 4
 
 const FLAGS = {
   listen: { type: 'string' },
@@ -261,10 +264,14 @@ export async function runStart (argv: string[]): Promise<number> {
     }
     process.on('SIGINT', () => onSignal('SIGINT'))
     process.on('SIGTERM', () => onSignal('SIGTERM'))
-    // The agent has left its cluster and stopped (Agent.#onStoreFailed).
-    void agent.storeFailed.then((reason) => {
-      process.stderr.write(`edge-agent start: the session store failed (${reason}); this agent left its cluster and stopped\n`)
-      resolve(EXIT_STORE_FAILED)
+    void agent.halted.then((halt) => {
+      if (halt.kind === 'store-failed') {
+        process.stderr.write(`edge-agent start: the session store failed (${halt.reason}); this agent left its cluster and stopped\n`)
+        resolve(EXIT_STORE_FAILED)
+      } else {
+        process.stderr.write(`edge-agent start: ${halt.reason}\n`)
+        resolve(EXIT_IDENTITY_CONFLICT)
+      }
     })
   })
 }

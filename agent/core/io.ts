@@ -53,6 +53,12 @@ export type AgentEvent =
   | { type: 'stall'; lateMs: number }
   | { type: 'rejected'; from: PeerKey; reason: string }
   | { type: 'left' }
+  // Another node signs records with this node's key (Membership.#recordAboutSelf):
+  // `record` is one of its, `from` whoever passed it on.
+  | { type: 'identity-conflict'; record: NodeRecord; from: PeerKey }
+  // Two records of member `id` at one version, both validly signed: two nodes
+  // hold its key (Membership.#checkEquivocation).
+  | { type: 'identity-shared'; id: PeerKey; records: [NodeRecord, NodeRecord] }
 
 export type Effect =
   | { kind: 'send'; to: PeerKey; message: Message }

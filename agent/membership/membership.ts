@@ -76,7 +76,13 @@ export class Membership {
   // Whether another member's record has reached our table since we started
   // (directory().joining).
   #metAnother = false
+  // Signed records of this node's id that it did not sign in this life
+  // (#recordAboutSelf), and whether it has said that another node holds its key.
+  #steppedPastSelf = 0
+  #conflictReported = false
   readonly #lastStaleAnswerMs = new Map<PeerKey, number>()
+  // Per id, when both sides of an equivocation were last shown (#checkEquivocation).
+  readonly #lastEquivocationMs = new Map<PeerKey, number>()
   #nextRefreshMs: number
   #nextReapMs: number
   #lastPublishMs = -Infinity
@@ -438,7 +444,7 @@ export class Membership {
     if (channel === 'gossip' && record.id !== from) return this.#reject(from, `gossip from ${from} carried the record of ${record.id}`)
     if (record.id === this.id) return this.#recordAboutSelf(update.signed, from)
     // Old and duplicate versions are dropped before the (costly) signature check.
-    if (!this.#table.wouldApplyRecord(record)) return
+    if (!this.#table.wouldApplyRecord(record)) return this.#checkEquivocation(update.signed, from)
     if (!this.#auth.verify(record.id, update.signed.bytes, update.signed.sig)) return this.#reject(from, `bad signature on the record of ${record.id}`)
     // Gossipsub delivered a published record to every member already: a join
     // or change heard that way is not piggybacked again (a status change still
@@ -463,12 +469,45 @@ export class Membership {
     this.#emit({ type: 'member-status', id: member.id, status: member.status, previous: outcome.previous, incarnation: member.statusIncarnation, by: member.id })
   }
 
-  // Only a record we signed in an earlier life (state lost) can be newer than ours;
-  // step past it so our current record wins everywhere.
+  // Two records of one id at one version, both signed with its key: an honest
+  // node bumps its version with every change, so two nodes hold that key (a
+  // data directory copied to a second box). Idle clones never change their
+  // records, so neither would see a newer one of its id. So this node says so
+  // ('identity-shared', naming both records' addresses) and sends the id both
+  // records: whichever of the two its connection reaches finds the other's
+  // (#recordAboutSelf). At most once per probe period per id. The duplicate of
+  // a record held, byte for byte, costs a comparison.
+  #checkEquivocation (signed: SignedRecord, from: PeerKey): void {
+    const id = signed.record.id
+    const held = this.#table.get(id)
+    if (held === undefined || compareVersion(signed.record, held.signed.record) !== 0 || sameBytes(signed.bytes, held.signed.bytes)) return
+    if (!rateAllowed(this.#lastEquivocationMs, id, this.#now, this.#config.probeIntervalMs)) return
+    if (!this.#auth.verify(id, signed.bytes, signed.sig)) return this.#reject(from, `bad signature on the record of ${id}`)
+    this.#emit({ type: 'identity-shared', id, records: [held.signed.record, signed.record] })
+    this.#send(id, { type: 'gossip', updates: [{ kind: 'record', signed: held.signed }, { kind: 'record', signed }] })
+  }
+
+  // A record of our id, as new as ours or newer, that is not the one we hold.
+  // It can be one we signed in an earlier life (state lost): step past it so
+  // our current record wins everywhere. Stepping past puts our incarnation above
+  // the record's, so an earlier life's later records can reach ours at most
+  // (a lagging member may still show a lower one first: stepped past again).
+  // One above ours, after we stepped past once, is being raised now: another
+  // node signs with our key (a data directory copied to a second box, a stolen
+  // key). Two nodes with one id cannot both be members (peers cannot tell their
+  // connections or records apart, and each stepping past the other would raise
+  // incarnations without end), so this node stops refuting and says so once
+  // ('identity-conflict'), naming the other's addresses; the agent then stops.
   #recordAboutSelf (signed: SignedRecord, from: PeerKey): void {
-    if (compareVersion(signed.record, this.#own.record) <= 0) return
+    const order = compareVersion(signed.record, this.#own.record)
+    if (order < 0 || (order === 0 && sameBytes(signed.bytes, this.#own.signed.bytes))) return
     if (!this.#auth.verify(this.id, signed.bytes, signed.sig)) return this.#reject(from, 'bad signature on a record of ours')
-    this.#refute(signed.record.incarnation, 'alive', from, from)
+    const rising = signed.record.incarnation > this.#own.record.incarnation
+    this.#steppedPastSelf++
+    if (this.#steppedPastSelf === 1 || !rising) return this.#refute(signed.record.incarnation, 'alive', from, from)
+    if (this.#conflictReported) return
+    this.#conflictReported = true
+    this.#emit({ type: 'identity-conflict', record: signed.record, from })
   }
 
   #applyAccusation (update: Update & { kind: 'accusation' }, from: PeerKey, channel: 'direct' | 'gossip'): void {
@@ -512,6 +551,7 @@ export class Membership {
       this.#detector.forget(id)
       this.#antiEntropy.forget(id)
       this.#lastStaleAnswerMs.delete(id)
+      this.#lastEquivocationMs.delete(id)
       this.#emit({ type: 'member-reaped', id })
     }
   }
@@ -655,4 +695,10 @@ export class Membership {
   #jittered (intervalMs: number): number {
     return Math.floor(intervalMs * (0.9 + 0.2 * this.#random.nextFloat()))
   }
+}
+
+function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }

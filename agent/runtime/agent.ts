@@ -10,10 +10,10 @@ import type { AgentEvent, Effect, Input, PeerKey } from '../core/io.ts'
 import { SeededRandom } from '../core/random.ts'
 import { Membership } from '../membership/membership.ts'
 import { decode, encode } from '../../protocol/codec.ts'
-import type { Message, PeekMember, SessionMessage } from '../../protocol/messages.ts'
+import type { Message, NodeRecord, PeekMember, SessionMessage } from '../../protocol/messages.ts'
 import { FaultGate } from '../net/fault-gate.ts'
 import type { StoredSession } from '../sessions/types.ts'
-import { createNet, loadOrCreateIdentity } from '../net/libp2p.ts'
+import { createNet, loadOrCreateIdentity, peekOverLibp2p } from '../net/libp2p.ts'
 import type { DirectChannelName, GossipVerdict, Net, NetRefusal, StreamRefusal } from '../net/types.ts'
 import { readClusterKeyFile } from '../net/cluster-key.ts'
 import { packageKeyOf } from './package.ts'
@@ -35,6 +35,7 @@ import { registerSessionRoutes } from './sessions-http.ts'
 import { serveDeltasStream } from './deltas-stream.ts'
 import { DELTAS_STREAM_PATH, DELTAS_STREAM_PROTOCOL } from '../../protocol/deltas-stream.ts'
 import { SingletonKeeper } from './singletons.ts'
+import { watchJoin } from './identity-watch.ts'
 import { DeployHost } from './deploy-host.ts'
 import { registerDeployRoutes } from './deploy-http.ts'
 import { refusedAnswer } from './deploy-wire.ts'
@@ -57,6 +58,9 @@ const monotonic = { nowMs: () => performance.now() }
 
 // Rejections are logged once per peer, protocol and reason per minute; all are counted.
 const REJECT_LOG_GAP_MS = 60_000
+const IDENTITY_SHARED_LOG_GAP_MS = 60_000
+
+export type AgentHalt = { kind: 'store-failed' | 'identity-conflict'; reason: string }
 
 export class Agent {
   readonly id: string
@@ -79,6 +83,7 @@ export class Agent {
   // Malformed frames per peer, and the peers cut off for them.
   readonly #strikes: PeerStrikes
   readonly #faults: FaultGate | null
+  readonly #psk: Uint8Array | undefined
   // The protocol of the message the membership core is stepping on, so that its
   // refusals are counted under it (steps and their effects are synchronous).
   #receiving: PeerProtocol = 'swim'
@@ -89,10 +94,11 @@ export class Agent {
   // Whether the last load sample was at or over sessions.loadThreshold.
   #overloaded = false
   #stopping: Promise<void> | null = null
-  // Resolves with the reason once the session store failed and the agent has
-  // left its cluster and stopped (#onStoreFailed); never otherwise.
-  readonly storeFailed: Promise<string>
-  #storeFailedResolve: (reason: string) => void = () => {}
+  // Resolves once the agent stopped itself, and why: its session store failed
+  // (it left its cluster first: #onStoreFailed), or another node uses its
+  // identity (#onIdentityConflict). Never otherwise.
+  readonly halted: Promise<AgentHalt>
+  #halt: (halt: AgentHalt) => void = () => {}
 
   private constructor (parts: {
     config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore, faults: FaultGate | null, stored: StoredSession[], psk: Uint8Array | undefined, limits: HttpLimits
@@ -103,6 +109,7 @@ export class Agent {
     this.#dataDir = parts.dataDir
     this.#net = parts.net
     this.#faults = parts.faults
+    this.#psk = parts.psk
     this.#http = parts.http
     this.#limits = parts.limits
     this.#strikes = new PeerStrikes(parts.config.limits)
@@ -122,7 +129,7 @@ export class Agent {
     })
     this.#store = parts.store
     this.#advertised = recordAddrs(parts.net)
-    this.storeFailed = new Promise((resolve) => { this.#storeFailedResolve = resolve })
+    this.halted = new Promise((resolve) => { this.#halt = resolve })
     const services = servicesFor(parts.config.singletons)
     // Deployed packages start before the sessions core replays its store.
     this.#deploy = new DeployHost({
@@ -270,6 +277,19 @@ export class Agent {
     this.#singletons.start()
     this.#deploy.begin()
     void this.#joinBootstrap()
+    if (this.config.bootstrap.length > 0) {
+      void watchJoin({
+        bootstrap: this.config.bootstrap,
+        joining: () => this.#core.directory().joining(),
+        stopped: () => this.#stopping !== null,
+        self: () => this.#core.directory().record(this.id) as NodeRecord,
+        peek: async (addr) => peekMembers(await peekOverLibp2p(addr, this.config.cluster, this.config.dialTimeoutMs, this.#psk)),
+        onConflict: (record, addr) => {
+          this.#log.warn({ bootstrap: addr }, 'still joining: a bootstrap peer lists this agent\'s id as another node\'s')
+          this.#onIdentityConflict({ type: 'identity-conflict', record, from: addr })
+        }
+      })
+    }
   }
 
   get incarnation (): number {
@@ -306,7 +326,36 @@ export class Agent {
   #onStoreFailed (reason: string): void {
     this.#log.fatal({ reason }, 'the session store failed: this agent leaves its cluster and stops; its groups take over its sessions')
     this.#output.line({ event: 'store-failed', id: this.id, error: reason, atMs: Date.now() })
-    void this.stop({ leave: true }).finally(() => { this.#storeFailedResolve(reason) })
+    void this.stop({ leave: true }).finally(() => { this.#halt({ kind: 'store-failed', reason }) })
+  }
+
+  // Two nodes sign as one member: said here (at most once a minute per id,
+  // and counted), so that the operator of any box learns where both are; the
+  // two find out themselves too, and one stops (#onIdentityConflict).
+  #onIdentityShared (event: Extract<AgentEvent, { type: 'identity-shared' }>): void {
+    this.#metrics.identityShared()
+    const now = monotonic.nowMs()
+    const key = `identity-shared ${event.id}`
+    const last = this.#rejectLogged.get(key)
+    if (last !== undefined && now - last < IDENTITY_SHARED_LOG_GAP_MS) return
+    this.#rejectLogged.set(key, now)
+    const where = event.records.map((r) => ({ ip: r.ip, http: r.http, addrs: r.addrs }))
+    this.#log.error({ member: event.id, where }, 'two nodes sign as one member: a data directory copied to two boxes? Empty the data directory of one of them and start it again')
+    this.#output.line({ event: 'identity-shared', id: event.id, where, atMs: Date.now() })
+  }
+
+  // Another node signs with this agent's key (Membership.#recordAboutSelf): a
+  // data directory copied to a second box, most likely. The two cannot both be
+  // members, so this one, the one that found out, stops, without a leave (a
+  // `left` record in this id's name would take the other off too), and says
+  // where the other is. The other carries on. `edge-agent start` exits 4,
+  // which the systemd unit does not restart: a restart would only find it again.
+  #onIdentityConflict (event: Extract<AgentEvent, { type: 'identity-conflict' }>): void {
+    const other = { ip: event.record.ip, http: event.record.http, addrs: event.record.addrs, incarnation: event.record.incarnation }
+    const reason = `another node signs with this agent's identity ${this.id} (at ${event.record.ip || event.record.addrs.join(' ') || 'an unknown address'}${event.record.http === '' ? '' : `, ${event.record.http}`}): two boxes were given one data directory (a copied disk image?). Give this box an identity of its own: empty its data directory ${this.config.dataDir} and start it again`
+    this.#log.fatal({ other, from: event.from }, reason)
+    this.#output.line({ event: 'identity-conflict', id: this.id, other, atMs: Date.now() })
+    void this.stop({ leave: false }).finally(() => { this.#halt({ kind: 'identity-conflict', reason }) })
   }
 
   async #stop (leave: boolean): Promise<void> {
@@ -447,6 +496,8 @@ export class Agent {
         this.#logRejection(event.from, event.reason)
         return this.#strike(event.from, `${this.#receiving} ${event.reason}`)
       case 'left': this.#log.info('leave announced'); return
+      case 'identity-conflict': return this.#onIdentityConflict(event)
+      case 'identity-shared': return this.#onIdentityShared(event)
       default: this.#log.trace({ event }, 'membership event')
     }
   }
@@ -606,4 +657,12 @@ export class Agent {
 
 function protocolOf (channel: DirectChannelName): PeerProtocol {
   return channel === 'sessions' ? 'replicate' : 'swim'
+}
+
+// The members of a peek answer, or an error saying what came instead.
+function peekMembers (frame: Uint8Array): PeekMember[] {
+  const decoded = decode(frame)
+  if (!decoded.ok) throw new Error(`peek answer: ${decoded.reason}`)
+  if (decoded.value.type !== 'peek-reply') throw new Error(`peek answer: a ${decoded.value.type}`)
+  return decoded.value.members
 }

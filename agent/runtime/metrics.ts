@@ -74,6 +74,7 @@ export class AgentMetrics {
   readonly #limits: Counter<'limit'>
   readonly #refusedConnections: Counter<'reason'>
   readonly #peersBlocked: Counter
+  readonly #identityShared: Counter
   readonly #packagesRefused: Counter<'reason'>
   readonly #packagesStored: Counter<'via'>
   readonly #packagesRetired: Counter
@@ -108,6 +109,7 @@ export class AgentMetrics {
     this.#applyStalls = new Counter({ name: 'edge_agent_session_apply_stalls_total', help: 'Times a session copy here waited 5 s or more at a committed entry its service could not apply (a deployed service\'s worker loading, timed out or crashed): it applies nothing more of the session until a retry, every second, succeeds', registers })
     this.#limits = new Counter({ name: 'edge_agent_limit_exceeded_total', help: 'Requests, frames, streams or sessions refused because they exceeded a limit (README, "Limits"), by limit', labelNames: ['limit'], registers })
     this.#refusedConnections = new Counter({ name: 'edge_agent_refused_connections_total', help: 'Connections refused: peer without the cluster key (cluster-key), outside the allowlist (allowlist), or blocked for malformed frames (blocked)', labelNames: ['reason'], registers })
+    this.#identityShared = new Counter({ name: 'edge_agent_identity_shared_total', help: 'Times this agent saw two different records of one member at one version, both signed with its key: two nodes hold that key (a data directory copied to two boxes)', registers })
     this.#peersBlocked = new Counter({ name: 'edge_agent_peers_blocked_total', help: 'Times this agent cut a peer off (hung up, its connections refused for limits.peerBlockMs) because it kept sending malformed frames', registers })
     // Zero from the start, so a dashboard sees every label before the first refusal.
     for (const limit of LIMIT_LABELS) this.#limits.inc({ limit }, 0)
@@ -283,6 +285,10 @@ export class AgentMetrics {
 
   peerBlocked (): void {
     this.#peersBlocked.inc()
+  }
+
+  identityShared (): void {
+    this.#identityShared.inc()
   }
 
   connectionRefused (reason: ConnectionRefusal): void {
