@@ -136,6 +136,15 @@ export class NetnsLab {
     return host
   }
 
+  // Gives agent i's `dev` one more address, `${subnet}.<last>` (another
+  // interface coming up would do the same to a wildcard listener). On `lo` it
+  // is a /32, and Node lists it before eth0's.
+  addAddress (i: number, last: number, dev: 'eth0' | 'lo' = 'eth0'): string {
+    const host = `${this.#subnet}.${last}`
+    run(['-n', this.ns(i), 'addr', 'add', `${host}/${dev === 'lo' ? 32 : 24}`, 'dev', dev])
+    return host
+  }
+
   heal (): void {
     for (let i = 0; i < this.nodes; i++) run(['-n', this.#hub, 'link', 'set', this.#port(i), 'master', 'br0'])
   }

@@ -588,7 +588,10 @@ export class Agent {
     const addrs = recordAddrs(this.#net)
     if (!addrs.some((a) => !isLoopbackAddr(a)) || sameMembers(addrs, this.#advertised)) return
     const lost = this.#advertised.filter((a) => !addrs.includes(a))
-    const ip = pickIp(addrs)
+    // The record's IP stays while the box still has it: an interface that
+    // appears (a docker bridge) adds addresses, it does not move the agent.
+    const held = this.#core.directory().record(this.id)?.ip ?? ''
+    const ip = held !== '' && addrs.some((a) => a.startsWith(`/ip4/${held}/`) || a.startsWith(`/ip6/${held}/`)) ? held : pickIp(addrs)
     this.#advertised = addrs
     this.#log.warn({ addrs, lost, ip }, lost.length > 0
       ? 'this box\'s addresses changed: announcing them, and hanging up connections (those made through the lost addresses are dead)'

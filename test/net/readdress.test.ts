@@ -6,7 +6,8 @@
 // group holds all three. Then the third box's address is taken away and another
 // given: its agent announces the new one (an `addrs-changed` line), every agent
 // records it (IP, addresses, HTTP URL) and calls it alive, its HTTP API answers
-// at the new URL, and the terminal's appends carry on, none lost.
+// at the new URL, and the terminal's appends carry on, none lost. An address
+// added after that is announced too, and the record's IP stays.
 //
 // Before the agent watched its addresses, its record kept the old address for
 // good, and its connections, made through the old address, stalled instead of
@@ -106,6 +107,20 @@ test('an agent whose box changes address announces the new one; the cluster foll
       const body = await response.json() as { members: MemberView[] }
       return others.every((o) => body.members.find((m) => m.id === o.id)?.status === 'alive')
     }, 20_000)
+
+    // One more address, on an interface listed before eth0 (here lo, as a
+    // bridge or a VPN's can be): announced, and the record's IP stays the one
+    // the box still has (picked afresh, it would have moved to the new one).
+    const extra = lab.addAddress(MOVED, 201, 'lo')
+    const added = await moved.waitFor((e) => e.event === 'addrs-changed' && (e.addrs as string[]).some((a) => a.startsWith(`/ip4/${extra}/`)), 15_000)
+    assert.is(added.ip, newHost)
+    assert.equal(added.lost, [])
+    for (const agent of others) {
+      await until(`${agent.name} lists the extra address`, async () => {
+        const view = await viewOf(agent, moved.id)
+        return view?.ip === newHost && view.addrs.some((a) => a.startsWith(`/ip4/${extra}/`))
+      }, 20_000)
+    }
 
     const ackedAtChange = writer.acked.length
     await writer.waitFor(ackedAtChange + 20, 30_000)
