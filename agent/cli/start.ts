@@ -13,7 +13,10 @@ Runs an edge agent: joins the cluster, gossips this node's record (IP, services,
 load, position), watches every member (SWIM with Lifeguard), holds terminals'
 sessions (owner or standby, replicated, taken over when an owner dies) and serves
 the HTTP API (members, sessions, metrics).
-SIGINT/SIGTERM make it announce a graceful leave and stop.
+SIGINT/SIGTERM make it announce a graceful leave and stop. SIGHUP (systemctl
+reload) reads the config file and the files it names again and applies the TLS
+certificate and key, the allowlist, the trusted deployer keys and the log level;
+a bad file changes nothing, and other changed keys need a restart.
 
 Options (a flag overrides --config, which overrides the profile's defaults):
   --listen <multiaddr,…>     libp2p listen addresses (default ${DEFAULT_LISTEN}).
@@ -190,42 +193,46 @@ export async function runStart (argv: string[]): Promise<number> {
     console.log(START_HELP)
     return 0
   }
-  const flags: RawSettings = {
-    listen: values.listen,
-    bootstrap: values.bootstrap,
-    http: values.http,
-    services: values.services,
-    position: values.position,
-    region: values.region,
-    zone: values.zone,
-    dataDir: values['data-dir'],
-    cluster: values.cluster,
-    profile: values.profile,
-    logLevel: values['log-level'],
-    replicas: values.replicas,
-    writeConcern: values['write-concern'],
-    onPromote: values['on-promote'],
-    onDemote: values['on-demote'],
-    singletons: values.singletons,
-    clusterKey: values['cluster-key'],
-    allowPeers: values['allow-peers'],
-    allowPeersFile: values['allow-peers-file'],
-    tlsCert: values['tls-cert'],
-    tlsKey: values['tls-key'],
-    trustedDeployers: typeof values['trusted-deployers'] === 'string' ? readTrustedDeployers(values['trusted-deployers']) : undefined,
-    packagePullIntervalMs: values['package-pull-interval-ms'],
-    packageRetireAfterMs: values['package-retire-after-ms'],
-    serviceRequestLimit: values['service-request-limit'],
-    json: values.json
+  // The configuration from the flags and the file they name, read again on a
+  // reload (SIGHUP): files named by either are read afresh.
+  const configNow = (): ReturnType<typeof buildConfig> => {
+    const flags: RawSettings = {
+      listen: values.listen,
+      bootstrap: values.bootstrap,
+      http: values.http,
+      services: values.services,
+      position: values.position,
+      region: values.region,
+      zone: values.zone,
+      dataDir: values['data-dir'],
+      cluster: values.cluster,
+      profile: values.profile,
+      logLevel: values['log-level'],
+      replicas: values.replicas,
+      writeConcern: values['write-concern'],
+      onPromote: values['on-promote'],
+      onDemote: values['on-demote'],
+      singletons: values.singletons,
+      clusterKey: values['cluster-key'],
+      allowPeers: values['allow-peers'],
+      allowPeersFile: values['allow-peers-file'],
+      tlsCert: values['tls-cert'],
+      tlsKey: values['tls-key'],
+      trustedDeployers: typeof values['trusted-deployers'] === 'string' ? readTrustedDeployers(values['trusted-deployers']) : undefined,
+      packagePullIntervalMs: values['package-pull-interval-ms'],
+      packageRetireAfterMs: values['package-retire-after-ms'],
+      serviceRequestLimit: values['service-request-limit'],
+      json: values.json
+    }
+    for (const key of Object.keys(flags)) if (flags[key] === undefined) delete flags[key]
+    try {
+      return buildConfig(typeof values.config === 'string' ? readConfigFile(values.config) : {}, flags)
+    } catch (error) {
+      if (error instanceof ConfigError) throw new UsageError(error.message)
+      throw error
+    }
   }
-  for (const key of Object.keys(flags)) if (flags[key] === undefined) delete flags[key]
-  let config
-  try {
-    config = buildConfig(typeof values.config === 'string' ? readConfigFile(values.config) : {}, flags)
-  } catch (error) {
-    if (error instanceof ConfigError) throw new UsageError(error.message)
-    throw error
-  }
+  const config = configNow()
   const log = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }))
   // A reader of stdout that goes away (a pipe to a tool that exited) must not
   // take the agent down with it: the write's EPIPE comes as an 'error' event,
@@ -264,6 +271,15 @@ export async function runStart (argv: string[]): Promise<number> {
     }
     process.on('SIGINT', () => onSignal('SIGINT'))
     process.on('SIGTERM', () => onSignal('SIGTERM'))
+    // `systemctl reload`: what can change while running is applied; a file
+    // that does not read or check out changes nothing, and the log says why.
+    process.on('SIGHUP', () => {
+      try {
+        agent.reload(configNow())
+      } catch (error) {
+        log.error({ error: (error as Error).message }, 'reload refused: nothing changed')
+      }
+    })
     void agent.halted.then((halt) => {
       if (halt.kind === 'store-failed') {
         process.stderr.write(`edge-agent start: the session store failed (${halt.reason}); this agent left its cluster and stopped\n`)

@@ -51,13 +51,14 @@ export async function createNet (options: NetOptions): Promise<Net> {
   checkOptions(options)
   const privateKey = privateKeyOf(options.identity)
   const blocklist = new Blocklist(MAX_BLOCKED_PEERS)
+  const allowlist: Allowlist = { ids: options.allowPeers == null ? null : new Set(options.allowPeers) }
   let node: Libp2p<Services>
   try {
-    node = await createNode(options, privateKey, blocklist)
+    node = await createNode(options, privateKey, blocklist, allowlist)
   } catch (err) {
     throw new Error(`Cannot start the libp2p node: ${errorMessage(err)}`, { cause: err })
   }
-  const net = new Libp2pNet(node, options, blocklist)
+  const net = new Libp2pNet(node, options, blocklist, allowlist)
   try {
     await net.start()
   } catch (err) {
@@ -76,7 +77,7 @@ export function listenFailure (message: string): string {
   return message.split('\n').map((line) => line.trim()).filter((line) => line !== '' && !line.startsWith('at ')).join(' ')
 }
 
-async function createNode (options: NetOptions, privateKey: PrivateKey, blocklist: Blocklist): Promise<Libp2p<Services>> {
+async function createNode (options: NetOptions, privateKey: PrivateKey, blocklist: Blocklist, allowlist: Allowlist): Promise<Libp2p<Services>> {
   const refused = (what: NetRefusal, peer: string, detail: string): void => {
     guard('onRefused', () => { options.handlers.onRefused?.(what, peer, detail) })
   }
@@ -84,7 +85,7 @@ async function createNode (options: NetOptions, privateKey: PrivateKey, blocklis
     privateKey,
     addresses: { listen: options.listen },
     ...connectionStack(options.psk, (addr, detail) => { refused('cluster-key', addr, detail) }),
-    connectionGater: gater(options.allowPeers ?? null, blocklist, refused),
+    connectionGater: gater(allowlist, blocklist, refused),
     connectionManager: {
       maxConnections: MAX_CONNECTIONS,
       inboundConnectionThreshold: INBOUND_CONNECTIONS_PER_HOST_PER_S,
@@ -129,29 +130,36 @@ async function createNode (options: NetOptions, privateKey: PrivateKey, blocklis
 // The blocklist and the allowlist, checked once the peer has proven its id (after
 // noise), both for connections it opens and for ones we open; we do not even
 // dial a blocked peer, or one outside the allowlist.
-function gater (allowPeers: string[] | null, blocklist: Blocklist, refused: (what: NetRefusal, peer: string, detail: string) => void): ConnectionGater {
-  const allowed = allowPeers === null ? null : new Set(allowPeers)
+// The allowlist (null: any peer may connect), replaced whole on a reload.
+type Allowlist = { ids: ReadonlySet<string> | null }
+
+function gater (allowlist: Allowlist, blocklist: Blocklist, refused: (what: NetRefusal, peer: string, detail: string) => void): ConnectionGater {
   const deny = (direction: string) => (peerId: PeerId): boolean => {
     const peer = peerId.toString()
     if (blocklist.has(peer, performance.now())) {
       refused('blocked', peer, `${direction} connection from a peer blocked for malformed frames`)
       return true
     }
-    if (allowed === null || allowed.has(peer)) return false
+    if (allowlist.ids === null || allowlist.ids.has(peer)) return false
     refused('allowlist', peer, `${direction} connection from a peer outside the allowlist`)
     return true
   }
   return {
-    denyDialPeer: (peerId) => blocklist.has(peerId.toString(), performance.now()) || (allowed !== null && !allowed.has(peerId.toString())),
+    denyDialPeer: (peerId) => blocklist.has(peerId.toString(), performance.now()) || (allowlist.ids !== null && !allowlist.ids.has(peerId.toString())),
     denyInboundEncryptedConnection: deny('inbound'),
     denyOutboundEncryptedConnection: deny('outbound')
   }
 }
 
-function checkOptions (options: NetOptions): void {
-  for (const peer of options.allowPeers ?? []) {
-    if (parsePeerId(peer) === null) throw new Error(`Cannot start: 'allowPeers' holds ${JSON.stringify(peer)}, which is not a libp2p peer id`)
+// Throws, naming it, on an entry that is not a peer id.
+export function checkAllowlist (ids: readonly string[] | null, prefix = ''): void {
+  for (const peer of ids ?? []) {
+    if (parsePeerId(peer) === null) throw new Error(`${prefix}'allowPeers' holds ${JSON.stringify(peer)}, which is not a libp2p peer id`)
   }
+}
+
+function checkOptions (options: NetOptions): void {
+  checkAllowlist(options.allowPeers ?? null, 'Cannot start: ')
   if (!CLUSTER_NAME_PATTERN.test(options.cluster)) {
     throw new Error(`Cannot start: 'cluster' must be 1–64 characters of A–Z, a–z, 0–9, '.', '_' or '-', starting with a letter or digit (got ${JSON.stringify(options.cluster)})`)
   }
@@ -179,6 +187,7 @@ class Libp2pNet implements Net {
   private readonly gossipRate = new BucketMap(GOSSIP_MESSAGES_PER_PEER, RATE_TRACKED_PEERS)
   private readonly gossipDropping = new Set<string>()
   private readonly blocklist: Blocklist
+  private readonly allowlist: Allowlist
   private stopping: Promise<void> | null = null
   // The addresses each peer's record listed when last learnt (learnAddrs), to
   // tell the ones it dropped; forgotten with the peer.
@@ -195,9 +204,10 @@ class Libp2pNet implements Net {
     guard('onDisconnected', () => { this.handlers.onDisconnected(peer) })
   }
 
-  constructor (node: Libp2p<Services>, options: NetOptions, blocklist: Blocklist) {
+  constructor (node: Libp2p<Services>, options: NetOptions, blocklist: Blocklist, allowlist: Allowlist) {
     this.node = node
     this.blocklist = blocklist
+    this.allowlist = allowlist
     this.id = node.peerId.toString()
     this.gate = options.faults ?? null
     const gate = this.gate
@@ -305,6 +315,20 @@ class Libp2pNet implements Net {
     this.direct.forget(peer)
     this.replication.forget(peer)
     for (const connection of stale) connection.abort(new Error(`${peer} no longer has the address ${connection.remoteAddr.toString()}`))
+  }
+
+  setAllowlist (ids: readonly string[] | null): void {
+    checkAllowlist(ids, '')
+    this.allowlist.ids = ids === null ? null : new Set(ids)
+    if (ids === null || this.stopping !== null) return
+    // Peers no longer allowed are hung up on; the gater refuses their return.
+    for (const connection of this.node.getConnections()) {
+      const peer = connection.remotePeer.toString()
+      if (this.allowlist.ids?.has(peer) === true) continue
+      this.direct.forget(peer)
+      this.replication.forget(peer)
+      connection.abort(new Error(`${peer} is no longer in the allowlist`))
+    }
   }
 
   dropConnections (): void {

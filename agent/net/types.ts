@@ -119,6 +119,9 @@ export interface Net {
   // Hangs up every connection: this box lost an address, and connections made
   // through it stall instead of failing. Peers are dialled again as needed.
   dropConnections (): void
+  // Replaces the allowlist (null: any peer); peers outside the new one are hung
+  // up on and refused from now on. Throws, changing nothing, on a bad peer id.
+  setAllowlist (ids: readonly string[] | null): void
   // Hangs up on a peer and refuses it for `forMs`: its connections either way
   // (reported through onRefused as 'blocked') and our dials to it (its frames
   // are dropped as undeliverable, through onUnreachable).

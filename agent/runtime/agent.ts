@@ -13,7 +13,7 @@ import { decode, encode } from '../../protocol/codec.ts'
 import type { Message, NodeRecord, PeekMember, SessionMessage } from '../../protocol/messages.ts'
 import { FaultGate } from '../net/fault-gate.ts'
 import type { StoredSession } from '../sessions/types.ts'
-import { createNet, loadOrCreateIdentity, peekOverLibp2p } from '../net/libp2p.ts'
+import { checkAllowlist, createNet, loadOrCreateIdentity, peekOverLibp2p } from '../net/libp2p.ts'
 import type { DirectChannelName, GossipVerdict, Net, NetRefusal, StreamRefusal } from '../net/types.ts'
 import { readClusterKeyFile } from '../net/cluster-key.ts'
 import { packageKeyOf } from './package.ts'
@@ -84,6 +84,9 @@ export class Agent {
   readonly #strikes: PeerStrikes
   readonly #faults: FaultGate | null
   readonly #psk: Uint8Array | undefined
+  // The deployer keys packages are checked against; the deploy host holds this
+  // set, and a reload replaces its contents.
+  readonly #trusted: Set<string>
   // The protocol of the message the membership core is stepping on, so that its
   // refusals are counted under it (steps and their effects are synchronous).
   #receiving: PeerProtocol = 'swim'
@@ -110,6 +113,7 @@ export class Agent {
     this.#net = parts.net
     this.#faults = parts.faults
     this.#psk = parts.psk
+    this.#trusted = new Set(parts.config.trustedDeployers)
     this.#http = parts.http
     this.#limits = parts.limits
     this.#strikes = new PeerStrikes(parts.config.limits)
@@ -134,7 +138,7 @@ export class Agent {
     // Deployed packages start before the sessions core replays its store.
     this.#deploy = new DeployHost({
       dataDir: parts.config.dataDir,
-      trusted: new Set(parts.config.trustedDeployers),
+      trusted: this.#trusted,
       packageKey: parts.psk === undefined ? null : packageKeyOf(parts.psk),
       config: { ...DEFAULT_DEPLOY_CONFIG, pullIntervalMs: parts.config.packagePullIntervalMs, retireAfterMs: parts.config.packageRetireAfterMs, loadThreshold: parts.config.sessions.loadThreshold },
       directory: this.#core.directory(),
@@ -302,6 +306,39 @@ export class Agent {
 
   members (): PeekMember[] {
     return this.#core.snapshot(monotonic.nowMs())
+  }
+
+  // SIGHUP (`systemctl reload`): applies what can change while the agent runs,
+  // from `next` (the configuration built again from the same file and flags):
+  // the TLS certificate and key (a renewed certificate), the allowlist (peers
+  // taken off it are hung up on), the trusted deployer keys (for packages from
+  // now on; packages running keep running) and the log level. Everything is
+  // read and checked before anything changes: a bad file changes nothing and
+  // throws, saying why. Returns the keys applied, and those that differ but
+  // need a restart (listen, services, limits…), which are left as they are.
+  reload (next: AgentConfig): { applied: string[]; needRestart: string[] } {
+    const tls = readTls(next)
+    if ((tls === undefined) !== !this.#http.secure) throw new Error(this.#http.secure ? 'the HTTP API runs with TLS; turning it off needs a restart' : 'the HTTP API runs without TLS; turning it on needs a restart')
+    const allowlist = readAllowlist(next)
+    checkAllowlist(allowlist)
+    if (tls !== undefined) {
+      try {
+        this.#http.setTls(tls)
+      } catch (error) {
+        throw new Error(`cannot use the TLS certificate ${next.tlsCert} with key ${next.tlsKey}: ${(error as Error).message}`)
+      }
+    }
+    this.#net.setAllowlist(allowlist)
+    this.#trusted.clear()
+    for (const key of next.trustedDeployers) this.#trusted.add(key)
+    this.#log.level = next.logLevel
+    const reloadable = new Set(['tlsCert', 'tlsKey', 'allowPeers', 'allowPeersFile', 'trustedDeployers', 'logLevel'])
+    const applied = [...(tls === undefined ? [] : ['tlsCert', 'tlsKey']), 'allowPeers', 'allowPeersFile', 'trustedDeployers', 'logLevel']
+    const needRestart = (Object.keys(next) as Array<keyof AgentConfig>).filter((key) => !reloadable.has(key) && JSON.stringify(next[key]) !== JSON.stringify(this.config[key]))
+    Object.assign(this.config, { tlsCert: next.tlsCert, tlsKey: next.tlsKey, allowPeers: next.allowPeers, allowPeersFile: next.allowPeersFile, trustedDeployers: next.trustedDeployers, logLevel: next.logLevel })
+    this.#log.info({ applied, needRestart, allowlist: allowlist?.length ?? null, trustedDeployers: next.trustedDeployers.length }, needRestart.length === 0 ? 'configuration reloaded' : 'configuration reloaded; some changed keys need a restart and were left as they are')
+    this.#output.line({ event: 'reloaded', id: this.id, needRestart, atMs: Date.now() })
+    return { applied, needRestart }
   }
 
   // Stops the agent. With `leave`, it first announces a graceful leave and lets

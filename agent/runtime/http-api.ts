@@ -5,6 +5,8 @@
 import { createServer, STATUS_CODES } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
+import type { Server as HttpsServer } from 'node:https'
+import { createSecureContext } from 'node:tls'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 
@@ -123,6 +125,17 @@ export class HttpApi {
     const address = this.#server.address() as AddressInfo
     const hostText = address.family === 'IPv6' ? `[${address.address}]` : address.address
     return `${this.secure ? 'https' : 'http'}://${hostText}:${address.port}`
+  }
+
+  // Swaps the certificate and key of an HTTPS API (a renewed certificate): new
+  // connections get them, those open keep theirs. Throws, changing nothing, if
+  // they do not make a valid pair, or on a plain HTTP API.
+  setTls (tls: { cert: Buffer; key: Buffer }): void {
+    if (!this.secure) throw new Error('the HTTP API runs without TLS; a restart turns it on')
+    const context = { cert: tls.cert, key: tls.key }
+    createSecureContext(context)
+    const server = this.#server as HttpsServer
+    server.setSecureContext(context)
   }
 
   async close (): Promise<void> {

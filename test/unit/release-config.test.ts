@@ -153,6 +153,8 @@ test('the systemd unit runs the installed binary with the example config, harden
   assert.is(one('RestartPreventExitStatus'), '2 4')
   // A full disk fails every start until it has room: systemd must not give up.
   assert.is(one('StartLimitIntervalSec'), '0')
+  // systemctl reload: SIGHUP (agent/cli/start.ts).
+  assert.is(one('ExecReload'), '/bin/kill -HUP $MAINPID')
   for (const [key, value] of [['NoNewPrivileges', 'yes'], ['ProtectSystem', 'strict'], ['ProtectHome', 'yes'], ['PrivateTmp', 'yes']]) {
     assert.is(one(key), value, key)
   }
