@@ -191,7 +191,7 @@ class Libp2pNet implements Net {
   private stopping: Promise<void> | null = null
   // The addresses each peer's record listed when last learnt (learnAddrs), to
   // tell the ones it dropped; forgotten with the peer.
-  private readonly recordAddrs = new Map<string, Set<string>>()
+  private readonly learntAddrs = new Map<string, Set<string>>()
   // A peer that connected (either way) may be dialled again at once (only the
   // sessions channel holds redials back).
   private readonly onPeerConnect = (event: CustomEvent<PeerId>): void => {
@@ -281,8 +281,8 @@ class Libp2pNet implements Net {
     const multiaddrs = parseAddrsOf(peer, addrs)
     if (multiaddrs.length === 0) return
     const listed = new Set(multiaddrs.map((ma) => ma.toString()))
-    const before = this.recordAddrs.get(peer)
-    this.recordAddrs.set(peer, listed)
+    const before = this.learntAddrs.get(peer)
+    this.learntAddrs.set(peer, listed)
     const dropped = before === undefined ? [] : [...before].filter((addr) => !listed.has(addr))
     if (dropped.length === 0) this.node.peerStore.merge(peerId, { multiaddrs }).catch(() => {})
     else this.dropPeerAddrs(peer, peerId, dropped, multiaddrs)
@@ -364,7 +364,7 @@ class Libp2pNet implements Net {
   }
 
   forget (peer: string): void {
-    this.recordAddrs.delete(peer)
+    this.learntAddrs.delete(peer)
     this.direct.forget(peer)
     this.replication.forget(peer)
     const peerId = parsePeerId(peer)

@@ -44,21 +44,37 @@ function mountTmpfs (dir: string, sizeMiB: number): string | null {
   }
 }
 
+// A temporary directory with a 16 MiB tmpfs at <dir>/small, or null (and a
+// line saying why the test is skipped) where none can be mounted.
+function smallDisk (): { dir: string; small: string } | null {
+  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-diskfull-'))
+  const small = join(dir, 'small')
+  mkdirSync(small)
+  const unavailable = mountTmpfs(small, 16)
+  if (unavailable === null) return { dir, small }
+  console.log(`\nskip: ${unavailable}`)
+  rmSync(dir, { recursive: true, force: true })
+  return null
+}
+
+function removeSmallDisk (disk: { dir: string; small: string }): void {
+  try {
+    execFileSync('umount', [disk.small], { stdio: 'pipe' })
+  } catch {
+    // Already gone.
+  }
+  rmSync(disk.dir, { recursive: true, force: true })
+}
+
 function role (session: Session, agent: AgentProcess): 'owner' | 'standby' | null {
   if (session.owner?.id === agent.id) return 'owner'
   return session.group.some((m) => m.id === agent.id) ? 'standby' : null
 }
 
 test('an agent whose disk fills leaves its cluster and exits 3; its sessions carry on elsewhere and lose nothing; it rejoins once the disk has room', () => within((async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-diskfull-'))
-  const small = join(dir, 'small')
-  mkdirSync(small)
-  const unavailable = mountTmpfs(small, 16)
-  if (unavailable !== null) {
-    console.log(`\nskip: ${unavailable}`)
-    rmSync(dir, { recursive: true, force: true })
-    return
-  }
+  const disk = smallDisk()
+  if (disk === null) return
+  const { dir, small } = disk
   const configFile = join(dir, 'config.json')
   writeFileSync(configFile, JSON.stringify({ sessions: { loadThreshold: 1 } }))
   let cluster: LocalCluster | null = null
@@ -131,12 +147,7 @@ test('an agent whose disk fills leaves its cluster and exits 3; its sessions car
   } finally {
     for (const writer of writers) writer.stopped = true
     await cluster?.destroy()
-    try {
-      execFileSync('umount', [small], { stdio: 'pipe' })
-    } catch {
-      // Already gone.
-    }
-    rmSync(dir, { recursive: true, force: true })
+    removeSmallDisk(disk)
   }
 })(), TIMEOUT_MS))
 
@@ -149,15 +160,9 @@ function fill (dir: string): void {
 }
 
 test('a package deployed to an agent whose disk is full is refused as storage (507), leaves nothing half-written, and is stored once there is room', () => within((async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'edge-agent-diskfull-'))
-  const small = join(dir, 'small')
-  mkdirSync(small)
-  const unavailable = mountTmpfs(small, 16)
-  if (unavailable !== null) {
-    console.log(`\nskip: ${unavailable}`)
-    rmSync(dir, { recursive: true, force: true })
-    return
-  }
+  const disk = smallDisk()
+  if (disk === null) return
+  const { dir, small } = disk
   const keyFile = join(dir, 'deployer.key')
   writeFileSync(keyFile, deployerKeyFile(generateDeployerKey()), { mode: 0o600 })
   const cart = new URL('../../examples/cart', import.meta.url).pathname
@@ -190,12 +195,7 @@ test('a package deployed to an agent whose disk is full is refused as storage (5
   } finally {
     agent?.signal('SIGKILL')
     await agent?.exited
-    try {
-      execFileSync('umount', [small], { stdio: 'pipe' })
-    } catch {
-      // Already gone.
-    }
-    rmSync(dir, { recursive: true, force: true })
+    removeSmallDisk(disk)
   }
 })(), TIMEOUT_MS))
 
