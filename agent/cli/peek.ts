@@ -1,7 +1,7 @@
 // `edge-agent peek`: the member table as one agent sees it, over HTTP or libp2p.
 
 import { httpCall } from './http-call.ts'
-import { readClusterKeyFile } from '../net/cluster-key.ts'
+import { clusterKeyHint, readClusterKeyFile } from '../net/cluster-key.ts'
 import { readCa } from './session.ts'
 import { decode } from '../../protocol/codec.ts'
 import { peekOverLibp2p } from '../net/libp2p.ts'
@@ -95,13 +95,8 @@ async function fetchOverLibp2p (target: string, timeoutMs: number, cluster: stri
   try {
     frame = await peekOverLibp2p(target, cluster, timeoutMs, psk)
   } catch (error) {
-    // Without the key, a private cluster's handshake reads as garbage ("message
-    // length too long", "unexpected end of input"), waits for bytes that never
-    // come ("no answer within"), or is reset, depending on who speaks first and
-    // how busy the box is (CI met a message none of those matched): without a
-    // key, any failure but nothing listening gets the hint.
-    const hint = psk === undefined && !/ECONNREFUSED|EHOSTUNREACH|ENETUNREACH/.test((error as Error).message) ? ' (a private cluster? pass its --cluster-key)' : ''
-    throw new PeekError(`cannot peek ${target}: ${(error as Error).message}${hint}`)
+    const message = (error as Error).message
+    throw new PeekError(`cannot peek ${target}: ${message}${clusterKeyHint(message, psk !== undefined)}`)
   }
   const decoded = decode(frame)
   if (!decoded.ok || decoded.value.type !== 'peek-reply') throw new PeekError(`${target} sent an invalid answer${decoded.ok ? '' : ': ' + decoded.reason}`)

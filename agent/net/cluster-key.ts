@@ -57,3 +57,13 @@ export function readClusterKeyFile (path: string, warn: (message: string) => voi
   if (!parsed.ok) throw new Error(`cluster key file ${path} is not a swarm key: ${parsed.reason}`)
   return parsed.psk
 }
+
+// Without the key, a private cluster's handshake reads as garbage ("message
+// length too long", "unexpected end of input"), waits for bytes that never
+// come ("no answer within"), or is reset, depending on who speaks first and
+// how busy the box is (CI met a message none of those matched): without a key,
+// any failure to reach a peer but nothing listening gets this hint. `flag` is
+// how the caller's user gives a key.
+export function clusterKeyHint (message: string, keyed: boolean, flag = '--cluster-key'): string {
+  return keyed || /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH/.test(message) ? '' : ` (a private cluster? pass its ${flag})`
+}

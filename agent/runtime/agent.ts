@@ -15,7 +15,7 @@ import { FaultGate } from '../net/fault-gate.ts'
 import type { StoredSession } from '../sessions/types.ts'
 import { checkAllowlist, createNet, loadOrCreateIdentity, peekOverLibp2p } from '../net/libp2p.ts'
 import type { DirectChannelName, GossipVerdict, Net, NetRefusal, StreamRefusal } from '../net/types.ts'
-import { readClusterKeyFile } from '../net/cluster-key.ts'
+import { clusterKeyHint, readClusterKeyFile } from '../net/cluster-key.ts'
 import { packageKeyOf } from './package.ts'
 import { advertisedHttp, isLoopback, pickIp, readAllowlist, readTls, recordAddrs, isLoopbackAddr, sameMembers, warnFaultInjection } from './agent-setup.ts'
 import { DataDir } from './data-dir.ts'
@@ -644,6 +644,9 @@ export class Agent {
   async #joinBootstrap (): Promise<void> {
     const pending = new Set(this.config.bootstrap)
     const peers = new Set<PeerKey>()
+    // Why each pending address failed last: a wrong cluster key, nothing
+    // listening, a timeout. The operator reads it in the waiting line.
+    const failures = new Map<string, string>()
     let delayMs = this.config.membership.joinRetryMs
     while (pending.size > 0 && this.#stopping === null) {
       let found = false
@@ -651,16 +654,19 @@ export class Agent {
         try {
           const peer = await this.#net.dial(addr, this.config.dialTimeoutMs)
           pending.delete(addr)
+          failures.delete(addr)
           if (peer !== this.id) peers.add(peer)
           found = true
         } catch (error) {
-          this.#log.debug({ addr, err: (error as Error).message }, 'bootstrap peer not reachable yet')
+          const message = (error as Error).message
+          failures.set(addr, `${message}${clusterKeyHint(message, this.#psk !== undefined, 'clusterKey (--cluster-key)')}`)
+          this.#log.debug({ addr, err: message }, 'bootstrap peer not reachable yet')
         }
       }
       if (this.#stopping !== null) return
       if (found) this.#driver.step({ kind: 'command', command: { type: 'join', peers: [...peers] } })
       if (pending.size === 0) return
-      if (!found && peers.size === 0) this.#log.info({ pending: [...pending], retryMs: delayMs }, 'waiting for bootstrap peers')
+      if (!found && peers.size === 0) this.#log.info({ pending: [...pending], retryMs: delayMs }, `waiting for bootstrap peers: ${[...failures.values()].join('; ')}`)
       await new Promise((resolve) => setTimeout(resolve, delayMs))
       delayMs = Math.min(delayMs * 2, 10_000)
     }

@@ -18,8 +18,8 @@ function withTimeout<T> (promise: Promise<T>): Promise<T> {
   return within(promise, TIMEOUT_MS)
 }
 
-async function agent (name: string, extraArgs: string[], bootstrap?: string[]): Promise<AgentProcess> {
-  const a = await AgentProcess.start({ name, dataDir: join(dir, name), profile: 'local', services: 'log', extraArgs, bootstrap, logLevel: 'warn' })
+async function agent (name: string, extraArgs: string[], bootstrap?: string[], logLevel = 'warn'): Promise<AgentProcess> {
+  const a = await AgentProcess.start({ name, dataDir: join(dir, name), profile: 'local', services: 'log', extraArgs, bootstrap, logLevel })
   started.push(a)
   return a
 }
@@ -83,8 +83,8 @@ test('agents with the key join; another key or none cannot; an allowlist refuses
   assert.not.match(a.stderr, 'this cluster is open')
 
   // Another key and no key: both keep dialling a (bootstrap retries) and fail.
-  const wrong = await agent('wrong-key', ['--cluster-key', other], [a.addrs[0]])
-  const none = await agent('no-key', [], [a.addrs[0]])
+  const wrong = await agent('wrong-key', ['--cluster-key', other], [a.addrs[0]], 'info')
+  const none = await agent('no-key', [], [a.addrs[0]], 'info')
   await waitFor('a to refuse both', async () => await counter(a, 'edge_agent_refused_connections_total', 'cluster-key') >= 2)
   const refusedByA = await counter(a, 'edge_agent_refused_connections_total', 'cluster-key')
   assert.equal(await aliveIds(a), [a.id, b.id].sort(), 'a knows only b')
@@ -92,6 +92,8 @@ test('agents with the key join; another key or none cannot; an allowlist refuses
   assert.equal(await aliveIds(wrong), [wrong.id], 'the wrong key joined nobody')
   assert.equal(await aliveIds(none), [none.id], 'no key joined nobody')
   assert.ok(a.running && b.running, 'the keyed agents keep running')
+  // The waiting joiners say why, at the default log level.
+  await waitFor('the joiners to say why they wait', async () => /waiting for bootstrap peers: .*does not hold this cluster's key/.test(wrong.stderr) && /waiting for bootstrap peers: .*pass its clusterKey/.test(none.stderr))
 
   // peek over libp2p needs the key too.
   const peeked = await runCli(['peek', a.addrs[0], '--cluster-key', key, '--json', '--timeout', '5000'])
