@@ -58,15 +58,23 @@ export function recordAddrs (net: { addrs: () => string[] }): string[] {
   return net.addrs().map(stripPeerId).slice(0, 16)
 }
 
-// An /ip4/127.…/… or /ip6/::1/… multiaddr.
-export function isLoopbackAddr (addr: string): boolean {
-  return addr.startsWith('/ip4/127.') || addr.startsWith('/ip6/::1/')
+// What a node's record should say once the box's addresses are `now`, or null
+// if it says it already: the addresses, those it lost, and the IP. The IP stays
+// while the box still has it, so an interface that comes up (a docker bridge,
+// a VPN) adds addresses without moving the agent. A box left with loopback
+// alone (a link down, a lease being renewed) changes nothing: if the same
+// address comes back, the record and the connections made through it carry on.
+export function addressChange (now: readonly string[], record: { addrs: readonly string[]; ip: string }): { addrs: string[]; lost: string[]; ip: string } | null {
+  if (!now.some((a) => !isLoopbackAddr(a))) return null
+  if (now.length === record.addrs.length && record.addrs.every((a) => now.includes(a))) return null
+  const held = record.ip
+  const keeps = held !== '' && now.some((a) => a.startsWith(`/ip4/${held}/`) || a.startsWith(`/ip6/${held}/`))
+  return { addrs: [...now], lost: record.addrs.filter((a) => !now.includes(a)), ip: keeps ? held : pickIp([...now]) }
 }
 
-export function sameMembers (a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false
-  const set = new Set(a)
-  return b.every((x) => set.has(x))
+// An /ip4/127.…/… or /ip6/::1/… multiaddr.
+function isLoopbackAddr (addr: string): boolean {
+  return addr.startsWith('/ip4/127.') || addr.startsWith('/ip6/::1/')
 }
 
 // The node's IP for its record: the first routable IPv4 it listens on, else the

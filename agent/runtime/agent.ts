@@ -17,7 +17,7 @@ import { checkAllowlist, createNet, loadOrCreateIdentity, peekOverLibp2p } from 
 import type { DirectChannelName, GossipVerdict, Net, NetRefusal, StreamRefusal } from '../net/types.ts'
 import { clusterKeyHint, readClusterKeyFile } from '../net/cluster-key.ts'
 import { packageKeyOf } from './package.ts'
-import { advertisedHttp, isLoopback, pickIp, readAllowlist, readTls, recordAddrs, isLoopbackAddr, sameMembers, warnFaultInjection } from './agent-setup.ts'
+import { addressChange, advertisedHttp, isLoopback, pickIp, readAllowlist, readTls, recordAddrs, warnFaultInjection } from './agent-setup.ts'
 import { DataDir } from './data-dir.ts'
 import { CoreDriver } from './driver.ts'
 import { HttpApi } from './http-api.ts'
@@ -92,8 +92,6 @@ export class Agent {
   #receiving: PeerProtocol = 'swim'
   readonly httpUrl: string
   #loadTimer: NodeJS.Timeout | null = null
-  // The addresses this agent's record lists (#checkAddrs).
-  #advertised: string[]
   // Whether the last load sample was at or over sessions.loadThreshold.
   #overloaded = false
   #stopping: Promise<void> | null = null
@@ -132,7 +130,6 @@ export class Agent {
       blockedPeers: () => this.#strikes.count(monotonic.nowMs())
     })
     this.#store = parts.store
-    this.#advertised = recordAddrs(parts.net)
     this.halted = new Promise((resolve) => { this.#halt = resolve })
     const services = servicesFor(parts.config.singletons)
     // Deployed packages start before the sessions core replays its store.
@@ -618,18 +615,13 @@ export class Agent {
   // 2-minute inactivity timeout; so they are hung up, and peers are dialled
   // again from the addresses the box has now. Peers do the same on their side
   // when the new record reaches them (Libp2pNet.learnAddrs). Checked at every
-  // load sample (loadSampleIntervalMs). A box left with loopback alone (a link
-  // down, a lease being renewed) keeps its record and its connections: if the
-  // same address comes back, they carry on.
+  // load sample (loadSampleIntervalMs); addressChange says what the record
+  // should say.
   #checkAddrs (): void {
-    const addrs = recordAddrs(this.#net)
-    if (!addrs.some((a) => !isLoopbackAddr(a)) || sameMembers(addrs, this.#advertised)) return
-    const lost = this.#advertised.filter((a) => !addrs.includes(a))
-    // The record's IP stays while the box still has it: an interface that
-    // appears (a docker bridge) adds addresses, it does not move the agent.
-    const held = this.#core.directory().record(this.id)?.ip ?? ''
-    const ip = held !== '' && addrs.some((a) => a.startsWith(`/ip4/${held}/`) || a.startsWith(`/ip6/${held}/`)) ? held : pickIp(addrs)
-    this.#advertised = addrs
+    const self = this.#core.directory().record(this.id)
+    const change = self === null ? null : addressChange(recordAddrs(this.#net), self)
+    if (change === null) return
+    const { addrs, lost, ip } = change
     this.#log.warn({ addrs, lost, ip }, lost.length > 0
       ? 'this box\'s addresses changed: announcing them, and hanging up connections (those made through the lost addresses are dead)'
       : 'this box\'s addresses changed: announcing them')
