@@ -11,7 +11,7 @@ import { gossipsub, type GossipsubEvents } from '@chainsafe/libp2p-gossipsub'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { StrictSign, TopicValidatorResult } from '@libp2p/interface'
-import type { ConnectionGater, Message, PeerId, PrivateKey, PubSub } from '@libp2p/interface'
+import type { Connection, ConnectionGater, Message, PeerId, PrivateKey, PubSub } from '@libp2p/interface'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { DirectChannelName, GossipVerdict, Net, NetHandlers, NetOptions, NetRefusal, NetStats } from './types.ts'
 import { MAX_ADDRS, MAX_GOSSIP_FRAME_BYTES } from '../../protocol/limits.ts'
@@ -311,34 +311,37 @@ class Libp2pNet implements Net {
     })().catch(() => {})
     if (goneIps.size === 0) return
     const stale = this.node.getConnections(peerId).filter((c) => goneIps.has(ipOf(c.remoteAddr.toString())))
-    if (stale.length === 0) return
-    this.direct.forget(peer)
-    this.replication.forget(peer)
-    for (const connection of stale) connection.abort(new Error(`${peer} no longer has the address ${connection.remoteAddr.toString()}`))
+    this.abortConnections(stale, (c) => `${peer} no longer has the address ${c.remoteAddr.toString()}`)
+  }
+
+  // Hangs up these connections, dropping our streams to their peers first, so
+  // that the next frame to each opens a stream on a connection that works.
+  private abortConnections (connections: Connection[], why: (connection: Connection) => string): void {
+    for (const connection of connections) {
+      const peer = connection.remotePeer.toString()
+      this.direct.forget(peer)
+      this.replication.forget(peer)
+      connection.abort(new Error(why(connection)))
+    }
   }
 
   setAllowlist (ids: readonly string[] | null): void {
     checkAllowlist(ids, '')
-    this.allowlist.ids = ids === null ? null : new Set(ids)
-    if (ids === null || this.stopping !== null) return
-    // Peers no longer allowed are hung up on; the gater refuses their return.
-    for (const connection of this.node.getConnections()) {
-      const peer = connection.remotePeer.toString()
-      if (this.allowlist.ids?.has(peer) === true) continue
-      this.direct.forget(peer)
-      this.replication.forget(peer)
-      connection.abort(new Error(`${peer} is no longer in the allowlist`))
+    if (ids === null) {
+      this.allowlist.ids = null
+      return
     }
+    this.allowlist.ids = new Set(ids)
+    if (this.stopping !== null) return
+    // Peers no longer allowed are hung up on; the gater refuses their return.
+    const allowed = this.allowlist.ids
+    const outside = this.node.getConnections().filter((c) => !allowed.has(c.remotePeer.toString()))
+    this.abortConnections(outside, (c) => `${c.remotePeer.toString()} is no longer in the allowlist`)
   }
 
   dropConnections (): void {
     if (this.stopping !== null) return
-    for (const connection of this.node.getConnections()) {
-      const peer = connection.remotePeer.toString()
-      this.direct.forget(peer)
-      this.replication.forget(peer)
-      connection.abort(new Error('this box lost the address the connection was made through'))
-    }
+    this.abortConnections(this.node.getConnections(), () => 'this box lost the address the connection was made through')
   }
 
   async dial (addr: string, timeoutMs: number): Promise<string> {
