@@ -113,6 +113,8 @@ export class SimCluster {
   readonly #fsyncRandom: SeededRandom
   // Until when each stalled disk stalls (stallDisk), virtual ms.
   readonly #diskStalls = new Map<PeerKey, number>()
+  // Disks slow for good (slowDisk): every commit takes this long, virtual ms.
+  readonly #slowDisks = new Map<PeerKey, number>()
   readonly #mesh: GossipMesh
   readonly #meshLinks: MeshLinks
   readonly #options: Required<Omit<SimOptions, 'config' | 'link' | 'sessions' | 'services' | 'serviceCode' | 'placement' | 'clocks' | 'slowFsyncs'>> & { clocks: { maxDrift: number } | null }
@@ -166,12 +168,12 @@ export class SimCluster {
       reply: (node, requestId, reply) => this.#replyFrom(node, requestId, reply),
       at: (atMs, run) => this.scheduler.at(atMs, run),
       fsyncMs: options.fsyncMs ?? 1,
-      commitsWait: (node) => options.slowFsyncs !== undefined || this.#stalledUntil(node) > this.nowMs,
+      commitsWait: (node) => options.slowFsyncs !== undefined || this.#slowDisks.has(node.id) || this.#stalledUntil(node) > this.nowMs,
       fsyncDelayMs: (node) => {
         const fsyncMs = this.#options.fsyncMs
         const slow = options.slowFsyncs
         const drawn = slow === undefined || this.#fsyncRandom.nextFloat() >= slow.share ? fsyncMs : fsyncMs + this.#fsyncRandom.nextFloat() * slow.maxMs
-        return Math.max(drawn, this.#stalledUntil(node) - this.nowMs)
+        return Math.max(drawn, this.#slowDisks.get(node.id) ?? 0, this.#stalledUntil(node) - this.nowMs)
       }
     }
     for (let i = 0; i < options.nodes; i++) this.#addNode()
@@ -274,6 +276,13 @@ export class SimCluster {
   // for it, its membership carries on).
   stallDisk (id: PeerKey, forMs: number): void {
     this.#diskStalls.set(id, this.nowMs + forMs)
+  }
+
+  // The node's disk turns slow (a worn SD card): every commit of session
+  // records from now on takes `fsyncMs`; 0 makes it as fast as the others again.
+  slowDisk (id: PeerKey, fsyncMs: number): void {
+    if (fsyncMs > 0) this.#slowDisks.set(id, fsyncMs)
+    else this.#slowDisks.delete(id)
   }
 
   #stalledUntil (node: SimNode): number {

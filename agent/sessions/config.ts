@@ -38,6 +38,12 @@ export type SessionsConfig = {
   // majority is still required. This bounds how long writes stall when a
   // standby freezes.
   memberStaleMs: number
+  // Under the 'all' write concern, a live member that has left a send
+  // unacknowledged for this long is lagging (a slow disk, a starved box): the
+  // owner acknowledges without waiting for it (a majority still holds every
+  // acknowledged delta) until it has answered every send older than this. This
+  // bounds what one slow member adds to every write of its groups.
+  memberLagMs: number
   // A dead member is replaced after it has been dead this long.
   repairDelayMs: number
   // A member whose log lags the commit index by more than this many entries is
@@ -93,6 +99,7 @@ const lan: SessionsConfig = {
   voteTimeoutMs: 300,
   writeTimeoutMs: 2_000,
   memberStaleMs: 500,
+  memberLagMs: 100,
   repairDelayMs: 2_000,
   maxCandidateLagEntries: 1_000,
   snapshotEveryEntries: 1_000,
@@ -118,6 +125,7 @@ const wan: SessionsConfig = {
   voteTimeoutMs: 1_500,
   writeTimeoutMs: 5_000,
   memberStaleMs: 5_000,
+  memberLagMs: 1_000,
   repairDelayMs: 10_000,
   quietAfterMs: 5_000
 }
@@ -141,6 +149,7 @@ const RULES: Rule[] = [
   { key: 'voteTimeoutMs', min: 10, max: 60_000, integer: true },
   { key: 'writeTimeoutMs', min: 10, max: 600_000, integer: true },
   { key: 'memberStaleMs', min: 10, max: 600_000, integer: true },
+  { key: 'memberLagMs', min: 1, max: 600_000, integer: true },
   { key: 'repairDelayMs', min: 0, max: 86_400_000, integer: true },
   { key: 'maxCandidateLagEntries', min: 0, max: 1_000_000, integer: true },
   { key: 'snapshotEveryEntries', min: 10, max: 10_000_000, integer: true },

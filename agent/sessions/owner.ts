@@ -34,6 +34,7 @@ export function becomeOwner (ctx: Ctx, r: Replica, previousOwner: PeerKey | null
   r.electionAtMs = Infinity
   r.promotedAtMs = ctx.now
   r.progress = new Map()
+  r.lagCheckAtMs = Infinity
   for (const peer of peersOf(ctx, r)) r.progress.set(peer, newProgress(sendFrom))
   // The log alone says which sequence numbers were taken: one this member
   // accepted as an earlier owner may since have been truncated away.
@@ -241,11 +242,12 @@ export function readRefusal (ctx: Ctx, r: Replica): string | null {
 }
 
 // Commits the highest index of this epoch that a majority of the group holds
-// and, under the 'all' concern, every live member holds too.
+// and, under the 'all' concern, every live member that is not lagging holds too.
 export function advanceCommit (ctx: Ctx, r: Replica): void {
   const group = voters(r)
   const matches = group.map((peer) => peer === ctx.self ? r.log.lastIndex : (r.progress.get(peer)?.matchIndex ?? 0)).sort((a, b) => b - a)
   let target = matches[majority(group.length) - 1] ?? 0
+  r.lagCheckAtMs = Infinity
   // A broken core for the simulator's own test (its checkers must catch it):
   // everything logged here counts as committed, replicated or not (and it is
   // replicated only with the next heartbeat).
@@ -253,7 +255,15 @@ export function advanceCommit (ctx: Ctx, r: Replica): void {
   else if (ctx.config.writeConcern === 'all') {
     for (const peer of group) {
       if (peer === ctx.self || !isLive(ctx, r, peer)) continue
-      target = Math.min(target, r.progress.get(peer)?.matchIndex ?? 0)
+      const p = r.progress.get(peer)
+      const match = p?.matchIndex ?? 0
+      if (match >= target) continue
+      // Waited for until it has left a send unanswered memberLagMs; the tick
+      // at that time commits without it.
+      const lagAtMs = p === undefined ? Infinity : oldestUnansweredMs(p) + ctx.config.memberLagMs
+      if (ctx.now >= lagAtMs) continue
+      target = match
+      r.lagCheckAtMs = Math.min(r.lagCheckAtMs, lagAtMs)
     }
   }
   // Only entries of our own epoch are committed by counting (Raft §5.4.2).
@@ -263,6 +273,13 @@ export function advanceCommit (ctx: Ctx, r: Replica): void {
   applyCommitted(ctx, r)
   answerWaiters(ctx, r)
   maybeSnapshot(ctx, r)
+}
+
+// When the oldest send the member has not answered left (sends are kept in
+// order, and an ack settles every send up to it), or Infinity.
+function oldestUnansweredMs (p: Progress): number {
+  for (const sentAtMs of p.sentAtMs.values()) return sentAtMs
+  return Infinity
 }
 
 // A member counts for the 'all' concern while the membership thinks it alive and

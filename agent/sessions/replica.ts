@@ -128,6 +128,9 @@ export type Replica = {
   waiters: Map<number, Waiter[]>
   lastAcceptedSeq: number
   heartbeatAtMs: number
+  // When a member the 'all' concern waits for becomes lagging (memberLagMs),
+  // so the owner commits without it then; Infinity when nothing waits so.
+  lagCheckAtMs: number
   seq: number
   promotedAtMs: number
   suspectedAtMs: number
@@ -198,6 +201,7 @@ export function newReplica (info: SessionInfo, nowMs: number): Replica {
     waiters: new Map(),
     lastAcceptedSeq: 0,
     heartbeatAtMs: 0,
+    lagCheckAtMs: Infinity,
     seq: 0,
     promotedAtMs: 0,
     suspectedAtMs: 0,

@@ -305,6 +305,7 @@ export class Sessions {
     if (r.role !== 'owner' && (r.defunct || (r.closed && r.appliedIndex >= r.commitIndex))) return this.#forget(ctx, r, true)
     if (r.role === 'owner') {
       if (ctx.now >= r.heartbeatAtMs) heartbeat(ctx, r)
+      if (ctx.now >= r.lagCheckAtMs) advanceCommit(ctx, r)
       expireWaiters(ctx, r)
       maintainGroup(ctx, r)
       this.#quiet.maybeQuiesce(ctx, r)

@@ -90,7 +90,7 @@ export class SessionWakes {
     // retry of an entry its service could not apply (apply.ts).
     const retry = r.applyStall?.retryAtMs ?? Infinity
     if (r.quiet !== null) return retry
-    if (r.role === 'owner') return Math.min(r.heartbeatAtMs, nextWaiterDeadline(r), retry)
+    if (r.role === 'owner') return Math.min(r.heartbeatAtMs, r.lagCheckAtMs, nextWaiterDeadline(r), retry)
     return Math.min(nextParkedDeadline(r), nextElectionWake(r, this.#self, this.#ownerTimeoutMs), witnessProbeAtMs(r, this.#self, this.#ownerTimeoutMs), retry)
   }
 }

@@ -68,4 +68,31 @@ test(`a standby's disk stalls for ${STALL_MS} ms: the owner carries on without i
   assert.is(held?.log.lastIndex, ownerState(cluster, t.sessionId)?.commitIndex, 'the standby caught up once its disk came back')
 }))
 
+const SLOW_MS = 300
+
+test(`a standby's disk turns slow for good (every fsync ${SLOW_MS} ms): the owner waits for it at most memberLagMs, not for every fsync; nothing lost, and it keeps every entry`, () => withSeed(FILE, seedFor(83), (seed) => {
+  const { cluster, acks, t } = started(seed)
+  const owner = t.owner as string
+  const standby = t.queue.find((id) => id !== owner) as string
+  const config = cluster.sessionsConfig!
+  cluster.slowDisk(standby, SLOW_MS)
+  const slowedAt = cluster.nowMs
+  t.appendMany(100, 10)
+  assert.ok(finish(cluster, [t], 105, 30_000), 'every append acknowledged')
+  const latencies = t.acks.filter((ack) => ack.atMs > slowedAt).map((ack) => ack.latencyMs).sort((a, b) => a - b)
+  const median = latencies[Math.floor(latencies.length / 2)]
+  const slowest = latencies[latencies.length - 1]
+  // Before the lag rule every one of these waited for the slow fsync (~SLOW_MS).
+  assert.ok(median < 50, `median ${Math.round(median)} ms: the slow standby is not waited for`)
+  assert.ok(slowest <= config.memberLagMs + 100, `the slowest ${Math.round(slowest)} ms: about memberLagMs at most`)
+  assert.ok(t.acks.every((ack) => ack.agent === owner), 'no takeover: the owner is healthy')
+  // It keeps up in its own time, with its fsyncs still slow.
+  cluster.run(2 * SLOW_MS + 500)
+  const held = cluster.node(standby).sessions?.replica(t.sessionId)
+  assert.is(held?.log.lastIndex, ownerState(cluster, t.sessionId)?.commitIndex, 'the slow standby holds every committed entry')
+  cluster.slowDisk(standby, 0)
+  assert.equal(checkOwners(acks), [])
+  assert.equal(checkTerminal(cluster, t), [])
+}))
+
 test.run()
