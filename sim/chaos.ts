@@ -46,6 +46,12 @@ export type ChaosOptions = {
   // (uniform), or a slow node recovers (SimNetwork.slow). Drawn apart from the
   // other faults, so the rest of a seed's course starts the same.
   slowNodes: { maxExtraMs: number } | null
+  // Disks that turn slow for good, or null: after each chaos step, with
+  // probability 0.3, a random node's every commit starts taking fsyncMs
+  // (SimCluster.slowDisk: a worn SD card), or a slow disk is fast again. Its
+  // agent finds it out (disk-watch.ts) and hands over the sessions it owns.
+  // Drawn apart from the other faults.
+  slowDisks: { fsyncMs: number } | null
   // Services that fail on one node for a while (sim/flaky-services.ts): after
   // each chaos step, with probability 0.3, a random node's service stops
   // applying (a deployed service's worker loading or timed out there), or one
@@ -54,7 +60,7 @@ export type ChaosOptions = {
 }
 
 export const DEFAULT_CHAOS: ChaosOptions = {
-  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false, sessions: {}, readEveryMs: 0, close: false, clocks: null, membership: 'lan', slowFsyncs: null, slowNodes: null, flakyServices: false
+  minNodes: 5, maxNodes: 7, terminals: 2, appends: 30, chaosMs: 20_000, livenessLimitMs: 60_000, maxLossRate: 0.1, trace: false, sessions: {}, readEveryMs: 0, close: false, clocks: null, membership: 'lan', slowFsyncs: null, slowNodes: null, slowDisks: null, flakyServices: false
 }
 
 export type ChaosResult = {
@@ -85,7 +91,7 @@ export function runChaos (seed: number, options: Partial<ChaosOptions> = {}): Ch
   const close = (t: SimTerminal): void => { t.close((status) => { closes.set(t, status) }) }
   const terminals = openTerminals(cluster, random, o, close)
   const reads = o.readEveryMs > 0 ? startReads(cluster, new SeededRandom(deriveSeed(seed, 0x4ead)), terminals, o.readEveryMs) : null
-  const faults = chaos(cluster, random, o, new SeededRandom(deriveSeed(seed, 0x5105)), flaky?.switches ?? null, new SeededRandom(deriveSeed(seed, 0xf1a4)))
+  const faults = chaos(cluster, random, o, new SeededRandom(deriveSeed(seed, 0x5105)), flaky?.switches ?? null, new SeededRandom(deriveSeed(seed, 0xf1a4)), new SeededRandom(deriveSeed(seed, 0xd15c)))
   healAll(cluster, faults, flaky?.switches ?? null)
   // A close answered 404 in the chaos may have met a partition, not a closed
   // session: it is sent again, and now must be answered (200, or 404 with
@@ -163,7 +169,7 @@ function startReads (cluster: SimCluster, random: SeededRandom, terminals: SimTe
   return { answered, stop: () => { stopped = true } }
 }
 
-function chaos (cluster: SimCluster, random: SeededRandom, o: ChaosOptions, grayRandom: SeededRandom, switches: ServiceSwitch[] | null, flakyRandom: SeededRandom): string[] {
+function chaos (cluster: SimCluster, random: SeededRandom, o: ChaosOptions, grayRandom: SeededRandom, switches: ServiceSwitch[] | null, flakyRandom: SeededRandom, diskRandom: SeededRandom): string[] {
   const faults: string[] = []
   const log = (text: string): void => { faults.push(`${cluster.nowMs.toFixed(0)} ms: ${text}`) }
   const end = cluster.nowMs + o.chaosMs
@@ -206,6 +212,18 @@ function chaos (cluster: SimCluster, random: SeededRandom, o: ChaosOptions, gray
         cluster.network.slow(id, extraMs)
       }
     }
+    if (o.slowDisks !== null && diskRandom.nextFloat() < 0.3) {
+      const slow = cluster.slowDisks
+      if (slow.length > 0 && diskRandom.nextInt(2) === 0) {
+        const id = slow[diskRandom.nextInt(slow.length)]
+        log(`${id}'s disk fast again`)
+        cluster.slowDisk(id, 0)
+      } else {
+        const id = ids[diskRandom.nextInt(ids.length)]
+        log(`${id}'s disk slow: ${o.slowDisks.fsyncMs} ms per fsync`)
+        cluster.slowDisk(id, o.slowDisks.fsyncMs)
+      }
+    }
     if (switches !== null && flakyRandom.nextFloat() < 0.3) {
       const broken = ids.filter((_, i) => switches[i].broken)
       if (broken.length > 0 && flakyRandom.nextInt(2) === 0) {
@@ -228,6 +246,7 @@ function healAll (cluster: SimCluster, faults: string[], switches: ServiceSwitch
   cluster.heal()
   cluster.setLink({ lossRate: 0 })
   for (const id of cluster.network.slowNodes) cluster.network.slow(id, 0)
+  for (const id of cluster.slowDisks) cluster.slowDisk(id, 0)
   for (const node of cluster.nodes) {
     if (node.state === 'paused') cluster.resume(node.id)
     if (node.state === 'crashed') cluster.restart(node.id)

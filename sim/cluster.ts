@@ -13,6 +13,7 @@ import type { SessionsConfig } from '../agent/sessions/config.ts'
 import { BUILT_IN_SERVICES } from '../agent/sessions/services.ts'
 import type { Service } from '../agent/sessions/services.ts'
 import { Sessions } from '../agent/sessions/sessions.ts'
+import { DiskWatch } from '../agent/sessions/disk-watch.ts'
 import type { ClientReply, SessionCommand, SessionEvent } from '../agent/sessions/types.ts'
 import { decode, encode, frameBytes } from '../protocol/codec.ts'
 import type { Entry, MemberStatus, Message, NodeRecord, PeekMember, ServiceOffer } from '../protocol/messages.ts'
@@ -285,6 +286,11 @@ export class SimCluster {
     else this.#slowDisks.delete(id)
   }
 
+  // Nodes whose disk is slow for good now.
+  get slowDisks (): PeerKey[] {
+    return [...this.#slowDisks.keys()]
+  }
+
   #stalledUntil (node: SimNode): number {
     return this.#diskStalls.get(node.id) ?? -Infinity
   }
@@ -331,7 +337,7 @@ export class SimCluster {
   // agent refuses the connection (and resets those it held when it crashed); a
   // frozen one never answers (the terminal's own timeout decides); a partition
   // between terminals and agents is not modelled.
-  request (agent: PeerKey, command: DistributiveOmit<Exclude<SessionCommand, { type: 'disconnected' | 'unreachable' }>, 'requestId'>, onOutcome: (outcome: RequestOutcome) => void): void {
+  request (agent: PeerKey, command: DistributiveOmit<Exclude<SessionCommand, { type: 'disconnected' | 'unreachable' | 'disk' }>, 'requestId'>, onOutcome: (outcome: RequestOutcome) => void): void {
     const node = this.node(agent)
     const requestId = `r${this.#nextRequest++}`
     const delay = this.network.delay()
@@ -435,6 +441,7 @@ export class SimCluster {
         nowMs: node.nowMs,
         verifyWake: this.#options.verifyWake
       })
+    node.diskWatch = this.sessionsConfig === null ? null : new DiskWatch(this.sessionsConfig.slowFsyncMs)
     if (join) node.command({ type: 'join', peers: this.#bootstrapFor(node) })
     else node.schedule()
   }

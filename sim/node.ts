@@ -5,6 +5,7 @@
 import type { AgentEvent, Command, Effect, Input, PeerKey } from '../agent/core/io.ts'
 import type { Membership } from '../agent/membership/membership.ts'
 import type { Sessions } from '../agent/sessions/sessions.ts'
+import type { DiskWatch } from '../agent/sessions/disk-watch.ts'
 import type { ClientReply, SessionCommand, SessionEffect, SessionEvent, SessionInput } from '../agent/sessions/types.ts'
 import type { Message, SessionMessage } from '../protocol/messages.ts'
 import { SimSessionDisk } from './disk.ts'
@@ -84,6 +85,9 @@ export class SimNode {
   // batch (the real host's driver holds them while its fsync runs).
   #held: SessionInput[] = []
   #tickHeld = false
+  // This life's disk verdict, as the real host keeps it (disk-watch.ts): fed
+  // each commit's fsync time, it tells the sessions core when it changes.
+  diskWatch: DiskWatch | null = null
 
   constructor (id: PeerKey, index: number, host: NodeHost) {
     this.id = id
@@ -282,17 +286,32 @@ export class SimNode {
     if (!waits) {
       this.disk.apply(durable)
       for (const effect of effects) this.#sessionEffect(effect)
+      // A commit that takes no virtual time was an fsync all the same (the
+      // real host times every one): the watch sees the disk fast again.
+      if (!onlyCommits) this.#timedCommit(0)
       return
     }
     for (const effect of early) this.#sessionEffect(effect)
     const uncommitted = { durable, late, stepMs: this.#host.nowMs }
     this.#uncommitted = uncommitted
-    this.#host.at(this.#host.nowMs + this.#host.fsyncDelayMs(this), () => {
+    const fsyncMs = this.#host.fsyncDelayMs(this)
+    this.#host.at(this.#host.nowMs + fsyncMs, () => {
       // A frozen process finishes its fsync when it resumes.
       if (this.#uncommitted !== uncommitted || this.state !== 'running') return
       this.#finishCommit()
       this.schedule()
+      this.#timedCommit(fsyncMs)
     })
+  }
+
+  // The real host's disk watch, fed this commit's time; the sessions core hears
+  // when its verdict changes (after the step that committed, as a command).
+  #timedCommit (fsyncMs: number): void {
+    const watch = this.diskWatch
+    const slow = watch?.observe(this.nowMs, fsyncMs) ?? null
+    if (slow === null) return
+    // Only to the life that measured it.
+    this.#host.at(this.#host.nowMs, () => { if (this.diskWatch === watch) this.sessionCommand({ type: 'disk', slow }) })
   }
 
   #finishCommit (): void {

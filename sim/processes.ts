@@ -34,6 +34,9 @@ export type AgentOptions = {
   // Join this cgroup (v2 directory) before exec, so that every socket the agent
   // opens is counted by the benchmarks' per-cgroup nftables counters (bench/sent-bytes.ts).
   cgroup?: string
+  // Extra environment variables for the agent (added to this process's).
+  env?: Record<string, string>
+  wrap?: string[]
 }
 
 // `sh -c JOIN_CGROUP_SCRIPT sh <cgroup dir> <command> <args…>`: joins the cgroup,
@@ -78,8 +81,10 @@ export class AgentProcess {
     // `ip netns exec` execs the command in place: the child's pid is the agent's,
     // so signals reach it directly. So does `sh` once it has joined the cgroup.
     const command = options.netns === undefined ? [process.execPath, ...args] : ['ip', 'netns', 'exec', options.netns.ns, process.execPath, ...args]
+    if (options.wrap !== undefined) command.unshift(...options.wrap)
     if (options.cgroup !== undefined) command.unshift('sh', '-c', JOIN_CGROUP_SCRIPT, 'sh', options.cgroup)
-    this.child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+    const env = options.env === undefined ? undefined : { ...process.env, ...options.env }
+    this.child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env })
     live.add(this.child)
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
       live.delete(this.child)

@@ -127,7 +127,8 @@ export class Agent {
       eventLoopLagP99Ms: () => this.#load.eventLoopLagP99Ms,
       sessions: () => this.#sessions.list(),
       faults: parts.faults === null ? null : () => (parts.faults as FaultGate).counts(),
-      blockedPeers: () => this.#strikes.count(monotonic.nowMs())
+      blockedPeers: () => this.#strikes.count(monotonic.nowMs()),
+      disk: () => this.#sessions.disk
     })
     this.#store = parts.store
     this.halted = new Promise((resolve) => { this.#halt = resolve })

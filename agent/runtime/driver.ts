@@ -53,9 +53,16 @@ export function ticksLast<I extends { nowMs: number }> (inputs: I[]): I[] {
 // it (acknowledging, or serving a read, seconds after a new owner took over:
 // SEED=549 of a sweep with write concern majority). Later is the safe side
 // everywhere: a lease looks shorter, an owner heard later shields its votes a
-// little longer. The simulator's node steps its held batch with this too.
+// little longer. The simulator's node steps its held batch with this too. A
+// message keeps when it was read as `arrivedMs`, which the sessions core uses
+// only to time its members' acks (owner.ts: an owner held by its own slow
+// fsync would otherwise find every member as slow as itself).
 export function heldBatch<I extends { nowMs: number }> (inputs: I[], nowMs: number): I[] {
-  return ticksLast(inputs.map((input) => input.nowMs < nowMs ? { ...input, nowMs } : input))
+  return ticksLast(inputs.map((input) => {
+    if (input.nowMs >= nowMs) return input
+    if ((input as { kind?: unknown }).kind !== 'receive') return { ...input, nowMs }
+    return { ...input, nowMs, arrivedMs: (input as { arrivedMs?: number }).arrivedMs ?? input.nowMs }
+  }))
 }
 
 export class CoreDriver<I extends { nowMs: number }, E> {

@@ -22,6 +22,8 @@ export type MetricsSources = {
   faults?: (() => FaultCounts) | null
   // Peers cut off now for malformed frames (peer-strikes.ts).
   blockedPeers?: () => number
+  // The session store's disk (disk-watch.ts): slow or not, median fsync in ms.
+  disk?: () => { slow: boolean; medianMs: number }
 }
 
 export type RejectReason = 'decode' | 'author' | 'signature' | 'type' | 'other'
@@ -71,6 +73,7 @@ export class AgentMetrics {
   readonly #groupChanges: Counter
   readonly #truncated: Counter
   readonly #applyStalls: Counter
+  readonly #resignations: Counter
   readonly #limits: Counter<'limit'>
   readonly #refusedConnections: Counter<'reason'>
   readonly #peersBlocked: Counter
@@ -106,6 +109,7 @@ export class AgentMetrics {
     this.#elections = new Counter({ name: 'edge_agent_session_elections_total', help: 'Elections this agent stood in, by outcome (started, lost)', labelNames: ['outcome'], registers })
     this.#groupChanges = new Counter({ name: 'edge_agent_session_group_changes_total', help: 'Group changes this agent made as owner (repairs)', registers })
     this.#truncated = new Counter({ name: 'edge_agent_session_entries_truncated_total', help: 'Unacknowledged entries dropped when a new owner replaced them', registers })
+    this.#resignations = new Counter({ name: 'edge_agent_session_resignations_total', help: 'Sessions this agent handed over as owner because its disk was slow (sessions.slowFsyncMs) and a member kept up', registers })
     this.#applyStalls = new Counter({ name: 'edge_agent_session_apply_stalls_total', help: 'Times a session copy here waited 5 s or more at a committed entry its service could not apply (a deployed service\'s worker loading, timed out or crashed): it applies nothing more of the session until a retry, every second, succeeds', registers })
     this.#limits = new Counter({ name: 'edge_agent_limit_exceeded_total', help: 'Requests, frames, streams or sessions refused because they exceeded a limit (README, "Limits"), by limit', labelNames: ['limit'], registers })
     this.#refusedConnections = new Counter({ name: 'edge_agent_refused_connections_total', help: 'Connections refused: peer without the cluster key (cluster-key), outside the allowlist (allowlist), or blocked for malformed frames (blocked)', labelNames: ['reason'], registers })
@@ -130,6 +134,11 @@ export class AgentMetrics {
         for (const [role, count] of counts) this.set({ role }, count)
       }
     })
+    const disk = sources.disk
+    if (disk !== undefined) {
+      new Gauge({ name: 'edge_agent_disk_slow', help: 'Whether this agent finds its disk slow: 1 once its session store\'s median fsync over 5 s reached sessions.slowFsyncMs, 0 again once under half of it', registers, collect () { this.set(disk().slow ? 1 : 0) } })
+      new Gauge({ name: 'edge_agent_fsync_median_seconds', help: 'Median fsync of the session store over the last 5 s (NaN before any)', registers, collect () { this.set(disk().medianMs / 1000) } })
+    }
     const blockedPeers = sources.blockedPeers
     if (blockedPeers !== undefined) {
       new Gauge({ name: 'edge_agent_peers_blocked', help: 'Peers cut off now for malformed frames (limits.peerBlockMs after each block)', registers, collect () { this.set(blockedPeers()) } })
@@ -154,6 +163,7 @@ export class AgentMetrics {
       case 'group-changed': this.#groupChanges.inc(); return
       case 'truncated': this.#truncated.inc(event.entries); return
       case 'apply-stalled': this.#applyStalls.inc(); return
+      case 'resigned': this.#resignations.inc(); return
       case 'rejected':
         this.#rejected.inc({ reason: 'other' })
         this.#refused.inc({ protocol: 'replicate', reason: 'other' })

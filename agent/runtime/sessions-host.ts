@@ -17,6 +17,7 @@ import type { Logger } from 'pino'
 import type { AgentConfig } from '../config.ts'
 import { SeededRandom } from '../core/random.ts'
 import type { Service } from '../sessions/services.ts'
+import { DiskWatch } from '../sessions/disk-watch.ts'
 import { Sessions } from '../sessions/sessions.ts'
 import type { ClientReply, MemberDirectory, SessionCommand, SessionDurable, SessionEffect, SessionEvent, SessionInput, StoredSession } from '../sessions/types.ts'
 import { encode } from '../../protocol/codec.ts'
@@ -33,7 +34,7 @@ const monotonic = { nowMs: () => performance.now() }
 // answers; this is a seatbelt against a bug leaving an HTTP request open).
 const REQUEST_SEATBELT_MS = 60_000
 
-export type TerminalRequest = Exclude<SessionCommand, { type: 'disconnected' | 'unreachable' }>
+export type TerminalRequest = Exclude<SessionCommand, { type: 'disconnected' | 'unreachable' | 'disk' }>
 
 export type SessionsHostParts = {
   config: AgentConfig
@@ -69,9 +70,12 @@ export class SessionsHost {
   // A checkpoint whose fsync of the database file runs in the thread pool (the
   // store's, session-store.ts); the driver stays held until it returns.
   #checkpointing: object | null = null
+  // The store's fsyncs, timed (a slow disk: disk-watch.ts).
+  readonly #disk: DiskWatch
 
   constructor (parts: SessionsHostParts) {
     this.#parts = parts
+    this.#disk = new DiskWatch(parts.config.sessions.slowFsyncMs)
     this.#core = new Sessions({
       directory: parts.directory,
       config: parts.config.sessions,
@@ -188,6 +192,7 @@ export class SessionsHost {
     }
     const syncing = { late }
     this.#syncing = syncing
+    const syncStartMs = monotonic.nowMs()
     this.#parts.store.sync((error) => {
       // Finished already by stop(), or the store broke.
       if (this.#syncing !== syncing) return
@@ -196,6 +201,7 @@ export class SessionsHost {
         this.#fail(error)
         return
       }
+      this.#timedSync(monotonic.nowMs() - syncStartMs)
       if (this.#parts.store.checkpointDue()) this.#checkpoint(late)
       else this.#release(late)
     })
@@ -214,6 +220,26 @@ export class SessionsHost {
       if (error !== null) this.#fail(error)
       else this.#driver.release()
     })
+  }
+
+  // The disk's verdict changed: said once, and told to the core (which hands
+  // the sessions it owns to members that keep up: owner.ts, maybeResign). The
+  // time includes the callback's wait for the event loop, so a box too busy
+  // to run it for a median 100 ms counts as slow too, as it is for its writes.
+  #timedSync (fsyncMs: number): void {
+    const slow = this.#disk.observe(monotonic.nowMs(), fsyncMs)
+    if (slow === null) return
+    const medianMs = Math.round(this.#disk.medianMs * 10) / 10
+    const slowFsyncMs = this.#disk.slowFsyncMs
+    if (slow) this.#parts.log.warn({ medianMs, slowFsyncMs, dataDir: this.#parts.config.dataDir }, `this agent's disk is slow: its fsyncs took ${medianMs} ms (median over 5 s; sessions.slowFsyncMs ${slowFsyncMs}). It hands the sessions it owns to members that keep up and stands last in takeovers, until the median is under ${slowFsyncMs / 2} ms again`)
+    else this.#parts.log.info({ medianMs, slowFsyncMs }, `this agent's disk keeps up again: its fsyncs took ${medianMs} ms (median over 5 s)`)
+    this.#parts.line({ event: slow ? 'disk-slow' : 'disk-ok', medianMs, slowFsyncMs, atMs: Date.now() })
+    this.#driver.step({ kind: 'command', command: { type: 'disk', slow } })
+  }
+
+  // Whether the disk is slow now, and its median fsync over the window (ms).
+  get disk (): { slow: boolean; medianMs: number } {
+    return { slow: this.#disk.slow, medianMs: this.#disk.medianMs }
   }
 
   #release (late: SessionEffect[]): void {
@@ -317,6 +343,10 @@ export class SessionsHost {
     // The steps of a takeover, for whoever watches with --json.
     if (event.type === 'owner-suspected' || event.type === 'election-started' || event.type === 'election-lost') {
       this.#parts.line({ ...event, event: event.type, type: undefined, atMs: Date.now() })
+    }
+    if (event.type === 'resigned') {
+      log.info({ session: event.sessionId, epoch: event.epoch, to: event.to, ackMs: Math.round(event.ackMs * 10) / 10 }, 'handed a session over: this agent\'s disk is slow and a member keeps up')
+      this.#parts.line({ event: 'resigned', sessionId: event.sessionId, service: event.service, epoch: event.epoch, to: event.to, atMs: Date.now() })
     }
     if (event.type === 'group-changed') log.info({ session: event.sessionId, config: event.config, reason: event.reason }, 'session group changed')
     else if (event.type === 'truncated') log.warn({ session: event.sessionId, fromIndex: event.fromIndex, entries: event.entries }, 'dropped unacknowledged entries replaced by the new owner')

@@ -44,6 +44,10 @@ export type SessionsConfig = {
   // acknowledged delta) until it has answered every send older than this. This
   // bounds what one slow member adds to every write of its groups.
   memberLagMs: number
+  // An agent whose fsyncs take this long (the median over 5 s, disk-watch.ts)
+  // has a slow disk: it hands the sessions it owns to a member whose acks come
+  // back within half of this, and stands last in takeovers. 0: never.
+  slowFsyncMs: number
   // A dead member is replaced after it has been dead this long.
   repairDelayMs: number
   // A member whose log lags the commit index by more than this many entries is
@@ -100,6 +104,7 @@ const lan: SessionsConfig = {
   writeTimeoutMs: 2_000,
   memberStaleMs: 500,
   memberLagMs: 100,
+  slowFsyncMs: 100,
   repairDelayMs: 2_000,
   maxCandidateLagEntries: 1_000,
   snapshotEveryEntries: 1_000,
@@ -150,6 +155,7 @@ const RULES: Rule[] = [
   { key: 'writeTimeoutMs', min: 10, max: 600_000, integer: true },
   { key: 'memberStaleMs', min: 10, max: 600_000, integer: true },
   { key: 'memberLagMs', min: 1, max: 600_000, integer: true },
+  { key: 'slowFsyncMs', min: 0, max: 600_000, integer: true },
   { key: 'repairDelayMs', min: 0, max: 86_400_000, integer: true },
   { key: 'maxCandidateLagEntries', min: 0, max: 1_000_000, integer: true },
   { key: 'snapshotEveryEntries', min: 10, max: 10_000_000, integer: true },

@@ -14,13 +14,15 @@ import type { Ctx, Progress, Replica, Waiter } from './replica.ts'
 // Entries in flight to one member beyond its acknowledged index; past this the
 // owner waits for acks (the heartbeat resends) instead of queueing more.
 const MAX_INFLIGHT_ENTRIES = MAX_SESSION_ENTRIES * 4
+// Weight of the newest timed round trip in a member's ackMs.
+const ACK_SMOOTHING = 0.25
 // A snapshot is resent to a member that has not caught up after this long.
 const SNAPSHOT_RESEND_MS = 2_000
 // A repair whose new member has not caught up in this long is abandoned.
 const REPAIR_TIMEOUT_MS = 30_000
 
 export function newProgress (nextIndex: number): Progress {
-  return { nextIndex, matchIndex: 0, lastAckMs: -Infinity, promiseUntilMs: -Infinity, sentAtMs: new Map(), snapshotSentAtMs: -Infinity, deadSinceMs: null }
+  return { nextIndex, matchIndex: 0, lastAckMs: -Infinity, promiseUntilMs: -Infinity, sentAtMs: new Map(), timedSend: null, ackMs: NaN, snapshotSentAtMs: -Infinity, deadSinceMs: null }
 }
 
 // Takes ownership of epoch r.epoch (already won): every member's progress starts
@@ -114,6 +116,7 @@ export function replicateTo (ctx: Ctx, r: Replica, peer: PeerKey, p: Progress, h
   const seq = ++r.seq
   p.sentAtMs.set(seq, ctx.now)
   if (p.sentAtMs.size > 4_096) p.sentAtMs.delete(p.sentAtMs.keys().next().value as number)
+  if (entries.length > 0 && p.timedSend === null) p.timedSend = { seq, sentAtMs: ctx.now }
   ctx.send(peer, {
     type: 'session-append', sessionId: r.id, epoch: r.epoch, seq,
     prevIndex, prevEpoch: r.log.epochAt(prevIndex) ?? 0, commitIndex: r.commitIndex, entries
@@ -198,6 +201,11 @@ export function onAck (ctx: Ctx, r: Replica, from: PeerKey, ack: SessionAppendAc
     p.sentAtMs.delete(seq)
   }
   if (ack.ok) {
+    if (p.timedSend !== null && ack.seq >= p.timedSend.seq) {
+      const tookMs = Math.max(0, ctx.arrivedMs - p.timedSend.sentAtMs)
+      p.ackMs = Number.isNaN(p.ackMs) ? tookMs : p.ackMs + ACK_SMOOTHING * (tookMs - p.ackMs)
+      p.timedSend = null
+    }
     if (r.forgottenBy.size > 0) r.forgottenBy.delete(from)
     p.matchIndex = Math.max(p.matchIndex, ack.matchIndex)
     p.nextIndex = Math.max(p.nextIndex, p.matchIndex + 1)
@@ -215,6 +223,7 @@ export function memberLost (ctx: Ctx, r: Replica, peer: PeerKey): void {
   const p = r.progress.get(peer)
   if (p === undefined) return
   p.lastAckMs = -Infinity
+  p.timedSend = null
   advanceCommit(ctx, r)
 }
 
@@ -360,6 +369,53 @@ export function stepDown (ctx: Ctx, r: Replica, epoch: number, owner: PeerKey | 
   r.waiters.clear()
   r.progress.clear()
   if (wasOwner) ctx.emit({ type: 'demoted', sessionId: r.id, service: r.info.service, epoch: r.epoch, owner })
+}
+
+// ---- a slow disk -------------------------------------------------------------
+
+// An owner answers a write only once its own copy is durable, so an owner whose
+// disk is slow (ctx.diskSlow: a worn SD card whose fsyncs take 200 ms) makes
+// every write of its sessions wait for it, where a standby's slow disk costs
+// nothing (memberLagMs). Such an owner steps down, between writes, for a
+// member that keeps up: one that offers the service, answers within
+// memberStaleMs, holds every entry of the log, and whose timed acks (its
+// fsync included) come back within half of slowFsyncMs. It stops heartbeating;
+// the standbys find it silent after ownerTimeoutMs, its diagnosis answer says
+// it does not serve, and the first in the queue takes over (this agent stands
+// last while its disk is slow: election.ts). Nothing committed is lost: the
+// member that takes over holds every entry, so it wins the vote. Without a
+// member that keeps up (every disk slow, or a member not caught up) it stays
+// owner: slow writes beat none. Members' verdicts on their own disks can
+// disagree for a few seconds (a disk just fast again, its agent not sure yet),
+// and the member chosen may stand after us: a member that resigned stands
+// after every other, and does not resign the same session again for
+// RESIGN_HOLDOFF_MS, so a session changes hands for a slow disk at most twice
+// in that time. Without both, two members each finding its own disk slow
+// handed one session back and forth every 500 ms (a chaos sweep with slow
+// disks, replicas 1: SEED=21).
+export const RESIGN_HOLDOFF_MS = 30_000
+
+export function maybeResign (ctx: Ctx, r: Replica): boolean {
+  if (!ctx.diskSlow || r.role !== 'owner' || r.closed || r.quiet !== null || r.repair !== null || !configSettled(r)) return false
+  if (ctx.now - r.resignedAtMs < RESIGN_HOLDOFF_MS) return false
+  if (r.waiters.size > 0 || r.commitIndex !== r.log.lastIndex || r.commitIndex < r.readableFromIndex) return false
+  let to: PeerKey | null = null
+  let ackMs = Infinity
+  for (const peer of config(r).members) {
+    if (peer === ctx.self || ctx.directory.status(peer) !== 'alive') continue
+    const p = r.progress.get(peer)
+    if (p === undefined || p.matchIndex !== r.log.lastIndex || !isLive(ctx, r, peer) || !(p.ackMs <= ctx.config.slowFsyncMs / 2)) continue
+    if (!(ctx.directory.record(peer)?.services.some((s) => s.name === r.info.service) ?? false)) continue
+    if (p.ackMs < ackMs) {
+      to = peer
+      ackMs = p.ackMs
+    }
+  }
+  if (to === null) return false
+  ctx.emit({ type: 'resigned', sessionId: r.id, service: r.info.service, epoch: r.epoch, to, ackMs })
+  r.resignedAtMs = ctx.now
+  stepDown(ctx, r, r.epoch, null, 'its disk is slow')
+  return true
 }
 
 // ---- group repair ----------------------------------------------------------

@@ -34,7 +34,7 @@ export function notJoinedReply (): { status: number; body: Record<string, unknow
 export const CHANGING_OWNER_RETRY_MS = 25
 
 // A terminal's request about one session (not an open, a list or a peer's loss).
-export type SessionRequest = Exclude<SessionCommand, { type: 'open' | 'list' | 'disconnected' | 'unreachable' }>
+export type SessionRequest = Exclude<SessionCommand, { type: 'open' | 'list' | 'disconnected' | 'unreachable' | 'disk' }>
 
 type Pending =
   | { kind: 'open'; requestId: string; deadlineMs: number; info: SessionInfo }
@@ -106,7 +106,7 @@ export class RemoteRequests {
   // with slow nodes, disks and own clocks, replicas 1: SEED=655). One that
   // does not answer leaves the request to the deadline: 503, retry.
   locate (command: SessionCommand, also: readonly PeerKey[] = []): void {
-    if (command.type === 'open' || command.type === 'list' || command.type === 'disconnected' || command.type === 'unreachable') return
+    if (command.type === 'open' || command.type === 'list' || command.type === 'disconnected' || command.type === 'unreachable' || command.type === 'disk') return
     const service = serviceOf(command.sessionId)
     const alive = this.#o.directory.alive().filter((r) => r.id !== this.#o.self)
     const ring = new HashRing(

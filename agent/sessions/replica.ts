@@ -35,6 +35,11 @@ export interface Ctx {
   emit (event: SessionEvent): void
   reply (target: ReplyTarget, reply: ClientReply, acknowledges?: Acknowledges): void
   service (name: string): Service | null
+  // The host finds this agent's disk slow (disk-watch.ts).
+  readonly diskSlow: boolean
+  // When the message being stepped was read (at most now: a message held
+  // behind this agent's fsync is stepped after it); only to time acks.
+  readonly arrivedMs: number
 }
 
 // Who is waiting for an answer: a terminal at this agent, or another agent that
@@ -60,6 +65,12 @@ export type Progress = {
   // assume: send time of the append it acknowledged + ownerTimeoutMs × LEASE_SAFETY.
   promiseUntilMs: number
   sentAtMs: Map<number, number>
+  // One send carrying entries at a time is timed to its ack (a heartbeat's ack
+  // needs no fsync, so it says nothing of the member's disk): ackMs is the
+  // average of those round trips (NaN before one), what an owner whose own
+  // disk is slow compares (maybeResign).
+  timedSend: { seq: number; sentAtMs: number } | null
+  ackMs: number
   snapshotSentAtMs: number
   deadSinceMs: number | null
 }
@@ -108,6 +119,9 @@ export type Replica = {
   // The service could not apply the entry after appliedIndex here (apply.ts):
   // nothing more is applied until a retry at `retryAtMs` succeeds.
   applyStall: ApplyStall | null
+  // When this member last handed the session over for its slow disk
+  // (owner.ts, maybeResign), or -Infinity.
+  resignedAtMs: number
   dedup: Dedup
   role: SessionRole
   owner: PeerKey | null
@@ -187,6 +201,7 @@ export function newReplica (info: SessionInfo, nowMs: number): Replica {
     bytesSinceSnapshot: 0,
     snapshotWaitingSinceMs: null,
     applyStall: null,
+    resignedAtMs: -Infinity,
     dedup: { lastClientSeq: 0, recent: [] },
     role: 'standby',
     owner: null,

@@ -12,7 +12,7 @@ import type { SessionsConfig } from './config.ts'
 import { CLOSED_SESSION, ORPHAN_GRACE_MS, UNKNOWN_SESSION, onDiagnosis, onVote, ownerHint, watchOwner } from './election.ts'
 import { onAppend, onSnapshot, onVoteRequest } from './follower.ts'
 import {
-  advanceCommit, appendEntry, becomeOwner, clientAppend, countsInGroup, expireWaiters, heartbeat, leaseValid, maintainGroup, readRefusal,
+  advanceCommit, appendEntry, becomeOwner, clientAppend, countsInGroup, expireWaiters, heartbeat, leaseValid, maintainGroup, maybeResign, readRefusal,
   memberLost, onAck, wait
 } from './owner.ts'
 import { clientAppendBatch } from './deltas.ts'
@@ -72,6 +72,10 @@ export class Sessions {
   #out: SessionEffect[] = []
   #now: number
   #ctxObject: Ctx | null = null
+  // The host's verdict on this agent's disk (a 'disk' command).
+  #diskSlow = false
+  // When the input being stepped was read (Ctx.arrivedMs).
+  #arrivedMs = 0
   // The wake-up last asked for (nextWakeMs): a step far later means we stalled.
   #wakeAskedMs = Infinity
   // The sessions' wake-ups, kept in a heap (nextWakeMs).
@@ -114,6 +118,7 @@ export class Sessions {
     this.#now = input.nowMs
     if (input.nowMs - this.#wakeAskedMs > this.#config.ownerTimeoutMs) this.#afterStall()
     this.#wakeAskedMs = Infinity
+    this.#arrivedMs = input.kind === 'receive' ? Math.min(input.arrivedMs ?? input.nowMs, input.nowMs) : input.nowMs
     if (input.kind === 'receive') {
       const message = input.message
       // Beats concern the agents' quiet sessions together (quiet.ts).
@@ -204,7 +209,7 @@ export class Sessions {
   // peer wakes whatever is quiet with it.
   #wakeFor (command: SessionCommand): void {
     if (command.type === 'disconnected' || command.type === 'unreachable') return this.#quiet.peerLost(this.#ctx(), command.peer)
-    if (command.type === 'open' || command.type === 'list' || command.type === 'get' || command.type === 'resume') return
+    if (command.type === 'open' || command.type === 'list' || command.type === 'get' || command.type === 'resume' || command.type === 'disk') return
     const r = this.#replicas.get(command.sessionId)
     if (r?.quiet?.kind === 'owner') this.#quiet.wakeOwner(this.#ctx(), r)
   }
@@ -245,7 +250,9 @@ export class Sessions {
       persist: (record) => { this.#out.push({ kind: 'persist', record }) },
       emit: (event) => { this.#out.push({ kind: 'event', event }) },
       reply: (target, reply, acknowledges) => this.#reply(target, reply, acknowledges),
-      service: (name) => this.#services.get(name) ?? null
+      service: (name) => this.#services.get(name) ?? null,
+      get diskSlow () { return core.#diskSlow },
+      get arrivedMs () { return core.#arrivedMs }
     }
     return this.#ctxObject
   }
@@ -308,6 +315,7 @@ export class Sessions {
       if (ctx.now >= r.lagCheckAtMs) advanceCommit(ctx, r)
       expireWaiters(ctx, r)
       maintainGroup(ctx, r)
+      if (maybeResign(ctx, r)) return
       this.#quiet.maybeQuiesce(ctx, r)
       if (r.closed) {
         // The members hold the close but may not know it committed: tell them
@@ -431,6 +439,10 @@ export class Sessions {
 
   #onCommand (command: SessionCommand): void {
     const ctx = this.#ctx()
+    if (command.type === 'disk') {
+      this.#diskSlow = command.slow
+      return
+    }
     if (command.type === 'disconnected' || command.type === 'unreachable') {
       for (const r of this.#replicas.values()) {
         if (r.role === 'owner') memberLost(ctx, r, command.peer)

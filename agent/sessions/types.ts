@@ -23,10 +23,13 @@ export type SessionCommand =
   | { type: 'disconnected'; peer: PeerKey }
   // The transport could not deliver to a peer at all (dial refused).
   | { type: 'unreachable'; peer: PeerKey }
+  // The host's verdict on this agent's disk changed (disk-watch.ts).
+  | { type: 'disk'; slow: boolean }
 
 export type SessionInput =
   | { kind: 'tick'; nowMs: number }
-  | { kind: 'receive'; nowMs: number; from: PeerKey; message: SessionMessage }
+  // arrivedMs: when the host read it, if it was held (driver.ts, heldBatch).
+  | { kind: 'receive'; nowMs: number; from: PeerKey; message: SessionMessage; arrivedMs?: number }
   | { kind: 'command'; nowMs: number; command: SessionCommand }
 
 // An answer to a terminal's request, in HTTP terms. `location` is set with 307.
@@ -70,6 +73,9 @@ export type SessionEvent =
   | { type: 'session-created'; sessionId: string; service: string; config: GroupConfig }
   | { type: 'promoted'; sessionId: string; service: string; epoch: number; previousOwner: PeerKey | null; tookMs: number }
   | { type: 'demoted'; sessionId: string; service: string; epoch: number; owner: PeerKey | null }
+  // This owner's disk is slow: it stepped down for a member that keeps up
+  // (`to`, caught up and acking within half of slowFsyncMs: `ackMs`) to take over.
+  | { type: 'resigned'; sessionId: string; service: string; epoch: number; to: PeerKey; ackMs: number }
   | { type: 'election-started'; sessionId: string; epoch: number; reason: string }
   | { type: 'election-lost'; sessionId: string; epoch: number; reason: string }
   | { type: 'owner-suspected'; sessionId: string; owner: PeerKey; reason: string }

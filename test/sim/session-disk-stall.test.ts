@@ -11,6 +11,7 @@ import { checkOwners, checkTerminal, ownerState, recordOwnerAcks } from '../../s
 import type { OwnerAck } from '../../sim/checkers.ts'
 import type { SimCluster } from '../../sim/cluster.ts'
 import type { SimTerminal } from '../../sim/terminal.ts'
+import { DISK_MIN_SAMPLES } from '../../agent/sessions/disk-watch.ts'
 import { seedFor, withSeed } from './helpers.ts'
 import { finish, openTerminal, pollReads, sessionCluster } from './session-helpers.ts'
 
@@ -91,6 +92,48 @@ test(`a standby's disk turns slow for good (every fsync ${SLOW_MS} ms): the owne
   const held = cluster.node(standby).sessions?.replica(t.sessionId)
   assert.is(held?.log.lastIndex, ownerState(cluster, t.sessionId)?.commitIndex, 'the slow standby holds every committed entry')
   cluster.slowDisk(standby, 0)
+  assert.equal(checkOwners(acks), [])
+  assert.equal(checkTerminal(cluster, t), [])
+}))
+
+test(`the owner's disk turns slow for good (every fsync ${SLOW_MS} ms): it hands the session to a standby that keeps up, once; writes are fast again; nothing lost`, () => withSeed(FILE, seedFor(84), (seed) => {
+  const { cluster, acks, t } = started(seed)
+  const owner = t.owner as string
+  const epoch = t.epoch
+  const resigned: string[] = []
+  cluster.onEvent((entry) => { if (entry.event.type === 'resigned') resigned.push(entry.node) })
+  cluster.slowDisk(owner, SLOW_MS)
+  const slowedAt = cluster.nowMs
+  t.appendMany(150, 10)
+  assert.ok(finish(cluster, [t], 155, 60_000), 'every append acknowledged')
+  assert.equal(resigned, [owner], 'the slow owner resigned, once')
+  assert.ok(t.owner !== owner, 'another member owns the session')
+  assert.is(t.epoch, epoch + 1, 'one takeover')
+  const moved = t.acks.find((ack) => ack.atMs > slowedAt && ack.agent !== owner)
+  assert.ok(moved !== undefined)
+  // The watch needs DISK_MIN_SAMPLES slow fsyncs (one per write here), then a
+  // standby finds the owner silent (ownerTimeoutMs) and takes over.
+  const boundMs = (DISK_MIN_SAMPLES + 2) * SLOW_MS + cluster.sessionsConfig!.ownerTimeoutMs + 500
+  assert.ok(moved.atMs - slowedAt < boundMs, `handed over ${Math.round(moved.atMs - slowedAt)} ms after the disk slowed (at most ${boundMs})`)
+  const after = t.acks.filter((ack) => ack.atMs > moved.atMs + 500).map((ack) => ack.latencyMs).sort((a, b) => a - b)
+  assert.ok(after.length > 50, `${after.length} appends after the handover`)
+  assert.ok(after[after.length - 1] <= cluster.sessionsConfig!.memberLagMs + 100, `after the handover the slowest took ${Math.round(after[after.length - 1])} ms`)
+  cluster.run(3_000)
+  assert.ok(ownerState(cluster, t.sessionId)?.owner !== owner, 'the slow agent did not take the session back')
+  assert.equal(checkOwners(acks), [])
+  assert.equal(checkTerminal(cluster, t), [])
+}))
+
+test('every disk slow: nobody resigns (no member keeps up), and writes carry on at the disks\' pace', () => withSeed(FILE, seedFor(85), (seed) => {
+  const { cluster, acks, t } = started(seed)
+  const epoch = t.epoch
+  let resigned = 0
+  cluster.onEvent((entry) => { if (entry.event.type === 'resigned') resigned++ })
+  for (const id of cluster.ids) cluster.slowDisk(id, SLOW_MS)
+  t.appendMany(30, 10)
+  assert.ok(finish(cluster, [t], 35, 60_000), 'every append acknowledged')
+  assert.is(resigned, 0)
+  assert.is(t.epoch, epoch, 'no takeover')
   assert.equal(checkOwners(acks), [])
   assert.equal(checkTerminal(cluster, t), [])
 }))

@@ -94,6 +94,10 @@ const VARIANTS: Array<{ name: string; options: Partial<ChaosOptions> }> = [
   { name: 'disks that stall, a snapshot every 5 entries, readers', options: { ...SLOW_DISKS, readEveryMs: 150, sessions: { snapshotEveryEntries: 5, snapshotLogRatio: 0 } } },
   // Gray failures (sim/chaos.ts, slowNodes): a node whose every message takes
   // up to 1.5 s longer each way, alive to the membership's patient probes.
+  // Disks that turn slow for good (a worn SD card, SimCluster.slowDisk): their
+  // agents hand over the sessions they own (agent/sessions/owner.ts, maybeResign).
+  { name: 'disks that turn slow for good (300 ms per fsync), readers and closes', options: { slowDisks: { fsyncMs: 300 }, readEveryMs: 150, close: true } },
+  { name: 'disks that turn slow for good, readers, replicas 1, 3-6 nodes', options: { slowDisks: { fsyncMs: 300 }, readEveryMs: 150, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } },
   { name: 'nodes that turn slow (up to 1.5 s more each way), readers and closes', options: { slowNodes: { maxExtraMs: 1_500 }, readEveryMs: 150, close: true } },
   // A node whose service cannot apply for a while (sim/flaky-services.ts: a
   // deployed service's worker loading or timed out there): its copies stop at
@@ -102,7 +106,8 @@ const VARIANTS: Array<{ name: string; options: Partial<ChaosOptions> }> = [
   { name: 'services that cannot apply on a node for a while, readers and closes', options: { flakyServices: true, readEveryMs: 150, close: true } },
   { name: 'services that cannot apply on a node for a while, readers, replicas 1, 3-6 nodes', options: { flakyServices: true, readEveryMs: 150, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } },
   // Everything at once: own clocks, disks that stall, slow nodes.
-  { name: 'own clocks, disks that stall and slow nodes at once, readers and closes', options: { ...OWN_CLOCKS, ...SLOW_DISKS, slowNodes: { maxExtraMs: 1_500 }, readEveryMs: 150, close: true } }
+  { name: 'own clocks, disks that stall and slow nodes at once, readers and closes', options: { ...OWN_CLOCKS, ...SLOW_DISKS, slowNodes: { maxExtraMs: 1_500 }, readEveryMs: 150, close: true } },
+  { name: 'own clocks, disks that stall or turn slow, slow nodes, readers and closes', options: { ...OWN_CLOCKS, ...SLOW_DISKS, slowDisks: { fsyncMs: 300 }, slowNodes: { maxExtraMs: 1_500 }, readEveryMs: 150, close: true } }
 ]
 for (const { name, options } of VARIANTS) {
   test(`${VARIANT_SEEDS} seeds from ${FIRST_SEED}, ${name}: the same checks`, () => {

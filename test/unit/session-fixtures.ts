@@ -92,6 +92,9 @@ export class FakeCtx implements Ctx {
   // Its own unless a test shares one between contexts (one agent's sessions).
   snapshotBudget: SnapshotBudget
   readonly quiet = new QuietPeers(1, () => {})
+  // The host's verdict on this agent's disk (a test sets it).
+  diskSlow = false
+  get arrivedMs (): number { return this.now }
   // Effects since the last take(), in the order they were produced.
   effects: Recorded[] = []
   // Every append or snapshot ever sent, per peer (acks echo their seq).
