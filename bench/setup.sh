@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the peers the benchmarks compare against, from Debian's packages, and
-# what the detection comparison counts bytes with (nftables). Builds
+# what the detection comparison counts bytes with (nftables) and the slow-disk
+# run slows an agent's fsyncs with (strace). Builds
 # bench/serf-probe (serf's agent with edge-agent's probe interval) from Debian's
 # serf sources. The peers are started by the benchmarks themselves, on 127.0.0.1
 # only. Never assumed.
@@ -12,6 +13,7 @@ command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
+command -v strace >/dev/null 2>&1 || need+=(strace)
 probe="$here/serf-probe/bin/serf-probe"
 if [ ! -x "$probe" ]; then
   command -v go >/dev/null 2>&1 || need+=(golang-go)

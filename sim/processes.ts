@@ -34,8 +34,8 @@ export type AgentOptions = {
   // Join this cgroup (v2 directory) before exec, so that every socket the agent
   // opens is counted by the benchmarks' per-cgroup nftables counters (bench/sent-bytes.ts).
   cgroup?: string
-  // Extra environment variables for the agent (added to this process's).
-  env?: Record<string, string>
+  // A command the agent runs under (its pid is then the wrapper's): strace
+  // slowing its fsyncs (sim/slow-fsync.ts).
   wrap?: string[]
 }
 
@@ -83,8 +83,7 @@ export class AgentProcess {
     const command = options.netns === undefined ? [process.execPath, ...args] : ['ip', 'netns', 'exec', options.netns.ns, process.execPath, ...args]
     if (options.wrap !== undefined) command.unshift(...options.wrap)
     if (options.cgroup !== undefined) command.unshift('sh', '-c', JOIN_CGROUP_SCRIPT, 'sh', options.cgroup)
-    const env = options.env === undefined ? undefined : { ...process.env, ...options.env }
-    this.child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env })
+    this.child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
     live.add(this.child)
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
       live.delete(this.child)

@@ -13,7 +13,6 @@
 
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { execFileSync } from 'node:child_process'
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -22,23 +21,14 @@ import type { Session } from '../../agent/client/index.ts'
 import { sessionsProfile } from '../../agent/sessions/config.ts'
 import { LocalCluster } from '../../sim/processes.ts'
 import type { AgentProcess } from '../../sim/processes.ts'
+import { slowFsyncUnavailable, slowFsyncWrap } from '../../sim/slow-fsync.ts'
 import { ContinuousWriter } from '../../sim/writer.ts'
 import { within } from '../fixtures/timeout.ts'
 
 const TIMEOUT_MS = 120_000
 const SLOW = 3
 const DELAY_MS = 200
-const STRACE = ['strace', '-f', '-qq', '-o', '/dev/null', '--seccomp-bpf', '-e', 'trace=fsync,fdatasync', '-e', `inject=fsync,fdatasync:delay_exit=${DELAY_MS * 1000}`]
-
-// Why strace cannot slow a child's fsyncs here, or null.
-function straceUnavailable (): string | null {
-  try {
-    execFileSync(STRACE[0], [...STRACE.slice(1), 'true'], { stdio: 'pipe', timeout: 10_000 })
-    return null
-  } catch (error) {
-    return `strace cannot delay a child's fsyncs here: ${(error as Error).message.split('\n')[0]}`
-  }
-}
+const WRAP = slowFsyncWrap(DELAY_MS)
 
 function role (session: Session, agent: AgentProcess): 'owner' | 'standby' | null {
   if (session.owner?.id === agent.id) return 'owner'
@@ -51,7 +41,7 @@ function median (values: number[]): number {
 }
 
 test(`an agent whose fsyncs take ${DELAY_MS} ms hands the sessions it owns to members that keep up; no group's writes wait for its disk; nothing lost`, () => within((async () => {
-  const unavailable = straceUnavailable()
+  const unavailable = slowFsyncUnavailable()
   if (unavailable !== null) {
     console.log(`\nskip: ${unavailable}`)
     return
@@ -65,7 +55,7 @@ test(`an agent whose fsyncs take ${DELAY_MS} ms hands the sessions it owns to me
     cluster = await LocalCluster.start({
       nodes: 4,
       services: 'log',
-      configure: (i) => ({ extraArgs: ['--config', configFile], ...(i === SLOW ? { wrap: STRACE } : {}) })
+      configure: (i) => ({ extraArgs: ['--config', configFile], ...(i === SLOW ? { wrap: WRAP } : {}) })
     })
     await cluster.waitConverged(30_000)
     const agents = cluster.agents
