@@ -108,6 +108,10 @@ bursts twice that. A peer that sends over ${P.peerMalformedFramesPerS} malformed
 hung up on and its connections refused for ${P.peerBlockMs} ms. Change any of these with
 the config file's "limits" object.
 Logs are structured JSON (pino) on stderr.
+A slow disk (the session store's median fsync over 5 s at sessions.slowFsyncMs,
+default 100 ms, or more) is logged as a warning: the agent then hands the
+sessions it owns to members that keep up, and no owner waits for it more than
+sessions.memberLagMs (default 100 ms) per write.
 Exit codes: 0 after a clean stop, 1 when the agent cannot start, 2 on a usage error,
 3 when its session store failed (a full disk, an I/O error): it left its cluster
 first, its groups took its sessions over, and a restart rejoins once the disk

@@ -77,7 +77,8 @@ export class DirectChannel {
   private readonly stallMs: number
   private readonly outbound = new Map<string, Outbound>()
   private readonly inboundStreams = new Map<string, number>()
-  // Peers whose last dial failed: not dialled again before untilMs (REDIAL_BACKOFF_*).
+  // Peers whose last dial failed: not dialled again before untilMs
+  // (REDIAL_BACKOFF_*; performance.now(), which a wall-clock step does not move).
   private readonly backoff = new Map<string, { untilMs: number; backoffMs: number }>()
   private readonly frameRate: BucketMap
   private readonly redialBackoffMs: { min: number; max: number } | null
@@ -161,7 +162,7 @@ export class DirectChannel {
 
   private backingOff (peer: string): boolean {
     const wait = this.backoff.get(peer)
-    return wait !== undefined && Date.now() < wait.untilMs
+    return wait !== undefined && performance.now() < wait.untilMs
   }
 
   // A dial failed: no other before the backoff, which doubles while they keep failing.
@@ -172,7 +173,7 @@ export class DirectChannel {
     const backoffMs = previous === undefined ? limits.min : Math.min(previous.backoffMs * 2, limits.max)
     // Peers come from the member table, but the map is bounded all the same.
     if (previous === undefined && this.backoff.size >= BACKOFF_TRACKED_PEERS) this.backoff.clear()
-    this.backoff.set(peer, { untilMs: Date.now() + backoffMs, backoffMs })
+    this.backoff.set(peer, { untilMs: performance.now() + backoffMs, backoffMs })
   }
 
   // Ends the peer's stream without reporting it; queued frames are discarded.
@@ -277,7 +278,7 @@ export class DirectChannel {
   private checkStall (out: Outbound): void {
     if (out.stream === null || out.queue.length === 0) return
     const allowedMs = this.stallMs + out.queue.lastBatchBytes * 1000 / WRITE_STALL_MIN_BYTES_PER_S
-    const waitedMs = Date.now() - out.queue.waitingSinceMs
+    const waitedMs = performance.now() - out.queue.waitingSinceMs
     if (waitedMs <= allowedMs) return
     out.stream.abort(new Error(`no write accepted by ${out.peer} for ${waitedMs} ms`))
     // The sink's rejection would report it too; reporting here makes it prompt.

@@ -44,7 +44,9 @@ export class FrameQueue implements AsyncIterableIterator<Uint8ArrayList, undefin
   private readonly limits: FrameQueueLimits
   // Called with the frames and payload bytes each time the sink takes a batch.
   private readonly onTaken: (frames: number, bytes: number) => void
-  // Since when (Date.now(), ms) the sink has not taken the oldest queued frame.
+  // Since when (performance.now(), ms) the sink has not taken the oldest queued
+  // frame. A monotonic clock: a step of the wall clock (NTP setting the time of
+  // a box that booted without one) must not look like a stalled peer.
   waitingSinceMs = 0
   // Payload bytes of the batch the sink took last (it may still be writing it).
   lastBatchBytes = 0
@@ -68,7 +70,7 @@ export class FrameQueue implements AsyncIterableIterator<Uint8ArrayList, undefin
     if (this.length > 0 && (this.length >= this.limits.maxFrames || this.queuedBytes + frame.length > this.limits.maxBytes)) {
       return false
     }
-    if (this.length === 0) this.waitingSinceMs = Date.now()
+    if (this.length === 0) this.waitingSinceMs = performance.now()
     this.frames.push(frame)
     this.queuedBytes += frame.length
     if (this.waiter !== null && !this.handing) {
@@ -101,7 +103,7 @@ export class FrameQueue implements AsyncIterableIterator<Uint8ArrayList, undefin
 
   // Restarts the stall clock, e.g. when a stream opens after a slow dial.
   touch (): void {
-    this.waitingSinceMs = Date.now()
+    this.waitingSinceMs = performance.now()
   }
 
   [Symbol.asyncIterator] (): this {
@@ -134,7 +136,7 @@ export class FrameQueue implements AsyncIterableIterator<Uint8ArrayList, undefin
     const frames = this.head - from
     this.queuedBytes -= bytes
     this.compact()
-    this.waitingSinceMs = Date.now()
+    this.waitingSinceMs = performance.now()
     this.lastBatchBytes = bytes
     this.onTaken(frames, bytes)
     return batch
