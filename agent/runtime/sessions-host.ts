@@ -223,7 +223,7 @@ export class SessionsHost {
   }
 
   // The disk's verdict changed: said once, and told to the core (which hands
-  // the sessions it owns to members that keep up: owner.ts, maybeResign). The
+  // the sessions it owns to members that keep up: resign.ts). The
   // time includes the callback's wait for the event loop, so a box too busy
   // to run it for a median 100 ms counts as slow too, as it is for its writes.
   #timedSync (fsyncMs: number): void {

@@ -2,7 +2,7 @@
 // made over the last DISK_WINDOW_MS. A worn SD card or an overloaded disk makes
 // every write an owner acknowledges wait for its fsync (the owner answers only
 // once its own copy is durable), so an agent whose disk is slow hands the
-// sessions it owns to members that keep up (owner.ts, maybeResign) and stands
+// sessions it owns to members that keep up (resign.ts) and stands
 // last in takeovers (election.ts). Hosts feed it every fsync's duration and
 // tell the sessions core when the verdict changes ({ type: 'disk' } command).
 //

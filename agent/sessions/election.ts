@@ -9,7 +9,8 @@
 import type { SessionDiagnosis, SessionVote } from '../../protocol/messages.ts'
 import type { PeerKey } from '../core/io.ts'
 import { ReplicaLog } from './log.ts'
-import { RESIGN_HOLDOFF_MS, becomeOwner, stepDown } from './owner.ts'
+import { becomeOwner, stepDown } from './owner.ts'
+import { RESIGN_HOLDOFF_MS } from './resign.ts'
 import { truncate } from './follower.ts'
 import { config, forgottenByMajority, majority, memberGone, voters } from './replica.ts'
 import type { Candidacy, Ctx, Replica } from './replica.ts'
@@ -167,7 +168,7 @@ function standAfterMs (ctx: Ctx, r: Replica): number {
   if (!Number.isFinite(place)) return Infinity
   if (r.applyStall !== null) place += config(r).members.length
   // Likewise a member whose disk is slow: as owner it would make every write
-  // wait for its fsyncs (owner.ts, maybeResign).
+  // wait for its fsyncs (resign.ts).
   if (ctx.diskSlow) place += config(r).members.length
   // And a member that just handed the session over for it stands after those.
   if (ctx.now - r.resignedAtMs < RESIGN_HOLDOFF_MS) place += config(r).members.length

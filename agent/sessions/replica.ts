@@ -120,7 +120,7 @@ export type Replica = {
   // nothing more is applied until a retry at `retryAtMs` succeeds.
   applyStall: ApplyStall | null
   // When this member last handed the session over for its slow disk
-  // (owner.ts, maybeResign), or -Infinity.
+  // (resign.ts), or -Infinity.
   resignedAtMs: number
   dedup: Dedup
   role: SessionRole

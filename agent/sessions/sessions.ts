@@ -12,10 +12,11 @@ import type { SessionsConfig } from './config.ts'
 import { CLOSED_SESSION, ORPHAN_GRACE_MS, UNKNOWN_SESSION, onDiagnosis, onVote, ownerHint, watchOwner } from './election.ts'
 import { onAppend, onSnapshot, onVoteRequest } from './follower.ts'
 import {
-  advanceCommit, appendEntry, becomeOwner, clientAppend, countsInGroup, expireWaiters, heartbeat, leaseValid, maintainGroup, maybeResign, readRefusal,
+  advanceCommit, appendEntry, becomeOwner, clientAppend, countsInGroup, expireWaiters, heartbeat, leaseValid, maintainGroup, readRefusal,
   memberLost, onAck, wait
 } from './owner.ts'
 import { clientAppendBatch } from './deltas.ts'
+import { maybeResign } from './resign.ts'
 import { placeGroup } from './placement.ts'
 import { STREAMS_RECHECK_MS, streamsToAsk } from './group-streams.ts'
 import { applyCommitted, config, maybeSnapshot, newReplica, onWitnessProbeAnswer, restoreReplica, voters, witnessProbeAtMs } from './replica.ts'

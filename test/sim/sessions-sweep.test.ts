@@ -95,7 +95,7 @@ const VARIANTS: Array<{ name: string; options: Partial<ChaosOptions> }> = [
   // Gray failures (sim/chaos.ts, slowNodes): a node whose every message takes
   // up to 1.5 s longer each way, alive to the membership's patient probes.
   // Disks that turn slow for good (a worn SD card, SimCluster.slowDisk): their
-  // agents hand over the sessions they own (agent/sessions/owner.ts, maybeResign).
+  // agents hand over the sessions they own (agent/sessions/resign.ts).
   { name: 'disks that turn slow for good (300 ms per fsync), readers and closes', options: { slowDisks: { fsyncMs: 300 }, readEveryMs: 150, close: true } },
   { name: 'disks that turn slow for good, readers, replicas 1, 3-6 nodes', options: { slowDisks: { fsyncMs: 300 }, readEveryMs: 150, minNodes: 3, maxNodes: 6, sessions: { replicas: 1 } } },
   { name: 'nodes that turn slow (up to 1.5 s more each way), readers and closes', options: { slowNodes: { maxExtraMs: 1_500 }, readEveryMs: 150, close: true } },
