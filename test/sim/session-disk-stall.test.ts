@@ -51,7 +51,7 @@ test(`the owner's disk stalls for ${STALL_MS} ms while its terminal appends: a s
   assert.ok(ownerState(cluster, t.sessionId)?.owner !== owner, 'the old owner, its disk back, did not take the session back')
 }))
 
-test(`a standby's disk stalls for ${STALL_MS} ms: the owner carries on without it after memberStaleMs, and it catches up`, () => withSeed(FILE, seedFor(82), (seed) => {
+test(`a standby's disk stalls for ${STALL_MS} ms: the owner carries on without it after memberLagMs, and it catches up`, () => withSeed(FILE, seedFor(82), (seed) => {
   const { cluster, acks, t } = started(seed)
   const owner = t.owner as string
   const standby = t.queue.find((id) => id !== owner) as string
@@ -62,7 +62,8 @@ test(`a standby's disk stalls for ${STALL_MS} ms: the owner carries on without i
   const during = t.acks.filter((ack) => ack.atMs > stalledAt && ack.atMs < stalledAt + STALL_MS)
   assert.ok(during.length >= 30, `${during.length} appends acknowledged during the stall`)
   const slowest = Math.max(...during.map((ack) => ack.latencyMs))
-  assert.ok(slowest <= cluster.sessionsConfig!.memberStaleMs + 200, `the slowest ${Math.round(slowest)} ms: about memberStaleMs at most`)
+  // About memberLagMs (103-105 ms in seeds 1-10); before that rule, memberStaleMs (~560).
+  assert.ok(slowest <= cluster.sessionsConfig!.memberLagMs + 50, `the slowest ${Math.round(slowest)} ms: about memberLagMs at most`)
   cluster.run(STALL_MS + 3_000)
   assert.equal(checkOwners(acks), [])
   assert.equal(checkTerminal(cluster, t), [])
