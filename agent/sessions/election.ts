@@ -167,12 +167,17 @@ function standAfterMs (ctx: Ctx, r: Replica): number {
   let place = rank(ctx, r)
   if (!Number.isFinite(place)) return Infinity
   if (r.applyStall !== null) place += config(r).members.length
-  // Likewise a member whose disk is slow: as owner it would make every write
-  // wait for its fsyncs (resign.ts).
-  if (ctx.diskSlow) place += config(r).members.length
-  // And a member that just handed the session over for it stands after those.
-  if (ctx.now - r.resignedAtMs < RESIGN_HOLDOFF_MS) place += config(r).members.length
-  return place * ctx.config.candidateStaggerMs * (directVote(r) ? DIRECT_STAGGER_SHARE : 1)
+  let afterMs = place * ctx.config.candidateStaggerMs * (directVote(r) ? DIRECT_STAGGER_SHARE : 1)
+  // A member whose disk is slow (as owner it would make every write wait for
+  // its fsyncs: resign.ts) stands ownerTimeoutMs later, and one that just
+  // handed the session over for it twice that later again: it gave up the
+  // session at a time of its choosing, so its own timer and the others'
+  // start together, and a few places of stagger (150 ms) were not enough on
+  // a busy box (a clean-clone CI run: the slow agent won back a session it had
+  // handed over, and kept it through the holdoff).
+  if (ctx.diskSlow) afterMs += ctx.config.ownerTimeoutMs
+  if (ctx.now - r.resignedAtMs < RESIGN_HOLDOFF_MS) afterMs += 2 * ctx.config.ownerTimeoutMs
+  return afterMs
 }
 
 // Our place in the backup queue: data members in config order, skipping the

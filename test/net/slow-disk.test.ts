@@ -81,7 +81,8 @@ test(`an agent whose fsyncs take ${DELAY_MS} ms hands the sessions it owns to me
     const counts = writers.map((w) => w.acked.length)
     await Promise.all(writers.map(async (w, i) => await w.waitFor(counts[i] + 60, 30_000)))
     const held = await (await fetch(`${slow.http}/v1/sessions`)).json() as { sessions: Array<{ role: string }> }
-    assert.is(held.sessions.filter((s) => s.role === 'owner').length, 0, 'the slow agent owns no session')
+    const story = slow.events.filter((e) => ['promoted', 'demoted', 'resigned', 'election-started', 'disk-slow', 'disk-ok'].includes(e.event)).map((e) => `${e.event} ${String(e.sessionId ?? '')} ${String(e.epoch ?? e.medianMs ?? '')}`)
+    assert.is(held.sessions.filter((s) => s.role === 'owner').length, 0, `the slow agent owns no session; what it did: ${story.join('; ')}`)
     const metrics = await (await fetch(`${slow.http}/metrics`)).text()
     assert.match(metrics, /^edge_agent_disk_slow 1$/m)
     assert.match(metrics, new RegExp(`^edge_agent_session_resignations_total ${owned.length}$`, 'm'))
