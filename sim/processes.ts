@@ -83,10 +83,17 @@ export class AgentProcess {
     const command = options.netns === undefined ? [process.execPath, ...args] : ['ip', 'netns', 'exec', options.netns.ns, process.execPath, ...args]
     if (options.wrap !== undefined) command.unshift(...options.wrap)
     if (options.cgroup !== undefined) command.unshift('sh', '-c', JOIN_CGROUP_SCRIPT, 'sh', options.cgroup)
-    this.child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+    // A wrapper (strace) gets a process group of its own, and every signal goes
+    // to the group: an agent whose tracer was killed is detached, not killed,
+    // and went on running after its test, which then never exited (its stdout
+    // pipe stayed open).
+    const wrapped = options.wrap !== undefined
+    this.child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: wrapped })
+    if (wrapped) groups.add(this.child)
     live.add(this.child)
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => {
       live.delete(this.child)
+      if (groups.delete(this.child)) killGroup(this.child, 'SIGKILL')
       resolve(code)
     }))
     this.child.stderr?.on('data', (chunk: Buffer) => { this.stderr = (this.stderr + chunk.toString()).slice(-20_000) })
@@ -156,7 +163,9 @@ export class AgentProcess {
   }
 
   signal (signal: NodeJS.Signals): void {
-    if (this.running) this.child.kill(signal)
+    if (!this.running) return
+    if (groups.has(this.child)) killGroup(this.child, signal)
+    else this.child.kill(signal)
   }
 
   // Graceful stop (SIGTERM: the agent announces its leave), then waits for exit.
@@ -197,7 +206,22 @@ export function runCli (args: string[], timeoutMs = 20_000): Promise<CliResult> 
 
 // Children that must not outlive this process, whatever happens to it.
 const live = new Set<ChildProcess>()
+// Those started in a process group of their own (a wrapper and the agent under it).
+const groups = new Set<ChildProcess>()
+
+function killGroup (child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (child.pid !== undefined) process.kill(-child.pid, signal)
+  } catch {
+    // The group is gone.
+  }
+}
+
 process.on('exit', () => {
+  for (const child of groups) {
+    killGroup(child, 'SIGCONT')
+    killGroup(child, 'SIGKILL')
+  }
   for (const child of live) {
     try {
       child.kill('SIGCONT')
