@@ -19,7 +19,7 @@ import type { Session } from '../agent/client/index.ts'
 import { LocalCluster } from '../sim/processes.ts'
 import type { AgentProcess } from '../sim/processes.ts'
 import { slowFsyncUnavailable, slowFsyncWrap } from '../sim/slow-fsync.ts'
-import { ContinuousWriter } from '../sim/writer.ts'
+import { ContinuousWriter, roleIn } from '../sim/writer.ts'
 import { fmt, log, median, percentile } from './lib.ts'
 
 export type SlowDiskGroup = { kind: 'owned' | 'standby' | 'without'; sessions: number; n: number; p50: number; p99: number; max: number }
@@ -47,8 +47,8 @@ const SETTINGS: Record<SlowDiskRun['setting'], Record<string, number>> = {
 }
 
 function kindOf (session: Session, slow: AgentProcess): SlowDiskGroup['kind'] {
-  if (session.owner?.id === slow.id) return 'owned'
-  return session.group.some((m) => m.id === slow.id) ? 'standby' : 'without'
+  const role = roleIn(session, slow.id)
+  return role === 'owner' ? 'owned' : role ?? 'without'
 }
 
 async function oneRun (setting: SlowDiskRun['setting'], round: number, delayMs: number): Promise<SlowDiskRun> {

@@ -126,3 +126,10 @@ export async function waitTakeover (writer: ContinuousWriter, t0: number, epoch:
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
 }
+
+// What an agent is in a session's group as the terminal last saw it: its
+// owner, a standby, or not in it (null).
+export function roleIn (session: Session, agentId: string): 'owner' | 'standby' | null {
+  if (session.owner?.id === agentId) return 'owner'
+  return session.group.some((m) => m.id === agentId) ? 'standby' : null
+}

@@ -27,7 +27,7 @@ import { EdgeClient } from '../../agent/client/index.ts'
 import type { Session } from '../../agent/client/index.ts'
 import { deployerKeyFile, generateDeployerKey } from '../../agent/runtime/package.ts'
 import { AgentProcess, LocalCluster, runCli } from '../../sim/processes.ts'
-import { ContinuousWriter, waitGroupRepaired } from '../../sim/writer.ts'
+import { ContinuousWriter, roleIn, waitGroupRepaired } from '../../sim/writer.ts'
 import { within } from '../fixtures/timeout.ts'
 
 const TIMEOUT_MS = 150_000
@@ -66,11 +66,6 @@ function removeSmallDisk (disk: { dir: string; small: string }): void {
   rmSync(disk.dir, { recursive: true, force: true })
 }
 
-function role (session: Session, agent: AgentProcess): 'owner' | 'standby' | null {
-  if (session.owner?.id === agent.id) return 'owner'
-  return session.group.some((m) => m.id === agent.id) ? 'standby' : null
-}
-
 test('an agent whose disk fills leaves its cluster and exits 3; its sessions carry on elsewhere and lose nothing; it rejoins once the disk has room', () => within((async () => {
   const disk = smallDisk()
   if (disk === null) return
@@ -93,13 +88,13 @@ test('an agent whose disk fills leaves its cluster and exits 3; its sessions car
     // Sessions until the victim owns one and is a standby of another, and a few more.
     const sessions: Session[] = []
     for (let i = 0; i < 40; i++) {
-      const roles = sessions.map((s) => role(s, victim))
+      const roles = sessions.map((s) => roleIn(s, victim.id))
       if (roles.includes('owner') && roles.includes('standby') && sessions.length >= 6) break
       const session = await client.open({ terminalId: `kiosk-${i}`, service: 'log' })
       await session.append({ append: 'first' })
       sessions.push(session)
     }
-    const roles = sessions.map((s) => role(s, victim))
+    const roles = sessions.map((s) => roleIn(s, victim.id))
     assert.ok(roles.includes('owner') && roles.includes('standby'), `the victim's roles: ${roles.join(', ')}`)
     for (const [i, session] of sessions.entries()) writers.push(new ContinuousWriter(session, `s${i}-`, 10))
     await Promise.all(writers.map(async (w) => await w.waitFor(5)))
@@ -120,10 +115,10 @@ test('an agent whose disk fills leaves its cluster and exits 3; its sessions car
     // Every session carries on without it: more appends, groups repaired.
     await Promise.all(writers.map(async (w, i) => await w.waitFor(ackedBefore[i] + 20)))
     for (const session of sessions) await waitGroupRepaired(session, [victim.id], 3, 30_000)
-    for (const session of sessions) assert.is(role(session, victim), null)
+    for (const session of sessions) assert.is(roleIn(session, victim.id), null)
     const opened = await client.open({ terminalId: 'kiosk-new', service: 'log' })
     await opened.append({ append: 'after' })
-    assert.is(role(opened, victim), null, 'no new group places a copy on the agent that left')
+    assert.is(roleIn(opened, victim.id), null, 'no new group places a copy on the agent that left')
 
     // Room again: the victim starts on its data directory and rejoins.
     rmSync(join(small, 'fill'))
@@ -132,12 +127,12 @@ test('an agent whose disk fills leaves its cluster and exits 3; its sessions car
     const back = await cluster.restart(VICTIM)
     await cluster.waitConverged(30_000)
     const later: Session[] = []
-    for (let i = 0; i < 40 && !later.some((s) => role(s, back) !== null); i++) {
+    for (let i = 0; i < 40 && !later.some((s) => roleIn(s, back.id) !== null); i++) {
       const session = await client.open({ terminalId: `kiosk-later-${i}`, service: 'log' })
       await session.append({ append: 'later' })
       later.push(session)
     }
-    assert.ok(later.some((s) => role(s, back) !== null), 'the restarted agent holds copies again')
+    assert.ok(later.some((s) => roleIn(s, back.id) !== null), 'the restarted agent holds copies again')
 
     for (const writer of writers) await writer.stop()
     for (const [i, writer] of writers.entries()) {

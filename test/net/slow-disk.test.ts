@@ -20,20 +20,14 @@ import { EdgeClient } from '../../agent/client/index.ts'
 import type { Session } from '../../agent/client/index.ts'
 import { sessionsProfile } from '../../agent/sessions/config.ts'
 import { LocalCluster } from '../../sim/processes.ts'
-import type { AgentProcess } from '../../sim/processes.ts'
 import { slowFsyncUnavailable, slowFsyncWrap } from '../../sim/slow-fsync.ts'
-import { ContinuousWriter } from '../../sim/writer.ts'
+import { ContinuousWriter, roleIn } from '../../sim/writer.ts'
 import { within } from '../fixtures/timeout.ts'
 
 const TIMEOUT_MS = 120_000
 const SLOW = 3
 const DELAY_MS = 200
 const WRAP = slowFsyncWrap(DELAY_MS)
-
-function role (session: Session, agent: AgentProcess): 'owner' | 'standby' | null {
-  if (session.owner?.id === agent.id) return 'owner'
-  return session.group.some((m) => m.id === agent.id) ? 'standby' : null
-}
 
 function median (values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
@@ -64,12 +58,12 @@ test(`an agent whose fsyncs take ${DELAY_MS} ms hands the sessions it owns to me
     const client = new EdgeClient({ agents: agents.filter((a) => a !== slow).map((a) => a.http), requestTimeoutMs: 5_000, deadlineMs: 30_000 })
     const sessions: Session[] = []
     for (let i = 0; i < 40; i++) {
-      const roles = sessions.map((s) => role(s, slow))
+      const roles = sessions.map((s) => roleIn(s, slow.id))
       if (roles.filter((r) => r === 'owner').length >= 2 && roles.includes('standby') && sessions.length >= 6) break
       sessions.push(await client.open({ terminalId: `kiosk-${i}`, service: 'log' }))
     }
-    const owned = sessions.filter((s) => role(s, slow) === 'owner')
-    assert.ok(owned.length >= 2 && sessions.some((s) => role(s, slow) === 'standby'), `the slow agent's roles: ${sessions.map((s) => role(s, slow)).join(', ')}`)
+    const owned = sessions.filter((s) => roleIn(s, slow.id) === 'owner')
+    assert.ok(owned.length >= 2 && sessions.some((s) => roleIn(s, slow.id) === 'standby'), `the slow agent's roles: ${sessions.map((s) => roleIn(s, slow.id)).join(', ')}`)
     for (const [i, session] of sessions.entries()) writers.push(new ContinuousWriter(session, `s${i}-`, 20))
 
     const found = await slow.waitFor((e) => e.event === 'disk-slow', 30_000)
@@ -91,8 +85,8 @@ test(`an agent whose fsyncs take ${DELAY_MS} ms hands the sessions it owns to me
       const after = writer.acked.filter((a) => a.atMs > from).map((a) => a.latencyMs)
       // Before, every write of a group holding a copy on the slow agent took
       // two of its fsyncs (~400 ms); a fast group's median is a few ms.
-      assert.ok(median(after) < DELAY_MS / 2, `session ${i} (${role(sessions[i], slow) ?? 'without it'} at first): median write ${median(after)} ms over ${after.length}`)
-      assert.ok(role(writer.session, slow) !== 'owner', `session ${i} is not owned by the slow agent`)
+      assert.ok(median(after) < DELAY_MS / 2, `session ${i} (${roleIn(sessions[i], slow.id) ?? 'without it'} at first): median write ${median(after)} ms over ${after.length}`)
+      assert.ok(roleIn(writer.session, slow.id) !== 'owner', `session ${i} is not owned by the slow agent`)
     }
     const config = sessionsProfile('lan')
     assert.ok(config.slowFsyncMs < DELAY_MS, 'the default slowFsyncMs calls this disk slow')
