@@ -10,6 +10,7 @@ import { checkSessionsConfig, SESSIONS_KEYS, sessionsProfile } from './sessions/
 import type { SessionsConfig } from './sessions/config.ts'
 import type { Position, ServiceOffer } from '../protocol/messages.ts'
 import { MAX_REGION_CHARS, MAX_SERVICE_CAPACITY, MAX_SERVICES } from '../protocol/limits.ts'
+import { MAX_PREVIOUS_KEYS } from './net/cluster-key.ts'
 
 export type AgentConfig = {
   // libp2p listen multiaddrs. Default: all interfaces, TCP port 7701.
@@ -56,6 +57,9 @@ export type AgentConfig = {
   // A swarm key file (edge-agent keygen --cluster): only agents holding the same
   // key can connect. null: the cluster is open (the agent warns at start).
   clusterKey: string | null
+  // Swarm key files of keys this agent still accepts from peers besides
+  // clusterKey, while the cluster changes its key (at most 4; needs clusterKey).
+  clusterKeyPrevious: string[]
   // Peer ids allowed to connect, from the list and from the file (one id per
   // line, '#' comments); both null: any peer (holding the key) may connect.
   allowPeers: string[] | null
@@ -149,6 +153,7 @@ export function defaultConfig (profile: ProfileName = 'lan'): AgentConfig {
     json: false,
     logLevel: 'info',
     clusterKey: null,
+    clusterKeyPrevious: [],
     allowPeers: null,
     allowPeersFile: null,
     tlsCert: null,
@@ -304,6 +309,14 @@ function parsePath (value: unknown, what: string): string | null {
   return value
 }
 
+// File paths: a list, or one string of them separated by commas.
+function parsePathList (value: unknown, what: string): string[] {
+  if (value === null) return []
+  const items = typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter((s) => s !== '') : value
+  if (!Array.isArray(items) || items.some((item) => typeof item !== 'string' || item === '')) throw new ConfigError(`'${what}' must be a list of file paths (got ${JSON.stringify(value)})`)
+  return items as string[]
+}
+
 // Peer ids as base58btc text (12D3KooW… for Ed25519, Qm… for others); the
 // transport parses each again and refuses a malformed one by name.
 export function parsePeerList (value: unknown, what: string): string[] {
@@ -387,6 +400,7 @@ const SETTERS: Record<string, (config: AgentConfig, value: unknown) => void> = {
   onDemote: (c, v) => { c.onDemote = parseCommand(v, 'onDemote') },
   singletons: (c, v) => { c.singletons = parseServices(v).map((s) => s.name) },
   clusterKey: (c, v) => { c.clusterKey = parsePath(v, 'clusterKey') },
+  clusterKeyPrevious: (c, v) => { c.clusterKeyPrevious = parsePathList(v, 'clusterKeyPrevious') },
   allowPeers: (c, v) => { c.allowPeers = v === null ? null : parsePeerList(v, 'allowPeers') },
   allowPeersFile: (c, v) => { c.allowPeersFile = parsePath(v, 'allowPeersFile') },
   tlsCert: (c, v) => { c.tlsCert = parsePath(v, 'tlsCert') },
@@ -429,5 +443,7 @@ export function buildConfig (file: RawSettings, flags: RawSettings): AgentConfig
   const problems = [...checkMembershipConfig(config.membership), ...checkSessionsConfig(config.sessions).map((p) => `sessions: ${p}`)]
   if (problems.length > 0) throw new ConfigError(problems[0])
   if ((config.tlsCert === null) !== (config.tlsKey === null)) throw new ConfigError("'tlsCert' and 'tlsKey' go together: give both for HTTPS, or neither")
+  if (config.clusterKeyPrevious.length > 0 && config.clusterKey === null) throw new ConfigError("'clusterKeyPrevious' needs 'clusterKey': the previous keys are accepted besides the cluster key, which agents dial under")
+  if (config.clusterKeyPrevious.length > MAX_PREVIOUS_KEYS) throw new ConfigError(`'clusterKeyPrevious' names ${config.clusterKeyPrevious.length} files; at most ${MAX_PREVIOUS_KEYS}`)
   return config
 }

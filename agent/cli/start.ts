@@ -44,7 +44,8 @@ Options (a flag overrides --config, which overrides the profile's defaults):
                              dialTimeoutMs, membership{…timings in ms},
                              sessions{…}, replicas, writeConcern, onPromote,
                              onDemote, singletons,
-                             clusterKey, allowPeers, allowPeersFile, tlsCert,
+                             clusterKey, clusterKeyPrevious, allowPeers,
+                             allowPeersFile, tlsCert,
                              tlsKey, limits{terminalRequestsPerS,
                              terminalBytesPerS, sessionRequestsPerS,
                              sessionBytesPerS, peerMalformedFramesPerS,
@@ -67,6 +68,11 @@ Options (a flag overrides --config, which overrides the profile's defaults):
                              one); without it the cluster is open and the agent
                              warns at start. Also decrypts packages deployed with
                              edge-agent deploy --cluster-key (same key)
+  --cluster-key-previous <file,…>
+                             keys this agent still accepts besides --cluster-key
+                             (at most 4), while the cluster changes its key: see
+                             "Changing the cluster key" in the README; SIGHUP
+                             applies a change of either flag's files
   --allow-peers <id,…>       accept connections only from these peer ids (and the
                              file's); others are refused and counted (default: any)
   --allow-peers-file <file>  the same, one peer id per line, # comments
@@ -142,6 +148,7 @@ const FLAGS = {
   'on-demote': { type: 'string' },
   singletons: { type: 'string' },
   'cluster-key': { type: 'string' },
+  'cluster-key-previous': { type: 'string' },
   'allow-peers': { type: 'string' },
   'allow-peers-file': { type: 'string' },
   'tls-cert': { type: 'string' },
@@ -218,6 +225,7 @@ export async function runStart (argv: string[]): Promise<number> {
       onDemote: values['on-demote'],
       singletons: values.singletons,
       clusterKey: values['cluster-key'],
+      clusterKeyPrevious: values['cluster-key-previous'],
       allowPeers: values['allow-peers'],
       allowPeersFile: values['allow-peers-file'],
       tlsCert: values['tls-cert'],

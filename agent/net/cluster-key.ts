@@ -9,14 +9,27 @@
 // reason instead of pnet's bare "invalid psk" (or, worse, an agent that starts
 // with a key its peers do not share).
 
-import { randomBytes } from 'node:crypto'
+import { hkdfSync, randomBytes } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 
 export const PSK_BYTES = 32
+// Previous keys an agent accepts besides its cluster key, at most: a change of
+// key needs one (README, "Changing the cluster key").
+export const MAX_PREVIOUS_KEYS = 4
 const HEADER = '/key/swarm/psk/1.0.0/'
 const CODEC = '/base16/'
 // A key file is three short lines; anything much larger is not one.
 const MAX_KEY_FILE_BYTES = 1024
+
+// A key's public name: 16 hex digits of HKDF-SHA256(key, info: "edge-agent
+// package key id v1"). Sealed packages carry it (agent/runtime/package.ts), and
+// logs, /v1/health, /v1/members and /metrics name keys by it; it tells nothing
+// of the key itself.
+export const CLUSTER_KEY_ID_INFO = 'edge-agent package key id v1'
+
+export function clusterKeyId (psk: Uint8Array): string {
+  return Buffer.from(hkdfSync('sha256', psk, Buffer.alloc(0), CLUSTER_KEY_ID_INFO, 8)).toString('hex')
+}
 
 export function generateClusterKey (): Uint8Array {
   return new Uint8Array(randomBytes(PSK_BYTES))

@@ -1,4 +1,5 @@
-// The Net the agent host drives, on libp2p 2.x: TCP + noise + yamux (+ pnet),
+// The Net the agent host drives, on libp2p 2.x: TCP + noise + yamux (+ the
+// private network's keys, keyring.ts),
 // identify and ping for libp2p's own needs, gossipsub for the membership topic,
 // and the direct and peek protocols (direct.ts).
 //
@@ -28,6 +29,8 @@ import { RequestChannel } from './requests.ts'
 import type { FaultChannel, FaultGate } from './fault-gate.ts'
 import { errorMessage, guard } from './guard.ts'
 import { privateKeyOf } from './identity.ts'
+import { ClusterKeyring } from './keyring.ts'
+import type { ClusterKeys } from './keyring.ts'
 import { connectionStack } from './transport.ts'
 
 export { loadOrCreateIdentity, generateIdentity } from './identity.ts'
@@ -52,13 +55,22 @@ export async function createNet (options: NetOptions): Promise<Net> {
   const privateKey = privateKeyOf(options.identity)
   const blocklist = new Blocklist(MAX_BLOCKED_PEERS)
   const allowlist: Allowlist = { ids: options.allowPeers == null ? null : new Set(options.allowPeers) }
+  const refused = (what: NetRefusal, peer: string, detail: string): void => {
+    guard('onRefused', () => { options.handlers.onRefused?.(what, peer, detail) })
+  }
+  const keyring = options.keys === undefined
+    ? null
+    : new ClusterKeyring(options.keys, {
+      refused: (addr, detail) => { refused('cluster-key', addr, detail) },
+      switched: (address, from, to) => { guard('onKeySwitched', () => { options.onKeySwitched?.(address, from, to) }) }
+    })
   let node: Libp2p<Services>
   try {
-    node = await createNode(options, privateKey, blocklist, allowlist)
+    node = await createNode(options, privateKey, blocklist, allowlist, keyring, refused)
   } catch (err) {
     throw new Error(`Cannot start the libp2p node: ${errorMessage(err)}`, { cause: err })
   }
-  const net = new Libp2pNet(node, options, blocklist, allowlist)
+  const net = new Libp2pNet(node, options, blocklist, allowlist, keyring)
   try {
     await net.start()
   } catch (err) {
@@ -77,14 +89,11 @@ export function listenFailure (message: string): string {
   return message.split('\n').map((line) => line.trim()).filter((line) => line !== '' && !line.startsWith('at ')).join(' ')
 }
 
-async function createNode (options: NetOptions, privateKey: PrivateKey, blocklist: Blocklist, allowlist: Allowlist): Promise<Libp2p<Services>> {
-  const refused = (what: NetRefusal, peer: string, detail: string): void => {
-    guard('onRefused', () => { options.handlers.onRefused?.(what, peer, detail) })
-  }
+async function createNode (options: NetOptions, privateKey: PrivateKey, blocklist: Blocklist, allowlist: Allowlist, keyring: ClusterKeyring | null, refused: (what: NetRefusal, peer: string, detail: string) => void): Promise<Libp2p<Services>> {
   return await createLibp2p<Services>({
     privateKey,
     addresses: { listen: options.listen },
-    ...connectionStack(options.psk, (addr, detail) => { refused('cluster-key', addr, detail) }),
+    ...connectionStack(keyring ?? undefined),
     connectionGater: gater(allowlist, blocklist, refused),
     connectionManager: {
       maxConnections: MAX_CONNECTIONS,
@@ -188,6 +197,7 @@ class Libp2pNet implements Net {
   private readonly gossipDropping = new Set<string>()
   private readonly blocklist: Blocklist
   private readonly allowlist: Allowlist
+  private readonly keyring: ClusterKeyring | null
   private stopping: Promise<void> | null = null
   // The addresses each peer's record listed when last learnt (learnAddrs), to
   // tell the ones it dropped; forgotten with the peer.
@@ -204,10 +214,11 @@ class Libp2pNet implements Net {
     guard('onDisconnected', () => { this.handlers.onDisconnected(peer) })
   }
 
-  constructor (node: Libp2p<Services>, options: NetOptions, blocklist: Blocklist, allowlist: Allowlist) {
+  constructor (node: Libp2p<Services>, options: NetOptions, blocklist: Blocklist, allowlist: Allowlist, keyring: ClusterKeyring | null) {
     this.node = node
     this.blocklist = blocklist
     this.allowlist = allowlist
+    this.keyring = keyring
     this.id = node.peerId.toString()
     this.gate = options.faults ?? null
     const gate = this.gate
@@ -337,6 +348,31 @@ class Libp2pNet implements Net {
     const allowed = this.allowlist.ids
     const outside = this.node.getConnections().filter((c) => !allowed.has(c.remotePeer.toString()))
     this.abortConnections(outside, (c) => `${c.remotePeer.toString()} is no longer in the allowlist`)
+  }
+
+  clusterKeys (): { primary: string; previous: string[] } | null {
+    return this.keyring?.ids() ?? null
+  }
+
+  setClusterKeys (keys: ClusterKeys): number {
+    if (this.keyring === null) throw new Error('the cluster is open (no cluster key); a restart makes it private')
+    this.keyring.setKeys(keys)
+    return this.keyring.liveUnder().size
+  }
+
+  connectionKey (peer: string): string | null {
+    if (this.keyring === null) return null
+    const peerId = parsePeerId(peer)
+    if (peerId === null) return null
+    for (const c of this.node.getConnections(peerId)) {
+      const id = this.keyring.keyOf(c.remoteAddr.toString())
+      if (id !== null) return id
+    }
+    return null
+  }
+
+  connectionKeys (): Map<string, number> {
+    return this.keyring?.liveCounts() ?? new Map()
   }
 
   dropConnections (): void {

@@ -4,6 +4,7 @@
 
 import type { Auth } from '../core/io.ts'
 import type { FaultGate } from './fault-gate.ts'
+import type { ClusterKeys } from './keyring.ts'
 
 export type GossipVerdict = 'accept' | 'reject' | 'ignore'
 
@@ -46,8 +47,11 @@ export type NetOptions = {
   // Cluster name; the gossip topic and protocol ids are derived from it.
   cluster: string
   handlers: NetHandlers
-  // Pre-shared key for a private network (@libp2p/pnet), when given.
-  psk?: Uint8Array
+  // The private network's keys, when given: the primary this node dials under
+  // and previous ones it still accepts (keyring.ts).
+  keys?: ClusterKeys
+  // A peer answered a dial under another of our keys: the next dials use it.
+  onKeySwitched?: (address: string, from: string, to: string) => void
   // Peer ids allowed to connect (either way); null or absent lets any peer that
   // holds the cluster key (if any) connect.
   allowPeers?: string[] | null
@@ -126,6 +130,19 @@ export interface Net {
   // (reported through onRefused as 'blocked') and our dials to it (its frames
   // are dropped as undeliverable, through onUnreachable).
   block (peer: string, forMs: number): void
+  // The private network's key ids (null in an open cluster).
+  clusterKeys (): { primary: string; previous: string[] } | null
+  // Replaces the private network's keys: new connections need one of them.
+  // Connections made under a key no longer held stay open (each is noise's,
+  // authenticated end to end; hanging it up looks like a dead box to the
+  // sessions on it); returns how many there are. Throws, changing nothing, in
+  // an open cluster or on keys it cannot use.
+  setClusterKeys (keys: ClusterKeys): number
+  // The id of the key this node's connection to the peer runs under; null
+  // without one, or in an open cluster.
+  connectionKey (peer: string): string | null
+  // Open connections under each key id.
+  connectionKeys (): Map<string, number>
   stats (): NetStats
   stop (): Promise<void>
 }

@@ -7,12 +7,29 @@ import { networkInterfaces } from 'node:os'
 import type { Logger } from 'pino'
 import type { AgentConfig } from '../config.ts'
 import { parsePeerListFile } from '../config.ts'
+import { readClusterKeyFile } from '../net/cluster-key.ts'
+import { checkClusterKeys } from '../net/keyring.ts'
+import type { ClusterKeys } from '../net/keyring.ts'
 
 // Loud on purpose: whoever can reach the HTTP API can cut this agent off.
 export function warnFaultInjection (log: Logger, http: string): void {
   const text = `FAULT INJECTION IS ON: ${http}/v1/faults can drop and delay this agent's messages. This is a test facility; never start a production agent with --fault-injection.`
   log.warn({ http }, text)
   process.stderr.write(`edge-agent: WARNING: ${text}\n`)
+}
+
+// The cluster's keys from the configuration's files: the key to dial under and
+// the previous ones still accepted; undefined in an open cluster. Throws, naming
+// the file, on one that does not read or is not a key, or on a key given twice.
+export function readClusterKeys (config: AgentConfig, warn: (message: string) => void = () => {}): ClusterKeys | undefined {
+  if (config.clusterKey === null) return undefined
+  const keys = { primary: readClusterKeyFile(config.clusterKey, warn), previous: config.clusterKeyPrevious.map((path) => readClusterKeyFile(path, warn)) }
+  try {
+    checkClusterKeys(keys)
+  } catch (error) {
+    throw new Error(`cluster keys ${[config.clusterKey, ...config.clusterKeyPrevious].join(', ')}: ${(error as Error).message}`)
+  }
+  return keys
 }
 
 // The allowlist from the configuration and its file; null when neither is set.

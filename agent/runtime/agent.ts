@@ -15,9 +15,11 @@ import { FaultGate } from '../net/fault-gate.ts'
 import type { StoredSession } from '../sessions/types.ts'
 import { checkAllowlist, createNet, loadOrCreateIdentity, peekOverLibp2p } from '../net/libp2p.ts'
 import type { DirectChannelName, GossipVerdict, Net, NetRefusal, StreamRefusal } from '../net/types.ts'
-import { clusterKeyHint, readClusterKeyFile } from '../net/cluster-key.ts'
+import { clusterKeyHint } from '../net/cluster-key.ts'
+import type { ClusterKeys } from '../net/keyring.ts'
 import { packageKeyOf } from './package.ts'
-import { addressChange, advertisedHttp, isLoopback, pickIp, readAllowlist, readTls, recordAddrs, warnFaultInjection } from './agent-setup.ts'
+import type { PackageKey } from './package.ts'
+import { addressChange, advertisedHttp, isLoopback, pickIp, readAllowlist, readClusterKeys, readTls, recordAddrs, warnFaultInjection } from './agent-setup.ts'
 import { DataDir } from './data-dir.ts'
 import { CoreDriver } from './driver.ts'
 import { HttpApi } from './http-api.ts'
@@ -83,7 +85,11 @@ export class Agent {
   // Malformed frames per peer, and the peers cut off for them.
   readonly #strikes: PeerStrikes
   readonly #faults: FaultGate | null
-  readonly #psk: Uint8Array | undefined
+  // The cluster's keys (undefined: an open cluster); a reload may change them.
+  #keys: ClusterKeys | undefined
+  // The package keys of those keys; the deploy host holds this array, and a
+  // reload replaces its contents.
+  readonly #packageKeys: PackageKey[]
   // The deployer keys packages are checked against; the deploy host holds this
   // set, and a reload replaces its contents.
   readonly #trusted: Set<string>
@@ -102,7 +108,7 @@ export class Agent {
   #halt: (halt: AgentHalt) => void = () => {}
 
   private constructor (parts: {
-    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore, faults: FaultGate | null, stored: StoredSession[], psk: Uint8Array | undefined, limits: HttpLimits
+    config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, net: Net, http: HttpApi, httpUrl: string, core: Membership, store: SessionStore, faults: FaultGate | null, stored: StoredSession[], keys: ClusterKeys | undefined, limits: HttpLimits
   }) {
     this.config = parts.config
     this.#log = parts.log
@@ -110,7 +116,8 @@ export class Agent {
     this.#dataDir = parts.dataDir
     this.#net = parts.net
     this.#faults = parts.faults
-    this.#psk = parts.psk
+    this.#keys = parts.keys
+    this.#packageKeys = packageKeysOf(parts.keys)
     this.#trusted = new Set(parts.config.trustedDeployers)
     this.#http = parts.http
     this.#limits = parts.limits
@@ -128,7 +135,8 @@ export class Agent {
       sessions: () => this.#sessions.list(),
       faults: parts.faults === null ? null : () => (parts.faults as FaultGate).counts(),
       blockedPeers: () => this.#strikes.count(monotonic.nowMs()),
-      disk: () => this.#sessions.disk
+      disk: () => this.#sessions.disk,
+      clusterKeys: () => ({ ids: this.#net.clusterKeys(), connections: this.#net.connectionKeys() })
     })
     this.#store = parts.store
     this.halted = new Promise((resolve) => { this.#halt = resolve })
@@ -137,7 +145,7 @@ export class Agent {
     this.#deploy = new DeployHost({
       dataDir: parts.config.dataDir,
       trusted: this.#trusted,
-      packageKey: parts.psk === undefined ? null : packageKeyOf(parts.psk),
+      packageKey: this.#packageKeys,
       config: { ...DEFAULT_DEPLOY_CONFIG, pullIntervalMs: parts.config.packagePullIntervalMs, retireAfterMs: parts.config.packageRetireAfterMs, loadThreshold: parts.config.sessions.loadThreshold },
       directory: this.#core.directory(),
       net: parts.net,
@@ -191,7 +199,7 @@ export class Agent {
   static async #assemble (config: AgentConfig, log: Logger, output: AgentOutput, dataDir: DataDir, ranBefore: number, store: SessionStore, faults: FaultGate | null, stored: StoredSession[]): Promise<Agent> {
     // Files named by the configuration are read and checked before anything
     // listens: a bad one refuses the start with its path.
-    const psk = config.clusterKey === null ? undefined : readClusterKeyFile(config.clusterKey, (message) => log.warn(message))
+    const keys = readClusterKeys(config, (message) => log.warn(message))
     const allowPeers = readAllowlist(config)
     const tls = readTls(config)
     const identity = await loadOrCreateIdentity(config.dataDir, ranBefore)
@@ -206,7 +214,8 @@ export class Agent {
       listen: config.listen,
       cluster: config.cluster,
       dialTimeoutMs: config.dialTimeoutMs,
-      psk,
+      keys,
+      onKeySwitched: (address, from, to) => { log.info({ address, from, to }, 'a peer answered under another of this agent\'s cluster keys; dialling it under that key from now on') },
       allowPeers,
       ...(faults === null ? {} : { faults }),
       handlers: {
@@ -258,7 +267,7 @@ export class Agent {
       // boxes then start their probe periods together.
       clockOffsetMs: performance.timeOrigin
     })
-    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core, store, faults, stored, psk, limits })
+    agent = new Agent({ config, log, output, dataDir, net, http, httpUrl, core, store, faults, stored, keys, limits })
     agent.#begin()
     return agent
   }
@@ -285,7 +294,7 @@ export class Agent {
         joining: () => this.#core.directory().joining(),
         stopped: () => this.#stopping !== null,
         self: () => this.#core.directory().record(this.id) as NodeRecord,
-        peek: async (addr) => peekMembers(await peekOverLibp2p(addr, this.config.cluster, this.config.dialTimeoutMs, this.#psk)),
+        peek: async (addr) => peekMembers(await peekOverLibp2p(addr, this.config.cluster, this.config.dialTimeoutMs, this.#keys?.primary)),
         onConflict: (record, addr) => {
           this.#log.warn({ bootstrap: addr }, 'still joining: a bootstrap peer lists this agent\'s id as another node\'s')
           this.#onIdentityConflict({ type: 'identity-conflict', record, from: addr })
@@ -319,6 +328,8 @@ export class Agent {
     if ((tls === undefined) !== !this.#http.secure) throw new Error(this.#http.secure ? 'the HTTP API runs with TLS; turning it off needs a restart' : 'the HTTP API runs without TLS; turning it on needs a restart')
     const allowlist = readAllowlist(next)
     checkAllowlist(allowlist)
+    const keys = readClusterKeys(next, (message) => this.#log.warn(message))
+    if ((keys === undefined) !== (this.#keys === undefined)) throw new Error(this.#keys === undefined ? 'the cluster is open; giving it a key (clusterKey) needs a restart of every agent' : 'the cluster is private; opening it (no clusterKey) needs a restart')
     if (tls !== undefined) {
       try {
         this.#http.setTls(tls)
@@ -327,16 +338,31 @@ export class Agent {
       }
     }
     this.#net.setAllowlist(allowlist)
+    if (keys !== undefined) this.#setClusterKeys(keys)
     this.#trusted.clear()
     for (const key of next.trustedDeployers) this.#trusted.add(key)
     this.#log.level = next.logLevel
-    const reloadable = new Set(['tlsCert', 'tlsKey', 'allowPeers', 'allowPeersFile', 'trustedDeployers', 'logLevel'])
-    const applied = [...(tls === undefined ? [] : ['tlsCert', 'tlsKey']), 'allowPeers', 'allowPeersFile', 'trustedDeployers', 'logLevel']
+    const reloadable = new Set(['tlsCert', 'tlsKey', 'allowPeers', 'allowPeersFile', 'trustedDeployers', 'logLevel', 'clusterKey', 'clusterKeyPrevious'])
+    const applied = [...(tls === undefined ? [] : ['tlsCert', 'tlsKey']), ...(keys === undefined ? [] : ['clusterKey', 'clusterKeyPrevious']), 'allowPeers', 'allowPeersFile', 'trustedDeployers', 'logLevel']
     const needRestart = (Object.keys(next) as Array<keyof AgentConfig>).filter((key) => !reloadable.has(key) && JSON.stringify(next[key]) !== JSON.stringify(this.config[key]))
-    Object.assign(this.config, { tlsCert: next.tlsCert, tlsKey: next.tlsKey, allowPeers: next.allowPeers, allowPeersFile: next.allowPeersFile, trustedDeployers: next.trustedDeployers, logLevel: next.logLevel })
+    Object.assign(this.config, { tlsCert: next.tlsCert, tlsKey: next.tlsKey, allowPeers: next.allowPeers, allowPeersFile: next.allowPeersFile, trustedDeployers: next.trustedDeployers, logLevel: next.logLevel, clusterKey: next.clusterKey, clusterKeyPrevious: next.clusterKeyPrevious })
     this.#log.info({ applied, needRestart, allowlist: allowlist?.length ?? null, trustedDeployers: next.trustedDeployers.length }, needRestart.length === 0 ? 'configuration reloaded' : 'configuration reloaded; some changed keys need a restart and were left as they are')
     this.#output.line({ event: 'reloaded', id: this.id, needRestart, atMs: Date.now() })
     return { applied, needRestart }
+  }
+
+  // A reload's cluster keys: dials from now on go under the new primary, and
+  // new connections need one of the keys. Connections made under a key no
+  // longer held stay open until they close (Net.setClusterKeys says why).
+  #setClusterKeys (keys: ClusterKeys): void {
+    const before = this.#net.clusterKeys()
+    const stale = this.#net.setClusterKeys(keys)
+    this.#keys = keys
+    this.#packageKeys.splice(0, this.#packageKeys.length, ...packageKeysOf(keys))
+    const after = this.#net.clusterKeys()
+    if (JSON.stringify(before) === JSON.stringify(after)) return
+    this.#log.info({ primary: after?.primary, previous: after?.previous, was: before, openUnderDropped: stale }, `cluster keys changed: dialling under ${after?.primary ?? '?'}, also accepting ${after?.previous.length === 0 ? 'no other key' : after?.previous.join(', ')}${stale === 0 ? '' : `; ${stale} connections made under a key no longer held stay open until they close`}`)
+    this.#output.line({ event: 'cluster-keys', id: this.id, primary: after?.primary ?? null, previous: after?.previous ?? [], openUnderDropped: stale, atMs: Date.now() })
   }
 
   // Stops the agent. With `leave`, it first announces a graceful leave and lets
@@ -652,7 +678,7 @@ export class Agent {
           found = true
         } catch (error) {
           const message = (error as Error).message
-          failures.set(addr, `${message}${clusterKeyHint(message, this.#psk !== undefined, 'clusterKey (--cluster-key)')}`)
+          failures.set(addr, `${message}${clusterKeyHint(message, this.#keys !== undefined, 'clusterKey (--cluster-key)')}`)
           this.#log.debug({ addr, err: message }, 'bootstrap peer not reachable yet')
         }
       }
@@ -668,8 +694,8 @@ export class Agent {
   // ---- HTTP ---------------------------------------------------------------
 
   #routes (): void {
-    this.#http.route('GET', /^\/v1\/health$/, () => ({ status: 200, body: { ok: true, id: this.id, incarnation: this.#core.incarnation, joining: this.#core.directory().joining() } }))
-    this.#http.route('GET', /^\/v1\/members$/, () => ({ status: 200, body: membersJson(this.id, this.members()) }))
+    this.#http.route('GET', /^\/v1\/health$/, () => ({ status: 200, body: { ok: true, id: this.id, incarnation: this.#core.incarnation, joining: this.#core.directory().joining(), clusterKeys: this.#net.clusterKeys() } }))
+    this.#http.route('GET', /^\/v1\/members$/, () => ({ status: 200, body: membersJson(this.id, this.members(), this.#keys === undefined ? undefined : (id) => this.#net.connectionKey(id)) }))
     this.#http.route('GET', /^\/metrics$/, async () => ({ status: 200, raw: await this.#metrics.text(), headers: { 'content-type': this.#metrics.contentType } }))
     const appends = registerSessionRoutes(this.#http, this.#sessions, this.#deploy, (limit) => this.#metrics.limitExceeded(limit), (sessionId, bytes) => this.#limits.chargeRead(sessionId, bytes))
     this.#http.upgrade(DELTAS_STREAM_PATH, DELTAS_STREAM_PROTOCOL, (socket, head, request) => {
@@ -704,4 +730,8 @@ function peekMembers (frame: Uint8Array): PeekMember[] {
   if (!decoded.ok) throw new Error(`peek answer: ${decoded.reason}`)
   if (decoded.value.type !== 'peek-reply') throw new Error(`peek answer: a ${decoded.value.type}`)
   return decoded.value.members
+}
+
+function packageKeysOf (keys: ClusterKeys | undefined): PackageKey[] {
+  return keys === undefined ? [] : [keys.primary, ...keys.previous].map(packageKeyOf)
 }

@@ -46,8 +46,9 @@ const ASKED_NOTE_MS = 1_000
 export type DeployHostParts = {
   dataDir: string
   trusted: ReadonlySet<string>
-  // From --cluster-key: opens packages sealed for this cluster; null without one.
-  packageKey: PackageKey | null
+  // From --cluster-key and --cluster-key-previous: open packages sealed for this
+  // cluster (empty without a key); a reload replaces the contents.
+  packageKey: PackageKey[]
   config: DeployConfig
   directory: MemberDirectory
   net: Net

@@ -24,6 +24,8 @@ export type MetricsSources = {
   blockedPeers?: () => number
   // The session store's disk (disk-watch.ts): slow or not, median fsync in ms.
   disk?: () => { slow: boolean; medianMs: number }
+  // A private cluster's key ids, and the open connections under each.
+  clusterKeys?: () => { ids: { primary: string; previous: string[] } | null; connections: Map<string, number> }
 }
 
 export type RejectReason = 'decode' | 'author' | 'signature' | 'type' | 'other'
@@ -181,6 +183,28 @@ export class AgentMetrics {
         for (const [status, count] of counts) this.set({ status }, count)
       }
     })
+    if (sources.clusterKeys !== undefined) {
+      const keys = sources.clusterKeys
+      new Gauge({
+        name: 'edge_agent_cluster_key', help: 'The cluster keys this agent holds, by id: role="primary" dials under it, role="previous" is still accepted', labelNames: ['key', 'role'], registers,
+        collect () {
+          this.reset()
+          const ids = keys().ids
+          if (ids === null) return
+          this.set({ key: ids.primary, role: 'primary' }, 1)
+          for (const id of ids.previous) this.set({ key: id, role: 'previous' }, 1)
+        }
+      })
+      new Gauge({
+        name: 'edge_agent_peer_connections', help: 'Open connections to peers, by the id of the cluster key each runs under', labelNames: ['key'], registers,
+        collect () {
+          this.reset()
+          const { ids, connections } = keys()
+          for (const id of [ids?.primary, ...(ids?.previous ?? [])]) if (id !== undefined) this.set({ key: id }, 0)
+          for (const [id, count] of connections) this.set({ key: id }, count)
+        }
+      })
+    }
     new Gauge({ name: 'edge_agent_local_health', help: 'Lifeguard local health score (0 = healthy); timeouts scale by score + 1', registers, collect () { this.set(sources.health()) } })
     new Gauge({ name: 'edge_agent_incarnation', help: 'This agent\'s current incarnation', registers, collect () { this.set(sources.incarnation()) } })
     new Gauge({ name: 'edge_agent_event_loop_lag_p99_seconds', help: 'p99 event-loop delay over the last sample window', registers, collect () { this.set(sources.eventLoopLagP99Ms() / 1000) } })

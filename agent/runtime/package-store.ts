@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, w
 import { dirname, join } from 'node:path'
 import { writeAtomic } from './data-dir.ts'
 import { openBundle } from './package.ts'
-import type { OpenedBundle, PackageKey, Refusal } from './package.ts'
+import type { OpenedBundle, PackageKeys, Refusal } from './package.ts'
 import type { InMemoryCode } from './service-runner.ts'
 
 const HASH_FILE = /^([0-9a-f]{64})\.pkg$/
@@ -54,7 +54,7 @@ export class PackageStore {
   }
 
   // Every stored bundle, checked again with `trusted`.
-  load (trusted: ReadonlySet<string>, key: PackageKey | null, refused: (hash: string, refusal: Refusal, reason: string) => void): Loaded[] {
+  load (trusted: ReadonlySet<string>, key: PackageKeys, refused: (hash: string, refusal: Refusal, reason: string) => void): Loaded[] {
     const running = this.#running()
     const out: Loaded[] = []
     for (const name of readdirSync(this.dir).sort()) {

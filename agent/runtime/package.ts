@@ -48,6 +48,7 @@ import { gunzipSync, gzipSync } from 'node:zlib'
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, relative, sep } from 'node:path'
 import { MAX_BUNDLE_BYTES } from '../../protocol/limits.ts'
+import { clusterKeyId } from '../net/cluster-key.ts'
 
 // ---- limits (each refused, never truncated) ---------------------------------
 
@@ -66,7 +67,6 @@ const NONCE_BYTES = 12
 const TAG_BYTES = 16
 // HKDF info strings (fixed: changing one makes every sealed package unreadable).
 export const PACKAGE_KEY_INFO = 'edge-agent package key v1'
-export const PACKAGE_KEY_ID_INFO = 'edge-agent package key id v1'
 const KEY_ID = /^[0-9a-f]{16}$/
 export const MANIFEST_FILE = 'manifest.json'
 
@@ -152,7 +152,7 @@ export type PackageKey = { id: string; key: Buffer }
 
 export function packageKeyOf (psk: Uint8Array): PackageKey {
   const derive = (info: string, bytes: number): Buffer => Buffer.from(hkdfSync('sha256', psk, Buffer.alloc(0), info, bytes))
-  return { id: derive(PACKAGE_KEY_ID_INFO, 8).toString('hex'), key: derive(PACKAGE_KEY_INFO, 32) }
+  return { id: clusterKeyId(psk), key: derive(PACKAGE_KEY_INFO, 32) }
 }
 
 export function sealArchive (archive: Uint8Array, key: PackageKey): Uint8Array {
@@ -321,10 +321,21 @@ function announcementProblem (a: Record<string, unknown>): string | null {
 // `archive` is as signed (sealed or not); `sealed` says whether it was encrypted.
 export type OpenedBundle = { signed: SignedAnnouncement; archive: Uint8Array; sealed: boolean; manifest: Manifest; files: Map<string, Uint8Array> }
 
+// An agent's package keys: none, one, or one per key of its ring (the cluster
+// key and the previous ones it still accepts), any of which opens a package.
+export type PackageKeys = PackageKey | readonly PackageKey[] | null
+
+function keyFor (keyId: string, keys: PackageKeys): PackageKey | null {
+  if (keys === null) return null
+  if (!Array.isArray(keys)) return (keys as PackageKey).id === keyId ? keys as PackageKey : null
+  return (keys as readonly PackageKey[]).find((k) => k.id === keyId) ?? null
+}
+
 // Whether this agent can open a package sealed for `keyId` (null: not sealed).
-export function clusterKeyProblem (keyId: string | undefined, key: PackageKey | null): string | null {
-  if (keyId === undefined || key?.id === keyId) return null
-  return key === null ? 'encrypted, and this agent has no cluster key (start it with --cluster-key)' : `encrypted for another cluster (key id ${keyId}; this agent's is ${key.id})`
+export function clusterKeyProblem (keyId: string | undefined, keys: PackageKeys): string | null {
+  if (keyId === undefined || keyFor(keyId, keys) !== null) return null
+  const held = keys === null ? [] : Array.isArray(keys) ? (keys as readonly PackageKey[]).map((k) => k.id) : [(keys as PackageKey).id]
+  return held.length === 0 ? 'encrypted, and this agent has no cluster key (start it with --cluster-key)' : `encrypted for another cluster (key id ${keyId}; this agent's ${held.length === 1 ? `is ${held[0]}` : `are ${held.join(', ')}`})`
 }
 
 // Splits a bundle into its parts without checking the signature.
@@ -337,9 +348,10 @@ export function splitBundle (bundle: Uint8Array): Checked<{ header: Uint8Array; 
   return { ok: true, value: { header: b.subarray(12, 12 + h), sig: b.subarray(12 + h, 12 + h + SIGNATURE_BYTES), archive: b.subarray(12 + h + SIGNATURE_BYTES) } }
 }
 
-// Every check a receiving agent makes before storing a bundle. `key` is this
-// agent's package key (from --cluster-key), null without one.
-export function openBundle (bundle: Uint8Array, trusted: ReadonlySet<string>, key: PackageKey | null = null): Checked<OpenedBundle> {
+// Every check a receiving agent makes before storing a bundle. `keys` are this
+// agent's package keys (from --cluster-key and --cluster-key-previous), null
+// without any.
+export function openBundle (bundle: Uint8Array, trusted: ReadonlySet<string>, keys: PackageKeys = null): Checked<OpenedBundle> {
   const parts = splitBundle(bundle)
   if (!parts.ok) return parts
   const { header, sig, archive } = parts.value
@@ -347,10 +359,11 @@ export function openBundle (bundle: Uint8Array, trusted: ReadonlySet<string>, ke
   if (!ann.ok) return ann
   const a = ann.value
   if (archive.length !== a.bytes || sha256Hex(archive) !== a.hash) return refuse('hash-mismatch', `the archive of ${a.name}@${a.version} does not match the signed SHA-256 (tampered or truncated)`)
-  const problem = clusterKeyProblem(a.clusterKeyId, key)
+  const problem = clusterKeyProblem(a.clusterKeyId, keys)
   if (problem !== null) return refuse('cluster-key', `${a.name}@${a.version} is ${problem}`)
   let plain: Uint8Array = archive
-  if (a.clusterKeyId !== undefined && key !== null) {
+  const key = a.clusterKeyId === undefined ? null : keyFor(a.clusterKeyId, keys)
+  if (key !== null) {
     const unsealed = unsealArchive(archive, key)
     if (!unsealed.ok) return refuse(unsealed.refusal, `${a.name}@${a.version}: ${unsealed.reason}`)
     plain = unsealed.value

@@ -18,13 +18,18 @@ export type MemberJson = {
   incarnation: number
   // Milliseconds since the answering agent last heard from this member.
   lastHeardMs: number
+  // In a private cluster, over HTTP: the id of the cluster key the answering
+  // agent's connection to this member runs under (null: no connection now).
+  clusterKey?: string | null
 }
 
 export type MembersJson = { self: string; members: MemberJson[] }
 
 const STATUS_ORDER: Record<MemberStatus, number> = { alive: 0, suspect: 1, dead: 2, left: 3 }
 
-export function membersJson (self: string, members: PeekMember[]): MembersJson {
+// `keyOf`: the key id of the answering agent's connection to a member (a private
+// cluster's agent over HTTP); without it the field is left out.
+export function membersJson (self: string, members: PeekMember[], keyOf?: (id: string) => string | null): MembersJson {
   const list = members.map((m): MemberJson => ({
     id: m.record.id,
     addrs: m.record.addrs,
@@ -37,7 +42,8 @@ export function membersJson (self: string, members: PeekMember[]): MembersJson {
     zone: m.record.zone,
     status: m.status,
     incarnation: m.record.incarnation,
-    lastHeardMs: Math.round(m.lastHeardMs)
+    lastHeardMs: Math.round(m.lastHeardMs),
+    ...(keyOf === undefined || m.record.id === self ? {} : { clusterKey: keyOf(m.record.id) })
   }))
   list.sort((a, b) => STATUS_ORDER[a.status] - STATUS_ORDER[b.status] || a.id.localeCompare(b.id))
   return { self, members: list }
@@ -62,7 +68,8 @@ function place (m: MemberJson): string {
 }
 
 export function formatMembersTable (view: MembersJson): string {
-  const header = ['ID', 'IP', 'SERVICES', 'LOAD', 'REGION/POSITION', 'STATUS', 'INC', 'LAST HEARD']
+  const keyed = view.members.some((m) => m.clusterKey !== undefined)
+  const header = ['ID', 'IP', 'SERVICES', 'LOAD', 'REGION/POSITION', 'STATUS', 'INC', 'LAST HEARD', ...(keyed ? ['KEY'] : [])]
   const rows = view.members.map((m) => [
     shortId(m.id) + (m.id === view.self ? ' *' : ''),
     m.ip || '-',
@@ -71,7 +78,8 @@ export function formatMembersTable (view: MembersJson): string {
     place(m),
     m.status,
     String(m.incarnation),
-    m.id === view.self ? 'self' : ago(m.lastHeardMs)
+    m.id === view.self ? 'self' : ago(m.lastHeardMs),
+    ...(keyed ? [m.id === view.self ? '' : m.clusterKey ?? '-'] : [])
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()

@@ -12,6 +12,11 @@ import { createNet, generateIdentity, loadOrCreateIdentity, peekOverLibp2p } fro
 import { checkIdentity } from '../../agent/net/identity.ts'
 import { writeRawOverLibp2p } from '../../agent/net/client.ts'
 import type { GossipVerdict, Net } from '../../agent/net/types.ts'
+import type { ClusterKeys } from '../../agent/net/keyring.ts'
+import { clusterKeyId } from '../../agent/net/cluster-key.ts'
+import { createLibp2p } from 'libp2p'
+import { multiaddr } from '@multiformats/multiaddr'
+import { previousReleaseStack } from '../fixtures/pnet-release.ts'
 import { MAX_FRAME_BYTES, MAX_GOSSIP_FRAME_BYTES } from '../../protocol/limits.ts'
 import { windowUpdates } from '../../agent/net/yamux-window.ts'
 
@@ -87,7 +92,7 @@ type Node = {
   refused: Array<{ what: string; peer: string }>
 }
 
-async function startNode (cleanup: Cleanup, options: { psk?: Uint8Array, dialTimeoutMs?: number, redialBackoffMs?: { min: number, max: number }, listen?: string[] } = {}): Promise<Node> {
+async function startNode (cleanup: Cleanup, options: { psk?: Uint8Array, keys?: ClusterKeys, onKeySwitched?: (address: string, from: string, to: string) => void, dialTimeoutMs?: number, redialBackoffMs?: { min: number, max: number }, listen?: string[] } = {}): Promise<Node> {
   const node: Omit<Node, 'net'> = {
     direct: [],
     gossip: [],
@@ -101,7 +106,8 @@ async function startNode (cleanup: Cleanup, options: { psk?: Uint8Array, dialTim
     identity: await generateIdentity(),
     listen: options.listen ?? [LOOPBACK],
     cluster: CLUSTER,
-    psk: options.psk,
+    keys: options.keys ?? (options.psk === undefined ? undefined : { primary: options.psk, previous: [] }),
+    onKeySwitched: options.onKeySwitched,
     dialTimeoutMs: options.dialTimeoutMs ?? 2_000,
     redialBackoffMs: options.redialBackoffMs,
     handlers: {
@@ -468,6 +474,97 @@ netTest('a private network (psk) admits only nodes with the key', async (cleanup
   a.peek = text('private table')
   assert.is(str(await peekOverLibp2p(a.net.addrs()[0], CLUSTER, 5_000, psk)), 'private table')
   await rejects(peekOverLibp2p(a.net.addrs()[0], CLUSTER, 2_000))
+})
+
+// Two keys: the one a cluster is leaving (OLD) and the one it moves to (NEW).
+const OLD = new Uint8Array(32).map((_, i) => i * 7)
+const NEW = new Uint8Array(32).map((_, i) => 255 - i * 3)
+
+// Sends `label` from a to b until b has it (each failed dial drops the frame).
+async function deliver (a: Node, b: Node, label: string, timeoutMs = 10_000): Promise<number> {
+  let attempts = 0
+  const deadline = Date.now() + timeoutMs
+  while (!b.direct.some((r) => r.text === label)) {
+    if (Date.now() > deadline) throw new Error(`${label} not delivered in ${attempts} attempts within ${timeoutMs} ms`)
+    attempts++
+    a.net.send(b.net.id, text(label))
+    await new Promise((resolve) => setTimeout(resolve, 300))
+  }
+  return attempts
+}
+
+netTest('a net holding a previous key admits a peer dialling under it and answers under that key', async (cleanup) => {
+  const old = await startNode(cleanup, { psk: OLD })
+  const both = await startNode(cleanup, { keys: { primary: NEW, previous: [OLD] } })
+  introduce(old, both)
+  await deliver(old, both, 'under the old key')
+  assert.is(both.net.connectionKey(old.net.id), clusterKeyId(OLD))
+  assert.is(old.net.connectionKey(both.net.id), clusterKeyId(OLD))
+  assert.equal(both.net.clusterKeys(), { primary: clusterKeyId(NEW), previous: [clusterKeyId(OLD)] })
+  assert.equal(both.refused, [])
+  assert.equal(old.refused, [])
+})
+
+netTest('a net dialling under its new key a peer that holds only the old one is refused once, then dials under the old key', async (cleanup) => {
+  const old = await startNode(cleanup, { psk: OLD })
+  const switched: string[] = []
+  const both = await startNode(cleanup, { keys: { primary: NEW, previous: [OLD] }, onKeySwitched: (_address, from, to) => { switched.push(`${from}>${to}`) } })
+  introduce(old, both)
+  const attempts = await deliver(both, old, 'from the new side')
+  assert.ok(attempts >= 2, `the first dial under the new key is refused (${attempts} attempts)`)
+  assert.equal(switched, [`${clusterKeyId(NEW)}>${clusterKeyId(OLD)}`])
+  assert.is(old.refused.filter((r) => r.what === 'cluster-key').length, 1)
+  assert.is(both.net.connectionKey(old.net.id), clusterKeyId(OLD))
+})
+
+netTest('two nets that both hold the new key dial under it; a net holding neither key is refused by both', async (cleanup) => {
+  const a = await startNode(cleanup, { keys: { primary: NEW, previous: [OLD] } })
+  const b = await startNode(cleanup, { keys: { primary: NEW, previous: [OLD] } })
+  const outsider = await startNode(cleanup, { psk: new Uint8Array(32).fill(9) })
+  introduce(a, b)
+  await deliver(a, b, 'inside')
+  assert.is(a.net.connectionKey(b.net.id), clusterKeyId(NEW))
+  assert.equal(a.net.connectionKeys(), new Map([[clusterKeyId(NEW), 1]]))
+  await rejects(outsider.net.dial(a.net.addrs()[0], 2_000))
+  await rejects(a.net.dial(outsider.net.addrs()[0], 2_000))
+  await waitFor('both refusals counted', () => a.refused.length + outsider.refused.length >= 2)
+  assert.ok(a.refused.every((r) => r.what === 'cluster-key'), JSON.stringify(a.refused))
+})
+
+netTest('dropping a key keeps the connections made under it and refuses new ones', async (cleanup) => {
+  const old = await startNode(cleanup, { psk: OLD })
+  const other = await startNode(cleanup, { psk: OLD })
+  const both = await startNode(cleanup, { keys: { primary: NEW, previous: [OLD] } })
+  introduce(old, both)
+  introduce(other, both)
+  await deliver(old, both, 'before the change')
+  assert.is(both.net.setClusterKeys({ primary: NEW, previous: [] }), 1)
+  assert.equal(both.net.clusterKeys(), { primary: clusterKeyId(NEW), previous: [] })
+  await deliver(old, both, 'after the change, on the same connection')
+  assert.equal(both.disconnected, [])
+  await rejects(other.net.dial(both.net.addrs()[0], 2_000))
+  await waitFor('the refusal counted', () => both.refused.some((r) => r.what === 'cluster-key'))
+  assert.throws(() => both.net.setClusterKeys({ primary: NEW, previous: [NEW] }), /given twice/)
+  assert.equal(both.net.clusterKeys(), { primary: clusterKeyId(NEW), previous: [] })
+  const open = await startNode(cleanup)
+  assert.throws(() => open.net.setClusterKeys({ primary: NEW, previous: [] }), /the cluster is open/)
+})
+
+netTest('a node of the previous release (pnet and the key proof) and a net holding its key speak both ways', async (cleanup) => {
+  const both = await startNode(cleanup, { keys: { primary: NEW, previous: [OLD] } })
+  const refusedAtOld: string[] = []
+  const previous = await createLibp2p({ addresses: { listen: [LOOPBACK] }, ...previousReleaseStack(OLD, (addr) => { refusedAtOld.push(addr) }) })
+  cleanup.add(async () => { await previous.stop() })
+  const inbound = await previous.dial(multiaddr(both.net.addrs()[0]))
+  assert.is(inbound.status, 'open')
+  await waitFor('the net to see the connection under the old key', () => both.net.connectionKey(previous.peerId.toString()) === clusterKeyId(OLD))
+  await inbound.close()
+  // Ours dials under the new key first: refused, then under the old key.
+  const addr = `${previous.getMultiaddrs()[0].toString()}`
+  await rejects(both.net.dial(addr, 2_000), /answers under key/)
+  assert.is(await both.net.dial(addr, 2_000), previous.peerId.toString())
+  assert.is(both.net.connectionKey(previous.peerId.toString()), clusterKeyId(OLD))
+  assert.is(refusedAtOld.length, 1)
 })
 
 netTest('an oversized length prefix closes that stream and the receiver serves on', async (cleanup) => {
