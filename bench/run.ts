@@ -2,7 +2,7 @@
 // and bench/results/latest.md. Comparisons run in the same process, one after the
 // other, on the same machine, and are reported as ratios.
 //
-//   node bench/run.ts [detection] [memory] [sim] [sessions] [replication] [store] [failover] [simscale] [deploy] [fuzz] [flood] [slowdisk]   only some of them (default: all);
+//   node bench/run.ts [detection] [memory] [sim] [sessions] [replication] [store] [failover] [simscale] [deploy] [fuzz] [flood] [slowdisk] [keys]   only some of them (default: all);
 //   node bench/run.ts render                  rewrite latest.md from latest.json, measuring nothing
 //                                            the other sections keep their last figures
 //   BENCH_ROUNDS=5                           kill/freeze rounds per detection benchmark
@@ -21,6 +21,7 @@
 //   BENCH_FLOOD_ROUNDS=10                    calm rounds and flood rounds of the takeover-under-flood run
 //   BENCH_FAILOVER_ROUNDS=5                  rounds per system, configuration and signal of the Redis Sentinel comparison
 //   BENCH_SLOW_DISK_ROUNDS=2                 rounds per setting of the one-agent-on-a-slow-disk run (needs strace)
+//   BENCH_KEY_CHANGE_ROUNDS=1                rounds per way of the cluster-key change run (restart, reload)
 
 import { execFileSync } from 'node:child_process'
 import { cpus, totalmem } from 'node:os'
@@ -54,6 +55,8 @@ import type { StoreResult } from './store.ts'
 import type { FailoverResult } from './failover.ts'
 import { benchSlowDisk, slowDiskMarkdown } from './slow-disk.ts'
 import type { SlowDiskResult } from './slow-disk.ts'
+import { benchKeyChange, keyChangeMarkdown } from './key-change.ts'
+import type { KeyChangeResult } from './key-change.ts'
 import { fmt, log, median } from './lib.ts'
 import type { Spread } from './lib.ts'
 
@@ -83,6 +86,7 @@ type Results = {
   floodUnblocked?: FloodResult
   failover?: FailoverResult
   slowDisk?: SlowDiskResult
+  keyChange?: KeyChangeResult
 }
 
 function setup (): void {
@@ -110,6 +114,7 @@ function markdown (r: Results): string {
   if (r.flood !== undefined) lines.push('', ...floodMarkdown(r.flood, r.floodUnblocked))
   if (r.failover !== undefined) lines.push('', ...failoverMarkdown(r.failover))
   if (r.slowDisk !== undefined) lines.push('', ...slowDiskMarkdown(r.slowDisk))
+  if (r.keyChange !== undefined) lines.push('', ...keyChangeMarkdown(r.keyChange))
   if (r.sim !== undefined) {
     lines.push('', '## Failure detection in virtual time (lan profile, 1-3 ms links)', '',
       '| nodes | seed | SIGKILL first | SIGKILL last | SIGSTOP first | SIGSTOP last | B/s per node at rest | msgs/s per node | false dead | wall s | peak RSS MiB |',
@@ -226,7 +231,7 @@ async function main (): Promise<void> {
   // The 10-node `real` and `serf` sections became `detection` (5 and 20 nodes).
   for (const stale of ['realDetection', 'serf']) delete (results as Record<string, unknown>)[stale]
   for (const stale of ['real', 'serf']) delete results.measured[stale]
-  for (const name of ['detection', 'memory', 'sim', 'sessions', 'replication', 'store', 'failover', 'simscale', 'deploy', 'fuzz', 'flood', 'slowdisk']) if (want(name)) results.measured[name] = results.date
+  for (const name of ['detection', 'memory', 'sim', 'sessions', 'replication', 'store', 'failover', 'simscale', 'deploy', 'fuzz', 'flood', 'slowdisk', 'keys']) if (want(name)) results.measured[name] = results.date
   if (want('fuzz')) {
     const seed = process.env.BENCH_FUZZ_SEED === undefined ? undefined : Number(process.env.BENCH_FUZZ_SEED)
     results.fuzz = benchFuzz(Number(process.env.BENCH_FUZZ_INPUTS ?? 1_000_000), seed)
@@ -254,6 +259,7 @@ async function main (): Promise<void> {
   if (want('memory')) results.memory = await benchMemory({ nodes: 5, sessions: Number(process.env.BENCH_MEMORY_SESSIONS ?? 1000) })
   if (want('failover')) results.failover = await benchFailover(Number(process.env.BENCH_FAILOVER_ROUNDS ?? 5))
   if (want('slowdisk')) results.slowDisk = await benchSlowDisk()
+  if (want('keys')) results.keyChange = await benchKeyChange()
   if (want('sim')) results.sim = [benchSimDetection(100, rounds, 1), benchSimDetection(1000, Math.min(rounds, 3), 1)]
   writeFileSync(`${resultsDir}latest.json`, JSON.stringify(results, null, 2) + '\n')
   const md = markdown(results)

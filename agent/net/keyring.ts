@@ -196,17 +196,28 @@ export class ClusterKeyring {
     const dialKey = outbound ? this.#dialKey(address) : null
     if (dialKey !== null) choice.resolve({ key: dialKey, then: 'stream' })
 
+    let reported = false
     const refuse = (detail: string): Error => {
       choice.resolve(null)
+      reported = true
       this.#events.refused(host, detail)
       const error = new Error(`peer at ${host} does not hold this cluster's key (${detail})`)
       connection.abort(error)
       return error
     }
-    const timer = setTimeout(() => { connection.abort(new Error(`no key proof within ${HANDSHAKE_TIMEOUT_MS} ms`)) }, HANDSHAKE_TIMEOUT_MS)
-    const onAbort = (): void => { connection.abort(new Error('the connection upgrade was aborted')) }
+    // A read pending when the connection is aborted does not always settle:
+    // each read races this.
+    let fail: (error: Error) => void = () => {}
+    const failed = new Promise<never>((_resolve, reject) => { fail = reject })
+    failed.catch(() => {})
+    const stop = (error: Error): void => {
+      fail(error)
+      connection.abort(error)
+    }
+    const timer = setTimeout(() => { stop(new Error(`no key proof within ${HANDSHAKE_TIMEOUT_MS} ms`)) }, HANDSHAKE_TIMEOUT_MS)
+    const onAbort = (): void => { stop(new Error('the connection upgrade was aborted')) }
     options?.signal?.addEventListener('abort', onAbort, { once: true })
-    const reader = new Reader(connection.source)
+    const reader = new Reader(connection.source, failed)
     let unbox: XSalsa20 | null = null
     let under: Key = keys[0]
     try {
@@ -241,6 +252,8 @@ export class ClusterKeyring {
     } catch (error) {
       unbox?.finalize()
       choice.resolve(null)
+      // Timed out, aborted, or reset before the key was proven.
+      if (!reported) this.#events.refused(host, `the handshake failed before the key was proven: ${(error as Error).message}`)
       connection.abort(error as Error)
       throw error
     } finally {
@@ -316,9 +329,12 @@ function delay (ms: number): Promise<void> {
 class Reader {
   readonly #it: AsyncIterator<Uint8Array | Uint8ArrayList>
   readonly #buffer = new Uint8ArrayList()
+  readonly #failed: Promise<never>
 
-  constructor (source: AsyncIterable<Uint8Array | Uint8ArrayList>) {
+  // `failed` rejects to end a read that is waiting (a timeout, an abort).
+  constructor (source: AsyncIterable<Uint8Array | Uint8ArrayList>, failed: Promise<never>) {
     this.#it = source[Symbol.asyncIterator]()
+    this.#failed = failed
   }
 
   get buffered (): number {
@@ -328,7 +344,7 @@ class Reader {
   // The next n bytes; null if the source ends first.
   async read (n: number): Promise<Uint8Array | null> {
     while (this.#buffer.byteLength < n) {
-      const next = await this.#it.next()
+      const next = await Promise.race([this.#it.next(), this.#failed])
       if (next.done === true) return null
       this.#buffer.append(next.value)
     }

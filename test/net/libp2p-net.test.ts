@@ -12,6 +12,7 @@ import { createNet, generateIdentity, loadOrCreateIdentity, peekOverLibp2p } fro
 import { checkIdentity } from '../../agent/net/identity.ts'
 import { writeRawOverLibp2p } from '../../agent/net/client.ts'
 import type { GossipVerdict, Net } from '../../agent/net/types.ts'
+import { HANDSHAKE_TIMEOUT_MS, NONCE_BYTES } from '../../agent/net/keyring.ts'
 import type { ClusterKeys } from '../../agent/net/keyring.ts'
 import { clusterKeyId } from '../../agent/net/cluster-key.ts'
 import { createLibp2p } from 'libp2p'
@@ -89,7 +90,7 @@ type Node = {
   unreachable: string[]
   verdict: (text: string) => GossipVerdict
   peek: Uint8Array
-  refused: Array<{ what: string; peer: string }>
+  refused: Array<{ what: string; peer: string; detail?: string }>
 }
 
 async function startNode (cleanup: Cleanup, options: { psk?: Uint8Array, keys?: ClusterKeys, onKeySwitched?: (address: string, from: string, to: string) => void, dialTimeoutMs?: number, redialBackoffMs?: { min: number, max: number }, listen?: string[] } = {}): Promise<Node> {
@@ -119,7 +120,7 @@ async function startNode (cleanup: Cleanup, options: { psk?: Uint8Array, keys?: 
       onDisconnected: (peer) => { node.disconnected.push(peer) },
       onUnreachable: (peer) => { node.unreachable.push(peer) },
       onPeek: () => node.peek,
-      onRefused: (what, peer) => { node.refused.push({ what, peer }) }
+      onRefused: (what, peer, detail) => { node.refused.push({ what, peer, detail }) }
     }
   })
   cleanup.add(async () => { await net.stop() })
@@ -548,6 +549,23 @@ netTest('dropping a key keeps the connections made under it and refuses new ones
   assert.equal(both.net.clusterKeys(), { primary: clusterKeyId(NEW), previous: [] })
   const open = await startNode(cleanup)
   assert.throws(() => open.net.setClusterKeys({ primary: NEW, previous: [] }), /the cluster is open/)
+})
+
+netTest('a connection that stops short of its key proof is refused within the handshake timeout, and counted', async (cleanup) => {
+  const both = await startNode(cleanup, { keys: { primary: NEW, previous: [OLD] } })
+  const port = Number(/\/tcp\/(\d+)/.exec(both.net.addrs()[0])?.[1])
+  const { connect } = await import('node:net')
+  const socket = connect(port, '127.0.0.1')
+  cleanup.add(async () => { socket.destroy() })
+  socket.on('error', () => {})
+  socket.resume()
+  // A nonce and half a proof, then nothing.
+  socket.write(new Uint8Array(NONCE_BYTES + 4))
+  const started = performance.now()
+  await new Promise<void>((resolve) => socket.on('close', () => { resolve() }))
+  const tookMs = performance.now() - started
+  assert.ok(tookMs >= HANDSHAKE_TIMEOUT_MS - 100 && tookMs < HANDSHAKE_TIMEOUT_MS + PROMPT_MS, `closed after ${Math.round(tookMs)} ms`)
+  await waitFor('the refusal counted', () => both.refused.some((r) => r.what === 'cluster-key' && r.detail?.includes(`no key proof within ${HANDSHAKE_TIMEOUT_MS} ms`) === true))
 })
 
 netTest('a node of the previous release (pnet and the key proof) and a net holding its key speak both ways', async (cleanup) => {

@@ -4,7 +4,9 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { IncomingMessage } from 'node:http'
 import { BucketMap, TokenBucket } from '../../agent/core/token-bucket.ts'
-import { formatSwarmKey, generateClusterKey, parseSwarmKey } from '../../agent/net/cluster-key.ts'
+import { clusterKeyId, formatSwarmKey, generateClusterKey, parseSwarmKey } from '../../agent/net/cluster-key.ts'
+import { checkClusterKeys, keyIdsOf } from '../../agent/net/keyring.ts'
+import { clusterKeyProblem, packageKeyOf } from '../../agent/runtime/package.ts'
 import { HttpLimits } from '../../agent/runtime/http-limits.ts'
 import type { LimitName } from '../../agent/runtime/http-limits.ts'
 import { limitOfDecodeReason } from '../../agent/runtime/metrics.ts'
@@ -135,6 +137,36 @@ test('config: cluster key, allowlist, TLS and limits are checked by name', () =>
   assert.match(refusal(() => buildConfig({ limits: { perTerminal: 1 } }, {})), "unknown limits setting 'perTerminal'")
   assert.equal(parsePeerListFile('# ops team\n12D3KooWAbCdEfGhJkLmNpQrStUvWxYz123456789abcdefghijk  # box 1\n\n', 'allow.txt'), ['12D3KooWAbCdEfGhJkLmNpQrStUvWxYz123456789abcdefghijk'])
   assert.match(refusal(() => parsePeerListFile('hello\n', 'allow.txt')), 'allowlist file allow.txt')
+})
+
+test('config: previous cluster keys are file paths, at most 4, and only beside a cluster key', () => {
+  assert.equal(buildConfig({ clusterKey: 'new.key', clusterKeyPrevious: ['old.key'] }, {}).clusterKeyPrevious, ['old.key'])
+  assert.equal(buildConfig({ clusterKey: 'new.key' }, { clusterKeyPrevious: 'a.key, b.key' }).clusterKeyPrevious, ['a.key', 'b.key'])
+  assert.equal(buildConfig({}, {}).clusterKeyPrevious, [])
+  const refusal = (fn: () => unknown): string => {
+    try { fn() } catch (error) { assert.instance(error, ConfigError); return (error as Error).message }
+    return assert.unreachable('expected a ConfigError') as never
+  }
+  assert.match(refusal(() => buildConfig({ clusterKeyPrevious: ['old.key'] }, {})), "'clusterKeyPrevious' needs 'clusterKey'")
+  assert.match(refusal(() => buildConfig({ clusterKey: 'k', clusterKeyPrevious: ['1', '2', '3', '4', '5'] }, {})), 'at most 4')
+  assert.match(refusal(() => buildConfig({ clusterKey: 'k', clusterKeyPrevious: [7] }, {})), "'clusterKeyPrevious' must be a list of file paths")
+})
+
+test('cluster keys: a key given twice, a key of the wrong size or too many are refused; ids are 16 hex digits, the same as sealed packages carry', () => {
+  const a = generateClusterKey()
+  const b = generateClusterKey()
+  assert.not.throws(() => checkClusterKeys({ primary: a, previous: [b] }))
+  assert.throws(() => checkClusterKeys({ primary: a, previous: [a] }), /given twice/)
+  assert.throws(() => checkClusterKeys({ primary: a, previous: [b, b] }), /given twice/)
+  assert.throws(() => checkClusterKeys({ primary: a.subarray(0, 16), previous: [] }), /32 bytes/)
+  assert.throws(() => checkClusterKeys({ primary: a, previous: Array.from({ length: 5 }, () => generateClusterKey()) }), /at most 4/)
+  assert.match(clusterKeyId(a), /^[0-9a-f]{16}$/)
+  assert.is.not(clusterKeyId(a), clusterKeyId(b))
+  assert.is(clusterKeyId(a), packageKeyOf(a).id)
+  assert.equal(keyIdsOf({ primary: a, previous: [b] }), { primary: clusterKeyId(a), previous: [clusterKeyId(b)] })
+  // A package sealed under either key of a ring opens; under another key it is refused naming the ring's ids.
+  assert.is(clusterKeyProblem(packageKeyOf(b).id, [packageKeyOf(a), packageKeyOf(b)]), null)
+  assert.match(String(clusterKeyProblem(packageKeyOf(generateClusterKey()).id, [packageKeyOf(a), packageKeyOf(b)])), `this agent's are ${clusterKeyId(a)}, ${clusterKeyId(b)}`)
 })
 
 test.run()
