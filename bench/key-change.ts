@@ -24,11 +24,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createLibp2p } from 'libp2p'
-import type { Libp2p } from 'libp2p'
-import { multiaddr } from '@multiformats/multiaddr'
 import { EdgeClient } from '../agent/client/index.ts'
 import { formatSwarmKey, generateClusterKey } from '../agent/net/cluster-key.ts'
+import { timeDials } from '../agent/net/handshake-bench.ts'
 import { ClusterKeyring } from '../agent/net/keyring.ts'
 import { connectionStack } from '../agent/net/transport.ts'
 import { AgentProcess } from '../sim/processes.ts'
@@ -156,41 +154,16 @@ async function oneRun (method: KeyChangeRun['method'], round: number): Promise<K
   }
 }
 
-// Ms per dial and hang-up, median over `dials`, for each handshake, alternating
-// batches of 20.
+// Ms per dial and hang-up, median over `dials`, for each handshake.
 async function benchHandshake (dials: number): Promise<HandshakeResult> {
   const psk = generateClusterKey()
   const other = generateClusterKey()
-  const nodes: Libp2p[] = []
-  const node = async (stack: ReturnType<typeof connectionStack>): Promise<Libp2p> => {
-    // libp2p refuses more than 5 inbound connections per second from one host by default.
-    const n = await createLibp2p({ addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] }, connectionManager: { inboundConnectionThreshold: 1_000_000 }, ...stack })
-    nodes.push(n)
-    return n
-  }
-  try {
-    const pairs = {
-      previous: [await node(previousReleaseStack(psk)), await node(previousReleaseStack(psk))],
-      oneKey: [await node(connectionStack(psk)), await node(connectionStack(psk))],
-      twoKeys: [await node(connectionStack(psk)), await node(connectionStack(new ClusterKeyring({ primary: other, previous: [psk] }, { refused: () => {} })))]
-    }
-    const times: Record<keyof typeof pairs, number[]> = { previous: [], oneKey: [], twoKeys: [] }
-    for (let done = 0; done < dials; done += 20) {
-      for (const name of Object.keys(pairs) as Array<keyof typeof pairs>) {
-        const [from, to] = pairs[name]
-        const target = multiaddr(to.getMultiaddrs()[0].toString())
-        for (let i = 0; i < 20; i++) {
-          const t0 = performance.now()
-          const connection = await from.dial(target)
-          times[name].push(performance.now() - t0)
-          await connection.close()
-        }
-      }
-    }
-    return { dials, previousMs: median(times.previous), oneKeyMs: median(times.oneKey), twoKeysMs: median(times.twoKeys) }
-  } finally {
-    await Promise.all(nodes.map(async (n) => { await n.stop() }))
-  }
+  const times = await timeDials({
+    previous: [previousReleaseStack(psk), previousReleaseStack(psk)],
+    oneKey: [connectionStack(psk), connectionStack(psk)],
+    twoKeys: [connectionStack(psk), connectionStack(new ClusterKeyring({ primary: other, previous: [psk] }, { refused: () => {} }))]
+  }, dials)
+  return { dials, previousMs: median(times.previous), oneKeyMs: median(times.oneKey), twoKeysMs: median(times.twoKeys) }
 }
 
 export async function benchKeyChange (rounds = Number(process.env.BENCH_KEY_CHANGE_ROUNDS ?? 1)): Promise<KeyChangeResult> {

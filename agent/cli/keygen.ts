@@ -4,7 +4,7 @@
 // `edge-agent keygen --deployer`: a deployer's Ed25519 signing key (deploy.ts).
 
 import { closeSync, constants, fchmodSync, fsyncSync, openSync, writeSync } from 'node:fs'
-import { formatSwarmKey, generateClusterKey } from '../net/cluster-key.ts'
+import { clusterKeyId, formatSwarmKey, generateClusterKey } from '../net/cluster-key.ts'
 import { parseFlags, UsageError } from './args.ts'
 import { DEFAULT_DEPLOYER_KEY, writeDeployerKey } from './deploy.ts'
 
@@ -58,7 +58,8 @@ export async function runKeygen (argv: string[]): Promise<number> {
   }
   const out = typeof values.out === 'string' ? values.out : DEFAULT_KEY_FILE
   if (out === '') throw new UsageError('--out needs a file name')
-  const text = formatSwarmKey(generateClusterKey())
+  const key = generateClusterKey()
+  const text = formatSwarmKey(key)
   if (out === '-') {
     process.stdout.write(text)
     return 0
@@ -83,6 +84,6 @@ export async function runKeygen (argv: string[]): Promise<number> {
   } finally {
     closeSync(fd)
   }
-  process.stderr.write(`edge-agent keygen: wrote a cluster key to ${out} (mode 0600); start every agent with --cluster-key ${out}\n`)
+  process.stderr.write(`edge-agent keygen: wrote a cluster key to ${out} (mode 0600, key id ${clusterKeyId(key)}); start every agent with --cluster-key ${out}, or move a running cluster to it (README, "Changing the cluster key")\n`)
   return 0
 }

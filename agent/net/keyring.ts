@@ -90,8 +90,10 @@ export class ClusterKeyring {
   readonly #outbound = new WeakSet<object>()
   // Address → the key a peer there answered under, and until when to use it.
   readonly #dialKeys = new Map<string, { id: string; untilMs: number }>()
-  // Address of each connection past the handshake → the id of its key.
-  readonly #live = new Map<string, string>()
+  // Address of each connection past the handshake → the id of its key (and the
+  // connection's own token, so that a connection closing late does not take
+  // the entry of a newer one to the same address).
+  readonly #live = new Map<string, { id: string; token: object }>()
   readonly #now: () => number
 
   constructor (keys: ClusterKeys, events: KeyringEvents, now: () => number = () => performance.now()) {
@@ -117,19 +119,19 @@ export class ClusterKeyring {
 
   // The key id of the connection at this remote address, null if none is known.
   keyOf (address: string): string | null {
-    return this.#live.get(addressKey(address)) ?? null
+    return this.#live.get(addressKey(address))?.id ?? null
   }
 
   // Addresses of connections made under a key the ring no longer holds.
   liveUnder (): Set<string> {
     const held = new Set(this.#keys.map((k) => k.id))
-    return new Set([...this.#live].filter(([, id]) => !held.has(id)).map(([address]) => address))
+    return new Set([...this.#live].filter(([, entry]) => !held.has(entry.id)).map(([address]) => address))
   }
 
   // How many connections are open under each key id.
   liveCounts (): Map<string, number> {
     const counts = new Map<string, number>()
-    for (const id of this.#live.values()) counts.set(id, (counts.get(id) ?? 0) + 1)
+    for (const { id } of this.#live.values()) counts.set(id, (counts.get(id) ?? 0) + 1)
     return counts
   }
 
@@ -261,7 +263,12 @@ export class ClusterKeyring {
       options?.signal?.removeEventListener('abort', onAbort)
     }
     const live = this.#live
-    live.set(address, under.id)
+    const token = {}
+    live.set(address, { id: under.id, token })
+    // Whichever ends first: our writing (the socket closed, or the layers
+    // above closed it) or their reading.
+    const gone = (): void => { if (live.get(address)?.token === token) live.delete(address) }
+    written.then(gone, gone)
     const decrypt = unbox as XSalsa20
     return {
       ...connection,
@@ -274,7 +281,7 @@ export class ClusterKeyring {
           for await (const chunk of reader.rest()) yield decrypt.update(chunk)
         } finally {
           decrypt.finalize()
-          live.delete(address)
+          gone()
         }
       })()
     }

@@ -318,8 +318,9 @@ export class Agent {
   // SIGHUP (`systemctl reload`): applies what can change while the agent runs,
   // from `next` (the configuration built again from the same file and flags):
   // the TLS certificate and key (a renewed certificate), the allowlist (peers
-  // taken off it are hung up on), the trusted deployer keys (for packages from
-  // now on; packages running keep running) and the log level. Everything is
+  // taken off it are hung up on), the cluster keys (for connections from now
+  // on), the trusted deployer keys (for packages from now on; packages running
+  // keep running) and the log level. Everything is
   // read and checked before anything changes: a bad file changes nothing and
   // throws, saying why. Returns the keys applied, and those that differ but
   // need a restart (listen, services, limits…), which are left as they are.

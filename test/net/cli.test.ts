@@ -163,8 +163,8 @@ timedTest('four agents with services and places converge; each lists all four al
 
   for (const agent of agents) {
     assert.is(agent.events[0].incarnation, 1, `${agent.name} starts at incarnation 1`)
-    const health = await getJson<{ ok: boolean; id: string; incarnation: number; joining: boolean }>(`${agent.http}/v1/health`)
-    assert.equal(health, { ok: true, id: agent.id, incarnation: 1, joining: false }, `${agent.name}'s /v1/health${refutations(agent)}`)
+    const health = await getJson<{ ok: boolean; id: string; incarnation: number; joining: boolean; clusterKeys: null }>(`${agent.http}/v1/health`)
+    assert.equal(health, { ok: true, id: agent.id, incarnation: 1, joining: false, clusterKeys: null }, `${agent.name}'s /v1/health${refutations(agent)}`)
   }
   for (const agent of agents) {
     const view = await membersOf(agent)

@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EdgeClient } from '../../agent/client/index.ts'
-import { clusterKeyId, formatSwarmKey, generateClusterKey } from '../../agent/net/cluster-key.ts'
+import { clusterKeyId, formatSwarmKey, generateClusterKey, readClusterKeyFile } from '../../agent/net/cluster-key.ts'
 import { AgentProcess, runCli } from '../../sim/processes.ts'
 import type { AgentEventLine } from '../../sim/processes.ts'
 import { ContinuousWriter } from '../../sim/writer.ts'
@@ -151,6 +151,10 @@ test('a cluster moves to a new key with two rounds of reloads: no takeover, no s
     assert.match(peek.stdout.split('\n')[0], /LAST HEARD\s+KEY$/)
     assert.is(await metric(agents[0], new RegExp(`^edge_agent_cluster_key\\{key="${newId}",role="primary"\\} (\\d+)`, 'm')), 1)
     assert.ok(late.running)
+    // keygen names the id of the key it writes, as the metrics and logs do.
+    const made = await runCli(['keygen', '--cluster', '--out', join(dir, 'next.key')])
+    assert.is(made.code, 0, made.stderr)
+    assert.match(made.stderr, `key id ${clusterKeyId(readClusterKeyFile(join(dir, 'next.key')))}`)
   } finally {
     for (const writer of writers) writer.stopped = true
     await Promise.all(agents.map(async (a) => {
