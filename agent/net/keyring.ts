@@ -26,7 +26,7 @@
 // wraps TCP's dial so that the upgrader it hands the new connection marks it.
 //
 // The ring can be replaced while the agent runs (setKeys); connections made
-// under a key it no longer holds are for the caller to hang up (liveUnder).
+// under a key it no longer holds carry on (openUnderDropped counts them).
 
 import { randomBytes } from 'node:crypto'
 import type { AbortOptions, ConnectionProtector, MultiaddrConnection, Transport, Upgrader } from '@libp2p/interface'
@@ -58,10 +58,6 @@ export type KeyringEvents = {
   switched?: (address: string, from: string, to: string) => void
 }
 
-export function keyIdsOf (keys: ClusterKeys): { primary: string; previous: string[] } {
-  return { primary: clusterKeyId(keys.primary), previous: keys.previous.map(clusterKeyId) }
-}
-
 // Throws, saying why, on a ring the agent cannot use.
 export function checkClusterKeys (keys: ClusterKeys): void {
   for (const key of [keys.primary, ...keys.previous]) {
@@ -75,7 +71,7 @@ export function checkClusterKeys (keys: ClusterKeys): void {
 
 // A remote address without its /p2p/ part: what a connection is known by here
 // and on libp2p's Connection (which appends the peer id once it is proven).
-export function addressKey (address: string): string {
+function addressKey (address: string): string {
   return address.replace(/\/p2p\/[^/]+$/, '')
 }
 
@@ -108,8 +104,8 @@ export class ClusterKeyring {
   }
 
   // Replaces the ring. Connections made under a key it no longer holds carry on
-  // until the caller hangs them up (liveUnder names them). Throws, changing
-  // nothing, on a ring checkClusterKeys refuses.
+  // (openUnderDropped counts them). Throws, changing nothing, on a ring
+  // checkClusterKeys refuses.
   setKeys (keys: ClusterKeys): void {
     checkClusterKeys(keys)
     this.#keys = prepare(keys)
@@ -122,10 +118,10 @@ export class ClusterKeyring {
     return this.#live.get(addressKey(address))?.id ?? null
   }
 
-  // Addresses of connections made under a key the ring no longer holds.
-  liveUnder (): Set<string> {
+  // Open connections made under a key the ring no longer holds.
+  openUnderDropped (): number {
     const held = new Set(this.#keys.map((k) => k.id))
-    return new Set([...this.#live].filter(([, entry]) => !held.has(entry.id)).map(([address]) => address))
+    return [...this.#live.values()].filter((entry) => !held.has(entry.id)).length
   }
 
   // How many connections are open under each key id.

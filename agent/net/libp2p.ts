@@ -357,7 +357,7 @@ class Libp2pNet implements Net {
   setClusterKeys (keys: ClusterKeys): number {
     if (this.keyring === null) throw new Error('the cluster is open (no cluster key); a restart makes it private')
     this.keyring.setKeys(keys)
-    return this.keyring.liveUnder().size
+    return this.keyring.openUnderDropped()
   }
 
   connectionKey (peer: string): string | null {
