@@ -16,7 +16,9 @@
 // And the handshake's cost: a libp2p node dials another and hangs up, again and
 // again, with the handshake of the previous release (@libp2p/pnet and the key
 // proof), this one with one key, and this one with the dialled node holding two
-// keys (the dialler's is the second it tries). Batches alternate; medians.
+// keys (the dialler's is the second it tries). Batches alternate; medians. And
+// the bytes per second of one stream over a private connection, the previous
+// release's handshake against this one's (an open connection for scale).
 //
 //   node bench/key-change.ts          (BENCH_KEY_CHANGE_ROUNDS=1 round per way)
 
@@ -26,7 +28,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { EdgeClient } from '../agent/client/index.ts'
 import { formatSwarmKey, generateClusterKey } from '../agent/net/cluster-key.ts'
-import { timeDials } from '../agent/net/handshake-bench.ts'
+import { streamRates, timeDials } from '../agent/net/handshake-bench.ts'
 import { ClusterKeyring } from '../agent/net/keyring.ts'
 import { connectionStack } from '../agent/net/transport.ts'
 import { AgentProcess } from '../sim/processes.ts'
@@ -48,7 +50,12 @@ export type KeyChangeRun = {
   problems: string[]
   loadAverage: number
 }
-export type HandshakeResult = { dials: number; previousMs: number; oneKeyMs: number; twoKeysMs: number }
+export type HandshakeResult = {
+  dials: number; previousMs: number; oneKeyMs: number; twoKeysMs: number
+  // MB/s of one stream over a private connection (median of the rounds), and
+  // over an open one for scale; absent in results from before it was measured.
+  streamMb?: number; previousMBps?: number; thisMBps?: number; openMBps?: number
+}
 export type KeyChangeResult = { nodes: number; sessions: number; gapMs: number; runs: KeyChangeRun[]; handshake: HandshakeResult }
 
 const NODES = 3
@@ -163,7 +170,22 @@ async function benchHandshake (dials: number): Promise<HandshakeResult> {
     oneKey: [connectionStack(psk), connectionStack(psk)],
     twoKeys: [connectionStack(psk), connectionStack(new ClusterKeyring({ primary: other, previous: [psk] }, { refused: () => {} }))]
   }, dials)
-  return { dials, previousMs: median(times.previous), oneKeyMs: median(times.oneKey), twoKeysMs: median(times.twoKeys) }
+  const streamMb = 128
+  const rates = await streamRates({
+    previous: () => [previousReleaseStack(psk), previousReleaseStack(psk)],
+    this: () => [connectionStack(psk), connectionStack(psk)],
+    open: () => [connectionStack(undefined), connectionStack(undefined)]
+  }, streamMb, 3)
+  return {
+    dials,
+    previousMs: median(times.previous),
+    oneKeyMs: median(times.oneKey),
+    twoKeysMs: median(times.twoKeys),
+    streamMb,
+    previousMBps: median(rates.previous),
+    thisMBps: median(rates.this),
+    openMBps: median(rates.open)
+  }
 }
 
 export async function benchKeyChange (rounds = Number(process.env.BENCH_KEY_CHANGE_ROUNDS ?? 1)): Promise<KeyChangeResult> {
@@ -193,6 +215,9 @@ export function keyChangeMarkdown (r: KeyChangeResult): string[] {
     `The check after each run: ${r.runs.reduce((n, x) => n + x.acknowledged, 0)} acknowledged appends, ${problems.length === 0 ? 'every one present once, in order' : 'PROBLEMS: ' + problems.join('; ')}.`, '',
     `Handshake, ms per dial (TCP, the private network's handshake, noise, yamux) and hang-up on loopback, median of ${h.dials}: the previous release's (@libp2p/pnet) ${fmt(h.previousMs, 2)}, ` +
     `this one with one key ${fmt(h.oneKeyMs, 2)} (${fmt(h.oneKeyMs / h.previousMs, 2)}×), with the dialled agent holding two keys, the dialler's its second, ${fmt(h.twoKeysMs, 2)} (${fmt(h.twoKeysMs / h.previousMs, 2)}×).`)
+  if (h.previousMBps !== undefined && h.thisMBps !== undefined && h.openMBps !== undefined) {
+    lines.push('', `One stream over a private connection, ${h.streamMb ?? '?'} MB in 16-KiB writes, median MB/s of 3 rounds alternating: the previous release's ${fmt(h.previousMBps)}, this one ${fmt(h.thisMBps)} (${fmt(h.thisMBps / h.previousMBps, 2)}×); an open connection, for scale, ${fmt(h.openMBps)}.`)
+  }
   return lines
 }
 
