@@ -31,7 +31,7 @@ import { formatSwarmKey, generateClusterKey } from '../agent/net/cluster-key.ts'
 import { streamRates, timeDials } from '../agent/net/handshake-bench.ts'
 import { ClusterKeyring } from '../agent/net/keyring.ts'
 import { connectionStack } from '../agent/net/transport.ts'
-import { AgentProcess } from '../sim/processes.ts'
+import { AgentProcess, killAll } from '../sim/processes.ts'
 import { ContinuousWriter } from '../sim/writer.ts'
 import { previousReleaseStack } from '../test/fixtures/pnet-release.ts'
 import { fmt, log, median, sleep } from './lib.ts'
@@ -153,10 +153,7 @@ async function oneRun (method: KeyChangeRun['method'], round: number): Promise<K
     }
   } finally {
     for (const writer of writers) writer.stopped = true
-    await Promise.all(agents.map(async (a) => {
-      a.signal('SIGKILL')
-      await a.exited
-    }))
+    await killAll(agents)
     rmSync(dir, { recursive: true, force: true })
   }
 }

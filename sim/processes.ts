@@ -189,6 +189,16 @@ export type CliResult = { code: number | null; signal: NodeJS.Signals | null; st
 
 // Runs `edge-agent <args>` to its end: a peek, or a start that should refuse. A
 // command still running after `timeoutMs` is killed, which `signal` then shows.
+// Kills every agent (a frozen one too) and waits until each has exited: the
+// end of a test or a run, whatever state it left them in.
+export async function killAll (agents: AgentProcess[]): Promise<void> {
+  await Promise.all(agents.map(async (a) => {
+    a.signal('SIGCONT')
+    a.signal('SIGKILL')
+    await a.exited
+  }))
+}
+
 export function runCli (args: string[], timeoutMs = 20_000): Promise<CliResult> {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   live.add(child)
@@ -313,11 +323,7 @@ export class LocalCluster {
   }
 
   async destroy (): Promise<void> {
-    await Promise.all(this.agents.map(async (a) => {
-      a.signal('SIGCONT')
-      a.signal('SIGKILL')
-      await a.exited
-    }))
+    await killAll(this.agents)
     rmSync(this.baseDir, { recursive: true, force: true })
   }
 }

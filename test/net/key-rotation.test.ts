@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EdgeClient } from '../../agent/client/index.ts'
 import { clusterKeyId, formatSwarmKey, generateClusterKey, readClusterKeyFile } from '../../agent/net/cluster-key.ts'
-import { AgentProcess, runCli } from '../../sim/processes.ts'
+import { AgentProcess, killAll, runCli } from '../../sim/processes.ts'
 import type { AgentEventLine } from '../../sim/processes.ts'
 import { ContinuousWriter } from '../../sim/writer.ts'
 import { until, within } from '../fixtures/timeout.ts'
@@ -157,10 +157,7 @@ test('a cluster moves to a new key with two rounds of reloads: no takeover, no s
     assert.match(made.stderr, `key id ${clusterKeyId(readClusterKeyFile(join(dir, 'next.key')))}`)
   } finally {
     for (const writer of writers) writer.stopped = true
-    await Promise.all(agents.map(async (a) => {
-      a.signal('SIGKILL')
-      await a.exited
-    }))
+    await killAll(agents)
     rmSync(dir, { recursive: true, force: true })
   }
 })(), TIMEOUT_MS))

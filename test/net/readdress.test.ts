@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EdgeClient } from '../../agent/client/index.ts'
 import { NetnsLab, netnsUnavailable } from '../../sim/netns.ts'
-import { AgentProcess } from '../../sim/processes.ts'
+import { AgentProcess, killAll } from '../../sim/processes.ts'
 import { ContinuousWriter } from '../../sim/writer.ts'
 import { within } from '../fixtures/timeout.ts'
 
@@ -131,10 +131,7 @@ test('an agent whose box changes address announces the new one; the cluster foll
     assert.equal(await writer.check(), [])
   } finally {
     if (writer !== null) writer.stopped = true
-    await Promise.all(agents.map(async (a) => {
-      a.signal('SIGKILL')
-      await a.exited
-    }))
+    await killAll(agents)
     lab.destroy()
     rmSync(dir, { recursive: true, force: true })
   }

@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { AgentProcess } from '../../sim/processes.ts'
+import { AgentProcess, killAll } from '../../sim/processes.ts'
 import { within } from '../fixtures/timeout.ts'
 
 const TIMEOUT_MS = 90_000
@@ -104,10 +104,7 @@ test('SIGHUP: a renewed certificate is served, a peer taken off the allowlist is
     await until('the peer no longer sees the agent alive', async () => (await peer.members()).some((m) => m.id === agent.id && m.status !== 'alive'), 20_000)
     assert.ok(agent.running)
   } finally {
-    await Promise.all(agents.map(async (a) => {
-      a.signal('SIGKILL')
-      await a.exited
-    }))
+    await killAll(agents)
     rmSync(dir, { recursive: true, force: true })
   }
 })(), TIMEOUT_MS))
